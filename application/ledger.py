@@ -1,0 +1,486 @@
+"""The income ledger application: command methods that change payments and funds, and query
+methods that return plain values.
+
+Each command loads the aggregates it needs, asks the domain to decide, checks the ledger's
+invariants on the new events and saves them in one transaction. Optimistic concurrency comes
+from the event store: two writers of the same payment version cannot both commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Notification
+from sqlalchemy.orm import Session
+
+from application.payer_details import (
+    PayerDetails,
+    erase_payer_details,
+    load_payer_details,
+    save_payer_details,
+)
+from domain.errors import ConcurrentUpdate, IdempotencyKeyReused, InvalidRequest, PaymentNotFound
+from domain.funds import Fund, FundChart
+from domain.payment import (
+    AllocationRequest,
+    Channel,
+    Payment,
+    ReversalKind,
+    payment_id_for,
+)
+from domain.postings import effective_at, postings_for
+from domain.references import normalise_reference
+
+MAX_BATCH_SIZE = 10_000
+SYSTEM_ACTOR = "system"
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who asks, and the key that makes a retried request safe."""
+
+    actor: str
+    idempotency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.actor or not self.actor.strip():
+            raise InvalidRequest("every command needs an actor: who is doing this")
+        if self.idempotency_key is not None and not 1 <= len(self.idempotency_key) <= 200:
+            raise InvalidRequest("an idempotency key must be 1 to 200 characters")
+
+
+@dataclass(frozen=True)
+class RecordPayment:
+    channel: str
+    amount_pence: int
+    reference: str
+    received_at: datetime | None = None
+    fund_code: str | None = None
+    external_id: str | None = None
+    payer: PayerDetails | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of a command: the payment it concerned and whether anything was recorded.
+
+    `position` is the notification id of the last event recorded (None when the command was a
+    repeat and recorded nothing), for read-your-writes against the projections.
+    """
+
+    payment_id: UUID
+    recorded: bool
+    position: int | None
+    payment: dict[str, Any] = field(repr=False)
+
+
+def fingerprint(command: str, **arguments: Any) -> str:
+    """A stable digest of a command and its arguments, to tell a retry from a new request."""
+    canonical = json.dumps({"command": command, **arguments}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class IncomeLedger(Application):
+    """Records receipts and every later move of their money, as immutable events."""
+
+    name = "Ledger"
+
+    # ---- funds ----------------------------------------------------------------------------
+
+    def add_fund(self, fund: Fund, ctx: CommandContext, reason: str = "new fund") -> int | None:
+        return self._change_chart(lambda chart: chart.add_fund(fund, ctx.actor, reason))
+
+    def amend_fund(
+        self, code: str, changes: dict[str, Any], ctx: CommandContext, reason: str
+    ) -> int | None:
+        return self._change_chart(lambda chart: chart.amend_fund(code.upper(), changes,
+                                                                 ctx.actor, reason))
+
+    def disable_fund(self, code: str, ctx: CommandContext, reason: str) -> int | None:
+        return self._change_chart(lambda chart: chart.disable_fund(code.upper(), ctx.actor,
+                                                                   reason))
+
+    def enable_fund(self, code: str, ctx: CommandContext, reason: str) -> int | None:
+        return self._change_chart(lambda chart: chart.enable_fund(code.upper(), ctx.actor,
+                                                                  reason))
+
+    def chart(self) -> FundChart:
+        try:
+            return self.repository.get(FundChart.create_id())
+        except AggregateNotFoundError:
+            return FundChart.open(actor=SYSTEM_ACTOR)
+
+    def funds(self) -> list[dict[str, Any]]:
+        return [fund.to_dict() for fund in sorted(self.chart().funds.values(),
+                                                  key=lambda f: f.code)]
+
+    def fund(self, code: str) -> dict[str, Any]:
+        return self.chart().fund(code).to_dict()
+
+    def _change_chart(self, change: Callable[[FundChart], None]) -> int | None:
+        chart = self.chart()
+        change(chart)
+        try:
+            return self._save(chart)
+        except IntegrityError:
+            raise ConcurrentUpdate(
+                "the chart of funds was changed by someone else at the same moment; retry"
+            ) from None
+
+    # ---- payments: commands ---------------------------------------------------------------
+
+    def record_payment(self, command: RecordPayment, ctx: CommandContext) -> Outcome:
+        """Record a receipt once; a repeat of the same external payment returns the first."""
+        payment = self._new_payment(command, ctx, self.chart())
+        existing = self._existing_payment(payment.id, ctx)
+        if existing is not None:
+            return existing
+        try:
+            with self._transaction() as session:
+                if command.payer is not None and not command.payer.is_empty():
+                    save_payer_details(session, payment.id, command.payer, payment.created_on)
+                position = self._save(payment)
+        except IntegrityError:
+            existing = self._existing_payment(payment.id, ctx)
+            if existing is None:
+                raise ConcurrentUpdate("the payment could not be recorded; retry") from None
+            return existing
+        return Outcome(payment.id, True, position, self.payment_view(payment))
+
+    def record_payments(
+        self, commands: Sequence[RecordPayment], ctx: CommandContext
+    ) -> list[Outcome]:
+        """Record a batch (a channel's daily file) all or nothing, skipping known payments."""
+        if len(commands) > MAX_BATCH_SIZE:
+            raise InvalidRequest(f"a batch holds at most {MAX_BATCH_SIZE} payments; split it")
+        chart = self.chart()
+        payments = [self._new_payment(command, ctx, chart) for command in commands]
+        ids = [payment.id for payment in payments]
+        if len(set(ids)) != len(ids):
+            raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
+        known = {payment.id for payment in payments if payment.id in self.repository}
+        new = [payment for payment in payments if payment.id not in known]
+        position = None
+        try:
+            with self._transaction() as session:
+                for command, payment in zip(commands, payments, strict=True):
+                    if payment.id not in known and command.payer and not command.payer.is_empty():
+                        save_payer_details(session, payment.id, command.payer, payment.created_on)
+                position = self._save(*new) if new else None
+        except IntegrityError:
+            raise ConcurrentUpdate(
+                "another process recorded some of these payments at the same time; retry the "
+                "batch (payments already recorded will be skipped)"
+            ) from None
+        return [
+            Outcome(p.id, p.id not in known, position if p.id not in known else None,
+                    self.payment_view(p))
+            for p in payments
+        ]
+
+    def allocate(
+        self,
+        payment_id: UUID,
+        lines: Sequence[tuple[str, str, int]],
+        ctx: CommandContext,
+        reason: str = "allocated",
+        effective: datetime | None = None,
+    ) -> Outcome:
+        key = fingerprint("allocate", lines=[list(line) for line in lines], reason=reason)
+
+        def change(payment: Payment, chart: FundChart) -> None:
+            requests = [
+                (chart.enabled_fund(code), AllocationRequest(code.upper(), reference, amount))
+                for code, reference, amount in lines
+            ]
+            payment.allocate(requests, actor=ctx.actor, reason=reason,
+                             idempotency_key=ctx.idempotency_key, fingerprint=key,
+                             effective_at=effective)
+
+        return self._change_payment(payment_id, change)
+
+    def transfer(
+        self,
+        payment_id: UUID,
+        source: tuple[str, str],
+        target: tuple[str, str],
+        amount_pence: int,
+        ctx: CommandContext,
+        reason: str,
+        effective: datetime | None = None,
+    ) -> Outcome:
+        key = fingerprint("transfer", source=list(source), target=list(target),
+                          amount_pence=amount_pence, reason=reason)
+
+        def change(payment: Payment, chart: FundChart) -> None:
+            payment.transfer(
+                from_fund_code=source[0].upper(), from_reference=normalise_reference(source[1]),
+                to_fund=chart.enabled_fund(target[0]), to_reference=target[1],
+                amount_pence=amount_pence, actor=ctx.actor, reason=reason,
+                idempotency_key=ctx.idempotency_key, fingerprint=key, effective_at=effective,
+            )
+
+        return self._change_payment(payment_id, change)
+
+    def refund(
+        self,
+        payment_id: UUID,
+        amount_pence: int,
+        ctx: CommandContext,
+        reason: str,
+        source: tuple[str, str] | None = None,
+        effective: datetime | None = None,
+    ) -> Outcome:
+        key = fingerprint("refund", amount_pence=amount_pence, reason=reason,
+                          source=list(source) if source else None)
+
+        def change(payment: Payment, _: FundChart) -> None:
+            payment.refund(
+                amount_pence=amount_pence, actor=ctx.actor, reason=reason,
+                fund_code=source[0].upper() if source else None,
+                reference=source[1] if source else None,
+                idempotency_key=ctx.idempotency_key, fingerprint=key, effective_at=effective,
+            )
+
+        return self._change_payment(payment_id, change)
+
+    def reverse(
+        self,
+        payment_id: UUID,
+        kind: str,
+        ctx: CommandContext,
+        reason: str,
+        effective: datetime | None = None,
+    ) -> Outcome:
+        reversal = ReversalKind.parse(kind)
+        key = fingerprint("reverse", kind=reversal.value, reason=reason)
+
+        def change(payment: Payment, _: FundChart) -> None:
+            payment.reverse(kind=reversal, actor=ctx.actor, reason=reason,
+                            idempotency_key=ctx.idempotency_key, fingerprint=key,
+                            effective_at=effective)
+
+        return self._change_payment(payment_id, change)
+
+    def note(self, payment_id: UUID, text: str, ctx: CommandContext) -> Outcome:
+        key = fingerprint("note", text=text)
+
+        def change(payment: Payment, _: FundChart) -> None:
+            payment.note(text, actor=ctx.actor, idempotency_key=ctx.idempotency_key,
+                         fingerprint=key)
+
+        return self._change_payment(payment_id, change)
+
+    def erase_payer_details(self, payment_id: UUID, ctx: CommandContext, reason: str) -> Outcome:
+        """Erase personal data on request; the amounts and their history stay intact."""
+        payment = self._payment(payment_id)
+        with self._transaction() as session:
+            erased = erase_payer_details(session, payment_id)
+            if not erased:
+                return Outcome(payment.id, False, None, self.payment_view(payment))
+            payment.record_payer_details_erased(actor=ctx.actor, reason=reason)
+            position = self._save(payment)
+        return Outcome(payment.id, True, position, self.payment_view(payment))
+
+    # ---- payments: queries ----------------------------------------------------------------
+
+    def get_payment(self, payment_id: UUID) -> dict[str, Any]:
+        """A payment with its allocations, status, payer details and full history."""
+        payment = self._payment(payment_id)
+        view = self.payment_view(payment)
+        with self._transaction(commit=False) as session:
+            payer = load_payer_details(session, payment_id)
+        view["payer"] = None if payer is None else {
+            k: v for k, v in vars(payer).items() if v is not None
+        }
+        view["history"] = self.payment_history(payment_id)
+        return view
+
+    def payment_history(self, payment_id: UUID) -> list[dict[str, Any]]:
+        return [describe_event(event) for event in self.repository.event_store.get(payment_id)]
+
+    def find_payment(self, channel: str, external_id: str) -> UUID | None:
+        payment_id = payment_id_for(Channel.parse(channel), external_id, None)
+        return payment_id if payment_id in self.repository else None
+
+    @staticmethod
+    def payment_view(payment: Payment) -> dict[str, Any]:
+        return {
+            "payment_id": str(payment.id),
+            "channel": payment.channel,
+            "amount_pence": payment.amount_pence,
+            "reference": payment.reference,
+            "fund_hint": payment.fund_hint,
+            "external_id": payment.external_id,
+            "received_at": payment.received_at.isoformat(),
+            "recorded_at": payment.created_on.isoformat(),
+            "recorded_by": payment.recorded_by,
+            "status": payment.status.value,
+            "suspense_reason": payment.suspense_reason if payment.unallocated_pence else None,
+            "allocated_pence": payment.allocated_pence,
+            "unallocated_pence": payment.unallocated_pence,
+            "refunded_pence": payment.refunded_pence,
+            "reversed_pence": payment.reversed_pence,
+            "allocations": [
+                {
+                    "fund_code": line.fund_code,
+                    "reference": line.reference,
+                    "amount_pence": line.amount_pence,
+                    "vat_pence": line.vat_pence,
+                }
+                for line in payment.lines_with_money()
+            ],
+            "version": payment.version,
+        }
+
+    # ---- the event log --------------------------------------------------------------------
+
+    def max_position(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def read_events(self, after: int = 0, page_size: int = 1000) -> Iterator[tuple[int, Any]]:
+        """Every domain event in recording order with its position, read in bounded pages."""
+        while True:
+            notifications: list[Notification] = self.recorder.select_notifications(
+                start=after, limit=page_size, inclusive_of_start=False
+            )
+            for notification in notifications:
+                yield notification.id, self.mapper.to_domain_event(notification)
+            if len(notifications) < page_size:
+                return
+            after = notifications[-1].id
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        super().close()
+        engine = getattr(getattr(self.recorder, "datastore", None), "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+    def _new_payment(self, command: RecordPayment, ctx: CommandContext, chart: FundChart
+                     ) -> Payment:
+        channel = Channel.parse(command.channel)
+        match = chart.match(command.reference, command.fund_code)
+        fund = chart.funds[match.fund_code] if match.fund_code else None
+        return Payment.receive(
+            channel=channel,
+            amount_pence=command.amount_pence,
+            received_at=command.received_at or datetime.now(UTC),
+            reference=command.reference,
+            fund_hint=command.fund_code,
+            external_id=command.external_id,
+            match=match,
+            fund=fund,
+            actor=ctx.actor,
+            idempotency_key=ctx.idempotency_key,
+            fingerprint=fingerprint(
+                "record", channel=command.channel, amount_pence=command.amount_pence,
+                reference=command.reference, fund_code=command.fund_code,
+                external_id=command.external_id,
+                received_at=command.received_at.isoformat() if command.received_at else None,
+            ),
+        )
+
+    def _existing_payment(self, payment_id: UUID, ctx: CommandContext) -> Outcome | None:
+        """A payment already recorded under this id, or None.
+
+        An external id identifies the money itself, so a repeat delivery returns the first
+        payment whatever it says. An idempotency key without an external id must come with the
+        same request, or it is refused.
+        """
+        try:
+            payment: Payment = self.repository.get(payment_id)
+        except AggregateNotFoundError:
+            return None
+        if payment.external_id is None and ctx.idempotency_key and (
+            ctx.idempotency_key not in payment.commands
+        ):
+            raise IdempotencyKeyReused("idempotency key was used for another payment")
+        return Outcome(payment.id, False, None, self.payment_view(payment))
+
+    def _change_payment(
+        self, payment_id: UUID, change: Callable[[Payment, FundChart], None]
+    ) -> Outcome:
+        payment = self._payment(payment_id)
+        change(payment, self.chart())
+        position = self._save(payment)
+        return Outcome(payment.id, position is not None, position, self.payment_view(payment))
+
+    def _payment(self, payment_id: UUID) -> Payment:
+        try:
+            payment = self.repository.get(payment_id)
+        except AggregateNotFoundError:
+            raise PaymentNotFound(f"no payment with id {payment_id}") from None
+        if not isinstance(payment, Payment):
+            raise PaymentNotFound(f"no payment with id {payment_id}")
+        payment.check_invariant()
+        return payment
+
+    def _save(self, *aggregates: Payment | FundChart) -> int | None:
+        """Save pending events after checking that each balances; returns the last position."""
+        for aggregate in aggregates:
+            for event in aggregate.pending_events:
+                postings_for(event)
+            if isinstance(aggregate, Payment):
+                aggregate.check_invariant()
+        if not any(aggregate.pending_events for aggregate in aggregates):
+            return None
+        creating = any(
+            a.pending_events and a.pending_events[0].originator_version == 1 for a in aggregates
+        )
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError:
+            if creating:
+                raise
+            raise ConcurrentUpdate(
+                "someone else changed this record at the same moment; nothing was saved. "
+                "Fetch it again and retry."
+            ) from None
+        return recordings[-1].notification.id if recordings else None
+
+    @contextmanager
+    def _transaction(self, commit: bool = True) -> Iterator[Session]:
+        with self.recorder.datastore.transaction(commit=commit) as session:  # type: ignore[attr-defined]
+            yield session
+
+
+def describe_event(event: Any) -> dict[str, Any]:
+    """One event as a person reads it in a history: what, who, why, when, and its postings."""
+    name = type(event).__name__
+    details = {
+        key: value
+        for key, value in vars(event).items()
+        if key not in {"originator_id", "originator_version", "timestamp", "originator_topic",
+                       "actor", "reason", "idempotency_key", "fingerprint"}
+    }
+    return {
+        "version": event.originator_version,
+        "action": name,
+        "recorded_at": event.timestamp.isoformat(),
+        "effective_at": effective_at(event).isoformat(),
+        "actor": getattr(event, "actor", None),
+        "reason": getattr(event, "reason", None),
+        "idempotency_key": getattr(event, "idempotency_key", None),
+        "details": json.loads(json.dumps(details, default=_json_default)),
+        "postings": [
+            {"account": p.account, "amount_pence": p.amount_pence, "fund_code": p.fund_code,
+             "reference": p.reference}
+            for p in postings_for(event)
+        ],
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

@@ -1,0 +1,115 @@
+"""Domain errors, each named for the rule it guards.
+
+Every error carries a message that says what was wrong and what to do about it, and a stable
+`code` that the CLI and the HTTP API hand on so that scripts need not parse sentences.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """A request broke a rule of the ledger; nothing was recorded."""
+
+    code = "ledger_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(LedgerError):
+    """The request itself is malformed (bad amount, missing reason, unknown channel)."""
+
+    code = "invalid_request"
+
+
+class InvalidAmount(InvalidRequest):
+    code = "invalid_amount"
+
+
+class ReasonRequired(InvalidRequest):
+    code = "reason_required"
+
+
+class UnknownChannel(InvalidRequest):
+    code = "unknown_channel"
+
+
+class CardNumberRejected(InvalidRequest):
+    code = "card_number_rejected"
+
+
+class InvalidEffectiveDate(InvalidRequest):
+    code = "invalid_effective_date"
+
+
+class InvalidFundDefinition(InvalidRequest):
+    code = "invalid_fund_definition"
+
+
+class NotFound(LedgerError):
+    code = "not_found"
+
+
+class UnknownFund(NotFound):
+    code = "unknown_fund"
+
+
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+
+
+class AllocationNotFound(NotFound):
+    code = "allocation_not_found"
+
+
+class RuleViolation(LedgerError):
+    """The request is well formed but the ledger's state does not allow it."""
+
+    code = "rule_violation"
+
+
+class FundAlreadyExists(RuleViolation):
+    code = "fund_already_exists"
+
+
+class FundDisabled(RuleViolation):
+    code = "fund_disabled"
+
+
+class InvalidReference(RuleViolation):
+    code = "invalid_reference"
+
+
+class AllocationExceedsUnallocated(RuleViolation):
+    code = "allocation_exceeds_unallocated"
+
+
+class TransferExceedsAllocation(RuleViolation):
+    code = "transfer_exceeds_allocation"
+
+
+class RefundExceedsRemaining(RuleViolation):
+    code = "refund_exceeds_remaining"
+
+
+class PaymentAlreadyReversed(RuleViolation):
+    code = "payment_already_reversed"
+
+
+class NothingToReverse(RuleViolation):
+    code = "nothing_to_reverse"
+
+
+class IdempotencyKeyReused(RuleViolation):
+    code = "idempotency_key_reused"
+
+
+class ConcurrentUpdate(LedgerError):
+    """Someone else changed the same record at the same moment; retrying is safe."""
+
+    code = "concurrent_update"
+
+
+class UnbalancedPostings(AssertionError):
+    """An event whose postings do not sum to zero: a defect, never a user error."""

@@ -1,0 +1,265 @@
+"""Funds and the chart of funds.
+
+The chart is one aggregate: fund configuration changes rarely, every payment consults all of
+it (to match a reference to exactly one fund), and one version number makes a change to the
+chart and a decision taken on the chart easy to order. Each change is an event of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import (
+    FundAlreadyExists,
+    FundDisabled,
+    InvalidFundDefinition,
+    InvalidReference,
+    UnknownFund,
+)
+from domain.references import ReferenceProblem, ReferenceRule, normalise_reference
+
+FUND_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://github.com/income-ledger/income-ledger")
+MAX_VAT_RATE_BASIS_POINTS = 10_000
+AMENDABLE_FIELDS = ("name", "vat_code", "vat_rate_basis_points", "cost_centre", "ledger_code",
+                    "reference_rule")
+
+
+@dataclass(frozen=True)
+class Fund:
+    """What money is for: its ledger codes, its VAT and its rule for payer references."""
+
+    code: str
+    name: str
+    vat_code: str
+    vat_rate_basis_points: int
+    cost_centre: str
+    ledger_code: str
+    reference_rule: ReferenceRule
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not FUND_CODE.match(self.code):
+            raise InvalidFundDefinition(
+                f"fund code {self.code!r} must be 1-16 capital letters, digits or _, "
+                "starting with a letter"
+            )
+        if not self.name.strip():
+            raise InvalidFundDefinition("a fund needs a name")
+        if not 0 <= self.vat_rate_basis_points <= MAX_VAT_RATE_BASIS_POINTS:
+            raise InvalidFundDefinition(
+                "vat_rate_basis_points must be between 0 and 10000 (2000 is 20%)"
+            )
+        if not self.cost_centre.strip() or not self.ledger_code.strip():
+            raise InvalidFundDefinition("a fund needs a cost centre and a ledger code")
+
+    def reference_problem(self, reference: str) -> ReferenceProblem | None:
+        return self.reference_rule.problem(reference)
+
+    def require_valid_reference(self, reference: str) -> None:
+        problem = self.reference_problem(reference)
+        if problem is not None:
+            raise InvalidReference(
+                f"reference {reference!r} is not valid for fund {self.code} ({problem}): "
+                f"expected {self.reference_rule.describe()}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "vat_code": self.vat_code,
+            "vat_rate_basis_points": self.vat_rate_basis_points,
+            "cost_centre": self.cost_centre,
+            "ledger_code": self.ledger_code,
+            "reference_rule": self.reference_rule.to_dict(),
+            "enabled": self.enabled,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fund:
+        try:
+            return cls(
+                code=str(data["code"]),
+                name=str(data["name"]),
+                vat_code=str(data.get("vat_code", "OS")),
+                vat_rate_basis_points=int(data.get("vat_rate_basis_points", 0)),
+                cost_centre=str(data["cost_centre"]),
+                ledger_code=str(data["ledger_code"]),
+                reference_rule=ReferenceRule.from_dict(data["reference_rule"]),
+                enabled=bool(data.get("enabled", True)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise InvalidFundDefinition(f"fund definition is incomplete or wrong: {error}") from None
+
+
+class SuspenseReason(StrEnum):
+    """Why a receipt could not be allocated when it arrived."""
+
+    INVALID_REFERENCE = "invalid_reference"
+    INVALID_CHECK_DIGIT = "invalid_check_digit"
+    UNKNOWN_FUND = "unknown_fund"
+    AMBIGUOUS = "ambiguous"
+    DISABLED_FUND = "disabled_fund"
+    NO_MATCHING_FUND = "no_matching_fund"
+    NO_REFERENCE = "no_reference"
+
+
+@dataclass(frozen=True)
+class Match:
+    """The outcome of matching a receipt's reference: a fund, or a reason for suspense."""
+
+    fund_code: str | None
+    suspense_reason: SuspenseReason | None
+    detail: str
+
+
+class FundChart(Aggregate):
+    """The council's chart of funds. There is one, with a well-known id."""
+
+    @staticmethod
+    def create_id() -> UUID:
+        return uuid5(LEDGER_NAMESPACE, "fund-chart")
+
+    class Opened(Aggregate.Created):
+        actor: str
+
+    class FundAdded(Aggregate.Event):
+        fund: dict[str, Any]
+        actor: str
+        reason: str
+
+        def apply(self, chart: FundChart) -> None:
+            chart.funds[self.fund["code"]] = Fund.from_dict(self.fund)
+
+    class FundAmended(Aggregate.Event):
+        code: str
+        changes: dict[str, Any]
+        actor: str
+        reason: str
+
+        def apply(self, chart: FundChart) -> None:
+            merged = chart.funds[self.code].to_dict() | self.changes
+            chart.funds[self.code] = Fund.from_dict(merged)
+
+    class FundDisabled(Aggregate.Event):
+        code: str
+        actor: str
+        reason: str
+
+        def apply(self, chart: FundChart) -> None:
+            chart.funds[self.code] = replace(chart.funds[self.code], enabled=False)
+
+    class FundEnabled(Aggregate.Event):
+        code: str
+        actor: str
+        reason: str
+
+        def apply(self, chart: FundChart) -> None:
+            chart.funds[self.code] = replace(chart.funds[self.code], enabled=True)
+
+    def __init__(self, actor: str) -> None:
+        self.funds: dict[str, Fund] = {}
+
+    @classmethod
+    def open(cls, actor: str) -> FundChart:
+        return cls._create(cls.Opened, actor=actor)
+
+    def add_fund(self, fund: Fund, actor: str, reason: str = "new fund") -> None:
+        if fund.code in self.funds:
+            raise FundAlreadyExists(f"fund {fund.code} already exists: amend it instead")
+        self.trigger_event(self.FundAdded, fund=fund.to_dict(), actor=actor, reason=reason)
+
+    def amend_fund(self, code: str, changes: dict[str, Any], actor: str, reason: str) -> None:
+        current = self.fund(code)
+        unknown = sorted(set(changes) - set(AMENDABLE_FIELDS))
+        if unknown:
+            raise InvalidFundDefinition(
+                f"cannot amend {', '.join(unknown)}; amendable fields are "
+                f"{', '.join(AMENDABLE_FIELDS)} (use disable/enable for the status)"
+            )
+        normalised = Fund.from_dict(current.to_dict() | changes).to_dict()
+        effective = {k: normalised[k] for k in changes if normalised[k] != current.to_dict()[k]}
+        if effective:
+            self.trigger_event(
+                self.FundAmended, code=code, changes=effective, actor=actor, reason=reason
+            )
+
+    def disable_fund(self, code: str, actor: str, reason: str) -> None:
+        if self.fund(code).enabled:
+            self.trigger_event(self.FundDisabled, code=code, actor=actor, reason=reason)
+
+    def enable_fund(self, code: str, actor: str, reason: str) -> None:
+        if not self.fund(code).enabled:
+            self.trigger_event(self.FundEnabled, code=code, actor=actor, reason=reason)
+
+    def fund(self, code: str) -> Fund:
+        try:
+            return self.funds[code.upper()]
+        except KeyError:
+            known = ", ".join(sorted(self.funds)) or "none yet"
+            raise UnknownFund(f"no fund with code {code!r}; known funds: {known}") from None
+
+    def enabled_fund(self, code: str) -> Fund:
+        fund = self.fund(code)
+        if not fund.enabled:
+            raise FundDisabled(f"fund {fund.code} is disabled and takes no new money")
+        return fund
+
+    def match(self, reference: str, fund_hint: str | None) -> Match:
+        """Decide where a new receipt goes: one fund, or suspense with the reason."""
+        reference = normalise_reference(reference)
+        if not reference:
+            return Match(None, SuspenseReason.NO_REFERENCE, "the payment carries no reference")
+        if fund_hint:
+            return self._match_hinted(reference, fund_hint.upper())
+        valid = [f for f in self.funds.values() if f.reference_problem(reference) is None]
+        enabled = [f for f in valid if f.enabled]
+        if len(enabled) == 1:
+            return Match(enabled[0].code, None, f"reference matches fund {enabled[0].code} only")
+        if len(enabled) > 1:
+            codes = ", ".join(sorted(f.code for f in enabled))
+            return Match(None, SuspenseReason.AMBIGUOUS, f"reference is valid for {codes}")
+        if valid:
+            return Match(
+                None, SuspenseReason.DISABLED_FUND, f"reference belongs to disabled {valid[0].code}"
+            )
+        failing_check = [
+            f.code
+            for f in self.funds.values()
+            if f.reference_problem(reference) is ReferenceProblem.CHECK_DIGIT
+        ]
+        if failing_check:
+            return Match(
+                None,
+                SuspenseReason.INVALID_CHECK_DIGIT,
+                f"reference looks like {', '.join(sorted(failing_check))} but its check digit "
+                "is wrong",
+            )
+        return Match(None, SuspenseReason.NO_MATCHING_FUND, "reference matches no fund's rule")
+
+    def _match_hinted(self, reference: str, code: str) -> Match:
+        fund = self.funds.get(code)
+        if fund is None:
+            return Match(None, SuspenseReason.UNKNOWN_FUND, f"fund {code!r} does not exist")
+        if not fund.enabled:
+            return Match(None, SuspenseReason.DISABLED_FUND, f"fund {code} is disabled")
+        problem = fund.reference_problem(reference)
+        if problem is ReferenceProblem.CHECK_DIGIT:
+            return Match(
+                None, SuspenseReason.INVALID_CHECK_DIGIT, f"check digit wrong for fund {code}"
+            )
+        if problem is not None:
+            return Match(
+                None,
+                SuspenseReason.INVALID_REFERENCE,
+                f"reference not valid for fund {code} ({problem}): expected "
+                f"{fund.reference_rule.describe()}",
+            )
+        return Match(code, None, f"reference valid for hinted fund {code}")

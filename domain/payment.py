@@ -1,0 +1,706 @@
+"""A payment (receipt) and everything that later happens to its money.
+
+Every penny of a receipt is, at every moment, in exactly one place: allocated to a fund and
+reference, unallocated (suspense), refunded or reversed. Each command checks its rule and then
+records one event; the events carry every amount their postings need, so the postings are a
+pure function of the event alone (see domain.postings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.cards import reject_card_numbers
+from domain.errors import (
+    AllocationExceedsUnallocated,
+    AllocationNotFound,
+    IdempotencyKeyReused,
+    InvalidEffectiveDate,
+    InvalidRequest,
+    NothingToReverse,
+    PaymentAlreadyReversed,
+    ReasonRequired,
+    RefundExceedsRemaining,
+    TransferExceedsAllocation,
+    UnknownChannel,
+)
+from domain.funds import LEDGER_NAMESPACE, Fund, Match
+from domain.money import require_positive_pence, vat_from_gross
+from domain.references import MAX_REFERENCE_LENGTH, normalise_reference
+
+MAX_TEXT_LENGTH = 500
+MAX_ALLOCATION_LINES = 50
+CLOCK_SKEW = timedelta(minutes=5)
+AUTO_ALLOCATION_ACTOR = "system:auto-allocation"
+
+
+class Channel(StrEnum):
+    CASH = "cash"
+    CHEQUE = "cheque"
+    CARD = "card"
+    GOVUK_PAY = "govuk_pay"
+    TELEPHONE = "telephone"
+    ALLPAY = "allpay"
+    PAYPOINT = "paypoint"
+    BANK_TRANSFER = "bank_transfer"
+    DIRECT_DEBIT = "direct_debit"
+
+    @classmethod
+    def parse(cls, value: str) -> Channel:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            choices = ", ".join(c.value for c in cls)
+            raise UnknownChannel(f"unknown channel {value!r}; use one of {choices}") from None
+
+
+class ReversalKind(StrEnum):
+    RETURNED_CHEQUE = "returned_cheque"
+    DIRECT_DEBIT_RETURN = "direct_debit_return"
+    CHARGEBACK = "chargeback"
+
+    @classmethod
+    def parse(cls, value: str) -> ReversalKind:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            choices = ", ".join(k.value for k in cls)
+            raise InvalidRequest(f"unknown reversal kind {value!r}; use one of {choices}") from None
+
+
+class PaymentStatus(StrEnum):
+    SUSPENSE = "suspense"
+    PART_ALLOCATED = "part_allocated"
+    ALLOCATED = "allocated"
+    REFUNDED = "refunded"
+    REVERSED = "reversed"
+
+
+@dataclass(frozen=True)
+class AllocationLine:
+    """Money of one receipt allocated to one fund and reference, VAT-inclusive."""
+
+    fund_code: str
+    reference: str
+    amount_pence: int
+    vat_rate_basis_points: int
+    vat_pence: int
+
+    @property
+    def key(self) -> str:
+        return line_key(self.fund_code, self.reference)
+
+    def changed_by(self, delta_pence: int) -> tuple[AllocationLine, int]:
+        """The line after adding delta_pence, and the VAT part of that change.
+
+        VAT is recomputed on the line's new total, so a line's VAT always equals the VAT of
+        its amount however many partial moves it has seen (no drift from rounding).
+        """
+        amount = self.amount_pence + delta_pence
+        vat = vat_from_gross(amount, self.vat_rate_basis_points)
+        return (
+            AllocationLine(self.fund_code, self.reference, amount, self.vat_rate_basis_points, vat),
+            vat - self.vat_pence,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fund_code": self.fund_code,
+            "reference": self.reference,
+            "amount_pence": self.amount_pence,
+            "vat_rate_basis_points": self.vat_rate_basis_points,
+            "vat_pence": self.vat_pence,
+        }
+
+
+@dataclass(frozen=True)
+class AllocationRequest:
+    fund_code: str
+    reference: str
+    amount_pence: int
+
+
+def line_key(fund_code: str, reference: str) -> str:
+    return f"{fund_code}/{reference}"
+
+
+def payment_id_for(
+    channel: Channel, external_id: str | None, idempotency_key: str | None
+) -> UUID:
+    """Payment ids are derived from what identifies the money, so duplicates collide.
+
+    The same (channel, external id) delivered twice maps to the same id, and the event store's
+    uniqueness on (id, version) makes a concurrent duplicate fail instead of recording twice.
+    """
+    if external_id:
+        return uuid5(LEDGER_NAMESPACE, f"payment/{channel.value}/{external_id}")
+    if idempotency_key:
+        return uuid5(LEDGER_NAMESPACE, f"payment/idempotency/{idempotency_key}")
+    return uuid4()
+
+
+def _aware_utc(value: datetime, field: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidEffectiveDate(f"{field} must carry a time zone (e.g. 2026-03-31T10:00:00Z)")
+    return value.astimezone(UTC)
+
+
+def _require_text(field: str, text: str | None, *, required: bool) -> str:
+    text = (text or "").strip()
+    if required and not text:
+        raise ReasonRequired(f"{field} is required: say why this money moves")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise InvalidRequest(f"{field} is longer than {MAX_TEXT_LENGTH} characters")
+    reject_card_numbers(field, text)
+    return text
+
+
+class Payment(Aggregate):
+    """One receipt of money and its later allocations, transfers, refunds and reversals."""
+
+    class Event(Aggregate.Event):
+        actor: str
+        idempotency_key: str | None
+        fingerprint: str | None
+
+        def apply(self, payment: Payment) -> None:
+            if self.idempotency_key:
+                payment.commands[self.idempotency_key] = self.fingerprint or ""
+
+    class Received(Aggregate.Created):
+        channel: str
+        amount_pence: int
+        received_at: datetime
+        reference: str
+        fund_hint: str | None
+        external_id: str | None
+        suspense_reason: str | None
+        match_detail: str
+        actor: str
+        idempotency_key: str | None
+        fingerprint: str | None
+
+    class Allocated(Event):
+        lines: list[dict[str, Any]]
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            for data in self.lines:
+                key = line_key(data["fund_code"], data["reference"])
+                current = payment.lines.get(key) or AllocationLine(
+                    data["fund_code"], data["reference"], 0, data["vat_rate_basis_points"], 0
+                )
+                payment.lines[key] = AllocationLine(
+                    current.fund_code,
+                    current.reference,
+                    current.amount_pence + data["amount_pence"],
+                    current.vat_rate_basis_points,
+                    current.vat_pence + data["vat_pence"],
+                )
+                payment.unallocated_pence -= data["amount_pence"]
+
+    class Transferred(Event):
+        from_fund_code: str
+        from_reference: str
+        to_fund_code: str
+        to_reference: str
+        amount_pence: int
+        from_vat_pence: int
+        to_vat_pence: int
+        to_vat_rate_basis_points: int
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.move_line(
+                self.from_fund_code, self.from_reference, -self.amount_pence, -self.from_vat_pence
+            )
+            payment.move_line(
+                self.to_fund_code,
+                self.to_reference,
+                self.amount_pence,
+                self.to_vat_pence,
+                self.to_vat_rate_basis_points,
+            )
+
+    class Refunded(Event):
+        channel: str
+        fund_code: str | None
+        reference: str | None
+        amount_pence: int
+        vat_pence: int
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            if self.fund_code is None:
+                payment.unallocated_pence -= self.amount_pence
+            else:
+                assert self.reference is not None
+                payment.move_line(
+                    self.fund_code, self.reference, -self.amount_pence, -self.vat_pence
+                )
+            payment.refunded_pence += self.amount_pence
+
+    class Reversed(Event):
+        kind: str
+        channel: str
+        amount_pence: int
+        parts: list[dict[str, Any]]
+        suspense_pence: int
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            for part in self.parts:
+                payment.move_line(
+                    part["fund_code"], part["reference"], -part["amount_pence"], -part["vat_pence"]
+                )
+            payment.unallocated_pence -= self.suspense_pence
+            payment.reversed_pence += self.amount_pence
+            payment.reversal_kind = self.kind
+
+    class Noted(Event):
+        text: str
+
+    class PayerDetailsErased(Event):
+        reason: str
+
+    def __init__(
+        self,
+        channel: str,
+        amount_pence: int,
+        received_at: datetime,
+        reference: str,
+        fund_hint: str | None,
+        external_id: str | None,
+        suspense_reason: str | None,
+        match_detail: str,
+        actor: str,
+        idempotency_key: str | None,
+        fingerprint: str | None,
+    ) -> None:
+        self.channel = channel
+        self.amount_pence = amount_pence
+        self.received_at = received_at
+        self.reference = reference
+        self.fund_hint = fund_hint
+        self.external_id = external_id
+        self.suspense_reason = suspense_reason
+        self.recorded_by = actor
+        self.lines: dict[str, AllocationLine] = {}
+        self.unallocated_pence = amount_pence
+        self.refunded_pence = 0
+        self.reversed_pence = 0
+        self.reversal_kind: str | None = None
+        self.commands: dict[str, str] = {}
+        if idempotency_key:
+            self.commands[idempotency_key] = fingerprint or ""
+
+    # ---- creation -------------------------------------------------------------------------
+
+    @classmethod
+    def receive(
+        cls,
+        *,
+        channel: Channel,
+        amount_pence: int,
+        received_at: datetime,
+        reference: str,
+        fund_hint: str | None,
+        external_id: str | None,
+        match: Match,
+        fund: Fund | None,
+        actor: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        now: datetime | None = None,
+    ) -> Payment:
+        """Record a receipt; when `match` names a fund, allocate it there at once."""
+        now = now or datetime.now(UTC)
+        require_positive_pence(amount_pence)
+        received_at = _aware_utc(received_at, "received_at")
+        if received_at > now + CLOCK_SKEW:
+            raise InvalidEffectiveDate(
+                f"received_at {received_at.isoformat()} is in the future; money cannot be "
+                "received before it arrives"
+            )
+        reference = normalise_reference(reference)
+        if len(reference) > MAX_REFERENCE_LENGTH:
+            raise InvalidRequest(f"reference is longer than {MAX_REFERENCE_LENGTH} characters")
+        reject_card_numbers("reference", reference)
+        reject_card_numbers("external_id", external_id)
+        payment = cls._create(
+            cls.Received,
+            id=payment_id_for(channel, external_id, idempotency_key),
+            channel=channel.value,
+            amount_pence=amount_pence,
+            received_at=received_at,
+            reference=reference,
+            fund_hint=fund_hint.upper() if fund_hint else None,
+            external_id=external_id,
+            suspense_reason=match.suspense_reason.value if match.suspense_reason else None,
+            match_detail=match.detail,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+        if fund is not None:
+            payment.trigger_event(
+                cls.Allocated,
+                lines=[payment._allocation_delta(fund, reference, amount_pence).to_dict()],
+                reason=match.detail,
+                effective_at=received_at,
+                actor=AUTO_ALLOCATION_ACTOR,
+                idempotency_key=None,
+                fingerprint=None,
+            )
+        return payment
+
+    # ---- commands -------------------------------------------------------------------------
+
+    def allocate(
+        self,
+        requests: list[tuple[Fund, AllocationRequest]],
+        *,
+        actor: str,
+        reason: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        effective_at: datetime | None = None,
+    ) -> None:
+        """Split unallocated money across funds and references."""
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
+        self._require_not_reversed()
+        reason = _require_text("reason", reason or "allocated", required=True)
+        if not requests:
+            raise InvalidRequest("give at least one allocation line")
+        if len(requests) > MAX_ALLOCATION_LINES:
+            raise InvalidRequest(f"at most {MAX_ALLOCATION_LINES} allocation lines at once")
+        merged: dict[str, tuple[Fund, str, int]] = {}
+        for fund, request in requests:
+            amount = require_positive_pence(request.amount_pence)
+            reference = normalise_reference(request.reference)
+            fund.require_valid_reference(reference)
+            key = line_key(fund.code, reference)
+            previous = merged.get(key, (fund, reference, 0))[2]
+            merged[key] = (fund, reference, previous + amount)
+        total = sum(amount for _, _, amount in merged.values())
+        if total > self.unallocated_pence:
+            raise AllocationExceedsUnallocated(
+                f"allocating {total} pence but only {self.unallocated_pence} pence of this "
+                "payment is unallocated"
+            )
+        lines = [
+            self._allocation_delta(fund, reference, amount).to_dict()
+            for fund, reference, amount in merged.values()
+        ]
+        self.trigger_event(
+            self.Allocated,
+            lines=lines,
+            reason=reason,
+            effective_at=self._effective(effective_at),
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
+    def transfer(
+        self,
+        *,
+        from_fund_code: str,
+        from_reference: str,
+        to_fund: Fund,
+        to_reference: str,
+        amount_pence: int,
+        actor: str,
+        reason: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        effective_at: datetime | None = None,
+    ) -> None:
+        """Move allocated money to another fund or reference; both halves are recorded."""
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
+        self._require_not_reversed()
+        reason = _require_text("reason", reason, required=True)
+        require_positive_pence(amount_pence)
+        source = self.line(from_fund_code, from_reference)
+        to_reference = normalise_reference(to_reference)
+        to_fund.require_valid_reference(to_reference)
+        if source.key == line_key(to_fund.code, to_reference):
+            raise InvalidRequest("a transfer needs a different fund or reference to move to")
+        if amount_pence > source.amount_pence:
+            raise TransferExceedsAllocation(
+                f"transferring {amount_pence} pence but only {source.amount_pence} pence is "
+                f"allocated to {source.fund_code} {source.reference}"
+            )
+        _, from_vat_change = source.changed_by(-amount_pence)
+        target = self.lines.get(line_key(to_fund.code, to_reference)) or AllocationLine(
+            to_fund.code, to_reference, 0, to_fund.vat_rate_basis_points, 0
+        )
+        _, to_vat_change = target.changed_by(amount_pence)
+        self.trigger_event(
+            self.Transferred,
+            from_fund_code=source.fund_code,
+            from_reference=source.reference,
+            to_fund_code=to_fund.code,
+            to_reference=to_reference,
+            amount_pence=amount_pence,
+            from_vat_pence=-from_vat_change,
+            to_vat_pence=to_vat_change,
+            to_vat_rate_basis_points=target.vat_rate_basis_points,
+            reason=reason,
+            effective_at=self._effective(effective_at),
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
+    def refund(
+        self,
+        *,
+        amount_pence: int,
+        actor: str,
+        reason: str,
+        fund_code: str | None = None,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        effective_at: datetime | None = None,
+    ) -> None:
+        """Pay money back from one allocation, or from the unallocated part."""
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
+        self._require_not_reversed()
+        reason = _require_text("reason", reason, required=True)
+        require_positive_pence(amount_pence)
+        vat_change = 0
+        source_line = self._refund_source(fund_code, reference)
+        if source_line is not None:
+            available = source_line.amount_pence
+            where = f"allocation {source_line.fund_code} {source_line.reference}"
+        else:
+            available = self.unallocated_pence
+            where = "the unallocated part"
+        if amount_pence > available:
+            raise RefundExceedsRemaining(
+                f"refunding {amount_pence} pence but only {available} pence remains on {where}"
+            )
+        if source_line is not None:
+            _, change = source_line.changed_by(-amount_pence)
+            vat_change = -change
+        self.trigger_event(
+            self.Refunded,
+            channel=self.channel,
+            fund_code=source_line.fund_code if source_line else None,
+            reference=source_line.reference if source_line else None,
+            amount_pence=amount_pence,
+            vat_pence=vat_change,
+            reason=reason,
+            effective_at=self._effective(effective_at),
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
+    def reverse(
+        self,
+        *,
+        kind: ReversalKind,
+        actor: str,
+        reason: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+        effective_at: datetime | None = None,
+    ) -> None:
+        """The money never really arrived or was taken back: reverse all that remains."""
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
+        self._require_not_reversed()
+        reason = _require_text("reason", reason, required=True)
+        parts = [
+            {
+                "fund_code": line.fund_code,
+                "reference": line.reference,
+                "amount_pence": line.amount_pence,
+                "vat_pence": line.vat_pence,
+            }
+            for line in self.lines_with_money()
+        ]
+        total = self.remaining_pence
+        if total == 0:
+            raise NothingToReverse("nothing remains of this payment to reverse: it was refunded")
+        self.trigger_event(
+            self.Reversed,
+            kind=kind.value,
+            channel=self.channel,
+            amount_pence=total,
+            parts=parts,
+            suspense_pence=self.unallocated_pence,
+            reason=reason,
+            effective_at=self._effective(effective_at),
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
+    def note(
+        self,
+        text: str,
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
+        text = _require_text("note", text, required=True)
+        self.trigger_event(
+            self.Noted,
+            text=text,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
+    def record_payer_details_erased(self, *, actor: str, reason: str) -> None:
+        reason = _require_text("reason", reason, required=True)
+        self.trigger_event(
+            self.PayerDetailsErased,
+            reason=reason,
+            actor=actor,
+            idempotency_key=None,
+            fingerprint=None,
+        )
+
+    # ---- queries --------------------------------------------------------------------------
+
+    @property
+    def allocated_pence(self) -> int:
+        return sum(line.amount_pence for line in self.lines.values())
+
+    @property
+    def remaining_pence(self) -> int:
+        return self.allocated_pence + self.unallocated_pence
+
+    @property
+    def status(self) -> PaymentStatus:
+        if self.reversed_pence:
+            return PaymentStatus.REVERSED
+        if self.remaining_pence == 0:
+            return PaymentStatus.REFUNDED
+        if self.allocated_pence == 0:
+            return PaymentStatus.SUSPENSE
+        if self.unallocated_pence:
+            return PaymentStatus.PART_ALLOCATED
+        return PaymentStatus.ALLOCATED
+
+    def lines_with_money(self) -> list[AllocationLine]:
+        return [line for line in self.lines.values() if line.amount_pence]
+
+    def line(self, fund_code: str, reference: str) -> AllocationLine:
+        key = line_key(fund_code.upper(), normalise_reference(reference))
+        line = self.lines.get(key)
+        if line is None or line.amount_pence == 0:
+            held = ", ".join(f"{x.fund_code} {x.reference}" for x in self.lines_with_money())
+            raise AllocationNotFound(
+                f"this payment has no money allocated to {fund_code} {reference}; "
+                f"its allocations are: {held or 'none'}"
+            )
+        return line
+
+    def is_repeat(self, idempotency_key: str | None, fingerprint: str | None) -> bool:
+        """True when this exact command was applied before; an altered one is refused."""
+        if not idempotency_key or idempotency_key not in self.commands:
+            return False
+        if self.commands[idempotency_key] != (fingerprint or ""):
+            raise IdempotencyKeyReused(
+                f"idempotency key {idempotency_key!r} was already used for a different "
+                "request on this payment; use a new key for a new request"
+            )
+        return True
+
+    def check_invariant(self) -> None:
+        """Every penny received is allocated, unallocated, refunded or reversed; none negative."""
+        accounted = (
+            self.allocated_pence + self.unallocated_pence + self.refunded_pence
+            + self.reversed_pence
+        )
+        assert accounted == self.amount_pence, (self.id, accounted, self.amount_pence)
+        assert self.unallocated_pence >= 0
+        assert all(line.amount_pence >= 0 for line in self.lines.values())
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def move_line(
+        self,
+        fund_code: str,
+        reference: str,
+        amount_pence: int,
+        vat_pence: int,
+        vat_rate_basis_points: int = 0,
+    ) -> None:
+        key = line_key(fund_code, reference)
+        current = self.lines.get(key) or AllocationLine(
+            fund_code, reference, 0, vat_rate_basis_points, 0
+        )
+        self.lines[key] = AllocationLine(
+            fund_code,
+            reference,
+            current.amount_pence + amount_pence,
+            current.vat_rate_basis_points,
+            current.vat_pence + vat_pence,
+        )
+
+    def _allocation_delta(self, fund: Fund, reference: str, amount_pence: int) -> AllocationLine:
+        current = self.lines.get(line_key(fund.code, reference)) or AllocationLine(
+            fund.code, reference, 0, fund.vat_rate_basis_points, 0
+        )
+        _, vat_change = current.changed_by(amount_pence)
+        return AllocationLine(
+            fund.code, reference, amount_pence, current.vat_rate_basis_points, vat_change
+        )
+
+    def _refund_source(self, fund_code: str | None, reference: str | None) -> AllocationLine | None:
+        """The allocation a refund comes from; None means the unallocated part."""
+        if fund_code is not None or reference is not None:
+            return self.line(fund_code or "", reference or "")
+        held = self.lines_with_money()
+        if self.unallocated_pence or not held:
+            return None
+        if len(held) == 1:
+            return held[0]
+        raise InvalidRequest(
+            "this payment is split across several allocations: say which fund and reference "
+            "the refund comes from"
+        )
+
+    def _require_not_reversed(self) -> None:
+        if self.reversed_pence:
+            raise PaymentAlreadyReversed(
+                f"this payment was reversed ({self.reversal_kind}); its money can no longer move"
+            )
+
+    def _effective(self, effective_at: datetime | None) -> datetime:
+        if effective_at is None:
+            return max(datetime.now(UTC), self.received_at)
+        effective_at = _aware_utc(effective_at, "effective_at")
+        if effective_at < self.received_at:
+            raise InvalidEffectiveDate(
+                "effective_at is before the payment was received "
+                f"({self.received_at.isoformat()}); money cannot move before it arrives"
+            )
+        return effective_at

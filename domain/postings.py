@@ -1,0 +1,124 @@
+"""The one function that turns a domain event into double-entry postings.
+
+Projections, replays and audits all call `postings_for`; nobody derives money movements a
+second way. Amounts are signed pence, debit positive and credit negative, so every event's
+postings sum to zero and so does the whole ledger.
+
+Accounts:
+- `cash:<channel>`      debit when money arrives through a channel
+- `suspense`            credit while received money is unallocated
+- `income:<FUND>:<ref>` credit of the net (VAT-exclusive) income allocated to a payer account
+- `vat:output`          credit of output VAT, with the fund it belongs to
+- `refunds:<channel>`   credit of money paid back to payers
+- `reversals:<channel>` credit of money that never arrived or was taken back
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.errors import UnbalancedPostings
+from domain.funds import FundChart
+from domain.payment import Payment
+
+SUSPENSE = "suspense"
+VAT_OUTPUT = "vat:output"
+
+
+@dataclass(frozen=True)
+class Posting:
+    account: str
+    amount_pence: int
+    fund_code: str | None = None
+    reference: str | None = None
+
+
+def cash_account(channel: str) -> str:
+    return f"cash:{channel}"
+
+
+def income_account(fund_code: str, reference: str) -> str:
+    return f"income:{fund_code}:{reference}"
+
+
+def refunds_account(channel: str) -> str:
+    return f"refunds:{channel}"
+
+
+def reversals_account(channel: str) -> str:
+    return f"reversals:{channel}"
+
+
+def postings_for(event: Any) -> tuple[Posting, ...]:
+    """The postings of one event; raises UnbalancedPostings if they do not sum to zero."""
+    postings = tuple(_postings(event))
+    total = sum(p.amount_pence for p in postings)
+    if total != 0:
+        raise UnbalancedPostings(
+            f"{type(event).__qualname__} {event.originator_id} v{event.originator_version} "
+            f"posts {total} pence out of balance"
+        )
+    return postings
+
+
+def effective_at(event: Any) -> datetime:
+    """When the event's money movement takes effect (its business time, not recording time)."""
+    if isinstance(event, Payment.Received):
+        return event.received_at
+    return getattr(event, "effective_at", event.timestamp)
+
+
+_WITHOUT_MONEY = (
+    Payment.Noted,
+    Payment.PayerDetailsErased,
+    FundChart.Opened,
+    FundChart.FundAdded,
+    FundChart.FundAmended,
+    FundChart.FundDisabled,
+    FundChart.FundEnabled,
+)
+
+
+def _postings(event: Any) -> Iterable[Posting]:
+    if isinstance(event, Payment.Received):
+        yield Posting(cash_account(event.channel), event.amount_pence)
+        yield Posting(SUSPENSE, -event.amount_pence)
+    elif isinstance(event, Payment.Allocated):
+        for line in event.lines:
+            yield Posting(SUSPENSE, line["amount_pence"])
+            yield from _income(line["fund_code"], line["reference"], -line["amount_pence"],
+                               -line["vat_pence"])
+    elif isinstance(event, Payment.Transferred):
+        yield from _income(event.from_fund_code, event.from_reference, event.amount_pence,
+                           event.from_vat_pence)
+        yield from _income(event.to_fund_code, event.to_reference, -event.amount_pence,
+                           -event.to_vat_pence)
+    elif isinstance(event, Payment.Refunded):
+        if event.fund_code is None:
+            yield Posting(SUSPENSE, event.amount_pence)
+        else:
+            yield from _income(event.fund_code, event.reference, event.amount_pence,
+                               event.vat_pence)
+        yield Posting(refunds_account(event.channel), -event.amount_pence)
+    elif isinstance(event, Payment.Reversed):
+        for part in event.parts:
+            yield from _income(part["fund_code"], part["reference"], part["amount_pence"],
+                               part["vat_pence"])
+        if event.suspense_pence:
+            yield Posting(SUSPENSE, event.suspense_pence)
+        yield Posting(reversals_account(event.channel), -event.amount_pence)
+    elif isinstance(event, _WITHOUT_MONEY):
+        return
+    else:
+        raise TypeError(f"no posting rule for {type(event).__qualname__}")
+
+
+def _income(fund_code: str, reference: str, gross_pence: int, vat_pence: int) -> Iterable[Posting]:
+    """A VAT-inclusive movement of a fund's income: the net to the payer account, VAT apart."""
+    yield Posting(income_account(fund_code, reference), gross_pence - vat_pence, fund_code,
+                  reference)
+    if vat_pence:
+        yield Posting(VAT_OUTPUT, vat_pence, fund_code, reference)

@@ -1,0 +1,85 @@
+"""Wires settings, persistence and the application together. Nothing else builds them."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import Engine
+
+from application.ledger import IncomeLedger
+from application.payer_details import metadata as payer_metadata
+from income_ledger.settings import Settings
+
+EVENTS_TABLE = "ledger_events"
+# An arbitrary constant: the PostgreSQL advisory lock that serialises schema creation.
+SCHEMA_LOCK_ID = 727_001
+
+
+class DatabaseNotInitialised(RuntimeError):
+    pass
+
+
+def eventsourcing_env(settings: Settings, *, create_tables: bool) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "SQLALCHEMY_URL": settings.database_url,
+        "CREATE_TABLE": "y" if create_tables else "n",
+        "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+
+
+def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedger:
+    """The ledger on the configured database; tables must exist (see init_database)."""
+    if check_schema and not is_initialised(settings):
+        raise DatabaseNotInitialised(
+            f"the database at {safe_url(settings)} has no ledger tables: "
+            "run `income-ledger db init` first"
+        )
+    return IncomeLedger(env=eventsourcing_env(settings, create_tables=False))
+
+
+def init_database(settings: Settings) -> None:
+    """Create every table once, serialised so that processes starting together do not race."""
+    engine = create_engine(settings.database_url)
+    try:
+        with _schema_lock(engine):
+            ledger = IncomeLedger(env=eventsourcing_env(settings, create_tables=True))
+            ledger.close()
+            payer_metadata.create_all(engine)
+            from projections.schema import create_read_model  # noqa: PLC0415
+
+            create_read_model(engine)
+    finally:
+        engine.dispose()
+
+
+def is_initialised(settings: Settings) -> bool:
+    engine = create_engine(settings.database_url)
+    try:
+        return inspect(engine).has_table(EVENTS_TABLE)
+    finally:
+        engine.dispose()
+
+
+def safe_url(settings: Settings) -> str:
+    """The database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    return make_url(settings.database_url).render_as_string(hide_password=True)
+
+
+@contextmanager
+def _schema_lock(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name != "postgresql":
+        yield  # SQLite serialises writers itself; CREATE TABLE IF NOT EXISTS is atomic there.
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": SCHEMA_LOCK_ID})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": SCHEMA_LOCK_ID})
+            connection.commit()
