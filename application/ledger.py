@@ -101,16 +101,15 @@ class IncomeLedger(Application):
     def amend_fund(
         self, code: str, changes: dict[str, Any], ctx: CommandContext, reason: str
     ) -> int | None:
-        return self._change_chart(lambda chart: chart.amend_fund(code.upper(), changes,
-                                                                 ctx.actor, reason))
+        return self._change_chart(
+            lambda chart: chart.amend_fund(code.upper(), changes, ctx.actor, reason)
+        )
 
     def disable_fund(self, code: str, ctx: CommandContext, reason: str) -> int | None:
-        return self._change_chart(lambda chart: chart.disable_fund(code.upper(), ctx.actor,
-                                                                   reason))
+        return self._change_chart(lambda chart: chart.disable_fund(code.upper(), ctx.actor, reason))
 
     def enable_fund(self, code: str, ctx: CommandContext, reason: str) -> int | None:
-        return self._change_chart(lambda chart: chart.enable_fund(code.upper(), ctx.actor,
-                                                                  reason))
+        return self._change_chart(lambda chart: chart.enable_fund(code.upper(), ctx.actor, reason))
 
     def chart(self) -> FundChart:
         try:
@@ -119,8 +118,9 @@ class IncomeLedger(Application):
             return FundChart.open(actor=SYSTEM_ACTOR)
 
     def funds(self) -> list[dict[str, Any]]:
-        return [fund.to_dict() for fund in sorted(self.chart().funds.values(),
-                                                  key=lambda f: f.code)]
+        return [
+            fund.to_dict() for fund in sorted(self.chart().funds.values(), key=lambda f: f.code)
+        ]
 
     def fund(self, code: str) -> dict[str, Any]:
         return self.chart().fund(code).to_dict()
@@ -181,8 +181,12 @@ class IncomeLedger(Application):
                 "batch (payments already recorded will be skipped)"
             ) from None
         return [
-            Outcome(p.id, p.id not in known, position if p.id not in known else None,
-                    self.payment_view(p))
+            Outcome(
+                p.id,
+                p.id not in known,
+                position if p.id not in known else None,
+                self.payment_view(p),
+            )
             for p in payments
         ]
 
@@ -201,9 +205,14 @@ class IncomeLedger(Application):
                 (chart.enabled_fund(code), AllocationRequest(code.upper(), reference, amount))
                 for code, reference, amount in lines
             ]
-            payment.allocate(requests, actor=ctx.actor, reason=reason,
-                             idempotency_key=ctx.idempotency_key, fingerprint=key,
-                             effective_at=effective)
+            payment.allocate(
+                requests,
+                actor=ctx.actor,
+                reason=reason,
+                idempotency_key=ctx.idempotency_key,
+                fingerprint=key,
+                effective_at=effective,
+            )
 
         return self._change_payment(payment_id, change)
 
@@ -217,15 +226,26 @@ class IncomeLedger(Application):
         reason: str,
         effective: datetime | None = None,
     ) -> Outcome:
-        key = fingerprint("transfer", source=list(source), target=list(target),
-                          amount_pence=amount_pence, reason=reason)
+        key = fingerprint(
+            "transfer",
+            source=list(source),
+            target=list(target),
+            amount_pence=amount_pence,
+            reason=reason,
+        )
 
         def change(payment: Payment, chart: FundChart) -> None:
             payment.transfer(
-                from_fund_code=source[0].upper(), from_reference=normalise_reference(source[1]),
-                to_fund=chart.enabled_fund(target[0]), to_reference=target[1],
-                amount_pence=amount_pence, actor=ctx.actor, reason=reason,
-                idempotency_key=ctx.idempotency_key, fingerprint=key, effective_at=effective,
+                from_fund_code=source[0].upper(),
+                from_reference=normalise_reference(source[1]),
+                to_fund=chart.enabled_fund(target[0]),
+                to_reference=target[1],
+                amount_pence=amount_pence,
+                actor=ctx.actor,
+                reason=reason,
+                idempotency_key=ctx.idempotency_key,
+                fingerprint=key,
+                effective_at=effective,
             )
 
         return self._change_payment(payment_id, change)
@@ -239,15 +259,23 @@ class IncomeLedger(Application):
         source: tuple[str, str] | None = None,
         effective: datetime | None = None,
     ) -> Outcome:
-        key = fingerprint("refund", amount_pence=amount_pence, reason=reason,
-                          source=list(source) if source else None)
+        key = fingerprint(
+            "refund",
+            amount_pence=amount_pence,
+            reason=reason,
+            source=list(source) if source else None,
+        )
 
         def change(payment: Payment, _: FundChart) -> None:
             payment.refund(
-                amount_pence=amount_pence, actor=ctx.actor, reason=reason,
+                amount_pence=amount_pence,
+                actor=ctx.actor,
+                reason=reason,
                 fund_code=source[0].upper() if source else None,
                 reference=source[1] if source else None,
-                idempotency_key=ctx.idempotency_key, fingerprint=key, effective_at=effective,
+                idempotency_key=ctx.idempotency_key,
+                fingerprint=key,
+                effective_at=effective,
             )
 
         return self._change_payment(payment_id, change)
@@ -264,9 +292,14 @@ class IncomeLedger(Application):
         key = fingerprint("reverse", kind=reversal.value, reason=reason)
 
         def change(payment: Payment, _: FundChart) -> None:
-            payment.reverse(kind=reversal, actor=ctx.actor, reason=reason,
-                            idempotency_key=ctx.idempotency_key, fingerprint=key,
-                            effective_at=effective)
+            payment.reverse(
+                kind=reversal,
+                actor=ctx.actor,
+                reason=reason,
+                idempotency_key=ctx.idempotency_key,
+                fingerprint=key,
+                effective_at=effective,
+            )
 
         return self._change_payment(payment_id, change)
 
@@ -274,8 +307,9 @@ class IncomeLedger(Application):
         key = fingerprint("note", text=text)
 
         def change(payment: Payment, _: FundChart) -> None:
-            payment.note(text, actor=ctx.actor, idempotency_key=ctx.idempotency_key,
-                         fingerprint=key)
+            payment.note(
+                text, actor=ctx.actor, idempotency_key=ctx.idempotency_key, fingerprint=key
+            )
 
         return self._change_payment(payment_id, change)
 
@@ -298,9 +332,9 @@ class IncomeLedger(Application):
         view = self.payment_view(payment)
         with self._transaction(commit=False) as session:
             payer = load_payer_details(session, payment_id)
-        view["payer"] = None if payer is None else {
-            k: v for k, v in vars(payer).items() if v is not None
-        }
+        view["payer"] = (
+            None if payer is None else {k: v for k, v in vars(payer).items() if v is not None}
+        )
         view["history"] = self.payment_history(payment_id)
         return view
 
@@ -366,8 +400,9 @@ class IncomeLedger(Application):
         if engine is not None:
             engine.dispose()
 
-    def _new_payment(self, command: RecordPayment, ctx: CommandContext, chart: FundChart
-                     ) -> Payment:
+    def _new_payment(
+        self, command: RecordPayment, ctx: CommandContext, chart: FundChart
+    ) -> Payment:
         channel = Channel.parse(command.channel)
         match = chart.match(command.reference, command.fund_code)
         fund = chart.funds[match.fund_code] if match.fund_code else None
@@ -383,8 +418,11 @@ class IncomeLedger(Application):
             actor=ctx.actor,
             idempotency_key=ctx.idempotency_key,
             fingerprint=fingerprint(
-                "record", channel=command.channel, amount_pence=command.amount_pence,
-                reference=command.reference, fund_code=command.fund_code,
+                "record",
+                channel=command.channel,
+                amount_pence=command.amount_pence,
+                reference=command.reference,
+                fund_code=command.fund_code,
                 external_id=command.external_id,
                 received_at=command.received_at.isoformat() if command.received_at else None,
             ),
@@ -401,8 +439,10 @@ class IncomeLedger(Application):
             payment: Payment = self.repository.get(payment_id)
         except AggregateNotFoundError:
             return None
-        if payment.external_id is None and ctx.idempotency_key and (
-            ctx.idempotency_key not in payment.commands
+        if (
+            payment.external_id is None
+            and ctx.idempotency_key
+            and (ctx.idempotency_key not in payment.commands)
         ):
             raise IdempotencyKeyReused("idempotency key was used for another payment")
         return Outcome(payment.id, False, None, self.payment_view(payment))
@@ -460,8 +500,17 @@ def describe_event(event: Any) -> dict[str, Any]:
     details = {
         key: value
         for key, value in vars(event).items()
-        if key not in {"originator_id", "originator_version", "timestamp", "originator_topic",
-                       "actor", "reason", "idempotency_key", "fingerprint"}
+        if key
+        not in {
+            "originator_id",
+            "originator_version",
+            "timestamp",
+            "originator_topic",
+            "actor",
+            "reason",
+            "idempotency_key",
+            "fingerprint",
+        }
     }
     return {
         "version": event.originator_version,
@@ -473,8 +522,12 @@ def describe_event(event: Any) -> dict[str, Any]:
         "idempotency_key": getattr(event, "idempotency_key", None),
         "details": json.loads(json.dumps(details, default=_json_default)),
         "postings": [
-            {"account": p.account, "amount_pence": p.amount_pence, "fund_code": p.fund_code,
-             "reference": p.reference}
+            {
+                "account": p.account,
+                "amount_pence": p.amount_pence,
+                "fund_code": p.fund_code,
+                "reference": p.reference,
+            }
             for p in postings_for(event)
         ],
     }

@@ -27,8 +27,14 @@ from domain.references import ReferenceProblem, ReferenceRule, normalise_referen
 FUND_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://github.com/income-ledger/income-ledger")
 MAX_VAT_RATE_BASIS_POINTS = 10_000
-AMENDABLE_FIELDS = ("name", "vat_code", "vat_rate_basis_points", "cost_centre", "ledger_code",
-                    "reference_rule")
+AMENDABLE_FIELDS = (
+    "name",
+    "vat_code",
+    "vat_rate_basis_points",
+    "cost_centre",
+    "ledger_code",
+    "reference_rule",
+)
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,9 @@ class Fund:
                 enabled=bool(data.get("enabled", True)),
             )
         except (KeyError, TypeError, ValueError) as error:
-            raise InvalidFundDefinition(f"fund definition is incomplete or wrong: {error}") from None
+            raise InvalidFundDefinition(
+                f"fund definition is incomplete or wrong: {error}"
+            ) from None
 
 
 class SuspenseReason(StrEnum):

@@ -130,9 +130,7 @@ def line_key(fund_code: str, reference: str) -> str:
     return f"{fund_code}/{reference}"
 
 
-def payment_id_for(
-    channel: Channel, external_id: str | None, idempotency_key: str | None
-) -> UUID:
+def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: str | None) -> UUID:
     """Payment ids are derived from what identifies the money, so duplicates collide.
 
     The same (channel, external id) delivered twice maps to the same id, and the event store's
@@ -636,7 +634,9 @@ class Payment(Aggregate):
     def check_invariant(self) -> None:
         """Every penny received is allocated, unallocated, refunded or reversed; none negative."""
         accounted = (
-            self.allocated_pence + self.unallocated_pence + self.refunded_pence
+            self.allocated_pence
+            + self.unallocated_pence
+            + self.refunded_pence
             + self.reversed_pence
         )
         assert accounted == self.amount_pence, (self.id, accounted, self.amount_pence)

@@ -89,24 +89,29 @@ def _postings(event: Any) -> Iterable[Posting]:
     elif isinstance(event, Payment.Allocated):
         for line in event.lines:
             yield Posting(SUSPENSE, line["amount_pence"])
-            yield from _income(line["fund_code"], line["reference"], -line["amount_pence"],
-                               -line["vat_pence"])
+            yield from _income(
+                line["fund_code"], line["reference"], -line["amount_pence"], -line["vat_pence"]
+            )
     elif isinstance(event, Payment.Transferred):
-        yield from _income(event.from_fund_code, event.from_reference, event.amount_pence,
-                           event.from_vat_pence)
-        yield from _income(event.to_fund_code, event.to_reference, -event.amount_pence,
-                           -event.to_vat_pence)
+        yield from _income(
+            event.from_fund_code, event.from_reference, event.amount_pence, event.from_vat_pence
+        )
+        yield from _income(
+            event.to_fund_code, event.to_reference, -event.amount_pence, -event.to_vat_pence
+        )
     elif isinstance(event, Payment.Refunded):
         if event.fund_code is None:
             yield Posting(SUSPENSE, event.amount_pence)
         else:
-            yield from _income(event.fund_code, event.reference, event.amount_pence,
-                               event.vat_pence)
+            yield from _income(
+                event.fund_code, event.reference, event.amount_pence, event.vat_pence
+            )
         yield Posting(refunds_account(event.channel), -event.amount_pence)
     elif isinstance(event, Payment.Reversed):
         for part in event.parts:
-            yield from _income(part["fund_code"], part["reference"], part["amount_pence"],
-                               part["vat_pence"])
+            yield from _income(
+                part["fund_code"], part["reference"], part["amount_pence"], part["vat_pence"]
+            )
         if event.suspense_pence:
             yield Posting(SUSPENSE, event.suspense_pence)
         yield Posting(reversals_account(event.channel), -event.amount_pence)
@@ -118,7 +123,8 @@ def _postings(event: Any) -> Iterable[Posting]:
 
 def _income(fund_code: str, reference: str, gross_pence: int, vat_pence: int) -> Iterable[Posting]:
     """A VAT-inclusive movement of a fund's income: the net to the payer account, VAT apart."""
-    yield Posting(income_account(fund_code, reference), gross_pence - vat_pence, fund_code,
-                  reference)
+    yield Posting(
+        income_account(fund_code, reference), gross_pence - vat_pence, fund_code, reference
+    )
     if vat_pence:
         yield Posting(VAT_OUTPUT, vat_pence, fund_code, reference)

@@ -72,8 +72,7 @@ class CheckDigitRule:
     def check_character(self, body: str) -> str:
         values = self._values(body)
         total = sum(
-            value * self.weights[i % len(self.weights)]
-            for i, value in enumerate(reversed(values))
+            value * self.weights[i % len(self.weights)] for i, value in enumerate(reversed(values))
         )
         remainder = total % self.modulus
         check = self.modulus - remainder if self.subtract_from_modulus else remainder

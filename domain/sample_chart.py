@@ -16,7 +16,9 @@ COUNCIL_TAX = Fund(
     cost_centre="C1000",
     ledger_code="R1010",
     reference_rule=ReferenceRule(
-        8, 8, r"[0-9]{8}",
+        8,
+        8,
+        r"[0-9]{8}",
         CheckDigitRule(modulus=11, weights=(2, 3, 4, 5, 6, 7, 8), ten_as="0"),
     ),
 )
@@ -39,7 +41,9 @@ HOUSING_RENTS = Fund(
     cost_centre="H2000",
     ledger_code="R2010",
     reference_rule=ReferenceRule(
-        7, 7, r"[0-9]{6}[0-9X]",
+        7,
+        7,
+        r"[0-9]{6}[0-9X]",
         CheckDigitRule(modulus=11, weights=(7, 6, 5, 4, 3, 2), ten_as="X"),
     ),
 )
@@ -51,7 +55,9 @@ PARKING_PCN = Fund(
     cost_centre="P3000",
     ledger_code="R3010",
     reference_rule=ReferenceRule(
-        10, 10, r"[A-Z]{2}[0-9]{8}",
+        10,
+        10,
+        r"[A-Z]{2}[0-9]{8}",
         CheckDigitRule(
             modulus=10, weights=(1, 3), ten_as="0", letters=LetterValues.ALPHABET_POSITION
         ),
@@ -65,7 +71,9 @@ SUNDRY_DEBTORS = Fund(
     cost_centre="F4000",
     ledger_code="R4010",
     reference_rule=ReferenceRule(
-        10, 10, r"INV[0-9]{6}[0-9X]",
+        10,
+        10,
+        r"INV[0-9]{6}[0-9X]",
         CheckDigitRule(modulus=11, weights=(2, 3, 4, 5, 6, 7), letters=LetterValues.NONE),
     ),
 )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
@@ -49,7 +49,7 @@ def init_database(settings: Settings) -> None:
             ledger = IncomeLedger(env=eventsourcing_env(settings, create_tables=True))
             ledger.close()
             payer_metadata.create_all(engine)
-            from projections.schema import create_read_model  # noqa: PLC0415
+            from projections.schema import create_read_model
 
             create_read_model(engine)
     finally:
@@ -66,7 +66,7 @@ def is_initialised(settings: Settings) -> bool:
 
 def safe_url(settings: Settings) -> str:
     """The database URL without its password, for messages."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.engine import make_url
 
     return make_url(settings.database_url).render_as_string(hide_password=True)
 

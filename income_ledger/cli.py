@@ -1,0 +1,532 @@
+"""The `income-ledger` command line: set-up, funds, payments and the demo.
+
+People read the default output; scripts pass --json and read pence, never pounds. Errors say
+what to fix and exit non-zero; nothing partial is saved.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
+from application.payer_details import PayerDetails
+from domain.errors import InvalidRequest, LedgerError
+from domain.funds import Fund
+from domain.money import pence_to_pounds, pounds_to_pence
+from domain.sample_chart import SAMPLE_FUNDS
+from income_ledger.bootstrap import DatabaseNotInitialised, build_ledger, init_database, safe_url
+from income_ledger.settings import Settings
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70
+
+app = typer.Typer(
+    help="Income ledger for UK local authorities.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database set-up.", no_args_is_help=True)
+funds_app = typer.Typer(help="The chart of funds.", no_args_is_help=True)
+payments_app = typer.Typer(
+    help="Receipts and every later move of their money.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(funds_app, name="funds")
+app.add_typer(payments_app, name="payments")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="Who is doing this (default: $LEDGER_ACTOR or user).")
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--idempotency-key", help="Makes a retry of the same command safe."),
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why the money moves (required).")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Users see what went wrong and what to do, never a stack trace."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except LedgerError as error:
+            raise fail(f"{error.message} [{error.code}]") from None
+        except DatabaseNotInitialised as error:
+            raise fail(str(error)) from None
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+            )
+            raise fail(f"invalid settings: {problems}") from None
+        except Exception as error:
+            if os.environ.get("LEDGER_DEBUG"):
+                raise
+            raise fail(
+                f"unexpected {type(error).__name__}: {str(error).splitlines()[0][:300]} "
+                "(set LEDGER_DEBUG=1 for details)",
+                EXIT_INTERNAL_ERROR,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def ledger() -> IncomeLedger:
+    return build_ledger(Settings())
+
+
+def context(actor: str | None, idempotency_key: str | None = None) -> CommandContext:
+    who = actor or os.environ.get("LEDGER_ACTOR") or f"cli:{getpass.getuser()}"
+    return CommandContext(actor=who, idempotency_key=idempotency_key)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def parse_amount(text: str) -> int:
+    return pounds_to_pence(text)
+
+
+def parse_datetime(text: str | None, field: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"{field} {text!r} is not a date and time: write it like 2026-03-31T10:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise InvalidRequest(f"{field} needs a time zone: write it like 2026-03-31T10:00:00Z")
+    return value
+
+
+def parse_payment_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a payment id (a UUID)") from None
+
+
+def parse_account(text: str, option: str) -> tuple[str, str]:
+    fund, sep, reference = text.partition(":")
+    if not sep or not fund or not reference:
+        raise InvalidRequest(f"{option} must be FUND:REFERENCE, like CT:12345679")
+    return fund.upper(), reference
+
+
+# ---- db -----------------------------------------------------------------------------------
+
+
+@db_app.command("init")
+@handle_errors
+def db_init() -> None:
+    """Create the ledger's tables (safe to run again; concurrent runs are serialised)."""
+    settings = Settings()
+    init_database(settings)
+    out.print(f"database ready at {safe_url(settings)}")
+
+
+# ---- funds --------------------------------------------------------------------------------
+
+
+@funds_app.command("list")
+@handle_errors
+def funds_list(as_json: JsonOption = False) -> None:
+    """List the chart of funds."""
+    with ledger() as led:
+        funds = led.funds()
+    if as_json:
+        print_json(funds)
+        return
+    table = Table("code", "name", "VAT", "GL", "reference rule", "status")
+    for fund in funds:
+        rule = Fund.from_dict(fund).reference_rule.describe()
+        table.add_row(
+            fund["code"],
+            fund["name"],
+            f"{fund['vat_code']} {fund['vat_rate_basis_points'] / 100:g}%",
+            f"{fund['cost_centre']}/{fund['ledger_code']}",
+            rule,
+            "enabled" if fund["enabled"] else "disabled",
+        )
+    out.print(table)
+
+
+@funds_app.command("show")
+@handle_errors
+def funds_show(code: str, as_json: JsonOption = False) -> None:
+    """Show one fund."""
+    with ledger() as led:
+        fund = led.fund(code)
+    if as_json:
+        print_json(fund)
+        return
+    for key, value in fund.items():
+        out.print(f"{key:>22}: {value}", highlight=False)
+
+
+@funds_app.command("add")
+@handle_errors
+def funds_add(
+    file: Annotated[
+        typer.FileText | None,
+        typer.Option("--file", help="A JSON fund definition (see docs), or - for stdin."),
+    ] = None,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Add the sample chart of funds.")
+    ] = False,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a fund from a JSON definition, or the whole sample chart with --sample."""
+    if file is None and not sample:
+        raise InvalidRequest("give --file FUND.json or --sample")
+    ctx = context(actor)
+    with ledger() as led:
+        if sample:
+            existing = {fund["code"] for fund in led.funds()}
+            added = [f for f in SAMPLE_FUNDS if f.code not in existing]
+            for fund in added:
+                led.add_fund(fund, ctx, reason="sample chart of funds")
+            codes = [fund.code for fund in added]
+        else:
+            assert file is not None
+            try:
+                data = json.load(file)
+            except json.JSONDecodeError as error:
+                raise InvalidRequest(f"the fund file is not valid JSON: {error}") from None
+            definitions = data if isinstance(data, list) else [data]
+            funds = [Fund.from_dict(item) for item in definitions]
+            for fund in funds:
+                led.add_fund(fund, ctx)
+            codes = [fund.code for fund in funds]
+    if as_json:
+        print_json({"added": codes})
+    else:
+        out.print(f"added funds: {', '.join(codes) or 'none (all present)'}")
+
+
+@funds_app.command("amend")
+@handle_errors
+def funds_amend(
+    code: str,
+    changes: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE (JSON value or text)")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+) -> None:
+    """Change a fund's name, VAT, ledger codes or reference rule (recorded as an event)."""
+    parsed: dict[str, Any] = {}
+    for change in changes:
+        name, sep, value = change.partition("=")
+        if not sep:
+            raise InvalidRequest(f"--set takes FIELD=VALUE, got {change!r}")
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[name] = value
+    with ledger() as led:
+        led.amend_fund(code, parsed, context(actor), reason)
+    out.print(f"fund {code.upper()} amended")
+
+
+@funds_app.command("disable")
+@handle_errors
+def funds_disable(code: str, reason: ReasonOption, actor: ActorOption = None) -> None:
+    """Stop a fund taking new money (its history stays)."""
+    with ledger() as led:
+        led.disable_fund(code, context(actor), reason)
+    out.print(f"fund {code.upper()} disabled")
+
+
+@funds_app.command("enable")
+@handle_errors
+def funds_enable(code: str, reason: ReasonOption, actor: ActorOption = None) -> None:
+    """Let a disabled fund take money again."""
+    with ledger() as led:
+        led.enable_fund(code, context(actor), reason)
+    out.print(f"fund {code.upper()} enabled")
+
+
+# ---- payments -----------------------------------------------------------------------------
+
+
+def print_outcome(outcome: Outcome, as_json: bool, verb: str) -> None:
+    if as_json:
+        print_json(
+            {"recorded": outcome.recorded, "position": outcome.position, "payment": outcome.payment}
+        )
+        return
+    note = "" if outcome.recorded else " (already recorded: nothing new)"
+    out.print(f"{verb} payment {outcome.payment_id}{note}", highlight=False)
+    print_payment(outcome.payment)
+
+
+def print_payment(payment: dict[str, Any]) -> None:
+    out.print(
+        f"  {payment['channel']} £{pence_to_pounds(payment['amount_pence'])} "
+        f"ref {payment['reference'] or '-'} received {payment['received_at']}",
+        highlight=False,
+    )
+    status = payment["status"]
+    if payment.get("suspense_reason"):
+        status += f" ({payment['suspense_reason']})"
+    out.print(
+        f"  status {status}: allocated £{pence_to_pounds(payment['allocated_pence'])}, "
+        f"unallocated £{pence_to_pounds(payment['unallocated_pence'])}, "
+        f"refunded £{pence_to_pounds(payment['refunded_pence'])}, "
+        f"reversed £{pence_to_pounds(payment['reversed_pence'])}",
+        highlight=False,
+    )
+    for line in payment["allocations"]:
+        vat = f" (VAT £{pence_to_pounds(line['vat_pence'])})" if line["vat_pence"] else ""
+        out.print(
+            f"    {line['fund_code']} {line['reference']}: "
+            f"£{pence_to_pounds(line['amount_pence'])}{vat}",
+            highlight=False,
+        )
+
+
+@payments_app.command("record")
+@handle_errors
+def payments_record(
+    channel: Annotated[
+        str,
+        typer.Option(
+            help="cash, cheque, card, govuk_pay, telephone, "
+            "allpay, paypoint, bank_transfer or direct_debit"
+        ),
+    ],
+    amount: Annotated[str, typer.Option(help="Amount in pounds, like 12.50.")],
+    reference: Annotated[str, typer.Option(help="The payer's reference.")] = "",
+    fund: Annotated[str | None, typer.Option(help="Fund code hint, like CT.")] = None,
+    received_at: Annotated[
+        str | None, typer.Option(help="When received (ISO 8601 with zone); default now.")
+    ] = None,
+    external_id: Annotated[
+        str | None, typer.Option(help="The channel's id for this payment.")
+    ] = None,
+    payer_name: Annotated[str | None, typer.Option(help="Kept apart from the money.")] = None,
+    payer_email: Annotated[str | None, typer.Option()] = None,
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a receipt: it is allocated if its reference fits one fund, else held in suspense."""
+    command = RecordPayment(
+        channel=channel,
+        amount_pence=parse_amount(amount),
+        reference=reference,
+        received_at=parse_datetime(received_at, "--received-at"),
+        fund_code=fund,
+        external_id=external_id,
+        payer=PayerDetails(name=payer_name, email=payer_email),
+    )
+    with ledger() as led:
+        outcome = led.record_payment(command, context(actor, idempotency_key))
+    print_outcome(outcome, as_json, "recorded")
+
+
+@payments_app.command("allocate")
+@handle_errors
+def payments_allocate(
+    payment_id: str,
+    lines: Annotated[list[str], typer.Option("--line", help="FUND:REFERENCE:POUNDS, repeatable")],
+    reason: Annotated[
+        str, typer.Option(help="Why (e.g. remittance advice received).")
+    ] = "allocated",
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Allocate unallocated money to one or more funds and references."""
+    parsed = []
+    for line in lines:
+        parts = line.split(":")
+        if len(parts) != 3:
+            raise InvalidRequest(f"--line takes FUND:REFERENCE:POUNDS, got {line!r}")
+        parsed.append((parts[0].upper(), parts[1], parse_amount(parts[2])))
+    with ledger() as led:
+        outcome = led.allocate(
+            parse_payment_id(payment_id), parsed, context(actor, idempotency_key), reason
+        )
+    print_outcome(outcome, as_json, "allocated")
+
+
+@payments_app.command("transfer")
+@handle_errors
+def payments_transfer(
+    payment_id: str,
+    source: Annotated[str, typer.Option("--from", help="FUND:REFERENCE the money leaves")],
+    target: Annotated[str, typer.Option("--to", help="FUND:REFERENCE the money goes to")],
+    amount: Annotated[str, typer.Option(help="Pounds, like 12.50.")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move allocated money to another fund or reference (both halves are recorded)."""
+    with ledger() as led:
+        outcome = led.transfer(
+            parse_payment_id(payment_id),
+            parse_account(source, "--from"),
+            parse_account(target, "--to"),
+            parse_amount(amount),
+            context(actor, idempotency_key),
+            reason,
+        )
+    print_outcome(outcome, as_json, "transferred on")
+
+
+@payments_app.command("refund")
+@handle_errors
+def payments_refund(
+    payment_id: str,
+    amount: Annotated[str, typer.Option(help="Pounds, like 12.50.")],
+    reason: ReasonOption,
+    source: Annotated[
+        str | None, typer.Option("--from", help="FUND:REFERENCE when the payment is split")
+    ] = None,
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pay money back to the payer (never more than remains)."""
+    with ledger() as led:
+        outcome = led.refund(
+            parse_payment_id(payment_id),
+            parse_amount(amount),
+            context(actor, idempotency_key),
+            reason,
+            source=parse_account(source, "--from") if source else None,
+        )
+    print_outcome(outcome, as_json, "refunded on")
+
+
+@payments_app.command("reverse")
+@handle_errors
+def payments_reverse(
+    payment_id: str,
+    kind: Annotated[str, typer.Option(help="returned_cheque, direct_debit_return or chargeback")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reverse all that remains of a payment that never really arrived."""
+    with ledger() as led:
+        outcome = led.reverse(
+            parse_payment_id(payment_id), kind, context(actor, idempotency_key), reason
+        )
+    print_outcome(outcome, as_json, "reversed")
+
+
+@payments_app.command("note")
+@handle_errors
+def payments_note(
+    payment_id: str,
+    text: str,
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a note to a payment's history."""
+    with ledger() as led:
+        outcome = led.note(parse_payment_id(payment_id), text, context(actor, idempotency_key))
+    print_outcome(outcome, as_json, "noted on")
+
+
+@payments_app.command("show")
+@handle_errors
+def payments_show(payment_id: str, as_json: JsonOption = False) -> None:
+    """A payment with its allocations, status and whole history."""
+    with ledger() as led:
+        payment = led.get_payment(parse_payment_id(payment_id))
+    if as_json:
+        print_json(payment)
+        return
+    out.print(f"payment {payment['payment_id']}", highlight=False)
+    print_payment(payment)
+    table = Table("v", "recorded at", "action", "actor", "reason", "postings")
+    for entry in payment["history"]:
+        postings = "\n".join(
+            f"{p['account']} {pence_to_pounds(p['amount_pence'])}" for p in entry["postings"]
+        )
+        table.add_row(
+            str(entry["version"]),
+            entry["recorded_at"][:19],
+            entry["action"],
+            entry["actor"] or "",
+            entry["reason"] or "",
+            postings,
+        )
+    out.print(table)
+
+
+# ---- demo ---------------------------------------------------------------------------------
+
+
+@app.command("demo")
+@handle_errors
+def demo(
+    days: Annotated[int, typer.Option(min=1, max=31, help="Business days of income.")] = 3,
+    receipts_per_day: Annotated[int, typer.Option(min=1, max=5000)] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same ledger).")] = 2026,
+    as_json: JsonOption = False,
+) -> None:
+    """Fill the database with a realistic few days of a council's income, then summarise it."""
+    from income_ledger.demo import run_demo, summarise
+
+    settings = Settings()
+    init_database(settings)
+    with build_ledger(settings) as led:
+        stats = run_demo(led, days=days, receipts_per_day=receipts_per_day, seed=seed)
+        summary = summarise(led)
+    if as_json:
+        print_json({"demo": stats, "summary": summary})
+        return
+    from income_ledger.demo import print_summary
+
+    out.print(
+        f"demo data in {safe_url(settings)}: {stats['receipts']} receipts over "
+        f"{stats['days']} days, {stats['refunds']} refunds, {stats['transfers']} transfers, "
+        f"{stats['reversals']} reversals, {stats['allocations']} suspense items cleared",
+        highlight=False,
+    )
+    print_summary(out, summary)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+import pytest
+
+from domain.errors import InvalidAmount
+from domain.money import pence_to_pounds, pounds_to_pence, require_positive_pence, vat_from_gross
+
+
+@pytest.mark.parametrize(
+    ("text", "pence"),
+    [
+        ("12.50", 1250),
+        ("12.5", 1250),
+        ("12", 1200),
+        ("0.01", 1),
+        ("£1,234.56", 123456),
+        ("-3.05", -305),
+        (" 7.00 ", 700),
+    ],
+)
+def test_pounds_parse_exactly(text: str, pence: int) -> None:
+    assert pounds_to_pence(text) == pence
+
+
+@pytest.mark.parametrize("text", ["12.505", "abc", "", "1e3", "12,50.0.1", "NaN"])
+def test_bad_pounds_say_how_to_write_them(text: str) -> None:
+    with pytest.raises(InvalidAmount, match="write it like 12.50"):
+        pounds_to_pence(text)
+
+
+def test_pence_format_as_pounds() -> None:
+    assert [pence_to_pounds(p) for p in (0, 5, 1250, -5, 100000)] == [
+        "0.00",
+        "0.05",
+        "12.50",
+        "-0.05",
+        "1000.00",
+    ]
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.5, True, "10", 10**12])
+def test_amounts_must_be_positive_whole_pence(amount: object) -> None:
+    with pytest.raises(InvalidAmount):
+        require_positive_pence(amount)
+
+
+@pytest.mark.parametrize(
+    ("gross", "rate", "vat"),
+    [
+        (120, 2000, 20),
+        (12000, 2000, 2000),
+        (1, 2000, 0),
+        (3, 2000, 1),
+        (105, 500, 5),
+        (999, 0, 0),
+        (-120, 2000, -20),
+    ],
+)
+def test_vat_is_the_inclusive_part_rounded_half_up(gross: int, rate: int, vat: int) -> None:
+    assert vat_from_gross(gross, rate) == vat

@@ -1,0 +1,229 @@
+from datetime import timedelta
+
+import pytest
+
+from domain.errors import (
+    AllocationExceedsUnallocated,
+    AllocationNotFound,
+    CardNumberRejected,
+    IdempotencyKeyReused,
+    InvalidEffectiveDate,
+    InvalidReference,
+    InvalidRequest,
+    NothingToReverse,
+    PaymentAlreadyReversed,
+    ReasonRequired,
+    RefundExceedsRemaining,
+    TransferExceedsAllocation,
+)
+from domain.payment import AllocationRequest, Channel, Payment, PaymentStatus, ReversalKind
+from domain.postings import postings_for
+from tests.domain.helpers import CT_REF, CT_REF_2, HRA_REF, NOW, SUN_REF, chart, receive
+
+FUNDS = chart()
+CT = FUNDS.fund("CT")
+SUN = FUNDS.fund("SUN")
+HRA = FUNDS.fund("HRA")
+
+
+def allocate(payment: Payment, *lines, key=None, fingerprint=None) -> None:
+    payment.allocate(
+        [(FUNDS.fund(code), AllocationRequest(code, ref, amount)) for code, ref, amount in lines],
+        actor="officer:test",
+        reason="remittance advice",
+        idempotency_key=key,
+        fingerprint=fingerprint,
+    )
+
+
+def test_a_matched_receipt_is_allocated_at_once() -> None:
+    payment = receive(reference=CT_REF)
+    assert payment.status is PaymentStatus.ALLOCATED
+    assert [type(e).__name__ for e in payment.pending_events] == ["Received", "Allocated"]
+    assert payment.pending_events[1].actor == "system:auto-allocation"
+
+
+def test_an_unmatched_receipt_waits_in_suspense_with_its_reason() -> None:
+    payment = receive(reference="12345678")
+    assert payment.status is PaymentStatus.SUSPENSE
+    assert payment.suspense_reason == "invalid_check_digit"
+    assert payment.unallocated_pence == 10_000
+
+
+def test_a_receipt_splits_across_funds_and_tracks_its_status() -> None:
+    payment = receive()
+    allocate(payment, ("CT", CT_REF, 3_000), ("SUN", SUN_REF, 1_200))
+    assert payment.status is PaymentStatus.PART_ALLOCATED
+    assert payment.unallocated_pence == 5_800
+    assert payment.line("SUN", SUN_REF).vat_pence == 200
+    allocate(payment, ("CT", CT_REF, 5_800))
+    assert payment.status is PaymentStatus.ALLOCATED
+    assert payment.line("CT", CT_REF).amount_pence == 8_800
+
+
+def test_allocations_never_exceed_the_unallocated_amount() -> None:
+    payment = receive()
+    with pytest.raises(AllocationExceedsUnallocated, match="only 10000 pence"):
+        allocate(payment, ("CT", CT_REF, 6_000), ("CT", CT_REF_2, 4_001))
+    assert len(payment.pending_events) == 1
+
+
+def test_manual_allocations_need_a_valid_reference() -> None:
+    with pytest.raises(InvalidReference, match="expected 8 characters"):
+        allocate(receive(), ("CT", "12345678", 100))
+
+
+def test_transfers_move_money_and_keep_both_halves() -> None:
+    payment = receive(reference=SUN_REF)
+    payment.transfer(
+        from_fund_code="SUN",
+        from_reference=SUN_REF,
+        to_fund=HRA,
+        to_reference=HRA_REF,
+        amount_pence=4_000,
+        actor="o",
+        reason="wrong account",
+    )
+    event = payment.pending_events[-1]
+    assert isinstance(event, Payment.Transferred)
+    assert payment.line("SUN", SUN_REF).amount_pence == 6_000
+    assert payment.line("HRA", HRA_REF).amount_pence == 4_000
+    assert payment.line("HRA", HRA_REF).vat_pence == 0
+    assert payment.line("SUN", SUN_REF).vat_pence == 1_000
+    with pytest.raises(TransferExceedsAllocation):
+        payment.transfer(
+            from_fund_code="HRA",
+            from_reference=HRA_REF,
+            to_fund=CT,
+            to_reference=CT_REF,
+            amount_pence=4_001,
+            actor="o",
+            reason="x",
+        )
+    with pytest.raises(AllocationNotFound, match="its allocations are"):
+        payment.transfer(
+            from_fund_code="CT",
+            from_reference=CT_REF,
+            to_fund=HRA,
+            to_reference=HRA_REF,
+            amount_pence=1,
+            actor="o",
+            reason="x",
+        )
+
+
+def test_vat_never_drifts_over_many_partial_moves() -> None:
+    payment = receive(amount_pence=10_001, reference=SUN_REF)
+    for _ in range(7):
+        payment.transfer(
+            from_fund_code="SUN",
+            from_reference=SUN_REF,
+            to_fund=CT,
+            to_reference=CT_REF,
+            amount_pence=3,
+            actor="o",
+            reason="r",
+        )
+        payment.refund(amount_pence=1, fund_code="SUN", reference=SUN_REF, actor="o", reason="r")
+    vat_posted = sum(
+        p.amount_pence
+        for e in payment.pending_events
+        for p in postings_for(e)
+        if p.account == "vat:output"
+    )
+    line = payment.line("SUN", SUN_REF)
+    assert -vat_posted == line.vat_pence == round(line.amount_pence / 6)
+
+
+def test_refunds_never_exceed_what_remains_and_need_a_reason() -> None:
+    payment = receive(reference=CT_REF)
+    with pytest.raises(ReasonRequired):
+        payment.refund(amount_pence=100, actor="o", reason=" ")
+    with pytest.raises(RefundExceedsRemaining, match="only 10000 pence remains"):
+        payment.refund(amount_pence=10_001, actor="o", reason="overpaid")
+    payment.refund(amount_pence=10_000, actor="o", reason="overpaid")
+    assert payment.status is PaymentStatus.REFUNDED
+    with pytest.raises(NothingToReverse):
+        payment.reverse(kind=ReversalKind.CHARGEBACK, actor="o", reason="dispute")
+
+
+def test_a_split_payment_must_say_which_allocation_is_refunded() -> None:
+    payment = receive()
+    allocate(payment, ("CT", CT_REF, 5_000), ("CT", CT_REF_2, 5_000))
+    with pytest.raises(InvalidRequest, match="say which fund and reference"):
+        payment.refund(amount_pence=1, actor="o", reason="r")
+    payment.refund(amount_pence=1, fund_code="CT", reference=CT_REF_2, actor="o", reason="r")
+    assert payment.line("CT", CT_REF_2).amount_pence == 4_999
+
+
+def test_refund_of_an_overpayment_comes_from_the_unallocated_part() -> None:
+    payment = receive()
+    allocate(payment, ("CT", CT_REF, 6_000))
+    payment.refund(amount_pence=4_000, actor="o", reason="overpaid")
+    assert payment.unallocated_pence == 0 and payment.status is PaymentStatus.ALLOCATED
+
+
+def test_a_reversal_takes_back_everything_that_remains_and_freezes_the_payment() -> None:
+    payment = receive(channel=Channel.CHEQUE)
+    allocate(payment, ("SUN", SUN_REF, 6_000))
+    payment.refund(amount_pence=1_000, fund_code="SUN", reference=SUN_REF, actor="o", reason="r")
+    payment.reverse(kind=ReversalKind.RETURNED_CHEQUE, actor="o", reason="returned unpaid")
+    event = payment.pending_events[-1]
+    assert event.amount_pence == 9_000 and event.suspense_pence == 4_000
+    assert payment.status is PaymentStatus.REVERSED
+    assert payment.remaining_pence == 0
+    payment.check_invariant()
+    with pytest.raises(PaymentAlreadyReversed):
+        payment.refund(amount_pence=1, actor="o", reason="r")
+    with pytest.raises(PaymentAlreadyReversed):
+        payment.reverse(kind=ReversalKind.CHARGEBACK, actor="o", reason="again")
+
+
+def test_a_repeated_command_records_nothing_and_an_altered_one_is_refused() -> None:
+    payment = receive()
+    allocate(payment, ("CT", CT_REF, 100), key="k1", fingerprint="f1")
+    allocate(payment, ("CT", CT_REF, 100), key="k1", fingerprint="f1")
+    assert payment.line("CT", CT_REF).amount_pence == 100
+    with pytest.raises(IdempotencyKeyReused):
+        allocate(payment, ("CT", CT_REF, 200), key="k1", fingerprint="f2")
+
+
+def test_card_numbers_never_enter_the_ledger() -> None:
+    with pytest.raises(CardNumberRejected):
+        receive(reference="4111 1111 1111 1111")
+    payment = receive()
+    with pytest.raises(CardNumberRejected):
+        payment.note("card was 4111-1111-1111-1111", actor="o")
+    payment.note("card ending 1111, first six 411111", actor="o")
+
+
+def test_times_must_be_aware_and_not_before_the_receipt() -> None:
+    payment = receive()
+    with pytest.raises(InvalidEffectiveDate, match="before the payment was received"):
+        payment.refund(amount_pence=1, actor="o", reason="r", effective_at=NOW - timedelta(days=1))
+    with pytest.raises(InvalidEffectiveDate, match="time zone"):
+        payment.refund(amount_pence=1, actor="o", reason="r", effective_at=NOW.replace(tzinfo=None))
+
+
+def test_receipts_cannot_be_dated_in_the_future() -> None:
+    funds = chart()
+    with pytest.raises(InvalidEffectiveDate, match="future"):
+        Payment.receive(
+            channel=Channel.CASH,
+            amount_pence=1,
+            received_at=NOW + timedelta(hours=1),
+            reference="",
+            fund_hint=None,
+            external_id=None,
+            match=funds.match("", None),
+            fund=None,
+            actor="o",
+            now=NOW,
+        )
+
+
+def test_the_same_external_payment_always_gets_the_same_id() -> None:
+    first = receive(external_id="pay_123", channel=Channel.GOVUK_PAY)
+    again = receive(external_id="pay_123", channel=Channel.GOVUK_PAY)
+    other_channel = receive(external_id="pay_123", channel=Channel.CARD)
+    assert first.id == again.id != other_channel.id
