@@ -27,7 +27,7 @@ from application.payer_details import (
     load_payer_details,
     save_payer_details,
 )
-from domain.errors import ConcurrentUpdate, IdempotencyKeyReused, InvalidRequest, PaymentNotFound
+from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
 from domain.funds import Fund, FundChart
 from domain.payment import (
     AllocationRequest,
@@ -140,7 +140,7 @@ class IncomeLedger(Application):
     def record_payment(self, command: RecordPayment, ctx: CommandContext) -> Outcome:
         """Record a receipt once; a repeat of the same external payment returns the first."""
         payment = self._new_payment(command, ctx, self.chart())
-        existing = self._existing_payment(payment.id, ctx)
+        existing = self._existing_payment(payment, ctx)
         if existing is not None:
             return existing
         try:
@@ -149,7 +149,7 @@ class IncomeLedger(Application):
                     save_payer_details(session, payment.id, command.payer, payment.created_on)
                 position = self._save(payment)
         except IntegrityError:
-            existing = self._existing_payment(payment.id, ctx)
+            existing = self._existing_payment(payment, ctx)
             if existing is None:
                 raise ConcurrentUpdate("the payment could not be recorded; retry") from None
             return existing
@@ -428,23 +428,19 @@ class IncomeLedger(Application):
             ),
         )
 
-    def _existing_payment(self, payment_id: UUID, ctx: CommandContext) -> Outcome | None:
-        """A payment already recorded under this id, or None.
+    def _existing_payment(self, new: Payment, ctx: CommandContext) -> Outcome | None:
+        """The payment already recorded under the new one's id, or None.
 
         An external id identifies the money itself, so a repeat delivery returns the first
         payment whatever it says. An idempotency key without an external id must come with the
         same request, or it is refused.
         """
         try:
-            payment: Payment = self.repository.get(payment_id)
+            payment: Payment = self.repository.get(new.id)
         except AggregateNotFoundError:
             return None
-        if (
-            payment.external_id is None
-            and ctx.idempotency_key
-            and (ctx.idempotency_key not in payment.commands)
-        ):
-            raise IdempotencyKeyReused("idempotency key was used for another payment")
+        if payment.external_id is None and ctx.idempotency_key:
+            payment.is_repeat(ctx.idempotency_key, new.pending_events[0].fingerprint)
         return Outcome(payment.id, False, None, self.payment_view(payment))
 
     def _change_payment(

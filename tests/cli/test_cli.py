@@ -1,0 +1,93 @@
+"""The command line as a person and a script use it, on both backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from income_ledger.cli import app
+from tests.domain.helpers import CT_REF, SUN_REF
+
+
+@pytest.fixture
+def cli(database_url, monkeypatch):
+    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEDGER_ACTOR", "officer:cli")
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result
+
+    run("db", "init")
+    run("funds", "add", "--sample")
+    return run
+
+
+def as_json(result) -> dict:
+    return json.loads(result.stdout)
+
+
+def test_record_allocate_refund_and_show(cli) -> None:
+    recorded = as_json(cli("payments", "record", "--channel", "cash", "--amount", "50.00",
+                           "--reference", "junk", "--json"))
+    pid = recorded["payment"]["payment_id"]
+    assert recorded["payment"]["status"] == "suspense" and recorded["position"] > 0
+    allocated = as_json(cli("payments", "allocate", pid, "--line", f"CT:{CT_REF}:30",
+                            "--line", f"SUN:{SUN_REF}:20.00", "--json"))
+    assert allocated["payment"]["status"] == "allocated"
+    cli("payments", "refund", pid, "--amount", "5", "--reason", "overpaid",
+        "--from", f"SUN:{SUN_REF}")
+    cli("payments", "transfer", pid, "--from", f"CT:{CT_REF}", "--to", "HRA:1234569",
+        "--amount", "10", "--reason", "wrong account")
+    shown = as_json(cli("payments", "show", pid, "--json"))
+    assert [h["actor"] for h in shown["history"]][1:] == ["officer:cli"] * 3
+    assert shown["refunded_pence"] == 500
+    human = cli("payments", "show", pid).stdout
+    assert "Transferred" in human and "wrong account" in human
+
+
+def test_bad_input_gets_a_clear_message_and_a_non_zero_exit(cli) -> None:
+    result = cli("payments", "record", "--channel", "cash", "--amount", "12.5x", code=2)
+    assert "write it like 12.50" in result.output and "Traceback" not in result.output
+    result = cli("payments", "record", "--channel", "pigeon", "--amount", "1", code=2)
+    assert "unknown channel" in result.output
+    pid = as_json(cli("payments", "record", "--channel", "cash", "--amount", "1", "--json"))[
+        "payment"]["payment_id"]
+    result = cli("payments", "allocate", pid, "--line", f"CT:{CT_REF}:2", code=2)
+    assert "only 100 pence" in result.output
+    assert "not a payment id" in cli("payments", "show", "nope", code=2).output
+    assert "no payment" in cli(
+        "payments", "show", "00000000-0000-0000-0000-000000000000", code=2).output
+
+
+def test_funds_list_and_show(cli) -> None:
+    funds = as_json(cli("funds", "list", "--json"))
+    assert {f["code"] for f in funds} >= {"CT", "NNDR", "HRA", "PCN", "SUN", "BOP"}
+    cli("funds", "disable", "BOP", "--reason", "closed")
+    assert as_json(cli("funds", "show", "BOP", "--json"))["enabled"] is False
+    assert "Council Tax" in cli("funds", "list").stdout
+
+
+def test_demo_fills_a_ledger_that_balances(cli) -> None:
+    result = as_json(cli("demo", "--days", "2", "--receipts-per-day", "40", "--json"))
+    assert result["demo"]["receipts"] == 80
+    assert result["summary"]["trial_balance_pence"] == 0
+    assert result["summary"]["suspense_pence"] > 0
+    again = as_json(cli("demo", "--days", "2", "--receipts-per-day", "40", "--json"))
+    assert again["summary"]["events"] == result["summary"]["events"]
+
+
+def test_an_uninitialised_database_says_what_to_run(tmp_path) -> None:
+    env = {"LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}", "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "income_ledger.cli", "funds", "list"],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert result.returncode == 2
+    assert "income-ledger db init" in result.stderr and "Traceback" not in result.stderr
