@@ -6,8 +6,6 @@ import multiprocessing
 from collections import Counter
 from uuid import UUID
 
-import pytest
-
 from application.ledger import CommandContext, RecordPayment
 from domain.errors import LedgerError
 from income_ledger.bootstrap import build_ledger, init_database, is_initialised
@@ -59,8 +57,9 @@ def _allocate_everything(barrier, url: str, payment_id: str) -> str:
     try:
         ledger.repository.get(UUID(payment_id))  # warm up: load before the race starts
         barrier.wait()
-        ledger.allocate(UUID(payment_id), [("CT", CT_REF, 10_000)],
-                        CommandContext("officer:race"), "race")
+        ledger.allocate(
+            UUID(payment_id), [("CT", CT_REF, 10_000)], CommandContext("officer:race"), "race"
+        )
         return "allocated"
     except LedgerError as error:
         return error.code

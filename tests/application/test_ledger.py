@@ -36,7 +36,8 @@ def test_a_receipt_is_recorded_allocated_and_read_back(ledger, officer) -> None:
     payment = ledger.get_payment(outcome.payment_id)
     assert payment["status"] == "allocated"
     assert payment["allocations"] == [
-        {"fund_code": "CT", "reference": CT_REF, "amount_pence": 10_000, "vat_pence": 0}]
+        {"fund_code": "CT", "reference": CT_REF, "amount_pence": 10_000, "vat_pence": 0}
+    ]
     assert [h["action"] for h in payment["history"]] == ["Received", "Allocated"]
     assert payment["history"][0]["actor"] == "officer:test"
     assert payment["received_at"] == YESTERDAY.isoformat()
@@ -102,8 +103,9 @@ def test_a_batch_is_all_or_nothing(ledger, officer) -> None:
     with pytest.raises(InvalidRequest):
         ledger.record_payments([good, bad], officer)
     assert ledger.max_position() == before
-    outcomes = ledger.record_payments([good, RecordPayment("allpay", 5, "X", external_id="l3")],
-                                      officer)
+    outcomes = ledger.record_payments(
+        [good, RecordPayment("allpay", 5, "X", external_id="l3")], officer
+    )
     assert [o.recorded for o in outcomes] == [True, True]
     again = ledger.record_payments([good], officer)
     assert [o.recorded for o in again] == [False]
@@ -141,8 +143,9 @@ def test_two_writers_of_one_payment_cannot_both_succeed(ledger, settings, office
         from domain.payment import AllocationRequest
 
         for payment in (mine, theirs):
-            payment.allocate([(funds.fund("CT"), AllocationRequest("CT", CT_REF, 10_000))],
-                             actor="o", reason="r")
+            payment.allocate(
+                [(funds.fund("CT"), AllocationRequest("CT", CT_REF, 10_000))], actor="o", reason="r"
+            )
         ledger._save(mine)
         with pytest.raises(ConcurrentUpdate, match="retry"):
             other._save(theirs)

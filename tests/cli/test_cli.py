@@ -34,17 +34,58 @@ def as_json(result) -> dict:
 
 
 def test_record_allocate_refund_and_show(cli) -> None:
-    recorded = as_json(cli("payments", "record", "--channel", "cash", "--amount", "50.00",
-                           "--reference", "junk", "--json"))
+    recorded = as_json(
+        cli(
+            "payments",
+            "record",
+            "--channel",
+            "cash",
+            "--amount",
+            "50.00",
+            "--reference",
+            "junk",
+            "--json",
+        )
+    )
     pid = recorded["payment"]["payment_id"]
     assert recorded["payment"]["status"] == "suspense" and recorded["position"] > 0
-    allocated = as_json(cli("payments", "allocate", pid, "--line", f"CT:{CT_REF}:30",
-                            "--line", f"SUN:{SUN_REF}:20.00", "--json"))
+    allocated = as_json(
+        cli(
+            "payments",
+            "allocate",
+            pid,
+            "--line",
+            f"CT:{CT_REF}:30",
+            "--line",
+            f"SUN:{SUN_REF}:20.00",
+            "--json",
+        )
+    )
     assert allocated["payment"]["status"] == "allocated"
-    cli("payments", "refund", pid, "--amount", "5", "--reason", "overpaid",
-        "--from", f"SUN:{SUN_REF}")
-    cli("payments", "transfer", pid, "--from", f"CT:{CT_REF}", "--to", "HRA:1234569",
-        "--amount", "10", "--reason", "wrong account")
+    cli(
+        "payments",
+        "refund",
+        pid,
+        "--amount",
+        "5",
+        "--reason",
+        "overpaid",
+        "--from",
+        f"SUN:{SUN_REF}",
+    )
+    cli(
+        "payments",
+        "transfer",
+        pid,
+        "--from",
+        f"CT:{CT_REF}",
+        "--to",
+        "HRA:1234569",
+        "--amount",
+        "10",
+        "--reason",
+        "wrong account",
+    )
     shown = as_json(cli("payments", "show", pid, "--json"))
     assert [h["actor"] for h in shown["history"]][1:] == ["officer:cli"] * 3
     assert shown["refunded_pence"] == 500
@@ -58,12 +99,15 @@ def test_bad_input_gets_a_clear_message_and_a_non_zero_exit(cli) -> None:
     result = cli("payments", "record", "--channel", "pigeon", "--amount", "1", code=2)
     assert "unknown channel" in result.output
     pid = as_json(cli("payments", "record", "--channel", "cash", "--amount", "1", "--json"))[
-        "payment"]["payment_id"]
+        "payment"
+    ]["payment_id"]
     result = cli("payments", "allocate", pid, "--line", f"CT:{CT_REF}:2", code=2)
     assert "only 100 pence" in result.output
     assert "not a payment id" in cli("payments", "show", "nope", code=2).output
-    assert "no payment" in cli(
-        "payments", "show", "00000000-0000-0000-0000-000000000000", code=2).output
+    assert (
+        "no payment"
+        in cli("payments", "show", "00000000-0000-0000-0000-000000000000", code=2).output
+    )
 
 
 def test_funds_list_and_show(cli) -> None:
@@ -87,7 +131,10 @@ def test_an_uninitialised_database_says_what_to_run(tmp_path) -> None:
     env = {"LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}", "PATH": ""}
     result = subprocess.run(
         [sys.executable, "-m", "income_ledger.cli", "funds", "list"],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert result.returncode == 2
     assert "income-ledger db init" in result.stderr and "Traceback" not in result.stderr
