@@ -82,6 +82,21 @@ class PaymentStatus(StrEnum):
     REVERSED = "reversed"
 
 
+def payment_status(
+    allocated_pence: int, unallocated_pence: int, reversed_pence: int
+) -> PaymentStatus:
+    """Where a payment's money stands, from its running totals (used by the read model too)."""
+    if reversed_pence:
+        return PaymentStatus.REVERSED
+    if allocated_pence + unallocated_pence == 0:
+        return PaymentStatus.REFUNDED
+    if allocated_pence == 0:
+        return PaymentStatus.SUSPENSE
+    if unallocated_pence:
+        return PaymentStatus.PART_ALLOCATED
+    return PaymentStatus.ALLOCATED
+
+
 @dataclass(frozen=True)
 class AllocationLine:
     """Money of one receipt allocated to one fund and reference, VAT-inclusive."""
@@ -596,15 +611,7 @@ class Payment(Aggregate):
 
     @property
     def status(self) -> PaymentStatus:
-        if self.reversed_pence:
-            return PaymentStatus.REVERSED
-        if self.remaining_pence == 0:
-            return PaymentStatus.REFUNDED
-        if self.allocated_pence == 0:
-            return PaymentStatus.SUSPENSE
-        if self.unallocated_pence:
-            return PaymentStatus.PART_ALLOCATED
-        return PaymentStatus.ALLOCATED
+        return payment_status(self.allocated_pence, self.unallocated_pence, self.reversed_pence)
 
     def lines_with_money(self) -> list[AllocationLine]:
         return [line for line in self.lines.values() if line.amount_pence]

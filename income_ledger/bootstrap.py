@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
 from application.payer_details import metadata as payer_metadata
 from income_ledger.settings import Settings
+from projections.runner import EventSource, Projection, projection_engine
 
 EVENTS_TABLE = "ledger_events"
 # An arbitrary constant: the PostgreSQL advisory lock that serialises schema creation.
@@ -38,7 +41,23 @@ def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedg
             f"the database at {safe_url(settings)} has no ledger tables: "
             "run `income-ledger db init` first"
         )
-    return IncomeLedger(env=eventsourcing_env(settings, create_tables=False))
+    ledger = IncomeLedger(env=eventsourcing_env(settings, create_tables=False))
+    if settings.is_postgres:
+        _check_connections_before_use(ledger)
+    return ledger
+
+
+def _check_connections_before_use(ledger: IncomeLedger) -> None:
+    """Survive a restarted database: test pooled connections before handing them out.
+
+    eventsourcing-sqlalchemy builds its engine from the URL alone; rebuild it with
+    pool_pre_ping so that a connection the server dropped is replaced, not used.
+    """
+    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+    url = datastore.engine.url
+    datastore.engine.dispose()
+    datastore.engine = create_engine(url, pool_pre_ping=True)
+    datastore.session_maker = sessionmaker(bind=datastore.engine)
 
 
 def init_database(settings: Settings) -> None:
@@ -83,3 +102,23 @@ def _schema_lock(engine: Engine) -> Iterator[None]:
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": SCHEMA_LOCK_ID})
             connection.commit()
+
+
+def event_source(ledger: IncomeLedger) -> EventSource:
+    """The projections' view of the event store: pages of (position, domain event)."""
+
+    def read(after: int, limit: int) -> list[tuple[int, Any]]:
+        notifications = ledger.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
+        return [(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
+
+    return read
+
+
+def build_projection(
+    settings: Settings, ledger: IncomeLedger, *, page_size: int = 1000
+) -> Projection:
+    return Projection(
+        projection_engine(settings.database_url), event_source(ledger), page_size=page_size
+    )

@@ -6,12 +6,13 @@ what to fix and exit non-zero; nothing partial is saved.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -27,7 +28,14 @@ from domain.errors import InvalidRequest, LedgerError
 from domain.funds import Fund
 from domain.money import pence_to_pounds, pounds_to_pence
 from domain.sample_chart import SAMPLE_FUNDS
-from income_ledger.bootstrap import DatabaseNotInitialised, build_ledger, init_database, safe_url
+from income_ledger.bootstrap import (
+    DatabaseNotInitialised,
+    build_ledger,
+    build_projection,
+    event_source,
+    init_database,
+    safe_url,
+)
 from income_ledger.settings import Settings
 
 EXIT_USER_ERROR = 2
@@ -47,6 +55,8 @@ payments_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(funds_app, name="funds")
 app.add_typer(payments_app, name="payments")
+projections_app = typer.Typer(help="The read model: status, rebuild, verify.", no_args_is_help=True)
+app.add_typer(projections_app, name="projections")
 
 out = Console()
 err = Console(stderr=True)
@@ -489,6 +499,137 @@ def payments_show(payment_id: str, as_json: JsonOption = False) -> None:
             postings,
         )
     out.print(table)
+
+
+# ---- projections --------------------------------------------------------------------------
+
+
+@app.command("project")
+@handle_errors
+def project(
+    once: Annotated[bool, typer.Option("--once", help="Catch up, then exit.")] = False,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=20_000, help="Events per transaction.")
+    ] = 1000,
+) -> None:
+    """Keep the read model up to date: catch up, then follow new events until stopped."""
+    import signal
+
+    from projections.runner import ProjectionRunner, RunnerLock
+
+    settings = Settings()
+    with ledger() as led:
+        projection = build_projection(settings, led, page_size=page_size)
+        if once:
+            with RunnerLock(projection.engine).held():
+                applied = projection.catch_up()
+            out.print(
+                f"applied {applied} events; read model at position "
+                f"{projection.position()} of {led.max_position()}"
+            )
+            return
+        runner = ProjectionRunner(projection)
+        signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+        signal.signal(signal.SIGINT, lambda *_: runner.stop())
+        err.print(f"projecting {safe_url(settings)} (Ctrl-C to stop)")
+        runner.run()
+
+
+@projections_app.command("status")
+@handle_errors
+def projections_status(as_json: JsonOption = False) -> None:
+    """The event store's latest position and the read model's, and the lag between them."""
+    settings = Settings()
+    with ledger() as led:
+        projection = build_projection(settings, led)
+        status = {
+            "event_store_position": led.max_position(),
+            "read_model_position": projection.position(),
+        }
+        projection.engine.dispose()
+    status["lag_events"] = status["event_store_position"] - status["read_model_position"]
+    if as_json:
+        print_json(status)
+    else:
+        out.print(
+            f"event store at {status['event_store_position']}, read model at "
+            f"{status['read_model_position']} ({status['lag_events']} behind)",
+            highlight=False,
+        )
+
+
+@projections_app.command("rebuild")
+@handle_errors
+def projections_rebuild(
+    page_size: Annotated[int, typer.Option(min=1, max=20_000)] = 5000,
+) -> None:
+    """Rebuild the read model from position zero into fresh tables and swap them in."""
+    from projections.maintenance import rebuild
+
+    settings = Settings()
+    with ledger() as led:
+        projection = build_projection(settings, led)
+        with progress_bar(led.max_position(), "rebuilding") as advance:
+            position = rebuild(
+                projection.engine, event_source(led), page_size=page_size, progress=advance
+            )
+        projection.engine.dispose()
+    out.print(f"read model rebuilt to position {position} and swapped in")
+
+
+@projections_app.command("verify")
+@handle_errors
+def projections_verify(
+    page_size: Annotated[int, typer.Option(min=1, max=20_000)] = 5000,
+    as_json: JsonOption = False,
+) -> None:
+    """Rebuild into scratch tables, compare every table with the live one; exit 1 on any
+    difference."""
+    from projections.maintenance import verify
+
+    settings = Settings()
+    with ledger() as led:
+        projection = build_projection(settings, led)
+        with progress_bar(projection.position(), "verifying") as advance:
+            report = verify(
+                projection.engine, event_source(led), page_size=page_size, progress=advance
+            )
+        projection.engine.dispose()
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "position": report.position,
+                "rows": report.tables,
+                "differences": [vars(d) for d in report.differences],
+            }
+        )
+    else:
+        for table, rows in report.tables.items():
+            out.print(f"  {table}: {rows} rows", highlight=False)
+        for difference in report.differences:
+            err.print(
+                f"[red]{difference.table}[/]: {difference.missing_count} rows missing "
+                f"from the live table, {difference.unexpected_count} unexpected rows"
+            )
+            for row in difference.missing:
+                err.print(f"    missing:    {row}", highlight=False)
+            for row in difference.unexpected:
+                err.print(f"    unexpected: {row}", highlight=False)
+        verdict = "matches" if report.ok else "DIFFERS FROM"
+        out.print(f"live read model {verdict} a rebuild at position {report.position}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long runs (quiet when stderr is not a terminal)."""
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(what, total=total or None)
+        yield lambda count: progress.advance(task, count)
 
 
 # ---- demo ---------------------------------------------------------------------------------

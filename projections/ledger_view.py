@@ -1,0 +1,479 @@
+"""Fills the read-model tables from domain events, a page at a time.
+
+A page of events is applied in memory (the payments it touches are loaded first), then
+written with set-based statements: inserts for postings and the audit trail, additive upserts
+for balances and takings, replacing upserts for payment rows. The caller commits the page in
+the same transaction as its tracking position, which makes the projection exactly once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, delete, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from domain.funds import FundChart
+from domain.payment import AUTO_ALLOCATION_ACTOR, Payment, payment_status
+from domain.postings import effective_at, postings_for
+from projections.schema import SUSPENSE_FUND, ReadModel
+
+UK = ZoneInfo("Europe/London")
+PAYMENT_EVENTS = (Payment.Event, Payment.Received)
+Key = tuple[Any, ...]
+
+
+def uk_date(moment: datetime) -> date:
+    """The UK business date of a moment: what a person in the income office calls 'the day'."""
+    return moment.astimezone(UK).date()
+
+
+def event_id(event: Any) -> str:
+    return f"{event.originator_id}:{event.originator_version}"
+
+
+class Counters:
+    """Additive deltas per key, written as INSERT ... ON CONFLICT DO UPDATE SET x = x + d."""
+
+    def __init__(self, key_columns: Sequence[str], value_columns: Sequence[str]) -> None:
+        self.key_columns = tuple(key_columns)
+        self.value_columns = tuple(value_columns)
+        self.rows: dict[Key, dict[str, int]] = {}
+        self.extra: dict[Key, dict[str, Any]] = {}
+
+    def add(self, key: Key, extra: dict[str, Any] | None = None, **deltas: int) -> None:
+        row = self.rows.setdefault(key, dict.fromkeys(self.value_columns, 0))
+        for column, delta in deltas.items():
+            row[column] += delta
+        if extra:
+            self.extra[key] = extra
+
+    def write(self, connection: Connection, table: Table) -> None:
+        if not self.rows:
+            return
+        rows = [
+            dict(zip(self.key_columns, key, strict=True)) | self.extra.get(key, {}) | values
+            for key, values in self.rows.items()
+        ]
+        statement = _insert(connection, table)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(self.key_columns),
+            set_={c: table.c[c] + statement.excluded[c] for c in self.value_columns},
+        )
+        connection.execute(statement, rows)
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    if connection.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+class PageProjector:
+    """Applies one page of (position, event) pairs to the read model on a connection."""
+
+    def __init__(self, model: ReadModel) -> None:
+        self.model = model
+
+    def apply(self, connection: Connection, page: Sequence[tuple[int, Any]]) -> None:
+        page_state = _PageState(self.model, connection, page)
+        for position, event in page:
+            page_state.apply(position, event)
+        page_state.write()
+
+
+class _PageState:
+    def __init__(
+        self, model: ReadModel, connection: Connection, page: Sequence[tuple[int, Any]]
+    ) -> None:
+        self.model = model
+        self.connection = connection
+        self.postings: list[dict[str, Any]] = []
+        self.audit: list[dict[str, Any]] = []
+        self.accounts = Counters(["account"], ["balance_pence", "postings_count"])
+        self.funds = Counters(
+            ["fund_code"],
+            [
+                "balance_pence",
+                "net_pence",
+                "vat_pence",
+                "allocated_pence",
+                "transfers_in_pence",
+                "transfers_out_pence",
+                "refunds_pence",
+                "reversals_pence",
+            ],
+        )
+        self.channels = Counters(
+            ["channel"],
+            ["receipts_count", "received_pence", "refunds_pence", "reversals_pence", "net_pence"],
+        )
+        self.takings = Counters(
+            ["business_date", "channel", "fund_code"],
+            [
+                "receipts_count",
+                "received_pence",
+                "vat_pence",
+                "refunds_count",
+                "refunds_pence",
+                "reversals_count",
+                "reversals_pence",
+                "net_pence",
+            ],
+        )
+        payment_ids = {str(e.originator_id) for _, e in page if isinstance(e, PAYMENT_EVENTS)}
+        self.payments = self._load_payments(payment_ids)
+        self.lines = self._load_lines(payment_ids)
+        self.touched: set[str] = set()
+
+    # ---- loading ---------------------------------------------------------------------------
+
+    def _load_payments(self, payment_ids: set[str]) -> dict[str, dict[str, Any]]:
+        table = self.model.payments
+        rows: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(sorted(payment_ids), 500):
+            result = self.connection.execute(select(table).where(table.c.payment_id.in_(chunk)))
+            rows.update({row.payment_id: dict(row._mapping) for row in result})
+        return rows
+
+    def _load_lines(self, payment_ids: set[str]) -> dict[str, dict[tuple[str, str], dict]]:
+        table = self.model.payment_allocations
+        lines: dict[str, dict[tuple[str, str], dict]] = defaultdict(dict)
+        for chunk in _chunks(sorted(payment_ids), 500):
+            result = self.connection.execute(select(table).where(table.c.payment_id.in_(chunk)))
+            for row in result:
+                lines[row.payment_id][(row.fund_code, row.reference)] = dict(row._mapping)
+        return lines
+
+    # ---- applying --------------------------------------------------------------------------
+
+    def apply(self, position: int, event: Any) -> None:
+        postings = postings_for(event)
+        moment = effective_at(event)
+        payment_id = str(event.originator_id) if isinstance(event, PAYMENT_EVENTS) else None
+        channel = self._channel(event, payment_id)
+        for posting in postings:
+            self.postings.append(
+                {
+                    "position": position,
+                    "event_id": event_id(event),
+                    "payment_id": payment_id,
+                    "action": type(event).__name__,
+                    "account": posting.account,
+                    "fund_code": posting.fund_code,
+                    "reference": posting.reference,
+                    "channel": channel,
+                    "amount_pence": posting.amount_pence,
+                    "effective_at": moment,
+                    "effective_date": uk_date(moment),
+                    "recorded_at": event.timestamp,
+                }
+            )
+            self.accounts.add(
+                (posting.account,),
+                {"fund_code": posting.fund_code, "reference": posting.reference},
+                balance_pence=posting.amount_pence,
+                postings_count=1,
+            )
+            if posting.fund_code:
+                credit = -posting.amount_pence
+                part = "vat_pence" if posting.account.startswith("vat:") else "net_pence"
+                self.funds.add((posting.fund_code,), balance_pence=credit, **{part: credit})
+        self.audit.append(self._audit_row(position, event, payment_id, moment))
+        if payment_id is not None:
+            self._apply_payment(position, event, payment_id, channel, moment)
+
+    def _channel(self, event: Any, payment_id: str | None) -> str | None:
+        if isinstance(event, Payment.Received):
+            return event.channel
+        if payment_id is not None and payment_id in self.payments:
+            return self.payments[payment_id]["channel"]
+        return getattr(event, "channel", None)
+
+    def _apply_payment(
+        self, position: int, event: Any, payment_id: str, channel: str | None, moment: datetime
+    ) -> None:
+        if isinstance(event, Payment.Received):
+            self._received(event, payment_id)
+        row = self.payments[payment_id]
+        assert channel is not None
+        day = uk_date(moment)
+        received_day = row["received_date"]
+        if isinstance(event, Payment.Allocated):
+            total = sum(line["amount_pence"] for line in event.lines)
+            row["allocated_pence"] += total
+            row["unallocated_pence"] -= total
+            for line in event.lines:
+                self._move(
+                    payment_id,
+                    line["fund_code"],
+                    line["reference"],
+                    line["amount_pence"],
+                    line["vat_pence"],
+                )
+                self.funds.add((line["fund_code"],), allocated_pence=line["amount_pence"])
+                if event.actor == AUTO_ALLOCATION_ACTOR and event.originator_version == 2:
+                    self.takings.add(
+                        (received_day, channel, SUSPENSE_FUND),
+                        receipts_count=-1,
+                        received_pence=-line["amount_pence"],
+                        net_pence=-line["amount_pence"],
+                    )
+                    self.takings.add(
+                        (received_day, channel, line["fund_code"]),
+                        receipts_count=1,
+                        received_pence=line["amount_pence"],
+                        vat_pence=line["vat_pence"],
+                        net_pence=line["amount_pence"],
+                    )
+        elif isinstance(event, Payment.Transferred):
+            self._move(
+                payment_id,
+                event.from_fund_code,
+                event.from_reference,
+                -event.amount_pence,
+                -event.from_vat_pence,
+            )
+            self._move(
+                payment_id,
+                event.to_fund_code,
+                event.to_reference,
+                event.amount_pence,
+                event.to_vat_pence,
+            )
+            self.funds.add((event.from_fund_code,), transfers_out_pence=event.amount_pence)
+            self.funds.add((event.to_fund_code,), transfers_in_pence=event.amount_pence)
+        elif isinstance(event, Payment.Refunded):
+            row["refunded_pence"] += event.amount_pence
+            if event.fund_code is None:
+                row["unallocated_pence"] -= event.amount_pence
+            else:
+                row["allocated_pence"] -= event.amount_pence
+                assert event.reference is not None
+                self._move(
+                    payment_id,
+                    event.fund_code,
+                    event.reference,
+                    -event.amount_pence,
+                    -event.vat_pence,
+                )
+                self.funds.add((event.fund_code,), refunds_pence=event.amount_pence)
+            self.channels.add(
+                (channel,), refunds_pence=event.amount_pence, net_pence=-event.amount_pence
+            )
+            self.takings.add(
+                (day, channel, event.fund_code or SUSPENSE_FUND),
+                refunds_count=1,
+                refunds_pence=event.amount_pence,
+                net_pence=-event.amount_pence,
+            )
+        elif isinstance(event, Payment.Reversed):
+            row["reversed_pence"] += event.amount_pence
+            row["unallocated_pence"] -= event.suspense_pence
+            for part in event.parts:
+                row["allocated_pence"] -= part["amount_pence"]
+                self._move(
+                    payment_id,
+                    part["fund_code"],
+                    part["reference"],
+                    -part["amount_pence"],
+                    -part["vat_pence"],
+                )
+                self.funds.add((part["fund_code"],), reversals_pence=part["amount_pence"])
+                self.takings.add(
+                    (day, channel, part["fund_code"]),
+                    reversals_count=1,
+                    reversals_pence=part["amount_pence"],
+                    net_pence=-part["amount_pence"],
+                )
+            if event.suspense_pence:
+                self.takings.add(
+                    (day, channel, SUSPENSE_FUND),
+                    reversals_count=1,
+                    reversals_pence=event.suspense_pence,
+                    net_pence=-event.suspense_pence,
+                )
+            self.channels.add(
+                (channel,), reversals_pence=event.amount_pence, net_pence=-event.amount_pence
+            )
+        row["status"] = payment_status(
+            row["allocated_pence"], row["unallocated_pence"], row["reversed_pence"]
+        ).value
+        row["fund_code"] = self._main_fund(payment_id) or row["fund_code"]
+        row["updated_at"] = event.timestamp
+        row["version"] = event.originator_version
+        row["position"] = position
+        self.touched.add(payment_id)
+
+    def _received(self, event: Payment.Received, payment_id: str) -> None:
+        received_day = uk_date(event.received_at)
+        self.payments[payment_id] = {
+            "payment_id": payment_id,
+            "channel": event.channel,
+            "amount_pence": event.amount_pence,
+            "reference": event.reference,
+            "fund_hint": event.fund_hint,
+            "fund_code": None,
+            "external_id": event.external_id,
+            "status": "suspense",
+            "allocated_pence": 0,
+            "unallocated_pence": event.amount_pence,
+            "refunded_pence": 0,
+            "reversed_pence": 0,
+            "suspense_reason": event.suspense_reason,
+            "received_at": event.received_at,
+            "received_date": received_day,
+            "recorded_at": event.timestamp,
+            "recorded_by": event.actor,
+        }
+        self.channels.add(
+            (event.channel,),
+            receipts_count=1,
+            received_pence=event.amount_pence,
+            net_pence=event.amount_pence,
+        )
+        self.takings.add(
+            (received_day, event.channel, SUSPENSE_FUND),
+            receipts_count=1,
+            received_pence=event.amount_pence,
+            net_pence=event.amount_pence,
+        )
+
+    def _move(
+        self, payment_id: str, fund_code: str, reference: str, amount_pence: int, vat_pence: int
+    ) -> None:
+        lines = self.lines[payment_id]
+        line = lines.setdefault(
+            (fund_code, reference),
+            {
+                "payment_id": payment_id,
+                "fund_code": fund_code,
+                "reference": reference,
+                "amount_pence": 0,
+                "vat_pence": 0,
+            },
+        )
+        line["amount_pence"] += amount_pence
+        line["vat_pence"] += vat_pence
+
+    def _main_fund(self, payment_id: str) -> str | None:
+        held = [line for line in self.lines[payment_id].values() if line["amount_pence"]]
+        if not held:
+            return None
+        return max(held, key=lambda line: (line["amount_pence"], line["fund_code"]))["fund_code"]
+
+    def _audit_row(
+        self, position: int, event: Any, payment_id: str | None, moment: datetime
+    ) -> dict[str, Any]:
+        fund_code, reference, amount = _audit_subject(event)
+        return {
+            "position": position,
+            "event_id": event_id(event),
+            "recorded_at": event.timestamp,
+            "effective_at": moment,
+            "actor": getattr(event, "actor", None),
+            "action": type(event).__name__,
+            "payment_id": payment_id,
+            "fund_code": fund_code,
+            "reference": reference,
+            "amount_pence": amount,
+            "reason": getattr(event, "reason", None) or getattr(event, "text", None),
+            "correlation_id": getattr(event, "idempotency_key", None),
+        }
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def write(self) -> None:
+        model, connection = self.model, self.connection
+        if self.postings:
+            connection.execute(insert(model.postings), self.postings)
+        if self.audit:
+            connection.execute(insert(model.audit_trail), self.audit)
+        self.accounts.write(connection, model.account_balances)
+        self.funds.write(connection, model.fund_balances)
+        self.channels.write(connection, model.channel_totals)
+        self.takings.write(connection, model.daily_takings)
+        self._write_payments()
+
+    def _write_payments(self) -> None:
+        if not self.touched:
+            return
+        model, connection = self.model, self.connection
+        rows = [self.payments[pid] for pid in sorted(self.touched)]
+        _replace(connection, model.payments, ["payment_id"], rows)
+        lines = [line for pid in sorted(self.touched) for line in self.lines[pid].values()]
+        if lines:
+            _replace(
+                connection,
+                model.payment_allocations,
+                ["payment_id", "fund_code", "reference"],
+                lines,
+            )
+        open_items = [
+            {
+                "payment_id": row["payment_id"],
+                "channel": row["channel"],
+                "reference": row["reference"],
+                "amount_pence": row["unallocated_pence"],
+                "reason": row["suspense_reason"],
+                "received_at": row["received_at"],
+                "received_date": row["received_date"],
+            }
+            for row in rows
+            if row["unallocated_pence"] > 0
+        ]
+        cleared = [row["payment_id"] for row in rows if row["unallocated_pence"] <= 0]
+        if open_items:
+            _replace(connection, model.suspense_items, ["payment_id"], open_items)
+        for chunk in _chunks(cleared, 500):
+            connection.execute(
+                delete(model.suspense_items).where(model.suspense_items.c.payment_id.in_(chunk))
+            )
+
+
+def _replace(
+    connection: Connection, table: Table, keys: list[str], rows: list[dict[str, Any]]
+) -> None:
+    statement = _insert(connection, table)
+    columns = [c.name for c in table.columns if c.name not in keys]
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
+    )
+    connection.execute(statement, rows)
+
+
+def _audit_subject(event: Any) -> tuple[str | None, str | None, int | None]:
+    """The fund, reference and amount an audit reader looks for in one event."""
+    if isinstance(event, Payment.Received):
+        return event.fund_hint, event.reference, event.amount_pence
+    if isinstance(event, Payment.Allocated):
+        first = event.lines[0]
+        funds = {line["fund_code"] for line in event.lines}
+        single = len(event.lines) == 1
+        return (
+            first["fund_code"] if len(funds) == 1 else None,
+            first["reference"] if single else None,
+            sum(line["amount_pence"] for line in event.lines),
+        )
+    if isinstance(event, Payment.Transferred):
+        return event.to_fund_code, event.to_reference, event.amount_pence
+    if isinstance(event, (Payment.Refunded, Payment.Reversed)):
+        return (
+            getattr(event, "fund_code", None),
+            getattr(event, "reference", None),
+            (event.amount_pence),
+        )
+    if isinstance(event, FundChart.FundAdded):
+        return event.fund["code"], None, None
+    return getattr(event, "code", None), None, None
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
