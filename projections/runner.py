@@ -282,7 +282,7 @@ class ProjectionRunner:
                     if not lock.acquire(self.stop_event):
                         return
                     self._follow(waiter)
-                except (OperationalError, DBAPIError, PersistenceError) as error:
+                except (*connection_errors(engine), PersistenceError) as error:
                     self.errors += 1
                     log.warning(
                         "projection runner lost the database (%s); reconnecting",
@@ -308,6 +308,11 @@ class ProjectionRunner:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    """What a lost or refused connection raises: SQLAlchemy's wrappers and the raw driver's."""
+    return (OperationalError, DBAPIError, engine.dialect.loaded_dbapi.Error)
 
 
 def wait_for_position(

@@ -1,0 +1,110 @@
+"""Real runner processes: killed with SIGKILL mid-work, several at once, connections cut."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from application.ledger import CommandContext, RecordPayment
+from income_ledger.bootstrap import event_source
+from projections.maintenance import verify
+from projections.runner import ProjectionRunner, wait_for_position
+from tests.domain.helpers import CT_REF, SUN_REF
+
+
+def runner_process(database_url: str, *args: str) -> subprocess.Popen:
+    env = os.environ | {"LEDGER_DATABASE_URL": database_url}
+    return subprocess.Popen(
+        [sys.executable, "-m", "income_ledger.cli", "project", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def record_many(ledger, count: int, prefix: str) -> None:
+    ctx = CommandContext("integration:test")
+    references = [CT_REF, SUN_REF, "JUNK"]
+    for start in range(0, count, 250):
+        ledger.record_payments(
+            [
+                RecordPayment("allpay", 100 + n, references[n % 3], external_id=f"{prefix}-{n}")
+                for n in range(start, min(start + 250, count))
+            ],
+            ctx,
+        )
+
+
+def test_a_runner_killed_at_any_point_resumes_to_an_identical_read_model(
+    ledger, projection, settings
+) -> None:
+    record_many(ledger, 1500, "kill")
+    positions = []
+    for delay in (1.2, 1.5, 1.9, 2.3):
+        process = runner_process(settings.database_url, "--page-size", "7")
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        positions.append(projection.position())
+        record_many(ledger, 100, f"more-{delay}")
+    assert positions == sorted(positions) and positions[-1] > 0, positions
+    finisher = runner_process(settings.database_url, "--once")
+    assert finisher.wait(timeout=120) == 0, finisher.stderr.read()
+    assert projection.position() == ledger.max_position()
+    report = verify(projection.engine, event_source(ledger))
+    assert report.ok, report.differences
+
+
+def test_several_runners_at_once_never_double_apply(ledger, projection, settings) -> None:
+    runners = [runner_process(settings.database_url, "--page-size", "11") for _ in range(3)]
+    try:
+        for batch in range(4):
+            record_many(ledger, 300, f"multi-{batch}")
+            time.sleep(0.3)
+        assert wait_for_position(projection.engine, ledger.max_position(), timeout_s=120)
+    finally:
+        for process in runners:
+            process.send_signal(signal.SIGTERM)
+        for process in runners:
+            process.wait(timeout=30)
+    assert all(process.returncode == 0 for process in runners), [
+        process.stderr.read() for process in runners
+    ]
+    report = verify(projection.engine, event_source(ledger))
+    assert report.ok, report.differences
+
+
+def test_a_runner_reconnects_after_the_database_drops_it(
+    ledger, projection, settings, officer
+) -> None:
+    if not settings.is_postgres:
+        pytest.skip("connections can only be cut from outside on PostgreSQL")
+    runner = ProjectionRunner(projection, idle_wait_s=0.2, retry_s=0.2)
+    thread = runner.start_thread()
+    try:
+        first = ledger.record_payment(RecordPayment("cash", 1, CT_REF), officer)
+        assert wait_for_position(projection.engine, first.position, timeout_s=10)
+        killer = create_engine(settings.database_url, isolation_level="AUTOCOMMIT")
+        with killer.connect() as connection:
+            cut = connection.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar()
+        killer.dispose()
+        assert cut >= 1
+        second = ledger.record_payment(RecordPayment("cash", 2, CT_REF), officer)
+        assert wait_for_position(projection.engine, second.position, timeout_s=30)
+        assert thread.is_alive()
+        assert runner.errors >= 1
+    finally:
+        runner.stop()
+        thread.join(timeout=10)
