@@ -651,18 +651,111 @@ def demo(
     with build_ledger(settings) as led:
         stats = run_demo(led, days=days, receipts_per_day=receipts_per_day, seed=seed)
         summary = summarise(led)
-    if as_json:
-        print_json({"demo": stats, "summary": summary})
-        return
-    from income_ledger.demo import print_summary
+        projection = build_projection(settings, led, page_size=5000)
+        from projections.runner import RunnerLock
 
+        with RunnerLock(projection.engine).held():
+            projection.catch_up()
+        with projection.engine.connect() as connection:
+            read_model = read_model_report(connection)
+        projection.engine.dispose()
+    if as_json:
+        print_json({"demo": stats, "summary": summary, "read_model": read_model})
+        return
     out.print(
         f"demo data in {safe_url(settings)}: {stats['receipts']} receipts over "
-        f"{stats['days']} days, {stats['refunds']} refunds, {stats['transfers']} transfers, "
-        f"{stats['reversals']} reversals, {stats['allocations']} suspense items cleared",
+        f"{stats['days']} days, {stats.get('refunds', 0)} refunds, "
+        f"{stats.get('transfers', 0)} transfers, {stats.get('reversals', 0)} reversals, "
+        f"{stats.get('allocations', 0)} suspense items cleared",
         highlight=False,
     )
-    print_summary(out, summary)
+    print_read_model(read_model)
+    if read_model["fund_balances_pence"] != summary["fund_balances_pence"]:
+        raise fail(
+            "the read model disagrees with the events: run `income-ledger projections verify`",
+            EXIT_INTERNAL_ERROR,
+        )
+    out.print(
+        f"{summary['events']} events; the read model agrees with them; the trial balance "
+        f"sums to {read_model['trial_balance_pence']} pence. Try: income-ledger "
+        "payments show <payment_id>",
+        highlight=False,
+    )
+
+
+def read_model_report(connection: Any) -> dict[str, Any]:
+    from projections import queries
+
+    return {
+        "fund_balances_pence": {
+            row["fund_code"]: row["balance_pence"]
+            for row in queries.fund_balances(connection)
+            if row["balance_pence"]
+        },
+        "funds": queries.fund_balances(connection),
+        "suspense": queries.suspense(connection, limit=10),
+        "daily_takings": queries.daily_takings(connection),
+        "trial_balance_pence": queries.trial_balance_pence(connection),
+    }
+
+
+def print_read_model(report: dict[str, Any]) -> None:
+    funds = Table(
+        "fund", "balance", "net", "VAT", "refunds", "reversals", title="Fund balances (read model)"
+    )
+    for row in report["funds"]:
+        funds.add_row(
+            row["fund_code"],
+            *(
+                f"£{pence_to_pounds(row[c])}"
+                for c in (
+                    "balance_pence",
+                    "net_pence",
+                    "vat_pence",
+                    "refunds_pence",
+                    "reversals_pence",
+                )
+            ),
+        )
+    out.print(funds)
+    by_channel: dict[str, dict[str, int]] = {}
+    dates: set[str] = set()
+    for row in report["daily_takings"]:
+        dates.add(row["business_date"])
+        days = by_channel.setdefault(row["channel"], {})
+        days[row["business_date"]] = days.get(row["business_date"], 0) + row["net_pence"]
+    takings = Table("channel", *sorted(dates), title="Daily takings, net £ (cash-up)")
+    for channel, days in sorted(by_channel.items()):
+        takings.add_row(channel, *(pence_to_pounds(days.get(d, 0)) for d in sorted(dates)))
+    takings.add_row(
+        "total",
+        *(
+            pence_to_pounds(sum(days.get(d, 0) for days in by_channel.values()))
+            for d in sorted(dates)
+        ),
+    )
+    out.print(takings)
+    suspense = report["suspense"]
+    items = Table(
+        "received",
+        "age (days)",
+        "channel",
+        "reference",
+        "amount",
+        "reason",
+        title=f"Suspense: {suspense['count']} items, "
+        f"£{pence_to_pounds(suspense['total_pence'])} (oldest 10)",
+    )
+    for item in suspense["items"]:
+        items.add_row(
+            item["received_date"],
+            str(item["age_days"]),
+            item["channel"],
+            item["reference"] or "-",
+            f"£{pence_to_pounds(item['amount_pence'])}",
+            item["reason"] or "",
+        )
+    out.print(items)
 
 
 def main() -> None:
