@@ -759,6 +759,9 @@ def print_read_model(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    from income_ledger import cli_audit  # noqa: PLC0415
+
+    cli_audit.register(app)
     app()
 
 
