@@ -759,10 +759,13 @@ def print_read_model(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    from income_ledger import cli_audit  # noqa: PLC0415
-
-    cli_audit.register(app)
     app()
+
+
+# Registered last: the auditor commands reuse this module's helpers.
+from income_ledger import cli_audit  # noqa: E402
+
+cli_audit.register(app)
 
 
 if __name__ == "__main__":
