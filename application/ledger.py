@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification
@@ -280,6 +280,84 @@ class IncomeLedger(Application):
 
         return self._change_payment(payment_id, change)
 
+    def request_refund(
+        self,
+        payment_id: UUID,
+        amount_pence: int,
+        ctx: CommandContext,
+        reason: str,
+        source: tuple[str, str] | None = None,
+    ) -> Outcome:
+        """Ask for a refund above the approval limit; a second person approves it."""
+        key = fingerprint(
+            "request_refund",
+            amount_pence=amount_pence,
+            reason=reason,
+            source=list(source) if source else None,
+        )
+        request_id = str(uuid4())
+
+        def change(payment: Payment, _: FundChart) -> None:
+            payment.request_refund(
+                request_id=request_id,
+                amount_pence=amount_pence,
+                actor=ctx.actor,
+                reason=reason,
+                fund_code=source[0].upper() if source else None,
+                reference=source[1] if source else None,
+                idempotency_key=ctx.idempotency_key,
+                fingerprint=key,
+            )
+
+        return self._change_payment(payment_id, change)
+
+    def approve_refund(self, payment_id: UUID, request_id: str, ctx: CommandContext) -> Outcome:
+        key = fingerprint("approve_refund", request_id=request_id)
+
+        def change(payment: Payment, _: FundChart) -> None:
+            payment.approve_refund(
+                request_id, actor=ctx.actor, idempotency_key=ctx.idempotency_key, fingerprint=key
+            )
+
+        return self._change_payment(payment_id, change)
+
+    def decline_refund(
+        self, payment_id: UUID, request_id: str, ctx: CommandContext, reason: str
+    ) -> Outcome:
+        key = fingerprint("decline_refund", request_id=request_id, reason=reason)
+
+        def change(payment: Payment, _: FundChart) -> None:
+            payment.decline_refund(
+                request_id,
+                actor=ctx.actor,
+                reason=reason,
+                idempotency_key=ctx.idempotency_key,
+                fingerprint=key,
+            )
+
+        return self._change_payment(payment_id, change)
+
+    def settle_external_refunds(
+        self, payment_id: UUID, total_refunded_pence: int, ctx: CommandContext, reason: str
+    ) -> Outcome:
+        """Bring a payment's refunds up to a total reported by its channel (GOV.UK Pay).
+
+        The channel reports a running total, so a repeated or late message refunds nothing
+        more. Money comes from the unallocated part first, then from the largest allocations.
+        """
+        key = fingerprint("external_refund", total=total_refunded_pence)
+
+        def change(payment: Payment, _: FundChart) -> None:
+            payment.refund_up_to(
+                total_refunded_pence,
+                actor=ctx.actor,
+                reason=reason,
+                idempotency_key=ctx.idempotency_key,
+                fingerprint=key,
+            )
+
+        return self._change_payment(payment_id, change)
+
     def reverse(
         self,
         payment_id: UUID,
@@ -363,6 +441,17 @@ class IncomeLedger(Application):
             "unallocated_pence": payment.unallocated_pence,
             "refunded_pence": payment.refunded_pence,
             "reversed_pence": payment.reversed_pence,
+            "pending_refunds": [
+                {
+                    "request_id": p.request_id,
+                    "amount_pence": p.amount_pence,
+                    "fund_code": p.fund_code,
+                    "reference": p.reference,
+                    "reason": p.reason,
+                    "requested_by": p.requested_by,
+                }
+                for p in payment.pending_refunds.values()
+            ],
             "allocations": [
                 {
                     "fund_code": line.fund_code,

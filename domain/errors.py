@@ -63,6 +63,10 @@ class AllocationNotFound(NotFound):
     code = "allocation_not_found"
 
 
+class RefundRequestNotFound(NotFound):
+    code = "refund_request_not_found"
+
+
 class RuleViolation(LedgerError):
     """The request is well formed but the ledger's state does not allow it."""
 
@@ -99,6 +103,10 @@ class PaymentAlreadyReversed(RuleViolation):
 
 class NothingToReverse(RuleViolation):
     code = "nothing_to_reverse"
+
+
+class SecondPersonRequired(RuleViolation):
+    code = "second_person_required"
 
 
 class IdempotencyKeyReused(RuleViolation):

@@ -27,6 +27,8 @@ from domain.errors import (
     PaymentAlreadyReversed,
     ReasonRequired,
     RefundExceedsRemaining,
+    RefundRequestNotFound,
+    SecondPersonRequired,
     TransferExceedsAllocation,
     UnknownChannel,
 )
@@ -132,6 +134,18 @@ class AllocationLine:
             "vat_rate_basis_points": self.vat_rate_basis_points,
             "vat_pence": self.vat_pence,
         }
+
+
+@dataclass(frozen=True)
+class PendingRefund:
+    """A refund above the approval limit, waiting for a second person."""
+
+    request_id: str
+    fund_code: str | None
+    reference: str | None
+    amount_pence: int
+    reason: str
+    requested_by: str
 
 
 @dataclass(frozen=True)
@@ -253,6 +267,8 @@ class Payment(Aggregate):
         vat_pence: int
         reason: str
         effective_at: datetime
+        request_id: str | None = None
+        requested_by: str | None = None
 
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
@@ -264,6 +280,34 @@ class Payment(Aggregate):
                     self.fund_code, self.reference, -self.amount_pence, -self.vat_pence
                 )
             payment.refunded_pence += self.amount_pence
+            if self.request_id is not None:
+                payment.pending_refunds.pop(self.request_id, None)
+
+    class RefundRequested(Event):
+        request_id: str
+        fund_code: str | None
+        reference: str | None
+        amount_pence: int
+        reason: str
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.pending_refunds[self.request_id] = PendingRefund(
+                self.request_id,
+                self.fund_code,
+                self.reference,
+                self.amount_pence,
+                self.reason,
+                self.actor,
+            )
+
+    class RefundDeclined(Event):
+        request_id: str
+        reason: str
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.pending_refunds.pop(self.request_id, None)
 
     class Reversed(Event):
         kind: str
@@ -317,6 +361,7 @@ class Payment(Aggregate):
         self.refunded_pence = 0
         self.reversed_pence = 0
         self.reversal_kind: str | None = None
+        self.pending_refunds: dict[str, PendingRefund] = {}
         self.commands: dict[str, str] = {}
         if idempotency_key:
             self.commands[idempotency_key] = fingerprint or ""
@@ -497,10 +542,157 @@ class Payment(Aggregate):
         """Pay money back from one allocation, or from the unallocated part."""
         if self.is_repeat(idempotency_key, fingerprint):
             return
-        self._require_not_reversed()
+        self._pay_back(
+            amount_pence,
+            actor,
+            reason,
+            fund_code,
+            reference,
+            idempotency_key,
+            fingerprint,
+            effective_at,
+            request=None,
+        )
+
+    def refund_up_to(
+        self,
+        total_refunded_pence: int,
+        *,
+        actor: str,
+        reason: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """Refund until the payment's refunds reach a total reported by its channel.
+
+        Channels such as GOV.UK Pay report a running total, so a repeated or late report
+        refunds nothing more. Money comes from the unallocated part first, then from the
+        largest allocations.
+        """
+        missing = total_refunded_pence - self.refunded_pence
+        if missing <= 0 or self.reversed_pence:
+            return
+        if missing > self.remaining_pence:
+            raise RefundExceedsRemaining(
+                f"the channel reports {total_refunded_pence} pence refunded but only "
+                f"{self.refunded_pence + self.remaining_pence} pence can be"
+            )
+        sources: list[tuple[str | None, str | None, int]] = []
+        if self.unallocated_pence:
+            sources.append((None, None, self.unallocated_pence))
+        for line in sorted(self.lines_with_money(), key=lambda x: (-x.amount_pence, x.key)):
+            sources.append((line.fund_code, line.reference, line.amount_pence))
+        for fund_code, reference, available in sources:
+            amount = min(missing, available)
+            self._pay_back(
+                amount,
+                actor,
+                reason,
+                fund_code,
+                reference,
+                idempotency_key,
+                fingerprint,
+                None,
+                request=None,
+            )
+            missing -= amount
+            if missing == 0:
+                return
+
+    def request_refund(
+        self,
+        *,
+        request_id: str,
+        amount_pence: int,
+        actor: str,
+        reason: str,
+        fund_code: str | None = None,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """Ask for a refund that a second person must approve; no money moves yet."""
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
         reason = _require_text("reason", reason, required=True)
+        source = self._refund_check(amount_pence, fund_code, reference)
+        self.trigger_event(
+            self.RefundRequested,
+            request_id=request_id,
+            fund_code=source.fund_code if source else None,
+            reference=source.reference if source else None,
+            amount_pence=amount_pence,
+            reason=reason,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
+    def approve_refund(
+        self,
+        request_id: str,
+        *,
+        actor: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        """A second person approves a requested refund; the money moves now."""
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
+        pending = self._pending(request_id)
+        if actor == pending.requested_by:
+            raise SecondPersonRequired(
+                "a refund above the limit needs a second person: the person who asked for it "
+                "cannot approve it"
+            )
+        self._pay_back(
+            pending.amount_pence,
+            actor,
+            pending.reason,
+            pending.fund_code,
+            pending.reference,
+            idempotency_key,
+            fingerprint,
+            None,
+            request=pending,
+        )
+
+    def decline_refund(
+        self,
+        request_id: str,
+        *,
+        actor: str,
+        reason: str,
+        idempotency_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> None:
+        if self.is_repeat(idempotency_key, fingerprint):
+            return
+        self._pending(request_id)
+        reason = _require_text("reason", reason, required=True)
+        self.trigger_event(
+            self.RefundDeclined,
+            request_id=request_id,
+            reason=reason,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+        )
+
+    def _pending(self, request_id: str) -> PendingRefund:
+        try:
+            return self.pending_refunds[request_id]
+        except KeyError:
+            raise RefundRequestNotFound(
+                f"no refund request {request_id!r} is waiting on this payment"
+            ) from None
+
+    def _refund_check(
+        self, amount_pence: int, fund_code: str | None, reference: str | None
+    ) -> AllocationLine | None:
+        """The source of a refund of this amount, or the rule it breaks."""
+        self._require_not_reversed()
         require_positive_pence(amount_pence)
-        vat_change = 0
         source_line = self._refund_source(fund_code, reference)
         if source_line is not None:
             available = source_line.amount_pence
@@ -512,6 +704,23 @@ class Payment(Aggregate):
             raise RefundExceedsRemaining(
                 f"refunding {amount_pence} pence but only {available} pence remains on {where}"
             )
+        return source_line
+
+    def _pay_back(
+        self,
+        amount_pence: int,
+        actor: str,
+        reason: str,
+        fund_code: str | None,
+        reference: str | None,
+        idempotency_key: str | None,
+        fingerprint: str | None,
+        effective_at: datetime | None,
+        request: PendingRefund | None,
+    ) -> None:
+        reason = _require_text("reason", reason, required=True)
+        source_line = self._refund_check(amount_pence, fund_code, reference)
+        vat_change = 0
         if source_line is not None:
             _, change = source_line.changed_by(-amount_pence)
             vat_change = -change
@@ -527,6 +736,8 @@ class Payment(Aggregate):
             actor=actor,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            request_id=request.request_id if request else None,
+            requested_by=request.requested_by if request else None,
         )
 
     def reverse(

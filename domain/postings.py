@@ -74,6 +74,8 @@ def effective_at(event: Any) -> datetime:
 _WITHOUT_MONEY = (
     Payment.Noted,
     Payment.PayerDetailsErased,
+    Payment.RefundRequested,
+    Payment.RefundDeclined,
     FundChart.Opened,
     FundChart.FundAdded,
     FundChart.FundAmended,

@@ -463,7 +463,7 @@ def _audit_subject(event: Any) -> tuple[str | None, str | None, int | None]:
         )
     if isinstance(event, Payment.Transferred):
         return event.to_fund_code, event.to_reference, event.amount_pence
-    if isinstance(event, (Payment.Refunded, Payment.Reversed)):
+    if isinstance(event, (Payment.Refunded, Payment.Reversed, Payment.RefundRequested)):
         return (
             getattr(event, "fund_code", None),
             getattr(event, "reference", None),
