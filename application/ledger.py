@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification
 from sqlalchemy.orm import Session
 
+from application.idempotency import StoredResponse, recall, remember
 from application.payer_details import (
     PayerDetails,
     erase_payer_details,
@@ -463,6 +464,26 @@ class IncomeLedger(Application):
             ],
             "version": payment.version,
         }
+
+    # ---- request idempotency ---------------------------------------------------------------
+
+    def recall_response(self, scope_key: str, hashed: str) -> StoredResponse | None:
+        """The response first given for this key, or None; another request with it is refused."""
+        with self._transaction(commit=False) as session:
+            return recall(session, scope_key, hashed)
+
+    def remember_response(
+        self, scope_key: str, hashed: str, method: str, path: str, response: StoredResponse
+    ) -> StoredResponse:
+        """Keep the first response for a key; if a concurrent request kept one, return that."""
+        try:
+            with self._transaction() as session:
+                remember(session, scope_key, hashed, method, path, response)
+        except IntegrityError:
+            earlier = self.recall_response(scope_key, hashed)
+            assert earlier is not None
+            return earlier
+        return response
 
     # ---- the event log --------------------------------------------------------------------
 

@@ -10,15 +10,15 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, insert, select
+from sqlalchemy import Column, DateTime, String, Table, delete, insert, select
 from sqlalchemy.orm import Session
 
+from application.tables import metadata
 from domain.cards import reject_card_numbers
 from domain.errors import InvalidRequest
 
 MAX_FIELD_LENGTH = 200
 
-metadata = MetaData()
 payer_details_table = Table(
     "payer_details",
     metadata,

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
-from application.payer_details import metadata as payer_metadata
+from application.tables import metadata as application_metadata
 from income_ledger.settings import Settings
 from projections.runner import EventSource, Projection, projection_engine
 
@@ -38,8 +38,8 @@ def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedg
     """The ledger on the configured database; tables must exist (see init_database)."""
     if check_schema and not is_initialised(settings):
         raise DatabaseNotInitialised(
-            f"the database at {safe_url(settings)} has no ledger tables: "
-            "run `income-ledger db init` first"
+            f"the database at {safe_url(settings)} is missing ledger tables: "
+            "run `income-ledger db init` (it creates only what is missing)"
         )
     ledger = IncomeLedger(env=eventsourcing_env(settings, create_tables=False))
     if settings.is_postgres:
@@ -67,7 +67,7 @@ def init_database(settings: Settings) -> None:
         with _schema_lock(engine):
             ledger = IncomeLedger(env=eventsourcing_env(settings, create_tables=True))
             ledger.close()
-            payer_metadata.create_all(engine)
+            application_metadata.create_all(engine)
             from projections.schema import create_read_model
 
             create_read_model(engine)
@@ -76,11 +76,24 @@ def init_database(settings: Settings) -> None:
 
 
 def is_initialised(settings: Settings) -> bool:
+    """True when every table this version needs exists (`db init` adds missing ones)."""
     engine = create_engine(settings.database_url)
     try:
-        return inspect(engine).has_table(EVENTS_TABLE)
+        existing = set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+    return required_tables() <= existing
+
+
+def required_tables() -> set[str]:
+    from projections.schema import LIVE, tracking_metadata
+
+    return (
+        {EVENTS_TABLE}
+        | set(application_metadata.tables)
+        | set(LIVE.metadata.tables)
+        | set(tracking_metadata.tables)
+    )
 
 
 def safe_url(settings: Settings) -> str:

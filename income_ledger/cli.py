@@ -501,6 +501,53 @@ def payments_show(payment_id: str, as_json: JsonOption = False) -> None:
     out.print(table)
 
 
+# ---- server -------------------------------------------------------------------------------
+
+
+@app.command("serve")
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    demo_keys: Annotated[
+        bool,
+        typer.Option(
+            "--demo-keys", help="Make a random API key per role and print them (demo only)."
+        ),
+    ] = False,
+) -> None:
+    """Serve the HTTP API (uvicorn). On SQLite it also runs the projections in-process."""
+    from income_ledger import server
+
+    settings = Settings()
+    extra = server.demo_api_keys() if demo_keys else ""
+    try:
+        keys = server.load_api_keys(settings, extra)
+        server.api_config(settings)
+    except server.ConfigurationError as error:
+        raise fail(str(error)) from None
+    build_ledger(settings).close()  # fail early, with a clear message, if not initialised
+    base = f"http://{host}:{port}"
+    out.print(f"income-ledger API on {base} - documentation at {base}/docs", highlight=False)
+    if demo_keys:
+        out.print("demo API keys (Authorization: Bearer <key>):", highlight=False)
+        for entry in extra.split(","):
+            user, role, token = entry.split(":", 2)
+            out.print(f"  {role:<12} {token}", highlight=False)
+        officer = next(e for e in extra.split(",") if ":officer:" in e).split(":", 2)[2]
+        out.print(
+            f"try: curl -s -H 'Authorization: Bearer {officer}' {base}/balances/funds",
+            highlight=False,
+        )
+    mode = (
+        "with in-process projections"
+        if server.runs_projections(settings)
+        else ("(run `income-ledger project` for the read model)")
+    )
+    out.print(f"serving {safe_url(settings)} {mode}; Ctrl-C to stop", highlight=False)
+    server.serve(settings, host, port, keys)
+
+
 # ---- projections --------------------------------------------------------------------------
 
 

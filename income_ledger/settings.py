@@ -19,6 +19,28 @@ class Settings(BaseSettings):
         1000, ge=0, description="aggregates kept in memory per process (0 turns caching off)"
     )
 
+    api_keys: str = Field(
+        "", description="API keys, comma separated, each user:role:token", repr=False
+    )
+    api_keys_file: str | None = Field(
+        None, description="A file of API keys, one user:role:token per line (production)"
+    )
+    govuk_pay_webhook_secret: str = Field(
+        "", description="GOV.UK Pay webhook signing secret (Pay-Signature)", repr=False
+    )
+    govuk_pay_ledger_codes: str = Field(
+        "", description="metadata.ledger_code to fund code mapping, e.g. R1010:CT,R2010:HRA"
+    )
+    refund_approval_limit_pence: int = Field(
+        50_000, ge=0, description="refunds above this need a supervisor's approval"
+    )
+    read_wait_seconds: float = Field(
+        5.0, ge=0, le=60, description="how long a query with min_position waits at most"
+    )
+    run_projections: bool | None = Field(
+        None, description="run the projections inside `serve` (default: yes on SQLite only)"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _known_backend(cls, url: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
 from projections.ledger_view import uk_date
@@ -60,3 +60,155 @@ def trial_balance_pence(connection: Connection) -> int:
     return int(
         connection.execute(select(func.coalesce(func.sum(table.c.balance_pence), 0))).scalar_one()
     )
+
+
+def read_model_position(connection: Connection) -> int:
+    from projections.runner import tracked_position
+
+    return tracked_position(connection)
+
+
+def search_payments(
+    connection: Connection,
+    *,
+    reference: str | None = None,
+    fund_code: str | None = None,
+    channel: str | None = None,
+    status: str | None = None,
+    received_from: date | None = None,
+    received_to: date | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """Payments by reference, fund (any allocation, past or present), channel, status and
+    received date (inclusive), newest first."""
+    table, lines = LIVE.payments, LIVE.payment_allocations
+    conditions = []
+    if reference:
+        conditions.append(table.c.reference == reference)
+    if channel:
+        conditions.append(table.c.channel == channel)
+    if status:
+        conditions.append(table.c.status == status)
+    if received_from:
+        conditions.append(table.c.received_date >= received_from)
+    if received_to:
+        conditions.append(table.c.received_date <= received_to)
+    if fund_code:
+        conditions.append(
+            table.c.payment_id.in_(select(lines.c.payment_id).where(lines.c.fund_code == fund_code))
+        )
+    query = select(table).where(*conditions)
+    total = connection.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = connection.execute(
+        query.order_by(table.c.received_at.desc(), table.c.payment_id).limit(limit).offset(offset)
+    )
+    return [_plain(r) for r in rows], int(total)
+
+
+def account_statement(
+    connection: Connection, fund_code: str, reference: str, *, limit: int = 100, offset: int = 0
+) -> dict[str, Any]:
+    """A payer account's balance (income held, VAT included) and its movements, oldest first,
+    each with the running balance."""
+    postings = LIVE.postings
+    where = (postings.c.fund_code == fund_code, postings.c.reference == reference)
+    grouped = (
+        select(
+            postings.c.position,
+            postings.c.payment_id,
+            postings.c.action,
+            func.min(postings.c.effective_at).label("effective_at"),
+            func.min(postings.c.recorded_at).label("recorded_at"),
+            func.sum(-postings.c.amount_pence).label("amount_pence"),
+            func.sum(
+                case((postings.c.account == "vat:output", -postings.c.amount_pence), else_=0)
+            ).label("vat_pence"),
+        )
+        .where(*where)
+        .group_by(postings.c.position, postings.c.payment_id, postings.c.action)
+        .order_by(postings.c.position)
+    )
+    balance, vat, total = connection.execute(
+        select(
+            func.coalesce(func.sum(-postings.c.amount_pence), 0),
+            func.coalesce(
+                func.sum(
+                    case((postings.c.account == "vat:output", -postings.c.amount_pence), else_=0)
+                ),
+                0,
+            ),
+            func.count(func.distinct(postings.c.position)),
+        ).where(*where)
+    ).one()
+    before = (
+        connection.execute(
+            select(func.coalesce(func.sum(grouped.subquery().c.amount_pence), 0)).select_from(
+                grouped.limit(offset).subquery()
+            )
+        ).scalar_one()
+        if offset
+        else 0
+    )
+    running = int(before)
+    statement = []
+    for row in connection.execute(grouped.limit(limit).offset(offset)):
+        running += int(row.amount_pence)
+        line = _plain(row)
+        line["balance_pence"] = running
+        statement.append(line)
+    return {
+        "fund_code": fund_code,
+        "reference": reference,
+        "balance_pence": int(balance),
+        "vat_pence": int(vat),
+        "statement": statement,
+        "total": int(total),
+    }
+
+
+def suspense_page(
+    connection: Connection, today: date, *, limit: int, offset: int
+) -> dict[str, Any]:
+    table = LIVE.suspense_items
+    items = []
+    for row in connection.execute(
+        select(table)
+        .order_by(table.c.received_date, table.c.payment_id)
+        .limit(limit)
+        .offset(offset)
+    ):
+        item = _plain(row)
+        item["age_days"] = (today - row.received_date).days
+        items.append(item)
+    total, count = connection.execute(
+        select(func.coalesce(func.sum(table.c.amount_pence), 0), func.count())
+    ).one()
+    return {"total_pence": int(total), "total": int(count), "items": items}
+
+
+def audit_page(
+    connection: Connection,
+    *,
+    recorded_from: datetime | None = None,
+    recorded_to: datetime | None = None,
+    actor: str | None = None,
+    payment_id: str | None = None,
+    after_position: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Audit trail rows in position order, after a position (keyset paging)."""
+    table = LIVE.audit_trail
+    conditions = [table.c.position > after_position]
+    if recorded_from:
+        conditions.append(table.c.recorded_at >= recorded_from)
+    if recorded_to:
+        conditions.append(table.c.recorded_at < recorded_to)
+    if actor:
+        conditions.append(table.c.actor == actor)
+    if payment_id:
+        conditions.append(table.c.payment_id == payment_id)
+    rows = connection.execute(
+        select(table).where(*conditions).order_by(table.c.position).limit(limit)
+    )
+    return [_plain(r) for r in rows]

@@ -1,0 +1,124 @@
+"""Errors as RFC 9457 problem details (application/problem+json). No stack trace leaks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from domain.errors import (
+    ConcurrentUpdate,
+    InvalidRequest,
+    LedgerError,
+    NotFound,
+    RuleViolation,
+)
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiProblem(Exception):
+    """An HTTP-level problem (auth, limits, stale reads) with a status and a clear detail."""
+
+    def __init__(
+        self, status: int, title: str, detail: str, code: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.code = status, title, detail, code
+        self.headers = headers or {}
+
+
+def problem(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def status_for(error: LedgerError) -> tuple[int, str]:
+    if isinstance(error, ConcurrentUpdate):
+        return 409, "Concurrent update: safe to retry"
+    if isinstance(error, NotFound):
+        return 404, "Not found"
+    if isinstance(error, InvalidRequest):
+        return 422, "Invalid request"
+    if isinstance(error, RuleViolation):
+        return 409, "Refused by a ledger rule"
+    return 400, "Bad request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(LedgerError)
+    async def ledger_error(request: Request, error: LedgerError) -> JSONResponse:
+        status, title = status_for(error)
+        return problem(
+            request,
+            status,
+            title,
+            error.message,
+            error.code,
+            retryable=isinstance(error, ConcurrentUpdate),
+        )
+
+    @app.exception_handler(ApiProblem)
+    async def api_problem(request: Request, error: ApiProblem) -> JSONResponse:
+        return problem(
+            request, error.status, error.title, error.detail, error.code, headers=error.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "location": ".".join(str(p) for p in e.get("loc", ())),
+                "message": e.get("msg", "invalid"),
+            }
+            for e in error.errors()
+        ]
+        detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
+        return problem(
+            request, 422, "Invalid request", detail, "validation_error", errors=errors[:50]
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail if isinstance(error.detail, str) else "request refused"
+        return problem(
+            request,
+            error.status_code,
+            detail,
+            detail,
+            f"http_{error.status_code}",
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(
+            request,
+            500,
+            "Internal error",
+            "the ledger could not complete the request; nothing partial was saved. "
+            "Retry, and tell the system administrator if it persists.",
+            "internal_error",
+        )

@@ -1,0 +1,413 @@
+"""Commands: funds and payments. Each takes an Idempotency-Key and returns its position."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from api.app import (
+    AnyUser,
+    Reader,
+    Recorder,
+    ServicesDep,
+    Staff,
+    Supervisor,
+    json_response,
+)
+from api.auth import ApiUser
+from api.problems import ApiProblem
+from api.schemas import (
+    AllocateIn,
+    CommandOut,
+    DeclineIn,
+    FundCommandOut,
+    FundIn,
+    FundOut,
+    FundPatch,
+    NoteIn,
+    PaymentDetailOut,
+    RecordPaymentIn,
+    RefundIn,
+    ReversalIn,
+    TransferIn,
+)
+from api.services import Services
+from application.idempotency import StoredResponse, request_hash
+from application.ledger import CommandContext, Outcome, RecordPayment
+from application.payer_details import PayerDetails
+from domain.funds import Fund
+
+router = APIRouter()
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="makes a retry safe: same key and body, same response",
+    ),
+]
+MAX_KEY_LENGTH = 200
+PROBLEMS = {
+    401: {"description": "no or unknown API key"},
+    403: {"description": "the role may not do this"},
+    409: {
+        "description": "refused by a ledger rule, a concurrent update (retry), or "
+        "an Idempotency-Key reused for another request"
+    },
+    422: {"description": "invalid request"},
+}
+
+
+def run_command(
+    svc: Services,
+    request: Request,
+    user: ApiUser,
+    key: str | None,
+    body: BaseModel | None,
+    command: Callable[[CommandContext], tuple[int, Any, int | None]],
+) -> JSONResponse:
+    """Run a command once per Idempotency-Key: a retry gets the stored first response."""
+    scope = f"{user.name}:{key}" if key else None
+    canonical = body.model_dump_json(by_alias=True).encode() if body is not None else b""
+    hashed = request_hash(request.method, request.url.path, canonical)
+    if scope is not None:
+        stored = svc.ledger.recall_response(scope, hashed)
+        if stored is not None:
+            return json_response(
+                stored.body, stored.status_code, stored.position, {"Idempotent-Replayed": "true"}
+            )
+    status, payload, position = command(CommandContext(user.actor, idempotency_key=scope))
+    if scope is not None:
+        stored = svc.ledger.remember_response(
+            scope,
+            hashed,
+            request.method,
+            request.url.path,
+            StoredResponse(status, payload, position),
+        )
+        return json_response(stored.body, stored.status_code, stored.position)
+    return json_response(payload, status, position)
+
+
+def outcome_body(outcome: Outcome) -> dict[str, Any]:
+    return {"recorded": outcome.recorded, "position": outcome.position, "payment": outcome.payment}
+
+
+def payment_command(status: int, outcome: Outcome) -> tuple[int, Any, int | None]:
+    return (status if outcome.recorded else 200), outcome_body(outcome), outcome.position
+
+
+# ---- funds --------------------------------------------------------------------------------
+
+
+@router.get("/funds", tags=["funds"], response_model=list[FundOut], responses=PROBLEMS)
+def list_funds(svc: ServicesDep, user: AnyUser) -> Any:
+    """The chart of funds. Roles: all."""
+    return svc.ledger.funds()
+
+
+@router.get("/funds/{code}", tags=["funds"], response_model=FundOut, responses=PROBLEMS)
+def get_fund(code: str, svc: ServicesDep, user: AnyUser) -> Any:
+    """One fund. Roles: all."""
+    return svc.ledger.fund(code)
+
+
+@router.post(
+    "/funds", tags=["funds"], status_code=201, response_model=FundCommandOut, responses=PROBLEMS
+)
+def add_fund(
+    body: FundIn, request: Request, svc: ServicesDep, user: Supervisor, key: IdempotencyKey = None
+) -> Any:
+    """Add a fund to the chart. Roles: supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        fund = Fund.from_dict(body.model_dump())
+        position = svc.ledger.add_fund(fund, ctx)
+        return 201, {"position": position, "fund": svc.ledger.fund(fund.code)}, position
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.patch("/funds/{code}", tags=["funds"], response_model=FundCommandOut, responses=PROBLEMS)
+def amend_fund(
+    code: str,
+    body: FundPatch,
+    request: Request,
+    svc: ServicesDep,
+    user: Supervisor,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Change a fund's settings, or enable/disable it. Roles: supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        changes = body.model_dump(exclude_unset=True, exclude={"reason", "enabled"})
+        position = None
+        if changes:
+            position = svc.ledger.amend_fund(code, changes, ctx, body.reason) or position
+        if body.enabled is True:
+            position = svc.ledger.enable_fund(code, ctx, body.reason) or position
+        elif body.enabled is False:
+            position = svc.ledger.disable_fund(code, ctx, body.reason) or position
+        return 200, {"position": position, "fund": svc.ledger.fund(code)}, position
+
+    return run_command(svc, request, user, key, body, command)
+
+
+# ---- payments -----------------------------------------------------------------------------
+
+
+@router.post(
+    "/payments",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS
+    | {200: {"description": "already recorded: the first payment", "model": CommandOut}},
+)
+def record_payment(
+    body: RecordPaymentIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Recorder,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Record a receipt. It is allocated at once when its reference is valid for the hinted
+    fund or for exactly one fund; otherwise it waits in suspense with the reason. The same
+    (channel, external_id) is recorded once: a repeat answers 200 with the first payment.
+    Roles: officer, supervisor, integration."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        payer = PayerDetails(**body.payer.model_dump()) if body.payer else None
+        outcome = svc.ledger.record_payment(
+            RecordPayment(
+                channel=body.channel.value,
+                amount_pence=body.amount_pence,
+                reference=body.reference,
+                received_at=body.received_at,
+                fund_code=body.fund_code,
+                external_id=body.external_id,
+                payer=payer,
+            ),
+            ctx,
+        )
+        return payment_command(201, outcome)
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.get(
+    "/payments/{payment_id}",
+    tags=["payments"],
+    response_model=PaymentDetailOut,
+    responses=PROBLEMS | {404: {"description": "no such payment"}},
+)
+def get_payment(payment_id: UUID, svc: ServicesDep, user: Reader) -> Any:
+    """A payment with its allocations, status, payer details and whole history (from the
+    event store: always current). Roles: officer, supervisor, auditor, reporting."""
+    return svc.ledger.get_payment(payment_id)
+
+
+@router.post(
+    "/payments/{payment_id}/allocations",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS,
+)
+def allocate(
+    payment_id: UUID,
+    body: AllocateIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Staff,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Allocate unallocated money to one or more funds and references (never more than is
+    unallocated). Roles: officer, supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        lines = [(x.fund_code, x.reference, x.amount_pence) for x in body.lines]
+        return payment_command(201, svc.ledger.allocate(payment_id, lines, ctx, body.reason))
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.post(
+    "/payments/{payment_id}/transfers",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS,
+)
+def transfer(
+    payment_id: UUID,
+    body: TransferIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Staff,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Move allocated money to another fund or reference; both halves are recorded and the
+    original allocation stays in the history. Roles: officer, supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        outcome = svc.ledger.transfer(
+            payment_id,
+            (body.from_.fund_code, body.from_.reference),
+            (body.to.fund_code, body.to.reference),
+            body.amount_pence,
+            ctx,
+            body.reason,
+        )
+        return payment_command(201, outcome)
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.post(
+    "/payments/{payment_id}/refunds",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS
+    | {
+        202: {
+            "description": "above the approval limit: requested, waiting for a supervisor",
+            "model": CommandOut,
+        }
+    },
+)
+def refund(
+    payment_id: UUID,
+    body: RefundIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Staff,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Refund part or all of what remains (never more), with a reason. Above the approval
+    limit the refund is requested (202) and a supervisor other than the requester approves it.
+    Roles: officer, supervisor."""
+    if (body.fund_code is None) != (body.reference is None):
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            "give both fund_code and reference, or neither",
+            "validation_error",
+        )
+    source = (body.fund_code, body.reference) if body.fund_code and body.reference else None
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        if body.amount_pence > svc.config.refund_approval_limit_pence:
+            outcome = svc.ledger.request_refund(
+                payment_id, body.amount_pence, ctx, body.reason, source
+            )
+            return payment_command(202, outcome)
+        outcome = svc.ledger.refund(payment_id, body.amount_pence, ctx, body.reason, source)
+        return payment_command(201, outcome)
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.post(
+    "/payments/{payment_id}/refunds/{request_id}/approve",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS,
+)
+def approve_refund(
+    payment_id: UUID,
+    request_id: str,
+    request: Request,
+    svc: ServicesDep,
+    user: Supervisor,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Approve a refund above the limit; the money moves now. The requester cannot approve
+    their own request. Roles: supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        return payment_command(201, svc.ledger.approve_refund(payment_id, request_id, ctx))
+
+    return run_command(svc, request, user, key, None, command)
+
+
+@router.post(
+    "/payments/{payment_id}/refunds/{request_id}/decline",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS,
+)
+def decline_refund(
+    payment_id: UUID,
+    request_id: str,
+    body: DeclineIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Supervisor,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Decline a requested refund, with a reason. Roles: supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        return payment_command(
+            201, svc.ledger.decline_refund(payment_id, request_id, ctx, body.reason)
+        )
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.post(
+    "/payments/{payment_id}/reversals",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS,
+)
+def reverse(
+    payment_id: UUID,
+    body: ReversalIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Staff,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Reverse all that remains of a payment that never really arrived (returned cheque,
+    direct-debit return, chargeback). Roles: officer, supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        return payment_command(
+            201, svc.ledger.reverse(payment_id, body.kind.value, ctx, body.reason)
+        )
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.post(
+    "/payments/{payment_id}/notes",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses=PROBLEMS,
+)
+def note(
+    payment_id: UUID,
+    body: NoteIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Staff,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Add a note to a payment's history. Roles: officer, supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        return payment_command(201, svc.ledger.note(payment_id, body.text, ctx))
+
+    return run_command(svc, request, user, key, body, command)

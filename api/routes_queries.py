@@ -1,0 +1,322 @@
+"""Queries over the read model. Each accepts min_position for read-your-writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import StreamingResponse
+
+from api.app import AuditReader, Reader, ServicesDep, json_response
+from api.problems import ApiProblem
+from api.schemas import (
+    AccountOut,
+    AuditPage,
+    DailyTakingsOut,
+    FundBalanceOut,
+    FundBalancesOut,
+    PaymentsPage,
+    SuspenseOut,
+)
+from api.services import MAX_PAGE_SIZE, Services
+from domain.payment import Channel, PaymentStatus
+from domain.references import normalise_reference
+from projections import queries
+from projections.ledger_view import uk_date
+from projections.runner import wait_for_position
+
+router = APIRouter()
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+AUDIT_CSV_PAGE = 2000
+PROBLEMS = {
+    401: {"description": "no or unknown API key"},
+    403: {"description": "the role may not do this"},
+    503: {"description": "the read model has not reached min_position yet: retry"},
+}
+
+
+def read_model_at(
+    svc: ServicesDep,
+    min_position: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="wait until the read model has applied this event "
+            "position (from a command's response)",
+        ),
+    ] = None,
+) -> Services:
+    if min_position is not None and not wait_for_position(
+        svc.read_engine, min_position, svc.config.read_wait_seconds
+    ):
+        raise ApiProblem(
+            503,
+            "Read model not up to date",
+            f"the read model has not reached position {min_position} within "
+            f"{svc.config.read_wait_seconds:g}s; retry shortly",
+            "read_model_behind",
+            {"Retry-After": "1"},
+        )
+    return svc
+
+
+Fresh = Annotated[Services, Depends(read_model_at)]
+
+
+def _position(svc: Services) -> int:
+    with svc.read_engine.connect() as connection:
+        return queries.read_model_position(connection)
+
+
+@router.get("/payments", tags=["payments"], response_model=PaymentsPage, responses=PROBLEMS)
+def search_payments(
+    svc: Fresh,
+    user: Reader,
+    reference: Annotated[str | None, Query(max_length=60)] = None,
+    fund_code: Annotated[str | None, Query(max_length=16)] = None,
+    channel: Channel | None = None,
+    status: PaymentStatus | None = None,
+    received_from: Annotated[
+        date | None, Query(alias="from", description="received on or after (UK date)")
+    ] = None,
+    received_to: Annotated[
+        date | None, Query(alias="to", description="received on or before (UK date)")
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    """Search payments (newest first) by reference, fund, channel, status and received date.
+    Roles: officer, supervisor, auditor, reporting."""
+    with svc.read_engine.connect() as connection:
+        items, total = queries.search_payments(
+            connection,
+            reference=normalise_reference(reference) if reference else None,
+            fund_code=fund_code.upper() if fund_code else None,
+            channel=channel.value if channel else None,
+            status=status.value if status else None,
+            received_from=received_from,
+            received_to=received_to,
+            limit=limit,
+            offset=offset,
+        )
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+def _fund_balances(svc: Services) -> dict[str, Any]:
+    names = {fund["code"]: fund["name"] for fund in svc.ledger.funds()}
+    with svc.read_engine.connect() as connection:
+        position = queries.read_model_position(connection)
+        rows = {row["fund_code"]: row for row in queries.fund_balances(connection)}
+    zero = dict.fromkeys(FundBalanceOut.model_fields, 0)
+    funds = [
+        zero | rows.get(code, {}) | {"fund_code": code, "name": names.get(code)}
+        for code in sorted(set(names) | set(rows))
+    ]
+    return {
+        "position": position,
+        "funds": funds,
+        "total_pence": sum(f["balance_pence"] for f in funds),
+    }
+
+
+@router.get(
+    "/balances/funds", tags=["read model"], response_model=FundBalancesOut, responses=PROBLEMS
+)
+def fund_balances(svc: Fresh, user: Reader) -> Any:
+    """Every fund's balance (income held, VAT included) with its parts.
+    Roles: officer, supervisor, auditor, reporting."""
+    return _fund_balances(svc)
+
+
+@router.get(
+    "/balances/funds/{code}",
+    tags=["read model"],
+    response_model=FundBalanceOut,
+    responses=PROBLEMS | {404: {"description": "no such fund"}},
+)
+def fund_balance(code: str, svc: Fresh, user: Reader) -> Any:
+    """One fund's balance. Roles: officer, supervisor, auditor, reporting."""
+    svc.ledger.fund(code)
+    balances = _fund_balances(svc)
+    found = next(f for f in balances["funds"] if f["fund_code"] == code.upper())
+    return json_response(found, position=balances["position"])
+
+
+@router.get(
+    "/accounts/{fund_code}/{reference}",
+    tags=["read model"],
+    response_model=AccountOut,
+    responses=PROBLEMS | {404: {"description": "no such fund"}},
+)
+def account(
+    fund_code: str, reference: str, svc: Fresh, user: Reader, limit: Limit = 100, offset: Offset = 0
+) -> Any:
+    """A payer account's balance and statement (oldest first, with running balance).
+    Roles: officer, supervisor, auditor, reporting."""
+    fund = svc.ledger.fund(fund_code)
+    with svc.read_engine.connect() as connection:
+        position = queries.read_model_position(connection)
+        statement = queries.account_statement(
+            connection, fund["code"], normalise_reference(reference), limit=limit, offset=offset
+        )
+    return statement | {"position": position, "limit": limit, "offset": offset}
+
+
+@router.get("/suspense", tags=["read model"], response_model=SuspenseOut, responses=PROBLEMS)
+def suspense(svc: Fresh, user: Reader, limit: Limit = 100, offset: Offset = 0) -> Any:
+    """Open suspense items, oldest first, with age in days and reason, and the total.
+    Roles: officer, supervisor, auditor, reporting."""
+    with svc.read_engine.connect() as connection:
+        position = queries.read_model_position(connection)
+        page = queries.suspense_page(
+            connection, uk_date(datetime.now().astimezone()), limit=limit, offset=offset
+        )
+    return page | {"position": position, "limit": limit, "offset": offset}
+
+
+@router.get(
+    "/reports/daily-takings",
+    tags=["read model"],
+    response_model=DailyTakingsOut,
+    responses=PROBLEMS,
+)
+def daily_takings(
+    svc: Fresh,
+    user: Reader,
+    business_date: Annotated[
+        date | None, Query(alias="date", description="UK business date; default today")
+    ] = None,
+) -> Any:
+    """The cash-up: per channel and fund, receipts, refunds and reversals of one UK business
+    date. Roles: officer, supervisor, auditor, reporting."""
+    day = business_date or uk_date(datetime.now().astimezone())
+    with svc.read_engine.connect() as connection:
+        position = queries.read_model_position(connection)
+        rows = queries.daily_takings(connection, day)
+    by_channel: dict[str, int] = {}
+    for row in rows:
+        by_channel[row["channel"]] = by_channel.get(row["channel"], 0) + row["net_pence"]
+    return {
+        "business_date": day,
+        "position": position,
+        "rows": rows,
+        "by_channel": by_channel,
+        "total_net_pence": sum(by_channel.values()),
+    }
+
+
+AUDIT_COLUMNS = [
+    "position",
+    "event_id",
+    "recorded_at",
+    "effective_at",
+    "actor",
+    "action",
+    "payment_id",
+    "fund_code",
+    "reference",
+    "amount_pence",
+    "reason",
+    "correlation_id",
+]
+
+
+@router.get(
+    "/audit",
+    tags=["audit"],
+    response_model=AuditPage,
+    responses=PROBLEMS
+    | {200: {"content": {"text/csv": {}}, "description": "JSON page, or all rows as CSV"}},
+)
+def audit(
+    svc: Fresh,
+    user: AuditReader,
+    recorded_from: Annotated[datetime | None, Query(alias="from")] = None,
+    recorded_to: Annotated[datetime | None, Query(alias="to")] = None,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    payment_id: Annotated[str | None, Query(max_length=36)] = None,
+    after_position: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    """The audit trail: every event in order with actor, action, amount and reason. With
+    `Accept: text/csv` every matching row is streamed as CSV.
+    Roles: officer, supervisor, auditor."""
+    for name, value in (("from", recorded_from), ("to", recorded_to)):
+        if value is not None and value.tzinfo is None:
+            raise ApiProblem(
+                422,
+                "Invalid request",
+                f"{name} needs a time zone, e.g. 2026-03-31T00:00:00Z",
+                "validation_error",
+            )
+    filters = {
+        "recorded_from": recorded_from,
+        "recorded_to": recorded_to,
+        "actor": actor,
+        "payment_id": payment_id,
+    }
+    if accept and "text/csv" in accept:
+        return StreamingResponse(
+            _audit_csv(svc, filters, after_position),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="audit-trail.csv"'},
+        )
+    with svc.read_engine.connect() as connection:
+        items = queries.audit_page(
+            connection, after_position=after_position, limit=limit, **filters
+        )
+    following = items[-1]["position"] if len(items) == limit else None
+    return {"items": items, "next_after_position": following}
+
+
+def _audit_csv(svc: Services, filters: dict[str, Any], after: int) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, AUDIT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    while True:
+        with svc.read_engine.connect() as connection:
+            rows = queries.audit_page(
+                connection, after_position=after, limit=AUDIT_CSV_PAGE, **filters
+            )
+        for row in rows:
+            writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        if len(rows) < AUDIT_CSV_PAGE:
+            return
+        after = rows[-1]["position"]
+
+
+@router.get("/audit/balances", tags=["audit"], responses=PROBLEMS)
+def audit_balances(
+    svc: ServicesDep,
+    user: AuditReader,
+    as_at: Annotated[datetime, Query(description="effective date and time, with zone")],
+    known_at: Annotated[
+        datetime | None, Query(description="count only what had been recorded by then")
+    ] = None,
+    fund_code: Annotated[str | None, Query(max_length=16)] = None,
+) -> Any:
+    """Balances replayed straight from the event store (not the read model) as at an
+    effective time, optionally as known at a recording time. Roles: officer, supervisor,
+    auditor."""
+    for name, value in (("as_at", as_at), ("known_at", known_at)):
+        if value is not None and value.tzinfo is None:
+            raise ApiProblem(
+                422,
+                "Invalid request",
+                f"{name} needs a time zone, e.g. 2026-03-31T23:59:59Z",
+                "validation_error",
+            )
+    if svc.replay is None:
+        raise ApiProblem(
+            501, "Not available", "replay is not configured on this server", "not_available"
+        )
+    return svc.replay(as_at, known_at, fund_code.upper() if fund_code else None)

@@ -1,0 +1,345 @@
+"""Request and response bodies. Money is integer pence in fields named *_pence."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.money import MAX_AMOUNT_PENCE
+from domain.payment import Channel, ReversalKind
+
+Pence = Annotated[
+    int,
+    Field(
+        gt=0,
+        le=MAX_AMOUNT_PENCE,
+        strict=True,
+        description="an amount in pence (GBP), more than zero",
+    ),
+]
+FundCode = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+Reference = Annotated[str, Field(min_length=1, max_length=60)]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Payer(Strict):
+    """Personal data: kept apart from the money so it can be erased."""
+
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=200)
+    address: str | None = Field(None, max_length=200)
+
+
+class RecordPaymentIn(Strict):
+    channel: Channel
+    amount_pence: Pence
+    reference: str = Field("", max_length=60, description="the payer's reference")
+    fund_code: FundCode | None = Field(None, description="a fund hint, e.g. CT")
+    received_at: AwareDatetime | None = Field(None, description="when received; default now")
+    external_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="the channel's id; repeats are recorded once",
+    )
+    payer: Payer | None = None
+
+
+class AllocationLineIn(Strict):
+    fund_code: FundCode
+    reference: Reference
+    amount_pence: Pence
+
+
+class AllocateIn(Strict):
+    lines: list[AllocationLineIn] = Field(min_length=1, max_length=50)
+    reason: Reason = "allocated"
+
+
+class AccountIn(Strict):
+    fund_code: FundCode
+    reference: Reference
+
+
+class TransferIn(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: AccountIn = Field(alias="from")
+    to: AccountIn
+    amount_pence: Pence
+    reason: Reason
+
+
+class RefundIn(Strict):
+    amount_pence: Pence
+    reason: Reason
+    fund_code: FundCode | None = Field(None, description="the allocation refunded, when split")
+    reference: Reference | None = None
+
+
+class DeclineIn(Strict):
+    reason: Reason
+
+
+class ReversalIn(Strict):
+    kind: ReversalKind
+    reason: Reason
+
+
+class NoteIn(Strict):
+    text: Reason
+
+
+class ReferenceRuleIn(Strict):
+    min_length: int = Field(ge=1, le=40)
+    max_length: int = Field(ge=1, le=40)
+    pattern: str = Field(min_length=1, max_length=200)
+    check_digit: dict[str, Any] | None = Field(
+        None,
+        description="modulus (10|11), weights, subtract_from_modulus, ten_as (X|0), "
+        "letters (alphabet_position|none)",
+    )
+
+
+class FundIn(Strict):
+    code: FundCode
+    name: str = Field(min_length=1, max_length=100)
+    vat_code: str = Field("OS", max_length=10)
+    vat_rate_basis_points: int = Field(0, ge=0, le=10_000)
+    cost_centre: str = Field(min_length=1, max_length=20)
+    ledger_code: str = Field(min_length=1, max_length=20)
+    reference_rule: ReferenceRuleIn
+
+
+class FundPatch(Strict):
+    name: str | None = Field(None, min_length=1, max_length=100)
+    vat_code: str | None = Field(None, max_length=10)
+    vat_rate_basis_points: int | None = Field(None, ge=0, le=10_000)
+    cost_centre: str | None = Field(None, min_length=1, max_length=20)
+    ledger_code: str | None = Field(None, min_length=1, max_length=20)
+    reference_rule: ReferenceRuleIn | None = None
+    enabled: bool | None = None
+    reason: Reason
+
+
+class AllocationOut(BaseModel):
+    fund_code: str
+    reference: str
+    amount_pence: int
+    vat_pence: int
+
+
+class PendingRefundOut(BaseModel):
+    request_id: str
+    amount_pence: int
+    fund_code: str | None
+    reference: str | None
+    reason: str
+    requested_by: str
+
+
+class PaymentOut(BaseModel):
+    payment_id: str
+    channel: str
+    amount_pence: int
+    reference: str
+    fund_hint: str | None
+    external_id: str | None
+    received_at: str
+    recorded_at: str
+    recorded_by: str
+    status: Literal["suspense", "part_allocated", "allocated", "refunded", "reversed"]
+    suspense_reason: str | None
+    allocated_pence: int
+    unallocated_pence: int
+    refunded_pence: int
+    reversed_pence: int
+    allocations: list[AllocationOut]
+    pending_refunds: list[PendingRefundOut]
+    version: int
+
+
+class CommandOut(BaseModel):
+    recorded: bool = Field(description="false when the request repeated an earlier one")
+    position: int | None = Field(description="event position to pass as min_position")
+    payment: PaymentOut
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    action: str
+    recorded_at: str
+    effective_at: str
+    actor: str | None
+    reason: str | None
+    idempotency_key: str | None
+    details: dict[str, Any]
+    postings: list[dict[str, Any]]
+
+
+class PaymentDetailOut(PaymentOut):
+    payer: dict[str, str] | None
+    history: list[HistoryEntry]
+
+
+class FundOut(BaseModel):
+    code: str
+    name: str
+    vat_code: str
+    vat_rate_basis_points: int
+    cost_centre: str
+    ledger_code: str
+    reference_rule: dict[str, Any]
+    enabled: bool
+
+
+class FundCommandOut(BaseModel):
+    position: int | None
+    fund: FundOut
+
+
+class PaymentRowOut(BaseModel):
+    payment_id: str
+    channel: str
+    amount_pence: int
+    reference: str
+    fund_code: str | None
+    status: str
+    allocated_pence: int
+    unallocated_pence: int
+    refunded_pence: int
+    reversed_pence: int
+    suspense_reason: str | None
+    received_at: str
+    received_date: date
+    external_id: str | None
+
+
+class Page(BaseModel):
+    limit: int
+    offset: int
+    total: int
+
+
+class PaymentsPage(Page):
+    items: list[PaymentRowOut]
+
+
+class FundBalanceOut(BaseModel):
+    fund_code: str
+    name: str | None
+    balance_pence: int = Field(description="income held, VAT included")
+    net_pence: int
+    vat_pence: int
+    allocated_pence: int
+    transfers_in_pence: int
+    transfers_out_pence: int
+    refunds_pence: int
+    reversals_pence: int
+
+
+class FundBalancesOut(BaseModel):
+    position: int
+    funds: list[FundBalanceOut]
+    total_pence: int
+
+
+class StatementLine(BaseModel):
+    position: int
+    payment_id: str | None
+    action: str
+    effective_at: str
+    recorded_at: str
+    amount_pence: int = Field(description="credit to the account is positive")
+    vat_pence: int
+    balance_pence: int
+
+
+class AccountOut(BaseModel):
+    fund_code: str
+    reference: str
+    balance_pence: int
+    vat_pence: int
+    position: int
+    statement: list[StatementLine]
+    limit: int
+    offset: int
+    total: int
+
+
+class SuspenseItemOut(BaseModel):
+    payment_id: str
+    channel: str
+    reference: str
+    amount_pence: int
+    reason: str | None
+    received_at: str
+    received_date: date
+    age_days: int
+
+
+class SuspenseOut(Page):
+    position: int
+    total_pence: int
+    items: list[SuspenseItemOut]
+
+
+class TakingsRow(BaseModel):
+    channel: str
+    fund_code: str
+    receipts_count: int
+    received_pence: int
+    vat_pence: int
+    refunds_count: int
+    refunds_pence: int
+    reversals_count: int
+    reversals_pence: int
+    net_pence: int
+
+
+class DailyTakingsOut(BaseModel):
+    business_date: date
+    position: int
+    rows: list[TakingsRow]
+    by_channel: dict[str, int] = Field(description="net pence per channel: match the banking")
+    total_net_pence: int
+
+
+class AuditRow(BaseModel):
+    position: int
+    event_id: str
+    recorded_at: str
+    effective_at: str
+    actor: str | None
+    action: str
+    payment_id: str | None
+    fund_code: str | None
+    reference: str | None
+    amount_pence: int | None
+    reason: str | None
+    correlation_id: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditRow]
+    next_after_position: int | None = Field(description="pass as after_position for the next page")
+
+
+class WebhookOut(BaseModel):
+    status: Literal["recorded", "duplicate", "refund_recorded", "ignored"]
+    payment_id: str | None = None
+    position: int | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unreachable"]
+    event_position: int | None
+    read_model_position: int | None

@@ -1,0 +1,129 @@
+"""Wires the HTTP API: services from settings, the in-process projection, and uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import create_engine
+
+from api.app import create_app
+from api.auth import ApiKeys, Role
+from api.services import ApiConfig, Services
+from application.ledger import IncomeLedger
+from income_ledger.bootstrap import build_ledger, build_projection
+from income_ledger.settings import Settings
+from projections.replay import replay_balances
+from projections.runner import ProjectionRunner
+
+log = logging.getLogger(__name__)
+REPLAY_PAGE_SIZE = 5000
+
+
+class ConfigurationError(ValueError):
+    pass
+
+
+def demo_api_keys() -> str:
+    """A fresh random key per role, for the demo run only."""
+    return ",".join(f"demo-{role.value}:{role.value}:{secrets.token_urlsafe(18)}" for role in Role)
+
+
+def load_api_keys(settings: Settings, extra: str = "") -> ApiKeys:
+    text = ",".join(part for part in (settings.api_keys, extra) if part)
+    if settings.api_keys_file:
+        path = Path(settings.api_keys_file)
+        try:
+            text += "\n" + path.read_text()
+        except OSError as error:
+            raise ConfigurationError(
+                f"cannot read LEDGER_API_KEYS_FILE {path}: {error.strerror}"
+            ) from None
+    try:
+        keys = ApiKeys.parse(text)
+    except ValueError as error:
+        raise ConfigurationError(f"LEDGER_API_KEYS: {error}") from None
+    if not len(keys):
+        raise ConfigurationError(
+            "no API keys: set LEDGER_API_KEYS (user:role:token, comma separated) or "
+            "LEDGER_API_KEYS_FILE, or run `income-ledger serve --demo-keys` to try it out"
+        )
+    return keys
+
+
+def parse_ledger_codes(text: str) -> dict[str, str]:
+    mapping = {}
+    for entry in (e.strip() for e in text.split(",") if e.strip()):
+        ledger_code, sep, fund_code = entry.partition(":")
+        if not sep or not ledger_code or not fund_code:
+            raise ConfigurationError(
+                f"LEDGER_GOVUK_PAY_LEDGER_CODES entry {entry!r} is not LEDGER_CODE:FUND"
+            )
+        mapping[ledger_code.strip()] = fund_code.strip().upper()
+    return mapping
+
+
+def api_config(settings: Settings) -> ApiConfig:
+    return ApiConfig(
+        refund_approval_limit_pence=settings.refund_approval_limit_pence,
+        read_wait_seconds=settings.read_wait_seconds,
+        govuk_pay_webhook_secret=settings.govuk_pay_webhook_secret,
+        govuk_pay_ledger_codes=parse_ledger_codes(settings.govuk_pay_ledger_codes),
+    )
+
+
+def build_services(settings: Settings, ledger: IncomeLedger, api_keys: ApiKeys) -> Services:
+    def replay(as_at: datetime, known_at: datetime | None, fund: str | None) -> dict[str, Any]:
+        result = replay_balances(
+            ledger.read_events(page_size=REPLAY_PAGE_SIZE),
+            as_at=as_at,
+            known_at=known_at,
+            fund_code=fund,
+        )
+        return result.to_dict()
+
+    read_engine = create_engine(settings.database_url, pool_pre_ping=True)
+    return Services(
+        ledger=ledger,
+        read_engine=read_engine,
+        api_keys=api_keys,
+        config=api_config(settings),
+        replay=replay,
+    )
+
+
+def runs_projections(settings: Settings) -> bool:
+    if settings.run_projections is not None:
+        return settings.run_projections
+    return not settings.is_postgres
+
+
+@contextmanager
+def running_app(settings: Settings, api_keys: ApiKeys) -> Iterator[FastAPI]:
+    """The app with its ledger, and the projection in a thread when this process runs it."""
+    ledger = build_ledger(settings)
+    services = build_services(settings, ledger, api_keys)
+    runner = None
+    if runs_projections(settings):
+        runner = ProjectionRunner(build_projection(settings, ledger), idle_wait_s=0.5)
+        runner.start_thread()
+    try:
+        yield create_app(services)
+    finally:
+        if runner is not None:
+            runner.stop()
+        services.read_engine.dispose()
+        ledger.close()
+
+
+def serve(settings: Settings, host: str, port: int, api_keys: ApiKeys) -> None:
+    import uvicorn
+
+    with running_app(settings, api_keys) as app:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
