@@ -532,7 +532,7 @@ def serve(
     if demo_keys:
         out.print("demo API keys (Authorization: Bearer <key>):", highlight=False)
         for entry in extra.split(","):
-            user, role, token = entry.split(":", 2)
+            _user, role, token = entry.split(":", 2)
             out.print(f"  {role:<12} {token}", highlight=False)
         officer = next(e for e in extra.split(",") if ":officer:" in e).split(":", 2)[2]
         out.print(
