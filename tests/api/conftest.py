@@ -1,0 +1,69 @@
+"""An HTTP client against the real app, on SQLite and PostgreSQL, with a key per role."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import ApiKeys
+from api.services import ApiConfig
+from income_ledger.bootstrap import build_projection
+from income_ledger.server import build_services
+from projections.runner import ProjectionRunner
+
+WEBHOOK_SECRET = "test-webhook-secret"
+REFUND_LIMIT_PENCE = 10_000
+TOKENS = {
+    "officer": "officer-token-0123456789",
+    "officer2": "officer-token-9876543210",
+    "supervisor": "supervisor-token-0123456789",
+    "supervisor2": "supervisor-token-9876543210",
+    "auditor": "auditor-token-0123456789",
+    "reporting": "reporting-token-0123456789",
+    "integration": "integration-token-0123456789",
+}
+KEYS = ApiKeys.parse(
+    ",".join(f"{name}:{name.rstrip('2')}:{token}" for name, token in TOKENS.items())
+)
+
+
+def auth(who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[who]}"}
+
+
+def signed(message: dict, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(message).encode()
+    signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"Pay-Signature": signature, "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def services(ledger, settings):
+    services = build_services(settings, ledger, KEYS)
+    services.config = ApiConfig(
+        refund_approval_limit_pence=REFUND_LIMIT_PENCE,
+        read_wait_seconds=5.0,
+        govuk_pay_webhook_secret=WEBHOOK_SECRET,
+        govuk_pay_ledger_codes={"R2010": "HRA"},
+    )
+    yield services
+    services.read_engine.dispose()
+
+
+@pytest.fixture
+def client(services, settings, ledger) -> Iterator[TestClient]:
+    """The app with its projection following in a thread, as `serve` runs it."""
+    projection = build_projection(settings, ledger)
+    runner = ProjectionRunner(projection, idle_wait_s=0.1)
+    thread = runner.start_thread()
+    with TestClient(create_app(services), raise_server_exceptions=False) as client:
+        yield client
+    runner.stop()
+    thread.join(timeout=10)
+    projection.engine.dispose()

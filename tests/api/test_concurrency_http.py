@@ -1,0 +1,99 @@
+"""Against a real uvicorn: retries with an Idempotency-Key and concurrent duplicates."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from tests.api.conftest import auth
+from tests.domain.helpers import CT_REF
+
+
+@pytest.fixture
+def base_url(services) -> Iterator[str]:
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services), host="127.0.0.1", port=0, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_a_retry_with_the_same_key_returns_the_first_response(base_url, ledger) -> None:
+    body = {"channel": "cash", "amount_pence": 2_500, "reference": CT_REF}
+    headers = auth("officer") | {"Idempotency-Key": "retry-1"}
+    with httpx.Client(base_url=base_url) as http:
+        first = http.post("/payments", json=body, headers=headers)
+        second = http.post("/payments", json=body, headers=headers)
+        other = http.post("/payments", json=body | {"amount_pence": 1}, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    receipts = [e for _, e in ledger.read_events() if type(e).__name__ == "Received"]
+    assert len(receipts) == 1
+
+
+@pytest.mark.parametrize("with_key", [True, False])
+def test_concurrent_duplicates_cannot_both_apply(base_url, ledger, with_key) -> None:
+    body = {
+        "channel": "govuk_pay",
+        "amount_pence": 4_000,
+        "reference": CT_REF,
+        "external_id": f"race-{with_key}",
+    }
+    headers = auth("integration") | ({"Idempotency-Key": "race"} if with_key else {})
+    with httpx.Client(base_url=base_url, timeout=30) as http, ThreadPoolExecutor(8) as pool:
+        responses = list(
+            pool.map(lambda _: http.post("/payments", json=body, headers=headers), range(8))
+        )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[201] >= 1 and set(statuses) <= {200, 201, 409}, statuses
+    assert (
+        sum(r.json().get("recorded") is True for r in responses if r.status_code in (200, 201)) >= 1
+    )
+    receipts = [e for _, e in ledger.read_events() if type(e).__name__ == "Received"]
+    assert len(receipts) == 1
+    ids = {r.json()["payment"]["payment_id"] for r in responses if r.status_code != 409}
+    assert len(ids) == 1
+
+
+def test_concurrent_allocations_of_the_same_money_cannot_both_succeed(base_url, ledger) -> None:
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        pid = http.post(
+            "/payments",
+            headers=auth("officer"),
+            json={"channel": "cheque", "amount_pence": 1_000, "reference": "JUNK"},
+        ).json()["payment"]["payment_id"]
+        body = {"lines": [{"fund_code": "CT", "reference": CT_REF, "amount_pence": 1_000}]}
+        with ThreadPoolExecutor(6) as pool:
+            responses = list(
+                pool.map(
+                    lambda n: http.post(
+                        f"/payments/{pid}/allocations",
+                        json=body,
+                        headers=auth("officer") | {"Idempotency-Key": f"k{n}"},
+                    ),
+                    range(6),
+                )
+            )
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses[201] == 1, statuses
+    assert statuses[409] == 5
+    codes = {r.json()["code"] for r in responses if r.status_code == 409}
+    assert codes <= {"concurrent_update", "allocation_exceeds_unallocated"}
