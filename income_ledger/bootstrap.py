@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
+from eventsourcing.persistence import Notification
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -13,6 +15,7 @@ from sqlalchemy.orm import sessionmaker
 from application.ledger import IncomeLedger
 from application.tables import metadata as application_metadata
 from income_ledger.settings import Settings
+from projections.chain import AuditChain, create_chain_tables, has_chain_tables
 from projections.runner import EventSource, Projection, projection_engine
 
 EVENTS_TABLE = "ledger_events"
@@ -71,6 +74,7 @@ def init_database(settings: Settings) -> None:
             from projections.schema import create_read_model
 
             create_read_model(engine)
+            create_chain_tables(engine)
     finally:
         engine.dispose()
 
@@ -134,4 +138,57 @@ def build_projection(
 ) -> Projection:
     return Projection(
         projection_engine(settings.database_url), event_source(ledger), page_size=page_size
+    )
+
+
+# ---- the auditor's view of the event store (issue #5) -------------------------------------
+
+
+def stored_event_source(ledger: IncomeLedger) -> Callable[[int, int], list[Notification]]:
+    """Pages of event rows exactly as stored (no decoding), for the tamper-evidence chain."""
+
+    def read(after: int, limit: int) -> list[Notification]:
+        return ledger.recorder.select_notifications(
+            start=after, limit=limit, inclusive_of_start=False
+        )
+
+    return read
+
+
+def stored_events_of(ledger: IncomeLedger, originator_id: UUID) -> list[Notification]:
+    """One aggregate's event rows as stored, with their positions, in version order."""
+    recorder: Any = ledger.recorder
+    record = recorder.events_record_cls
+    with recorder.transaction(commit=False) as session:
+        rows = (
+            session.query(record)
+            .filter(record.originator_id == originator_id)
+            .order_by(record.originator_version)
+            .all()
+        )
+        return [
+            Notification(
+                id=row.id,
+                originator_id=row.originator_id,
+                originator_version=row.originator_version,
+                topic=row.topic,
+                state=bytes(row.state) if isinstance(row.state, memoryview) else row.state,
+            )
+            for row in rows
+        ]
+
+
+def build_audit_chain(
+    settings: Settings, ledger: IncomeLedger, *, page_size: int = 1000
+) -> AuditChain:
+    """The tamper-evidence chain over this ledger's events (tables from `db init`)."""
+    engine = projection_engine(settings.database_url)
+    if not has_chain_tables(engine):
+        engine.dispose()
+        raise DatabaseNotInitialised(
+            f"the database at {safe_url(settings)} has no audit chain tables yet: run "
+            "`income-ledger db init` (it creates only what is missing)"
+        )
+    return AuditChain(
+        engine, stored_event_source(ledger), ledger.mapper.to_domain_event, page_size=page_size
     )

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from eventsourcing.persistence import PersistenceError
 from sqlalchemy import create_engine, event, text, update
@@ -260,13 +260,29 @@ class NewEventWaiter:
             self._raw = None
 
 
+class CatchesUp(Protocol):
+    """Another projection kept by the same runner (the audit chain): same lock, same loop."""
+
+    def catch_up(self) -> int: ...
+
+
 class ProjectionRunner:
-    """Keeps the read model up to date until stopped; survives lost connections."""
+    """Keeps the read model up to date until stopped; survives lost connections.
+
+    `companions` are caught up after the read model on every round, under the same runner
+    lock; each keeps its own tracking position, exactly once like the read model.
+    """
 
     def __init__(
-        self, projection: Projection, *, idle_wait_s: float = 1.0, retry_s: float = 1.0
+        self,
+        projection: Projection,
+        *,
+        idle_wait_s: float = 1.0,
+        retry_s: float = 1.0,
+        companions: Sequence[CatchesUp] = (),
     ) -> None:
         self.projection = projection
+        self.companions = tuple(companions)
         self.idle_wait_s = idle_wait_s
         self.retry_s = retry_s
         self.stop_event = threading.Event()
@@ -298,7 +314,10 @@ class ProjectionRunner:
 
     def _follow(self, waiter: NewEventWaiter) -> None:
         while not self.stop_event.is_set():
-            if self.projection.catch_up() == 0:
+            applied = self.projection.catch_up()
+            for companion in self.companions:
+                applied += companion.catch_up()
+            if applied == 0:
                 waiter.wait(self.idle_wait_s, self.stop_event)
 
     def start_thread(self) -> threading.Thread:

@@ -1,0 +1,533 @@
+"""Tamper evidence: a hash chain over the stored events, and a daily seal of its head.
+
+Each event row, in its global order, gets a link: the SHA-256 of the previous link and of a
+canonical encoding of the row exactly as stored (position, originator id, originator version,
+topic and state bytes). Changing, deleting or inserting a row among chained history breaks
+every link from there on, and `verify_chain` recomputes the chain from the stored rows to find
+the first position that no longer matches.
+
+The chain is a projection like the read model, kept exactly once: a page's links, its seals
+and the tracking position (`projection_tracking`, name `audit_chain`) commit in one
+transaction, and the position is read under a row lock in that transaction.
+
+What it cannot do on its own: someone able to rewrite the events can rewrite the chain too.
+That is what the seals are for. A seal is the chain's head at the end of a UK business date
+(the date events were recorded); published outside the system (emailed to the auditors,
+printed in the minutes), a seal later pins down all history up to its position. Rows
+appended at the tail before they are chained look like any other new event. See
+docs/auditors.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    MetaData,
+    String,
+    Table,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+
+from domain.errors import InvalidRequest
+from projections.ledger_view import uk_date
+from projections.runner import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, tracked_position
+from projections.runner import _lock_tracking_row as lock_tracking_row
+from projections.schema import UTCDateTime, projection_tracking
+
+CHAIN_NAME = "audit_chain"
+CHAIN_VERSION = "income-ledger/audit-chain/sha256/v1"
+# The link "before" the first event: fixed, and naming the encoding so that a future one
+# can never be confused with this.
+GENESIS_LINK = hashlib.sha256(CHAIN_VERSION.encode()).hexdigest()
+MAX_FINDINGS = 20
+
+chain_metadata = MetaData()
+audit_chain = Table(
+    "audit_chain",
+    chain_metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", String(80), nullable=False),
+    Column("recorded_at", UTCDateTime(), nullable=False),
+    Column("link_sha256", String(64), nullable=False),
+)
+audit_seals = Table(
+    "audit_seals",
+    chain_metadata,
+    Column("business_date", Date, primary_key=True),
+    Column("first_position", BigInteger, nullable=False),
+    Column("last_position", BigInteger, nullable=False),
+    Column("events_count", BigInteger, nullable=False),
+    Column("link_sha256", String(64), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+
+class StoredRow(Protocol):
+    """An event row as stored (an eventsourcing Notification)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def originator_id(self) -> UUID | str: ...
+    @property
+    def originator_version(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def state(self) -> bytes: ...
+
+
+RowSource = Callable[[int, int], Sequence[StoredRow]]
+"""Reads up to `limit` stored rows after a position, in position order."""
+
+
+class ChainBroken(RuntimeError):
+    """The chain table itself no longer has the head its tracking position names."""
+
+
+def create_chain_tables(engine: Engine | Connection) -> None:
+    chain_metadata.create_all(engine)
+
+
+def has_chain_tables(engine: Engine) -> bool:
+    """False on a database initialised before the chain existed (`db init` adds them)."""
+    existing = set(inspect(engine).get_table_names())
+    return set(chain_metadata.tables) <= existing
+
+
+def canonical_row(row: StoredRow) -> bytes:
+    """The stored row as bytes: each field length-prefixed, so no two rows encode alike."""
+    state = row.state
+    # A hand edit can leave text where bytes were stored (SQLite's replace() does): hash
+    # what it now says, so it is reported as a mismatch rather than crashing the check.
+    state_bytes = state.encode() if isinstance(state, str) else bytes(state)
+    fields = (
+        str(row.id).encode(),
+        str(row.originator_id).encode(),
+        str(row.originator_version).encode(),
+        str(row.topic).encode(),
+        state_bytes,
+    )
+    return b"".join(len(f).to_bytes(8, "big") + f for f in fields)
+
+
+def next_link(previous: bytes, row: StoredRow) -> bytes:
+    """The link of `row`, given the link before it (32 raw bytes each)."""
+    return hashlib.sha256(previous + canonical_row(row)).digest()
+
+
+# ---- keeping the chain ---------------------------------------------------------------------
+
+
+class AuditChain:
+    """Extends the chain over new events, a page per transaction, exactly once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: RowSource,
+        decode: Callable[[StoredRow], Any],
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        name: str = CHAIN_NAME,
+    ) -> None:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page size must be 1 to {MAX_PAGE_SIZE}")
+        self.engine = engine
+        self.source = source
+        self.decode = decode
+        self.page_size = page_size
+        self.name = name
+
+    def position(self) -> int:
+        with self.engine.connect() as connection:
+            return tracked_position(connection, self.name)
+
+    def process_page(self, stop: int | None = None) -> int:
+        """Chain the next page of events (up to `stop`); returns how many it chained."""
+        with self.engine.begin() as connection:
+            tracked = lock_tracking_row(connection, self.name)
+            rows = [
+                row
+                for row in self.source(tracked, self.page_size)
+                if row.id > tracked and (stop is None or row.id <= stop)
+            ]
+            if not rows:
+                return 0
+            link, day = _head(connection, tracked)
+            links: list[dict[str, Any]] = []
+            seals: dict[date, dict[str, Any]] = {}
+            now = datetime.now(UTC)
+            for row in rows:
+                recorded_at = self.decode(row).timestamp
+                link = next_link(link, row)
+                # Seal days never go backwards, even if two writers' clocks disagree by a
+                # moment around midnight: a seal covers everything before its position.
+                day = max(day, uk_date(recorded_at)) if day else uk_date(recorded_at)
+                links.append(
+                    {
+                        "position": row.id,
+                        "event_id": f"{row.originator_id}:{row.originator_version}",
+                        "recorded_at": recorded_at,
+                        "link_sha256": link.hex(),
+                    }
+                )
+                seal = seals.setdefault(
+                    day,
+                    {"business_date": day, "first_position": row.id, "events_count": 0},
+                )
+                seal.update(last_position=row.id, link_sha256=link.hex(), updated_at=now)
+                seal["events_count"] += 1
+            connection.execute(insert(audit_chain), links)
+            _write_seals(connection, list(seals.values()))
+            connection.execute(
+                update(projection_tracking)
+                .where(projection_tracking.c.projection_name == self.name)
+                .values(position=rows[-1].id, updated_at=now)
+            )
+            return len(rows)
+
+    def catch_up(
+        self, stop: int | None = None, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Chain pages until there are no more events (or `stop` is reached)."""
+        chained = 0
+        while count := self.process_page(stop):
+            chained += count
+            if progress is not None:
+                progress(count)
+        return chained
+
+
+def _head(connection: Connection, tracked: int) -> tuple[bytes, date | None]:
+    """The link at the tracked position and the latest seal's date."""
+    if tracked == 0:
+        return bytes.fromhex(GENESIS_LINK), None
+    link = connection.execute(
+        select(audit_chain.c.link_sha256).where(audit_chain.c.position == tracked)
+    ).scalar()
+    if link is None:
+        raise ChainBroken(
+            f"the audit chain has no link at its tracked position {tracked}: the audit_chain "
+            "table was changed by hand; run `income-ledger audit verify` to see where"
+        )
+    day = connection.execute(
+        select(audit_seals.c.business_date).order_by(audit_seals.c.business_date.desc()).limit(1)
+    ).scalar()
+    return bytes.fromhex(link), day
+
+
+def _write_seals(connection: Connection, seals: list[dict[str, Any]]) -> None:
+    statement = (
+        pg_insert(audit_seals)
+        if connection.dialect.name == "postgresql"
+        else sqlite_insert(audit_seals)
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["business_date"],
+        set_={
+            "last_position": statement.excluded.last_position,
+            "link_sha256": statement.excluded.link_sha256,
+            "events_count": audit_seals.c.events_count + statement.excluded.events_count,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+    connection.execute(statement, seals)
+
+
+def check_rows(engine: Engine, rows: Sequence[StoredRow]) -> dict[int, str | None]:
+    """Each row against its own link: "ok", "altered", "unlinked", or None if not yet chained.
+
+    A quick look for one payment's events (the trace); `verify_chain` checks everything.
+    """
+    statuses: dict[int, str | None] = {}
+    with engine.connect() as connection:
+        head = tracked_position(connection, CHAIN_NAME)
+        for row in rows:
+            if row.id > head:
+                statuses[row.id] = None
+                continue
+            link = connection.execute(
+                select(audit_chain.c.link_sha256).where(audit_chain.c.position == row.id)
+            ).scalar()
+            previous = connection.execute(
+                select(audit_chain.c.link_sha256)
+                .where(audit_chain.c.position < row.id)
+                .order_by(audit_chain.c.position.desc())
+                .limit(1)
+            ).scalar()
+            if link is None:
+                statuses[row.id] = "unlinked"
+            else:
+                expected = next_link(bytes.fromhex(previous or GENESIS_LINK), row).hex()
+                statuses[row.id] = "ok" if expected == link else "altered"
+    return statuses
+
+
+# ---- seals -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seal:
+    """The chain's head at the end of a UK business date: publish it outside the system."""
+
+    business_date: date
+    last_position: int
+    link_sha256: str
+    first_position: int | None = None
+    events_count: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "chain": CHAIN_VERSION,
+                "business_date": self.business_date.isoformat(),
+                "first_position": self.first_position,
+                "last_position": self.last_position,
+                "events_count": self.events_count,
+                "link_sha256": self.link_sha256,
+            }
+        )
+
+
+def stored_seals(
+    connection: Connection, *, since: date | None = None, before: date | None = None
+) -> list[Seal]:
+    """The seals in the database, oldest first; `before` leaves out days still open."""
+    query = select(audit_seals).order_by(audit_seals.c.business_date)
+    if since is not None:
+        query = query.where(audit_seals.c.business_date >= since)
+    if before is not None:
+        query = query.where(audit_seals.c.business_date < before)
+    return [
+        Seal(
+            row.business_date,
+            int(row.last_position),
+            row.link_sha256,
+            int(row.first_position),
+            int(row.events_count),
+        )
+        for row in connection.execute(query)
+    ]
+
+
+def read_seals(lines: Iterable[str], origin: str = "the seals file") -> list[Seal]:
+    """Seals as exported by `income-ledger audit seals` (JSON lines); says what is wrong."""
+    seals = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if data.get("chain", CHAIN_VERSION) != CHAIN_VERSION:
+                raise ValueError(f"it is for chain {data['chain']!r}, not {CHAIN_VERSION!r}")
+            link = str(data["link_sha256"]).lower()
+            if len(link) != 64 or any(c not in "0123456789abcdef" for c in link):
+                raise ValueError("link_sha256 is not 64 hex digits")
+            seals.append(
+                Seal(
+                    date.fromisoformat(data["business_date"]),
+                    int(data["last_position"]),
+                    link,
+                    data.get("first_position"),
+                    data.get("events_count"),
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            problem = f"missing {error}" if isinstance(error, KeyError) else str(error)
+            raise InvalidRequest(
+                f"line {number} of {origin} is not a seal ({problem}); give the file "
+                "written by `income-ledger audit seals --out FILE`"
+            ) from None
+    return seals
+
+
+# ---- verifying -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One place where the stored data and the chain (or a seal) disagree."""
+
+    position: int
+    kind: str  # altered | missing | unexpected | seal
+    detail: str
+
+
+@dataclass
+class ChainReport:
+    chain_position: int  # the chain's head: every event up to here is checked
+    store_position: int  # the event store's last position
+    events_checked: int = 0
+    links_checked: int = 0
+    head_link: str | None = None  # the recomputed link at the chain's head
+    findings: list[Finding] = field(default_factory=list)  # the first MAX_FINDINGS
+    findings_count: int = 0
+    seals_checked: int = 0
+    seal_findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.findings_count == 0 and not self.seal_findings
+
+    @property
+    def first_mismatch(self) -> Finding | None:
+        """The first position where the stored events no longer match the chain."""
+        return self.findings[0] if self.findings else None
+
+    @property
+    def unchained_after(self) -> int | None:
+        """Events beyond the chain's head are not yet protected: where they start."""
+        return self.chain_position if self.store_position > self.chain_position else None
+
+    def add(self, finding: Finding) -> None:
+        self.findings_count += 1
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(finding)
+
+
+def verify_chain(
+    engine: Engine,
+    source: RowSource,
+    *,
+    store_position: int,
+    seals: Sequence[Seal] = (),
+    page_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> ChainReport:
+    """Recompute the chain from the stored rows and hold it against the chain and the seals.
+
+    Read-only. Walks the stored rows and the chain's links together in position order, up to
+    the chain's head. A gap in positions is no finding (PostgreSQL leaves gaps); a linked
+    position without its row is `missing`, a row among chained history without a link is
+    `unexpected`, and a row that no longer hashes to its link is `altered`. Every seal given,
+    and every seal in the database, must match the recomputed link at its position.
+    """
+    with engine.connect() as connection:
+        head = tracked_position(connection, CHAIN_NAME)
+        all_seals = [(seal, "stored") for seal in stored_seals(connection)]
+    all_seals += [(seal, "published") for seal in seals]
+    report = ChainReport(chain_position=head, store_position=store_position)
+    sealed_positions = {seal.last_position for seal, _ in all_seals}
+    recomputed_at: dict[int, str] = {}
+    recomputed = stored_previous = bytes.fromhex(GENESIS_LINK)
+    rows = _rows_up_to(source, head, page_size, progress)
+    links = _links_up_to(engine, head, page_size)
+    row, linked = next(rows, None), next(links, None)
+    while row is not None or linked is not None:
+        if linked is None or (row is not None and row.id < linked[0]):
+            assert row is not None
+            recomputed = next_link(recomputed, row)
+            report.events_checked += 1
+            report.add(Finding(row.id, "unexpected", _UNEXPECTED))
+            position = row.id
+            row = next(rows, None)
+        elif row is None or linked[0] < row.id:
+            report.links_checked += 1
+            report.add(Finding(linked[0], "missing", _MISSING))
+            stored_previous = linked[1]
+            position = linked[0]
+            linked = next(links, None)
+        else:
+            recomputed = next_link(recomputed, row)
+            report.events_checked += 1
+            report.links_checked += 1
+            if next_link(stored_previous, row) != linked[1]:
+                report.add(Finding(row.id, "altered", _ALTERED))
+            stored_previous = linked[1]
+            position = row.id
+            row, linked = next(rows, None), next(links, None)
+        if position in sealed_positions:
+            recomputed_at[position] = recomputed.hex()
+    if head:
+        report.head_link = recomputed.hex()
+    report.seal_findings = _check_seals(all_seals, recomputed_at, head)
+    report.seals_checked = len(all_seals)
+    return report
+
+
+_ALTERED = "the stored event no longer hashes to its chain link: the row (or its link) was altered"
+_MISSING = "the chain links an event that is no longer stored: the row was deleted"
+_UNEXPECTED = (
+    "an event row among chained history has no chain link: it was inserted by hand "
+    "(or its link was deleted)"
+)
+
+
+def _rows_up_to(
+    source: RowSource, head: int, page_size: int, progress: Callable[[int], None] | None
+) -> Iterator[StoredRow]:
+    after = 0
+    while after < head:
+        page = source(after, page_size)
+        for row in page:
+            if row.id > head:
+                return
+            yield row
+        if progress is not None and page:
+            progress(min(page[-1].id, head) - after)
+        if len(page) < page_size:
+            return
+        after = page[-1].id
+
+
+def _links_up_to(engine: Engine, head: int, page_size: int) -> Iterator[tuple[int, bytes]]:
+    after = 0
+    while True:
+        with engine.connect() as connection:
+            page = connection.execute(
+                select(audit_chain.c.position, audit_chain.c.link_sha256)
+                .where(audit_chain.c.position > after, audit_chain.c.position <= head)
+                .order_by(audit_chain.c.position)
+                .limit(page_size)
+            ).all()
+        for position, link in page:
+            yield int(position), bytes.fromhex(link)
+        if len(page) < page_size:
+            return
+        after = int(page[-1][0])
+
+
+def _check_seals(
+    seals: Sequence[tuple[Seal, str]], recomputed_at: dict[int, str], head: int
+) -> list[Finding]:
+    """Each (seal, where it came from) against the recomputed chain, oldest first; says
+    between which positions history changed."""
+    findings = []
+    matched_up_to = 0
+    for seal, origin in sorted(seals, key=lambda s: (s[0].last_position, s[1])):
+        what = f"the {origin} seal of {seal.business_date.isoformat()}"
+        position = seal.last_position
+        if position > head:
+            detail = (
+                f"{what} covers position {position}, beyond the chain's head {head}: chained "
+                "history was removed, or the seal is from another ledger"
+            )
+        elif position not in recomputed_at:
+            detail = f"{what} ends at position {position}, but no event is stored there"
+        elif recomputed_at[position] != seal.link_sha256:
+            detail = (
+                f"{what} does not match the events stored now: something after position "
+                f"{matched_up_to} and at or before {position} was changed"
+            )
+        else:
+            matched_up_to = max(matched_up_to, position)
+            continue
+        findings.append(Finding(position, "seal", detail))
+    return findings
