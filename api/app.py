@@ -66,9 +66,8 @@ def create_app(services: Services) -> FastAPI:
 
     from api import routes_commands, routes_queries, routes_system
 
-    app.include_router(routes_commands.router)
-    app.include_router(routes_queries.router)
-    app.include_router(routes_system.router)
+    for router in (routes_commands.router, routes_queries.router, routes_system.router):
+        app.include_router(router, responses=problems.COMMON_RESPONSES)
     return app
 
 
@@ -83,7 +82,15 @@ class BodyLimitAndMetrics(BaseHTTPMiddleware):
         started = time.perf_counter()
         limit = self.services.config.max_body_bytes
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        if "%00" in request.url.query or "\x00" in request.url.path:
+            response = problems.problem(
+                request,
+                422,
+                "Invalid request",
+                "the URL contains a NUL character; remove it",
+                "invalid_text_characters",
+            )
+        elif length is not None and (not length.isdigit() or int(length) > limit):
             response: Response = problems.problem(
                 request,
                 413,

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from domain.errors import (
@@ -20,6 +21,46 @@ from domain.errors import (
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with a stable `code` for scripts."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    code: str
+    retryable: bool | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "model": Problem,
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _documented("no API key, or an unknown one (webhook: a bad Pay-Signature)"),
+    403: _documented("the key's role may not do this"),
+    404: _documented("no such payment, fund or refund request"),
+    409: _documented(
+        "refused by a ledger rule, a concurrent update (retryable: true), or an "
+        "Idempotency-Key reused for another request"
+    ),
+    413: _documented("the request body is too large"),
+    422: _documented("the request is invalid: the detail says what to fix"),
+    500: _documented("an unexpected error: nothing partial was saved"),
+    501: _documented("not available on this server"),
+    503: _documented(
+        "the read model has not reached min_position yet, the database is "
+        "unreachable, or the webhook is not configured: retry later"
+    ),
+}
 
 
 class ApiProblem(Exception):

@@ -52,15 +52,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 MAX_KEY_LENGTH = 200
-PROBLEMS = {
-    401: {"description": "no or unknown API key"},
-    403: {"description": "the role may not do this"},
-    409: {
-        "description": "refused by a ledger rule, a concurrent update (retry), or "
-        "an Idempotency-Key reused for another request"
-    },
-    422: {"description": "invalid request"},
-}
 
 
 def run_command(
@@ -105,21 +96,19 @@ def payment_command(status: int, outcome: Outcome) -> tuple[int, Any, int | None
 # ---- funds --------------------------------------------------------------------------------
 
 
-@router.get("/funds", tags=["funds"], response_model=list[FundOut], responses=PROBLEMS)
+@router.get("/funds", tags=["funds"], response_model=list[FundOut])
 def list_funds(svc: ServicesDep, user: AnyUser) -> Any:
     """The chart of funds. Roles: all."""
     return svc.ledger.funds()
 
 
-@router.get("/funds/{code}", tags=["funds"], response_model=FundOut, responses=PROBLEMS)
+@router.get("/funds/{code}", tags=["funds"], response_model=FundOut)
 def get_fund(code: str, svc: ServicesDep, user: AnyUser) -> Any:
     """One fund. Roles: all."""
     return svc.ledger.fund(code)
 
 
-@router.post(
-    "/funds", tags=["funds"], status_code=201, response_model=FundCommandOut, responses=PROBLEMS
-)
+@router.post("/funds", tags=["funds"], status_code=201, response_model=FundCommandOut)
 def add_fund(
     body: FundIn, request: Request, svc: ServicesDep, user: Supervisor, key: IdempotencyKey = None
 ) -> Any:
@@ -133,7 +122,7 @@ def add_fund(
     return run_command(svc, request, user, key, body, command)
 
 
-@router.patch("/funds/{code}", tags=["funds"], response_model=FundCommandOut, responses=PROBLEMS)
+@router.patch("/funds/{code}", tags=["funds"], response_model=FundCommandOut)
 def amend_fund(
     code: str,
     body: FundPatch,
@@ -166,8 +155,7 @@ def amend_fund(
     tags=["payments"],
     status_code=201,
     response_model=CommandOut,
-    responses=PROBLEMS
-    | {200: {"description": "already recorded: the first payment", "model": CommandOut}},
+    responses={200: {"description": "already recorded: the first payment", "model": CommandOut}},
 )
 def record_payment(
     body: RecordPaymentIn,
@@ -204,7 +192,7 @@ def record_payment(
     "/payments/{payment_id}",
     tags=["payments"],
     response_model=PaymentDetailOut,
-    responses=PROBLEMS | {404: {"description": "no such payment"}},
+    responses={404: {"description": "no such payment"}},
 )
 def get_payment(payment_id: UUID, svc: ServicesDep, user: Reader) -> Any:
     """A payment with its allocations, status, payer details and whole history (from the
@@ -217,7 +205,6 @@ def get_payment(payment_id: UUID, svc: ServicesDep, user: Reader) -> Any:
     tags=["payments"],
     status_code=201,
     response_model=CommandOut,
-    responses=PROBLEMS,
 )
 def allocate(
     payment_id: UUID,
@@ -242,7 +229,6 @@ def allocate(
     tags=["payments"],
     status_code=201,
     response_model=CommandOut,
-    responses=PROBLEMS,
 )
 def transfer(
     payment_id: UUID,
@@ -274,8 +260,7 @@ def transfer(
     tags=["payments"],
     status_code=201,
     response_model=CommandOut,
-    responses=PROBLEMS
-    | {
+    responses={
         202: {
             "description": "above the approval limit: requested, waiting for a supervisor",
             "model": CommandOut,
@@ -319,7 +304,6 @@ def refund(
     tags=["payments"],
     status_code=201,
     response_model=CommandOut,
-    responses=PROBLEMS,
 )
 def approve_refund(
     payment_id: UUID,
@@ -343,7 +327,6 @@ def approve_refund(
     tags=["payments"],
     status_code=201,
     response_model=CommandOut,
-    responses=PROBLEMS,
 )
 def decline_refund(
     payment_id: UUID,
@@ -369,7 +352,6 @@ def decline_refund(
     tags=["payments"],
     status_code=201,
     response_model=CommandOut,
-    responses=PROBLEMS,
 )
 def reverse(
     payment_id: UUID,
@@ -391,11 +373,7 @@ def reverse(
 
 
 @router.post(
-    "/payments/{payment_id}/notes",
-    tags=["payments"],
-    status_code=201,
-    response_model=CommandOut,
-    responses=PROBLEMS,
+    "/payments/{payment_id}/notes", tags=["payments"], status_code=201, response_model=CommandOut
 )
 def note(
     payment_id: UUID,

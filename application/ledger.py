@@ -28,6 +28,7 @@ from application.payer_details import (
     load_payer_details,
     save_payer_details,
 )
+from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
 from domain.funds import Fund, FundChart
 from domain.payment import (
@@ -54,8 +55,10 @@ class CommandContext:
     def __post_init__(self) -> None:
         if not self.actor or not self.actor.strip():
             raise InvalidRequest("every command needs an actor: who is doing this")
-        if self.idempotency_key is not None and not 1 <= len(self.idempotency_key) <= 200:
-            raise InvalidRequest("an idempotency key must be 1 to 200 characters")
+        if self.idempotency_key is not None and not 1 <= len(self.idempotency_key) <= 300:
+            raise InvalidRequest("an idempotency key must be 1 to 300 characters")
+        reject_card_numbers("actor", self.actor)
+        reject_card_numbers("idempotency key", self.idempotency_key)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ class CardNumberRejected(InvalidRequest):
     code = "card_number_rejected"
 
 
+class InvalidTextCharacters(InvalidRequest):
+    code = "invalid_text_characters"
+
+
 class InvalidEffectiveDate(InvalidRequest):
     code = "invalid_effective_date"
 

@@ -15,6 +15,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.cards import reject_card_numbers
 from domain.errors import (
     FundAlreadyExists,
     FundDisabled,
@@ -64,6 +65,9 @@ class Fund:
             )
         if not self.cost_centre.strip() or not self.ledger_code.strip():
             raise InvalidFundDefinition("a fund needs a cost centre and a ledger code")
+        for field in ("name", "vat_code", "cost_centre", "ledger_code"):
+            reject_card_numbers(f"fund {field}", getattr(self, field))
+        reject_card_numbers("reference pattern", self.reference_rule.pattern)
 
     def reference_problem(self, reference: str) -> ReferenceProblem | None:
         return self.reference_rule.problem(reference)
@@ -180,11 +184,13 @@ class FundChart(Aggregate):
         return cls._create(cls.Opened, actor=actor)
 
     def add_fund(self, fund: Fund, actor: str, reason: str = "new fund") -> None:
+        reject_card_numbers("reason", reason)
         if fund.code in self.funds:
             raise FundAlreadyExists(f"fund {fund.code} already exists: amend it instead")
         self.trigger_event(self.FundAdded, fund=fund.to_dict(), actor=actor, reason=reason)
 
     def amend_fund(self, code: str, changes: dict[str, Any], actor: str, reason: str) -> None:
+        reject_card_numbers("reason", reason)
         current = self.fund(code)
         unknown = sorted(set(changes) - set(AMENDABLE_FIELDS))
         if unknown:
@@ -200,10 +206,12 @@ class FundChart(Aggregate):
             )
 
     def disable_fund(self, code: str, actor: str, reason: str) -> None:
+        reject_card_numbers("reason", reason)
         if self.fund(code).enabled:
             self.trigger_event(self.FundDisabled, code=code, actor=actor, reason=reason)
 
     def enable_fund(self, code: str, actor: str, reason: str) -> None:
+        reject_card_numbers("reason", reason)
         if not self.fund(code).enabled:
             self.trigger_event(self.FundEnabled, code=code, actor=actor, reason=reason)
 

@@ -1,0 +1,45 @@
+"""Property-based API testing from /openapi.json: no 5xx, and every response fits the schema.
+
+Bounded in examples per operation so that it fits the CI budget; `SCHEMATHESIS_EXAMPLES`
+raises the bound. The operations are driven as Hypothesis strategies inside one test (the
+schemathesis pytest plugin's fixture loader does not work with this pytest version).
+"""
+
+from __future__ import annotations
+
+import os
+
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from schemathesis import checks
+
+from api.app import create_app
+from tests.api.conftest import auth
+
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "12"))
+
+
+def test_every_operation_keeps_to_its_schema(services) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(services))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 20
+    for operation in operations:
+        exercise(operation)
+
+
+def exercise(operation) -> None:
+    @given(case=operation.as_strategy())
+    @settings(max_examples=EXAMPLES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    def run(case) -> None:
+        # A min_position beyond the event store is answered 503 "retry later" by design
+        # (tested on its own); random positions would only measure that wait.
+        if case.query:
+            case.query.pop("min_position", None)
+        # Schema-valid bodies can still break a ledger rule (a fund whose minimum reference
+        # length exceeds its maximum): a 422 for those is right, so that check is left out.
+        case.call_and_validate(headers=auth("supervisor"),
+                               excluded_checks=[checks.positive_data_acceptance])
+
+    run()
