@@ -43,20 +43,30 @@ def _postgres_problem() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(test_worker: str) -> str:
+def postgres_admin_url(test_worker: str, test_run: str) -> Iterator[str]:
     problem = _postgres_problem()
     if problem:
         if IN_CI:
             pytest.fail(f"{problem}; CI requires it: {HOW_TO_ENABLE}", pytrace=False)
         pytest.skip(f"{problem}: {HOW_TO_ENABLE}")
     url = make_url(POSTGRES_URL)
-    name = f"income_ledger_test_{test_worker}"
+    # One database per run and worker, so that runs side by side never touch each other's.
+    name = f"income_ledger_test_{test_run}_{test_worker}"
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def test_run(request: pytest.FixtureRequest) -> str:
+    """The same for every worker of one pytest run (xdist's run id), else this process's."""
+    uid = getattr(request.config, "workerinput", {}).get("testrunuid")
+    return (uid or f"p{os.getpid()}")[:8].lower()
 
 
 @pytest.fixture(scope="session")
