@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-## Set up, create the embedded SQLite ledger (ledger.db) with demo data, and show it.
+## Set up, create the embedded SQLite ledger (ledger.db) with demo data, show it, serve the API.
 run: $(STAMP)
 	$(BIN)/income-ledger db init
 	$(BIN)/income-ledger demo
+	$(BIN)/income-ledger serve --demo-keys
 
 ## Set up and run the whole test suite (SQLite and PostgreSQL), with lint.
 test: $(STAMP)
