@@ -1,0 +1,331 @@
+"""The auditor commands as an auditor runs them, on both backends: output and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner
+
+from application.ledger import RecordPayment
+from income_ledger.bootstrap import build_projection, event_source
+from income_ledger.cli import app
+from projections.replay import replay_balances
+from projections.runner import Projection
+from projections.schema import LIVE
+from tests.audit.conftest import execute, spread_workload
+from tests.domain.helpers import CT_REF, HRA_REF, SUN_REF
+
+
+@pytest.fixture
+def cli(ledger, database_url, monkeypatch):
+    """Runs a command on the test database; `ledger` has set it up with the sample funds."""
+    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
+    monkeypatch.setenv("LEDGER_ACTOR", "auditor:cli")
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result
+
+    return run
+
+
+@pytest.fixture
+def engine(ledger, settings):
+    projection = build_projection(settings, ledger)
+    yield projection.engine
+    projection.engine.dispose()
+
+
+def at(text_: str) -> datetime:
+    return datetime.fromisoformat(text_)
+
+
+def test_replay_prints_balances_as_table_csv_and_json(cli, ledger, officer) -> None:
+    # 23:30 UTC on 31 March is 00:30 on 1 April in the UK: 1 April's money.
+    for amount, reference, when in [
+        (10_000, CT_REF, "2026-03-31T09:00:00+00:00"),
+        (2_500, "JUNK", "2026-03-31T12:00:00+00:00"),
+        (6_000, SUN_REF, "2026-03-31T23:30:00+00:00"),
+    ]:
+        ledger.record_payment(
+            RecordPayment("cash", amount, reference, received_at=at(when)), officer
+        )
+    by_day = json.loads(cli("replay", "--as-at", "2026-03-31", "--format", "json").stdout)
+    assert by_day["funds"] == {"CT": 10_000} and by_day["suspense_pence"] == 2_500
+    assert by_day["as_at"] == "2026-03-31T22:59:59.999999+00:00"  # end of the UK day (BST)
+    by_moment = json.loads(
+        cli("replay", "--as-at", "2026-03-31T23:59:59Z", "--format", "json").stdout
+    )
+    assert by_moment["funds"] == {"CT": 10_000, "SUN": 6_000}
+    assert by_moment["vat_pence_by_fund"]["SUN"] == 1_000
+    one_fund = json.loads(
+        cli("replay", "--as-at", "2026-04-01", "--fund", "sun", "--format", "json").stdout
+    )
+    assert one_fund["funds"] == {"SUN": 6_000} and one_fund["fund_code"] == "SUN"
+    table = cli("replay", "--as-at", "2026-04-01").stdout
+    assert "SUSPENSE" in table and "£25.00" in table and "£185.00" in table  # total held
+    rows = list(
+        csv.reader(cli("replay", "--as-at", "2026-04-01", "--format", "csv").stdout.splitlines())
+    )
+    assert rows[0] == ["fund_code", "balance_pence", "net_pence", "vat_pence"]
+    assert ["SUN", "6000", "5000", "1000"] in rows and ["SUSPENSE", "2500", "2500", "0"] in rows
+    known_before = json.loads(
+        cli(
+            "replay",
+            "--as-at",
+            "2026-04-01",
+            "--known-at",
+            "2020-01-01T00:00:00Z",
+            "--format",
+            "json",
+        ).stdout
+    )
+    assert known_before["funds"] == {} and known_before["events_counted"] == 0
+
+
+def test_replay_says_what_to_fix(cli) -> None:
+    assert (
+        "no fund with code 'XX'"
+        in cli("replay", "--as-at", "2026-03-31", "--fund", "XX", code=2).output
+    )
+    assert "2026-03-31T10:00:00Z" in cli("replay", "--as-at", "yesterday", code=2).output
+    assert "time zone" in cli("replay", "--as-at", "2026-03-31T10:00:00", code=2).output
+
+
+def test_chain_verify_and_seals_with_their_exit_codes(
+    cli, ledger, officer, engine, tmp_path
+) -> None:
+    for n in range(5):
+        ledger.record_payment(RecordPayment("cash", 100 + n, CT_REF, external_id=f"c{n}"), officer)
+    assert "nothing verified" in cli("audit", "verify", code=1).output
+    events = ledger.max_position()  # the chart of funds, then two events per receipt
+    assert f"chained {events} events" in cli("audit", "chain").stdout
+    assert "chained 0 events" in cli("audit", "chain").stdout
+    assert f"chain intact: {events} events" in cli("audit", "verify").stdout
+    seals_file = tmp_path / "seals.jsonl"
+    cli("audit", "seals", "--include-today", "--out", str(seals_file))
+    (seal,) = [json.loads(line) for line in seals_file.read_text().splitlines()]
+    assert seal["last_position"] == events and len(seal["link_sha256"]) == 64
+    assert cli("audit", "seals").stdout == ""  # today's seal is still open
+    assert "all match" in cli("audit", "verify", "--seals", str(seals_file)).stdout
+
+    target = events - 3  # the Received event of the fourth receipt
+    with engine.connect() as connection:
+        state = connection.execute(
+            text("SELECT state FROM ledger_events WHERE id = :id"), {"id": target}
+        ).scalar_one()
+    forged = bytes(state).replace(b"officer:test", b"officer:evil")
+    assert forged != bytes(state)
+    execute(engine, "UPDATE ledger_events SET state = :s WHERE id = :id", s=forged, id=target)
+    tampered = cli("audit", "verify", "--seals", str(seals_file), code=1)
+    assert f"first mismatch at position {target} (altered)" in tampered.output
+    assert "published seal" in tampered.output
+    report = json.loads(cli("audit", "verify", "--json", code=1).stdout)
+    assert report["ok"] is False and report["first_mismatch"]["position"] == target
+
+    seals_file.write_text("{not json\n")
+    assert "line 1 of" in cli("audit", "verify", "--seals", str(seals_file), code=2).output
+    missing = tmp_path / "nowhere.jsonl"
+    assert (
+        "cannot read the seals file"
+        in cli("audit", "verify", "--seals", str(missing), code=2).output
+    )
+
+
+def test_chain_commands_ask_for_db_init_on_an_older_database(cli, engine) -> None:
+    execute(engine, "DROP TABLE audit_chain")
+    assert "income-ledger db init" in cli("audit", "chain", code=2).output
+    cli("db", "init")
+    cli("audit", "chain")
+
+
+def test_trace_tells_the_whole_story_of_a_receipt(cli, ledger, officer) -> None:
+    pid = ledger.record_payment(RecordPayment("cheque", 12_000, "JUNK"), officer).payment_id
+    ledger.allocate(pid, [("CT", CT_REF, 5_000), ("SUN", SUN_REF, 6_000)], officer, "advice")
+    ledger.transfer(pid, ("CT", CT_REF), ("HRA", HRA_REF), 2_000, officer, "wrong account")
+    ledger.refund(pid, 500, officer, "overpaid")
+    cli("audit", "chain")
+    ledger.note(pid, "payer phoned", officer)
+    trace = json.loads(cli("audit", "trace", str(pid), "--json").stdout)
+    assert [e["action"] for e in trace["events"]] == [
+        "Received",
+        "Allocated",
+        "Transferred",
+        "Refunded",
+        "Noted",
+    ]
+    assert [e["chain"] for e in trace["events"]] == ["ok", "ok", "ok", "ok", None]
+    assert trace["events"][2]["reason"] == "wrong account"
+    assert trace["events"][2]["actor"] == "officer:test"
+    assert all(sum(p["amount_pence"] for p in e["postings"]) == 0 for e in trace["events"])
+    positions = [e["position"] for e in trace["events"]]
+    assert positions == sorted(positions)
+    assert {
+        (w["place"], w["fund_code"], w["amount_pence"], w["vat_pence"]) for w in trace["now"]
+    } == {
+        ("allocated", "CT", 3_000, 0),
+        ("allocated", "HRA", 2_000, 0),
+        ("allocated", "SUN", 6_000, 1_000),
+        ("suspense", None, 500, 0),
+        ("refunded", None, 500, 0),
+    }
+    assert trace["accounted_pence"] == 12_000
+    text_ = cli("audit", "trace", str(pid)).stdout
+    assert "every penny of the £120.00 received is accounted for" in text_
+    assert "wrong account" in text_ and "not yet chained" in text_
+    assert (
+        "no payment with id"
+        in cli("audit", "trace", "00000000-0000-0000-0000-000000000000", code=2).output
+    )
+    assert "is not a payment id" in cli("audit", "trace", "12", code=2).output
+
+
+def test_trial_balance_sums_to_zero(cli, ledger) -> None:
+    spread_workload(ledger, seed=21, receipts=15)
+    balance = json.loads(
+        cli("audit", "trial-balance", "--as-at", "2026-04-15", "--format", "json").stdout
+    )
+    assert balance["balanced"] is True and balance["total_pence"] == 0
+    assert balance["debits_pence"] == balance["credits_pence"] > 0
+    assert sum(balance["accounts"].values()) == 0
+    summary = json.loads(
+        cli(
+            "audit", "trial-balance", "--as-at", "2026-04-15", "--summary", "--format", "json"
+        ).stdout
+    )
+    assert all(a.count(":") <= 1 for a in summary["accounts"])
+    assert summary["debits_pence"] == balance["debits_pence"]
+    table = cli("audit", "trial-balance", "--as-at", "2026-04-15", "--summary").stdout
+    assert "the ledger balances" in table
+    rows = list(
+        csv.DictReader(
+            cli(
+                "audit", "trial-balance", "--as-at", "2026-04-15", "--format", "csv"
+            ).stdout.splitlines()
+        )
+    )
+    assert sum(int(r["debit_pence"]) - int(r["credit_pence"]) for r in rows) == 0
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_export_writes_what_the_read_model_says(cli, ledger, officer, engine, tmp_path) -> None:
+    ids = spread_workload(ledger, seed=31, receipts=20)
+    ledger.note(ids[0], '=HYPERLINK("http://example.invalid")', officer)
+    Projection(engine, event_source(ledger), page_size=500).catch_up()
+    out = tmp_path / "export"
+    cli("audit", "export", "--from", "2026-01-01", "--to", "2026-12-31", "--out", str(out))
+    trail = read_csv(out / "audit_trail.csv")
+    postings = read_csv(out / "postings.csv")
+    with engine.connect() as connection:
+        live_trail = connection.execute(
+            select(LIVE.audit_trail).order_by(LIVE.audit_trail.c.position)
+        ).all()
+        live_postings = connection.execute(select(LIVE.postings)).all()
+    assert [int(r["position"]) for r in trail] == [row.position for row in live_trail]
+    for exported, live in zip(trail, live_trail, strict=True):
+        for column in (
+            "event_id",
+            "actor",
+            "action",
+            "payment_id",
+            "fund_code",
+            "reference",
+            "correlation_id",
+        ):
+            assert exported[column] == (getattr(live, column) or ""), column
+        assert exported["amount_pence"] == (
+            "" if live.amount_pence is None else str(live.amount_pence)
+        )
+        assert datetime.fromisoformat(exported["effective_at"]) == live.effective_at
+        assert datetime.fromisoformat(exported["recorded_at"]) == live.recorded_at
+        if live.reason and live.reason.startswith("="):
+            assert exported["reason"] == "'" + live.reason  # shown by a spreadsheet, never run
+        else:
+            assert exported["reason"] == (live.reason or "")
+    key = ("event_id", "account", "amount_pence", "channel", "effective_date")
+    assert Counter(tuple(r[k] for k in key) for r in postings) == Counter(
+        (p.event_id, p.account, str(p.amount_pence), p.channel or "", p.effective_date.isoformat())
+        for p in live_postings
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["postings_total_pence"] == 0 and manifest["audit_rows"] == len(trail)
+    assert (
+        manifest["files_sha256"]["postings.csv"]
+        == hashlib.sha256((out / "postings.csv").read_bytes()).hexdigest()
+    )
+    assert (
+        "--overwrite"
+        in cli(
+            "audit",
+            "export",
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-12-31",
+            "--out",
+            str(out),
+            code=2,
+        ).output
+    )
+    assert (
+        "swap them"
+        in cli(
+            "audit",
+            "export",
+            "--from",
+            "2026-04-02",
+            "--to",
+            "2026-04-01",
+            "--out",
+            str(out),
+            code=2,
+        ).output
+    )
+
+
+def test_a_period_export_takes_the_opening_balance_to_the_closing_one(
+    cli, ledger, tmp_path
+) -> None:
+    spread_workload(ledger, seed=41, receipts=25)
+    out = tmp_path / "march"
+    cli("audit", "export", "--from", "2026-03-15", "--to", "2026-04-10", "--out", str(out))
+    postings = read_csv(out / "postings.csv")
+    assert postings and all("2026-03-15" <= p["effective_date"] <= "2026-04-10" for p in postings)
+    events = list(ledger.read_events())
+    # UK dates: 15 March is still GMT, 10 April is in summer time (UTC+1).
+    opening = replay_balances(events, as_at=at("2026-03-14T23:59:59.999999+00:00"))
+    closing = replay_balances(events, as_at=at("2026-04-10T22:59:59.999999+00:00"))
+    movement: dict[str, int] = defaultdict(int)
+    for p in postings:
+        if p["fund_code"]:
+            movement[p["fund_code"]] -= int(p["amount_pence"])
+    for code in set(opening.funds) | set(closing.funds) | set(movement):
+        assert opening.funds.get(code, 0) + movement[code] == closing.funds.get(code, 0), code
+    recorded = tmp_path / "recorded"
+    today = datetime.now(UTC).date().isoformat()
+    cli(
+        "audit",
+        "export",
+        "--from",
+        today,
+        "--to",
+        today,
+        "--by",
+        "recorded",
+        "--out",
+        str(recorded),
+    )
+    assert len(read_csv(recorded / "audit_trail.csv")) == len(events)  # all keyed today
