@@ -11,7 +11,6 @@ import os
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-
 from schemathesis import checks
 
 from api.app import create_app
@@ -30,8 +29,9 @@ def test_every_operation_keeps_to_its_schema(services) -> None:
 
 def exercise(operation) -> None:
     @given(case=operation.as_strategy())
-    @settings(max_examples=EXAMPLES, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     def run(case) -> None:
         # A min_position beyond the event store is answered 503 "retry later" by design
         # (tested on its own); random positions would only measure that wait.
@@ -39,7 +39,8 @@ def exercise(operation) -> None:
             case.query.pop("min_position", None)
         # Schema-valid bodies can still break a ledger rule (a fund whose minimum reference
         # length exceeds its maximum): a 422 for those is right, so that check is left out.
-        case.call_and_validate(headers=auth("supervisor"),
-                               excluded_checks=[checks.positive_data_acceptance])
+        case.call_and_validate(
+            headers=auth("supervisor"), excluded_checks=[checks.positive_data_acceptance]
+        )
 
     run()
