@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -42,6 +42,17 @@ CLOCK_SKEW = timedelta(minutes=5)
 AUTO_ALLOCATION_ACTOR = "system:auto-allocation"
 
 
+E = TypeVar("E", bound=StrEnum)
+
+
+def _parse_choice(choices: type[E], value: str, what: str, error: type[InvalidRequest]) -> E:
+    try:
+        return choices(value.strip().lower())
+    except ValueError:
+        allowed = ", ".join(choice.value for choice in choices)
+        raise error(f"unknown {what} {value!r}; use one of {allowed}") from None
+
+
 class Channel(StrEnum):
     CASH = "cash"
     CHEQUE = "cheque"
@@ -55,11 +66,7 @@ class Channel(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> Channel:
-        try:
-            return cls(value.strip().lower())
-        except ValueError:
-            choices = ", ".join(c.value for c in cls)
-            raise UnknownChannel(f"unknown channel {value!r}; use one of {choices}") from None
+        return _parse_choice(cls, value, "channel", UnknownChannel)
 
 
 class ReversalKind(StrEnum):
@@ -69,11 +76,7 @@ class ReversalKind(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> ReversalKind:
-        try:
-            return cls(value.strip().lower())
-        except ValueError:
-            choices = ", ".join(k.value for k in cls)
-            raise InvalidRequest(f"unknown reversal kind {value!r}; use one of {choices}") from None
+        return _parse_choice(cls, value, "reversal kind", InvalidRequest)
 
 
 class PaymentStatus(StrEnum):
