@@ -103,8 +103,14 @@ def test_a_runner_reconnects_after_the_database_drops_it(
         assert cut >= 1
         second = ledger.record_payment(RecordPayment("cash", 2, CT_REF), officer)
         assert wait_for_position(projection.engine, second.position, timeout_s=30)
-        assert thread.is_alive()
+        # The cut LISTEN connection fails on the runner's next wait; it must reconnect.
+        deadline = time.monotonic() + 10
+        while runner.errors == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert runner.errors >= 1
+        third = ledger.record_payment(RecordPayment("cash", 3, CT_REF), officer)
+        assert wait_for_position(projection.engine, third.position, timeout_s=30)
+        assert thread.is_alive()
     finally:
         runner.stop()
         thread.join(timeout=10)
