@@ -46,6 +46,10 @@ RUNNER_LOCK_ID = 727_002
 
 def projection_engine(url: str) -> Engine:
     """An engine whose SQLite transactions take the write lock at BEGIN (no lost updates)."""
+    if make_url(url).get_backend_name() == "postgresql":
+        # Batch the page's upserts: without it psycopg2 sends each row in its own round trip
+        # (measured: +32% catch-up throughput, docs/performance.md).
+        return create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
 
