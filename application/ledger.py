@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from application.idempotency import StoredResponse, recall, remember
@@ -170,7 +171,7 @@ class IncomeLedger(Application):
         ids = [payment.id for payment in payments]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
-        known = {payment.id for payment in payments if payment.id in self.repository}
+        known = self._recorded(ids)
         new = [payment for payment in payments if payment.id not in known]
         position = None
         try:
@@ -555,6 +556,21 @@ class IncomeLedger(Application):
         if payment.external_id is None and ctx.idempotency_key:
             payment.is_repeat(ctx.idempotency_key, new.pending_events[0].fingerprint)
         return Outcome(payment.id, False, None, self.payment_view(payment))
+
+    def _recorded(self, ids: Sequence[UUID]) -> set[UUID]:
+        """Which of these aggregates already exist: one query per chunk, not one per id."""
+        record_class = self.recorder.events_record_cls  # type: ignore[attr-defined]
+        found: set[UUID] = set()
+        with self._transaction(commit=False) as session:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = session.execute(
+                    select(record_class.originator_id).where(
+                        record_class.originator_id.in_(chunk), record_class.originator_version == 1
+                    )
+                )
+                found.update(UUID(str(row[0])) for row in rows)
+        return found
 
     def _change_payment(
         self, payment_id: UUID, change: Callable[[Payment, FundChart], None]
