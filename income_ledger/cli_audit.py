@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 import typer
 from eventsourcing.persistence import MapperDeserialisationError
 from rich.table import Table
+from rich.text import Text
 
 from domain.errors import InvalidRequest, PaymentNotFound
 from domain.money import pence_to_pounds
@@ -187,7 +188,9 @@ def _print_replay(result: ReplayResult) -> None:
     table = Table("fund", "balance", "net", "VAT", title=title)
     for code, balance in sorted(result.funds.items()):
         vat = result.vat_pence_by_fund.get(code, 0)
-        table.add_row(code, *(f"£{pence_to_pounds(v)}" for v in (balance, balance - vat, vat)))
+        table.add_row(
+            Text(code), *(f"£{pence_to_pounds(v)}" for v in (balance, balance - vat, vat))
+        )
     table.add_row("SUSPENSE", f"£{pence_to_pounds(result.suspense_pence)}", "", "")
     if result.fund_code is None:
         held = sum(result.funds.values()) + result.suspense_pence
@@ -215,7 +218,7 @@ def _reporting(
 # ---- tamper evidence ---------------------------------------------------------------------
 
 
-def audit_chain(page_size: PageSizeOption = 1000) -> None:
+def audit_chain(page_size: PageSizeOption = 5000) -> None:
     """Extend the tamper-evidence chain over events recorded since it last ran (writes only
     the chain's own tables; safe to run at any time, e.g. from cron)."""
     from income_ledger.bootstrap import build_audit_chain
@@ -283,7 +286,7 @@ def audit_seals(
         sys.stdout.write(lines)
         return
     out_file.write_text(lines, encoding="utf-8")
-    cli.out.print(f"wrote {len(seals)} seals to {out_file}", highlight=False)
+    cli.out.print(f"wrote {len(seals)} seals to {out_file}", highlight=False, markup=False)
 
 
 def audit_verify(
@@ -362,7 +365,9 @@ def _print_verify(report: Any, seals_from_file: int, nothing_chained: bool) -> N
         )
         return
     first = report.first_mismatch
-    if first is None:
+    if report.store_position == 0:
+        cli.out.print("the event store is empty: nothing to verify", highlight=False)
+    elif first is None:
         cli.out.print(
             f"chain intact: {report.events_checked} events up to position "
             f"{report.chain_position} match their links (head {report.head_link})",
@@ -473,6 +478,8 @@ def _print_trace(trace: Any) -> None:
         f"payment {trace.payment_id}: {trace.channel} £{pence_to_pounds(trace.amount_pence)} "
         f"ref {trace.reference or '-'} received {trace.received_at.isoformat()}",
         highlight=False,
+        markup=False,
+        emoji=False,
     )
     for event in trace.events:
         out.print(
@@ -486,19 +493,20 @@ def _print_trace(trace: Any) -> None:
         if event.correlation_id:
             who += f" (correlation id {event.correlation_id})"
         who += f"; chain: {event.chain or 'not yet chained'}"
-        out.print(who, highlight=False, markup=False)
+        out.print(who, highlight=False, markup=False, emoji=False)
         for posting in event.postings:
             out.print(
                 f"    {posting.account:<40} {pence_to_pounds(posting.amount_pence):>12}",
                 highlight=False,
                 markup=False,
+                emoji=False,
             )
     now = Table("where", "fund", "reference", "amount", "of which VAT", title="Where it is now")
     for place in trace.whereabouts:
         now.add_row(
             place.place,
-            place.fund_code or "",
-            place.reference or "",
+            Text(place.fund_code or ""),
+            Text(place.reference or ""),
             f"£{pence_to_pounds(place.amount_pence)}",
             f"£{pence_to_pounds(place.vat_pence)}" if place.vat_pence else "",
         )
@@ -558,7 +566,7 @@ def audit_trial_balance(
         shown = {account: v for account, v in accounts.items() if v}
         for account, value in shown.items():
             table.add_row(
-                account,
+                Text(account),
                 f"£{pence_to_pounds(value)}" if value > 0 else "",
                 f"£{pence_to_pounds(-value)}" if value < 0 else "",
             )
@@ -639,6 +647,7 @@ def audit_export(
         f"{POSTINGS_FILE}, {MANIFEST_FILE}; the postings sum to "
         f"{summary.postings_total_pence} pence",
         highlight=False,
+        markup=False,
     )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -98,7 +99,8 @@ RowSource = Callable[[int, int], Sequence[StoredRow]]
 
 
 class ChainBroken(RuntimeError):
-    """The chain table itself no longer has the head its tracking position names."""
+    """The chain's own tables were changed by hand: its last link is not where its tracking
+    position says, so it must not be extended."""
 
 
 def create_chain_tables(engine: Engine | Connection) -> None:
@@ -117,19 +119,36 @@ def canonical_row(row: StoredRow) -> bytes:
     # A hand edit can leave text where bytes were stored (SQLite's replace() does): hash
     # what it now says, so it is reported as a mismatch rather than crashing the check.
     state_bytes = state.encode() if isinstance(state, str) else bytes(state)
-    fields = (
-        str(row.id).encode(),
-        str(row.originator_id).encode(),
-        str(row.originator_version).encode(),
-        str(row.topic).encode(),
-        state_bytes,
+    position = str(row.id).encode()
+    originator = str(row.originator_id).encode()
+    version = str(row.originator_version).encode()
+    topic = str(row.topic).encode()
+    return b"".join(
+        (
+            _LENGTH(len(position)),
+            position,
+            _LENGTH(len(originator)),
+            originator,
+            _LENGTH(len(version)),
+            version,
+            _LENGTH(len(topic)),
+            topic,
+            _LENGTH(len(state_bytes)),
+            state_bytes,
+        )
     )
-    return b"".join(len(f).to_bytes(8, "big") + f for f in fields)
 
 
 def next_link(previous: bytes, row: StoredRow) -> bytes:
     """The link of `row`, given the link before it (32 raw bytes each)."""
-    return hashlib.sha256(previous + canonical_row(row)).digest()
+    return _sha256(previous + canonical_row(row))
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+_LENGTH = struct.Struct(">Q").pack  # 8 bytes, big-endian
 
 
 # ---- keeping the chain ---------------------------------------------------------------------
@@ -171,37 +190,43 @@ class AuditChain:
             if not rows:
                 return 0
             link, day = _head(connection, tracked)
-            links: list[dict[str, Any]] = []
-            seals: dict[date, dict[str, Any]] = {}
             now = datetime.now(UTC)
-            for row in rows:
-                recorded_at = self.decode(row).timestamp
-                link = next_link(link, row)
-                # Seal days never go backwards, even if two writers' clocks disagree by a
-                # moment around midnight: a seal covers everything before its position.
-                day = max(day, uk_date(recorded_at)) if day else uk_date(recorded_at)
-                links.append(
-                    {
-                        "position": row.id,
-                        "event_id": f"{row.originator_id}:{row.originator_version}",
-                        "recorded_at": recorded_at,
-                        "link_sha256": link.hex(),
-                    }
-                )
-                seal = seals.setdefault(
-                    day,
-                    {"business_date": day, "first_position": row.id, "events_count": 0},
-                )
-                seal.update(last_position=row.id, link_sha256=link.hex(), updated_at=now)
-                seal["events_count"] += 1
+            links, seals = self._link(rows, link, day, now)
             connection.execute(insert(audit_chain), links)
-            _write_seals(connection, list(seals.values()))
+            _write_seals(connection, seals)
             connection.execute(
                 update(projection_tracking)
                 .where(projection_tracking.c.projection_name == self.name)
                 .values(position=rows[-1].id, updated_at=now)
             )
             return len(rows)
+
+    def _link(
+        self, rows: Sequence[StoredRow], link: bytes, day: date | None, now: datetime
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The page's links, and each UK business date's seal rows (its head so far)."""
+        links: list[dict[str, Any]] = []
+        seals: dict[date, dict[str, Any]] = {}
+        for row in rows:
+            recorded_at = self.decode(row).timestamp
+            link = next_link(link, row)
+            # Seal days never go backwards, even if two writers' clocks disagree by a moment
+            # around midnight: a seal covers everything before its position.
+            day = max(day, uk_date(recorded_at)) if day else uk_date(recorded_at)
+            links.append(
+                {
+                    "position": row.id,
+                    "event_id": f"{row.originator_id}:{row.originator_version}",
+                    "recorded_at": recorded_at,
+                    "link_sha256": link.hex(),
+                }
+            )
+            seal = seals.setdefault(
+                day, {"business_date": day, "first_position": row.id, "events_count": 0}
+            )
+            seal.update(last_position=row.id, link_sha256=link.hex(), updated_at=now)
+            seal["events_count"] += 1
+        return links, list(seals.values())
 
     def catch_up(
         self, stop: int | None = None, progress: Callable[[int], None] | None = None
@@ -216,21 +241,29 @@ class AuditChain:
 
 
 def _head(connection: Connection, tracked: int) -> tuple[bytes, date | None]:
-    """The link at the tracked position and the latest seal's date."""
-    if tracked == 0:
-        return bytes.fromhex(GENESIS_LINK), None
-    link = connection.execute(
-        select(audit_chain.c.link_sha256).where(audit_chain.c.position == tracked)
-    ).scalar()
-    if link is None:
+    """The link at the tracked position and the latest seal's date.
+
+    The last link must sit exactly at the tracked position: anything else means the chain's
+    tables were changed by hand, and extending them would only bury that.
+    """
+    last = connection.execute(
+        select(audit_chain.c.position, audit_chain.c.link_sha256)
+        .order_by(audit_chain.c.position.desc())
+        .limit(1)
+    ).first()
+    last_position = int(last.position) if last else 0
+    if last_position != tracked:
         raise ChainBroken(
-            f"the audit chain has no link at its tracked position {tracked}: the audit_chain "
-            "table was changed by hand; run `income-ledger audit verify` to see where"
+            f"the audit chain's last link is at position {last_position} but its tracked "
+            f"position is {tracked}: the chain's tables were changed by hand; run "
+            "`income-ledger audit verify` to see where"
         )
+    if last is None:
+        return bytes.fromhex(GENESIS_LINK), None
     day = connection.execute(
         select(audit_seals.c.business_date).order_by(audit_seals.c.business_date.desc()).limit(1)
     ).scalar()
-    return bytes.fromhex(link), day
+    return bytes.fromhex(last.link_sha256), day
 
 
 def _write_seals(connection: Connection, seals: list[dict[str, Any]]) -> None:
@@ -445,10 +478,15 @@ def verify_chain(
             position = linked[0]
             linked = next(links, None)
         else:
-            recomputed = next_link(recomputed, row)
+            encoding = canonical_row(row)
+            # Until the first finding the stored and recomputed chains are the same, so
+            # the row's own check needs no second hash.
+            same_so_far = recomputed == stored_previous
+            recomputed = _sha256(recomputed + encoding)
+            own = recomputed if same_so_far else _sha256(stored_previous + encoding)
             report.events_checked += 1
             report.links_checked += 1
-            if next_link(stored_previous, row) != linked[1]:
+            if own != linked[1]:
                 report.add(Finding(row.id, "altered", _ALTERED))
             stored_previous = linked[1]
             position = row.id

@@ -209,3 +209,15 @@ def test_seals_round_trip_and_bad_files_say_what_is_wrong() -> None:
     ]:
         with pytest.raises(InvalidRequest, match=problem):
             read_seals([line], origin="seals.jsonl")
+
+
+def test_a_chain_wound_back_by_hand_is_reported_and_refuses_to_grow(engine) -> None:
+    store = Store(range(1, 9))
+    chain = chained(engine, store)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE projection_tracking SET position = 4")
+    report = verify(engine, store)
+    assert [(f.position, f.kind) for f in report.seal_findings] == [(8, "seal")]
+    assert "beyond the chain's head 4" in report.seal_findings[0].detail
+    with pytest.raises(chain_module.ChainBroken, match="tracked position is 4"):
+        chain.catch_up()

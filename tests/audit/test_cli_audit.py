@@ -182,6 +182,7 @@ def test_trace_tells_the_whole_story_of_a_receipt(cli, ledger, officer) -> None:
     text_ = cli("audit", "trace", str(pid)).stdout
     assert "every penny of the £120.00 received is accounted for" in text_
     assert "wrong account" in text_ and "not yet chained" in text_
+    assert f"income:SUN:{SUN_REF}" in text_  # printed as it is, never as an emoji code
     assert (
         "no payment with id"
         in cli("audit", "trace", "00000000-0000-0000-0000-000000000000", code=2).output
