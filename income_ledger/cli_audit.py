@@ -55,14 +55,14 @@ class OutputFormat(StrEnum):
     JSON = "json"
 
 
-MomentHelp = (
+MOMENT_HELP = (
     "ISO 8601 with a zone (2026-03-31T23:59:59Z), or a date (2026-03-31) meaning the end of "
     "that UK day."
 )
-AsAtOption = Annotated[str, typer.Option("--as-at", help=f"Effective time. {MomentHelp}")]
+AsAtOption = Annotated[str, typer.Option("--as-at", help=f"Effective time. {MOMENT_HELP}")]
 KnownAtOption = Annotated[
     str | None,
-    typer.Option("--known-at", help=f"Count only what was recorded by then. {MomentHelp}"),
+    typer.Option("--known-at", help=f"Count only what was recorded by then. {MOMENT_HELP}"),
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
 PageSizeOption = Annotated[int, typer.Option(min=1, max=20_000, help="Events per page.")]
@@ -267,16 +267,16 @@ def audit_seals(
         try:
             behind = led.max_position() - chain.position()
             with chain.engine.connect() as connection:
-                seals = stored_seals(
-                    connection, since=since_day, before=None if include_today else uk_today()
-                )
+                every = stored_seals(connection, since=since_day)
         finally:
             chain.engine.dispose()
-    if behind > 0 and seals and not include_today:
-        # Events not yet chained may belong to the latest sealed day: its seal is not final.
+    today = uk_today()
+    seals = [s for s in every if include_today or s.business_date < today]
+    if behind > 0 and seals and seals[-1] == every[-1] and seals[-1].business_date < today:
+        # The chain has not got past this day yet: events not chained may still be its own.
         seals = seals[:-1]
         cli.err.print(
-            f"[yellow]warning:[/] the chain is {behind} events behind the event store, so the "
+            f"[yellow]warning:[/] the chain is {behind} events behind the event store, so its "
             "latest day's seal may be incomplete and is left out: run `income-ledger audit "
             "chain` first",
             highlight=False,
@@ -285,7 +285,13 @@ def audit_seals(
     if out_file is None:
         sys.stdout.write(lines)
         return
-    out_file.write_text(lines, encoding="utf-8")
+    try:
+        out_file.write_text(lines, encoding="utf-8")
+    except OSError as error:
+        raise InvalidRequest(
+            f"cannot write {str(out_file)!r} ({error.strerror or type(error).__name__}): "
+            "give a path in a directory you can write to"
+        ) from None
     cli.out.print(f"wrote {len(seals)} seals to {out_file}", highlight=False, markup=False)
 
 

@@ -527,15 +527,20 @@ def _rows_up_to(
 
 def _links_up_to(engine: Engine, head: int, page_size: int) -> Iterator[tuple[int, bytes]]:
     after = 0
-    while True:
+    while after < head:
+        # Bounded on one side only, so that PostgreSQL reads the primary key in order even
+        # before it has statistics on a freshly filled table (a two-sided range then looks
+        # small and is planned as a bitmap scan and a sort of everything above `after`).
         with engine.connect() as connection:
             page = connection.execute(
                 select(audit_chain.c.position, audit_chain.c.link_sha256)
-                .where(audit_chain.c.position > after, audit_chain.c.position <= head)
+                .where(audit_chain.c.position > after)
                 .order_by(audit_chain.c.position)
                 .limit(page_size)
             ).all()
         for position, link in page:
+            if position > head:
+                return
             yield int(position), bytes.fromhex(link)
         if len(page) < page_size:
             return

@@ -6,8 +6,9 @@ import csv
 import hashlib
 import json
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, text
@@ -21,6 +22,8 @@ from projections.runner import Projection
 from projections.schema import LIVE
 from tests.audit.conftest import execute, spread_workload
 from tests.domain.helpers import CT_REF, HRA_REF, SUN_REF
+
+UK = ZoneInfo("Europe/London")
 
 
 @pytest.fixture
@@ -330,3 +333,23 @@ def test_a_period_export_takes_the_opening_balance_to_the_closing_one(
         str(recorded),
     )
     assert len(read_csv(recorded / "audit_trail.csv")) == len(events)  # all keyed today
+
+
+def test_seals_of_closed_days_only_once_the_chain_has_passed_them(
+    cli, ledger, officer, engine
+) -> None:
+    ledger.record_payment(RecordPayment("cash", 100, CT_REF, external_id="d1"), officer)
+    cli("audit", "chain")
+    yesterday = (datetime.now(UK) - timedelta(days=1)).date()
+    execute(engine, "UPDATE audit_seals SET business_date = :d", d=yesterday)
+    ledger.record_payment(RecordPayment("cash", 200, CT_REF, external_id="d2"), officer)
+    behind = cli("audit", "seals")
+    assert behind.stdout == "" and "may be incomplete" in behind.output
+    assert cli("audit", "seals", "--include-today").stdout == ""  # nothing chained today yet
+    cli("audit", "chain")  # the chain moves on into today: yesterday's seal is final
+    (closed,) = [json.loads(line) for line in cli("audit", "seals").stdout.splitlines()]
+    assert closed["business_date"] == yesterday.isoformat()
+    assert len(cli("audit", "seals", "--include-today").stdout.splitlines()) == 2
+    assert (
+        "cannot write" in cli("audit", "seals", "--out", "/nonexistent/dir/s.jsonl", code=2).output
+    )
