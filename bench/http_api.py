@@ -3,7 +3,7 @@
 This is a measurement, not a test: it asserts nothing about speed. In one run it:
 
 1. fills a scratch PostgreSQL database (--pg-db, default income_ledger_bench_http; dropped
-   and created again unless --reuse finds enough events in it) with at least --events events
+   and created again, or with --reuse kept and topped up) to at least --events events
    through `IncomeLedger.record_payments` in batches of 1000 receipts (about 10% with
    references that match no fund: 1 event; the rest allocated automatically: 2 events),
    spread over --accounts payer accounts in five funds and over the last year. Then
@@ -12,24 +12,30 @@ This is a measurement, not a test: it asserts nothing about speed. In one run it
 2. starts a real server, `income-ledger serve` (uvicorn, one worker), with
    LEDGER_RUN_PROJECTIONS=false, and `income-ledger project` following beside it, as they
    run in production on PostgreSQL;
-3. reads: GET /balances/funds and GET /accounts/{fund}/{reference}?limit=100 for random
-   existing accounts, one request at a time (after a warm-up), then from --read-clients
-   concurrent clients; the same work timed in-process (the route functions, no HTTP) and
-   as bare SQL through psycopg2;
-4. writes: for each of --clients, that many concurrent clients POST /payments with unique
-   external ids for --seconds (after --warmup seconds not counted): payments/s, latency
-   median and p99, errors by status, and how far the projection fell behind;
-5. with the server stopped, baselines at the same concurrency: in-process
-   `IncomeLedger.record_payment` from threads (no HTTP), bare psycopg2 INSERT + COMMIT of
-   one event-sized row, and the event store's write pattern in bare SQL (LOCK TABLE ... IN
-   EXCLUSIVE MODE, INSERT 2 rows, NOTIFY, COMMIT).
+3. reads, one request at a time (after a warm-up): GET /balances/funds and
+   GET /accounts/{fund}/{reference}?limit=100 for random existing accounts, over HTTP; the
+   same through the FastAPI app in this process (httpx.ASGITransport: no socket, no
+   uvicorn); the route functions called directly (no FastAPI); and the endpoints' SQL
+   through bare psycopg2. Then the same two reads from --read-clients concurrent clients;
+4. writes: one client for --single-seconds; then, for each of --clients, that many
+   concurrent clients POST /payments with unique external ids for --seconds (after
+   --warmup seconds not counted): payments/s, events/s (from the positions returned),
+   latency median/p99/max, errors by status, and how far the projection fell behind.
+   Meanwhile pg_stat_activity and pg_locks are sampled every 50 ms: how often the event
+   store's table lock is held, whether its holder is running SQL or idle in its transaction
+   (waiting for the Python process that owns it), and how many wait for it;
+5. with the server stopped, baselines: in-process `IncomeLedger.record_payment` from
+   --baseline-in-process-threads threads (the app without HTTP), bare psycopg2 INSERT +
+   COMMIT of one event-sized row, and the event store's write pattern in bare SQL (LOCK
+   TABLE ... IN EXCLUSIVE MODE, INSERT 2 rows, NOTIFY, COMMIT), at each of --clients.
 
 CPU use (in cores) of the server, the projector, PostgreSQL and the load generator is read
 from /proc over every timed window: on a 2-core machine it tells which of them limits a figure.
 The load generator runs asyncio + httpx in --client-procs processes (default 1).
 
     .venv/bin/python -m bench.http_api [--events 1000000] [--clients 16,32,64] [--seconds 20]
-        [--reuse] [--keep] [--client-procs 1] [--read-requests 500] [--json results.json]
+        [--reuse] [--drop] [--fill-only] [--client-procs 1] [--read-requests 500]
+        [--json results.json]
 
 PostgreSQL: the scratch database is dropped and created through an AUTOCOMMIT connection to
 --pg-admin-url. It is kept at the end (so that --reuse saves the fill next time) unless
@@ -1519,7 +1525,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-seconds", type=float, default=8)
     parser.add_argument("--single-seconds", type=float, default=10, help="1-client HTTP writes")
     parser.add_argument("--single-requests", type=int, default=500, help="ASGI writes")
-    parser.add_argument("--baseline-in-process-threads", default="1,16")
+    parser.add_argument("--baseline-in-process-threads", default="1,4,16")
     parser.add_argument("--no-baselines", action="store_true", help="skip the write baselines")
     parser.add_argument("--fill-procs", type=int, default=2, help="processes filling in parallel")
     parser.add_argument("--reuse", action="store_true", help="keep an existing scratch database")
