@@ -8,9 +8,11 @@ from the event store: two writers of the same payment version cannot both commit
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -98,6 +100,11 @@ class IncomeLedger(Application):
 
     name = "Ledger"
 
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._read_chart: FundChart | None = None
+        self._read_chart_lock = threading.Lock()
+
     # ---- funds ----------------------------------------------------------------------------
 
     def add_fund(self, fund: Fund, ctx: CommandContext, reason: str = "new fund") -> int | None:
@@ -117,6 +124,31 @@ class IncomeLedger(Application):
         return self._change_chart(lambda chart: chart.enable_fund(code.upper(), ctx.actor, reason))
 
     def chart(self) -> FundChart:
+        """The current chart of funds, for reading only (never change the returned object).
+
+        Every payment and many queries consult it, so this process keeps a copy and asks the
+        event store only for events after its version; it is copied again only when the chart
+        has actually changed, and swapped in whole so concurrent readers never see it half
+        updated.
+        """
+        cached = self._read_chart
+        if cached is None:
+            fresh = self._chart_to_change()
+            if fresh.pending_events:  # no chart recorded yet: nothing worth keeping
+                return fresh
+        else:
+            newer = list(self.events.get(cached.id, gt=cached.version))
+            if not newer:
+                return cached
+            fresh = copy.deepcopy(cached)
+            for event in newer:
+                event.mutate(fresh)
+        with self._read_chart_lock:
+            if self._read_chart is None or fresh.version > self._read_chart.version:
+                self._read_chart = fresh
+            return self._read_chart
+
+    def _chart_to_change(self) -> FundChart:
         try:
             return self.repository.get(FundChart.create_id())
         except AggregateNotFoundError:
@@ -131,7 +163,7 @@ class IncomeLedger(Application):
         return self.chart().fund(code).to_dict()
 
     def _change_chart(self, change: Callable[[FundChart], None]) -> int | None:
-        chart = self.chart()
+        chart = self._chart_to_change()
         change(chart)
         try:
             return self._save(chart)

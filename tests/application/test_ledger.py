@@ -175,3 +175,17 @@ def test_events_read_back_balance_and_in_order(ledger, officer) -> None:
         total += sum(p.amount_pence for p in postings_for(event))
     assert positions == sorted(positions) and len(positions) == len(set(positions))
     assert total == 0
+
+
+def test_a_chart_change_by_another_process_is_seen_at_once(ledger, settings, officer) -> None:
+    assert ledger.fund("SUN")["vat_rate_basis_points"] == 2000
+    other = build_ledger(settings)
+    try:
+        other.amend_fund("SUN", {"vat_rate_basis_points": 500}, officer, "reduced rate")
+        other.disable_fund("BOP", officer, "scheme closed")
+    finally:
+        other.close()
+    assert ledger.fund("SUN")["vat_rate_basis_points"] == 500
+    assert ledger.fund("BOP")["enabled"] is False
+    outcome = record(ledger, officer, reference=SUN_REF, amount_pence=10_500)
+    assert outcome.payment["allocations"][0]["vat_pence"] == 500
