@@ -3,8 +3,9 @@ queries, and back. Business rules live in the domain; this module only maps."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -46,8 +47,17 @@ in fields named `*_pence`.
 """
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """The API over the given services; `on_shutdown` releases them when the server stops."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            on_shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="income-ledger",
         version="0.1.0",
         description=ROLE_DOC,

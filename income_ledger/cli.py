@@ -515,6 +515,9 @@ def serve(
             "--demo-keys", help="Make a random API key per role and print them (demo only)."
         ),
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=32, help="Server processes (worth it on PostgreSQL).")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (uvicorn). On SQLite it also runs the projections in-process."""
     from income_ledger import server
@@ -522,7 +525,7 @@ def serve(
     settings = Settings()
     extra = server.demo_api_keys() if demo_keys else ""
     try:
-        keys = server.load_api_keys(settings, extra)
+        server.load_api_keys(settings, extra)
         server.api_config(settings)
     except server.ConfigurationError as error:
         raise fail(str(error)) from None
@@ -545,7 +548,7 @@ def serve(
         else ("(run `income-ledger project` for the read model)")
     )
     out.print(f"serving {safe_url(settings)} {mode}; Ctrl-C to stop", highlight=False)
-    server.serve(settings, host, port, keys)
+    server.serve(settings, host, port, extra, workers)
 
 
 # ---- projections --------------------------------------------------------------------------

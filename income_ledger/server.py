@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -104,26 +103,44 @@ def runs_projections(settings: Settings) -> bool:
     return not settings.is_postgres
 
 
-@contextmanager
-def running_app(settings: Settings, api_keys: ApiKeys) -> Iterator[FastAPI]:
-    """The app with its ledger, and the projection in a thread when this process runs it."""
+def app_from_environment() -> FastAPI:
+    """The app factory uvicorn calls in each worker process: everything from LEDGER_* settings.
+
+    On SQLite (or with LEDGER_RUN_PROJECTIONS) each worker also runs the projection in a
+    thread; the runner lock lets one of them work while the others stand by.
+    """
+    settings = Settings()
     ledger = build_ledger(settings)
-    services = build_services(settings, ledger, api_keys)
+    services = build_services(settings, ledger, load_api_keys(settings))
     runner = None
     if runs_projections(settings):
         runner = ProjectionRunner(build_projection(settings, ledger), idle_wait_s=0.5)
         runner.start_thread()
-    try:
-        yield create_app(services)
-    finally:
+
+    def close() -> None:
         if runner is not None:
             runner.stop()
         services.read_engine.dispose()
         ledger.close()
 
+    return create_app(services, on_shutdown=close)
 
-def serve(settings: Settings, host: str, port: int, api_keys: ApiKeys) -> None:
+
+def serve(settings: Settings, host: str, port: int, extra_keys: str = "", workers: int = 1) -> None:
+    """Run uvicorn with `workers` processes, each building the app from the environment.
+
+    Extra (demo) keys reach the workers through LEDGER_API_KEYS; a key file stays a file.
+    """
     import uvicorn
 
-    with running_app(settings, api_keys) as app:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    if extra_keys:
+        os.environ["LEDGER_API_KEYS"] = ",".join(k for k in (settings.api_keys, extra_keys) if k)
+    uvicorn.run(
+        "income_ledger.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )

@@ -40,7 +40,18 @@ def test_serve_with_demo_keys_prints_docs_and_a_key_per_role_and_works(database_
     assert cli(database_url, "funds", "add", "--sample").returncode == 0
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "income_ledger.cli", "serve", "--port", str(port), "--demo-keys"],
+        [
+            sys.executable,
+            "-m",
+            "income_ledger.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--demo-keys",
+            # Several worker processes on PostgreSQL, as production runs it.
+            "--workers",
+            "2" if database_url.startswith("postgresql") else "1",
+        ],
         env=os.environ | {"LEDGER_DATABASE_URL": database_url, "LEDGER_RUN_PROJECTIONS": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
