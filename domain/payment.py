@@ -202,6 +202,9 @@ class Payment(Aggregate):
         def apply(self, payment: Payment) -> None:
             if self.idempotency_key:
                 payment.commands[self.idempotency_key] = self.fingerprint or ""
+            moment = getattr(self, "effective_at", None)
+            if moment is not None and moment > payment.last_effective_at:
+                payment.last_effective_at = moment
 
     class Received(Aggregate.Created):
         channel: str
@@ -354,6 +357,10 @@ class Payment(Aggregate):
         self.channel = channel
         self.amount_pence = amount_pence
         self.received_at = received_at
+        # Money moves forward in business time: a movement cannot take effect before the one
+        # it follows (a refund dated before the allocation it draws on would make past
+        # balances negative).
+        self.last_effective_at = received_at
         self.reference = reference
         self.fund_hint = fund_hint
         self.external_id = external_id
@@ -917,11 +924,16 @@ class Payment(Aggregate):
 
     def _effective(self, effective_at: datetime | None) -> datetime:
         if effective_at is None:
-            return max(datetime.now(UTC), self.received_at)
+            return max(datetime.now(UTC), self.last_effective_at)
         effective_at = _aware_utc(effective_at, "effective_at")
         if effective_at < self.received_at:
             raise InvalidEffectiveDate(
                 "effective_at is before the payment was received "
                 f"({self.received_at.isoformat()}); money cannot move before it arrives"
+            )
+        if effective_at < self.last_effective_at:
+            raise InvalidEffectiveDate(
+                "effective_at is before this payment's previous movement "
+                f"({self.last_effective_at.isoformat()}); date it on or after that"
             )
         return effective_at

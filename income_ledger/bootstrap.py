@@ -90,10 +90,12 @@ def is_initialised(settings: Settings) -> bool:
 
 
 def required_tables() -> set[str]:
+    from projections.chain import chain_metadata
     from projections.schema import LIVE, tracking_metadata
 
     return (
-        {EVENTS_TABLE}
+        set(chain_metadata.tables)
+        | {EVENTS_TABLE}
         | set(application_metadata.tables)
         | set(LIVE.metadata.tables)
         | set(tracking_metadata.tables)

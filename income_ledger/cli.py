@@ -20,6 +20,7 @@ from uuid import UUID
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
@@ -30,6 +31,7 @@ from domain.money import pence_to_pounds, pounds_to_pence
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
     DatabaseNotInitialised,
+    build_audit_chain,
     build_ledger,
     build_projection,
     event_source,
@@ -58,8 +60,8 @@ app.add_typer(payments_app, name="payments")
 projections_app = typer.Typer(help="The read model: status, rebuild, verify.", no_args_is_help=True)
 app.add_typer(projections_app, name="projections")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # account names like income:SUN:… are data, not emoji codes
+err = Console(stderr=True, emoji=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ActorOption = Annotated[
@@ -494,9 +496,9 @@ def payments_show(payment_id: str, as_json: JsonOption = False) -> None:
             str(entry["version"]),
             entry["recorded_at"][:19],
             entry["action"],
-            entry["actor"] or "",
-            entry["reason"] or "",
-            postings,
+            escape(entry["actor"] or ""),
+            escape(entry["reason"] or ""),
+            escape(postings),
         )
     out.print(table)
 
@@ -562,7 +564,8 @@ def project(
         int, typer.Option(min=1, max=20_000, help="Events per transaction.")
     ] = 1000,
 ) -> None:
-    """Keep the read model up to date: catch up, then follow new events until stopped."""
+    """Keep the read model and the audit chain up to date: catch up, then follow new events
+    until stopped."""
     import signal
 
     from projections.runner import ProjectionRunner, RunnerLock
@@ -570,15 +573,17 @@ def project(
     settings = Settings()
     with ledger() as led:
         projection = build_projection(settings, led, page_size=page_size)
+        chain = build_audit_chain(settings, led, page_size=page_size)
         if once:
             with RunnerLock(projection.engine).held():
                 applied = projection.catch_up()
+                chain.catch_up()
             out.print(
                 f"applied {applied} events; read model at position "
                 f"{projection.position()} of {led.max_position()}"
             )
             return
-        runner = ProjectionRunner(projection)
+        runner = ProjectionRunner(projection, companions=[chain])
         signal.signal(signal.SIGTERM, lambda *_: runner.stop())
         signal.signal(signal.SIGINT, lambda *_: runner.stop())
         err.print(f"projecting {safe_url(settings)} (Ctrl-C to stop)")

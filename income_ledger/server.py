@@ -16,7 +16,7 @@ from api.app import create_app
 from api.auth import ApiKeys, Role
 from api.services import ApiConfig, Services
 from application.ledger import IncomeLedger
-from income_ledger.bootstrap import build_ledger, build_projection
+from income_ledger.bootstrap import build_audit_chain, build_ledger, build_projection
 from income_ledger.settings import Settings
 from projections.replay import replay_balances
 from projections.runner import ProjectionRunner
@@ -114,7 +114,11 @@ def app_from_environment() -> FastAPI:
     services = build_services(settings, ledger, load_api_keys(settings))
     runner = None
     if runs_projections(settings):
-        runner = ProjectionRunner(build_projection(settings, ledger), idle_wait_s=0.5)
+        runner = ProjectionRunner(
+            build_projection(settings, ledger),
+            companions=[build_audit_chain(settings, ledger)],
+            idle_wait_s=0.5,
+        )
         runner.start_thread()
 
     def close() -> None:

@@ -270,3 +270,30 @@ def test_refunds_reported_as_a_running_total_are_applied_once() -> None:
     assert payment.refunded_pence == 2_000
     with pytest.raises(RefundExceedsRemaining):
         payment.refund_up_to(10_001, actor="i", reason="too much")
+
+
+def test_a_movement_cannot_take_effect_before_the_one_it_follows() -> None:
+    payment = receive()
+    payment.allocate(
+        [(FUNDS.fund("CT"), AllocationRequest("CT", CT_REF, 5_000))],
+        actor="o",
+        reason="r",
+        effective_at=NOW + timedelta(days=9),
+    )
+    with pytest.raises(InvalidEffectiveDate, match="previous movement"):
+        payment.refund(
+            amount_pence=1,
+            fund_code="CT",
+            reference=CT_REF,
+            actor="o",
+            reason="r",
+            effective_at=NOW + timedelta(days=4),
+        )
+    payment.refund(
+        amount_pence=1,
+        fund_code="CT",
+        reference=CT_REF,
+        actor="o",
+        reason="r",
+        effective_at=NOW + timedelta(days=9),
+    )
