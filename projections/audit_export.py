@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from domain.payment import Payment
-from domain.postings import effective_at, postings_for
-from projections.ledger_view import PAYMENT_EVENTS, event_id, uk_date
+from domain.postings import effective_at
+from projections.ledger_view import PAYMENT_EVENTS, audit_row, posting_rows, uk_date
 
 # The read model's own definition of an audit row's fund, reference and amount: the export
 # must say exactly what the audit_trail table says.
-from projections.ledger_view import _audit_subject as audit_subject
 
 AUDIT_TRAIL_FILE = "audit_trail.csv"
 POSTINGS_FILE = "postings.csv"
@@ -132,65 +131,17 @@ def export_audit(
             chosen = moment if basis is PeriodBasis.EFFECTIVE else event.timestamp
             if not start <= chosen < end:
                 continue
-            trail.writerow(_cells(audit_row(position, event, payment_id, moment)))
+            row = audit_row(position, event, payment_id, moment)
+            trail.writerow(_cells(row | {"effective_date": uk_date(moment)}))
             summary.audit_rows += 1
-            for row in posting_rows(position, event, payment_id, moment, channels):
+            channel = channels.get(payment_id) if payment_id else getattr(event, "channel", None)
+            for row in posting_rows(position, event, payment_id, moment, channel):
                 postings.writerow(_cells(row))
                 summary.posting_rows += 1
                 summary.postings_total_pence += row["amount_pence"]
     summary.files = {path.name: _sha256(path) for path in (trail_path, postings_path)}
     (out_dir / MANIFEST_FILE).write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return summary
-
-
-def audit_row(
-    position: int, event: Any, payment_id: str | None, moment: datetime
-) -> dict[str, Any]:
-    """One event as a line of the audit trail."""
-    fund_code, reference, amount = audit_subject(event)
-    return {
-        "position": position,
-        "event_id": event_id(event),
-        "recorded_at": event.timestamp,
-        "effective_at": moment,
-        "effective_date": uk_date(moment),
-        "actor": getattr(event, "actor", None),
-        "action": type(event).__name__,
-        "payment_id": payment_id,
-        "fund_code": fund_code,
-        "reference": reference,
-        "amount_pence": amount,
-        "reason": getattr(event, "reason", None) or getattr(event, "text", None),
-        "correlation_id": getattr(event, "idempotency_key", None),
-    }
-
-
-def posting_rows(
-    position: int,
-    event: Any,
-    payment_id: str | None,
-    moment: datetime,
-    channels: dict[str, str],
-) -> list[dict[str, Any]]:
-    """The event's postings as lines (from postings_for, the one source of money movements)."""
-    channel = channels.get(payment_id) if payment_id else getattr(event, "channel", None)
-    return [
-        {
-            "position": position,
-            "event_id": event_id(event),
-            "payment_id": payment_id,
-            "action": type(event).__name__,
-            "account": posting.account,
-            "fund_code": posting.fund_code,
-            "reference": posting.reference,
-            "channel": channel,
-            "amount_pence": posting.amount_pence,
-            "effective_at": moment,
-            "effective_date": uk_date(moment),
-            "recorded_at": event.timestamp,
-        }
-        for posting in postings_for(event)
-    ]
 
 
 def _cells(row: dict[str, Any]) -> dict[str, Any]:

@@ -158,23 +158,10 @@ class _PageState:
         moment = effective_at(event)
         payment_id = str(event.originator_id) if isinstance(event, PAYMENT_EVENTS) else None
         channel = self._channel(event, payment_id)
-        for posting in postings:
-            self.postings.append(
-                {
-                    "position": position,
-                    "event_id": event_id(event),
-                    "payment_id": payment_id,
-                    "action": type(event).__name__,
-                    "account": posting.account,
-                    "fund_code": posting.fund_code,
-                    "reference": posting.reference,
-                    "channel": channel,
-                    "amount_pence": posting.amount_pence,
-                    "effective_at": moment,
-                    "effective_date": uk_date(moment),
-                    "recorded_at": event.timestamp,
-                }
-            )
+        for posting, row in zip(
+            postings, posting_rows(position, event, payment_id, moment, channel), strict=True
+        ):
+            self.postings.append(row)
             self.accounts.add(
                 (posting.account,),
                 {"fund_code": posting.fund_code, "reference": posting.reference},
@@ -185,7 +172,7 @@ class _PageState:
                 credit = -posting.amount_pence
                 part = "vat_pence" if posting.account.startswith("vat:") else "net_pence"
                 self.funds.add((posting.fund_code,), balance_pence=credit, **{part: credit})
-        self.audit.append(self._audit_row(position, event, payment_id, moment))
+        self.audit.append(audit_row(position, event, payment_id, moment))
         if payment_id is not None:
             self._apply_payment(position, event, payment_id, channel, moment)
 
@@ -368,25 +355,6 @@ class _PageState:
             return None
         return max(held, key=lambda line: (line["amount_pence"], line["fund_code"]))["fund_code"]
 
-    def _audit_row(
-        self, position: int, event: Any, payment_id: str | None, moment: datetime
-    ) -> dict[str, Any]:
-        fund_code, reference, amount = _audit_subject(event)
-        return {
-            "position": position,
-            "event_id": event_id(event),
-            "recorded_at": event.timestamp,
-            "effective_at": moment,
-            "actor": getattr(event, "actor", None),
-            "action": type(event).__name__,
-            "payment_id": payment_id,
-            "fund_code": fund_code,
-            "reference": reference,
-            "amount_pence": amount,
-            "reason": getattr(event, "reason", None) or getattr(event, "text", None),
-            "correlation_id": getattr(event, "idempotency_key", None),
-        }
-
     # ---- writing ---------------------------------------------------------------------------
 
     def write(self) -> None:
@@ -435,6 +403,50 @@ class _PageState:
             connection.execute(
                 delete(model.suspense_items).where(model.suspense_items.c.payment_id.in_(chunk))
             )
+
+
+def audit_row(
+    position: int, event: Any, payment_id: str | None, moment: datetime
+) -> dict[str, Any]:
+    """One event as a row of the audit trail."""
+    fund_code, reference, amount = _audit_subject(event)
+    return {
+        "position": position,
+        "event_id": event_id(event),
+        "recorded_at": event.timestamp,
+        "effective_at": moment,
+        "actor": getattr(event, "actor", None),
+        "action": type(event).__name__,
+        "payment_id": payment_id,
+        "fund_code": fund_code,
+        "reference": reference,
+        "amount_pence": amount,
+        "reason": getattr(event, "reason", None) or getattr(event, "text", None),
+        "correlation_id": getattr(event, "idempotency_key", None),
+    }
+
+
+def posting_rows(
+    position: int, event: Any, payment_id: str | None, moment: datetime, channel: str | None
+) -> list[dict[str, Any]]:
+    """The event's postings as rows (from postings_for, the one source of money movements)."""
+    return [
+        {
+            "position": position,
+            "event_id": event_id(event),
+            "payment_id": payment_id,
+            "action": type(event).__name__,
+            "account": posting.account,
+            "fund_code": posting.fund_code,
+            "reference": posting.reference,
+            "channel": channel,
+            "amount_pence": posting.amount_pence,
+            "effective_at": moment,
+            "effective_date": uk_date(moment),
+            "recorded_at": event.timestamp,
+        }
+        for posting in postings_for(event)
+    ]
 
 
 def _replace(
