@@ -168,9 +168,7 @@ def suspense(svc: Fresh, user: Reader, limit: Limit = 100, offset: Offset = 0) -
     Roles: officer, supervisor, auditor, reporting."""
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
-        page = queries.suspense_page(
-            connection, uk_date(datetime.now().astimezone()), limit=limit, offset=offset
-        )
+        page = queries.suspense_page(connection, limit=limit, offset=offset)
     return page | {"position": position, "limit": limit, "offset": offset}
 
 

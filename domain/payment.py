@@ -227,16 +227,12 @@ class Payment(Aggregate):
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
             for data in self.lines:
-                key = line_key(data["fund_code"], data["reference"])
-                current = payment.lines.get(key) or AllocationLine(
-                    data["fund_code"], data["reference"], 0, data["vat_rate_basis_points"], 0
-                )
-                payment.lines[key] = AllocationLine(
-                    current.fund_code,
-                    current.reference,
-                    current.amount_pence + data["amount_pence"],
-                    current.vat_rate_basis_points,
-                    current.vat_pence + data["vat_pence"],
+                payment.move_line(
+                    data["fund_code"],
+                    data["reference"],
+                    data["amount_pence"],
+                    data["vat_pence"],
+                    data["vat_rate_basis_points"],
                 )
                 payment.unallocated_pence -= data["amount_pence"]
 
@@ -516,10 +512,7 @@ class Payment(Aggregate):
                 f"allocated to {source.fund_code} {source.reference}"
             )
         _, from_vat_change = source.changed_by(-amount_pence)
-        target = self.lines.get(line_key(to_fund.code, to_reference)) or AllocationLine(
-            to_fund.code, to_reference, 0, to_fund.vat_rate_basis_points, 0
-        )
-        _, to_vat_change = target.changed_by(amount_pence)
+        target = self._allocation_delta(to_fund, to_reference, amount_pence)
         self.trigger_event(
             self.Transferred,
             from_fund_code=source.fund_code,
@@ -528,7 +521,7 @@ class Payment(Aggregate):
             to_reference=to_reference,
             amount_pence=amount_pence,
             from_vat_pence=-from_vat_change,
-            to_vat_pence=to_vat_change,
+            to_vat_pence=target.vat_pence,
             to_vat_rate_basis_points=target.vat_rate_basis_points,
             reason=reason,
             effective_at=self._effective(effective_at),

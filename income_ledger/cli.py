@@ -738,6 +738,10 @@ def demo(
     )
 
 
+def suspense_summary(page: dict[str, Any]) -> dict[str, Any]:
+    return {"total_pence": page["total_pence"], "count": page["total"], "items": page["items"]}
+
+
 def read_model_report(connection: Any) -> dict[str, Any]:
     from projections import queries
 
@@ -748,7 +752,7 @@ def read_model_report(connection: Any) -> dict[str, Any]:
             if row["balance_pence"]
         },
         "funds": queries.fund_balances(connection),
-        "suspense": queries.suspense(connection, limit=10),
+        "suspense": suspense_summary(queries.suspense_page(connection, limit=10)),
         "daily_takings": queries.daily_takings(connection),
         "trial_balance_pence": queries.trial_balance_pence(connection),
     }

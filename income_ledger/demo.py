@@ -12,16 +12,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rich.console import Console
-from rich.table import Table
-
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.payer_details import PayerDetails
 from domain.errors import LedgerError
 from domain.funds import Fund
-from domain.money import pence_to_pounds
-from domain.postings import postings_for
 from domain.sample_chart import SAMPLE_FUNDS
+from projections.replay import replay_balances
 
 UK = ZoneInfo("Europe/London")
 CHANNEL_WEIGHTS = {
@@ -225,43 +221,23 @@ def _follow_up(
 
 
 def summarise(ledger: IncomeLedger) -> dict[str, Any]:
-    """Balances straight from the events through the one postings function."""
+    """Balances straight from the events (a replay to now), to hold the read model against."""
+    result = replay_balances(ledger.read_events(), as_at=datetime.max.replace(tzinfo=UTC))
     accounts: defaultdict[str, int] = defaultdict(int)
-    funds: defaultdict[str, int] = defaultdict(int)
-    channels: Counter[str] = Counter()
-    events = 0
-    for _, event in ledger.read_events():
-        events += 1
-        for posting in postings_for(event):
-            group = posting.account.split(":")[0]
-            accounts[group if group in ("income", "vat") else posting.account] += (
-                posting.amount_pence
-            )
-            if posting.fund_code:
-                funds[posting.fund_code] -= posting.amount_pence
-            if group == "cash":
-                channels[posting.account.removeprefix("cash:")] += posting.amount_pence
+    for account, pence in result.accounts.items():
+        group = account.split(":")[0]
+        accounts[group if group in ("income", "vat") else account] += pence
     return {
-        "events": events,
-        "received_by_channel_pence": dict(sorted(channels.items())),
-        "fund_balances_pence": dict(sorted(funds.items())),
-        "suspense_pence": -accounts.get("suspense", 0),
+        "events": result.events_read,
+        "received_by_channel_pence": {
+            account.removeprefix("cash:"): pence
+            for account, pence in sorted(result.accounts.items())
+            if account.startswith("cash:")
+        },
+        "fund_balances_pence": {
+            code: pence for code, pence in sorted(result.funds.items()) if pence
+        },
+        "suspense_pence": result.suspense_pence,
         "accounts_pence": dict(sorted(accounts.items())),
-        "trial_balance_pence": sum(accounts.values()),
+        "trial_balance_pence": result.trial_balance_pence,
     }
-
-
-def print_summary(console: Console, summary: dict[str, Any]) -> None:
-    table = Table("fund", "balance (VAT incl.)", title="Fund balances")
-    for code, pence in summary["fund_balances_pence"].items():
-        table.add_row(code, f"£{pence_to_pounds(pence)}")
-    table.add_row("suspense", f"£{pence_to_pounds(summary['suspense_pence'])}")
-    console.print(table)
-    channels = Table("channel", "received", title="Received by channel")
-    for channel, pence in summary["received_by_channel_pence"].items():
-        channels.add_row(channel, f"£{pence_to_pounds(pence)}")
-    console.print(channels)
-    console.print(
-        f"{summary['events']} events; trial balance sums to {summary['trial_balance_pence']} pence",
-        highlight=False,
-    )

@@ -26,25 +26,6 @@ def fund_balances(connection: Connection) -> list[dict[str, Any]]:
     return [_plain(r) for r in connection.execute(select(table).order_by(table.c.fund_code))]
 
 
-def suspense(
-    connection: Connection, today: date | None = None, limit: int = 1000
-) -> dict[str, Any]:
-    """Open suspense items, oldest first, with their age in days."""
-    table = LIVE.suspense_items
-    today = today or uk_date(datetime.now().astimezone())
-    items = []
-    for row in connection.execute(
-        select(table).order_by(table.c.received_date, table.c.payment_id).limit(limit)
-    ):
-        item = _plain(row)
-        item["age_days"] = (today - row.received_date).days
-        items.append(item)
-    total, count = connection.execute(
-        select(func.coalesce(func.sum(table.c.amount_pence), 0), func.count())
-    ).one()
-    return {"total_pence": int(total), "count": int(count), "items": items}
-
-
 def daily_takings(
     connection: Connection, business_date: date | None = None
 ) -> list[dict[str, Any]]:
@@ -168,9 +149,11 @@ def account_statement(
 
 
 def suspense_page(
-    connection: Connection, today: date, *, limit: int, offset: int
+    connection: Connection, today: date | None = None, *, limit: int = 100, offset: int = 0
 ) -> dict[str, Any]:
+    """Open suspense items, oldest first, with their age in days, and the total."""
     table = LIVE.suspense_items
+    today = today or uk_date(datetime.now().astimezone())
     items = []
     for row in connection.execute(
         select(table)
