@@ -74,9 +74,15 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     problems.install(app)
     app.add_middleware(BodyLimitAndMetrics, services=services)
 
-    from api import routes_commands, routes_queries, routes_system
+    from api import routes_commands, routes_govuk_pay, routes_queries, routes_system
 
-    for router in (routes_commands.router, routes_queries.router, routes_system.router):
+    routers = (
+        routes_commands.router,
+        routes_queries.router,
+        routes_govuk_pay.router,
+        routes_system.router,
+    )
+    for router in routers:
         app.include_router(router, responses=problems.COMMON_RESPONSES)
     return app
 

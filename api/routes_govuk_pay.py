@@ -1,0 +1,62 @@
+"""The GOV.UK Pay webhook: authenticate the message, then hand it to the application."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.app import ServicesDep
+from api.problems import ApiProblem
+from api.schemas import WebhookOut
+from api.services import Services
+from application import govuk_pay
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+@router.post(
+    "/webhooks/govuk-pay",
+    tags=["integrations"],
+    response_model=WebhookOut,
+    responses={
+        401: {"description": "missing or wrong Pay-Signature: no effect"},
+        422: {"description": "not a GOV.UK Pay payment message"},
+    },
+)
+async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
+    """GOV.UK Pay webhook messages, authenticated by their `Pay-Signature` header (the
+    lower-case hex HMAC-SHA256 of the raw body with the signing secret) instead of an API key.
+    Payments are recorded once whatever the order or number of deliveries, keyed by
+    `resource.payment_id`; `card_payment_refunded` brings the payment's refunds up to
+    `resource.refund_summary.amount_submitted`. Other event types are acknowledged and
+    logged."""
+    raw = await request.body()
+    _check_signature(svc, raw, request.headers.get("Pay-Signature"))
+    message = govuk_pay.parse_message(raw)
+    command = govuk_pay.to_command(message, svc.config.govuk_pay_ledger_codes)
+    if command is None:
+        log.info("GOV.UK Pay webhook %s acknowledged and ignored", message.get("event_type"))
+        return {"status": "ignored"}
+    return await run_in_threadpool(govuk_pay.apply_message, svc.ledger, command)
+
+
+def _check_signature(svc: Services, raw: bytes, signature: str | None) -> None:
+    secret = svc.config.govuk_pay_webhook_secret
+    if not secret:
+        raise ApiProblem(
+            503,
+            "Webhook not configured",
+            "set LEDGER_GOVUK_PAY_WEBHOOK_SECRET to accept GOV.UK Pay webhooks",
+            "webhook_not_configured",
+        )
+    if not govuk_pay.signature_matches([secret], raw, signature):
+        raise ApiProblem(
+            401,
+            "Signature check failed",
+            "the Pay-Signature header is missing or does not match the body",
+            "bad_signature",
+        )
