@@ -146,10 +146,13 @@ def build_projection(
 # ---- the auditor's view of the event store (issue #5) -------------------------------------
 
 
-def stored_event_source(ledger: IncomeLedger) -> Callable[[int, int], list[Notification]]:
-    """Pages of event rows exactly as stored (no decoding), for the tamper-evidence chain."""
+def stored_event_source(
+    ledger: IncomeLedger,
+) -> Callable[[int | None, int], list[Notification]]:
+    """Pages of event rows exactly as stored (no decoding), for the tamper-evidence chain;
+    `after=None` starts at the lowest id in the table, even one at 0 or below."""
 
-    def read(after: int, limit: int) -> list[Notification]:
+    def read(after: int | None, limit: int) -> list[Notification]:
         return ledger.recorder.select_notifications(
             start=after, limit=limit, inclusive_of_start=False
         )

@@ -94,8 +94,9 @@ class StoredRow(Protocol):
     def state(self) -> bytes: ...
 
 
-RowSource = Callable[[int, int], Sequence[StoredRow]]
-"""Reads up to `limit` stored rows after a position, in position order."""
+RowSource = Callable[[int | None, int], Sequence[StoredRow]]
+"""Reads up to `limit` stored rows after a position (None: from the very first row, whatever
+its id), in position order."""
 
 
 class ChainBroken(RuntimeError):
@@ -446,8 +447,9 @@ def verify_chain(
 ) -> ChainReport:
     """Recompute the chain from the stored rows and hold it against the chain and the seals.
 
-    Read-only. Walks the stored rows and the chain's links together in position order, up to
-    the chain's head. A gap in positions is no finding (PostgreSQL leaves gaps); a linked
+    Read-only. Walks every stored row (from the lowest id, so that a row forged at position 0
+    or below, where the chain never looks, is seen too) and the chain's links together in
+    position order, up to the chain's head. A gap in positions is no finding (PostgreSQL leaves gaps); a linked
     position without its row is `missing`, a row among chained history without a link is
     `unexpected`, and a row that no longer hashes to its link is `altered`. Every seal given,
     and every seal in the database, must match the recomputed link at its position.
@@ -511,15 +513,15 @@ _UNEXPECTED = (
 def _rows_up_to(
     source: RowSource, head: int, page_size: int, progress: Callable[[int], None] | None
 ) -> Iterator[StoredRow]:
-    after = 0
-    while after < head:
+    after: int | None = None  # the first page starts at the lowest id in the table
+    while after is None or after < head:
         page = source(after, page_size)
         for row in page:
             if row.id > head:
                 return
             yield row
         if progress is not None and page:
-            progress(min(page[-1].id, head) - after)
+            progress(max(0, min(page[-1].id, head) - max(after or 0, 0)))
         if len(page) < page_size:
             return
         after = page[-1].id

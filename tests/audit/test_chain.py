@@ -49,9 +49,9 @@ class Store:
         self.times = {p: start + i * step for i, p in enumerate(positions)}
         self.reads = 0
 
-    def source(self, after: int, limit: int) -> list[Notification]:
+    def source(self, after: int | None, limit: int) -> list[Notification]:
         self.reads += 1
-        return [self.rows[p] for p in sorted(self.rows) if p > after][:limit]
+        return [self.rows[p] for p in sorted(self.rows) if after is None or p > after][:limit]
 
     def decode(self, stored: Notification) -> SimpleNamespace:
         return SimpleNamespace(timestamp=self.times[stored.id])

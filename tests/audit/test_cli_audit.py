@@ -144,6 +144,37 @@ def test_chain_verify_and_seals_with_their_exit_codes(
     )
 
 
+@pytest.mark.parametrize("forged_position", [-1, 0])
+def test_a_row_forged_below_the_first_event_is_found(
+    cli, ledger, officer, engine, tmp_path, forged_position
+) -> None:
+    pid = ledger.record_payment(RecordPayment("cash", 500, CT_REF), officer).payment_id
+    ledger.note(pid, "payer phoned", officer)
+    cli("audit", "chain")
+    seals_file = tmp_path / "seals.jsonl"
+    cli("audit", "seals", "--include-today", "--out", str(seals_file))
+    # Someone with access to the table appends a copy of the note as the payment's next
+    # version, at a position the chain never reaches: the application uses it...
+    execute(
+        engine,
+        "INSERT INTO ledger_events (id, originator_id, originator_version, topic, state) "
+        "SELECT :id, originator_id, originator_version + 1, topic, state FROM ledger_events "
+        "WHERE id = (SELECT max(id) FROM ledger_events)",
+        id=forged_position,
+    )
+    shown = json.loads(cli("payments", "show", str(pid), "--json").stdout)
+    assert [entry["action"] for entry in shown["history"]][-2:] == ["Noted", "Noted"]
+    # ...so verify must see it, with and without the published seals.
+    for args in ([], ["--seals", str(seals_file)]):
+        found = cli("audit", "verify", *args, code=1)
+        assert f"first mismatch at position {forged_position} (unexpected)" in found.output
+    report = json.loads(cli("audit", "verify", "--json", code=1).stdout)
+    assert [(f["position"], f["kind"]) for f in report["findings"]] == [
+        (forged_position, "unexpected")
+    ]
+    assert "unlinked" in cli("audit", "trace", str(pid)).stdout
+
+
 def test_chain_commands_ask_for_db_init_on_an_older_database(cli, engine) -> None:
     execute(engine, "DROP TABLE audit_chain")
     assert "income-ledger db init" in cli("audit", "chain", code=2).output
