@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from domain.funds import FundChart
 from domain.payment import AUTO_ALLOCATION_ACTOR, Payment, payment_status
-from domain.postings import effective_at, postings_for
+from domain.postings import Posting, effective_at, income_account, postings_for
 from projections.schema import SUSPENSE_FUND, ReadModel
 
 UK = ZoneInfo("Europe/London")
@@ -164,7 +164,7 @@ class _PageState:
             self.postings.append(row)
             self.accounts.add(
                 (posting.account,),
-                {"fund_code": posting.fund_code, "reference": posting.reference},
+                account_subject(posting),
                 balance_pence=posting.amount_pence,
                 postings_count=1,
             )
@@ -403,6 +403,22 @@ class _PageState:
             connection.execute(
                 delete(model.suspense_items).where(model.suspense_items.c.payment_id.in_(chunk))
             )
+
+
+def account_subject(posting: Posting) -> dict[str, Any]:
+    """The fund and reference of an account row: only an account named for them has them.
+
+    `vat:output` is one account holding the VAT of every fund; taking the fund of whichever
+    posting came first would make the row depend on the page size (VAT per fund is in
+    `fund_balances.vat_pence` and the postings).
+    """
+    if (
+        posting.fund_code
+        and posting.reference
+        and posting.account == income_account(posting.fund_code, posting.reference)
+    ):
+        return {"fund_code": posting.fund_code, "reference": posting.reference}
+    return {"fund_code": None, "reference": None}
 
 
 def audit_row(

@@ -118,6 +118,24 @@ def verify(
     return VerifyReport(position, counts, differences)
 
 
+def compare_models(engine: Engine, expected: ReadModel, actual: ReadModel) -> list[TableDifference]:
+    """Every table of `actual` compared with the same table of `expected`."""
+    with engine.connect() as connection:
+        return _compare_all(connection, expected, actual)[1]
+
+
+def _compare_all(
+    connection: Connection, live: ReadModel, scratch: ReadModel
+) -> tuple[dict[str, int], list[TableDifference]]:
+    counts, differences = {}, []
+    for live_table, scratch_table in zip(live.tables, scratch.tables, strict=True):
+        difference, rows = _compare(connection, live_table, scratch_table)
+        counts[live_table.name] = rows
+        if difference is not None:
+            differences.append(difference)
+    return counts, differences
+
+
 def _fresh(engine: Engine, model: ReadModel) -> None:
     model.metadata.drop_all(engine)
     model.metadata.create_all(engine)
