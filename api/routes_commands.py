@@ -30,6 +30,7 @@ from api.schemas import (
     FundOut,
     FundPatch,
     NoteIn,
+    PayerErasureIn,
     PaymentDetailOut,
     RecordPaymentIn,
     RefundIn,
@@ -387,5 +388,30 @@ def note(
 
     def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
         return payment_command(201, svc.ledger.note(payment_id, body.text, ctx))
+
+    return run_command(svc, request, user, key, body, command)
+
+
+@router.post(
+    "/payments/{payment_id}/payer-erasure",
+    tags=["payments"],
+    status_code=201,
+    response_model=CommandOut,
+    responses={200: {"description": "no payer details held: nothing erased", "model": CommandOut}},
+)
+def erase_payer(
+    payment_id: UUID,
+    body: PayerErasureIn,
+    request: Request,
+    svc: ServicesDep,
+    user: Supervisor,
+    key: IdempotencyKey = None,
+) -> Any:
+    """Erase the payer's personal details (name, email, phone, address) on request, with a
+    reason. The erasure is recorded in the payment's history; the amounts and every event
+    stay as they were. Roles: supervisor."""
+
+    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
+        return payment_command(201, svc.ledger.erase_payer_details(payment_id, ctx, body.reason))
 
     return run_command(svc, request, user, key, body, command)

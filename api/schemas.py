@@ -343,3 +343,7 @@ class HealthOut(BaseModel):
     database: Literal["ok", "unreachable"]
     event_position: int | None
     read_model_position: int | None
+
+
+class PayerErasureIn(Strict):
+    reason: Reason = Field(description="why, e.g. the data subject's erasure request")

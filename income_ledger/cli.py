@@ -476,6 +476,29 @@ def payments_note(
     print_outcome(outcome, as_json, "noted on")
 
 
+@payments_app.command("erase-payer")
+@handle_errors
+def payments_erase_payer(
+    payment_id: str,
+    reason: Annotated[str, typer.Option(help="Why, e.g. the payer's erasure request.")],
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase the payer's personal details (for a supervisor); the money's history stays.
+
+    The erasure is recorded in the payment's history. Running it again erases nothing more."""
+    with ledger() as led:
+        outcome = led.erase_payer_details(parse_payment_id(payment_id), context(actor), reason)
+    if as_json:
+        print_outcome(outcome, as_json, "erased payer details of")
+        return
+    if outcome.recorded:
+        message = f"erased the payer details of payment {outcome.payment_id}"
+    else:
+        message = f"payment {outcome.payment_id} holds no payer details: nothing erased"
+    out.print(message, highlight=False, soft_wrap=True)
+
+
 @payments_app.command("show")
 @handle_errors
 def payments_show(payment_id: str, as_json: JsonOption = False) -> None:

@@ -50,6 +50,7 @@ TABLE = [
     ("POST", "/payments/{pid}/refunds", {"amount_pence": 1, "reason": "r"}, STAFF),
     ("POST", "/payments/{pid}/refunds/{rid}/approve", None, SUPERVISOR),
     ("POST", "/payments/{pid}/refunds/{rid}/decline", {"reason": "no"}, SUPERVISOR),
+    ("POST", "/payments/{pid}/payer-erasure", {"reason": "erasure request"}, SUPERVISOR),
     ("POST", "/payments/{pid}/notes", {"text": "hello"}, STAFF),
     ("POST", "/payments/{pid}/reversals", {"kind": "chargeback", "reason": "r"}, STAFF),
     ("GET", "/balances/funds", None, READERS),
