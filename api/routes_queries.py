@@ -23,10 +23,10 @@ from api.schemas import (
     SuspenseOut,
 )
 from api.services import MAX_PAGE_SIZE, Services
+from domain.limits import parse_query_moment, require_query_date, uk_today
 from domain.payment import Channel, PaymentStatus
 from domain.references import normalise_reference
 from projections import queries
-from projections.ledger_view import uk_date
 from projections.runner import wait_for_position
 
 router = APIRouter()
@@ -96,8 +96,8 @@ def search_payments(
             fund_code=fund_code.upper() if fund_code else None,
             channel=channel.value if channel else None,
             status=status.value if status else None,
-            received_from=received_from,
-            received_to=received_to,
+            received_from=received_from and require_query_date(received_from, "from"),
+            received_to=received_to and require_query_date(received_to, "to"),
             limit=limit,
             offset=offset,
         )
@@ -182,7 +182,7 @@ def daily_takings(
 ) -> Any:
     """The cash-up: per channel and fund, receipts, refunds and reversals of one UK business
     date. Roles: officer, supervisor, auditor, reporting."""
-    day = business_date or uk_date(datetime.now().astimezone())
+    day = require_query_date(business_date, "date") if business_date else uk_today()
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
         rows = queries.daily_takings(connection, day)
@@ -196,6 +196,21 @@ def daily_takings(
         "by_channel": by_channel,
         "total_net_pence": sum(by_channel.values()),
     }
+
+
+FROM_HELP = (
+    "recorded at or after: ISO 8601 with a zone, or a date (2026-03-31) meaning the start "
+    "of that UK day"
+)
+TO_HELP = (
+    "recorded at or before: ISO 8601 with a zone, or a date (2026-03-31) meaning the end "
+    "of that UK day"
+)
+AT_HELP = "ISO 8601 with a zone, or a date (2026-03-31) meaning the end of that UK day"
+
+
+def _bound(text: str | None, name: str, *, end_of_day: bool) -> datetime | None:
+    return None if text is None else parse_query_moment(text, name, end_of_day=end_of_day)
 
 
 AUDIT_COLUMNS = [
@@ -223,8 +238,12 @@ AUDIT_COLUMNS = [
 def audit(
     svc: Fresh,
     user: AuditReader,
-    recorded_from: Annotated[datetime | None, Query(alias="from")] = None,
-    recorded_to: Annotated[datetime | None, Query(alias="to")] = None,
+    recorded_from: Annotated[
+        str | None, Query(alias="from", description=FROM_HELP, max_length=64)
+    ] = None,
+    recorded_to: Annotated[
+        str | None, Query(alias="to", description=TO_HELP, max_length=64)
+    ] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     payment_id: Annotated[str | None, Query(max_length=36)] = None,
     after_position: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
@@ -234,17 +253,9 @@ def audit(
     """The audit trail: every event in order with actor, action, amount and reason. With
     `Accept: text/csv` every matching row is streamed as CSV.
     Roles: officer, supervisor, auditor."""
-    for name, value in (("from", recorded_from), ("to", recorded_to)):
-        if value is not None and value.tzinfo is None:
-            raise ApiProblem(
-                422,
-                "Invalid request",
-                f"{name} needs a time zone, e.g. 2026-03-31T00:00:00Z",
-                "validation_error",
-            )
     filters = {
-        "recorded_from": recorded_from,
-        "recorded_to": recorded_to,
+        "recorded_from": _bound(recorded_from, "from", end_of_day=False),
+        "recorded_to": _bound(recorded_to, "to", end_of_day=True),
         "actor": actor,
         "payment_id": payment_id,
     }
@@ -285,25 +296,20 @@ def _audit_csv(svc: Services, filters: dict[str, Any], after: int) -> Iterator[s
 def audit_balances(
     svc: ServicesDep,
     user: AuditReader,
-    as_at: Annotated[datetime, Query(description="effective date and time, with zone")],
+    as_at: Annotated[str, Query(description=f"effective time: {AT_HELP}", max_length=64)],
     known_at: Annotated[
-        datetime | None, Query(description="count only what had been recorded by then")
+        str | None,
+        Query(description=f"count only what had been recorded by then: {AT_HELP}", max_length=64),
     ] = None,
     fund_code: Annotated[str | None, Query(max_length=16)] = None,
 ) -> Any:
     """Balances replayed straight from the event store (not the read model) as at an
     effective time, optionally as known at a recording time. Roles: officer, supervisor,
     auditor."""
-    for name, value in (("as_at", as_at), ("known_at", known_at)):
-        if value is not None and value.tzinfo is None:
-            raise ApiProblem(
-                422,
-                "Invalid request",
-                f"{name} needs a time zone, e.g. 2026-03-31T23:59:59Z",
-                "validation_error",
-            )
+    as_at_moment = _bound(as_at, "as_at", end_of_day=True)
+    known_at_moment = _bound(known_at, "known_at", end_of_day=True)
     if svc.replay is None:
         raise ApiProblem(
             501, "Not available", "replay is not configured on this server", "not_available"
         )
-    return svc.replay(as_at, known_at, fund_code.upper() if fund_code else None)
+    return svc.replay(as_at_moment, known_at_moment, fund_code.upper() if fund_code else None)

@@ -17,6 +17,7 @@ from typing import Any
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from domain.errors import InvalidRequest
+from domain.limits import require_business_datetime
 
 log = logging.getLogger(__name__)
 GOVUK_PAY_ACTOR = "integration:govuk-pay"
@@ -125,6 +126,4 @@ def _when(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidRequest(f"created_date {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise InvalidRequest("created_date needs a time zone")
-    return moment
+    return require_business_datetime(moment, "created_date")

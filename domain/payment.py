@@ -9,7 +9,7 @@ pure function of the event alone (see domain.postings).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -33,12 +33,12 @@ from domain.errors import (
     UnknownChannel,
 )
 from domain.funds import LEDGER_NAMESPACE, Fund, Match
+from domain.limits import require_business_datetime
 from domain.money import require_positive_pence, vat_from_gross
 from domain.references import MAX_REFERENCE_LENGTH, normalise_reference
 
 MAX_TEXT_LENGTH = 500
 MAX_ALLOCATION_LINES = 50
-CLOCK_SKEW = timedelta(minutes=5)
 AUTO_ALLOCATION_ACTOR = "system:auto-allocation"
 
 
@@ -173,12 +173,6 @@ def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: s
     if idempotency_key:
         return uuid5(LEDGER_NAMESPACE, f"payment/idempotency/{idempotency_key}")
     return uuid4()
-
-
-def _aware_utc(value: datetime, field: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidEffectiveDate(f"{field} must carry a time zone (e.g. 2026-03-31T10:00:00Z)")
-    return value.astimezone(UTC)
 
 
 def _require_text(field: str, text: str | None, *, required: bool) -> str:
@@ -394,12 +388,7 @@ class Payment(Aggregate):
         """Record a receipt; when `match` names a fund, allocate it there at once."""
         now = now or datetime.now(UTC)
         require_positive_pence(amount_pence)
-        received_at = _aware_utc(received_at, "received_at")
-        if received_at > now + CLOCK_SKEW:
-            raise InvalidEffectiveDate(
-                f"received_at {received_at.isoformat()} is in the future; money cannot be "
-                "received before it arrives"
-            )
+        received_at = require_business_datetime(received_at, "received_at", now=now)
         reference = normalise_reference(reference)
         if len(reference) > MAX_REFERENCE_LENGTH:
             raise InvalidRequest(f"reference is longer than {MAX_REFERENCE_LENGTH} characters")
@@ -918,7 +907,7 @@ class Payment(Aggregate):
     def _effective(self, effective_at: datetime | None) -> datetime:
         if effective_at is None:
             return max(datetime.now(UTC), self.last_effective_at)
-        effective_at = _aware_utc(effective_at, "effective_at")
+        effective_at = require_business_datetime(effective_at, "effective_at")
         if effective_at < self.received_at:
             raise InvalidEffectiveDate(
                 "effective_at is before the payment was received "

@@ -27,6 +27,7 @@ from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPaym
 from application.payer_details import PayerDetails
 from domain.errors import InvalidRequest, LedgerError
 from domain.funds import Fund
+from domain.limits import require_business_datetime
 from domain.money import pence_to_pounds, pounds_to_pence
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
@@ -136,9 +137,7 @@ def parse_datetime(text: str | None, field: str) -> datetime | None:
         raise InvalidRequest(
             f"{field} {text!r} is not a date and time: write it like 2026-03-31T10:00:00Z"
         ) from None
-    if value.tzinfo is None:
-        raise InvalidRequest(f"{field} needs a time zone: write it like 2026-03-31T10:00:00Z")
-    return value
+    return require_business_datetime(value, field)
 
 
 def parse_payment_id(text: str) -> UUID:

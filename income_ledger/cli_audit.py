@@ -15,12 +15,11 @@ import contextlib
 import csv
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from eventsourcing.persistence import MapperDeserialisationError
@@ -28,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from domain.errors import InvalidRequest, PaymentNotFound
+from domain.limits import parse_query_date, parse_query_moment, uk_day_start, uk_today
 from domain.money import pence_to_pounds
 from domain.payment import Payment
 from projections.audit_export import (
@@ -39,7 +39,6 @@ from projections.audit_export import (
 )
 from projections.replay import ReplayResult, replay_balances
 
-UK = ZoneInfo("Europe/London")
 READ_PAGE_SIZE = 5000
 PROGRESS_EVERY = 1000  # events between progress-bar updates: cheap on a million events
 EXIT_FOUND_PROBLEMS = 1
@@ -105,29 +104,11 @@ def _readable_events() -> Iterator[None]:
 
 def parse_moment(text: str, option: str) -> datetime:
     """An aware UTC moment; a bare date means the last instant of that UK business day."""
-    try:
-        day = date.fromisoformat(text.strip())
-    except ValueError:
-        moment = _cli().parse_datetime(text, option)
-        assert moment is not None
-        return moment.astimezone(UTC)
-    return uk_day_start(day + timedelta(days=1)) - timedelta(microseconds=1)
+    return parse_query_moment(text, option, end_of_day=True)
 
 
 def parse_day(text: str, option: str) -> date:
-    try:
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidRequest(f"{option} {text!r} is not a date: write it like 2026-03-31") from None
-
-
-def uk_day_start(day: date) -> datetime:
-    """Midnight at the start of a UK business day, in UTC (the clocks change in between)."""
-    return datetime.combine(day, time(0), tzinfo=UK).astimezone(UTC)
-
-
-def uk_today() -> date:
-    return datetime.now(UK).date()
+    return parse_query_date(text, option)
 
 
 # ---- replay -------------------------------------------------------------------------------
