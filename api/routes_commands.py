@@ -38,7 +38,7 @@ from api.schemas import (
     TransferIn,
 )
 from api.services import Services
-from application.idempotency import StoredResponse, request_hash
+from application.idempotency import IdempotentRequest, StoredResponse, request_hash
 from application.ledger import CommandContext, Outcome, RecordPayment
 from application.payer_details import PayerDetails
 from domain.funds import Fund
@@ -63,27 +63,23 @@ def run_command(
     body: BaseModel | None,
     command: Callable[[CommandContext], tuple[int, Any, int | None]],
 ) -> JSONResponse:
-    """Run a command once per Idempotency-Key: a retry gets the stored first response."""
+    """Run a command once per Idempotency-Key: a retry gets the stored first response.
+
+    The command's events and its stored response commit in one transaction."""
     scope = f"{user.name}:{key}" if key else None
-    canonical = body.model_dump_json(by_alias=True).encode() if body is not None else b""
-    hashed = request_hash(request.method, request.url.path, canonical)
+    idempotent = None
     if scope is not None:
-        stored = svc.ledger.recall_response(scope, hashed)
-        if stored is not None:
-            return json_response(
-                stored.body, stored.status_code, stored.position, {"Idempotent-Replayed": "true"}
-            )
-    status, payload, position = command(CommandContext(user.actor, idempotency_key=scope))
-    if scope is not None:
-        stored = svc.ledger.remember_response(
+        canonical = body.model_dump_json(by_alias=True).encode() if body is not None else b""
+        idempotent = IdempotentRequest(
             scope,
-            hashed,
+            request_hash(request.method, request.url.path, canonical),
             request.method,
             request.url.path,
-            StoredResponse(status, payload, position),
         )
-        return json_response(stored.body, stored.status_code, stored.position)
-    return json_response(payload, status, position)
+    ctx = CommandContext(user.actor, idempotency_key=scope)
+    stored, replayed = svc.ledger.run_once(idempotent, lambda: StoredResponse(*command(ctx)))
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return json_response(stored.body, stored.status_code, stored.position, headers)
 
 
 def outcome_body(outcome: Outcome) -> dict[str, Any]:

@@ -35,6 +35,16 @@ idempotency_table = Table(
 
 
 @dataclass(frozen=True)
+class IdempotentRequest:
+    """A request made safe to retry: whose key it is, and what exactly was asked."""
+
+    scope_key: str
+    request_hash: str
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
 class StoredResponse:
     status_code: int
     body: Any
@@ -63,16 +73,14 @@ def recall(session: Session, scope_key: str, hashed: str) -> StoredResponse | No
     return StoredResponse(row.status_code, json.loads(row.response_body), row.position)
 
 
-def remember(
-    session: Session, scope_key: str, hashed: str, method: str, path: str, response: StoredResponse
-) -> None:
+def remember(session: Session, request: IdempotentRequest, response: StoredResponse) -> None:
     """Store the first response for a key (the primary key refuses a second one)."""
     session.execute(
         insert(idempotency_table).values(
-            scope_key=scope_key,
-            request_hash=hashed,
-            method=method,
-            path=path,
+            scope_key=request.scope_key,
+            request_hash=request.request_hash,
+            method=request.method,
+            path=request.path,
             status_code=response.status_code,
             response_body=json.dumps(response.body),
             position=response.position,

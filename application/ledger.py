@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from application.idempotency import StoredResponse, recall, remember
+from application.idempotency import IdempotentRequest, StoredResponse, recall, remember
+from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from application.payer_details import (
     PayerDetails,
     erase_payer_details,
@@ -45,6 +47,9 @@ from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
 
 MAX_BATCH_SIZE = 10_000
+# A request that loses a race is run again to find what the winner did; more than a few
+# losses in a row means heavy contention, and the client is better placed to wait.
+MAX_ATTEMPTS = 3
 SYSTEM_ACTOR = "system"
 
 
@@ -177,7 +182,10 @@ class IncomeLedger(Application):
     def record_payment(self, command: RecordPayment, ctx: CommandContext) -> Outcome:
         """Record a receipt once; a repeat of the same external payment returns the first."""
         payment = self._new_payment(command, ctx, self.chart())
-        existing = self._existing_payment(payment, ctx)
+        # Saving empties the pending events, and a failed save too: keep what a repeat is
+        # compared with before trying.
+        asked = payment.pending_events[0].fingerprint
+        existing = self._existing_payment(payment.id, asked, ctx)
         if existing is not None:
             return existing
         try:
@@ -186,7 +194,7 @@ class IncomeLedger(Application):
                     save_payer_details(session, payment.id, command.payer, payment.created_on)
                 position = self._save(payment)
         except IntegrityError:
-            existing = self._existing_payment(payment, ctx)
+            existing = self._existing_payment(payment.id, asked, ctx)
             if existing is None:
                 raise ConcurrentUpdate("the payment could not be recorded; retry") from None
             return existing
@@ -503,23 +511,32 @@ class IncomeLedger(Application):
 
     # ---- request idempotency ---------------------------------------------------------------
 
-    def recall_response(self, scope_key: str, hashed: str) -> StoredResponse | None:
-        """The response first given for this key, or None; another request with it is refused."""
-        with self._transaction(commit=False) as session:
-            return recall(session, scope_key, hashed)
+    def run_once(
+        self, request: IdempotentRequest | None, command: Callable[[], StoredResponse]
+    ) -> tuple[StoredResponse, bool]:
+        """Run a command and keep its response in the same transaction; True when replayed.
 
-    def remember_response(
-        self, scope_key: str, hashed: str, method: str, path: str, response: StoredResponse
-    ) -> StoredResponse:
-        """Keep the first response for a key; if a concurrent request kept one, return that."""
-        try:
-            with self._transaction() as session:
-                remember(session, scope_key, hashed, method, path, response)
-        except IntegrityError:
-            earlier = self.recall_response(scope_key, hashed)
-            assert earlier is not None
-            return earlier
-        return response
+        The events and the stored response commit together or not at all, so a retry finds
+        either both (and gets the first response) or neither (and runs the command afresh).
+        A concurrent request that got there first makes this one's save fail; the next attempt
+        finds its response, or (for the same payment under another key) the payment itself.
+        """
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                with self._unit_of_work() as session:
+                    if request is not None:
+                        stored = recall(session, request.scope_key, request.request_hash)
+                        if stored is not None:
+                            return stored, True
+                    response = command()
+                    if request is not None:
+                        remember(session, request, response)
+                return response, False
+            except IntegrityError:
+                continue
+        raise ConcurrentUpdate(
+            "other requests changed the same records at the same moment; nothing was saved. Retry."
+        )
 
     # ---- the event log --------------------------------------------------------------------
 
@@ -574,19 +591,21 @@ class IncomeLedger(Application):
             ),
         )
 
-    def _existing_payment(self, new: Payment, ctx: CommandContext) -> Outcome | None:
-        """The payment already recorded under the new one's id, or None.
+    def _existing_payment(
+        self, payment_id: UUID, asked: str, ctx: CommandContext
+    ) -> Outcome | None:
+        """The payment already recorded under this id, or None.
 
         An external id identifies the money itself, so a repeat delivery returns the first
         payment whatever it says. An idempotency key without an external id must come with the
-        same request, or it is refused.
+        same request (the `asked` fingerprint), or it is refused.
         """
         try:
-            payment: Payment = self.repository.get(new.id)
+            payment: Payment = self.repository.get(payment_id)
         except AggregateNotFoundError:
             return None
         if payment.external_id is None and ctx.idempotency_key:
-            payment.is_repeat(ctx.idempotency_key, new.pending_events[0].fingerprint)
+            payment.is_repeat(ctx.idempotency_key, asked)
         return Outcome(payment.id, False, None, self.payment_view(payment))
 
     def _recorded(self, ids: Sequence[UUID]) -> set[UUID]:
@@ -636,7 +655,9 @@ class IncomeLedger(Application):
         )
         try:
             recordings = self.save(*aggregates)
-        except IntegrityError:
+        except (IntegrityError, sqlalchemy.exc.IntegrityError):
+            # Inside an enclosing transaction the error arrives unwrapped (eventsourcing wraps
+            # it only when the outermost transaction ends).
             if creating:
                 raise
             raise ConcurrentUpdate(
@@ -644,6 +665,18 @@ class IncomeLedger(Application):
                 "Fetch it again and retry."
             ) from None
         return recordings[-1].notification.id if recordings else None
+
+    @contextmanager
+    def _unit_of_work(self) -> Iterator[Session]:
+        """One transaction for a whole command, telling a failed connection before the commit
+        (nothing saved) from one during it (nobody here can know)."""
+        committing = False
+        try:
+            with self._transaction() as session:
+                yield session
+                committing = True
+        except DATABASE_UNAVAILABLE_ERRORS as error:
+            raise DatabaseUnavailable(saved_unknown=committing) from error
 
     @contextmanager
     def _transaction(self, commit: bool = True) -> Iterator[Session]:

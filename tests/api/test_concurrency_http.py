@@ -60,7 +60,7 @@ def test_concurrent_duplicates_cannot_both_apply(base_url, ledger, with_key) -> 
     headers = auth("integration") | ({"Idempotency-Key": "race"} if with_key else {})
     with httpx.Client(base_url=base_url, timeout=30) as http, ThreadPoolExecutor(8) as pool:
         responses = list(
-            pool.map(lambda _: http.post("/payments", json=body, headers=headers), range(8))
+            pool.map(lambda h: http.post("/payments", json=body, headers=h), [headers] * 8)
         )
     statuses = Counter(r.status_code for r in responses)
     assert statuses[201] >= 1 and set(statuses) <= {200, 201, 409}, statuses
@@ -97,3 +97,21 @@ def test_concurrent_allocations_of_the_same_money_cannot_both_succeed(base_url, 
     assert statuses[409] == 5
     codes = {r.json()["code"] for r in responses if r.status_code == 409}
     assert codes <= {"concurrent_update", "allocation_exceeds_unallocated"}
+
+
+def test_concurrent_retries_with_one_key_all_get_the_first_answer(base_url, ledger) -> None:
+    """The README's example: the same POST, no external_id, sent 8 times at once (issue #14.3).
+    Exactly one records; every other gets its response, marked as a replay."""
+    body = {"channel": "cash", "amount_pence": 4_200, "reference": CT_REF}
+    for round_number in range(3):
+        headers = auth("officer") | {"Idempotency-Key": f"till-3-{round_number}"}
+        with httpx.Client(base_url=base_url, timeout=30) as http, ThreadPoolExecutor(8) as pool:
+            responses = list(
+                pool.map(lambda h: http.post("/payments", json=body, headers=h), [headers] * 8)
+            )
+        assert [r.status_code for r in responses] == [201] * 8, [r.text for r in responses]
+        assert len({r.text for r in responses}) == 1
+        replayed = [r.headers.get("Idempotent-Replayed") for r in responses]
+        assert sorted(replayed, key=str) == [None] + ["true"] * 7, replayed
+    receipts = [e for _, e in ledger.read_events() if type(e).__name__ == "Received"]
+    assert len(receipts) == 3
