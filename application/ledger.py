@@ -115,6 +115,17 @@ class IncomeLedger(Application):
     def add_fund(self, fund: Fund, ctx: CommandContext, reason: str = "new fund") -> int | None:
         return self._change_chart(lambda chart: chart.add_fund(fund, ctx.actor, reason))
 
+    def add_funds(
+        self, funds: Sequence[Fund], ctx: CommandContext, reason: str = "new fund"
+    ) -> int | None:
+        """Add several funds in one write: all of them, or (if any is refused) none."""
+
+        def change(chart: FundChart) -> None:
+            for fund in funds:
+                chart.add_fund(fund, ctx.actor, reason)
+
+        return self._change_chart(change)
+
     def amend_fund(
         self, code: str, changes: dict[str, Any], ctx: CommandContext, reason: str
     ) -> int | None:
@@ -234,6 +245,25 @@ class IncomeLedger(Application):
             )
             for p in payments
         ]
+
+    def check_payments(
+        self,
+        commands: Sequence[RecordPayment],
+        ctx: CommandContext,
+        chart: FundChart | None = None,
+    ) -> list[dict[str, Any]]:
+        """The payments these commands would record, checked by every rule but not saved.
+
+        `chart` checks them against a chart not saved yet (funds about to be added)."""
+        chart = chart or self.chart()
+        views = []
+        for command in commands:
+            payment = self._new_payment(command, ctx, chart)
+            for event in payment.pending_events:
+                postings_for(event)
+            payment.check_invariant()
+            views.append(self.payment_view(payment))
+        return views
 
     def allocate(
         self,

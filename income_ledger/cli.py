@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
 import typer
@@ -40,6 +40,9 @@ from income_ledger.bootstrap import (
     safe_url,
 )
 from income_ledger.settings import Settings
+
+if TYPE_CHECKING:
+    from income_ledger.demo import DemoInterrupted
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70
@@ -77,7 +80,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message is text, not markup: an error code like [payment_not_found] must show.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -218,7 +222,8 @@ def funds_add(
     actor: ActorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a fund from a JSON definition, or the whole sample chart with --sample."""
+    """Add a fund from a JSON definition (or a list of them), or the whole sample chart with
+    --sample. All of them are added, or (if one is refused) none."""
     if file is None and not sample:
         raise InvalidRequest("give --file FUND.json or --sample")
     ctx = context(actor)
@@ -226,8 +231,7 @@ def funds_add(
         if sample:
             existing = {fund["code"] for fund in led.funds()}
             added = [f for f in SAMPLE_FUNDS if f.code not in existing]
-            for fund in added:
-                led.add_fund(fund, ctx, reason="sample chart of funds")
+            led.add_funds(added, ctx, reason="sample chart of funds")
             codes = [fund.code for fund in added]
         else:
             assert file is not None
@@ -237,8 +241,7 @@ def funds_add(
                 raise InvalidRequest(f"the fund file is not valid JSON: {error}") from None
             definitions = data if isinstance(data, list) else [data]
             funds = [Fund.from_dict(item) for item in definitions]
-            for fund in funds:
-                led.add_fund(fund, ctx)
+            led.add_funds(funds, ctx)
             codes = [fund.code for fund in funds]
     if as_json:
         print_json({"added": codes})
@@ -720,22 +723,30 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same ledger).")] = 2026,
     as_json: JsonOption = False,
 ) -> None:
-    """Fill the database with a realistic few days of a council's income, then summarise it."""
-    from income_ledger.demo import run_demo, summarise
+    """Fill the database with a realistic few days of a council's income, then summarise it.
+
+    Everything is checked before anything is saved; if saving stops part-way, the message
+    says what is stored, and running the same command again completes it."""
+    from income_ledger.demo import DemoInterrupted, plan_demo, record_demo, summarise
 
     settings = Settings()
     init_database(settings)
+    again = f"income-ledger demo --days {days} --receipts-per-day {receipts_per_day} --seed {seed}"
     with build_ledger(settings) as led:
-        stats = run_demo(led, days=days, receipts_per_day=receipts_per_day, seed=seed)
+        try:
+            plan = plan_demo(led, days=days, receipts_per_day=receipts_per_day, seed=seed)
+        except LedgerError as error:
+            raise fail(
+                f"the demo data failed a check, so nothing was stored: {error.message} "
+                f"[{error.code}]"
+            ) from None
+        try:
+            stats = dict(record_demo(led, plan).stats)
+        except DemoInterrupted as stopped:
+            message = _demo_stopped(settings, led, stopped, again)
+            raise fail(message, _exit_code(stopped.cause)) from None
         summary = summarise(led)
-        projection = build_projection(settings, led, page_size=5000)
-        from projections.runner import RunnerLock
-
-        with RunnerLock(projection.engine).held():
-            projection.catch_up()
-        with projection.engine.connect() as connection:
-            read_model = read_model_report(connection)
-        projection.engine.dispose()
+        read_model = _catch_up_read_model(settings, led)
     if as_json:
         print_json({"demo": stats, "summary": summary, "read_model": read_model})
         return
@@ -758,6 +769,61 @@ def demo(
         "payments show <payment_id>",
         highlight=False,
     )
+
+
+def _catch_up_read_model(settings: Settings, led: IncomeLedger) -> dict[str, Any]:
+    from projections.runner import RunnerLock
+
+    projection = build_projection(settings, led, page_size=5000)
+    try:
+        with RunnerLock(projection.engine).held():
+            projection.catch_up()
+        with projection.engine.connect() as connection:
+            return read_model_report(connection)
+    finally:
+        projection.engine.dispose()
+
+
+def _demo_stopped(
+    settings: Settings, led: IncomeLedger, stopped: DemoInterrupted, again: str
+) -> str:
+    """What a part-way demo stored, that the read model shows it, and how to finish."""
+    cause = stopped.cause
+    reason = f"{type(cause).__name__}: {_first_line(cause)}"
+    if isinstance(cause, LedgerError):
+        reason = f"{cause.message} [{cause.code}]"
+        root = _root_cause(cause)
+        if root is not cause:  # the ledger's reading of a database error: show its words too
+            reason += f"; the database said: {_first_line(root)}"
+    try:
+        _catch_up_read_model(settings, led)
+        position = led.max_position()
+        read_model = f"the event store is at position {position} and the read model has caught up"
+    except Exception as error:
+        read_model = (
+            f"the read model could not catch up ({type(error).__name__}): run "
+            "`income-ledger project --once` once the database is back"
+        )
+    return (
+        f"the demo stopped part-way ({reason}). Stored, each batch whole: "
+        f"{stopped.progress.describe()}; {read_model}. Nothing else was stored. The demo is "
+        f"deterministic: run the same command again (`{again}`) and it skips what is stored "
+        "and completes the rest."
+    )
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    while (earlier := error.__cause__ or error.__context__) is not None:
+        error = earlier
+    return error
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [""])[0][:300]
+
+
+def _exit_code(cause: BaseException) -> int:
+    return EXIT_USER_ERROR if isinstance(cause, LedgerError) else EXIT_INTERNAL_ERROR
 
 
 def suspense_summary(page: dict[str, Any]) -> dict[str, Any]:

@@ -1,20 +1,29 @@
 """Demo data: a few business days of a council's income, so a new user sees a real ledger.
 
 Deterministic for a seed: external ids and idempotency keys derive from it, so running the
-demo twice with the same seed records nothing new.
+demo twice with the same seed records nothing new, and running it again after it stopped
+part-way completes it.
+
+Everything is generated and checked against the ledger's rules before anything is saved;
+then it is saved in bounded batches, each all or nothing. A failure while saving (a lost
+database, a full disk) raises DemoInterrupted, which says exactly what is stored.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
 from application.payer_details import PayerDetails
-from domain.errors import LedgerError
+from domain.errors import ConcurrentUpdate, LedgerError
 from domain.funds import Fund
 from domain.sample_chart import SAMPLE_FUNDS
 from projections.replay import replay_balances
@@ -61,6 +70,17 @@ SURNAMES = [
 ]
 OFFICERS = ["officer:j.hughes", "officer:a.khan", "officer:m.roberts"]
 
+# A returned cheque, a direct-debit return, a lost card dispute: (chance, kind, reason).
+REVERSALS = {
+    "cheque": (0.15, "returned_cheque", "cheque returned unpaid by bank"),
+    "direct_debit": (0.05, "direct_debit_return", "ARUDD: instruction cancelled"),
+    "govuk_pay": (0.02, "chargeback", "card dispute lost"),
+}
+SETUP = CommandContext("system:demo")
+IMPORT = CommandContext("integration:demo-import")
+FUNDS_REASON = "sample chart of funds"
+BATCH_SIZE = 500  # receipts per transaction: a failure loses at most one batch's work
+
 
 def business_days(count: int, today: date) -> list[date]:
     days: list[date] = []
@@ -101,26 +121,124 @@ def mistype(reference: str, rng: random.Random) -> str:
     return reference[:i] + digit + reference[i + 1 :]
 
 
+@dataclass(frozen=True)
+class FollowUp:
+    """One command an income officer runs on a receipt after it arrived."""
+
+    stat: str  # the count it adds to: allocations, refunds, transfers or reversals
+    apply: Callable[[IncomeLedger], Outcome]
+
+
+@dataclass
+class DemoPlan:
+    """Everything the demo will record, generated and checked; nothing saved yet."""
+
+    days: int
+    funds: list[Fund]  # sample funds missing from the chart
+    receipts: list[RecordPayment]
+    follow_ups: list[FollowUp]
+
+
+@dataclass
+class DemoProgress:
+    """What is stored so far, in whole committed commands."""
+
+    funds_to_add: int
+    receipts_planned: int
+    follow_ups_planned: int
+    funds_added: bool = False
+    receipts_done: int = 0  # stored, by this run or an earlier one
+    receipts_new: int = 0  # recorded by this run
+    follow_ups_done: int = 0
+    stats: Counter[str] = field(default_factory=Counter)
+
+    def describe(self) -> str:
+        if not self.funds_to_add:
+            funds = "the sample funds were already in the chart"
+        elif self.funds_added:
+            funds = f"the {self.funds_to_add} missing sample funds were added"
+        else:
+            funds = f"the {self.funds_to_add} missing sample funds were not added"
+        return (
+            f"{funds}; {self.receipts_done} of {self.receipts_planned} receipts are stored "
+            f"({self.receipts_new} recorded by this run); {self.follow_ups_done} of "
+            f"{self.follow_ups_planned} follow-up commands (allocations, refunds, transfers, "
+            "reversals) are done"
+        )
+
+
+class DemoInterrupted(RuntimeError):
+    """Saving stopped part-way; `progress` says exactly what is stored."""
+
+    def __init__(self, progress: DemoProgress, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.progress = progress
+        self.cause = cause
+
+
 def run_demo(
     ledger: IncomeLedger, *, days: int, receipts_per_day: int, seed: int
 ) -> dict[str, Any]:
+    plan = plan_demo(ledger, days=days, receipts_per_day=receipts_per_day, seed=seed)
+    return dict(record_demo(ledger, plan).stats)
+
+
+def plan_demo(ledger: IncomeLedger, *, days: int, receipts_per_day: int, seed: int) -> DemoPlan:
+    """Generate the demo and check every receipt and every command's context against the
+    ledger's rules. Saves nothing: a refusal here (a LedgerError) means nothing is stored."""
     rng = random.Random(seed)
-    setup = CommandContext("system:demo")
-    existing = {fund["code"] for fund in ledger.funds()}
-    for fund in SAMPLE_FUNDS:
-        if fund.code not in existing:
-            ledger.add_fund(fund, setup, reason="sample chart of funds")
+    chart = copy.deepcopy(ledger.chart())
+    missing = [fund for fund in SAMPLE_FUNDS if fund.code not in chart.funds]
+    for fund in missing:
+        chart.add_fund(fund, SETUP.actor, FUNDS_REASON)
     funds = {fund.code: fund for fund in SAMPLE_FUNDS}
-    stats: Counter[str] = Counter(days=days)
-    recorded = []
-    for day_index, day in enumerate(business_days(days, datetime.now(UK).date())):
-        commands = [_receipt(rng, funds, day, seed, day_index, n) for n in range(receipts_per_day)]
-        outcomes = ledger.record_payments(commands, CommandContext("integration:demo-import"))
-        recorded.extend(outcomes)
-        stats["receipts"] += len(outcomes)
-    for outcome in recorded:
-        _follow_up(ledger, rng, funds, outcome.payment, seed, stats)
-    return dict(stats)
+    receipts = [
+        _receipt(rng, funds, day, seed, day_index, n)
+        for day_index, day in enumerate(business_days(days, datetime.now(UK).date()))
+        for n in range(receipts_per_day)
+    ]
+    follow_ups = []
+    for start in range(0, len(receipts), BATCH_SIZE):
+        for payment in ledger.check_payments(receipts[start : start + BATCH_SIZE], IMPORT, chart):
+            follow_up = _follow_up(rng, funds, payment, seed)
+            if follow_up is not None:
+                follow_ups.append(follow_up)
+    return DemoPlan(days, missing, receipts, follow_ups)
+
+
+def record_demo(ledger: IncomeLedger, plan: DemoPlan) -> DemoProgress:
+    """Save a checked plan: the funds in one write, the receipts in batches of BATCH_SIZE
+    (each all or nothing), then each follow-up. A failure raises DemoInterrupted."""
+    progress = DemoProgress(len(plan.funds), len(plan.receipts), len(plan.follow_ups))
+    progress.stats["days"] = plan.days
+    try:
+        if plan.funds:
+            ledger.add_funds(plan.funds, SETUP, reason=FUNDS_REASON)
+        progress.funds_added = True
+        for start in range(0, len(plan.receipts), BATCH_SIZE):
+            outcomes = ledger.record_payments(plan.receipts[start : start + BATCH_SIZE], IMPORT)
+            progress.receipts_done += len(outcomes)
+            progress.receipts_new += sum(outcome.recorded for outcome in outcomes)
+        progress.stats["receipts"] = progress.receipts_done
+        for follow_up in plan.follow_ups:
+            _apply(ledger, follow_up, progress.stats)
+            progress.follow_ups_done += 1
+    except Exception as error:
+        raise DemoInterrupted(progress, error) from error
+    return progress
+
+
+def _apply(ledger: IncomeLedger, follow_up: FollowUp, stats: Counter[str]) -> None:
+    """Run one follow-up. A rule refusing it stores nothing and is part of a realistic day;
+    a concurrent writer is not, and stops the demo so that a re-run applies it."""
+    try:
+        follow_up.apply(ledger)
+    except ConcurrentUpdate:
+        raise
+    except LedgerError:
+        stats["skipped"] += 1
+        return
+    stats[follow_up.stat] += 1
 
 
 def _receipt(
@@ -157,67 +275,44 @@ def _receipt(
 
 
 def _follow_up(
-    ledger: IncomeLedger,
-    rng: random.Random,
-    funds: dict[str, Fund],
-    payment: dict[str, Any],
-    seed: int,
-    stats: Counter[str],
-) -> None:
-    """What an income team does next: clear suspense, refund, transfer, reverse."""
-    officer = rng.choice(OFFICERS)
-    key = f"demo-{seed}-{payment['payment_id']}"
-    ctx = CommandContext(officer, key)
-    payment_id = payment["payment_id"]
-    from uuid import UUID
+    rng: random.Random, funds: dict[str, Fund], payment: dict[str, Any], seed: int
+) -> FollowUp | None:
+    """What an income team does next: clear suspense, refund, transfer, reverse.
 
-    pid = UUID(payment_id)
+    Keyed by the payment, so a re-run repeats nothing; the context is built (and so
+    checked) here, before anything is saved. Draws from `rng` exactly as earlier versions
+    did, so a ledger they filled gets nothing new."""
+    ctx = CommandContext(rng.choice(OFFICERS), f"demo-{seed}-{payment['payment_id']}")
+    pid = UUID(payment["payment_id"])
     roll = rng.random()
-    try:
-        if payment["status"] == "suspense":
-            if rng.random() < 0.6:
-                fund = funds[rng.choice(["CT", "HRA", "SUN"])]
-                ledger.allocate(
-                    pid,
-                    [(fund.code, make_reference(fund, rng), payment["unallocated_pence"])],
-                    ctx,
-                    reason="payer confirmed the account by phone",
-                )
-                stats["allocations"] += 1
-        elif payment["channel"] == "cheque" and roll < 0.15:
-            ledger.reverse(pid, "returned_cheque", ctx, reason="cheque returned unpaid by bank")
-            stats["reversals"] += 1
-        elif payment["channel"] == "direct_debit" and roll < 0.05:
-            ledger.reverse(pid, "direct_debit_return", ctx, reason="ARUDD: instruction cancelled")
-            stats["reversals"] += 1
-        elif payment["channel"] == "govuk_pay" and roll < 0.02:
-            ledger.reverse(pid, "chargeback", ctx, reason="card dispute lost")
-            stats["reversals"] += 1
-        elif roll < 0.04 and payment["allocations"]:
-            line = payment["allocations"][0]
-            amount = max(1, line["amount_pence"] // rng.choice([1, 2, 4]))
-            ledger.refund(
-                pid,
-                amount,
-                ctx,
-                reason="overpayment: account in credit",
-                source=(line["fund_code"], line["reference"]),
-            )
-            stats["refunds"] += 1
-        elif roll < 0.07 and payment["allocations"]:
-            line = payment["allocations"][0]
-            target = funds["CT"] if line["fund_code"] != "CT" else funds["HRA"]
-            ledger.transfer(
-                pid,
-                (line["fund_code"], line["reference"]),
-                (target.code, make_reference(target, rng)),
-                line["amount_pence"],
-                ctx,
-                reason="payer paid the wrong account",
-            )
-            stats["transfers"] += 1
-    except LedgerError:
-        stats["skipped"] += 1
+    if payment["status"] == "suspense":
+        if rng.random() >= 0.6:
+            return None
+        fund = funds[rng.choice(["CT", "HRA", "SUN"])]
+        lines = [(fund.code, make_reference(fund, rng), payment["unallocated_pence"])]
+        reason = "payer confirmed the account by phone"
+        return FollowUp("allocations", lambda led: led.allocate(pid, lines, ctx, reason=reason))
+    reversal = REVERSALS.get(payment["channel"])
+    if reversal is not None and roll < reversal[0]:
+        _, kind, why = reversal
+        return FollowUp("reversals", lambda led: led.reverse(pid, kind, ctx, reason=why))
+    if roll >= 0.07 or not payment["allocations"]:
+        return None
+    line = payment["allocations"][0]
+    source = (line["fund_code"], line["reference"])
+    if roll < 0.04:
+        amount = max(1, line["amount_pence"] // rng.choice([1, 2, 4]))
+        why = "overpayment: account in credit"
+        return FollowUp(
+            "refunds", lambda led: led.refund(pid, amount, ctx, reason=why, source=source)
+        )
+    target = funds["CT"] if line["fund_code"] != "CT" else funds["HRA"]
+    destination = (target.code, make_reference(target, rng))
+    moved = line["amount_pence"]
+    why = "payer paid the wrong account"
+    return FollowUp(
+        "transfers", lambda led: led.transfer(pid, source, destination, moved, ctx, reason=why)
+    )
 
 
 def summarise(ledger: IncomeLedger) -> dict[str, Any]:

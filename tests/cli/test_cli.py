@@ -138,3 +138,21 @@ def test_an_uninitialised_database_says_what_to_run(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert "income-ledger db init" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_adding_funds_from_a_file_is_all_or_nothing(cli, tmp_path) -> None:
+    licensing = {
+        "code": "LIC",
+        "name": "Licensing",
+        "cost_centre": "L1",
+        "ledger_code": "R9",
+        "reference_rule": {"min_length": 6, "max_length": 6, "pattern": "LI[0-9]{4}"},
+    }
+    council_tax = dict(licensing, code="CT", name="Council Tax again")
+    definitions = tmp_path / "funds.json"
+    definitions.write_text(json.dumps([licensing, council_tax]))
+    refused = cli("funds", "add", "--file", str(definitions), code=2)
+    assert "fund CT already exists" in refused.output
+    assert "LIC" not in {f["code"] for f in as_json(cli("funds", "list", "--json"))}
+    definitions.write_text(json.dumps([licensing]))
+    assert "added funds: LIC" in cli("funds", "add", "--file", str(definitions)).stdout
