@@ -272,9 +272,10 @@ def refund(
     user: Staff,
     key: IdempotencyKey = None,
 ) -> Any:
-    """Refund part or all of what remains (never more), with a reason. Above the approval
-    limit the refund is requested (202) and a supervisor other than the requester approves it.
-    Roles: officer, supervisor."""
+    """Refund part or all of what remains (never more), with a reason. When the payment's
+    refunds (made, reported by the channel, and waiting) would add up to more than the
+    approval limit, the refund is requested instead (202) and a supervisor other than the
+    requester approves it. Roles: officer, supervisor."""
     if (body.fund_code is None) != (body.reference is None):
         raise ApiProblem(
             422,
@@ -285,13 +286,8 @@ def refund(
     source = (body.fund_code, body.reference) if body.fund_code and body.reference else None
 
     def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
-        if body.amount_pence > svc.config.refund_approval_limit_pence:
-            outcome = svc.ledger.request_refund(
-                payment_id, body.amount_pence, ctx, body.reason, source
-            )
-            return payment_command(202, outcome)
         outcome = svc.ledger.refund(payment_id, body.amount_pence, ctx, body.reason, source)
-        return payment_command(201, outcome)
+        return payment_command(202 if outcome.refund_request_id else 201, outcome)
 
     return run_command(svc, request, user, key, body, command)
 
@@ -310,8 +306,10 @@ def approve_refund(
     user: Supervisor,
     key: IdempotencyKey = None,
 ) -> Any:
-    """Approve a refund above the limit; the money moves now. The requester cannot approve
-    their own request. Roles: supervisor."""
+    """Approve a refund above the limit; the money moves now, from where it was requested
+    (409 refund_request_stale if that money has moved since: decline and request again). The
+    requester cannot approve their own request; a second approval, or one that loses a race,
+    gets 409. Roles: supervisor."""
 
     def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
         return payment_command(201, svc.ledger.approve_refund(payment_id, request_id, ctx))

@@ -143,6 +143,7 @@ class PendingRefundOut(BaseModel):
     reference: str | None
     reason: str
     requested_by: str
+    requested_at: str
 
 
 class PaymentOut(BaseModel):

@@ -19,7 +19,6 @@ MAX_PAGE_SIZE = 500
 
 @dataclass(frozen=True)
 class ApiConfig:
-    refund_approval_limit_pence: int = 50_000
     read_wait_seconds: float = 5.0
     govuk_pay_webhook_secret: str = ""
     govuk_pay_ledger_codes: dict[str, str] = field(default_factory=dict)

@@ -14,14 +14,15 @@ import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.utils import get_topic
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,7 @@ from domain.payment import (
     AllocationRequest,
     Channel,
     Payment,
+    PendingRefund,
     ReversalKind,
     payment_id_for,
 )
@@ -50,6 +52,8 @@ MAX_BATCH_SIZE = 10_000
 # A request that loses a race is run again to find what the winner did; more than a few
 # losses in a row means heavy contention, and the client is better placed to wait.
 MAX_ATTEMPTS = 3
+DEFAULT_REFUND_APPROVAL_LIMIT_PENCE = 50_000
+MAX_PENDING_LISTED = 500
 SYSTEM_ACTOR = "system"
 
 
@@ -86,12 +90,14 @@ class Outcome:
 
     `position` is the notification id of the last event recorded (None when the command was a
     repeat and recorded nothing), for read-your-writes against the projections.
+    `refund_request_id` is set when a refund waits for a second person's approval.
     """
 
     payment_id: UUID
     recorded: bool
     position: int | None
     payment: dict[str, Any] = field(repr=False)
+    refund_request_id: str | None = None
 
 
 def fingerprint(command: str, **arguments: Any) -> str:
@@ -105,8 +111,17 @@ class IncomeLedger(Application):
 
     name = "Ledger"
 
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        refund_approval_limit_pence: int = DEFAULT_REFUND_APPROVAL_LIMIT_PENCE,
+    ) -> None:
         super().__init__(env)
+        if refund_approval_limit_pence < 0:
+            raise InvalidRequest("the refund approval limit cannot be negative")
+        # Refunds on one payment adding up to more than this need a second person.
+        self.refund_approval_limit_pence = refund_approval_limit_pence
         self._read_chart: FundChart | None = None
         self._read_chart_lock = threading.Lock()
 
@@ -334,57 +349,33 @@ class IncomeLedger(Application):
         source: tuple[str, str] | None = None,
         effective: datetime | None = None,
     ) -> Outcome:
+        """Refund now, or, when the payment's refunds would add up to more than the approval
+        limit, record a request that a second person approves (`refund_request_id` is set)."""
         key = fingerprint(
             "refund",
             amount_pence=amount_pence,
             reason=reason,
             source=list(source) if source else None,
         )
+        request_ids: list[str | None] = []
 
         def change(payment: Payment, _: FundChart) -> None:
-            payment.refund(
-                amount_pence=amount_pence,
-                actor=ctx.actor,
-                reason=reason,
-                fund_code=source[0].upper() if source else None,
-                reference=source[1] if source else None,
-                idempotency_key=ctx.idempotency_key,
-                fingerprint=key,
-                effective_at=effective,
+            request_ids.append(
+                payment.refund(
+                    amount_pence=amount_pence,
+                    actor=ctx.actor,
+                    reason=reason,
+                    fund_code=source[0].upper() if source else None,
+                    reference=source[1] if source else None,
+                    approval_limit_pence=self.refund_approval_limit_pence,
+                    idempotency_key=ctx.idempotency_key,
+                    fingerprint=key,
+                    effective_at=effective,
+                )
             )
 
-        return self._change_payment(payment_id, change)
-
-    def request_refund(
-        self,
-        payment_id: UUID,
-        amount_pence: int,
-        ctx: CommandContext,
-        reason: str,
-        source: tuple[str, str] | None = None,
-    ) -> Outcome:
-        """Ask for a refund above the approval limit; a second person approves it."""
-        key = fingerprint(
-            "request_refund",
-            amount_pence=amount_pence,
-            reason=reason,
-            source=list(source) if source else None,
-        )
-        request_id = str(uuid4())
-
-        def change(payment: Payment, _: FundChart) -> None:
-            payment.request_refund(
-                request_id=request_id,
-                amount_pence=amount_pence,
-                actor=ctx.actor,
-                reason=reason,
-                fund_code=source[0].upper() if source else None,
-                reference=source[1] if source else None,
-                idempotency_key=ctx.idempotency_key,
-                fingerprint=key,
-            )
-
-        return self._change_payment(payment_id, change)
+        outcome = self._change_payment(payment_id, change)
+        return replace(outcome, refund_request_id=request_ids[-1])
 
     def approve_refund(self, payment_id: UUID, request_id: str, ctx: CommandContext) -> Outcome:
         key = fingerprint("approve_refund", request_id=request_id)
@@ -516,17 +507,7 @@ class IncomeLedger(Application):
             "unallocated_pence": payment.unallocated_pence,
             "refunded_pence": payment.refunded_pence,
             "reversed_pence": payment.reversed_pence,
-            "pending_refunds": [
-                {
-                    "request_id": p.request_id,
-                    "amount_pence": p.amount_pence,
-                    "fund_code": p.fund_code,
-                    "reference": p.reference,
-                    "reason": p.reason,
-                    "requested_by": p.requested_by,
-                }
-                for p in payment.pending_refunds.values()
-            ],
+            "pending_refunds": [pending_refund_view(p) for p in payment.pending_refunds.values()],
             "allocations": [
                 {
                     "fund_code": line.fund_code,
@@ -538,6 +519,30 @@ class IncomeLedger(Application):
             ],
             "version": payment.version,
         }
+
+    def pending_refunds(self, limit: int = MAX_PENDING_LISTED) -> list[dict[str, Any]]:
+        """Refund requests waiting for a second person, on any payment, oldest first.
+
+        Only refunds above the approval limit become requests, so the event store is asked for
+        RefundRequested events alone and only the payments they name are loaded.
+        """
+        topics = [get_topic(Payment.RefundRequested)]
+        payment_ids: dict[UUID, None] = {}
+        after = 0
+        while True:
+            page = self.recorder.select_notifications(
+                start=after, limit=1000, topics=topics, inclusive_of_start=False
+            )
+            payment_ids.update((UUID(str(n.originator_id)), None) for n in page)
+            if len(page) < 1000:
+                break
+            after = page[-1].id
+        waiting = [
+            {"payment_id": str(payment_id), **pending_refund_view(pending)}
+            for payment_id in payment_ids
+            for pending in self._payment(payment_id).pending_refunds.values()
+        ]
+        return sorted(waiting, key=lambda p: p["requested_at"])[:limit]
 
     # ---- request idempotency ---------------------------------------------------------------
 
@@ -712,6 +717,18 @@ class IncomeLedger(Application):
     def _transaction(self, commit: bool = True) -> Iterator[Session]:
         with self.recorder.datastore.transaction(commit=commit) as session:  # type: ignore[attr-defined]
             yield session
+
+
+def pending_refund_view(pending: PendingRefund) -> dict[str, Any]:
+    return {
+        "request_id": pending.request_id,
+        "amount_pence": pending.amount_pence,
+        "fund_code": pending.fund_code,
+        "reference": pending.reference,
+        "reason": pending.reason,
+        "requested_by": pending.requested_by,
+        "requested_at": pending.requested_at.isoformat(),
+    }
 
 
 def describe_event(event: Any) -> dict[str, Any]:

@@ -113,6 +113,18 @@ class SecondPersonRequired(RuleViolation):
     code = "second_person_required"
 
 
+class RefundRequestAlreadyDecided(RuleViolation):
+    """Someone else approved or declined the request first (a lost race is not a 404)."""
+
+    code = "refund_request_already_decided"
+
+
+class RefundRequestStale(RuleViolation):
+    """The money a refund request was to come from has moved since it was requested."""
+
+    code = "refund_request_stale"
+
+
 class IdempotencyKeyReused(RuleViolation):
     code = "idempotency_key_reused"
 

@@ -27,7 +27,9 @@ from domain.errors import (
     PaymentAlreadyReversed,
     ReasonRequired,
     RefundExceedsRemaining,
+    RefundRequestAlreadyDecided,
     RefundRequestNotFound,
+    RefundRequestStale,
     SecondPersonRequired,
     TransferExceedsAllocation,
     UnknownChannel,
@@ -149,6 +151,7 @@ class PendingRefund:
     amount_pence: int
     reason: str
     requested_by: str
+    requested_at: datetime
 
 
 @dataclass(frozen=True)
@@ -278,6 +281,7 @@ class Payment(Aggregate):
             payment.refunded_pence += self.amount_pence
             if self.request_id is not None:
                 payment.pending_refunds.pop(self.request_id, None)
+                payment.decided_refunds[self.request_id] = f"approved by {self.actor}"
 
     class RefundRequested(Event):
         request_id: str
@@ -295,7 +299,10 @@ class Payment(Aggregate):
                 self.amount_pence,
                 self.reason,
                 self.actor,
+                self.timestamp,
             )
+            if self.idempotency_key:
+                payment.refund_requests_by_key[self.idempotency_key] = self.request_id
 
     class RefundDeclined(Event):
         request_id: str
@@ -304,6 +311,7 @@ class Payment(Aggregate):
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
             payment.pending_refunds.pop(self.request_id, None)
+            payment.decided_refunds[self.request_id] = f"declined by {self.actor}"
 
     class Reversed(Event):
         kind: str
@@ -362,6 +370,9 @@ class Payment(Aggregate):
         self.reversed_pence = 0
         self.reversal_kind: str | None = None
         self.pending_refunds: dict[str, PendingRefund] = {}
+        # Who settled each request, so that a late second approval is told, not "not found".
+        self.decided_refunds: dict[str, str] = {}
+        self.refund_requests_by_key: dict[str, str] = {}
         self.commands: dict[str, str] = {}
         if idempotency_key:
             self.commands[idempotency_key] = fingerprint or ""
@@ -527,24 +538,55 @@ class Payment(Aggregate):
         reason: str,
         fund_code: str | None = None,
         reference: str | None = None,
+        approval_limit_pence: int | None = None,
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         effective_at: datetime | None = None,
-    ) -> None:
-        """Pay money back from one allocation, or from the unallocated part."""
+    ) -> str | None:
+        """Pay money back from one allocation, or from the unallocated part.
+
+        The approval limit is cumulative per payment: what was already refunded (by people
+        or reported by the channel), plus the requests still waiting, plus this refund. Above
+        it no money moves: the refund becomes a request that a second person approves, so
+        splitting one refund into several small ones does not avoid the approval. None means
+        no limit. Returns the request's id when the refund waits for approval, else None.
+        """
         if self.is_repeat(idempotency_key, fingerprint):
-            return
-        self._pay_back(
-            amount_pence,
-            actor,
-            reason,
-            fund_code,
-            reference,
-            idempotency_key,
-            fingerprint,
-            effective_at,
-            request=None,
+            return self.refund_requests_by_key.get(idempotency_key or "")
+        self._require_not_reversed()
+        reason = _require_text("reason", reason, required=True)
+        require_positive_pence(amount_pence)
+        source = self._refund_source(fund_code, reference)
+        self._require_unreserved(amount_pence, source)
+        if not self._needs_approval(amount_pence, approval_limit_pence):
+            self._pay_back(
+                amount_pence,
+                source,
+                actor=actor,
+                reason=reason,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                effective_at=effective_at,
+            )
+            return None
+        if effective_at is not None:
+            raise InvalidEffectiveDate(
+                "this refund needs a second person's approval and takes effect when approved: "
+                "leave out effective_at"
+            )
+        request_id = str(uuid4())
+        self.trigger_event(
+            self.RefundRequested,
+            request_id=request_id,
+            fund_code=source.fund_code if source else None,
+            reference=source.reference if source else None,
+            amount_pence=amount_pence,
+            reason=reason,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
         )
+        return request_id
 
     def refund_up_to(
         self,
@@ -559,7 +601,9 @@ class Payment(Aggregate):
 
         Channels such as GOV.UK Pay report a running total, so a repeated or late report
         refunds nothing more. Money comes from the unallocated part first, then from the
-        largest allocations.
+        largest allocations. The approval limit does not apply: the money has already gone
+        back at the provider, and the ledger must record what happened. It counts towards the
+        payment's cumulative total for later refunds by people all the same.
         """
         missing = total_refunded_pence - self.refunded_pence
         if missing <= 0 or self.reversed_pence:
@@ -569,56 +613,26 @@ class Payment(Aggregate):
                 f"the channel reports {total_refunded_pence} pence refunded but only "
                 f"{self.refunded_pence + self.remaining_pence} pence can be"
             )
-        sources: list[tuple[str | None, str | None, int]] = []
+        sources: list[tuple[AllocationLine | None, int]] = []
         if self.unallocated_pence:
-            sources.append((None, None, self.unallocated_pence))
+            sources.append((None, self.unallocated_pence))
         for line in sorted(self.lines_with_money(), key=lambda x: (-x.amount_pence, x.key)):
-            sources.append((line.fund_code, line.reference, line.amount_pence))
-        for fund_code, reference, available in sources:
+            sources.append((line, line.amount_pence))
+        reason = _require_text("reason", reason, required=True)
+        for source, available in sources:
             amount = min(missing, available)
             self._pay_back(
                 amount,
-                actor,
-                reason,
-                fund_code,
-                reference,
-                idempotency_key,
-                fingerprint,
-                None,
-                request=None,
+                source,
+                actor=actor,
+                reason=reason,
+                idempotency_key=idempotency_key,
+                fingerprint=fingerprint,
+                effective_at=None,
             )
             missing -= amount
             if missing == 0:
                 return
-
-    def request_refund(
-        self,
-        *,
-        request_id: str,
-        amount_pence: int,
-        actor: str,
-        reason: str,
-        fund_code: str | None = None,
-        reference: str | None = None,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
-    ) -> None:
-        """Ask for a refund that a second person must approve; no money moves yet."""
-        if self.is_repeat(idempotency_key, fingerprint):
-            return
-        reason = _require_text("reason", reason, required=True)
-        source = self._refund_check(amount_pence, fund_code, reference)
-        self.trigger_event(
-            self.RefundRequested,
-            request_id=request_id,
-            fund_code=source.fund_code if source else None,
-            reference=source.reference if source else None,
-            amount_pence=amount_pence,
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-        )
 
     def approve_refund(
         self,
@@ -628,7 +642,8 @@ class Payment(Aggregate):
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
     ) -> None:
-        """A second person approves a requested refund; the money moves now."""
+        """A second person approves a requested refund; the money moves now, from where it
+        was requested (never from somewhere else the money has gone since)."""
         if self.is_repeat(idempotency_key, fingerprint):
             return
         pending = self._pending(request_id)
@@ -637,15 +652,15 @@ class Payment(Aggregate):
                 "a refund above the limit needs a second person: the person who asked for it "
                 "cannot approve it"
             )
+        self._require_not_reversed()
         self._pay_back(
             pending.amount_pence,
-            actor,
-            pending.reason,
-            pending.fund_code,
-            pending.reference,
-            idempotency_key,
-            fingerprint,
-            None,
+            self._requested_source(pending),
+            actor=actor,
+            reason=pending.reason,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            effective_at=None,
             request=pending,
         )
 
@@ -671,58 +686,99 @@ class Payment(Aggregate):
             fingerprint=fingerprint,
         )
 
-    def _pending(self, request_id: str) -> PendingRefund:
-        try:
-            return self.pending_refunds[request_id]
-        except KeyError:
-            raise RefundRequestNotFound(
-                f"no refund request {request_id!r} is waiting on this payment"
-            ) from None
+    @property
+    def pending_refund_pence(self) -> int:
+        return sum(p.amount_pence for p in self.pending_refunds.values())
 
-    def _refund_check(
-        self, amount_pence: int, fund_code: str | None, reference: str | None
-    ) -> AllocationLine | None:
-        """The source of a refund of this amount, or the rule it breaks."""
-        self._require_not_reversed()
-        require_positive_pence(amount_pence)
-        source_line = self._refund_source(fund_code, reference)
-        if source_line is not None:
-            available = source_line.amount_pence
-            where = f"allocation {source_line.fund_code} {source_line.reference}"
-        else:
-            available = self.unallocated_pence
-            where = "the unallocated part"
-        if amount_pence > available:
-            raise RefundExceedsRemaining(
-                f"refunding {amount_pence} pence but only {available} pence remains on {where}"
+    def _needs_approval(self, amount_pence: int, approval_limit_pence: int | None) -> bool:
+        if approval_limit_pence is None:
+            return False
+        cumulative = self.refunded_pence + self.pending_refund_pence + amount_pence
+        return cumulative > approval_limit_pence
+
+    def _pending(self, request_id: str) -> PendingRefund:
+        pending = self.pending_refunds.get(request_id)
+        if pending is not None:
+            return pending
+        if request_id in self.decided_refunds:
+            raise RefundRequestAlreadyDecided(
+                f"refund request {request_id} was already {self.decided_refunds[request_id]}; "
+                "nothing more to do"
             )
-        return source_line
+        raise RefundRequestNotFound(f"no refund request {request_id!r} is waiting on this payment")
+
+    def _require_unreserved(self, amount_pence: int, source: AllocationLine | None) -> None:
+        """A refund may not take money that waiting requests were promised."""
+        where = self._where(source)
+        held = source.amount_pence if source is not None else self.unallocated_pence
+        reserved = sum(
+            p.amount_pence
+            for p in self.pending_refunds.values()
+            if (p.fund_code, p.reference) == (where[0], where[1])
+        )
+        if amount_pence > held - reserved:
+            waiting = f" ({reserved} pence of it waits for approval)" if reserved else ""
+            raise RefundExceedsRemaining(
+                f"refunding {amount_pence} pence but only {held} pence remains on "
+                f"{where[2]}{waiting}"
+            )
+
+    def _requested_source(self, pending: PendingRefund) -> AllocationLine | None:
+        """Where an approved refund comes from: exactly where it was requested, if the money
+        is still there."""
+        if pending.fund_code is None:
+            held, where = self.unallocated_pence, "the unallocated part"
+            source = None
+        else:
+            assert pending.reference is not None
+            source = self.lines.get(line_key(pending.fund_code, pending.reference))
+            held = source.amount_pence if source else 0
+            where = f"allocation {pending.fund_code} {pending.reference}"
+        if pending.amount_pence > held:
+            raise RefundRequestStale(
+                f"refund request {pending.request_id} is for {pending.amount_pence} pence from "
+                f"{where}, which holds only {held} pence now: the money was allocated, "
+                "transferred, refunded or reversed after the request. Decline this request "
+                "and request the refund again from where the money is now"
+            )
+        return source
+
+    @staticmethod
+    def _where(source: AllocationLine | None) -> tuple[str | None, str | None, str]:
+        if source is None:
+            return None, None, "the unallocated part"
+        return (
+            source.fund_code,
+            source.reference,
+            f"allocation {source.fund_code} {source.reference}",
+        )
 
     def _pay_back(
         self,
         amount_pence: int,
+        source: AllocationLine | None,
+        *,
         actor: str,
         reason: str,
-        fund_code: str | None,
-        reference: str | None,
         idempotency_key: str | None,
         fingerprint: str | None,
         effective_at: datetime | None,
-        request: PendingRefund | None,
+        request: PendingRefund | None = None,
     ) -> None:
-        reason = _require_text("reason", reason, required=True)
-        source_line = self._refund_check(amount_pence, fund_code, reference)
-        vat_change = 0
-        if source_line is not None:
-            _, change = source_line.changed_by(-amount_pence)
-            vat_change = -change
+        """Record a refund from a source already chosen and checked."""
+        held = source.amount_pence if source is not None else self.unallocated_pence
+        assert 0 < amount_pence <= held, (amount_pence, held)
+        vat_pence = 0
+        if source is not None:
+            _, change = source.changed_by(-amount_pence)
+            vat_pence = -change
         self.trigger_event(
             self.Refunded,
             channel=self.channel,
-            fund_code=source_line.fund_code if source_line else None,
-            reference=source_line.reference if source_line else None,
+            fund_code=source.fund_code if source else None,
+            reference=source.reference if source else None,
             amount_pence=amount_pence,
-            vat_pence=vat_change,
+            vat_pence=vat_pence,
             reason=reason,
             effective_at=self._effective(effective_at),
             actor=actor,

@@ -44,7 +44,10 @@ def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedg
             f"the database at {safe_url(settings)} is missing ledger tables: "
             "run `income-ledger db init` (it creates only what is missing)"
         )
-    ledger = IncomeLedger(env=eventsourcing_env(settings, create_tables=False))
+    ledger = IncomeLedger(
+        env=eventsourcing_env(settings, create_tables=False),
+        refund_approval_limit_pence=settings.refund_approval_limit_pence,
+    )
     if settings.is_postgres:
         _check_connections_before_use(ledger)
     return ledger

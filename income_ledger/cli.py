@@ -327,6 +327,13 @@ def print_payment(payment: dict[str, Any]) -> None:
             f"£{pence_to_pounds(line['amount_pence'])}{vat}",
             highlight=False,
         )
+    for pending in payment["pending_refunds"]:
+        out.print(
+            f"  refund waiting for approval: request {pending['request_id']}, "
+            f"£{pence_to_pounds(pending['amount_pence'])} from {refund_source(pending)}, "
+            f"asked by {pending['requested_by']} ({pending['reason']})",
+            highlight=False,
+        )
 
 
 @payments_app.command("record")
@@ -433,7 +440,9 @@ def payments_refund(
     idempotency_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Pay money back to the payer (never more than remains)."""
+    """Pay money back to the payer (never more than remains). When the payment's refunds
+    would add up to more than the approval limit (LEDGER_REFUND_APPROVAL_LIMIT_PENCE), the
+    refund waits for a second person: see approve-refund and decline-refund."""
     with ledger() as led:
         outcome = led.refund(
             parse_payment_id(payment_id),
@@ -442,7 +451,96 @@ def payments_refund(
             reason,
             source=parse_account(source, "--from") if source else None,
         )
-    print_outcome(outcome, as_json, "refunded on")
+    request_id = outcome.refund_request_id
+    if as_json:
+        print_json(
+            {
+                "recorded": outcome.recorded,
+                "position": outcome.position,
+                "refund": "waiting_for_approval" if request_id else "refunded",
+                "refund_request_id": request_id,
+                "payment": outcome.payment,
+            }
+        )
+    elif request_id is None:
+        print_outcome(outcome, as_json, "refunded on")
+    else:
+        print_outcome(outcome, as_json, "refund requested on")
+        out.print(
+            f"waiting for approval: refunds on this payment would exceed "
+            f"£{pence_to_pounds(led.refund_approval_limit_pence)}; a second person runs "
+            f"`income-ledger payments approve-refund {outcome.payment_id} {request_id}` "
+            "(or decline-refund)",
+            highlight=False,
+        )
+
+
+@payments_app.command("approve-refund")
+@handle_errors
+def payments_approve_refund(
+    payment_id: str,
+    request_id: str,
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a refund that waits for a second person; the money moves now, from where it
+    was requested. The person who asked for it cannot approve it."""
+    with ledger() as led:
+        outcome = led.approve_refund(
+            parse_payment_id(payment_id), request_id, context(actor, idempotency_key)
+        )
+    print_outcome(outcome, as_json, f"refund {request_id} approved and paid on")
+
+
+@payments_app.command("decline-refund")
+@handle_errors
+def payments_decline_refund(
+    payment_id: str,
+    request_id: str,
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    idempotency_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Decline a refund that waits for approval, saying why; no money moves."""
+    with ledger() as led:
+        outcome = led.decline_refund(
+            parse_payment_id(payment_id), request_id, context(actor, idempotency_key), reason
+        )
+    print_outcome(outcome, as_json, f"refund {request_id} declined on")
+
+
+@payments_app.command("pending-refunds")
+@handle_errors
+def payments_pending_refunds(as_json: JsonOption = False) -> None:
+    """Refunds waiting for a second person's approval, on every payment, oldest first."""
+    with ledger() as led:
+        waiting = led.pending_refunds()
+    if as_json:
+        print_json(waiting)
+        return
+    if not waiting:
+        out.print("no refunds wait for approval")
+        return
+    table = Table("requested at", "payment", "request", "amount", "from", "by", "reason")
+    for item in waiting:
+        table.add_row(
+            item["requested_at"][:19],
+            item["payment_id"],
+            item["request_id"],
+            f"£{pence_to_pounds(item['amount_pence'])}",
+            refund_source(item),
+            escape(item["requested_by"]),
+            escape(item["reason"]),
+        )
+    out.print(table)
+
+
+def refund_source(pending: dict[str, Any]) -> str:
+    if pending["fund_code"] is None:
+        return "unallocated"
+    return f"{pending['fund_code']} {pending['reference']}"
 
 
 @payments_app.command("reverse")

@@ -70,7 +70,6 @@ def parse_ledger_codes(text: str) -> dict[str, str]:
 
 def api_config(settings: Settings) -> ApiConfig:
     return ApiConfig(
-        refund_approval_limit_pence=settings.refund_approval_limit_pence,
         read_wait_seconds=settings.read_wait_seconds,
         govuk_pay_webhook_secret=settings.govuk_pay_webhook_secret,
         govuk_pay_ledger_codes=parse_ledger_codes(settings.govuk_pay_ledger_codes),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from application.ledger import DEFAULT_REFUND_APPROVAL_LIMIT_PENCE
+
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 
 
@@ -32,7 +34,10 @@ class Settings(BaseSettings):
         "", description="metadata.ledger_code to fund code mapping, e.g. R1010:CT,R2010:HRA"
     )
     refund_approval_limit_pence: int = Field(
-        50_000, ge=0, description="refunds above this need a supervisor's approval"
+        DEFAULT_REFUND_APPROVAL_LIMIT_PENCE,
+        ge=0,
+        description="refunds on one payment adding up to more than this (pence) need a "
+        "second person's approval",
     )
     read_wait_seconds: float = Field(
         5.0, ge=0, le=60, description="how long a query with min_position waits at most"

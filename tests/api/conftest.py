@@ -15,6 +15,7 @@ from api.auth import ApiKeys
 from api.services import ApiConfig
 from income_ledger.bootstrap import build_projection
 from income_ledger.server import build_services
+from income_ledger.settings import Settings
 from projections.runner import ProjectionRunner
 
 WEBHOOK_SECRET = "test-webhook-secret"
@@ -44,10 +45,14 @@ def signed(message: dict, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str
 
 
 @pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, refund_approval_limit_pence=REFUND_LIMIT_PENCE)
+
+
+@pytest.fixture
 def services(ledger, settings):
     services = build_services(settings, ledger, KEYS)
     services.config = ApiConfig(
-        refund_approval_limit_pence=REFUND_LIMIT_PENCE,
         read_wait_seconds=5.0,
         govuk_pay_webhook_secret=WEBHOOK_SECRET,
         govuk_pay_ledger_codes={"R2010": "HRA"},

@@ -229,36 +229,6 @@ def test_the_same_external_payment_always_gets_the_same_id() -> None:
     assert first.id == again.id != other_channel.id
 
 
-def test_a_large_refund_waits_for_a_second_person() -> None:
-    from domain.errors import RefundRequestNotFound, SecondPersonRequired
-
-    payment = receive(reference=CT_REF)
-    payment.request_refund(
-        request_id="r1", amount_pence=6_000, actor="officer:a", reason="overpaid"
-    )
-    assert payment.refunded_pence == 0 and "r1" in payment.pending_refunds
-    assert postings_for(payment.pending_events[-1]) == ()
-    with pytest.raises(SecondPersonRequired):
-        payment.approve_refund("r1", actor="officer:a")
-    payment.approve_refund("r1", actor="supervisor:b")
-    refunded = payment.pending_events[-1]
-    assert isinstance(refunded, Payment.Refunded)
-    assert refunded.requested_by == "officer:a" and refunded.actor == "supervisor:b"
-    assert payment.refunded_pence == 6_000 and not payment.pending_refunds
-    with pytest.raises(RefundRequestNotFound):
-        payment.approve_refund("r1", actor="supervisor:b")
-
-
-def test_a_requested_refund_is_checked_again_when_approved() -> None:
-    payment = receive(reference=CT_REF)
-    payment.request_refund(request_id="r1", amount_pence=8_000, actor="a", reason="overpaid")
-    payment.refund(amount_pence=5_000, actor="a", reason="small one first")
-    with pytest.raises(RefundExceedsRemaining):
-        payment.approve_refund("r1", actor="b")
-    payment.decline_refund("r1", actor="b", reason="no longer owed")
-    assert not payment.pending_refunds
-
-
 def test_refunds_reported_as_a_running_total_are_applied_once() -> None:
     payment = receive()
     allocate(payment, ("CT", CT_REF, 6_000), ("SUN", SUN_REF, 3_000))
