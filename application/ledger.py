@@ -82,6 +82,9 @@ class RecordPayment:
     fund_code: str | None = None
     external_id: str | None = None
     payer: PayerDetails | None = None
+    # True when external_id is the payment provider's own id (not typed by a person): it is
+    # then not checked for card numbers, which a numeric id may resemble by chance.
+    external_id_from_provider: bool = False
 
 
 @dataclass(frozen=True)
@@ -615,6 +618,7 @@ class IncomeLedger(Application):
             fund=fund,
             actor=ctx.actor,
             idempotency_key=ctx.idempotency_key,
+            external_id_from_provider=command.external_id_from_provider,
             fingerprint=fingerprint(
                 "record",
                 channel=command.channel,

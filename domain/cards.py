@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from domain.errors import CardNumberRejected, InvalidTextCharacters
 
-# 13 to 19 digits, possibly grouped by single spaces or dashes as people type them.
-_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# A card number as people write it: a standalone run of 13 to 19 digits, or grouped by single
+# spaces (any kind of whitespace) or dashes the way cards print them (4-4-4-4, up to three more digits for 19-digit
+# cards, or 4-6-5 / 4-6-4 for Amex and Diners). A digit run that is part of a longer token
+# (letters or digits next to it, or joined to it by a dash, as in a UUID or a provider's
+# payment id) is an identifier, not a card number.
+_CARD = re.compile(
+    r"(?<!\w)(?<!\w-)"
+    r"(?:\d{13,19}"
+    r"|\d{4}[\s-]\d{4}[\s-]\d{4}[\s-]\d{4}(?P<extra>[\s-]\d{1,3})?"
+    r"|\d{4}[\s-]\d{6}[\s-]\d{4,5})"
+    r"(?!\w)(?!-\w)"
+)
+_NOT_DIGIT = re.compile(r"\D")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+KEPT_FIRST_DIGITS = 6
+KEPT_LAST_DIGITS = 4
 
 
 def luhn_valid(digits: str) -> bool:
@@ -20,24 +35,74 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _canonical(char: str) -> str:
+    """One character as the guard reads it: compatibility forms folded (NFKC: full-width
+    digits are digits, a non-breaking space a space), every kind of dash a dash, and
+    invisible format characters (zero-width space, soft hyphen) gone."""
+    out = []
+    for c in unicodedata.normalize("NFKC", char):
+        if c == "\u2212" or unicodedata.category(c) == "Pd":
+            out.append("-")
+        elif unicodedata.category(c) != "Cf":
+            out.append(c)
+    return "".join(out)
+
+
+def _normalised(text: str) -> tuple[str, list[int] | None]:
+    """The text as the guard reads it, and for each of its characters the index of the
+    original character it came from (None when the positions are the same)."""
+    if text.isascii():  # already in normal form: the common case, kept fast
+        return text, None
+    chars: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        canonical = _canonical(char)
+        chars.append(canonical)
+        origin.extend([index] * len(canonical))
+    return "".join(chars), origin
+
+
+def _card_spans(normalised: str) -> list[list[int]]:
+    """For each card number in the normalised text, the positions of its digits."""
+    found = []
+    for match in _CARD.finditer(normalised):
+        positions = [match.start() + i for i, c in enumerate(match.group()) if c.isdecimal()]
+        digits = _NOT_DIGIT.sub("", match.group())
+        # With a fifth group, the first sixteen digits may be the card and the rest other text.
+        for length in (len(digits), 16) if match["extra"] else (len(digits),):
+            if luhn_valid(digits[:length]):
+                found.append(positions[:length])
+                break
+    return found
+
+
 def contains_card_number(text: str) -> bool:
-    for match in _CANDIDATE.finditer(text):
-        digits = re.sub(r"[ -]", "", match.group())
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return True
-    return False
+    return bool(_card_spans(_normalised(text)[0]))
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+def mask_card_numbers(text: str) -> str:
+    """The text with every card number cut to at most its first six and last four digits
+    (the rest become `*`), the most PCI DSS allows to be kept."""
+    normalised, origin = _normalised(text)
+    chars = list(text)
+    for positions in _card_spans(normalised):
+        for position in positions[KEPT_FIRST_DIGITS:-KEPT_LAST_DIGITS]:
+            chars[origin[position] if origin else position] = "*"
+    return "".join(chars)
 
 
-def reject_card_numbers(field: str, text: str | None) -> None:
-    """Refuse text holding a card number, or control characters that no person types (they
-    would also poison the read model: PostgreSQL text cannot hold NUL)."""
+def reject_control_characters(field: str, text: str | None) -> None:
+    """Refuse control characters that no person types (they would also poison the read
+    model: PostgreSQL text cannot hold NUL)."""
     if text and _CONTROL.search(text):
         raise InvalidTextCharacters(
             f"{field} contains control characters (such as NUL); remove them"
         )
+
+
+def reject_card_numbers(field: str, text: str | None) -> None:
+    """Refuse text holding a card number, or control characters."""
+    reject_control_characters(field, text)
     if text and contains_card_number(text):
         raise CardNumberRejected(
             f"{field} looks like it holds a full card number; card numbers must never be "

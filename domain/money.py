@@ -7,16 +7,22 @@ import re
 from domain.errors import InvalidAmount
 
 MAX_AMOUNT_PENCE = 100_000_000_000  # £1bn: a bound on any one movement, to catch typos.
-_POUNDS = re.compile(r"^(?P<sign>-?)(?P<pounds>\d{1,12})(?:\.(?P<pence>\d{1,2}))?$")
+# Commas only as thousands separators: "12,50" is a European decimal comma, not 1,250 pounds.
+_POUNDS = re.compile(
+    r"^(?P<sign>-?)(?P<pounds>\d{1,3}(?:,\d{3}){1,3}|\d{1,12})(?:\.(?P<pence>\d{1,2}))?$"
+)
 
 
 def pounds_to_pence(text: str) -> int:
     """Parse "12.50" (or "12", "12.5", "£1,234.56") into 1250 pence, exactly."""
-    cleaned = text.strip().replace(",", "").removeprefix("£")
-    match = _POUNDS.match(cleaned)
+    match = _POUNDS.match(text.strip().removeprefix("£"))
     if match is None:
-        raise InvalidAmount(f"{text!r} is not an amount in pounds: write it like 12.50")
-    pence = int(match["pounds"]) * 100 + int((match["pence"] or "0").ljust(2, "0"))
+        raise InvalidAmount(
+            f"{text!r} is not an amount in pounds: write it like 12.50 (a comma may only "
+            "separate thousands, as in 1,234.56)"
+        )
+    pounds = int(match["pounds"].replace(",", ""))
+    pence = pounds * 100 + int((match["pence"] or "0").ljust(2, "0"))
     return -pence if match["sign"] else pence
 
 

@@ -99,3 +99,48 @@ def test_audit_accepts_a_bare_date_as_the_uk_business_day(client) -> None:
         assert none.status_code == 200 and none.json()["items"] == [], query
     as_at = client.get(f"/audit/balances?as_at={today}", headers=auth("auditor"))
     assert as_at.status_code in {200, 501}, as_at.text
+
+
+NBSP_CARD = "4111\u00a01111\u00a01111\u00a01111"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"external_id": NBSP_CARD},
+        {"reference": NBSP_CARD},
+        {"payer": {"name": f"A Payer {NBSP_CARD}"}},
+        {"payer": {"address": "1 High St\u2028card 4111\u20111111\u20111111\u20111111"}},
+    ],
+)
+def test_card_numbers_with_unicode_separators_are_refused(client, ledger, body) -> None:
+    before = ledger.max_position()
+    response = client.post(
+        "/payments",
+        json={"channel": "cash", "amount_pence": 100} | body,
+        headers=auth("officer"),
+    )
+    assert _refused(response)["code"] == "card_number_rejected"
+    assert ledger.max_position() == before
+
+
+def test_uuid_keys_and_ids_that_once_looked_like_cards_are_recorded(client) -> None:
+    uuid_like = "f23e86e1-0646-4773-8447-c469d07d8b49"  # 1-0646-4773-8447 passes Luhn
+    response = client.post(
+        "/payments",
+        json={
+            "channel": "govuk_pay",
+            "amount_pence": 100,
+            "external_id": uuid_like,
+            "reference": CT_REF,
+        },
+        headers=auth("officer") | {"Idempotency-Key": uuid_like},
+    )
+    assert response.status_code == 201, response.text
+    pid = response.json()["payment"]["payment_id"]
+    note = client.post(
+        f"/payments/{pid}/notes",
+        json={"text": f"payer quoted payment {uuid_like}"},
+        headers=auth("officer"),
+    )
+    assert note.status_code == 201, note.text

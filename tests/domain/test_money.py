@@ -14,13 +14,31 @@ from domain.money import pence_to_pounds, pounds_to_pence, require_positive_penc
         ("£1,234.56", 123456),
         ("-3.05", -305),
         (" 7.00 ", 700),
+        ("1,234,567", 123456700),
+        ("999,999,999,999.99", 99999999999999),
     ],
 )
 def test_pounds_parse_exactly(text: str, pence: int) -> None:
     assert pounds_to_pence(text) == pence
 
 
-@pytest.mark.parametrize("text", ["12.505", "abc", "", "1e3", "12,50.0.1", "NaN"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12.505",
+        "abc",
+        "",
+        "1e3",
+        "12,50.0.1",
+        "NaN",
+        "12,50",
+        "1,23",
+        "12,5",
+        ",5",
+        "1,2345",
+        "1,,234",
+    ],
+)
 def test_bad_pounds_say_how_to_write_them(text: str) -> None:
     with pytest.raises(InvalidAmount, match="write it like 12.50"):
         pounds_to_pence(text)
