@@ -346,5 +346,29 @@ class HealthOut(BaseModel):
     read_model_position: int | None
 
 
+class StuckProjectionOut(BaseModel):
+    projection: str
+    position: int = Field(description="the last event it applied")
+    error_position: int | None = Field(description="the event it cannot apply")
+    error: str | None
+    failing_since: str | None
+    attempts: int
+    runner: str | None = Field(description="the process that reported it")
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: Literal["ok", "unreachable"]
+    event_position: int | None = None
+    read_model_position: int | None = None
+    lag_events: int | None = None
+    lag_seconds: float | None = Field(
+        None, description="age of the oldest event not yet in the read model"
+    )
+    stuck: list[StuckProjectionOut] = []
+    projection_errors_total: int | None = None
+    reasons: list[str] = Field(description="why it is not ready (empty when ready)")
+
+
 class PayerErasureIn(Strict):
     reason: Reason = Field(description="why, e.g. the data subject's erasure request")

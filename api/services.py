@@ -23,6 +23,7 @@ class ApiConfig:
     govuk_pay_webhook_secret: str = ""
     govuk_pay_ledger_codes: dict[str, str] = field(default_factory=dict)
     max_body_bytes: int = MAX_BODY_BYTES
+    ready_max_lag_seconds: float = 60.0
 
 
 class Metrics:
@@ -52,6 +53,21 @@ class Metrics:
         self.projection_lag = Gauge(
             "ledger_projection_lag_events",
             "events recorded but not yet in the read model",
+            registry=self.registry,
+        )
+        self.projection_lag_seconds = Gauge(
+            "ledger_projection_lag_seconds",
+            "age of the oldest event not yet in the read model (0 when caught up)",
+            registry=self.registry,
+        )
+        self.projections_stuck = Gauge(
+            "ledger_projections_stuck",
+            "projections stopped at an event they cannot apply (0 when healthy)",
+            registry=self.registry,
+        )
+        self.projection_errors = Gauge(
+            "ledger_projection_errors",
+            "failed attempts to apply an event, over the ledger's life (from the database)",
             registry=self.registry,
         )
 

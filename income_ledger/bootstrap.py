@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
@@ -17,6 +18,7 @@ from application.tables import metadata as application_metadata
 from income_ledger.settings import Settings
 from projections.chain import AuditChain, create_chain_tables, has_chain_tables
 from projections.runner import EventSource, Projection, projection_engine
+from projections.status import status_metadata
 
 EVENTS_TABLE = "ledger_events"
 # An arbitrary constant: the PostgreSQL advisory lock that serialises schema creation.
@@ -77,6 +79,7 @@ def init_database(settings: Settings) -> None:
             from projections.schema import create_read_model
 
             create_read_model(engine)
+            status_metadata.create_all(engine)
             create_chain_tables(engine)
     finally:
         engine.dispose()
@@ -102,13 +105,58 @@ def required_tables() -> set[str]:
         | set(application_metadata.tables)
         | set(LIVE.metadata.tables)
         | set(tracking_metadata.tables)
+        | set(status_metadata.tables)
     )
+
+
+def connection_problem(settings: Settings, error: BaseException) -> str | None:
+    """What to do about a database that cannot be reached, or None if that is not the error."""
+    text_ = " ".join(str(e) for e in _causes(error))
+    url = make_url(settings.database_url)
+    where = safe_url(settings)
+    if url.get_backend_name() == "sqlite":
+        if "unable to open database file" in text_:
+            folder = Path(url.database or ".").parent
+            return (
+                f"cannot open the SQLite database {url.database}: does the folder {folder} "
+                "exist, and may this user write there?"
+            )
+        return None
+    host, port = url.host or "localhost", url.port or 5432
+    if "does not exist" in text_ and "database" in text_:
+        user = f" -U {url.username}" if url.username else ""
+        return (
+            f"the PostgreSQL database {url.database!r} does not exist on {host}:{port}: create "
+            f"it with `createdb -h {host} -p {port}{user} {url.database}`, then run "
+            "`income-ledger db init`"
+        )
+    if "password authentication failed" in text_ or ("role" in text_ and "does not exist" in text_):
+        return (
+            f"PostgreSQL at {host}:{port} refused the user in {where}: check the user and password"
+        )
+    refused = ("Connection refused", "could not connect", "No such file or directory", "timeout")
+    if any(phrase in text_ for phrase in refused):
+        return (
+            f"cannot reach PostgreSQL at {host}:{port} ({where}): is the server running? Start "
+            "it (for example `sudo systemctl start postgresql`, or `pg_ctlcluster 15 main "
+            "start`), or fix LEDGER_DATABASE_URL"
+        )
+    if "server closed the connection" in text_ or "terminating connection" in text_:
+        return f"PostgreSQL at {host}:{port} closed the connection: is it restarting? Try again"
+    return None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 10:
+        yield current
+        current = current.__cause__ or current.__context__
+        seen += 1
 
 
 def safe_url(settings: Settings) -> str:
     """The database URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
     return make_url(settings.database_url).render_as_string(hide_password=True)
 
 

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import getpass
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -35,11 +36,13 @@ from income_ledger.bootstrap import (
     build_audit_chain,
     build_ledger,
     build_projection,
+    connection_problem,
     event_source,
     init_database,
     safe_url,
 )
 from income_ledger.settings import Settings
+from projections.runner import LockTimeout
 
 if TYPE_CHECKING:
     from income_ledger.demo import DemoInterrupted
@@ -75,6 +78,15 @@ KeyOption = Annotated[
     str | None,
     typer.Option("--idempotency-key", help="Makes a retry of the same command safe."),
 ]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0,
+        help="Seconds to wait for the projection runner lock if another process holds it "
+        "(default: wait, saying who holds it).",
+    ),
+]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why the money moves (required).")]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,7 +108,7 @@ def handle_errors(command: F) -> F:
             raise
         except LedgerError as error:
             raise fail(f"{error.message} [{error.code}]") from None
-        except DatabaseNotInitialised as error:
+        except (DatabaseNotInitialised, LockTimeout) as error:
             raise fail(str(error)) from None
         except ValidationError as error:
             problems = "; ".join(
@@ -106,6 +118,9 @@ def handle_errors(command: F) -> F:
         except Exception as error:
             if os.environ.get("LEDGER_DEBUG"):
                 raise
+            problem = _connection_problem(error)
+            if problem:
+                raise fail(problem) from None
             raise fail(
                 f"unexpected {type(error).__name__}: {str(error).splitlines()[0][:300]} "
                 "(set LEDGER_DEBUG=1 for details)",
@@ -113,6 +128,13 @@ def handle_errors(command: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _connection_problem(error: Exception) -> str | None:
+    try:
+        return connection_problem(Settings(), error)
+    except ValidationError:
+        return None
 
 
 def ledger() -> IncomeLedger:
@@ -686,9 +708,10 @@ def project(
     page_size: Annotated[
         int, typer.Option(min=1, max=20_000, help="Events per transaction.")
     ] = 1000,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Keep the read model and the audit chain up to date: catch up, then follow new events
-    until stopped."""
+    until stopped. Only one runner works at a time; another waits, saying who works."""
     import signal
 
     from projections.runner import ProjectionRunner, RunnerLock
@@ -698,7 +721,7 @@ def project(
         projection = build_projection(settings, led, page_size=page_size)
         chain = build_audit_chain(settings, led, page_size=page_size)
         if once:
-            with RunnerLock(projection.engine).held():
+            with RunnerLock(projection.engine, "project --once").held(timeout_s=timeout):
                 applied = projection.catch_up()
                 chain.catch_up()
             out.print(
@@ -716,13 +739,19 @@ def project(
 @projections_app.command("status")
 @handle_errors
 def projections_status(as_json: JsonOption = False) -> None:
-    """The event store's latest position and the read model's, and the lag between them."""
+    """The event store's latest position and the read model's, the lag between them, and any
+    projection stuck at an event it cannot apply (then exit 1)."""
+    from projections.status import stuck_projections
+
     settings = Settings()
     with ledger() as led:
         projection = build_projection(settings, led)
+        with projection.engine.connect() as connection:
+            stuck = [health.to_dict() for health in stuck_projections(connection)]
         status = {
             "event_store_position": led.max_position(),
             "read_model_position": projection.position(),
+            "stuck": stuck,
         }
         projection.engine.dispose()
     status["lag_events"] = status["event_store_position"] - status["read_model_position"]
@@ -734,14 +763,35 @@ def projections_status(as_json: JsonOption = False) -> None:
             f"{status['read_model_position']} ({status['lag_events']} behind)",
             highlight=False,
         )
+        for item in stuck:
+            err.print(stuck_message(item), highlight=False, soft_wrap=True)
+    if stuck:
+        raise typer.Exit(1)
+
+
+def stuck_message(item: dict[str, Any]) -> str:
+    return (
+        f"STUCK: {item['projection']} cannot apply the event at position "
+        f"{item['error_position']} (failing since {item['failing_since']}, "
+        f"{item['attempts']} attempts, runner {item['runner']}): {item['error']}"
+    )
 
 
 @projections_app.command("rebuild")
 @handle_errors
 def projections_rebuild(
     page_size: Annotated[int, typer.Option(min=1, max=20_000)] = 5000,
+    timeout: TimeoutOption = None,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds the final swap waits for readers of the live tables (PostgreSQL).",
+        ),
+    ] = 30.0,
 ) -> None:
-    """Rebuild the read model from position zero into fresh tables and swap them in."""
+    """Rebuild the read model from position zero into fresh tables and swap them in (holds
+    the runner lock: stops a running projector's work meanwhile)."""
     from projections.maintenance import rebuild
 
     settings = Settings()
@@ -749,7 +799,12 @@ def projections_rebuild(
         projection = build_projection(settings, led)
         with progress_bar(led.max_position(), "rebuilding") as advance:
             position = rebuild(
-                projection.engine, event_source(led), page_size=page_size, progress=advance
+                projection.engine,
+                event_source(led),
+                page_size=page_size,
+                progress=advance,
+                lock_wait_s=timeout,
+                swap_lock_timeout_s=lock_timeout,
             )
         projection.engine.dispose()
     out.print(f"read model rebuilt to position {position} and swapped in")
@@ -762,7 +817,8 @@ def projections_verify(
     as_json: JsonOption = False,
 ) -> None:
     """Rebuild into scratch tables, compare every table with the live one; exit 1 on any
-    difference."""
+    difference, or when a projection is stuck. Does not need the runner lock: a running
+    projector carries on meanwhile."""
     from projections.maintenance import verify
 
     settings = Settings()
@@ -772,12 +828,16 @@ def projections_verify(
             report = verify(
                 projection.engine, event_source(led), page_size=page_size, progress=advance
             )
+        report.event_store_position = led.max_position()
         projection.engine.dispose()
     if as_json:
         print_json(
             {
-                "ok": report.ok,
+                "ok": report.ok and not report.stuck,
                 "position": report.position,
+                "event_store_position": report.event_store_position,
+                "behind_events": report.behind_events,
+                "stuck": report.stuck,
                 "rows": report.tables,
                 "differences": [vars(d) for d in report.differences],
             }
@@ -796,7 +856,16 @@ def projections_verify(
                 err.print(f"    unexpected: {row}", highlight=False)
         verdict = "matches" if report.ok else "DIFFERS FROM"
         out.print(f"live read model {verdict} a rebuild at position {report.position}")
-    if not report.ok:
+        if report.behind_events:
+            err.print(
+                f"the read model is {report.behind_events} events behind the event store "
+                f"(at {report.position} of {report.event_store_position}): it was compared "
+                "only up to its own position",
+                highlight=False,
+            )
+        for item in report.stuck:
+            err.print(stuck_message(item), highlight=False, soft_wrap=True)
+    if not report.ok or report.stuck:
         raise typer.Exit(1)
 
 
@@ -1004,6 +1073,13 @@ def print_read_model(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    # The runner lock's "waiting for ..." and a stuck projection's errors are log records:
+    # without a handler a person would see nothing while a command waits.
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     app()
 
 

@@ -71,6 +71,7 @@ def parse_ledger_codes(text: str) -> dict[str, str]:
 def api_config(settings: Settings) -> ApiConfig:
     return ApiConfig(
         read_wait_seconds=settings.read_wait_seconds,
+        ready_max_lag_seconds=settings.ready_max_lag_seconds,
         govuk_pay_webhook_secret=settings.govuk_pay_webhook_secret,
         govuk_pay_ledger_codes=parse_ledger_codes(settings.govuk_pay_ledger_codes),
     )

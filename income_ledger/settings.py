@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     read_wait_seconds: float = Field(
         5.0, ge=0, le=60, description="how long a query with min_position waits at most"
     )
+    ready_max_lag_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="/health/ready fails when the oldest event not yet in the read model is older",
+    )
     run_projections: bool | None = Field(
         None, description="run the projections inside `serve` (default: yes on SQLite only)"
     )

@@ -1,23 +1,29 @@
 """Rebuild the read model from position zero, and verify the live one against a rebuild.
 
-Both fill fresh tables beside the live ones while holding the runner lock. A rebuild then
-swaps its tables in with the tracking position in one transaction (DDL is transactional on
-PostgreSQL and SQLite), so readers see the old read model or the new one, never a half-built
-one. A verification compares every table with the live one and drops its scratch tables.
+Both fill fresh tables beside the live ones. A rebuild holds the runner lock, then swaps its
+tables in with the tracking position in one transaction (DDL is transactional on PostgreSQL
+and SQLite), so readers see the old read model or the new one, never a half-built one; the
+swap waits at most a lock timeout for readers, and keeps the live tables' GRANTs.
+
+A verification needs no lock: it builds scratch tables up to the live position, then, in one
+snapshot (REPEATABLE READ on PostgreSQL, a write transaction on SQLite), brings them up to
+the live position as the snapshot sees it and compares every table; it drops them after.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Table, select, text, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
-from projections.runner import EventSource, Projection, RunnerLock, tracked_position
+from projections.runner import EventSource, LockTimeout, Projection, RunnerLock, tracked_position
 from projections.schema import (
     LIVE,
     PROJECTION_NAME,
@@ -26,6 +32,7 @@ from projections.schema import (
     projection_tracking,
     read_model,
 )
+from projections.status import stuck_projections
 
 # Surrogate keys differ between two builds of the same history; they are not compared.
 IGNORED_COLUMNS = {"posting_id"}
@@ -41,15 +48,27 @@ class TableDifference:
     unexpected_count: int = 0
 
 
+class SwapTimedOut(LockTimeout):
+    """Readers held the live tables for longer than the swap's lock timeout."""
+
+
 @dataclass
 class VerifyReport:
     position: int
     tables: dict[str, int]  # table -> rows compared
     differences: list[TableDifference]
+    stuck: list[dict[str, Any]] = field(default_factory=list)  # projections.status
+    event_store_position: int | None = None  # set by a caller that knows it
 
     @property
     def ok(self) -> bool:
         return not self.differences
+
+    @property
+    def behind_events(self) -> int:
+        if self.event_store_position is None:
+            return 0
+        return max(0, self.event_store_position - self.position)
 
 
 def rebuild(
@@ -58,27 +77,45 @@ def rebuild(
     *,
     page_size: int = 5000,
     progress: Callable[[int], None] | None = None,
+    lock_wait_s: float | None = None,
+    swap_lock_timeout_s: float = 30.0,
 ) -> int:
-    """Rebuild every read-model table from the events and swap them in; returns the position."""
+    """Rebuild every read-model table from the events and swap them in; returns the position.
+
+    `lock_wait_s` bounds the wait for the runner lock (None: wait, saying who holds it);
+    `swap_lock_timeout_s` bounds the swap's wait for readers of the live tables.
+    """
     scratch = read_model("_rebuild", new_index_tag())
-    with RunnerLock(engine).held():
+    with RunnerLock(engine, "projections rebuild").held(timeout_s=lock_wait_s):
         _fresh(engine, scratch)
         builder = Projection(
             engine, source, model=scratch, name=f"{PROJECTION_NAME}_rebuild", page_size=page_size
         )
         builder.catch_up(progress=progress)
-        with engine.begin() as connection:
-            # Events recorded while the build ran: apply them inside the swap transaction.
-            while builder.process_page(connection=connection):
-                pass
-            position = tracked_position(connection, builder.name)
-            _swap(connection, scratch, LIVE)
-            connection.execute(
-                projection_tracking.delete().where(
-                    projection_tracking.c.projection_name == builder.name
+        try:
+            with engine.begin() as connection:
+                _limit_lock_waits(connection, swap_lock_timeout_s)
+                # Events recorded while the build ran: apply them inside the swap transaction.
+                while builder.process_page(connection=connection):
+                    pass
+                position = tracked_position(connection, builder.name)
+                grants = _grants(connection, LIVE)
+                _swap(connection, scratch, LIVE)
+                _grant(connection, grants)
+                connection.execute(
+                    projection_tracking.delete().where(
+                        projection_tracking.c.projection_name == builder.name
+                    )
                 )
-            )
-            _set_position(connection, PROJECTION_NAME, position)
+                _set_position(connection, PROJECTION_NAME, position)
+        except OperationalError as error:
+            if not _is_lock_timeout(error):
+                raise
+            raise SwapTimedOut(
+                f"the swap waited {swap_lock_timeout_s:g} s for readers of the live read-model "
+                "tables and gave up; nothing changed. Retry when reports are quieter, or with a "
+                "longer --lock-timeout"
+            ) from None
     return position
 
 
@@ -89,33 +126,79 @@ def verify(
     page_size: int = 5000,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    """Rebuild into scratch tables up to the live position and compare every table."""
-    scratch = read_model("_verify", new_index_tag())
-    with RunnerLock(engine).held():
+    """Rebuild into scratch tables up to the live position and compare every table.
+
+    Takes no lock: a running projector carries on, and the comparison is made in one snapshot
+    at the live position that snapshot sees.
+    """
+    tag = new_index_tag()
+    scratch = read_model(f"_verify{tag}", tag)
+    name = f"{PROJECTION_NAME}_verify{tag}"
+    _fresh(engine, scratch)
+    try:
+        builder = Projection(engine, source, model=scratch, name=name, page_size=page_size)
         with engine.connect() as connection:
+            live_position = tracked_position(connection)
+        builder.catch_up(stop=live_position, progress=progress)
+        with _snapshot(engine) as connection:
             position = tracked_position(connection)
-        _fresh(engine, scratch)
-        try:
-            builder = Projection(
-                engine, source, model=scratch, name=f"{PROJECTION_NAME}_verify", page_size=page_size
+            # The live read model moved on while the scratch one was built: follow it.
+            while builder.process_page(stop=position, connection=connection):
+                pass
+            counts, differences = _compare_all(connection, LIVE, scratch)
+            stuck = [health.to_dict() for health in stuck_projections(connection)]
+    finally:
+        scratch.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(
+                projection_tracking.delete().where(projection_tracking.c.projection_name == name)
             )
-            builder.catch_up(stop=position, progress=progress)
-            with engine.connect() as connection:
-                counts, differences = {}, []
-                for live_table, scratch_table in zip(LIVE.tables, scratch.tables, strict=True):
-                    difference, rows = _compare(connection, live_table, scratch_table)
-                    counts[live_table.name] = rows
-                    if difference is not None:
-                        differences.append(difference)
-        finally:
-            scratch.metadata.drop_all(engine)
-            with engine.begin() as connection:
-                connection.execute(
-                    projection_tracking.delete().where(
-                        projection_tracking.c.projection_name == f"{PROJECTION_NAME}_verify"
-                    )
-                )
-    return VerifyReport(position, counts, differences)
+    return VerifyReport(position, counts, differences, stuck)
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """One transaction that sees the live tables at one moment, and may write scratch tables."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
+
+
+def _limit_lock_waits(connection: Connection, timeout_s: float) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SET LOCAL lock_timeout = '{int(timeout_s * 1000)}ms'"))
+
+
+def _is_lock_timeout(error: OperationalError) -> bool:
+    return getattr(error.orig, "pgcode", None) == "55P03"  # lock_not_available
+
+
+def _grants(connection: Connection, model: ReadModel) -> list[tuple[str, str, str, bool]]:
+    """The live tables' privileges granted to others (PostgreSQL), to grant again after a swap."""
+    if connection.dialect.name != "postgresql":
+        return []
+    rows = connection.execute(
+        text(
+            "SELECT c.relname, CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
+            "ELSE quote_ident(pg_get_userbyid(a.grantee)) END, a.privilege_type, a.is_grantable "
+            "FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a "
+            "WHERE c.relname = ANY(:tables) AND c.relnamespace = to_regnamespace(current_schema()) "
+            "AND a.grantee <> c.relowner"
+        ),
+        {"tables": [table.name for table in model.tables]},
+    )
+    return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+def _grant(connection: Connection, grants: list[tuple[str, str, str, bool]]) -> None:
+    preparer = connection.dialect.identifier_preparer
+    for table, grantee, privilege, grantable in grants:
+        option = " WITH GRANT OPTION" if grantable else ""
+        connection.execute(
+            text(f"GRANT {privilege} ON {preparer.quote(table)} TO {grantee}{option}")
+        )
 
 
 def compare_models(engine: Engine, expected: ReadModel, actual: ReadModel) -> list[TableDifference]:

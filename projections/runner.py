@@ -6,16 +6,22 @@ position, which is read under a row lock (PostgreSQL `SELECT ... FOR UPDATE`, SQ
 position is never applied again, so a crash at any point loses nothing and repeats nothing.
 
 One runner works at a time (a PostgreSQL advisory lock, or a lock file beside the SQLite
-database); the others wait. New events are awaited by LISTEN/NOTIFY on PostgreSQL and by
-polling on SQLite. A lost connection is logged, and the runner reconnects and resumes.
+database); the others wait, saying who holds it. New events are awaited by LISTEN/NOTIFY on
+PostgreSQL and by polling on SQLite. A lost connection is logged, and the runner reconnects
+and resumes. An event the projection cannot apply (a data, integrity or programming error)
+is a different matter: the runner pins down its position, records the error where health
+checks and `projections status` read it (projections.status), and retries with backoff.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
+import os
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,12 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from eventsourcing.persistence import PersistenceError
+from eventsourcing import persistence as es_persistence
 from sqlalchemy import create_engine, event, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
 
+from projections import status
 from projections.ledger_view import PageProjector
 from projections.schema import LIVE, PROJECTION_NAME, ReadModel, projection_tracking
 
@@ -159,28 +166,36 @@ def _lock_tracking_row(connection: Connection, name: str) -> int:
     return 0
 
 
-class RunnerLock:
-    """Lets one runner work at a time; the others wait for it."""
+class LockTimeout(RuntimeError):
+    """The runner lock stayed held by another process for longer than the caller would wait."""
 
-    def __init__(self, engine: Engine) -> None:
+
+class RunnerLock:
+    """Lets one runner work at a time; the others wait for it, saying who holds it.
+
+    On PostgreSQL the holder names itself in its session's application_name, which
+    pg_stat_activity shows beside pg_locks; on SQLite it writes itself into the lock file.
+    """
+
+    def __init__(self, engine: Engine, purpose: str = "projection runner") -> None:
         self.engine = engine
+        self.purpose = purpose
         self._connection: Connection | None = None
         self._file: Any = None
+        self._held_without_lock = False
+
+    @property
+    def is_held(self) -> bool:
+        return self._connection is not None or self._file is not None or self._held_without_lock
 
     def try_acquire(self) -> bool:
+        if self.is_held:
+            return True
         if self.engine.dialect.name == "postgresql":
-            connection = self.engine.connect()
-            got = connection.execute(
-                text("SELECT pg_try_advisory_lock(:id)"), {"id": RUNNER_LOCK_ID}
-            ).scalar()
-            connection.commit()
-            if got:
-                self._connection = connection
-            else:
-                connection.close()
-            return bool(got)
+            return self._try_advisory_lock()
         path = _sqlite_lock_path(self.engine)
         if path is None:
+            self._held_without_lock = True
             return True
         handle = path.open("a+")
         try:
@@ -188,43 +203,130 @@ class RunnerLock:
         except BlockingIOError:
             handle.close()
             return False
+        handle.truncate(0)
+        handle.write(json.dumps(self._me()))
+        handle.flush()
         self._file = handle
         return True
 
-    def acquire(self, stop: threading.Event | None = None, poll_s: float = 1.0) -> bool:
+    def _try_advisory_lock(self) -> bool:
+        connection = self.engine.connect()
+        got = connection.execute(
+            text("SELECT pg_try_advisory_lock(:id)"), {"id": RUNNER_LOCK_ID}
+        ).scalar()
+        if got:
+            me = self._me()
+            name = f"income-ledger {self.purpose} pid {me['pid']} on {me['host']}"
+            # PostgreSQL keeps 63 bytes of an application_name.
+            connection.execute(
+                text("SELECT set_config('application_name', :name, false)"),
+                {"name": name.encode()[:63].decode(errors="ignore")},
+            )
+            connection.commit()
+            self._connection = connection
+        else:
+            connection.commit()
+            connection.close()
+        return bool(got)
+
+    def _me(self) -> dict[str, Any]:
+        return {
+            "purpose": self.purpose,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as the lock mechanism tells (for a waiting person)."""
+        if self.engine.dialect.name == "postgresql":
+            return _advisory_lock_holder(self.engine)
+        path = _sqlite_lock_path(self.engine)
+        try:
+            who = json.loads(path.read_text()) if path else {}
+        except (OSError, ValueError):
+            who = {}
+        if not who:
+            return f"another process (lock file {path})"
+        return (
+            f"income-ledger {who.get('purpose')} pid {who.get('pid')} on {who.get('host')} "
+            f"since {who.get('since')} (lock file {path})"
+        )
+
+    def acquire(
+        self,
+        stop: threading.Event | None = None,
+        poll_s: float = 1.0,
+        timeout_s: float | None = None,
+    ) -> bool:
+        """Wait for the lock; False if `stop` was set first, LockTimeout after `timeout_s`."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         waited = False
         while not self.try_acquire():
+            holder = self.holder()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LockTimeout(
+                    f"the projection runner lock is held by {holder}; gave up after "
+                    f"{timeout_s:g} s (stop that process, or wait longer with --timeout)"
+                )
             if not waited:
-                log.info("another projection runner holds the lock; waiting")
+                log.warning(
+                    "%s waiting for the projection runner lock, held by %s",
+                    self.purpose,
+                    holder,
+                )
                 waited = True
-            if stop is not None and stop.wait(poll_s):
+            wait_s = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+            if stop is not None and stop.wait(max(wait_s, 0)):
                 return False
             if stop is None:
-                time.sleep(poll_s)
+                time.sleep(max(wait_s, 0))
         return True
 
     def release(self) -> None:
+        self._held_without_lock = False
         if self._connection is not None:
-            with contextlib.suppress(DBAPIError):
+            with contextlib.suppress(sa_exc.DBAPIError):
                 self._connection.execute(
                     text("SELECT pg_advisory_unlock(:id)"), {"id": RUNNER_LOCK_ID}
                 )
                 self._connection.commit()
-            with contextlib.suppress(DBAPIError):
+            with contextlib.suppress(sa_exc.DBAPIError):
                 self._connection.close()
             self._connection = None
         if self._file is not None:
+            self._file.truncate(0)
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
 
     @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        self.acquire()
+    def held(self, timeout_s: float | None = None) -> Iterator[None]:
+        self.acquire(timeout_s=timeout_s)
         try:
             yield
         finally:
             self.release()
+
+
+def _advisory_lock_holder(engine: Engine) -> str:
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT a.pid, a.application_name, a.client_addr, a.state_change "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :id "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            {"id": RUNNER_LOCK_ID},
+        ).first()
+    if row is None:
+        return "another session (it has just let go)"
+    who = row.application_name or "a session that did not name itself"
+    since = (
+        row.state_change.astimezone(UTC).isoformat(timespec="seconds") if row.state_change else "?"
+    )
+    return f"{who} (PostgreSQL backend pid {row.pid}, client {row.client_addr or 'local socket'}) since {since}"
 
 
 def _sqlite_lock_path(engine: Engine) -> Path | None:
@@ -265,16 +367,38 @@ class NewEventWaiter:
 
 
 class CatchesUp(Protocol):
-    """Another projection kept by the same runner (the audit chain): same lock, same loop."""
+    """A projection kept by the runner (the read model, the audit chain): same lock, same loop."""
+
+    name: str
+    page_size: int
+    source: Any
+
+    def position(self) -> int: ...
+
+    def process_page(self) -> int: ...
 
     def catch_up(self) -> int: ...
 
 
+class ProjectionStuck(Exception):
+    """A projection cannot apply the event at `position`: a data or programming error."""
+
+    def __init__(self, name: str, position: int, cause: BaseException) -> None:
+        self.name = name
+        self.position = position
+        self.error = f"{type(cause).__name__}: {first_line(cause)}"
+        super().__init__(f"{name} cannot apply the event at position {position}: {self.error}")
+
+
 class ProjectionRunner:
-    """Keeps the read model up to date until stopped; survives lost connections.
+    """Keeps the read model up to date until stopped; survives lost connections and bad events.
 
     `companions` are caught up after the read model on every round, under the same runner
     lock; each keeps its own tracking position, exactly once like the read model.
+
+    A lost connection: log, reconnect, resume. An event a projection cannot apply: apply the
+    events before it one per transaction, record the error with the event's position (logs,
+    projections.status), and retry with a growing wait, keeping the lock, until it goes in.
     """
 
     def __init__(
@@ -283,14 +407,18 @@ class ProjectionRunner:
         *,
         idle_wait_s: float = 1.0,
         retry_s: float = 1.0,
+        max_retry_s: float = 60.0,
         companions: Sequence[CatchesUp] = (),
     ) -> None:
         self.projection = projection
         self.companions = tuple(companions)
         self.idle_wait_s = idle_wait_s
         self.retry_s = retry_s
+        self.max_retry_s = max_retry_s
         self.stop_event = threading.Event()
         self.errors = 0
+        self.stuck: dict[str, ProjectionStuck] = {}  # projection name -> what stops it
+        self._attempts = 0
 
     def run(self) -> None:
         engine = self.projection.engine
@@ -302,27 +430,99 @@ class ProjectionRunner:
                     if not lock.acquire(self.stop_event):
                         return
                     self._follow(waiter)
-                except (*connection_errors(engine), PersistenceError) as error:
+                except ProjectionStuck as stuck:
+                    self._report_stuck(stuck)
+                except Exception as error:  # the thread in `serve` must never die silently
                     self.errors += 1
-                    log.warning(
-                        "projection runner lost the database (%s); reconnecting",
-                        str(error).splitlines()[0],
-                    )
+                    self._attempts += 1
+                    if is_connection_lost(error, engine):
+                        log.warning(
+                            "projection runner lost the database (%s); reconnecting",
+                            first_line(error),
+                        )
+                    else:
+                        log.exception("projection runner failed outside any event; restarting")
                     waiter.close()
                     lock.release()
                     engine.dispose()
-                    self.stop_event.wait(self.retry_s)
+                    self.stop_event.wait(self._backoff_s())
         finally:
             waiter.close()
             lock.release()
 
     def _follow(self, waiter: NewEventWaiter) -> None:
         while not self.stop_event.is_set():
-            applied = self.projection.catch_up()
-            for companion in self.companions:
-                applied += companion.catch_up()
+            applied = sum(self._advance(target) for target in (self.projection, *self.companions))
+            self._attempts = 0
             if applied == 0:
                 waiter.wait(self.idle_wait_s, self.stop_event)
+
+    def _advance(self, target: CatchesUp) -> int:
+        if target.name not in self.stuck:
+            try:
+                return target.catch_up()
+            except Exception as error:
+                if is_connection_lost(error, self.projection.engine):
+                    raise
+        return self._advance_one_at_a_time(target)
+
+    def _advance_one_at_a_time(self, target: CatchesUp) -> int:
+        """One event per transaction for a page's worth: the events before the bad one go in,
+        and the error names the exact event (its position is the next after the tracked one)."""
+        page_size, target.page_size = target.page_size, 1
+        applied = 0
+        try:
+            for _ in range(page_size):
+                if not target.process_page():
+                    break
+                applied += 1
+        except Exception as error:
+            if is_connection_lost(error, self.projection.engine):
+                raise
+            raise ProjectionStuck(target.name, next_position(target), error) from error
+        finally:
+            target.page_size = page_size
+        self._recovered(target)
+        return applied
+
+    def _report_stuck(self, stuck: ProjectionStuck) -> None:
+        self.errors += 1
+        self._attempts += 1
+        self.stuck[stuck.name] = stuck
+        attempts = self._attempts
+        try:
+            with self.projection.engine.begin() as connection:
+                attempts = status.record_failure(
+                    connection, stuck.name, stuck.position, stuck.error
+                )
+        except Exception as error:  # the record is for others to see; the log still says it
+            log.warning("could not record the projection error: %s", first_line(error))
+        wait_s = self._backoff_s()
+        log.error(
+            "projection %s is stuck: it cannot apply the event at position %d (attempt %d; "
+            "retrying in %.1f s): %s",
+            stuck.name,
+            stuck.position,
+            attempts,
+            wait_s,
+            stuck.error,
+        )
+        self.stop_event.wait(wait_s)
+
+    def _recovered(self, target: CatchesUp) -> None:
+        stuck = self.stuck.pop(target.name, None)
+        if stuck is None:
+            return
+        with self.projection.engine.begin() as connection:
+            status.record_recovery(connection, target.name)
+        log.warning(
+            "projection %s applied the event at position %d; it is following again",
+            target.name,
+            stuck.position,
+        )
+
+    def _backoff_s(self) -> float:
+        return min(self.retry_s * 2 ** max(self._attempts - 1, 0), self.max_retry_s)
 
     def start_thread(self) -> threading.Thread:
         thread = threading.Thread(target=self.run, name="projection-runner", daemon=True)
@@ -333,9 +533,42 @@ class ProjectionRunner:
         self.stop_event.set()
 
 
-def connection_errors(engine: Engine) -> tuple[type[BaseException], ...]:
-    """What a lost or refused connection raises: SQLAlchemy's wrappers and the raw driver's."""
-    return (OperationalError, DBAPIError, engine.dialect.loaded_dbapi.Error)
+def first_line(error: BaseException) -> str:
+    text_ = str(error).strip()
+    return text_.splitlines()[0][:500] if text_ else type(error).__name__
+
+
+def next_position(target: CatchesUp) -> int:
+    """The position of the first event a projection has not applied."""
+    after = target.position()
+    items = target.source(after, 1)
+    if not items:
+        return after + 1
+    first = items[0]
+    return int(first[0] if isinstance(first, tuple) else first.id)
+
+
+def is_connection_lost(error: BaseException, engine: Engine) -> bool:
+    """A lost, refused or busy connection (retry as is), not an event that cannot be applied.
+
+    SQLite reports a missing table as an OperationalError too: that is not a lost connection.
+    """
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    cause = error.orig if isinstance(error, sa_exc.DBAPIError) else error
+    if "no such" in str(cause):
+        return False
+    dbapi = engine.dialect.loaded_dbapi
+    lost = (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.DisconnectionError,
+        es_persistence.OperationalError,
+        es_persistence.InterfaceError,
+        dbapi.OperationalError,
+        dbapi.InterfaceError,
+    )
+    return isinstance(error, lost)
 
 
 def wait_for_position(
