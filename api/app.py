@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
 from api.auth import (
@@ -72,7 +72,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     )
     app.state.services = services
     problems.install(app)
-    app.add_middleware(BodyLimitAndMetrics, services=services)
+    app.add_middleware(LedgerMiddleware, services=services)
 
     from api import routes_commands, routes_govuk_pay, routes_queries, routes_system
 
@@ -87,53 +87,99 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     return app
 
 
-class BodyLimitAndMetrics(BaseHTTPMiddleware):
-    """Refuse oversized bodies before reading them; count and time every request."""
+# Bodies from these paths are authenticated by a signature over the body itself.
+SIGNED_BODY_PATHS = ("/webhooks/",)
 
-    def __init__(self, app: Any, services: Services) -> None:
-        super().__init__(app)
+
+class LedgerMiddleware:
+    """Limits and accounting for every request, as pure ASGI (no per-request task or stream).
+
+    A body is refused before it is read: when it declares more than the limit, when its
+    sender has no valid API key (except webhooks, signed over the body), and, for a body sent
+    in chunks without a length, as soon as the chunks pass the limit. HEAD is answered as
+    GET without the body. Every request is counted and timed.
+    """
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
         self.services = services
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        limit = self.services.config.max_body_bytes
-        length = request.headers.get("content-length")
+        method = scope["method"]
+        if method == "HEAD":
+            scope = dict(scope, method="GET")
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif method == "HEAD" and message["type"] == "http.response.body":
+                message = dict(message, body=b"")
+            await send(message)
+
+        try:
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send_and_note)
+            else:
+                limited = _limited(receive, self.services.config.max_body_bytes)
+                await self.app(scope, limited, send_and_note)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            metrics = self.services.metrics
+            metrics.requests.labels(method, path, str(status)).inc()
+            metrics.latency.labels(method, path).observe(time.perf_counter() - started)
+
+    def refusal(self, scope: Scope) -> Response | None:
+        """The answer to a request refused before its body is read, or None to go on."""
+        request = Request(scope)
         if "%00" in request.url.query or "\x00" in request.url.path:
-            response = problems.problem(
+            return problems.problem(
                 request,
                 422,
                 "Invalid request",
                 "the URL contains a NUL character; remove it",
                 "invalid_text_characters",
             )
-        elif length is not None and (not length.isdigit() or int(length) > limit):
-            response: Response = problems.problem(
-                request,
-                413,
-                "Request body too large",
-                f"the body must be at most {limit} bytes; split the request",
-                "body_too_large",
-            )
-        elif length is None and request.method in ("POST", "PUT", "PATCH"):
-            body = await request.body()
-            if len(body) > limit:
-                response = problems.problem(
-                    request,
-                    413,
-                    "Request body too large",
-                    f"the body must be at most {limit} bytes",
-                    "body_too_large",
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return problems.body_too_large(request, self.limit)
+        has_body = (length is not None and int(length) > 0) or (
+            "transfer-encoding" in request.headers
+        )
+        if has_body and not request.url.path.startswith(SIGNED_BODY_PATHS):
+            try:
+                user_for(self.services, request.headers.get("authorization"))
+            except ApiProblem as error:
+                return problems.problem(
+                    request, error.status, error.title, error.detail, error.code, error.headers
                 )
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics = self.services.metrics
-        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
-        return response
+        return None
+
+    @property
+    def limit(self) -> int:
+        return self.services.config.max_body_bytes
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """`receive` that stops at `limit` bytes: the rest is never read into memory."""
+    received = 0
+
+    async def receive_within_limit() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise problems.BodyTooLarge(limit)
+        return message
+
+    return receive_within_limit
 
 
 def services(request: Request) -> Services:
@@ -146,6 +192,11 @@ ServicesDep = Annotated[Services, Depends(services)]
 def authenticated(
     svc: ServicesDep, authorization: Annotated[str | None, Header()] = None
 ) -> ApiUser:
+    return user_for(svc, authorization)
+
+
+def user_for(svc: Services, authorization: str | None) -> ApiUser:
+    """The user whose key the Authorization header carries; 401 when none or unknown."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise ApiProblem(

@@ -63,6 +63,15 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A body sent in chunks passed the limit while being read (an HTTPException, so that
+    FastAPI hands it on as it is instead of calling it a body it could not parse)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body must be at most {limit} bytes")
+        self.limit = limit
+
+
 class ApiProblem(Exception):
     """An HTTP-level problem (auth, limits, stale reads) with a status and a clear detail."""
 
@@ -95,6 +104,16 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def body_too_large(request: Request, limit: int) -> JSONResponse:
+    return problem(
+        request,
+        413,
+        "Request body too large",
+        f"the body must be at most {limit} bytes; split the request",
+        "body_too_large",
+    )
+
+
 def status_for(error: LedgerError) -> tuple[int, str]:
     if isinstance(error, ConcurrentUpdate):
         return 409, "Concurrent update: safe to retry"
@@ -125,6 +144,10 @@ def install(app: FastAPI) -> None:
         return problem(
             request, error.status, error.title, error.detail, error.code, headers=error.headers
         )
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
+        return body_too_large(request, error.limit)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
