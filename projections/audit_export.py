@@ -3,6 +3,10 @@
 The columns are those of the read model's `audit_trail` and `postings` tables (see
 docs/read-model.md), plus `effective_date` on the audit trail, so a spreadsheet built on one
 works on the other. A manifest records what was exported and the SHA-256 of each file.
+
+The files are written into a scratch directory and moved into place only when complete, the
+manifest last: a failure part-way (an unreadable event, a full disk) leaves the output
+directory as it was.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -103,14 +109,31 @@ def export_audit(
     end: datetime,
     basis: PeriodBasis = PeriodBasis.EFFECTIVE,
 ) -> ExportSummary:
-    """Write the events with `start <= time < end` (by `basis`) as CSV files in `out_dir`.
+    """Write the events with `start <= time < end` (by `basis`) as CSV files in `out_dir`,
+    all three or (on any failure) none.
 
     Every event is read, since effective dates do not follow recording order; the channel of
     a payment's later postings comes from its Received event, read on the way. The postings
     of a whole period sum to zero, like every event's.
     """
-    summary = ExportSummary(start, end, basis)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Inside out_dir, so the moves below stay on one file system (os.replace is atomic).
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-") as scratch:
+        summary = _write_export(events, Path(scratch), start=start, end=end, basis=basis)
+        for name in (AUDIT_TRAIL_FILE, POSTINGS_FILE, MANIFEST_FILE):
+            os.replace(Path(scratch) / name, out_dir / name)
+    return summary
+
+
+def _write_export(
+    events: Iterable[tuple[int, Any]],
+    out_dir: Path,
+    *,
+    start: datetime,
+    end: datetime,
+    basis: PeriodBasis,
+) -> ExportSummary:
+    summary = ExportSummary(start, end, basis)
     channels: dict[str, str] = {}
     trail_path, postings_path = out_dir / AUDIT_TRAIL_FILE, out_dir / POSTINGS_FILE
     with (

@@ -331,6 +331,31 @@ def test_export_writes_what_the_read_model_says(cli, ledger, officer, engine, tm
     )
 
 
+def test_an_export_that_fails_part_way_leaves_the_output_as_it_was(
+    cli, ledger, officer, engine, tmp_path
+) -> None:
+    for n in range(6):
+        ledger.record_payment(RecordPayment("cash", 100 + n, CT_REF, external_id=f"x{n}"), officer)
+    today = datetime.now(UK).date()
+    period = ("--from", str(today - timedelta(days=1)), "--to", str(today))
+    out = tmp_path / "export"
+    cli("audit", "export", *period, "--out", str(out))
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    # The last event can no longer be read: the export stops after writing the others.
+    execute(
+        engine,
+        "UPDATE ledger_events SET state = :s WHERE id = :id",
+        s=b"not an event",
+        id=ledger.max_position(),
+    )
+    failed = cli("audit", "export", *period, "--out", str(out), "--overwrite", code=1)
+    assert "cannot be read" in failed.output
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    fresh = tmp_path / "fresh"
+    cli("audit", "export", *period, "--out", str(fresh), code=1)
+    assert list(fresh.iterdir()) == []
+
+
 def test_a_period_export_takes_the_opening_balance_to_the_closing_one(
     cli, ledger, tmp_path
 ) -> None:
