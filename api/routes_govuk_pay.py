@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from api.app import ServicesDep
 from api.problems import ApiProblem
 from api.schemas import WebhookOut
-from api.services import Services
+from api.services import ApiConfig
 from application import govuk_pay
+from application.govuk_pay import SigningSecret
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -24,39 +25,44 @@ router = APIRouter()
     response_model=WebhookOut,
     responses={
         401: {"description": "missing or wrong Pay-Signature: no effect"},
-        422: {"description": "not a GOV.UK Pay payment message"},
+        422: {"description": "not a GOV.UK Pay payment message: no effect"},
     },
 )
 async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
     """GOV.UK Pay webhook messages, authenticated by their `Pay-Signature` header (the
-    lower-case hex HMAC-SHA256 of the raw body with the signing secret) instead of an API key.
-    Payments are recorded once whatever the order or number of deliveries, keyed by
-    `resource.payment_id`; `card_payment_refunded` brings the payment's refunds up to
-    `resource.refund_summary.amount_submitted`. Other event types are acknowledged and
-    logged."""
+    lower-case hex HMAC-SHA256 of the raw body with one of the configured signing secrets)
+    instead of an API key. Money is recorded once it is taken (captured), once whatever the
+    order or number of deliveries, keyed by `resource.payment_id`; `card_payment_refunded`
+    brings the payment's refunds up to `resource.refund_summary.amount_submitted`;
+    `card_payment_failed` undoes a payment recorded before capture. A message is applied
+    whole or not at all; `status` says what happened. Other event types are acknowledged."""
     raw = await request.body()
-    _check_signature(svc, raw, request.headers.get("Pay-Signature"))
+    _check_signature(svc.config, raw, request.headers.get("Pay-Signature"))
     message = govuk_pay.parse_message(raw)
     command = govuk_pay.to_command(message, svc.config.govuk_pay_ledger_codes)
     if command is None:
-        log.info("GOV.UK Pay webhook %s acknowledged and ignored", message.get("event_type"))
+        log.info("GOV.UK Pay webhook %r acknowledged and ignored", message.get("event_type"))
         return {"status": "ignored"}
     return await run_in_threadpool(govuk_pay.apply_message, svc.ledger, command)
 
 
-def _check_signature(svc: Services, raw: bytes, signature: str | None) -> None:
-    secret = svc.config.govuk_pay_webhook_secret
-    if not secret:
+def _check_signature(config: ApiConfig, raw: bytes, signature: str | None) -> None:
+    secrets = config.govuk_pay_webhook_secrets
+    if config.govuk_pay_webhook_secret:
+        secrets = (SigningSecret("", config.govuk_pay_webhook_secret), *secrets)
+    if not secrets:
         raise ApiProblem(
             503,
             "Webhook not configured",
-            "set LEDGER_GOVUK_PAY_WEBHOOK_SECRET to accept GOV.UK Pay webhooks",
+            "set LEDGER_GOVUK_PAY_WEBHOOK_SECRETS (or LEDGER_GOVUK_PAY_WEBHOOK_SECRET) to "
+            "accept GOV.UK Pay webhooks",
             "webhook_not_configured",
         )
-    if not govuk_pay.signature_matches([secret], raw, signature):
+    if govuk_pay.matching_secret(secrets, raw, signature) is None:
         raise ApiProblem(
             401,
             "Signature check failed",
-            "the Pay-Signature header is missing or does not match the body",
+            "the Pay-Signature header is missing or does not match the body under any "
+            "configured signing secret",
             "bad_signature",
         )

@@ -153,6 +153,11 @@ class PaymentOut(BaseModel):
     reference: str
     fund_hint: str | None
     external_id: str | None
+    provider_details: dict[str, Any] | None = Field(
+        None,
+        description="what the payment provider reported (GOV.UK Pay: total, surcharge, fee, "
+        "net amount, capture and settlement dates), for bank reconciliation",
+    )
     received_at: str
     recorded_at: str
     recorded_by: str
@@ -334,9 +339,29 @@ class AuditPage(BaseModel):
 
 
 class WebhookOut(BaseModel):
-    status: Literal["recorded", "duplicate", "refund_recorded", "ignored"]
+    status: Literal[
+        "recorded",
+        "refund_recorded",
+        "details_recorded",
+        "cancelled",
+        "noted",
+        "duplicate",
+        "authorised",
+        "ignored",
+        "refused",
+    ] = Field(
+        description="recorded: the payment (and any refund) is recorded; refund_recorded: a "
+        "refund is recorded; details_recorded: only the provider's details (capture, fees) "
+        "were new; cancelled: a payment recorded at authorisation was reversed as cancelled; "
+        "noted: a failure reported after capture was noted, the money kept; duplicate: "
+        "nothing new; authorised: authorised only, recorded when captured; ignored: nothing "
+        "for the ledger (other event types, zero amounts, failures of unrecorded payments); "
+        "refused: a signed message the ledger can never apply (logged as an error; answered "
+        "2xx so that GOV.UK Pay stops retrying it)"
+    )
     payment_id: str | None = None
     position: int | None = None
+    detail: str | None = None
 
 
 class HealthOut(BaseModel):

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy.engine import Engine
 
 from api.auth import ApiKeys
+from application.govuk_pay import SigningSecret
 from application.ledger import IncomeLedger
 
 MAX_BODY_BYTES = 64 * 1024
@@ -21,6 +22,7 @@ MAX_PAGE_SIZE = 500
 class ApiConfig:
     read_wait_seconds: float = 5.0
     govuk_pay_webhook_secret: str = ""
+    govuk_pay_webhook_secrets: tuple[SigningSecret, ...] = ()
     govuk_pay_ledger_codes: dict[str, str] = field(default_factory=dict)
     max_body_bytes: int = MAX_BODY_BYTES
     ready_max_lag_seconds: float = 60.0

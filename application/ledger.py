@@ -36,7 +36,7 @@ from application.payer_details import (
 )
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
-from domain.funds import Fund, FundChart
+from domain.funds import Fund, FundChart, Match
 from domain.payment import (
     AllocationRequest,
     Channel,
@@ -85,6 +85,10 @@ class RecordPayment:
     # True when external_id is the payment provider's own id (not typed by a person): it is
     # then not checked for card numbers, which a numeric id may resemble by chance.
     external_id_from_provider: bool = False
+    provider_details: dict[str, Any] | None = None
+    # Set when the caller already knows the receipt cannot be allocated (an unusable
+    # reference): it goes to suspense with this reason instead of being matched.
+    hold_in_suspense: Match | None = None
 
 
 @dataclass(frozen=True)
@@ -471,6 +475,31 @@ class IncomeLedger(Application):
             position = self._save(payment)
         return Outcome(payment.id, True, position, self.payment_view(payment))
 
+    # ---- payments: a channel's messages, applied whole --------------------------------------
+
+    def recorded_payment(self, channel: Channel, external_id: str) -> Payment | None:
+        """The payment recorded for a channel's external id, to change and then save with
+        `save_payment`; None when it was never recorded."""
+        try:
+            return self._payment(payment_id_for(channel, external_id, None))
+        except PaymentNotFound:
+            return None
+
+    def prepare_payment(self, command: RecordPayment, ctx: CommandContext) -> Payment:
+        """A new receipt, not yet saved: more changes may follow before `save_payment`."""
+        return self._new_payment(command, ctx, self.chart())
+
+    def save_payment(self, payment: Payment) -> Outcome:
+        """Save all of a payment's pending events in one transaction, or none of them."""
+        try:
+            position = self._save(payment)
+        except IntegrityError:
+            raise ConcurrentUpdate(
+                "another delivery recorded this payment at the same moment; nothing was saved. "
+                "Retry."
+            ) from None
+        return Outcome(payment.id, position is not None, position, self.payment_view(payment))
+
     # ---- payments: queries ----------------------------------------------------------------
 
     def get_payment(self, payment_id: UUID) -> dict[str, Any]:
@@ -501,6 +530,7 @@ class IncomeLedger(Application):
             "reference": payment.reference,
             "fund_hint": payment.fund_hint,
             "external_id": payment.external_id,
+            "provider_details": payment.provider_details,
             "received_at": payment.received_at.isoformat(),
             "recorded_at": payment.created_on.isoformat(),
             "recorded_by": payment.recorded_by,
@@ -605,7 +635,7 @@ class IncomeLedger(Application):
         self, command: RecordPayment, ctx: CommandContext, chart: FundChart
     ) -> Payment:
         channel = Channel.parse(command.channel)
-        match = chart.match(command.reference, command.fund_code)
+        match = command.hold_in_suspense or chart.match(command.reference, command.fund_code)
         fund = chart.funds[match.fund_code] if match.fund_code else None
         return Payment.receive(
             channel=channel,
@@ -619,6 +649,7 @@ class IncomeLedger(Application):
             actor=ctx.actor,
             idempotency_key=ctx.idempotency_key,
             external_id_from_provider=command.external_id_from_provider,
+            provider_details=command.provider_details,
             fingerprint=fingerprint(
                 "record",
                 channel=command.channel,

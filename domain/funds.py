@@ -121,6 +121,9 @@ class SuspenseReason(StrEnum):
     DISABLED_FUND = "disabled_fund"
     NO_MATCHING_FUND = "no_matching_fund"
     NO_REFERENCE = "no_reference"
+    # The channel's reference could not be kept as it came (too long, or it held a card
+    # number, which is masked): an officer must find the account from the payment's details.
+    UNUSABLE_REFERENCE = "unusable_reference"
 
 
 @dataclass(frozen=True)

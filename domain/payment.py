@@ -75,6 +75,9 @@ class ReversalKind(StrEnum):
     RETURNED_CHEQUE = "returned_cheque"
     DIRECT_DEBIT_RETURN = "direct_debit_return"
     CHARGEBACK = "chargeback"
+    # A card payment recorded at authorisation whose capture the service then cancelled:
+    # the money was never taken.
+    CANCELLED = "cancelled"
 
     @classmethod
     def parse(cls, value: str) -> ReversalKind:
@@ -215,6 +218,9 @@ class Payment(Aggregate):
         actor: str
         idempotency_key: str | None
         fingerprint: str | None
+        # What the payment provider reported (amounts, fees, capture and settlement dates),
+        # kept for bank reconciliation; None on receipts recorded before it was kept.
+        provider_details: dict[str, Any] | None = None
 
     class Allocated(Event):
         lines: list[dict[str, Any]]
@@ -335,6 +341,16 @@ class Payment(Aggregate):
     class Noted(Event):
         text: str
 
+    class ProviderReported(Event):
+        """The payment provider reported more about the payment (capture, fees, settlement);
+        no money moves."""
+
+        details: dict[str, Any]
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.provider_details = {**(payment.provider_details or {}), **self.details}
+
     class PayerDetailsErased(Event):
         reason: str
 
@@ -351,8 +367,10 @@ class Payment(Aggregate):
         actor: str,
         idempotency_key: str | None,
         fingerprint: str | None,
+        provider_details: dict[str, Any] | None = None,
     ) -> None:
         self.channel = channel
+        self.provider_details = provider_details
         self.amount_pence = amount_pence
         self.received_at = received_at
         # Money moves forward in business time: a movement cannot take effect before the one
@@ -396,6 +414,7 @@ class Payment(Aggregate):
         fingerprint: str | None = None,
         now: datetime | None = None,
         external_id_from_provider: bool = False,
+        provider_details: dict[str, Any] | None = None,
     ) -> Payment:
         """Record a receipt; when `match` names a fund, allocate it there at once.
 
@@ -428,6 +447,7 @@ class Payment(Aggregate):
             actor=actor,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
+            provider_details=provider_details,
         )
         if fund is not None:
             payment.trigger_event(
@@ -856,6 +876,19 @@ class Payment(Aggregate):
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
         )
+
+    def record_provider_details(self, details: dict[str, Any], *, actor: str) -> None:
+        """Keep what the provider newly reports; a repeated report records nothing."""
+        known = self.provider_details or {}
+        new = {k: v for k, v in details.items() if v is not None and known.get(k) != v}
+        if new:
+            self.trigger_event(
+                self.ProviderReported,
+                details=new,
+                actor=actor,
+                idempotency_key=None,
+                fingerprint=None,
+            )
 
     def record_payer_details_erased(self, *, actor: str, reason: str) -> None:
         reason = _require_text("reason", reason, required=True)

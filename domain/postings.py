@@ -73,6 +73,7 @@ def effective_at(event: Any) -> datetime:
 
 _WITHOUT_MONEY = (
     Payment.Noted,
+    Payment.ProviderReported,
     Payment.PayerDetailsErased,
     Payment.RefundRequested,
     Payment.RefundDeclined,

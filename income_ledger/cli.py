@@ -342,6 +342,10 @@ def print_payment(payment: dict[str, Any]) -> None:
         f"reversed £{pence_to_pounds(payment['reversed_pence'])}",
         highlight=False,
     )
+    details = payment.get("provider_details") or {}
+    if details:
+        said = ", ".join(f"{key} {value}" for key, value in details.items() if value is not None)
+        out.print(f"  provider: {escape(said)}", highlight=False)
     for line in payment["allocations"]:
         vat = f" (VAT £{pence_to_pounds(line['vat_pence'])})" if line["vat_pence"] else ""
         out.print(

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine
 from api.app import create_app
 from api.auth import ApiKeys, Role
 from api.services import ApiConfig, Services
+from application.govuk_pay import SigningSecret, parse_signing_secrets
 from application.ledger import IncomeLedger
 from income_ledger.bootstrap import build_audit_chain, build_ledger, build_projection
 from income_ledger.settings import Settings
@@ -68,11 +69,19 @@ def parse_ledger_codes(text: str) -> dict[str, str]:
     return mapping
 
 
+def signing_secrets(settings: Settings) -> tuple[SigningSecret, ...]:
+    try:
+        return parse_signing_secrets(settings.govuk_pay_webhook_secrets)
+    except ValueError as error:
+        raise ConfigurationError(f"LEDGER_GOVUK_PAY_WEBHOOK_SECRETS: {error}") from None
+
+
 def api_config(settings: Settings) -> ApiConfig:
     return ApiConfig(
         read_wait_seconds=settings.read_wait_seconds,
         ready_max_lag_seconds=settings.ready_max_lag_seconds,
         govuk_pay_webhook_secret=settings.govuk_pay_webhook_secret,
+        govuk_pay_webhook_secrets=signing_secrets(settings),
         govuk_pay_ledger_codes=parse_ledger_codes(settings.govuk_pay_ledger_codes),
     )
 

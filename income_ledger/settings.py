@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     govuk_pay_webhook_secret: str = Field(
         "", description="GOV.UK Pay webhook signing secret (Pay-Signature)", repr=False
     )
+    govuk_pay_webhook_secrets: str = Field(
+        "",
+        description="GOV.UK Pay signing secrets of several services, with rotation: a comma "
+        'list of secrets or service=secret, or JSON {"service": ["secret", ...]}',
+        repr=False,
+    )
     govuk_pay_ledger_codes: str = Field(
         "", description="metadata.ledger_code to fund code mapping, e.g. R1010:CT,R2010:HRA"
     )

@@ -9,6 +9,8 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from application.ledger import CommandContext, RecordPayment
+from income_ledger.bootstrap import build_ledger
 from income_ledger.cli import app
 from tests.domain.helpers import CT_REF, SUN_REF
 
@@ -156,3 +158,23 @@ def test_adding_funds_from_a_file_is_all_or_nothing(cli, tmp_path) -> None:
     assert "LIC" not in {f["code"] for f in as_json(cli("funds", "list", "--json"))}
     definitions.write_text(json.dumps([licensing]))
     assert "added funds: LIC" in cli("funds", "add", "--file", str(definitions)).stdout
+
+
+def test_show_prints_what_the_payment_provider_reported(cli, settings) -> None:
+    ledger = build_ledger(settings)
+    outcome = ledger.record_payment(
+        RecordPayment(
+            "govuk_pay",
+            4_000,
+            CT_REF,
+            external_id="pay_details",
+            external_id_from_provider=True,
+            provider_details={"fee_pence": 200, "captured_date": "2024-11-04"},
+        ),
+        CommandContext("integration:govuk-pay"),
+    )
+    ledger.close()
+    shown = cli("payments", "show", str(outcome.payment_id)).stdout
+    assert "provider: fee_pence 200, captured_date 2024-11-04" in shown
+    as_data = as_json(cli("payments", "show", str(outcome.payment_id), "--json"))
+    assert as_data["provider_details"] == {"fee_pence": 200, "captured_date": "2024-11-04"}

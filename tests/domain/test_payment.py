@@ -267,3 +267,28 @@ def test_a_movement_cannot_take_effect_before_the_one_it_follows() -> None:
         reason="r",
         effective_at=NOW + timedelta(days=9),
     )
+
+
+def test_provider_details_are_kept_and_a_repeated_report_records_nothing() -> None:
+    payment = receive(5_000, CT_REF, channel=Channel.GOVUK_PAY)
+    assert payment.provider_details is None
+    payment.record_provider_details({"fee_pence": 17, "settled_date": None}, actor="pay")
+    payment.record_provider_details({"fee_pence": 17}, actor="pay")
+    payment.record_provider_details({"fee_pence": 17, "captured_date": "2024-11-04"}, actor="pay")
+    reported = [e for e in payment.pending_events if isinstance(e, Payment.ProviderReported)]
+    assert [e.details for e in reported] == [{"fee_pence": 17}, {"captured_date": "2024-11-04"}]
+    assert all(postings_for(event) == () for event in reported)
+    assert payment.provider_details == {"fee_pence": 17, "captured_date": "2024-11-04"}
+
+
+def test_a_receipt_stored_before_provider_details_existed_still_loads() -> None:
+    received = receive(5_000, CT_REF).pending_events[0]
+    del received.__dict__["provider_details"]  # as an old stored event reads back
+    assert received.mutate(None).provider_details is None
+
+
+def test_a_card_payment_cancelled_before_capture_is_reversed_as_cancelled() -> None:
+    payment = receive(12_000, CT_REF, channel=Channel.GOVUK_PAY)
+    payment.reverse(kind=ReversalKind.parse("cancelled"), actor="pay", reason="P0040")
+    assert payment.status is PaymentStatus.REVERSED and payment.reversal_kind == "cancelled"
+    payment.check_invariant()
