@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from domain.errors import (
     ConcurrentUpdate,
     InvalidRequest,
@@ -21,6 +22,9 @@ from domain.errors import (
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+# Long enough for a restarting database or a failover, short enough for a person waiting.
+DATABASE_RETRY_AFTER_SECONDS = 5
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
 class Problem(BaseModel):
@@ -58,7 +62,8 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     501: _documented("not available on this server"),
     503: _documented(
         "the read model has not reached min_position yet, the database is "
-        "unreachable, or the webhook is not configured: retry later"
+        "unreachable (Retry-After; the detail says whether anything may have been saved), "
+        "or the webhook is not configured: retry later"
     ),
 }
 
@@ -114,6 +119,41 @@ def body_too_large(request: Request, limit: int) -> JSONResponse:
     )
 
 
+def database_unavailable(request: Request, saved_unknown: bool | None) -> JSONResponse:
+    """503 for a database that failed; what it says was saved is only what is known.
+
+    `saved_unknown` is None when the failure was outside a command's transaction (a query,
+    or a step whose transaction this layer does not see)."""
+    if saved_unknown is None and request.method in SAFE_METHODS:
+        saved_unknown = False
+    retry = (
+        "Retry with the same Idempotency-Key: a retry is safe and answers with the original result."
+        if "idempotency-key" in request.headers
+        else "Check whether it was recorded before retrying; send an Idempotency-Key with "
+        "commands so that a retry is always safe."
+    )
+    if saved_unknown is False:
+        title = "Database unavailable"
+        detail = "the database could not be reached; nothing was saved. Retry shortly."
+        code = "database_unavailable"
+    elif saved_unknown:
+        title = "Database failed while saving: outcome unknown"
+        detail = (
+            "the database connection failed while the change was being committed, so it "
+            f"may or may not have been saved. {retry}"
+        )
+        code = "database_outcome_unknown"
+    else:
+        title = "Database unavailable"
+        detail = (
+            "the database failed during the request; it may or may not have taken effect. "
+            f"{retry} A repeated delivery of the same external payment is recorded once."
+        )
+        code = "database_outcome_unknown"
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+    return problem(request, 503, title, detail, code, headers, retryable=True)
+
+
 def status_for(error: LedgerError) -> tuple[int, str]:
     if isinstance(error, ConcurrentUpdate):
         return 409, "Concurrent update: safe to retry"
@@ -144,6 +184,19 @@ def install(app: FastAPI) -> None:
         return problem(
             request, error.status, error.title, error.detail, error.code, headers=error.headers
         )
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def outage_in_command(request: Request, error: DatabaseUnavailable) -> JSONResponse:
+        log.warning("database failed on %s %s: %s", request.method, request.url.path, error)
+        return database_unavailable(request, error.saved_unknown)
+
+    async def outage(request: Request, error: Exception) -> JSONResponse:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.warning("database failed on %s %s: %s", request.method, request.url.path, first_line)
+        return database_unavailable(request, None)
+
+    for error_class in DATABASE_UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error_class, outage)
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
