@@ -201,7 +201,7 @@ def statuses(client, *bodies: bytes) -> list[str]:
 
 
 @needs_samples
-def test_real_payment_succeeded_captured_then_refunded_in_two_parts(client) -> None:
+def test_real_payment_succeeded_captured_then_refunded_in_two_parts(client, ledger) -> None:
     assert statuses(client, sample("02"), sample("03"), sample("12")) == [
         "recorded",
         "details_recorded",
@@ -220,6 +220,11 @@ def test_real_payment_succeeded_captured_then_refunded_in_two_parts(client) -> N
     assert details["fee_pence"] == 17 and details["net_amount_pence"] == 8_983
     assert details["captured_date"] == "2024-11-04" and details["captured"] is True
     assert details["capture_submit_time"] == "2024-11-04T09:13:03+00:00"
+    # The read model follows every event of it, the details-only ones included.
+    latest = client.get(f"/payments?min_position={ledger.max_position()}", headers=auth("auditor"))
+    assert latest.status_code == 200, latest.text
+    (row,) = [p for p in latest.json()["items"] if p["payment_id"] == payment_id]
+    assert row["refunded_pence"] == 9_000
 
 
 @needs_samples
