@@ -893,6 +893,7 @@ def demo(
     receipts_per_day: Annotated[int, typer.Option(min=1, max=5000)] = 120,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same ledger).")] = 2026,
     as_json: JsonOption = False,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Fill the database with a realistic few days of a council's income, then summarise it.
 
@@ -917,7 +918,7 @@ def demo(
             message = _demo_stopped(settings, led, stopped, again)
             raise fail(message, _exit_code(stopped.cause)) from None
         summary = summarise(led)
-        read_model = _catch_up_read_model(settings, led)
+        read_model = _catch_up_read_model(settings, led, timeout)
     if as_json:
         print_json({"demo": stats, "summary": summary, "read_model": read_model})
         return
@@ -942,13 +943,21 @@ def demo(
     )
 
 
-def _catch_up_read_model(settings: Settings, led: IncomeLedger) -> dict[str, Any]:
+def _catch_up_read_model(
+    settings: Settings, led: IncomeLedger, timeout_s: float | None
+) -> dict[str, Any]:
     from projections.runner import RunnerLock
 
     projection = build_projection(settings, led, page_size=5000)
     try:
-        with RunnerLock(projection.engine).held():
-            projection.catch_up()
+        try:
+            with RunnerLock(projection.engine, "demo").held(timeout_s=timeout_s):
+                projection.catch_up()
+        except LockTimeout as error:
+            raise fail(
+                f"the demo data is stored, but {error}; that process keeps the read model "
+                "up to date, so `income-ledger projections status` will show it arrive"
+            ) from None
         with projection.engine.connect() as connection:
             return read_model_report(connection)
     finally:

@@ -1,0 +1,44 @@
+"""A database that cannot be reached gets a message saying what to do, not a stack trace."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from income_ledger.cli import app
+
+
+def run(monkeypatch, url: str, *args: str):
+    monkeypatch.setenv("LEDGER_DATABASE_URL", url)
+    return CliRunner().invoke(app, list(args))
+
+
+def test_db_init_on_a_missing_postgresql_database_says_how_to_create_it(
+    postgres_admin_url, monkeypatch
+) -> None:
+    name = f"missing_{uuid.uuid4().hex[:8]}"
+    url = make_url(postgres_admin_url).set(database=name)
+    result = run(monkeypatch, url.render_as_string(hide_password=False), "db", "init")
+    assert result.exit_code == 2, result.output
+    assert "does not exist" in result.output
+    assert f"createdb -h {url.host} -p {url.port or 5432}" in result.output
+    assert name in result.output and "unexpected" not in result.output
+
+
+@pytest.mark.parametrize("command", [["db", "init"], ["projections", "status"]])
+def test_a_postgresql_server_that_is_down_is_named_with_how_to_start_it(
+    monkeypatch, command
+) -> None:
+    result = run(monkeypatch, "postgresql://ledger@127.0.0.1:1/ledger", *command)
+    assert result.exit_code == 2, result.output
+    assert "cannot reach PostgreSQL at 127.0.0.1:1" in result.output
+    assert "is the server running" in result.output and "unexpected" not in result.output
+
+
+def test_a_sqlite_database_in_a_missing_folder_says_so(monkeypatch, tmp_path) -> None:
+    result = run(monkeypatch, f"sqlite:///{tmp_path}/no/such/folder/ledger.db", "db", "init")
+    assert result.exit_code == 2, result.output
+    assert "does the folder" in result.output and "unexpected" not in result.output
