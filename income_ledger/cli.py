@@ -944,7 +944,7 @@ def demo(
 
 
 def _catch_up_read_model(
-    settings: Settings, led: IncomeLedger, timeout_s: float | None
+    settings: Settings, led: IncomeLedger, timeout_s: float | None = None
 ) -> dict[str, Any]:
     from projections.runner import RunnerLock
 
