@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
 
 app = typer.Typer(
     help="Income ledger for UK local authorities.",
@@ -970,7 +971,9 @@ def _demo_stopped(
     """What a part-way demo stored, that the read model shows it, and how to finish."""
     cause = stopped.cause
     reason = f"{type(cause).__name__}: {_first_line(cause)}"
-    if isinstance(cause, LedgerError):
+    if isinstance(cause, KeyboardInterrupt):
+        reason = "interrupted"
+    elif isinstance(cause, LedgerError):
         reason = f"{cause.message} [{cause.code}]"
         root = _root_cause(cause)
         if root is not cause:  # the ledger's reading of a database error: show its words too
@@ -1003,6 +1006,8 @@ def _first_line(error: BaseException) -> str:
 
 
 def _exit_code(cause: BaseException) -> int:
+    if isinstance(cause, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
     return EXIT_USER_ERROR if isinstance(cause, LedgerError) else EXIT_INTERNAL_ERROR
 
 

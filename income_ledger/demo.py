@@ -176,13 +176,6 @@ class DemoInterrupted(RuntimeError):
         self.cause = cause
 
 
-def run_demo(
-    ledger: IncomeLedger, *, days: int, receipts_per_day: int, seed: int
-) -> dict[str, Any]:
-    plan = plan_demo(ledger, days=days, receipts_per_day=receipts_per_day, seed=seed)
-    return dict(record_demo(ledger, plan).stats)
-
-
 def plan_demo(ledger: IncomeLedger, *, days: int, receipts_per_day: int, seed: int) -> DemoPlan:
     """Generate the demo and check every receipt and every command's context against the
     ledger's rules. Saves nothing: a refusal here (a LedgerError) means nothing is stored."""
@@ -223,7 +216,7 @@ def record_demo(ledger: IncomeLedger, plan: DemoPlan) -> DemoProgress:
         for follow_up in plan.follow_ups:
             _apply(ledger, follow_up, progress.stats)
             progress.follow_ups_done += 1
-    except Exception as error:
+    except (Exception, KeyboardInterrupt) as error:  # Ctrl-C too: say what is stored
         raise DemoInterrupted(progress, error) from error
     return progress
 
