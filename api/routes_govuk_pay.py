@@ -58,11 +58,14 @@ def _check_signature(config: ApiConfig, raw: bytes, signature: str | None) -> No
             "accept GOV.UK Pay webhooks",
             "webhook_not_configured",
         )
-    if govuk_pay.matching_secret(secrets, raw, signature) is None:
-        raise ApiProblem(
-            401,
-            "Signature check failed",
-            "the Pay-Signature header is missing or does not match the body under any "
-            "configured signing secret",
-            "bad_signature",
-        )
+    matched = govuk_pay.matching_secret(secrets, raw, signature)
+    if matched is not None:
+        log.debug("GOV.UK Pay message signed with a secret of %s", matched.service or "-")
+        return
+    raise ApiProblem(
+        401,
+        "Signature check failed",
+        "the Pay-Signature header is missing or does not match the body under any "
+        "configured signing secret",
+        "bad_signature",
+    )

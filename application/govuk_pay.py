@@ -397,6 +397,7 @@ def _apply_receipt(
     if payment is None:
         payment = ledger.prepare_payment(_record(command), CommandContext(GOVUK_PAY_ACTOR))
     elif command.money_taken:
+        _warn_if_amount_differs(payment, command)
         payment.record_provider_details(command.provider_details, actor=GOVUK_PAY_ACTOR)
     refunds_before = payment.refunded_pence
     if command.refund_submitted_pence is not None:
@@ -411,6 +412,20 @@ def _apply_receipt(
     else:
         status = "details_recorded" if outcome.recorded else "duplicate"
     return _answer(status, str(payment.id), outcome.position)
+
+
+def _warn_if_amount_differs(payment: Payment, command: PayMessage) -> None:
+    """Money already recorded never changes; a later message saying another amount is a
+    discrepancy for a person to look at, not something to apply."""
+    if payment.amount_pence != command.paid_pence:
+        log.error(
+            "GOV.UK Pay message %s says payment %s is %d pence; the ledger recorded %d pence. "
+            "Check the payment with GOV.UK Pay",
+            command.message_id,
+            command.payment_id,
+            command.paid_pence,
+            payment.amount_pence,
+        )
 
 
 def _record(command: PayMessage) -> RecordPayment:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -432,7 +433,21 @@ def test_bad_messages_get_a_4xx_problem_never_a_500(client, ledger) -> None:
     huge_number = (
         b'{"event_type": "card_payment_captured", "resource": {"amount": ' + b"9" * 5000 + b"}}"
     )
-    for body in (deep, surrogate, huge_number):
+    year_one = json.dumps(
+        message("card_payment_captured")
+        | {"resource": {**message("x")["resource"], "created_date": "0001-01-01T00:00:00Z"}}
+    ).encode()
+    far_future = year_one.replace(b"0001-01-01", b"9999-12-31")
+    bad_capture = json.dumps(
+        message("card_payment_captured")
+        | {
+            "resource": {
+                **message("x")["resource"],
+                "settlement_summary": {"capture_submit_time": "yesterday"},
+            }
+        }
+    ).encode()
+    for body in (deep, surrogate, huge_number, year_one, far_future, bad_capture):
         answer = post_raw(client, body)
         assert answer.status_code == 422, answer.text
         assert answer.headers["content-type"] == "application/problem+json"
@@ -468,3 +483,12 @@ def test_the_same_message_delivered_at_once_is_applied_once(ledger) -> None:
     assert sorted(a["status"] for a in answers) == ["duplicate"] * 7 + ["refund_recorded"]
     payment = ledger.get_payment(UUID(answers[0]["payment_id"]))
     assert (payment["amount_pence"], payment["refunded_pence"]) == (45_050, 5_000)
+
+
+def test_a_later_message_with_another_amount_changes_no_money_and_is_logged(client, caplog) -> None:
+    first = deliver(client, message("card_payment_succeeded", "pay_amount", amount=5_000))
+    with caplog.at_level(logging.ERROR, logger="application.govuk_pay"):
+        later = deliver(client, message("card_payment_captured", "pay_amount", amount=6_000))
+    assert later.status_code == 200
+    assert show(client, first.json()["payment_id"])["amount_pence"] == 5_000
+    assert "the ledger recorded 5000 pence" in caplog.text
