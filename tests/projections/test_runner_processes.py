@@ -42,13 +42,24 @@ def record_many(ledger, count: int, prefix: str) -> None:
         )
 
 
+def wait_for_progress(projection, beyond: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while projection.position() <= beyond:
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "the runner applied nothing within 60 s"
+        time.sleep(0.02)
+
+
 def test_a_runner_killed_at_any_point_resumes_to_an_identical_read_model(
     ledger, projection, settings
 ) -> None:
     record_many(ledger, 1500, "kill")
-    positions = []
-    for delay in (1.2, 1.5, 1.9, 2.3):
+    positions = [0]
+    for delay in (0.0, 0.05, 0.1, 0.2):
         process = runner_process(settings.database_url, "--page-size", "7")
+        # Kill only once this runner has applied something (a loaded machine can take seconds
+        # to start a process), then at a varying moment in the middle of its catch-up.
+        wait_for_progress(projection, positions[-1], process)
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
