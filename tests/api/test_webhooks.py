@@ -10,12 +10,15 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
+from itertools import permutations
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 
 from application.govuk_pay import (
+    CAPTURED,
+    REFUNDED,
     SigningSecret,
     apply_message,
     matching_secret,
@@ -492,3 +495,42 @@ def test_a_later_message_with_another_amount_changes_no_money_and_is_logged(clie
     assert later.status_code == 200
     assert show(client, first.json()["payment_id"])["amount_pence"] == 5_000
     assert "the ledger recorded 5000 pence" in caplog.text
+
+
+@needs_samples
+def test_every_delivery_order_of_a_delayed_capture_ends_the_same(client, ledger) -> None:
+    def messages(payment_id: str) -> dict[str, bytes]:
+        captured_state = {
+            "r_state": {"status": "success", "finished": True},
+            "r_settlement_summary": {"captured_date": "2024-11-06"},
+        }
+        return {
+            "authorised": altered("09", r_payment_id=payment_id),
+            "captured": altered(
+                "09", event_type=CAPTURED, r_payment_id=payment_id, **captured_state
+            ),
+            "refunded": altered(
+                "09",
+                event_type=REFUNDED,
+                r_payment_id=payment_id,
+                r_refund_summary={"status": "available", "amount_submitted": 3_000},
+                **captured_state,
+            ),
+            "cancelled": altered("10", r_payment_id=payment_id),
+        }
+
+    # A capture is final in GOV.UK Pay: a failure message beside it (a stale or contradictory
+    # delivery) never takes the captured money away.
+    taken = ["authorised", "captured", "refunded", "cancelled"]
+    for number, order in enumerate(permutations(taken)):
+        bodies = messages(f"taken-{number}")
+        for name in (*order, *reversed(order)):
+            assert post_raw(client, bodies[name]).status_code == 200
+        payment = show(client, str(ledger.find_payment("govuk_pay", f"taken-{number}")))
+        assert (payment["amount_pence"], payment["refunded_pence"]) == (12_000, 3_000), order
+    before = ledger.max_position()
+    for number, order in enumerate(permutations(["authorised", "cancelled"])):
+        bodies = messages(f"cancelled-{number}")
+        for name in (*order, *order):
+            assert post_raw(client, bodies[name]).status_code == 200
+    assert ledger.max_position() == before
