@@ -42,17 +42,17 @@ from application.idempotency import IdempotentRequest, StoredResponse, request_h
 from application.ledger import CommandContext, Outcome, RecordPayment
 from application.payer_details import PayerDetails
 from domain.funds import Fund
+from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH
 
 router = APIRouter()
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=200,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
         description="makes a retry safe: same key and body, same response",
     ),
 ]
-MAX_KEY_LENGTH = 200
 
 
 def run_command(

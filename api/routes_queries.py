@@ -23,7 +23,14 @@ from api.schemas import (
     SuspenseOut,
 )
 from api.services import MAX_PAGE_SIZE, Services
-from domain.limits import parse_query_moment, require_query_date, uk_today
+from domain.limits import (
+    MAX_ACTOR_LENGTH,
+    MAX_FUND_CODE_LENGTH,
+    MAX_REFERENCE_LENGTH,
+    parse_query_moment,
+    require_query_date,
+    uk_today,
+)
 from domain.payment import Channel, PaymentStatus
 from domain.references import normalise_reference
 from projections import queries
@@ -74,8 +81,8 @@ def _position(svc: Services) -> int:
 def search_payments(
     svc: Fresh,
     user: Reader,
-    reference: Annotated[str | None, Query(max_length=60)] = None,
-    fund_code: Annotated[str | None, Query(max_length=16)] = None,
+    reference: Annotated[str | None, Query(max_length=MAX_REFERENCE_LENGTH)] = None,
+    fund_code: Annotated[str | None, Query(max_length=MAX_FUND_CODE_LENGTH)] = None,
     channel: Channel | None = None,
     status: PaymentStatus | None = None,
     received_from: Annotated[
@@ -244,7 +251,7 @@ def audit(
     recorded_to: Annotated[
         str | None, Query(alias="to", description=TO_HELP, max_length=64)
     ] = None,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
+    actor: Annotated[str | None, Query(max_length=MAX_ACTOR_LENGTH)] = None,
     payment_id: Annotated[str | None, Query(max_length=36)] = None,
     after_position: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Limit = 100,
@@ -301,7 +308,7 @@ def audit_balances(
         str | None,
         Query(description=f"count only what had been recorded by then: {AT_HELP}", max_length=64),
     ] = None,
-    fund_code: Annotated[str | None, Query(max_length=16)] = None,
+    fund_code: Annotated[str | None, Query(max_length=MAX_FUND_CODE_LENGTH)] = None,
 ) -> Any:
     """Balances replayed straight from the event store (not the read model) as at an
     effective time, optionally as known at a recording time. Roles: officer, supervisor,

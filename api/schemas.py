@@ -7,6 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from domain.limits import (
+    MAX_EXTERNAL_ID_LENGTH,
+    MAX_FUND_CODE_LENGTH,
+    MAX_FUND_FIELD_LENGTHS,
+    MAX_FUND_REFERENCE_LENGTH,
+    MAX_PAYER_FIELD_LENGTH,
+    MAX_REFERENCE_LENGTH,
+    MAX_REFERENCE_PATTERN_LENGTH,
+    MAX_TEXT_LENGTH,
+)
 from domain.money import MAX_AMOUNT_PENCE
 from domain.payment import Channel, ReversalKind
 
@@ -19,9 +29,16 @@ Pence = Annotated[
         description="an amount in pence (GBP), more than zero",
     ),
 ]
-FundCode = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
-Reference = Annotated[str, Field(min_length=1, max_length=60)]
-Reason = Annotated[str, Field(min_length=1, max_length=500)]
+# Every max_length comes from domain.limits, the one definition the domain checks and the
+# read model's columns are built from.
+FundCode = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_FUND_CODE_LENGTH, pattern=r"^[A-Za-z][A-Za-z0-9_]*$"),
+]
+Reference = Annotated[str, Field(min_length=1, max_length=MAX_REFERENCE_LENGTH)]
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_LENGTH)]
+PayerField = Annotated[str | None, Field(max_length=MAX_PAYER_FIELD_LENGTH)]
+_FUND = MAX_FUND_FIELD_LENGTHS
 
 
 class Strict(BaseModel):
@@ -31,22 +48,22 @@ class Strict(BaseModel):
 class Payer(Strict):
     """Personal data: kept apart from the money so it can be erased."""
 
-    name: str | None = Field(None, max_length=200)
-    email: str | None = Field(None, max_length=200)
-    phone: str | None = Field(None, max_length=200)
-    address: str | None = Field(None, max_length=200)
+    name: PayerField = None
+    email: PayerField = None
+    phone: PayerField = None
+    address: PayerField = None
 
 
 class RecordPaymentIn(Strict):
     channel: Channel
     amount_pence: Pence
-    reference: str = Field("", max_length=60, description="the payer's reference")
+    reference: str = Field("", max_length=MAX_REFERENCE_LENGTH, description="the payer's reference")
     fund_code: FundCode | None = Field(None, description="a fund hint, e.g. CT")
     received_at: AwareDatetime | None = Field(None, description="when received; default now")
     external_id: str | None = Field(
         None,
         min_length=1,
-        max_length=200,
+        max_length=MAX_EXTERNAL_ID_LENGTH,
         description="the channel's id; repeats are recorded once",
     )
     payer: Payer | None = None
@@ -98,9 +115,9 @@ class NoteIn(Strict):
 
 
 class ReferenceRuleIn(Strict):
-    min_length: int = Field(ge=1, le=40)
-    max_length: int = Field(ge=1, le=40)
-    pattern: str = Field(min_length=1, max_length=200)
+    min_length: int = Field(ge=1, le=MAX_FUND_REFERENCE_LENGTH)
+    max_length: int = Field(ge=1, le=MAX_FUND_REFERENCE_LENGTH)
+    pattern: str = Field(min_length=1, max_length=MAX_REFERENCE_PATTERN_LENGTH)
     check_digit: dict[str, Any] | None = Field(
         None,
         description="modulus (10|11), weights, subtract_from_modulus, ten_as (X|0), "
@@ -110,20 +127,20 @@ class ReferenceRuleIn(Strict):
 
 class FundIn(Strict):
     code: FundCode
-    name: str = Field(min_length=1, max_length=100)
-    vat_code: str = Field("OS", max_length=10)
+    name: str = Field(min_length=1, max_length=_FUND["name"])
+    vat_code: str = Field("OS", max_length=_FUND["vat_code"])
     vat_rate_basis_points: int = Field(0, ge=0, le=10_000)
-    cost_centre: str = Field(min_length=1, max_length=20)
-    ledger_code: str = Field(min_length=1, max_length=20)
+    cost_centre: str = Field(min_length=1, max_length=_FUND["cost_centre"])
+    ledger_code: str = Field(min_length=1, max_length=_FUND["ledger_code"])
     reference_rule: ReferenceRuleIn
 
 
 class FundPatch(Strict):
-    name: str | None = Field(None, min_length=1, max_length=100)
-    vat_code: str | None = Field(None, max_length=10)
+    name: str | None = Field(None, min_length=1, max_length=_FUND["name"])
+    vat_code: str | None = Field(None, max_length=_FUND["vat_code"])
     vat_rate_basis_points: int | None = Field(None, ge=0, le=10_000)
-    cost_centre: str | None = Field(None, min_length=1, max_length=20)
-    ledger_code: str | None = Field(None, min_length=1, max_length=20)
+    cost_centre: str | None = Field(None, min_length=1, max_length=_FUND["cost_centre"])
+    ledger_code: str | None = Field(None, min_length=1, max_length=_FUND["ledger_code"])
     reference_rule: ReferenceRuleIn | None = None
     enabled: bool | None = None
     reason: Reason

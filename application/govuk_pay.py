@@ -36,10 +36,15 @@ from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, RuleViolation
 from domain.funds import Match, SuspenseReason
-from domain.limits import require_business_datetime
+from domain.limits import (
+    MAX_EXTERNAL_ID_LENGTH,
+    MAX_FUND_CODE_LENGTH,
+    MAX_REFERENCE_LENGTH,
+    require_business_datetime,
+)
 from domain.money import MAX_AMOUNT_PENCE
 from domain.payment import Channel, Payment, ReversalKind
-from domain.references import MAX_REFERENCE_LENGTH, normalise_reference
+from domain.references import normalise_reference
 
 log = logging.getLogger(__name__)
 GOVUK_PAY_ACTOR = "integration:govuk-pay"
@@ -48,8 +53,6 @@ SUCCEEDED = "card_payment_succeeded"
 REFUNDED = "card_payment_refunded"
 FAILED = "card_payment_failed"
 HANDLED_EVENTS = frozenset({CAPTURED, SUCCEEDED, REFUNDED, FAILED})
-MAX_PAYMENT_ID_LENGTH = 200
-MAX_FUND_CODE_LENGTH = 16
 MAX_DETAIL_TEXT_LENGTH = 100
 CONCURRENT_ATTEMPTS = 3
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -215,7 +218,7 @@ def _text(mapping: Mapping[str, Any], key: str, limit: int | None = None) -> str
 
 
 def _payment_id(resource: Mapping[str, Any]) -> str:
-    payment_id = _text(resource, "payment_id", MAX_PAYMENT_ID_LENGTH)
+    payment_id = _text(resource, "payment_id", MAX_EXTERNAL_ID_LENGTH)
     if not payment_id or not payment_id.strip() or _CONTROL.search(payment_id):
         raise InvalidRequest("a payment message needs resource.payment_id, printable text")
     return payment_id

@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from application.tables import metadata
 from domain.errors import IdempotencyKeyReused
+from domain.limits import MAX_CORRELATION_ID_LENGTH
 
 idempotency_table = Table(
     "request_idempotency",
     metadata,
-    Column("scope_key", String(300), primary_key=True),
+    Column("scope_key", String(MAX_CORRELATION_ID_LENGTH), primary_key=True),
     Column("request_hash", String(64), nullable=False),
     Column("method", String(10), nullable=False),
     Column("path", String(300), nullable=False),

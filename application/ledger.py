@@ -37,6 +37,7 @@ from application.payer_details import (
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
 from domain.funds import Fund, FundChart, Match
+from domain.limits import MAX_ACTOR_LENGTH, MAX_CORRELATION_ID_LENGTH, require_length
 from domain.payment import (
     AllocationRequest,
     Channel,
@@ -67,8 +68,11 @@ class CommandContext:
     def __post_init__(self) -> None:
         if not self.actor or not self.actor.strip():
             raise InvalidRequest("every command needs an actor: who is doing this")
-        if self.idempotency_key is not None and not 1 <= len(self.idempotency_key) <= 300:
-            raise InvalidRequest("an idempotency key must be 1 to 300 characters")
+        require_length("actor", self.actor, MAX_ACTOR_LENGTH)
+        if self.idempotency_key == "":
+            raise InvalidRequest("an idempotency key cannot be empty")
+        # The key as stored (an HTTP client's key comes scoped as `user:key`).
+        require_length("idempotency key", self.idempotency_key, MAX_CORRELATION_ID_LENGTH)
         reject_card_numbers("actor", self.actor)
         reject_card_numbers("idempotency key", self.idempotency_key)
 

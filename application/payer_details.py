@@ -15,18 +15,16 @@ from sqlalchemy.orm import Session
 
 from application.tables import metadata
 from domain.cards import reject_card_numbers
-from domain.errors import InvalidRequest
-
-MAX_FIELD_LENGTH = 200
+from domain.limits import MAX_PAYER_FIELD_LENGTH, require_length
 
 payer_details_table = Table(
     "payer_details",
     metadata,
     Column("payment_id", String(36), primary_key=True),
-    Column("name", String(MAX_FIELD_LENGTH)),
-    Column("email", String(MAX_FIELD_LENGTH)),
-    Column("phone", String(MAX_FIELD_LENGTH)),
-    Column("address", String(MAX_FIELD_LENGTH)),
+    Column("name", String(MAX_PAYER_FIELD_LENGTH)),
+    Column("email", String(MAX_PAYER_FIELD_LENGTH)),
+    Column("phone", String(MAX_PAYER_FIELD_LENGTH)),
+    Column("address", String(MAX_PAYER_FIELD_LENGTH)),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -40,8 +38,7 @@ class PayerDetails:
 
     def __post_init__(self) -> None:
         for field, value in asdict(self).items():
-            if value is not None and len(value) > MAX_FIELD_LENGTH:
-                raise InvalidRequest(f"payer {field} is longer than {MAX_FIELD_LENGTH} characters")
+            require_length(f"payer {field}", value, MAX_PAYER_FIELD_LENGTH)
             reject_card_numbers(f"payer {field}", value)
 
     def is_empty(self) -> bool:

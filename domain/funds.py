@@ -23,9 +23,15 @@ from domain.errors import (
     InvalidReference,
     UnknownFund,
 )
+from domain.limits import (
+    MAX_FUND_CODE_LENGTH,
+    MAX_FUND_FIELD_LENGTHS,
+    MAX_REFERENCE_PATTERN_LENGTH,
+    require_length,
+)
 from domain.references import ReferenceProblem, ReferenceRule, normalise_reference
 
-FUND_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,15}$")
+FUND_CODE = re.compile(rf"^[A-Z][A-Z0-9_]{{0,{MAX_FUND_CODE_LENGTH - 1}}}$")
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://github.com/income-ledger/income-ledger")
 MAX_VAT_RATE_BASIS_POINTS = 10_000
 AMENDABLE_FIELDS = (
@@ -65,8 +71,12 @@ class Fund:
             )
         if not self.cost_centre.strip() or not self.ledger_code.strip():
             raise InvalidFundDefinition("a fund needs a cost centre and a ledger code")
-        for field in ("name", "vat_code", "cost_centre", "ledger_code"):
+        for field, max_length in MAX_FUND_FIELD_LENGTHS.items():
+            require_length(f"fund {field}", getattr(self, field), max_length)
             reject_card_numbers(f"fund {field}", getattr(self, field))
+        require_length(
+            "reference pattern", self.reference_rule.pattern, MAX_REFERENCE_PATTERN_LENGTH
+        )
         reject_card_numbers("reference pattern", self.reference_rule.pattern)
 
     def reference_problem(self, reference: str) -> ReferenceProblem | None:

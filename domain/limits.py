@@ -10,9 +10,42 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from domain.errors import InvalidEffectiveDate
+from domain.errors import InvalidEffectiveDate, InvalidRequest
 
 UK = ZoneInfo("Europe/London")
+
+# ---- text ---------------------------------------------------------------------------------
+# The longest text each field accepts, in characters (PostgreSQL VARCHAR(n) counts characters).
+
+MAX_FUND_CODE_LENGTH = 16
+# A receipt's reference as the payer or the channel gave it (GOV.UK Pay allows 255). One too
+# long for every fund's rule is not refused: the money goes to suspense.
+MAX_REFERENCE_LENGTH = 255
+# What a fund's reference rule may accept (its max_length): account numbers are short.
+MAX_FUND_REFERENCE_LENGTH = 40
+MAX_EXTERNAL_ID_LENGTH = 255
+MAX_ACTOR_LENGTH = 200
+# An Idempotency-Key as a client sends it. The ledger stores it scoped by its user,
+# `user:key` (the user's name is part of the actor), so the stored correlation id may be as
+# long as an actor, a colon and a key.
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_CORRELATION_ID_LENGTH = MAX_ACTOR_LENGTH + 1 + MAX_IDEMPOTENCY_KEY_LENGTH
+MAX_TEXT_LENGTH = 500  # reasons and notes
+MAX_PAYER_FIELD_LENGTH = 200  # a payer's name, email, phone, address
+# A fund's definition (kept in the event store only, but one contract for every edge).
+MAX_FUND_FIELD_LENGTHS = {"name": 100, "vat_code": 10, "cost_centre": 20, "ledger_code": 20}
+MAX_REFERENCE_PATTERN_LENGTH = 200
+
+
+def require_length(field: str, text: str | None, max_length: int) -> None:
+    """Refuse text longer than its limit, saying the limit."""
+    if text is not None and len(text) > max_length:
+        raise InvalidRequest(
+            f"{field} is {len(text)} characters long; the limit is {max_length}: shorten it"
+        )
+
+
+# ---- time ---------------------------------------------------------------------------------
 
 # A recording clock may run a little behind the sender's: a receipt stamped a few minutes
 # "in the future" by another machine is not a typo.

@@ -35,11 +35,17 @@ from domain.errors import (
     UnknownChannel,
 )
 from domain.funds import LEDGER_NAMESPACE, Fund, Match
-from domain.limits import require_business_datetime
+from domain.limits import (
+    MAX_EXTERNAL_ID_LENGTH,
+    MAX_FUND_CODE_LENGTH,
+    MAX_REFERENCE_LENGTH,
+    MAX_TEXT_LENGTH,
+    require_business_datetime,
+    require_length,
+)
 from domain.money import require_positive_pence, vat_from_gross
-from domain.references import MAX_REFERENCE_LENGTH, normalise_reference
+from domain.references import normalise_reference
 
-MAX_TEXT_LENGTH = 500
 MAX_ALLOCATION_LINES = 50
 AUTO_ALLOCATION_ACTOR = "system:auto-allocation"
 
@@ -185,8 +191,7 @@ def _require_text(field: str, text: str | None, *, required: bool) -> str:
     text = (text or "").strip()
     if required and not text:
         raise ReasonRequired(f"{field} is required: say why this money moves")
-    if len(text) > MAX_TEXT_LENGTH:
-        raise InvalidRequest(f"{field} is longer than {MAX_TEXT_LENGTH} characters")
+    require_length(field, text, MAX_TEXT_LENGTH)
     reject_card_numbers(field, text)
     return text
 
@@ -426,8 +431,9 @@ class Payment(Aggregate):
         require_positive_pence(amount_pence)
         received_at = require_business_datetime(received_at, "received_at", now=now)
         reference = normalise_reference(reference)
-        if len(reference) > MAX_REFERENCE_LENGTH:
-            raise InvalidRequest(f"reference is longer than {MAX_REFERENCE_LENGTH} characters")
+        require_length("reference", reference, MAX_REFERENCE_LENGTH)
+        require_length("external_id", external_id, MAX_EXTERNAL_ID_LENGTH)
+        require_length("fund hint (fund code)", fund_hint, MAX_FUND_CODE_LENGTH)
         reject_card_numbers("reference", reference)
         if external_id_from_provider:
             reject_control_characters("external_id", external_id)

@@ -13,8 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from domain.errors import InvalidFundDefinition
-
-MAX_REFERENCE_LENGTH = 40
+from domain.limits import MAX_FUND_REFERENCE_LENGTH
 
 
 class LetterValues(StrEnum):
@@ -113,10 +112,10 @@ class ReferenceRule:
     _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_length <= self.max_length <= MAX_REFERENCE_LENGTH:
+        if not 1 <= self.min_length <= self.max_length <= MAX_FUND_REFERENCE_LENGTH:
             raise InvalidFundDefinition(
                 f"reference lengths must satisfy 1 <= min ({self.min_length}) <= "
-                f"max ({self.max_length}) <= {MAX_REFERENCE_LENGTH}"
+                f"max ({self.max_length}) <= {MAX_FUND_REFERENCE_LENGTH}"
             )
         try:
             compiled = re.compile(self.pattern)

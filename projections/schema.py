@@ -26,6 +26,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from domain.limits import (
+    MAX_ACTOR_LENGTH,
+    MAX_CORRELATION_ID_LENGTH,
+    MAX_EXTERNAL_ID_LENGTH,
+    MAX_FUND_CODE_LENGTH,
+    MAX_REFERENCE_LENGTH,
+)
+from domain.postings import income_account
+
 PROJECTION_NAME = "ledger_read_model"
 
 
@@ -55,6 +64,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Money = BigInteger  # pence
+# Text columns take their widths from domain.limits, so whatever the ledger accepts fits here;
+# the longest account name is a fund's income account for the longest reference.
+ACCOUNT_LENGTH = len(income_account("F" * MAX_FUND_CODE_LENGTH, "R" * MAX_REFERENCE_LENGTH))
 SUSPENSE_FUND = "SUSPENSE"  # the fund_code of money not allocated to any fund
 
 
@@ -107,9 +119,9 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         Column("event_id", String(80), nullable=False),
         Column("payment_id", String(36)),
         Column("action", String(40), nullable=False),
-        Column("account", String(120), nullable=False),
-        Column("fund_code", String(16)),
-        Column("reference", String(40)),
+        Column("account", String(ACCOUNT_LENGTH), nullable=False),
+        Column("fund_code", String(MAX_FUND_CODE_LENGTH)),
+        Column("reference", String(MAX_REFERENCE_LENGTH)),
         Column("channel", String(20)),
         Column("amount_pence", Money, nullable=False),
         Column("effective_at", UTCDateTime(), nullable=False),
@@ -124,9 +136,9 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
     account_balances = Table(
         f"account_balances{suffix}",
         metadata,
-        Column("account", String(120), primary_key=True),
-        Column("fund_code", String(16)),
-        Column("reference", String(40)),
+        Column("account", String(ACCOUNT_LENGTH), primary_key=True),
+        Column("fund_code", String(MAX_FUND_CODE_LENGTH)),
+        Column("reference", String(MAX_REFERENCE_LENGTH)),
         Column("balance_pence", Money, nullable=False),
         Column("postings_count", BigInteger, nullable=False),
         ix("account_balances", "fund_code", "reference"),
@@ -134,7 +146,7 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
     fund_balances = Table(
         f"fund_balances{suffix}",
         metadata,
-        Column("fund_code", String(16), primary_key=True),
+        Column("fund_code", String(MAX_FUND_CODE_LENGTH), primary_key=True),
         Column("balance_pence", Money, nullable=False),
         Column("net_pence", Money, nullable=False),
         Column("vat_pence", Money, nullable=False),
@@ -160,10 +172,10 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         Column("payment_id", String(36), primary_key=True),
         Column("channel", String(20), nullable=False),
         Column("amount_pence", Money, nullable=False),
-        Column("reference", String(40), nullable=False),
-        Column("fund_hint", String(16)),
-        Column("fund_code", String(16)),
-        Column("external_id", String(200)),
+        Column("reference", String(MAX_REFERENCE_LENGTH), nullable=False),
+        Column("fund_hint", String(MAX_FUND_CODE_LENGTH)),
+        Column("fund_code", String(MAX_FUND_CODE_LENGTH)),
+        Column("external_id", String(MAX_EXTERNAL_ID_LENGTH)),
         Column("status", String(20), nullable=False),
         Column("allocated_pence", Money, nullable=False),
         Column("unallocated_pence", Money, nullable=False),
@@ -173,7 +185,7 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         Column("received_at", UTCDateTime(), nullable=False),
         Column("received_date", Date, nullable=False),
         Column("recorded_at", UTCDateTime(), nullable=False),
-        Column("recorded_by", String(200), nullable=False),
+        Column("recorded_by", String(MAX_ACTOR_LENGTH), nullable=False),
         Column("updated_at", UTCDateTime(), nullable=False),
         Column("version", Integer, nullable=False),
         Column("position", BigInteger, nullable=False),
@@ -187,8 +199,8 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         f"payment_allocations{suffix}",
         metadata,
         Column("payment_id", String(36), primary_key=True),
-        Column("fund_code", String(16), primary_key=True),
-        Column("reference", String(40), primary_key=True),
+        Column("fund_code", String(MAX_FUND_CODE_LENGTH), primary_key=True),
+        Column("reference", String(MAX_REFERENCE_LENGTH), primary_key=True),
         Column("amount_pence", Money, nullable=False),
         Column("vat_pence", Money, nullable=False),
         ix("payment_allocations", "fund_code", "reference"),
@@ -198,7 +210,7 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         metadata,
         Column("payment_id", String(36), primary_key=True),
         Column("channel", String(20), nullable=False),
-        Column("reference", String(40), nullable=False),
+        Column("reference", String(MAX_REFERENCE_LENGTH), nullable=False),
         Column("amount_pence", Money, nullable=False),
         Column("reason", String(40)),
         Column("received_at", UTCDateTime(), nullable=False),
@@ -210,7 +222,7 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         metadata,
         Column("business_date", Date, primary_key=True),
         Column("channel", String(20), primary_key=True),
-        Column("fund_code", String(16), primary_key=True),
+        Column("fund_code", String(MAX_FUND_CODE_LENGTH), primary_key=True),
         Column("receipts_count", BigInteger, nullable=False),
         Column("received_pence", Money, nullable=False),
         Column("vat_pence", Money, nullable=False),
@@ -227,14 +239,14 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         Column("event_id", String(80), nullable=False),
         Column("recorded_at", UTCDateTime(), nullable=False),
         Column("effective_at", UTCDateTime(), nullable=False),
-        Column("actor", String(200)),
+        Column("actor", String(MAX_ACTOR_LENGTH)),
         Column("action", String(40), nullable=False),
         Column("payment_id", String(36)),
-        Column("fund_code", String(16)),
-        Column("reference", String(40)),
+        Column("fund_code", String(MAX_FUND_CODE_LENGTH)),
+        Column("reference", String(MAX_REFERENCE_LENGTH)),
         Column("amount_pence", Money),
         Column("reason", Text),
-        Column("correlation_id", String(200)),
+        Column("correlation_id", String(MAX_CORRELATION_ID_LENGTH)),
         ix("audit_trail", "recorded_at"),
         ix("audit_trail", "actor"),
         ix("audit_trail", "payment_id"),

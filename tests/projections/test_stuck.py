@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from api.app import create_app
 from api.auth import ApiKeys
 from application.ledger import CommandContext, RecordPayment
+from domain.limits import MAX_EXTERNAL_ID_LENGTH
 from income_ledger.cli import app as cli_app
 from income_ledger.server import build_services
 from projections.runner import ProjectionRunner, wait_for_position
@@ -166,7 +167,8 @@ def test_an_over_long_value_in_the_event_store_is_a_stuck_projection_not_a_recon
     (stored,) = ledger.recorder.select_notifications(start=good, limit=1)
     assert stored.topic.endswith("Payment.Received")
     state = json.loads(stored.state)
-    state["external_id"] = "x" * 250  # payments.external_id is VARCHAR(200)
+    # Longer than payments.external_id holds: only a hand-made event can carry it.
+    state["external_id"] = "x" * (MAX_EXTERNAL_ID_LENGTH + 50)
     ledger.recorder.insert_events(
         [
             StoredEvent(
@@ -187,7 +189,12 @@ def test_an_over_long_value_in_the_event_store_is_a_stuck_projection_not_a_recon
     assert not any("reconnecting" in r.getMessage() for r in caplog.records)
 
     with projection.engine.begin() as connection:
-        connection.execute(text("ALTER TABLE payments ALTER COLUMN external_id TYPE varchar(300)"))
+        connection.execute(
+            text(
+                "ALTER TABLE payments ALTER COLUMN external_id TYPE "
+                f"varchar({MAX_EXTERNAL_ID_LENGTH + 50})"
+            )
+        )
     assert wait_for_position(projection.engine, bad, timeout_s=20)
     assert thread.is_alive() and stuck_position(projection) is None
 
