@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -145,15 +146,36 @@ def serve(settings: Settings, host: str, port: int, extra_keys: str = "", worker
     Extra (demo) keys reach the workers through LEDGER_API_KEYS; a key file stays a file.
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     if extra_keys:
         os.environ["LEDGER_API_KEYS"] = ",".join(k for k in (settings.api_keys, extra_keys) if k)
-    uvicorn.run(
-        "income_ledger.server:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "log_level": "info",
+        "access_log": False,
+    }
+    if workers == 1:
+        uvicorn.run("income_ledger.server:app_from_environment", **options)
+        return
+    config = uvicorn.Config("income_ledger.server:app_from_environment", **options)
+    Multiprocess(config, sockets=[tcp_socket(config.bind_socket())]).run()
+
+
+def tcp_socket(sock: socket.socket) -> socket.socket:
+    """The same listening socket, declared with protocol IPPROTO_TCP.
+
+    With several workers uvicorn binds the socket itself, with protocol 0, and hands it to
+    the workers; asyncio sets TCP_NODELAY only on accepted sockets whose protocol is
+    IPPROTO_TCP, so Nagle's algorithm held back each response's body until the client's
+    delayed ACK of its headers: about 40 ms on every request of a keep-alive connection.
+    (With one worker asyncio creates the socket, declared TCP.)
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return sock
+    declared = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+    declared.set_inheritable(True)
+    return declared

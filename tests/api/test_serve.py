@@ -143,3 +143,35 @@ def test_missing_key_file_and_bad_ledger_codes_are_configuration_errors(tmp_path
     with pytest.raises(ConfigurationError, match="LEDGER_CODE:FUND"):
         parse_ledger_codes("R1010")
     assert parse_ledger_codes("R1010:ct, R2010:HRA") == {"R1010": "CT", "R2010": "HRA"}
+
+
+def test_connections_accepted_by_several_workers_send_without_delay() -> None:
+    """`serve --workers N` binds the socket itself; each accepted connection must still get
+    TCP_NODELAY, or every keep-alive response waits ~40 ms for a delayed ACK (issue #8.12)."""
+    import asyncio
+
+    import uvicorn
+
+    from income_ledger.server import tcp_socket
+
+    config = uvicorn.Config("income_ledger.server:app_from_environment", port=0)
+    listening = tcp_socket(config.bind_socket())
+
+    async def nodelay_of_an_accepted_connection() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=listening)
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(accepted, 5)
+        finally:
+            writer.close()
+            server.close()
+
+    assert listening.proto == socket.IPPROTO_TCP
+    assert asyncio.run(nodelay_of_an_accepted_connection()) != 0
