@@ -70,23 +70,14 @@ class SigningSecret:
 
 
 def parse_signing_secrets(text: str) -> tuple[SigningSecret, ...]:
-    """LEDGER_GOVUK_PAY_WEBHOOK_SECRETS: a JSON object of service name to a list of secrets
-    (`{"parking": ["webhook_live_a", "webhook_live_b"]}`), or a comma list of secrets, each
-    optionally prefixed `service=`. Several secrets per service allow rotation."""
+    """LEDGER_GOVUK_PAY_WEBHOOK_SECRETS: a JSON object of service name to a secret or a list
+    of secrets (`{"parking": ["webhook_live_a", "webhook_live_b"]}`), or a plain comma list of
+    secrets. Several secrets per service allow rotation. (The comma list has no service
+    labels: a secret may itself end in `=`.)"""
     text = text.strip()
-    if not text:
-        return ()
     if text.startswith(("{", "[")):
         return _secrets_from_json(text)
-    secrets = []
-    for entry in (e.strip() for e in text.split(",") if e.strip()):
-        service, sep, secret = entry.partition("=")
-        secrets.append(
-            SigningSecret(service.strip(), secret.strip()) if sep else SigningSecret("", entry)
-        )
-    if any(not s.secret for s in secrets):
-        raise ValueError("an entry has an empty secret: write service=secret or secret")
-    return tuple(secrets)
+    return tuple(SigningSecret("", e.strip()) for e in text.split(",") if e.strip())
 
 
 def _secrets_from_json(text: str) -> tuple[SigningSecret, ...]:

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     govuk_pay_webhook_secrets: str = Field(
         "",
         description="GOV.UK Pay signing secrets of several services, with rotation: a comma "
-        'list of secrets or service=secret, or JSON {"service": ["secret", ...]}',
+        'list of secrets, or JSON {"service": ["secret", ...]}',
         repr=False,
     )
     govuk_pay_ledger_codes: str = Field(
