@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 from tests.api.conftest import REFUND_LIMIT_PENCE, auth
-from tests.api.test_concurrency_http import base_url  # noqa: F401 (a fixture)
 from tests.domain.helpers import CT_REF
 
 RACERS = 6
@@ -68,7 +67,7 @@ def test_an_approval_after_the_money_moved_is_refused_as_stale(client) -> None:
     assert payment["allocated_pence"] == 50_000 and payment["refunded_pence"] == 0
 
 
-def test_supervisors_racing_to_approve_over_http_get_one_201_and_409s(base_url) -> None:  # noqa: F811
+def test_supervisors_racing_to_approve_over_http_get_one_201_and_409s(base_url) -> None:
     with httpx.Client(base_url=base_url) as http:
         made = http.post(
             "/payments",
