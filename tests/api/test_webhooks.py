@@ -321,23 +321,38 @@ def test_a_refund_arriving_before_the_capture_records_both_once(client) -> None:
 
 
 @needs_samples
-def test_long_references_and_card_numbers_never_lose_the_payment(client) -> None:
-    assert statuses(client, sample("14")) == ["recorded"]
+def test_long_references_and_card_numbers_never_lose_the_payment(client, ledger) -> None:
     payment = show(client, post_raw(client, sample("14")).json()["payment_id"])
     assert payment["amount_pence"] == 14_500
-    assert payment["reference"].startswith("CT-12345679-COUNCIL-TAX")
+    assert payment["reference"] == "CT-12345679-COUNCIL-TAX-2024-25-INSTALMENT-03-OF-10"
+    assert payment["suspense_reason"] == "no_matching_fund"
 
-    longest = "R" * 255
-    card = "Council tax 4111 1111 1111 1111 thanks"
-    for payment_id, reference in (("ref-255", longest), ("ref-card", card)):
-        body = altered("14", r_payment_id=payment_id, r_reference=reference)
+    cases = {
+        "ref-255": ("R" * 255, "R" * 255, "no_matching_fund"),
+        "ref-300": ("R" * 300, "R" * 255, "unusable_reference"),
+        "ref-control": ("12345679\x00", "12345679", "unusable_reference"),
+        "ref-card": (
+            "Council tax 4111 1111 1111 1111 thanks",
+            "COUNCILTAX411111******1111THANKS",
+            "unusable_reference",
+        ),
+    }
+    for payment_id, (given, kept, reason) in cases.items():
+        body = altered("14", r_payment_id=payment_id, r_reference=given)
         answer = post_raw(client, body)
         assert answer.status_code == 200 and answer.json()["status"] == "recorded", answer.text
         payment = show(client, answer.json()["payment_id"])
         assert payment["amount_pence"] == 14_500 and payment["status"] == "suspense"
+        assert (payment["reference"], payment["suspense_reason"]) == (kept, reason), payment_id
     assert "4111111111111111" not in json.dumps(payment)
     assert "4111 1111 1111 1111" not in json.dumps(payment)
-    assert payment["suspense_reason"] == "unusable_reference"
+    # The read model holds every one of them in suspense, with its reason.
+    listed = client.get(
+        f"/suspense?min_position={ledger.max_position()}&limit=500", headers=auth("officer")
+    )
+    assert listed.status_code == 200, listed.text
+    held = {(item["reference"], item["reason"]) for item in listed.json()["items"]}
+    assert {(kept, reason) for given, kept, reason in cases.values()} <= held
 
 
 @needs_samples
