@@ -10,6 +10,8 @@ import hmac
 from dataclasses import dataclass
 from enum import StrEnum
 
+from domain.limits import MAX_ACTOR_LENGTH
+
 MIN_TOKEN_LENGTH = 16
 
 
@@ -78,4 +80,9 @@ class ApiKeys:
             if token in entries:
                 raise ValueError(f"API key entry {number} ({user}) repeats another's token")
             entries[token] = ApiUser(user, parsed_role)
+            if len(entries[token].actor) > MAX_ACTOR_LENGTH:
+                raise ValueError(
+                    f"API key entry {number}: the user name is too long (role:user may be "
+                    f"at most {MAX_ACTOR_LENGTH} characters)"
+                )
         return cls(entries)

@@ -285,3 +285,9 @@ def test_the_longest_inputs_through_the_cli_are_stored_and_verified(cli, databas
         over = value + value[0]
         refused = cli(*_record_args(**(longest | {option: over})), code=2)
         assert "limit" in refused.output or "longer" in refused.output, refused.output
+
+
+def test_an_api_user_name_too_long_for_an_actor_is_refused_at_startup() -> None:
+    ApiKeys.parse(f"{LONG_USER}:officer:{TOKEN}")
+    with pytest.raises(ValueError, match="user name is too long"):
+        ApiKeys.parse(f"{LONG_USER}u:officer:{TOKEN}")
