@@ -716,7 +716,8 @@ def project(
     timeout: TimeoutOption = None,
 ) -> None:
     """Keep the read model and the audit chain up to date: catch up, then follow new events
-    until stopped. Only one runner works at a time; another waits, saying who works."""
+    until stopped. Only one runner works at a time; another waits, saying who works (with
+    --once, at most --timeout seconds; a following runner stands by until it can take over)."""
     import signal
 
     from projections.runner import ProjectionRunner, RunnerLock

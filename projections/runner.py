@@ -541,7 +541,10 @@ def first_line(error: BaseException) -> str:
 def next_position(target: CatchesUp) -> int:
     """The position of the first event a projection has not applied."""
     after = target.position()
-    items = target.source(after, 1)
+    try:
+        items = target.source(after, 1)
+    except Exception:  # the event cannot even be read back: name the next position
+        return after + 1
     if not items:
         return after + 1
     first = items[0]
