@@ -239,3 +239,31 @@ def test_readiness_fails_when_no_projector_keeps_up(ledger, projection, settings
         projection.catch_up()
         caught_up = client.get("/health/ready")
         assert caught_up.status_code == 200 and caught_up.json()["lag_seconds"] == 0
+
+
+def test_a_receipt_dated_year_one_stops_the_projection_loudly_not_the_thread(
+    ledger, projection, fast_runner, caplog
+) -> None:
+    """Not a database error: the UK date of year 1 overflows in Python (issue #14.2). The
+    runner thread (as in `serve` on SQLite) stays alive, says where it is stuck, and goes on
+    once the bad row is dealt with."""
+    good = record(ledger, 100)
+    (stored,) = ledger.recorder.select_notifications(start=good, limit=1)
+    state = json.loads(stored.state)
+    state["received_at"]["_data_"] = "0001-01-01T00:00:00+00:00"
+    bad_id = uuid.uuid4()
+    ledger.recorder.insert_events(
+        [StoredEvent(bad_id, 1, stored.topic, json.dumps(state).encode())]
+    )
+    bad = ledger.max_position()
+    caplog.set_level(logging.WARNING, logger="projections.runner")
+    thread = fast_runner.start_thread()
+    wait_until(lambda: stuck_position(projection) == bad)
+    assert thread.is_alive()
+    assert any("OverflowError" in r.getMessage() for r in caplog.records)
+
+    with projection.engine.begin() as connection:  # an operator removes the forged row
+        connection.execute(text("DELETE FROM ledger_events WHERE id = :id"), {"id": bad})
+    record(ledger, 200)
+    assert wait_for_position(projection.engine, ledger.max_position(), timeout_s=20)
+    assert thread.is_alive() and stuck_position(projection) is None
