@@ -131,10 +131,15 @@ def amend_fund(
     """Change a fund's settings, or enable/disable it. Roles: supervisor."""
 
     def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
-        changes = body.model_dump(exclude_unset=True, exclude={"reason", "enabled"})
+        changes = body.model_dump(
+            exclude_unset=True, exclude={"reason", "enabled", "vat_rate_effective_from"}
+        )
         position = None
-        if changes:
-            position = svc.ledger.amend_fund(code, changes, ctx, body.reason) or position
+        if changes or body.vat_rate_effective_from:
+            position = (
+                svc.ledger.amend_fund(code, changes, ctx, body.reason, body.vat_rate_effective_from)
+                or position
+            )
         if body.enabled is True:
             position = svc.ledger.enable_fund(code, ctx, body.reason) or position
         elif body.enabled is False:

@@ -139,6 +139,9 @@ class FundPatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=_FUND["name"])
     vat_code: str | None = Field(None, max_length=_FUND["vat_code"])
     vat_rate_basis_points: int | None = Field(None, ge=0, le=10_000)
+    vat_rate_effective_from: AwareDatetime | None = Field(
+        None, description="when the new VAT rate starts to apply (default: now)"
+    )
     cost_centre: str | None = Field(None, min_length=1, max_length=_FUND["cost_centre"])
     ledger_code: str | None = Field(None, min_length=1, max_length=_FUND["ledger_code"])
     reference_rule: ReferenceRuleIn | None = None
@@ -212,15 +215,25 @@ class PaymentDetailOut(PaymentOut):
     history: list[HistoryEntry]
 
 
+class VatRateOut(BaseModel):
+    effective_from: str | None = Field(description="when this rate starts (null: from the start)")
+    vat_rate_basis_points: int
+
+
 class FundOut(BaseModel):
     code: str
     name: str
     vat_code: str
-    vat_rate_basis_points: int
+    vat_rate_basis_points: int = Field(description="the rate from the latest-dated change on")
     cost_centre: str
     ledger_code: str
     reference_rule: dict[str, Any]
     enabled: bool
+    vat_rates: list[VatRateOut] = Field(
+        default_factory=list,
+        description="every rate the fund has had: a movement takes the one in force at its "
+        "effective date",
+    )
 
 
 class FundCommandOut(BaseModel):

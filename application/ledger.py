@@ -36,7 +36,7 @@ from application.payer_details import (
 )
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
-from domain.funds import Fund, FundChart, Match
+from domain.funds import FROM_THE_START, Fund, FundChart, Match
 from domain.limits import MAX_ACTOR_LENGTH, MAX_CORRELATION_ID_LENGTH, require_length
 from domain.payment import (
     AllocationRequest,
@@ -153,10 +153,19 @@ class IncomeLedger(Application):
         return self._change_chart(change)
 
     def amend_fund(
-        self, code: str, changes: dict[str, Any], ctx: CommandContext, reason: str
+        self,
+        code: str,
+        changes: dict[str, Any],
+        ctx: CommandContext,
+        reason: str,
+        vat_rate_effective_from: datetime | None = None,
     ) -> int | None:
+        """Change a fund; a new VAT rate applies to movements effective from
+        `vat_rate_effective_from` (default: now)."""
         return self._change_chart(
-            lambda chart: chart.amend_fund(code.upper(), changes, ctx.actor, reason)
+            lambda chart: chart.amend_fund(
+                code.upper(), changes, ctx.actor, reason, vat_rate_effective_from
+            )
         )
 
     def disable_fund(self, code: str, ctx: CommandContext, reason: str) -> int | None:
@@ -198,11 +207,11 @@ class IncomeLedger(Application):
 
     def funds(self) -> list[dict[str, Any]]:
         return [
-            fund.to_dict() for fund in sorted(self.chart().funds.values(), key=lambda f: f.code)
+            fund_view(fund) for fund in sorted(self.chart().funds.values(), key=lambda f: f.code)
         ]
 
     def fund(self, code: str) -> dict[str, Any]:
-        return self.chart().fund(code).to_dict()
+        return fund_view(self.chart().fund(code))
 
     def _change_chart(self, change: Callable[[FundChart], None]) -> int | None:
         chart = self._chart_to_change()
@@ -756,6 +765,21 @@ class IncomeLedger(Application):
     def _transaction(self, commit: bool = True) -> Iterator[Session]:
         with self.recorder.datastore.transaction(commit=commit) as session:  # type: ignore[attr-defined]
             yield session
+
+
+def fund_view(fund: Fund) -> dict[str, Any]:
+    """A fund, with every VAT rate it has had and from when (None: from the start)."""
+    return fund.to_dict() | {
+        "vat_rates": [
+            {
+                "effective_from": None
+                if change.effective_from == FROM_THE_START
+                else change.effective_from.isoformat(),
+                "vat_rate_basis_points": change.rate_basis_points,
+            }
+            for change in fund.vat_rates
+        ]
+    }
 
 
 def pending_refund_view(pending: PendingRefund) -> dict[str, Any]:

@@ -7,8 +7,10 @@ chart and a decision taken on the chart easy to order. Each change is an event o
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -28,6 +30,7 @@ from domain.limits import (
     MAX_FUND_FIELD_LENGTHS,
     MAX_REFERENCE_PATTERN_LENGTH,
     require_length,
+    require_query_datetime,
 )
 from domain.references import ReferenceProblem, ReferenceRule, normalise_reference
 
@@ -44,9 +47,26 @@ AMENDABLE_FIELDS = (
 )
 
 
+# The first VAT rate of a fund applies to every moment before its first change.
+FROM_THE_START = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class VatRateChange:
+    """From this moment on, the fund's money carries this VAT rate."""
+
+    effective_from: datetime
+    rate_basis_points: int
+
+
 @dataclass(frozen=True)
 class Fund:
-    """What money is for: its ledger codes, its VAT and its rule for payer references."""
+    """What money is for: its ledger codes, its VAT and its rule for payer references.
+
+    `vat_rate_basis_points` is the rate from the fund's latest-dated rate change on;
+    `vat_rates` says from when each rate the fund ever had applies (kept by the chart from
+    its events), because a movement takes the rate in force at its effective date.
+    """
 
     code: str
     name: str
@@ -56,6 +76,7 @@ class Fund:
     ledger_code: str
     reference_rule: ReferenceRule
     enabled: bool = True
+    vat_rates: tuple[VatRateChange, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not FUND_CODE.match(self.code):
@@ -78,6 +99,16 @@ class Fund:
             "reference pattern", self.reference_rule.pattern, MAX_REFERENCE_PATTERN_LENGTH
         )
         reject_card_numbers("reference pattern", self.reference_rule.pattern)
+
+    def vat_rate_at(self, moment: datetime) -> int:
+        """The VAT rate in force at a movement's effective date."""
+        rate = self.vat_rate_basis_points
+        if self.vat_rates:
+            rate = self.vat_rates[0].rate_basis_points
+        for change in self.vat_rates:
+            if change.effective_from <= moment:
+                rate = change.rate_basis_points
+        return rate
 
     def reference_problem(self, reference: str) -> ReferenceProblem | None:
         return self.reference_rule.problem(reference)
@@ -161,17 +192,31 @@ class FundChart(Aggregate):
         reason: str
 
         def apply(self, chart: FundChart) -> None:
-            chart.funds[self.fund["code"]] = Fund.from_dict(self.fund)
+            fund = Fund.from_dict(self.fund)
+            first = VatRateChange(FROM_THE_START, fund.vat_rate_basis_points)
+            chart.funds[fund.code] = replace(fund, vat_rates=(first,))
 
     class FundAmended(Aggregate.Event):
         code: str
         changes: dict[str, Any]
         actor: str
         reason: str
+        # When a new VAT rate starts to apply; None (and every amendment stored before this
+        # field existed) means from the moment of the amendment.
+        vat_rate_effective_from: datetime | None = None
 
         def apply(self, chart: FundChart) -> None:
-            merged = chart.funds[self.code].to_dict() | self.changes
-            chart.funds[self.code] = Fund.from_dict(merged)
+            current = chart.funds[self.code]
+            amended = Fund.from_dict(current.to_dict() | self.changes)
+            rates = current.vat_rates
+            if "vat_rate_basis_points" in self.changes:
+                start = self.vat_rate_effective_from or self.timestamp
+                change = VatRateChange(start, amended.vat_rate_basis_points)
+                kept = [c for c in rates if c.effective_from != start]
+                rates = tuple(sorted([*kept, change], key=lambda c: c.effective_from))
+                # The fund shows the rate from its latest-dated change on.
+                amended = replace(amended, vat_rate_basis_points=rates[-1].rate_basis_points)
+            chart.funds[self.code] = replace(amended, vat_rates=rates)
 
     class FundDisabled(Aggregate.Event):
         code: str
@@ -202,7 +247,16 @@ class FundChart(Aggregate):
             raise FundAlreadyExists(f"fund {fund.code} already exists: amend it instead")
         self.trigger_event(self.FundAdded, fund=fund.to_dict(), actor=actor, reason=reason)
 
-    def amend_fund(self, code: str, changes: dict[str, Any], actor: str, reason: str) -> None:
+    def amend_fund(
+        self,
+        code: str,
+        changes: dict[str, Any],
+        actor: str,
+        reason: str,
+        vat_rate_effective_from: datetime | None = None,
+    ) -> None:
+        """Change a fund's settings. A new VAT rate applies to movements effective from
+        `vat_rate_effective_from` (default: now); earlier movements keep the rate they took."""
         reject_card_numbers("reason", reason)
         current = self.fund(code)
         unknown = sorted(set(changes) - set(AMENDABLE_FIELDS))
@@ -213,9 +267,25 @@ class FundChart(Aggregate):
             )
         normalised = Fund.from_dict(current.to_dict() | changes).to_dict()
         effective = {k: normalised[k] for k in changes if normalised[k] != current.to_dict()[k]}
+        if vat_rate_effective_from is not None:
+            if "vat_rate_basis_points" not in changes:
+                raise InvalidFundDefinition(
+                    "vat_rate_effective_from goes with a vat_rate_basis_points: give both"
+                )
+            vat_rate_effective_from = require_query_datetime(
+                vat_rate_effective_from, "vat_rate_effective_from"
+            )
+            # A dated rate is recorded even when it equals the rate last set: it may correct
+            # when that rate starts.
+            effective["vat_rate_basis_points"] = normalised["vat_rate_basis_points"]
         if effective:
             self.trigger_event(
-                self.FundAmended, code=code, changes=effective, actor=actor, reason=reason
+                self.FundAmended,
+                code=code,
+                changes=effective,
+                actor=actor,
+                reason=reason,
+                vat_rate_effective_from=vat_rate_effective_from,
             )
 
     def disable_fund(self, code: str, actor: str, reason: str) -> None:

@@ -8,7 +8,7 @@ pure function of the event alone (see domain.postings).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -114,40 +114,108 @@ def payment_status(
 
 
 @dataclass(frozen=True)
+class VatPart:
+    """Money of a line at one VAT rate, with the VAT it carries."""
+
+    vat_rate_basis_points: int
+    amount_pence: int
+    vat_pence: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "vat_rate_basis_points": self.vat_rate_basis_points,
+            "amount_pence": self.amount_pence,
+            "vat_pence": self.vat_pence,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, int]) -> VatPart:
+        return cls(data["vat_rate_basis_points"], data["amount_pence"], data["vat_pence"])
+
+
+@dataclass(frozen=True)
 class AllocationLine:
-    """Money of one receipt allocated to one fund and reference, VAT-inclusive."""
+    """Money of one receipt allocated to one fund and reference, VAT-inclusive.
+
+    A fund's VAT rate can change between two allocations to the same line, so a line keeps
+    one part per rate, the newest money last. VAT is recomputed on a part's new total at
+    every move, so each part's VAT is the VAT of its amount (no drift from rounding) and the
+    line's VAT is the sum of its parts'.
+    """
 
     fund_code: str
     reference: str
-    amount_pence: int
-    vat_rate_basis_points: int
-    vat_pence: int
+    parts: tuple[VatPart, ...] = ()
 
     @property
     def key(self) -> str:
         return line_key(self.fund_code, self.reference)
 
-    def changed_by(self, delta_pence: int) -> tuple[AllocationLine, int]:
-        """The line after adding delta_pence, and the VAT part of that change.
+    @property
+    def amount_pence(self) -> int:
+        return sum(part.amount_pence for part in self.parts)
 
-        VAT is recomputed on the line's new total, so a line's VAT always equals the VAT of
-        its amount however many partial moves it has seen (no drift from rounding).
+    @property
+    def vat_pence(self) -> int:
+        return sum(part.vat_pence for part in self.parts)
+
+    def adding(self, vat_rate_basis_points: int, amount_pence: int) -> VatPart:
+        """What an allocation of amount_pence at this rate adds, VAT included."""
+        held = self._part(vat_rate_basis_points)
+        vat = vat_from_gross(held.amount_pence + amount_pence, vat_rate_basis_points)
+        return VatPart(vat_rate_basis_points, amount_pence, vat - held.vat_pence)
+
+    def taking(self, amount_pence: int) -> tuple[VatPart, ...]:
+        """What a move of amount_pence out of the line takes: the newest money first.
+
+        Stored events record these parts; the rule decides only what new events say.
         """
-        amount = self.amount_pence + delta_pence
-        vat = vat_from_gross(amount, self.vat_rate_basis_points)
-        return (
-            AllocationLine(self.fund_code, self.reference, amount, self.vat_rate_basis_points, vat),
-            vat - self.vat_pence,
-        )
+        taken = []
+        remaining = amount_pence
+        for part in reversed(self.parts):
+            if remaining == 0:
+                break
+            moved = min(remaining, part.amount_pence)
+            left_vat = vat_from_gross(part.amount_pence - moved, part.vat_rate_basis_points)
+            taken.append(VatPart(part.vat_rate_basis_points, moved, part.vat_pence - left_vat))
+            remaining -= moved
+        assert remaining == 0, (self.key, amount_pence)
+        return tuple(taken)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "fund_code": self.fund_code,
-            "reference": self.reference,
-            "amount_pence": self.amount_pence,
-            "vat_rate_basis_points": self.vat_rate_basis_points,
-            "vat_pence": self.vat_pence,
-        }
+    def plus(self, part: VatPart) -> AllocationLine:
+        """The line with this money added; its rate's money becomes the newest."""
+        held = self._part(part.vat_rate_basis_points)
+        merged = VatPart(
+            part.vat_rate_basis_points,
+            held.amount_pence + part.amount_pence,
+            held.vat_pence + part.vat_pence,
+        )
+        others = tuple(
+            p for p in self.parts if p.vat_rate_basis_points != part.vat_rate_basis_points
+        )
+        return replace(self, parts=(*others, merged))
+
+    def minus(self, taken: tuple[VatPart, ...]) -> AllocationLine:
+        """The line without this money; the order of what stays is kept."""
+        out = {part.vat_rate_basis_points: part for part in taken}
+        parts = []
+        for part in self.parts:
+            gone = out.pop(part.vat_rate_basis_points, VatPart(part.vat_rate_basis_points, 0, 0))
+            left = VatPart(
+                part.vat_rate_basis_points,
+                part.amount_pence - gone.amount_pence,
+                part.vat_pence - gone.vat_pence,
+            )
+            if left.amount_pence or left.vat_pence:
+                parts.append(left)
+        assert not out, (self.key, out)
+        return replace(self, parts=tuple(parts))
+
+    def _part(self, vat_rate_basis_points: int) -> VatPart:
+        for part in self.parts:
+            if part.vat_rate_basis_points == vat_rate_basis_points:
+                return part
+        return VatPart(vat_rate_basis_points, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -235,13 +303,10 @@ class Payment(Aggregate):
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
             for data in self.lines:
-                payment.move_line(
-                    data["fund_code"],
-                    data["reference"],
-                    data["amount_pence"],
-                    data["vat_pence"],
-                    data["vat_rate_basis_points"],
+                part = VatPart(
+                    data["vat_rate_basis_points"], data["amount_pence"], data["vat_pence"]
                 )
+                payment.add_to_line(data["fund_code"], data["reference"], part)
                 payment.unallocated_pence -= data["amount_pence"]
 
     class Transferred(Event):
@@ -255,19 +320,21 @@ class Payment(Aggregate):
         to_vat_rate_basis_points: int
         reason: str
         effective_at: datetime
+        # The money taken from the source line at each VAT rate (None in events stored when
+        # a line could hold one rate only).
+        from_vat_parts: list[dict[str, int]] | None = None
 
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
-            payment.move_line(
-                self.from_fund_code, self.from_reference, -self.amount_pence, -self.from_vat_pence
-            )
-            payment.move_line(
-                self.to_fund_code,
-                self.to_reference,
+            payment.take_from_line(
+                self.from_fund_code,
+                self.from_reference,
                 self.amount_pence,
-                self.to_vat_pence,
-                self.to_vat_rate_basis_points,
+                self.from_vat_pence,
+                self.from_vat_parts,
             )
+            part = VatPart(self.to_vat_rate_basis_points, self.amount_pence, self.to_vat_pence)
+            payment.add_to_line(self.to_fund_code, self.to_reference, part)
 
     class Refunded(Event):
         channel: str
@@ -279,6 +346,9 @@ class Payment(Aggregate):
         effective_at: datetime
         request_id: str | None = None
         requested_by: str | None = None
+        # The money taken from the line at each VAT rate (None in events stored when a line
+        # could hold one rate only, and for refunds from the unallocated part).
+        vat_parts: list[dict[str, int]] | None = None
 
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
@@ -286,8 +356,12 @@ class Payment(Aggregate):
                 payment.unallocated_pence -= self.amount_pence
             else:
                 assert self.reference is not None
-                payment.move_line(
-                    self.fund_code, self.reference, -self.amount_pence, -self.vat_pence
+                payment.take_from_line(
+                    self.fund_code,
+                    self.reference,
+                    self.amount_pence,
+                    self.vat_pence,
+                    self.vat_parts,
                 )
             payment.refunded_pence += self.amount_pence
             if self.request_id is not None:
@@ -336,8 +410,12 @@ class Payment(Aggregate):
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
             for part in self.parts:
-                payment.move_line(
-                    part["fund_code"], part["reference"], -part["amount_pence"], -part["vat_pence"]
+                payment.take_from_line(
+                    part["fund_code"],
+                    part["reference"],
+                    part["amount_pence"],
+                    part["vat_pence"],
+                    part.get("vat_parts"),
                 )
             payment.unallocated_pence -= self.suspense_pence
             payment.reversed_pence += self.amount_pence
@@ -458,7 +536,7 @@ class Payment(Aggregate):
         if fund is not None:
             payment.trigger_event(
                 cls.Allocated,
-                lines=[payment._allocation_delta(fund, reference, amount_pence).to_dict()],
+                lines=[payment._allocation_delta(fund, reference, amount_pence, received_at)],
                 reason=match.detail,
                 effective_at=received_at,
                 actor=AUTO_ALLOCATION_ACTOR,
@@ -502,15 +580,16 @@ class Payment(Aggregate):
                 f"allocating {total} pence but only {self.unallocated_pence} pence of this "
                 "payment is unallocated"
             )
+        effective = self._effective(effective_at)
         lines = [
-            self._allocation_delta(fund, reference, amount).to_dict()
+            self._allocation_delta(fund, reference, amount, effective)
             for fund, reference, amount in merged.values()
         ]
         self.trigger_event(
             self.Allocated,
             lines=lines,
             reason=reason,
-            effective_at=self._effective(effective_at),
+            effective_at=effective,
             actor=actor,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
@@ -546,8 +625,9 @@ class Payment(Aggregate):
                 f"transferring {amount_pence} pence but only {source.amount_pence} pence is "
                 f"allocated to {source.fund_code} {source.reference}"
             )
-        _, from_vat_change = source.changed_by(-amount_pence)
-        target = self._allocation_delta(to_fund, to_reference, amount_pence)
+        effective = self._effective(effective_at)
+        taken = source.taking(amount_pence)
+        target = self._allocation_delta(to_fund, to_reference, amount_pence, effective)
         self.trigger_event(
             self.Transferred,
             from_fund_code=source.fund_code,
@@ -555,11 +635,12 @@ class Payment(Aggregate):
             to_fund_code=to_fund.code,
             to_reference=to_reference,
             amount_pence=amount_pence,
-            from_vat_pence=-from_vat_change,
-            to_vat_pence=target.vat_pence,
-            to_vat_rate_basis_points=target.vat_rate_basis_points,
+            from_vat_pence=sum(part.vat_pence for part in taken),
+            to_vat_pence=target["vat_pence"],
+            to_vat_rate_basis_points=target["vat_rate_basis_points"],
+            from_vat_parts=[part.to_dict() for part in taken],
             reason=reason,
-            effective_at=self._effective(effective_at),
+            effective_at=effective,
             actor=actor,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
@@ -803,17 +884,15 @@ class Payment(Aggregate):
         """Record a refund from a source already chosen and checked."""
         held = source.amount_pence if source is not None else self.unallocated_pence
         assert 0 < amount_pence <= held, (amount_pence, held)
-        vat_pence = 0
-        if source is not None:
-            _, change = source.changed_by(-amount_pence)
-            vat_pence = -change
+        taken = source.taking(amount_pence) if source is not None else None
         self.trigger_event(
             self.Refunded,
             channel=self.channel,
             fund_code=source.fund_code if source else None,
             reference=source.reference if source else None,
             amount_pence=amount_pence,
-            vat_pence=vat_pence,
+            vat_pence=sum(part.vat_pence for part in taken or ()),
+            vat_parts=[part.to_dict() for part in taken] if taken is not None else None,
             reason=reason,
             effective_at=self._effective(effective_at),
             actor=actor,
@@ -955,38 +1034,50 @@ class Payment(Aggregate):
         )
         assert accounted == self.amount_pence, (self.id, accounted, self.amount_pence)
         assert self.unallocated_pence >= 0
-        assert all(line.amount_pence >= 0 for line in self.lines.values())
+        for line in self.lines.values():
+            assert all(p.amount_pence >= 0 and p.vat_pence >= 0 for p in line.parts), line
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def move_line(
+    def add_to_line(self, fund_code: str, reference: str, part: VatPart) -> None:
+        key = line_key(fund_code, reference)
+        line = self.lines.get(key) or AllocationLine(fund_code, reference)
+        self.lines[key] = line.plus(part)
+
+    def take_from_line(
         self,
         fund_code: str,
         reference: str,
         amount_pence: int,
         vat_pence: int,
-        vat_rate_basis_points: int = 0,
+        vat_parts: list[dict[str, int]] | None,
     ) -> None:
-        key = line_key(fund_code, reference)
-        current = self.lines.get(key) or AllocationLine(
-            fund_code, reference, 0, vat_rate_basis_points, 0
-        )
-        self.lines[key] = AllocationLine(
-            fund_code,
-            reference,
-            current.amount_pence + amount_pence,
-            current.vat_rate_basis_points,
-            current.vat_pence + vat_pence,
-        )
+        """Apply a move out of a line exactly as its event recorded it."""
+        line = self.lines[line_key(fund_code, reference)]
+        if vat_parts is not None:
+            taken = tuple(VatPart.from_dict(part) for part in vat_parts)
+        elif len(line.parts) == 1:  # stored before lines had parts: one rate only
+            rate = line.parts[0].vat_rate_basis_points
+            taken = (VatPart(rate, amount_pence, vat_pence),)
+        else:
+            taken = line.taking(amount_pence)
+        self.lines[line.key] = line.minus(taken)
 
-    def _allocation_delta(self, fund: Fund, reference: str, amount_pence: int) -> AllocationLine:
-        current = self.lines.get(line_key(fund.code, reference)) or AllocationLine(
-            fund.code, reference, 0, fund.vat_rate_basis_points, 0
+    def _allocation_delta(
+        self, fund: Fund, reference: str, amount_pence: int, moment: datetime
+    ) -> dict[str, Any]:
+        """An allocation line for an event: the fund's VAT rate in force at `moment`."""
+        line = self.lines.get(line_key(fund.code, reference)) or AllocationLine(
+            fund.code, reference
         )
-        _, vat_change = current.changed_by(amount_pence)
-        return AllocationLine(
-            fund.code, reference, amount_pence, current.vat_rate_basis_points, vat_change
-        )
+        part = line.adding(fund.vat_rate_at(moment), amount_pence)
+        return {
+            "fund_code": fund.code,
+            "reference": reference,
+            "amount_pence": amount_pence,
+            "vat_rate_basis_points": part.vat_rate_basis_points,
+            "vat_pence": part.vat_pence,
+        }
 
     def _refund_source(self, fund_code: str | None, reference: str | None) -> AllocationLine | None:
         """The allocation a refund comes from; None means the unallocated part."""

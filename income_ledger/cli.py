@@ -28,7 +28,7 @@ from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPaym
 from application.payer_details import PayerDetails
 from domain.errors import InvalidRequest, LedgerError
 from domain.funds import Fund
-from domain.limits import require_business_datetime
+from domain.limits import parse_query_moment, require_business_datetime
 from domain.money import pence_to_pounds, pounds_to_pence
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
@@ -278,6 +278,15 @@ def funds_amend(
     code: str,
     changes: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE (JSON value or text)")],
     reason: ReasonOption,
+    vat_rate_effective_from: Annotated[
+        str | None,
+        typer.Option(
+            "--vat-rate-effective-from",
+            help="When a new vat_rate_basis_points starts to apply: a UK date (its start) "
+            "or ISO 8601 with zone; default now. Movements take the rate in force at their "
+            "effective date.",
+        ),
+    ] = None,
     actor: ActorOption = None,
 ) -> None:
     """Change a fund's name, VAT, ledger codes or reference rule (recorded as an event)."""
@@ -291,7 +300,17 @@ def funds_amend(
         except json.JSONDecodeError:
             parsed[name] = value
     with ledger() as led:
-        led.amend_fund(code, parsed, context(actor), reason)
+        led.amend_fund(
+            code,
+            parsed,
+            context(actor),
+            reason,
+            parse_query_moment(
+                vat_rate_effective_from, "--vat-rate-effective-from", end_of_day=False
+            )
+            if vat_rate_effective_from
+            else None,
+        )
     out.print(f"fund {code.upper()} amended")
 
 

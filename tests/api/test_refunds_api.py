@@ -95,3 +95,18 @@ def test_supervisors_racing_to_approve_over_http_get_one_201_and_409s(base_url) 
         results = Counter(pool.map(approve, ["supervisor", "supervisor2"] * (RACERS // 2)))
     assert results[(201, "")] == 1, results
     assert sum(n for (status, _), n in results.items() if status == 409) == RACERS - 1, results
+
+
+def test_a_vat_rate_change_can_be_dated(client) -> None:
+    body = {
+        "vat_rate_basis_points": 0,
+        "vat_rate_effective_from": "2027-04-01T00:00:00+01:00",
+        "reason": "zero-rated from April",
+    }
+    amended = client.patch("/funds/SUN", headers=auth("supervisor"), json=body)
+    assert amended.status_code == 200, amended.text
+    rates = amended.json()["fund"]["vat_rates"]
+    assert rates[-1] == {"effective_from": "2027-03-31T23:00:00+00:00", "vat_rate_basis_points": 0}
+    alone = {"vat_rate_effective_from": "2027-04-01T00:00:00Z", "reason": "no rate"}
+    refused = client.patch("/funds/SUN", headers=auth("supervisor"), json=alone)
+    assert refused.status_code == 422 and "give both" in refused.json()["detail"]

@@ -60,3 +60,22 @@ def test_a_request_can_be_declined_with_a_reason(cli) -> None:
     shown = json.loads(cli("payments", "show", pid, "--json").stdout)
     assert shown["pending_refunds"] == [] and shown["refunded_pence"] == 0
     assert shown["history"][-1]["action"] == "RefundDeclined"
+
+
+def test_a_vat_rate_change_can_be_dated_on_the_command_line(cli) -> None:
+    cli(
+        "funds",
+        "amend",
+        "SUN",
+        "--set",
+        "vat_rate_basis_points=0",
+        "--vat-rate-effective-from",
+        "2027-04-01",
+        "--reason",
+        "zero-rated from April",
+    )
+    shown = json.loads(cli("funds", "show", "SUN", "--json").stdout)
+    assert shown["vat_rates"][-1] == {
+        "effective_from": "2027-03-31T23:00:00+00:00",  # midnight in London (BST)
+        "vat_rate_basis_points": 0,
+    }
