@@ -14,7 +14,18 @@ import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from projections.schema import PROJECTION_NAME, UTCDateTime, projection_tracking
@@ -151,8 +162,7 @@ def stuck_projections(connection: Connection) -> list[ProjectionHealth]:
 
 
 def errors_total(connection: Connection) -> int:
-    from sqlalchemy import func
-
+    """Failed attempts over the ledger's life, every projection together."""
     return int(
         connection.execute(
             select(func.coalesce(func.sum(projection_status.c.errors_total), 0))
