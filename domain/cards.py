@@ -8,16 +8,18 @@ import unicodedata
 from domain.errors import CardNumberRejected, InvalidTextCharacters
 
 # A card number as people write it: a standalone run of 13 to 19 digits, or grouped by single
-# spaces (any kind of whitespace) or dashes the way cards print them (4-4-4-4, up to three more digits for 19-digit
-# cards, or 4-6-5 / 4-6-4 for Amex and Diners). A digit run that is part of a longer token
-# (letters or digits next to it, or joined to it by a dash, as in a UUID or a provider's
-# payment id) is an identifier, not a card number.
+# whitespace or dashes the way cards print them (4-4-4-4, with up to three more digits for
+# 19-digit cards, or 4-6-5 / 4-6-4 for Amex and Diners). A run with a letter or digit right
+# next to it is part of a longer token, an identifier, not a card number: in the UUID
+# f23e86e1-0646-4773-8447-c469d07d8b49, "1-0646-4773-8447" passes Luhn but its "1" belongs
+# to "f23e86e1". A dash or any other punctuation around a run does not make it an
+# identifier ("PCN-4111111111111111" still holds a card number).
 _CARD = re.compile(
-    r"(?<!\w)(?<!\w-)"
+    r"(?<!\w)"
     r"(?:\d{13,19}"
     r"|\d{4}[\s-]\d{4}[\s-]\d{4}[\s-]\d{4}(?P<extra>[\s-]\d{1,3})?"
     r"|\d{4}[\s-]\d{6}[\s-]\d{4,5})"
-    r"(?!\w)(?!-\w)"
+    r"(?!\w)"
 )
 _NOT_DIGIT = re.compile(r"\D")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

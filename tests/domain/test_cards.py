@@ -51,7 +51,8 @@ _BYTE_TO_ALPHANUMERIC = bytes(_ALPHANUMERIC[b % 36] for b in range(256))
 
 @pytest.mark.parametrize("card", CARDS)
 @pytest.mark.parametrize(
-    "template", ["{}", "card {} thanks", "paid with {}.", "(card:{})", "ref 123, card {}\nok"]
+    "template",
+    ["{}", "card {} thanks", "paid with {}.", "(card:{})", "ref 123, card {}\nok", "PCN-{}-2"],
 )
 def test_card_numbers_in_free_text_are_refused(card: str, template: str) -> None:
     assert contains_card_number(template.format(card))
@@ -66,8 +67,6 @@ def test_card_numbers_in_free_text_are_refused(card: str, template: str) -> None
         "payment f23e86e1-0646-4773-8447-c469d07d8b49 refunded",
         f"x{VISA}",
         f"{VISA}x",
-        f"ref-{VISA}",
-        f"{VISA}-2",
         "41111111111111111111",  # 20 digits: not a card number
         "card ending 1111, first six 411111",
         "4111 11** **** 1111",
