@@ -28,7 +28,12 @@ from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPaym
 from application.payer_details import PayerDetails
 from domain.errors import InvalidRequest, LedgerError
 from domain.funds import Fund
-from domain.limits import parse_query_moment, require_business_datetime
+from domain.limits import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    parse_query_moment,
+    require_business_datetime,
+    require_length,
+)
 from domain.money import pence_to_pounds, pounds_to_pence
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
@@ -144,6 +149,8 @@ def ledger() -> IncomeLedger:
 
 def context(actor: str | None, idempotency_key: str | None = None) -> CommandContext:
     who = actor or os.environ.get("LEDGER_ACTOR") or f"cli:{getpass.getuser()}"
+    # The same limit as an HTTP Idempotency-Key, so a key works the same at either edge.
+    require_length("--idempotency-key", idempotency_key, MAX_IDEMPOTENCY_KEY_LENGTH)
     return CommandContext(actor=who, idempotency_key=idempotency_key)
 
 

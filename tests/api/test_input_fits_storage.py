@@ -275,7 +275,7 @@ def test_the_longest_inputs_through_the_cli_are_stored_and_verified(cli, databas
         "external_id": _text("e", MAX_EXTERNAL_ID_LENGTH),
         "fund": _text("Z", MAX_FUND_CODE_LENGTH),
         "reference": _text("R", MAX_REFERENCE_LENGTH),
-        "idempotency_key": _text("k", MAX_CORRELATION_ID_LENGTH),
+        "idempotency_key": _text("k", MAX_IDEMPOTENCY_KEY_LENGTH),
         "payer_name": _text("p", MAX_PAYER_FIELD_LENGTH),
     }
     cli(*_record_args(**longest))
