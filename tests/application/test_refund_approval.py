@@ -92,3 +92,27 @@ def test_supervisors_racing_to_approve_one_request_get_409_not_404(limited, sett
     assert results["refund_request_already_decided 409"] >= 2, results
     assert results["refund_request_already_decided 409"] + results["concurrent_update 409"] == 4
     assert limited.get_payment(pid)["refunded_pence"] == 6_000
+
+
+def _refund(barrier, url: str, payment_id: str, who: str) -> str:
+    ledger = build_ledger(Settings(database_url=url, refund_approval_limit_pence=LIMIT_PENCE))
+    try:
+        ledger.repository.get(UUID(payment_id))
+        barrier.wait()
+        outcome = ledger.refund(UUID(payment_id), 2_000, CommandContext(who), "split refund")
+        return "requested" if outcome.refund_request_id else "refunded"
+    except ConcurrentUpdate as error:
+        return error.code
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    finally:
+        ledger.close()
+
+
+def test_racing_small_refunds_never_add_up_past_the_limit(limited, settings) -> None:
+    pid = _receipt(limited, CT_REF)
+    racers = [(settings.database_url, str(pid), f"officer:{n}") for n in range(4)]
+    results = Counter(_race(_refund, racers))
+    assert set(results) <= {"refunded", "requested", "concurrent_update"}, results
+    payment = limited.get_payment(pid)
+    assert payment["refunded_pence"] == 2_000 * results["refunded"] <= LIMIT_PENCE

@@ -42,7 +42,7 @@ def test_refunds_above_the_limit_wait_for_a_second_person(cli) -> None:
     listed = json.loads(cli("payments", "pending-refunds", "--json").stdout)
     assert [(p["payment_id"], p["request_id"]) for p in listed] == [(pid, request_id)]
     own = cli("payments", "approve-refund", pid, request_id, code=2)
-    assert "needs a second person" in own.output
+    assert "[second_person_required]" in own.output
     approved = cli("payments", "approve-refund", pid, request_id, actor="supervisor:b")
     assert "approved and paid" in approved.stdout and "refunded £12.00" in approved.stdout
     late = cli("payments", "decline-refund", pid, request_id, "--reason", "no", code=2)
