@@ -242,6 +242,13 @@ def line_key(fund_code: str, reference: str) -> str:
     return f"{fund_code}/{reference}"
 
 
+def _describe(source: AllocationLine | None) -> str:
+    """Where a refund comes from, as a person reads it (None: the unallocated part)."""
+    if source is None:
+        return "the unallocated part"
+    return f"allocation {source.fund_code} {source.reference}"
+
+
 def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: str | None) -> UUID:
     """Payment ids are derived from what identifies the money, so duplicates collide.
 
@@ -825,49 +832,40 @@ class Payment(Aggregate):
 
     def _require_unreserved(self, amount_pence: int, source: AllocationLine | None) -> None:
         """A refund may not take money that waiting requests were promised."""
-        where = self._where(source)
-        held = source.amount_pence if source is not None else self.unallocated_pence
+        held = self._held(source)
+        where = (source.fund_code, source.reference) if source else (None, None)
         reserved = sum(
             p.amount_pence
             for p in self.pending_refunds.values()
-            if (p.fund_code, p.reference) == (where[0], where[1])
+            if (p.fund_code, p.reference) == where
         )
         if amount_pence > held - reserved:
             waiting = f" ({reserved} pence of it waits for approval)" if reserved else ""
             raise RefundExceedsRemaining(
                 f"refunding {amount_pence} pence but only {held} pence remains on "
-                f"{where[2]}{waiting}"
+                f"{_describe(source)}{waiting}"
             )
 
     def _requested_source(self, pending: PendingRefund) -> AllocationLine | None:
         """Where an approved refund comes from: exactly where it was requested, if the money
         is still there."""
-        if pending.fund_code is None:
-            held, where = self.unallocated_pence, "the unallocated part"
-            source = None
-        else:
+        source = None
+        if pending.fund_code is not None:
             assert pending.reference is not None
-            source = self.lines.get(line_key(pending.fund_code, pending.reference))
-            held = source.amount_pence if source else 0
-            where = f"allocation {pending.fund_code} {pending.reference}"
+            key = line_key(pending.fund_code, pending.reference)
+            source = self.lines.get(key) or AllocationLine(pending.fund_code, pending.reference)
+        held = self._held(source)
         if pending.amount_pence > held:
             raise RefundRequestStale(
                 f"refund request {pending.request_id} is for {pending.amount_pence} pence from "
-                f"{where}, which holds only {held} pence now: the money was allocated, "
-                "transferred, refunded or reversed after the request. Decline this request "
-                "and request the refund again from where the money is now"
+                f"{_describe(source)}, which holds only {held} pence now: the money was "
+                "allocated, transferred, refunded or reversed after the request. Decline this "
+                "request and request the refund again from where the money is now"
             )
         return source
 
-    @staticmethod
-    def _where(source: AllocationLine | None) -> tuple[str | None, str | None, str]:
-        if source is None:
-            return None, None, "the unallocated part"
-        return (
-            source.fund_code,
-            source.reference,
-            f"allocation {source.fund_code} {source.reference}",
-        )
+    def _held(self, source: AllocationLine | None) -> int:
+        return source.amount_pence if source is not None else self.unallocated_pence
 
     def _pay_back(
         self,
@@ -882,8 +880,7 @@ class Payment(Aggregate):
         request: PendingRefund | None = None,
     ) -> None:
         """Record a refund from a source already chosen and checked."""
-        held = source.amount_pence if source is not None else self.unallocated_pence
-        assert 0 < amount_pence <= held, (amount_pence, held)
+        assert 0 < amount_pence <= self._held(source), (amount_pence, self._held(source))
         taken = source.taking(amount_pence) if source is not None else None
         self.trigger_event(
             self.Refunded,
