@@ -52,6 +52,11 @@ def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedg
     )
     if settings.is_postgres:
         _check_connections_before_use(ledger)
+    else:
+        # eventsourcing-sqlalchemy switches a SQLite file to WAL on its first transaction;
+        # done lazily, that can come while our projection holds the write lock ("database is
+        # locked" on a fresh file), so do it now.
+        ledger.recorder.datastore.init_sqlite_wal_mode()  # type: ignore[attr-defined]
     return ledger
 
 
@@ -81,6 +86,11 @@ def init_database(settings: Settings) -> None:
             create_read_model(engine)
             status_metadata.create_all(engine)
             create_chain_tables(engine)
+            if engine.url.get_backend_name() == "sqlite":
+                # WAL is a property of the file: set it here, once, so that no later process
+                # has to switch the journal mode while another holds the write lock.
+                with engine.connect() as connection:
+                    connection.exec_driver_sql("PRAGMA journal_mode=WAL")
     finally:
         engine.dispose()
 

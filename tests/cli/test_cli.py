@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -178,3 +179,21 @@ def test_show_prints_what_the_payment_provider_reported(cli, settings) -> None:
     assert "provider: fee_pence 200, captured_date 2024-11-04" in shown
     as_data = as_json(cli("payments", "show", str(outcome.payment_id), "--json"))
     assert as_data["provider_details"] == {"fee_pence": 200, "captured_date": "2024-11-04"}
+
+
+def test_the_first_project_on_a_fresh_database_applies_nothing_and_exits_0(database_url) -> None:
+    """A new user's first steps, each its own process: `db init`, then `project --once`.
+
+    On a fresh SQLite file the projector used to meet the event store switching the file to
+    WAL under its own write lock, and exit 70 with "database is locked".
+    """
+    env = {"LEDGER_DATABASE_URL": database_url}
+    for command in (["db", "init"], ["project", "--once"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "income_ledger.cli", *command],
+            env=os.environ | env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
