@@ -73,8 +73,20 @@ def test_a_runner_killed_at_any_point_resumes_to_an_identical_read_model(
     assert report.ok, report.differences
 
 
+def wait_until_following(process: subprocess.Popen) -> None:
+    """Until `project` says it is projecting: its SIGTERM handler is in place from then on (a
+    signal sent while a loaded machine is still importing would kill it uncleanly)."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("projecting"):
+            return
+    raise AssertionError(f"the runner exited with {process.wait()} before it started")
+
+
 def test_several_runners_at_once_never_double_apply(ledger, projection, settings) -> None:
     runners = [runner_process(settings.database_url, "--page-size", "11") for _ in range(3)]
+    for process in runners:
+        wait_until_following(process)
     try:
         for batch in range(4):
             record_many(ledger, 300, f"multi-{batch}")
