@@ -97,6 +97,26 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why the money moves
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from income_ledger.version import version
+
+        out.print(f"income-ledger {version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
     # The message is text, not markup: an error code like [payment_not_found] must show.
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)

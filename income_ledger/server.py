@@ -20,6 +20,7 @@ from application.govuk_pay import SigningSecret, parse_signing_secrets
 from application.ledger import IncomeLedger
 from income_ledger.bootstrap import build_audit_chain, build_ledger, build_projection
 from income_ledger.settings import Settings
+from income_ledger.version import version
 from projections.replay import replay_balances
 from projections.runner import ProjectionRunner
 
@@ -137,7 +138,9 @@ def app_from_environment() -> FastAPI:
         services.read_engine.dispose()
         ledger.close()
 
-    return create_app(services, on_shutdown=close)
+    app = create_app(services, on_shutdown=close)
+    app.version = version()  # the OpenAPI description is built later, on first request
+    return app
 
 
 def serve(settings: Settings, host: str, port: int, extra_keys: str = "", workers: int = 1) -> None:

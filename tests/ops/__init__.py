@@ -1,0 +1,1 @@
+"""Operations: version, logs, backups, the installed package."""
