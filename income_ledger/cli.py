@@ -596,7 +596,10 @@ def payments_pending_refunds(as_json: JsonOption = False) -> None:
     if not waiting:
         out.print("no refunds wait for approval")
         return
-    table = Table("requested at", "payment", "request", "amount", "from", "by", "reason")
+    table = Table()
+    # The ids are what an approver copies into approve-refund: fold every cell, never cut it.
+    for header in ("requested at", "payment", "request", "amount", "from", "by", "reason"):
+        table.add_column(header, overflow="fold")
     for item in waiting:
         table.add_row(
             item["requested_at"][:19],
