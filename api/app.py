@@ -4,12 +4,14 @@ queries, and back. Business rules live in the domain; this module only maps."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems
@@ -24,6 +26,7 @@ from api.auth import (
     Role,
 )
 from api.problems import ApiProblem
+from api.request_context import REQUEST_ID_HEADER, begin_request
 from api.services import Services
 
 ROLE_DOC = """
@@ -45,7 +48,9 @@ been saved (`database_outcome_unknown`: retry with the same Idempotency-Key).
 Every command response carries the event position it produced (`position`, and the header
 `Ledger-Position`); every query accepts `min_position` and waits (bounded) until the read
 model has reached it. Errors are `application/problem+json` (RFC 9457). Money is integer pence
-in fields named `*_pence`.
+in fields named `*_pence`. Every response carries `X-Request-ID`: the client's own if it sent
+a plain token (letters, digits and `._:/+=-`, at most 128), else a new one; problem bodies
+repeat it as `request_id`, and every log line of the request carries it.
 """
 
 
@@ -91,6 +96,9 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
 
 # Bodies from these paths are authenticated by a signature over the body itself.
 SIGNED_BODY_PATHS = ("/webhooks/",)
+# Where `authenticated` leaves the request's user for the access log.
+USER_SCOPE_KEY = "ledger.user"
+access_log = logging.getLogger("api.access")
 
 
 class LedgerMiddleware:
@@ -99,7 +107,9 @@ class LedgerMiddleware:
     A body is refused before it is read: when it declares more than the limit, when its
     sender has no valid API key (except webhooks, signed over the body), and, for a body sent
     in chunks without a length, as soon as the chunks pass the limit. HEAD is answered as
-    GET without the body. Every request is counted and timed.
+    GET without the body. Every request gets an id (the client's X-Request-ID if it is a
+    plain token), returned in X-Request-ID and carried by every log line of the request; it
+    is counted, timed and written to the access log (never its headers or body).
     """
 
     def __init__(self, app: ASGIApp, services: Services) -> None:
@@ -111,6 +121,8 @@ class LedgerMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id = begin_request(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         method = scope["method"]
         if method == "HEAD":
             scope = dict(scope, method="GET")
@@ -120,6 +132,7 @@ class LedgerMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = dict(message, headers=[*message.get("headers", ()), id_header])
             elif method == "HEAD" and message["type"] == "http.response.body":
                 message = dict(message, body=b"")
             await send(message)
@@ -132,10 +145,30 @@ class LedgerMiddleware:
                 limited = _limited(receive, self.services.config.max_body_bytes)
                 await self.app(scope, limited, send_and_note)
         finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
-            metrics = self.services.metrics
-            metrics.requests.labels(method, path, str(status)).inc()
-            metrics.latency.labels(method, path).observe(time.perf_counter() - started)
+            self.account(scope, method, status, time.perf_counter() - started)
+
+    def account(self, scope: Scope, method: str, status: int, duration_s: float) -> None:
+        path = getattr(scope.get("route"), "path", "unmatched")
+        metrics = self.services.metrics
+        metrics.requests.labels(method, path, str(status)).inc()
+        metrics.latency.labels(method, path).observe(duration_s)
+        duration_ms = round(duration_s * 1000, 1)
+        user = scope.get(USER_SCOPE_KEY, "-")
+        access_log.info(
+            "%s %s %d %.1f ms %s",
+            method,
+            path,
+            status,
+            duration_ms,
+            user,
+            extra={
+                "method": method,
+                "path": path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "user": user,
+            },
+        )
 
     def refusal(self, scope: Scope) -> Response | None:
         """The answer to a request refused before its body is read, or None to go on."""
@@ -192,9 +225,11 @@ ServicesDep = Annotated[Services, Depends(services)]
 
 
 def authenticated(
-    svc: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    svc: ServicesDep, request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> ApiUser:
-    return user_for(svc, authorization)
+    user = user_for(svc, authorization)
+    request.scope[USER_SCOPE_KEY] = user.actor
+    return user
 
 
 def user_for(svc: Services, authorization: str | None) -> ApiUser:

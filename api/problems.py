@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.request_context import REQUEST_ID_HEADER, current_request_id
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from domain.errors import (
     ConcurrentUpdate,
@@ -38,6 +39,7 @@ class Problem(BaseModel):
     code: str
     retryable: bool | None = None
     errors: list[dict[str, Any]] | None = None
+    request_id: str | None = None
 
 
 def _documented(description: str) -> dict[str, Any]:
@@ -106,6 +108,9 @@ def problem(
         "code": code,
         **extra,
     }
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -236,6 +241,14 @@ def install(app: FastAPI) -> None:
             500,
             "Internal error",
             "the ledger could not complete the request; nothing partial was saved. "
-            "Retry, and tell the system administrator if it persists.",
+            "Retry, and tell the system administrator if it persists (quote the request_id).",
             "internal_error",
+            _request_id_header(),
         )
+
+
+def _request_id_header() -> dict[str, str]:
+    """The request id for a response the middleware does not send (its server error
+    handler answers from outside it)."""
+    request_id = current_request_id()
+    return {} if request_id is None else {REQUEST_ID_HEADER: request_id}

@@ -10,7 +10,6 @@ import contextlib
 import functools
 import getpass
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -46,7 +45,7 @@ from income_ledger.bootstrap import (
     init_database,
     safe_url,
 )
-from income_ledger.settings import Settings
+from income_ledger.settings import LogSettings, Settings
 from projections.runner import LockTimeout
 
 if TYPE_CHECKING:
@@ -137,10 +136,7 @@ def handle_errors(command: F) -> F:
         except (DatabaseNotInitialised, LockTimeout) as error:
             raise fail(str(error)) from None
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
-            )
-            raise fail(f"invalid settings: {problems}") from None
+            raise fail(f"invalid settings: {settings_problems(error)}") from None
         except Exception as error:
             if os.environ.get("LEDGER_DEBUG"):
                 raise
@@ -154,6 +150,10 @@ def handle_errors(command: F) -> F:
             ) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def settings_problems(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
 
 
 def _connection_problem(error: Exception) -> str | None:
@@ -1143,11 +1143,12 @@ def print_read_model(report: dict[str, Any]) -> None:
 def main() -> None:
     # The runner lock's "waiting for ..." and a stuck projection's errors are log records:
     # without a handler a person would see nothing while a command waits.
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from income_ledger.logging_setup import configure_logging
+
+    try:
+        configure_logging(LogSettings())
+    except ValidationError as error:
+        raise SystemExit(fail(f"invalid settings: {settings_problems(error)}").exit_code) from None
     app()
 
 

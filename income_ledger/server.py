@@ -19,6 +19,7 @@ from api.services import ApiConfig, Services
 from application.govuk_pay import SigningSecret, parse_signing_secrets
 from application.ledger import IncomeLedger
 from income_ledger.bootstrap import build_audit_chain, build_ledger, build_projection
+from income_ledger.logging_setup import logging_config
 from income_ledger.settings import Settings
 from income_ledger.version import version
 from projections.replay import replay_balances
@@ -158,8 +159,9 @@ def serve(settings: Settings, host: str, port: int, extra_keys: str = "", worker
         "host": host,
         "port": port,
         "workers": workers,
-        "log_level": "info",
-        "access_log": False,
+        # Applied by uvicorn in this process and again in each worker process.
+        "log_config": logging_config(settings),
+        "access_log": False,  # the ledger's middleware writes its own
     }
     if workers == 1:
         uvicorn.run("income_ledger.server:app_from_environment", **options)

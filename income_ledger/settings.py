@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -10,9 +12,30 @@ from application.ledger import DEFAULT_REFUND_APPROVAL_LIMIT_PENCE
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 
 
-class Settings(BaseSettings):
+class LogSettings(BaseSettings):
+    """What every process needs before anything else: how to log."""
+
     model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
 
+    log_format: Literal["console", "json"] = Field(
+        "console", description="console (text for people) or json (one object per line)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="the least severe records written (INFO includes the access log)"
+    )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format_in_any_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class Settings(LogSettings):
     database_url: str = Field(
         DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql://user@host/db",

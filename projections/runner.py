@@ -506,6 +506,7 @@ class ProjectionRunner:
             attempts,
             wait_s,
             stuck.error,
+            extra={"projection": stuck.name, "position": stuck.position},
         )
         self.stop_event.wait(wait_s)
 
@@ -519,6 +520,7 @@ class ProjectionRunner:
             "projection %s applied the event at position %d; it is following again",
             target.name,
             stuck.position,
+            extra={"projection": target.name, "position": stuck.position},
         )
 
     def _backoff_s(self) -> float:
