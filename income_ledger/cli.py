@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -218,6 +219,37 @@ def db_init() -> None:
     settings = Settings()
     init_database(settings)
     out.print(f"database ready at {safe_url(settings)}")
+
+
+@db_app.command("backup")
+@handle_errors
+def db_backup(
+    file: Annotated[Path, typer.Argument(help="The new file to write the copy to.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace FILE if it exists.")
+    ] = False,
+) -> None:
+    """Copy a SQLite ledger to FILE, safely while `serve` or `project` runs (SQLite's online
+    backup). For PostgreSQL, print the pg_dump command to use instead, and exit 2."""
+    from income_ledger.backup import BackupRefused, backup_sqlite, pg_dump_command
+
+    settings = Settings()
+    if settings.is_postgres:
+        print(pg_dump_command(settings.database_url, file))
+        raise fail(
+            "db backup copies SQLite databases; back up PostgreSQL with the pg_dump command "
+            "above (it asks for the password, or reads PGPASSWORD or ~/.pgpass)"
+        )
+    try:
+        backup = backup_sqlite(settings.database_url, file, overwrite=overwrite)
+    except BackupRefused as error:
+        raise fail(str(error)) from None
+    out.print(
+        f"backed up {safe_url(settings)} to {backup.path}: events up to position "
+        f"{backup.event_position}, {backup.size_bytes} bytes",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # ---- funds --------------------------------------------------------------------------------
