@@ -74,6 +74,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
             {"name": "read model", "description": "Balances, statements, suspense, takings."},
             {"name": "audit", "description": "The audit trail and replayed balances."},
             {"name": "integrations", "description": "GOV.UK Pay webhooks."},
+            {"name": "imports", "description": "A day's income files, imported whole."},
             {"name": "operations", "description": "Health and metrics."},
         ],
     )
@@ -81,10 +82,17 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     problems.install(app)
     app.add_middleware(LedgerMiddleware, services=services)
 
-    from api import routes_commands, routes_govuk_pay, routes_queries, routes_system
+    from api import (
+        routes_commands,
+        routes_govuk_pay,
+        routes_imports,
+        routes_queries,
+        routes_system,
+    )
 
     routers = (
         routes_commands.router,
+        routes_imports.router,
         routes_queries.router,
         routes_govuk_pay.router,
         routes_system.router,
@@ -96,6 +104,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
 
 # Bodies from these paths are authenticated by a signature over the body itself.
 SIGNED_BODY_PATHS = ("/webhooks/",)
+IMPORT_PATH = "/imports"
 # Where `authenticated` leaves the request's user for the access log.
 USER_SCOPE_KEY = "ledger.user"
 access_log = logging.getLogger("api.access")
@@ -142,7 +151,7 @@ class LedgerMiddleware:
             if refusal is not None:
                 await refusal(scope, receive, send_and_note)
             else:
-                limited = _limited(receive, self.services.config.max_body_bytes)
+                limited = _limited(receive, self.limit_for(scope))
                 await self.app(scope, limited, send_and_note)
         finally:
             self.account(scope, method, status, time.perf_counter() - started)
@@ -182,8 +191,9 @@ class LedgerMiddleware:
                 "invalid_text_characters",
             )
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return problems.body_too_large(request, self.limit)
+        limit = self.limit_for(scope)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return problems.body_too_large(request, limit)
         has_body = (length is not None and int(length) > 0) or (
             "transfer-encoding" in request.headers
         )
@@ -196,9 +206,12 @@ class LedgerMiddleware:
                 )
         return None
 
-    @property
-    def limit(self) -> int:
-        return self.services.config.max_body_bytes
+    def limit_for(self, scope: Scope) -> int:
+        """A day's file is larger than any command: uploads have a limit of their own."""
+        config = self.services.config
+        if scope["method"] == "POST" and scope["path"] == IMPORT_PATH:
+            return config.max_import_bytes
+        return config.max_body_bytes
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -15,6 +15,8 @@ from application.govuk_pay import SigningSecret
 from application.ledger import IncomeLedger
 
 MAX_BODY_BYTES = 64 * 1024
+# A day's file of MAX_IMPORT_LINES lines of ~100 bytes fits with room to spare.
+MAX_IMPORT_BYTES = 2 * 1024 * 1024
 MAX_PAGE_SIZE = 500
 
 
@@ -25,6 +27,7 @@ class ApiConfig:
     govuk_pay_webhook_secrets: tuple[SigningSecret, ...] = ()
     govuk_pay_ledger_codes: dict[str, str] = field(default_factory=dict)
     max_body_bytes: int = MAX_BODY_BYTES
+    max_import_bytes: int = MAX_IMPORT_BYTES
     ready_max_lag_seconds: float = 60.0
 
 

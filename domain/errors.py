@@ -137,3 +137,17 @@ class ConcurrentUpdate(LedgerError):
 
 class UnbalancedPostings(AssertionError):
     """An event whose postings do not sum to zero: a defect, never a user error."""
+
+
+class ImportRefused(InvalidRequest):
+    """A file with a malformed line or control totals that do not match: refused whole."""
+
+    code = "import_refused"
+
+    def __init__(self, message: str, problems: list) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class ImportBatchNotFound(NotFound):
+    code = "import_batch_not_found"

@@ -165,6 +165,8 @@ class SuspenseReason(StrEnum):
     # The channel's reference could not be kept as it came (too long, or it held a card
     # number, which is masked): an officer must find the account from the payment's details.
     UNUSABLE_REFERENCE = "unusable_reference"
+    # An Allpay cash adjustment (type C): money, but no payer's payment to match.
+    CASH_ADJUSTMENT = "cash_adjustment"
 
 
 @dataclass(frozen=True)

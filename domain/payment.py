@@ -84,6 +84,9 @@ class ReversalKind(StrEnum):
     # A card payment recorded at authorisation whose capture the service then cancelled:
     # the money was never taken.
     CANCELLED = "cancelled"
+    # A whole imported file was taken back (imported twice under another name, the wrong
+    # day's file): its receipts' remaining money is reversed together.
+    IMPORT_REVERSED = "import_reversed"
 
     @classmethod
     def parse(cls, value: str) -> ReversalKind:

@@ -22,6 +22,7 @@ from typing import Any
 
 from domain.errors import UnbalancedPostings
 from domain.funds import FundChart
+from domain.imports import ImportBatch
 from domain.payment import Payment
 
 SUSPENSE = "suspense"
@@ -82,6 +83,9 @@ _WITHOUT_MONEY = (
     FundChart.FundAmended,
     FundChart.FundDisabled,
     FundChart.FundEnabled,
+    # A file's record: its receipts' own events move the money.
+    ImportBatch.Imported,
+    ImportBatch.Reversed,
 )
 
 

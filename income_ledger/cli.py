@@ -1185,9 +1185,10 @@ def main() -> None:
 
 
 # Registered last: the auditor commands reuse this module's helpers.
-from income_ledger import cli_audit  # noqa: E402
+from income_ledger import cli_audit, cli_imports  # noqa: E402
 
 cli_audit.register(app)
+cli_imports.register(app)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def api_config(settings: Settings) -> ApiConfig:
         govuk_pay_webhook_secret=settings.govuk_pay_webhook_secret,
         govuk_pay_webhook_secrets=signing_secrets(settings),
         govuk_pay_ledger_codes=parse_ledger_codes(settings.govuk_pay_ledger_codes),
+        max_import_bytes=settings.max_import_bytes,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.services import MAX_IMPORT_BYTES
 from application.ledger import DEFAULT_REFUND_APPROVAL_LIMIT_PENCE
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
@@ -75,6 +76,13 @@ class Settings(LogSettings):
         60.0,
         gt=0,
         description="/health/ready fails when the oldest event not yet in the read model is older",
+    )
+    max_import_bytes: int = Field(
+        MAX_IMPORT_BYTES,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="the largest file POST /imports accepts, in bytes (64 KiB to 64 MiB; "
+        "other requests stay at 64 KiB)",
     )
     run_projections: bool | None = Field(
         None, description="run the projections inside `serve` (default: yes on SQLite only)"

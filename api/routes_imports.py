@@ -1,0 +1,194 @@
+"""A day's income files over HTTP: upload (multipart or raw body), list, show, reverse.
+
+Thin: the file is handed to application.imports as bytes, exactly as it came, so the same
+file uploaded or imported on the command line has the same SHA-256 and the same batch.
+"""
+
+from __future__ import annotations
+
+from email import policy
+from email.parser import BytesParser
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api import problems
+from api.app import Reader, Recorder, ServicesDep, Supervisor, json_response
+from api.problems import ApiProblem
+from application.imports import (
+    MAX_BATCHES_LISTED,
+    get_import,
+    import_file,
+    list_imports,
+    reverse_import,
+)
+from application.ledger import CommandContext
+from domain.errors import ImportRefused
+from domain.imports import MAX_FILE_NAME_LENGTH, ImportFormat
+
+router = APIRouter()
+FILE_FIELD = "file"
+
+
+class ImportBatchOut(BaseModel):
+    batch_id: str
+    file_name: str
+    file_format: str
+    sha256: str
+    line_count: int
+    control_total_pence: int
+    control_count: int
+    receipts_count: int
+    receipts_pence: int
+    returned_cheques_count: int
+    imported_by: str
+    imported_at: str
+    reversed: bool
+    reversed_by: str | None
+    reversal_reason: str | None
+    reversed_pence: int
+    version: int
+
+
+class ImportLineOut(BaseModel):
+    line: int
+    kind: str
+    outcome: str = Field(
+        description="recorded (a new receipt), known (recorded before), or reversed (an "
+        "earlier receipt a returned cheque took back)"
+    )
+    payment_id: str
+    channel: str
+    payment_type: str | None
+    reference: str
+    amount_pence: int
+    status: str = Field(description="the payment's status when the file was imported")
+
+
+class ImportBatchDetailOut(ImportBatchOut):
+    lines: list[ImportLineOut]
+
+
+class ImportOut(BaseModel):
+    recorded: bool = Field(description="false when this file was imported before")
+    position: int | None = Field(description="event position to pass as min_position")
+    batch: ImportBatchOut
+
+
+class ReverseImportIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, description="why the whole file goes")
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The file: as a multipart form field named `file`, or as the raw body.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {FILE_FIELD: {"type": "string", "format": "binary"}},
+                    "required": [FILE_FIELD],
+                }
+            },
+            "text/plain": {"schema": {"type": "string"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/imports",
+    tags=["imports"],
+    status_code=201,
+    response_model=ImportOut,
+    responses={200: {"description": "this file was imported before: nothing recorded"}},
+    openapi_extra=UPLOAD_BODY,
+)
+async def upload_import(
+    request: Request,
+    svc: ServicesDep,
+    user: Recorder,
+    file_format: Annotated[ImportFormat | None, Query(alias="format")] = None,
+    file_name: Annotated[str | None, Query(max_length=MAX_FILE_NAME_LENGTH)] = None,
+    expect_total_pence: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    expect_count: Annotated[int | None, Query(ge=0, le=2**31)] = None,
+) -> Any:
+    """Import a day's file whole (201), or refuse it naming every bad line in `errors` (422,
+    code `import_refused`; nothing is stored). The same file again answers 200 with the
+    first import and records nothing. Format: `allpay` or `csv` (default: csv when the file
+    starts with a `channel,...` header row); a CSV needs `expect_total_pence` and
+    `expect_count`. The body limit is LEDGER_MAX_IMPORT_BYTES. Roles: officer, supervisor,
+    integration."""
+    content, sent_name = _file_from(request.headers.get("content-type"), await request.body())
+    try:
+        outcome = await run_in_threadpool(
+            import_file,
+            svc.ledger,
+            content,
+            CommandContext(user.actor),
+            file_name=file_name or sent_name or "upload",
+            file_format=file_format.value if file_format else None,
+            expect_total_pence=expect_total_pence,
+            expect_count=expect_count,
+        )
+    except ImportRefused as error:
+        return _refused(request, error)
+    body = {"recorded": outcome.recorded, "position": outcome.position, "batch": outcome.batch}
+    return json_response(body, 201 if outcome.recorded else 200, outcome.position)
+
+
+def _refused(request: Request, error: ImportRefused) -> JSONResponse:
+    errors = [problem.to_dict() for problem in error.problems]
+    return problems.problem(request, 422, "File refused", error.message, error.code, errors=errors)
+
+
+def _file_from(content_type: str | None, body: bytes) -> tuple[bytes, str | None]:
+    """The file's bytes and the name its sender gave, from a form upload or a raw body."""
+    if not (content_type or "").lower().startswith("multipart/form-data"):
+        return body, None
+    # The standard library reads a form (python-multipart is not a dependency); a part's
+    # payload comes back byte for byte, line endings included.
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    form = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if form.is_multipart():
+        for part in form.iter_parts():
+            if part.get_param("name", header="content-disposition") == FILE_FIELD:
+                payload = part.get_payload(decode=True)
+                return (payload if isinstance(payload, bytes) else b""), part.get_filename()
+    raise ApiProblem(
+        422,
+        "Invalid request",
+        f"send the file as a form field named '{FILE_FIELD}', or as the raw body",
+        "import_file_missing",
+    )
+
+
+@router.get("/imports", tags=["imports"], response_model=list[ImportBatchOut])
+def imports(
+    svc: ServicesDep,
+    user: Reader,
+    limit: Annotated[int, Query(ge=1, le=MAX_BATCHES_LISTED)] = 100,
+) -> Any:
+    """Imports, newest first. Roles: officer, supervisor, auditor, reporting."""
+    return list_imports(svc.ledger, limit)
+
+
+@router.get("/imports/{batch_id}", tags=["imports"], response_model=ImportBatchDetailOut)
+def one_import(batch_id: UUID, svc: ServicesDep, user: Reader) -> Any:
+    """One import with each money line and the payment it made. Roles: as GET /imports."""
+    return get_import(svc.ledger, batch_id)
+
+
+@router.post("/imports/{batch_id}/reversal", tags=["imports"], response_model=ImportOut)
+def reverse(batch_id: UUID, body: ReverseImportIn, svc: ServicesDep, user: Supervisor) -> Any:
+    """Reverse what remains of every receipt the import made, and mark the import reversed,
+    in one transaction (409 if it was reversed before). Roles: supervisor."""
+    outcome = reverse_import(svc.ledger, batch_id, CommandContext(user.actor), body.reason)
+    body_out = {"recorded": True, "position": outcome.position, "batch": outcome.batch}
+    return json_response(body_out, 200, outcome.position)

@@ -1,0 +1,360 @@
+"""Importing a day's income file, reversing a whole import, and listing imports.
+
+A file is checked completely before anything is saved: its shape (domain.imports), then
+every line against the ledger's rules as if it were recorded alone, so the refusal names
+every bad line. Then its receipts (IncomeLedger.record_payments), the reversals of returned
+cheques and the batch itself are saved in one transaction: all of it, or none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy.exc
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from domain.errors import ConcurrentUpdate, ImportBatchNotFound, LedgerError
+from domain.funds import Match, SuspenseReason
+from domain.imports import (
+    ALLPAY_TYPES,
+    ImportBatch,
+    ImportFormat,
+    ImportLine,
+    LineKind,
+    LineProblem,
+    ParsedFile,
+    batch_id_for,
+    check_file_name,
+    decode,
+    line_external_id,
+    parse_file,
+    refuse,
+)
+from domain.money import pence_to_pounds
+from domain.payment import Payment, ReversalKind
+from domain.references import normalise_reference
+
+MAX_BATCHES_LISTED = 500
+CASH_ADJUSTMENT = Match(
+    None,
+    SuspenseReason.CASH_ADJUSTMENT,
+    "Allpay cash adjustment (type C): not a payer's payment; allocate it by hand",
+)
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What an import (or its reversal) did; `recorded` is False for a repeat."""
+
+    batch_id: UUID
+    recorded: bool
+    position: int | None
+    batch: dict[str, Any] = field(repr=False)
+
+
+def detect_format(text: str) -> ImportFormat:
+    """A CSV file starts with its header row (`channel,...`); anything else is Allpay's."""
+    first = text.lstrip().split("\n", 1)[0].strip().lower()
+    return ImportFormat.CSV if first.startswith("channel,") else ImportFormat.ALLPAY
+
+
+def import_file(
+    ledger: IncomeLedger,
+    content: bytes,
+    ctx: CommandContext,
+    *,
+    file_name: str,
+    file_format: str | None = None,
+    expect_total_pence: int | None = None,
+    expect_count: int | None = None,
+) -> ImportOutcome:
+    """Import a file once: a second import of the same bytes records nothing and says so."""
+    sha256 = hashlib.sha256(content).hexdigest()
+    file_name = check_file_name(file_name)
+    known = _batch_or_none(ledger, batch_id_for(sha256))
+    if known is not None:
+        return ImportOutcome(known.id, False, None, batch_view(known))
+    text = decode(content)
+    fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
+    parsed = parse_file(text, fmt, expect_total_pence=expect_total_pence, expect_count=expect_count)
+    receipts = [line for line in parsed.lines if line.kind is not LineKind.RETURNED_CHEQUE]
+    commands = [_command(line, sha256) for line in receipts]
+    problems = _rule_problems(ledger, receipts, commands, ctx)
+    returned = _returned_cheques(ledger, parsed, problems)
+    problems.extend(parsed.problems)
+    if problems:
+        raise refuse(sorted(problems, key=lambda p: p.line_number))
+    return _record(ledger, parsed, file_name, sha256, receipts, commands, returned, ctx)
+
+
+def _command(line: ImportLine, sha256: str) -> RecordPayment:
+    details = None
+    if line.payment_type is not None:
+        details = {
+            "payment_type": line.payment_type,
+            "payment_type_name": ALLPAY_TYPES[line.payment_type][0],
+            "source_code": line.source_code,
+            "file_line": line.line_number,
+        }
+    return RecordPayment(
+        channel=line.channel.value,
+        amount_pence=line.amount_pence,
+        reference=line.reference,
+        received_at=line.received_at,
+        fund_code=line.fund_code,
+        external_id=line.external_id or line_external_id(sha256, line.line_number),
+        # A line-derived id is ours, not typed by a person; a CSV's own id is checked.
+        external_id_from_provider=line.external_id is None,
+        provider_details=details,
+        hold_in_suspense=CASH_ADJUSTMENT if line.kind is LineKind.CASH_ADJUSTMENT else None,
+    )
+
+
+def _rule_problems(
+    ledger: IncomeLedger,
+    lines: list[ImportLine],
+    commands: list[RecordPayment],
+    ctx: CommandContext,
+) -> list[LineProblem]:
+    """Every line checked by the ledger's rules alone, so that all bad lines are named."""
+    chart = ledger.chart()
+    problems = []
+    for line, command in zip(lines, commands, strict=True):
+        try:
+            ledger.check_payments([command], ctx, chart)
+        except LedgerError as error:
+            problems.append(LineProblem(line.line_number, error.message))
+    return problems
+
+
+def _returned_cheques(
+    ledger: IncomeLedger, parsed: ParsedFile, problems: list[LineProblem]
+) -> list[tuple[ImportLine, Payment]]:
+    """Each returned cheque with the earlier imported receipt it takes back.
+
+    The receipt is the newest one imported with the same reference and amount whose money
+    is all still there; a line that matches none refuses the file."""
+    lines = [line for line in parsed.lines if line.kind is LineKind.RETURNED_CHEQUE]
+    if not lines:
+        return []
+    candidates = _imported_receipts(ledger)
+    taken: set[str] = set()
+    matched = []
+    for line in lines:
+        payment = _original(ledger, line, candidates, taken)
+        if payment is None:
+            problems.append(
+                LineProblem(
+                    line.line_number,
+                    f"returned cheque for reference {line.reference} of "
+                    f"{pence_to_pounds(line.amount_pence)} matches no earlier imported "
+                    "receipt that still holds that money: reverse the original payment by "
+                    "hand (payments reverse --kind returned_cheque) and import the file "
+                    "without this line",
+                )
+            )
+        else:
+            taken.add(str(payment.id))
+            matched.append((line, payment))
+    return matched
+
+
+def _original(
+    ledger: IncomeLedger,
+    line: ImportLine,
+    candidates: list[dict[str, Any]],
+    taken: set[str],
+) -> Payment | None:
+    reference = normalise_reference(line.reference)
+    for candidate in candidates:
+        if (
+            candidate["reference"] != reference
+            or candidate["amount_pence"] != line.amount_pence
+            or candidate["payment_id"] in taken
+        ):
+            continue
+        payment = ledger.repository.get(UUID(candidate["payment_id"]))
+        if not payment.reversed_pence and payment.remaining_pence == line.amount_pence:
+            return payment
+    return None
+
+
+def _imported_receipts(ledger: IncomeLedger) -> list[dict[str, Any]]:
+    """Receipts recorded by earlier imports, newest first."""
+    found = []
+    for batch in _imported_events(ledger):
+        found.extend(
+            line
+            for line in batch.lines
+            if line["outcome"] == "recorded" and line["kind"] == LineKind.RECEIPT.value
+        )
+    return found[::-1]
+
+
+def _record(
+    ledger: IncomeLedger,
+    parsed: ParsedFile,
+    file_name: str,
+    sha256: str,
+    receipts: list[ImportLine],
+    commands: list[RecordPayment],
+    returned: list[tuple[ImportLine, Payment]],
+    ctx: CommandContext,
+) -> ImportOutcome:
+    for line, payment in returned:
+        payment.reverse(
+            kind=ReversalKind.RETURNED_CHEQUE,
+            actor=ctx.actor,
+            reason=f"returned cheque: {file_name} line {line.line_number}",
+        )
+    saved: list[UUID] = []
+    try:
+        with ledger._unit_of_work():
+            outcomes = ledger.record_payments(commands, ctx)
+            saved = [outcome.payment_id for outcome in outcomes if outcome.recorded]
+            lines = [
+                _line_entry(line, outcome.payment, "recorded" if outcome.recorded else "known")
+                for line, outcome in zip(receipts, outcomes, strict=True)
+            ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
+            lines.sort(key=lambda entry: entry["line"])
+            batch = ImportBatch.record(
+                parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
+            )
+            position = ledger._save(batch, *(payment for _, payment in returned))
+    except (IntegrityError, sqlalchemy.exc.IntegrityError):
+        _forget(ledger, [*saved, *(payment.id for _, payment in returned)])
+        known = _batch_or_none(ledger, batch_id_for(sha256))
+        if known is None:
+            raise ConcurrentUpdate(
+                "another import changed the same receipts at the same moment; nothing was "
+                "saved. Import the file again"
+            ) from None
+        return ImportOutcome(known.id, False, None, batch_view(known))
+    return ImportOutcome(batch.id, True, position, batch_view(batch))
+
+
+def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> dict[str, Any]:
+    return {
+        "line": line.line_number,
+        "kind": line.kind.value,
+        "outcome": outcome,
+        "payment_id": payment["payment_id"],
+        "channel": line.channel.value,
+        "payment_type": line.payment_type,
+        "reference": payment["reference"],
+        "amount_pence": line.amount_pence,
+        "status": payment["status"],
+    }
+
+
+def _forget(ledger: IncomeLedger, ids: list[UUID]) -> None:
+    """Saving puts aggregates in the application's cache before the enclosing transaction
+    commits; when it then rolls back, they must not be found there."""
+    cache = ledger.repository.cache
+    for aggregate_id in ids:
+        if cache is not None:
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
+
+
+# ---- reversing a whole import --------------------------------------------------------------
+
+
+def reverse_import(
+    ledger: IncomeLedger, batch_id: UUID, ctx: CommandContext, reason: str
+) -> ImportOutcome:
+    """Reverse what remains of every receipt the import made, and mark the batch reversed,
+    in one transaction. Receipts already refunded or reversed in full are left as they are;
+    earlier receipts that the file's returned cheques reversed stay reversed."""
+    batch = _batch(ledger, batch_id)
+    payments = [ledger.repository.get(UUID(pid)) for pid in batch.receipt_ids]
+    held = [p for p in payments if not p.reversed_pence and p.remaining_pence]
+    amount = sum(p.remaining_pence for p in held)
+    batch.reverse(
+        payment_ids=[str(p.id) for p in held], amount_pence=amount, actor=ctx.actor, reason=reason
+    )
+    for payment in held:
+        payment.reverse(kind=ReversalKind.IMPORT_REVERSED, actor=ctx.actor, reason=reason)
+    try:
+        position = ledger._save(batch, *held)
+    except IntegrityError:
+        raise ConcurrentUpdate(
+            "the import or one of its receipts changed at the same moment; nothing was "
+            "reversed. Retry"
+        ) from None
+    return ImportOutcome(batch.id, True, position, batch_view(batch))
+
+
+# ---- queries --------------------------------------------------------------------------------
+
+
+def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
+    batch = _batch(ledger, batch_id)
+    return batch_view(batch) | {"lines": batch.lines}
+
+
+def list_imports(ledger: IncomeLedger, limit: int = MAX_BATCHES_LISTED) -> list[dict[str, Any]]:
+    """Imports, newest first, without their lines."""
+    ids = [event.originator_id for event in _imported_events(ledger)][::-1][:limit]
+    return [batch_view(_batch(ledger, batch_id)) for batch_id in ids]
+
+
+def batch_view(batch: ImportBatch) -> dict[str, Any]:
+    recorded = [line for line in batch.lines if line["outcome"] == "recorded"]
+    return {
+        "batch_id": str(batch.id),
+        "file_name": batch.file_name,
+        "file_format": batch.file_format,
+        "sha256": batch.sha256,
+        "line_count": batch.line_count,
+        "control_total_pence": batch.control_total_pence,
+        "control_count": batch.control_count,
+        "receipts_count": len(recorded),
+        "receipts_pence": sum(line["amount_pence"] for line in recorded),
+        "returned_cheques_count": sum(1 for line in batch.lines if line["outcome"] == "reversed"),
+        "imported_by": batch.imported_by,
+        "imported_at": batch.created_on.isoformat(),
+        "reversed": batch.reversed_by is not None,
+        "reversed_by": batch.reversed_by,
+        "reversal_reason": batch.reversal_reason,
+        "reversed_pence": batch.reversed_pence,
+        "version": batch.version,
+    }
+
+
+def _imported_events(ledger: IncomeLedger) -> Iterator[ImportBatch.Imported]:
+    """Every import's first event in recording order, read in bounded pages."""
+    topics = [get_topic(ImportBatch.Imported)]
+    after = 0
+    while True:
+        page = ledger.recorder.select_notifications(
+            start=after, limit=1000, topics=topics, inclusive_of_start=False
+        )
+        for notification in page:
+            yield ledger.mapper.to_domain_event(notification)
+        if len(page) < 1000:
+            return
+        after = page[-1].id
+
+
+def _batch_or_none(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch | None:
+    try:
+        batch = ledger.repository.get(batch_id)
+    except AggregateNotFoundError:
+        return None
+    return batch if isinstance(batch, ImportBatch) else None
+
+
+def _batch(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch:
+    batch = _batch_or_none(ledger, batch_id)
+    if batch is None:
+        raise ImportBatchNotFound(f"no import with id {batch_id}; `import list` shows them")
+    return batch

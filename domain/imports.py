@@ -1,0 +1,513 @@
+"""Daily income files: parsing them into lines, and the import batch that records a file.
+
+A file is taken whole or not at all: parsing collects every bad line's number and reason
+and refuses the file with all of them, so a person fixes the file once. The batch's id is
+derived from the file's SHA-256, so the same file imported twice collides in the event store
+and records nothing the second time.
+
+Formats:
+- `allpay`: the Allpay/PayPoint/Post Office fixed-width file (layout in README, "A day's
+  files"): detail lines, a blank line, then trailers `Total Amount Updated onto System:`
+  and `Total Transactions updated onto System:` that must match the details.
+- `csv`: a header row `channel,amount,reference,received_date[,external_id][,fund_code]`,
+  amounts in pounds ("12.50"), dates as YYYY-MM-DD (UK dates); control totals come from
+  the person importing it (expected total and count), not from the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.cards import reject_control_characters
+from domain.errors import ImportRefused, InvalidRequest, LedgerError, NothingToReverse
+from domain.funds import LEDGER_NAMESPACE
+from domain.limits import require_business_datetime, require_length, uk_day_start
+from domain.money import pence_to_pounds, pounds_to_pence
+from domain.payment import Channel, _require_text
+
+# One batch is recorded in one transaction through IncomeLedger.record_payments, whose
+# batch limit this is; a longer file is split by the sender or by hand.
+MAX_IMPORT_LINES = 10_000
+MAX_FILE_NAME_LENGTH = 255
+# How many bad lines an error message spells out; the error's `problems` holds them all.
+MAX_PROBLEMS_IN_MESSAGE = 20
+
+
+class ImportFormat(StrEnum):
+    ALLPAY = "allpay"
+    CSV = "csv"
+
+    @classmethod
+    def parse(cls, value: str) -> ImportFormat:
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            allowed = ", ".join(f.value for f in cls)
+            raise InvalidRequest(f"unknown file format {value!r}; use one of {allowed}") from None
+
+
+class LineKind(StrEnum):
+    RECEIPT = "receipt"
+    # Allpay `C`: money Allpay adjusts, not a payer's payment: held in suspense for an officer.
+    CASH_ADJUSTMENT = "cash_adjustment"
+    # Allpay `Q`: a cheque taken earlier bounced: the earlier receipt is reversed.
+    RETURNED_CHEQUE = "returned_cheque"
+
+
+# Allpay payment types and the channel their money came through.
+ALLPAY_TYPES: dict[str, tuple[str, Channel, LineKind]] = {
+    "P": ("Post Office", Channel.ALLPAY, LineKind.RECEIPT),
+    "T": ("PayPoint", Channel.PAYPOINT, LineKind.RECEIPT),
+    "Z": ("Payzone", Channel.PAYPOINT, LineKind.RECEIPT),
+    "N": ("IVR/desktop", Channel.TELEPHONE, LineKind.RECEIPT),
+    "B": ("bills online", Channel.ALLPAY, LineKind.RECEIPT),
+    "C": ("cash adjustment", Channel.ALLPAY, LineKind.CASH_ADJUSTMENT),
+    "Q": ("returned cheque", Channel.ALLPAY, LineKind.RETURNED_CHEQUE),
+}
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    line_number: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"line": self.line_number, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ImportLine:
+    """One money line of a file, checked for its shape (the ledger's rules come later)."""
+
+    line_number: int
+    kind: LineKind
+    channel: Channel
+    amount_pence: int
+    reference: str
+    received_at: datetime
+    payment_type: str | None = None
+    source_code: str | None = None
+    external_id: str | None = None
+    fund_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """A file's well-formed money lines, its control totals, and what is wrong with it.
+
+    The file may be recorded only when `problems` is empty; the ledger's rules add theirs
+    for the well-formed lines first, so that one refusal names every bad line."""
+
+    file_format: ImportFormat
+    lines: tuple[ImportLine, ...]
+    line_count: int
+    control_total_pence: int | None
+    control_count: int | None
+    problems: tuple[LineProblem, ...] = ()
+
+
+def refuse(problems: list[LineProblem]) -> ImportRefused:
+    """The error that refuses a whole file, naming every bad line."""
+    shown = "; ".join(
+        f"line {p.line_number}: {p.reason}" if p.line_number else p.reason
+        for p in problems[:MAX_PROBLEMS_IN_MESSAGE]
+    )
+    more = len(problems) - MAX_PROBLEMS_IN_MESSAGE
+    tail = f"; and {more} more" if more > 0 else ""
+    return ImportRefused(
+        f"the file was refused whole, nothing was recorded: {shown}{tail}. Fix the file and "
+        "import it again",
+        problems,
+    )
+
+
+def decode(content: bytes) -> str:
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise refuse(
+            [LineProblem(0, f"the file is not UTF-8 text (byte {error.start}); save it as UTF-8")]
+        ) from None
+
+
+def batch_id_for(sha256: str) -> UUID:
+    """The same file (the same bytes) always maps to the same batch."""
+    return uuid5(LEDGER_NAMESPACE, f"import-batch/{sha256}")
+
+
+def line_external_id(sha256: str, line_number: int) -> str:
+    """A line's receipt id: from the file and the line, so a re-import is a no-op."""
+    return f"file:{sha256}:{line_number}"
+
+
+def check_file_name(file_name: str) -> str:
+    name = file_name.strip() or "unnamed"
+    require_length("file name", name, MAX_FILE_NAME_LENGTH)
+    reject_control_characters("file name", name)
+    return name
+
+
+def parse_file(
+    text: str,
+    file_format: ImportFormat,
+    *,
+    expect_total_pence: int | None = None,
+    expect_count: int | None = None,
+    now: datetime | None = None,
+) -> ParsedFile:
+    """A file's money lines and control totals, with every problem of its shape."""
+    if file_format is ImportFormat.ALLPAY:
+        if expect_total_pence is not None or expect_count is not None:
+            raise InvalidRequest(
+                "an Allpay file carries its own control totals in its trailer: leave out "
+                "the expected total and count"
+            )
+        return parse_allpay(text, now=now)
+    return parse_csv(text, expect_total_pence, expect_count, now=now)
+
+
+# ---- Allpay fixed width -------------------------------------------------------------------
+
+ALLPAY_DETAIL_LENGTH = 43
+ALLPAY_TOTAL_AMOUNT = "Total Amount Updated onto System:"
+ALLPAY_TOTAL_COUNT = "Total Transactions updated onto System:"
+_ALLPAY_AMOUNT = re.compile(r"^[0-9]+\.[0-9]{2}$")
+_ALLPAY_DATE = re.compile(r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$")
+
+
+def parse_allpay(text: str, *, now: datetime | None = None) -> ParsedFile:
+    """Detail lines until a line shorter than 2 characters, then the two trailers."""
+    rows = text.splitlines()
+    problems: list[LineProblem] = []
+    lines: list[ImportLine] = []
+    number = 0
+    for number, row in enumerate(rows, 1):
+        if len(row) < 2:
+            break
+        try:
+            lines.append(_allpay_line(number, row, now))
+        except LedgerError as error:
+            problems.append(LineProblem(number, error.message))
+    else:
+        number = len(rows) + 1
+    bad_details = bool(problems)
+    total, count = _allpay_trailers(rows, number, problems)
+    if not bad_details:  # the totals of a file with bad lines would only add noise
+        _check_controls(lines, total, count, problems, "the trailer")
+    return _parsed(ImportFormat.ALLPAY, lines, len(rows), total, count, problems)
+
+
+def _allpay_line(number: int, row: str, now: datetime | None) -> ImportLine:
+    if len(row) < ALLPAY_DETAIL_LENGTH:
+        raise InvalidRequest(
+            f"a detail line must be at least {ALLPAY_DETAIL_LENGTH} characters, this one has "
+            f"{len(row)}"
+        )
+    reference = row[11:23] if row[7:11] == "BERN" else row[7:23]
+    amount_text = row[23:32].strip()
+    if not _ALLPAY_AMOUNT.match(amount_text):
+        raise InvalidRequest(
+            f"amount {amount_text!r} (columns 24-32) is not pounds and pence like 60.00"
+        )
+    payment_type = row[32]
+    if payment_type not in ALLPAY_TYPES:
+        known = ", ".join(ALLPAY_TYPES)
+        raise InvalidRequest(f"payment type {payment_type!r} (column 33) is not one of {known}")
+    _, channel, kind = ALLPAY_TYPES[payment_type]
+    amount = pounds_to_pence(amount_text)
+    if amount <= 0:
+        raise InvalidRequest("the amount must be more than zero")
+    return ImportLine(
+        line_number=number,
+        kind=kind,
+        channel=channel,
+        amount_pence=amount,
+        reference=reference.strip(),
+        received_at=_received_at(_allpay_date(row[33:43]), now),
+        payment_type=payment_type,
+        source_code=row[0:7].strip() or None,
+    )
+
+
+def _allpay_date(text: str) -> date:
+    try:
+        if not _ALLPAY_DATE.match(text):
+            raise ValueError
+        return datetime.strptime(text, "%d/%m/%Y").date()
+    except ValueError:
+        raise InvalidRequest(
+            f"date {text!r} (columns 34-43) is not a date like 30/06/2022"
+        ) from None
+
+
+def _allpay_trailers(
+    rows: list[str], after: int, problems: list[LineProblem]
+) -> tuple[int | None, int | None]:
+    """The control total (pence) and count from the trailer lines after the details."""
+    total = count = None
+    for number, row in enumerate(rows[after:], after + 1):
+        if row.startswith(ALLPAY_TOTAL_AMOUNT):
+            value = row[34:51].strip()
+            if _ALLPAY_AMOUNT.match(value):
+                total = pounds_to_pence(value)
+            else:
+                problems.append(LineProblem(number, f"total amount {value!r} is not like 120.00"))
+        elif row.startswith(ALLPAY_TOTAL_COUNT):
+            value = row[40:57].strip()
+            if value.isdigit():
+                count = int(value)
+            else:
+                problems.append(LineProblem(number, f"total count {value!r} is not a number"))
+        elif row.strip():
+            problems.append(
+                LineProblem(number, "after the details only the two total lines may follow")
+            )
+    if total is None:
+        problems.append(LineProblem(0, f"the trailer has no '{ALLPAY_TOTAL_AMOUNT}' line"))
+    if count is None:
+        problems.append(LineProblem(0, f"the trailer has no '{ALLPAY_TOTAL_COUNT}' line"))
+    return total, count
+
+
+# ---- CSV ----------------------------------------------------------------------------------
+
+CSV_REQUIRED = ("channel", "amount", "reference", "received_date")
+CSV_OPTIONAL = ("external_id", "fund_code")
+
+
+def parse_csv(
+    text: str,
+    expect_total_pence: int | None,
+    expect_count: int | None,
+    *,
+    now: datetime | None = None,
+) -> ParsedFile:
+    """A header row, then one receipt per row; control totals come from the importer."""
+    if expect_total_pence is None or expect_count is None:
+        raise InvalidRequest(
+            "a CSV file has no trailer: give the expected total and count of its receipts "
+            "(--expect-total 12.50 --expect-count 3; HTTP expect_total_pence, expect_count)"
+        )
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    problems: list[LineProblem] = []
+    header = [name.strip().lower() for name in rows[0]] if rows else []
+    missing = [name for name in CSV_REQUIRED if name not in header]
+    unknown = [name for name in header if name not in CSV_REQUIRED + CSV_OPTIONAL]
+    if missing or unknown or len(set(header)) != len(header):
+        allowed = ", ".join(CSV_REQUIRED + CSV_OPTIONAL)
+        raise refuse(
+            [LineProblem(1, f"the header row must name the columns {allowed} (each once)")]
+        )
+    lines: list[ImportLine] = []
+    for number, row in enumerate(rows[1:], 2):
+        if not any(cell.strip() for cell in row):
+            continue
+        try:
+            lines.append(_csv_line(number, dict(zip(header, row, strict=False)), len(row), now))
+        except LedgerError as error:
+            problems.append(LineProblem(number, error.message))
+    _check_duplicate_ids(lines, problems)
+    if not problems:  # the totals of a file with bad lines would only add noise
+        _check_controls(lines, expect_total_pence, expect_count, problems, "the expected")
+    return _parsed(ImportFormat.CSV, lines, len(rows), expect_total_pence, expect_count, problems)
+
+
+def _csv_line(number: int, cells: dict[str, str], width: int, now: datetime | None) -> ImportLine:
+    if width != len(cells) or any(cells.get(name) is None for name in CSV_REQUIRED):
+        raise InvalidRequest("the row does not have one value per column of the header")
+    amount = pounds_to_pence(cells["amount"])
+    if amount <= 0:
+        raise InvalidRequest("the amount must be more than zero")
+    try:
+        day = date.fromisoformat(cells["received_date"].strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"received_date {cells['received_date']!r} is not a date like 2026-03-31"
+        ) from None
+    return ImportLine(
+        line_number=number,
+        kind=LineKind.RECEIPT,
+        channel=Channel.parse(cells["channel"]),
+        amount_pence=amount,
+        reference=cells["reference"].strip(),
+        received_at=_received_at(day, now),
+        external_id=(cells.get("external_id") or "").strip() or None,
+        fund_code=(cells.get("fund_code") or "").strip().upper() or None,
+    )
+
+
+def _check_duplicate_ids(lines: list[ImportLine], problems: list[LineProblem]) -> None:
+    seen: dict[tuple[Channel, str], int] = {}
+    for line in lines:
+        if line.external_id is None:
+            continue
+        key = (line.channel, line.external_id)
+        if key in seen:
+            problems.append(
+                LineProblem(
+                    line.line_number,
+                    f"external_id {line.external_id!r} repeats line {seen[key]}'s",
+                )
+            )
+        seen.setdefault(key, line.line_number)
+
+
+# ---- shared -------------------------------------------------------------------------------
+
+
+def _received_at(day: date, now: datetime | None) -> datetime:
+    """A file's date is a UK business day: its money counts from the start of that day."""
+    return require_business_datetime(uk_day_start(day), "the date", now=now)
+
+
+def _check_controls(
+    lines: list[ImportLine],
+    total_pence: int | None,
+    count: int | None,
+    problems: list[LineProblem],
+    source: str,
+) -> None:
+    actual_total = sum(line.amount_pence for line in lines)
+    if total_pence is not None and total_pence != actual_total:
+        problems.append(
+            LineProblem(
+                0,
+                f"{source} total {pence_to_pounds(total_pence)} does not match the lines, "
+                f"which add up to {pence_to_pounds(actual_total)}",
+            )
+        )
+    if count is not None and count != len(lines):
+        problems.append(
+            LineProblem(0, f"{source} count {count} does not match the {len(lines)} money lines")
+        )
+
+
+def _parsed(
+    file_format: ImportFormat,
+    lines: list[ImportLine],
+    line_count: int,
+    total_pence: int | None,
+    count: int | None,
+    problems: list[LineProblem],
+) -> ParsedFile:
+    if len(lines) > MAX_IMPORT_LINES:
+        problems.append(
+            LineProblem(0, f"a file holds at most {MAX_IMPORT_LINES} money lines; split it")
+        )
+    if not lines and not problems:
+        problems.append(LineProblem(0, "the file holds no money lines"))
+    return ParsedFile(file_format, tuple(lines), line_count, total_pence, count, tuple(problems))
+
+
+# ---- the batch ----------------------------------------------------------------------------
+
+
+class ImportBatch(Aggregate):
+    """One imported file: who brought it, what it held, the receipts it made.
+
+    Its events move no money themselves (the receipts' events do); they are the file's
+    record in the ledger's history.
+    """
+
+    class Imported(Aggregate.Created):
+        file_name: str
+        file_format: str
+        sha256: str
+        line_count: int
+        control_total_pence: int
+        control_count: int
+        # One entry per money line: line, payment_id, amount_pence, reference, channel,
+        # payment_type, and what became of it (recorded, or reversed for a returned cheque).
+        lines: list[dict[str, Any]]
+        actor: str
+
+    class Reversed(Aggregate.Event):
+        reason: str
+        actor: str
+        # The receipts whose remaining money was reversed, and how much in all.
+        payment_ids: list[str]
+        amount_pence: int
+
+        def apply(self, batch: ImportBatch) -> None:
+            batch.reversed_by = self.actor
+            batch.reversal_reason = self.reason
+            batch.reversed_pence = self.amount_pence
+
+    @staticmethod
+    def create_id(sha256: str) -> UUID:
+        return batch_id_for(sha256)
+
+    def __init__(
+        self,
+        file_name: str,
+        file_format: str,
+        sha256: str,
+        line_count: int,
+        control_total_pence: int,
+        control_count: int,
+        lines: list[dict[str, Any]],
+        actor: str,
+    ) -> None:
+        self.file_name = file_name
+        self.file_format = file_format
+        self.sha256 = sha256
+        self.line_count = line_count
+        self.control_total_pence = control_total_pence
+        self.control_count = control_count
+        self.lines = lines
+        self.imported_by = actor
+        self.reversed_by: str | None = None
+        self.reversal_reason: str | None = None
+        self.reversed_pence = 0
+
+    @classmethod
+    def record(
+        cls,
+        parsed: ParsedFile,
+        *,
+        file_name: str,
+        sha256: str,
+        lines: list[dict[str, Any]],
+        actor: str,
+    ) -> ImportBatch:
+        return cls._create(
+            cls.Imported,
+            id=cls.create_id(sha256),
+            file_name=check_file_name(file_name),
+            file_format=parsed.file_format.value,
+            sha256=sha256,
+            line_count=parsed.line_count,
+            control_total_pence=parsed.control_total_pence,
+            control_count=parsed.control_count,
+            lines=lines,
+            actor=actor,
+        )
+
+    @property
+    def receipt_ids(self) -> list[str]:
+        """The receipts this batch recorded (not the earlier ones it reversed)."""
+        return [line["payment_id"] for line in self.lines if line["outcome"] == "recorded"]
+
+    def reverse(
+        self, *, payment_ids: list[str], amount_pence: int, actor: str, reason: str
+    ) -> None:
+        if self.reversed_by is not None:
+            raise NothingToReverse(
+                f"this import was already reversed by {self.reversed_by} ({self.reversal_reason})"
+            )
+        self.trigger_event(
+            self.Reversed,
+            reason=_require_text("reason", reason, required=True),
+            actor=actor,
+            payment_ids=payment_ids,
+            amount_pence=amount_pence,
+        )

@@ -1,0 +1,191 @@
+"""`income-ledger import ...`: a day's income files (issue #10).
+
+`import FILE` imports a file; `import list` and `import reverse BATCH_ID` work on imports.
+A refused file exits 2 and names every bad line (on stderr, or as JSON with --json).
+
+The helpers of `income_ledger.cli` are imported inside functions: that module imports this
+one at its end, so importing it at the top here would be circular.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+from uuid import UUID
+
+import click
+import typer
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from application.imports import ImportOutcome, import_file, list_imports, reverse_import
+from domain.errors import ImportRefused, InvalidRequest
+from domain.money import pence_to_pounds, pounds_to_pence
+
+DEFAULT_COMMAND = "file"
+
+
+class _FileByDefault(TyperGroup):
+    """`import FILE` means `import file FILE`: the everyday use needs no sub-command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+import_app = typer.Typer(
+    cls=_FileByDefault,
+    help="A day's income files: import FILE, import list, import reverse BATCH_ID.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    cli = _cli()
+    import_app.command(DEFAULT_COMMAND)(cli.handle_errors(import_one))
+    import_app.command("list")(cli.handle_errors(imports_list))
+    import_app.command("reverse")(cli.handle_errors(imports_reverse))
+    app.add_typer(import_app, name="import")
+
+
+def _cli() -> ModuleType:
+    from income_ledger import cli
+
+    return cli
+
+
+def import_one(
+    file: Annotated[Path, typer.Argument(help="The file to import.")],
+    file_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="allpay or csv (default: csv when it starts with a "
+            "'channel,...' header row, else allpay).",
+        ),
+    ] = None,
+    expect_total: Annotated[
+        str | None,
+        typer.Option(help="CSV: the total of its receipts in pounds, like 1234.50 (required)."),
+    ] = None,
+    expect_count: Annotated[
+        int | None, typer.Option(min=0, help="CSV: how many receipts it holds (required).")
+    ] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Who is doing this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Import a day's file whole, or refuse it naming every bad line; the same file twice
+    records nothing the second time."""
+    cli = _cli()
+    try:
+        content = file.read_bytes()
+    except OSError as error:
+        raise InvalidRequest(f"cannot read {file}: {error.strerror}") from None
+    total = pounds_to_pence(expect_total) if expect_total is not None else None
+    with cli.ledger() as led:
+        try:
+            outcome = import_file(
+                led,
+                content,
+                cli.context(actor),
+                file_name=file.name,
+                file_format=file_format,
+                expect_total_pence=total,
+                expect_count=expect_count,
+            )
+        except ImportRefused as error:
+            raise _refused(error, as_json) from None
+    _print_outcome(outcome, as_json, "imported")
+
+
+def _refused(error: ImportRefused, as_json: bool) -> typer.Exit:
+    cli = _cli()
+    problems = [problem.to_dict() for problem in error.problems]
+    if as_json:
+        cli.print_json({"refused": True, "code": error.code, "problems": problems})
+    cli.err.print("[bold red]error:[/] the file was refused whole; nothing was recorded:")
+    for problem in problems:
+        where = f"line {problem['line']}" if problem["line"] else "file"
+        cli.err.print(f"  {where}: {escape(problem['reason'])}", highlight=False, soft_wrap=True)
+    return typer.Exit(cli.EXIT_USER_ERROR)
+
+
+def imports_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Imports, newest first."""
+    cli = _cli()
+    with cli.ledger() as led:
+        batches = list_imports(led)
+    if as_json:
+        cli.print_json(batches)
+        return
+    table = Table("imported (UTC)", "file", "format", "receipts", "total", "batch", "reversed")
+    for column in table.columns:
+        column.overflow = "fold"  # ids and file names are read whole, never cut short
+    for batch in batches:
+        table.add_row(
+            batch["imported_at"][:16].replace("T", " "),
+            escape(batch["file_name"]),
+            batch["file_format"],
+            str(batch["receipts_count"]),
+            f"£{pence_to_pounds(batch['receipts_pence'])}",
+            batch["batch_id"],
+            "yes" if batch["reversed"] else "",
+        )
+    cli.out.print(table)
+
+
+def imports_reverse(
+    batch_id: Annotated[str, typer.Argument(help="The import's batch id (import list).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the whole import is reversed.")],
+    actor: Annotated[str | None, typer.Option("--actor", help="Who is doing this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Reverse what remains of every receipt an import made, in one transaction."""
+    cli = _cli()
+    try:
+        parsed_id = UUID(batch_id)
+    except ValueError:
+        raise InvalidRequest(f"{batch_id!r} is not a batch id (a UUID)") from None
+    with cli.ledger() as led:
+        outcome = reverse_import(led, parsed_id, cli.context(actor), reason)
+    _print_outcome(outcome, as_json, "reversed")
+
+
+def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
+    cli = _cli()
+    batch: dict[str, Any] = outcome.batch
+    if as_json:
+        cli.print_json({"recorded": outcome.recorded, "position": outcome.position, "batch": batch})
+        return
+    if not outcome.recorded:
+        cli.out.print(
+            f"already imported: {escape(batch['file_name'])} (batch {batch['batch_id']}, "
+            f"by {batch['imported_by']} at {batch['imported_at']}); nothing recorded",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    if batch["reversed"]:
+        cli.out.print(
+            f"reversed import {batch['batch_id']} ({escape(batch['file_name'])}): "
+            f"£{pence_to_pounds(batch['reversed_pence'])} of its receipts reversed",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    cli.out.print(
+        f"{verb} {escape(batch['file_name'])}: batch {batch['batch_id']}, "
+        f"{batch['receipts_count']} receipts, £{pence_to_pounds(batch['receipts_pence'])}"
+        + (
+            f", {batch['returned_cheques_count']} returned cheques reversed"
+            if batch["returned_cheques_count"]
+            else ""
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )

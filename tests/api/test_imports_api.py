@@ -1,0 +1,124 @@
+"""A day's files through HTTP, end to end: upload, duplicate, refusal, list, reversal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from domain.limits import uk_today
+from tests.api.conftest import auth
+from tests.application.test_imports import (
+    STATEMENTS,
+    TOTALS_MISMATCH,
+    TWO_RECORDS,
+    allpay_file,
+    allpay_line,
+    csv_file,
+    needs_samples,
+)
+from tests.domain.helpers import CT_REF
+
+PROBLEM = "application/problem+json"
+
+
+def upload(client, content: bytes, who: str = "officer", name: str = "be.txt", **params):
+    return client.post(
+        "/imports", files={"file": (name, content, "text/plain")}, params=params, headers=auth(who)
+    )
+
+
+@needs_samples
+def test_the_real_file_uploaded_then_sent_raw_is_one_import(client) -> None:
+    content = (STATEMENTS / TWO_RECORDS).read_bytes()
+    first = upload(client, content, who="integration", name="be0630.txt", format="allpay")
+    assert first.status_code == 201, first.text
+    batch = first.json()["batch"]
+    assert batch["receipts_count"] == 2 and batch["receipts_pence"] == 12_000
+    assert batch["imported_by"] == "integration:integration"
+    assert batch["file_name"] == "be0630.txt"
+    # The same bytes as a raw body: the form upload kept them exactly (CRLF included).
+    again = client.post(
+        "/imports?file_name=copy.txt",
+        content=content,
+        headers=auth("officer") | {"Content-Type": "text/plain"},
+    )
+    assert again.status_code == 200 and again.json()["recorded"] is False
+    assert again.json()["batch"]["batch_id"] == batch["batch_id"]
+    position = first.json()["position"]
+    suspense = client.get(f"/suspense?min_position={position}", headers=auth("officer")).json()
+    assert sum(item["amount_pence"] for item in suspense["items"]) == 12_000
+
+
+@needs_samples
+def test_the_real_totals_mismatch_file_is_refused_naming_why(client, ledger) -> None:
+    before = ledger.max_position()
+    response = upload(client, (STATEMENTS / TOTALS_MISMATCH).read_bytes())
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["code"] == "import_refused"
+    reasons = [error["reason"] for error in problem["errors"]]
+    assert any("trailer total 419.00 does not match" in reason for reason in reasons)
+    assert ledger.max_position() == before
+
+
+def test_bad_lines_are_listed_by_number(client, ledger) -> None:
+    content = allpay_file(
+        allpay_line(CT_REF, "1.00"),
+        allpay_line(CT_REF, "1.00")[:20],
+        allpay_line(CT_REF, "x"),
+        total="1.00",
+    )
+    before = ledger.max_position()
+    response = upload(client, content)
+    assert response.status_code == 422
+    assert [error["line"] for error in response.json()["errors"]] == [2, 3]
+    assert ledger.max_position() == before
+    assert client.get("/imports", headers=auth("auditor")).json() == []
+
+
+def test_roles_list_and_reverse(client) -> None:
+    content = allpay_file(allpay_line(CT_REF, "30.00"), allpay_line("NOSUCH", "2.00"))
+    assert upload(client, content, who="auditor").status_code == 403
+    created = upload(client, content).json()
+    batch_id = created["batch"]["batch_id"]
+    listed = client.get("/imports", headers=auth("reporting")).json()
+    assert [b["batch_id"] for b in listed] == [batch_id]
+    detail = client.get(f"/imports/{batch_id}", headers=auth("auditor")).json()
+    assert [line["outcome"] for line in detail["lines"]] == ["recorded", "recorded"]
+    reason = {"reason": "the wrong day's file"}
+    officer = client.post(f"/imports/{batch_id}/reversal", json=reason, headers=auth("officer"))
+    assert officer.status_code == 403
+    reversed_ = client.post(
+        f"/imports/{batch_id}/reversal", json=reason, headers=auth("supervisor")
+    )
+    assert reversed_.status_code == 200, reversed_.text
+    assert reversed_.json()["batch"]["reversed_pence"] == 3_200
+    position = reversed_.json()["position"]
+    funds = client.get(f"/balances/funds?min_position={position}", headers=auth("officer"))
+    ct = next(f for f in funds.json()["funds"] if f["fund_code"] == "CT")
+    assert ct["balance_pence"] == 0
+    twice = client.post(f"/imports/{batch_id}/reversal", json=reason, headers=auth("supervisor"))
+    assert twice.status_code == 409 and twice.json()["code"] == "nothing_to_reverse"
+    missing = client.get(f"/imports/{created['batch']['sha256'][:8]}", headers=auth("officer"))
+    assert missing.status_code == 422
+
+
+def test_an_upload_may_exceed_the_command_body_limit_up_to_its_own(client, services) -> None:
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    rows = [f"cash,1.00,{CT_REF},{day},till-{n:06d}-{'x' * 60}," for n in range(1000)]
+    content = csv_file(*rows)
+    assert services.config.max_body_bytes < len(content) < services.config.max_import_bytes
+    response = upload(client, content, expect_total_pence=100_000, expect_count=1000)
+    assert response.status_code == 201, response.text
+    assert response.json()["batch"]["receipts_count"] == 1000
+    too_big = b"x" * (services.config.max_import_bytes + 1)
+    response = client.post("/imports", content=too_big, headers=auth("officer"))
+    assert response.status_code == 413 and response.json()["code"] == "body_too_large"
+    other = client.post("/payments", content=b"x" * len(content), headers=auth("officer"))
+    assert other.status_code == 413
+
+
+def test_a_form_without_the_file_field_is_refused(client) -> None:
+    response = client.post(
+        "/imports", files={"other": ("a", b"x", "text/plain")}, headers=auth("officer")
+    )
+    assert response.status_code == 422 and response.json()["code"] == "import_file_missing"

@@ -1,0 +1,259 @@
+"""Importing a day's files, on SQLite and PostgreSQL: whole files or nothing, once each.
+
+The real Allpay samples are read from ../shared/realdata/statements (never copied here);
+every other case uses a small file written by these tests.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from application.imports import get_import, import_file, list_imports, reverse_import
+from application.ledger import CommandContext, IncomeLedger
+from domain.errors import ImportBatchNotFound, ImportRefused, InvalidRequest, NothingToReverse
+from domain.limits import uk_today
+from domain.postings import postings_for
+from tests.domain.helpers import CT_REF, CT_REF_2, SUN_REF
+
+STATEMENTS = Path(
+    os.environ.get(
+        "LEDGER_TEST_STATEMENT_SAMPLES",
+        Path(__file__).resolve().parents[3] / "shared" / "realdata" / "statements",
+    )
+)
+needs_samples = pytest.mark.skipif(
+    not (STATEMENTS / "allpay").is_dir(),
+    reason=f"real statement samples not found at {STATEMENTS}: set LEDGER_TEST_STATEMENT_SAMPLES",
+)
+TWO_RECORDS = "allpay/localgovims_allpay_two_records.txt"
+TOTALS_MISMATCH = "allpay/localgovims_allpay_totals_mismatch.txt"
+DAY = (uk_today() - timedelta(days=1)).strftime("%d/%m/%Y")
+
+
+def allpay_line(
+    reference: str, amount: str, payment_type: str = "P", day: str = DAY, source: str = "335610"
+) -> str:
+    """One Allpay detail line in the fixed-width layout (columns as in the README)."""
+    return f"{source:>7}{reference:<16}{amount:>9}{payment_type}{day}"
+
+
+def allpay_file(*details: str, total: str | None = None, count: int | None = None) -> bytes:
+    """Details, a blank line and the two trailers (totals computed unless given)."""
+    if total is None:
+        pence = sum(int(line[23:32].strip().replace(".", "")) for line in details)
+        total = f"{pence // 100}.{pence % 100:02d}"
+    count = count if count is not None else len(details)
+    trailer = [
+        f"Total Amount Updated onto System: {total:>17}",
+        f"Total Transactions updated onto System: {count:>17}",
+    ]
+    return "\r\n".join([*details, "", *trailer, ""]).encode()
+
+
+def csv_file(*rows: str) -> bytes:
+    return "\n".join(
+        ["channel,amount,reference,received_date,external_id,fund_code", *rows]
+    ).encode()
+
+
+@pytest.fixture
+def importer() -> CommandContext:
+    return CommandContext("officer:importer")
+
+
+def refusal(ledger: IncomeLedger, content: bytes, ctx: CommandContext, **kwargs) -> ImportRefused:
+    before = ledger.max_position()
+    with pytest.raises(ImportRefused) as caught:
+        import_file(ledger, content, ctx, file_name="bad.txt", **kwargs)
+    assert ledger.max_position() == before, "a refused file stored something"
+    return caught.value
+
+
+@needs_samples
+def test_the_real_two_record_file_imports_two_receipts_of_120_pounds(ledger, importer) -> None:
+    content = (STATEMENTS / TWO_RECORDS).read_bytes()
+    outcome = import_file(ledger, content, importer, file_name="be0630.txt", file_format="allpay")
+    batch = outcome.batch
+    assert outcome.recorded and outcome.position == ledger.max_position()
+    assert batch["receipts_count"] == 2 and batch["receipts_pence"] == 12_000
+    assert batch["control_total_pence"] == 12_000 and batch["control_count"] == 2
+    assert batch["imported_by"] == "officer:importer" and batch["file_name"] == "be0630.txt"
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [line["line"] for line in lines] == [1, 2]
+    payment = ledger.get_payment(lines[0]["payment_id"])
+    # PayPoint (type T), dated 30/06/2022 UK, reference kept whole; no sample fund takes it.
+    assert payment["channel"] == "paypoint" and payment["amount_pence"] == 6_000
+    assert payment["received_at"] == "2022-06-29T23:00:00+00:00"
+    assert payment["reference"] == "7000669297" and payment["status"] == "suspense"
+    assert payment["provider_details"]["payment_type"] == "T"
+    assert payment["provider_details"]["source_code"] == "335610"
+
+
+@needs_samples
+def test_the_real_totals_mismatch_file_is_refused_with_the_reason(ledger, importer) -> None:
+    content = (STATEMENTS / TOTALS_MISMATCH).read_bytes()
+    error = refusal(ledger, content, importer, file_format="allpay")
+    assert "trailer total 419.00 does not match the lines, which add up to 60.00" in error.message
+    assert "no 'Total Transactions updated onto System:' line" in error.message
+    assert list_imports(ledger) == []
+
+
+def test_lines_find_their_fund_or_wait_in_suspense(ledger, importer) -> None:
+    content = allpay_file(
+        allpay_line(CT_REF, "25.00", "P"),
+        allpay_line("BERN" + CT_REF_2, "10.50", "N"),
+        allpay_line("NOSUCHREF", "1.00", "Z"),
+        allpay_line("ADJ", "3.00", "C"),
+    )
+    outcome = import_file(ledger, content, importer, file_name="be.txt")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    payments = [ledger.get_payment(line["payment_id"]) for line in lines]
+    assert [p["channel"] for p in payments] == ["allpay", "telephone", "paypoint", "allpay"]
+    assert [p["status"] for p in payments] == ["allocated", "allocated", "suspense", "suspense"]
+    # BERN is a prefix, not part of the reference.
+    assert payments[1]["allocations"][0]["reference"] == CT_REF_2
+    assert payments[3]["suspense_reason"] == "cash_adjustment"
+    assert outcome.batch["receipts_pence"] == 3_950
+
+
+def test_the_same_file_twice_records_nothing_and_says_so(ledger, importer) -> None:
+    content = allpay_file(allpay_line(CT_REF, "25.00"))
+    first = import_file(ledger, content, importer, file_name="monday.txt")
+    position = ledger.max_position()
+    again = import_file(ledger, content, CommandContext("officer:other"), file_name="copy.txt")
+    assert not again.recorded and again.position is None
+    assert again.batch_id == first.batch_id and again.batch["file_name"] == "monday.txt"
+    assert ledger.max_position() == position
+
+
+def test_every_bad_line_is_named_and_nothing_is_stored(ledger, importer) -> None:
+    content = allpay_file(
+        allpay_line(CT_REF, "25.00"),
+        allpay_line(CT_REF, "25.00")[:30],
+        allpay_line(CT_REF, "25.00", day="31/02/2026"),
+        allpay_line(CT_REF, "2x.00"),
+        allpay_line(CT_REF, "25.00", payment_type="X"),
+        allpay_line("4111111111111111", "25.00"),
+        total="1.00",
+    )
+    problems = {p.line_number: p.reason for p in refusal(ledger, content, importer).problems}
+    assert "at least 43 characters, this one has 30" in problems[2]
+    assert "'31/02/2026' (columns 34-43) is not a date" in problems[3]
+    assert "'2x.00'" in problems[4]
+    assert "payment type 'X'" in problems[5]
+    assert "card number" in problems[6]
+    assert 1 not in problems and 0 not in problems  # totals are not checked over bad lines
+
+
+def test_a_future_date_and_a_missing_trailer_are_refused(ledger, importer) -> None:
+    tomorrow = (uk_today() + timedelta(days=2)).strftime("%d/%m/%Y")
+    error = refusal(ledger, allpay_file(allpay_line(CT_REF, "1.00", day=tomorrow)), importer)
+    assert error.problems[0].line_number == 1
+    no_trailer = (allpay_line(CT_REF, "1.00") + "\r\n").encode()
+    error = refusal(ledger, no_trailer, importer)
+    assert {p.line_number for p in error.problems} == {0}
+    assert "Total Amount" in error.message and "Total Transactions" in error.message
+
+
+def test_a_count_that_does_not_match_is_refused(ledger, importer) -> None:
+    error = refusal(ledger, allpay_file(allpay_line(CT_REF, "1.00"), count=3), importer)
+    assert "trailer count 3 does not match the 1 money lines" in error.message
+
+
+def test_a_returned_cheque_reverses_the_receipt_it_takes_back(ledger, importer) -> None:
+    paid = import_file(ledger, allpay_file(allpay_line(CT_REF, "40.00")), importer, file_name="a")
+    original = get_import(ledger, paid.batch_id)["lines"][0]["payment_id"]
+    returned = import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "40.00", "Q"), allpay_line(SUN_REF, "5.00", "P")),
+        importer,
+        file_name="b",
+    )
+    assert returned.batch["returned_cheques_count"] == 1 and returned.batch["receipts_count"] == 1
+    payment = ledger.get_payment(original)
+    assert payment["status"] == "reversed" and payment["reversed_pence"] == 4_000
+    assert payment["history"][-1]["details"]["kind"] == "returned_cheque"
+    # Nothing left to take back: a second returned cheque for it refuses its file.
+    error = refusal(ledger, allpay_file(allpay_line(CT_REF, "40.00", "Q")), importer)
+    assert "matches no earlier imported receipt" in error.problems[0].reason
+
+
+def test_a_csv_file_with_its_control_totals(ledger, importer) -> None:
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    content = csv_file(
+        f"cash,12.50,{CT_REF},{day},till-1,",
+        f"cheque,7.50,{SUN_REF},{day},,SUN",
+    )
+    outcome = import_file(
+        ledger, content, importer, file_name="day.csv", expect_total_pence=2_000, expect_count=2
+    )
+    assert outcome.batch["file_format"] == "csv" and outcome.batch["receipts_pence"] == 2_000
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    first = ledger.get_payment(lines[0]["payment_id"])
+    assert first["external_id"] == "till-1" and first["status"] == "allocated"
+    with pytest.raises(InvalidRequest, match="expected total and count"):
+        import_file(ledger, content + b"\n", importer, file_name="x.csv")
+
+
+def test_csv_rows_are_refused_whole_with_line_numbers(ledger, importer) -> None:
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    content = csv_file(
+        f"cash,12.50,{CT_REF},{day},a,",
+        f"bitcoin,1.00,{CT_REF},{day},b,",
+        f"cash,1.005,{CT_REF},{day},c,",
+        f"cash,1.00,{CT_REF},31/03/2026,d,",
+        f"cash,1.00,{CT_REF},{day},a,",
+        "cash,1.00",
+    )
+    error = refusal(ledger, content, importer, expect_total_pence=1, expect_count=1)
+    problems = {p.line_number: p.reason for p in error.problems}
+    assert set(problems) == {3, 4, 5, 6, 7}
+    assert "unknown channel 'bitcoin'" in problems[3] and "repeats line 2" in problems[6]
+    wrong_total = refusal(
+        ledger,
+        csv_file(f"cash,1.00,{CT_REF},{day},,"),
+        importer,
+        expect_total_pence=200,
+        expect_count=1,
+    )
+    assert "expected total 2.00 does not match" in wrong_total.message
+
+
+def test_a_whole_import_is_reversed_once_leaving_history(ledger, importer) -> None:
+    content = allpay_file(allpay_line(CT_REF, "25.00"), allpay_line("NOSUCH", "5.00"))
+    outcome = import_file(ledger, content, importer, file_name="wrong-day.txt")
+    first, second = get_import(ledger, outcome.batch_id)["lines"]
+    ledger.refund(second["payment_id"], 500, importer, "paid twice")
+    supervisor = CommandContext("supervisor:boss")
+    reversed_ = reverse_import(ledger, outcome.batch_id, supervisor, "wrong day's file")
+    assert reversed_.batch["reversed"] and reversed_.batch["reversed_by"] == "supervisor:boss"
+    payment = ledger.get_payment(first["payment_id"])
+    assert payment["status"] == "reversed" and payment["reversed_pence"] == 2_500
+    assert payment["history"][-1]["details"]["kind"] == "import_reversed"
+    assert ledger.get_payment(second["payment_id"])["status"] == "refunded"
+    with pytest.raises(NothingToReverse, match="already reversed by supervisor:boss"):
+        reverse_import(ledger, outcome.batch_id, supervisor, "again")
+    with pytest.raises(ImportBatchNotFound):
+        reverse_import(ledger, first["payment_id"], supervisor, "not a batch")
+
+
+def test_imports_are_listed_newest_first_and_their_events_post_nothing(ledger, importer) -> None:
+    import_file(ledger, allpay_file(allpay_line(CT_REF, "1.00")), importer, file_name="one")
+    import_file(ledger, allpay_file(allpay_line(CT_REF, "2.00")), importer, file_name="two")
+    assert [b["file_name"] for b in list_imports(ledger)] == ["two", "one"]
+    events = [event for _, event in ledger.read_events()]
+    batch_events = [e for e in events if type(e).__qualname__.startswith("ImportBatch")]
+    assert len(batch_events) == 2 and all(postings_for(e) == () for e in batch_events)
+    assert sum(p.amount_pence for e in events for p in postings_for(e)) == 0
+
+
+def test_a_file_dated_today_is_accepted(ledger, importer) -> None:
+    today = uk_today().strftime("%d/%m/%Y")
+    outcome = import_file(
+        ledger, allpay_file(allpay_line(CT_REF, "1.00", day=today)), importer, file_name="t"
+    )
+    assert outcome.recorded

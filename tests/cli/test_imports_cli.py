@@ -1,0 +1,70 @@
+"""`income-ledger import ...` as a person and a script use it, on both backends."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from domain.limits import uk_today
+from tests.application.test_imports import (
+    STATEMENTS,
+    TOTALS_MISMATCH,
+    TWO_RECORDS,
+    allpay_file,
+    allpay_line,
+    csv_file,
+    needs_samples,
+)
+from tests.cli.test_cli import cli  # noqa: F401 - the fixture
+from tests.domain.helpers import CT_REF, SUN_REF
+
+
+@needs_samples
+def test_import_the_real_file_then_again_then_the_refused_one(cli) -> None:  # noqa: F811
+    path = str(STATEMENTS / TWO_RECORDS)
+    first = json.loads(cli("import", path, "--format", "allpay", "--json").stdout)
+    assert first["recorded"] and first["batch"]["receipts_pence"] == 12_000
+    assert first["batch"]["imported_by"] == "officer:cli"
+    again = cli("import", path)
+    assert "already imported" in again.stdout and "nothing recorded" in again.stdout
+    refused = cli("import", str(STATEMENTS / TOTALS_MISMATCH), code=2)
+    assert "refused whole" in refused.stderr
+    assert "trailer total 419.00 does not match the lines, which add up to 60.00" in refused.stderr
+
+
+def test_a_refused_file_names_each_line_and_json_says_so(cli, tmp_path) -> None:  # noqa: F811
+    path = tmp_path / "be0101.txt"
+    path.write_bytes(allpay_file(allpay_line(CT_REF, "1.00")[:40], total="0.00", count=1))
+    refused = cli("import", str(path), "--json", code=2)
+    problems = json.loads(refused.stdout)["problems"]
+    assert problems[0]["line"] == 1 and "at least 43 characters" in problems[0]["reason"]
+    assert "line 1: a detail line must be" in refused.stderr
+
+
+def test_csv_needs_its_control_totals(cli, tmp_path) -> None:  # noqa: F811
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    path = tmp_path / "day.csv"
+    path.write_bytes(csv_file(f"cash,12.50,{CT_REF},{day},,", f"cheque,2.50,{SUN_REF},{day},,"))
+    missing = cli("import", str(path), code=2)
+    assert "--expect-total" in missing.stderr
+    wrong = cli("import", str(path), "--expect-total", "15.01", "--expect-count", "2", code=2)
+    assert "expected total 15.01 does not match" in wrong.stderr
+    done = cli("import", str(path), "--expect-total", "15.00", "--expect-count", "2")
+    assert "2 receipts, £15.00" in done.stdout
+
+
+def test_list_and_reverse_an_import(cli, tmp_path) -> None:  # noqa: F811
+    path = tmp_path / "be0102.txt"
+    path.write_bytes(allpay_file(allpay_line(CT_REF, "8.00")))
+    batch_id = json.loads(cli("import", str(path), "--json").stdout)["batch"]["batch_id"]
+    listed = json.loads(cli("import", "list", "--json").stdout)
+    assert [b["batch_id"] for b in listed] == [batch_id]
+    assert "be0102.txt" in cli("import", "list").stdout
+    cli("import", "reverse", batch_id, code=2)  # --reason is required
+    done = cli("import", "reverse", batch_id, "--reason", "sent twice under two names")
+    assert "£8.00 of its receipts reversed" in done.stdout
+    again = cli("import", "reverse", batch_id, "--reason", "again", code=2)
+    assert "already reversed" in again.stderr
+    cli("import", "reverse", "not-a-uuid", "--reason", "x", code=2)
+    unreadable = cli("import", str(tmp_path / "missing.txt"), code=2)
+    assert "cannot read" in unreadable.stderr
