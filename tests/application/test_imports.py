@@ -7,6 +7,7 @@ every other case uses a small file written by these tests.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,9 +15,18 @@ import pytest
 
 from application.imports import get_import, import_file, list_imports, reverse_import
 from application.ledger import CommandContext, IncomeLedger
-from domain.errors import ImportBatchNotFound, ImportRefused, InvalidRequest, NothingToReverse
+from domain.errors import (
+    ImportBatchNotFound,
+    ImportRefused,
+    InvalidRequest,
+    LedgerError,
+    NothingToReverse,
+)
 from domain.limits import uk_today
 from domain.postings import postings_for
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
+from tests.application.test_concurrency import _race
 from tests.domain.helpers import CT_REF, CT_REF_2, SUN_REF
 
 STATEMENTS = Path(
@@ -257,3 +267,25 @@ def test_a_file_dated_today_is_accepted(ledger, importer) -> None:
         ledger, allpay_file(allpay_line(CT_REF, "1.00", day=today)), importer, file_name="t"
     )
     assert outcome.recorded
+
+
+def _import_in_a_process(barrier, url: str, content: bytes) -> str:
+    ledger = build_ledger(Settings(database_url=url))
+    try:
+        barrier.wait()
+        outcome = import_file(ledger, content, CommandContext("officer:race"), file_name="race")
+        return "recorded" if outcome.recorded else "already_imported"
+    except LedgerError as error:
+        return error.code
+    finally:
+        ledger.close()
+
+
+def test_racing_imports_of_one_file_record_it_once(ledger, settings) -> None:
+    content = allpay_file(allpay_line(CT_REF, "11.00"), allpay_line("NOSUCH", "2.00"))
+    results = Counter(_race(_import_in_a_process, [(settings.database_url, content)] * 3))
+    assert results["recorded"] == 1, results
+    assert results["recorded"] + results["already_imported"] + results["concurrent_update"] == 3
+    events = [event for _, event in ledger.read_events()]
+    assert sum(type(e).__name__ == "Received" for e in events) == 2
+    assert sum(type(e).__name__ == "Imported" for e in events) == 1
