@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, LedgerError
 from domain.funds import Match, SuspenseReason
 from domain.imports import (
@@ -47,6 +48,11 @@ CASH_ADJUSTMENT = Match(
     None,
     SuspenseReason.CASH_ADJUSTMENT,
     "Allpay cash adjustment (type C): not a payer's payment; allocate it by hand",
+)
+CARD_NUMBER_REFERENCE = Match(
+    None,
+    SuspenseReason.UNUSABLE_REFERENCE,
+    "the file's reference held a card number (masked): find the payer's account",
 )
 
 
@@ -96,6 +102,14 @@ def import_file(
 
 
 def _command(line: ImportLine, sha256: str) -> RecordPayment:
+    reference, hold = line.reference, None
+    if line.kind is LineKind.CASH_ADJUSTMENT:
+        hold = CASH_ADJUSTMENT
+    if contains_card_number(reference):
+        # A payer typed a card number as the reference: the file is not refused for it (the
+        # sender cannot change what the payer typed), the number is masked and the receipt
+        # waits in suspense for an officer to find the account.
+        reference, hold = mask_card_numbers(reference), CARD_NUMBER_REFERENCE
     details = None
     if line.payment_type is not None:
         details = {
@@ -107,14 +121,14 @@ def _command(line: ImportLine, sha256: str) -> RecordPayment:
     return RecordPayment(
         channel=line.channel.value,
         amount_pence=line.amount_pence,
-        reference=line.reference,
+        reference=reference,
         received_at=line.received_at,
         fund_code=line.fund_code,
         external_id=line.external_id or line_external_id(sha256, line.line_number),
         # A line-derived id is ours, not typed by a person; a CSV's own id is checked.
         external_id_from_provider=line.external_id is None,
         provider_details=details,
-        hold_in_suspense=CASH_ADJUSTMENT if line.kind is LineKind.CASH_ADJUSTMENT else None,
+        hold_in_suspense=hold,
     )
 
 

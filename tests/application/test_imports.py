@@ -147,7 +147,7 @@ def test_every_bad_line_is_named_and_nothing_is_stored(ledger, importer) -> None
         allpay_line(CT_REF, "25.00", day="31/02/2026"),
         allpay_line(CT_REF, "2x.00"),
         allpay_line(CT_REF, "25.00", payment_type="X"),
-        allpay_line("4111111111111111", "25.00"),
+        allpay_line(CT_REF, "25.00", day="01/01/1999"),
         total="1.00",
     )
     problems = {p.line_number: p.reason for p in refusal(ledger, content, importer).problems}
@@ -155,8 +155,17 @@ def test_every_bad_line_is_named_and_nothing_is_stored(ledger, importer) -> None
     assert "'31/02/2026' (columns 34-43) is not a date" in problems[3]
     assert "'2x.00'" in problems[4]
     assert "payment type 'X'" in problems[5]
-    assert "card number" in problems[6]
+    assert "2000" in problems[6]
     assert 1 not in problems and 0 not in problems  # totals are not checked over bad lines
+
+
+def test_a_card_number_as_reference_is_masked_and_held_not_refused(ledger, importer) -> None:
+    outcome = import_file(
+        ledger, allpay_file(allpay_line("4111111111111111", "9.00")), importer, file_name="c"
+    )
+    payment = ledger.get_payment(get_import(ledger, outcome.batch_id)["lines"][0]["payment_id"])
+    assert payment["reference"] == "411111******1111"
+    assert payment["status"] == "suspense" and payment["suspense_reason"] == "unusable_reference"
 
 
 def test_a_future_date_and_a_missing_trailer_are_refused(ledger, importer) -> None:
