@@ -322,7 +322,7 @@ def list_imports(ledger: IncomeLedger, limit: int = MAX_BATCHES_LISTED) -> list[
 
 
 def batch_view(batch: ImportBatch) -> dict[str, Any]:
-    recorded = [line for line in batch.lines if line["outcome"] == "recorded"]
+    totals = batch.totals
     return {
         "batch_id": str(batch.id),
         "file_name": batch.file_name,
@@ -331,9 +331,9 @@ def batch_view(batch: ImportBatch) -> dict[str, Any]:
         "line_count": batch.line_count,
         "control_total_pence": batch.control_total_pence,
         "control_count": batch.control_count,
-        "receipts_count": len(recorded),
-        "receipts_pence": sum(line["amount_pence"] for line in recorded),
-        "returned_cheques_count": sum(1 for line in batch.lines if line["outcome"] == "reversed"),
+        "receipts_count": totals.receipts_count,
+        "receipts_pence": totals.receipts_pence,
+        "returned_cheques_count": totals.returned_cheques_count,
         "imported_by": batch.imported_by,
         "imported_at": batch.created_on.isoformat(),
         "reversed": batch.reversed_by is not None,

@@ -411,6 +411,23 @@ def _parsed(
 # ---- the batch ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class BatchTotals:
+    receipts_count: int
+    receipts_pence: int
+    returned_cheques_count: int
+
+
+def batch_totals(lines: list[dict[str, Any]]) -> BatchTotals:
+    """What a batch's lines made: new receipts (count, pence) and returned cheques."""
+    recorded = [line for line in lines if line["outcome"] == "recorded"]
+    return BatchTotals(
+        len(recorded),
+        sum(line["amount_pence"] for line in recorded),
+        sum(1 for line in lines if line["outcome"] == "reversed"),
+    )
+
+
 class ImportBatch(Aggregate):
     """One imported file: who brought it, what it held, the receipts it made.
 
@@ -493,6 +510,10 @@ class ImportBatch(Aggregate):
         )
 
     @property
+    def totals(self) -> BatchTotals:
+        return batch_totals(self.lines)
+
+    @property
     def receipt_ids(self) -> list[str]:
         """The receipts this batch recorded (not the earlier ones it reversed)."""
         return [line["payment_id"] for line in self.lines if line["outcome"] == "recorded"]
@@ -503,6 +524,11 @@ class ImportBatch(Aggregate):
         if self.reversed_by is not None:
             raise NothingToReverse(
                 f"this import was already reversed by {self.reversed_by} ({self.reversal_reason})"
+            )
+        if amount_pence == 0:
+            raise NothingToReverse(
+                "nothing of this import's receipts remains to reverse: they were refunded or "
+                "reversed already (returned cheques it recorded cannot be undone)"
             )
         self.trigger_event(
             self.Reversed,

@@ -14,12 +14,13 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from domain.funds import FundChart
+from domain.imports import ImportBatch, batch_totals
 from domain.payment import AUTO_ALLOCATION_ACTOR, Payment, payment_status
 from domain.postings import Posting, effective_at, income_account, postings_for
 from projections.schema import SUSPENSE_FUND, ReadModel
@@ -127,6 +128,8 @@ class _PageState:
                 "net_pence",
             ],
         )
+        self.import_batches: list[dict[str, Any]] = []
+        self.import_reversals: list[dict[str, Any]] = []
         payment_ids = {str(e.originator_id) for _, e in page if isinstance(e, PAYMENT_EVENTS)}
         self.payments = self._load_payments(payment_ids)
         self.lines = self._load_lines(payment_ids)
@@ -175,6 +178,19 @@ class _PageState:
         self.audit.append(audit_row(position, event, payment_id, moment))
         if payment_id is not None:
             self._apply_payment(position, event, payment_id, channel, moment)
+        elif isinstance(event, ImportBatch.Imported):
+            self.import_batches.append(import_batch_row(position, event))
+        elif isinstance(event, ImportBatch.Reversed):
+            self.import_reversals.append(
+                {
+                    "id": str(event.originator_id),
+                    "reversed_at": event.timestamp,
+                    "reversed_by": event.actor,
+                    "reversal_reason": event.reason,
+                    "reversed_pence": event.amount_pence,
+                    "position": position,
+                }
+            )
 
     def _channel(self, event: Any, payment_id: str | None) -> str | None:
         if isinstance(event, Payment.Received):
@@ -368,6 +384,18 @@ class _PageState:
         self.channels.write(connection, model.channel_totals)
         self.takings.write(connection, model.daily_takings)
         self._write_payments()
+        self._write_import_batches()
+
+    def _write_import_batches(self) -> None:
+        table, connection = self.model.import_batches, self.connection
+        if self.import_batches:
+            connection.execute(insert(table), self.import_batches)
+        for reversal in self.import_reversals:  # a batch is reversed at most once
+            connection.execute(
+                update(table)
+                .where(table.c.batch_id == reversal["id"])
+                .values({k: v for k, v in reversal.items() if k != "id"})
+            )
 
     def _write_payments(self) -> None:
         if not self.touched:
@@ -403,6 +431,30 @@ class _PageState:
             connection.execute(
                 delete(model.suspense_items).where(model.suspense_items.c.payment_id.in_(chunk))
             )
+
+
+def import_batch_row(position: int, event: ImportBatch.Imported) -> dict[str, Any]:
+    totals = batch_totals(event.lines)
+    return {
+        "batch_id": str(event.originator_id),
+        "file_name": event.file_name,
+        "file_format": event.file_format,
+        "sha256": event.sha256,
+        "line_count": event.line_count,
+        "control_total_pence": event.control_total_pence,
+        "control_count": event.control_count,
+        "receipts_count": totals.receipts_count,
+        "receipts_pence": totals.receipts_pence,
+        "returned_cheques_count": totals.returned_cheques_count,
+        "imported_at": event.timestamp,
+        "imported_date": uk_date(event.timestamp),
+        "imported_by": event.actor,
+        "reversed_at": None,
+        "reversed_by": None,
+        "reversal_reason": None,
+        "reversed_pence": 0,
+        "position": position,
+    }
 
 
 def account_subject(posting: Posting) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from domain.imports import MAX_FILE_NAME_LENGTH
 from domain.limits import (
     MAX_ACTOR_LENGTH,
     MAX_CORRELATION_ID_LENGTH,
@@ -82,6 +83,7 @@ class ReadModel:
     suspense_items: Table
     daily_takings: Table
     audit_trail: Table
+    import_batches: Table
 
     @property
     def tables(self) -> list[Table]:
@@ -95,6 +97,7 @@ class ReadModel:
             self.suspense_items,
             self.daily_takings,
             self.audit_trail,
+            self.import_batches,
         ]
 
 
@@ -251,6 +254,29 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         ix("audit_trail", "actor"),
         ix("audit_trail", "payment_id"),
     )
+    import_batches = Table(
+        f"import_batches{suffix}",
+        metadata,
+        Column("batch_id", String(36), primary_key=True),
+        Column("file_name", String(MAX_FILE_NAME_LENGTH), nullable=False),
+        Column("file_format", String(20), nullable=False),
+        Column("sha256", String(64), nullable=False),
+        Column("line_count", BigInteger, nullable=False),
+        Column("control_total_pence", Money, nullable=False),
+        Column("control_count", BigInteger, nullable=False),
+        Column("receipts_count", BigInteger, nullable=False),
+        Column("receipts_pence", Money, nullable=False),
+        Column("returned_cheques_count", BigInteger, nullable=False),
+        Column("imported_at", UTCDateTime(), nullable=False),
+        Column("imported_date", Date, nullable=False),
+        Column("imported_by", String(MAX_ACTOR_LENGTH), nullable=False),
+        Column("reversed_at", UTCDateTime()),
+        Column("reversed_by", String(MAX_ACTOR_LENGTH)),
+        Column("reversal_reason", Text),
+        Column("reversed_pence", Money, nullable=False),
+        Column("position", BigInteger, nullable=False),
+        ix("import_batches", "imported_date"),
+    )
     return ReadModel(
         metadata,
         postings,
@@ -262,6 +288,7 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         suspense_items,
         daily_takings,
         audit_trail,
+        import_batches,
     )
 
 
