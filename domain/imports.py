@@ -185,25 +185,29 @@ _ALLPAY_DATE = re.compile(r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$")
 
 
 def parse_allpay(text: str, *, now: datetime | None = None) -> ParsedFile:
-    """Detail lines until a line shorter than 2 characters, then the two trailers."""
+    """Detail lines until a line shorter than 2 characters (or the first trailer, when the
+    blank line is missing), then the two trailers."""
     rows = text.splitlines()
+    end = next(
+        (index for index, row in enumerate(rows) if len(row) < 2 or _is_trailer(row)),
+        len(rows),
+    )
     problems: list[LineProblem] = []
     lines: list[ImportLine] = []
-    number = 0
-    for number, row in enumerate(rows, 1):
-        if len(row) < 2:
-            break
+    for number, row in enumerate(rows[:end], 1):
         try:
             lines.append(_allpay_line(number, row, now))
         except LedgerError as error:
             problems.append(LineProblem(number, error.message))
-    else:
-        number = len(rows) + 1
     bad_details = bool(problems)
-    total, count = _allpay_trailers(rows, number, problems)
+    total, count = _allpay_trailers(rows, end, problems)
     if not bad_details:  # the totals of a file with bad lines would only add noise
         _check_controls(lines, total, count, problems, "the trailer")
     return _parsed(ImportFormat.ALLPAY, lines, len(rows), total, count, problems)
+
+
+def _is_trailer(row: str) -> bool:
+    return row.startswith((ALLPAY_TOTAL_AMOUNT, ALLPAY_TOTAL_COUNT))
 
 
 def _allpay_line(number: int, row: str, now: datetime | None) -> ImportLine:

@@ -178,6 +178,13 @@ def test_a_future_date_and_a_missing_trailer_are_refused(ledger, importer) -> No
     assert "Total Amount" in error.message and "Total Transactions" in error.message
 
 
+def test_trailers_right_after_the_details_are_read_as_trailers(ledger, importer) -> None:
+    content = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(SUN_REF, "4.00"))
+    without_blank_line = content.replace(b"\r\n\r\n", b"\r\n")
+    outcome = import_file(ledger, without_blank_line, importer, file_name="tight")
+    assert outcome.batch["receipts_pence"] == 700 and outcome.batch["line_count"] == 4
+
+
 def test_a_count_that_does_not_match_is_refused(ledger, importer) -> None:
     error = refusal(ledger, allpay_file(allpay_line(CT_REF, "1.00"), count=3), importer)
     assert "trailer count 3 does not match the 1 money lines" in error.message
