@@ -19,16 +19,12 @@ from pydantic import BaseModel, Field
 from api import problems
 from api.app import Reader, Recorder, ServicesDep, Supervisor, json_response
 from api.problems import ApiProblem
-from application.imports import (
-    MAX_BATCHES_LISTED,
-    get_import,
-    import_file,
-    list_imports,
-    reverse_import,
-)
+from api.routes_queries import Fresh, Limit, Offset
+from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
 from domain.errors import ImportRefused
 from domain.imports import MAX_FILE_NAME_LENGTH, ImportFormat
+from projections import queries
 
 router = APIRouter()
 FILE_FIELD = "file"
@@ -67,6 +63,37 @@ class ImportLineOut(BaseModel):
     reference: str
     amount_pence: int
     status: str = Field(description="the payment's status when the file was imported")
+
+
+class ImportBatchRow(BaseModel):
+    """A row of the read-model table import_batches (docs/read-model.md)."""
+
+    batch_id: str
+    file_name: str
+    file_format: str
+    sha256: str
+    line_count: int
+    control_total_pence: int
+    control_count: int
+    receipts_count: int
+    receipts_pence: int
+    returned_cheques_count: int
+    imported_at: str
+    imported_date: str
+    imported_by: str
+    reversed_at: str | None
+    reversed_by: str | None
+    reversal_reason: str | None
+    reversed_pence: int
+    position: int
+
+
+class ImportBatchesPage(BaseModel):
+    position: int = Field(description="the read model's position")
+    limit: int
+    offset: int
+    total: int = Field(description="imports in all")
+    batches: list[ImportBatchRow]
 
 
 class ImportBatchDetailOut(ImportBatchOut):
@@ -169,14 +196,15 @@ def _file_from(content_type: str | None, body: bytes) -> tuple[bytes, str | None
     )
 
 
-@router.get("/imports", tags=["imports"], response_model=list[ImportBatchOut])
-def imports(
-    svc: ServicesDep,
-    user: Reader,
-    limit: Annotated[int, Query(ge=1, le=MAX_BATCHES_LISTED)] = 100,
-) -> Any:
-    """Imports, newest first. Roles: officer, supervisor, auditor, reporting."""
-    return list_imports(svc.ledger, limit)
+@router.get("/imports", tags=["imports"], response_model=ImportBatchesPage)
+def imports(svc: Fresh, user: Reader, limit: Limit = 100, offset: Offset = 0) -> Any:
+    """Imported files, newest first, from the read model (table `import_batches`; pass a
+    command's position as min_position to see it). Roles: officer, supervisor, auditor,
+    reporting."""
+    with svc.read_engine.connect() as connection:
+        position = queries.read_model_position(connection)
+        page = queries.import_batches_page(connection, limit=limit, offset=offset)
+    return page | {"position": position, "limit": limit, "offset": offset}
 
 
 @router.get("/imports/{batch_id}", tags=["imports"], response_model=ImportBatchDetailOut)

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
@@ -316,9 +316,10 @@ def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
 
 
 def list_imports(ledger: IncomeLedger, limit: int = MAX_BATCHES_LISTED) -> list[dict[str, Any]]:
-    """Imports, newest first, without their lines."""
-    ids = [event.originator_id for event in _imported_events(ledger)][::-1][:limit]
-    return [batch_view(_batch(ledger, batch_id)) for batch_id in ids]
+    """Imports, newest first, without their lines (read from the event store: exact at once,
+    without waiting for the read model; reporting tools read `import_batches`)."""
+    ids = [notification.originator_id for notification in _imported_notifications(ledger)]
+    return [batch_view(_batch(ledger, UUID(str(batch_id)))) for batch_id in ids[::-1][:limit]]
 
 
 def batch_view(batch: ImportBatch) -> dict[str, Any]:
@@ -345,6 +346,11 @@ def batch_view(batch: ImportBatch) -> dict[str, Any]:
 
 
 def _imported_events(ledger: IncomeLedger) -> Iterator[ImportBatch.Imported]:
+    for notification in _imported_notifications(ledger):
+        yield ledger.mapper.to_domain_event(notification)
+
+
+def _imported_notifications(ledger: IncomeLedger) -> Iterator[Notification]:
     """Every import's first event in recording order, read in bounded pages."""
     topics = [get_topic(ImportBatch.Imported)]
     after = 0
@@ -352,8 +358,7 @@ def _imported_events(ledger: IncomeLedger) -> Iterator[ImportBatch.Imported]:
         page = ledger.recorder.select_notifications(
             start=after, limit=1000, topics=topics, inclusive_of_start=False
         )
-        for notification in page:
-            yield ledger.mapper.to_domain_event(notification)
+        yield from page
         if len(page) < 1000:
             return
         after = page[-1].id

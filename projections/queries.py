@@ -195,3 +195,19 @@ def audit_page(
         select(table).where(*conditions).order_by(table.c.position).limit(limit)
     )
     return [_plain(r) for r in rows]
+
+
+def import_batches_page(
+    connection: Connection, *, limit: int = 100, offset: int = 0
+) -> dict[str, Any]:
+    """Imported files, newest first, and how many there are."""
+    table = LIVE.import_batches
+    query = (
+        select(table)
+        .order_by(table.c.imported_at.desc(), table.c.batch_id)
+        .limit(limit)
+        .offset(offset)
+    )
+    batches = [_plain(row) for row in connection.execute(query)]
+    total = connection.execute(select(func.count()).select_from(table)).scalar_one()
+    return {"total": int(total), "batches": batches}

@@ -72,7 +72,7 @@ def test_bad_lines_are_listed_by_number(client, ledger) -> None:
     assert response.status_code == 422
     assert [error["line"] for error in response.json()["errors"]] == [2, 3]
     assert ledger.max_position() == before
-    assert client.get("/imports", headers=auth("auditor")).json() == []
+    assert client.get("/imports", headers=auth("auditor")).json()["total"] == 0
 
 
 def test_roles_list_and_reverse(client) -> None:
@@ -80,8 +80,11 @@ def test_roles_list_and_reverse(client) -> None:
     assert upload(client, content, who="auditor").status_code == 403
     created = upload(client, content).json()
     batch_id = created["batch"]["batch_id"]
-    listed = client.get("/imports", headers=auth("reporting")).json()
-    assert [b["batch_id"] for b in listed] == [batch_id]
+    listed = client.get(
+        f"/imports?min_position={created['position']}", headers=auth("reporting")
+    ).json()
+    assert [b["batch_id"] for b in listed["batches"]] == [batch_id]
+    assert listed["batches"][0]["receipts_pence"] == 3_200 and listed["total"] == 1
     detail = client.get(f"/imports/{batch_id}", headers=auth("auditor")).json()
     assert [line["outcome"] for line in detail["lines"]] == ["recorded", "recorded"]
     reason = {"reason": "the wrong day's file"}
@@ -96,6 +99,8 @@ def test_roles_list_and_reverse(client) -> None:
     funds = client.get(f"/balances/funds?min_position={position}", headers=auth("officer"))
     ct = next(f for f in funds.json()["funds"] if f["fund_code"] == "CT")
     assert ct["balance_pence"] == 0
+    row = client.get(f"/imports?min_position={position}", headers=auth("officer")).json()
+    assert row["batches"][0]["reversed_by"] == "supervisor:supervisor"
     twice = client.post(f"/imports/{batch_id}/reversal", json=reason, headers=auth("supervisor"))
     assert twice.status_code == 409 and twice.json()["code"] == "nothing_to_reverse"
     missing = client.get(f"/imports/{created['batch']['sha256'][:8]}", headers=auth("officer"))
