@@ -67,12 +67,10 @@ def test_a_backup_taken_while_payments_are_recorded_verifies(sqlite_settings, tm
     for command in (("projections", "verify"), ("audit", "verify")):
         checked = cli(copied, *command)
         assert checked.returncode == 0, (command, checked.stdout, checked.stderr)
-    copy = build_ledger(Settings(database_url=copied))
-    try:
-        assert copy.max_position() > 0
-        assert copy.max_position() < build_ledger(sqlite_settings).max_position()
-    finally:
-        copy.close()
+    with build_ledger(Settings(database_url=copied)) as copy:
+        copied_position = copy.max_position()
+    with build_ledger(sqlite_settings) as original:
+        assert 0 < copied_position < original.max_position()
     leftovers = sorted(p.name for p in tmp_path.iterdir() if "partial" in p.name)
     assert leftovers == []
 

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -228,6 +229,9 @@ def test_a_stuck_projection_is_logged_as_json_with_its_position(settings, ledger
         stderr=subprocess.PIPE,
         text=True,
     )
+    # Ends the wait below (readline returns at the end of the output) if it never says so.
+    watchdog = threading.Timer(120, process.kill)
+    watchdog.start()
     try:
         assert process.stderr is not None
         stuck = None
@@ -239,6 +243,7 @@ def test_a_stuck_projection_is_logged_as_json_with_its_position(settings, ledger
                 if "is stuck" in record["message"]:
                     stuck = record
     finally:
+        watchdog.cancel()
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     assert stuck["level"] == "ERROR" and stuck["time"].endswith("Z")
