@@ -25,6 +25,7 @@ from api.services import ApiConfig
 from application.idempotency import idempotency_table
 from application.payer_details import payer_details_table
 from domain.funds import FundChart, SuspenseReason
+from domain.imports import MAX_FILE_NAME_LENGTH, ImportBatch, ImportFormat
 from domain.limits import (
     MAX_ACTOR_LENGTH,
     MAX_CORRELATION_ID_LENGTH,
@@ -55,7 +56,7 @@ def _longest(values: object) -> int:
 def _event_names() -> list[str]:
     return [
         name
-        for aggregate in (Payment, FundChart)
+        for aggregate in (Payment, FundChart, ImportBatch)
         for name, value in vars(aggregate).items()
         if isinstance(value, type) and issubclass(value, aggregate.Event)
     ]
@@ -106,6 +107,12 @@ LONGEST_VALUE = {
     "path": _longest_command_path(),
     "projection_name": len(f"{PROJECTION_NAME}_verify{new_index_tag()}"),
     "runner": len(f"pid {2**22} on ") + HOSTNAME_MAX_LENGTH,
+    "batch_id": UUID_LENGTH,
+    "file_name": MAX_FILE_NAME_LENGTH,
+    "file_format": _longest(ImportFormat),
+    "sha256": 64,
+    "imported_by": MAX_ACTOR_LENGTH,
+    "reversed_by": MAX_ACTOR_LENGTH,
 }
 TABLES: list[Table] = [
     *LIVE.tables,
