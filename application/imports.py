@@ -26,6 +26,7 @@ from domain.errors import ConcurrentUpdate, ImportBatchNotFound, LedgerError
 from domain.funds import Match, SuspenseReason
 from domain.imports import (
     ALLPAY_TYPES,
+    MAX_IMPORT_LINES,
     ImportBatch,
     ImportFormat,
     ImportLine,
@@ -91,6 +92,8 @@ def import_file(
     text = decode(content)
     fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
     parsed = parse_file(text, fmt, expect_total_pence=expect_total_pence, expect_count=expect_count)
+    if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
+        raise refuse(list(parsed.problems))
     receipts = [line for line in parsed.lines if line.kind is not LineKind.RETURNED_CHEQUE]
     commands = [_command(line, sha256) for line in receipts]
     problems = _rule_problems(ledger, receipts, commands, ctx)

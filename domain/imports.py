@@ -211,6 +211,7 @@ def _is_trailer(row: str) -> bool:
 
 
 def _allpay_line(number: int, row: str, now: datetime | None) -> ImportLine:
+    reject_control_characters("the line", row)
     if len(row) < ALLPAY_DETAIL_LENGTH:
         raise InvalidRequest(
             f"a detail line must be at least {ALLPAY_DETAIL_LENGTH} characters, this one has "
@@ -328,6 +329,8 @@ def parse_csv(
 def _csv_line(number: int, cells: dict[str, str], width: int, now: datetime | None) -> ImportLine:
     if width != len(cells) or any(cells.get(name) is None for name in CSV_REQUIRED):
         raise InvalidRequest("the row does not have one value per column of the header")
+    for name, cell in cells.items():
+        reject_control_characters(name, cell)
     amount = pounds_to_pence(cells["amount"])
     if amount <= 0:
         raise InvalidRequest("the amount must be more than zero")

@@ -148,6 +148,7 @@ def test_every_bad_line_is_named_and_nothing_is_stored(ledger, importer) -> None
         allpay_line(CT_REF, "2x.00"),
         allpay_line(CT_REF, "25.00", payment_type="X"),
         allpay_line(CT_REF, "25.00", day="01/01/1999"),
+        allpay_line("12\x0034", "25.00"),
         total="1.00",
     )
     problems = {p.line_number: p.reason for p in refusal(ledger, content, importer).problems}
@@ -156,6 +157,7 @@ def test_every_bad_line_is_named_and_nothing_is_stored(ledger, importer) -> None
     assert "'2x.00'" in problems[4]
     assert "payment type 'X'" in problems[5]
     assert "2000" in problems[6]
+    assert "control characters" in problems[7]
     assert 1 not in problems and 0 not in problems  # totals are not checked over bad lines
 
 
@@ -183,6 +185,14 @@ def test_trailers_right_after_the_details_are_read_as_trailers(ledger, importer)
     without_blank_line = content.replace(b"\r\n\r\n", b"\r\n")
     outcome = import_file(ledger, without_blank_line, importer, file_name="tight")
     assert outcome.batch["receipts_pence"] == 700 and outcome.batch["line_count"] == 4
+
+
+def test_a_file_over_the_line_limit_is_refused_for_its_size(ledger, importer, monkeypatch):
+    monkeypatch.setattr("domain.imports.MAX_IMPORT_LINES", 2)
+    monkeypatch.setattr("application.imports.MAX_IMPORT_LINES", 2)
+    lines = [allpay_line(CT_REF, "1.00") for _ in range(3)]
+    error = refusal(ledger, allpay_file(*lines), importer)
+    assert [p.reason for p in error.problems] == ["a file holds at most 2 money lines; split it"]
 
 
 def test_a_count_that_does_not_match_is_refused(ledger, importer) -> None:
@@ -234,10 +244,12 @@ def test_csv_rows_are_refused_whole_with_line_numbers(ledger, importer) -> None:
         f"cash,1.00,{CT_REF},31/03/2026,d,",
         f"cash,1.00,{CT_REF},{day},a,",
         "cash,1.00",
+        f"cash,1.00,{CT_REF},{day},e,C\x00T",
     )
     error = refusal(ledger, content, importer, expect_total_pence=1, expect_count=1)
     problems = {p.line_number: p.reason for p in error.problems}
-    assert set(problems) == {3, 4, 5, 6, 7}
+    assert set(problems) == {3, 4, 5, 6, 7, 8}
+    assert "fund_code contains control characters" in problems[8]
     assert "unknown channel 'bitcoin'" in problems[3] and "repeats line 2" in problems[6]
     wrong_total = refusal(
         ledger,
