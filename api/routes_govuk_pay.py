@@ -14,6 +14,7 @@ from api.schemas import WebhookOut
 from api.services import ApiConfig
 from application import govuk_pay
 from application.govuk_pay import SigningSecret
+from domain.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -36,14 +37,26 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
     brings the payment's refunds up to `resource.refund_summary.amount_submitted`;
     `card_payment_failed` undoes a payment recorded before capture. A message is applied
     whole or not at all; `status` says what happened. Other event types are acknowledged."""
+    failures = svc.metrics.webhook_failures
     raw = await request.body()
-    _check_signature(svc.config, raw, request.headers.get("Pay-Signature"))
-    message = govuk_pay.parse_message(raw)
-    command = govuk_pay.to_command(message, svc.config.govuk_pay_ledger_codes)
+    try:
+        _check_signature(svc.config, raw, request.headers.get("Pay-Signature"))
+    except ApiProblem as problem:
+        failures.labels(problem.code).inc()
+        raise
+    try:
+        message = govuk_pay.parse_message(raw)
+        command = govuk_pay.to_command(message, svc.config.govuk_pay_ledger_codes)
+    except InvalidRequest:
+        failures.labels("invalid").inc()
+        raise
     if command is None:
         log.info("GOV.UK Pay webhook %r acknowledged and ignored", message.get("event_type"))
         return {"status": "ignored"}
-    return await run_in_threadpool(govuk_pay.apply_message, svc.ledger, command)
+    answer = await run_in_threadpool(govuk_pay.apply_message, svc.ledger, command)
+    if answer["status"] == "refused":
+        failures.labels("refused").inc()
+    return answer
 
 
 def _check_signature(config: ApiConfig, raw: bytes, signature: str | None) -> None:

@@ -165,7 +165,9 @@ async def upload_import(
             expect_count=expect_count,
         )
     except ImportRefused as error:
+        svc.metrics.import_uploads.labels("refused").inc()
         return _refused(request, error)
+    svc.metrics.import_uploads.labels("imported" if outcome.recorded else "duplicate").inc()
     body = {"recorded": outcome.recorded, "position": outcome.position, "batch": outcome.batch}
     return json_response(body, 201 if outcome.recorded else 200, outcome.position)
 

@@ -15,6 +15,8 @@ from api.app import AnyUser, ServicesDep
 from api.schemas import HealthOut, ReadyOut
 from api.services import Services
 from projections import queries
+from projections.business_figures import business_figures
+from projections.ledger_view import uk_date
 from projections.status import errors_total, stuck_projections
 
 log = logging.getLogger(__name__)
@@ -123,8 +125,10 @@ def _projection_lag(svc: Services) -> dict[str, Any]:
 )
 def metrics(svc: ServicesDep, user: AnyUser) -> Response:
     """Prometheus metrics: requests, latencies, latest event position, projection lag (events
-    and seconds), projections stuck at an event they cannot apply, projection errors.
-    Roles: all."""
+    and seconds), projections stuck at an event they cannot apply, projection errors; money
+    and receipts by channel, open suspense by age band, imported files (all read from the
+    database, so every worker gives the same), and this worker's import uploads and GOV.UK
+    Pay webhook failures. Roles: all."""
     lag = _projection_lag(svc)
     svc.metrics.event_position.set(lag["event_position"])
     svc.metrics.read_model_position.set(lag["read_model_position"])
@@ -132,4 +136,6 @@ def metrics(svc: ServicesDep, user: AnyUser) -> Response:
     svc.metrics.projection_lag_seconds.set(lag["lag_seconds"])
     svc.metrics.projections_stuck.set(len(lag["stuck"]))
     svc.metrics.projection_errors.set(lag["projection_errors_total"])
+    with svc.read_engine.connect() as connection:
+        svc.metrics.business.update(business_figures(connection, uk_date(datetime.now(UTC))))
     return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)

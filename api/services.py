@@ -8,11 +8,14 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from api.auth import ApiKeys
 from application.govuk_pay import SigningSecret
 from application.ledger import IncomeLedger
+from projections.business_figures import BusinessFigures
 
 MAX_BODY_BYTES = 64 * 1024
 # A day's file of MAX_IMPORT_LINES lines of ~100 bytes fits with room to spare.
@@ -75,6 +78,73 @@ class Metrics:
             "failed attempts to apply an event, over the ledger's life (from the database)",
             registry=self.registry,
         )
+        # What happened to a request that stored nothing can only be counted by the worker
+        # that answered it (the read-model figures below cover everything that was stored).
+        self.import_uploads = Counter(
+            "ledger_import_uploads",
+            "files sent to POST /imports by result (this worker process)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.webhook_failures = Counter(
+            "ledger_govuk_pay_webhook_failures",
+            "GOV.UK Pay webhook messages not applied, by reason (this worker process)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.business = BusinessCollector()
+        self.registry.register(self.business)
+
+
+class BusinessCollector(Collector):
+    """Money by channel, suspense by age and imported files, from the read model: the route
+    reads them at each scrape (`update`), so every worker reports the same figures."""
+
+    def __init__(self) -> None:
+        self.figures: BusinessFigures | None = None
+
+    def update(self, figures: BusinessFigures) -> None:
+        self.figures = figures
+
+    def collect(self) -> list[Metric]:
+        def by_channel(name: str, documentation: str) -> CounterMetricFamily:
+            return CounterMetricFamily(name, documentation, labels=["channel"])
+
+        receipts = by_channel("ledger_receipts", "receipts recorded, by channel")
+        received = by_channel("ledger_received_pence", "money received in pence, by channel")
+        refunded = by_channel("ledger_refunded_pence", "money refunded in pence, by channel")
+        reversed_ = by_channel("ledger_reversed_pence", "money reversed in pence, by channel")
+        suspense_items = GaugeMetricFamily(
+            "ledger_suspense_items", "open suspense items by age band", labels=["age_days"]
+        )
+        suspense_pence = GaugeMetricFamily(
+            "ledger_suspense_pence", "open suspense in pence by age band", labels=["age_days"]
+        )
+        imported = CounterMetricFamily("ledger_imported_files", "files imported (recorded)")
+        reversed_files = CounterMetricFamily(
+            "ledger_imported_files_reversed", "imported files reversed whole"
+        )
+        if self.figures is not None:
+            for channel in self.figures.channels:
+                receipts.add_metric([channel.channel], channel.receipts_count)
+                received.add_metric([channel.channel], channel.received_pence)
+                refunded.add_metric([channel.channel], channel.refunds_pence)
+                reversed_.add_metric([channel.channel], channel.reversals_pence)
+            for band in self.figures.suspense:
+                suspense_items.add_metric([band.age_days], band.items_count)
+                suspense_pence.add_metric([band.age_days], band.amount_pence)
+            imported.add_metric([], self.figures.imported_files_count)
+            reversed_files.add_metric([], self.figures.reversed_files_count)
+        return [
+            receipts,
+            received,
+            refunded,
+            reversed_,
+            suspense_items,
+            suspense_pence,
+            imported,
+            reversed_files,
+        ]
 
 
 ReplayFunction = Callable[[datetime, datetime | None, str | None], dict[str, Any]]
