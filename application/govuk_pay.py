@@ -33,6 +33,7 @@ from datetime import date, datetime
 from typing import Any
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from application.periods import late_receipt
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, RuleViolation
 from domain.funds import Match, SuspenseReason
@@ -389,7 +390,9 @@ def _apply_receipt(
 ) -> dict[str, Any]:
     is_new = payment is None
     if payment is None:
-        payment = ledger.prepare_payment(_record(command), CommandContext(GOVUK_PAY_ACTOR))
+        # Money taken on a day since closed is recorded now, the day Pay gave kept.
+        record = late_receipt(ledger, _record(command))
+        payment = ledger.prepare_payment(record, CommandContext(GOVUK_PAY_ACTOR))
     elif command.money_taken:
         _warn_if_amount_differs(payment, command)
         payment.record_provider_details(command.provider_details, actor=GOVUK_PAY_ACTOR)

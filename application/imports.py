@@ -21,6 +21,7 @@ from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from application.periods import late_receipt
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -95,7 +96,8 @@ def import_file(
     if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
         raise refuse(list(parsed.problems))
     receipts = [line for line in parsed.lines if line.kind is not LineKind.RETURNED_CHEQUE]
-    commands = [_command(line, sha256) for line in receipts]
+    # A line dated in a closed period is recorded now, its own date kept (never refused).
+    commands = [late_receipt(ledger, _command(line, sha256)) for line in receipts]
     problems = _rule_problems(ledger, receipts, commands, ctx)
     returned = _returned_cheques(ledger, parsed, problems)
     problems.extend(parsed.problems)

@@ -34,6 +34,7 @@ from application.payer_details import (
     load_payer_details,
     save_payer_details,
 )
+from application.periods import require_open_periods
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
 from domain.funds import FROM_THE_START, Fund, FundChart, Match
@@ -737,7 +738,9 @@ class IncomeLedger(Application):
             a.pending_events and a.pending_events[0].originator_version == 1 for a in aggregates
         )
         try:
-            recordings = self.save(*aggregates)
+            with self._transaction() as session:
+                require_open_periods(self, session, aggregates)
+                recordings = self.save(*aggregates)
         except (IntegrityError, sqlalchemy.exc.IntegrityError):
             # Inside an enclosing transaction the error arrives unwrapped (eventsourcing wraps
             # it only when the outermost transaction ends).

@@ -151,3 +151,19 @@ class ImportRefused(InvalidRequest):
 
 class ImportBatchNotFound(NotFound):
     code = "import_batch_not_found"
+
+
+class PeriodClosed(RuleViolation):
+    """Money cannot take effect in a closed day, month or financial year."""
+
+    code = "period_closed"
+
+
+class PeriodNotEnded(RuleViolation):
+    """Only a period that has ended can be closed: today always stays open."""
+
+    code = "period_not_ended"
+
+
+class PeriodAlreadyClosed(RuleViolation):
+    code = "period_already_closed"

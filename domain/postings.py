@@ -24,6 +24,7 @@ from domain.errors import UnbalancedPostings
 from domain.funds import FundChart
 from domain.imports import ImportBatch
 from domain.payment import Payment
+from domain.periods import PeriodCalendar
 
 SUSPENSE = "suspense"
 VAT_OUTPUT = "vat:output"
@@ -86,6 +87,8 @@ _WITHOUT_MONEY = (
     # A file's record: its receipts' own events move the money.
     ImportBatch.Imported,
     ImportBatch.Reversed,
+    PeriodCalendar.Opened,
+    PeriodCalendar.PeriodClosed,
 )
 
 

@@ -1,0 +1,150 @@
+"""Period close: closing days, months and financial years, and keeping money out of them.
+
+Every save of money movements (`IncomeLedger._save`) calls `require_open_periods` inside its
+transaction, after taking the period gate in shared mode; a close takes the gate exclusively.
+So a close and a movement cannot interleave: either the movement commits first (and the close
+covers it, as a figure of the period it closes) or the close commits first and the movement
+re-reads the calendar and is refused. The gate is a PostgreSQL transaction-level advisory
+lock, and on SQLite the database's one write lock, taken at the start of the transaction.
+
+Receipts that a channel reports late (the GOV.UK Pay webhook, a day's file) must never be lost
+because their day closed: `late_receipt` records them effective now, keeping the date the
+channel gave in the receipt's details.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.application import AggregateNotFoundError
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from domain.payment import Payment
+from domain.periods import Period, PeriodCalendar, PeriodKind, uk_date
+from domain.postings import effective_at
+
+if TYPE_CHECKING:
+    from application.ledger import CommandContext, IncomeLedger, RecordPayment
+
+# An arbitrary constant naming the period gate among PostgreSQL advisory locks (the read-model
+# runner uses another).
+PERIOD_GATE_KEY = 7_411_290_113
+MOVEMENTS = {
+    Payment.Received: "a receipt",
+    Payment.Allocated: "an allocation",
+    Payment.Transferred: "a transfer",
+    Payment.Refunded: "a refund",
+    Payment.Reversed: "a reversal",
+}
+
+_cached: weakref.WeakKeyDictionary[Any, PeriodCalendar] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def take_period_gate(ledger: IncomeLedger, session: Session, *, exclusive: bool) -> None:
+    """Order this transaction against period closes (see the module's docstring)."""
+    if session.get_bind().dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        session.execute(text(f"SELECT {function}(:key)"), {"key": PERIOD_GATE_KEY})
+        return
+    # SQLite: an UPDATE that changes nothing still takes the write lock until the commit, and
+    # the reads that follow see every transaction committed before it.
+    table = ledger.recorder.events_table_name  # type: ignore[attr-defined]
+    session.execute(text(f"UPDATE {table} SET originator_version = originator_version WHERE 0"))
+
+
+def calendar(ledger: IncomeLedger) -> PeriodCalendar:
+    """The period calendar as now stored, for reading only; asks the event store only for
+    closes after the copy this process keeps."""
+    with _cache_lock:
+        cached = _cached.get(ledger)
+    if cached is None:
+        fresh = _stored_calendar(ledger)
+    else:
+        newer = list(ledger.events.get(cached.id, gt=cached.version))
+        if not newer:
+            return cached
+        fresh = copy.deepcopy(cached)
+        for event in newer:
+            event.mutate(fresh)
+    if not fresh.pending_events:
+        with _cache_lock:
+            _cached[ledger] = fresh
+    return fresh
+
+
+def require_open_periods(ledger: IncomeLedger, session: Session, aggregates: Iterable[Any]) -> None:
+    """Refuse the save when any pending money movement takes effect in a closed period."""
+    moves = [
+        event
+        for aggregate in aggregates
+        if isinstance(aggregate, Payment)
+        for event in aggregate.pending_events
+        if type(event) in MOVEMENTS
+    ]
+    if not moves:
+        return
+    take_period_gate(ledger, session, exclusive=False)
+    current = calendar(ledger)
+    if not current.closes:
+        return
+    for event in moves:
+        current.require_open(effective_at(event), MOVEMENTS[type(event)])
+
+
+def close_period(
+    ledger: IncomeLedger,
+    kind: str,
+    day: date,
+    ctx: CommandContext,
+    reason: str,
+    today: date | None = None,
+) -> dict[str, Any]:
+    """Close the day, month or financial year holding `day`; returns the close."""
+    period = Period.containing(PeriodKind.parse(kind), day)
+    with ledger._unit_of_work() as session:
+        take_period_gate(ledger, session, exclusive=True)
+        stored = _stored_calendar(ledger)
+        stored.close(
+            period,
+            actor=ctx.actor,
+            reason=reason,
+            today=today or uk_date(datetime.now(UTC)),
+        )
+        recordings = ledger.save(stored)
+    return stored.closes[-1].to_dict() | {"position": recordings[-1].notification.id}
+
+
+def closed_periods(ledger: IncomeLedger) -> list[dict[str, Any]]:
+    """Every close, oldest first."""
+    return [close.to_dict() for close in calendar(ledger).closes]
+
+
+def late_receipt(ledger: IncomeLedger, command: RecordPayment) -> RecordPayment:
+    """A channel's receipt dated in a closed period, moved to now with its date kept in its
+    details, so that money reported late is recorded rather than refused."""
+    if command.received_at is None:
+        return command
+    close = calendar(ledger).close_of(uk_date(command.received_at))
+    if close is None:
+        return command
+    details = dict(command.provider_details or {})
+    details["originally_received_at"] = command.received_at.isoformat()
+    details["relates_to_period"] = close.period.label
+    return replace(command, received_at=datetime.now(UTC), provider_details=details)
+
+
+def _stored_calendar(ledger: IncomeLedger) -> PeriodCalendar:
+    try:
+        found = ledger.repository.get(PeriodCalendar.create_id())
+    except AggregateNotFoundError:
+        return PeriodCalendar.open(actor="system")
+    assert isinstance(found, PeriodCalendar)
+    return found

@@ -1,0 +1,146 @@
+"""Period close against real storage: closed periods refuse money, on both backends."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from application.ledger import CommandContext, RecordPayment
+from application.periods import close_period, closed_periods, late_receipt
+from domain.errors import ConcurrentUpdate, PeriodClosed, PeriodNotEnded
+from domain.periods import uk_date
+from projections.replay import replay_balances
+from tests.domain.helpers import CT_REF, CT_REF_2
+
+SUPERVISOR = CommandContext("supervisor:sue")
+NOW = datetime.now(UTC)
+TODAY = uk_date(NOW)
+
+
+def noon(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+
+
+def receipt(ledger, officer, day: date, amount_pence: int = 10_000, reference: str = CT_REF):
+    return ledger.record_payment(
+        RecordPayment("cheque", amount_pence, reference, received_at=noon(day)), officer
+    )
+
+
+def test_a_closed_month_refuses_every_kind_of_movement_dated_in_it(ledger, officer) -> None:
+    march = date(2025, 3, 10)
+    paid = receipt(ledger, officer, march, reference="NOT-A-REF")
+    close = close_period(ledger, "month", march, SUPERVISOR, "March signed off")
+    assert close["period"] == "2025-03" and close["closed_by"] == "supervisor:sue"
+    before = ledger.max_position()
+    with pytest.raises(PeriodClosed, match="month 2025-03.*relates_to_period=2025-03"):
+        receipt(ledger, officer, date(2025, 3, 31))
+    in_march = noon(date(2025, 3, 20))
+    with pytest.raises(PeriodClosed, match="an allocation dated 2025-03-20"):
+        ledger.allocate(paid.payment_id, [("CT", CT_REF, 100)], officer, effective=in_march)
+    with pytest.raises(PeriodClosed, match="a refund"):
+        ledger.refund(paid.payment_id, 100, officer, "overpaid", effective=in_march)
+    with pytest.raises(PeriodClosed, match="a reversal"):
+        ledger.reverse(paid.payment_id, "returned_cheque", officer, "bounced", effective=in_march)
+    assert ledger.max_position() == before  # nothing partial stored
+    # The same movements dated in the open period go through.
+    ledger.allocate(paid.payment_id, [("CT", CT_REF, 100)], officer)
+    ledger.transfer(paid.payment_id, ("CT", CT_REF), ("CT", CT_REF_2), 50, officer, "wrong")
+    receipt(ledger, officer, date(2025, 4, 1))
+    assert [c["period"] for c in closed_periods(ledger)] == ["2025-03"]
+
+
+def test_today_cannot_be_closed(ledger) -> None:
+    with pytest.raises(PeriodNotEnded):
+        close_period(ledger, "day", TODAY, SUPERVISOR, "too early")
+
+
+def test_a_late_channel_receipt_is_recorded_now_with_its_own_date_kept(ledger, officer) -> None:
+    day = date(2025, 6, 2)
+    close_period(ledger, "day", day, SUPERVISOR, "cashed up")
+    command = late_receipt(
+        ledger, RecordPayment("allpay", 2_500, CT_REF, received_at=noon(day), external_id="x1")
+    )
+    outcome = ledger.record_payment(command, officer)
+    payment = outcome.payment
+    assert uk_date(datetime.fromisoformat(payment["received_at"])) == TODAY
+    assert payment["provider_details"] == {
+        "originally_received_at": noon(day).isoformat(),
+        "relates_to_period": "2025-06-02",
+    }
+
+
+def test_replay_as_at_a_closed_day_gives_the_figures_as_closed(ledger, officer) -> None:
+    day = date(2025, 7, 1)
+    receipt(ledger, officer, day, 1_000)
+    close_period(ledger, "day", day, SUPERVISOR, "closed")
+    closed_at = datetime.fromisoformat(closed_periods(ledger)[0]["closed_at"])
+    with pytest.raises(PeriodClosed):
+        receipt(ledger, officer, day, 2_000, CT_REF_2)
+    receipt(ledger, officer, day + timedelta(days=1), 4_000)
+    as_at = noon(day) + timedelta(hours=11)
+    now = replay_balances(ledger.read_events(), as_at=as_at)
+    as_closed = replay_balances(ledger.read_events(), as_at=as_at, known_at=closed_at)
+    assert now.funds == as_closed.funds == {"CT": 1_000}
+
+
+def test_a_close_racing_movements_lets_none_into_the_closed_day(ledger, officer) -> None:
+    """Movements dated in a day race its close: each is either before the close (a figure of
+    the day) or refused; none is recorded after it."""
+    day = date(2025, 8, 4)
+    results: list = []
+    start = threading.Barrier(5)
+
+    def move(n: int) -> None:
+        start.wait()
+        for k in range(5):
+            try:
+                results.append(receipt(ledger, officer, day, 100, reference=f"R{n}-{k}").position)
+            except (PeriodClosed, ConcurrentUpdate):
+                results.append(None)
+
+    def close() -> None:
+        start.wait()
+        results.append(("close", close_period(ledger, "day", day, SUPERVISOR, "race")["position"]))
+
+    threads = [threading.Thread(target=move, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=close))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    close_position = next(r[1] for r in results if isinstance(r, tuple))
+    recorded = [r for r in results if isinstance(r, int)]
+    assert all(position < close_position for position in recorded)
+
+
+@hypothesis_settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    day=st.dates(min_value=date(2024, 1, 1), max_value=date(2026, 6, 30)),
+    kind=st.sampled_from(["receipt", "allocation"]),
+)
+def test_money_dated_in_a_closed_period_is_always_refused(ledger, officer, day, kind) -> None:
+    """With the financial year 2024-25 and the month of May 2025 closed, a movement is refused
+    exactly when its UK date falls in one of them."""
+    if not closed_periods(ledger):
+        close_period(ledger, "year", date(2024, 4, 1), SUPERVISOR, "year end")
+        close_period(ledger, "month", date(2025, 5, 1), SUPERVISOR, "month end")
+    closed = date(2024, 4, 1) <= day <= date(2025, 3, 31) or (day.year, day.month) == (2025, 5)
+    moment = noon(day)
+    try:
+        if kind == "receipt":
+            receipt(ledger, officer, day, 100, reference="UNKNOWN")
+        else:
+            paid = receipt(ledger, officer, date(2023, 12, 31), 100, reference="UNKNOWN")
+            ledger.allocate(paid.payment_id, [("CT", CT_REF, 100)], officer, effective=moment)
+    except PeriodClosed:
+        assert closed
+    else:
+        assert not closed

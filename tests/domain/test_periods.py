@@ -1,0 +1,98 @@
+"""Period close in the domain: which days a close covers, and what it refuses."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.errors import PeriodAlreadyClosed, PeriodClosed, PeriodNotEnded, ReasonRequired
+from domain.periods import Period, PeriodCalendar, PeriodKind
+
+TODAY = date(2026, 5, 10)
+
+
+def calendar() -> PeriodCalendar:
+    return PeriodCalendar.open(actor="system")
+
+
+def test_a_financial_year_runs_from_1_april_to_31_march() -> None:
+    year = Period.containing(PeriodKind.YEAR, date(2026, 3, 31))
+    assert (year.first_day, year.last_day, year.label) == (
+        date(2025, 4, 1),
+        date(2026, 3, 31),
+        "2025-26",
+    )
+    assert Period.containing(PeriodKind.YEAR, date(2026, 4, 1)).label == "2026-27"
+
+
+def test_a_month_is_a_calendar_month() -> None:
+    february = Period.containing(PeriodKind.MONTH, date(2028, 2, 14))
+    assert (february.first_day, february.last_day, february.label) == (
+        date(2028, 2, 1),
+        date(2028, 2, 29),
+        "2028-02",
+    )
+
+
+def test_closing_a_month_closes_its_days_and_refuses_money_dated_in_them() -> None:
+    periods = calendar()
+    periods.close(
+        Period.containing(PeriodKind.MONTH, date(2026, 3, 5)),
+        actor="sup",
+        reason="month end",
+        today=TODAY,
+    )
+    # 31 March 23:30 in London (BST starts 29 March) is 22:30 UTC: still March.
+    with pytest.raises(PeriodClosed, match="month 2026-03.*relates_to_period=2026-03"):
+        periods.require_open(datetime(2026, 3, 31, 22, 30, tzinfo=UTC), "a receipt")
+    periods.require_open(datetime(2026, 3, 31, 23, 30, tzinfo=UTC), "a receipt")  # 1 April
+    with pytest.raises(PeriodAlreadyClosed):
+        periods.close(
+            Period.containing(PeriodKind.DAY, date(2026, 3, 9)),
+            actor="sup",
+            reason="again",
+            today=TODAY,
+        )
+
+
+def test_only_an_ended_period_can_be_closed_and_a_reason_is_required() -> None:
+    periods = calendar()
+    with pytest.raises(PeriodNotEnded, match="month 2026-05"):
+        periods.close(
+            Period.containing(PeriodKind.MONTH, TODAY), actor="sup", reason="x", today=TODAY
+        )
+    with pytest.raises(ReasonRequired):
+        periods.close(
+            Period.containing(PeriodKind.DAY, date(2026, 5, 1)),
+            actor="sup",
+            reason=" ",
+            today=TODAY,
+        )
+
+
+def test_the_widest_close_names_a_closed_day() -> None:
+    periods = calendar()
+    periods.close(
+        Period.containing(PeriodKind.DAY, date(2025, 6, 3)), actor="a", reason="d", today=TODAY
+    )
+    periods.close(
+        Period.containing(PeriodKind.YEAR, date(2025, 6, 3)), actor="b", reason="y", today=TODAY
+    )
+    close = periods.close_of(date(2025, 6, 3))
+    assert close is not None and close.period.name == "financial year 2025-26"
+
+
+@given(
+    kind=st.sampled_from(list(PeriodKind)),
+    day=st.dates(min_value=date(2000, 1, 1), max_value=date(2026, 3, 31)),
+    probe=st.dates(min_value=date(1999, 1, 1), max_value=date(2027, 12, 31)),
+)
+def test_a_close_covers_exactly_the_days_of_its_period(kind, day, probe) -> None:
+    periods = calendar()
+    period = Period.containing(kind, day)
+    periods.close(period, actor="sup", reason="close", today=TODAY)
+    assert period.holds(day)
+    assert (periods.close_of(probe) is not None) == (period.first_day <= probe <= period.last_day)
