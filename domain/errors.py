@@ -167,3 +167,9 @@ class PeriodNotEnded(RuleViolation):
 
 class PeriodAlreadyClosed(RuleViolation):
     code = "period_already_closed"
+
+
+class GlExportDiffers(RuleViolation):
+    """A day exported before no longer gives the same file: the history was altered."""
+
+    code = "gl_export_differs"

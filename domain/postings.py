@@ -22,6 +22,7 @@ from typing import Any
 
 from domain.errors import UnbalancedPostings
 from domain.funds import FundChart
+from domain.gl_exports import GeneralLedgerExports
 from domain.imports import ImportBatch
 from domain.payment import Payment
 from domain.periods import PeriodCalendar
@@ -89,6 +90,8 @@ _WITHOUT_MONEY = (
     ImportBatch.Reversed,
     PeriodCalendar.Opened,
     PeriodCalendar.PeriodClosed,
+    GeneralLedgerExports.Opened,
+    GeneralLedgerExports.DayExported,
 )
 
 
