@@ -32,6 +32,7 @@ class ApiConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     max_import_bytes: int = MAX_IMPORT_BYTES
     ready_max_lag_seconds: float = 60.0
+    gl_control_codes: dict[str, str] = field(default_factory=dict)
 
 
 class Metrics:

@@ -9,6 +9,7 @@ recorded since for days already exported.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -19,7 +20,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.periods import calendar
 from domain.errors import ConcurrentUpdate, GlExportDiffers, InvalidRequest
-from domain.gl_export import PostingRow, journal_lines, to_csv
+from domain.gl_export import DEFAULT_CONTROL_CODES, PostingRow, journal_lines, to_csv
 from domain.gl_exports import DayExport, GeneralLedgerExports, checksum
 from domain.periods import uk_date
 
@@ -140,3 +141,27 @@ def _exports(ledger: IncomeLedger) -> GeneralLedgerExports:
 def _record(ledger: IncomeLedger, export: DayExport) -> dict[str, Any]:
     closed = calendar(ledger).close_of(export.export_date)
     return export.to_dict() | {"closed_period": closed.period.label if closed else None}
+
+
+def parse_control_codes(text: str) -> dict[str, str]:
+    """LEDGER_GL_CONTROL_CODES: a JSON object of role (or role:channel) to GL code."""
+    if not text.strip():
+        return {}
+    try:
+        codes = json.loads(text)
+    except ValueError:
+        codes = None
+    roles = ", ".join(DEFAULT_CONTROL_CODES)
+    if not isinstance(codes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in codes.items()
+    ):
+        raise InvalidRequest(
+            'LEDGER_GL_CONTROL_CODES must be a JSON object of codes, like {"cash": "1100", '
+            f'"cash:govuk_pay": "1105"}}; its keys are {roles}, or one of them:CHANNEL'
+        )
+    unknown = sorted(k for k in codes if k.split(":", 1)[0] not in DEFAULT_CONTROL_CODES)
+    if unknown:
+        raise InvalidRequest(
+            f"LEDGER_GL_CONTROL_CODES has unknown keys {unknown}: use {roles}, or ROLE:CHANNEL"
+        )
+    return {key: value.strip() for key, value in codes.items()}

@@ -16,8 +16,10 @@ from sqlalchemy import create_engine
 from api.app import create_app
 from api.auth import ApiKeys, Role
 from api.services import ApiConfig, Services
+from application.gl_export import parse_control_codes
 from application.govuk_pay import SigningSecret, parse_signing_secrets
 from application.ledger import IncomeLedger
+from domain.errors import InvalidRequest
 from income_ledger.bootstrap import build_audit_chain, build_ledger, build_projection
 from income_ledger.logging_setup import logging_config
 from income_ledger.settings import Settings
@@ -72,6 +74,13 @@ def parse_ledger_codes(text: str) -> dict[str, str]:
     return mapping
 
 
+def gl_control_codes(settings: Settings) -> dict[str, str]:
+    try:
+        return parse_control_codes(settings.gl_control_codes)
+    except InvalidRequest as error:
+        raise ConfigurationError(error.message) from None
+
+
 def signing_secrets(settings: Settings) -> tuple[SigningSecret, ...]:
     try:
         return parse_signing_secrets(settings.govuk_pay_webhook_secrets)
@@ -87,6 +96,7 @@ def api_config(settings: Settings) -> ApiConfig:
         govuk_pay_webhook_secrets=signing_secrets(settings),
         govuk_pay_ledger_codes=parse_ledger_codes(settings.govuk_pay_ledger_codes),
         max_import_bytes=settings.max_import_bytes,
+        gl_control_codes=gl_control_codes(settings),
     )
 
 

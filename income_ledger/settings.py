@@ -63,6 +63,11 @@ class Settings(LogSettings):
     govuk_pay_ledger_codes: str = Field(
         "", description="metadata.ledger_code to fund code mapping, e.g. R1010:CT,R2010:HRA"
     )
+    gl_control_codes: str = Field(
+        "",
+        description="general-ledger export: codes of the control accounts as JSON, e.g. "
+        '{"cash": "1100", "cash:govuk_pay": "1105", "vat": "2200"} (docs/gl-export.md)',
+    )
     refund_approval_limit_pence: int = Field(
         DEFAULT_REFUND_APPROVAL_LIMIT_PENCE,
         ge=0,

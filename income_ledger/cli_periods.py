@@ -1,0 +1,191 @@
+"""`income-ledger periods ...` and `income-ledger gl ...`: end of day, month and year (#11).
+
+`periods close day|month|year DATE --reason` closes the period holding DATE; `periods list`
+shows every close. `gl export DATE [--out FILE]` writes a day's general-ledger journal (the
+same bytes every time); `gl list` shows every export.
+
+The helpers of `income_ledger.cli` are imported inside functions: that module imports this
+one at its end, so importing it at the top here would be circular.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from application.gl_export import export_day, gl_exports, parse_control_codes
+from application.periods import close_period, closed_periods
+from domain.errors import InvalidRequest
+
+periods_app = typer.Typer(
+    help="Close days, months and financial years: periods close, periods list.",
+    no_args_is_help=True,
+)
+gl_app = typer.Typer(
+    help="The daily general-ledger journal for the finance system: gl export, gl list.",
+    no_args_is_help=True,
+)
+# How long `gl export` waits for the read model to catch up before exporting what it has.
+CATCH_UP_WAIT_S = 30.0
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ActorOption = Annotated[str | None, typer.Option("--actor", help="Who is doing this.")]
+
+
+def register(app: typer.Typer) -> None:
+    cli = _cli()
+    periods_app.command("close")(cli.handle_errors(periods_close))
+    periods_app.command("list")(cli.handle_errors(periods_list))
+    gl_app.command("export")(cli.handle_errors(gl_export))
+    gl_app.command("list")(cli.handle_errors(gl_list))
+    app.add_typer(periods_app, name="periods")
+    app.add_typer(gl_app, name="gl")
+
+
+def _cli() -> ModuleType:
+    from income_ledger import cli
+
+    return cli
+
+
+def parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a date: write it like 2026-03-31") from None
+
+
+def periods_close(
+    kind: Annotated[str, typer.Argument(help="day, month or year (April to March).")],
+    day: Annotated[str, typer.Argument(help="Any UK date in the period, like 2026-03-31.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is closed (sign-off).")],
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Close the day, month or financial year holding DATE: nothing can take effect in it
+    afterwards. A close is final; only a period that has ended can be closed."""
+    cli = _cli()
+    with cli.ledger() as led:
+        close = close_period(led, kind, parse_date(day), cli.context(actor), reason)
+    if as_json:
+        cli.print_json(close)
+        return
+    cli.out.print(
+        f"closed {close['kind']} {close['period']} ({close['first_day']} to "
+        f"{close['last_day']}) by {escape(close['closed_by'])}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def periods_list(as_json: JsonOption = False) -> None:
+    """Every close, oldest first."""
+    cli = _cli()
+    with cli.ledger() as led:
+        closes = closed_periods(led)
+    if as_json:
+        cli.print_json(closes)
+        return
+    table = Table("period", "kind", "from", "to", "closed by", "closed at (UTC)", "reason")
+    for column in table.columns:
+        column.overflow = "fold"
+    for close in closes:
+        table.add_row(
+            close["period"],
+            close["kind"],
+            close["first_day"],
+            close["last_day"],
+            escape(close["closed_by"]),
+            close["closed_at"][:16].replace("T", " "),
+            escape(close["reason"]),
+        )
+    cli.out.print(table)
+
+
+def gl_export(
+    day: Annotated[str, typer.Argument(help="The UK business date, like 2026-03-31.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the CSV here (default: stdout).")
+    ] = None,
+    actor: ActorOption = None,
+) -> None:
+    """A day's general-ledger journal as CSV (docs/gl-export.md); recorded the first time,
+    the identical file after that."""
+    from income_ledger.bootstrap import build_projection
+    from projections.gl_rows import ReadModelPostings
+
+    cli = _cli()
+    settings = cli.Settings()
+    codes = parse_control_codes(settings.gl_control_codes)
+    with cli.ledger() as led:
+        projection = build_projection(settings, led)
+        try:
+            _catch_up(projection, led.max_position())
+            result = export_day(
+                led,
+                ReadModelPostings(projection.engine),
+                parse_date(day),
+                cli.context(actor),
+                codes,
+            )
+        finally:
+            projection.engine.dispose()
+    if out is None:
+        sys.stdout.buffer.write(result.content)
+        sys.stdout.flush()
+    else:
+        try:
+            out.write_bytes(result.content)
+        except OSError as error:
+            raise InvalidRequest(f"cannot write {out}: {error.strerror}") from None
+    record = result.record
+    cli.err.print(
+        f"{'exported' if result.first_time else 'exported again (the same file)'} "
+        f"{record['export_date']}: {record['lines_count']} lines, SHA-256 {record['sha256']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _catch_up(projection: Any, position: int) -> None:
+    """Bring the read model up to what is recorded, so the day's file is complete; a running
+    `project` or `serve` may hold the runner lock, and then this waits for it (bounded).
+    Anything still missing later comes as adjustment lines in the next export."""
+    from projections.runner import LockTimeout, RunnerLock, wait_for_position
+
+    if wait_for_position(projection.engine, position, 0):
+        return
+    try:
+        with RunnerLock(projection.engine, "gl export").held(timeout_s=CATCH_UP_WAIT_S):
+            projection.catch_up()
+    except LockTimeout:
+        wait_for_position(projection.engine, position, CATCH_UP_WAIT_S)
+
+
+def gl_list(as_json: JsonOption = False) -> None:
+    """Every day exported, in the order they were exported."""
+    cli = _cli()
+    with cli.ledger() as led:
+        exports = gl_exports(led)
+    if as_json:
+        cli.print_json(exports)
+        return
+    table = Table("day", "lines", "exported by", "exported at (UTC)", "closed", "SHA-256")
+    for column in table.columns:
+        column.overflow = "fold"
+    for export in exports:
+        table.add_row(
+            export["export_date"],
+            str(export["lines_count"]),
+            escape(export["exported_by"]),
+            export["exported_at"][:16].replace("T", " "),
+            export["closed_period"] or "",
+            export["sha256"],
+        )
+    cli.out.print(table)

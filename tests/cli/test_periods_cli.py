@@ -1,0 +1,91 @@
+"""`income-ledger periods ...` and `gl ...` as a supervisor uses them, on both backends."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from tests.cli.test_cli import cli  # noqa: F401 - the fixture
+from tests.domain.helpers import CT_REF
+
+
+def test_close_a_month_then_money_dated_in_it_is_refused_and_named(cli) -> None:  # noqa: F811
+    cli(
+        "payments",
+        "record",
+        "--channel",
+        "cash",
+        "--amount",
+        "10.00",
+        "--reference",
+        CT_REF,
+        "--received-at",
+        "2025-02-10T10:00:00Z",
+    )
+    closed = json.loads(
+        cli(
+            "periods",
+            "close",
+            "month",
+            "2025-02-14",
+            "--reason",
+            "Feb signed off",
+            "--json",
+            "--actor",
+            "supervisor:sue",
+        ).stdout
+    )
+    assert closed["period"] == "2025-02" and closed["last_day"] == "2025-02-28"
+    refused = cli(
+        "payments",
+        "record",
+        "--channel",
+        "cash",
+        "--amount",
+        "5.00",
+        "--reference",
+        CT_REF,
+        "--received-at",
+        "2025-02-20T10:00:00Z",
+        code=2,
+    )
+    assert "month 2025-02" in refused.stderr and "[period_closed]" in refused.stderr
+    again = cli("periods", "close", "day", "2025-02-03", "--reason", "x", code=2)
+    assert "already closed" in again.stderr
+    listed = json.loads(cli("periods", "list", "--json").stdout)
+    assert [c["period"] for c in listed] == ["2025-02"]
+    assert "2025-02" in cli("periods", "list").stdout
+    assert (
+        "unknown period"
+        in cli("periods", "close", "week", "2025-02-03", "--reason", "x", code=2).stderr
+    )
+
+
+def test_gl_export_writes_the_same_file_every_time(cli, tmp_path) -> None:  # noqa: F811
+    cli(
+        "payments",
+        "record",
+        "--channel",
+        "cash",
+        "--amount",
+        "10.00",
+        "--reference",
+        CT_REF,
+        "--received-at",
+        "2025-03-10T10:00:00Z",
+    )
+    out = tmp_path / "gl.csv"
+    first = cli("gl", "export", "2025-03-10", "--out", str(out))
+    assert "exported 2025-03-10: 2 lines" in first.stderr
+    content = out.read_bytes()
+    rows = list(csv.DictReader(io.StringIO(content.decode())))
+    assert [(r["account_role"], r["gl_code"], r["amount_pence"]) for r in rows] == [
+        ("cash", "CASH", "1000"),
+        ("income", "R1010", "-1000"),
+    ]
+    again = cli("gl", "export", "2025-03-10")
+    assert again.stdout_bytes == content and "the same file" in again.stderr
+    listed = json.loads(cli("gl", "list", "--json").stdout)
+    assert listed[0]["export_date"] == "2025-03-10" and listed[0]["lines_count"] == 2
+    assert "not a date" in cli("gl", "export", "10/03/2025", code=2).stderr
