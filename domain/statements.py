@@ -1,0 +1,425 @@
+"""Bank statements (ISO 20022 camt.053, BAI2, MT940) read into statement lines and balances.
+
+Each parser gives the file's statements: per account and period, the opening and closing
+booked balances and the lines in file order, every amount in minor units (int). Nothing here
+decides what a line means to the ledger (application.imports does); a statement that does not
+reconcile (opening + credits - debits != closing) is reported by `Statement.reconciles`, never
+adjusted.
+
+Why these parsers:
+- camt.053 is XML: read with the standard library's ElementTree (no lxml or defusedxml is
+  installed and the format needs neither). ElementTree expands entities declared in a DOCTYPE
+  (the "billion laughs"), so a file with a DOCTYPE or ENTITY declaration is refused before it
+  is parsed; camt.053 never needs one. Versions 001.02 to 001.08 share the elements read
+  here; the namespace is ignored.
+- BAI2 uses PyPI `bai2` (MoJ): it handles the funds-type variants of 16 records and 88
+  continuations, which a hand-written reader gets wrong easily.
+- MT940 uses PyPI `mt-940`: it knows the banks' `:86:` dialects. It keeps one set of
+  balances for a whole file, so a file is split into its statements (at each `:20:`) first.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+from domain.errors import InvalidRequest
+
+# ISO 4217 currencies without minor units that a UK council's bank could plausibly send;
+# every other currency has two decimals.
+ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW", "ISK", "CLP", "VND", "XOF", "XAF"})
+MAX_NARRATIVE_LENGTH = 500
+
+
+class Direction(StrEnum):
+    CREDIT = "credit"
+    DEBIT = "debit"
+
+
+@dataclass(frozen=True)
+class TxDetail:
+    """One item of a batched camt entry: a breakdown only, the entry's amount counts."""
+
+    amount_minor: int | None
+    reference: str
+    narrative: str
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    """One booked line: `line_number` counts statement lines in file order from 1."""
+
+    line_number: int
+    direction: Direction
+    amount_minor: int
+    currency: str
+    booking_date: date | None
+    value_date: date | None
+    bank_reference: str
+    narrative: str
+    # The bank's type code as sent: BAI2 type (e.g. 399), MT940 `N...` code (e.g. NDDT),
+    # camt Domain/Family/SubFamily (e.g. PMNT/RDDT/ESDD) or its proprietary code.
+    type_code: str
+    direct_debit: bool = False
+    # camt RvslInd, MT940 RC/RD: the line takes back an earlier line.
+    reversal: bool = False
+    return_reason: str | None = None
+    details: tuple[TxDetail, ...] = ()
+
+
+@dataclass(frozen=True)
+class Statement:
+    statement_id: str
+    account: str
+    currency: str
+    opening_minor: int | None
+    closing_minor: int | None
+    lines: tuple[StatementLine, ...]
+
+    @property
+    def credits_minor(self) -> int:
+        return sum(line.amount_minor for line in self.lines if line.direction is Direction.CREDIT)
+
+    @property
+    def debits_minor(self) -> int:
+        return sum(line.amount_minor for line in self.lines if line.direction is Direction.DEBIT)
+
+    @property
+    def reconciles(self) -> bool | None:
+        """None when the file states no balances to check against."""
+        if self.opening_minor is None or self.closing_minor is None:
+            return None
+        return self.opening_minor + self.credits_minor - self.debits_minor == self.closing_minor
+
+
+def to_minor(amount: Decimal | str, currency: str) -> int:
+    """An amount in the currency's minor units; refuses one with more precision than that."""
+    try:
+        value = Decimal(str(amount).strip())
+    except InvalidOperation:
+        raise InvalidRequest(f"amount {amount!r} is not a number") from None
+    exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
+    minor = value.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        raise InvalidRequest(f"amount {amount} has more decimals than {currency} has")
+    return int(minor)
+
+
+def _clip(text: str) -> str:
+    return " ".join(text.split())[:MAX_NARRATIVE_LENGTH]
+
+
+def _renumber(statements: list[Statement]) -> list[Statement]:
+    """Number the lines across the whole file, so a problem names one line."""
+    number = 0
+    result = []
+    for statement in statements:
+        lines = []
+        for line in statement.lines:
+            number += 1
+            lines.append(_with_number(line, number))
+        result.append(_with_lines(statement, tuple(lines)))
+    return result
+
+
+def _with_number(line: StatementLine, number: int) -> StatementLine:
+    return StatementLine(**{**line.__dict__, "line_number": number})
+
+
+def _with_lines(statement: Statement, lines: tuple[StatementLine, ...]) -> Statement:
+    return Statement(**{**statement.__dict__, "lines": lines})
+
+
+# ---- camt.053 ---------------------------------------------------------------------------------
+
+# ISO bank transaction code families of direct debits (issued by us, or received).
+CAMT_DIRECT_DEBIT_FAMILIES = frozenset({"IDDT", "RDDT"})
+_DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_ENCODING = re.compile(r"""^\s*<\?xml[^>]*encoding\s*=\s*["']([^"']+)["']""")
+
+
+def _require_plain_utf8_xml(content: bytes) -> None:
+    """Refuse what could expand entities: a DOCTYPE or ENTITY declaration, looked for in
+    the text; the text must be UTF-8 (as ISO 20022 requires) so that no other encoding
+    can hide a declaration from the look."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the XML file is not UTF-8, as ISO 20022 requires") from None
+    declared = _ENCODING.match(text)
+    if declared and declared.group(1).strip().lower() not in ("utf-8", "utf8", "us-ascii"):
+        raise InvalidRequest(
+            f"the XML file declares encoding {declared.group(1)!r}: camt.053 is UTF-8"
+        )
+    if _DECLARATION.search(text):
+        raise InvalidRequest(
+            "the XML file declares a DOCTYPE or ENTITY, which camt.053 never needs and which "
+            "could expand without limit: export the statement again without it"
+        )
+
+
+def parse_camt053(content: bytes) -> list[Statement]:
+    _require_plain_utf8_xml(content)
+    try:
+        # Safe here: the content was checked to be UTF-8 without a DOCTYPE or ENTITY.
+        root = ET.fromstring(content)  # noqa: S314
+    except ET.ParseError as error:
+        raise InvalidRequest(f"the file is not well-formed XML: {error}") from None
+    if _local(root.tag) != "Document" or _child(root, "BkToCstmrStmt") is None:
+        raise InvalidRequest("the XML file is not a camt.053 statement (no BkToCstmrStmt)")
+    statements = [_camt_statement(stmt) for stmt in _path(root, "BkToCstmrStmt", "Stmt")]
+    return _renumber(statements)
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _child(element: ET.Element | None, name: str) -> ET.Element | None:
+    if element is None:
+        return None
+    return next((c for c in element if _local(c.tag) == name), None)
+
+
+def _path(element: ET.Element | None, *names: str) -> Iterator[ET.Element]:
+    """Every element at the path (each step may repeat)."""
+    if element is None:
+        return
+    if not names:
+        yield element
+        return
+    for child in element:
+        if _local(child.tag) == names[0]:
+            yield from _path(child, *names[1:])
+
+
+def _text(element: ET.Element | None, *names: str) -> str:
+    found = next(_path(element, *names), None) if element is not None else None
+    return (found.text or "").strip() if found is not None else ""
+
+
+def _camt_date(element: ET.Element | None, name: str) -> date | None:
+    text = _text(element, name, "Dt") or _text(element, name, "DtTm")[:10]
+    return date.fromisoformat(text) if text else None
+
+
+def _camt_amount(element: ET.Element | None) -> tuple[int, str] | None:
+    if element is None:
+        return None
+    currency = element.get("Ccy", "").upper()
+    return to_minor(element.text or "", currency), currency
+
+
+def _camt_statement(stmt: ET.Element) -> Statement:
+    account = _text(stmt, "Acct", "Id", "IBAN") or _text(stmt, "Acct", "Id", "Othr", "Id")
+    currency = _text(stmt, "Acct", "Ccy").upper()
+    balances: dict[str, int] = {}
+    for balance in _path(stmt, "Bal"):
+        code = _text(balance, "Tp", "CdOrPrtry", "Cd")
+        amount = _camt_amount(_child(balance, "Amt"))
+        if amount is None:
+            continue
+        sign = -1 if _text(balance, "CdtDbtInd") == "DBIT" else 1
+        balances.setdefault(code, sign * amount[0])
+        currency = currency or amount[1]
+    lines = [_camt_entry(entry, currency) for entry in _path(stmt, "Ntry")]
+    return Statement(
+        statement_id=_text(stmt, "Id"),
+        account=account,
+        currency=currency or (lines[0].currency if lines else ""),
+        opening_minor=balances.get("OPBD", balances.get("PRCD")),
+        closing_minor=balances.get("CLBD"),
+        lines=tuple(lines),
+    )
+
+
+def _camt_entry(entry: ET.Element, currency: str) -> StatementLine:
+    amount = _camt_amount(_child(entry, "Amt"))
+    if amount is None:
+        raise InvalidRequest("a statement entry (Ntry) has no amount (Amt)")
+    code = _camt_code(entry)
+    details = tuple(_camt_detail(tx) for tx in _path(entry, "NtryDtls", "TxDtls"))
+    reasons = [_text(tx, "RtrInf", "Rsn", "Cd") for tx in _path(entry, "NtryDtls", "TxDtls")]
+    narrative = _text(entry, "AddtlNtryInf") or " ".join(d.narrative for d in details)
+    reference = _text(entry, "AcctSvcrRef") or _text(entry, "NtryRef")
+    if not reference and len(details) == 1:
+        reference = details[0].reference
+    return StatementLine(
+        line_number=0,
+        direction=Direction.DEBIT if _text(entry, "CdtDbtInd") == "DBIT" else Direction.CREDIT,
+        amount_minor=amount[0],
+        currency=amount[1] or currency,
+        booking_date=_camt_date(entry, "BookgDt"),
+        value_date=_camt_date(entry, "ValDt"),
+        bank_reference=reference,
+        narrative=_clip(narrative),
+        type_code=code,
+        direct_debit=code.count("/") == 2 and code.split("/")[1] in CAMT_DIRECT_DEBIT_FAMILIES,
+        reversal=_text(entry, "RvslInd").lower() == "true",
+        return_reason=next((r for r in reasons if r), None),
+        details=details,
+    )
+
+
+def _camt_code(entry: ET.Element) -> str:
+    domain = _text(entry, "BkTxCd", "Domn", "Cd")
+    if domain:
+        family = _text(entry, "BkTxCd", "Domn", "Fmly", "Cd")
+        sub = _text(entry, "BkTxCd", "Domn", "Fmly", "SubFmlyCd")
+        return f"{domain}/{family}/{sub}"
+    return _text(entry, "BkTxCd", "Prtry", "Cd")
+
+
+def _camt_detail(tx: ET.Element) -> TxDetail:
+    # An Element without children is falsy: test for None, never with `or`.
+    element = _child(tx, "Amt")
+    if element is None:
+        element = next(_path(tx, "AmtDtls", "TxAmt", "Amt"), None)
+    amount = _camt_amount(element)
+    reference = _text(tx, "Refs", "EndToEndId") or _text(tx, "Refs", "AcctSvcrRef")
+    unstructured = " ".join(
+        (element.text or "").strip() for element in _path(tx, "RmtInf", "Ustrd")
+    )
+    structured = _text(tx, "RmtInf", "Strd", "CdtrRefInf", "Ref")
+    return TxDetail(
+        amount_minor=amount[0] if amount else None,
+        reference="" if reference == "NOTPROVIDED" else reference,
+        narrative=_clip(unstructured or structured),
+    )
+
+
+# ---- BAI2 -------------------------------------------------------------------------------------
+
+# BAI2 type codes 100-399 are credits, 400-699 debits; 165 is a preauthorised (direct-debit
+# style) credit, the only one read as a direct debit.
+BAI2_DIRECT_DEBIT_TYPES = frozenset({"165"})
+BAI2_OPENING_LEDGER = "010"
+BAI2_CLOSING_LEDGER = "015"
+
+
+def parse_bai2(text: str) -> list[Statement]:
+    from bai2 import bai2 as bai2_parser
+
+    try:
+        document = bai2_parser.parse_from_string(text, check_integrity=True)
+    except Exception as error:  # the library raises its own several error classes
+        raise InvalidRequest(f"the BAI2 file cannot be read: {error}") from None
+    statements = []
+    for group in document.children:
+        for account in group.children:
+            statements.append(_bai2_account(group, account))
+    return _renumber(statements)
+
+
+def _bai2_account(group, account) -> Statement:
+    currency = (account.header.currency or group.header.currency or "").upper()
+    summary = {item.type_code.code: item.amount for item in account.header.summary_items}
+    lines = []
+    for tx in account.children:
+        code = tx.type_code.code
+        direction = Direction.CREDIT if 100 <= int(code) < 400 else Direction.DEBIT
+        lines.append(
+            StatementLine(
+                line_number=0,
+                direction=direction,
+                amount_minor=int(tx.amount or 0),
+                currency=currency,
+                booking_date=group.header.as_of_date,
+                value_date=getattr(tx, "value_date", None) or group.header.as_of_date,
+                bank_reference=(tx.bank_reference or tx.customer_reference or "").strip(),
+                narrative=_clip(tx.text or ""),
+                type_code=code,
+                direct_debit=code in BAI2_DIRECT_DEBIT_TYPES,
+            )
+        )
+    opening = summary.get(BAI2_OPENING_LEDGER)
+    closing = summary.get(BAI2_CLOSING_LEDGER)
+    return Statement(
+        statement_id=f"{group.header.as_of_date}",
+        account=str(account.header.customer_account_number),
+        currency=currency,
+        opening_minor=int(opening) if opening is not None else None,
+        closing_minor=int(closing) if closing is not None else None,
+        lines=tuple(lines),
+    )
+
+
+# ---- MT940 ------------------------------------------------------------------------------------
+
+_MT940_START = re.compile(r"^:20:", re.MULTILINE)
+
+
+def parse_mt940(text: str) -> list[Statement]:
+    starts = [match.start() for match in _MT940_START.finditer(text)]
+    if not starts:
+        raise InvalidRequest("the MT940 file has no statement (no ':20:' field)")
+    chunks = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    return _renumber([_mt940_statement(chunk) for chunk in chunks])
+
+
+def _mt940_statement(chunk: str) -> Statement:
+    import mt940
+
+    transactions = mt940.models.Transactions()
+    try:
+        transactions.parse(chunk)
+    except Exception as error:  # the library raises plain exceptions for bad fields
+        raise InvalidRequest(f"the MT940 statement cannot be read: {error}") from None
+    data = transactions.data
+    opening = data.get("final_opening_balance") or data.get("intermediate_opening_balance")
+    closing = data.get("final_closing_balance") or data.get("intermediate_closing_balance")
+    currency = (opening or closing).amount.currency if (opening or closing) else ""
+    lines = [_mt940_line(tx.data) for tx in transactions]
+    return Statement(
+        statement_id=str(data.get("statement_number") or data.get("transaction_reference", "")),
+        account=str(data.get("account_identification", "")),
+        currency=currency or (lines[0].currency if lines else ""),
+        opening_minor=_mt940_balance(opening),
+        closing_minor=_mt940_balance(closing),
+        lines=tuple(lines),
+    )
+
+
+def _mt940_balance(balance) -> int | None:
+    if balance is None:
+        return None
+    return to_minor(balance.amount.amount, balance.amount.currency)
+
+
+def _mt940_line(data: dict) -> StatementLine:
+    amount = data["amount"]
+    code = str(data.get("id") or "")
+    status = str(data.get("status") or "")
+    narrative = data.get("transaction_details") or data.get("purpose") or ""
+    return StatementLine(
+        line_number=0,
+        direction=Direction.CREDIT if amount.amount >= 0 else Direction.DEBIT,
+        amount_minor=abs(to_minor(amount.amount, amount.currency)),
+        currency=amount.currency,
+        booking_date=_plain_date(data.get("entry_date") or data.get("date")),
+        value_date=_plain_date(data.get("date")),
+        bank_reference=_mt940_reference(data),
+        narrative=_clip(str(narrative)),
+        type_code=code,
+        direct_debit=code.endswith("DDT"),
+        reversal=status.startswith("R"),
+        return_reason=data.get("return_debit_notes"),
+    )
+
+
+def _mt940_reference(data: dict) -> str:
+    for key in ("bank_reference", "customer_reference"):
+        value = str(data.get(key) or "").strip()
+        if value and value != "NONREF":  # SWIFT's "no reference"
+            return value
+    return ""
+
+
+def _plain_date(value: date | None) -> date | None:
+    """mt-940's dates are a subclass that does not survive JSON: keep the plain date."""
+    return date(value.year, value.month, value.day) if value is not None else None

@@ -1,0 +1,169 @@
+"""Bank statement parsers (camt.053, BAI2, MT940) against the real samples' known totals.
+
+The samples are read from ../shared/realdata/statements (never copied here); their totals
+are the README's there, computed independently with other tools.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from domain.errors import InvalidRequest
+from domain.statements import (
+    Direction,
+    parse_bai2,
+    parse_camt053,
+    parse_mt940,
+    to_minor,
+)
+
+STATEMENTS = Path(
+    os.environ.get(
+        "LEDGER_TEST_STATEMENT_SAMPLES",
+        Path(__file__).resolve().parents[3] / "shared" / "realdata" / "statements",
+    )
+)
+needs_samples = pytest.mark.skipif(
+    not (STATEMENTS / "camt053").is_dir(),
+    reason=f"real statement samples not found at {STATEMENTS}: set LEDGER_TEST_STATEMENT_SAMPLES",
+)
+
+
+def read(name: str):
+    path = STATEMENTS / name
+    if name.startswith("camt053/"):
+        return parse_camt053(path.read_bytes())
+    if name.startswith("bai2/"):
+        return parse_bai2(path.read_text())
+    return parse_mt940(path.read_text(encoding="latin-1"))
+
+
+def credit_count(statement) -> int:
+    """Credit lines with money (Citi's MT940 echoes BAI codes as zero-amount credits)."""
+    return sum(
+        1 for line in statement.lines if line.direction is Direction.CREDIT and line.amount_minor
+    )
+
+
+# file, per statement: (currency, credit lines, credited, debited, reconciles)
+KNOWN = {
+    "camt053/genkgo_camt053.v2.minimal.xml": [("EUR", 1, 885, 0, False)],
+    "camt053/genkgo_camt053.v2.five.decimals.xml": [("EUR", 1, 885, 0, False)],
+    "camt053/genkgo_camt053.v2.multi.statement.xml": [
+        ("EUR", 1, 885, 0, True),
+        ("EUR", 0, 0, 700, True),
+    ],
+    "camt053/genkgo_camt053.v4.xml": [("EUR", 1, 885, 0, False)],
+    "camt053/genkgo_camt053.v8.xml": [("EUR", 1, 885, 0, False)],
+    "camt053/oca_test-camt053.xml": [("EUR", 1, 140531, 75425 + 66405, False)],
+    "camt053/oca_test-camt053-txdtls.xml": [("CHF", 1, 348300, 0, True)],
+    "bai2/citi_example.bai2": [("GBP", 1, 1, 0, False)],
+    "bai2/nwb_example.bai2": [("GBP", 1, 89, 2765, True)],
+    "bai2/svb_us_example.bai2": [("USD", 1, 490196, 0, True), ("USD", 1, 905800, 0, True)],
+    "bai2/account_trailer_amount_blank_example.bai2": [("USD", 0, 0, 0, None)] * 2,
+    "mt940/citi_mt940.txt": [("USD", 0, 0, 114275, True)],
+    "mt940/cmxl_mt940.sta": [
+        ("DEM", 4, 4939674, 4930944, True),
+        ("EUR", 1, 300000, 80000, True),
+        ("PLN", 2, 2004000, 1000000, True),
+    ],
+    "mt940/jejik_abnamro.sta": [("EUR", 0, 0, 32144, False), ("EUR", 0, 0, 2449, False)],
+    "mt940/betterplace_sepa_snippet.sta": [
+        ("EUR", 3, 36009391, 150000, True),
+        ("EUR", 5, 107065181, 357256911, False),
+    ],
+}
+
+
+@needs_samples
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_real_samples_give_their_known_totals_and_reconciliation(name: str) -> None:
+    statements = read(name)
+    found = [
+        (s.currency, credit_count(s), s.credits_minor, s.debits_minor, s.reconciles)
+        for s in statements
+    ]
+    assert found == KNOWN[name]
+    numbers = [line.line_number for s in statements for line in s.lines]
+    assert numbers == list(range(1, len(numbers) + 1)), "lines are numbered across the file"
+
+
+@needs_samples
+def test_readme_totals_across_statements() -> None:
+    """The README's credited totals per file (several statements summed)."""
+    assert sum(s.credits_minor for s in read("mt940/betterplace_sepa_snippet.sta")) == 143074572
+    assert sum(s.debits_minor for s in read("mt940/betterplace_sepa_snippet.sta")) == 357406911
+    assert sum(s.debits_minor for s in read("mt940/jejik_abnamro.sta")) == 34593
+    assert sum(s.credits_minor for s in read("bai2/svb_us_example.bai2")) == 1395996
+
+
+@needs_samples
+def test_a_batched_camt_entry_keeps_its_breakdown_and_the_entry_amount_counts() -> None:
+    (statement,) = read("camt053/oca_test-camt053-txdtls.xml")
+    (line,) = statement.lines
+    assert line.amount_minor == 348300
+    assert [d.amount_minor for d in line.details] == [218700, 129600]
+    (v4,) = read("camt053/genkgo_camt053.v4.xml")
+    # Its breakdown says SEK 0: the entry's own amount is the one booked.
+    assert v4.lines[0].amount_minor == 885 and v4.lines[0].details[0].amount_minor == 0
+
+
+@needs_samples
+def test_a_camt_direct_debit_return_is_a_reversal_with_its_reason() -> None:
+    (statement,) = read("camt053/oca_test-camt053.xml")
+    returned = [line for line in statement.lines if line.reversal]
+    assert len(returned) == 1
+    (line,) = returned
+    assert line.direction is Direction.DEBIT and line.amount_minor == 66405
+    assert line.direct_debit and line.return_reason == "AC06"
+    assert [d.amount_minor for d in line.details] == [56405, 10000]
+    assert statement.lines[0].direct_debit and statement.lines[0].type_code == "PMNT/RDDT/ESDD"
+
+
+@needs_samples
+def test_bai2_lines_carry_type_reference_and_narrative() -> None:
+    (statement,) = read("bai2/citi_example.bai2")
+    (line,) = statement.lines
+    assert line.type_code == "191" and line.bank_reference == "1234567890"
+    assert line.narrative.startswith("FR:FP SIP INCOMING")
+    assert line.booking_date.isoformat() == "2015-07-15"
+
+
+def test_xml_with_a_doctype_is_refused_before_it_is_parsed() -> None:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><Document>&b;</Document>'
+    )
+    with pytest.raises(InvalidRequest, match="DOCTYPE or ENTITY"):
+        parse_camt053(bomb)
+
+
+def test_xml_that_is_not_a_statement_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="not a camt.053"):
+        parse_camt053(b"<Document><Other/></Document>")
+    with pytest.raises(InvalidRequest, match="not well-formed"):
+        parse_camt053(b"<Document>")
+
+
+def test_amounts_are_minor_units_and_extra_precision_is_refused() -> None:
+    assert to_minor("8.850", "EUR") == 885
+    assert to_minor("12", "GBP") == 1200
+    assert to_minor("500", "JPY") == 500
+    with pytest.raises(InvalidRequest, match="more decimals"):
+        to_minor("1.005", "GBP")
+
+
+def test_mt940_without_a_statement_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="no statement"):
+        parse_mt940("hello\n")
+
+
+def test_xml_in_another_encoding_is_refused_so_no_declaration_can_hide() -> None:
+    hidden = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE d><Document/>'.encode("utf-16")
+    with pytest.raises(InvalidRequest, match="not UTF-8"):
+        parse_camt053(hidden)
+    with pytest.raises(InvalidRequest, match="declares encoding"):
+        parse_camt053(b'<?xml version="1.0" encoding="cp500"?><Document/>')
