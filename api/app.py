@@ -102,8 +102,9 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     return app
 
 
-# Bodies from these paths are authenticated by a signature over the body itself.
-SIGNED_BODY_PATHS = ("/webhooks/",)
+# Bodies from these paths are authenticated by a signature over the body itself, or (the
+# web pages' forms) by the session and CSRF token the page checks; all stay size-limited.
+SIGNED_BODY_PATHS = ("/webhooks/", "/web/")
 IMPORT_PATH = "/imports"
 # Where `authenticated` leaves the request's user for the access log.
 USER_SCOPE_KEY = "ledger.user"

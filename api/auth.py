@@ -48,6 +48,10 @@ class ApiKeys:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def users(self) -> set[ApiUser]:
+        """Everyone with a key, to end web sessions of users whose key was removed."""
+        return set(self._entries.values())
+
     def user_for(self, token: str) -> ApiUser | None:
         found = None
         for known, user in self._entries.items():

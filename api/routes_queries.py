@@ -190,6 +190,12 @@ def daily_takings(
     """The cash-up: per channel and fund, receipts, refunds and reversals of one UK business
     date. Roles: officer, supervisor, auditor, reporting."""
     day = require_query_date(business_date, "date") if business_date else uk_today()
+    return daily_takings_report(svc, day)
+
+
+def daily_takings_report(svc: Services, day: date) -> dict[str, Any]:
+    """One UK business date's takings, per channel and fund, with the totals per channel
+    (the API's report and the web dashboard)."""
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
         rows = queries.daily_takings(connection, day)

@@ -26,6 +26,8 @@ from income_ledger.settings import Settings
 from income_ledger.version import version
 from projections.replay import replay_balances
 from projections.runner import ProjectionRunner
+from web.app import install as install_web
+from web.sessions import WebConfig
 
 log = logging.getLogger(__name__)
 REPLAY_PAGE_SIZE = 5000
@@ -100,6 +102,16 @@ def api_config(settings: Settings) -> ApiConfig:
     )
 
 
+def web_config(settings: Settings) -> WebConfig:
+    config = WebConfig.from_setting(settings.session_secret, settings.session_idle_minutes)
+    if config.secret_generated:
+        log.info(
+            "LEDGER_SESSION_SECRET is not set: web sessions end when this process stops "
+            "and do not span workers"
+        )
+    return config
+
+
 def build_services(settings: Settings, ledger: IncomeLedger, api_keys: ApiKeys) -> Services:
     def replay(as_at: datetime, known_at: datetime | None, fund: str | None) -> dict[str, Any]:
         result = replay_balances(
@@ -151,6 +163,7 @@ def app_from_environment() -> FastAPI:
         ledger.close()
 
     app = create_app(services, on_shutdown=close)
+    install_web(app, services, web_config(settings))
     app.version = version()  # the OpenAPI description is built later, on first request
     return app
 

@@ -89,6 +89,15 @@ class Settings(LogSettings):
         description="the largest file POST /imports accepts, in bytes (64 KiB to 64 MiB; "
         "other requests stay at 64 KiB)",
     )
+    session_secret: str = Field(
+        "",
+        description="signs the web pages' session cookies; without it each process makes "
+        "its own, so sessions end on restart and do not span workers",
+        repr=False,
+    )
+    session_idle_minutes: int = Field(
+        30, ge=1, le=24 * 60, description="a web session ends after this long without a request"
+    )
     run_projections: bool | None = Field(
         None, description="run the projections inside `serve` (default: yes on SQLite only)"
     )

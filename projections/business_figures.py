@@ -51,7 +51,7 @@ def business_figures(connection: Connection, today: date) -> BusinessFigures:
     imported, reversed_ = _import_counts(connection)
     return BusinessFigures(
         channels=_channels(connection),
-        suspense=_suspense_by_age(connection, today),
+        suspense=suspense_by_age(connection, today),
         imported_files_count=imported,
         reversed_files_count=reversed_,
     )
@@ -71,8 +71,9 @@ def _channels(connection: Connection) -> tuple[ChannelFigures, ...]:
     return tuple(ChannelFigures(*(row[0], *(int(v) for v in row[1:]))) for row in rows)
 
 
-def _suspense_by_age(connection: Connection, today: date) -> tuple[SuspenseBand, ...]:
-    """One pass over the open items, summing each band with a conditional aggregate."""
+def suspense_by_age(connection: Connection, today: date) -> tuple[SuspenseBand, ...]:
+    """One pass over the open items, summing each band with a conditional aggregate (the
+    metrics and the web dashboard)."""
     table = LIVE.suspense_items
     bounds = [today - timedelta(days=oldest) for _, oldest in AGE_BANDS[1:]]
     columns = []

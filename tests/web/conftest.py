@@ -1,0 +1,128 @@
+"""The web pages served by a real uvicorn on a free 127.0.0.1 port, on both backends, with
+the projection following in a thread as `serve` runs it; and a headless Debian chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from api.app import create_app
+from application.ledger import CommandContext, RecordPayment
+from income_ledger.bootstrap import build_projection
+from projections.runner import ProjectionRunner
+from tests.api.conftest import REFUND_LIMIT_PENCE, TOKENS, services, settings  # noqa: F401
+from tests.conftest import IN_CI
+from web.app import install
+from web.sessions import WebConfig
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOW_TO_ENABLE_BROWSER = (
+    "install Debian's chromium (`apt-get install -y chromium`, giving /usr/bin/chromium) and "
+    "the test extras (`pip install -e '.[test]'`, which bring playwright); `.ci/run` does both"
+)
+SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+IDLE_SECONDS = 2
+SUSPENSE_REFERENCE = "12345678"  # fails Council Tax's check digit: held in suspense
+CT_REFERENCE = "12345679"
+
+
+@pytest.fixture
+def idle_seconds() -> int:
+    """The session idle time-out; long unless a test is about it."""
+    return 600
+
+
+@pytest.fixture
+def web_url(services, settings, ledger, idle_seconds) -> Iterator[str]:  # noqa: F811
+    app = create_app(services)
+    install(app, services, WebConfig(b"test-session-secret", idle_seconds))
+    projection = build_projection(settings, ledger)
+    runner = ProjectionRunner(projection, idle_wait_s=0.05)
+    runner_thread = runner.start_thread()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    runner.stop()
+    runner_thread.join(timeout=10)
+    projection.engine.dispose()
+
+
+@pytest.fixture
+def in_suspense(ledger):
+    """A cheque of £80.00 whose reference fails every fund's rule: it waits in suspense."""
+    outcome = ledger.record_payment(
+        RecordPayment(channel="cheque", amount_pence=8000, reference=SUSPENSE_REFERENCE),
+        CommandContext("officer:officer"),
+    )
+    return outcome.payment_id
+
+
+@pytest.fixture
+def allocated(ledger):
+    """A card payment of £250.00 allocated at once to Council Tax."""
+    outcome = ledger.record_payment(
+        RecordPayment(
+            channel="govuk_pay", amount_pence=25000, reference=CT_REFERENCE, external_id="pay_web1"
+        ),
+        CommandContext("integration:integration"),
+    )
+    return outcome.payment_id
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless chromium driven by Playwright; skipped (failed under CI) when missing."""
+    problem = None
+    if shutil.which(CHROMIUM) is None:
+        problem = f"{CHROMIUM} is missing"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "playwright is not installed"
+    if problem:
+        if IN_CI:
+            pytest.fail(f"{problem}; CI requires the browser tests: {HOW_TO_ENABLE_BROWSER}")
+        pytest.skip(f"{problem}: {HOW_TO_ENABLE_BROWSER}")
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(chromium):
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def token(who: str) -> str:
+    return TOKENS[who]

@@ -1,0 +1,161 @@
+"""The pages over plain HTTP (httpx, no JavaScript), on both backends: sign-in, every page,
+forms that keep what was typed and show the ledger's errors, a double submit recorded once,
+CSRF and role refusals, the idle time-out; and the API's rule for bodies kept."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+
+from tests.web.conftest import IDLE_SECONDS, SUSPENSE_REFERENCE, token
+
+
+def hidden(html: str, name: str) -> str:
+    found = re.search(rf'name="{name}" value="([^"]*)"', html)
+    assert found, f"no {name} in the page"
+    return found.group(1)
+
+
+def signed_in(base: str, who: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=20)
+    page = client.get("/web/sign-in")
+    answer = client.post(
+        "/web/sign-in",
+        data={"csrf_token": hidden(page.text, "csrf_token"), "access_key": token(who)},
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/web/"
+    return client
+
+
+def wait_for_page(client: httpx.Client, path: str, text: str) -> httpx.Response:
+    deadline = time.monotonic() + 10
+    while text not in (page := client.get(path)).text:
+        assert time.monotonic() < deadline, f"{path} never showed {text!r}"
+        time.sleep(0.1)
+    return page
+
+
+def test_the_session_cookie_is_signed_http_only_strict_and_holds_no_key(web_url) -> None:
+    client = signed_in(web_url, "officer")
+    cookie = client.cookies.jar
+    (session,) = [c for c in cookie if c.name == "ledger_session"]
+    assert session.has_nonstandard_attr("HttpOnly")
+    assert session.get_nonstandard_attr("SameSite").lower() == "strict"
+    assert not session.secure  # served over plain http here; https sets Secure
+    assert token("officer") not in session.value
+    page = client.get("/web/")
+    assert page.status_code == 200 and "Signed in as" in page.text
+    assert token("officer") not in page.text
+    assert page.headers["cache-control"] == "no-store"
+    forged = session.value.replace(session.value[5], "A" if session.value[5] != "A" else "B", 1)
+    client.cookies.set("ledger_session", forged)
+    assert client.get("/web/").headers["location"] == "/web/sign-in"
+
+
+def test_every_page_without_javascript(web_url, in_suspense, allocated) -> None:
+    client = signed_in(web_url, "supervisor")
+    assert "Dashboard" in client.get("/web/").text
+    suspense = wait_for_page(client, "/web/suspense", SUSPENSE_REFERENCE)
+    assert f"/web/payments/{in_suspense}/allocate" in suspense.text
+    payment = client.get(f"/web/payments/{in_suspense}")
+    assert "invalid check digit" in payment.text and "History" in payment.text
+    assert client.get(f"/web/payments/{in_suspense}/allocate").status_code == 200
+    assert "No refunds are waiting" in client.get("/web/refunds").text
+    missing = client.get("/web/payments/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404 and "Page not found" in missing.text
+
+
+def test_an_allocation_shows_errors_beside_fields_keeps_what_was_typed_and_records_once(
+    web_url, in_suspense, ledger
+) -> None:
+    client = signed_in(web_url, "officer")
+    form_page = client.get(f"/web/payments/{in_suspense}/allocate")
+    fields = {
+        "csrf_token": hidden(form_page.text, "csrf_token"),
+        "idempotency_key": hidden(form_page.text, "idempotency_key"),
+        "fund_code": "CT",
+        "reference": "12345679",
+        "amount": "80,5",
+        "reason": "phoned in",
+    }
+    path = f"/web/payments/{in_suspense}/allocate"
+    refused = client.post(path, data=fields)
+    assert refused.status_code == 422
+    assert 'id="amount-error"' in refused.text and "like 12.50" in refused.text
+    assert 'value="80,5"' in refused.text and 'value="phoned in"' in refused.text
+    too_much = client.post(path, data=fields | {"amount": "90.00"})
+    assert too_much.status_code == 422 and 'id="amount-error"' in too_much.text
+
+    good = fields | {"amount": "80.00"}
+    first = client.post(path, data=good)
+    again = client.post(path, data=good)  # the same form sent twice
+    assert first.status_code == again.status_code == 303
+    payment = ledger.get_payment(in_suspense)
+    assert payment["unallocated_pence"] == 0
+    assert [e["action"] for e in payment["history"]].count("Allocated") == 1
+
+
+def test_a_post_without_the_csrf_token_or_with_another_is_refused(web_url, in_suspense, ledger):
+    client = signed_in(web_url, "officer")
+    body = {"fund_code": "CT", "reference": "12345679", "amount": "80.00", "reason": "x"}
+    path = f"/web/payments/{in_suspense}/allocate"
+    assert client.post(path, data=body).status_code == 403
+    assert client.post(path, data=body | {"csrf_token": "forged"}).status_code == 403
+    assert client.post("/web/sign-out", data={}).status_code == 403
+    other = httpx.Client(base_url=web_url)
+    assert other.post("/web/sign-in", data={"access_key": token("officer")}).status_code == 403
+    assert ledger.get_payment(in_suspense)["unallocated_pence"] == 8000
+
+
+@pytest.mark.parametrize(
+    ("who", "path", "status"),
+    [
+        ("integration", "/web/", 403),
+        ("reporting", "/web/suspense", 200),
+        ("reporting", "/web/payments/{id}/allocate", 403),
+        ("auditor", "/web/refunds", 403),
+        ("officer", "/web/refunds", 403),
+        ("supervisor", "/web/refunds", 200),
+    ],
+)
+def test_role_limits(web_url, in_suspense, who, path, status) -> None:
+    client = signed_in(web_url, who)
+    page = client.get(path.format(id=in_suspense))
+    assert page.status_code == status
+    if status == 403:
+        assert "You cannot use this page" in page.text
+    assert ('href="/web/refunds"' in page.text) == (who == "supervisor")
+
+
+def test_a_form_post_of_a_role_without_the_right_is_refused(web_url, in_suspense, ledger):
+    client = signed_in(web_url, "auditor")
+    csrf = hidden(client.get("/web/suspense").text, "csrf_token")
+    answer = client.post(
+        f"/web/payments/{in_suspense}/allocate",
+        data={"csrf_token": csrf, "fund_code": "CT", "reference": "12345679", "amount": "80"},
+    )
+    assert answer.status_code == 403
+    assert ledger.get_payment(in_suspense)["unallocated_pence"] == 8000
+
+
+@pytest.mark.parametrize("idle_seconds", [IDLE_SECONDS])
+def test_an_idle_session_ends(web_url, idle_seconds) -> None:
+    client = signed_in(web_url, "officer")
+    assert client.get("/web/").status_code == 200
+    time.sleep(idle_seconds + 1.1)
+    answer = client.get("/web/")
+    assert answer.status_code == 303
+    assert "signed out because you did nothing" in client.get(answer.headers["location"]).text
+
+
+def test_the_api_still_refuses_bodies_without_a_key(web_url) -> None:
+    """The web pages' forms are let through to the page, which checks session and CSRF; an
+    API body without a key is still refused before it is read."""
+    answer = httpx.post(f"{web_url}/payments", json={"channel": "cash"})
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    unsigned = httpx.post(f"{web_url}/web/payments/x/allocate", data={"amount": "1"})
+    assert unsigned.status_code in (303, 422)  # to sign-in, never recorded

@@ -1,0 +1,356 @@
+"""The officers' pages. Each reads and records through the same services as the HTTP API:
+the read-model queries and the IncomeLedger application, never SQL of its own."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.app import USER_SCOPE_KEY
+from api.auth import READERS, STAFF, SUPERVISORS, ApiUser, Role
+from api.routes_queries import daily_takings_report
+from api.schemas import AllocateIn, DeclineIn, RefundIn
+from api.services import Services
+from application.idempotency import IdempotentRequest, StoredResponse, request_hash
+from application.ledger import CommandContext, Outcome
+from domain import errors
+from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH, uk_today
+from domain.money import pounds_to_pence
+from projections import queries
+from projections.business_figures import suspense_by_age
+from web.app import Refused, redirect, render, session, set_session, signed_in_user
+from web.sessions import Session
+
+router = APIRouter()
+SUSPENSE_PAGE_SIZE = 100
+# Errors the ledger raises, and the form field each is about (others go in the summary).
+FIELD_OF_ERROR: dict[type[errors.LedgerError], str] = {
+    errors.UnknownFund: "fund_code",
+    errors.FundDisabled: "fund_code",
+    errors.InvalidReference: "reference",
+    errors.InvalidAmount: "amount",
+    errors.AllocationExceedsUnallocated: "amount",
+    errors.RefundExceedsRemaining: "amount",
+    errors.ReasonRequired: "reason",
+}
+# Pydantic's field names, as the form calls them.
+FIELD_OF_SCHEMA = {"amount_pence": "amount", "fund_code": "fund_code", "reference": "reference"}
+
+
+class FormErrors(Exception):
+    def __init__(self, by_field: dict[str, str]) -> None:
+        super().__init__("; ".join(by_field.values()))
+        self.by_field = by_field
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+def user_allowed(request: Request, roles: frozenset[Role], what: str) -> ApiUser:
+    """The signed-in user, if their role may use this page; else the sign-in or 403 page."""
+    user = signed_in_user(request)
+    request.scope[USER_SCOPE_KEY] = user.actor
+    if user.role not in roles:
+        raise Refused(
+            "You cannot use this page",
+            f"The {user.role.value} role may not {what}. Ask a supervisor if you need to.",
+        )
+    return user
+
+
+async def posted_form(
+    request: Request, roles: frozenset[Role], what: str
+) -> tuple[ApiUser, dict[str, str]]:
+    """A form posted by a signed-in user allowed to send it, with its CSRF token checked."""
+    user = user_allowed(request, roles, what)
+    form = _fields(await request.body())
+    if not session(request).csrf_ok(form.get("csrf_token")):
+        raise Refused(
+            "The form could not be sent",
+            "The form was not sent from this site, or it is too old. Go back, reload the "
+            "page and send it again.",
+        )
+    return user, form
+
+
+def _fields(body: bytes) -> dict[str, str]:
+    parsed = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {name: values[0].strip() for name, values in parsed.items()}
+
+
+# ---- sign-in ----------------------------------------------------------------------------
+
+
+@router.get("/sign-in")
+def sign_in_page(request: Request, timed_out: bool = False) -> Response:
+    return render(request, "sign_in.html", expired=timed_out)
+
+
+@router.post("/sign-in")
+async def sign_in(request: Request) -> Response:
+    form = _fields(await request.body())
+    current = session(request)
+    if not current.csrf_ok(form.get("csrf_token")):
+        raise Refused(
+            "The form could not be sent",
+            "The sign-in form was not sent from this site, or it is too old. Reload the "
+            "sign-in page and try again.",
+        )
+    user = services(request).api_keys.user_for(form.get("access_key", ""))
+    if user is None:
+        message = (
+            "Enter your access key"
+            if not form.get("access_key")
+            else ("The access key is not recognised: check it and try again")
+        )
+        return render(request, "sign_in.html", 401, expired=False, errors={"access_key": message})
+    set_session(request, current.signed_in(user))
+    return redirect(request, "/")
+
+
+@router.post("/sign-out")
+async def sign_out(request: Request) -> Response:
+    form = _fields(await request.body())
+    if not session(request).csrf_ok(form.get("csrf_token")):
+        raise Refused("The form could not be sent", "Reload the page and sign out again.")
+    set_session(request, Session.fresh())
+    return render(request, "signed_out.html")
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+
+@router.get("/")
+def dashboard(request: Request) -> Response:
+    user_allowed(request, READERS, "see the dashboard")
+    svc = services(request)
+    takings = daily_takings_report(svc, uk_today())
+    with svc.read_engine.connect() as connection:
+        ageing = suspense_by_age(connection, uk_today())
+    return render(request, "dashboard.html", takings=takings, ageing=ageing)
+
+
+@router.get("/suspense")
+def suspense(request: Request, page: int = 1) -> Response:
+    user_allowed(request, READERS, "see the suspense queue")
+    page = max(1, min(page, 10_000))
+    with services(request).read_engine.connect() as connection:
+        found = queries.suspense_page(
+            connection, limit=SUSPENSE_PAGE_SIZE, offset=(page - 1) * SUSPENSE_PAGE_SIZE
+        )
+    return render(
+        request,
+        "suspense.html",
+        suspense=found,
+        page=page,
+        page_size=SUSPENSE_PAGE_SIZE,
+        staff=STAFF,
+    )
+
+
+@router.get("/payments/{payment_id}")
+def payment(request: Request, payment_id: UUID, done: str | None = None) -> Response:
+    user_allowed(request, READERS, "see payments")
+    return _payment_page(request, payment_id, done=done)
+
+
+def _payment_page(
+    request: Request, payment_id: UUID, status: int = 200, **context: Any
+) -> Response:
+    try:
+        found = services(request).ledger.get_payment(payment_id)
+    except errors.PaymentNotFound:
+        return render(request, "not_found.html", 404, what=f"payment {payment_id}")
+    context.setdefault("refund_form", {"idempotency_key": _new_key()})
+    context.setdefault("errors", {})
+    return render(request, "payment.html", status, payment=found, **context)
+
+
+@router.get("/refunds")
+def refund_queue(request: Request, done: str | None = None) -> Response:
+    user = user_allowed(request, SUPERVISORS, "approve or decline refunds")
+    waiting = services(request).ledger.pending_refunds()
+    return render(
+        request, "refunds.html", waiting=waiting, actor=user.actor, new_key=_new_key, done=done
+    )
+
+
+# ---- recording --------------------------------------------------------------------------
+
+
+@router.get("/payments/{payment_id}/allocate")
+def allocate_page(request: Request, payment_id: UUID) -> Response:
+    user_allowed(request, STAFF, "allocate money")
+    form = {"idempotency_key": _new_key(), "reason": "allocated"}
+    return _allocate_form(request, payment_id, form, {})
+
+
+def _allocate_form(
+    request: Request,
+    payment_id: UUID,
+    form: dict[str, str],
+    errors_by_field: dict[str, str],
+    status: int = 200,
+) -> Response:
+    try:
+        found = services(request).ledger.get_payment(payment_id)
+    except errors.PaymentNotFound:
+        return render(request, "not_found.html", 404, what=f"payment {payment_id}")
+    funds = [f for f in services(request).ledger.funds() if f.get("enabled", True)]
+    return render(
+        request,
+        "allocate.html",
+        status,
+        payment=found,
+        form=form,
+        errors=errors_by_field,
+        funds=funds,
+    )
+
+
+@router.post("/payments/{payment_id}/allocate")
+async def allocate(request: Request, payment_id: UUID) -> Response:
+    user, form = await posted_form(request, STAFF, "allocate money")
+
+    def command(ctx: CommandContext) -> Outcome:
+        body = _model(
+            AllocateIn,
+            lines=[
+                {
+                    "fund_code": form.get("fund_code", "").upper(),
+                    "reference": form.get("reference", ""),
+                    "amount_pence": _pence(form.get("amount", "")),
+                }
+            ],
+            reason=form.get("reason", ""),
+        )
+        lines = [(x.fund_code, x.reference, x.amount_pence) for x in body.lines]
+        return services(request).ledger.allocate(payment_id, lines, ctx, body.reason)
+
+    result = await run_in_threadpool(_record, request, user, form, command)
+    if isinstance(result, StoredResponse):
+        return redirect(request, f"/payments/{payment_id}?done=allocated")
+    return await run_in_threadpool(_allocate_form, request, payment_id, form, result, 422)
+
+
+@router.post("/payments/{payment_id}/refund")
+async def refund(request: Request, payment_id: UUID) -> Response:
+    user, form = await posted_form(request, STAFF, "refund money")
+
+    def command(ctx: CommandContext) -> Outcome:
+        body = _model(
+            RefundIn, amount_pence=_pence(form.get("amount", "")), reason=form.get("reason", "")
+        )
+        return services(request).ledger.refund(
+            payment_id, body.amount_pence, ctx, body.reason, None
+        )
+
+    result = await run_in_threadpool(_record, request, user, form, command)
+    if isinstance(result, StoredResponse):
+        done = "refund_requested" if result.body.get("requested") else "refunded"
+        return redirect(request, f"/payments/{payment_id}?done={done}")
+    return await run_in_threadpool(
+        _payment_page, request, payment_id, 422, refund_form=form, errors=result
+    )
+
+
+@router.post("/payments/{payment_id}/refunds/{request_id}/{decision}")
+async def decide_refund(
+    request: Request, payment_id: UUID, request_id: str, decision: str
+) -> Response:
+    user, form = await posted_form(request, SUPERVISORS, "approve or decline refunds")
+    ledger = services(request).ledger
+
+    def command(ctx: CommandContext) -> Outcome:
+        if decision == "approve":
+            return ledger.approve_refund(payment_id, request_id, ctx)
+        body = _model(DeclineIn, reason=form.get("reason", ""))
+        return ledger.decline_refund(payment_id, request_id, ctx, body.reason)
+
+    if decision not in ("approve", "decline"):
+        return render(request, "not_found.html", 404, what=f"the decision {decision!r}")
+    result = await run_in_threadpool(_record, request, user, form, command)
+    if isinstance(result, StoredResponse):
+        return redirect(request, f"/refunds?done={decision}")
+    waiting = await run_in_threadpool(ledger.pending_refunds)
+    return render(
+        request,
+        "refunds.html",
+        422,
+        waiting=waiting,
+        actor=user.actor,
+        new_key=_new_key,
+        failed=request_id,
+        errors=result,
+    )
+
+
+def _record(
+    request: Request,
+    user: ApiUser,
+    form: dict[str, str],
+    command: Callable[[CommandContext], Outcome],
+) -> StoredResponse | dict[str, str]:
+    """Run a form's command once per idempotency key (a double submit records once), as the
+    API runs its commands: its stored response, or the errors by form field."""
+    key = form.get("idempotency_key") or _new_key()
+    if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+        return {"summary": "The form is damaged: reload the page and send it again"}
+    scope = f"{user.name}:web:{key}"
+    fields = {k: v for k, v in form.items() if k not in ("csrf_token", "idempotency_key")}
+    path = request.url.path
+    asked = IdempotentRequest(
+        scope,
+        request_hash("POST", path, json.dumps(fields, sort_keys=True).encode()),
+        "POST",
+        path,
+    )
+
+    def run() -> StoredResponse:
+        outcome = command(CommandContext(user.actor, idempotency_key=scope))
+        body = {"payment_id": str(outcome.payment_id), "requested": outcome.refund_request_id}
+        return StoredResponse(201, body, outcome.position)
+
+    try:
+        stored, _ = services(request).ledger.run_once(asked, run)
+    except FormErrors as failure:
+        return failure.by_field
+    except errors.LedgerError as error:
+        return {FIELD_OF_ERROR.get(type(error), "summary"): error.message}
+    return stored
+
+
+def _pence(text: str) -> int:
+    try:
+        return pounds_to_pence(text)
+    except errors.InvalidAmount:
+        raise FormErrors({"amount": "Enter an amount in pounds, like 12.50"}) from None
+
+
+def _model(schema: type[BaseModel], **fields: Any) -> Any:
+    try:
+        return schema.model_validate(fields)
+    except ValidationError as invalid:
+        found: dict[str, str] = {}
+        for problem in invalid.errors():
+            name = str(problem["loc"][-1]) if problem["loc"] else "summary"
+            found.setdefault(FIELD_OF_SCHEMA.get(name, name), _sentence(problem["msg"]))
+        raise FormErrors(found) from None
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
+def _new_key() -> str:
+    return str(uuid.uuid4())
