@@ -765,6 +765,7 @@ def serve(
     build_ledger(settings).close()  # fail early, with a clear message, if not initialised
     base = f"http://{host}:{port}"
     out.print(f"income-ledger API on {base} - documentation at {base}/docs", highlight=False)
+    out.print(f"officers' pages at {base}/ (sign in with a key)", highlight=False)
     if demo_keys:
         out.print("demo API keys (Authorization: Bearer <key>):", highlight=False)
         for entry in extra.split(","):

@@ -178,6 +178,10 @@ def serve(settings: Settings, host: str, port: int, extra_keys: str = "", worker
 
     if extra_keys:
         os.environ["LEDGER_API_KEYS"] = ",".join(k for k in (settings.api_keys, extra_keys) if k)
+    if workers > 1 and not settings.session_secret:
+        # One secret for this server's workers, so a web session works on each of them; it
+        # still ends with the server (LEDGER_SESSION_SECRET keeps sessions across restarts).
+        os.environ["LEDGER_SESSION_SECRET"] = secrets.token_urlsafe(32)
     options: dict[str, Any] = {
         "factory": True,
         "host": host,

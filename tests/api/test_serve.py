@@ -98,9 +98,26 @@ def test_serve_with_demo_keys_prints_docs_and_a_key_per_role_and_works(database_
         )
         assert account.status_code == 200 and account.json()["balance_pence"] == 12_500
         assert httpx.get(f"{base}/funds").status_code == 401
+        assert f"officers' pages at {base}/" in output
+        signed_in_on_every_worker(base, keys["officer"])
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def signed_in_on_every_worker(base: str, key: str) -> None:
+    """A web session signed in on one worker is good on each (a new connection each time,
+    so the requests spread over the workers)."""
+    page = httpx.get(f"{base}/web/sign-in")
+    csrf = re.search(r'name="csrf_token" value="([^"]*)"', page.text).group(1)
+    signed = httpx.post(
+        f"{base}/web/sign-in",
+        data={"csrf_token": csrf, "access_key": key},
+        cookies=page.cookies,
+    )
+    assert signed.status_code == 303, signed.text
+    for _ in range(12):
+        assert httpx.get(f"{base}/web/", cookies=signed.cookies).status_code == 200
 
 
 def test_serve_refuses_to_start_without_keys(tmp_path) -> None:
