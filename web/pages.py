@@ -32,6 +32,8 @@ from web.sessions import Session
 
 router = APIRouter()
 SUSPENSE_PAGE_SIZE = 100
+# Lines of the allocate form: one receipt split across up to this many accounts at once.
+ALLOCATION_LINES = 3
 # Errors the ledger raises, and the form field each is about (others go in the summary).
 FIELD_OF_ERROR: dict[type[errors.LedgerError], str] = {
     errors.UnknownFund: "fund_code",
@@ -206,7 +208,7 @@ def _allocate_form(
         found = services(request).ledger.get_payment(payment_id)
     except errors.PaymentNotFound:
         return render(request, "not_found.html", 404, what=f"payment {payment_id}")
-    funds = [f for f in services(request).ledger.funds() if f.get("enabled", True)]
+    funds = [f for f in services(request).ledger.funds() if f["enabled"]]
     return render(
         request,
         "allocate.html",
@@ -215,6 +217,7 @@ def _allocate_form(
         form=form,
         errors=errors_by_field,
         funds=funds,
+        line_numbers=range(1, ALLOCATION_LINES + 1),
     )
 
 
@@ -223,24 +226,79 @@ async def allocate(request: Request, payment_id: UUID) -> Response:
     user, form = await posted_form(request, STAFF, "allocate money")
 
     def command(ctx: CommandContext) -> Outcome:
-        body = _model(
-            AllocateIn,
-            lines=[
-                {
-                    "fund_code": form.get("fund_code", "").upper(),
-                    "reference": form.get("reference", ""),
-                    "amount_pence": _pence(form.get("amount", "")),
-                }
-            ],
-            reason=form.get("reason", ""),
-        )
-        lines = [(x.fund_code, x.reference, x.amount_pence) for x in body.lines]
-        return services(request).ledger.allocate(payment_id, lines, ctx, body.reason)
+        numbers, lines = _split_lines(form)
+        try:
+            body = _model(AllocateIn, lines=lines, reason=form.get("reason", ""))
+        except FormErrors as failure:
+            raise FormErrors(_numbered(failure.by_field, numbers)) from None
+        try:
+            return services(request).ledger.allocate(
+                payment_id,
+                [(x.fund_code, x.reference, x.amount_pence) for x in body.lines],
+                ctx,
+                body.reason,
+            )
+        except errors.LedgerError as error:
+            raise FormErrors(_beside_its_line(error, form, numbers)) from None
 
     result = await run_in_threadpool(_record, request, user, form, command)
     if isinstance(result, StoredResponse):
         return redirect(request, f"/payments/{payment_id}?done=allocated")
     return await run_in_threadpool(_allocate_form, request, payment_id, form, result, 422)
+
+
+def _split_lines(form: dict[str, str]) -> tuple[list[int], list[dict[str, Any]]]:
+    """The form's filled-in lines (a blank line is left out), with their line numbers."""
+    numbers, lines, amount_errors = [], [], {}
+    for number in range(1, ALLOCATION_LINES + 1):
+        fund, reference, amount = (
+            form.get(f"{name}_{number}", "") for name in ("fund_code", "reference", "amount")
+        )
+        if not (fund or reference or amount):
+            continue
+        try:
+            pence = _pence(amount)
+        except FormErrors:
+            amount_errors[f"amount_{number}"] = "Enter an amount in pounds, like 12.50"
+            continue
+        numbers.append(number)
+        lines.append({"fund_code": fund.upper(), "reference": reference, "amount_pence": pence})
+    if amount_errors:
+        raise FormErrors(amount_errors)
+    if not lines:
+        raise FormErrors({"fund_code_1": "Choose a fund, and enter a reference and an amount"})
+    return numbers, lines
+
+
+def _numbered(by_field: dict[str, str], numbers: list[int]) -> dict[str, str]:
+    """Schema errors named `lines.<index>.<field>` become the form's `<field>_<line>`."""
+    found = {}
+    for name, message in by_field.items():
+        index, _, field = name.partition(".")
+        if index.isdigit() and int(index) < len(numbers):
+            found[f"{field}_{numbers[int(index)]}"] = message
+        else:
+            found[name] = message
+    return found
+
+
+def _beside_its_line(
+    error: errors.LedgerError, form: dict[str, str], numbers: list[int]
+) -> dict[str, str]:
+    """The ledger's error beside the line it is about: the line whose reference it quotes,
+    else the first line; errors about no field go in the summary."""
+    field = FIELD_OF_ERROR.get(type(error))
+    if field is None:
+        return {"summary": error.message}
+    line = next(
+        (
+            n
+            for n in numbers
+            if form.get(f"reference_{n}") and repr(form[f"reference_{n}"]) in error.message
+        ),
+        numbers[0],
+    )
+    return {f"{field}_{line}": error.message}
 
 
 @router.post("/payments/{payment_id}/refund")
@@ -343,8 +401,9 @@ def _model(schema: type[BaseModel], **fields: Any) -> Any:
     except ValidationError as invalid:
         found: dict[str, str] = {}
         for problem in invalid.errors():
-            name = str(problem["loc"][-1]) if problem["loc"] else "summary"
-            found.setdefault(FIELD_OF_SCHEMA.get(name, name), _sentence(problem["msg"]))
+            *where, last = [str(part) for part in problem["loc"]] or ["summary"]
+            name = ".".join([*where[1:], FIELD_OF_SCHEMA.get(last, last)])
+            found.setdefault(name, _sentence(problem["msg"]))
         raise FormErrors(found) from None
 
 

@@ -93,20 +93,20 @@ def test_suspense_to_allocation(browser_page, web_url, in_suspense, ledger, data
     page.goto(f"{web_url}/web/suspense")
     reload_until(page, lambda: SUSPENSE_REFERENCE in page.content())
     page.get_by_role("link", name="Allocate £80.00").click()
-    page.get_by_label("Fund", exact=True).select_option("CT")
-    page.get_by_label("Payer's reference in that fund").fill(SUSPENSE_REFERENCE)
-    page.get_by_label("Amount, in pounds").fill("80.00")
+    page.get_by_label("Fund (line 1)", exact=True).select_option("CT")
+    page.get_by_label("Payer's reference in that fund (line 1)").fill(SUSPENSE_REFERENCE)
+    page.get_by_label("Amount in pounds (line 1)").fill("80.00")
     page.get_by_role("button", name="Allocate").click()
 
     # The ledger's own rule, shown beside the field, with what was typed kept.
-    error = page.locator("#reference-error")
+    error = page.locator("#reference_1-error")
     assert "check digit" in error.inner_text()
-    assert page.get_by_label("Amount, in pounds").input_value() == "80.00"
-    assert page.get_by_label("Fund", exact=True).input_value() == "CT"
+    assert page.get_by_label("Amount in pounds (line 1)").input_value() == "80.00"
+    assert page.get_by_label("Fund (line 1)", exact=True).input_value() == "CT"
     check_page(page, "allocate-error", database_url)
     assert ledger.get_payment(in_suspense)["unallocated_pence"] == 8000
 
-    page.get_by_label("Payer's reference in that fund").fill("12345679")
+    page.get_by_label("Payer's reference in that fund (line 1)").fill("12345679")
     page.get_by_role("button", name="Allocate").click()
     page.get_by_text("The money was allocated.").wait_for()
     payment = ledger.get_payment(in_suspense)
@@ -150,7 +150,7 @@ def test_a_form_posted_without_its_csrf_token_is_refused(
     sign_in(page, web_url, "officer")
     answer = page.request.post(
         f"{web_url}/web/payments/{in_suspense}/allocate",
-        form={"fund_code": "CT", "reference": "12345679", "amount": "80.00", "reason": "x"},
+        form={"fund_code_1": "CT", "reference_1": "12345679", "amount_1": "80.00", "reason": "x"},
         max_redirects=0,
     )
     assert answer.status == 403

@@ -76,20 +76,20 @@ def test_an_allocation_shows_errors_beside_fields_keeps_what_was_typed_and_recor
     fields = {
         "csrf_token": hidden(form_page.text, "csrf_token"),
         "idempotency_key": hidden(form_page.text, "idempotency_key"),
-        "fund_code": "CT",
-        "reference": "12345679",
-        "amount": "80,5",
+        "fund_code_1": "CT",
+        "reference_1": "12345679",
+        "amount_1": "80,5",
         "reason": "phoned in",
     }
     path = f"/web/payments/{in_suspense}/allocate"
     refused = client.post(path, data=fields)
     assert refused.status_code == 422
-    assert 'id="amount-error"' in refused.text and "like 12.50" in refused.text
+    assert 'id="amount_1-error"' in refused.text and "like 12.50" in refused.text
     assert 'value="80,5"' in refused.text and 'value="phoned in"' in refused.text
-    too_much = client.post(path, data=fields | {"amount": "90.00"})
-    assert too_much.status_code == 422 and 'id="amount-error"' in too_much.text
+    too_much = client.post(path, data=fields | {"amount_1": "90.00"})
+    assert too_much.status_code == 422 and 'id="amount_1-error"' in too_much.text
 
-    good = fields | {"amount": "80.00"}
+    good = fields | {"amount_1": "80.00"}
     first = client.post(path, data=good)
     again = client.post(path, data=good)  # the same form sent twice
     assert first.status_code == again.status_code == 303
@@ -98,9 +98,41 @@ def test_an_allocation_shows_errors_beside_fields_keeps_what_was_typed_and_recor
     assert [e["action"] for e in payment["history"]].count("Allocated") == 1
 
 
+def test_an_allocation_split_across_funds_with_the_error_beside_its_line(
+    web_url, in_suspense, ledger
+) -> None:
+    client = signed_in(web_url, "officer")
+    form_page = client.get(f"/web/payments/{in_suspense}/allocate")
+    fields = {
+        "csrf_token": hidden(form_page.text, "csrf_token"),
+        "idempotency_key": hidden(form_page.text, "idempotency_key"),
+        "fund_code_1": "CT",
+        "reference_1": "12345679",
+        "amount_1": "50.00",
+        "fund_code_2": "SUN",
+        "reference_2": "INV1234561",
+        "amount_2": "30.00",
+        "reason": "split by the payer's letter",
+    }
+    path = f"/web/payments/{in_suspense}/allocate"
+    refused = client.post(path, data=fields)
+    assert refused.status_code == 422
+    assert 'id="reference_2-error"' in refused.text and "INV1234561" in refused.text
+    assert 'id="reference_1-error"' not in refused.text
+    assert 'value="INV1234561"' in refused.text and 'value="50.00"' in refused.text
+    assert client.post(path, data=fields | {"reference_2": "INV1234560"}).status_code == 303
+    allocations = ledger.get_payment(in_suspense)["allocations"]
+    assert {(a["fund_code"], a["amount_pence"]) for a in allocations} == {
+        ("CT", 5000),
+        ("SUN", 3000),
+    }
+    empty = client.post(path, data={"csrf_token": fields["csrf_token"], "reason": "x"})
+    assert empty.status_code == 422 and 'id="fund_code_1-error"' in empty.text
+
+
 def test_a_post_without_the_csrf_token_or_with_another_is_refused(web_url, in_suspense, ledger):
     client = signed_in(web_url, "officer")
-    body = {"fund_code": "CT", "reference": "12345679", "amount": "80.00", "reason": "x"}
+    body = {"fund_code_1": "CT", "reference_1": "12345679", "amount_1": "80.00", "reason": "x"}
     path = f"/web/payments/{in_suspense}/allocate"
     assert client.post(path, data=body).status_code == 403
     assert client.post(path, data=body | {"csrf_token": "forged"}).status_code == 403
@@ -135,7 +167,7 @@ def test_a_form_post_of_a_role_without_the_right_is_refused(web_url, in_suspense
     csrf = hidden(client.get("/web/suspense").text, "csrf_token")
     answer = client.post(
         f"/web/payments/{in_suspense}/allocate",
-        data={"csrf_token": csrf, "fund_code": "CT", "reference": "12345679", "amount": "80"},
+        data={"csrf_token": csrf, "fund_code_1": "CT", "reference_1": "12345679", "amount_1": "80"},
     )
     assert answer.status_code == 403
     assert ledger.get_payment(in_suspense)["unallocated_pence"] == 8000
@@ -159,3 +191,32 @@ def test_the_api_still_refuses_bodies_without_a_key(web_url) -> None:
     assert answer.headers["content-type"] == "application/problem+json"
     unsigned = httpx.post(f"{web_url}/web/payments/x/allocate", data={"amount": "1"})
     assert unsigned.status_code in (303, 422)  # to sign-in, never recorded
+
+
+def test_a_supervisor_declines_a_refund_with_a_reason(web_url, allocated, ledger) -> None:
+    officer = signed_in(web_url, "officer")
+    page = officer.get(f"/web/payments/{allocated}")
+    asked = officer.post(
+        f"/web/payments/{allocated}/refund",
+        data={
+            "csrf_token": hidden(page.text, "csrf_token"),
+            "idempotency_key": hidden(page.text, "idempotency_key"),
+            "amount": "200.00",
+            "reason": "paid twice",
+        },
+    )
+    assert asked.headers["location"].endswith("?done=refund_requested")
+    (pending,) = ledger.get_payment(allocated)["pending_refunds"]
+    supervisor = signed_in(web_url, "supervisor")
+    queue = supervisor.get("/web/refunds")
+    path = f"/web/payments/{allocated}/refunds/{pending['request_id']}/decline"
+    form = {"csrf_token": hidden(queue.text, "csrf_token"), "idempotency_key": "decline-1"}
+    no_reason = supervisor.post(path, data=form | {"reason": ""})
+    assert no_reason.status_code == 422 and "There is a problem" in no_reason.text
+    assert ledger.get_payment(allocated)["pending_refunds"] != []
+    declined = supervisor.post(
+        path, data=form | {"idempotency_key": "decline-2", "reason": "not owed"}
+    )
+    assert declined.headers["location"] == "/web/refunds?done=decline"
+    payment = ledger.get_payment(allocated)
+    assert payment["pending_refunds"] == [] and payment["refunded_pence"] == 0
