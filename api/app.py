@@ -86,6 +86,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
         routes_commands,
         routes_govuk_pay,
         routes_imports,
+        routes_periods,
         routes_queries,
         routes_system,
     )
@@ -93,6 +94,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     routers = (
         routes_commands.router,
         routes_imports.router,
+        routes_periods.router,
         routes_queries.router,
         routes_govuk_pay.router,
         routes_system.router,

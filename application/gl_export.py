@@ -22,6 +22,7 @@ from application.periods import calendar
 from domain.errors import ConcurrentUpdate, GlExportDiffers, InvalidRequest
 from domain.gl_export import DEFAULT_CONTROL_CODES, PostingRow, journal_lines, to_csv
 from domain.gl_exports import DayExport, GeneralLedgerExports, checksum
+from domain.limits import require_query_date
 from domain.periods import uk_date
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def export_day(
 ) -> GlExport:
     """The GL file of a day that has ended: made and recorded the first time, the same bytes
     after that (checked against the recorded checksum)."""
+    require_query_date(day, "date")
     if day >= uk_date(datetime.now(UTC)):
         raise InvalidRequest(f"{day.isoformat()} has not ended; export a day from the day after it")
     for _ in range(2):

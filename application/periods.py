@@ -26,6 +26,7 @@ from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from domain.limits import require_query_date
 from domain.payment import Payment
 from domain.periods import Period, PeriodCalendar, PeriodKind, uk_date
 from domain.postings import effective_at
@@ -108,7 +109,7 @@ def close_period(
     today: date | None = None,
 ) -> dict[str, Any]:
     """Close the day, month or financial year holding `day`; returns the close."""
-    period = Period.containing(PeriodKind.parse(kind), day)
+    period = Period.containing(PeriodKind.parse(kind), require_query_date(day, "date"))
     with ledger._unit_of_work() as session:
         take_period_gate(ledger, session, exclusive=True)
         stored = _stored_calendar(ledger)

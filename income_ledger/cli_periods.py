@@ -23,6 +23,7 @@ from rich.table import Table
 from application.gl_export import export_day, gl_exports, parse_control_codes
 from application.periods import close_period, closed_periods
 from domain.errors import InvalidRequest
+from domain.limits import parse_query_date
 
 periods_app = typer.Typer(
     help="Close days, months and financial years: periods close, periods list.",
@@ -55,10 +56,7 @@ def _cli() -> ModuleType:
 
 
 def parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise InvalidRequest(f"{text!r} is not a date: write it like 2026-03-31") from None
+    return parse_query_date(text, "DATE")
 
 
 def periods_close(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from datetime import UTC, date, datetime, timedelta
 
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from application.ledger import CommandContext, RecordPayment
 from application.periods import close_period, closed_periods, late_receipt
 from domain.errors import ConcurrentUpdate, PeriodClosed, PeriodNotEnded
-from domain.periods import uk_date
+from domain.periods import UK, uk_date
 from projections.replay import replay_balances
 from tests.domain.helpers import CT_REF, CT_REF_2
 
@@ -144,3 +145,48 @@ def test_money_dated_in_a_closed_period_is_always_refused(ledger, officer, day, 
         assert closed
     else:
         assert not closed
+
+
+def test_a_year_closed_month_by_month_keeps_the_figures_as_closed(ledger, officer) -> None:
+    """A financial year of random receipts and allocations, each month closed after its
+    movements; movements tried later for a closed month are refused, and replay as at each
+    month end gives the same balances now as it did when the month closed (trial balance 0)."""
+    rng = random.Random(11)
+    months = [date(2024, 4 + n, 1) if n < 9 else date(2025, n - 8, 1) for n in range(12)]
+    closed_at = {}
+    for month in months:
+        for _ in range(rng.randint(1, 3)):
+            day = month + timedelta(days=rng.randint(0, 27))
+            paid = receipt(ledger, officer, day, rng.randint(1, 90_000), rng.choice(REFERENCES))
+            if paid.payment["unallocated_pence"] and rng.random() < 0.5:
+                ledger.allocate(
+                    paid.payment_id,
+                    [("CT", CT_REF, paid.payment["unallocated_pence"])],
+                    officer,
+                    effective=noon(day),
+                )
+        close = close_period(ledger, "month", month, SUPERVISOR, "month end")
+        closed_at[month] = datetime.fromisoformat(close["closed_at"])
+        late = month + timedelta(days=rng.randint(0, 27))
+        with pytest.raises(PeriodClosed):
+            receipt(ledger, officer, late, 100, "UNKNOWN")
+    for month in months:
+        end = uk_month_end(month)
+        now = replay_balances(ledger.read_events(), as_at=end)
+        then = replay_balances(ledger.read_events(), as_at=end, known_at=closed_at[month])
+        assert (now.funds, now.suspense_pence, now.accounts) == (
+            then.funds,
+            then.suspense_pence,
+            then.accounts,
+        )
+        assert now.trial_balance_pence == 0
+
+
+REFERENCES = [CT_REF, CT_REF_2, "UNKNOWN"]
+
+
+def uk_month_end(month: date) -> datetime:
+    following = (month + timedelta(days=32)).replace(day=1)
+    return datetime.combine(following, datetime.min.time(), tzinfo=UK).astimezone(UTC) - timedelta(
+        microseconds=1
+    )

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from application.gl_export import export_day, gl_exports
+from application.gl_export import export_day, gl_exports, parse_control_codes
 from application.ledger import CommandContext, RecordPayment
 from application.periods import close_period
 from domain.errors import InvalidRequest, LedgerError
@@ -180,3 +180,19 @@ def _movements_by_day(ledger, after_position: int) -> dict[tuple, int]:
             )
             totals[(day, role, fund, channel)] += posting.amount_pence
     return {k: v for k, v in totals.items() if v}
+
+
+def test_control_codes_are_json_of_known_roles_and_serve_refuses_others() -> None:
+    from income_ledger.server import ConfigurationError, api_config
+    from income_ledger.settings import Settings
+
+    assert parse_control_codes('{"cash": "1100", "cash:govuk_pay": " 1105 "}') == {
+        "cash": "1100",
+        "cash:govuk_pay": "1105",
+    }
+    assert parse_control_codes("") == {}
+    for bad in ('{"income": "1"}', "cash=1100", '{"vat": ""}', "[]"):
+        with pytest.raises(InvalidRequest, match="LEDGER_GL_CONTROL_CODES"):
+            parse_control_codes(bad)
+    with pytest.raises(ConfigurationError, match="LEDGER_GL_CONTROL_CODES"):
+        api_config(Settings(gl_control_codes='{"cash:x": 5}'))
