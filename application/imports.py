@@ -22,8 +22,9 @@ from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import late_receipt
+from application.reconciliation import match_lines
 from domain.cards import contains_card_number, mask_card_numbers
-from domain.errors import ConcurrentUpdate, ImportBatchNotFound, LedgerError
+from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
 from domain.imports import (
     ALLPAY_TYPES,
@@ -44,8 +45,14 @@ from domain.imports import (
 from domain.money import pence_to_pounds
 from domain.payment import Payment, ReversalKind
 from domain.references import normalise_reference
+from domain.statements import STATEMENT_FORMATS, statement_file
 
 MAX_BATCHES_LISTED = 500
+# Lines that take back an earlier receipt, and how that receipt is reversed.
+RETURN_KINDS = {
+    LineKind.RETURNED_CHEQUE: ReversalKind.RETURNED_CHEQUE,
+    LineKind.DIRECT_DEBIT_RETURN: ReversalKind.DIRECT_DEBIT_RETURN,
+}
 CASH_ADJUSTMENT = Match(
     None,
     SuspenseReason.CASH_ADJUSTMENT,
@@ -69,8 +76,17 @@ class ImportOutcome:
 
 
 def detect_format(text: str) -> ImportFormat:
-    """A CSV file starts with its header row (`channel,...`); anything else is Allpay's."""
-    first = text.lstrip().split("\n", 1)[0].strip().lower()
+    """From how the file starts: XML is camt.053, a `01,` record BAI2, a `:20:` field (after
+    any bank header lines) MT940, a `channel,...` header row CSV; anything else is Allpay's.
+    A file detected wrongly is refused by that format's checks, never half-read."""
+    start = text.lstrip()
+    first = start.split("\n", 1)[0].strip().lower()
+    if start.startswith("<"):
+        return ImportFormat.CAMT053
+    if first.startswith("01,"):
+        return ImportFormat.BAI2
+    if any(row.startswith(":20:") for row in start.splitlines()[:20]):
+        return ImportFormat.MT940
     return ImportFormat.CSV if first.startswith("channel,") else ImportFormat.ALLPAY
 
 
@@ -92,18 +108,44 @@ def import_file(
         return ImportOutcome(known.id, False, None, batch_view(known))
     text = decode(content)
     fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
-    parsed = parse_file(text, fmt, expect_total_pence=expect_total_pence, expect_count=expect_count)
+    parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
     if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
         raise refuse(list(parsed.problems))
-    receipts = [line for line in parsed.lines if line.kind is not LineKind.RETURNED_CHEQUE]
+    # A statement line paying in receipts recorded by other channels is linked, not recorded.
+    links = match_lines(ledger, fmt, parsed.lines) if not parsed.problems else {}
+    receipts = [
+        line
+        for line in parsed.lines
+        if line.kind not in RETURN_KINDS and line.line_number not in links
+    ]
     # A line dated in a closed period is recorded now, its own date kept (never refused).
     commands = [late_receipt(ledger, _command(line, sha256)) for line in receipts]
     problems = _rule_problems(ledger, receipts, commands, ctx)
-    returned = _returned_cheques(ledger, parsed, problems)
+    returned = _returns(ledger, parsed, problems)
     problems.extend(parsed.problems)
     if problems:
         raise refuse(sorted(problems, key=lambda p: p.line_number))
-    return _record(ledger, parsed, file_name, sha256, receipts, commands, returned, ctx)
+    linked = [(line, links[line.line_number]) for line in parsed.lines if line.line_number in links]
+    return _record(ledger, parsed, file_name, sha256, receipts, commands, returned, linked, ctx)
+
+
+def _parse(
+    content: bytes,
+    text: str,
+    fmt: ImportFormat,
+    expect_total_pence: int | None,
+    expect_count: int | None,
+) -> ParsedFile:
+    if fmt not in STATEMENT_FORMATS:
+        return parse_file(
+            text, fmt, expect_total_pence=expect_total_pence, expect_count=expect_count
+        )
+    if expect_total_pence is not None or expect_count is not None:
+        raise InvalidRequest(
+            "a bank statement carries its own balances as control totals: leave out the "
+            "expected total and count"
+        )
+    return statement_file(content, fmt)
 
 
 def _command(line: ImportLine, sha256: str) -> RecordPayment:
@@ -115,7 +157,7 @@ def _command(line: ImportLine, sha256: str) -> RecordPayment:
         # sender cannot change what the payer typed), the number is masked and the receipt
         # waits in suspense for an officer to find the account.
         reference, hold = mask_card_numbers(reference), CARD_NUMBER_REFERENCE
-    details = None
+    details = line.details
     if line.payment_type is not None:
         details = {
             "payment_type": line.payment_type,
@@ -154,14 +196,14 @@ def _rule_problems(
     return problems
 
 
-def _returned_cheques(
+def _returns(
     ledger: IncomeLedger, parsed: ParsedFile, problems: list[LineProblem]
 ) -> list[tuple[ImportLine, Payment]]:
-    """Each returned cheque with the earlier imported receipt it takes back.
+    """Each returned cheque or direct debit with the earlier imported receipt it takes back.
 
     The receipt is the newest one imported with the same reference and amount whose money
     is all still there; a line that matches none refuses the file."""
-    lines = [line for line in parsed.lines if line.kind is LineKind.RETURNED_CHEQUE]
+    lines = [line for line in parsed.lines if line.kind in RETURN_KINDS]
     if not lines:
         return []
     candidates = _imported_receipts(ledger)
@@ -170,20 +212,25 @@ def _returned_cheques(
     for line in lines:
         payment = _original(ledger, line, candidates, taken)
         if payment is None:
-            problems.append(
-                LineProblem(
-                    line.line_number,
-                    f"returned cheque for reference {line.reference} of "
-                    f"{pence_to_pounds(line.amount_pence)} matches no earlier imported "
-                    "receipt that still holds that money: reverse the original payment by "
-                    "hand (payments reverse --kind returned_cheque) and import the file "
-                    "without this line",
-                )
-            )
+            problems.append(LineProblem(line.line_number, _unmatched_return(line)))
         else:
             taken.add(str(payment.id))
             matched.append((line, payment))
     return matched
+
+
+def _unmatched_return(line: ImportLine) -> str:
+    what = RETURN_KINDS[line.kind].value
+    found = (
+        f"{what.replace('_', ' ')} for reference {line.reference} of "
+        f"{pence_to_pounds(line.amount_pence)} matches no earlier imported receipt that "
+        f"still holds that money: reverse the original payment by hand (payments reverse "
+        f"--kind {what})"
+    )
+    if line.kind is LineKind.RETURNED_CHEQUE:
+        return f"{found} and import the file without this line"
+    # A bank statement cannot be edited without breaking its balances.
+    return f"{found}, then ask the bank how the collection was first paid in"
 
 
 def _original(
@@ -226,13 +273,15 @@ def _record(
     receipts: list[ImportLine],
     commands: list[RecordPayment],
     returned: list[tuple[ImportLine, Payment]],
+    linked: list[tuple[ImportLine, dict[str, Any]]],
     ctx: CommandContext,
 ) -> ImportOutcome:
     for line, payment in returned:
+        kind = RETURN_KINDS[line.kind]
         payment.reverse(
-            kind=ReversalKind.RETURNED_CHEQUE,
+            kind=kind,
             actor=ctx.actor,
-            reason=f"returned cheque: {file_name} line {line.line_number}",
+            reason=f"{kind.value.replace('_', ' ')}: {file_name} line {line.line_number}",
         )
     saved: list[UUID] = []
     try:
@@ -243,6 +292,7 @@ def _record(
                 _line_entry(line, outcome.payment, "recorded" if outcome.recorded else "known")
                 for line, outcome in zip(receipts, outcomes, strict=True)
             ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
+            lines += [_linked_entry(line, link) for line, link in linked]
             lines.sort(key=lambda entry: entry["line"])
             batch = ImportBatch.record(
                 parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
@@ -271,7 +321,23 @@ def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> dict
         "reference": payment["reference"],
         "amount_pence": line.amount_pence,
         "status": payment["status"],
-    }
+    } | ({"booking_date": line.details["booking_date"]} if line.details else {})
+
+
+def _linked_entry(line: ImportLine, link: dict[str, Any]) -> dict[str, Any]:
+    """A statement line that paid in receipts already recorded: the reconciliation link."""
+    return {
+        "line": line.line_number,
+        "kind": line.kind.value,
+        "outcome": "reconciled",
+        "payment_id": None,
+        "channel": line.channel.value,
+        "payment_type": None,
+        "reference": line.reference,
+        "amount_pence": line.amount_pence,
+        "status": None,
+        "booking_date": (line.details or {}).get("booking_date"),
+    } | link
 
 
 def _forget(ledger: IncomeLedger, ids: list[UUID]) -> None:

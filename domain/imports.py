@@ -45,6 +45,10 @@ MAX_PROBLEMS_IN_MESSAGE = 20
 class ImportFormat(StrEnum):
     ALLPAY = "allpay"
     CSV = "csv"
+    # Bank statements (domain.statements): their balances are their control totals.
+    CAMT053 = "camt053"
+    BAI2 = "bai2"
+    MT940 = "mt940"
 
     @classmethod
     def parse(cls, value: str) -> ImportFormat:
@@ -61,6 +65,8 @@ class LineKind(StrEnum):
     CASH_ADJUSTMENT = "cash_adjustment"
     # Allpay `Q`: a cheque taken earlier bounced: the earlier receipt is reversed.
     RETURNED_CHEQUE = "returned_cheque"
+    # A bank statement's returned direct debit: the earlier collection's receipt is reversed.
+    DIRECT_DEBIT_RETURN = "direct_debit_return"
 
 
 # Allpay payment types and the channel their money came through.
@@ -98,6 +104,9 @@ class ImportLine:
     source_code: str | None = None
     external_id: str | None = None
     fund_code: str | None = None
+    # What a bank statement said of the line (type code, bank reference, dates, narrative),
+    # kept with the receipt as its provider details.
+    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -413,6 +422,23 @@ def _parsed(
     if not lines and not problems:
         problems.append(LineProblem(0, "the file holds no money lines"))
     return ParsedFile(file_format, tuple(lines), line_count, total_pence, count, tuple(problems))
+
+
+def received_at_for(day: date, now: datetime | None = None) -> datetime:
+    """When a line dated `day` (a UK business day) counts as received."""
+    return _received_at(day, now)
+
+
+def finish_parsed(
+    file_format: ImportFormat,
+    lines: list[ImportLine],
+    line_count: int,
+    total_pence: int | None,
+    count: int | None,
+    problems: list[LineProblem],
+) -> ParsedFile:
+    """A parsed file with the limits every format shares (other formats' parsers)."""
+    return _parsed(file_format, lines, line_count, total_pence, count, problems)
 
 
 # ---- the batch ----------------------------------------------------------------------------

@@ -20,15 +20,30 @@ Why these parsers:
 
 from __future__ import annotations
 
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-from domain.errors import InvalidRequest
+from domain.errors import ImportRefused, InvalidRequest, LedgerError
+from domain.imports import (
+    ImportFormat,
+    ImportLine,
+    LineKind,
+    LineProblem,
+    ParsedFile,
+    decode,
+    finish_parsed,
+    received_at_for,
+    refuse,
+)
+from domain.limits import MAX_REFERENCE_LENGTH
+from domain.money import pence_to_pounds
+from domain.payment import Channel
 
 # ISO 4217 currencies without minor units that a UK council's bank could plausibly send;
 # every other currency has two decimals.
@@ -423,3 +438,158 @@ def _mt940_reference(data: dict) -> str:
 def _plain_date(value: date | None) -> date | None:
     """mt-940's dates are a subclass that does not survive JSON: keep the plain date."""
     return date(value.year, value.month, value.day) if value is not None else None
+
+
+# ---- statements as an import ------------------------------------------------------------------
+
+LEDGER_CURRENCY = "GBP"
+STATEMENT_FORMATS = frozenset({ImportFormat.CAMT053, ImportFormat.BAI2, ImportFormat.MT940})
+
+
+def read_statements(content: bytes, file_format: ImportFormat) -> list[Statement]:
+    """The file's statements; a file that cannot be read at all refuses the import."""
+    try:
+        if file_format is ImportFormat.CAMT053:
+            return parse_camt053(content)
+        text = decode(content)
+        if file_format is ImportFormat.BAI2:
+            return parse_bai2(text)
+        return parse_mt940(text)
+    except InvalidRequest as error:
+        if isinstance(error, ImportRefused):
+            raise
+        raise refuse([LineProblem(0, error.message)]) from None
+
+
+def statement_file(
+    content: bytes, file_format: ImportFormat, *, now: datetime | None = None
+) -> ParsedFile:
+    """A statement file as an import: its GBP credit lines (receipts) and returned direct
+    debits (reversals), refused whole when a statement is not in pounds or does not
+    reconcile (its balances are its control totals, like an Allpay trailer)."""
+    statements = read_statements(content, file_format)
+    problems: list[LineProblem] = []
+    lines: list[ImportLine] = []
+    seen: dict[str, int] = {}
+    for statement in statements:
+        problems.extend(_statement_problems(statement))
+        for line in statement.lines:
+            kind = _line_kind(line)
+            if kind is None:
+                continue
+            try:
+                lines.append(_import_line(statement, line, kind, seen, now))
+            except LedgerError as error:
+                problems.append(LineProblem(line.line_number, error.message))
+    credits = [line for line in lines if line.kind is LineKind.RECEIPT]
+    line_count = sum(len(statement.lines) for statement in statements)
+    return finish_parsed(
+        file_format,
+        lines,
+        line_count,
+        sum(line.amount_pence for line in credits),
+        len(credits),
+        problems,
+    )
+
+
+def _statement_problems(statement: Statement) -> list[LineProblem]:
+    name = f"statement {statement.statement_id or '(no id)'} of account {statement.account}"
+    problems = []
+    currency = statement.currency or "no currency"
+    if currency != LEDGER_CURRENCY:
+        problems.append(
+            LineProblem(
+                0,
+                f"{name} is in {currency}; the ledger keeps pounds (GBP) only: import the "
+                "GBP account's statement",
+            )
+        )
+    if statement.reconciles is False:
+        problems.append(
+            LineProblem(
+                0,
+                f"{name} does not reconcile: opening {_money(statement.opening_minor)} + "
+                f"credits {_money(statement.credits_minor)} - debits "
+                f"{_money(statement.debits_minor)} is not the closing "
+                f"{_money(statement.closing_minor)}; a line may be missing or repeated. Ask "
+                "the bank for the complete statement",
+            )
+        )
+    return problems
+
+
+def _money(minor: int | None) -> str:
+    return pence_to_pounds(minor) if minor is not None else "none"
+
+
+def _line_kind(line: StatementLine) -> LineKind | None:
+    """What the ledger does with a line: a credit is a receipt; a debit reversing an
+    earlier direct-debit collection is a return; every other line (money paid out, a
+    reversal of a payment out, a zero line) is not income and is left alone."""
+    if line.amount_minor == 0:
+        return None
+    if line.direction is Direction.CREDIT:
+        return None if line.reversal else LineKind.RECEIPT
+    if line.reversal and (line.direct_debit or line.return_reason):
+        return LineKind.DIRECT_DEBIT_RETURN
+    return None
+
+
+def _import_line(
+    statement: Statement,
+    line: StatementLine,
+    kind: LineKind,
+    seen: dict[str, int],
+    now: datetime | None,
+) -> ImportLine:
+    day = line.booking_date or line.value_date
+    if day is None:
+        raise InvalidRequest("the line has no booking or value date")
+    channel = Channel.DIRECT_DEBIT if line.direct_debit else Channel.BANK_TRANSFER
+    return ImportLine(
+        line_number=line.line_number,
+        kind=kind,
+        channel=channel,
+        amount_pence=line.amount_minor,
+        reference=payer_reference(line),
+        received_at=received_at_for(day, now),
+        external_id=statement_line_id(statement, line, seen) if kind is LineKind.RECEIPT else None,
+        details={
+            "bank_type_code": line.type_code,
+            "bank_reference": line.bank_reference,
+            "booking_date": day.isoformat(),
+            "value_date": line.value_date.isoformat() if line.value_date else None,
+            "narrative": line.narrative,
+            "return_reason": line.return_reason,
+            "breakdown": [
+                {"amount_pence": d.amount_minor, "reference": d.reference} for d in line.details
+            ],
+            "statement_line": line.line_number,
+        },
+    )
+
+
+def payer_reference(line: StatementLine) -> str:
+    """The reference the payer gave: a single item's remittance text or end-to-end id, else
+    the line's narrative, else the bank's reference."""
+    if len(line.details) == 1:
+        detail = line.details[0]
+        if detail.narrative or detail.reference:
+            return (detail.narrative or detail.reference)[:MAX_REFERENCE_LENGTH]
+    return (line.narrative or line.bank_reference)[:MAX_REFERENCE_LENGTH]
+
+
+def statement_line_id(statement: Statement, line: StatementLine, seen: dict[str, int]) -> str:
+    """A receipt id from what identifies the money at the bank (account, booking date, bank
+    reference, amount), not from the file: the same line in a later, overlapping statement
+    is the same receipt and records nothing. Identical lines of one file are told apart by
+    their order."""
+    day = line.booking_date or line.value_date
+    key = f"{statement.account}|{day}|{line.bank_reference}|{line.amount_minor}|{line.direction}"
+    seen[key] = seen.get(key, 0) + 1
+    digest = hashlib.sha256(f"{key}|{seen[key]}".encode()).hexdigest()[:32]
+    return f"{STATEMENT_ID_PREFIX}{digest}"
+
+
+STATEMENT_ID_PREFIX = "stmt:"

@@ -1,0 +1,280 @@
+"""Bank reconciliation, a first cut: statement credit lines against receipts already recorded.
+
+Money that reached the ledger by another channel (a GOV.UK Pay payment, an Allpay file, a
+cheque recorded at the counter) arrives at the bank later as a statement credit line. Such a
+line must not become a second receipt: it is linked to what it pays in (recorded on the
+statement's import batch, outcome `reconciled`) instead.
+
+Matching rules, tried in this order for each credit line, on receipts not yet linked, not
+reversed and not themselves recorded from a statement, received on a UK day from
+MATCH_WINDOW_DAYS before the line's booking date up to that date:
+1. one receipt of exactly the line's amount (the nearest day wins, then the older receipt);
+2. one earlier imported file (Allpay, CSV), not reversed, whose new receipts add up to
+   exactly the amount (the file's receipts all fall in the window);
+3. all the receipts of one channel on one UK day adding up to exactly the amount (a card
+   provider's or GOV.UK Pay's daily payout when its fees are invoiced separately).
+What it does not match: a payout net of fees, a line paying in part of a day or several days,
+an amount that only several files together make, a reference (it matches amounts and dates
+only: two receipts of the same amount in the window are told apart by date alone).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from eventsourcing.utils import get_topic
+
+from application.ledger import IncomeLedger
+from domain.imports import ImportBatch, ImportFormat, ImportLine, LineKind
+from domain.limits import UK, uk_today
+from domain.payment import Payment
+from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX
+
+MATCH_WINDOW_DAYS = 5
+AGE_BANDS = ((3, "0-3 days"), (7, "4-7 days"), (30, "8-30 days"))
+OLDEST_BAND = "over 30 days"
+PAGE_SIZE = 1000
+
+
+@dataclass
+class Receipt:
+    payment_id: str
+    channel: str
+    amount_pence: int
+    received_on: date
+    reference: str
+
+
+@dataclass
+class Books:
+    """What a statement line can be matched with, read from the event store."""
+
+    receipts: dict[str, Receipt] = field(default_factory=dict)
+    # payment ids per earlier non-statement import, and whether it was reversed
+    batches: dict[str, list[str]] = field(default_factory=dict)
+    linked: set[str] = field(default_factory=set)
+    linked_batches: set[str] = field(default_factory=set)
+    # credit lines of statements recorded as new receipts: the unmatched statement lines
+    unmatched_lines: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_books(ledger: IncomeLedger) -> Books:
+    books = Books()
+    reversed_ids: set[str] = set()
+    for event in _events(ledger, Payment.Received, Payment.Reversed, ImportBatch.Imported):
+        if isinstance(event, Payment.Received):
+            _add_receipt(books, event)
+        elif isinstance(event, Payment.Reversed):
+            reversed_ids.add(str(event.originator_id))
+        else:
+            _add_batch(ledger, books, event)
+    for payment_id in reversed_ids:
+        books.receipts.pop(payment_id, None)
+    return books
+
+
+def _add_receipt(books: Books, event: Payment.Received) -> None:
+    if (event.external_id or "").startswith(STATEMENT_ID_PREFIX):
+        return
+    books.receipts[str(event.originator_id)] = Receipt(
+        str(event.originator_id),
+        event.channel,
+        event.amount_pence,
+        event.received_at.astimezone(UK).date(),
+        event.reference,
+    )
+
+
+def _add_batch(ledger: IncomeLedger, books: Books, event: ImportBatch.Imported) -> None:
+    batch_id = str(event.originator_id)
+    if ledger.repository.get(event.originator_id).reversed_by is not None:
+        return
+    if event.file_format not in {f.value for f in STATEMENT_FORMATS}:
+        books.batches[batch_id] = [
+            line["payment_id"] for line in event.lines if line["outcome"] == "recorded"
+        ]
+        return
+    for line in event.lines:
+        if line["outcome"] == "reconciled":
+            books.linked.update(line["matched_payment_ids"])
+            if line.get("matched_batch_id"):
+                books.linked_batches.add(line["matched_batch_id"])
+        elif line["outcome"] == "recorded" and line["kind"] == LineKind.RECEIPT.value:
+            books.unmatched_lines.append(line | {"batch_id": batch_id})
+
+
+def _events(ledger: IncomeLedger, *classes: type) -> Iterator[Any]:
+    topics = [get_topic(cls) for cls in classes]
+    after = 0
+    while True:
+        page = ledger.recorder.select_notifications(
+            start=after, limit=PAGE_SIZE, topics=topics, inclusive_of_start=False
+        )
+        for notification in page:
+            yield ledger.mapper.to_domain_event(notification)
+        if len(page) < PAGE_SIZE:
+            return
+        after = page[-1].id
+
+
+# ---- matching a statement's lines ------------------------------------------------------------
+
+
+def match_lines(
+    ledger: IncomeLedger, file_format: ImportFormat, lines: Iterable[ImportLine]
+) -> dict[int, dict[str, Any]]:
+    """The link for each statement credit line that pays in receipts already recorded, by
+    line number; a line not in the result is a new receipt."""
+    if file_format not in STATEMENT_FORMATS:
+        return {}
+    books = read_books(ledger)
+    links = {}
+    for line in lines:
+        if line.kind is not LineKind.RECEIPT:
+            continue
+        link = _match(books, line)
+        if link is not None:
+            books.linked.update(link["matched_payment_ids"])
+            if link.get("matched_batch_id"):
+                books.linked_batches.add(link["matched_batch_id"])
+            links[line.line_number] = link
+    return links
+
+
+def _match(books: Books, line: ImportLine) -> dict[str, Any] | None:
+    booked = date.fromisoformat(line.details["booking_date"]) if line.details else None
+    if booked is None:
+        return None
+    window = [
+        r
+        for r in books.receipts.values()
+        if r.payment_id not in books.linked
+        and booked - timedelta(days=MATCH_WINDOW_DAYS) <= r.received_on <= booked
+    ]
+    return (
+        _one_receipt(window, line.amount_pence, booked)
+        or _one_batch(books, window, line.amount_pence)
+        or _channel_day(window, line.amount_pence)
+    )
+
+
+def _one_receipt(window: list[Receipt], amount_pence: int, booked: date) -> dict | None:
+    same = [r for r in window if r.amount_pence == amount_pence]
+    if not same:
+        return None
+    best = min(same, key=lambda r: ((booked - r.received_on).days, r.received_on, r.payment_id))
+    return _link("one_receipt", [best], f"{best.channel} receipt of {best.received_on}")
+
+
+def _one_batch(books: Books, window: list[Receipt], amount_pence: int) -> dict | None:
+    in_window = {r.payment_id for r in window}
+    for batch_id, payment_ids in books.batches.items():
+        if batch_id in books.linked_batches or not payment_ids:
+            continue
+        if not set(payment_ids) <= in_window:
+            continue
+        receipts = [books.receipts[pid] for pid in payment_ids]
+        if sum(r.amount_pence for r in receipts) == amount_pence:
+            link = _link("import_total", receipts, f"the total of import {batch_id}")
+            return link | {"matched_batch_id": batch_id}
+    return None
+
+
+def _channel_day(window: list[Receipt], amount_pence: int) -> dict | None:
+    days: dict[tuple[str, date], list[Receipt]] = defaultdict(list)
+    for receipt in window:
+        days[(receipt.channel, receipt.received_on)].append(receipt)
+    for (channel, day), receipts in sorted(days.items(), key=lambda item: item[0][1]):
+        if len(receipts) > 1 and sum(r.amount_pence for r in receipts) == amount_pence:
+            return _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
+    return None
+
+
+def _link(rule: str, receipts: list[Receipt], what: str) -> dict[str, Any]:
+    return {
+        "rule": rule,
+        "matched_payment_ids": sorted(r.payment_id for r in receipts),
+        "matched": what,
+    }
+
+
+# ---- the exceptions report -------------------------------------------------------------------
+
+
+def age_band(days: int) -> str:
+    for limit, name in AGE_BANDS:
+        if days <= limit:
+            return name
+    return OLDEST_BAND
+
+
+def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any]:
+    """Statement credit lines no other record paid in (recorded as new receipts), and
+    receipts of other channels no statement line has paid in yet, oldest first, by age."""
+    today = today or uk_today()
+    books = read_books(ledger)
+    lines = [_line_row(line, today) for line in books.unmatched_lines]
+    receipts = [
+        _receipt_row(r, today) for r in books.receipts.values() if r.payment_id not in books.linked
+    ]
+    lines.sort(key=lambda row: (-row["age_days"], row["payment_id"]))
+    receipts.sort(key=lambda row: (-row["age_days"], row["payment_id"]))
+    return {
+        "as_of": today.isoformat(),
+        "unmatched_statement_lines": lines,
+        "unmatched_receipts": receipts,
+        "summary": _summary(lines, receipts),
+    }
+
+
+def _line_row(line: dict[str, Any], today: date) -> dict[str, Any]:
+    booked = date.fromisoformat(line["booking_date"])
+    age = (today - booked).days
+    return {
+        "kind": "statement_line",
+        "batch_id": line["batch_id"],
+        "line": line["line"],
+        "payment_id": line["payment_id"],
+        "channel": line["channel"],
+        "amount_pence": line["amount_pence"],
+        "reference": line["reference"],
+        "date": booked.isoformat(),
+        "age_days": age,
+        "age_band": age_band(age),
+    }
+
+
+def _receipt_row(receipt: Receipt, today: date) -> dict[str, Any]:
+    age = (today - receipt.received_on).days
+    return {
+        "kind": "receipt",
+        "batch_id": None,
+        "line": None,
+        "payment_id": receipt.payment_id,
+        "channel": receipt.channel,
+        "amount_pence": receipt.amount_pence,
+        "reference": receipt.reference,
+        "date": receipt.received_on.isoformat(),
+        "age_days": age,
+        "age_band": age_band(age),
+    }
+
+
+def _summary(*groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for rows in groups:
+        for row in rows:
+            entry = totals[(row["kind"], row["age_band"])]
+            entry[0] += 1
+            entry[1] += row["amount_pence"]
+    order = [name for _, name in AGE_BANDS] + [OLDEST_BAND]
+    return [
+        {"kind": kind, "age_band": band, "count": count, "amount_pence": pence}
+        for (kind, band), (count, pence) in sorted(
+            totals.items(), key=lambda item: (item[0][0], order.index(item[0][1]))
+        )
+    ]

@@ -1,0 +1,285 @@
+"""Bank statements as imports, and bank reconciliation, on SQLite and PostgreSQL.
+
+The real samples are read from ../shared/realdata/statements (never copied here); the GBP
+camt.053 and MT940 files are written by these tests (no public GBP fixture exists).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from application.imports import detect_format, get_import, import_file
+from application.ledger import CommandContext, RecordPayment
+from application.reconciliation import age_band, exceptions
+from domain.imports import ImportFormat
+from domain.limits import uk_day_start, uk_today
+from tests.application.test_imports import STATEMENTS, allpay_file, allpay_line, refusal
+from tests.domain.helpers import CT_REF
+
+needs_samples = pytest.mark.skipif(
+    not (STATEMENTS / "bai2").is_dir(),
+    reason=f"real statement samples not found at {STATEMENTS}: set LEDGER_TEST_STATEMENT_SAMPLES",
+)
+TODAY = uk_today()
+YESTERDAY = TODAY - timedelta(days=1)
+
+
+def entry(
+    amount: str,
+    *,
+    day: date = TODAY,
+    ref: str = "",
+    text: str = CT_REF,
+    debit: bool = False,
+    family: str = "RCDT",
+    reversal: bool = False,
+    reason: str = "",
+) -> dict:
+    return locals()
+
+
+def camt(*entries: dict, opening: str = "1000.00", closing: str | None = None, ccy="GBP") -> bytes:
+    """A camt.053.001.08 statement of the entries, its balances adding up unless given."""
+    pence = sum((-1 if e["debit"] else 1) * int(e["amount"].replace(".", "")) for e in entries)
+    if closing is None:
+        total = int(opening.replace(".", "")) + pence
+        closing = f"{total // 100}.{total % 100:02d}"
+    body = "".join(_camt_entry(e, ccy) for e in entries)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
+<GrpHdr><MsgId>M1</MsgId></GrpHdr><Stmt><Id>S1</Id>
+<Acct><Id><IBAN>GB33BUKB20201555555555</IBAN></Id><Ccy>{ccy}</Ccy></Acct>
+{_balance("OPBD", opening, ccy)}{_balance("CLBD", closing, ccy)}{body}</Stmt>
+</BkToCstmrStmt></Document>""".encode()
+
+
+def _balance(code: str, amount: str, ccy: str) -> str:
+    return (
+        f"<Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp><Amt Ccy='{ccy}'>{amount}</Amt>"
+        f"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>{TODAY}</Dt></Dt></Bal>"
+    )
+
+
+def _camt_entry(e: dict, ccy: str) -> str:
+    reason = f"<RtrInf><Rsn><Cd>{e['reason']}</Cd></Rsn></RtrInf>" if e["reason"] else ""
+    return (
+        f"<Ntry><Amt Ccy='{ccy}'>{e['amount']}</Amt>"
+        f"<CdtDbtInd>{'DBIT' if e['debit'] else 'CRDT'}</CdtDbtInd>"
+        f"<RvslInd>{'true' if e['reversal'] else 'false'}</RvslInd><Sts><Cd>BOOK</Cd></Sts>"
+        f"<BookgDt><Dt>{e['day']}</Dt></BookgDt><ValDt><Dt>{e['day']}</Dt></ValDt>"
+        f"<AcctSvcrRef>{e['ref']}</AcctSvcrRef>"
+        f"<BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>{e['family']}</Cd><SubFmlyCd>OTHR</SubFmlyCd>"
+        f"</Fmly></Domn></BkTxCd><NtryDtls><TxDtls><Refs><EndToEndId>E2E-{e['ref']}</EndToEndId>"
+        f"</Refs><RmtInf><Ustrd>{e['text']}</Ustrd></RmtInf>{reason}</TxDtls></NtryDtls></Ntry>"
+    )
+
+
+def mt940(*lines: tuple[str, str, str], opening: str = "100,00") -> bytes:
+    """An MT940 statement in GBP: lines of (C or D, amount like 12,50, reference)."""
+    day = TODAY.strftime("%y%m%d")
+    rows = [":20:STMT1", ":25:20201555555555", ":28C:1/1", f":60F:C{day}GBP{opening}"]
+    pence = int(opening.replace(",", ""))
+    for mark, amount, ref in lines:
+        rows += [f":61:{day}{day[2:]}{mark}{amount}NTRFNONREF//{ref}", f":86:{CT_REF}"]
+        pence += (1 if mark == "C" else -1) * int(amount.replace(",", ""))
+    rows.append(f":62F:C{day}GBP{pence // 100},{pence % 100:02d}")
+    return ("\r\n".join(rows) + "\r\n-").encode()
+
+
+@pytest.fixture
+def importer() -> CommandContext:
+    return CommandContext("officer:importer")
+
+
+def imported_payments(ledger, outcome) -> list[dict]:
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    return [ledger.get_payment(line["payment_id"]) for line in lines if line["payment_id"]]
+
+
+def test_camt_credit_lines_become_bank_receipts_and_debits_are_left_alone(ledger, importer):
+    content = camt(
+        entry("25.00", ref="B1"),
+        entry("10.00", ref="B2", family="RDDT"),
+        entry("99.00", ref="B3", debit=True, family="ICDT"),
+    )
+    outcome = import_file(ledger, content, importer, file_name="camt.xml")
+    assert outcome.batch["file_format"] == "camt053"  # detected from the content
+    assert outcome.batch["receipts_count"] == 2 and outcome.batch["receipts_pence"] == 3_500
+    payments = imported_payments(ledger, outcome)
+    assert [p["channel"] for p in payments] == ["bank_transfer", "direct_debit"]
+    assert [p["status"] for p in payments] == ["allocated", "allocated"]
+    details = payments[0]["provider_details"]
+    assert details["bank_reference"] == "B1" and details["bank_type_code"] == "PMNT/RCDT/OTHR"
+    assert details["booking_date"] == TODAY.isoformat()
+
+
+def test_a_statement_line_seen_again_in_another_file_records_nothing(ledger, importer):
+    first = import_file(ledger, camt(entry("25.00", ref="B1")), importer, file_name="a.xml")
+    position = ledger.max_position()
+    again = import_file(ledger, camt(entry("25.00", ref="B1")), importer, file_name="a2.xml")
+    assert not again.recorded and ledger.max_position() == position
+    overlapping = camt(entry("25.00", ref="B1"), entry("7.00", ref="B9"), opening="900.00")
+    later = import_file(ledger, overlapping, importer, file_name="b.xml")
+    assert later.recorded and later.batch["receipts_count"] == 1
+    assert later.batch["receipts_pence"] == 700
+    assert get_import(ledger, later.batch_id)["lines"][0]["outcome"] == "known"
+    assert first.batch_id != later.batch_id
+
+
+def test_a_statement_that_does_not_reconcile_is_refused_with_its_balances(ledger, importer):
+    error = refusal(ledger, camt(entry("25.00", ref="B1"), closing="1000.00"), importer)
+    assert (
+        "does not reconcile: opening 1000.00 + credits 25.00 - debits 0.00 is not the "
+        "closing 1000.00" in error.message
+    )
+
+
+def test_a_statement_not_in_pounds_is_refused(ledger, importer):
+    error = refusal(ledger, camt(entry("25.00", ref="B1"), ccy="EUR"), importer)
+    assert "is in EUR; the ledger keeps pounds (GBP) only" in error.message
+
+
+def test_a_returned_direct_debit_reverses_the_collection(ledger, importer):
+    collected = camt(entry("40.00", ref="D1", family="RDDT", day=YESTERDAY))
+    first = import_file(ledger, collected, importer, file_name="mon.xml")
+    (payment,) = imported_payments(ledger, first)
+    returned = camt(
+        entry("40.00", ref="R1", family="RDDT", debit=True, reversal=True, reason="AC06"),
+        opening="1040.00",
+    )
+    outcome = import_file(ledger, returned, importer, file_name="tue.xml")
+    assert outcome.batch["returned_cheques_count"] == 1 and outcome.batch["receipts_count"] == 0
+    after = ledger.get_payment(payment["payment_id"])
+    assert after["reversed_pence"] == 4_000 and after["unallocated_pence"] == 0
+    last = ledger.payment_history(payment["payment_id"])[-1]
+    assert last["action"] == "Reversed" and last["details"]["kind"] == "direct_debit_return"
+    assert last["reason"] == "direct debit return: tue.xml line 1"
+
+
+def test_a_returned_direct_debit_with_no_collection_is_refused(ledger, importer):
+    returned = camt(entry("40.00", ref="R1", family="RDDT", debit=True, reversal=True))
+    error = refusal(ledger, returned, importer)
+    assert "direct debit return for reference" in error.message
+    assert error.problems[0].line_number == 1
+
+
+def test_mt940_and_bai2_are_imported_and_detected(ledger, importer):
+    content = mt940(("C", "12,50", "BANKREF1"), ("D", "3,00", "OUT"))
+    assert detect_format(content.decode()) is ImportFormat.MT940
+    outcome = import_file(ledger, content, importer, file_name="day.sta")
+    assert outcome.batch["file_format"] == "mt940" and outcome.batch["receipts_pence"] == 1_250
+
+
+@needs_samples
+def test_the_real_natwest_bai2_statement_imports_its_one_credit(ledger, importer):
+    content = (STATEMENTS / "bai2/nwb_example.bai2").read_bytes()
+    outcome = import_file(ledger, content, importer, file_name="nwb.bai2")
+    assert outcome.batch["file_format"] == "bai2"
+    assert outcome.batch["receipts_count"] == 1 and outcome.batch["receipts_pence"] == 89
+    (payment,) = imported_payments(ledger, outcome)
+    assert payment["channel"] == "bank_transfer" and payment["status"] == "suspense"
+    assert payment["received_at"] == "2009-12-16T00:00:00+00:00"
+
+
+@needs_samples
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("bai2/citi_example.bai2", "does not reconcile"),
+        ("bai2/svb_us_example.bai2", "is in USD"),
+        ("camt053/oca_test-camt053-txdtls.xml", "is in CHF"),
+        ("camt053/genkgo_camt053.v8.xml", "is in EUR"),
+        ("mt940/cmxl_mt940.sta", "is in DEM"),
+    ],
+)
+def test_real_statements_not_in_pounds_or_not_adding_up_are_refused(ledger, importer, name, reason):
+    error = refusal(ledger, (STATEMENTS / name).read_bytes(), importer)
+    assert reason in error.message
+
+
+@needs_samples
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("bai2/nwb_example.bai2", ImportFormat.BAI2),
+        ("camt053/genkgo_camt053.v2.minimal.xml", ImportFormat.CAMT053),
+        ("mt940/jejik_abnamro.sta", ImportFormat.MT940),
+        ("mt940/cmxl_mt940.sta", ImportFormat.MT940),
+        ("allpay/localgovims_allpay_two_records.txt", ImportFormat.ALLPAY),
+    ],
+)
+def test_the_format_is_detected_from_the_content(name, expected):
+    text = (STATEMENTS / name).read_bytes().decode("latin-1")
+    assert detect_format(text) is expected
+
+
+def govuk_pay(ledger, amount_pence: int, day: date, external_id: str) -> str:
+    outcome = ledger.record_payment(
+        RecordPayment(
+            channel="govuk_pay",
+            amount_pence=amount_pence,
+            reference=CT_REF,
+            received_at=uk_day_start(day),
+            external_id=external_id,
+            external_id_from_provider=True,
+        ),
+        CommandContext("integration:govuk_pay"),
+    )
+    return str(outcome.payment_id)
+
+
+def test_a_line_paying_in_a_card_receipt_is_linked_not_counted_twice(ledger, importer):
+    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1")
+    outcome = import_file(ledger, camt(entry("25.00", ref="B1")), importer, file_name="s.xml")
+    assert outcome.recorded and outcome.batch["receipts_count"] == 0
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert line["outcome"] == "reconciled" and line["rule"] == "one_receipt"
+    assert line["matched_payment_ids"] == [paid] and line["payment_id"] is None
+    report = exceptions(ledger)
+    assert report["unmatched_receipts"] == [] and report["unmatched_statement_lines"] == []
+
+
+def test_a_line_paying_in_an_allpay_file_or_a_days_card_takings_is_linked(ledger, importer):
+    allpay = import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")),
+        importer,
+        file_name="be.txt",
+    )
+    card_day = [govuk_pay(ledger, 500, YESTERDAY, f"pay-{n}") for n in range(3)]
+    statement = camt(entry("7.00", ref="B1"), entry("15.00", ref="B2"))
+    outcome = import_file(ledger, statement, importer, file_name="s.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [line["rule"] for line in lines] == ["import_total", "channel_day_total"]
+    assert lines[0]["matched_batch_id"] == str(allpay.batch_id)
+    assert lines[1]["matched_payment_ids"] == sorted(card_day)
+    assert outcome.batch["receipts_count"] == 0
+
+
+def test_the_exceptions_report_lists_unmatched_lines_and_receipts_by_age(ledger, importer):
+    old = govuk_pay(ledger, 1_234, TODAY - timedelta(days=40), "pay-old")
+    outcome = import_file(ledger, camt(entry("25.00", ref="B1")), importer, file_name="s.xml")
+    report = exceptions(ledger)
+    (line,) = report["unmatched_statement_lines"]
+    assert line["amount_pence"] == 2_500 and line["age_band"] == "0-3 days"
+    assert line["batch_id"] == str(outcome.batch_id) and line["line"] == 1
+    (receipt,) = report["unmatched_receipts"]
+    assert receipt["payment_id"] == old and receipt["age_band"] == "over 30 days"
+    assert {(row["kind"], row["age_band"], row["count"]) for row in report["summary"]} == {
+        ("statement_line", "0-3 days", 1),
+        ("receipt", "over 30 days", 1),
+    }
+
+
+def test_age_bands():
+    assert [age_band(d) for d in (0, 3, 4, 7, 8, 30, 31)] == [
+        "0-3 days",
+        "0-3 days",
+        "4-7 days",
+        "4-7 days",
+        "8-30 days",
+        "8-30 days",
+        "over 30 days",
+    ]
