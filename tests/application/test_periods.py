@@ -12,7 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from application.ledger import CommandContext, RecordPayment
-from application.periods import close_period, closed_periods, late_receipt
+from application.periods import close_period, closed_periods, late_receipt, require_open_periods
 from domain.errors import ConcurrentUpdate, PeriodClosed, PeriodNotEnded
 from domain.periods import UK, uk_date
 from projections.replay import replay_balances
@@ -190,3 +190,25 @@ def uk_month_end(month: date) -> datetime:
     return datetime.combine(following, datetime.min.time(), tzinfo=UK).astimezone(UTC) - timedelta(
         microseconds=1
     )
+
+
+def test_a_close_waits_for_a_movement_that_already_checked_the_calendar(ledger, officer) -> None:
+    """The race made deterministic: a receipt has checked that its day is open and not yet
+    committed; the close of that day waits for it, so the receipt is part of the closed day
+    (without the period gate, the close committed first and the receipt went in after it)."""
+    day = date(2025, 8, 11)
+    payment = ledger.prepare_payment(
+        RecordPayment("cash", 100, CT_REF, received_at=noon(day)), officer
+    )
+    closed: list[dict] = []
+    closing = threading.Thread(
+        target=lambda: closed.append(close_period(ledger, "day", day, SUPERVISOR, "race"))
+    )
+    with ledger._transaction() as session:
+        require_open_periods(ledger, session, [payment])
+        closing.start()
+        closing.join(timeout=0.5)
+        assert closing.is_alive(), "the close went ahead while a movement was checking"
+        recordings = ledger.save(payment)
+    closing.join(timeout=10)
+    assert closed[0]["position"] > recordings[-1].notification.id
