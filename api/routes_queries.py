@@ -96,6 +96,23 @@ def search_payments(
 ) -> Any:
     """Search payments (newest first) by reference, fund, channel, status and received date.
     Roles: officer, supervisor, auditor, reporting."""
+    return find_payments(
+        svc, reference, fund_code, channel, status, received_from, received_to, limit, offset
+    )
+
+
+def find_payments(
+    svc: Services,
+    reference: str | None,
+    fund_code: str | None,
+    channel: Channel | None,
+    status: PaymentStatus | None,
+    received_from: date | None,
+    received_to: date | None,
+    limit: int,
+    offset: int,
+) -> dict[str, Any]:
+    """One page of the payments found (the API's search and the web pages')."""
     with svc.read_engine.connect() as connection:
         items, total = queries.search_payments(
             connection,

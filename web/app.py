@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
@@ -33,6 +34,7 @@ templates.filters["pounds"] = lambda pence: f"£{pence_to_pounds(int(pence))}"
 templates.filters["uk_time"] = lambda iso: (
     datetime.fromisoformat(iso).astimezone(UK).strftime("%-d %b %Y %H:%M")
 )
+templates.filters["replace_page"] = lambda params, page: urlencode({**params, "page": page})
 # Which links and forms a page shows: `can(staff)` in a template.
 templates.globals.update(readers=READERS, staff=STAFF, supervisors=SUPERVISORS)
 

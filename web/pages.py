@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
@@ -17,14 +18,15 @@ from starlette.concurrency import run_in_threadpool
 
 from api.app import USER_SCOPE_KEY
 from api.auth import READERS, STAFF, SUPERVISORS, ApiUser, Role
-from api.routes_queries import daily_takings_report
+from api.routes_queries import daily_takings_report, find_payments
 from api.schemas import AllocateIn, DeclineIn, RefundIn
 from api.services import Services
 from application.idempotency import IdempotentRequest, StoredResponse, request_hash
 from application.ledger import CommandContext, Outcome
 from domain import errors
-from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH, uk_today
+from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH, MAX_REFERENCE_LENGTH, uk_today
 from domain.money import pounds_to_pence
+from domain.payment import Channel, PaymentStatus
 from projections import queries
 from projections.business_figures import suspense_by_age
 from web.app import Refused, redirect, render, session, set_session, signed_in_user
@@ -32,6 +34,7 @@ from web.sessions import Session
 
 router = APIRouter()
 SUSPENSE_PAGE_SIZE = 100
+SEARCH_PAGE_SIZE = 50
 # Lines of the allocate form: one receipt split across up to this many accounts at once.
 ALLOCATION_LINES = 3
 # Errors the ledger raises, and the form field each is about (others go in the summary).
@@ -158,6 +161,71 @@ def suspense(request: Request, page: int = 1) -> Response:
         page_size=SUSPENSE_PAGE_SIZE,
         staff=STAFF,
     )
+
+
+@router.get("/payments")
+def payment_search(request: Request, page: int = 1) -> Response:
+    """Find payments by reference, channel, status and received dates (a GET form: the
+    address can be bookmarked, and it changes nothing)."""
+    user_allowed(request, READERS, "search payments")
+    asked = {
+        name: request.query_params.get(name, "").strip()[:MAX_REFERENCE_LENGTH]
+        for name in ("reference", "channel", "status", "from", "to")
+    }
+    problems: dict[str, str] = {}
+    channel = _choice(Channel, asked["channel"], "channel", problems)
+    status = _choice(PaymentStatus, asked["status"], "status", problems)
+    received_from = _day(asked["from"], "from", problems)
+    received_to = _day(asked["to"], "to", problems)
+    found = None
+    page = max(1, min(page, 10_000))
+    if not problems and any(asked.values()):
+        try:
+            found = find_payments(
+                services(request),
+                asked["reference"] or None,
+                None,
+                channel,
+                status,
+                received_from,
+                received_to,
+                SEARCH_PAGE_SIZE,
+                (page - 1) * SEARCH_PAGE_SIZE,
+            )
+        except errors.InvalidRequest as error:
+            problems["from"] = error.message
+    return render(
+        request,
+        "payments.html",
+        422 if problems else 200,
+        asked=asked,
+        found=found,
+        errors=problems,
+        page=page,
+        page_size=SEARCH_PAGE_SIZE,
+        channels=list(Channel),
+        statuses=list(PaymentStatus),
+    )
+
+
+def _choice(kind: Any, text: str, field: str, problems: dict[str, str]) -> Any:
+    if not text:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        problems[field] = f"Choose a {field} from the list"
+        return None
+
+
+def _day(text: str, field: str, problems: dict[str, str]) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        problems[field] = "Enter a date like 2026-03-31"
+        return None
 
 
 @router.get("/payments/{payment_id}")

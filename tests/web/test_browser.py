@@ -79,6 +79,13 @@ def test_sign_in_each_page_and_sign_out(
     reload_until(page, lambda: SUSPENSE_REFERENCE in page.content())
     check_page(page, "suspense", database_url)
 
+    page.get_by_role("link", name="Payments", exact=True).click()
+    page.get_by_label("Payer's reference").fill("12345679")
+    page.get_by_role("button", name="Search").click()
+    page.get_by_text("1 payment found").wait_for()
+    check_page(page, "payments", database_url)
+
+    page.get_by_role("link", name="Suspense", exact=True).click()
     page.get_by_role("link", name="View payment of £80.00").click()
     page.get_by_role("heading", name="£80.00 by cheque").wait_for()
     check_page(page, "payment", database_url)

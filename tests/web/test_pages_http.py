@@ -220,3 +220,23 @@ def test_a_supervisor_declines_a_refund_with_a_reason(web_url, allocated, ledger
     assert declined.headers["location"] == "/web/refunds?done=decline"
     payment = ledger.get_payment(allocated)
     assert payment["pending_refunds"] == [] and payment["refunded_pence"] == 0
+
+
+def test_payment_search_by_reference_channel_status_and_dates(
+    web_url, in_suspense, allocated
+) -> None:
+    client = signed_in(web_url, "reporting")
+    assert client.get("/web/payments").status_code == 200
+    found = wait_for_page(client, "/web/payments?status=suspense", "1 payment found")
+    assert f"/web/payments/{in_suspense}" in found.text
+    assert f"/web/payments/{allocated}" not in found.text
+    by_reference = client.get("/web/payments", params={"reference": "12345679"})
+    assert f"/web/payments/{allocated}" in by_reference.text
+    today = by_reference.text  # the search form keeps what was asked
+    assert 'value="12345679"' in today
+    nothing = client.get("/web/payments", params={"channel": "cash"})
+    assert "0 payments found" in nothing.text
+    bad = client.get("/web/payments", params={"from": "31/03/2026", "channel": "pigeon"})
+    assert bad.status_code == 422
+    assert 'id="from-error"' in bad.text and 'id="channel-error"' in bad.text
+    assert 'value="31/03/2026"' in bad.text
