@@ -88,6 +88,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
         routes_imports,
         routes_periods,
         routes_queries,
+        routes_reconciliation,
         routes_system,
     )
 
@@ -96,6 +97,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
         routes_imports.router,
         routes_periods.router,
         routes_queries.router,
+        routes_reconciliation.router,
         routes_govuk_pay.router,
         routes_system.router,
     )

@@ -54,15 +54,21 @@ class ImportLineOut(BaseModel):
     line: int
     kind: str
     outcome: str = Field(
-        description="recorded (a new receipt), known (recorded before), or reversed (an "
-        "earlier receipt a returned cheque took back)"
+        description="recorded (a new receipt), known (recorded before), reversed (an "
+        "earlier receipt a returned cheque or direct debit took back), or reconciled (a "
+        "statement line paying in receipts already recorded: no receipt of its own)"
     )
-    payment_id: str
+    payment_id: str | None
     channel: str
     payment_type: str | None
     reference: str
     amount_pence: int
-    status: str = Field(description="the payment's status when the file was imported")
+    status: str | None = Field(description="the payment's status when the file was imported")
+    booking_date: str | None = Field(None, description="statements: the line's booking date")
+    rule: str | None = Field(None, description="reconciled: the matching rule that linked it")
+    matched_payment_ids: list[str] | None = Field(None, description="reconciled: paid in")
+    matched_batch_id: str | None = Field(None, description="reconciled: the import paid in")
+    matched: str | None = Field(None, description="reconciled: what it paid in, in words")
 
 
 class ImportBatchRow(BaseModel):
@@ -148,8 +154,8 @@ async def upload_import(
 ) -> Any:
     """Import a day's file whole (201), or refuse it naming every bad line in `errors` (422,
     code `import_refused`; nothing is stored). The same file again answers 200 with the
-    first import and records nothing. Format: `allpay` or `csv` (default: csv when the file
-    starts with a `channel,...` header row); a CSV needs `expect_total_pence` and
+    first import and records nothing. Format: `allpay`, `csv`, `camt053`, `bai2` or `mt940`
+    (default: detected from the content); a CSV needs `expect_total_pence` and
     `expect_count`. The body limit is LEDGER_MAX_IMPORT_BYTES. Roles: officer, supervisor,
     integration."""
     content, sent_name = _file_from(request.headers.get("content-type"), await request.body())

@@ -20,6 +20,8 @@ only: two receipts of the same amount in the window are told apart by date alone
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from eventsourcing.utils import get_topic
 from application.ledger import IncomeLedger
 from domain.imports import ImportBatch, ImportFormat, ImportLine, LineKind
 from domain.limits import UK, uk_today
+from domain.money import pence_to_pounds
 from domain.payment import Payment
 from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX
 
@@ -278,3 +281,34 @@ def _summary(*groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
             totals.items(), key=lambda item: (item[0][0], order.index(item[0][1]))
         )
     ]
+
+
+CSV_COLUMNS = (
+    "kind",
+    "age_band",
+    "age_days",
+    "date",
+    "amount",
+    "channel",
+    "reference",
+    "payment_id",
+    "batch_id",
+    "line",
+)
+
+
+def exceptions_csv(report: dict[str, Any]) -> str:
+    """The report's rows as CSV for a spreadsheet: amounts in pounds, oldest first."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in report["unmatched_statement_lines"] + report["unmatched_receipts"]:
+        cells = row | {"amount": pence_to_pounds(row["amount_pence"])}
+        writer.writerow([_cell(cells[name]) for name in CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    """A spreadsheet must not run a reference as a formula (=, +, -, @ first)."""
+    text = "" if value is None else str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

@@ -21,6 +21,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from application.imports import ImportOutcome, import_file, list_imports, reverse_import
+from application.reconciliation import exceptions, exceptions_csv
 from domain.errors import ImportRefused, InvalidRequest
 from domain.money import pence_to_pounds, pounds_to_pence
 
@@ -43,12 +44,20 @@ import_app = typer.Typer(
 )
 
 
+reconcile_app = typer.Typer(
+    help="Bank reconciliation: reconcile exceptions (unmatched lines and receipts).",
+    no_args_is_help=True,
+)
+
+
 def register(app: typer.Typer) -> None:
     cli = _cli()
     import_app.command(DEFAULT_COMMAND)(cli.handle_errors(import_one))
     import_app.command("list")(cli.handle_errors(imports_list))
     import_app.command("reverse")(cli.handle_errors(imports_reverse))
     app.add_typer(import_app, name="import")
+    reconcile_app.command("exceptions")(cli.handle_errors(reconcile_exceptions))
+    app.add_typer(reconcile_app, name="reconcile")
 
 
 def _cli() -> ModuleType:
@@ -63,8 +72,9 @@ def import_one(
         str | None,
         typer.Option(
             "--format",
-            help="allpay or csv (default: csv when it starts with a "
-            "'channel,...' header row, else allpay).",
+            help="allpay, csv, camt053, bai2 or mt940 (default: detected from the "
+            "content: XML is camt053, a '01,' record bai2, a ':20:' field mt940, a "
+            "'channel,...' header row csv, else allpay).",
         ),
     ] = None,
     expect_total: Annotated[
@@ -189,3 +199,42 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def reconcile_exceptions(
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV for a spreadsheet.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Statement lines no other record explains, and receipts no statement line has paid
+    in yet, oldest first, by age."""
+    cli = _cli()
+    with cli.ledger() as led:
+        report = exceptions(led)
+    if as_csv:
+        typer.echo(exceptions_csv(report), nl=False)
+        return
+    if as_json:
+        cli.print_json(report)
+        return
+    table = Table("kind", "age", "date", "amount", "channel", "reference", "payment")
+    for column in table.columns:
+        column.overflow = "fold"
+    for row in report["unmatched_statement_lines"] + report["unmatched_receipts"]:
+        table.add_row(
+            row["kind"].replace("_", " "),
+            row["age_band"],
+            row["date"],
+            f"£{pence_to_pounds(row['amount_pence'])}",
+            row["channel"],
+            escape(row["reference"]),
+            row["payment_id"],
+        )
+    cli.out.print(table)
+    for entry in report["summary"]:
+        cli.out.print(
+            f"{entry['kind'].replace('_', ' ')}s {entry['age_band']}: {entry['count']}, "
+            f"£{pence_to_pounds(entry['amount_pence'])}",
+            highlight=False,
+        )
+    if not report["summary"]:
+        cli.out.print("no exceptions: every statement line and receipt is matched")

@@ -67,6 +67,7 @@ TABLE = [
         {"reason": "r"},
         SUPERVISOR,
     ),
+    ("GET", "/reconciliation/exceptions", None, READERS),
     ("POST", "/periods/closes", {"kind": "day", "date": "2025-01-02", "reason": "r"}, SUPERVISOR),
     ("GET", "/periods/closes", None, READERS),
     ("GET", "/gl/export?date=2025-01-02", None, SUPERVISOR),

@@ -1,0 +1,66 @@
+"""Bank reconciliation over HTTP: the exceptions report (issue #10).
+
+Thin: application.reconciliation reads the event store and builds the report; this module
+only renders it as JSON, or as CSV when the client asks with `Accept: text/csv`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from api.app import Reader, ServicesDep
+from application.reconciliation import exceptions, exceptions_csv
+
+router = APIRouter()
+
+
+class ExceptionRow(BaseModel):
+    kind: str = Field(description="statement_line (a new bank receipt) or receipt")
+    batch_id: str | None
+    line: int | None
+    payment_id: str
+    channel: str
+    amount_pence: int
+    reference: str
+    date: str = Field(description="booking date of the line, or the receipt's UK date")
+    age_days: int
+    age_band: str
+
+
+class ExceptionSummary(BaseModel):
+    kind: str
+    age_band: str
+    count: int
+    amount_pence: int
+
+
+class ExceptionsOut(BaseModel):
+    as_of: str
+    unmatched_statement_lines: list[ExceptionRow]
+    unmatched_receipts: list[ExceptionRow]
+    summary: list[ExceptionSummary]
+
+
+@router.get(
+    "/reconciliation/exceptions",
+    tags=["reconciliation"],
+    response_model=ExceptionsOut,
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV on request"}},
+)
+async def reconciliation_exceptions(
+    svc: ServicesDep, user: Reader, accept: Annotated[str | None, Header()] = None
+) -> Any:
+    """Statement credit lines that no receipt recorded by another channel explains (they
+    were recorded as new bank receipts), and receipts of other channels that no statement
+    line has paid in yet, oldest first with their age band (0-3, 4-7, 8-30, over 30 days).
+    The matching rules are in README, "A day's files". Roles: officer, supervisor, auditor,
+    reporting."""
+    report = await run_in_threadpool(exceptions, svc.ledger)
+    if accept and "text/csv" in accept:
+        return Response(exceptions_csv(report), media_type="text/csv; charset=utf-8")
+    return report

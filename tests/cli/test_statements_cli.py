@@ -1,0 +1,34 @@
+"""`income-ledger import` of bank statements and `reconcile exceptions`, on both backends."""
+
+from __future__ import annotations
+
+import json
+
+from tests.application.test_statement_imports import camt, entry, mt940
+from tests.cli.test_cli import cli  # noqa: F401 - the fixture
+
+
+def test_import_a_statement_detected_then_the_exceptions_report(cli, tmp_path) -> None:  # noqa: F811
+    path = tmp_path / "stmt.xml"
+    path.write_bytes(camt(entry("25.00", ref="B1")))
+    done = json.loads(cli("import", str(path), "--json").stdout)
+    assert done["batch"]["file_format"] == "camt053" and done["batch"]["receipts_pence"] == 2_500
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert [row["amount_pence"] for row in report["unmatched_statement_lines"]] == [2_500]
+    table = cli("reconcile", "exceptions")
+    assert "statement line" in table.stdout and "0-3 days: 1, £25.00" in table.stdout
+    as_csv = cli("reconcile", "exceptions", "--csv").stdout.splitlines()
+    assert as_csv[0].startswith("kind,age_band") and ",25.00,bank_transfer," in as_csv[1]
+
+
+def test_an_explicit_format_and_a_refused_statement(cli, tmp_path) -> None:  # noqa: F811
+    path = tmp_path / "day.sta"
+    path.write_bytes(mt940(("C", "12,50", "REF1")))
+    done = cli("import", str(path), "--format", "mt940")
+    assert "1 receipts, £12.50" in done.stdout
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(camt(entry("25.00", ref="B1"), closing="1.00"))
+    refused = cli("import", str(bad), code=2)
+    assert "does not reconcile" in refused.stderr
+    empty = cli("reconcile", "exceptions")
+    assert "statement line" in empty.stdout
