@@ -41,6 +41,7 @@ from api.services import Services
 from application.idempotency import IdempotentRequest, StoredResponse, request_hash
 from application.ledger import CommandContext, Outcome, RecordPayment
 from application.payer_details import PayerDetails
+from application.periods import relating_to
 from domain.funds import Fund
 from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH
 
@@ -173,18 +174,17 @@ def record_payment(
 
     def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
         payer = PayerDetails(**body.payer.model_dump()) if body.payer else None
-        outcome = svc.ledger.record_payment(
-            RecordPayment(
-                channel=body.channel.value,
-                amount_pence=body.amount_pence,
-                reference=body.reference,
-                received_at=body.received_at,
-                fund_code=body.fund_code,
-                external_id=body.external_id,
-                payer=payer,
-            ),
-            ctx,
+        record = RecordPayment(
+            channel=body.channel.value,
+            amount_pence=body.amount_pence,
+            reference=body.reference,
+            received_at=body.received_at,
+            fund_code=body.fund_code,
+            external_id=body.external_id,
+            payer=payer,
         )
+        record = relating_to(svc.ledger, record, body.relates_to_period)
+        outcome = svc.ledger.record_payment(record, ctx)
         return payment_command(201, outcome)
 
     return run_command(svc, request, user, key, body, command)

@@ -60,6 +60,13 @@ class RecordPaymentIn(Strict):
     reference: str = Field("", max_length=MAX_REFERENCE_LENGTH, description="the payer's reference")
     fund_code: FundCode | None = Field(None, description="a fund hint, e.g. CT")
     received_at: AwareDatetime | None = Field(None, description="when received; default now")
+    relates_to_period: str | None = Field(
+        None,
+        min_length=1,
+        max_length=10,
+        description="a late receipt for a closed period, recorded now: that period's label "
+        "(2026-03-31, 2026-03 or 2025-26), kept in its details",
+    )
     external_id: str | None = Field(
         None,
         min_length=1,

@@ -26,6 +26,7 @@ from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from domain.errors import InvalidRequest
 from domain.limits import require_query_date
 from domain.payment import Payment
 from domain.periods import Period, PeriodCalendar, PeriodKind, uk_date
@@ -140,6 +141,23 @@ def late_receipt(ledger: IncomeLedger, command: RecordPayment) -> RecordPayment:
     details["originally_received_at"] = command.received_at.isoformat()
     details["relates_to_period"] = close.period.label
     return replace(command, received_at=datetime.now(UTC), provider_details=details)
+
+
+def relating_to(
+    ledger: IncomeLedger, command: RecordPayment, relates_to_period: str | None
+) -> RecordPayment:
+    """A receipt recorded in the open period for a closed one (a late item): the closed
+    period's label is kept in its details, so it can be traced to the period it belongs to."""
+    if relates_to_period is None:
+        return command
+    label = relates_to_period.strip()
+    if not any(close.period.label == label for close in calendar(ledger).closes):
+        raise InvalidRequest(
+            f"relates_to_period {label!r} is not a closed period; `income-ledger periods list` "
+            "(GET /periods/closes) shows them, like 2026-03-31, 2026-03 or 2025-26"
+        )
+    details = dict(command.provider_details or {}) | {"relates_to_period": label}
+    return replace(command, provider_details=details)
 
 
 def _stored_calendar(ledger: IncomeLedger) -> PeriodCalendar:

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
 from application.payer_details import PayerDetails
+from application.periods import relating_to
 from domain.errors import InvalidRequest, LedgerError
 from domain.funds import Fund
 from domain.limits import (
@@ -462,6 +463,10 @@ def payments_record(
     ] = None,
     payer_name: Annotated[str | None, typer.Option(help="Kept apart from the money.")] = None,
     payer_email: Annotated[str | None, typer.Option()] = None,
+    relates_to_period: Annotated[
+        str | None,
+        typer.Option(help="A late receipt for a closed period (periods list), like 2026-03."),
+    ] = None,
     actor: ActorOption = None,
     idempotency_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -477,6 +482,7 @@ def payments_record(
         payer=PayerDetails(name=payer_name, email=payer_email),
     )
     with ledger() as led:
+        command = relating_to(led, command, relates_to_period)
         outcome = led.record_payment(command, context(actor, idempotency_key))
     print_outcome(outcome, as_json, "recorded")
 

@@ -32,6 +32,17 @@ def test_a_closed_day_refuses_a_back_dated_receipt_with_a_problem_naming_it(clie
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert refused.json()["code"] == "period_closed"
     assert "day 2025-10-06" in refused.json()["detail"]
+    late = {"channel": "cash", "amount_pence": 500, "reference": CT_REF}
+    recorded = client.post(
+        "/payments", headers=auth("officer"), json=late | {"relates_to_period": "2025-10-06"}
+    )
+    assert recorded.status_code == 201
+    details = recorded.json()["payment"]["provider_details"]
+    assert details == {"relates_to_period": "2025-10-06"}
+    unknown = client.post(
+        "/payments", headers=auth("officer"), json=late | {"relates_to_period": "2025-10-07"}
+    )
+    assert unknown.status_code == 422 and "not a closed period" in unknown.json()["detail"]
     listed = client.get("/periods/closes", headers=auth("reporting")).json()
     assert [c["period"] for c in listed] == ["2025-10-06"]
     bad = client.post(

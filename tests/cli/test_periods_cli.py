@@ -51,6 +51,11 @@ def test_close_a_month_then_money_dated_in_it_is_refused_and_named(cli) -> None:
         code=2,
     )
     assert "month 2025-02" in refused.stderr and "[period_closed]" in refused.stderr
+    late = json.loads(
+        cli("payments", "record", "--channel", "cash", "--amount", "5.00", "--reference",
+            CT_REF, "--relates-to-period", "2025-02", "--json").stdout
+    )
+    assert late["payment"]["provider_details"] == {"relates_to_period": "2025-02"}
     again = cli("periods", "close", "day", "2025-02-03", "--reason", "x", code=2)
     assert "already closed" in again.stderr
     listed = json.loads(cli("periods", "list", "--json").stdout)
