@@ -5,6 +5,8 @@ Pages live under /web/ (the API owns the other paths); `/` leads to the dashboar
 
 from __future__ import annotations
 
+import inspect
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import problems
 from api.auth import READERS, STAFF, SUPERVISORS, ApiUser
+from api.request_context import current_request_id
 from api.services import Services
+from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
+from domain.errors import LedgerError
 from domain.money import pence_to_pounds
 from web import sessions
 from web.sessions import COOKIE_NAME, Session, WebConfig
@@ -26,6 +33,7 @@ HERE = Path(__file__).parent
 PREFIX = "/web"
 SESSION_STATE = "web_session"
 UK = ZoneInfo("Europe/London")
+log = logging.getLogger(__name__)
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(), auto_reload=False
@@ -61,6 +69,54 @@ def install(app: FastAPI, services: Services, config: WebConfig) -> None:
     app.add_api_route("/", lambda: RedirectResponse(f"{PREFIX}/", 303), include_in_schema=False)
     app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_exception_handler(Refused, _refused)
+    for error_class in (
+        StarletteHTTPException,
+        LedgerError,
+        DatabaseUnavailable,
+        *DATABASE_UNAVAILABLE_ERRORS,
+        Exception,
+    ):
+        _as_a_page_under_web(app, error_class)
+
+
+def _as_a_page_under_web(app: FastAPI, error_class: type[Exception]) -> None:
+    """Errors on the pages' paths answer an HTML page; the API keeps its problem+json."""
+    for_the_api = app.exception_handlers.get(error_class) or app.exception_handlers[Exception]
+
+    async def handler(request: Request, error: Exception) -> Response:
+        if request.url.path.startswith(f"{PREFIX}/"):
+            return _error_page(request, error)
+        answer = for_the_api(request, error)
+        return await answer if inspect.isawaitable(answer) else answer
+
+    app.add_exception_handler(error_class, handler)
+
+
+def _error_page(request: Request, error: Exception) -> Response:
+    if isinstance(error, StarletteHTTPException) and error.status_code == 404:
+        return render(request, "not_found.html", 404, what="such page")
+    if isinstance(error, StarletteHTTPException):
+        detail = error.detail if isinstance(error.detail, str) else "the request was refused"
+        return render(request, "error.html", error.status_code, title="Refused", detail=detail)
+    if isinstance(error, LedgerError):
+        status, title = problems.status_for(error)
+        return render(request, "error.html", status, title=title, detail=error.message)
+    if isinstance(error, (DatabaseUnavailable, *DATABASE_UNAVAILABLE_ERRORS)):
+        log.warning(
+            "database failed on %s %s: %s", request.method, request.url.path, type(error).__name__
+        )
+        detail = (
+            "The ledger's database cannot be reached just now. Try again in a minute. If you "
+            "were sending a form, it may or may not have been saved: sending the same form "
+            "again is safe, it is recorded once."
+        )
+        return render(request, "error.html", 503, title="Try again shortly", detail=detail)
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    detail = (
+        "The ledger could not complete this; nothing partial was saved. Try again, and tell "
+        f"the system administrator if it happens again (quote {current_request_id() or 'the time'})."
+    )
+    return render(request, "error.html", 500, title="Something went wrong", detail=detail)
 
 
 def session(request: Request) -> Session:

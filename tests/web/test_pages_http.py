@@ -240,3 +240,42 @@ def test_payment_search_by_reference_channel_status_and_dates(
     assert bad.status_code == 422
     assert 'id="from-error"' in bad.text and 'id="channel-error"' in bad.text
     assert 'value="31/03/2026"' in bad.text
+
+
+def test_errors_under_web_are_pages_and_the_api_keeps_problem_json(web_url) -> None:
+    client = signed_in(web_url, "officer")
+    missing = client.get("/web/no-such-page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "Page not found" in missing.text
+    wrong_method = client.delete("/web/suspense")
+    assert wrong_method.status_code == 405 and "<html" in wrong_method.text
+    api = httpx.get(f"{web_url}/no-such-page")
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_database_outage_is_a_page_that_says_a_form_is_safe_to_send_again(
+    web_url, in_suspense, ledger, services
+) -> None:
+    from tests.api.test_database_outage import database_moved_to_a_closed_port
+
+    client = signed_in(web_url, "officer")
+    form_page = client.get(f"/web/payments/{in_suspense}/allocate")
+    fields = {
+        "csrf_token": hidden(form_page.text, "csrf_token"),
+        "idempotency_key": hidden(form_page.text, "idempotency_key"),
+        "fund_code_1": "CT",
+        "reference_1": "12345679",
+        "amount_1": "80.00",
+        "reason": "allocated",
+    }
+    path = f"/web/payments/{in_suspense}/allocate"
+    with database_moved_to_a_closed_port(ledger, services):
+        page = client.get("/web/")
+        sent = client.post(path, data=fields)
+    for answer in (page, sent):
+        assert answer.status_code == 503 and "Try again shortly" in answer.text
+    assert "sending the same form again is safe" in sent.text
+    assert client.post(path, data=fields).status_code == 303
+    assert ledger.get_payment(in_suspense)["unallocated_pence"] == 0
