@@ -43,22 +43,27 @@ def entry(
 def camt(*entries: dict, opening: str = "1000.00", closing: str | None = None, ccy="GBP") -> bytes:
     """A camt.053.001.08 statement of the entries, its balances adding up unless given."""
     pence = sum((-1 if e["debit"] else 1) * int(e["amount"].replace(".", "")) for e in entries)
-    if closing is None:
-        total = int(opening.replace(".", "")) + pence
-        closing = f"{total // 100}.{total % 100:02d}"
+    closing_pence = _pence(opening) + pence if closing is None else _pence(closing)
     body = "".join(_camt_entry(e, ccy) for e in entries)
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.08"><BkToCstmrStmt>
 <GrpHdr><MsgId>M1</MsgId></GrpHdr><Stmt><Id>S1</Id>
 <Acct><Id><IBAN>GB33BUKB20201555555555</IBAN></Id><Ccy>{ccy}</Ccy></Acct>
-{_balance("OPBD", opening, ccy)}{_balance("CLBD", closing, ccy)}{body}</Stmt>
+{_balance("OPBD", _pence(opening), ccy)}{_balance("CLBD", closing_pence, ccy)}{body}</Stmt>
 </BkToCstmrStmt></Document>""".encode()
 
 
-def _balance(code: str, amount: str, ccy: str) -> str:
+def _pence(pounds: str) -> int:
+    return int(pounds.replace(".", "").replace(",", ""))
+
+
+def _balance(code: str, pence: int, ccy: str) -> str:
+    """A balance as banks send it: the amount unsigned, its side in CdtDbtInd."""
+    side = "DBIT" if pence < 0 else "CRDT"
+    amount = f"{abs(pence) // 100}.{abs(pence) % 100:02d}"
     return (
         f"<Bal><Tp><CdOrPrtry><Cd>{code}</Cd></CdOrPrtry></Tp><Amt Ccy='{ccy}'>{amount}</Amt>"
-        f"<CdtDbtInd>CRDT</CdtDbtInd><Dt><Dt>{TODAY}</Dt></Dt></Bal>"
+        f"<CdtDbtInd>{side}</CdtDbtInd><Dt><Dt>{TODAY}</Dt></Dt></Bal>"
     )
 
 
@@ -80,11 +85,12 @@ def mt940(*lines: tuple[str, str, str], opening: str = "100,00") -> bytes:
     """An MT940 statement in GBP: lines of (C or D, amount like 12,50, reference)."""
     day = TODAY.strftime("%y%m%d")
     rows = [":20:STMT1", ":25:20201555555555", ":28C:1/1", f":60F:C{day}GBP{opening}"]
-    pence = int(opening.replace(",", ""))
+    pence = _pence(opening)
     for mark, amount, ref in lines:
         rows += [f":61:{day}{day[2:]}{mark}{amount}NTRFNONREF//{ref}", f":86:{CT_REF}"]
         pence += (1 if mark == "C" else -1) * int(amount.replace(",", ""))
-    rows.append(f":62F:C{day}GBP{pence // 100},{pence % 100:02d}")
+    side = "D" if pence < 0 else "C"
+    rows.append(f":62F:{side}{day}GBP{abs(pence) // 100},{abs(pence) % 100:02d}")
     return ("\r\n".join(rows) + "\r\n-").encode()
 
 

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.errors import InvalidRequest
 from domain.statements import (
@@ -167,3 +169,30 @@ def test_xml_in_another_encoding_is_refused_so_no_declaration_can_hide() -> None
         parse_camt053(hidden)
     with pytest.raises(InvalidRequest, match="declares encoding"):
         parse_camt053(b'<?xml version="1.0" encoding="cp500"?><Document/>')
+
+
+amounts = st.integers(min_value=1, max_value=10**9)
+lines_strategy = st.lists(st.tuples(st.booleans(), amounts), min_size=0, max_size=8)
+
+
+def _pounds(pence: int, separator: str = ".") -> str:
+    return f"{pence // 100}{separator}{pence % 100:02d}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=lines_strategy, opening=st.integers(min_value=0, max_value=10**9))
+def test_camt_and_mt940_totals_are_exact_in_pence_and_reconcile(lines, opening) -> None:
+    """Whatever the amounts, the parsed totals are the sums sent, to the penny, and a
+    statement whose closing balance was computed from them reconciles."""
+    from tests.application.test_statement_imports import camt, entry, mt940
+
+    credits = sum(p for debit, p in lines if not debit)
+    debits = sum(p for debit, p in lines if debit)
+    entries = [entry(_pounds(p), ref=f"R{n}", debit=debit) for n, (debit, p) in enumerate(lines)]
+    (statement,) = parse_camt053(camt(*entries, opening=_pounds(opening)))
+    assert (statement.credits_minor, statement.debits_minor) == (credits, debits)
+    assert statement.reconciles is True and statement.opening_minor == opening
+    rows = [("D" if debit else "C", _pounds(p, ","), f"R{n}") for n, (debit, p) in enumerate(lines)]
+    (swift,) = parse_mt940(mt940(*rows, opening=_pounds(opening, ",")).decode())
+    assert (swift.credits_minor, swift.debits_minor) == (credits, debits)
+    assert swift.reconciles is True
