@@ -188,8 +188,8 @@ class PeriodCalendar(Aggregate):
         raise PeriodClosed(
             f"{what} dated {day.isoformat()} falls in the {close.period.name}, closed by "
             f"{close.closed_by} on {uk_date(close.closed_at).isoformat()}: nothing can take "
-            f"effect in a closed period. Record it in the open period instead (leave out the "
-            f"effective date) with relates_to_period={close.period.label} so the late item "
+            f"effect in a closed period. Record it in the open period instead (without this date, so that "
+            f"it takes effect now) with relates_to_period={close.period.label} so the late item "
             "can be traced to the closed one"
         )
 
