@@ -93,6 +93,7 @@ def gl_export(
         day,
         CommandContext(user.actor),
         svc.config.gl_control_codes,
+        svc.config.gl_columns,
     )
     return Response(
         result.content,

@@ -33,6 +33,7 @@ class ApiConfig:
     max_import_bytes: int = MAX_IMPORT_BYTES
     ready_max_lag_seconds: float = 60.0
     gl_control_codes: dict[str, str] = field(default_factory=dict)
+    gl_columns: list[tuple[str, str]] | None = None
 
 
 class Metrics:

@@ -10,7 +10,7 @@ recorded since for days already exported.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -48,6 +48,7 @@ def export_day(
     day: date,
     ctx: CommandContext,
     control_codes: Mapping[str, str] | None = None,
+    columns: Sequence[tuple[str, str]] | None = None,
 ) -> GlExport:
     """The GL file of a day that has ended: made and recorded the first time, the same bytes
     after that (checked against the recorded checksum)."""
@@ -64,12 +65,13 @@ def export_day(
         funds = _fund_codes(ledger, rows)
         codes = dict(control_codes or {})
         lines = journal_lines(day, rows, funds, codes)
-        content = to_csv(lines)
+        content = to_csv(lines, columns)
         exports.record(
             day,
             cutoff_position=cutoff,
             fund_codes=funds,
             control_codes=codes,
+            columns=columns,
             content=content,
             lines_count=len(lines),
             actor=ctx.actor,
@@ -100,7 +102,8 @@ def _again(source: PostingSource, done: DayExport) -> bytes:
         done.cutoff_position,
         set(done.exported_before),
     )
-    content = to_csv(journal_lines(done.export_date, rows, done.fund_codes, done.control_codes))
+    lines = journal_lines(done.export_date, rows, done.fund_codes, done.control_codes)
+    content = to_csv(lines, done.columns)
     if checksum(content) != done.sha256:
         raise GlExportDiffers(
             f"the export of {done.export_date.isoformat()} made now differs from the one made by "

@@ -13,10 +13,11 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from domain.errors import InvalidRequest
 from domain.money import pence_to_pounds
 from domain.postings import SUSPENSE, VAT_OUTPUT
 
@@ -144,10 +145,34 @@ def control_code(codes: Mapping[str, str], role: str, channel: str | None) -> st
     return codes.get(f"{role}:{channel}") or codes.get(role) or DEFAULT_CONTROL_CODES[role]
 
 
-def to_csv(lines: Iterable[GlLine]) -> bytes:
+def to_csv(lines: Iterable[GlLine], columns: Sequence[tuple[str, str]] | None = None) -> bytes:
+    """The CSV: every column under its own name, or `columns` as (header, column) pairs in
+    the order a finance system wants them (see `parse_columns`)."""
+    chosen = list(columns) if columns else [(name, name) for name in COLUMNS]
+    where = [COLUMNS.index(column) for _, column in chosen]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
+    writer.writerow([header for header, _ in chosen])
     for line in lines:
-        writer.writerow(line.cells())
+        cells = line.cells()
+        writer.writerow([cells[index] for index in where])
     return buffer.getvalue().encode()
+
+
+def parse_columns(text: str) -> list[tuple[str, str]] | None:
+    """LEDGER_GL_COLUMNS: `Header=column,...` (or a bare column: its own name as header)."""
+    if not text.strip():
+        return None
+    columns = []
+    for entry in (part.strip() for part in text.split(",")):
+        header, sep, column = entry.partition("=")
+        header, column = header.strip(), (column if sep else header).strip()
+        if column not in COLUMNS or not header:
+            raise InvalidRequest(
+                f"LEDGER_GL_COLUMNS entry {entry!r} is not HEADER=COLUMN with COLUMN one of "
+                f"{', '.join(COLUMNS)}"
+            )
+        columns.append((header, column))
+    if len({header for header, _ in columns}) != len(columns):
+        raise InvalidRequest("LEDGER_GL_COLUMNS names a header twice")
+    return columns

@@ -7,7 +7,7 @@ money without importing the posting rules back.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -33,6 +33,7 @@ class DayExport:
     exported_before: tuple[date, ...]
     fund_codes: dict[str, tuple[str, str]]
     control_codes: dict[str, str]
+    columns: list[tuple[str, str]] | None
     sha256: str
     lines_count: int
     exported_by: str
@@ -69,6 +70,8 @@ class GeneralLedgerExports(Aggregate):
         sha256: str
         lines_count: int
         actor: str
+        # The finance system's own column names and order; None: the documented layout.
+        columns: list[list[str]] | None = None
 
         def apply(self, exports: GeneralLedgerExports) -> None:
             exports.days[date.fromisoformat(self.export_date)] = DayExport(
@@ -78,6 +81,7 @@ class GeneralLedgerExports(Aggregate):
                 exported_before=tuple(exports.days),
                 fund_codes={k: (v[0], v[1]) for k, v in self.fund_codes.items()},
                 control_codes=dict(self.control_codes),
+                columns=[(h, c) for h, c in self.columns] if self.columns else None,
                 sha256=self.sha256,
                 lines_count=self.lines_count,
                 exported_by=self.actor,
@@ -102,6 +106,7 @@ class GeneralLedgerExports(Aggregate):
         cutoff_position: int,
         fund_codes: Mapping[str, tuple[str, str]],
         control_codes: Mapping[str, str],
+        columns: Sequence[tuple[str, str]] | None,
         content: bytes,
         lines_count: int,
         actor: str,
@@ -120,6 +125,7 @@ class GeneralLedgerExports(Aggregate):
             previous_cutoff_position=self.last_cutoff_position,
             fund_codes={k: list(v) for k, v in sorted(fund_codes.items())},
             control_codes=dict(sorted(control_codes.items())),
+            columns=[list(pair) for pair in columns] if columns else None,
             sha256=checksum(content),
             lines_count=lines_count,
             actor=actor,

@@ -23,6 +23,7 @@ from rich.table import Table
 from application.gl_export import export_day, gl_exports, parse_control_codes
 from application.periods import close_period, closed_periods
 from domain.errors import InvalidRequest
+from domain.gl_export import parse_columns
 from domain.limits import parse_query_date
 
 periods_app = typer.Typer(
@@ -121,6 +122,7 @@ def gl_export(
     cli = _cli()
     settings = cli.Settings()
     codes = parse_control_codes(settings.gl_control_codes)
+    columns = parse_columns(settings.gl_columns)
     with cli.ledger() as led:
         projection = build_projection(settings, led)
         try:
@@ -131,6 +133,7 @@ def gl_export(
                 parse_date(day),
                 cli.context(actor),
                 codes,
+                columns,
             )
         finally:
             projection.engine.dispose()

@@ -20,6 +20,7 @@ from application.gl_export import parse_control_codes
 from application.govuk_pay import SigningSecret, parse_signing_secrets
 from application.ledger import IncomeLedger
 from domain.errors import InvalidRequest
+from domain.gl_export import parse_columns
 from income_ledger.bootstrap import build_audit_chain, build_ledger, build_projection
 from income_ledger.logging_setup import logging_config
 from income_ledger.settings import Settings
@@ -83,6 +84,13 @@ def gl_control_codes(settings: Settings) -> dict[str, str]:
         raise ConfigurationError(error.message) from None
 
 
+def gl_columns(settings: Settings) -> list[tuple[str, str]] | None:
+    try:
+        return parse_columns(settings.gl_columns)
+    except InvalidRequest as error:
+        raise ConfigurationError(error.message) from None
+
+
 def signing_secrets(settings: Settings) -> tuple[SigningSecret, ...]:
     try:
         return parse_signing_secrets(settings.govuk_pay_webhook_secrets)
@@ -99,6 +107,7 @@ def api_config(settings: Settings) -> ApiConfig:
         govuk_pay_ledger_codes=parse_ledger_codes(settings.govuk_pay_ledger_codes),
         max_import_bytes=settings.max_import_bytes,
         gl_control_codes=gl_control_codes(settings),
+        gl_columns=gl_columns(settings),
     )
 
 

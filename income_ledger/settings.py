@@ -68,6 +68,11 @@ class Settings(LogSettings):
         description="general-ledger export: codes of the control accounts as JSON, e.g. "
         '{"cash": "1100", "cash:govuk_pay": "1105", "vat": "2200"} (docs/gl-export.md)',
     )
+    gl_columns: str = Field(
+        "",
+        description="general-ledger export: the finance system's columns, HEADER=COLUMN comma "
+        "separated, e.g. Date=export_date,Account=gl_code,Debit=debit,Credit=credit",
+    )
     refund_approval_limit_pence: int = Field(
         DEFAULT_REFUND_APPROVAL_LIMIT_PENCE,
         ge=0,

@@ -18,7 +18,7 @@ from application.gl_export import export_day, gl_exports, parse_control_codes
 from application.ledger import CommandContext, RecordPayment
 from application.periods import close_period
 from domain.errors import InvalidRequest, LedgerError
-from domain.gl_export import COLUMNS, account_role
+from domain.gl_export import COLUMNS, account_role, parse_columns
 from domain.periods import uk_date
 from domain.postings import effective_at, postings_for
 from projections.gl_rows import ReadModelPostings
@@ -196,3 +196,21 @@ def test_control_codes_are_json_of_known_roles_and_serve_refuses_others() -> Non
             parse_control_codes(bad)
     with pytest.raises(ConfigurationError, match="LEDGER_GL_CONTROL_CODES"):
         api_config(Settings(gl_control_codes='{"cash:x": 5}'))
+
+
+def test_a_column_mapping_is_kept_with_the_export_so_the_old_file_stands(
+    ledger, projection
+) -> None:
+    day = date(2025, 9, 15)
+    ledger.record_payment(RecordPayment("cash", 1_000, CT_REF, received_at=noon(day)), OFFICER)
+    columns = parse_columns("Date=export_date,Account=gl_code,Centre=cost_centre,debit,credit")
+    first = export(ledger, projection, day, columns=columns)
+    assert first.content.decode().splitlines() == [
+        "Date,Account,Centre,debit,credit",
+        "2025-09-15,CASH,,10.00,",
+        "2025-09-15,R1010,C1000,,10.00",
+    ]
+    assert export(ledger, projection, day).content == first.content  # the mapping it was made with
+    for bad in ("Date=when", "=gl_code", "A=debit,A=credit"):
+        with pytest.raises(InvalidRequest, match="LEDGER_GL_COLUMNS"):
+            parse_columns(bad)
