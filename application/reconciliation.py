@@ -8,11 +8,13 @@ statement's import batch, outcome `reconciled`) instead.
 Matching rules, tried in this order for each credit line, on receipts not yet linked, not
 reversed and not themselves recorded from a statement, received on a UK day from
 MATCH_WINDOW_DAYS before the line's booking date up to that date:
-1. one receipt of exactly the line's amount (the nearest day wins, then the older receipt);
+1. one receipt of exactly the line's amount (the nearest day wins; on one day, the lowest
+   payment id, so the choice is repeatable);
 2. one earlier imported file (Allpay, CSV), not reversed, whose new receipts add up to
    exactly the amount (the file's receipts all fall in the window);
-3. all the receipts of one channel on one UK day adding up to exactly the amount (a card
-   provider's or GOV.UK Pay's daily payout when its fees are invoiced separately).
+3. all the (two or more) receipts of one channel on one UK day adding up to exactly the
+   amount, the nearest day first (a card provider's or GOV.UK Pay's daily payout when its
+   fees are invoiced separately).
 What it does not match: a payout net of fees, a line paying in part of a day or several days,
 an amount that only several files together make, a reference (it matches amounts and dates
 only: two receipts of the same amount in the window are told apart by date alone).
@@ -134,67 +136,100 @@ def match_lines(
     line number; a line not in the result is a new receipt."""
     if file_format not in STATEMENT_FORMATS:
         return {}
-    books = read_books(ledger)
+    matcher = Matcher(read_books(ledger))
     links = {}
     for line in lines:
-        if line.kind is not LineKind.RECEIPT:
-            continue
-        link = _match(books, line)
-        if link is not None:
-            books.linked.update(link["matched_payment_ids"])
-            if link.get("matched_batch_id"):
-                books.linked_batches.add(link["matched_batch_id"])
-            links[line.line_number] = link
+        if line.kind is LineKind.RECEIPT and line.details:
+            link = matcher.match(date.fromisoformat(line.details["booking_date"]), line)
+            if link is not None:
+                links[line.line_number] = link
     return links
 
 
-def _match(books: Books, line: ImportLine) -> dict[str, Any] | None:
-    booked = date.fromisoformat(line.details["booking_date"]) if line.details else None
-    if booked is None:
+class Matcher:
+    """The rules over indexes built once per file (by day and amount, by channel and day,
+    by import total), so a file of many lines does not rescan every receipt per line."""
+
+    def __init__(self, books: Books) -> None:
+        self.books = books
+        self.by_day_amount: dict[tuple[date, int], list[Receipt]] = defaultdict(list)
+        self.by_channel_day: dict[tuple[str, date], list[Receipt]] = defaultdict(list)
+        # what is still unlinked of each channel's day: [pence, count]
+        self.open_totals: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
+        self.batches_by_total: dict[int, list[str]] = defaultdict(list)
+        self.channels = {receipt.channel for receipt in books.receipts.values()}
+        for receipt in books.receipts.values():
+            if receipt.payment_id in books.linked:
+                continue
+            self.by_day_amount[(receipt.received_on, receipt.amount_pence)].append(receipt)
+            self.by_channel_day[(receipt.channel, receipt.received_on)].append(receipt)
+            totals = self.open_totals[(receipt.channel, receipt.received_on)]
+            totals[0] += receipt.amount_pence
+            totals[1] += 1
+        for batch_id, payment_ids in books.batches.items():
+            usable = all(pid in books.receipts for pid in payment_ids)
+            if payment_ids and usable and batch_id not in books.linked_batches:
+                total = sum(books.receipts[pid].amount_pence for pid in payment_ids)
+                self.batches_by_total[total].append(batch_id)
+
+    def match(self, booked: date, line: ImportLine) -> dict[str, Any] | None:
+        days = [booked - timedelta(days=n) for n in range(MATCH_WINDOW_DAYS + 1)]
+        link = (
+            self._one_receipt(days, line.amount_pence)
+            or self._one_batch(days, line.amount_pence)
+            or self._channel_day(days, line.amount_pence)
+        )
+        if link is not None:
+            self._take(link)
+        return link
+
+    def _one_receipt(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+        for day in days:  # the nearest day first
+            same = [
+                r
+                for r in self.by_day_amount.get((day, amount_pence), ())
+                if r.payment_id not in self.books.linked
+            ]
+            if same:
+                best = min(same, key=lambda r: r.payment_id)
+                return _link("one_receipt", [best], f"{best.channel} receipt of {day}")
         return None
-    window = [
-        r
-        for r in books.receipts.values()
-        if r.payment_id not in books.linked
-        and booked - timedelta(days=MATCH_WINDOW_DAYS) <= r.received_on <= booked
-    ]
-    return (
-        _one_receipt(window, line.amount_pence, booked)
-        or _one_batch(books, window, line.amount_pence)
-        or _channel_day(window, line.amount_pence)
-    )
 
-
-def _one_receipt(window: list[Receipt], amount_pence: int, booked: date) -> dict | None:
-    same = [r for r in window if r.amount_pence == amount_pence]
-    if not same:
+    def _one_batch(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+        window = set(days)
+        for batch_id in self.batches_by_total.get(amount_pence, ()):
+            if batch_id in self.books.linked_batches:
+                continue
+            receipts = [self.books.receipts[pid] for pid in self.books.batches[batch_id]]
+            if all(
+                r.received_on in window and r.payment_id not in self.books.linked for r in receipts
+            ):
+                link = _link("import_total", receipts, f"the total of import {batch_id}")
+                return link | {"matched_batch_id": batch_id}
         return None
-    best = min(same, key=lambda r: ((booked - r.received_on).days, r.received_on, r.payment_id))
-    return _link("one_receipt", [best], f"{best.channel} receipt of {best.received_on}")
 
+    def _channel_day(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+        for day in days:  # the nearest day first
+            for channel in sorted(self.channels):
+                pence, count = self.open_totals.get((channel, day), (0, 0))
+                if count > 1 and pence == amount_pence:
+                    receipts = [
+                        r
+                        for r in self.by_channel_day[(channel, day)]
+                        if r.payment_id not in self.books.linked
+                    ]
+                    return _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
+        return None
 
-def _one_batch(books: Books, window: list[Receipt], amount_pence: int) -> dict | None:
-    in_window = {r.payment_id for r in window}
-    for batch_id, payment_ids in books.batches.items():
-        if batch_id in books.linked_batches or not payment_ids:
-            continue
-        if not set(payment_ids) <= in_window:
-            continue
-        receipts = [books.receipts[pid] for pid in payment_ids]
-        if sum(r.amount_pence for r in receipts) == amount_pence:
-            link = _link("import_total", receipts, f"the total of import {batch_id}")
-            return link | {"matched_batch_id": batch_id}
-    return None
-
-
-def _channel_day(window: list[Receipt], amount_pence: int) -> dict | None:
-    days: dict[tuple[str, date], list[Receipt]] = defaultdict(list)
-    for receipt in window:
-        days[(receipt.channel, receipt.received_on)].append(receipt)
-    for (channel, day), receipts in sorted(days.items(), key=lambda item: item[0][1]):
-        if len(receipts) > 1 and sum(r.amount_pence for r in receipts) == amount_pence:
-            return _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
-    return None
+    def _take(self, link: dict[str, Any]) -> None:
+        for payment_id in link["matched_payment_ids"]:
+            receipt = self.books.receipts[payment_id]
+            self.books.linked.add(payment_id)
+            totals = self.open_totals[(receipt.channel, receipt.received_on)]
+            totals[0] -= receipt.amount_pence
+            totals[1] -= 1
+        if link.get("matched_batch_id"):
+            self.books.linked_batches.add(link["matched_batch_id"])
 
 
 def _link(rule: str, receipts: list[Receipt], what: str) -> dict[str, Any]:

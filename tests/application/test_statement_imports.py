@@ -7,6 +7,7 @@ camt.053 and MT940 files are written by these tests (no public GBP fixture exist
 from __future__ import annotations
 
 from datetime import date, timedelta
+from uuid import UUID
 
 import pytest
 
@@ -289,3 +290,29 @@ def test_age_bands():
         "8-30 days",
         "over 30 days",
     ]
+
+
+def test_matching_takes_the_nearest_day_once_and_skips_reversed_or_old_receipts(ledger, importer):
+    older = govuk_pay(ledger, 900, TODAY - timedelta(days=3), "pay-a")
+    nearer = govuk_pay(ledger, 900, YESTERDAY, "pay-b")
+    govuk_pay(ledger, 800, TODAY - timedelta(days=6), "pay-too-old")
+    gone = govuk_pay(ledger, 700, YESTERDAY, "pay-gone")
+    ledger.reverse(UUID(gone), kind="chargeback", reason="disputed", ctx=importer)
+    statement = camt(
+        entry("9.00", ref="B1"),
+        entry("9.00", ref="B2"),
+        entry("9.00", ref="B3"),
+        entry("8.00", ref="B4"),
+        entry("7.00", ref="B5"),
+    )
+    outcome = import_file(ledger, statement, importer, file_name="s.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [line["outcome"] for line in lines] == [
+        "reconciled",
+        "reconciled",
+        "recorded",
+        "recorded",
+        "recorded",
+    ]
+    assert [line["matched_payment_ids"] for line in lines[:2]] == [[nearer], [older]]
+    assert outcome.batch["receipts_pence"] == 900 + 800 + 700
