@@ -142,7 +142,14 @@ def dashboard(request: Request) -> Response:
     takings = daily_takings_report(svc, uk_today())
     with svc.read_engine.connect() as connection:
         ageing = suspense_by_age(connection, uk_today())
-    return render(request, "dashboard.html", takings=takings, ageing=ageing)
+    return render(
+        request,
+        "dashboard.html",
+        takings=takings,
+        ageing=ageing,
+        takings_chart=list(takings["by_channel"].items()),
+        ageing_chart=[(f"{band.age_days} days", band.amount_pence) for band in ageing],
+    )
 
 
 @router.get("/suspense")

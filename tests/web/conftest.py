@@ -94,9 +94,12 @@ def allocated(ledger):
     return outcome.payment_id
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """A headless chromium driven by Playwright; skipped (failed under CI) when missing."""
+    """A headless chromium driven by Playwright; skipped (failed under CI) when missing.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is open, and later tests in the same process need asyncio.run()."""
     problem = None
     if shutil.which(CHROMIUM) is None:
         problem = f"{CHROMIUM} is missing"

@@ -57,7 +57,10 @@ def test_the_session_cookie_is_signed_http_only_strict_and_holds_no_key(web_url)
 
 def test_every_page_without_javascript(web_url, in_suspense, allocated) -> None:
     client = signed_in(web_url, "supervisor")
-    assert "Dashboard" in client.get("/web/").text
+    dashboard = wait_for_page(client, "/web/", "£250.00")
+    # Bars scaled to the largest amount, beside the tables that carry the figures.
+    assert dashboard.text.count('class="ledger-chart" aria-hidden="true"') == 2
+    assert 'style="width: 70.0%"' in dashboard.text and 'style="width: 22.4%"' in dashboard.text
     suspense = wait_for_page(client, "/web/suspense", SUSPENSE_REFERENCE)
     assert f"/web/payments/{in_suspense}/allocate" in suspense.text
     payment = client.get(f"/web/payments/{in_suspense}")
