@@ -71,6 +71,8 @@ def test_sign_in_each_page_and_sign_out(
 
     sign_in(page, web_url, "officer")
     assert token("officer") not in page.content()
+    # The served GOV.UK Frontend script ran (progressive enhancement on top of the HTML).
+    page.wait_for_function("document.body.classList.contains('govuk-frontend-supported')")
     reload_until(page, lambda: "£250.00" in page.content())
     check_page(page, "dashboard", database_url)
 
@@ -204,3 +206,21 @@ def test_a_double_submit_records_once(browser_page, web_url, allocated, ledger) 
         assert answer.status == 303
     assert ledger.get_payment(allocated)["refunded_pence"] == 500
     _ = CommandContext  # the ledger fixture records as the test's actors
+
+
+def test_suspense_to_allocation_with_javascript_off(chromium, web_url, in_suspense, ledger):
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_in(page, web_url, "officer")
+        page.goto(f"{web_url}/web/payments/{in_suspense}/allocate")
+        page.get_by_label("Fund (line 1)", exact=True).select_option("CT")
+        page.get_by_label("Payer's reference in that fund (line 1)").fill("12345679")
+        page.get_by_label("Amount in pounds (line 1)").fill("80.00")
+        page.get_by_role("button", name="Allocate").click()
+        page.get_by_text("The money was allocated.").wait_for()
+        assert "js-enabled" not in page.locator("body").get_attribute("class")
+    finally:
+        context.close()
+    assert ledger.get_payment(in_suspense)["unallocated_pence"] == 0
