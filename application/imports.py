@@ -48,6 +48,7 @@ from domain.references import normalise_reference
 from domain.statements import STATEMENT_FORMATS, statement_file
 
 MAX_BATCHES_LISTED = 500
+PAID_IN_NOTE = "paid in by bank statement"
 # Lines that take back an earlier receipt, and how that receipt is reversed.
 RETURN_KINDS = {
     LineKind.RETURNED_CHEQUE: ReversalKind.RETURNED_CHEQUE,
@@ -283,6 +284,7 @@ def _record(
             actor=ctx.actor,
             reason=f"{kind.value.replace('_', ' ')}: {file_name} line {line.line_number}",
         )
+    noted = _note_links(ledger, linked, file_name, ctx)
     saved: list[UUID] = []
     try:
         with ledger._unit_of_work():
@@ -297,9 +299,10 @@ def _record(
             batch = ImportBatch.record(
                 parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
             )
-            position = ledger._save(batch, *(payment for _, payment in returned))
+            position = ledger._save(batch, *(payment for _, payment in returned), *noted)
     except (IntegrityError, sqlalchemy.exc.IntegrityError):
-        _forget(ledger, [*saved, *(payment.id for _, payment in returned)])
+        changed = [payment.id for _, payment in returned] + [payment.id for payment in noted]
+        _forget(ledger, [*saved, *changed])
         known = _batch_or_none(ledger, batch_id_for(sha256))
         if known is None:
             raise ConcurrentUpdate(
@@ -308,6 +311,44 @@ def _record(
             ) from None
         return ImportOutcome(known.id, False, None, batch_view(known))
     return ImportOutcome(batch.id, True, position, batch_view(batch))
+
+
+def _note_links(
+    ledger: IncomeLedger,
+    linked: list[tuple[ImportLine, dict[str, Any]]],
+    file_name: str,
+    ctx: CommandContext,
+) -> list[Payment]:
+    """Each receipt a statement line paid in gets a note saying so, saved with the batch.
+
+    Besides telling a person reading the receipt, the note's new version of the receipt
+    makes two imports that link the same receipt at the same moment collide: one of them
+    is refused (ConcurrentUpdate) and, imported again, sees the link: when both load the
+    receipt before either commits, their notes are the same version of it; when one loads
+    it after the other committed, it finds the other's note here."""
+    noted = []
+    for line, link in linked:
+        for payment_id in link["matched_payment_ids"]:
+            payment = ledger.repository.get(UUID(payment_id))
+            if _paid_in(ledger, payment.id):
+                raise ConcurrentUpdate(
+                    f"another bank statement paid in receipt {payment_id} at the same moment; "
+                    "nothing was saved. Import the file again"
+                )
+            payment.note(
+                f"{PAID_IN_NOTE} {file_name} line {line.line_number} "
+                f"({link['rule']}: {link['matched']})",
+                actor=ctx.actor,
+            )
+            noted.append(payment)
+    return noted
+
+
+def _paid_in(ledger: IncomeLedger, payment_id: UUID) -> bool:
+    return any(
+        isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE)
+        for event in ledger.repository.event_store.get(payment_id)
+    )
 
 
 def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ camt.053 and MT940 files are written by these tests (no public GBP fixture exist
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 from uuid import UUID
 
@@ -14,8 +15,12 @@ import pytest
 from application.imports import detect_format, get_import, import_file
 from application.ledger import CommandContext, RecordPayment
 from application.reconciliation import age_band, exceptions
+from domain.errors import LedgerError
 from domain.imports import ImportFormat
 from domain.limits import uk_day_start, uk_today
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
+from tests.application.test_concurrency import _race
 from tests.application.test_imports import STATEMENTS, allpay_file, allpay_line, refusal
 from tests.domain.helpers import CT_REF
 
@@ -316,3 +321,38 @@ def test_matching_takes_the_nearest_day_once_and_skips_reversed_or_old_receipts(
     ]
     assert [line["matched_payment_ids"] for line in lines[:2]] == [[nearer], [older]]
     assert outcome.batch["receipts_pence"] == 900 + 800 + 700
+
+
+def test_a_linked_receipt_is_noted_as_paid_in(ledger, importer):
+    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1")
+    import_file(ledger, camt(entry("25.00", ref="B1")), importer, file_name="s.xml")
+    last = ledger.payment_history(UUID(paid))[-1]
+    assert last["action"] == "Noted" and last["actor"] == "officer:importer"
+    assert last["details"]["text"] == (
+        f"paid in by bank statement s.xml line 1 (one_receipt: govuk_pay receipt of {YESTERDAY})"
+    )
+
+
+def _statement_in_a_process(barrier, url: str, content: bytes) -> str:
+    ledger = build_ledger(Settings(database_url=url))
+    try:
+        barrier.wait()
+        outcome = import_file(ledger, content, CommandContext("officer:race"), file_name="race")
+        lines = get_import(ledger, outcome.batch_id)["lines"]
+        return lines[0]["outcome"]
+    except LedgerError as error:
+        return error.code
+    finally:
+        ledger.close()
+
+
+def test_two_statements_racing_for_one_receipt_link_it_once(ledger, settings):
+    govuk_pay(ledger, 2_500, YESTERDAY, "pay-1")
+    # Two different files (other bank references), each with a line paying in the receipt.
+    files = [camt(entry("25.00", ref=f"B{n}")) for n in range(2)]
+    results = Counter(_race(_statement_in_a_process, [(settings.database_url, f) for f in files]))
+    assert results["reconciled"] <= 1, results
+    assert results["reconciled"] + results["recorded"] + results["concurrent_update"] == 2
+    batches = [e for _, e in ledger.read_events() if type(e).__name__ == "Imported"]
+    links = [line for b in batches for line in b.lines if line["outcome"] == "reconciled"]
+    assert len(links) == 1, results
