@@ -282,3 +282,18 @@ def test_a_database_outage_is_a_page_that_says_a_form_is_safe_to_send_again(
     assert "sending the same form again is safe" in sent.text
     assert client.post(path, data=fields).status_code == 303
     assert ledger.get_payment(in_suspense)["unallocated_pence"] == 0
+
+
+def test_the_session_cookie_is_secure_when_served_over_https(services) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from web.app import install
+    from web.sessions import WebConfig
+
+    app = create_app(services)
+    install(app, services, WebConfig(b"secret", 600))
+    with TestClient(app, base_url="https://ledger.council.example") as client:
+        page = client.get("/web/sign-in")
+    cookie = page.headers["set-cookie"].lower()
+    assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
