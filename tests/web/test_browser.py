@@ -4,6 +4,7 @@ refusal and role limits; each page is checked with axe-core and photographed for
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -41,9 +42,10 @@ def accessibility_problems(page) -> list[str]:
 
 
 def check_page(page, name: str, database_url: str) -> None:
-    """No accessibility problems; a screenshot for the README (from the SQLite run)."""
+    """No accessibility problems; with LEDGER_TEST_SCREENSHOTS=1, a screenshot for the README
+    (from the SQLite run; only when asked, so that test runs leave the checkout unchanged)."""
     assert accessibility_problems(page) == [], name
-    if database_url.startswith("sqlite"):
+    if os.environ.get("LEDGER_TEST_SCREENSHOTS") and database_url.startswith("sqlite"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
