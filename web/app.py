@@ -65,7 +65,7 @@ def install(app: FastAPI, services: Services, config: WebConfig) -> None:
 
     app.state.web_config = config
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="web-static")
-    app.include_router(pages.router, prefix=PREFIX, include_in_schema=False)
+    app.include_router(pages.router, include_in_schema=False)
     app.add_api_route("/", lambda: RedirectResponse(f"{PREFIX}/", 303), include_in_schema=False)
     app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_exception_handler(Refused, _refused)

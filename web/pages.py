@@ -29,10 +29,10 @@ from domain.money import pounds_to_pence
 from domain.payment import Channel, PaymentStatus
 from projections import queries
 from projections.business_figures import suspense_by_age
-from web.app import Refused, redirect, render, session, set_session, signed_in_user
+from web.app import PREFIX, Refused, redirect, render, session, set_session, signed_in_user
 from web.sessions import Session
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 SUSPENSE_PAGE_SIZE = 100
 SEARCH_PAGE_SIZE = 50
 # Lines of the allocate form: one receipt split across up to this many accounts at once.
@@ -114,11 +114,12 @@ async def sign_in(request: Request) -> Response:
     user = services(request).api_keys.user_for(form.get("access_key", ""))
     if user is None:
         message = (
-            "Enter your access key"
-            if not form.get("access_key")
-            else ("The access key is not recognised: check it and try again")
+            "The access key is not recognised: check it and try again"
+            if form.get("access_key")
+            else "Enter your access key"
         )
         return render(request, "sign_in.html", 401, expired=False, errors={"access_key": message})
+    request.scope[USER_SCOPE_KEY] = user.actor  # the access log shows who signed in
     set_session(request, current.signed_in(user))
     return redirect(request, "/")
 

@@ -297,3 +297,20 @@ def test_the_session_cookie_is_secure_when_served_over_https(services) -> None:
         page = client.get("/web/sign-in")
     cookie = page.headers["set-cookie"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+
+
+def test_the_access_log_names_who_signed_in(web_url, caplog) -> None:
+    def users() -> list[str]:
+        return [
+            getattr(r, "user", "")
+            for r in caplog.records
+            if getattr(r, "path", "") == "/web/sign-in"
+        ]
+
+    with caplog.at_level("INFO", logger="api.access"):
+        signed_in(web_url, "supervisor")
+        # The server writes the line once the answer has gone out: wait for it.
+        deadline = time.monotonic() + 5
+        while "supervisor:supervisor" not in users():
+            assert time.monotonic() < deadline, users()
+            time.sleep(0.05)
