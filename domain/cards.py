@@ -12,14 +12,15 @@ from domain.errors import CardNumberRejected, InvalidTextCharacters
 # 19-digit cards, or 4-6-5 / 4-6-4 for Amex and Diners). A run with a letter or digit right
 # next to it is part of a longer token, an identifier, not a card number: in the UUID
 # f23e86e1-0646-4773-8447-c469d07d8b49, "1-0646-4773-8447" passes Luhn but its "1" belongs
-# to "f23e86e1". A dash or any other punctuation around a run does not make it an
-# identifier ("PCN-4111111111111111" still holds a card number).
+# to "f23e86e1". A dash, an underscore or any other punctuation around a run does not make
+# it an identifier ("PCN-4111111111111111" and "ref_4111111111111111" still hold one), so
+# the edges are "no letter or digit" ([^\W_]), not "no word character" (\w counts "_").
 _CARD = re.compile(
-    r"(?<!\w)"
+    r"(?<![^\W_])"
     r"(?:\d{13,19}"
     r"|\d{4}[\s-]\d{4}[\s-]\d{4}[\s-]\d{4}(?P<extra>[\s-]\d{1,3})?"
     r"|\d{4}[\s-]\d{6}[\s-]\d{4,5})"
-    r"(?!\w)"
+    r"(?![^\W_])"
 )
 _NOT_DIGIT = re.compile(r"\D")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

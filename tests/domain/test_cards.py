@@ -52,7 +52,16 @@ _BYTE_TO_ALPHANUMERIC = bytes(_ALPHANUMERIC[b % 36] for b in range(256))
 @pytest.mark.parametrize("card", CARDS)
 @pytest.mark.parametrize(
     "template",
-    ["{}", "card {} thanks", "paid with {}.", "(card:{})", "ref 123, card {}\nok", "PCN-{}-2"],
+    [
+        "{}",
+        "card {} thanks",
+        "paid with {}.",
+        "(card:{})",
+        "ref 123, card {}\nok",
+        "PCN-{}-2",
+        "ref_{}",
+        "{}_x",
+    ],
 )
 def test_card_numbers_in_free_text_are_refused(card: str, template: str) -> None:
     assert contains_card_number(template.format(card))
