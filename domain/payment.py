@@ -44,7 +44,7 @@ from domain.limits import (
     require_length,
 )
 from domain.money import require_positive_pence, vat_from_gross
-from domain.references import normalise_reference
+from domain.references import capitals, normalise_reference
 
 MAX_ALLOCATION_LINES = 50
 AUTO_ALLOCATION_ACTOR = "system:auto-allocation"
@@ -534,7 +534,7 @@ class Payment(Aggregate):
             amount_pence=amount_pence,
             received_at=received_at,
             reference=reference,
-            fund_hint=fund_hint.upper() if fund_hint else None,
+            fund_hint=capitals(fund_hint) if fund_hint else None,
             external_id=external_id,
             suspense_reason=match.suspense_reason.value if match.suspense_reason else None,
             match_detail=match.detail,

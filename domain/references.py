@@ -32,7 +32,16 @@ class ReferenceProblem(StrEnum):
 
 def normalise_reference(reference: str) -> str:
     """Payers type references with spaces and in lower case; the ledger keeps one form."""
-    return "".join(reference.split()).upper()
+    return capitals("".join(reference.split()))
+
+
+def capitals(text: str) -> str:
+    """Upper case, letter for letter. A letter whose capital is longer (ß -> SS, ﬃ -> FFI)
+    stays as it is, so normalising never lengthens text past a limit checked on it (a
+    16-letter fund hint of ß once became 32 and overflowed its column)."""
+    if text.isascii():
+        return text.upper()
+    return "".join(upper if len(upper := char.upper()) == 1 else char for char in text)
 
 
 @dataclass(frozen=True)

@@ -298,3 +298,36 @@ def test_an_api_user_name_too_long_for_an_actor_is_refused_at_startup() -> None:
     ApiKeys.parse(f"{LONG_USER}:officer:{TOKEN}")
     with pytest.raises(ValueError, match="user name is too long"):
         ApiKeys.parse(f"{LONG_USER}u:officer:{TOKEN}")
+
+
+@pytest.mark.parametrize("letter", ["ß", "ﬃ"])
+def test_letters_whose_capitals_are_longer_still_fit(
+    long_user_client, cli, ledger, database_url, letter
+) -> None:
+    """Upper-casing once turned a 16-letter fund hint of ß into 32 letters: accepted at the
+    edge, it then overflowed payments.fund_hint and stalled the PostgreSQL read model."""
+    cli(
+        *_record_args(
+            fund=_text(letter, MAX_FUND_CODE_LENGTH),
+            reference=_text(letter, MAX_REFERENCE_LENGTH),
+            actor="officer:test",
+        )
+    )
+    webhook = {
+        "event_type": "card_payment_succeeded",
+        "resource_type": "payment",
+        "resource": {
+            "payment_id": f"capitals-{ord(letter)}",
+            "amount": 500,
+            "reference": _text(letter, MAX_REFERENCE_LENGTH),
+            "metadata": {"fund_code": _text(letter, MAX_FUND_CODE_LENGTH)},
+            "created_date": "2026-11-20T09:30:00.000Z",
+            "state": {"status": "success"},
+        },
+    }
+    content, signature = signed(webhook)
+    delivered = long_user_client.post("/webhooks/govuk-pay", content=content, headers=signature)
+    assert delivered.status_code == 200, delivered.text
+    _project_and_verify(cli)
+    hints = _stored(database_url, LIVE.payments, "fund_hint")
+    assert max(len(hint or "") for hint in hints) <= MAX_FUND_CODE_LENGTH
