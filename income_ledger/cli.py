@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70
+EXIT_STUCK = 1  # a projection cannot apply an event: as `projections status` says it
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
 
 app = typer.Typer(
@@ -808,16 +809,25 @@ def project(
     --once, at most --timeout seconds; a following runner stands by until it can take over)."""
     import signal
 
-    from projections.runner import ProjectionRunner, RunnerLock
+    from projections.runner import ProjectionRunner, ProjectionStuck, RunnerLock
 
     settings = Settings()
     with ledger() as led:
         projection = build_projection(settings, led, page_size=page_size)
         chain = build_audit_chain(settings, led, page_size=page_size)
         if once:
+            once_runner = ProjectionRunner(projection, companions=[chain])
             with RunnerLock(projection.engine, "project --once").held(timeout_s=timeout):
-                applied = projection.catch_up()
-                chain.catch_up()
+                try:
+                    applied = once_runner.catch_up_once()
+                except ProjectionStuck as stuck:
+                    raise fail(
+                        f"projection {stuck.name} cannot apply the event at position "
+                        f"{stuck.position}: {stuck.error}. The events before it are applied and "
+                        "it is recorded as stuck (`projections status`); fix the cause, then "
+                        "run `income-ledger project` again",
+                        EXIT_STUCK,
+                    ) from None
             out.print(
                 f"applied {applied} events; read model at position "
                 f"{projection.position()} of {led.max_position()}"

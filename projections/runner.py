@@ -485,9 +485,33 @@ class ProjectionRunner:
         self._recovered(target)
         return applied
 
+    def catch_up_once(self) -> int:
+        """Catch every projection up once and return (`project --once`). An event one cannot
+        apply is recorded and logged as stuck, exactly as when following, then raised."""
+        applied = 0
+        for target in (self.projection, *self.companions):
+            while True:
+                try:
+                    step = self._advance(target)
+                except ProjectionStuck as stuck:
+                    self._record_stuck(stuck, retry_s=None)
+                    raise
+                if step == 0:
+                    break
+                applied += step
+        return applied
+
     def _report_stuck(self, stuck: ProjectionStuck) -> None:
-        self.errors += 1
+        wait_s = self._backoff_s_after_failure()
+        self._record_stuck(stuck, retry_s=wait_s)
+        self.stop_event.wait(wait_s)
+
+    def _backoff_s_after_failure(self) -> float:
         self._attempts += 1
+        return self._backoff_s()
+
+    def _record_stuck(self, stuck: ProjectionStuck, retry_s: float | None) -> None:
+        self.errors += 1
         self.stuck[stuck.name] = stuck
         attempts = self._attempts
         try:
@@ -497,18 +521,16 @@ class ProjectionRunner:
                 )
         except Exception as error:  # the record is for others to see; the log still says it
             log.warning("could not record the projection error: %s", first_line(error))
-        wait_s = self._backoff_s()
+        retrying = "not retrying" if retry_s is None else f"retrying in {retry_s:.1f} s"
         log.error(
-            "projection %s is stuck: it cannot apply the event at position %d (attempt %d; "
-            "retrying in %.1f s): %s",
+            "projection %s is stuck: it cannot apply the event at position %d (attempt %d; %s): %s",
             stuck.name,
             stuck.position,
             attempts,
-            wait_s,
+            retrying,
             stuck.error,
             extra={"projection": stuck.name, "position": stuck.position},
         )
-        self.stop_event.wait(wait_s)
 
     def _recovered(self, target: CatchesUp) -> None:
         stuck = self.stuck.pop(target.name, None)

@@ -267,3 +267,43 @@ def test_a_receipt_dated_year_one_stops_the_projection_loudly_not_the_thread(
     record(ledger, 200)
     assert wait_for_position(projection.engine, ledger.max_position(), timeout_s=20)
     assert thread.is_alive() and stuck_position(projection) is None
+
+
+def test_project_once_reports_an_event_it_cannot_apply_as_stuck(
+    ledger, projection, settings, monkeypatch
+) -> None:
+    """`project --once` used to exit 70 "unexpected IntegrityError" and record nothing, so
+    `projections status` and `verify` went on saying all was well."""
+    record(ledger, 100)
+    projection.catch_up()
+    first = projection.position()
+    bad = record(ledger, 200)
+    with projection.engine.begin() as connection:
+        connection.execute(
+            insert(LIVE.audit_trail).values(
+                position=bad,
+                event_id="forged:once",
+                recorded_at=datetime.now(UTC),
+                effective_at=datetime.now(UTC),
+                action="Forged",
+            )
+        )
+    monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
+    once = CliRunner().invoke(cli_app, ["project", "--once"])
+    assert once.exit_code == 1, once.output
+    assert f"cannot apply the event at position {bad}" in once.output
+    assert "IntegrityError" in once.output and "Traceback" not in once.output
+    assert stuck_position(projection) == bad
+    assert projection.position() == first
+    assert cli_status(settings, monkeypatch)[0] == 1
+    verify = CliRunner().invoke(cli_app, ["projections", "verify", "--json"])
+    assert verify.exit_code == 1, verify.output
+
+    with projection.engine.begin() as connection:
+        connection.execute(
+            delete(LIVE.audit_trail).where(LIVE.audit_trail.c.event_id == "forged:once")
+        )
+    again = CliRunner().invoke(cli_app, ["project", "--once"])
+    assert again.exit_code == 0, again.output
+    assert stuck_position(projection) is None
+    assert projection.position() == ledger.max_position()
