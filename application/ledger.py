@@ -771,8 +771,10 @@ class IncomeLedger(Application):
 
 
 def fund_view(fund: Fund) -> dict[str, Any]:
-    """A fund, with every VAT rate it has had and from when (None: from the start)."""
+    """A fund with the VAT rate in force now, and every VAT rate it has had or will have and
+    from when (None: from the start)."""
     return fund.to_dict() | {
+        "vat_rate_basis_points": fund.vat_rate_at(datetime.now(UTC)),
         "vat_rates": [
             {
                 "effective_from": None
@@ -781,7 +783,7 @@ def fund_view(fund: Fund) -> dict[str, Any]:
                 "vat_rate_basis_points": change.rate_basis_points,
             }
             for change in fund.vat_rates
-        ]
+        ],
     }
 
 

@@ -28,7 +28,7 @@ def test_a_dated_rate_change_is_stored_and_read_back(ledger: IncomeLedger, setti
         sun = other.fund("SUN")
     finally:
         other.close()
-    assert sun["vat_rate_basis_points"] == 500
+    assert sun["vat_rate_basis_points"] == 2000  # the rate in force now, not from April
     assert sun["vat_rates"] == [
         {"effective_from": None, "vat_rate_basis_points": 2000},
         {"effective_from": start.isoformat(), "vat_rate_basis_points": 500},
