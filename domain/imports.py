@@ -32,7 +32,7 @@ from domain.errors import ImportRefused, InvalidRequest, LedgerError, NothingToR
 from domain.funds import LEDGER_NAMESPACE
 from domain.limits import require_business_datetime, require_length, uk_day_start
 from domain.money import pence_to_pounds, pounds_to_pence
-from domain.payment import Channel, _require_text
+from domain.payment import Channel, parse_choice, require_text
 
 # One batch is recorded in one transaction through IncomeLedger.record_payments, whose
 # batch limit this is; a longer file is split by the sender or by hand.
@@ -52,11 +52,7 @@ class ImportFormat(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> ImportFormat:
-        try:
-            return cls(value.strip().lower())
-        except ValueError:
-            allowed = ", ".join(f.value for f in cls)
-            raise InvalidRequest(f"unknown file format {value!r}; use one of {allowed}") from None
+        return parse_choice(cls, value, "file format", InvalidRequest)
 
 
 class LineKind(StrEnum):
@@ -565,7 +561,7 @@ class ImportBatch(Aggregate):
             )
         self.trigger_event(
             self.Reversed,
-            reason=_require_text("reason", reason, required=True),
+            reason=require_text("reason", reason, required=True),
             actor=actor,
             payment_ids=payment_ids,
             amount_pence=amount_pence,

@@ -53,7 +53,7 @@ AUTO_ALLOCATION_ACTOR = "system:auto-allocation"
 E = TypeVar("E", bound=StrEnum)
 
 
-def _parse_choice(choices: type[E], value: str, what: str, error: type[InvalidRequest]) -> E:
+def parse_choice(choices: type[E], value: str, what: str, error: type[InvalidRequest]) -> E:
     try:
         return choices(value.strip().lower())
     except ValueError:
@@ -74,7 +74,7 @@ class Channel(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> Channel:
-        return _parse_choice(cls, value, "channel", UnknownChannel)
+        return parse_choice(cls, value, "channel", UnknownChannel)
 
 
 class ReversalKind(StrEnum):
@@ -90,7 +90,7 @@ class ReversalKind(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> ReversalKind:
-        return _parse_choice(cls, value, "reversal kind", InvalidRequest)
+        return parse_choice(cls, value, "reversal kind", InvalidRequest)
 
 
 class PaymentStatus(StrEnum):
@@ -265,7 +265,7 @@ def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: s
     return uuid4()
 
 
-def _require_text(field: str, text: str | None, *, required: bool) -> str:
+def require_text(field: str, text: str | None, *, required: bool) -> str:
     text = (text or "").strip()
     if required and not text:
         raise ReasonRequired(f"{field} is required: say why this money moves")
@@ -571,7 +571,7 @@ class Payment(Aggregate):
         if self.is_repeat(idempotency_key, fingerprint):
             return
         self._require_not_reversed()
-        reason = _require_text("reason", reason or "allocated", required=True)
+        reason = require_text("reason", reason or "allocated", required=True)
         if not requests:
             raise InvalidRequest("give at least one allocation line")
         if len(requests) > MAX_ALLOCATION_LINES:
@@ -623,7 +623,7 @@ class Payment(Aggregate):
         if self.is_repeat(idempotency_key, fingerprint):
             return
         self._require_not_reversed()
-        reason = _require_text("reason", reason, required=True)
+        reason = require_text("reason", reason, required=True)
         require_positive_pence(amount_pence)
         source = self.line(from_fund_code, from_reference)
         to_reference = normalise_reference(to_reference)
@@ -680,7 +680,7 @@ class Payment(Aggregate):
         if self.is_repeat(idempotency_key, fingerprint):
             return self.refund_requests_by_key.get(idempotency_key or "")
         self._require_not_reversed()
-        reason = _require_text("reason", reason, required=True)
+        reason = require_text("reason", reason, required=True)
         require_positive_pence(amount_pence)
         source = self._refund_source(fund_code, reference)
         self._require_unreserved(amount_pence, source)
@@ -744,7 +744,7 @@ class Payment(Aggregate):
             sources.append((None, self.unallocated_pence))
         for line in sorted(self.lines_with_money(), key=lambda x: (-x.amount_pence, x.key)):
             sources.append((line, line.amount_pence))
-        reason = _require_text("reason", reason, required=True)
+        reason = require_text("reason", reason, required=True)
         for source, available in sources:
             amount = min(missing, available)
             self._pay_back(
@@ -802,7 +802,7 @@ class Payment(Aggregate):
         if self.is_repeat(idempotency_key, fingerprint):
             return
         self._pending(request_id)
-        reason = _require_text("reason", reason, required=True)
+        reason = require_text("reason", reason, required=True)
         self.trigger_event(
             self.RefundDeclined,
             request_id=request_id,
@@ -916,7 +916,7 @@ class Payment(Aggregate):
         if self.is_repeat(idempotency_key, fingerprint):
             return
         self._require_not_reversed()
-        reason = _require_text("reason", reason, required=True)
+        reason = require_text("reason", reason, required=True)
         parts = [
             {
                 "fund_code": line.fund_code,
@@ -953,7 +953,7 @@ class Payment(Aggregate):
     ) -> None:
         if self.is_repeat(idempotency_key, fingerprint):
             return
-        text = _require_text("note", text, required=True)
+        text = require_text("note", text, required=True)
         self.trigger_event(
             self.Noted,
             text=text,
@@ -976,7 +976,7 @@ class Payment(Aggregate):
             )
 
     def record_payer_details_erased(self, *, actor: str, reason: str) -> None:
-        reason = _require_text("reason", reason, required=True)
+        reason = require_text("reason", reason, required=True)
         self.trigger_event(
             self.PayerDetailsErased,
             reason=reason,
