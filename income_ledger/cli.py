@@ -36,6 +36,7 @@ from domain.limits import (
     require_length,
 )
 from domain.money import pence_to_pounds, pounds_to_pence
+from domain.payment import ReversalKind
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
     DatabaseNotInitialised,
@@ -662,7 +663,7 @@ def refund_source(pending: dict[str, Any]) -> str:
 @handle_errors
 def payments_reverse(
     payment_id: str,
-    kind: Annotated[str, typer.Option(help="returned_cheque, direct_debit_return or chargeback")],
+    kind: Annotated[str, typer.Option(help=", ".join(kind.value for kind in ReversalKind))],
     reason: ReasonOption,
     actor: ActorOption = None,
     idempotency_key: KeyOption = None,
