@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 
 from tests.api.conftest import client, services  # noqa: F401  (fixtures)
-
-
-def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "income_ledger.cli", *args],
-        env=os.environ | {"LEDGER_DATABASE_URL": database_url} | env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.api.test_serve import cli  # noqa: F401  (one way to run the CLI in a process)
 
 
 def wait_for_health(base_url: str, timeout_s: float = 30.0) -> None:

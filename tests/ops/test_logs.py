@@ -15,21 +15,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine
 
 from api.app import create_app
 from application.ledger import CommandContext, RecordPayment
 from income_ledger.logging_setup import JsonFormatter, RequestIdFilter
-from projections.schema import LIVE
 from tests.api.conftest import TOKENS, auth
 from tests.api.test_serve import free_port
 from tests.domain.helpers import CT_REF
 from tests.ops.conftest import cli, wait_for_health
+from tests.projections.test_stuck import block_audit_position
 
 Lines = Callable[[], list[dict]]
 
@@ -210,16 +209,7 @@ def test_a_stuck_projection_is_logged_as_json_with_its_position(settings, ledger
     bad = ledger.max_position() + 1
     ledger.record_payment(RecordPayment("cash", 200, CT_REF), context)
     engine = create_engine(settings.database_url)
-    with engine.begin() as connection:  # the audit row of the next event exists already
-        connection.execute(
-            insert(LIVE.audit_trail).values(
-                position=bad,
-                event_id="forged:1",
-                recorded_at=datetime.now(UTC),
-                effective_at=datetime.now(UTC),
-                action="Forged",
-            )
-        )
+    block_audit_position(engine, bad)  # the audit row of the next event exists already
     engine.dispose()
     process = subprocess.Popen(
         [sys.executable, "-m", "income_ledger.cli", "project"],

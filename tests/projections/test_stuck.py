@@ -90,6 +90,26 @@ def gauge(metrics_text: str, name: str) -> float:
     return float(line.split()[1])
 
 
+def block_audit_position(engine, position: int, tag: str = "forged:1") -> None:
+    """Put a row at the audit position an event will take: applying that event then breaks
+    the primary key, a real IntegrityError from the database on both backends."""
+    with engine.begin() as connection:
+        connection.execute(
+            insert(LIVE.audit_trail).values(
+                position=position,
+                event_id=tag,
+                recorded_at=datetime.now(UTC),
+                effective_at=datetime.now(UTC),
+                action="Forged",
+            )
+        )
+
+
+def unblock_audit_position(engine, tag: str = "forged:1") -> None:
+    with engine.begin() as connection:
+        connection.execute(delete(LIVE.audit_trail).where(LIVE.audit_trail.c.event_id == tag))
+
+
 def cli_status(settings, monkeypatch) -> tuple[int, dict]:
     monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
     result = CliRunner().invoke(cli_app, ["projections", "status", "--json"])
@@ -105,18 +125,7 @@ def test_an_event_the_projection_cannot_apply_is_loud_and_retried_until_fixed(
     bad = record(ledger, 200)
     record(ledger, 300)
     after = ledger.max_position()
-    # A row already at the next event's position: inserting its audit row breaks the primary
-    # key, a real IntegrityError from the database on both backends.
-    with projection.engine.begin() as connection:
-        connection.execute(
-            insert(LIVE.audit_trail).values(
-                position=bad,
-                event_id="forged:1",
-                recorded_at=datetime.now(UTC),
-                effective_at=datetime.now(UTC),
-                action="Forged",
-            )
-        )
+    block_audit_position(projection.engine, bad)
     caplog.set_level(logging.WARNING, logger="projections.runner")
     thread = fast_runner.start_thread()
     wait_until(lambda: stuck_position(projection) == bad)
@@ -145,10 +154,7 @@ def test_an_event_the_projection_cannot_apply_is_loud_and_retried_until_fixed(
     assert gauge(metrics, "ledger_projection_lag_events") == after - first
 
     # The cause is fixed: the runner applies the event and carries on.
-    with projection.engine.begin() as connection:
-        connection.execute(
-            delete(LIVE.audit_trail).where(LIVE.audit_trail.c.event_id == "forged:1")
-        )
+    unblock_audit_position(projection.engine)
     assert wait_for_position(projection.engine, after, timeout_s=20)
     assert thread.is_alive()
     assert stuck_position(projection) is None
@@ -205,16 +211,7 @@ def test_verify_does_not_pass_a_stuck_read_model(
     record(ledger, 100)
     projection.catch_up()
     bad = record(ledger, 200)
-    with projection.engine.begin() as connection:
-        connection.execute(
-            insert(LIVE.audit_trail).values(
-                position=bad,
-                event_id="forged:1",
-                recorded_at=datetime.now(UTC),
-                effective_at=datetime.now(UTC),
-                action="Forged",
-            )
-        )
+    block_audit_position(projection.engine, bad)
     fast_runner.start_thread()
     wait_until(lambda: stuck_position(projection) == bad)
     monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
@@ -278,16 +275,7 @@ def test_project_once_reports_an_event_it_cannot_apply_as_stuck(
     projection.catch_up()
     first = projection.position()
     bad = record(ledger, 200)
-    with projection.engine.begin() as connection:
-        connection.execute(
-            insert(LIVE.audit_trail).values(
-                position=bad,
-                event_id="forged:once",
-                recorded_at=datetime.now(UTC),
-                effective_at=datetime.now(UTC),
-                action="Forged",
-            )
-        )
+    block_audit_position(projection.engine, bad, "forged:once")
     monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
     once = CliRunner().invoke(cli_app, ["project", "--once"])
     assert once.exit_code == 1, once.output
@@ -299,10 +287,7 @@ def test_project_once_reports_an_event_it_cannot_apply_as_stuck(
     verify = CliRunner().invoke(cli_app, ["projections", "verify", "--json"])
     assert verify.exit_code == 1, verify.output
 
-    with projection.engine.begin() as connection:
-        connection.execute(
-            delete(LIVE.audit_trail).where(LIVE.audit_trail.c.event_id == "forged:once")
-        )
+    unblock_audit_position(projection.engine, "forged:once")
     again = CliRunner().invoke(cli_app, ["project", "--once"])
     assert again.exit_code == 0, again.output
     assert stuck_position(projection) is None
