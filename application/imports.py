@@ -287,7 +287,7 @@ def _record(
     noted = _note_links(ledger, linked, file_name, ctx)
     saved: list[UUID] = []
     try:
-        with ledger._unit_of_work():
+        with ledger.unit_of_work():
             outcomes = ledger.record_payments(commands, ctx)
             saved = [outcome.payment_id for outcome in outcomes if outcome.recorded]
             lines = [
@@ -299,7 +299,7 @@ def _record(
             batch = ImportBatch.record(
                 parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
             )
-            position = ledger._save(batch, *(payment for _, payment in returned), *noted)
+            position = ledger.save_checked(batch, *(payment for _, payment in returned), *noted)
     except (IntegrityError, sqlalchemy.exc.IntegrityError):
         changed = [payment.id for _, payment in returned] + [payment.id for payment in noted]
         _forget(ledger, [*saved, *changed])
@@ -410,7 +410,7 @@ def reverse_import(
     for payment in held:
         payment.reverse(kind=ReversalKind.IMPORT_REVERSED, actor=ctx.actor, reason=reason)
     try:
-        position = ledger._save(batch, *held)
+        position = ledger.save_checked(batch, *held)
     except IntegrityError:
         raise ConcurrentUpdate(
             "the import or one of its receipts changed at the same moment; nothing was "

@@ -218,7 +218,7 @@ class IncomeLedger(Application):
         chart = self._chart_to_change()
         change(chart)
         try:
-            return self._save(chart)
+            return self.save_checked(chart)
         except IntegrityError:
             raise ConcurrentUpdate(
                 "the chart of funds was changed by someone else at the same moment; retry"
@@ -239,7 +239,7 @@ class IncomeLedger(Application):
             with self._transaction() as session:
                 if command.payer is not None and not command.payer.is_empty():
                     save_payer_details(session, payment.id, command.payer, payment.created_on)
-                position = self._save(payment)
+                position = self.save_checked(payment)
         except IntegrityError:
             existing = self._existing_payment(payment.id, asked, ctx)
             if existing is None:
@@ -266,7 +266,7 @@ class IncomeLedger(Application):
                 for command, payment in zip(commands, payments, strict=True):
                     if payment.id not in known and command.payer and not command.payer.is_empty():
                         save_payer_details(session, payment.id, command.payer, payment.created_on)
-                position = self._save(*new) if new else None
+                position = self.save_checked(*new) if new else None
         except IntegrityError:
             raise ConcurrentUpdate(
                 "another process recorded some of these payments at the same time; retry the "
@@ -486,7 +486,7 @@ class IncomeLedger(Application):
             if not erased:
                 return Outcome(payment.id, False, None, self.payment_view(payment))
             payment.record_payer_details_erased(actor=ctx.actor, reason=reason)
-            position = self._save(payment)
+            position = self.save_checked(payment)
         return Outcome(payment.id, True, position, self.payment_view(payment))
 
     # ---- payments: a channel's messages, applied whole --------------------------------------
@@ -506,7 +506,7 @@ class IncomeLedger(Application):
     def save_payment(self, payment: Payment) -> Outcome:
         """Save all of a payment's pending events in one transaction, or none of them."""
         try:
-            position = self._save(payment)
+            position = self.save_checked(payment)
         except IntegrityError:
             raise ConcurrentUpdate(
                 "another delivery recorded this payment at the same moment; nothing was saved. "
@@ -605,7 +605,7 @@ class IncomeLedger(Application):
         """
         for _ in range(MAX_ATTEMPTS):
             try:
-                with self._unit_of_work() as session:
+                with self.unit_of_work() as session:
                     if request is not None:
                         stored = recall(session, request.scope_key, request.request_hash)
                         if stored is not None:
@@ -712,7 +712,7 @@ class IncomeLedger(Application):
     ) -> Outcome:
         payment = self._payment(payment_id)
         change(payment, self.chart())
-        position = self._save(payment)
+        position = self.save_checked(payment)
         return Outcome(payment.id, position is not None, position, self.payment_view(payment))
 
     def _payment(self, payment_id: UUID) -> Payment:
@@ -725,7 +725,7 @@ class IncomeLedger(Application):
         payment.check_invariant()
         return payment
 
-    def _save(self, *aggregates: Payment | FundChart) -> int | None:
+    def save_checked(self, *aggregates: Payment | FundChart) -> int | None:
         """Save pending events after checking that each balances; returns the last position."""
         for aggregate in aggregates:
             for event in aggregate.pending_events:
@@ -753,7 +753,7 @@ class IncomeLedger(Application):
         return recordings[-1].notification.id if recordings else None
 
     @contextmanager
-    def _unit_of_work(self) -> Iterator[Session]:
+    def unit_of_work(self) -> Iterator[Session]:
         """One transaction for a whole command, telling a failed connection before the commit
         (nothing saved) from one during it (nobody here can know)."""
         committing = False

@@ -115,7 +115,7 @@ def close_period(
 ) -> dict[str, Any]:
     """Close the day, month or financial year holding `day`; returns the close."""
     period = Period.containing(PeriodKind.parse(kind), require_query_date(day, "date"))
-    with ledger._unit_of_work() as session:
+    with ledger.unit_of_work() as session:
         take_period_gate(ledger, session, exclusive=True)
         stored = _stored_calendar(ledger)
         stored.close(

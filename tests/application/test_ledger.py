@@ -146,9 +146,9 @@ def test_two_writers_of_one_payment_cannot_both_succeed(ledger, settings, office
             payment.allocate(
                 [(funds.fund("CT"), AllocationRequest("CT", CT_REF, 10_000))], actor="o", reason="r"
             )
-        ledger._save(mine)
+        ledger.save_checked(mine)
         with pytest.raises(ConcurrentUpdate, match="retry"):
-            other._save(theirs)
+            other.save_checked(theirs)
     finally:
         other.close()
     assert ledger.get_payment(pid)["allocated_pence"] == 10_000
