@@ -29,9 +29,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## Benchmarks (not tests): print figures, see docs/performance.md.
+## Benchmarks (not tests): issue #9's table, each path against its raw baseline in the same run
+## (LEDGER_BENCH_EVENTS=95000 for the issue's size; see docs/performance.md).
 bench: $(STAMP)
-	$(BIN)/python -m bench.record_payments
+	$(BIN)/python -m bench.table
 
 clean:
 	rm -rf $(VENV) ledger.db ledger.db-wal ledger.db-shm
