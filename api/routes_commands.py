@@ -10,7 +10,8 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.app import (
+from api.auth import ApiUser
+from api.deps import (
     AnyUser,
     Reader,
     Recorder,
@@ -19,7 +20,6 @@ from api.app import (
     Supervisor,
     json_response,
 )
-from api.auth import ApiUser
 from api.problems import ApiProblem
 from api.schemas import (
     AllocateIn,

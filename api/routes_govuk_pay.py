@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.app import ServicesDep
+from api.deps import ServicesDep
 from api.problems import ApiProblem
 from api.schemas import WebhookOut
 from api.services import ApiConfig

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from api import problems
-from api.app import Reader, Recorder, ServicesDep, Supervisor, json_response
+from api.deps import Reader, Recorder, ServicesDep, Supervisor, json_response
 from api.problems import ApiProblem
 from api.routes_queries import Fresh, Limit, Offset
 from application.imports import get_import, import_file, reverse_import

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.app import Reader, ServicesDep, Supervisor, json_response
+from api.deps import Reader, ServicesDep, Supervisor, json_response
 from api.routes_queries import Fresh
 from api.schemas import Reason
 from application.gl_export import export_day, gl_exports

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
-from api.app import AuditReader, Reader, ServicesDep, json_response
+from api.deps import AuditReader, Reader, ServicesDep, json_response
 from api.problems import ApiProblem
 from api.schemas import (
     AccountOut,

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.app import Reader, ServicesDep
+from api.deps import Reader, ServicesDep
 from application.reconciliation import exceptions, exceptions_csv
 
 router = APIRouter()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.app import AnyUser, ServicesDep
+from api.deps import AnyUser, ServicesDep
 from api.schemas import HealthOut, ReadyOut
 from api.services import Services
 from projections import queries

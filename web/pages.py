@@ -16,8 +16,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from api.app import USER_SCOPE_KEY
 from api.auth import READERS, STAFF, SUPERVISORS, ApiUser, Role
+from api.deps import USER_SCOPE_KEY
 from api.routes_queries import daily_takings_report, find_payments
 from api.schemas import AllocateIn, DeclineIn, RefundIn
 from api.services import Services
