@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _cli() -> ModuleType:
-    from income_ledger import cli
+    from income_ledger.cli import commands as cli
 
     return cli
 

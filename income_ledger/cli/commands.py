@@ -1203,12 +1203,8 @@ def main() -> None:
 
 
 # Registered last: the auditor commands reuse this module's helpers.
-from income_ledger import cli_audit, cli_imports, cli_periods  # noqa: E402
+from income_ledger.cli import audit, imports, periods  # noqa: E402
 
-cli_audit.register(app)
-cli_imports.register(app)
-cli_periods.register(app)
-
-
-if __name__ == "__main__":
-    main()
+audit.register(app)
+imports.register(app)
+periods.register(app)
