@@ -4,9 +4,6 @@ All of them read the event store itself, never the read model, so they are an in
 check on it. Only `audit chain` writes (the tamper-evidence chain); the rest are read-only.
 Exit status: 0 when all is well, 1 when a check finds a problem (tampering, seals that do not
 match), 2 for bad input, 70 for an unexpected error.
-
-The helpers of `income_ledger.cli` are imported inside functions: that module imports this
-one at its very end, so importing it at the top here would be circular.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -30,6 +26,7 @@ from domain.errors import InvalidRequest, PaymentNotFound
 from domain.limits import parse_query_date, parse_query_moment, uk_day_start, uk_today
 from domain.money import pence_to_pounds
 from domain.payment import Payment
+from income_ledger.cli import helpers
 from projections.audit_export import (
     AUDIT_TRAIL_FILE,
     MANIFEST_FILE,
@@ -69,21 +66,14 @@ PageSizeOption = Annotated[int, typer.Option(min=1, max=20_000, help="Events per
 
 def register(app: typer.Typer) -> None:
     """Add the auditor commands to the main CLI."""
-    cli = _cli()
-    app.command("replay")(cli.handle_errors(replay))
-    audit_app.command("chain")(cli.handle_errors(audit_chain))
-    audit_app.command("seals")(cli.handle_errors(audit_seals))
-    audit_app.command("verify")(cli.handle_errors(audit_verify))
-    audit_app.command("trace")(cli.handle_errors(audit_trace))
-    audit_app.command("trial-balance")(cli.handle_errors(audit_trial_balance))
-    audit_app.command("export")(cli.handle_errors(audit_export))
+    app.command("replay")(helpers.handle_errors(replay))
+    audit_app.command("chain")(helpers.handle_errors(audit_chain))
+    audit_app.command("seals")(helpers.handle_errors(audit_seals))
+    audit_app.command("verify")(helpers.handle_errors(audit_verify))
+    audit_app.command("trace")(helpers.handle_errors(audit_trace))
+    audit_app.command("trial-balance")(helpers.handle_errors(audit_trial_balance))
+    audit_app.command("export")(helpers.handle_errors(audit_export))
     app.add_typer(audit_app, name="audit")
-
-
-def _cli() -> ModuleType:
-    from income_ledger.cli import commands as cli
-
-    return cli
 
 
 @contextlib.contextmanager
@@ -92,7 +82,7 @@ def _readable_events() -> Iterator[None]:
     try:
         yield
     except MapperDeserialisationError as error:
-        raise _cli().fail(
+        raise helpers.fail(
             f"an event in the store cannot be read ({str(error).splitlines()[0]}); it "
             "may have been altered by hand: run `income-ledger audit verify` to find where",
             EXIT_FOUND_PROBLEMS,
@@ -124,7 +114,7 @@ def replay(
     as at an effective time, optionally as known at a recording time."""
     result = _replayed(as_at, known_at, fund)
     if output_format is OutputFormat.JSON:
-        _cli().print_json(result.to_dict())
+        helpers.print_json(result.to_dict())
     elif output_format is OutputFormat.CSV:
         _write_csv(
             ("fund_code", "balance_pence", "net_pence", "vat_pence"),
@@ -146,13 +136,12 @@ def replay(
 
 
 def _replayed(as_at: str, known_at: str | None, fund: str | None) -> ReplayResult:
-    cli = _cli()
     as_at_moment = parse_moment(as_at, "--as-at")
     known_at_moment = parse_moment(known_at, "--known-at") if known_at else None
-    with cli.ledger() as led, _readable_events():
+    with helpers.ledger() as led, _readable_events():
         if fund:
             fund = led.fund(fund)["code"]  # an unknown code gets a message listing the funds
-        with cli.progress_bar(led.max_position(), "replaying") as advance:
+        with helpers.progress_bar(led.max_position(), "replaying") as advance:
             return replay_balances(
                 _reporting(led.read_events(page_size=READ_PAGE_SIZE), advance),
                 as_at=as_at_moment,
@@ -162,7 +151,7 @@ def _replayed(as_at: str, known_at: str | None, fund: str | None) -> ReplayResul
 
 
 def _print_replay(result: ReplayResult) -> None:
-    out = _cli().out
+    out = helpers.out
     title = f"Fund balances as at {result.as_at.isoformat()}"
     if result.known_at:
         title += f", as known at {result.known_at.isoformat()}"
@@ -205,17 +194,16 @@ def audit_chain(page_size: PageSizeOption = 5000) -> None:
     from income_ledger.bootstrap import build_audit_chain
     from income_ledger.settings import Settings
 
-    cli = _cli()
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         chain = build_audit_chain(Settings(), led, page_size=page_size)
         try:
             store_position = led.max_position()
-            with cli.progress_bar(store_position - chain.position(), "chaining") as advance:
+            with helpers.progress_bar(store_position - chain.position(), "chaining") as advance:
                 chained = chain.catch_up(progress=advance)
             position = chain.position()
         finally:
             chain.engine.dispose()
-    cli.out.print(
+    helpers.out.print(
         f"chained {chained} events; the chain covers the event store up to position "
         f"{position} (latest {store_position})",
         highlight=False,
@@ -241,9 +229,8 @@ def audit_seals(
     from income_ledger.settings import Settings
     from projections.chain import stored_seals
 
-    cli = _cli()
     since_day = parse_day(since, "--since") if since else None
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         chain = build_audit_chain(Settings(), led)
         try:
             behind = led.max_position() - chain.position()
@@ -256,7 +243,7 @@ def audit_seals(
     if behind > 0 and seals and seals[-1] == every[-1] and seals[-1].business_date < today:
         # The chain has not got past this day yet: events not chained may still be its own.
         seals = seals[:-1]
-        cli.err.print(
+        helpers.err.print(
             f"[yellow]warning:[/] the chain is {behind} events behind the event store, so its "
             "latest day's seal may be incomplete and is left out: run `income-ledger audit "
             "chain` first",
@@ -273,7 +260,7 @@ def audit_seals(
             f"cannot write {str(out_file)!r} ({error.strerror or type(error).__name__}): "
             "give a path in a directory you can write to"
         ) from None
-    cli.out.print(f"wrote {len(seals)} seals to {out_file}", highlight=False, markup=False)
+    helpers.out.print(f"wrote {len(seals)} seals to {out_file}", highlight=False, markup=False)
 
 
 def audit_verify(
@@ -282,7 +269,7 @@ def audit_verify(
         typer.Option("--seals", help="Seals exported earlier (`audit seals --out`) to check."),
     ] = None,
     page_size: PageSizeOption = 5000,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: helpers.JsonOption = False,
 ) -> None:
     """Recompute the chain from the stored events; report the first position where they no
     longer match (a row altered, deleted or inserted by hand) and check seals. Exit 1 on any
@@ -291,12 +278,11 @@ def audit_verify(
     from income_ledger.settings import Settings
     from projections.chain import read_seals, verify_chain
 
-    cli = _cli()
     seals = _read_seals_file(seals_file, read_seals) if seals_file else []
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         chain = build_audit_chain(Settings(), led)
         try:
-            with cli.progress_bar(chain.position(), "verifying") as advance:
+            with helpers.progress_bar(chain.position(), "verifying") as advance:
                 report = verify_chain(
                     chain.engine,
                     stored_event_source(led),
@@ -309,7 +295,7 @@ def audit_verify(
             chain.engine.dispose()
     nothing_chained = report.chain_position == 0 and report.store_position > 0
     if as_json:
-        cli.print_json(
+        helpers.print_json(
             {
                 "ok": report.ok and not nothing_chained,
                 "chain_position": report.chain_position,
@@ -343,9 +329,8 @@ def _read_seals_file(path: Path, read: Callable[..., Any]) -> Any:
 
 
 def _print_verify(report: Any, seals_from_file: int, nothing_chained: bool) -> None:
-    cli = _cli()
     if nothing_chained:
-        cli.err.print(
+        helpers.err.print(
             "[bold red]nothing verified:[/] the chain is empty; run `income-ledger audit "
             "chain` to start it, then verify",
             highlight=False,
@@ -353,40 +338,40 @@ def _print_verify(report: Any, seals_from_file: int, nothing_chained: bool) -> N
         return
     first = report.first_mismatch
     if report.store_position == 0:
-        cli.out.print("the event store is empty: nothing to verify", highlight=False)
+        helpers.out.print("the event store is empty: nothing to verify", highlight=False)
     elif first is None:
-        cli.out.print(
+        helpers.out.print(
             f"chain intact: {report.events_checked} events up to position "
             f"{report.chain_position} match their links (head {report.head_link})",
             highlight=False,
         )
     else:
-        cli.err.print(
+        helpers.err.print(
             f"[bold red]TAMPERED:[/] first mismatch at position {first.position} "
             f"({first.kind}): {first.detail}",
             highlight=False,
         )
         for finding in report.findings[1:]:
-            cli.err.print(f"  position {finding.position} ({finding.kind})", highlight=False)
+            helpers.err.print(f"  position {finding.position} ({finding.kind})", highlight=False)
         hidden = report.findings_count - len(report.findings)
         if hidden:
-            cli.err.print(f"  ... and {hidden} more", highlight=False)
+            helpers.err.print(f"  ... and {hidden} more", highlight=False)
     for finding in report.seal_findings:
-        cli.err.print(f"[bold red]SEAL MISMATCH:[/] {finding.detail}", highlight=False)
+        helpers.err.print(f"[bold red]SEAL MISMATCH:[/] {finding.detail}", highlight=False)
     if report.seal_findings and first is None:
-        cli.err.print(
+        helpers.err.print(
             "the chain agrees with the events stored now, so events and chain were rewritten "
             "together: only the seals published outside the system show it",
             highlight=False,
         )
     if not report.seal_findings:
-        cli.out.print(
+        helpers.out.print(
             f"{report.seals_checked} seals checked ({seals_from_file} from the file given): "
             "all match",
             highlight=False,
         )
     if report.unchained_after is not None:
-        cli.err.print(
+        helpers.err.print(
             f"[yellow]note:[/] events after position {report.unchained_after} (up to "
             f"{report.store_position}) are not chained yet, so not protected: run "
             "`income-ledger audit chain`",
@@ -399,7 +384,7 @@ def _print_verify(report: Any, seals_from_file: int, nothing_chained: bool) -> N
 
 def audit_trace(
     payment_id: Annotated[str, typer.Argument(help="The payment's id (a UUID).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: helpers.JsonOption = False,
 ) -> None:
     """The whole story of one receipt: every event with actor and reason, its postings, and
     where each penny is now."""
@@ -408,9 +393,8 @@ def audit_trace(
     from projections.audit_trace import trace_payment
     from projections.chain import check_rows
 
-    cli = _cli()
-    pid = cli.parse_payment_id(payment_id)
-    with cli.ledger() as led, _readable_events():
+    pid = helpers.parse_payment_id(payment_id)
+    with helpers.ledger() as led, _readable_events():
         rows = stored_events_of(led, pid)
         events = [(row.id, led.mapper.to_domain_event(row)) for row in rows]
         if not events or not isinstance(events[0][1], Payment.Received):
@@ -423,7 +407,7 @@ def audit_trace(
         trace = trace_payment(events, statuses)
         _hold_against_payment(trace, led.get_payment(pid))
     if as_json:
-        cli.print_json(trace.to_dict())
+        helpers.print_json(trace.to_dict())
         return
     _print_trace(trace)
 
@@ -447,11 +431,11 @@ def _hold_against_payment(trace: Any, payment: dict[str, Any]) -> None:
         and others.get("reversed", 0) == payment["reversed_pence"]
     )
     if not agree:
-        raise _cli().fail(
+        raise helpers.fail(
             f"the postings of payment {trace.payment_id} disagree with its recorded state: "
             "this is a defect; report it with the output of `income-ledger audit trace "
             f"{trace.payment_id} --json`",
-            _cli().EXIT_INTERNAL_ERROR,
+            helpers.EXIT_INTERNAL_ERROR,
         )
 
 
@@ -460,7 +444,7 @@ def _short(moment: datetime) -> str:
 
 
 def _print_trace(trace: Any) -> None:
-    out = _cli().out
+    out = helpers.out
     out.print(
         f"payment {trace.payment_id}: {trace.channel} £{pence_to_pounds(trace.amount_pence)} "
         f"ref {trace.reference or '-'} received {trace.received_at.isoformat()}",
@@ -523,9 +507,8 @@ def audit_trial_balance(
     debits = sum(v for v in accounts.values() if v > 0)
     credits = -sum(v for v in accounts.values() if v < 0)
     total = result.trial_balance_pence
-    cli = _cli()
     if output_format is OutputFormat.JSON:
-        cli.print_json(
+        helpers.print_json(
             {
                 "as_at": result.as_at.isoformat(),
                 "known_at": result.known_at.isoformat() if result.known_at else None,
@@ -560,18 +543,18 @@ def audit_trial_balance(
         table.add_row(
             "total", f"£{pence_to_pounds(debits)}", f"£{pence_to_pounds(credits)}", style="bold"
         )
-        cli.out.print(table)
-        cli.out.print(
+        helpers.out.print(table)
+        helpers.out.print(
             f"{len(shown)} accounts with a balance ({len(accounts) - len(shown)} at zero not "
             f"shown); debits minus credits = {total} pence"
             + (": the ledger balances" if total == 0 else ""),
             highlight=False,
         )
     if total != 0:
-        raise cli.fail(
+        raise helpers.fail(
             f"the trial balance is out by {total} pence: this is a defect, not a user error; "
             "run `income-ledger audit verify` and report it",
-            cli.EXIT_INTERNAL_ERROR,
+            helpers.EXIT_INTERNAL_ERROR,
         )
 
 
@@ -602,7 +585,6 @@ def audit_export(
 ) -> None:
     """Write the audit trail (one row per event) and the postings of a period as CSV, with a
     manifest of counts and SHA-256 checksums."""
-    cli = _cli()
     first, last = parse_day(from_day, "--from"), parse_day(to_day, "--to")
     if last < first:
         raise InvalidRequest(f"--to {last} is before --from {first}: swap them")
@@ -617,9 +599,9 @@ def audit_export(
             "add --overwrite"
         )
     with (
-        cli.ledger() as led,
+        helpers.ledger() as led,
         _readable_events(),
-        cli.progress_bar(led.max_position(), "exporting") as advance,
+        helpers.progress_bar(led.max_position(), "exporting") as advance,
     ):
         summary = export_audit(
             _reporting(led.read_events(page_size=READ_PAGE_SIZE), advance),
@@ -628,7 +610,7 @@ def audit_export(
             end=uk_day_start(last + timedelta(days=1)),
             basis=basis,
         )
-    cli.out.print(
+    helpers.out.print(
         f"exported {summary.audit_rows} events and {summary.posting_rows} postings "
         f"({basis.value} {first} to {last}, UK dates) to {out_dir}: {AUDIT_TRAIL_FILE}, "
         f"{POSTINGS_FILE}, {MANIFEST_FILE}; the postings sum to "

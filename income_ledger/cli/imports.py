@@ -2,15 +2,11 @@
 
 `import FILE` imports a file; `import list` and `import reverse BATCH_ID` work on imports.
 A refused file exits 2 and names every bad line (on stderr, or as JSON with --json).
-
-The helpers of `income_ledger.cli` are imported inside functions: that module imports this
-one at its end, so importing it at the top here would be circular.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,6 +20,7 @@ from application.imports import ImportOutcome, import_file, list_imports, revers
 from application.reconciliation import exceptions, exceptions_csv
 from domain.errors import ImportRefused, InvalidRequest
 from domain.money import pence_to_pounds, pounds_to_pence
+from income_ledger.cli import helpers
 
 DEFAULT_COMMAND = "file"
 
@@ -51,19 +48,12 @@ reconcile_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    cli = _cli()
-    import_app.command(DEFAULT_COMMAND)(cli.handle_errors(import_one))
-    import_app.command("list")(cli.handle_errors(imports_list))
-    import_app.command("reverse")(cli.handle_errors(imports_reverse))
+    import_app.command(DEFAULT_COMMAND)(helpers.handle_errors(import_one))
+    import_app.command("list")(helpers.handle_errors(imports_list))
+    import_app.command("reverse")(helpers.handle_errors(imports_reverse))
     app.add_typer(import_app, name="import")
-    reconcile_app.command("exceptions")(cli.handle_errors(reconcile_exceptions))
+    reconcile_app.command("exceptions")(helpers.handle_errors(reconcile_exceptions))
     app.add_typer(reconcile_app, name="reconcile")
-
-
-def _cli() -> ModuleType:
-    from income_ledger.cli import commands as cli
-
-    return cli
 
 
 def import_one(
@@ -84,23 +74,22 @@ def import_one(
     expect_count: Annotated[
         int | None, typer.Option(min=0, help="CSV: how many receipts it holds (required).")
     ] = None,
-    actor: Annotated[str | None, typer.Option("--actor", help="Who is doing this.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
 ) -> None:
     """Import a day's file whole, or refuse it naming every bad line; the same file twice
     records nothing the second time."""
-    cli = _cli()
     try:
         content = file.read_bytes()
     except OSError as error:
         raise InvalidRequest(f"cannot read {file}: {error.strerror}") from None
     total = pounds_to_pence(expect_total) if expect_total is not None else None
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         try:
             outcome = import_file(
                 led,
                 content,
-                cli.context(actor),
+                helpers.context(actor),
                 file_name=file.name,
                 file_format=file_format,
                 expect_total_pence=total,
@@ -112,26 +101,26 @@ def import_one(
 
 
 def _refused(error: ImportRefused, as_json: bool) -> typer.Exit:
-    cli = _cli()
     problems = [problem.to_dict() for problem in error.problems]
     if as_json:
-        cli.print_json({"refused": True, "code": error.code, "problems": problems})
-    cli.err.print("[bold red]error:[/] the file was refused whole; nothing was recorded:")
+        helpers.print_json({"refused": True, "code": error.code, "problems": problems})
+    helpers.err.print("[bold red]error:[/] the file was refused whole; nothing was recorded:")
     for problem in problems:
         where = f"line {problem['line']}" if problem["line"] else "file"
-        cli.err.print(f"  {where}: {escape(problem['reason'])}", highlight=False, soft_wrap=True)
-    return typer.Exit(cli.EXIT_USER_ERROR)
+        helpers.err.print(
+            f"  {where}: {escape(problem['reason'])}", highlight=False, soft_wrap=True
+        )
+    return typer.Exit(helpers.EXIT_USER_ERROR)
 
 
 def imports_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: helpers.JsonOption = False,
 ) -> None:
     """Imports, newest first."""
-    cli = _cli()
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         batches = list_imports(led)
     if as_json:
-        cli.print_json(batches)
+        helpers.print_json(batches)
         return
     table = Table("imported (UTC)", "file", "format", "receipts", "total", "batch", "reversed")
     for column in table.columns:
@@ -146,34 +135,34 @@ def imports_list(
             batch["batch_id"],
             "yes" if batch["reversed"] else "",
         )
-    cli.out.print(table)
+    helpers.out.print(table)
 
 
 def imports_reverse(
     batch_id: Annotated[str, typer.Argument(help="The import's batch id (import list).")],
     reason: Annotated[str, typer.Option("--reason", help="Why the whole import is reversed.")],
-    actor: Annotated[str | None, typer.Option("--actor", help="Who is doing this.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
 ) -> None:
     """Reverse what remains of every receipt an import made, in one transaction."""
-    cli = _cli()
     try:
         parsed_id = UUID(batch_id)
     except ValueError:
         raise InvalidRequest(f"{batch_id!r} is not a batch id (a UUID)") from None
-    with cli.ledger() as led:
-        outcome = reverse_import(led, parsed_id, cli.context(actor), reason)
+    with helpers.ledger() as led:
+        outcome = reverse_import(led, parsed_id, helpers.context(actor), reason)
     _print_outcome(outcome, as_json, "reversed")
 
 
 def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
-    cli = _cli()
     batch: dict[str, Any] = outcome.batch
     if as_json:
-        cli.print_json({"recorded": outcome.recorded, "position": outcome.position, "batch": batch})
+        helpers.print_json(
+            {"recorded": outcome.recorded, "position": outcome.position, "batch": batch}
+        )
         return
     if not outcome.recorded:
-        cli.out.print(
+        helpers.out.print(
             f"already imported: {escape(batch['file_name'])} (batch {batch['batch_id']}, "
             f"by {batch['imported_by']} at {batch['imported_at']}); nothing recorded",
             highlight=False,
@@ -181,14 +170,14 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
         )
         return
     if batch["reversed"]:
-        cli.out.print(
+        helpers.out.print(
             f"reversed import {batch['batch_id']} ({escape(batch['file_name'])}): "
             f"£{pence_to_pounds(batch['reversed_pence'])} of its receipts reversed",
             highlight=False,
             soft_wrap=True,
         )
         return
-    cli.out.print(
+    helpers.out.print(
         f"{verb} {escape(batch['file_name'])}: batch {batch['batch_id']}, "
         f"{batch['receipts_count']} receipts, £{pence_to_pounds(batch['receipts_pence'])}"
         + (
@@ -203,18 +192,17 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
 
 def reconcile_exceptions(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV for a spreadsheet.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_json: helpers.JsonOption = False,
 ) -> None:
     """Statement lines no other record explains, and receipts no statement line has paid
     in yet, oldest first, by age."""
-    cli = _cli()
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         report = exceptions(led)
     if as_csv:
         typer.echo(exceptions_csv(report), nl=False)
         return
     if as_json:
-        cli.print_json(report)
+        helpers.print_json(report)
         return
     table = Table("kind", "age", "date", "amount", "channel", "reference", "payment")
     for column in table.columns:
@@ -229,12 +217,12 @@ def reconcile_exceptions(
             escape(row["reference"]),
             row["payment_id"],
         )
-    cli.out.print(table)
+    helpers.out.print(table)
     for entry in report["summary"]:
-        cli.out.print(
+        helpers.out.print(
             f"{entry['kind'].replace('_', ' ')}s {entry['age_band']}: {entry['count']}, "
             f"£{pence_to_pounds(entry['amount_pence'])}",
             highlight=False,
         )
     if not report["summary"]:
-        cli.out.print("no exceptions: every statement line and receipt is matched")
+        helpers.out.print("no exceptions: every statement line and receipt is matched")

@@ -3,9 +3,6 @@
 `periods close day|month|year DATE --reason` closes the period holding DATE; `periods list`
 shows every close. `gl export DATE [--out FILE]` writes a day's general-ledger journal (the
 same bytes every time); `gl list` shows every export.
-
-The helpers of `income_ledger.cli` are imported inside functions: that module imports this
-one at its end, so importing it at the top here would be circular.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 import sys
 from datetime import date
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +21,8 @@ from application.periods import close_period, closed_periods
 from domain.errors import InvalidRequest
 from domain.gl_export import parse_columns
 from domain.limits import parse_query_date
+from income_ledger.cli import helpers
+from income_ledger.settings import Settings
 
 periods_app = typer.Typer(
     help="Close days, months and financial years: periods close, periods list.",
@@ -36,24 +34,15 @@ gl_app = typer.Typer(
 )
 # How long `gl export` waits for the read model to catch up before exporting what it has.
 CATCH_UP_WAIT_S = 30.0
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-ActorOption = Annotated[str | None, typer.Option("--actor", help="Who is doing this.")]
 
 
 def register(app: typer.Typer) -> None:
-    cli = _cli()
-    periods_app.command("close")(cli.handle_errors(periods_close))
-    periods_app.command("list")(cli.handle_errors(periods_list))
-    gl_app.command("export")(cli.handle_errors(gl_export))
-    gl_app.command("list")(cli.handle_errors(gl_list))
+    periods_app.command("close")(helpers.handle_errors(periods_close))
+    periods_app.command("list")(helpers.handle_errors(periods_list))
+    gl_app.command("export")(helpers.handle_errors(gl_export))
+    gl_app.command("list")(helpers.handle_errors(gl_list))
     app.add_typer(periods_app, name="periods")
     app.add_typer(gl_app, name="gl")
-
-
-def _cli() -> ModuleType:
-    from income_ledger.cli import commands as cli
-
-    return cli
 
 
 def parse_date(text: str) -> date:
@@ -64,18 +53,17 @@ def periods_close(
     kind: Annotated[str, typer.Argument(help="day, month or year (April to March).")],
     day: Annotated[str, typer.Argument(help="Any UK date in the period, like 2026-03-31.")],
     reason: Annotated[str, typer.Option("--reason", help="Why it is closed (sign-off).")],
-    actor: ActorOption = None,
-    as_json: JsonOption = False,
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
 ) -> None:
     """Close the day, month or financial year holding DATE: nothing can take effect in it
     afterwards. A close is final; only a period that has ended can be closed."""
-    cli = _cli()
-    with cli.ledger() as led:
-        close = close_period(led, kind, parse_date(day), cli.context(actor), reason)
+    with helpers.ledger() as led:
+        close = close_period(led, kind, parse_date(day), helpers.context(actor), reason)
     if as_json:
-        cli.print_json(close)
+        helpers.print_json(close)
         return
-    cli.out.print(
+    helpers.out.print(
         f"closed {close['kind']} {close['period']} ({close['first_day']} to "
         f"{close['last_day']}) by {escape(close['closed_by'])}",
         highlight=False,
@@ -83,13 +71,12 @@ def periods_close(
     )
 
 
-def periods_list(as_json: JsonOption = False) -> None:
+def periods_list(as_json: helpers.JsonOption = False) -> None:
     """Every close, oldest first."""
-    cli = _cli()
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         closes = closed_periods(led)
     if as_json:
-        cli.print_json(closes)
+        helpers.print_json(closes)
         return
     table = Table("period", "kind", "from", "to", "closed by", "closed at (UTC)", "reason")
     for column in table.columns:
@@ -104,7 +91,7 @@ def periods_list(as_json: JsonOption = False) -> None:
             close["closed_at"][:16].replace("T", " "),
             escape(close["reason"]),
         )
-    cli.out.print(table)
+    helpers.out.print(table)
 
 
 def gl_export(
@@ -112,18 +99,17 @@ def gl_export(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write the CSV here (default: stdout).")
     ] = None,
-    actor: ActorOption = None,
+    actor: helpers.ActorOption = None,
 ) -> None:
     """A day's general-ledger journal as CSV (docs/gl-export.md); recorded the first time,
     the identical file after that."""
     from income_ledger.bootstrap import build_projection
     from projections.gl_rows import ReadModelPostings
 
-    cli = _cli()
-    settings = cli.Settings()
+    settings = Settings()
     codes = parse_control_codes(settings.gl_control_codes)
     columns = parse_columns(settings.gl_columns)
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         projection = build_projection(settings, led)
         try:
             _catch_up(projection, led.max_position())
@@ -131,7 +117,7 @@ def gl_export(
                 led,
                 ReadModelPostings(projection.engine),
                 parse_date(day),
-                cli.context(actor),
+                helpers.context(actor),
                 codes,
                 columns,
             )
@@ -146,7 +132,7 @@ def gl_export(
         except OSError as error:
             raise InvalidRequest(f"cannot write {out}: {error.strerror}") from None
     record = result.record
-    cli.err.print(
+    helpers.err.print(
         f"{'exported' if result.first_time else 'exported again (the same file)'} "
         f"{record['export_date']}: {record['lines_count']} lines, SHA-256 {record['sha256']}",
         highlight=False,
@@ -169,13 +155,12 @@ def _catch_up(projection: Any, position: int) -> None:
         wait_for_position(projection.engine, position, CATCH_UP_WAIT_S)
 
 
-def gl_list(as_json: JsonOption = False) -> None:
+def gl_list(as_json: helpers.JsonOption = False) -> None:
     """Every day exported, in the order they were exported."""
-    cli = _cli()
-    with cli.ledger() as led:
+    with helpers.ledger() as led:
         exports = gl_exports(led)
     if as_json:
-        cli.print_json(exports)
+        helpers.print_json(exports)
         return
     table = Table("day", "lines", "exported by", "exported at (UTC)", "closed", "SHA-256")
     for column in table.columns:
@@ -189,4 +174,4 @@ def gl_list(as_json: JsonOption = False) -> None:
             export["closed_period"] or "",
             export["sha256"],
         )
-    cli.out.print(table)
+    helpers.out.print(table)

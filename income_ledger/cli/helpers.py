@@ -1,0 +1,161 @@
+"""What every command of the `income-ledger` CLI shares: the consoles, the common options,
+error handling, the ledger and command context, and parsing of the usual arguments.
+
+The command modules import this one and never each other, so no import goes in a circle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from application.ledger import CommandContext, IncomeLedger
+from domain.errors import InvalidRequest, LedgerError
+from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH, require_business_datetime, require_length
+from domain.money import pounds_to_pence
+from income_ledger.bootstrap import DatabaseNotInitialised, build_ledger, connection_problem
+from income_ledger.settings import Settings
+from projections.runner import LockTimeout
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70
+EXIT_STUCK = 1  # a projection cannot apply an event: as `projections status` says it
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C
+
+out = Console(emoji=False)  # account names like income:SUN:… are data, not emoji codes
+err = Console(stderr=True, emoji=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ActorOption = Annotated[
+    str | None, typer.Option("--actor", help="Who is doing this (default: $LEDGER_ACTOR or user).")
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--idempotency-key", help="Makes a retry of the same command safe."),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0,
+        help="Seconds to wait for the projection runner lock if another process holds it "
+        "(default: wait, saying who holds it).",
+    ),
+]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why the money moves (required).")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
+    # The message is text, not markup: an error code like [payment_not_found] must show.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Users see what went wrong and what to do, never a stack trace."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except LedgerError as error:
+            raise fail(f"{error.message} [{error.code}]") from None
+        except (DatabaseNotInitialised, LockTimeout) as error:
+            raise fail(str(error)) from None
+        except ValidationError as error:
+            raise fail(f"invalid settings: {settings_problems(error)}") from None
+        except Exception as error:
+            if os.environ.get("LEDGER_DEBUG"):
+                raise
+            problem = _connection_problem(error)
+            if problem:
+                raise fail(problem) from None
+            raise fail(
+                f"unexpected {type(error).__name__}: {str(error).splitlines()[0][:300]} "
+                "(set LEDGER_DEBUG=1 for details)",
+                EXIT_INTERNAL_ERROR,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_problems(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+
+
+def _connection_problem(error: Exception) -> str | None:
+    try:
+        return connection_problem(Settings(), error)
+    except ValidationError:
+        return None
+
+
+def ledger() -> IncomeLedger:
+    return build_ledger(Settings())
+
+
+def context(actor: str | None, idempotency_key: str | None = None) -> CommandContext:
+    who = actor or os.environ.get("LEDGER_ACTOR") or f"cli:{getpass.getuser()}"
+    # The same limit as an HTTP Idempotency-Key, so a key works the same at either edge.
+    require_length("--idempotency-key", idempotency_key, MAX_IDEMPOTENCY_KEY_LENGTH)
+    return CommandContext(actor=who, idempotency_key=idempotency_key)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def parse_amount(text: str) -> int:
+    return pounds_to_pence(text)
+
+
+def parse_datetime(text: str | None, field: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(
+            f"{field} {text!r} is not a date and time: write it like 2026-03-31T10:00:00Z"
+        ) from None
+    return require_business_datetime(value, field)
+
+
+def parse_payment_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a payment id (a UUID)") from None
+
+
+def parse_account(text: str, option: str) -> tuple[str, str]:
+    fund, sep, reference = text.partition(":")
+    if not sep or not fund or not reference:
+        raise InvalidRequest(f"{option} must be FUND:REFERENCE, like CT:12345679")
+    return fund.upper(), reference
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, what: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr for long runs (quiet when stderr is not a terminal)."""
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task(what, total=total or None)
+        yield lambda count: progress.advance(task, count)
