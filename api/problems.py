@@ -18,6 +18,7 @@ from domain.errors import (
     InvalidRequest,
     LedgerError,
     NotFound,
+    NotPermitted,
     RuleViolation,
 )
 
@@ -52,7 +53,7 @@ def _documented(description: str) -> dict[str, Any]:
 
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _documented("no API key, or an unknown one (webhook: a bad Pay-Signature)"),
-    403: _documented("the key's role may not do this"),
+    403: _documented("the key's role or fund-group limits do not allow this"),
     404: _documented("no such payment, fund or refund request"),
     409: _documented(
         "refused by a ledger rule, a concurrent update (retryable: true), or an "
@@ -164,6 +165,8 @@ def status_for(error: LedgerError) -> tuple[int, str]:
         return 409, "Concurrent update: safe to retry"
     if isinstance(error, NotFound):
         return 404, "Not found"
+    if isinstance(error, NotPermitted):
+        return 403, "Not permitted"
     if isinstance(error, InvalidRequest):
         return 422, "Invalid request"
     if isinstance(error, RuleViolation):

@@ -77,7 +77,7 @@ def run_command(
             request.method,
             request.url.path,
         )
-    ctx = CommandContext(user.actor, idempotency_key=scope)
+    ctx = user.context(scope)
     stored, replayed = svc.ledger.run_once(idempotent, lambda: StoredResponse(*command(ctx)))
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return json_response(stored.body, stored.status_code, stored.position, headers)
@@ -97,13 +97,13 @@ def payment_command(status: int, outcome: Outcome) -> tuple[int, Any, int | None
 @router.get("/funds", tags=["funds"], response_model=list[FundOut])
 def list_funds(svc: ServicesDep, user: AnyUser) -> Any:
     """The chart of funds. Roles: all."""
-    return svc.ledger.funds()
+    return svc.ledger.funds(user.access)
 
 
 @router.get("/funds/{code}", tags=["funds"], response_model=FundOut)
 def get_fund(code: str, svc: ServicesDep, user: AnyUser) -> Any:
     """One fund. Roles: all."""
-    return svc.ledger.fund(code)
+    return svc.ledger.fund(code, user.access)
 
 
 @router.post("/funds", tags=["funds"], status_code=201, response_model=FundCommandOut)
@@ -199,7 +199,7 @@ def record_payment(
 def get_payment(payment_id: UUID, svc: ServicesDep, user: Reader) -> Any:
     """A payment with its allocations, status, payer details and whole history (from the
     event store: always current). Roles: officer, supervisor, auditor, reporting."""
-    return svc.ledger.get_payment(payment_id)
+    return svc.ledger.get_payment(payment_id, user.access)
 
 
 @router.post(

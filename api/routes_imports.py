@@ -21,7 +21,6 @@ from api.deps import Reader, Recorder, ServicesDep, Supervisor, json_response
 from api.problems import ApiProblem
 from api.routes_queries import Fresh, Limit, Offset
 from application.imports import get_import, import_file, reverse_import
-from application.ledger import CommandContext
 from domain.errors import ImportRefused
 from domain.imports import MAX_FILE_NAME_LENGTH, ImportFormat
 from projections import queries
@@ -164,7 +163,7 @@ async def upload_import(
             import_file,
             svc.ledger,
             content,
-            CommandContext(user.actor),
+            user.context(),
             file_name=file_name or sent_name or "upload",
             file_format=file_format.value if file_format else None,
             expect_total_pence=expect_total_pence,
@@ -209,6 +208,7 @@ def imports(svc: Fresh, user: Reader, limit: Limit = 100, offset: Offset = 0) ->
     """Imported files, newest first, from the read model (table `import_batches`; pass a
     command's position as min_position to see it). Roles: officer, supervisor, auditor,
     reporting."""
+    user.access.require_whole_ledger("the list of imports")
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
         page = queries.import_batches_page(connection, limit=limit, offset=offset)
@@ -218,6 +218,7 @@ def imports(svc: Fresh, user: Reader, limit: Limit = 100, offset: Offset = 0) ->
 @router.get("/imports/{batch_id}", tags=["imports"], response_model=ImportBatchDetailOut)
 def one_import(batch_id: UUID, svc: ServicesDep, user: Reader) -> Any:
     """One import with each money line and the payment it made. Roles: as GET /imports."""
+    user.access.require_whole_ledger("an import")
     return get_import(svc.ledger, batch_id)
 
 
@@ -225,6 +226,7 @@ def one_import(batch_id: UUID, svc: ServicesDep, user: Reader) -> Any:
 def reverse(batch_id: UUID, body: ReverseImportIn, svc: ServicesDep, user: Supervisor) -> Any:
     """Reverse what remains of every receipt the import made, and mark the import reversed,
     in one transaction (409 if it was reversed before). Roles: supervisor."""
-    outcome = reverse_import(svc.ledger, batch_id, CommandContext(user.actor), body.reason)
+    user.access.require_whole_ledger("reversing an import")
+    outcome = reverse_import(svc.ledger, batch_id, user.context(), body.reason)
     body_out = {"recorded": True, "position": outcome.position, "batch": outcome.batch}
     return json_response(body_out, 200, outcome.position)

@@ -16,7 +16,6 @@ from api.deps import Reader, ServicesDep, Supervisor, json_response
 from api.routes_queries import Fresh
 from api.schemas import Reason
 from application.gl_export import export_day, gl_exports
-from application.ledger import CommandContext
 from application.periods import close_period, closed_periods
 from projections.gl_rows import ReadModelPostings
 
@@ -61,7 +60,8 @@ def close(body: CloseIn, svc: ServicesDep, user: Supervisor) -> Any:
     """Close the day, month or financial year holding `date`: afterwards nothing can take
     effect in it (409 period_closed names it). Final; only an ended period can be closed
     (409 period_not_ended), and not twice (409 period_already_closed). Roles: supervisor."""
-    closed = close_period(svc.ledger, body.kind, body.day, CommandContext(user.actor), body.reason)
+    user.access.require_whole_ledger("closing a period")
+    closed = close_period(svc.ledger, body.kind, body.day, user.context(), body.reason)
     return json_response(closed, 201, closed["position"])
 
 
@@ -87,11 +87,12 @@ def gl_export(
     the position of the last command as min_position to have its movements in the file
     (what the read model has not applied comes as adjustments in the next export).
     Roles: supervisor."""
+    user.access.require_whole_ledger("the general-ledger export")
     result = export_day(
         svc.ledger,
         ReadModelPostings(svc.read_engine),
         day,
-        CommandContext(user.actor),
+        user.context(),
         svc.config.gl_control_codes,
         svc.config.gl_columns,
     )
@@ -108,4 +109,5 @@ def gl_export(
 @router.get("/gl/exports", tags=["periods"], response_model=list[GlExportOut])
 def exports(svc: ServicesDep, user: Supervisor) -> Any:
     """Every day exported, in the order they were exported. Roles: supervisor."""
+    user.access.require_whole_ledger("the general-ledger exports")
     return gl_exports(svc.ledger)

@@ -23,6 +23,7 @@ from api.schemas import (
     SuspenseOut,
 )
 from api.services import MAX_PAGE_SIZE, Services
+from application.access import EVERY_FUND, FundAccess
 from domain.limits import (
     MAX_ACTOR_LENGTH,
     MAX_FUND_CODE_LENGTH,
@@ -35,6 +36,7 @@ from domain.payment import Channel, PaymentStatus
 from domain.references import normalise_reference
 from projections import queries
 from projections.runner import wait_for_position
+from projections.schema import SUSPENSE_FUND
 
 router = APIRouter()
 MAX_POSITION = 2**53  # event positions stay far below this; larger values are typos
@@ -97,7 +99,16 @@ def search_payments(
     """Search payments (newest first) by reference, fund, channel, status and received date.
     Roles: officer, supervisor, auditor, reporting."""
     return find_payments(
-        svc, reference, fund_code, channel, status, received_from, received_to, limit, offset
+        svc,
+        reference,
+        fund_code,
+        channel,
+        status,
+        received_from,
+        received_to,
+        limit,
+        offset,
+        user.access,
     )
 
 
@@ -111,8 +122,13 @@ def find_payments(
     received_to: date | None,
     limit: int,
     offset: int,
+    access: FundAccess = EVERY_FUND,
 ) -> dict[str, Any]:
-    """One page of the payments found (the API's search and the web pages')."""
+    """One page of the payments found (the API's search and the web pages'): of a user
+    limited to fund groups, only payments with no money in other groups' funds."""
+    chart = svc.ledger.chart()
+    if fund_code:
+        access.require_funds(chart, [fund_code])
     with svc.read_engine.connect() as connection:
         items, total = queries.search_payments(
             connection,
@@ -124,15 +140,20 @@ def find_payments(
             received_to=received_to and require_query_date(received_to, "to"),
             limit=limit,
             offset=offset,
+            visible_fund_codes=access.visible_fund_codes(chart),
         )
     return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-def _fund_balances(svc: Services) -> dict[str, Any]:
-    names = {fund["code"]: fund["name"] for fund in svc.ledger.funds()}
+def _fund_balances(svc: Services, access: FundAccess = EVERY_FUND) -> dict[str, Any]:
+    names = {fund["code"]: fund["name"] for fund in svc.ledger.funds(access)}
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
-        rows = {row["fund_code"]: row for row in queries.fund_balances(connection)}
+        rows = {
+            row["fund_code"]: row
+            for row in queries.fund_balances(connection)
+            if not access.limited or row["fund_code"] in names
+        }
     zero = dict.fromkeys(FundBalanceOut.model_fields, 0)
     funds = [
         zero | rows.get(code, {}) | {"fund_code": code, "name": names.get(code)}
@@ -149,7 +170,7 @@ def _fund_balances(svc: Services) -> dict[str, Any]:
 def fund_balances(svc: Fresh, user: Reader) -> Any:
     """Every fund's balance (income held, VAT included) with its parts.
     Roles: officer, supervisor, auditor, reporting."""
-    return _fund_balances(svc)
+    return _fund_balances(svc, user.access)
 
 
 @router.get(
@@ -160,8 +181,8 @@ def fund_balances(svc: Fresh, user: Reader) -> Any:
 )
 def fund_balance(code: str, svc: Fresh, user: Reader) -> Any:
     """One fund's balance. Roles: officer, supervisor, auditor, reporting."""
-    svc.ledger.fund(code)
-    balances = _fund_balances(svc)
+    svc.ledger.fund(code, user.access)
+    balances = _fund_balances(svc, user.access)
     found = next(f for f in balances["funds"] if f["fund_code"] == code.upper())
     return json_response(found, position=balances["position"])
 
@@ -177,7 +198,7 @@ def account(
 ) -> Any:
     """A payer account's balance and statement (oldest first, with running balance).
     Roles: officer, supervisor, auditor, reporting."""
-    fund = svc.ledger.fund(fund_code)
+    fund = svc.ledger.fund(fund_code, user.access)
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
         statement = queries.account_statement(
@@ -207,15 +228,23 @@ def daily_takings(
     """The cash-up: per channel and fund, receipts, refunds and reversals of one UK business
     date. Roles: officer, supervisor, auditor, reporting."""
     day = require_query_date(business_date, "date") if business_date else uk_today()
-    return daily_takings_report(svc, day)
+    return daily_takings_report(svc, day, user.access)
 
 
-def daily_takings_report(svc: Services, day: date) -> dict[str, Any]:
+def daily_takings_report(
+    svc: Services, day: date, access: FundAccess = EVERY_FUND
+) -> dict[str, Any]:
     """One UK business date's takings, per channel and fund, with the totals per channel
-    (the API's report and the web dashboard)."""
+    (the API's report and the web dashboard). A user limited to fund groups sees their funds'
+    rows and suspense's (which has no fund)."""
+    visible = access.visible_fund_codes(svc.ledger.chart())
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
-        rows = queries.daily_takings(connection, day)
+        rows = [
+            row
+            for row in queries.daily_takings(connection, day)
+            if visible is None or row["fund_code"] in visible | {SUSPENSE_FUND}
+        ]
     by_channel: dict[str, int] = {}
     for row in rows:
         by_channel[row["channel"]] = by_channel.get(row["channel"], 0) + row["net_pence"]
@@ -283,6 +312,7 @@ def audit(
     """The audit trail: every event in order with actor, action, amount and reason. With
     `Accept: text/csv` every matching row is streamed as CSV.
     Roles: officer, supervisor, auditor."""
+    user.access.require_whole_ledger("the audit trail")
     filters = {
         "recorded_from": _bound(recorded_from, "from", end_of_day=False),
         "recorded_to": _bound(recorded_to, "to", end_of_day=True),
@@ -336,6 +366,7 @@ def audit_balances(
     """Balances replayed straight from the event store (not the read model) as at an
     effective time, optionally as known at a recording time. Roles: officer, supervisor,
     auditor."""
+    user.access.require_whole_ledger("a replay of the balances")
     as_at_moment = _bound(as_at, "as_at", end_of_day=True)
     known_at_moment = _bound(known_at, "known_at", end_of_day=True)
     if svc.replay is None:

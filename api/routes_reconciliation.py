@@ -60,6 +60,7 @@ async def reconciliation_exceptions(
     line has paid in yet, oldest first with their age band (0-3, 4-7, 8-30, over 30 days).
     The matching rules are in README, "A day's files". Roles: officer, supervisor, auditor,
     reporting."""
+    user.access.require_whole_ledger("the reconciliation exceptions report")
     report = await run_in_threadpool(exceptions, svc.ledger)
     if accept and "text/csv" in accept:
         return Response(exceptions_csv(report), media_type="text/csv; charset=utf-8")

@@ -19,6 +19,7 @@ from domain.limits import (
 )
 from domain.money import MAX_AMOUNT_PENCE
 from domain.payment import Channel, ReversalKind
+from domain.references import MAX_MASK_LENGTH
 
 Pence = Annotated[
     int,
@@ -122,13 +123,21 @@ class NoteIn(Strict):
 
 
 class ReferenceRuleIn(Strict):
-    min_length: int = Field(ge=1, le=MAX_FUND_REFERENCE_LENGTH)
-    max_length: int = Field(ge=1, le=MAX_FUND_REFERENCE_LENGTH)
-    pattern: str = Field(min_length=1, max_length=MAX_REFERENCE_PATTERN_LENGTH)
+    mask: str | None = Field(
+        None,
+        max_length=MAX_MASK_LENGTH,
+        description="input mask instead of a pattern: 9 a digit, A a capital letter, X either, "
+        "\\ makes the next character literal; sets the pattern and lengths",
+    )
+    min_length: int | None = Field(None, ge=1, le=MAX_FUND_REFERENCE_LENGTH)
+    max_length: int | None = Field(None, ge=1, le=MAX_FUND_REFERENCE_LENGTH)
+    pattern: str | None = Field(None, min_length=1, max_length=MAX_REFERENCE_PATTERN_LENGTH)
     check_digit: dict[str, Any] | None = Field(
         None,
-        description="modulus (10|11), weights, subtract_from_modulus, ten_as (X|0), "
-        "letters (alphabet_position|none)",
+        description="modulus (2-97), weights (from the rightmost character leftwards), "
+        "subtract_from_modulus, ten_as (X|0), letters (alphabet_position|none), "
+        "check_characters (the character for each check value from 0; needed above modulus "
+        '11), prefix_substitutions ([["BJ", "05"], ...], weighed in place of the prefix)',
     )
 
 
@@ -139,6 +148,11 @@ class FundIn(Strict):
     vat_rate_basis_points: int = Field(0, ge=0, le=10_000)
     cost_centre: str = Field(min_length=1, max_length=_FUND["cost_centre"])
     ledger_code: str = Field(min_length=1, max_length=_FUND["ledger_code"])
+    group: str | None = Field(
+        None,
+        max_length=16,
+        description="the fund's group (PARKING, REVENUES): users can be limited to groups",
+    )
     reference_rule: ReferenceRuleIn
 
 
@@ -151,6 +165,11 @@ class FundPatch(Strict):
     )
     cost_centre: str | None = Field(None, min_length=1, max_length=_FUND["cost_centre"])
     ledger_code: str | None = Field(None, min_length=1, max_length=_FUND["ledger_code"])
+    group: str | None = Field(
+        None,
+        max_length=16,
+        description="the fund's group (PARKING, REVENUES): users can be limited to groups",
+    )
     reference_rule: ReferenceRuleIn | None = None
     enabled: bool | None = None
     reason: Reason
@@ -236,6 +255,7 @@ class FundOut(BaseModel):
     ledger_code: str
     reference_rule: dict[str, Any]
     enabled: bool
+    group: str = Field("", description="the fund's group; empty: none")
     vat_rates: list[VatRateOut] = Field(
         default_factory=list,
         description="every rate the fund has had: a movement takes the one in force at its "

@@ -26,6 +26,7 @@ from eventsourcing.utils import get_topic
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from application.access import EVERY_FUND, FundAccess
 from application.idempotency import IdempotentRequest, StoredResponse, recall, remember
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from application.payer_details import (
@@ -61,10 +62,14 @@ SYSTEM_ACTOR = "system"
 
 @dataclass(frozen=True)
 class CommandContext:
-    """Who asks, and the key that makes a retried request safe."""
+    """Who asks, what their key lets them do, and the key that makes a retried request
+    safe. `access` limits them to fund groups; `partial_refunds` says whether their role may
+    refund part of what a payment holds."""
 
     actor: str
     idempotency_key: str | None = None
+    access: FundAccess = EVERY_FUND
+    partial_refunds: bool = True
 
     def __post_init__(self) -> None:
         if not self.actor or not self.actor.strip():
@@ -206,13 +211,20 @@ class IncomeLedger(Application):
         except AggregateNotFoundError:
             return FundChart.open(actor=SYSTEM_ACTOR)
 
-    def funds(self) -> list[dict[str, Any]]:
+    def funds(self, access: FundAccess = EVERY_FUND) -> list[dict[str, Any]]:
+        chart = self.chart()
+        visible = access.visible_fund_codes(chart)
         return [
-            fund_view(fund) for fund in sorted(self.chart().funds.values(), key=lambda f: f.code)
+            fund_view(fund)
+            for fund in sorted(chart.funds.values(), key=lambda f: f.code)
+            if visible is None or fund.code in visible
         ]
 
-    def fund(self, code: str) -> dict[str, Any]:
-        return fund_view(self.chart().fund(code))
+    def fund(self, code: str, access: FundAccess = EVERY_FUND) -> dict[str, Any]:
+        chart = self.chart()
+        fund = chart.fund(code)
+        access.require_funds(chart, [fund.code])
+        return fund_view(fund)
 
     def _change_chart(self, change: Callable[[FundChart], None]) -> int | None:
         chart = self._chart_to_change()
@@ -325,7 +337,7 @@ class IncomeLedger(Application):
                 effective_at=effective,
             )
 
-        return self._change_payment(payment_id, change)
+        return self._change_payment(payment_id, change, ctx)
 
     def transfer(
         self,
@@ -359,7 +371,7 @@ class IncomeLedger(Application):
                 effective_at=effective,
             )
 
-        return self._change_payment(payment_id, change)
+        return self._change_payment(payment_id, change, ctx)
 
     def refund(
         self,
@@ -389,13 +401,14 @@ class IncomeLedger(Application):
                     fund_code=source[0].upper() if source else None,
                     reference=source[1] if source else None,
                     approval_limit_pence=self.refund_approval_limit_pence,
+                    partial_allowed=ctx.partial_refunds,
                     idempotency_key=ctx.idempotency_key,
                     fingerprint=key,
                     effective_at=effective,
                 )
             )
 
-        outcome = self._change_payment(payment_id, change)
+        outcome = self._change_payment(payment_id, change, ctx)
         return replace(outcome, refund_request_id=request_ids[-1])
 
     def approve_refund(self, payment_id: UUID, request_id: str, ctx: CommandContext) -> Outcome:
@@ -406,7 +419,7 @@ class IncomeLedger(Application):
                 request_id, actor=ctx.actor, idempotency_key=ctx.idempotency_key, fingerprint=key
             )
 
-        return self._change_payment(payment_id, change)
+        return self._change_payment(payment_id, change, ctx)
 
     def decline_refund(
         self, payment_id: UUID, request_id: str, ctx: CommandContext, reason: str
@@ -422,7 +435,7 @@ class IncomeLedger(Application):
                 fingerprint=key,
             )
 
-        return self._change_payment(payment_id, change)
+        return self._change_payment(payment_id, change, ctx)
 
     def settle_external_refunds(
         self, payment_id: UUID, total_refunded_pence: int, ctx: CommandContext, reason: str
@@ -443,7 +456,7 @@ class IncomeLedger(Application):
                 fingerprint=key,
             )
 
-        return self._change_payment(payment_id, change)
+        return self._change_payment(payment_id, change, ctx)
 
     def reverse(
         self,
@@ -466,7 +479,7 @@ class IncomeLedger(Application):
                 effective_at=effective,
             )
 
-        return self._change_payment(payment_id, change)
+        return self._change_payment(payment_id, change, ctx)
 
     def note(self, payment_id: UUID, text: str, ctx: CommandContext) -> Outcome:
         key = fingerprint("note", text=text)
@@ -476,7 +489,7 @@ class IncomeLedger(Application):
                 text, actor=ctx.actor, idempotency_key=ctx.idempotency_key, fingerprint=key
             )
 
-        return self._change_payment(payment_id, change)
+        return self._change_payment(payment_id, change, ctx)
 
     def erase_payer_details(self, payment_id: UUID, ctx: CommandContext, reason: str) -> Outcome:
         """Erase personal data on request; the amounts and their history stay intact."""
@@ -516,9 +529,10 @@ class IncomeLedger(Application):
 
     # ---- payments: queries ----------------------------------------------------------------
 
-    def get_payment(self, payment_id: UUID) -> dict[str, Any]:
+    def get_payment(self, payment_id: UUID, access: FundAccess = EVERY_FUND) -> dict[str, Any]:
         """A payment with its allocations, status, payer details and full history."""
         payment = self._payment(payment_id)
+        access.require_payment(self.chart(), payment)
         view = self.payment_view(payment)
         with self._transaction(commit=False) as session:
             payer = load_payer_details(session, payment_id)
@@ -567,8 +581,11 @@ class IncomeLedger(Application):
             "version": payment.version,
         }
 
-    def pending_refunds(self, limit: int = MAX_PENDING_LISTED) -> list[dict[str, Any]]:
-        """Refund requests waiting for a second person, on any payment, oldest first.
+    def pending_refunds(
+        self, limit: int = MAX_PENDING_LISTED, access: FundAccess = EVERY_FUND
+    ) -> list[dict[str, Any]]:
+        """Refund requests waiting for a second person, on any payment the user may see,
+        oldest first.
 
         Only refunds above the approval limit become requests, so the event store is asked for
         RefundRequested events alone and only the payments they name are loaded.
@@ -584,10 +601,13 @@ class IncomeLedger(Application):
             if len(page) < 1000:
                 break
             after = page[-1].id
+        chart = self.chart()
+        payments = [self._payment(payment_id) for payment_id in payment_ids]
         waiting = [
-            {"payment_id": str(payment_id), **pending_refund_view(pending)}
-            for payment_id in payment_ids
-            for pending in self._payment(payment_id).pending_refunds.values()
+            {"payment_id": str(payment.id), **pending_refund_view(pending)}
+            for payment in payments
+            if access.sees_payment(chart, payment)
+            for pending in payment.pending_refunds.values()
         ]
         return sorted(waiting, key=lambda p: p["requested_at"])[:limit]
 
@@ -651,6 +671,8 @@ class IncomeLedger(Application):
         channel = Channel.parse(command.channel)
         match = command.hold_in_suspense or chart.match(command.reference, command.fund_code)
         fund = chart.funds[match.fund_code] if match.fund_code else None
+        if fund is not None:
+            ctx.access.require_funds(chart, [fund.code])
         return Payment.receive(
             channel=channel,
             amount_pence=command.amount_pence,
@@ -708,10 +730,15 @@ class IncomeLedger(Application):
         return found
 
     def _change_payment(
-        self, payment_id: UUID, change: Callable[[Payment, FundChart], None]
+        self, payment_id: UUID, change: Callable[[Payment, FundChart], None], ctx: CommandContext
     ) -> Outcome:
         payment = self._payment(payment_id)
-        change(payment, self.chart())
+        chart = self.chart()
+        # Before: the user may not touch a payment of another service's funds at all; after:
+        # nor move money into one.
+        ctx.access.require_payment(chart, payment)
+        change(payment, chart)
+        ctx.access.require_payment(chart, payment)
         position = self.save_checked(payment)
         return Outcome(payment.id, position is not None, position, self.payment_view(payment))
 

@@ -173,3 +173,21 @@ class GlExportDiffers(RuleViolation):
     """A day exported before no longer gives the same file: the history was altered."""
 
     code = "gl_export_differs"
+
+
+class NotPermitted(LedgerError):
+    """The user may not do this, whatever the ledger's state: their key's limits forbid it."""
+
+    code = "not_permitted"
+
+
+class OutsideFundGroups(NotPermitted):
+    """The user's key is limited to fund groups that do not hold this fund."""
+
+    code = "outside_fund_groups"
+
+
+class PartialRefundNotPermitted(NotPermitted):
+    """Only some roles may refund part of what a payment holds."""
+
+    code = "partial_refund_not_permitted"

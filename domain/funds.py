@@ -44,7 +44,9 @@ AMENDABLE_FIELDS = (
     "cost_centre",
     "ledger_code",
     "reference_rule",
+    "group",
 )
+FUND_GROUP = re.compile(rf"^[A-Z][A-Z0-9_]{{0,{MAX_FUND_CODE_LENGTH - 1}}}$")
 
 
 # The first VAT rate of a fund applies to every moment before its first change.
@@ -66,6 +68,8 @@ class Fund:
     `vat_rate_basis_points` is the rate from the fund's latest-dated rate change on;
     `vat_rates` says from when each rate the fund ever had applies (kept by the chart from
     its events), because a movement takes the rate in force at its effective date.
+    `group` gathers funds run by one service (PARKING, REVENUES): a user can be limited to
+    groups. Empty means no group, which only unlimited users see.
     """
 
     code: str
@@ -76,6 +80,7 @@ class Fund:
     ledger_code: str
     reference_rule: ReferenceRule
     enabled: bool = True
+    group: str = ""
     vat_rates: tuple[VatRateChange, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +97,11 @@ class Fund:
             )
         if not self.cost_centre.strip() or not self.ledger_code.strip():
             raise InvalidFundDefinition("a fund needs a cost centre and a ledger code")
+        if self.group and not FUND_GROUP.match(self.group):
+            raise InvalidFundDefinition(
+                f"fund group {self.group!r} must be 1-16 capital letters, digits or _, "
+                "starting with a letter (or empty for no group)"
+            )
         for field, max_length in MAX_FUND_FIELD_LENGTHS.items():
             require_length(f"fund {field}", getattr(self, field), max_length)
             reject_card_numbers(f"fund {field}", getattr(self, field))
@@ -131,6 +141,7 @@ class Fund:
             "ledger_code": self.ledger_code,
             "reference_rule": self.reference_rule.to_dict(),
             "enabled": self.enabled,
+            "group": self.group,
         }
 
     @classmethod
@@ -145,6 +156,7 @@ class Fund:
                 ledger_code=str(data["ledger_code"]),
                 reference_rule=ReferenceRule.from_dict(data["reference_rule"]),
                 enabled=bool(data.get("enabled", True)),
+                group=str(data.get("group") or ""),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidFundDefinition(

@@ -24,6 +24,7 @@ from domain.errors import (
     InvalidEffectiveDate,
     InvalidRequest,
     NothingToReverse,
+    PartialRefundNotPermitted,
     PaymentAlreadyReversed,
     ReasonRequired,
     RefundExceedsRemaining,
@@ -665,11 +666,13 @@ class Payment(Aggregate):
         fund_code: str | None = None,
         reference: str | None = None,
         approval_limit_pence: int | None = None,
+        partial_allowed: bool = True,
         idempotency_key: str | None = None,
         fingerprint: str | None = None,
         effective_at: datetime | None = None,
     ) -> str | None:
-        """Pay money back from one allocation, or from the unallocated part.
+        """Pay money back from one allocation, or from the unallocated part. Without
+        `partial_allowed` (a role the council keeps from partial refunds) it must be all of it.
 
         The approval limit is cumulative per payment: what was already refunded (by people
         or reported by the channel), plus the requests still waiting, plus this refund. Above
@@ -684,6 +687,13 @@ class Payment(Aggregate):
         require_positive_pence(amount_pence)
         source = self._refund_source(fund_code, reference)
         self._require_unreserved(amount_pence, source)
+        held = self._held(source)
+        if not partial_allowed and amount_pence < held:
+            raise PartialRefundNotPermitted(
+                f"refunding {amount_pence} pence of the {held} pence on {_describe(source)}: "
+                "your role may refund all of it only; a partial refund needs a role the "
+                "council allows (LEDGER_PARTIAL_REFUND_ROLES)"
+            )
         if not self._needs_approval(amount_pence, approval_limit_pence):
             self._pay_back(
                 amount_pence,

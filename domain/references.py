@@ -1,8 +1,12 @@
 """Reference rules: how a fund tells a valid payer reference from a typo.
 
-A rule checks length, a regular-expression pattern, and optionally a weighted-modulus check
-digit in the last position. Letters in the body (a prefix such as "PN") are substituted by
-digits before weighting, so that references like "PN12345678" can carry a check digit.
+A rule checks length, a regular-expression pattern (or an input mask such as `AA99999999`,
+which councils' own systems print on their forms), and optionally a weighted-modulus check
+character in the last position. Before weighting, a prefix may be substituted by digits (a
+PCN's "BJ" counts as "05") and remaining letters count by their alphabet position or not at
+all; the check value becomes a character through a table when the scheme has one (modulus 23
+schemes use letters). All of it is data, so a council describes its own references without
+code.
 """
 
 from __future__ import annotations
@@ -21,6 +25,16 @@ class LetterValues(StrEnum):
 
     ALPHABET_POSITION = "alphabet_position"  # A=1 ... Z=26, contributing one term each
     NONE = "none"  # letters are skipped; only digits carry weight
+
+
+MIN_MODULUS = 2
+MAX_MODULUS = 97
+MAX_WEIGHTS = 32
+MAX_SUBSTITUTIONS = 16
+MAX_MASK_LENGTH = 64
+# Input-mask characters: anything else in a mask stands for itself.
+MASK_CLASSES = {"9": "[0-9]", "A": "[A-Z]", "X": "[A-Z0-9]"}
+MASK_ESCAPE = "\\"
 
 
 class ReferenceProblem(StrEnum):
@@ -46,12 +60,15 @@ def capitals(text: str) -> str:
 
 @dataclass(frozen=True)
 class CheckDigitRule:
-    """A weighted-sum modulus check digit in the reference's last position.
+    """A weighted-sum modulus check character in the reference's last position.
 
-    Weights apply to the body's values from the rightmost leftwards, repeating the list when
-    the body is longer. The check value is the remainder, or the modulus minus the remainder
-    when `subtract_from_modulus`; a value of 10 is written as `ten_as` ("X" or "0") and 11
-    (modulus 11, remainder 0, subtracted) as "0".
+    Before weighting, the body's start is rewritten by the first matching
+    `prefix_substitutions` pair (("BJ", "05") makes "BJ1234" weigh as "051234"). Weights apply
+    to the body's values from the rightmost leftwards, repeating the list when the body is
+    longer. The check value is the remainder, or the modulus minus the remainder when
+    `subtract_from_modulus`. With `check_characters` the value picks its character from that
+    table (position 0 for value 0); without it, digits are written as themselves, 10 as
+    `ten_as` ("X" or "0") and 11 (modulus 11, remainder 0, subtracted) as "0".
     """
 
     modulus: int
@@ -59,31 +76,94 @@ class CheckDigitRule:
     subtract_from_modulus: bool = True
     ten_as: str = "X"
     letters: LetterValues = LetterValues.ALPHABET_POSITION
+    check_characters: str = ""
+    prefix_substitutions: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.modulus not in (10, 11):
-            raise InvalidFundDefinition(f"check digit modulus must be 10 or 11, not {self.modulus}")
-        if not self.weights or any(w <= 0 for w in self.weights):
-            raise InvalidFundDefinition("check digit weights must be a list of positive numbers")
+        if not MIN_MODULUS <= self.modulus <= MAX_MODULUS:
+            raise InvalidFundDefinition(
+                f"check digit modulus must be between {MIN_MODULUS} and {MAX_MODULUS}, "
+                f"not {self.modulus}"
+            )
+        if not 0 < len(self.weights) <= MAX_WEIGHTS or any(w <= 0 for w in self.weights):
+            raise InvalidFundDefinition(
+                f"check digit weights must be a list of 1 to {MAX_WEIGHTS} positive numbers"
+            )
         if self.ten_as not in ("X", "0"):
             raise InvalidFundDefinition('check digit "ten_as" must be "X" or "0"')
+        self._check_table()
+        self._check_substitutions()
+
+    def _check_table(self) -> None:
+        if not self.check_characters:
+            if self.modulus > 11:
+                raise InvalidFundDefinition(
+                    f"a modulus {self.modulus} scheme needs check_characters: the character "
+                    "for each check value, starting with the value 0"
+                )
+            return
+        # Subtracting a remainder of 0 gives the modulus itself, so that value needs a
+        # character too.
+        needed = self.modulus + 1 if self.subtract_from_modulus else self.modulus
+        if len(self.check_characters) != needed:
+            raise InvalidFundDefinition(
+                f"check_characters must give {needed} characters (one for each check value "
+                f"0 to {needed - 1}), not {len(self.check_characters)}"
+            )
+        if not self.check_characters.isascii() or not self.check_characters.isalnum():
+            raise InvalidFundDefinition("check_characters must be capital letters and digits")
+        if self.check_characters != self.check_characters.upper():
+            raise InvalidFundDefinition("check_characters must be capital letters and digits")
+
+    def _check_substitutions(self) -> None:
+        if len(self.prefix_substitutions) > MAX_SUBSTITUTIONS:
+            raise InvalidFundDefinition(
+                f"at most {MAX_SUBSTITUTIONS} prefix substitutions, not "
+                f"{len(self.prefix_substitutions)}"
+            )
+        for prefix, digits in self.prefix_substitutions:
+            if (
+                not prefix
+                or not prefix.isascii()
+                or not prefix.isalnum()
+                or prefix != prefix.upper()
+            ):
+                raise InvalidFundDefinition(
+                    f"prefix substitution {prefix!r}: the prefix must be capital letters or digits"
+                )
+            if not digits.isascii() or not digits.isdigit():
+                raise InvalidFundDefinition(
+                    f"prefix substitution {prefix!r} -> {digits!r}: the replacement must be digits"
+                )
+
+    def _substituted(self, body: str) -> str:
+        for prefix, digits in self.prefix_substitutions:
+            if body.startswith(prefix):
+                return digits + body[len(prefix) :]
+        return body
 
     def _values(self, body: str) -> list[int]:
         values: list[int] = []
-        for char in body:
+        for char in self._substituted(body):
             if char.isdigit():
                 values.append(int(char))
             elif char.isalpha() and self.letters is LetterValues.ALPHABET_POSITION:
                 values.append(ord(char) - ord("A") + 1)
         return values
 
-    def check_character(self, body: str) -> str:
+    def check_value(self, body: str) -> int:
+        """The number the scheme computes for a body, before it becomes a character."""
         values = self._values(body)
         total = sum(
             value * self.weights[i % len(self.weights)] for i, value in enumerate(reversed(values))
         )
         remainder = total % self.modulus
-        check = self.modulus - remainder if self.subtract_from_modulus else remainder
+        return self.modulus - remainder if self.subtract_from_modulus else remainder
+
+    def check_character(self, body: str) -> str:
+        check = self.check_value(body)
+        if self.check_characters:
+            return self.check_characters[check]
         if check == 11:
             return "0"
         if check == 10:
@@ -93,31 +173,104 @@ class CheckDigitRule:
     def is_valid(self, reference: str) -> bool:
         return len(reference) >= 2 and self.check_character(reference[:-1]) == reference[-1]
 
+    def describe(self) -> str:
+        kind = "character" if self.check_characters else "digit"
+        text = f"a modulus {self.modulus} check {kind}"
+        if self.prefix_substitutions:
+            pairs = ", ".join(f"{p} as {d}" for p, d in self.prefix_substitutions)
+            text += f" (counting {pairs})"
+        return text
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["weights"] = list(self.weights)
         data["letters"] = str(self.letters)
+        # Stored rules from before these options existed have neither key; keep them out
+        # when unused so an unchanged rule stores as it always did.
+        if not self.check_characters:
+            del data["check_characters"]
+        if self.prefix_substitutions:
+            data["prefix_substitutions"] = [list(pair) for pair in self.prefix_substitutions]
+        else:
+            del data["prefix_substitutions"]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckDigitRule:
+        unknown = sorted(set(data) - CHECK_DIGIT_KEYS)
+        if unknown:
+            raise InvalidFundDefinition(
+                f"unknown check digit setting {', '.join(unknown)}; the settings are "
+                f"{', '.join(sorted(CHECK_DIGIT_KEYS))}"
+            )
         return cls(
             modulus=int(data["modulus"]),
             weights=tuple(int(w) for w in data["weights"]),
             subtract_from_modulus=bool(data.get("subtract_from_modulus", True)),
             ten_as=str(data.get("ten_as", "X")),
             letters=LetterValues(data.get("letters", LetterValues.ALPHABET_POSITION)),
+            check_characters=str(data.get("check_characters", "")),
+            prefix_substitutions=_substitution_pairs(data.get("prefix_substitutions", [])),
         )
+
+
+CHECK_DIGIT_KEYS = frozenset(
+    {
+        "modulus",
+        "weights",
+        "subtract_from_modulus",
+        "ten_as",
+        "letters",
+        "check_characters",
+        "prefix_substitutions",
+    }
+)
+
+
+def _substitution_pairs(raw: Any) -> tuple[tuple[str, str], ...]:
+    """Pairs from JSON: [["BJ", "05"], ...] or {"BJ": "05", ...}."""
+    items = raw.items() if isinstance(raw, dict) else raw
+    pairs = []
+    for item in items:
+        prefix, digits = item
+        pairs.append((str(prefix), str(digits)))
+    return tuple(pairs)
+
+
+def mask_parts(mask: str) -> list[str]:
+    """One regular expression per character position of an input mask: 9 a digit, A a
+    capital letter, X either; a backslash makes the next character literal, and anything
+    else stands for itself."""
+    if not 0 < len(mask) <= MAX_MASK_LENGTH:
+        raise InvalidFundDefinition(f"an input mask is 1 to {MAX_MASK_LENGTH} characters long")
+    parts: list[str] = []
+    escaped = False
+    for char in mask:
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == MASK_ESCAPE:
+            escaped = True
+        else:
+            parts.append(MASK_CLASSES.get(char) or re.escape(char))
+    if escaped:
+        raise InvalidFundDefinition(f"input mask {mask!r} ends with a lone backslash")
+    return parts
 
 
 @dataclass(frozen=True)
 class ReferenceRule:
-    """What a valid reference looks like for one fund."""
+    """What a valid reference looks like for one fund.
+
+    Either a pattern with its lengths, or an input mask (`ReferenceRule.from_mask`), which
+    sets both: the mask is kept so that people see the form they know.
+    """
 
     min_length: int
     max_length: int
     pattern: str
     check_digit: CheckDigitRule | None = None
+    mask: str | None = None
     _compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +279,13 @@ class ReferenceRule:
                 f"reference lengths must satisfy 1 <= min ({self.min_length}) <= "
                 f"max ({self.max_length}) <= {MAX_FUND_REFERENCE_LENGTH}"
             )
+        if self.mask is not None:
+            parts = mask_parts(self.mask)
+            lengths = (self.min_length, self.max_length)
+            if self.pattern != "".join(parts) or lengths != (len(parts), len(parts)):
+                raise InvalidFundDefinition(
+                    f"input mask {self.mask!r} sets the pattern and lengths: give the mask alone"
+                )
         try:
             compiled = re.compile(self.pattern)
         except re.error as error:
@@ -133,6 +293,11 @@ class ReferenceRule:
                 f"reference pattern {self.pattern!r} is not a valid regular expression: {error}"
             ) from None
         object.__setattr__(self, "_compiled", compiled)
+
+    @classmethod
+    def from_mask(cls, mask: str, check_digit: CheckDigitRule | None = None) -> ReferenceRule:
+        parts = mask_parts(mask)
+        return cls(len(parts), len(parts), "".join(parts), check_digit, mask)
 
     def problem(self, reference: str) -> ReferenceProblem | None:
         """None when the (normalised) reference is valid, else what is wrong with it."""
@@ -147,14 +312,17 @@ class ReferenceRule:
         return None
 
     def describe(self) -> str:
-        length = (
-            f"{self.min_length}"
-            if self.min_length == self.max_length
-            else f"{self.min_length} to {self.max_length}"
-        )
-        text = f"{length} characters matching {self.pattern}"
+        if self.mask is not None:
+            text = f"the form {self.mask} (9 a digit, A a letter, X either)"
+        else:
+            length = (
+                f"{self.min_length}"
+                if self.min_length == self.max_length
+                else f"{self.min_length} to {self.max_length}"
+            )
+            text = f"{length} characters matching {self.pattern}"
         if self.check_digit is not None:
-            text += f" with a modulus {self.check_digit.modulus} check digit"
+            text += f" with {self.check_digit.describe()}"
         return text
 
     def with_check_digit(self, body: str) -> str:
@@ -164,19 +332,39 @@ class ReferenceRule:
         return body + self.check_digit.check_character(body)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "min_length": self.min_length,
             "max_length": self.max_length,
             "pattern": self.pattern,
             "check_digit": self.check_digit.to_dict() if self.check_digit else None,
         }
+        if self.mask is not None:
+            data["mask"] = self.mask
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReferenceRule:
+        """From stored or typed data: a mask alone, or a pattern with its lengths."""
         check = data.get("check_digit")
+        check_digit = CheckDigitRule.from_dict(check) if check else None
+        given = {
+            k: data[k] for k in ("min_length", "max_length", "pattern") if data.get(k) is not None
+        }
+        mask = data.get("mask")
+        if mask is not None:
+            rule = cls.from_mask(str(mask), check_digit)
+            if any(given[k] != getattr(rule, k) for k in given):
+                raise InvalidFundDefinition(
+                    f"input mask {mask!r} sets the pattern and lengths: give the mask alone"
+                )
+            return rule
+        if len(given) < 3:
+            raise InvalidFundDefinition(
+                "a reference rule needs a mask, or a pattern with min_length and max_length"
+            )
         return cls(
             min_length=int(data["min_length"]),
             max_length=int(data["max_length"]),
             pattern=str(data["pattern"]),
-            check_digit=CheckDigitRule.from_dict(check) if check else None,
+            check_digit=check_digit,
         )

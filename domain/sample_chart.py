@@ -15,6 +15,7 @@ COUNCIL_TAX = Fund(
     vat_rate_basis_points=0,
     cost_centre="C1000",
     ledger_code="R1010",
+    group="REVENUES",
     reference_rule=ReferenceRule(
         8,
         8,
@@ -29,6 +30,7 @@ BUSINESS_RATES = Fund(
     vat_rate_basis_points=0,
     cost_centre="C1100",
     ledger_code="R1020",
+    group="REVENUES",
     reference_rule=ReferenceRule(
         9, 9, r"[0-9]{9}", CheckDigitRule(modulus=10, weights=(3, 1), ten_as="0")
     ),
@@ -40,6 +42,7 @@ HOUSING_RENTS = Fund(
     vat_rate_basis_points=0,
     cost_centre="H2000",
     ledger_code="R2010",
+    group="HOUSING",
     reference_rule=ReferenceRule(
         7,
         7,
@@ -54,6 +57,7 @@ PARKING_PCN = Fund(
     vat_rate_basis_points=0,
     cost_centre="P3000",
     ledger_code="R3010",
+    group="PARKING",
     reference_rule=ReferenceRule(
         10,
         10,
@@ -70,6 +74,7 @@ SUNDRY_DEBTORS = Fund(
     vat_rate_basis_points=2000,
     cost_centre="F4000",
     ledger_code="R4010",
+    group="SUNDRY",
     reference_rule=ReferenceRule(
         10,
         10,
@@ -84,6 +89,7 @@ BENEFIT_OVERPAYMENTS = Fund(
     vat_rate_basis_points=0,
     cost_centre="B5000",
     ledger_code="R5010",
+    group="HOUSING",
     reference_rule=ReferenceRule(8, 8, r"BO[0-9]{6}"),
 )
 TRADE_WASTE = Fund(
@@ -93,6 +99,7 @@ TRADE_WASTE = Fund(
     vat_rate_basis_points=2000,
     cost_centre="W6000",
     ledger_code="R6010",
+    group="SUNDRY",
     reference_rule=ReferenceRule(8, 8, r"TW[0-9]{6}"),
 )
 

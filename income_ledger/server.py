@@ -54,7 +54,7 @@ def load_api_keys(settings: Settings, extra: str = "") -> ApiKeys:
                 f"cannot read LEDGER_API_KEYS_FILE {path}: {error.strerror}"
             ) from None
     try:
-        keys = ApiKeys.parse(text)
+        keys = ApiKeys.parse(text, parse_roles(settings.partial_refund_roles))
     except ValueError as error:
         raise ConfigurationError(f"LEDGER_API_KEYS: {error}") from None
     if not len(keys):
@@ -63,6 +63,18 @@ def load_api_keys(settings: Settings, extra: str = "") -> ApiKeys:
             "LEDGER_API_KEYS_FILE, or run `income-ledger serve --demo-keys` to try it out"
         )
     return keys
+
+
+def parse_roles(text: str) -> frozenset[Role]:
+    """LEDGER_PARTIAL_REFUND_ROLES: role names, comma separated (none is allowed)."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    try:
+        return frozenset(Role(name) for name in names)
+    except ValueError:
+        known = ", ".join(r.value for r in Role)
+        raise ConfigurationError(
+            f"LEDGER_PARTIAL_REFUND_ROLES: {text!r} names an unknown role; use some of {known}"
+        ) from None
 
 
 def parse_ledger_codes(text: str) -> dict[str, str]:

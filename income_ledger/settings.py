@@ -79,6 +79,11 @@ class Settings(LogSettings):
         description="refunds on one payment adding up to more than this (pence) need a "
         "second person's approval",
     )
+    partial_refund_roles: str = Field(
+        "officer,supervisor",
+        description="roles that may refund part of what a payment (or one allocation) holds, "
+        "comma separated; the others may refund all of it only",
+    )
     read_wait_seconds: float = Field(
         5.0, ge=0, le=60, description="how long a query with min_position waits at most"
     )

@@ -5,6 +5,7 @@ Used by the CLI and the HTTP API; reporting tools can run the same SQL themselve
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
@@ -60,9 +61,11 @@ def search_payments(
     received_to: date | None = None,
     limit: int = 100,
     offset: int = 0,
+    visible_fund_codes: Collection[str] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Payments by reference, fund (any allocation, past or present), channel, status and
-    received date (inclusive), newest first."""
+    received date (inclusive), newest first. With `visible_fund_codes`, only payments that
+    never had money in any other fund."""
     table, lines = LIVE.payments, LIVE.payment_allocations
     conditions = []
     if reference:
@@ -79,6 +82,9 @@ def search_payments(
         conditions.append(
             table.c.payment_id.in_(select(lines.c.payment_id).where(lines.c.fund_code == fund_code))
         )
+    if visible_fund_codes is not None:
+        elsewhere = select(lines.c.payment_id).where(lines.c.fund_code.not_in(visible_fund_codes))
+        conditions.append(table.c.payment_id.not_in(elsewhere))
     query = select(table).where(*conditions)
     total = connection.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     rows = connection.execute(

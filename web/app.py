@@ -125,7 +125,7 @@ def session(request: Request) -> Session:
     if found is None:
         svc: Services = request.app.state.services
         cookie = request.cookies.get(COOKIE_NAME)
-        found = sessions.decode(cookie, request.app.state.web_config, svc.api_keys.users())
+        found = sessions.decode(cookie, request.app.state.web_config, svc.api_keys)
         setattr(request.state, SESSION_STATE, found)
     return found
 

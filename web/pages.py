@@ -138,9 +138,9 @@ async def sign_out(request: Request) -> Response:
 
 @router.get("/")
 def dashboard(request: Request) -> Response:
-    user_allowed(request, READERS, "see the dashboard")
+    user = user_allowed(request, READERS, "see the dashboard")
     svc = services(request)
-    takings = daily_takings_report(svc, uk_today())
+    takings = daily_takings_report(svc, uk_today(), user.access)
     with svc.read_engine.connect() as connection:
         ageing = suspense_by_age(connection, uk_today())
     return render(
@@ -175,7 +175,7 @@ def suspense(request: Request, page: int = 1) -> Response:
 def payment_search(request: Request, page: int = 1) -> Response:
     """Find payments by reference, channel, status and received dates (a GET form: the
     address can be bookmarked, and it changes nothing)."""
-    user_allowed(request, READERS, "search payments")
+    user = user_allowed(request, READERS, "search payments")
     asked = {
         name: request.query_params.get(name, "").strip()[:MAX_REFERENCE_LENGTH]
         for name in ("reference", "channel", "status", "from", "to")
@@ -199,6 +199,7 @@ def payment_search(request: Request, page: int = 1) -> Response:
                 received_to,
                 SEARCH_PAGE_SIZE,
                 (page - 1) * SEARCH_PAGE_SIZE,
+                user.access,
             )
         except errors.InvalidRequest as error:
             problems["from"] = error.message
@@ -246,7 +247,7 @@ def _payment_page(
     request: Request, payment_id: UUID, status: int = 200, **context: Any
 ) -> Response:
     try:
-        found = services(request).ledger.get_payment(payment_id)
+        found = services(request).ledger.get_payment(payment_id, signed_in_user(request).access)
     except errors.PaymentNotFound:
         return render(request, "not_found.html", 404, what=f"payment {payment_id}")
     context.setdefault("refund_form", {"idempotency_key": _new_key()})
@@ -257,7 +258,7 @@ def _payment_page(
 @router.get("/refunds")
 def refund_queue(request: Request, done: str | None = None) -> Response:
     user = user_allowed(request, SUPERVISORS, "approve or decline refunds")
-    waiting = services(request).ledger.pending_refunds()
+    waiting = services(request).ledger.pending_refunds(access=user.access)
     return render(
         request, "refunds.html", waiting=waiting, actor=user.actor, new_key=_new_key, done=done
     )
@@ -281,10 +282,11 @@ def _allocate_form(
     status: int = 200,
 ) -> Response:
     try:
-        found = services(request).ledger.get_payment(payment_id)
+        access = signed_in_user(request).access
+        found = services(request).ledger.get_payment(payment_id, access)
     except errors.PaymentNotFound:
         return render(request, "not_found.html", 404, what=f"payment {payment_id}")
-    funds = [f for f in services(request).ledger.funds() if f["enabled"]]
+    funds = [f for f in services(request).ledger.funds(access) if f["enabled"]]
     return render(
         request,
         "allocate.html",
@@ -416,7 +418,7 @@ async def decide_refund(
     result = await run_in_threadpool(_record, request, user, form, command)
     if isinstance(result, StoredResponse):
         return redirect(request, f"/refunds?done={decision}")
-    waiting = await run_in_threadpool(ledger.pending_refunds)
+    waiting = await run_in_threadpool(lambda: ledger.pending_refunds(access=user.access))
     return render(
         request,
         "refunds.html",
@@ -451,7 +453,7 @@ def _record(
     )
 
     def run() -> StoredResponse:
-        outcome = command(CommandContext(user.actor, idempotency_key=scope))
+        outcome = command(user.context(scope))
         body = {"payment_id": str(outcome.payment_id), "requested": outcome.refund_request_id}
         return StoredResponse(201, body, outcome.position)
 

@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
-from api.auth import ApiUser, Role
+from api.auth import ApiKeys, ApiUser, Role
 
 COOKIE_NAME = "ledger_session"
 
@@ -74,7 +74,7 @@ def encode(session: Session, config: WebConfig) -> str:
     return f"{payload}.{_signature(payload, config)}"
 
 
-def decode(cookie: str | None, config: WebConfig, known: set[ApiUser]) -> Session:
+def decode(cookie: str | None, config: WebConfig, keys: ApiKeys) -> Session:
     """The session a cookie holds; a fresh one when it is missing, forged, idle too long, or
     its user's key is no longer configured."""
     if not cookie or "." not in cookie:
@@ -84,14 +84,15 @@ def decode(cookie: str | None, config: WebConfig, known: set[ApiUser]) -> Sessio
         return Session.fresh()
     try:
         fields = json.loads(_unb64(payload))
-        user = ApiUser(fields["u"], Role(fields["r"])) if "u" in fields else None
+        user = keys.known(fields["u"], Role(fields["r"])) if "u" in fields else None
+        if "u" in fields and user is None:
+            # The user's key was removed since they signed in.
+            return Session.fresh()
         session = Session(str(fields["c"]), int(fields["t"]), user)
     except (ValueError, KeyError, TypeError):
         return Session.fresh()
     if time.time() - session.last_seen_s > config.idle_seconds:
         return Session.fresh(expired=user is not None)
-    if user is not None and user not in known:
-        return Session.fresh()
     return session.touched()
 
 

@@ -25,6 +25,7 @@ from domain.limits import (
 )
 from domain.money import pence_to_pounds
 from domain.payment import ReversalKind
+from domain.references import ReferenceProblem, normalise_reference
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
     build_audit_chain,
@@ -159,12 +160,13 @@ def funds_list(as_json: JsonOption = False) -> None:
     if as_json:
         print_json(funds)
         return
-    table = Table("code", "name", "VAT", "GL", "reference rule", "status")
+    table = Table("code", "name", "group", "VAT", "GL", "reference rule", "status")
     for fund in funds:
         rule = Fund.from_dict(fund).reference_rule.describe()
         table.add_row(
             fund["code"],
             fund["name"],
+            fund["group"] or "-",
             f"{fund['vat_code']} {fund['vat_rate_basis_points'] / 100:g}%",
             f"{fund['cost_centre']}/{fund['ledger_code']}",
             rule,
@@ -184,6 +186,46 @@ def funds_show(code: str, as_json: JsonOption = False) -> None:
         return
     for key, value in fund.items():
         out.print(f"{key:>22}: {value}", highlight=False)
+
+
+@funds_app.command("check-reference")
+@handle_errors
+def funds_check_reference(code: str, reference: str, as_json: JsonOption = False) -> None:
+    """Say whether a reference passes a fund's rule, and which check character the rule
+    expects (to try a rule described as data before payers use it). Exit 1 when it fails."""
+    with ledger() as led:
+        fund = Fund.from_dict(led.fund(code))
+    verdict = reference_verdict(fund, reference)
+    if as_json:
+        print_json(verdict)
+    elif verdict["problem"] is None:
+        out.print(f"{verdict['reference']} is valid for fund {fund.code}", highlight=False)
+    else:
+        expected = verdict["expected_check_character"]
+        hint = f": expected {expected}" if expected else ""
+        out.print(
+            f"{verdict['reference']} is not valid for fund {fund.code} ({verdict['problem']}"
+            f"{hint}); the rule is {verdict['rule']}",
+            highlight=False,
+        )
+    if verdict["problem"] is not None:
+        raise typer.Exit(1)
+
+
+def reference_verdict(fund: Fund, reference: str) -> dict[str, Any]:
+    normalised = normalise_reference(reference)
+    rule = fund.reference_rule
+    problem = rule.problem(normalised)
+    expected = None
+    if problem is ReferenceProblem.CHECK_DIGIT and rule.check_digit is not None:
+        expected = rule.check_digit.check_character(normalised[:-1])
+    return {
+        "fund_code": fund.code,
+        "reference": normalised,
+        "problem": None if problem is None else problem.value,
+        "expected_check_character": expected,
+        "rule": rule.describe(),
+    }
 
 
 @funds_app.command("add")

@@ -32,8 +32,13 @@ TOKENS = {
     "reporting": "reporting-token-0123456789",
     "integration": "integration-token-0123456789",
 }
+# A key limited to the HOUSING fund group (README, Roles), beside one key per role.
+LIMITED_TOKENS = {"housing": ("officer@HOUSING", "housing-token-0123456789")}
 KEYS = ApiKeys.parse(
-    ",".join(f"{name}:{name.rstrip('2')}:{token}" for name, token in TOKENS.items())
+    ",".join(
+        [f"{name}:{name.rstrip('2')}:{token}" for name, token in TOKENS.items()]
+        + [f"{name}:{role}:{token}" for name, (role, token) in LIMITED_TOKENS.items()]
+    )
 )
 
 

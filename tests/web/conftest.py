@@ -17,7 +17,13 @@ from api.app import create_app
 from application.ledger import CommandContext, RecordPayment
 from income_ledger.bootstrap import build_projection
 from projections.runner import ProjectionRunner
-from tests.api.conftest import REFUND_LIMIT_PENCE, TOKENS, services, settings  # noqa: F401
+from tests.api.conftest import (  # noqa: F401
+    LIMITED_TOKENS,
+    REFUND_LIMIT_PENCE,
+    TOKENS,
+    services,
+    settings,
+)
 from tests.conftest import IN_CI
 from web.app import install
 from web.sessions import WebConfig
@@ -128,4 +134,4 @@ def browser_page(chromium):
 
 
 def token(who: str) -> str:
-    return TOKENS[who]
+    return TOKENS[who] if who in TOKENS else LIMITED_TOKENS[who][1]
