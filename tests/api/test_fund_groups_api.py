@@ -3,16 +3,10 @@ backends. The sample chart: CT and NNDR in REVENUES, HRA and BOP in HOUSING, PCN
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.auth import ApiKeys, Role
-from income_ledger.bootstrap import build_projection
 from income_ledger.server import build_services
-from projections.runner import ProjectionRunner
 from tests.domain.helpers import CT_REF, HRA_REF
 
 TOKENS = {
@@ -29,24 +23,19 @@ def auth(who: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def client(ledger, settings) -> Iterator[TestClient]:
+def services(ledger, settings):
+    """The conftest's client serves these keys: limited ones, and partial refunds for
+    supervisors only."""
     keys = ApiKeys.parse(
         ",".join(f"{name}:{role}:{token}" for name, (role, token) in TOKENS.items()),
         partial_refund_roles={Role.SUPERVISOR},
     )
     services = build_services(settings, ledger, keys)
-    projection = build_projection(settings, ledger)
-    runner = ProjectionRunner(projection, idle_wait_s=0.05)
-    thread = runner.start_thread()
-    with TestClient(create_app(services), raise_server_exceptions=False) as client:
-        yield client
-    runner.stop()
-    thread.join(timeout=10)
-    projection.engine.dispose()
+    yield services
     services.read_engine.dispose()
 
 
-def _record(client: TestClient, who: str, reference: str, pence: int = 10_000):
+def _record(client, who: str, reference: str, pence: int = 10_000):
     body = {"channel": "cash", "amount_pence": pence, "reference": reference}
     return client.post("/payments", json=body, headers=auth(who))
 
