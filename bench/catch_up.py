@@ -74,7 +74,8 @@ from domain.sample_chart import (
     SAMPLE_FUNDS,
     SUNDRY_DEBTORS,
 )
-from income_ledger.bootstrap import EVENTS_TABLE, build_ledger, event_source, init_database
+from income_ledger.bootstrap import build_ledger, event_source, init_database
+from income_ledger.schema_versions import EVENTS_TABLE
 from income_ledger.settings import Settings
 from projections.maintenance import rebuild
 from projections.runner import (

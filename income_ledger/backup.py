@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 
-from income_ledger.bootstrap import EVENTS_TABLE
+from income_ledger.schema_versions import EVENTS_TABLE
 
 # How long the copy waits for a writer's commit to finish before giving up.
 BUSY_TIMEOUT_S = 30.0

@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Notification
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
-from application.tables import metadata as application_metadata
+from income_ledger.schema_versions import (
+    DatabaseNotInitialised,
+    schema_version,
+    upgrade_database,
+)
 from income_ledger.settings import Settings
-from projections.chain import AuditChain, create_chain_tables, has_chain_tables
+from projections.chain import AuditChain, has_chain_tables
 from projections.runner import EventSource, Projection, projection_engine
-from projections.status import status_metadata
-
-EVENTS_TABLE = "ledger_events"
-# An arbitrary constant: the PostgreSQL advisory lock that serialises schema creation.
-SCHEMA_LOCK_ID = 727_001
 
 
-class DatabaseNotInitialised(RuntimeError):
-    pass
-
-
-def eventsourcing_env(settings: Settings, *, create_tables: bool) -> dict[str, str]:
+def eventsourcing_env(settings: Settings) -> dict[str, str]:
+    """eventsourcing's settings; it never creates tables: the migrations own them."""
     return {
         "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
         "SQLALCHEMY_URL": settings.database_url,
-        "CREATE_TABLE": "y" if create_tables else "n",
+        "CREATE_TABLE": "n",
         "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
         "AGGREGATE_CACHE_FASTFORWARD": "y",
     }
@@ -41,13 +36,14 @@ def eventsourcing_env(settings: Settings, *, create_tables: bool) -> dict[str, s
 
 def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedger:
     """The ledger on the configured database; tables must exist (see init_database)."""
-    if check_schema and not is_initialised(settings):
-        raise DatabaseNotInitialised(
-            f"the database at {safe_url(settings)} is missing ledger tables: "
-            "run `income-ledger db init` (it creates only what is missing)"
-        )
+    if check_schema:
+        version = schema_version(settings.database_url)
+        if not version.up_to_date:
+            raise DatabaseNotInitialised(
+                f"the database at {safe_url(settings)}: {version.describe()}"
+            )
     ledger = IncomeLedger(
-        env=eventsourcing_env(settings, create_tables=False),
+        env=eventsourcing_env(settings),
         refund_approval_limit_pence=settings.refund_approval_limit_pence,
     )
     if settings.is_postgres:
@@ -73,50 +69,16 @@ def _check_connections_before_use(ledger: IncomeLedger) -> None:
     datastore.session_maker = sessionmaker(bind=datastore.engine)
 
 
-def init_database(settings: Settings) -> None:
-    """Create every table once, serialised so that processes starting together do not race."""
-    engine = create_engine(settings.database_url)
-    try:
-        with _schema_lock(engine):
-            ledger = IncomeLedger(env=eventsourcing_env(settings, create_tables=True))
-            ledger.close()
-            application_metadata.create_all(engine)
-            from projections.schema import create_read_model
-
-            create_read_model(engine)
-            status_metadata.create_all(engine)
-            create_chain_tables(engine)
-            if engine.url.get_backend_name() == "sqlite":
-                # WAL is a property of the file: set it here, once, so that no later process
-                # has to switch the journal mode while another holds the write lock.
-                with engine.connect() as connection:
-                    connection.exec_driver_sql("PRAGMA journal_mode=WAL")
-    finally:
-        engine.dispose()
+def init_database(settings: Settings) -> tuple[str | None, str]:
+    """Bring the database to this release's schema: create it from nothing, adopt one made by
+    release 0.1.0, or apply the revisions it lacks (serialised, so processes starting
+    together do not race). Returns its revision before and after."""
+    return upgrade_database(settings.database_url)
 
 
 def is_initialised(settings: Settings) -> bool:
-    """True when every table this version needs exists (`db init` adds missing ones)."""
-    engine = create_engine(settings.database_url)
-    try:
-        existing = set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-    return required_tables() <= existing
-
-
-def required_tables() -> set[str]:
-    from projections.chain import chain_metadata
-    from projections.schema import LIVE, tracking_metadata
-
-    return (
-        set(chain_metadata.tables)
-        | {EVENTS_TABLE}
-        | set(application_metadata.tables)
-        | set(LIVE.metadata.tables)
-        | set(tracking_metadata.tables)
-        | set(status_metadata.tables)
-    )
+    """True when the database is at the schema revision this release needs."""
+    return schema_version(settings.database_url).up_to_date
 
 
 def connection_problem(settings: Settings, error: BaseException) -> str | None:
@@ -168,20 +130,6 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
 def safe_url(settings: Settings) -> str:
     """The database URL without its password, for messages."""
     return make_url(settings.database_url).render_as_string(hide_password=True)
-
-
-@contextmanager
-def _schema_lock(engine: Engine) -> Iterator[None]:
-    if engine.dialect.name != "postgresql":
-        yield  # SQLite serialises writers itself; CREATE TABLE IF NOT EXISTS is atomic there.
-        return
-    with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": SCHEMA_LOCK_ID})
-        try:
-            yield
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": SCHEMA_LOCK_ID})
-            connection.commit()
 
 
 def event_source(ledger: IncomeLedger) -> EventSource:
@@ -253,7 +201,7 @@ def build_audit_chain(
         engine.dispose()
         raise DatabaseNotInitialised(
             f"the database at {safe_url(settings)} has no audit chain tables yet: run "
-            "`income-ledger db init` (it creates only what is missing)"
+            "`income-ledger db upgrade`"
         )
     return AuditChain(
         engine, stored_event_source(ledger), ledger.mapper.to_domain_event, page_size=page_size

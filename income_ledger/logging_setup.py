@@ -104,6 +104,9 @@ def logging_config(settings: LogSettings) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             # The ledger's middleware writes the access log, with the request id and user.
             "uvicorn.access": {"handlers": [], "propagate": False},
+            # `db upgrade` says which revisions it applied; Alembic's own INFO lines (its
+            # dialect, and "non-transactional DDL" for SQLite, untrue here) would mislead.
+            "alembic": {"level": "WARNING" if settings.log_level != "DEBUG" else "DEBUG"},
         },
     }
 

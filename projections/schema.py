@@ -24,7 +24,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
-from sqlalchemy.engine import Connection, Engine
 
 from domain.imports import MAX_FILE_NAME_LENGTH
 from domain.limits import (
@@ -306,8 +305,3 @@ LIVE = read_model()
 
 def new_index_tag() -> str:
     return "_" + secrets.token_hex(3)
-
-
-def create_read_model(engine: Engine | Connection) -> None:
-    LIVE.metadata.create_all(engine)
-    tracking_metadata.create_all(engine)

@@ -35,7 +35,7 @@ from income_ledger.bootstrap import (
     init_database,
     safe_url,
 )
-from income_ledger.cli import audit, imports, periods
+from income_ledger.cli import audit, imports, periods, schema
 from income_ledger.cli.helpers import (
     EXIT_INTERNAL_ERROR,
     EXIT_INTERRUPTED,
@@ -73,7 +73,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-db_app = typer.Typer(help="Database set-up.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="The database: init, upgrade, current (its schema), backup.", no_args_is_help=True
+)
 funds_app = typer.Typer(help="The chart of funds.", no_args_is_help=True)
 payments_app = typer.Typer(
     help="Receipts and every later move of their money.", no_args_is_help=True
@@ -106,15 +108,6 @@ def _options(
 
 
 # ---- db -----------------------------------------------------------------------------------
-
-
-@db_app.command("init")
-@handle_errors
-def db_init() -> None:
-    """Create the ledger's tables (safe to run again; concurrent runs are serialised)."""
-    settings = Settings()
-    init_database(settings)
-    out.print(f"database ready at {safe_url(settings)}")
 
 
 @db_app.command("backup")
@@ -1127,6 +1120,7 @@ def main() -> None:
 
 
 # Registered after this module's own commands, so that --help lists those first.
+schema.register(db_app)
 audit.register(app)
 imports.register(app)
 periods.register(app)

@@ -175,10 +175,12 @@ def test_a_row_forged_below_the_first_event_is_found(
     assert "unlinked" in cli("audit", "trace", str(pid)).stdout
 
 
-def test_chain_commands_ask_for_db_init_on_an_older_database(cli, engine) -> None:
+def test_chain_commands_ask_for_db_upgrade_on_an_older_database(cli, engine) -> None:
+    """A database from before the chain (and before schema versions) gets it on upgrade."""
     execute(engine, "DROP TABLE audit_chain")
-    assert "income-ledger db init" in cli("audit", "chain", code=2).output
-    cli("db", "init")
+    execute(engine, "DROP TABLE alembic_version")
+    assert "income-ledger db upgrade" in cli("audit", "chain", code=2).output
+    cli("db", "upgrade")
     cli("audit", "chain")
 
 
