@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import (
     problems,
+    routes_cashup,
     routes_commands,
     routes_govuk_pay,
     routes_imports,
@@ -75,6 +76,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
             {"name": "integrations", "description": "GOV.UK Pay webhooks."},
             {"name": "imports", "description": "A day's income files, imported whole."},
             {"name": "operations", "description": "Health and metrics."},
+            {"name": "cash-up", "description": "Cash offices, tills and the daily cash-up."},
         ],
     )
     app.state.services = services
@@ -89,6 +91,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
         routes_reconciliation.router,
         routes_govuk_pay.router,
         routes_system.router,
+        routes_cashup.router,
     )
     for router in routers:
         app.include_router(router, responses=problems.COMMON_RESPONSES)

@@ -182,6 +182,8 @@ def record_payment(
             fund_code=body.fund_code,
             external_id=body.external_id,
             payer=payer,
+            office_code=body.office_code,
+            till_code=body.till_code,
         )
         record = relating_to(svc.ledger, record, body.relates_to_period)
         outcome = svc.ledger.record_payment(record, ctx)

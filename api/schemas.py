@@ -75,6 +75,13 @@ class RecordPaymentIn(Strict):
         description="the channel's id; repeats are recorded once",
     )
     payer: Payer | None = None
+    office_code: str | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="the cash office that took it (with till_code)",
+    )
+    till_code: str | None = Field(None, min_length=1, max_length=16, description="its till")
 
 
 class AllocationLineIn(Strict):
@@ -204,6 +211,8 @@ class PaymentOut(BaseModel):
         description="what the payment provider reported (GOV.UK Pay: total, surcharge, fee, "
         "net amount, capture and settlement dates), for bank reconciliation",
     )
+    office_code: str | None = Field(None, description="the cash office that took it, if any")
+    till_code: str | None = None
     received_at: str
     recorded_at: str
     recorded_by: str

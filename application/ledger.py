@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from application.access import EVERY_FUND, FundAccess
 from application.idempotency import IdempotentRequest, StoredResponse, recall, remember
+from application.offices import counter_of
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from application.payer_details import (
     PayerDetails,
@@ -99,6 +100,9 @@ class RecordPayment:
     # Set when the caller already knows the receipt cannot be allocated (an unusable
     # reference): it goes to suspense with this reason instead of being matched.
     hold_in_suspense: Match | None = None
+    # The cash office and till that took it at a counter (both, or neither).
+    office_code: str | None = None
+    till_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -559,6 +563,8 @@ class IncomeLedger(Application):
             "fund_hint": payment.fund_hint,
             "external_id": payment.external_id,
             "provider_details": payment.provider_details,
+            "office_code": payment.office_code,
+            "till_code": payment.till_code,
             "received_at": payment.received_at.isoformat(),
             "recorded_at": payment.created_on.isoformat(),
             "recorded_by": payment.recorded_by,
@@ -673,6 +679,7 @@ class IncomeLedger(Application):
         fund = chart.funds[match.fund_code] if match.fund_code else None
         if fund is not None:
             ctx.access.require_funds(chart, [fund.code])
+        counter = counter_of(self, command.office_code, command.till_code, channel)
         return Payment.receive(
             channel=channel,
             amount_pence=command.amount_pence,
@@ -686,6 +693,7 @@ class IncomeLedger(Application):
             idempotency_key=ctx.idempotency_key,
             external_id_from_provider=command.external_id_from_provider,
             provider_details=command.provider_details,
+            counter=counter,
             fingerprint=fingerprint(
                 "record",
                 channel=command.channel,
@@ -694,6 +702,9 @@ class IncomeLedger(Application):
                 fund_code=command.fund_code,
                 external_id=command.external_id,
                 received_at=command.received_at.isoformat() if command.received_at else None,
+                # Only when given, so that a retry of a request made before offices were
+                # kept still matches its first fingerprint.
+                **({"counter": list(counter)} if counter else {}),
             ),
         )
 

@@ -26,6 +26,7 @@ from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from domain.cashups import CashUp
 from domain.errors import InvalidRequest
 from domain.limits import require_query_date
 from domain.payment import Payment
@@ -44,6 +45,8 @@ MOVEMENTS = {
     Payment.Transferred: "a transfer",
     Payment.Refunded: "a refund",
     Payment.Reversed: "a reversal",
+    CashUp.Submitted: "a cash-up",
+    CashUp.Approved: "a cash-up",
 }
 
 _cached: weakref.WeakKeyDictionary[Any, PeriodCalendar] = weakref.WeakKeyDictionary()
@@ -83,11 +86,11 @@ def calendar(ledger: IncomeLedger) -> PeriodCalendar:
 
 
 def require_open_periods(ledger: IncomeLedger, session: Session, aggregates: Iterable[Any]) -> None:
-    """Refuse the save when any pending money movement takes effect in a closed period."""
+    """Refuse the save when any pending money movement (or cash-up) takes effect in a closed
+    period."""
     moves = [
         event
         for aggregate in aggregates
-        if isinstance(aggregate, Payment)
         for event in aggregate.pending_events
         if type(event) in MOVEMENTS
     ]

@@ -191,3 +191,57 @@ class PartialRefundNotPermitted(NotPermitted):
     """Only some roles may refund part of what a payment holds."""
 
     code = "partial_refund_not_permitted"
+
+
+class OfficeNotFound(NotFound):
+    code = "office_not_found"
+
+
+class TillNotFound(NotFound):
+    code = "till_not_found"
+
+
+class OfficeAlreadyExists(RuleViolation):
+    code = "office_already_exists"
+
+
+class TillAlreadyExists(RuleViolation):
+    code = "till_already_exists"
+
+
+class OfficeNotOpen(RuleViolation):
+    """A closed office or till takes no receipts and no cash-ups."""
+
+    code = "office_closed"
+
+
+class ChannelNotTaken(RuleViolation):
+    """An office records only the channels configured for it (cash, cheque, card...)."""
+
+    code = "channel_not_taken"
+
+
+class CashUpNotFound(NotFound):
+    code = "cashup_not_found"
+
+
+class CashUpAwaitingDecision(RuleViolation):
+    """A submitted cash-up is approved or returned before it can be submitted again."""
+
+    code = "cashup_awaiting_decision"
+
+
+class CashUpNotAwaitingDecision(RuleViolation):
+    code = "cashup_not_awaiting_decision"
+
+
+class CashUpAlreadyApproved(RuleViolation):
+    """An approved cash-up is final."""
+
+    code = "cashup_already_approved"
+
+
+class CashUpStale(RuleViolation):
+    """Receipts were recorded for the till after its cash-up was submitted."""
+
+    code = "cashup_stale"

@@ -29,8 +29,9 @@ DEFAULT_CONTROL_CODES: dict[str, str] = {
     "vat": "VAT-OUTPUT",
     "refunds": "REFUNDS",
     "reversals": "REVERSALS",
+    "over_short": "OVER-SHORT",
 }
-ROLES = ("cash", "income", "vat", "suspense", "refunds", "reversals")
+ROLES = ("cash", "income", "vat", "suspense", "refunds", "reversals", "over_short")
 COLUMNS = (
     "export_date",
     "line_type",
@@ -119,7 +120,7 @@ def journal_lines(
         else:
             gl_code, cost_centre = control_code(control_codes, role, row.channel), ""
         fund = row.fund_code if role in ("income", "vat") else ""
-        channel = row.channel if role in ("cash", "refunds", "reversals") else ""
+        channel = row.channel if role in ("cash", "refunds", "reversals", "over_short") else ""
         key = (kind, row.effective_date, role, gl_code, cost_centre, fund or "", channel or "")
         sums[key] += row.amount_pence
     lines = [

@@ -266,6 +266,28 @@ def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: s
     return uuid4()
 
 
+def is_repeat_command(
+    commands: dict[str, str], idempotency_key: str | None, fingerprint: str | None, record: str
+) -> bool:
+    """True when a record's `commands` (idempotency key -> fingerprint) hold this exact
+    command; the same key with another request is refused."""
+    if not idempotency_key or idempotency_key not in commands:
+        return False
+    if commands[idempotency_key] != (fingerprint or ""):
+        raise IdempotencyKeyReused(
+            f"idempotency key {idempotency_key!r} was already used for a different "
+            f"request on this {record}; use a new key for a new request"
+        )
+    return True
+
+
+def _counter_fields(counter: tuple[str, str] | None) -> dict[str, str]:
+    """Receipts taken elsewhere than at a counter keep their events as before."""
+    if counter is None:
+        return {}
+    return {"office_code": counter[0], "till_code": counter[1]}
+
+
 def require_text(field: str, text: str | None, *, required: bool) -> str:
     text = (text or "").strip()
     if required and not text:
@@ -305,6 +327,10 @@ class Payment(Aggregate):
         # What the payment provider reported (amounts, fees, capture and settlement dates),
         # kept for bank reconciliation; None on receipts recorded before it was kept.
         provider_details: dict[str, Any] | None = None
+        # The cash office and till that took it at a counter (for its cash-up); None for
+        # other receipts, and on receipts recorded before offices were kept.
+        office_code: str | None = None
+        till_code: str | None = None
 
     class Allocated(Event):
         lines: list[dict[str, Any]]
@@ -462,9 +488,13 @@ class Payment(Aggregate):
         idempotency_key: str | None,
         fingerprint: str | None,
         provider_details: dict[str, Any] | None = None,
+        office_code: str | None = None,
+        till_code: str | None = None,
     ) -> None:
         self.channel = channel
         self.provider_details = provider_details
+        self.office_code = office_code
+        self.till_code = till_code
         self.amount_pence = amount_pence
         self.received_at = received_at
         # Money moves forward in business time: a movement cannot take effect before the one
@@ -509,12 +539,14 @@ class Payment(Aggregate):
         now: datetime | None = None,
         external_id_from_provider: bool = False,
         provider_details: dict[str, Any] | None = None,
+        counter: tuple[str, str] | None = None,
     ) -> Payment:
         """Record a receipt; when `match` names a fund, allocate it there at once.
 
         A payment provider's own id for the money (`external_id_from_provider`) is an
         identifier, not text a person typed: a numeric one may pass the card-number check by
         chance (about one in ten of 13-19 digits), so only people's external ids are checked.
+        `counter` is the (office, till) that took it, already checked against the offices.
         """
         now = now or datetime.now(UTC)
         require_positive_pence(amount_pence)
@@ -543,6 +575,7 @@ class Payment(Aggregate):
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
             provider_details=provider_details,
+            **_counter_fields(counter),
         )
         if fund is not None:
             payment.trigger_event(
@@ -1025,14 +1058,7 @@ class Payment(Aggregate):
 
     def is_repeat(self, idempotency_key: str | None, fingerprint: str | None) -> bool:
         """True when this exact command was applied before; an altered one is refused."""
-        if not idempotency_key or idempotency_key not in self.commands:
-            return False
-        if self.commands[idempotency_key] != (fingerprint or ""):
-            raise IdempotencyKeyReused(
-                f"idempotency key {idempotency_key!r} was already used for a different "
-                "request on this payment; use a new key for a new request"
-            )
-        return True
+        return is_repeat_command(self.commands, idempotency_key, fingerprint, "payment")
 
     def check_invariant(self) -> None:
         """Every penny received is allocated, unallocated, refunded or reversed; none negative."""

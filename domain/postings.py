@@ -11,6 +11,9 @@ Accounts:
 - `vat:output`          credit of output VAT, with the fund it belongs to
 - `refunds:<channel>`   credit of money paid back to payers
 - `reversals:<channel>` credit of money that never arrived or was taken back
+- `over_short:<channel>` a till's approved cash-up difference: credit when more was counted
+                        than recorded (over), debit when less (short); the channel's cash
+                        account takes the other side, so it holds what was counted
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from domain.cashups import CashUp
 from domain.errors import UnbalancedPostings
 from domain.funds import FundChart
 from domain.gl_exports import GeneralLedgerExports
 from domain.imports import ImportBatch
+from domain.offices import OfficeRegister
 from domain.payment import Payment
 from domain.periods import PeriodCalendar
 
@@ -37,6 +42,9 @@ class Posting:
     amount_pence: int
     fund_code: str | None = None
     reference: str | None = None
+    # Set where one event moves money of several channels (a cash-up); otherwise the
+    # event's (or its payment's) channel applies.
+    channel: str | None = None
 
 
 def cash_account(channel: str) -> str:
@@ -53,6 +61,10 @@ def refunds_account(channel: str) -> str:
 
 def reversals_account(channel: str) -> str:
     return f"reversals:{channel}"
+
+
+def over_short_account(channel: str) -> str:
+    return f"over_short:{channel}"
 
 
 def postings_for(event: Any) -> tuple[Posting, ...]:
@@ -92,6 +104,17 @@ _WITHOUT_MONEY = (
     PeriodCalendar.PeriodClosed,
     GeneralLedgerExports.Opened,
     GeneralLedgerExports.DayExported,
+    OfficeRegister.Opened,
+    OfficeRegister.OfficeAdded,
+    OfficeRegister.OfficeRenamed,
+    OfficeRegister.ChannelsChanged,
+    OfficeRegister.OfficeClosed,
+    OfficeRegister.TillAdded,
+    OfficeRegister.TillClosed,
+    # A count is only a claim until a second person approves it.
+    CashUp.Started,
+    CashUp.Submitted,
+    CashUp.Returned,
 )
 
 
@@ -128,6 +151,13 @@ def _postings(event: Any) -> Iterable[Posting]:
         if event.suspense_pence:
             yield Posting(SUSPENSE, event.suspense_pence)
         yield Posting(reversals_account(event.channel), -event.amount_pence)
+    elif isinstance(event, CashUp.Approved):
+        for line in event.lines:
+            difference = line["counted_pence"] - line["recorded_pence"]
+            if difference:
+                channel = line["channel"]
+                yield Posting(cash_account(channel), difference, channel=channel)
+                yield Posting(over_short_account(channel), -difference, channel=channel)
     elif isinstance(event, _WITHOUT_MONEY):
         return
     else:

@@ -507,7 +507,7 @@ def posting_rows(
             "account": posting.account,
             "fund_code": posting.fund_code,
             "reference": posting.reference,
-            "channel": channel,
+            "channel": posting.channel or channel,
             "amount_pence": posting.amount_pence,
             "effective_at": moment,
             "effective_date": uk_date(moment),

@@ -61,11 +61,12 @@ class Refused(Exception):
 
 def install(app: FastAPI, services: Services, config: WebConfig) -> None:
     """Serve the pages and their assets from `app`."""
-    from web import pages
+    from web import pages, pages_cashup
 
     app.state.web_config = config
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="web-static")
     app.include_router(pages.router, include_in_schema=False)
+    app.include_router(pages_cashup.router, include_in_schema=False)
     app.add_api_route("/", lambda: RedirectResponse(f"{PREFIX}/", 303), include_in_schema=False)
     app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_exception_handler(Refused, _refused)

@@ -437,8 +437,28 @@ def _record(
     form: dict[str, str],
     command: Callable[[CommandContext], Outcome],
 ) -> StoredResponse | dict[str, str]:
+    """A payment form's command, once per idempotency key (see `record_once`)."""
+
+    def body(ctx: CommandContext) -> dict[str, Any]:
+        outcome = command(ctx)
+        return {
+            "payment_id": str(outcome.payment_id),
+            "requested": outcome.refund_request_id,
+            "position": outcome.position,
+        }
+
+    return record_once(request, user, form, body)
+
+
+def record_once(
+    request: Request,
+    user: ApiUser,
+    form: dict[str, str],
+    command: Callable[[CommandContext], dict[str, Any]],
+) -> StoredResponse | dict[str, str]:
     """Run a form's command once per idempotency key (a double submit records once), as the
-    API runs its commands: its stored response, or the errors by form field."""
+    API runs its commands: its stored response (the body the command returned), or the
+    errors by form field."""
     key = form.get("idempotency_key") or _new_key()
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         return {"summary": "The form is damaged: reload the page and send it again"}
@@ -453,9 +473,8 @@ def _record(
     )
 
     def run() -> StoredResponse:
-        outcome = command(user.context(scope))
-        body = {"payment_id": str(outcome.payment_id), "requested": outcome.refund_request_id}
-        return StoredResponse(201, body, outcome.position)
+        body = command(user.context(scope))
+        return StoredResponse(201, body, body.get("position"))
 
     try:
         stored, _ = services(request).ledger.run_once(asked, run)

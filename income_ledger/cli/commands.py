@@ -35,7 +35,7 @@ from income_ledger.bootstrap import (
     init_database,
     safe_url,
 )
-from income_ledger.cli import audit, imports, periods, schema
+from income_ledger.cli import audit, cashup, imports, periods, schema
 from income_ledger.cli.helpers import (
     EXIT_INTERNAL_ERROR,
     EXIT_INTERRUPTED,
@@ -396,6 +396,10 @@ def payments_record(
         str | None,
         typer.Option(help="A late receipt for a closed period (periods list), like 2026-03."),
     ] = None,
+    office: Annotated[
+        str | None, typer.Option(help="The cash office that took it (offices list), with --till.")
+    ] = None,
+    till: Annotated[str | None, typer.Option(help="The office's till that took it.")] = None,
     actor: ActorOption = None,
     idempotency_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -409,6 +413,8 @@ def payments_record(
         fund_code=fund,
         external_id=external_id,
         payer=PayerDetails(name=payer_name, email=payer_email),
+        office_code=office,
+        till_code=till,
     )
     with ledger() as led:
         command = relating_to(led, command, relates_to_period)
@@ -1122,5 +1128,6 @@ def main() -> None:
 # Registered after this module's own commands, so that --help lists those first.
 schema.register(db_app)
 audit.register(app)
+cashup.register(app)
 imports.register(app)
 periods.register(app)

@@ -1,0 +1,209 @@
+"""The daily cash-up of a till (domain.cashups): submit a count, approve or return it.
+
+What was recorded for a till's day is read from the event store, not the read model, so a
+cash-up compares with every receipt recorded up to the moment it is submitted (and again when
+it is approved: a receipt recorded in between makes the approval refused as stale). The
+receipts are found by one scan of the stored `Payment.Received` events, which grows with the
+ledger's history (see the README's "End of day, month and year").
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from application.ledger import fingerprint
+from application.offices import office_register
+from domain.cashups import (
+    CashUp,
+    CashUpStatus,
+    Cheque,
+    Count,
+    cashup_id,
+    compare,
+    difference_words,
+)
+from domain.errors import CashUpNotFound, CashUpStale, ConcurrentUpdate
+from domain.limits import uk_today
+from domain.offices import parse_code
+from domain.payment import Payment
+from domain.periods import uk_date
+
+if TYPE_CHECKING:
+    from application.ledger import CommandContext, IncomeLedger
+
+SCAN_PAGE_SIZE = 1000
+MAX_LISTED = 500
+
+
+@dataclass(frozen=True)
+class SubmitCashUp:
+    office_code: str
+    till_code: str
+    business_date: date
+    pieces: Mapping[int, int]  # denomination in pence -> notes or coins counted
+    cheques: Sequence[Cheque] = ()
+    bag_number: str = ""
+    reason: str = ""
+
+
+def recorded_pence(
+    ledger: IncomeLedger, office_code: str, till_code: str, day: date
+) -> dict[str, int]:
+    """Receipts recorded for a till on a UK business day, by channel."""
+    totals: dict[str, int] = defaultdict(int)
+    topics = [get_topic(Payment.Received)]
+    after = 0
+    while True:
+        page = ledger.recorder.select_notifications(
+            start=after, limit=SCAN_PAGE_SIZE, topics=topics, inclusive_of_start=False
+        )
+        for notification in page:
+            event = ledger.mapper.to_domain_event(notification)
+            if (
+                event.office_code == office_code
+                and event.till_code == till_code
+                and uk_date(event.received_at) == day
+            ):
+                totals[event.channel] += event.amount_pence
+        if len(page) < SCAN_PAGE_SIZE:
+            return dict(totals)
+        after = page[-1].id
+
+
+def submit_cashup(
+    ledger: IncomeLedger, command: SubmitCashUp, ctx: CommandContext, today: date | None = None
+) -> dict[str, Any]:
+    """Submit a till's count for a day (again, once returned); a repeat records nothing."""
+    office = office_register(ledger).office(command.office_code)
+    till = office.require_open_till(parse_code(command.till_code, "till"))
+    count = Count(
+        office.code,
+        till.code,
+        command.business_date,
+        dict(command.pieces),
+        tuple(command.cheques),
+        command.bag_number,
+    ).checked(today or uk_today())
+    recorded = recorded_pence(ledger, office.code, till.code, count.business_date)
+    results = compare(count, recorded, office.channels)
+    cashup = _stored(ledger, cashup_id(office.code, till.code, count.business_date))
+    if cashup is None:
+        cashup = CashUp.start(office.code, till.code, count.business_date, ctx.actor)
+    cashup.submit(
+        count,
+        results,
+        actor=ctx.actor,
+        reason=command.reason,
+        idempotency_key=ctx.idempotency_key,
+        fingerprint=fingerprint(
+            "cashup_submit",
+            pieces=sorted(count.pieces.items()),
+            cheques=[cheque.to_dict() for cheque in count.cheques],
+            bag_number=count.bag_number,
+            reason=command.reason.strip(),
+        ),
+    )
+    return _saved(ledger, cashup)
+
+
+def approve_cashup(ledger: IncomeLedger, cashup: UUID, ctx: CommandContext) -> dict[str, Any]:
+    """A second person approves: final, and the differences go to over/short."""
+    found = _require(ledger, cashup)
+    if found.status is CashUpStatus.SUBMITTED:
+        _require_current(ledger, found)
+    found.approve(
+        actor=ctx.actor,
+        idempotency_key=ctx.idempotency_key,
+        fingerprint=fingerprint("cashup_approve", cashup=str(cashup)),
+    )
+    return _saved(ledger, found)
+
+
+def return_cashup(
+    ledger: IncomeLedger, cashup: UUID, ctx: CommandContext, reason: str
+) -> dict[str, Any]:
+    """A second person returns it, saying why; it can then be counted and submitted again."""
+    found = _require(ledger, cashup)
+    found.send_back(
+        actor=ctx.actor,
+        reason=reason,
+        idempotency_key=ctx.idempotency_key,
+        fingerprint=fingerprint("cashup_return", cashup=str(cashup), reason=reason),
+    )
+    return _saved(ledger, found)
+
+
+def get_cashup(ledger: IncomeLedger, cashup: UUID) -> dict[str, Any]:
+    return _require(ledger, cashup).view()
+
+
+def cashups(
+    ledger: IncomeLedger, status: str | None = None, limit: int = MAX_LISTED
+) -> list[dict[str, Any]]:
+    """Cash-ups, newest day first; `status` (submitted: the approval queue) filters them."""
+    topics = [get_topic(CashUp.Started)]
+    ids: list[UUID] = []
+    after = 0
+    while True:
+        page = ledger.recorder.select_notifications(
+            start=after, limit=SCAN_PAGE_SIZE, topics=topics, inclusive_of_start=False
+        )
+        ids.extend(UUID(str(n.originator_id)) for n in page)
+        if len(page) < SCAN_PAGE_SIZE:
+            break
+        after = page[-1].id
+    views = [_require(ledger, each).view() for each in ids]
+    chosen = [view for view in views if status is None or view["status"] == status]
+    chosen.sort(key=lambda view: (view["business_date"], view["submitted_at"]), reverse=True)
+    return chosen[:limit]
+
+
+def _require_current(ledger: IncomeLedger, cashup: CashUp) -> None:
+    """Refuse to approve a count compared with receipts that have changed since."""
+    now = recorded_pence(ledger, cashup.office_code, cashup.till_code, cashup.business_date)
+    changed = [r for r in cashup.results if now.get(r.channel, 0) != r.recorded_pence]
+    if changed:
+        detail = "; ".join(
+            f"{r.channel}: recorded {r.recorded_pence}p when submitted, {now.get(r.channel, 0)}p "
+            f"now (the count is {difference_words(r.counted_pence - now.get(r.channel, 0))})"
+            for r in changed
+        )
+        raise CashUpStale(
+            f"receipts were recorded for this till's day after it was submitted ({detail}): "
+            "return it so that it is submitted again against the receipts as they are now"
+        )
+
+
+def _stored(ledger: IncomeLedger, cashup: UUID) -> CashUp | None:
+    try:
+        found = ledger.repository.get(cashup)
+    except AggregateNotFoundError:
+        return None
+    return found if isinstance(found, CashUp) else None
+
+
+def _require(ledger: IncomeLedger, cashup: UUID) -> CashUp:
+    found = _stored(ledger, cashup)
+    if found is None or found.submission is None:
+        raise CashUpNotFound(f"no cash-up with id {cashup}")
+    return found
+
+
+def _saved(ledger: IncomeLedger, cashup: CashUp) -> dict[str, Any]:
+    try:
+        position = ledger.save_checked(cashup)  # type: ignore[arg-type]
+    except IntegrityError:
+        raise ConcurrentUpdate(
+            "someone else changed this cash-up at the same moment; nothing was saved. Look at "
+            "it again and retry"
+        ) from None
+    return cashup.view() | {"recorded": position is not None, "position": position}

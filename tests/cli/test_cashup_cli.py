@@ -1,0 +1,74 @@
+"""`income-ledger offices ...` and `cashup ...` as an office uses them, on both backends."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from domain.periods import uk_date
+from tests.cli.test_cli import cli  # noqa: F401 - the fixture
+from tests.domain.helpers import CT_REF
+
+YESTERDAY = (uk_date(datetime.now(UTC)) - timedelta(days=1)).isoformat()
+
+
+def test_configure_an_office_take_cash_count_it_and_approve(cli) -> None:  # noqa: F811
+    cli(
+        "offices",
+        "add",
+        "civic",
+        "--name",
+        "Civic Centre",
+        "--channel",
+        "cash",
+        "--channel",
+        "cheque",
+    )
+    cli("offices", "add-till", "CIVIC", "t1")
+    listed = json.loads(cli("offices", "list", "--json").stdout)
+    assert listed[0]["code"] == "CIVIC" and listed[0]["tills"][0]["code"] == "T1"
+    cli(
+        "payments",
+        "record",
+        "--channel",
+        "cash",
+        "--amount",
+        "20.50",
+        "--reference",
+        CT_REF,
+        "--received-at",
+        f"{YESTERDAY}T12:00:00Z",
+        "--office",
+        "civic",
+        "--till",
+        "t1",
+    )
+    short = cli(
+        "cashup", "submit", "CIVIC", "T1", YESTERDAY, "--bag", "B1", "--count", "20=1", code=2
+    )
+    assert "cash short by £0.50" in short.stderr and "[reason_required]" in short.stderr
+    submitted = json.loads(
+        cli(
+            "cashup",
+            "submit",
+            "CIVIC",
+            "T1",
+            YESTERDAY,
+            "--bag",
+            "B1",
+            "--count",
+            "20=1",
+            "--count",
+            "50p=1",
+            "--actor",
+            "officer:olu",
+            "--json",
+        ).stdout
+    )
+    assert submitted["lines"][0]["difference_pence"] == 0
+    own = cli("cashup", "approve", submitted["cashup_id"], "--actor", "officer:olu", code=2)
+    assert "[second_person_required]" in own.stderr
+    approved = cli("cashup", "approve", submitted["cashup_id"], "--actor", "supervisor:sue")
+    assert "approved" in approved.stdout and "balanced" in approved.stdout
+    listed = json.loads(cli("cashup", "list", "--status", "approved", "--json").stdout)
+    assert [c["cashup_id"] for c in listed] == [submitted["cashup_id"]]
