@@ -26,6 +26,7 @@ router = APIRouter()
     response_model=WebhookOut,
     responses={
         401: {"description": "missing or wrong Pay-Signature: no effect"},
+        404: {"description": "a dispute of a payment not recorded: no effect (Pay retries)"},
         422: {"description": "not a GOV.UK Pay payment message: no effect"},
     },
 )
@@ -35,8 +36,13 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
     instead of an API key. Money is recorded once it is taken (captured), once whatever the
     order or number of deliveries, keyed by `resource.payment_id`; `card_payment_refunded`
     brings the payment's refunds up to `resource.refund_summary.amount_submitted`;
-    `card_payment_failed` undoes a payment recorded before capture. A message is applied
-    whole or not at all; `status` says what happened. Other event types are acknowledged."""
+    `card_payment_failed` undoes a payment recorded before capture. Pay's `fee` is charged
+    once, out of the clearing account. Dispute messages (`dispute_created`,
+    `dispute_evidence_submitted`, `dispute_won`, `dispute_lost`; `resource` is the dispute
+    with its `payment_id`, `amount` and `fee`) follow the payment's dispute; a lost one
+    reverses the payment and charges the fee; 404 when the payment is not recorded (Pay
+    retries). A message is applied whole or not at all; `status` says what happened. Other
+    event types are acknowledged."""
     failures = svc.metrics.webhook_failures
     raw = await request.body()
     try:

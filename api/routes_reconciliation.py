@@ -20,14 +20,21 @@ router = APIRouter()
 
 
 class ExceptionRow(BaseModel):
-    kind: str = Field(description="statement_line (a new bank receipt) or receipt")
+    kind: str = Field(
+        description="statement_line (a new bank receipt), receipt, unsettled_payment (a card "
+        "payment no payout has paid in, net of its fees), unsettled_deduction (a refund, lost "
+        "dispute or fee no payout has deducted yet) or open_dispute (money at risk)"
+    )
     batch_id: str | None
     line: int | None
     payment_id: str
     channel: str
     amount_pence: int
     reference: str
-    date: str = Field(description="booking date of the line, or the receipt's UK date")
+    date: str = Field(
+        description="booking date of the line, the receipt's UK date, the card item's "
+        "settlement day, or the day a dispute was opened"
+    )
     age_days: int
     age_band: str
 
@@ -43,6 +50,8 @@ class ExceptionsOut(BaseModel):
     as_of: str
     unmatched_statement_lines: list[ExceptionRow]
     unmatched_receipts: list[ExceptionRow]
+    unsettled_card_payments: list[ExceptionRow]
+    open_disputes: list[ExceptionRow]
     summary: list[ExceptionSummary]
 
 
@@ -56,8 +65,10 @@ async def reconciliation_exceptions(
     svc: ServicesDep, user: Reader, accept: Annotated[str | None, Header()] = None
 ) -> Any:
     """Statement credit lines that no receipt recorded by another channel explains (they
-    were recorded as new bank receipts), and receipts of other channels that no statement
-    line has paid in yet, oldest first with their age band (0-3, 4-7, 8-30, over 30 days).
+    were recorded as new bank receipts), receipts of other channels that no statement
+    line has paid in yet, GOV.UK Pay money no payout has paid in yet (per payment and
+    settlement day, net of fees, refunds and lost disputes), and card disputes not yet
+    decided, oldest first with their age band (0-3, 4-7, 8-30, over 30 days).
     The matching rules are in README, "A day's files". Roles: officer, supervisor, auditor,
     reporting."""
     user.access.require_whole_ledger("the reconciliation exceptions report")

@@ -199,6 +199,25 @@ class PendingRefundOut(BaseModel):
     requested_at: str
 
 
+class DisputeOut(BaseModel):
+    dispute_id: str
+    amount_pence: int
+    status: Literal["open", "evidence_submitted", "won", "lost"]
+    opened_at: str
+
+
+class CardProviderOut(BaseModel):
+    clearing_account: str = Field(description="where the money waits for the payout")
+    settles_on: str = Field(description="UK day the provider pays the payment out")
+    unsettled_pence: int = Field(
+        description="what no payout has paid in yet: the payment less fees, refunds and lost "
+        "disputes"
+    )
+    fees_pence: int = Field(description="card and dispute fees the provider kept")
+    disputed_pence: int = Field(description="money at risk in disputes not yet decided")
+    disputes: list[DisputeOut]
+
+
 class PaymentOut(BaseModel):
     payment_id: str
     channel: str
@@ -224,6 +243,9 @@ class PaymentOut(BaseModel):
     reversed_pence: int
     allocations: list[AllocationOut]
     pending_refunds: list[PendingRefundOut]
+    card_provider: CardProviderOut | None = Field(
+        None, description="GOV.UK Pay payments: clearing, fees and disputes; else null"
+    )
     version: int
 
 
@@ -415,6 +437,10 @@ class WebhookOut(BaseModel):
         "authorised",
         "ignored",
         "refused",
+        "dispute_open",
+        "dispute_evidence_submitted",
+        "dispute_won",
+        "dispute_lost",
     ] = Field(
         description="recorded: the payment (and any refund) is recorded; refund_recorded: a "
         "refund is recorded; details_recorded: only the provider's details (capture, fees) "
@@ -423,7 +449,10 @@ class WebhookOut(BaseModel):
         "nothing new; authorised: authorised only, recorded when captured; ignored: nothing "
         "for the ledger (other event types, zero amounts, failures of unrecorded payments); "
         "refused: a signed message the ledger can never apply (logged as an error; answered "
-        "2xx so that GOV.UK Pay stops retrying it)"
+        "2xx so that GOV.UK Pay stops retrying it); dispute_open, "
+        "dispute_evidence_submitted, dispute_won, dispute_lost: a dispute of the payment "
+        "reached that state (lost: the payment is reversed as a chargeback and the dispute "
+        "fee charged)"
     )
     payment_id: str | None = None
     position: int | None = None

@@ -18,6 +18,15 @@ What the ledger does with each message (delivered at least once, in any order):
 - Each message is applied whole, in one save of the payment's events, or not at all. A signed
   message the ledger can never apply (a refund beyond what was paid) is refused, logged as an
   error and answered 2xx so that GOV.UK Pay stops retrying it.
+- The card money sits in the clearing account until a payout on the bank statement pays it in
+  (application.reconciliation). The `fee` Pay reports with a payment is charged once, as an
+  expense out of clearing; a payment cancelled before capture is closed in clearing at once
+  (nothing will ever be paid out for it).
+- Disputes (`dispute_created`, `dispute_evidence_submitted`, `dispute_won`, `dispute_lost`,
+  resource: the dispute, naming its `payment_id`) follow the payment: created shows the money
+  at risk, won moves nothing, lost reverses the payment (a chargeback) and charges the
+  dispute's `fee`. Each is applied once whatever the order or number of deliveries; a
+  decided dispute never reopens.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from typing import Any
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import late_receipt
 from domain.cards import contains_card_number, mask_card_numbers
-from domain.errors import ConcurrentUpdate, InvalidRequest, RuleViolation
+from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound, RuleViolation
 from domain.funds import Match, SuspenseReason
 from domain.limits import (
     MAX_EXTERNAL_ID_LENGTH,
@@ -44,7 +53,7 @@ from domain.limits import (
     require_business_datetime,
 )
 from domain.money import MAX_AMOUNT_PENCE
-from domain.payment import Channel, Payment, ReversalKind
+from domain.payment import Channel, ClearingItem, DisputeStatus, Payment, ReversalKind
 from domain.references import normalise_reference
 
 log = logging.getLogger(__name__)
@@ -53,7 +62,13 @@ CAPTURED = "card_payment_captured"
 SUCCEEDED = "card_payment_succeeded"
 REFUNDED = "card_payment_refunded"
 FAILED = "card_payment_failed"
-HANDLED_EVENTS = frozenset({CAPTURED, SUCCEEDED, REFUNDED, FAILED})
+DISPUTE_EVENTS = {
+    "dispute_created": DisputeStatus.OPEN,
+    "dispute_evidence_submitted": DisputeStatus.EVIDENCE_SUBMITTED,
+    "dispute_won": DisputeStatus.WON,
+    "dispute_lost": DisputeStatus.LOST,
+}
+HANDLED_EVENTS = frozenset({CAPTURED, SUCCEEDED, REFUNDED, FAILED, *DISPUTE_EVENTS})
 MAX_DETAIL_TEXT_LENGTH = 100
 CONCURRENT_ATTEMPTS = 3
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -155,13 +170,33 @@ class PayMessage:
         return self.event_type == SUCCEEDED and not self.delayed_capture
 
 
+@dataclass(frozen=True)
+class DisputeMessage:
+    """What one GOV.UK Pay dispute message says: a payer's card dispute of a payment."""
+
+    event_type: str
+    message_id: str | None
+    dispute_id: str
+    payment_id: str
+    amount_pence: int
+    fee_pence: int
+    reason: str
+    created_at: datetime
+
+    @property
+    def status(self) -> DisputeStatus:
+        return DISPUTE_EVENTS[self.event_type]
+
+
 def event_type_of(message: Mapping[str, Any]) -> str | None:
     """The message's event type if the ledger acts on it, else None (acknowledged, ignored)."""
     event_type = message.get("event_type")
     return event_type if isinstance(event_type, str) and event_type in HANDLED_EVENTS else None
 
 
-def to_command(message: Mapping[str, Any], ledger_codes: Mapping[str, str]) -> PayMessage | None:
+def to_command(
+    message: Mapping[str, Any], ledger_codes: Mapping[str, str]
+) -> PayMessage | DisputeMessage | None:
     """The plain command a message carries, or None for an event type the ledger ignores."""
     event_type = event_type_of(message)
     if event_type is None:
@@ -169,6 +204,8 @@ def to_command(message: Mapping[str, Any], ledger_codes: Mapping[str, str]) -> P
     resource = message.get("resource")
     if not isinstance(resource, dict):
         raise InvalidRequest("a payment message needs a resource object")
+    if event_type in DISPUTE_EVENTS:
+        return _dispute_command(message, resource, event_type)
     payment_id = _payment_id(resource)
     amount = _pence(resource, "amount", required=True)
     surcharge = _pence(resource, "corporate_card_surcharge") or 0
@@ -189,6 +226,30 @@ def to_command(message: Mapping[str, Any], ledger_codes: Mapping[str, str]) -> P
         failure=_failure(resource) if event_type == FAILED else None,
         refund_submitted_pence=_refund_submitted(resource) if event_type == REFUNDED else None,
         provider_details=_provider_details(resource, amount, surcharge, paid, event_type),
+    )
+
+
+def _dispute_command(
+    message: Mapping[str, Any], resource: Mapping[str, Any], event_type: str
+) -> DisputeMessage:
+    dispute_id = _text(resource, "dispute_id", MAX_EXTERNAL_ID_LENGTH) or _text(
+        message, "resource_id", MAX_EXTERNAL_ID_LENGTH
+    )
+    if not dispute_id or not dispute_id.strip() or _CONTROL.search(dispute_id):
+        raise InvalidRequest("a dispute message needs resource.dispute_id, printable text")
+    amount = _pence(resource, "amount", required=True)
+    if not amount:
+        raise InvalidRequest("resource.amount of a dispute must be more than zero")
+    reason = _text(resource, "reason", MAX_DETAIL_TEXT_LENGTH) or "no reason given"
+    return DisputeMessage(
+        event_type=event_type,
+        message_id=_text(message, "webhook_message_id"),
+        dispute_id=dispute_id,
+        payment_id=_payment_id(resource),
+        amount_pence=amount,
+        fee_pence=_pence(resource, "fee") or 0,
+        reason=_CONTROL.sub(" ", reason),
+        created_at=_moment(resource, "created_date", required=True),
     )
 
 
@@ -343,7 +404,7 @@ def _provider_details(
 # ---- applying -------------------------------------------------------------------------------
 
 
-def apply_message(ledger: IncomeLedger, command: PayMessage) -> dict[str, Any]:
+def apply_message(ledger: IncomeLedger, command: PayMessage | DisputeMessage) -> dict[str, Any]:
     """Apply one message whole or not at all; see the module's docstring for what it does.
 
     Pay may deliver the same message several times at once: a delivery that loses the race
@@ -357,9 +418,11 @@ def apply_message(ledger: IncomeLedger, command: PayMessage) -> dict[str, Any]:
     return _apply_once(ledger, command)
 
 
-def _apply_once(ledger: IncomeLedger, command: PayMessage) -> dict[str, Any]:
+def _apply_once(ledger: IncomeLedger, command: PayMessage | DisputeMessage) -> dict[str, Any]:
     payment = ledger.recorded_payment(Channel.GOVUK_PAY, command.payment_id)
     try:
+        if isinstance(command, DisputeMessage):
+            return _apply_dispute(ledger, payment, command)
         if command.event_type == FAILED:
             return _apply_failure(ledger, payment, command)
         if payment is None and not command.money_taken:
@@ -397,6 +460,7 @@ def _apply_receipt(
         _warn_if_amount_differs(payment, command)
         payment.record_provider_details(command.provider_details, actor=GOVUK_PAY_ACTOR)
     refunds_before = payment.refunded_pence
+    _charge_card_fee(payment, command)
     if command.refund_submitted_pence is not None:
         payment.refund_up_to(
             command.refund_submitted_pence, actor=GOVUK_PAY_ACTOR, reason="refunded on GOV.UK Pay"
@@ -409,6 +473,18 @@ def _apply_receipt(
     else:
         status = "details_recorded" if outcome.recorded else "duplicate"
     return _answer(status, str(payment.id), outcome.position)
+
+
+def _charge_card_fee(payment: Payment, command: PayMessage) -> None:
+    """Pay reports its fee with the captured payment; it is charged once, however often
+    the payment is reported."""
+    fee = command.provider_details.get("fee_pence")
+    if command.money_taken and fee and ClearingItem.CARD_FEE not in payment.fees:
+        if payment.clearing_account is None:  # recorded before the ledger kept clearing
+            return
+        payment.charge_fee(
+            fee, kind=ClearingItem.CARD_FEE, actor=GOVUK_PAY_ACTOR, reason="GOV.UK Pay fee"
+        )
 
 
 def _warn_if_amount_differs(payment: Payment, command: PayMessage) -> None:
@@ -465,8 +541,56 @@ def _apply_failure(
             "noted" if outcome.recorded else "duplicate", str(payment.id), outcome.position
         )
     payment.reverse(kind=ReversalKind.CANCELLED, actor=GOVUK_PAY_ACTOR, reason=command.failure)
+    if payment.clearing_account is not None:
+        # Never captured, so never paid out: its clearing closes now, at nothing to the bank.
+        payment.settle(
+            None,
+            payout="none: cancelled before capture",
+            actor=GOVUK_PAY_ACTOR,
+            reason=command.failure,
+        )
     outcome = ledger.save_payment(payment)
     return _answer("cancelled", str(payment.id), outcome.position)
+
+
+def _apply_dispute(
+    ledger: IncomeLedger, payment: Payment | None, command: DisputeMessage
+) -> dict[str, Any]:
+    if payment is None:
+        raise PaymentNotFound(
+            f"GOV.UK Pay dispute {command.dispute_id} is of payment {command.payment_id}, which "
+            "the ledger has not recorded: record the payment, then ask GOV.UK Pay to resend"
+        )
+    payment.open_dispute(
+        command.dispute_id,
+        command.amount_pence,
+        actor=GOVUK_PAY_ACTOR,
+        reason=f"disputed by the payer's card issuer: {command.reason}",
+        at=command.created_at,
+    )
+    moved = command.status is not DisputeStatus.OPEN and payment.move_dispute(
+        command.dispute_id,
+        command.status,
+        actor=GOVUK_PAY_ACTOR,
+        reason=f"GOV.UK Pay reported {command.event_type}",
+    )
+    if moved and command.status is DisputeStatus.LOST:
+        _lose_dispute(payment, command)
+    outcome = ledger.save_payment(payment)
+    status = f"dispute_{command.status.value}" if outcome.recorded else "duplicate"
+    return _answer(status, str(payment.id), outcome.position)
+
+
+def _lose_dispute(payment: Payment, command: DisputeMessage) -> None:
+    """A lost dispute: the payer's bank took the money back (a chargeback of what remains),
+    and the provider charges its dispute fee."""
+    reason = f"dispute {command.dispute_id} lost: {command.reason}"
+    if payment.remaining_pence and not payment.reversed_pence:
+        payment.reverse(kind=ReversalKind.CHARGEBACK, actor=GOVUK_PAY_ACTOR, reason=reason)
+    if command.fee_pence:
+        payment.charge_fee(
+            command.fee_pence, kind=ClearingItem.DISPUTE_FEE, actor=GOVUK_PAY_ACTOR, reason=reason
+        )
 
 
 def _answer(

@@ -22,7 +22,7 @@ from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import late_receipt
-from application.reconciliation import match_lines
+from application.reconciliation import CARD_PAYOUT, match_lines
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -326,22 +326,32 @@ def _note_links(
     is refused (ConcurrentUpdate) and, imported again, sees the link: when both load the
     receipt before either commits, their notes are the same version of it; when one loads
     it after the other committed, it finds the other's note here."""
-    noted = []
+    noted: dict[str, Payment] = {}
     for line, link in linked:
         for payment_id in link["matched_payment_ids"]:
-            payment = ledger.repository.get(UUID(payment_id))
-            if _paid_in(ledger, payment.id):
+            # One object per receipt: two payouts of one file may both pay in a card payment.
+            payment = noted.get(payment_id) or ledger.repository.get(UUID(payment_id))
+            # A card payment is paid in by several payouts (its own, then its refunds'):
+            # its settled items, not a note, tell what is paid in.
+            if link["rule"] != CARD_PAYOUT and _paid_in(ledger, payment.id):
                 raise ConcurrentUpdate(
                     f"another bank statement paid in receipt {payment_id} at the same moment; "
                     "nothing was saved. Import the file again"
                 )
+            where = f"{file_name} line {line.line_number}"
             payment.note(
-                f"{PAID_IN_NOTE} {file_name} line {line.line_number} "
-                f"({link['rule']}: {link['matched']})",
-                actor=ctx.actor,
+                f"{PAID_IN_NOTE} {where} ({link['rule']}: {link['matched']})", actor=ctx.actor
             )
-            noted.append(payment)
-    return noted
+            if payment.clearing_account is not None:
+                day = link.get("settled_day")
+                payment.settle(
+                    {day} if day else None,
+                    payout=where,
+                    actor=ctx.actor,
+                    reason=f"paid in by bank statement {where}",
+                )
+            noted[payment_id] = payment
+    return list(noted.values())
 
 
 def _paid_in(ledger: IncomeLedger, payment_id: UUID) -> bool:

@@ -584,6 +584,7 @@ class IncomeLedger(Application):
                 }
                 for line in payment.lines_with_money()
             ],
+            "card_provider": card_provider_view(payment),
             "version": payment.version,
         }
 
@@ -821,6 +822,28 @@ def fund_view(fund: Fund) -> dict[str, Any]:
                 "vat_rate_basis_points": change.rate_basis_points,
             }
             for change in fund.vat_rates
+        ],
+    }
+
+
+def card_provider_view(payment: Payment) -> dict[str, Any] | None:
+    """What a card provider holds of the payment: None for a payment not held by one."""
+    if payment.clearing_account is None:
+        return None
+    return {
+        "clearing_account": payment.clearing_account,
+        "settles_on": payment.settles_on,
+        "unsettled_pence": sum(payment.clearing.values()),
+        "fees_pence": payment.fees_pence,
+        "disputed_pence": payment.disputed_pence,
+        "disputes": [
+            {
+                "dispute_id": dispute.dispute_id,
+                "amount_pence": dispute.amount_pence,
+                "status": dispute.status.value,
+                "opened_at": dispute.opened_at.isoformat(),
+            }
+            for dispute in payment.disputes.values()
         ],
     }
 

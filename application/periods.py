@@ -47,6 +47,8 @@ MOVEMENTS = {
     Payment.Reversed: "a reversal",
     CashUp.Submitted: "a cash-up",
     CashUp.Approved: "a cash-up",
+    Payment.FeeCharged: "a card provider's fee",
+    Payment.Settled: "a card provider's payout",
 }
 
 _cached: weakref.WeakKeyDictionary[Any, PeriodCalendar] = weakref.WeakKeyDictionary()

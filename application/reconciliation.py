@@ -15,9 +15,14 @@ MATCH_WINDOW_DAYS before the line's booking date up to that date:
 3. all the (two or more) receipts of one channel on one UK day adding up to exactly the
    amount, the nearest day first (a card provider's or GOV.UK Pay's daily payout when its
    fees are invoiced separately).
-What it does not match: a payout net of fees, a line paying in part of a day or several days,
-an amount that only several files together make, a reference (it matches amounts and dates
-only: two receipts of the same amount in the window are told apart by date alone).
+4. a card provider's payout (GOV.UK Pay): what the provider still holds for one settlement
+   day, net of the fees, refunds and lost disputes it deducts, adding up to exactly the
+   amount, the nearest day first (see domain.payment.clearing_moves for the days).
+A line linked to card payments also settles them: their money moves from the clearing
+account to the bank (Payment.Settled; for rule 4, only that day's items).
+What it does not match: a line paying in part of a day or several days, an amount that only
+several files together make, a reference (it matches amounts and dates only: two receipts of
+the same amount in the window are told apart by date alone).
 """
 
 from __future__ import annotations
@@ -36,13 +41,15 @@ from application.ledger import IncomeLedger
 from domain.imports import ImportBatch, ImportFormat, ImportLine, LineKind
 from domain.limits import UK, uk_today
 from domain.money import pence_to_pounds
-from domain.payment import Payment
+from domain.payment import ClearingItem, DisputeStatus, Payment, clearing_moves
 from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX
 
 MATCH_WINDOW_DAYS = 5
 AGE_BANDS = ((3, "0-3 days"), (7, "4-7 days"), (30, "8-30 days"))
 OLDEST_BAND = "over 30 days"
 PAGE_SIZE = 1000
+CARD_PAYOUT = "card_payout"
+OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
 
 
 @dataclass
@@ -65,27 +72,74 @@ class Books:
     linked_batches: set[str] = field(default_factory=set)
     # credit lines of statements recorded as new receipts: the unmatched statement lines
     unmatched_lines: list[dict[str, Any]] = field(default_factory=list)
+    # what card providers have yet to pay out, per payment: (item kind, day) -> pence
+    clearing: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
+    clearing_receipts: dict[str, Receipt] = field(default_factory=dict)
+    # disputes by (payment id, dispute id): amount, status, opened day
+    disputes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+BOOK_EVENTS = (
+    Payment.Received,
+    Payment.Reversed,
+    Payment.Refunded,
+    Payment.FeeCharged,
+    Payment.Settled,
+    Payment.DisputeOpened,
+    Payment.DisputeMoved,
+    ImportBatch.Imported,
+)
 
 
 def read_books(ledger: IncomeLedger) -> Books:
     books = Books()
     reversed_ids: set[str] = set()
-    for event in _events(ledger, Payment.Received, Payment.Reversed, ImportBatch.Imported):
+    for event in _events(ledger, *BOOK_EVENTS):
+        payment_id = str(event.originator_id)
         if isinstance(event, Payment.Received):
             _add_receipt(books, event)
+            if event.clearing_account is not None:
+                books.clearing[payment_id] = {}
+                books.clearing_receipts[payment_id] = _receipt(event)
         elif isinstance(event, Payment.Reversed):
-            reversed_ids.add(str(event.originator_id))
-        else:
+            reversed_ids.add(payment_id)
+        elif isinstance(event, ImportBatch.Imported):
             _add_batch(ledger, books, event)
+        _add_dispute(books, event)
+        if payment_id in books.clearing:
+            _add_clearing(books.clearing[payment_id], event)
     for payment_id in reversed_ids:
         books.receipts.pop(payment_id, None)
     return books
 
 
+def _add_clearing(held: dict[tuple[str, str], int], event: Any) -> None:
+    for kind, day, pence in clearing_moves(event):
+        held[(kind, day)] = held.get((kind, day), 0) + pence
+        if not held[(kind, day)]:
+            del held[(kind, day)]
+
+
+def _add_dispute(books: Books, event: Any) -> None:
+    key = (str(event.originator_id), getattr(event, "dispute_id", ""))
+    if isinstance(event, Payment.DisputeOpened):
+        books.disputes[key] = {
+            "amount_pence": event.amount_pence,
+            "status": DisputeStatus.OPEN.value,
+            "opened_on": event.effective_at.astimezone(UK).date(),
+        }
+    elif isinstance(event, Payment.DisputeMoved):
+        books.disputes[key]["status"] = event.status
+
+
 def _add_receipt(books: Books, event: Payment.Received) -> None:
     if (event.external_id or "").startswith(STATEMENT_ID_PREFIX):
         return
-    books.receipts[str(event.originator_id)] = Receipt(
+    books.receipts[str(event.originator_id)] = _receipt(event)
+
+
+def _receipt(event: Payment.Received) -> Receipt:
+    return Receipt(
         str(event.originator_id),
         event.channel,
         event.amount_pence,
@@ -166,6 +220,13 @@ class Matcher:
             totals = self.open_totals[(receipt.channel, receipt.received_on)]
             totals[0] += receipt.amount_pence
             totals[1] += 1
+        # what card providers still hold, per (channel, settlement day): payment id -> pence
+        self.payouts: dict[tuple[str, date], dict[str, int]] = defaultdict(dict)
+        for payment_id, held in books.clearing.items():
+            channel = books.clearing_receipts[payment_id].channel
+            for (_, day), pence in held.items():
+                group = self.payouts[(channel, date.fromisoformat(day))]
+                group[payment_id] = group.get(payment_id, 0) + pence
         for batch_id, payment_ids in books.batches.items():
             usable = all(pid in books.receipts for pid in payment_ids)
             if payment_ids and usable and batch_id not in books.linked_batches:
@@ -178,6 +239,7 @@ class Matcher:
             self._one_receipt(days, line.amount_pence)
             or self._one_batch(days, line.amount_pence)
             or self._channel_day(days, line.amount_pence)
+            or self._card_payout(days, line.amount_pence)
         )
         if link is not None:
             self._take(link)
@@ -221,13 +283,30 @@ class Matcher:
                     return _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
         return None
 
+    def _card_payout(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+        for day in days:  # the nearest day first
+            for (channel, settles_on), held in sorted(self.payouts.items()):
+                if settles_on == day and held and sum(held.values()) == amount_pence:
+                    return {
+                        "rule": CARD_PAYOUT,
+                        "matched_payment_ids": sorted(held),
+                        "matched": f"the {channel} payout of {day}",
+                        "settled_day": day.isoformat(),
+                    }
+        return None
+
     def _take(self, link: dict[str, Any]) -> None:
+        settled_day = link.get("settled_day")
         for payment_id in link["matched_payment_ids"]:
-            receipt = self.books.receipts[payment_id]
+            for (_, day), held in self.payouts.items():
+                if settled_day is None or day.isoformat() == settled_day:
+                    held.pop(payment_id, None)
+            receipt = self.books.receipts.get(payment_id)
+            if receipt is not None and payment_id not in self.books.linked:
+                totals = self.open_totals[(receipt.channel, receipt.received_on)]
+                totals[0] -= receipt.amount_pence
+                totals[1] -= 1
             self.books.linked.add(payment_id)
-            totals = self.open_totals[(receipt.channel, receipt.received_on)]
-            totals[0] -= receipt.amount_pence
-            totals[1] -= 1
         if link.get("matched_batch_id"):
             self.books.linked_batches.add(link["matched_batch_id"])
 
@@ -251,22 +330,59 @@ def age_band(days: int) -> str:
 
 
 def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any]:
-    """Statement credit lines no other record paid in (recorded as new receipts), and
-    receipts of other channels no statement line has paid in yet, oldest first, by age."""
+    """Statement credit lines no other record paid in (recorded as new receipts), receipts
+    of other channels no statement line has paid in yet, what card providers have not paid
+    out yet (per payment and settlement day, net of fees, refunds and lost disputes) and
+    disputes not yet decided (money at risk), oldest first, by age."""
     today = today or uk_today()
     books = read_books(ledger)
     lines = [_line_row(line, today) for line in books.unmatched_lines]
     receipts = [
-        _receipt_row(r, today) for r in books.receipts.values() if r.payment_id not in books.linked
+        _receipt_row(r, today)
+        for r in books.receipts.values()
+        if r.payment_id not in books.linked and r.payment_id not in books.clearing
     ]
-    lines.sort(key=lambda row: (-row["age_days"], row["payment_id"]))
-    receipts.sort(key=lambda row: (-row["age_days"], row["payment_id"]))
+    unsettled = [
+        _receipt_row(books.clearing_receipts[payment_id], today, kind, pence, day)
+        for payment_id, kind, day, pence in _unsettled(books)
+    ]
+    disputes = [
+        _receipt_row(
+            books.clearing_receipts[payment_id],
+            today,
+            "open_dispute",
+            dispute["amount_pence"],
+            dispute["opened_on"],
+        )
+        for (payment_id, _), dispute in books.disputes.items()
+        if dispute["status"] in OPEN_DISPUTES
+    ]
+    sections = (lines, receipts, unsettled, disputes)
+    for rows in sections:
+        rows.sort(key=lambda row: (-row["age_days"], row["payment_id"]))
     return {
         "as_of": today.isoformat(),
         "unmatched_statement_lines": lines,
         "unmatched_receipts": receipts,
-        "summary": _summary(lines, receipts),
+        "unsettled_card_payments": unsettled,
+        "open_disputes": disputes,
+        "summary": _summary(*sections),
     }
+
+
+def _unsettled(books: Books) -> Iterator[tuple[str, str, date, int]]:
+    """Per card payment and settlement day, what no payout has paid in: `unsettled_payment`
+    when the day holds the payment itself, else `unsettled_deduction` (a later refund, lost
+    dispute or fee the next payout should deduct)."""
+    for payment_id, held in books.clearing.items():
+        by_day: dict[str, list[Any]] = defaultdict(lambda: ["unsettled_deduction", 0])
+        for (kind, day), pence in held.items():
+            by_day[day][1] += pence
+            if kind == ClearingItem.PAYMENT:
+                by_day[day][0] = "unsettled_payment"
+        for day, (kind, pence) in by_day.items():
+            if pence:
+                yield payment_id, kind, date.fromisoformat(day), pence
 
 
 def _line_row(line: dict[str, Any], today: date) -> dict[str, Any]:
@@ -286,17 +402,25 @@ def _line_row(line: dict[str, Any], today: date) -> dict[str, Any]:
     }
 
 
-def _receipt_row(receipt: Receipt, today: date) -> dict[str, Any]:
-    age = (today - receipt.received_on).days
+def _receipt_row(
+    receipt: Receipt,
+    today: date,
+    kind: str = "receipt",
+    amount_pence: int | None = None,
+    day: date | None = None,
+) -> dict[str, Any]:
+    """A row about one receipt: itself, or (kind, amount, day) of what is still open of it."""
+    day = day or receipt.received_on
+    age = (today - day).days
     return {
-        "kind": "receipt",
+        "kind": kind,
         "batch_id": None,
         "line": None,
         "payment_id": receipt.payment_id,
         "channel": receipt.channel,
-        "amount_pence": receipt.amount_pence,
+        "amount_pence": receipt.amount_pence if amount_pence is None else amount_pence,
         "reference": receipt.reference,
-        "date": receipt.received_on.isoformat(),
+        "date": day.isoformat(),
         "age_days": age,
         "age_band": age_band(age),
     }
@@ -318,6 +442,12 @@ def _summary(*groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+REPORT_SECTIONS = (
+    "unmatched_statement_lines",
+    "unmatched_receipts",
+    "unsettled_card_payments",
+    "open_disputes",
+)
 CSV_COLUMNS = (
     "kind",
     "age_band",
@@ -337,9 +467,10 @@ def exceptions_csv(report: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for row in report["unmatched_statement_lines"] + report["unmatched_receipts"]:
-        cells = row | {"amount": pence_to_pounds(row["amount_pence"])}
-        writer.writerow([_cell(cells[name]) for name in CSV_COLUMNS])
+    for section in REPORT_SECTIONS:
+        for row in report[section]:
+            cells = row | {"amount": pence_to_pounds(row["amount_pence"])}
+            writer.writerow([_cell(cells[name]) for name in CSV_COLUMNS])
     return buffer.getvalue()
 
 

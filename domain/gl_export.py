@@ -30,8 +30,34 @@ DEFAULT_CONTROL_CODES: dict[str, str] = {
     "refunds": "REFUNDS",
     "reversals": "REVERSALS",
     "over_short": "OVER-SHORT",
+    "clearing": "CLEARING",
+    "card_fees": "CARD-FEES",
+    "dispute_fees": "DISPUTE-FEES",
+    "bank": "BANK",
 }
-ROLES = ("cash", "income", "vat", "suspense", "refunds", "reversals", "over_short")
+ROLES = (
+    "cash",
+    "income",
+    "vat",
+    "suspense",
+    "refunds",
+    "reversals",
+    "over_short",
+    "clearing",
+    "card_fees",
+    "dispute_fees",
+    "bank",
+)
+# Roles whose lines say the channel the money moved through.
+CHANNEL_ROLES = (
+    "cash",
+    "refunds",
+    "reversals",
+    "over_short",
+    "clearing",
+    "card_fees",
+    "dispute_fees",
+)
 COLUMNS = (
     "export_date",
     "line_type",
@@ -120,7 +146,7 @@ def journal_lines(
         else:
             gl_code, cost_centre = control_code(control_codes, role, row.channel), ""
         fund = row.fund_code if role in ("income", "vat") else ""
-        channel = row.channel if role in ("cash", "refunds", "reversals", "over_short") else ""
+        channel = row.channel if role in CHANNEL_ROLES else ""
         key = (kind, row.effective_date, role, gl_code, cost_centre, fund or "", channel or "")
         sums[key] += row.amount_pence
     lines = [

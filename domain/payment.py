@@ -8,6 +8,7 @@ pure function of the event alone (see domain.postings).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -41,6 +42,7 @@ from domain.limits import (
     MAX_FUND_CODE_LENGTH,
     MAX_REFERENCE_LENGTH,
     MAX_TEXT_LENGTH,
+    UK,
     require_business_datetime,
     require_length,
 )
@@ -76,6 +78,46 @@ class Channel(StrEnum):
     @classmethod
     def parse(cls, value: str) -> Channel:
         return parse_choice(cls, value, "channel", UnknownChannel)
+
+
+# Channels whose money a card provider holds until it pays it out, net of its fees, refunds
+# and lost disputes: their receipts debit a clearing account, not the bank (domain.postings).
+CLEARING_CHANNELS = frozenset({Channel.GOVUK_PAY})
+
+
+def clearing_account_for(channel: str) -> str:
+    return f"clearing:{channel}"
+
+
+class ClearingItem(StrEnum):
+    """What a card provider's payout nets together, each on the day it settles."""
+
+    PAYMENT = "payment"
+    CARD_FEE = "card_fee"
+    REFUND = "refund"
+    REVERSAL = "reversal"
+    DISPUTE_FEE = "dispute_fee"
+
+
+class DisputeStatus(StrEnum):
+    OPEN = "open"
+    EVIDENCE_SUBMITTED = "evidence_submitted"
+    WON = "won"
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A payer's card dispute (chargeback) of a payment: money at risk until decided."""
+
+    dispute_id: str
+    amount_pence: int
+    status: DisputeStatus
+    opened_at: datetime
+
+    @property
+    def open(self) -> bool:
+        return self.status in (DisputeStatus.OPEN, DisputeStatus.EVIDENCE_SUBMITTED)
 
 
 class ReversalKind(StrEnum):
@@ -242,6 +284,18 @@ class AllocationRequest:
     amount_pence: int
 
 
+def uk_day(moment: datetime) -> str:
+    return moment.astimezone(UK).date().isoformat()
+
+
+def settlement_day(provider_details: dict[str, Any], received_at: datetime) -> str:
+    """The UK day a card provider pays a payment out, as it reported it (see Payment)."""
+    for key in ("settled_date", "captured_date"):
+        if provider_details.get(key):
+            return str(provider_details[key])
+    return uk_day(received_at)
+
+
 def line_key(fund_code: str, reference: str) -> str:
     return f"{fund_code}/{reference}"
 
@@ -331,6 +385,9 @@ class Payment(Aggregate):
         # other receipts, and on receipts recorded before offices were kept.
         office_code: str | None = None
         till_code: str | None = None
+        # The account holding the money until the provider pays it out (None: the money is
+        # in the channel's cash account at once; so are receipts recorded before clearing).
+        clearing_account: str | None = None
 
     class Allocated(Event):
         lines: list[dict[str, Any]]
@@ -401,6 +458,7 @@ class Payment(Aggregate):
                     self.vat_parts,
                 )
             payment.refunded_pence += self.amount_pence
+            payment.add_clearing_moves(self)
             if self.request_id is not None:
                 payment.pending_refunds.pop(self.request_id, None)
                 payment.decided_refunds[self.request_id] = f"approved by {self.actor}"
@@ -457,6 +515,7 @@ class Payment(Aggregate):
             payment.unallocated_pence -= self.suspense_pence
             payment.reversed_pence += self.amount_pence
             payment.reversal_kind = self.kind
+            payment.add_clearing_moves(self)
 
     class Noted(Event):
         text: str
@@ -474,6 +533,62 @@ class Payment(Aggregate):
     class PayerDetailsErased(Event):
         reason: str
 
+    class FeeCharged(Event):
+        """The card provider kept a fee out of what it pays out (card or dispute fee)."""
+
+        kind: str
+        channel: str
+        clearing_account: str
+        amount_pence: int
+        settles_on: str
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.fees[self.kind] = payment.fees.get(self.kind, 0) + self.amount_pence
+            payment.add_clearing_moves(self)
+
+    class Settled(Event):
+        """A payout on the bank statement paid in this payment's clearing items: the money
+        moves from the clearing account to the bank."""
+
+        channel: str
+        clearing_account: str
+        payout: str
+        items: list[dict[str, Any]]
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.add_clearing_moves(self)
+
+    class DisputeOpened(Event):
+        dispute_id: str
+        amount_pence: int
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.disputes[self.dispute_id] = Dispute(
+                self.dispute_id, self.amount_pence, DisputeStatus.OPEN, self.effective_at
+            )
+
+    class DisputeMoved(Event):
+        """Evidence submitted, won or lost; a lost dispute's money moves in the Reversed and
+        FeeCharged events recorded with it."""
+
+        dispute_id: str
+        status: str
+        reason: str
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            dispute = payment.disputes[self.dispute_id]
+            payment.disputes[self.dispute_id] = replace(dispute, status=DisputeStatus(self.status))
+
     def __init__(
         self,
         channel: str,
@@ -490,11 +605,19 @@ class Payment(Aggregate):
         provider_details: dict[str, Any] | None = None,
         office_code: str | None = None,
         till_code: str | None = None,
+        clearing_account: str | None = None,
     ) -> None:
         self.channel = channel
         self.provider_details = provider_details
         self.office_code = office_code
         self.till_code = till_code
+        self.clearing_account = clearing_account
+        # The UK day the provider pays the payment out, as it was known when received.
+        self.settles_on = settlement_day(provider_details or {}, received_at)
+        # What the provider has yet to pay out, by ClearingItem and settlement day.
+        self.clearing: dict[tuple[str, str], int] = {}
+        self.fees: dict[str, int] = {}
+        self.disputes: dict[str, Dispute] = {}
         self.amount_pence = amount_pence
         self.received_at = received_at
         # Money moves forward in business time: a movement cannot take effect before the one
@@ -518,6 +641,8 @@ class Payment(Aggregate):
         self.commands: dict[str, str] = {}
         if idempotency_key:
             self.commands[idempotency_key] = fingerprint or ""
+        if clearing_account is not None:
+            self.clearing[(ClearingItem.PAYMENT.value, self.settles_on)] = amount_pence
 
     # ---- creation -------------------------------------------------------------------------
 
@@ -576,6 +701,9 @@ class Payment(Aggregate):
             fingerprint=fingerprint,
             provider_details=provider_details,
             **_counter_fields(counter),
+            clearing_account=clearing_account_for(channel)
+            if channel in CLEARING_CHANNELS
+            else None,
         )
         if fund is not None:
             payment.trigger_event(
@@ -1018,6 +1146,135 @@ class Payment(Aggregate):
                 fingerprint=None,
             )
 
+    # ---- card providers: fees, payouts, disputes -------------------------------------------
+
+    def charge_fee(
+        self,
+        amount_pence: int,
+        *,
+        kind: ClearingItem,
+        actor: str,
+        reason: str,
+    ) -> None:
+        """The provider keeps a fee out of its payout: an expense, out of the clearing account.
+        A card fee settles with the payment; a dispute fee on the day it is charged."""
+        account = self._require_clearing()
+        require_positive_pence(amount_pence)
+        effective = self._effective(None)
+        day = self.settles_on if kind is ClearingItem.CARD_FEE else uk_day(effective)
+        self.trigger_event(
+            self.FeeCharged,
+            kind=kind.value,
+            channel=self.channel,
+            clearing_account=account,
+            amount_pence=amount_pence,
+            settles_on=day,
+            reason=require_text("reason", reason, required=True),
+            effective_at=effective,
+            actor=actor,
+            idempotency_key=None,
+            fingerprint=None,
+        )
+
+    def settle(
+        self,
+        days: Collection[str] | None,
+        *,
+        payout: str,
+        actor: str,
+        reason: str,
+    ) -> None:
+        """A payout paid in what the provider still held for this payment on these
+        settlement days (None: on every day): from the clearing account to the bank."""
+        account = self._require_clearing()
+        items = [
+            {"kind": kind, "day": day, "amount_pence": pence}
+            for (kind, day), pence in sorted(self.clearing.items())
+            if pence and (days is None or day in days)
+        ]
+        if not items:
+            return
+        self.trigger_event(
+            self.Settled,
+            channel=self.channel,
+            clearing_account=account,
+            payout=require_text("payout", payout, required=True),
+            items=items,
+            reason=require_text("reason", reason, required=True),
+            effective_at=self._effective(None),
+            actor=actor,
+            idempotency_key=None,
+            fingerprint=None,
+        )
+
+    def open_dispute(
+        self, dispute_id: str, amount_pence: int, *, actor: str, reason: str, at: datetime
+    ) -> None:
+        """A payer disputed the payment with their card issuer: shown as money at risk; no
+        money moves until the dispute is lost. Opening a known dispute again does nothing."""
+        if dispute_id in self.disputes:
+            return
+        self._require_clearing()
+        require_length("dispute_id", dispute_id, MAX_EXTERNAL_ID_LENGTH)
+        require_positive_pence(amount_pence)
+        self.trigger_event(
+            self.DisputeOpened,
+            dispute_id=dispute_id,
+            amount_pence=amount_pence,
+            reason=require_text("reason", reason, required=True),
+            effective_at=require_business_datetime(at, "dispute created_date"),
+            actor=actor,
+            idempotency_key=None,
+            fingerprint=None,
+        )
+
+    def move_dispute(
+        self, dispute_id: str, status: DisputeStatus, *, actor: str, reason: str
+    ) -> bool:
+        """Record a dispute's progress; False when it changes nothing (already there, or
+        already decided: a decided dispute never reopens)."""
+        dispute = self.disputes[dispute_id]
+        if dispute.status is status or not dispute.open:
+            return False
+        if status is DisputeStatus.EVIDENCE_SUBMITTED and dispute.status is not DisputeStatus.OPEN:
+            return False
+        self.trigger_event(
+            self.DisputeMoved,
+            dispute_id=dispute_id,
+            status=status.value,
+            reason=require_text("reason", reason, required=True),
+            actor=actor,
+            idempotency_key=None,
+            fingerprint=None,
+        )
+        return True
+
+    @property
+    def fees_pence(self) -> int:
+        return sum(self.fees.values())
+
+    @property
+    def disputed_pence(self) -> int:
+        """Money at risk in disputes not yet decided."""
+        return sum(d.amount_pence for d in self.disputes.values() if d.open)
+
+    def add_clearing_moves(self, event: Any) -> None:
+        if self.clearing_account is None:
+            return
+        for kind, day, pence in clearing_moves(event):
+            key = (kind, day)
+            self.clearing[key] = self.clearing.get(key, 0) + pence
+            if self.clearing[key] == 0:
+                del self.clearing[key]
+
+    def _require_clearing(self) -> str:
+        if self.clearing_account is None:
+            raise InvalidRequest(
+                f"a {self.channel} payment is not held by a card provider: it has no fees, "
+                "payouts or card disputes"
+            )
+        return self.clearing_account
+
     def record_payer_details_erased(self, *, actor: str, reason: str) -> None:
         reason = require_text("reason", reason, required=True)
         self.trigger_event(
@@ -1150,3 +1407,23 @@ class Payment(Aggregate):
                 f"({self.last_effective_at.isoformat()}); date it on or after that"
             )
         return effective_at
+
+
+def clearing_moves(event: Any) -> list[tuple[str, str, int]]:
+    """How an event of a payment held by a card provider changes what the provider has yet
+    to pay out: (ClearingItem, UK settlement day, signed pence). Payments add; fees,
+    refunds and lost disputes (deducted from a payout) and payouts take away."""
+    if isinstance(event, Payment.Received):
+        if event.clearing_account is None:
+            return []
+        day = settlement_day(event.provider_details or {}, event.received_at)
+        return [(ClearingItem.PAYMENT.value, day, event.amount_pence)]
+    if isinstance(event, Payment.Refunded):
+        return [(ClearingItem.REFUND.value, uk_day(event.effective_at), -event.amount_pence)]
+    if isinstance(event, Payment.Reversed):
+        return [(ClearingItem.REVERSAL.value, uk_day(event.effective_at), -event.amount_pence)]
+    if isinstance(event, Payment.FeeCharged):
+        return [(event.kind, event.settles_on, -event.amount_pence)]
+    if isinstance(event, Payment.Settled):
+        return [(item["kind"], item["day"], -item["amount_pence"]) for item in event.items]
+    return []

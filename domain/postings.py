@@ -14,10 +14,19 @@ Accounts:
 - `over_short:<channel>` a till's approved cash-up difference: credit when more was counted
                         than recorded (over), debit when less (short); the channel's cash
                         account takes the other side, so it holds what was counted
+- `clearing:<channel>`  debit, instead of `cash:<channel>`, of card money a provider holds
+                        until it pays it out (GOV.UK Pay); credited by its fees and payouts
+- `card_fees:<channel>` debit of the provider's fee for taking a card payment (an expense)
+- `dispute_fees:<channel>` debit of the provider's fee for a dispute the council lost
+- `bank`                debit of a provider's payout as the bank statement shows it
+A payout pays in payments net of the fees, refunds and lost disputes settled with them: it
+credits clearing with the payments less fees, and debits `refunds:` and `reversals:` with the
+refunds and lost disputes it deducted (money paid back out of it, no longer owed).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,11 +38,12 @@ from domain.funds import FundChart
 from domain.gl_exports import GeneralLedgerExports
 from domain.imports import ImportBatch
 from domain.offices import OfficeRegister
-from domain.payment import Payment
+from domain.payment import ClearingItem, Payment
 from domain.periods import PeriodCalendar
 
 SUSPENSE = "suspense"
 VAT_OUTPUT = "vat:output"
+BANK = "bank"
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,10 @@ def over_short_account(channel: str) -> str:
     return f"over_short:{channel}"
 
 
+def fees_account(kind: str, channel: str) -> str:
+    return f"{kind}s:{channel}"
+
+
 def postings_for(event: Any) -> tuple[Posting, ...]:
     """The postings of one event; raises UnbalancedPostings if they do not sum to zero."""
     postings = tuple(_postings(event))
@@ -90,6 +104,8 @@ _WITHOUT_MONEY = (
     Payment.Noted,
     Payment.ProviderReported,
     Payment.PayerDetailsErased,
+    Payment.DisputeOpened,
+    Payment.DisputeMoved,
     Payment.RefundRequested,
     Payment.RefundDeclined,
     FundChart.Opened,
@@ -120,7 +136,8 @@ _WITHOUT_MONEY = (
 
 def _postings(event: Any) -> Iterable[Posting]:
     if isinstance(event, Payment.Received):
-        yield Posting(cash_account(event.channel), event.amount_pence)
+        debit = event.clearing_account or cash_account(event.channel)
+        yield Posting(debit, event.amount_pence)
         yield Posting(SUSPENSE, -event.amount_pence)
     elif isinstance(event, Payment.Allocated):
         for line in event.lines:
@@ -158,6 +175,11 @@ def _postings(event: Any) -> Iterable[Posting]:
                 channel = line["channel"]
                 yield Posting(cash_account(channel), difference, channel=channel)
                 yield Posting(over_short_account(channel), -difference, channel=channel)
+    elif isinstance(event, Payment.FeeCharged):
+        yield Posting(fees_account(event.kind, event.channel), event.amount_pence)
+        yield Posting(event.clearing_account, -event.amount_pence)
+    elif isinstance(event, Payment.Settled):
+        yield from _settled(event)
     elif isinstance(event, _WITHOUT_MONEY):
         return
     else:
@@ -171,3 +193,20 @@ def _income(fund_code: str, reference: str, gross_pence: int, vat_pence: int) ->
     )
     if vat_pence:
         yield Posting(VAT_OUTPUT, vat_pence, fund_code, reference)
+
+
+def _settled(event: Payment.Settled) -> Iterable[Posting]:
+    """A payout's share of one payment: the net to the bank, out of clearing; the refunds and
+    lost disputes it deducted close their own accounts."""
+    sums: dict[str, int] = defaultdict(int)
+    for item in event.items:
+        sums[item["kind"]] += item["amount_pence"]
+    paid_back = {
+        refunds_account(event.channel): -sums.pop(ClearingItem.REFUND, 0),
+        reversals_account(event.channel): -sums.pop(ClearingItem.REVERSAL, 0),
+    }
+    moves = {BANK: sum(sums.values()) - sum(paid_back.values()), **paid_back}
+    moves[event.clearing_account] = -sum(sums.values())
+    for account, pence in moves.items():
+        if pence:
+            yield Posting(account, pence)

@@ -97,6 +97,9 @@ class PaymentTrace:
         }
 
 
+_TREASURY = frozenset({Payment.FeeCharged.__name__, Payment.Settled.__name__})
+
+
 def trace_payment(
     events: Sequence[tuple[int, Any]], chain: dict[int, str | None] | None = None
 ) -> PaymentTrace:
@@ -114,7 +117,9 @@ def trace_payment(
     traced = tuple(
         _traced(position, event, (chain or {}).get(position)) for position, event in events
     )
-    whereabouts = _whereabouts([p for e in traced for p in e.postings])
+    # A provider's fees and payouts move the council's own money between clearing, fees and
+    # bank: none of it is the payer's, so it is no part of where the payer's money is.
+    whereabouts = _whereabouts([p for e in traced if e.action not in _TREASURY for p in e.postings])
     accounted = sum(w.amount_pence for w in whereabouts)
     assert accounted == received.amount_pence, (received.originator_id, accounted)
     return PaymentTrace(

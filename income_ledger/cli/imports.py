@@ -17,7 +17,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from application.imports import ImportOutcome, import_file, list_imports, reverse_import
-from application.reconciliation import exceptions, exceptions_csv
+from application.reconciliation import REPORT_SECTIONS, exceptions, exceptions_csv
 from domain.errors import ImportRefused, InvalidRequest
 from domain.money import pence_to_pounds, pounds_to_pence
 from income_ledger.cli import helpers
@@ -42,7 +42,7 @@ import_app = typer.Typer(
 
 
 reconcile_app = typer.Typer(
-    help="Bank reconciliation: reconcile exceptions (unmatched lines and receipts).",
+    help="Bank reconciliation: reconcile exceptions (unmatched lines, receipts, payouts).",
     no_args_is_help=True,
 )
 
@@ -194,8 +194,8 @@ def reconcile_exceptions(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV for a spreadsheet.")] = False,
     as_json: helpers.JsonOption = False,
 ) -> None:
-    """Statement lines no other record explains, and receipts no statement line has paid
-    in yet, oldest first, by age."""
+    """Statement lines no other record explains, receipts no statement line has paid in
+    yet, card payments no payout has paid in, and open card disputes, oldest first, by age."""
     with helpers.ledger() as led:
         report = exceptions(led)
     if as_csv:
@@ -207,7 +207,7 @@ def reconcile_exceptions(
     table = Table("kind", "age", "date", "amount", "channel", "reference", "payment")
     for column in table.columns:
         column.overflow = "fold"
-    for row in report["unmatched_statement_lines"] + report["unmatched_receipts"]:
+    for row in (row for section in REPORT_SECTIONS for row in report[section]):
         table.add_row(
             row["kind"].replace("_", " "),
             row["age_band"],

@@ -280,12 +280,18 @@ def test_a_payment_recorded_at_authorisation_is_reversed_when_the_service_cancel
     ]
     payment = show(client, str(recorded.payment_id))
     assert payment["status"] == "reversed" and payment["reversed_pence"] == 12_000
-    reversal = payment["history"][-1]
+    reversal, closed = payment["history"][-2:]
     assert reversal["action"] == "Reversed" and reversal["details"]["kind"] == "cancelled"
     assert "P0040" in reversal["reason"]
     assert {p["account"]: p["amount_pence"] for p in reversal["postings"]}[
         "reversals:govuk_pay"
     ] == -12_000
+    # Never captured, never paid out: its clearing closes at nothing to the bank.
+    assert closed["action"] == "Settled"
+    assert {p["account"]: p["amount_pence"] for p in closed["postings"]} == {
+        "reversals:govuk_pay": 12_000,
+        "clearing:govuk_pay": -12_000,
+    }
 
 
 @needs_samples

@@ -277,11 +277,14 @@ def test_the_exceptions_report_lists_unmatched_lines_and_receipts_by_age(ledger,
     (line,) = report["unmatched_statement_lines"]
     assert line["amount_pence"] == 2_500 and line["age_band"] == "0-3 days"
     assert line["batch_id"] == str(outcome.batch_id) and line["line"] == 1
-    (receipt,) = report["unmatched_receipts"]
+    # A card payment waits in clearing for its payout: reported as unsettled, not as a receipt.
+    assert report["unmatched_receipts"] == []
+    (receipt,) = report["unsettled_card_payments"]
     assert receipt["payment_id"] == old and receipt["age_band"] == "over 30 days"
+    assert receipt["kind"] == "unsettled_payment" and receipt["amount_pence"] == 1_234
     assert {(row["kind"], row["age_band"], row["count"]) for row in report["summary"]} == {
         ("statement_line", "0-3 days", 1),
-        ("receipt", "over 30 days", 1),
+        ("unsettled_payment", "over 30 days", 1),
     }
 
 

@@ -52,8 +52,19 @@ def test_close_a_month_then_money_dated_in_it_is_refused_and_named(cli) -> None:
     )
     assert "month 2025-02" in refused.stderr and "[period_closed]" in refused.stderr
     late = json.loads(
-        cli("payments", "record", "--channel", "cash", "--amount", "5.00", "--reference",
-            CT_REF, "--relates-to-period", "2025-02", "--json").stdout
+        cli(
+            "payments",
+            "record",
+            "--channel",
+            "cash",
+            "--amount",
+            "5.00",
+            "--reference",
+            CT_REF,
+            "--relates-to-period",
+            "2025-02",
+            "--json",
+        ).stdout
     )
     assert late["payment"]["provider_details"] == {"relates_to_period": "2025-02"}
     again = cli("periods", "close", "day", "2025-02-03", "--reason", "x", code=2)

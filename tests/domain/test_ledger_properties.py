@@ -16,7 +16,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from domain.errors import LedgerError
-from domain.payment import AllocationRequest, Channel, Payment, ReversalKind
+from domain.payment import (
+    CLEARING_CHANNELS,
+    AllocationRequest,
+    Channel,
+    ClearingItem,
+    Payment,
+    ReversalKind,
+)
 from domain.postings import postings_for
 from tests.domain.helpers import CT_REF, CT_REF_2, HRA_REF, SUN_REF, chart, receive
 
@@ -36,6 +43,13 @@ class AuditorPayment:
     suspense: int = 0
     refunded: int = 0
     reversed: int = 0
+    # card-provider money (clearing channels only): fees kept, and what payouts paid in
+    clearing: bool = False
+    fees: int = 0
+    settled_clearing: int = 0
+    settled_refunds: int = 0
+    settled_reversals: int = 0
+    banked: int = 0
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -84,7 +98,7 @@ class LedgerMachine(RuleBasedStateMachine):
         payment = receive(
             amount_pence=amount, reference=account[1], channel=channel, funds=self.funds
         )
-        model = AuditorPayment(received=amount)
+        model = AuditorPayment(received=amount, clearing=channel in CLEARING_CHANNELS)
         if account[0] == "-":
             model.suspense = amount
         else:
@@ -190,6 +204,38 @@ class LedgerMachine(RuleBasedStateMachine):
             model.suspense = 0
             model.lines.clear()
 
+    @precondition(lambda self: self.payments)
+    @rule(
+        data=st.data(),
+        amount=st.integers(-1, 500),
+        kind=st.sampled_from([ClearingItem.CARD_FEE, ClearingItem.DISPUTE_FEE]),
+    )
+    def charge_fee(self, data, amount: int, kind: ClearingItem) -> None:
+        i = data.draw(st.integers(0, len(self.payments) - 1))
+        model = self.auditor[i]
+        ok = model.clearing and amount > 0
+        self._attempt(i, ok, lambda p: p.charge_fee(amount, kind=kind, actor="o", reason="r"))
+        if ok:
+            model.fees += amount
+
+    @precondition(lambda self: self.payments)
+    @rule(data=st.data())
+    def pay_out(self, data) -> None:
+        """A payout pays in all the provider still holds of a payment."""
+        i = data.draw(st.integers(0, len(self.payments) - 1))
+        model = self.auditor[i]
+        self._attempt(
+            i, model.clearing, lambda p: p.settle(None, payout="B1", actor="o", reason="r")
+        )
+        if model.clearing:
+            clearing = model.received - model.fees - model.settled_clearing
+            refunds = model.refunded - model.settled_refunds
+            reversals = model.reversed - model.settled_reversals
+            model.banked += clearing - refunds - reversals
+            model.settled_clearing += clearing
+            model.settled_refunds += refunds
+            model.settled_reversals += reversals
+
     @invariant()
     def every_penny_is_in_exactly_one_place(self) -> None:
         for payment, model in zip(self.payments, self.auditor, strict=True):
@@ -216,10 +262,16 @@ class LedgerMachine(RuleBasedStateMachine):
                 if posting.fund_code:
                     gross_by_account[(posting.fund_code, posting.reference)] -= posting.amount_pence
         assert sum(balances.values()) == 0
-        assert balances["cash"] == sum(m.received for m in self.auditor)
-        assert -balances["suspense"] == sum(m.suspense for m in self.auditor)
-        assert -balances["refunds"] == sum(m.refunded for m in self.auditor)
-        assert -balances["reversals"] == sum(m.reversed for m in self.auditor)
+        models = self.auditor
+        assert balances["cash"] == sum(m.received for m in models if not m.clearing)
+        assert balances["clearing"] == sum(
+            m.received - m.fees - m.settled_clearing for m in models if m.clearing
+        )
+        assert balances["card_fees"] + balances["dispute_fees"] == sum(m.fees for m in models)
+        assert balances["bank"] == sum(m.banked for m in models)
+        assert -balances["suspense"] == sum(m.suspense for m in models)
+        assert -balances["refunds"] == sum(m.refunded - m.settled_refunds for m in models)
+        assert -balances["reversals"] == sum(m.reversed - m.settled_reversals for m in models)
         expected: dict[tuple[str, str], int] = defaultdict(int)
         for model in self.auditor:
             for key, amount in model.lines.items():

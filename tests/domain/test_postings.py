@@ -11,8 +11,16 @@ def accounts(event) -> dict[str, int]:
 
 
 def test_receipt_debits_cash_of_its_channel_and_credits_suspense() -> None:
+    payment = receive(channel=Channel.TELEPHONE, reference="zzz")
+    assert accounts(payment.pending_events[0]) == {"cash:telephone": 10_000, "suspense": -10_000}
+
+
+def test_a_card_providers_receipt_debits_clearing_until_it_pays_out() -> None:
     payment = receive(channel=Channel.GOVUK_PAY, reference="zzz")
-    assert accounts(payment.pending_events[0]) == {"cash:govuk_pay": 10_000, "suspense": -10_000}
+    assert accounts(payment.pending_events[0]) == {
+        "clearing:govuk_pay": 10_000,
+        "suspense": -10_000,
+    }
 
 
 def test_allocation_credits_net_income_and_output_vat() -> None:

@@ -1,0 +1,179 @@
+"""GOV.UK Pay money through clearing: fees, payouts matched on the bank statement, disputes
+and the exceptions report, on SQLite and PostgreSQL (messages applied as the webhook does)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from application.govuk_pay import apply_message, to_command
+from application.imports import get_import, import_file
+from application.ledger import CommandContext
+from application.reconciliation import exceptions, exceptions_csv
+from domain.postings import postings_for
+from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, entry
+from tests.domain.helpers import CT_REF
+
+
+@pytest.fixture
+def importer() -> CommandContext:
+    return CommandContext("officer:importer")
+
+
+def pay(event_type: str, payment_id: str, **resource) -> dict:
+    """A GOV.UK Pay message of a council-tax payment; `resource` overrides its fields."""
+    return {
+        "webhook_message_id": f"{event_type}-{payment_id}-{len(resource)}",
+        "api_version": 1,
+        "created_date": f"{YESTERDAY}T10:00:01.000Z",
+        "resource_id": payment_id,
+        "resource_type": "payment",
+        "event_type": event_type,
+        "resource": {
+            "payment_id": payment_id,
+            "amount": 10_000,
+            "reference": CT_REF,
+            "metadata": {"fund_code": "CT"},
+            "created_date": f"{YESTERDAY}T10:00:00.000Z",
+            "state": {"status": "success", "finished": True},
+            "settlement_summary": {"captured_date": YESTERDAY.isoformat()},
+        }
+        | resource,
+    }
+
+
+def dispute(event_type: str, payment_id: str, amount: int = 10_000, fee: int = 2_000) -> dict:
+    return {
+        "webhook_message_id": f"{event_type}-{payment_id}",
+        "api_version": 1,
+        "created_date": f"{YESTERDAY}T18:00:00.000Z",
+        "resource_id": f"dsp-{payment_id}",
+        "resource_type": "dispute",
+        "event_type": event_type,
+        "resource": {
+            "dispute_id": f"dsp-{payment_id}",
+            "payment_id": payment_id,
+            "amount": amount,
+            "fee": fee,
+            "reason": "fraudulent",
+            "status": event_type.removeprefix("dispute_"),
+            "created_date": f"{YESTERDAY}T17:59:00.000Z",
+        },
+    }
+
+
+def send(ledger, message: dict) -> dict:
+    return apply_message(ledger, to_command(message, {}))
+
+
+def balances(ledger) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for _, event in ledger.read_events():
+        for posting in postings_for(event):
+            totals[posting.account.split(":")[0]] += posting.amount_pence
+    return {role: pence for role, pence in totals.items() if pence}
+
+
+def test_a_payout_net_of_fees_and_refunds_moves_clearing_to_the_bank(ledger, importer) -> None:
+    # Yesterday: two payments (fees 20 and 30). Today: a third (fee 25) and a refund of
+    # £10 of the first, which today's payout deducts.
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    send(ledger, pay("card_payment_captured", "pay-2", amount=5_000, fee=30))
+    today = {"captured_date": TODAY.isoformat()}
+    send(
+        ledger,
+        pay("card_payment_captured", "pay-3", amount=5_000, fee=25, settlement_summary=today),
+    )
+    refund = pay("card_payment_refunded", "pay-1", refund_summary={"amount_submitted": 1_000})
+    assert send(ledger, refund)["status"] == "refund_recorded"
+    assert send(ledger, pay("card_payment_captured", "pay-1", fee=20))["status"] == "duplicate"
+    assert balances(ledger)["card_fees"] == 75
+
+    statement = camt(entry("149.50", ref="PAYOUT1"), entry("39.75", ref="PAYOUT2"))
+    outcome = import_file(ledger, statement, importer, file_name="s.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [(line["rule"], line["settled_day"]) for line in lines] == [
+        ("card_payout", YESTERDAY.isoformat()),
+        ("card_payout", TODAY.isoformat()),
+    ]
+    assert outcome.batch["receipts_count"] == 0
+    totals = balances(ledger)
+    assert totals["bank"] == 14_950 + 3_975
+    assert "clearing" not in totals and "refunds" not in totals
+    report = exceptions(ledger)
+    assert report["unsettled_card_payments"] == report["unmatched_statement_lines"] == []
+    first = ledger.get_payment(UUID(lines[0]["matched_payment_ids"][0]))
+    assert first["card_provider"]["unsettled_pence"] == 0
+    assert [h["action"] for h in first["history"]].count("Settled") == 2
+
+
+def test_unmatched_payouts_and_unsettled_payments_are_exceptions(ledger, importer) -> None:
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    outcome = import_file(ledger, camt(entry("99.00", ref="P")), importer, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert line["outcome"] == "recorded"
+    report = exceptions(ledger)
+    assert [row["amount_pence"] for row in report["unmatched_statement_lines"]] == [9_900]
+    (unsettled,) = report["unsettled_card_payments"]
+    assert unsettled["kind"] == "unsettled_payment" and unsettled["amount_pence"] == 9_980
+    assert unsettled["date"] == YESTERDAY.isoformat()
+    assert "unsettled_payment,0-3 days,1," in exceptions_csv(report)
+    assert balances(ledger)["clearing"] == 9_980
+
+
+def test_a_dispute_shows_money_at_risk_and_a_lost_one_is_a_chargeback_and_a_fee(ledger) -> None:
+    send(ledger, pay("card_payment_captured", "pay-1"))
+    send(ledger, pay("card_payment_captured", "pay-2"))
+    assert send(ledger, dispute("dispute_created", "pay-1"))["status"] == "dispute_open"
+    assert send(ledger, dispute("dispute_created", "pay-1"))["status"] == "duplicate"
+    assert send(ledger, dispute("dispute_created", "pay-2"))["status"] == "dispute_open"
+    report = exceptions(ledger)
+    assert sorted(row["amount_pence"] for row in report["open_disputes"]) == [10_000, 10_000]
+    assert send(ledger, dispute("dispute_won", "pay-2"))["status"] == "dispute_won"
+    lost = send(ledger, dispute("dispute_lost", "pay-1"))
+    assert lost["status"] == "dispute_lost"
+    assert send(ledger, dispute("dispute_won", "pay-1"))["status"] == "duplicate"
+    payment = ledger.get_payment(UUID(lost["payment_id"]))
+    assert payment["status"] == "reversed" and payment["reversed_pence"] == 10_000
+    assert payment["card_provider"]["fees_pence"] == 2_000
+    assert payment["card_provider"]["disputes"][0]["status"] == "lost"
+    totals = balances(ledger)
+    assert totals["dispute_fees"] == 2_000 and totals["reversals"] == -10_000
+    report = exceptions(ledger)
+    assert report["open_disputes"] == []
+    deduction = [r for r in report["unsettled_card_payments"] if r["kind"] == "unsettled_deduction"]
+    assert [row["amount_pence"] for row in deduction] == [-12_000]
+
+
+def test_a_payment_cancelled_before_capture_leaves_nothing_in_clearing(ledger) -> None:
+    send(ledger, pay("card_payment_succeeded", "pay-1", settlement_summary={}))
+    failed = pay(
+        "card_payment_failed",
+        "pay-1",
+        state={"status": "failed", "code": "P0040"},
+        settlement_summary={},
+    )
+    assert send(ledger, failed)["status"] == "cancelled"
+    assert "clearing" not in balances(ledger)
+    assert exceptions(ledger)["unsettled_card_payments"] == []
+
+
+def test_a_dispute_of_a_payment_never_recorded_is_not_found(ledger) -> None:
+    from domain.errors import PaymentNotFound
+
+    with pytest.raises(PaymentNotFound, match="has not recorded"):
+        send(ledger, dispute("dispute_created", "pay-unknown"))
+
+
+def test_a_later_days_receipts_are_not_taken_by_an_earlier_payout(ledger, importer) -> None:
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    old = {"captured_date": (TODAY - timedelta(days=10)).isoformat()}
+    send(ledger, pay("card_payment_captured", "pay-2", fee=20, settlement_summary=old))
+    outcome = import_file(ledger, camt(entry("99.80", ref="P")), importer, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert line["rule"] == "card_payout" and line["settled_day"] == YESTERDAY.isoformat()
+    (left,) = exceptions(ledger)["unsettled_card_payments"]
+    assert left["age_days"] == 10
