@@ -339,9 +339,6 @@ def _note_links(
                     "nothing was saved. Import the file again"
                 )
             where = f"{file_name} line {line.line_number}"
-            payment.note(
-                f"{PAID_IN_NOTE} {where} ({link['rule']}: {link['matched']})", actor=ctx.actor
-            )
             if payment.clearing_account is not None:
                 day = link.get("settled_day")
                 payment.settle(
@@ -350,6 +347,9 @@ def _note_links(
                     actor=ctx.actor,
                     reason=f"paid in by bank statement {where}",
                 )
+            payment.note(
+                f"{PAID_IN_NOTE} {where} ({link['rule']}: {link['matched']})", actor=ctx.actor
+            )
             noted[payment_id] = payment
     return list(noted.values())
 

@@ -227,10 +227,12 @@ def test_the_format_is_detected_from_the_content(name, expected):
     assert detect_format(text) is expected
 
 
-def govuk_pay(ledger, amount_pence: int, day: date, external_id: str) -> str:
+def govuk_pay(
+    ledger, amount_pence: int, day: date, external_id: str, channel: str = "govuk_pay"
+) -> str:
     outcome = ledger.record_payment(
         RecordPayment(
-            channel="govuk_pay",
+            channel=channel,
             amount_pence=amount_pence,
             reference=CT_REF,
             received_at=uk_day_start(day),
@@ -301,10 +303,12 @@ def test_age_bands():
 
 
 def test_matching_takes_the_nearest_day_once_and_skips_reversed_or_old_receipts(ledger, importer):
-    older = govuk_pay(ledger, 900, TODAY - timedelta(days=3), "pay-a")
-    nearer = govuk_pay(ledger, 900, YESTERDAY, "pay-b")
-    govuk_pay(ledger, 800, TODAY - timedelta(days=6), "pay-too-old")
-    gone = govuk_pay(ledger, 700, YESTERDAY, "pay-gone")
+    # Card receipts taken at a till (GOV.UK Pay's own payouts follow rule 4: a chargeback is
+    # deducted from a later payout, not unpaid).
+    older = govuk_pay(ledger, 900, TODAY - timedelta(days=3), "pay-a", "card")
+    nearer = govuk_pay(ledger, 900, YESTERDAY, "pay-b", "card")
+    govuk_pay(ledger, 800, TODAY - timedelta(days=6), "pay-too-old", "card")
+    gone = govuk_pay(ledger, 700, YESTERDAY, "pay-gone", "card")
     ledger.reverse(UUID(gone), kind="chargeback", reason="disputed", ctx=importer)
     statement = camt(
         entry("9.00", ref="B1"),

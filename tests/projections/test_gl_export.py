@@ -18,7 +18,7 @@ from application.gl_export import export_day, gl_exports, parse_control_codes
 from application.ledger import CommandContext, RecordPayment
 from application.periods import close_period
 from domain.errors import InvalidRequest, LedgerError
-from domain.gl_export import COLUMNS, account_role, parse_columns
+from domain.gl_export import CHANNEL_ROLES, COLUMNS, account_role, parse_columns
 from domain.periods import uk_date
 from domain.postings import effective_at, postings_for
 from projections.gl_rows import ReadModelPostings
@@ -175,9 +175,7 @@ def _movements_by_day(ledger, after_position: int) -> dict[tuple, int]:
         for posting in postings_for(event):
             role = account_role(posting.account)
             fund = posting.fund_code or "" if role in ("income", "vat") else ""
-            channel = (
-                posting.account.split(":", 1)[1] if role in ("cash", "refunds", "reversals") else ""
-            )
+            channel = posting.account.split(":", 1)[1] if role in CHANNEL_ROLES else ""
             totals[(day, role, fund, channel)] += posting.amount_pence
     return {k: v for k, v in totals.items() if v}
 
