@@ -48,7 +48,9 @@ def test_the_fee_is_charged_once_and_a_payout_settles_the_payment(client) -> Non
     assert line["outcome"] == "reconciled" and line["rule"] == "card_payout"
     settled = show(client, first.json()["payment_id"])
     assert settled["card_provider"]["unsettled_pence"] == 0
-    assert accounts(settled["history"][-1]) == {"bank": 9_955, "clearing:govuk_pay": -9_955}
+    payout, note = settled["history"][-2:]
+    assert payout["action"] == "Settled" and note["action"] == "Noted"
+    assert accounts(payout) == {"bank": 9_955, "clearing:govuk_pay": -9_955}
     report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
     assert report["unsettled_card_payments"] == report["unmatched_statement_lines"] == []
 
