@@ -26,6 +26,7 @@ from eventsourcing.utils import get_topic
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from application import event_store
 from application.access import EVERY_FUND, FundAccess
 from application.idempotency import IdempotentRequest, StoredResponse, recall, remember
 from application.offices import counter_of
@@ -668,7 +669,7 @@ class IncomeLedger(Application):
 
     def close(self) -> None:
         super().close()
-        engine = getattr(getattr(self.recorder, "datastore", None), "engine", None)
+        engine = event_store.engine(self.recorder)
         if engine is not None:
             engine.dispose()
 
@@ -728,7 +729,7 @@ class IncomeLedger(Application):
 
     def _recorded(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of these aggregates already exist: one query per chunk, not one per id."""
-        record_class = self.recorder.events_record_cls  # type: ignore[attr-defined]
+        record_class = event_store.events_record_class(self.recorder)
         found: set[UUID] = set()
         with self._transaction(commit=False) as session:
             for start in range(0, len(ids), 500):
@@ -805,7 +806,7 @@ class IncomeLedger(Application):
 
     @contextmanager
     def _transaction(self, commit: bool = True) -> Iterator[Session]:
-        with self.recorder.datastore.transaction(commit=commit) as session:  # type: ignore[attr-defined]
+        with event_store.transaction(self.recorder, commit) as session:
             yield session
 
 

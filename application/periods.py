@@ -26,6 +26,7 @@ from eventsourcing.application import AggregateNotFoundError
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from application import event_store
 from domain.cashups import CashUp
 from domain.errors import InvalidRequest
 from domain.limits import require_query_date
@@ -63,7 +64,7 @@ def take_period_gate(ledger: IncomeLedger, session: Session, *, exclusive: bool)
         return
     # SQLite: an UPDATE that changes nothing still takes the write lock until the commit, and
     # the reads that follow see every transaction committed before it.
-    table = ledger.recorder.events_table_name  # type: ignore[attr-defined]
+    table = event_store.events_table_name(ledger.recorder)
     session.execute(text(f"UPDATE {table} SET originator_version = originator_version WHERE 0"))
 
 

@@ -1,0 +1,45 @@
+"""The one place in the application that knows how eventsourcing-sqlalchemy keeps events.
+
+A command's own rows (idempotency, payer details, period gates) commit in the same SQLAlchemy
+transaction as its events, and a few queries read the events table directly. Every use case
+asks this module for the session, the engine and the events table, so that a change in the
+persistence module's internals is met here alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from eventsourcing.persistence import Recorder
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyAggregateRecorder
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+
+def _sqlalchemy(recorder: Recorder) -> SQLAlchemyAggregateRecorder:
+    if not isinstance(recorder, SQLAlchemyAggregateRecorder):
+        raise TypeError(f"the event store must be eventsourcing-sqlalchemy's, not {recorder!r}")
+    return recorder
+
+
+@contextmanager
+def transaction(recorder: Recorder, commit: bool = True) -> Iterator[Session]:
+    """The session the event recorder writes in; nested uses join the outer transaction."""
+    with _sqlalchemy(recorder).transaction(commit=commit) as session:
+        yield session
+
+
+def engine(recorder: Recorder) -> Engine | None:
+    """The event store's engine (None once it has been disposed of)."""
+    return _sqlalchemy(recorder).datastore.engine
+
+
+def events_table_name(recorder: Recorder) -> str:
+    return _sqlalchemy(recorder).events_table_name
+
+
+def events_record_class(recorder: Recorder) -> Any:
+    """The ORM class of the events table (its columns: originator_id, originator_version...)."""
+    return _sqlalchemy(recorder).events_record_cls
