@@ -22,6 +22,7 @@ from api import (
     routes_periods,
     routes_queries,
     routes_reconciliation,
+    routes_rules,
     routes_system,
 )
 from api.deps import USER_SCOPE_KEY, user_for
@@ -89,6 +90,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
         routes_periods.router,
         routes_queries.router,
         routes_reconciliation.router,
+        routes_rules.router,
         routes_govuk_pay.router,
         routes_system.router,
         routes_cashup.router,

@@ -63,6 +63,9 @@ class ImportLineOut(BaseModel):
     reference: str
     amount_pence: int
     status: str | None = Field(description="the payment's status when the file was imported")
+    import_rule: dict[str, Any] | None = Field(
+        None, description="the import rule (rule_id, rule_version) that decided the receipt"
+    )
     booking_date: str | None = Field(None, description="statements: the line's booking date")
     rule: str | None = Field(None, description="reconciled: the matching rule that linked it")
     matched_payment_ids: list[str] | None = Field(None, description="reconciled: paid in")

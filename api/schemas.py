@@ -237,6 +237,11 @@ class PaymentOut(BaseModel):
     recorded_by: str
     status: Literal["suspense", "part_allocated", "allocated", "refunded", "reversed"]
     suspense_reason: str | None
+    import_rule: dict[str, Any] | None = Field(
+        None,
+        description="the import rule that decided where an imported receipt went: rule_id, "
+        "rule_version, rulebook_version, rule_name and the file's reference",
+    )
     allocated_pence: int
     unallocated_pence: int
     refunded_pence: int

@@ -2,7 +2,7 @@
 
 A file is checked completely before anything is saved: its shape (domain.imports), then
 every line against the ledger's rules as if it were recorded alone, so the refusal names
-every bad line. Then its receipts (IncomeLedger.record_payments), the reversals of returned
+every bad line. Then its receipts (IncomeLedger.save_new_payments), the reversals of returned
 cheques and the batch itself are saved in one transaction: all of it, or none.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -20,12 +20,14 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
+from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
-from application.periods import late_receipt
+from application.periods import calendar, late_receipt
 from application.reconciliation import CARD_PAYOUT, match_lines
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
+from domain.import_rules import ImportRulebook, RuleLine
 from domain.imports import (
     ALLPAY_TYPES,
     MAX_IMPORT_LINES,
@@ -48,6 +50,9 @@ from domain.references import normalise_reference
 from domain.statements import STATEMENT_FORMATS, statement_file
 
 MAX_BATCHES_LISTED = 500
+PROGRESS_EVERY_LINES = 500
+# What is being done, how many lines are done, of how many (None: not counted).
+Progress = Callable[[str, int, int | None], None]
 PAID_IN_NOTE = "paid in by bank statement"
 # Lines that take back an earlier receipt, and how that receipt is reversed.
 RETURN_KINDS = {
@@ -100,8 +105,12 @@ def import_file(
     file_format: str | None = None,
     expect_total_pence: int | None = None,
     expect_count: int | None = None,
+    progress: Progress | None = None,
 ) -> ImportOutcome:
-    """Import a file once: a second import of the same bytes records nothing and says so."""
+    """Import a file once: a second import of the same bytes records nothing and says so.
+
+    `progress` is told what is being done and how far it is (a progress bar)."""
+    report = progress or _silent
     sha256 = hashlib.sha256(content).hexdigest()
     file_name = check_file_name(file_name)
     known = _batch_or_none(ledger, batch_id_for(sha256))
@@ -109,6 +118,7 @@ def import_file(
         return ImportOutcome(known.id, False, None, batch_view(known))
     text = decode(content)
     fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
+    report("reading the file", 0, None)
     parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
     if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
         raise refuse(list(parsed.problems))
@@ -120,14 +130,22 @@ def import_file(
         if line.kind not in RETURN_KINDS and line.line_number not in links
     ]
     # A line dated in a closed period is recorded now, its own date kept (never refused).
-    commands = [late_receipt(ledger, _command(line, sha256)) for line in receipts]
-    problems = _rule_problems(ledger, receipts, commands, ctx)
+    rules, periods = current_rulebook(ledger), calendar(ledger)
+    commands = [late_receipt(ledger, _command(line, sha256, rules), periods) for line in receipts]
+    payments, problems = _checked(ledger, receipts, commands, ctx, report)
     returned = _returns(ledger, parsed, problems)
     problems.extend(parsed.problems)
     if problems:
         raise refuse(sorted(problems, key=lambda p: p.line_number))
     linked = [(line, links[line.line_number]) for line in parsed.lines if line.line_number in links]
-    return _record(ledger, parsed, file_name, sha256, receipts, commands, returned, linked, ctx)
+    report("saving", 0, None)
+    outcome = _record(ledger, parsed, file_name, sha256, receipts, payments, returned, linked, ctx)
+    report("saved", len(receipts), len(receipts))
+    return outcome
+
+
+def _silent(stage: str, done: int, total: int | None) -> None:
+    """No progress bar."""
 
 
 def _parse(
@@ -149,8 +167,8 @@ def _parse(
     return statement_file(content, fmt)
 
 
-def _command(line: ImportLine, sha256: str) -> RecordPayment:
-    reference, hold = line.reference, None
+def _command(line: ImportLine, sha256: str, rules: ImportRulebook) -> RecordPayment:
+    reference, hold, decision = line.reference, None, None
     if line.kind is LineKind.CASH_ADJUSTMENT:
         hold = CASH_ADJUSTMENT
     if contains_card_number(reference):
@@ -158,6 +176,9 @@ def _command(line: ImportLine, sha256: str) -> RecordPayment:
         # sender cannot change what the payer typed), the number is masked and the receipt
         # waits in suspense for an officer to find the account.
         reference, hold = mask_card_numbers(reference), CARD_NUMBER_REFERENCE
+    if hold is None:  # the council's rules first; the funds' reference rules after them
+        decision = rules.decide(rule_line(line))
+        reference = decision.reference if decision else reference
     details = line.details
     if line.payment_type is not None:
         details = {
@@ -177,24 +198,37 @@ def _command(line: ImportLine, sha256: str) -> RecordPayment:
         external_id_from_provider=line.external_id is None,
         provider_details=details,
         hold_in_suspense=hold,
+        rule_decision=decision,
     )
 
 
-def _rule_problems(
+def rule_line(line: ImportLine) -> RuleLine:
+    """What an import rule sees of a line: a statement's narrative, an Allpay source code."""
+    narrative = (line.details or {}).get("narrative") or line.source_code or ""
+    return RuleLine(
+        normalise_reference(line.reference), narrative, line.amount_pence, line.channel.value
+    )
+
+
+def _checked(
     ledger: IncomeLedger,
     lines: list[ImportLine],
     commands: list[RecordPayment],
     ctx: CommandContext,
-) -> list[LineProblem]:
-    """Every line checked by the ledger's rules alone, so that all bad lines are named."""
+    report: Progress,
+) -> tuple[list[Payment], list[LineProblem]]:
+    """Each line's new receipt checked by the ledger's rules alone, so that all bad lines
+    are named; the receipts are the ones saved when no line is bad."""
     chart = ledger.chart()
-    problems = []
-    for line, command in zip(lines, commands, strict=True):
+    payments, problems = [], []
+    for done, (line, command) in enumerate(zip(lines, commands, strict=True)):
+        if done % PROGRESS_EVERY_LINES == 0:
+            report("checking lines", done, len(lines))
         try:
-            ledger.check_payments([command], ctx, chart)
+            payments.append(ledger.check_payment(command, ctx, chart))
         except LedgerError as error:
             problems.append(LineProblem(line.line_number, error.message))
-    return problems
+    return payments, problems
 
 
 def _returns(
@@ -242,8 +276,10 @@ def _original(
 ) -> Payment | None:
     reference = normalise_reference(line.reference)
     for candidate in candidates:
+        # A rule may have rewritten the receipt's reference: the file's is the one to match.
+        file_reference = (candidate.get("import_rule") or {}).get("file_reference")
         if (
-            candidate["reference"] != reference
+            (file_reference or candidate["reference"]) != reference
             or candidate["amount_pence"] != line.amount_pence
             or candidate["payment_id"] in taken
         ):
@@ -272,7 +308,7 @@ def _record(
     file_name: str,
     sha256: str,
     receipts: list[ImportLine],
-    commands: list[RecordPayment],
+    payments: list[Payment],
     returned: list[tuple[ImportLine, Payment]],
     linked: list[tuple[ImportLine, dict[str, Any]]],
     ctx: CommandContext,
@@ -288,7 +324,7 @@ def _record(
     saved: list[UUID] = []
     try:
         with ledger.unit_of_work():
-            outcomes = ledger.record_payments(commands, ctx)
+            outcomes = ledger.save_new_payments(payments)
             saved = [outcome.payment_id for outcome in outcomes if outcome.recorded]
             lines = [
                 _line_entry(line, outcome.payment, "recorded" if outcome.recorded else "known")
@@ -372,6 +408,7 @@ def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> dict
         "reference": payment["reference"],
         "amount_pence": line.amount_pence,
         "status": payment["status"],
+        "import_rule": payment.get("import_rule"),
     } | ({"booking_date": line.details["booking_date"]} if line.details else {})
 
 

@@ -41,6 +41,7 @@ from application.periods import require_open_periods
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
 from domain.funds import FROM_THE_START, Fund, FundChart, Match
+from domain.import_rules import RuleDecision
 from domain.limits import MAX_ACTOR_LENGTH, MAX_CORRELATION_ID_LENGTH, require_length
 from domain.payment import (
     AllocationRequest,
@@ -104,6 +105,8 @@ class RecordPayment:
     # The cash office and till that took it at a counter (both, or neither).
     office_code: str | None = None
     till_code: str | None = None
+    # An import rule decided where the money goes (`reference` is then the rewritten one).
+    rule_decision: RuleDecision | None = None
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,14 @@ class IncomeLedger(Application):
             raise InvalidRequest(f"a batch holds at most {MAX_BATCH_SIZE} payments; split it")
         chart = self.chart()
         payments = [self._new_payment(command, ctx, chart) for command in commands]
+        payers = [command.payer for command in commands]
+        return self.save_new_payments(payments, payers)
+
+    def save_new_payments(
+        self, payments: Sequence[Payment], payers: Sequence[PayerDetails | None] = ()
+    ) -> list[Outcome]:
+        """Save new receipts (from `check_payment`) all or nothing, skipping those already
+        recorded (a repeat returns the first). Inside `unit_of_work`, part of its transaction."""
         ids = [payment.id for payment in payments]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
@@ -280,9 +291,9 @@ class IncomeLedger(Application):
         position = None
         try:
             with self._transaction() as session:
-                for command, payment in zip(commands, payments, strict=True):
-                    if payment.id not in known and command.payer and not command.payer.is_empty():
-                        save_payer_details(session, payment.id, command.payer, payment.created_on)
+                for payment, payer in zip(payments, payers, strict=False):
+                    if payment.id not in known and payer and not payer.is_empty():
+                        save_payer_details(session, payment.id, payer, payment.created_on)
                 position = self.save_checked(*new) if new else None
         except IntegrityError:
             raise ConcurrentUpdate(
@@ -309,14 +320,18 @@ class IncomeLedger(Application):
 
         `chart` checks them against a chart not saved yet (funds about to be added)."""
         chart = chart or self.chart()
-        views = []
-        for command in commands:
-            payment = self._new_payment(command, ctx, chart)
-            for event in payment.pending_events:
-                postings_for(event)
-            payment.check_invariant()
-            views.append(self.payment_view(payment))
-        return views
+        return [self.payment_view(self.check_payment(command, ctx, chart)) for command in commands]
+
+    def check_payment(
+        self, command: RecordPayment, ctx: CommandContext, chart: FundChart
+    ) -> Payment:
+        """The new receipt a command makes, checked by every rule, not saved (see
+        `save_new_payments`)."""
+        payment = self._new_payment(command, ctx, chart)
+        for event in payment.pending_events:
+            postings_for(event)
+        payment.check_invariant()
+        return payment
 
     def allocate(
         self,
@@ -571,6 +586,7 @@ class IncomeLedger(Application):
             "recorded_by": payment.recorded_by,
             "status": payment.status.value,
             "suspense_reason": payment.suspense_reason if payment.unallocated_pence else None,
+            "import_rule": payment.import_rule,
             "allocated_pence": payment.allocated_pence,
             "unallocated_pence": payment.unallocated_pence,
             "refunded_pence": payment.refunded_pence,
@@ -677,7 +693,11 @@ class IncomeLedger(Application):
         self, command: RecordPayment, ctx: CommandContext, chart: FundChart
     ) -> Payment:
         channel = Channel.parse(command.channel)
-        match = command.hold_in_suspense or chart.match(command.reference, command.fund_code)
+        match = command.hold_in_suspense or (
+            command.rule_decision.match(chart)
+            if command.rule_decision
+            else chart.match(command.reference, command.fund_code)
+        )
         fund = chart.funds[match.fund_code] if match.fund_code else None
         if fund is not None:
             ctx.access.require_funds(chart, [fund.code])

@@ -139,12 +139,15 @@ def closed_periods(ledger: IncomeLedger) -> list[dict[str, Any]]:
     return [close.to_dict() for close in calendar(ledger).closes]
 
 
-def late_receipt(ledger: IncomeLedger, command: RecordPayment) -> RecordPayment:
+def late_receipt(
+    ledger: IncomeLedger, command: RecordPayment, current: PeriodCalendar | None = None
+) -> RecordPayment:
     """A channel's receipt dated in a closed period, moved to now with its date kept in its
-    details, so that money reported late is recorded rather than refused."""
+    details, so that money reported late is recorded rather than refused. A file's lines
+    pass the `current` calendar, read once for the whole file."""
     if command.received_at is None:
         return command
-    close = calendar(ledger).close_of(uk_date(command.received_at))
+    close = (current or calendar(ledger)).close_of(uk_date(command.received_at))
     if close is None:
         return command
     details = dict(command.provider_details or {})

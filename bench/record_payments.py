@@ -396,7 +396,7 @@ def run_app(
             raise RuntimeError(f"{events} events in the log, {sum(per_commit)} counted")
         rows = [
             Row(n.originator_id, n.originator_version, n.topic, n.state)
-            for n in _notifications(ledger, after=before)
+            for n in notifications_after(ledger, after=before)
         ]
     measurement = Measurement(
         backend.name, mode, "app", len(commands), events, len(per_commit), seconds, latencies
@@ -404,7 +404,7 @@ def run_app(
     return measurement, rows, per_commit
 
 
-def _notifications(ledger: IncomeLedger, after: int) -> Iterator[Any]:
+def notifications_after(ledger: IncomeLedger, after: int) -> Iterator[Any]:
     while True:
         page = ledger.recorder.select_notifications(
             start=after, limit=1000, inclusive_of_start=False

@@ -153,6 +153,14 @@ class ImportBatchNotFound(NotFound):
     code = "import_batch_not_found"
 
 
+class InvalidImportRule(InvalidRequest):
+    code = "invalid_import_rule"
+
+
+class ImportRuleNotFound(NotFound):
+    code = "import_rule_not_found"
+
+
 class PeriodClosed(RuleViolation):
     """Money cannot take effect in a closed day, month or financial year."""
 

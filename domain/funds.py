@@ -179,6 +179,8 @@ class SuspenseReason(StrEnum):
     UNUSABLE_REFERENCE = "unusable_reference"
     # An Allpay cash adjustment (type C): money, but no payer's payment to match.
     CASH_ADJUSTMENT = "cash_adjustment"
+    # A council's import rule sends such lines to suspense (the rule says why).
+    IMPORT_RULE = "import_rule"
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class Match:
     fund_code: str | None
     suspense_reason: SuspenseReason | None
     detail: str
+    # The import rule that decided it (domain.import_rules.RuleDecision.record), if any.
+    import_rule: dict[str, Any] | None = None
 
 
 class FundChart(Aggregate):

@@ -34,9 +34,10 @@ from domain.limits import require_business_datetime, require_length, uk_day_star
 from domain.money import pence_to_pounds, pounds_to_pence
 from domain.payment import Channel, parse_choice, require_text
 
-# One batch is recorded in one transaction through IncomeLedger.record_payments, whose
-# batch limit this is; a longer file is split by the sender or by hand.
-MAX_IMPORT_LINES = 10_000
+# A file is recorded in one transaction, its receipts and its batch event (one line entry
+# per money line) together: this bounds that transaction, the memory a file takes and the
+# batch event's size. A bank's or Allpay's day fits; a longer file is split by the sender.
+MAX_IMPORT_LINES = 100_000
 MAX_FILE_NAME_LENGTH = 255
 # How many bad lines an error message spells out; the error's `problems` holds them all.
 MAX_PROBLEMS_IN_MESSAGE = 20

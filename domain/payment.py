@@ -335,6 +335,11 @@ def is_repeat_command(
     return True
 
 
+def _rule_fields(match: Match) -> dict[str, Any]:
+    """Receipts no import rule decided keep their events as before."""
+    return {"import_rule": match.import_rule} if match.import_rule else {}
+
+
 def _counter_fields(counter: tuple[str, str] | None) -> dict[str, str]:
     """Receipts taken elsewhere than at a counter keep their events as before."""
     if counter is None:
@@ -388,11 +393,16 @@ class Payment(Aggregate):
         # The account holding the money until the provider pays it out (None: the money is
         # in the channel's cash account at once; so are receipts recorded before clearing).
         clearing_account: str | None = None
+        # The import rule (id, version) that decided where the money went; None when the
+        # receipt was matched by its reference alone, and on receipts from before rules.
+        import_rule: dict[str, Any] | None = None
 
     class Allocated(Event):
         lines: list[dict[str, Any]]
         reason: str
         effective_at: datetime
+        # The import rule that made this allocation, when one did (see Received).
+        import_rule: dict[str, Any] | None = None
 
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
@@ -606,8 +616,10 @@ class Payment(Aggregate):
         office_code: str | None = None,
         till_code: str | None = None,
         clearing_account: str | None = None,
+        import_rule: dict[str, Any] | None = None,
     ) -> None:
         self.channel = channel
+        self.import_rule = import_rule
         self.provider_details = provider_details
         self.office_code = office_code
         self.till_code = till_code
@@ -704,6 +716,7 @@ class Payment(Aggregate):
             clearing_account=clearing_account_for(channel)
             if channel in CLEARING_CHANNELS
             else None,
+            **_rule_fields(match),
         )
         if fund is not None:
             payment.trigger_event(
@@ -714,6 +727,7 @@ class Payment(Aggregate):
                 actor=AUTO_ALLOCATION_ACTOR,
                 idempotency_key=None,
                 fingerprint=None,
+                **_rule_fields(match),
             )
         return payment
 

@@ -36,6 +36,7 @@ from domain.cashups import CashUp
 from domain.errors import UnbalancedPostings
 from domain.funds import FundChart
 from domain.gl_exports import GeneralLedgerExports
+from domain.import_rules import ImportRulebook
 from domain.imports import ImportBatch
 from domain.offices import OfficeRegister
 from domain.payment import ClearingItem, Payment
@@ -131,6 +132,12 @@ _WITHOUT_MONEY = (
     CashUp.Started,
     CashUp.Submitted,
     CashUp.Returned,
+    # The council's import rules: the receipts they decide move the money.
+    ImportRulebook.Opened,
+    ImportRulebook.RuleAdded,
+    ImportRulebook.RuleDisabled,
+    ImportRulebook.RuleEnabled,
+    ImportRulebook.RuleMoved,
 )
 
 

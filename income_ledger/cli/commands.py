@@ -35,7 +35,7 @@ from income_ledger.bootstrap import (
     init_database,
     safe_url,
 )
-from income_ledger.cli import audit, cashup, imports, periods, schema
+from income_ledger.cli import audit, cashup, imports, periods, rules, schema
 from income_ledger.cli.helpers import (
     EXIT_INTERNAL_ERROR,
     EXIT_INTERRUPTED,
@@ -1131,3 +1131,4 @@ audit.register(app)
 cashup.register(app)
 imports.register(app)
 periods.register(app)
+rules.register(app)

@@ -6,6 +6,8 @@ A refused file exits 2 and names every bad line (on stderr, or as JSON with --js
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -13,10 +15,18 @@ from uuid import UUID
 import click
 import typer
 from rich.markup import escape
+from rich.progress import MofNCompleteColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 from typer.core import TyperGroup
 
-from application.imports import ImportOutcome, import_file, list_imports, reverse_import
+from application.imports import (
+    ImportOutcome,
+    Progress,
+    import_file,
+    list_imports,
+    reverse_import,
+)
 from application.reconciliation import REPORT_SECTIONS, exceptions, exceptions_csv
 from domain.errors import ImportRefused, InvalidRequest
 from domain.money import pence_to_pounds, pounds_to_pence
@@ -84,7 +94,7 @@ def import_one(
     except OSError as error:
         raise InvalidRequest(f"cannot read {file}: {error.strerror}") from None
     total = pounds_to_pence(expect_total) if expect_total is not None else None
-    with helpers.ledger() as led:
+    with helpers.ledger() as led, import_progress(show=not as_json) as bar:
         try:
             outcome = import_file(
                 led,
@@ -94,10 +104,28 @@ def import_one(
                 file_format=file_format,
                 expect_total_pence=total,
                 expect_count=expect_count,
+                progress=bar,
             )
         except ImportRefused as error:
             raise _refused(error, as_json) from None
     _print_outcome(outcome, as_json, "imported")
+
+
+@contextmanager
+def import_progress(*, show: bool) -> Iterator[Progress | None]:
+    """A progress bar on stderr for a person watching a long file, by stage (never in
+    --json output, nor when stderr is not a terminal: a log or a pipe)."""
+    if not show or not helpers.err.is_terminal:
+        yield None
+        return
+    columns = (*RichProgress.get_default_columns(), MofNCompleteColumn())
+    with RichProgress(*columns, console=helpers.err, transient=True) as bar:
+        task = bar.add_task("importing", total=None)
+
+        def report(stage: str, done: int, total: int | None) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        yield report
 
 
 def _refused(error: ImportRefused, as_json: bool) -> typer.Exit:

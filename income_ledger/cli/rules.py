@@ -1,0 +1,198 @@
+"""`income-ledger rules ...`: the council's import rules (issue #10).
+
+`rules list` shows them in the order they are tried; `rules add`, `rules disable`, `rules
+enable` and `rules move` change them, each recorded as an event with who and why.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from application.import_rules import add_rule, disable_rule, enable_rule, list_rules, move_rule
+from domain.money import pence_to_pounds, pounds_to_pence
+from income_ledger.cli import helpers
+
+rules_app = typer.Typer(
+    help="Import rules, tried in order on each imported line: rules list, add, disable, "
+    "enable, move.",
+    no_args_is_help=True,
+)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ActorOption = Annotated[str | None, typer.Option("--actor", help="Who is doing this.")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why the rules change.")]
+RuleId = Annotated[str, typer.Argument(help="The rule's id, like R3 (rules list).")]
+
+
+def register(app: typer.Typer) -> None:
+    for name, command in (
+        ("list", rules_list),
+        ("add", rules_add),
+        ("disable", rules_disable),
+        ("enable", rules_enable),
+        ("move", rules_move),
+    ):
+        rules_app.command(name)(helpers.handle_errors(command))
+    app.add_typer(rules_app, name="rules")
+
+
+def rules_list(as_json: JsonOption = False) -> None:
+    """The rules in the order they are tried (disabled ones never match)."""
+    with helpers.ledger() as led:
+        listed = list_rules(led)
+    if as_json:
+        helpers.print_json(listed)
+        return
+    table = Table("order", "rule", "name", "when", "then", "enabled")
+    for column in table.columns:
+        column.overflow = "fold"
+    for rule in listed["rules"]:
+        table.add_row(
+            str(rule["order"]),
+            f"{rule['rule_id']} v{rule['version']}",
+            escape(rule["name"]),
+            escape(describe_conditions(rule)),
+            escape(describe_outcome(rule)),
+            "yes" if rule["enabled"] else "no",
+        )
+    helpers.out.print(table)
+    if not listed["rules"]:
+        helpers.out.print("no import rules: lines find their fund by the funds' reference rules")
+
+
+def describe_conditions(rule: dict[str, Any]) -> str:
+    parts = []
+    if rule["reference_pattern"]:
+        parts.append(f"reference matches {rule['reference_pattern']}")
+    if rule["narrative_contains"]:
+        parts.append(f"narrative contains {rule['narrative_contains']!r}")
+    if rule["min_amount_pence"] is not None:
+        parts.append(f"amount >= £{pence_to_pounds(rule['min_amount_pence'])}")
+    if rule["max_amount_pence"] is not None:
+        parts.append(f"amount <= £{pence_to_pounds(rule['max_amount_pence'])}")
+    if rule["channels"]:
+        parts.append(f"channel {' or '.join(rule['channels'])}")
+    return "; ".join(parts)
+
+
+def describe_outcome(rule: dict[str, Any]) -> str:
+    if rule["suspense_reason"]:
+        return f"suspense: {rule['suspense_reason']}"
+    text = f"fund {rule['fund_code']}"
+    if rule["strip_prefix"]:
+        text += f", strip prefix {rule['strip_prefix']}"
+    if rule["rewrite_pattern"]:
+        text += f", rewrite {rule['rewrite_pattern']} -> {rule['rewrite_to']}"
+    return text
+
+
+def rules_add(
+    name: Annotated[str, typer.Option("--name", help="What people call the rule.")],
+    reason: ReasonOption,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            help="A regular expression the whole reference matches (capitals, no spaces), "
+            "like 'CT[0-9]{8}'.",
+        ),
+    ] = None,
+    narrative: Annotated[
+        str | None, typer.Option("--narrative", help="Text the line's narrative contains.")
+    ] = None,
+    min_amount: Annotated[
+        str | None, typer.Option("--min-amount", help="Smallest amount in pounds, like 10.00.")
+    ] = None,
+    max_amount: Annotated[
+        str | None, typer.Option("--max-amount", help="Largest amount in pounds.")
+    ] = None,
+    channel: Annotated[
+        list[str] | None, typer.Option("--channel", help="A channel (repeat for several).")
+    ] = None,
+    fund: Annotated[str | None, typer.Option("--fund", help="Send the money to this fund.")] = None,
+    strip_prefix: Annotated[
+        str | None, typer.Option("--strip-prefix", help="Fund rules: remove this prefix.")
+    ] = None,
+    rewrite: Annotated[
+        str | None,
+        typer.Option("--rewrite", help="Fund rules: a regular expression to replace..."),
+    ] = None,
+    rewrite_to: Annotated[
+        str | None, typer.Option("--rewrite-to", help="...with this (\\1 is its first group).")
+    ] = None,
+    suspense: Annotated[
+        str | None,
+        typer.Option("--suspense", help="Send the money to suspense, saying this."),
+    ] = None,
+    position: Annotated[
+        int | None, typer.Option("--position", min=1, help="Where to try it (1 is first).")
+    ] = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a rule (tried last unless --position). Every condition given must hold."""
+    rule = {
+        "name": name,
+        "reference_pattern": reference,
+        "narrative_contains": narrative,
+        "min_amount_pence": pounds_to_pence(min_amount) if min_amount is not None else None,
+        "max_amount_pence": pounds_to_pence(max_amount) if max_amount is not None else None,
+        "channels": channel or [],
+        "fund_code": fund,
+        "strip_prefix": strip_prefix,
+        "rewrite_pattern": rewrite,
+        "rewrite_to": rewrite_to,
+        "suspense_reason": suspense,
+    }
+    with helpers.ledger() as led:
+        outcome = add_rule(led, rule, helpers.context(actor), reason, position)
+    _print(outcome, as_json, "added")
+
+
+def rules_disable(
+    rule_id: RuleId, reason: ReasonOption, actor: ActorOption = None, as_json: JsonOption = False
+) -> None:
+    """Stop a rule matching; it stays listed, and in the history."""
+    with helpers.ledger() as led:
+        outcome = disable_rule(led, rule_id, helpers.context(actor), reason)
+    _print(outcome, as_json, "disabled")
+
+
+def rules_enable(
+    rule_id: RuleId, reason: ReasonOption, actor: ActorOption = None, as_json: JsonOption = False
+) -> None:
+    """Let a disabled rule match again."""
+    with helpers.ledger() as led:
+        outcome = enable_rule(led, rule_id, helpers.context(actor), reason)
+    _print(outcome, as_json, "enabled")
+
+
+def rules_move(
+    rule_id: RuleId,
+    to: Annotated[int, typer.Option("--to", min=1, help="Its new place (1 is tried first).")],
+    reason: ReasonOption,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Try a rule at another place in the order; the others keep theirs."""
+    with helpers.ledger() as led:
+        outcome = move_rule(led, rule_id, to, helpers.context(actor), reason)
+    _print(outcome, as_json, "moved")
+
+
+def _print(outcome: dict[str, Any], as_json: bool, verb: str) -> None:
+    if as_json:
+        helpers.print_json(outcome)
+        return
+    rule = outcome["rule"]
+    what = verb if outcome["recorded"] else f"nothing to do: already {verb}"
+    helpers.out.print(
+        f"{what} rule {rule['rule_id']} v{rule['version']} ({escape(rule['name'])}), "
+        f"tried {rule['order']}: {escape(describe_conditions(rule))} -> "
+        f"{escape(describe_outcome(rule))}",
+        highlight=False,
+        soft_wrap=True,
+    )

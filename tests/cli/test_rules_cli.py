@@ -1,0 +1,88 @@
+"""`income-ledger rules ...` as a supervisor and a script use it, on both backends."""
+
+from __future__ import annotations
+
+import json
+
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.cli.test_cli import cli  # noqa: F401 - the fixture
+from tests.domain.helpers import CT_REF
+
+
+def test_add_list_move_disable_and_an_import_decided_by_a_rule(cli, tmp_path) -> None:  # noqa: F811
+    added = cli(
+        "rules",
+        "add",
+        "--name",
+        "CT prefix",
+        "--reference",
+        "CT[0-9]{8}",
+        "--fund",
+        "ct",
+        "--strip-prefix",
+        "CT",
+        "--reason",
+        "Allpay sends a prefix",
+    )
+    assert "added rule R1 v1 (CT prefix), tried 1" in added.stdout
+    big = cli(
+        "rules",
+        "add",
+        "--name",
+        "large",
+        "--min-amount",
+        "500.00",
+        "--channel",
+        "allpay",
+        "--suspense",
+        "check large sums",
+        "--reason",
+        "policy",
+        "--json",
+    )
+    assert json.loads(big.stdout)["rule"]["min_amount_pence"] == 50_000
+    cli("rules", "move", "R2", "--to", "1", "--reason", "large first")
+    listed = json.loads(cli("rules", "list", "--json").stdout)
+    assert [rule["rule_id"] for rule in listed["rules"]] == ["R2", "R1"]
+    table = cli("rules", "list").stdout
+    assert "R2 v1" in table and "large" in table
+
+    path = tmp_path / "day.txt"
+    path.write_bytes(allpay_file(allpay_line(f"CT{CT_REF}", "20.00")))
+    batch = json.loads(cli("import", str(path), "--json").stdout)["batch"]
+    assert batch["receipts_pence"] == 2_000
+    bad = cli(
+        "rules",
+        "add",
+        "--name",
+        "x",
+        "--reference",
+        "(A+)+",
+        "--fund",
+        "CT",
+        "--reason",
+        "x",
+        code=2,
+    )
+    assert "repeat inside a repeat" in bad.stderr
+    disabled = cli("rules", "disable", "R1", "--reason", "gone")
+    assert "disabled rule R1 v2" in disabled.stdout
+    again = cli("rules", "disable", "R1", "--reason", "gone")
+    assert "nothing to do" in again.stdout
+    cli("rules", "disable", "R7", "--reason", "x", code=2)
+
+
+def test_the_progress_bar_shows_only_for_a_person_at_a_terminal(monkeypatch) -> None:
+    from income_ledger.cli import helpers
+    from income_ledger.cli.imports import import_progress
+
+    with import_progress(show=False) as bar:
+        assert bar is None
+    with import_progress(show=True) as bar:  # stderr is not a terminal here
+        assert bar is None
+    monkeypatch.setattr(helpers.err, "_force_terminal", True)
+    with import_progress(show=False) as bar:  # --json
+        assert bar is None
+    with import_progress(show=True) as bar:
+        assert bar is not None
+        bar("checking lines", 500, 1000)
