@@ -110,6 +110,11 @@ def read_books(ledger: IncomeLedger) -> Books:
             _add_clearing(books.clearing[payment_id], event)
     for payment_id in reversed_ids:
         books.receipts.pop(payment_id, None)
+    # A statement line whose receipt was reversed (counted twice and taken back by an
+    # officer, returned, its import reversed) no longer waits to be explained.
+    books.unmatched_lines = [
+        line for line in books.unmatched_lines if line["payment_id"] not in reversed_ids
+    ]
     return books
 
 

@@ -45,7 +45,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from application.ledger import IncomeLedger
-from bench import catch_up, record_payments
+from bench import catch_up, imports, record_payments
 from bench.replay import raw_pages, raw_select_sha256, scratch_database, settle
 from income_ledger.bootstrap import (
     build_audit_chain,
@@ -186,6 +186,30 @@ def bulk_record_payments(bench: Bench) -> Figure:
     finally:
         backend.close()
     return Figure(ours, baseline, note=f"{receipts:,} receipts; baseline: execute_values")
+
+
+@row("import one file (Allpay, --events lines, 20 rules)", ">= 0.5")
+def import_file_row(bench: Bench) -> Figure:
+    """bench.imports in its own scratch database: import_file on one file of --events
+    lines against execute_values / executemany of as many of its rows in one transaction."""
+    backend = record_payments.make_backend(
+        bench.backend,
+        argparse.Namespace(pg_admin_url=bench.args.pg_admin_url, pg_db=f"{bench.args.pg_db}_imp"),
+    )
+    lines = bench.events
+    ours, baseline = [], []
+    try:
+        for _ in range(bench.args.repeats):
+            run = imports.measure(backend, lines, rules=20)
+            ours.append(lines / run["app_seconds"])
+            baseline.append(lines / run["raw_seconds"])
+            progress.print(
+                f"  {bench.backend} import: {ours[-1]:,.0f} vs raw {baseline[-1]:,.0f} lines/s",
+                highlight=False,
+            )
+    finally:
+        backend.close()
+    return Figure(ours, baseline, "lines/s", f"{lines:,} lines; baseline: execute_values")
 
 
 @row("projections rebuild", ">= 0.5")

@@ -29,6 +29,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.cards import reject_card_numbers
 from domain.errors import ImportRuleNotFound, InvalidImportRule
 from domain.funds import FUND_CODE, LEDGER_NAMESPACE, FundChart, Match, SuspenseReason
 from domain.limits import require_length
@@ -54,6 +55,7 @@ _REFUSED = {
 def check_pattern(field: str, pattern: str) -> re.Pattern[str]:
     """A regular expression that is safe to run on any line of a file, compiled."""
     require_length(field, pattern, MAX_PATTERN_LENGTH)
+    reject_card_numbers(field, pattern)
     if not pattern:
         raise InvalidImportRule(f"{field} is empty: leave it out to match any line")
     try:
@@ -193,6 +195,7 @@ class ImportRule:
                 raise InvalidImportRule("a rule to suspense keeps the reference as it came")
         if self.strip_prefix is not None:
             require_length("prefix", self.strip_prefix, MAX_REWRITE_LENGTH)
+            reject_card_numbers("prefix", self.strip_prefix)
             if not normalise_reference(self.strip_prefix):
                 raise InvalidImportRule("the prefix to strip is empty: leave it out instead")
         if (self.rewrite_pattern is None) != (self.rewrite_to is None):
@@ -200,6 +203,7 @@ class ImportRule:
         if self.rewrite_pattern is not None and self.rewrite_to is not None:
             compiled = check_pattern("rewrite pattern", self.rewrite_pattern)
             require_length("rewrite", self.rewrite_to, MAX_REWRITE_LENGTH)
+            reject_card_numbers("rewrite", self.rewrite_to)
             try:
                 sre_parser.parse_template(self.rewrite_to, compiled)
             except re.error as error:

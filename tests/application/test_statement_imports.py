@@ -290,6 +290,24 @@ def test_the_exceptions_report_lists_unmatched_lines_and_receipts_by_age(ledger,
     }
 
 
+def test_a_statement_line_counted_twice_leaves_the_report_once_its_receipt_is_reversed(
+    ledger, importer
+):
+    # The statement came first: its line became a bank receipt; the Allpay file of the same
+    # money came after, and is not matched back. An officer reverses the bank receipt.
+    outcome = import_file(ledger, camt(entry("30.00", ref="B9")), importer, file_name="s.xml")
+    (line,) = exceptions(ledger)["unmatched_statement_lines"]
+    ledger.reverse(
+        UUID(line["payment_id"]),
+        "import_reversed",
+        importer,
+        "paid in the Allpay file of the same day: counted twice",
+    )
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == []
+    assert outcome.batch["receipts_count"] == 1
+
+
 def test_age_bands():
     assert [age_band(d) for d in (0, 3, 4, 7, 8, 30, 31)] == [
         "0-3 days",

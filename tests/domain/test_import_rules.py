@@ -216,7 +216,7 @@ lines = st.builds(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     rules=st.lists(st.tuples(conditions, st.booleans()), min_size=0, max_size=6),
     probe=lines,
