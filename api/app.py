@@ -103,7 +103,8 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
 # Bodies from these paths are authenticated by a signature over the body itself, or (the
 # web pages' forms) by the session and CSRF token the page checks; all stay size-limited.
 SIGNED_BODY_PATHS = ("/webhooks/", "/web/")
-IMPORT_PATH = "/imports"
+# The API's upload and the web page's.
+IMPORT_PATHS = ("/imports", "/web/imports/upload")
 access_log = logging.getLogger("api.access")
 
 
@@ -206,7 +207,7 @@ class LedgerMiddleware:
     def limit_for(self, scope: Scope) -> int:
         """A day's file is larger than any command: uploads have a limit of their own."""
         config = self.services.config
-        if scope["method"] == "POST" and scope["path"] == IMPORT_PATH:
+        if scope["method"] == "POST" and scope["path"] in IMPORT_PATHS:
             return config.max_import_bytes
         return config.max_body_bytes
 

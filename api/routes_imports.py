@@ -189,21 +189,32 @@ def _file_from(content_type: str | None, body: bytes) -> tuple[bytes, str | None
     """The file's bytes and the name its sender gave, from a form upload or a raw body."""
     if not (content_type or "").lower().startswith("multipart/form-data"):
         return body, None
-    # The standard library reads a form (python-multipart is not a dependency); a part's
-    # payload comes back byte for byte, line endings included.
-    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
-    form = BytesParser(policy=policy.HTTP).parsebytes(head + body)
-    if form.is_multipart():
-        for part in form.iter_parts():
-            if part.get_param("name", header="content-disposition") == FILE_FIELD:
-                payload = part.get_payload(decode=True)
-                return (payload if isinstance(payload, bytes) else b""), part.get_filename()
+    found = form_parts(content_type or "", body).get(FILE_FIELD)
+    if found is not None:
+        return found
     raise ApiProblem(
         422,
         "Invalid request",
         f"send the file as a form field named '{FILE_FIELD}', or as the raw body",
         "import_file_missing",
     )
+
+
+def form_parts(content_type: str, body: bytes) -> dict[str, tuple[bytes, str | None]]:
+    """A multipart form's fields by name (the first of each name): its bytes and the file
+    name its sender gave (None for a plain field); empty when the body is not multipart."""
+    # The standard library reads a form (python-multipart is not a dependency); a part's
+    # payload comes back byte for byte, line endings included.
+    head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+    form = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    parts: dict[str, tuple[bytes, str | None]] = {}
+    if form.is_multipart():
+        for part in form.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if isinstance(name, str) and name not in parts:
+                parts[name] = (payload if isinstance(payload, bytes) else b""), part.get_filename()
+    return parts
 
 
 @router.get("/imports", tags=["imports"], response_model=ImportBatchesPage)

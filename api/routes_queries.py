@@ -235,8 +235,8 @@ def daily_takings_report(
     svc: Services, day: date, access: FundAccess = EVERY_FUND
 ) -> dict[str, Any]:
     """One UK business date's takings, per channel and fund, with the totals per channel
-    (the API's report and the web dashboard). A user limited to fund groups sees their funds'
-    rows and suspense's (which has no fund)."""
+    (the API's report and the web dashboard) and per fund (the dashboard). A user limited
+    to fund groups sees their funds' rows and suspense's (which has no fund)."""
     visible = access.visible_fund_codes(svc.ledger.chart())
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
@@ -245,16 +245,22 @@ def daily_takings_report(
             for row in queries.daily_takings(connection, day)
             if visible is None or row["fund_code"] in visible | {SUSPENSE_FUND}
         ]
-    by_channel: dict[str, int] = {}
-    for row in rows:
-        by_channel[row["channel"]] = by_channel.get(row["channel"], 0) + row["net_pence"]
+    by_channel = _net_by(rows, "channel")
     return {
         "business_date": day,
         "position": position,
         "rows": rows,
         "by_channel": by_channel,
+        "by_fund": _net_by(rows, "fund_code"),
         "total_net_pence": sum(by_channel.values()),
     }
+
+
+def _net_by(rows: list[dict[str, Any]], column: str) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row[column]] = totals.get(row[column], 0) + row["net_pence"]
+    return totals
 
 
 FROM_HELP = (
@@ -373,4 +379,5 @@ def audit_balances(
         raise ApiProblem(
             501, "Not available", "replay is not configured on this server", "not_available"
         )
-    return svc.replay(as_at_moment, known_at_moment, fund_code.upper() if fund_code else None)
+    fund = fund_code.upper() if fund_code else None
+    return svc.replay(as_at_moment, known_at_moment, fund).to_dict()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -16,6 +15,7 @@ from api.auth import ApiKeys
 from application.govuk_pay import SigningSecret
 from application.ledger import IncomeLedger
 from projections.business_figures import BusinessFigures
+from projections.replay import ReplayResult
 
 MAX_BODY_BYTES = 64 * 1024
 # A day's file of MAX_IMPORT_LINES lines of ~100 bytes fits with room to spare.
@@ -149,7 +149,7 @@ class BusinessCollector(Collector):
         ]
 
 
-ReplayFunction = Callable[[datetime, datetime | None, str | None], dict[str, Any]]
+ReplayFunction = Callable[[datetime, datetime | None, str | None], ReplayResult]
 
 
 @dataclass

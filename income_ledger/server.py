@@ -25,7 +25,7 @@ from income_ledger.bootstrap import build_audit_chain, build_ledger, build_proje
 from income_ledger.logging_setup import logging_config
 from income_ledger.settings import Settings
 from income_ledger.version import version
-from projections.replay import replay_balances
+from projections.replay import ReplayResult, replay_balances
 from projections.runner import ProjectionRunner
 from web.app import install as install_web
 from web.sessions import WebConfig
@@ -134,14 +134,13 @@ def web_config(settings: Settings) -> WebConfig:
 
 
 def build_services(settings: Settings, ledger: IncomeLedger, api_keys: ApiKeys) -> Services:
-    def replay(as_at: datetime, known_at: datetime | None, fund: str | None) -> dict[str, Any]:
-        result = replay_balances(
+    def replay(as_at: datetime, known_at: datetime | None, fund: str | None) -> ReplayResult:
+        return replay_balances(
             ledger.read_events(page_size=REPLAY_PAGE_SIZE),
             as_at=as_at,
             known_at=known_at,
             fund_code=fund,
         )
-        return result.to_dict()
 
     read_engine = create_engine(settings.database_url, pool_pre_ping=True)
     return Services(

@@ -133,6 +133,17 @@ def replay_balances(
     )
 
 
+def income_per_fund(accounts: dict[str, int]) -> dict[str, int]:
+    """`income:<FUND>:<reference>` accounts added up per fund as `income:<FUND>`, the other
+    accounts as they are, sorted: a trial balance short enough to read."""
+    summary: dict[str, int] = {}
+    for account, value in accounts.items():
+        if account.startswith("income:"):
+            account = ":".join(account.split(":", 2)[:2])
+        summary[account] = summary.get(account, 0) + value
+    return dict(sorted(summary.items()))
+
+
 def _require_aware(moment: datetime, name: str) -> None:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidRequest(f"{name} must carry a time zone, like 2026-03-31T23:59:59Z")

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import problems
-from api.auth import READERS, STAFF, SUPERVISORS, ApiUser
+from api.auth import READERS, STAFF, SUPERVISORS, ApiUser, Role
 from api.request_context import current_request_id
 from api.services import Services
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
@@ -28,6 +28,7 @@ from domain.errors import LedgerError
 from domain.money import pence_to_pounds
 from web import sessions
 from web.sessions import COOKIE_NAME, Session, WebConfig
+from web.sign_in_limits import SignInLimits
 
 HERE = Path(__file__).parent
 PREFIX = "/web"
@@ -38,13 +39,22 @@ log = logging.getLogger(__name__)
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(), auto_reload=False
 )
-templates.filters["pounds"] = lambda pence: f"£{pence_to_pounds(int(pence))}"
-templates.filters["uk_time"] = lambda iso: (
-    datetime.fromisoformat(iso).astimezone(UK).strftime("%-d %b %Y %H:%M")
+templates.filters["pounds"] = lambda pence: (
+    f"-£{pence_to_pounds(-int(pence))}" if int(pence) < 0 else f"£{pence_to_pounds(int(pence))}"
 )
+templates.filters["uk_time"] = lambda moment: (
+    (moment if isinstance(moment, datetime) else datetime.fromisoformat(moment))
+    .astimezone(UK)
+    .strftime("%-d %b %Y %H:%M")
+)
+templates.filters["fund_choices"] = lambda funds: [
+    (f["code"], f"{f['code']}: {f['name']}") for f in funds
+]
 templates.filters["replace_page"] = lambda params, page: urlencode({**params, "page": page})
 # Which links and forms a page shows: `can(staff)` in a template.
-templates.globals.update(readers=READERS, staff=STAFF, supervisors=SUPERVISORS)
+# Auditors alone replay the ledger on the pages (the API lets staff do it too).
+AUDITORS = frozenset({Role.AUDITOR})
+templates.globals.update(readers=READERS, staff=STAFF, supervisors=SUPERVISORS, auditors=AUDITORS)
 
 
 class SignInRequired(Exception):
@@ -61,12 +71,13 @@ class Refused(Exception):
 
 def install(app: FastAPI, services: Services, config: WebConfig) -> None:
     """Serve the pages and their assets from `app`."""
-    from web import pages, pages_cashup
+    from web import pages, pages_accounts, pages_audit, pages_cashup, pages_imports
 
     app.state.web_config = config
+    app.state.sign_in_limits = SignInLimits()
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="web-static")
-    app.include_router(pages.router, include_in_schema=False)
-    app.include_router(pages_cashup.router, include_in_schema=False)
+    for module in (pages, pages_accounts, pages_audit, pages_cashup, pages_imports):
+        app.include_router(module.router, include_in_schema=False)
     app.add_api_route("/", lambda: RedirectResponse(f"{PREFIX}/", 303), include_in_schema=False)
     app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_exception_handler(Refused, _refused)

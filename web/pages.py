@@ -4,9 +4,11 @@ the read-model queries and the IncomeLedger application, never SQL of its own.""
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
@@ -31,6 +33,7 @@ from projections import queries
 from projections.business_figures import suspense_by_age
 from web.app import PREFIX, Refused, redirect, render, session, set_session, signed_in_user
 from web.sessions import Session
+from web.sign_in_limits import SignInLimits
 
 router = APIRouter(prefix=PREFIX)
 SUSPENSE_PAGE_SIZE = 100
@@ -44,6 +47,8 @@ FIELD_OF_ERROR: dict[type[errors.LedgerError], str] = {
     errors.InvalidReference: "reference",
     errors.InvalidAmount: "amount",
     errors.AllocationExceedsUnallocated: "amount",
+    errors.TransferExceedsAllocation: "amount",
+    errors.AllocationNotFound: "from_account",
     errors.RefundExceedsRemaining: "amount",
     errors.ReasonRequired: "reason",
 }
@@ -79,13 +84,17 @@ async def posted_form(
     """A form posted by a signed-in user allowed to send it, with its CSRF token checked."""
     user = user_allowed(request, roles, what)
     form = _fields(await request.body())
-    if not session(request).csrf_ok(form.get("csrf_token")):
+    require_csrf(request, form.get("csrf_token"))
+    return user, form
+
+
+def require_csrf(request: Request, token: str | None) -> None:
+    if not session(request).csrf_ok(token):
         raise Refused(
             "The form could not be sent",
             "The form was not sent from this site, or it is too old. Go back, reload the "
             "page and send it again.",
         )
-    return user, form
 
 
 def _fields(body: bytes) -> dict[str, str]:
@@ -111,8 +120,18 @@ async def sign_in(request: Request) -> Response:
             "The sign-in form was not sent from this site, or it is too old. Reload the "
             "sign-in page and try again.",
         )
+    limits: SignInLimits = request.app.state.sign_in_limits
+    address = request.client.host if request.client else "unknown"
+    wait_s = limits.wait_seconds(address)
+    if wait_s > 0:
+        message = (
+            f"Too many failed sign-ins from this computer: wait {math.ceil(wait_s / 60)} "
+            "minutes, then try again, or ask the system administrator to check your key"
+        )
+        return render(request, "sign_in.html", 429, expired=False, errors={"access_key": message})
     user = services(request).api_keys.user_for(form.get("access_key", ""))
     if user is None:
+        limits.failed(address)
         message = (
             "The access key is not recognised: check it and try again"
             if form.get("access_key")
@@ -149,6 +168,7 @@ def dashboard(request: Request) -> Response:
         takings=takings,
         ageing=ageing,
         takings_chart=list(takings["by_channel"].items()),
+        funds_chart=list(takings["by_fund"].items()),
         ageing_chart=[(f"{band.age_days} days", band.amount_pence) for band in ageing],
     )
 
@@ -183,8 +203,8 @@ def payment_search(request: Request, page: int = 1) -> Response:
     problems: dict[str, str] = {}
     channel = _choice(Channel, asked["channel"], "channel", problems)
     status = _choice(PaymentStatus, asked["status"], "status", problems)
-    received_from = _day(asked["from"], "from", problems)
-    received_to = _day(asked["to"], "to", problems)
+    received_from = day_field(asked["from"], "from", problems)
+    received_to = day_field(asked["to"], "to", problems)
     found = None
     page = max(1, min(page, 10_000))
     if not problems and any(asked.values()):
@@ -227,7 +247,7 @@ def _choice(kind: Any, text: str, field: str, problems: dict[str, str]) -> Any:
         return None
 
 
-def _day(text: str, field: str, problems: dict[str, str]) -> date | None:
+def day_field(text: str, field: str, problems: dict[str, str]) -> date | None:
     if not text:
         return None
     try:
@@ -250,7 +270,7 @@ def _payment_page(
         found = services(request).ledger.get_payment(payment_id, signed_in_user(request).access)
     except errors.PaymentNotFound:
         return render(request, "not_found.html", 404, what=f"payment {payment_id}")
-    context.setdefault("refund_form", {"idempotency_key": _new_key()})
+    context.setdefault("refund_form", {"idempotency_key": new_key()})
     context.setdefault("errors", {})
     return render(request, "payment.html", status, payment=found, **context)
 
@@ -260,7 +280,7 @@ def refund_queue(request: Request, done: str | None = None) -> Response:
     user = user_allowed(request, SUPERVISORS, "approve or decline refunds")
     waiting = services(request).ledger.pending_refunds(access=user.access)
     return render(
-        request, "refunds.html", waiting=waiting, actor=user.actor, new_key=_new_key, done=done
+        request, "refunds.html", waiting=waiting, actor=user.actor, new_key=new_key, done=done
     )
 
 
@@ -270,17 +290,22 @@ def refund_queue(request: Request, done: str | None = None) -> Response:
 @router.get("/payments/{payment_id}/allocate")
 def allocate_page(request: Request, payment_id: UUID) -> Response:
     user_allowed(request, STAFF, "allocate money")
-    form = {"idempotency_key": _new_key(), "reason": "allocated"}
+    form = {"idempotency_key": new_key(), "reason": "allocated"}
     return _allocate_form(request, payment_id, form, {})
 
 
-def _allocate_form(
+def payment_form(
     request: Request,
     payment_id: UUID,
     form: dict[str, str],
     errors_by_field: dict[str, str],
     status: int = 200,
+    *,
+    template: str,
+    more: Callable[[dict[str, Any]], dict[str, Any]] = lambda _: {},
 ) -> Response:
+    """A form about one payment (or the page saying there is no such payment), with the
+    enabled funds to choose from and what `more` adds from the payment."""
     try:
         access = signed_in_user(request).access
         found = services(request).ledger.get_payment(payment_id, access)
@@ -289,14 +314,21 @@ def _allocate_form(
     funds = [f for f in services(request).ledger.funds(access) if f["enabled"]]
     return render(
         request,
-        "allocate.html",
+        template,
         status,
         payment=found,
         form=form,
         errors=errors_by_field,
         funds=funds,
-        line_numbers=range(1, ALLOCATION_LINES + 1),
+        **more(found),
     )
+
+
+_allocate_form = partial(
+    payment_form,
+    template="allocate.html",
+    more=lambda _: {"line_numbers": range(1, ALLOCATION_LINES + 1)},
+)
 
 
 @router.post("/payments/{payment_id}/allocate")
@@ -306,7 +338,7 @@ async def allocate(request: Request, payment_id: UUID) -> Response:
     def command(ctx: CommandContext) -> Outcome:
         numbers, lines = _split_lines(form)
         try:
-            body = _model(AllocateIn, lines=lines, reason=form.get("reason", ""))
+            body = form_model(AllocateIn, lines=lines, reason=form.get("reason", ""))
         except FormErrors as failure:
             raise FormErrors(_numbered(failure.by_field, numbers)) from None
         try:
@@ -319,7 +351,7 @@ async def allocate(request: Request, payment_id: UUID) -> Response:
         except errors.LedgerError as error:
             raise FormErrors(_beside_its_line(error, form, numbers)) from None
 
-    result = await run_in_threadpool(_record, request, user, form, command)
+    result = await run_in_threadpool(record_payment_command, request, user, form, command)
     if isinstance(result, StoredResponse):
         return redirect(request, f"/payments/{payment_id}?done=allocated")
     return await run_in_threadpool(_allocate_form, request, payment_id, form, result, 422)
@@ -335,7 +367,7 @@ def _split_lines(form: dict[str, str]) -> tuple[list[int], list[dict[str, Any]]]
         if not (fund or reference or amount):
             continue
         try:
-            pence = _pence(amount)
+            pence = pence_from(amount)
         except FormErrors:
             amount_errors[f"amount_{number}"] = "Enter an amount in pounds, like 12.50"
             continue
@@ -384,14 +416,14 @@ async def refund(request: Request, payment_id: UUID) -> Response:
     user, form = await posted_form(request, STAFF, "refund money")
 
     def command(ctx: CommandContext) -> Outcome:
-        body = _model(
-            RefundIn, amount_pence=_pence(form.get("amount", "")), reason=form.get("reason", "")
+        body = form_model(
+            RefundIn, amount_pence=pence_from(form.get("amount", "")), reason=form.get("reason", "")
         )
         return services(request).ledger.refund(
             payment_id, body.amount_pence, ctx, body.reason, None
         )
 
-    result = await run_in_threadpool(_record, request, user, form, command)
+    result = await run_in_threadpool(record_payment_command, request, user, form, command)
     if isinstance(result, StoredResponse):
         done = "refund_requested" if result.body.get("requested") else "refunded"
         return redirect(request, f"/payments/{payment_id}?done={done}")
@@ -410,12 +442,12 @@ async def decide_refund(
     def command(ctx: CommandContext) -> Outcome:
         if decision == "approve":
             return ledger.approve_refund(payment_id, request_id, ctx)
-        body = _model(DeclineIn, reason=form.get("reason", ""))
+        body = form_model(DeclineIn, reason=form.get("reason", ""))
         return ledger.decline_refund(payment_id, request_id, ctx, body.reason)
 
     if decision not in ("approve", "decline"):
         return render(request, "not_found.html", 404, what=f"the decision {decision!r}")
-    result = await run_in_threadpool(_record, request, user, form, command)
+    result = await run_in_threadpool(record_payment_command, request, user, form, command)
     if isinstance(result, StoredResponse):
         return redirect(request, f"/refunds?done={decision}")
     waiting = await run_in_threadpool(lambda: ledger.pending_refunds(access=user.access))
@@ -425,13 +457,13 @@ async def decide_refund(
         422,
         waiting=waiting,
         actor=user.actor,
-        new_key=_new_key,
+        new_key=new_key,
         failed=request_id,
         errors=result,
     )
 
 
-def _record(
+def record_payment_command(
     request: Request,
     user: ApiUser,
     form: dict[str, str],
@@ -459,7 +491,7 @@ def record_once(
     """Run a form's command once per idempotency key (a double submit records once), as the
     API runs its commands: its stored response (the body the command returned), or the
     errors by form field."""
-    key = form.get("idempotency_key") or _new_key()
+    key = form.get("idempotency_key") or new_key()
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         return {"summary": "The form is damaged: reload the page and send it again"}
     scope = f"{user.name}:web:{key}"
@@ -485,14 +517,14 @@ def record_once(
     return stored
 
 
-def _pence(text: str) -> int:
+def pence_from(text: str) -> int:
     try:
         return pounds_to_pence(text)
     except errors.InvalidAmount:
         raise FormErrors({"amount": "Enter an amount in pounds, like 12.50"}) from None
 
 
-def _model(schema: type[BaseModel], **fields: Any) -> Any:
+def form_model(schema: type[BaseModel], **fields: Any) -> Any:
     try:
         return schema.model_validate(fields)
     except ValidationError as invalid:
@@ -500,13 +532,13 @@ def _model(schema: type[BaseModel], **fields: Any) -> Any:
         for problem in invalid.errors():
             *where, last = [str(part) for part in problem["loc"]] or ["summary"]
             name = ".".join([*where[1:], FIELD_OF_SCHEMA.get(last, last)])
-            found.setdefault(name, _sentence(problem["msg"]))
+            found.setdefault(name, sentence(problem["msg"]))
         raise FormErrors(found) from None
 
 
-def _sentence(message: str) -> str:
+def sentence(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
-def _new_key() -> str:
+def new_key() -> str:
     return str(uuid.uuid4())

@@ -34,7 +34,7 @@ from projections.audit_export import (
     PeriodBasis,
     export_audit,
 )
-from projections.replay import ReplayResult, replay_balances
+from projections.replay import ReplayResult, income_per_fund, replay_balances
 
 READ_PAGE_SIZE = 5000
 PROGRESS_EVERY = 1000  # events between progress-bar updates: cheap on a million events
@@ -503,7 +503,9 @@ def audit_trial_balance(
 ) -> None:
     """Every account's balance from the events, and the proof that they sum to zero."""
     result = _replayed(as_at, known_at, None)
-    accounts = _summarised(result.accounts) if summary else dict(sorted(result.accounts.items()))
+    accounts = (
+        income_per_fund(result.accounts) if summary else dict(sorted(result.accounts.items()))
+    )
     debits = sum(v for v in accounts.values() if v > 0)
     credits = -sum(v for v in accounts.values() if v < 0)
     total = result.trial_balance_pence
@@ -556,16 +558,6 @@ def audit_trial_balance(
             "run `income-ledger audit verify` and report it",
             helpers.EXIT_INTERNAL_ERROR,
         )
-
-
-def _summarised(accounts: dict[str, int]) -> dict[str, int]:
-    """`income:<FUND>:<reference>` accounts added up per fund as `income:<FUND>`."""
-    summary: dict[str, int] = {}
-    for account, value in accounts.items():
-        if account.startswith("income:"):
-            account = ":".join(account.split(":", 2)[:2])
-        summary[account] = summary.get(account, 0) + value
-    return dict(sorted(summary.items()))
 
 
 # ---- export ---------------------------------------------------------------------------------

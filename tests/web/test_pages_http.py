@@ -59,7 +59,7 @@ def test_every_page_without_javascript(web_url, in_suspense, allocated) -> None:
     client = signed_in(web_url, "supervisor")
     dashboard = wait_for_page(client, "/web/", "£250.00")
     # Bars scaled to the largest amount, beside the tables that carry the figures.
-    assert dashboard.text.count('class="ledger-chart" aria-hidden="true"') == 2
+    assert dashboard.text.count('class="ledger-chart" aria-hidden="true"') == 3
     assert 'style="width: 70.0%"' in dashboard.text and 'style="width: 22.4%"' in dashboard.text
     suspense = wait_for_page(client, "/web/suspense", SUSPENSE_REFERENCE)
     assert f"/web/payments/{in_suspense}/allocate" in suspense.text
@@ -189,10 +189,11 @@ def test_an_idle_session_ends(web_url, idle_seconds) -> None:
 def test_the_api_still_refuses_bodies_without_a_key(web_url) -> None:
     """The web pages' forms are let through to the page, which checks session and CSRF; an
     API body without a key is still refused before it is read."""
-    answer = httpx.post(f"{web_url}/payments", json={"channel": "cash"})
+    # Generous timeouts: the first page rendered compiles its templates, slow on a busy machine.
+    answer = httpx.post(f"{web_url}/payments", json={"channel": "cash"}, timeout=30)
     assert answer.status_code == 401
     assert answer.headers["content-type"] == "application/problem+json"
-    unsigned = httpx.post(f"{web_url}/web/payments/x/allocate", data={"amount": "1"})
+    unsigned = httpx.post(f"{web_url}/web/payments/x/allocate", data={"amount": "1"}, timeout=30)
     assert unsigned.status_code in (303, 422)  # to sign-in, never recorded
 
 

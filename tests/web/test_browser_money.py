@@ -1,0 +1,124 @@
+"""The account statement, transfer and reversal forms, the auditor's pages and the import
+upload in a real browser (headless Debian chromium, Playwright), on both backends: each page
+checked with axe-core and photographed for the README; role limits, CSRF refusal and a
+double submit recorded once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from domain.limits import uk_today
+from tests.web.conftest import CT_REFERENCE
+from tests.web.test_browser import check_page, reload_until, sign_in, sign_out
+
+
+def test_a_statement_a_transfer_and_a_reversal(
+    browser_page, web_url, allocated, in_suspense, ledger, database_url
+) -> None:
+    page = browser_page
+    sign_in(page, web_url, "officer")
+    page.goto(f"{web_url}/web/payments/{allocated}")
+    page.get_by_role("link", name="Move money to another account").click()
+    page.get_by_label("To the fund").select_option("SUN")
+    page.get_by_label("Payer's reference in that fund").fill("INV1234561")
+    page.get_by_label("Amount in pounds").fill("50.00")
+    page.get_by_label("Reason").fill("paid the wrong account")
+    page.get_by_role("button", name="Move the money").click()
+    assert "check digit" in page.locator("#reference-error").inner_text()
+    assert page.get_by_label("Amount in pounds").input_value() == "50.00"
+    check_page(page, "transfer-error", database_url)
+
+    # The same form sent twice, as a double click without JavaScript would.
+    form = page.locator("form[action$='/transfer']")
+    fields = {
+        name: form.locator(f"[name={name}]").input_value()
+        for name in ("csrf_token", "idempotency_key", "from_account", "fund_code", "amount")
+    } | {"reference": "INV1234560", "reason": "paid the wrong account"}
+    path = f"{web_url}/web/payments/{allocated}/transfer"
+    for _ in range(2):
+        assert page.request.post(path, form=fields, max_redirects=0).status == 303
+    without_token = {k: v for k, v in fields.items() if k != "csrf_token"}
+    assert page.request.post(path, form=without_token, max_redirects=0).status == 403
+    history = ledger.get_payment(allocated)["history"]
+    assert [e["action"] for e in history].count("Transferred") == 1
+
+    page.get_by_role("link", name="Accounts", exact=True).click()
+    page.get_by_label("Fund", exact=True).select_option("CT")
+    page.get_by_label("Payer's reference").fill(CT_REFERENCE)
+    page.get_by_label("Effective on or after").fill((uk_today() - timedelta(days=7)).isoformat())
+    page.get_by_role("button", name="Show the statement").click()
+    reload_until(page, lambda: "Transferred" in page.content())
+    assert page.get_by_text("balance £200.00").is_visible()
+    check_page(page, "account", database_url)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download this statement (CSV)").click()
+    assert download.value.suggested_filename == f"statement-CT-{CT_REFERENCE}.csv"
+
+    page.goto(f"{web_url}/web/payments/{in_suspense}")
+    page.get_by_role("link", name="Reverse").click()
+    page.get_by_label("Reason").fill("cheque returned unpaid")
+    page.get_by_role("button", name="Reverse £80.00").click()
+    assert "Choose why" in page.locator("#kind-error").inner_text()
+    check_page(page, "reverse-error", database_url)
+    page.get_by_label("Returned cheque").check()
+    page.get_by_role("button", name="Reverse £80.00").click()
+    page.get_by_text("The payment was reversed.").wait_for()
+    assert ledger.get_payment(in_suspense)["reversed_pence"] == 8000
+
+
+def test_the_auditor_pages_and_who_may_open_them(
+    browser_page, web_url, allocated, database_url
+) -> None:
+    page = browser_page
+    sign_in(page, web_url, "officer")
+    assert page.get_by_role("link", name="Trial balance").count() == 0
+    page.goto(f"{web_url}/web/audit/trial-balance")
+    assert page.get_by_role("heading", name="You cannot use this page").is_visible()
+    sign_out(page)
+
+    sign_in(page, web_url, "auditor")
+    page.get_by_role("link", name="Replay", exact=True).click()
+    page.get_by_label("As at").fill(uk_today().isoformat())
+    page.get_by_role("button", name="Replay").click()
+    page.get_by_role("cell", name="£250.00").first.wait_for()
+    check_page(page, "replay", database_url)
+    page.get_by_role("link", name="Trial balance", exact=True).click()
+    page.get_by_label("As at").fill(uk_today().isoformat())
+    page.get_by_role("button", name="Show the trial balance").click()
+    page.get_by_text("The ledger balances").wait_for()
+    check_page(page, "trial-balance", database_url)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download every account's balance (CSV)").click()
+    assert download.value.suggested_filename.startswith("trial-balance-")
+
+
+def test_an_import_refused_line_by_line_then_imported(
+    browser_page, web_url, ledger, database_url, tmp_path
+) -> None:
+    page = browser_page
+    sign_in(page, web_url, "officer")
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    header = "channel,amount,reference,received_date,external_id,fund_code"
+    bad = tmp_path / "monday.csv"
+    bad.write_text(f"{header}\ncash,12.50,{CT_REFERENCE},{day},a,CT\ncash,1.005,X,{day},b,CT\n")
+    good = tmp_path / "tuesday.csv"
+    good.write_text(f"{header}\ncash,12.50,{CT_REFERENCE},{day},a,CT\n")
+
+    page.get_by_role("link", name="Imports", exact=True).click()
+    page.get_by_role("link", name="Import a file").click()
+    page.get_by_label("File to import").set_input_files(str(bad))
+    page.get_by_label("Total of the file, in pounds").fill("13.50")
+    page.get_by_label("Number of payments in the file").fill("2")
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_text("Lines refused (1)").wait_for()
+    check_page(page, "import-refused", database_url)
+
+    page.get_by_label("File to import").set_input_files(str(good))
+    page.get_by_label("Total of the file, in pounds").fill("12.50")
+    page.get_by_label("Number of payments in the file").fill("1")
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_text("The file was imported.").wait_for()
+    check_page(page, "import", database_url)
+    page.get_by_role("link", name="Back to imported files").click()
+    reload_until(page, lambda: "tuesday.csv" in page.content())
+    check_page(page, "imports", database_url)
