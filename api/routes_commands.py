@@ -67,6 +67,15 @@ def run_command(
     """Run a command once per Idempotency-Key: a retry gets the stored first response.
 
     The command's events and its stored response commit in one transaction."""
+    idempotent, ctx = command_context(request, user, key, body)
+    stored, replayed = svc.ledger.run_once(idempotent, lambda: StoredResponse(*command(ctx)))
+    return command_response(stored, replayed)
+
+
+def command_context(
+    request: Request, user: ApiUser, key: str | None, body: BaseModel | None
+) -> tuple[IdempotentRequest | None, CommandContext]:
+    """The request as made safe to retry (None without a key), and who asks."""
     scope = f"{user.name}:{key}" if key else None
     idempotent = None
     if scope is not None:
@@ -77,8 +86,10 @@ def run_command(
             request.method,
             request.url.path,
         )
-    ctx = user.context(scope)
-    stored, replayed = svc.ledger.run_once(idempotent, lambda: StoredResponse(*command(ctx)))
+    return idempotent, user.context(scope)
+
+
+def command_response(stored: StoredResponse, replayed: bool) -> JSONResponse:
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return json_response(stored.body, stored.status_code, stored.position, headers)
 
@@ -171,25 +182,24 @@ def record_payment(
     fund or for exactly one fund; otherwise it waits in suspense with the reason. The same
     (channel, external_id) is recorded once: a repeat answers 200 with the first payment.
     Roles: officer, supervisor, integration."""
-
-    def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
-        payer = PayerDetails(**body.payer.model_dump()) if body.payer else None
-        record = RecordPayment(
-            channel=body.channel.value,
-            amount_pence=body.amount_pence,
-            reference=body.reference,
-            received_at=body.received_at,
-            fund_code=body.fund_code,
-            external_id=body.external_id,
-            payer=payer,
-            office_code=body.office_code,
-            till_code=body.till_code,
-        )
-        record = relating_to(svc.ledger, record, body.relates_to_period)
-        outcome = svc.ledger.record_payment(record, ctx)
-        return payment_command(201, outcome)
-
-    return run_command(svc, request, user, key, body, command)
+    idempotent, ctx = command_context(request, user, key, body)
+    payer = PayerDetails(**body.payer.model_dump()) if body.payer else None
+    record = RecordPayment(
+        channel=body.channel.value,
+        amount_pence=body.amount_pence,
+        reference=body.reference,
+        received_at=body.received_at,
+        fund_code=body.fund_code,
+        external_id=body.external_id,
+        payer=payer,
+        office_code=body.office_code,
+        till_code=body.till_code,
+    )
+    record = relating_to(svc.ledger, record, body.relates_to_period)
+    stored, replayed = svc.ledger.record_payment_once(
+        idempotent, record, ctx, lambda outcome: StoredResponse(*payment_command(201, outcome))
+    )
+    return command_response(stored, replayed)
 
 
 @router.get(

@@ -71,20 +71,37 @@ def recall(session: Session, scope_key: str, hashed: str) -> StoredResponse | No
             "this Idempotency-Key was already used for a different request; use a new key "
             "for a new request"
         )
-    return StoredResponse(row.status_code, json.loads(row.response_body), row.position)
+    return with_position(
+        StoredResponse(row.status_code, json.loads(row.response_body), row.position), row.position
+    )
 
 
 def remember(session: Session, request: IdempotentRequest, response: StoredResponse) -> None:
     """Store the first response for a key (the primary key refuses a second one)."""
     session.execute(
         insert(idempotency_table).values(
-            scope_key=request.scope_key,
-            request_hash=request.request_hash,
-            method=request.method,
-            path=request.path,
-            status_code=response.status_code,
-            response_body=json.dumps(response.body),
-            position=response.position,
-            created_at=datetime.now(UTC),
+            {**stored_response_row(request, response), "position": response.position}
         )
     )
+
+
+def stored_response_row(request: IdempotentRequest, response: StoredResponse) -> dict[str, Any]:
+    """The row that keeps a response, but its `position` (a group commit learns it only in
+    the database, so the column, not the body, says it; see `with_position`)."""
+    return {
+        "scope_key": request.scope_key,
+        "request_hash": request.request_hash,
+        "method": request.method,
+        "path": request.path,
+        "status_code": response.status_code,
+        "response_body": json.dumps(response.body),
+        "created_at": datetime.now(UTC),
+    }
+
+
+def with_position(response: StoredResponse, position: int | None) -> StoredResponse:
+    """The response at this position: a body's own `position` field says the same."""
+    body = response.body
+    if isinstance(body, dict) and "position" in body:
+        body = {**body, "position": position}
+    return StoredResponse(response.status_code, body, position)

@@ -28,16 +28,27 @@ from sqlalchemy.orm import Session
 
 from application import event_store
 from application.access import EVERY_FUND, FundAccess
-from application.idempotency import IdempotentRequest, StoredResponse, recall, remember
+from application.grouped_writes import GroupWriter, Row, Write
+from application.idempotency import (
+    IdempotentRequest,
+    StoredResponse,
+    idempotency_table,
+    recall,
+    remember,
+    stored_response_row,
+    with_position,
+)
 from application.offices import counter_of
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from application.payer_details import (
     PayerDetails,
     erase_payer_details,
     load_payer_details,
+    payer_details_row,
+    payer_details_table,
     save_payer_details,
 )
-from application.periods import require_open_periods
+from application.periods import needs_period_gate, require_open_periods
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
 from domain.funds import FROM_THE_START, Fund, FundChart, Match
@@ -149,6 +160,9 @@ class IncomeLedger(Application):
         self.refund_approval_limit_pence = refund_approval_limit_pence
         self._read_chart: FundChart | None = None
         self._read_chart_lock = threading.Lock()
+        # Set by the composition root where the event store can commit concurrent receipts
+        # together (PostgreSQL); None writes each in its own transaction.
+        self.group_writer: GroupWriter | None = None
 
     # ---- funds ----------------------------------------------------------------------------
 
@@ -267,6 +281,63 @@ class IncomeLedger(Application):
             return existing
         return Outcome(payment.id, True, position, self.payment_view(payment))
 
+    def record_payment_once(
+        self,
+        request: IdempotentRequest | None,
+        command: RecordPayment,
+        ctx: CommandContext,
+        respond: Callable[[Outcome], StoredResponse],
+    ) -> tuple[StoredResponse, bool]:
+        """`record_payment` under `run_once`: True when the response is replayed.
+
+        With a group writer, a new receipt is written in one transaction with concurrent
+        ones, its stored response too. Whatever the group cannot take (a repeat, a clash, a
+        back-dated receipt that needs the period gate) runs alone, as `run_once` runs it.
+        """
+        if self.group_writer is not None:
+            grouped = self._record_in_group(self.group_writer, request, command, ctx, respond)
+            if grouped is not None:
+                return grouped
+        return self.run_once(request, lambda: respond(self.record_payment(command, ctx)))
+
+    def _record_in_group(
+        self,
+        writer: GroupWriter,
+        request: IdempotentRequest | None,
+        command: RecordPayment,
+        ctx: CommandContext,
+        respond: Callable[[Outcome], StoredResponse],
+    ) -> tuple[StoredResponse, bool] | None:
+        if request is not None:
+            with self._transaction(commit=False) as session:
+                stored = recall(session, request.scope_key, request.request_hash)
+            if stored is not None:
+                return stored, True
+        payment = self._new_payment(command, ctx, self.chart())
+        check_balanced(payment)
+        if needs_period_gate([payment]):
+            return None
+        # The position is known only once written: the response is stored without it.
+        response = respond(Outcome(payment.id, True, None, self.payment_view(payment)))
+        rows = []
+        if command.payer is not None and not command.payer.is_empty():
+            details = payer_details_row(payment.id, command.payer, payment.created_on)
+            rows.append(Row(payer_details_table, details))
+        if request is not None:
+            stored_row = stored_response_row(request, response)
+            rows.append(Row(idempotency_table, stored_row, position_column="position"))
+        events = [self.mapper.to_stored_event(event) for event in payment.pending_events]
+        try:
+            position = writer.write(Write(events, rows))
+        except (IntegrityError, sqlalchemy.exc.IntegrityError):
+            return None  # another request stored a response under this key: run_once finds it
+        except TimeoutError as error:
+            raise DatabaseUnavailable(saved_unknown=True) from error
+        if position is None:
+            return None
+        payment.collect_events()
+        return with_position(response, position), False
+
     def record_payments(
         self, commands: Sequence[RecordPayment], ctx: CommandContext
     ) -> list[Outcome]:
@@ -328,9 +399,7 @@ class IncomeLedger(Application):
         """The new receipt a command makes, checked by every rule, not saved (see
         `save_new_payments`)."""
         payment = self._new_payment(command, ctx, chart)
-        for event in payment.pending_events:
-            postings_for(event)
-        payment.check_invariant()
+        check_balanced(payment)
         return payment
 
     def allocate(
@@ -684,6 +753,8 @@ class IncomeLedger(Application):
     # ---- plumbing -------------------------------------------------------------------------
 
     def close(self) -> None:
+        if self.group_writer is not None:
+            self.group_writer.close()
         super().close()
         engine = event_store.engine(self.recorder)
         if engine is not None:
@@ -788,10 +859,7 @@ class IncomeLedger(Application):
     def save_checked(self, *aggregates: Payment | FundChart) -> int | None:
         """Save pending events after checking that each balances; returns the last position."""
         for aggregate in aggregates:
-            for event in aggregate.pending_events:
-                postings_for(event)
-            if isinstance(aggregate, Payment):
-                aggregate.check_invariant()
+            check_balanced(aggregate)
         if not any(aggregate.pending_events for aggregate in aggregates):
             return None
         creating = any(
@@ -828,6 +896,14 @@ class IncomeLedger(Application):
     def _transaction(self, commit: bool = True) -> Iterator[Session]:
         with event_store.transaction(self.recorder, commit) as session:
             yield session
+
+
+def check_balanced(aggregate: Payment | FundChart) -> None:
+    """Every pending event has balanced postings and the payment keeps its invariant."""
+    for event in aggregate.pending_events:
+        postings_for(event)
+    if isinstance(aggregate, Payment):
+        aggregate.check_invariant()
 
 
 def fund_view(fund: Fund) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from sqlalchemy import Column, DateTime, String, Table, delete, insert, select
@@ -49,10 +50,14 @@ def save_payer_details(
     session: Session, payment_id: UUID, details: PayerDetails, recorded_at: datetime
 ) -> None:
     session.execute(
-        insert(payer_details_table).values(
-            payment_id=str(payment_id), recorded_at=recorded_at, **asdict(details)
-        )
+        insert(payer_details_table).values(payer_details_row(payment_id, details, recorded_at))
     )
+
+
+def payer_details_row(
+    payment_id: UUID, details: PayerDetails, recorded_at: datetime
+) -> dict[str, Any]:
+    return {"payment_id": str(payment_id), "recorded_at": recorded_at, **asdict(details)}
 
 
 def load_payer_details(session: Session, payment_id: UUID) -> PayerDetails | None:

@@ -88,20 +88,31 @@ def calendar(ledger: IncomeLedger) -> PeriodCalendar:
     return fresh
 
 
-def require_open_periods(ledger: IncomeLedger, session: Session, aggregates: Iterable[Any]) -> None:
-    """Refuse the save when any pending money movement (or cash-up) takes effect in a closed
-    period."""
-    moves = [
+def needs_period_gate(aggregates: Iterable[Any]) -> bool:
+    """True when some pending money movement (or cash-up) takes effect before today.
+
+    Only an ended period can be closed, so money taking effect today or later (nearly every
+    receipt: dated now) needs neither the gate nor the calendar. The one window left is the
+    clocks of two processes disagreeing about the date at midnight by their skew.
+    """
+    today = uk_date(datetime.now(UTC))
+    return any(uk_date(effective_at(event)) < today for event in _pending_moves(aggregates))
+
+
+def _pending_moves(aggregates: Iterable[Any]) -> list[Any]:
+    return [
         event
         for aggregate in aggregates
         for event in aggregate.pending_events
         if type(event) in MOVEMENTS
     ]
-    # Only an ended period can be closed, so money taking effect today or later (nearly every
-    # receipt: dated now) needs neither the gate nor the calendar. The one window left is the
-    # clocks of two processes disagreeing about the date at midnight by their skew.
-    today = uk_date(datetime.now(UTC))
-    if all(uk_date(effective_at(event)) >= today for event in moves):
+
+
+def require_open_periods(ledger: IncomeLedger, session: Session, aggregates: Iterable[Any]) -> None:
+    """Refuse the save when any pending money movement (or cash-up) takes effect in a closed
+    period."""
+    moves = _pending_moves(aggregates)
+    if not needs_period_gate(aggregates):
         return
     take_period_gate(ledger, session, exclusive=False)
     current = calendar(ledger)

@@ -47,7 +47,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from bench.http_api import BIN, DEFAULT_PG_ADMIN_URL, Database, cli_env, free_port
+from bench.http_env import BIN, DEFAULT_PG_ADMIN_URL, Database, cli_env, free_port
 from income_ledger.bootstrap import build_ledger
 from income_ledger.settings import Settings
 from projections.schema import PROJECTION_NAME

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.http_api import BIN, DEFAULT_PG_ADMIN_URL, Database, cli_env, free_port, percentile
+from bench.http_env import BIN, DEFAULT_PG_ADMIN_URL, Database, cli_env, free_port, percentile
 
 DEFAULT_PG_DB = "income_ledger_bench_keepalive"
 TOKEN = "bench-reporting-token-0123456789ab"

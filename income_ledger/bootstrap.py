@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
+from income_ledger.event_store import FACTORY_TOPIC
+from income_ledger.group_commit import GroupCommitter
 from income_ledger.schema_versions import (
     DatabaseNotInitialised,
     schema_version,
@@ -26,7 +28,7 @@ from projections.runner import EventSource, Projection, projection_engine
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """eventsourcing's settings; it never creates tables: the migrations own them."""
     return {
-        "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+        "PERSISTENCE_MODULE": FACTORY_TOPIC,
         "SQLALCHEMY_URL": settings.database_url,
         "CREATE_TABLE": "n",
         "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
@@ -48,6 +50,7 @@ def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedg
     )
     if settings.is_postgres:
         _check_connections_before_use(ledger)
+        ledger.group_writer = GroupCommitter(ledger.recorder)  # type: ignore[arg-type]
     else:
         # eventsourcing-sqlalchemy switches a SQLite file to WAL on its first transaction;
         # done lazily, that can come while our projection holds the write lock ("database is

@@ -152,6 +152,9 @@ def build_services(settings: Settings, ledger: IncomeLedger, api_keys: ApiKeys) 
     )
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 def runs_projections(settings: Settings) -> bool:
     if settings.run_projections is not None:
         return settings.run_projections
@@ -214,6 +217,9 @@ def serve(settings: Settings, host: str, port: int, extra_keys: str = "", worker
     if workers == 1:
         uvicorn.run("income_ledger.server:app_from_environment", **options)
         return
+    # uvicorn restarts a worker that does not answer its health check in time (5 s by default),
+    # and one still importing the app on a busy machine does not: it was restarted forever.
+    options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_S
     config = uvicorn.Config("income_ledger.server:app_from_environment", **options)
     Multiprocess(config, sockets=[tcp_socket(config.bind_socket())]).run()
 

@@ -76,7 +76,8 @@ def connection_killed_at_commit(ledger: IncomeLedger, database_url: str) -> Iter
     killed = []
 
     def note_insert(connection, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO REQUEST_IDEMPOTENCY"):
+        # Alone, or inside the statement of a group commit.
+        if "INSERT INTO REQUEST_IDEMPOTENCY" in statement.upper():
             connection.info["stores_response"] = True
 
     def kill(session) -> None:

@@ -41,7 +41,8 @@ def crash_when_committing_a_response(ledger: IncomeLedger) -> Iterator[Crash]:
     switch = Crash()
 
     def note_insert(connection, cursor, statement, parameters, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO REQUEST_IDEMPOTENCY"):
+        # Alone, or inside the statement of a group commit.
+        if "INSERT INTO REQUEST_IDEMPOTENCY" in statement.upper():
             connection.info["stores_response"] = True
 
     def crash(session) -> None:

@@ -1,0 +1,165 @@
+"""The event store's recorder: eventsourcing-sqlalchemy's, with a lean write on PostgreSQL.
+
+eventsourcing-sqlalchemy inserts through ORM objects and takes `LOCK TABLE ... IN EXCLUSIVE
+MODE` first, so that positions become visible in the order they were assigned (a reader never
+skips an id that commits late). The lock is held until COMMIT, so whatever Python does while
+holding it serialises every writer. Here everything is encoded into one SQL text *before* the
+lock, and the lock, the NOTIFY and a multi-row INSERT go to the server in one round trip.
+
+`write_group` writes the commands of several requests in one transaction (group commit, see
+income_ledger/group_commit.py): a command whose events clash with stored ones (optimistic
+concurrency) is left out by the same statement, so it never aborts its neighbours, and rows
+of other tables (the stored idempotent response, payer details) join the transaction, taking
+the command's last position where they need it.
+
+SQLite keeps eventsourcing-sqlalchemy's own path: one writer at a time holds the file anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Row as ResultRow
+from sqlalchemy.orm import Session
+
+from application.grouped_writes import Row, Write
+
+FACTORY_TOPIC = "income_ledger.event_store:LedgerFactory"
+EVENT_COLUMNS = "originator_id, originator_version, topic, state"
+POSTGRES = postgresql.dialect()
+
+
+class LedgerRecorder(SQLAlchemyApplicationRecorder):
+    """eventsourcing-sqlalchemy's application recorder with the lean PostgreSQL insert."""
+
+    def _insert_stored_events(
+        self, session: Session, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int]:
+        if not self._is_postgres():
+            return super()._insert_stored_events(session, stored_events, **kwargs)
+        cursor = _raw_cursor(session)
+        values = b",".join(_event_values(cursor, event) for event in stored_events)
+        statement = (
+            self._lock_and_notify()
+            + f"INSERT INTO {self._table()} ({EVENT_COLUMNS}) VALUES ".encode()
+            + values
+            + b" RETURNING id"
+        )
+        return [row[0] for row in _execute(session, statement)]
+
+    def write_group(self, session: Session, writes: Sequence[Write]) -> list[int | None]:
+        """Write each command whose events clash with none stored, in one statement; the
+        last position of each write, None for one left out (run it again alone)."""
+        cursor = _raw_cursor(session)
+        batch = b",".join(
+            cursor.mogrify(
+                "(%s,%s,%s::uuid,%s,%s,%s::bytea)",
+                (ordinal, number, str(e.originator_id), e.originator_version, e.topic, e.state),
+            )
+            for ordinal, (number, e) in enumerate(
+                (number, e) for number, write in enumerate(writes) for e in write.events
+            )
+        )
+        table = self._table()
+        statement = self._lock_and_notify() + (
+            f"WITH batch(ordinal, write_no, {EVENT_COLUMNS}) AS (VALUES ".encode()
+            + batch
+            + (
+                "), clash AS (SELECT DISTINCT b.write_no FROM batch b JOIN "
+                f"{table} e USING (originator_id, originator_version)), "
+                f"ins AS (INSERT INTO {table} ({EVENT_COLUMNS}) "
+                f"SELECT {EVENT_COLUMNS} FROM batch "
+                "WHERE write_no NOT IN (SELECT write_no FROM clash) ORDER BY ordinal "
+                "RETURNING id, originator_id, originator_version), "
+                "pos AS (SELECT b.write_no, max(i.id) AS position FROM ins i "
+                "JOIN batch b USING (originator_id, originator_version) GROUP BY b.write_no)"
+            ).encode()
+            + b"".join(
+                _side_rows(cursor, number, table_rows)
+                for number, table_rows in enumerate(_rows_by_table(writes))
+            )
+            + b" SELECT write_no, position FROM pos"
+        )
+        positions = {number: position for number, position in _execute(session, statement)}
+        return [positions.get(number) for number in range(len(writes))]
+
+    def _is_postgres(self) -> bool:
+        assert self.datastore.engine is not None
+        return bool(self.datastore.engine.dialect.name == "postgresql")
+
+    def _table(self) -> str:
+        name = self.events_table_name
+        return f"{self.schema_name}.{name}" if self.schema_name else name
+
+    def _lock_and_notify(self) -> bytes:
+        # NOTIFY is delivered at COMMIT, so sending it first costs nothing and saves a trip.
+        return (
+            f"LOCK TABLE {self._table()} IN EXCLUSIVE MODE; NOTIFY {self.channel_name}; ".encode()
+        )
+
+
+class LedgerFactory(SQLAlchemyFactory):
+    """eventsourcing-sqlalchemy's factory, building the ledger's recorder."""
+
+    application_recorder_class = LedgerRecorder
+
+
+def _raw_cursor(session: Session) -> Any:
+    """The driver's cursor, only to quote values (mogrify runs in the client, no round trip)."""
+    return session.connection().connection.cursor()
+
+
+def _execute(session: Session, statement: bytes) -> Sequence[ResultRow[Any]]:
+    """Run SQL whose values are already quoted: the driver must not look for parameters."""
+    return (
+        session.connection()
+        .exec_driver_sql(statement.decode(), execution_options={"no_parameters": True})
+        .all()
+    )
+
+
+def _event_values(cursor: Any, event: StoredEvent) -> bytes:
+    return bytes(
+        cursor.mogrify(
+            "(%s::uuid,%s,%s,%s::bytea)",
+            (str(event.originator_id), event.originator_version, event.topic, event.state),
+        )
+    )
+
+
+def _rows_by_table(writes: Sequence[Write]) -> list[list[tuple[int, Row]]]:
+    """The writes' other rows grouped by table and by which columns they fill."""
+    groups: dict[tuple[str, tuple[str, ...], str | None], list[tuple[int, Row]]] = {}
+    for number, write in enumerate(writes):
+        for row in write.rows:
+            key = (row.table.name, tuple(row.values), row.position_column)
+            groups.setdefault(key, []).append((number, row))
+    return list(groups.values())
+
+
+def _side_rows(cursor: Any, cte_number: int, rows: list[tuple[int, Row]]) -> bytes:
+    """A CTE inserting one table's rows for the writes that were inserted (those in `pos`)."""
+    first = rows[0][1]
+    columns = list(first.values)
+    casts = ",".join(
+        f"CAST(%s AS {first.table.c[name].type.compile(dialect=POSTGRES)})" for name in columns
+    )
+    values = b",".join(
+        cursor.mogrify(f"(%s,{casts})", (number, *row.values.values())) for number, row in rows
+    )
+    names = ", ".join(columns)
+    target = names + (f", {first.position_column}" if first.position_column else "")
+    source = ", ".join(f"v.{name}" for name in columns) + (
+        ", pos.position" if first.position_column else ""
+    )
+    return (
+        f", side{cte_number} AS (INSERT INTO {first.table.name} ({target}) SELECT {source} "
+        f"FROM (VALUES ".encode()
+        + values
+        + f") AS v(write_no, {names}) JOIN pos USING (write_no))".encode()
+    )
