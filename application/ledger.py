@@ -308,12 +308,13 @@ class IncomeLedger(Application):
         ctx: CommandContext,
         respond: Callable[[Outcome], StoredResponse],
     ) -> tuple[StoredResponse, bool] | None:
-        if request is not None:
-            with self._transaction(commit=False) as session:
-                stored = recall(session, request.scope_key, request.request_hash)
-            if stored is not None:
-                return stored, True
-        payment = self._new_payment(command, ctx, self.chart())
+        with nothing_saved_on_outage():
+            if request is not None:
+                with self._transaction(commit=False) as session:
+                    stored = recall(session, request.scope_key, request.request_hash)
+                if stored is not None:
+                    return stored, True
+            payment = self._new_payment(command, ctx, self.chart())
         check_balanced(payment)
         if needs_period_gate([payment]):
             return None
@@ -896,6 +897,15 @@ class IncomeLedger(Application):
     def _transaction(self, commit: bool = True) -> Iterator[Session]:
         with event_store.transaction(self.recorder, commit) as session:
             yield session
+
+
+@contextmanager
+def nothing_saved_on_outage() -> Iterator[None]:
+    """Reads before a command saves: a database that fails here has saved nothing."""
+    try:
+        yield
+    except DATABASE_UNAVAILABLE_ERRORS as error:
+        raise DatabaseUnavailable(saved_unknown=False) from error
 
 
 def check_balanced(aggregate: Payment | FundChart) -> None:

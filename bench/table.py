@@ -45,7 +45,8 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from application.ledger import IncomeLedger
-from bench import catch_up, imports, record_payments
+from bench import catch_up, imports, record_payments, write_path
+from bench.http_env import Database
 from bench.replay import raw_pages, raw_select_sha256, scratch_database, settle
 from income_ledger.bootstrap import (
     build_audit_chain,
@@ -96,16 +97,19 @@ class Row:
     goal: str
     measure: Callable[[Bench], Figure] | None
     why_not: str = ""
+    backends: tuple[str, ...] = ("sqlite", "postgresql")
 
 
 ROWS: list[Row] = []
 
 
-def row(path: str, goal: str) -> Callable[[Callable[[Bench], Figure]], Callable[[Bench], Figure]]:
+def row(
+    path: str, goal: str, backends: tuple[str, ...] = ("sqlite", "postgresql")
+) -> Callable[[Callable[[Bench], Figure]], Callable[[Bench], Figure]]:
     """Register a measured row of the table (in the order registered)."""
 
     def register(measure: Callable[[Bench], Figure]) -> Callable[[Bench], Figure]:
-        ROWS.append(Row(path, goal, measure))
+        ROWS.append(Row(path, goal, measure, backends=backends))
         return measure
 
     return register
@@ -153,11 +157,22 @@ class Bench:
 # ---- the rows -------------------------------------------------------------------------------
 # Write paths (group commit, HTTP, bulk) belong to bench/http_api.py and bench/record_payments.py.
 
-not_measured(
+
+@row(
     "POST /payments, 32 keep-alive clients, serve --workers 2 + project",
     ">= 1.0",
-    "bench/http_api.py measures it on its own 1M-event database; not wired in yet",
+    backends=("postgresql",),
 )
+def post_payments(bench: Bench) -> Figure:
+    """bench.write_path on the filled ledger: receipts/s over HTTP against one psycopg2
+    connection's 1-row INSERT + COMMIT, measured after each run."""
+    runs = _write_path_runs(bench)
+    return Figure(
+        [run["payments_per_s"] for run in runs],
+        [run["raw_rows_per_s"] for run in runs],
+        unit="receipts/s",
+        note="baseline: 1-row INSERT + COMMIT, one connection",
+    )
 
 
 @row("bulk: record_payments in batches of 1,000", ">= 0.5")
@@ -305,11 +320,35 @@ not_measured(
     "<= 5 ms at 1M events",
     "bench/http_api.py --reuse measures it at 1M events",
 )
-not_measured(
+
+
+@row(
     "save -> visible in the read model (POST, GET ?min_position) p99",
     "<= 25 ms",
-    "bench/catch_up.py measures the in-process figure; HTTP not wired in yet",
+    backends=("postgresql",),
 )
+def save_to_visible(bench: Bench) -> Figure:
+    """From sending POST /payments to the answer of GET /balances/funds?min_position=<its
+    position>, one client, p99 per run, against the p99 of the HTTP row's POSTs alone."""
+    runs = _write_path_runs(bench)
+    return Figure(
+        [run["post_to_visible"]["p99_ms"] for run in runs],
+        [run["single_post"]["p99_ms"] for run in runs],
+        unit="ms",
+        note="baseline: the POST alone, same client (ratio: >= 1)",
+    )
+
+
+def _write_path_runs(bench: Bench) -> list[dict[str, Any]]:
+    """bench.write_path's runs, measured once per ledger for both rows that use them."""
+    if bench.url not in _WRITE_RUNS:
+        args = write_path.parse_args(["--repeats", str(bench.args.repeats)])
+        name = make_url(bench.url).database or ""
+        _WRITE_RUNS[bench.url] = write_path.measure(Database(bench.args.pg_admin_url, name), args)
+    return _WRITE_RUNS[bench.url]
+
+
+_WRITE_RUNS: dict[str, list[dict[str, Any]]] = {}
 
 
 # ---- baselines --------------------------------------------------------------------------------
@@ -396,9 +435,11 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> Result:
         bench = Bench(backend, url, settings, ledger, events, args)
         result = Result(backend, events, filled["events_per_s"])
         for entry in ROWS:
-            figure = entry.measure(bench) if entry.measure is not None else None
+            measured = entry.measure is not None and backend in entry.backends
+            figure = entry.measure(bench) if entry.measure is not None and measured else None
+            why_not = entry.why_not or f"measured on {', '.join(entry.backends)} only"
             result.rows.append(
-                {"path": entry.path, "goal": entry.goal, "why_not": entry.why_not}
+                {"path": entry.path, "goal": entry.goal, "why_not": why_not}
                 | ({"figure": asdict(figure), "ratio": figure.ratio} if figure else {})
             )
         return result
