@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from domain.errors import CardNumberRejected, InvalidTextCharacters
+from domain.errors import CardNumberRejected, InvalidTextCharacters, ReasonRequired
+from domain.limits import MAX_TEXT_LENGTH, require_length
 
 # A card number as people write it: a standalone run of 13 to 19 digits, or grouped by single
 # whitespace or dashes the way cards print them (4-4-4-4, with up to three more digits for
@@ -111,3 +112,13 @@ def reject_card_numbers(field: str, text: str | None) -> None:
             f"{field} looks like it holds a full card number; card numbers must never be "
             "recorded. Remove it (at most the first six and last four digits may be kept)."
         )
+
+
+def require_text(field: str, text: str | None, *, required: bool) -> str:
+    """Text a person typed (a reason, a note): trimmed, within the limit, no card number."""
+    text = (text or "").strip()
+    if required and not text:
+        raise ReasonRequired(f"{field} is required: say why this money moves")
+    require_length(field, text, MAX_TEXT_LENGTH)
+    reject_card_numbers(field, text)
+    return text

@@ -21,6 +21,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.cards import require_text
 from domain.errors import (
     CashUpAlreadyApproved,
     CashUpAwaitingDecision,
@@ -30,9 +31,10 @@ from domain.errors import (
     SecondPersonRequired,
 )
 from domain.funds import LEDGER_NAMESPACE
+from domain.idempotent import is_repeat_command
 from domain.limits import EARLIEST_BUSINESS_MOMENT, uk_day_start
 from domain.money import pence_to_pounds
-from domain.payment import Channel, is_repeat_command, require_text
+from domain.payment import Channel
 
 NOTES_PENCE = (5000, 2000, 1000, 500)
 COINS_PENCE = (200, 100, 50, 20, 10, 5, 2, 1)

@@ -29,11 +29,11 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.cards import reject_card_numbers
+from domain.cards import reject_card_numbers, require_text
 from domain.errors import ImportRuleNotFound, InvalidImportRule
 from domain.funds import FUND_CODE, LEDGER_NAMESPACE, FundChart, Match, SuspenseReason
 from domain.limits import require_length
-from domain.payment import Channel, require_text
+from domain.payment import Channel
 from domain.references import capitals, normalise_reference
 
 MAX_RULES = 200

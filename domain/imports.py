@@ -27,12 +27,12 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.cards import reject_control_characters
+from domain.cards import reject_control_characters, require_text
 from domain.errors import ImportRefused, InvalidRequest, LedgerError, NothingToReverse
 from domain.funds import LEDGER_NAMESPACE
 from domain.limits import require_business_datetime, require_length, uk_day_start
 from domain.money import pence_to_pounds, pounds_to_pence
-from domain.payment import Channel, parse_choice, require_text
+from domain.payment import Channel, parse_choice
 
 # A file is recorded in one transaction, its receipts and its batch event (one line entry
 # per money line) together: this bounds that transaction, the memory a file takes and the

@@ -14,6 +14,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.cards import require_text
 from domain.errors import (
     ChannelNotTaken,
     InvalidRequest,
@@ -24,7 +25,7 @@ from domain.errors import (
     TillNotFound,
 )
 from domain.funds import LEDGER_NAMESPACE
-from domain.payment import Channel, require_text
+from domain.payment import Channel
 
 # The channels a counter takes; a cash-up counts the first two.
 COUNTER_CHANNELS = (Channel.CASH, Channel.CHEQUE, Channel.CARD)

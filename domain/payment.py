@@ -17,37 +17,38 @@ from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate
 
-from domain.cards import reject_card_numbers, reject_control_characters
+from domain.allocation_lines import (
+    AllocationLine,
+    VatPart,
+    describe_source,
+    line_key,
+)
+from domain.cards import reject_card_numbers, reject_control_characters, require_text
 from domain.errors import (
     AllocationExceedsUnallocated,
     AllocationNotFound,
-    IdempotencyKeyReused,
     InvalidEffectiveDate,
     InvalidRequest,
     NothingToReverse,
     PartialRefundNotPermitted,
     PaymentAlreadyReversed,
-    ReasonRequired,
     RefundExceedsRemaining,
-    RefundRequestAlreadyDecided,
-    RefundRequestNotFound,
-    RefundRequestStale,
-    SecondPersonRequired,
     TransferExceedsAllocation,
     UnknownChannel,
 )
 from domain.funds import LEDGER_NAMESPACE, Fund, Match
+from domain.idempotent import CommandKey, idempotent
 from domain.limits import (
     MAX_EXTERNAL_ID_LENGTH,
     MAX_FUND_CODE_LENGTH,
     MAX_REFERENCE_LENGTH,
-    MAX_TEXT_LENGTH,
     UK,
     require_business_datetime,
     require_length,
 )
-from domain.money import require_positive_pence, vat_from_gross
+from domain.money import require_positive_pence
 from domain.references import capitals, normalise_reference
+from domain.refund_approval import PendingRefund, RefundApproval
 
 MAX_ALLOCATION_LINES = 50
 AUTO_ALLOCATION_ACTOR = "system:auto-allocation"
@@ -160,124 +161,6 @@ def payment_status(
 
 
 @dataclass(frozen=True)
-class VatPart:
-    """Money of a line at one VAT rate, with the VAT it carries."""
-
-    vat_rate_basis_points: int
-    amount_pence: int
-    vat_pence: int
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "vat_rate_basis_points": self.vat_rate_basis_points,
-            "amount_pence": self.amount_pence,
-            "vat_pence": self.vat_pence,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, int]) -> VatPart:
-        return cls(data["vat_rate_basis_points"], data["amount_pence"], data["vat_pence"])
-
-
-@dataclass(frozen=True)
-class AllocationLine:
-    """Money of one receipt allocated to one fund and reference, VAT-inclusive.
-
-    A fund's VAT rate can change between two allocations to the same line, so a line keeps
-    one part per rate, the newest money last. VAT is recomputed on a part's new total at
-    every move, so each part's VAT is the VAT of its amount (no drift from rounding) and the
-    line's VAT is the sum of its parts'.
-    """
-
-    fund_code: str
-    reference: str
-    parts: tuple[VatPart, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return line_key(self.fund_code, self.reference)
-
-    @property
-    def amount_pence(self) -> int:
-        return sum(part.amount_pence for part in self.parts)
-
-    @property
-    def vat_pence(self) -> int:
-        return sum(part.vat_pence for part in self.parts)
-
-    def adding(self, vat_rate_basis_points: int, amount_pence: int) -> VatPart:
-        """What an allocation of amount_pence at this rate adds, VAT included."""
-        held = self._part(vat_rate_basis_points)
-        vat = vat_from_gross(held.amount_pence + amount_pence, vat_rate_basis_points)
-        return VatPart(vat_rate_basis_points, amount_pence, vat - held.vat_pence)
-
-    def taking(self, amount_pence: int) -> tuple[VatPart, ...]:
-        """What a move of amount_pence out of the line takes: the newest money first.
-
-        Stored events record these parts; the rule decides only what new events say.
-        """
-        taken = []
-        remaining = amount_pence
-        for part in reversed(self.parts):
-            if remaining == 0:
-                break
-            moved = min(remaining, part.amount_pence)
-            left_vat = vat_from_gross(part.amount_pence - moved, part.vat_rate_basis_points)
-            taken.append(VatPart(part.vat_rate_basis_points, moved, part.vat_pence - left_vat))
-            remaining -= moved
-        assert remaining == 0, (self.key, amount_pence)
-        return tuple(taken)
-
-    def plus(self, part: VatPart) -> AllocationLine:
-        """The line with this money added; its rate's money becomes the newest."""
-        held = self._part(part.vat_rate_basis_points)
-        merged = VatPart(
-            part.vat_rate_basis_points,
-            held.amount_pence + part.amount_pence,
-            held.vat_pence + part.vat_pence,
-        )
-        others = tuple(
-            p for p in self.parts if p.vat_rate_basis_points != part.vat_rate_basis_points
-        )
-        return replace(self, parts=(*others, merged))
-
-    def minus(self, taken: tuple[VatPart, ...]) -> AllocationLine:
-        """The line without this money; the order of what stays is kept."""
-        out = {part.vat_rate_basis_points: part for part in taken}
-        parts = []
-        for part in self.parts:
-            gone = out.pop(part.vat_rate_basis_points, VatPart(part.vat_rate_basis_points, 0, 0))
-            left = VatPart(
-                part.vat_rate_basis_points,
-                part.amount_pence - gone.amount_pence,
-                part.vat_pence - gone.vat_pence,
-            )
-            if left.amount_pence or left.vat_pence:
-                parts.append(left)
-        assert not out, (self.key, out)
-        return replace(self, parts=tuple(parts))
-
-    def _part(self, vat_rate_basis_points: int) -> VatPart:
-        for part in self.parts:
-            if part.vat_rate_basis_points == vat_rate_basis_points:
-                return part
-        return VatPart(vat_rate_basis_points, 0, 0)
-
-
-@dataclass(frozen=True)
-class PendingRefund:
-    """A refund above the approval limit, waiting for a second person."""
-
-    request_id: str
-    fund_code: str | None
-    reference: str | None
-    amount_pence: int
-    reason: str
-    requested_by: str
-    requested_at: datetime
-
-
-@dataclass(frozen=True)
 class AllocationRequest:
     fund_code: str
     reference: str
@@ -296,17 +179,6 @@ def settlement_day(provider_details: dict[str, Any], received_at: datetime) -> s
     return uk_day(received_at)
 
 
-def line_key(fund_code: str, reference: str) -> str:
-    return f"{fund_code}/{reference}"
-
-
-def _describe(source: AllocationLine | None) -> str:
-    """Where a refund comes from, as a person reads it (None: the unallocated part)."""
-    if source is None:
-        return "the unallocated part"
-    return f"allocation {source.fund_code} {source.reference}"
-
-
 def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: str | None) -> UUID:
     """Payment ids are derived from what identifies the money, so duplicates collide.
 
@@ -318,21 +190,6 @@ def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: s
     if idempotency_key:
         return uuid5(LEDGER_NAMESPACE, f"payment/idempotency/{idempotency_key}")
     return uuid4()
-
-
-def is_repeat_command(
-    commands: dict[str, str], idempotency_key: str | None, fingerprint: str | None, record: str
-) -> bool:
-    """True when a record's `commands` (idempotency key -> fingerprint) hold this exact
-    command; the same key with another request is refused."""
-    if not idempotency_key or idempotency_key not in commands:
-        return False
-    if commands[idempotency_key] != (fingerprint or ""):
-        raise IdempotencyKeyReused(
-            f"idempotency key {idempotency_key!r} was already used for a different "
-            f"request on this {record}; use a new key for a new request"
-        )
-    return True
 
 
 def _rule_fields(match: Match) -> dict[str, Any]:
@@ -347,17 +204,10 @@ def _counter_fields(counter: tuple[str, str] | None) -> dict[str, str]:
     return {"office_code": counter[0], "till_code": counter[1]}
 
 
-def require_text(field: str, text: str | None, *, required: bool) -> str:
-    text = (text or "").strip()
-    if required and not text:
-        raise ReasonRequired(f"{field} is required: say why this money moves")
-    require_length(field, text, MAX_TEXT_LENGTH)
-    reject_card_numbers(field, text)
-    return text
-
-
-class Payment(Aggregate):
+class Payment(RefundApproval, Aggregate):
     """One receipt of money and its later allocations, transfers, refunds and reversals."""
+
+    record_name = "payment"
 
     class Event(Aggregate.Event):
         actor: str
@@ -719,33 +569,28 @@ class Payment(Aggregate):
             **_rule_fields(match),
         )
         if fund is not None:
-            payment.trigger_event(
+            payment.record(
                 cls.Allocated,
                 lines=[payment._allocation_delta(fund, reference, amount_pence, received_at)],
                 reason=match.detail,
                 effective_at=received_at,
                 actor=AUTO_ALLOCATION_ACTOR,
-                idempotency_key=None,
-                fingerprint=None,
                 **_rule_fields(match),
             )
         return payment
 
     # ---- commands -------------------------------------------------------------------------
 
+    @idempotent()
     def allocate(
         self,
         requests: list[tuple[Fund, AllocationRequest]],
         *,
         actor: str,
         reason: str,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
         effective_at: datetime | None = None,
     ) -> None:
         """Split unallocated money across funds and references."""
-        if self.is_repeat(idempotency_key, fingerprint):
-            return
         self._require_not_reversed()
         reason = require_text("reason", reason or "allocated", required=True)
         if not requests:
@@ -771,16 +616,15 @@ class Payment(Aggregate):
             self._allocation_delta(fund, reference, amount, effective)
             for fund, reference, amount in merged.values()
         ]
-        self.trigger_event(
+        self.record(
             self.Allocated,
             lines=lines,
             reason=reason,
             effective_at=effective,
             actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
         )
 
+    @idempotent()
     def transfer(
         self,
         *,
@@ -791,13 +635,9 @@ class Payment(Aggregate):
         amount_pence: int,
         actor: str,
         reason: str,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
         effective_at: datetime | None = None,
     ) -> None:
         """Move allocated money to another fund or reference; both halves are recorded."""
-        if self.is_repeat(idempotency_key, fingerprint):
-            return
         self._require_not_reversed()
         reason = require_text("reason", reason, required=True)
         require_positive_pence(amount_pence)
@@ -814,7 +654,7 @@ class Payment(Aggregate):
         effective = self._effective(effective_at)
         taken = source.taking(amount_pence)
         target = self._allocation_delta(to_fund, to_reference, amount_pence, effective)
-        self.trigger_event(
+        self.record(
             self.Transferred,
             from_fund_code=source.fund_code,
             from_reference=source.reference,
@@ -828,10 +668,9 @@ class Payment(Aggregate):
             reason=reason,
             effective_at=effective,
             actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
         )
 
+    @idempotent(lambda payment, key: payment.refund_requests_by_key.get(key or ""))
     def refund(
         self,
         *,
@@ -842,8 +681,6 @@ class Payment(Aggregate):
         reference: str | None = None,
         approval_limit_pence: int | None = None,
         partial_allowed: bool = True,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
         effective_at: datetime | None = None,
     ) -> str | None:
         """Pay money back from one allocation, or from the unallocated part. Without
@@ -855,8 +692,6 @@ class Payment(Aggregate):
         splitting one refund into several small ones does not avoid the approval. None means
         no limit. Returns the request's id when the refund waits for approval, else None.
         """
-        if self.is_repeat(idempotency_key, fingerprint):
-            return self.refund_requests_by_key.get(idempotency_key or "")
         self._require_not_reversed()
         reason = require_text("reason", reason, required=True)
         require_positive_pence(amount_pence)
@@ -865,7 +700,7 @@ class Payment(Aggregate):
         held = self._held(source)
         if not partial_allowed and amount_pence < held:
             raise PartialRefundNotPermitted(
-                f"refunding {amount_pence} pence of the {held} pence on {_describe(source)}: "
+                f"refunding {amount_pence} pence of the {held} pence on {describe_source(source)}: "
                 "your role may refund all of it only; a partial refund needs a role the "
                 "council allows (LEDGER_PARTIAL_REFUND_ROLES)"
             )
@@ -875,8 +710,6 @@ class Payment(Aggregate):
                 source,
                 actor=actor,
                 reason=reason,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
                 effective_at=effective_at,
             )
             return None
@@ -885,19 +718,7 @@ class Payment(Aggregate):
                 "this refund needs a second person's approval and takes effect when approved: "
                 "leave out effective_at"
             )
-        request_id = str(uuid4())
-        self.trigger_event(
-            self.RefundRequested,
-            request_id=request_id,
-            fund_code=source.fund_code if source else None,
-            reference=source.reference if source else None,
-            amount_pence=amount_pence,
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-        )
-        return request_id
+        return self._request_refund(amount_pence, source, actor=actor, reason=reason)
 
     def refund_up_to(
         self,
@@ -930,130 +751,15 @@ class Payment(Aggregate):
         for line in sorted(self.lines_with_money(), key=lambda x: (-x.amount_pence, x.key)):
             sources.append((line, line.amount_pence))
         reason = require_text("reason", reason, required=True)
-        for source, available in sources:
-            amount = min(missing, available)
-            self._pay_back(
-                amount,
-                source,
-                actor=actor,
-                reason=reason,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                effective_at=None,
-            )
-            missing -= amount
-            if missing == 0:
-                return
-
-    def approve_refund(
-        self,
-        request_id: str,
-        *,
-        actor: str,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
-    ) -> None:
-        """A second person approves a requested refund; the money moves now, from where it
-        was requested (never from somewhere else the money has gone since)."""
-        if self.is_repeat(idempotency_key, fingerprint):
-            return
-        pending = self._pending(request_id)
-        if actor == pending.requested_by:
-            raise SecondPersonRequired(
-                "a refund above the limit needs a second person: the person who asked for it "
-                "cannot approve it"
-            )
-        self._require_not_reversed()
-        self._pay_back(
-            pending.amount_pence,
-            self._requested_source(pending),
-            actor=actor,
-            reason=pending.reason,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            effective_at=None,
-            request=pending,
-        )
-
-    def decline_refund(
-        self,
-        request_id: str,
-        *,
-        actor: str,
-        reason: str,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
-    ) -> None:
-        if self.is_repeat(idempotency_key, fingerprint):
-            return
-        self._pending(request_id)
-        reason = require_text("reason", reason, required=True)
-        self.trigger_event(
-            self.RefundDeclined,
-            request_id=request_id,
-            reason=reason,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-        )
-
-    @property
-    def pending_refund_pence(self) -> int:
-        return sum(p.amount_pence for p in self.pending_refunds.values())
-
-    def _needs_approval(self, amount_pence: int, approval_limit_pence: int | None) -> bool:
-        if approval_limit_pence is None:
-            return False
-        cumulative = self.refunded_pence + self.pending_refund_pence + amount_pence
-        return cumulative > approval_limit_pence
-
-    def _pending(self, request_id: str) -> PendingRefund:
-        pending = self.pending_refunds.get(request_id)
-        if pending is not None:
-            return pending
-        if request_id in self.decided_refunds:
-            raise RefundRequestAlreadyDecided(
-                f"refund request {request_id} was already {self.decided_refunds[request_id]}; "
-                "nothing more to do"
-            )
-        raise RefundRequestNotFound(f"no refund request {request_id!r} is waiting on this payment")
-
-    def _require_unreserved(self, amount_pence: int, source: AllocationLine | None) -> None:
-        """A refund may not take money that waiting requests were promised."""
-        held = self._held(source)
-        where = (source.fund_code, source.reference) if source else (None, None)
-        reserved = sum(
-            p.amount_pence
-            for p in self.pending_refunds.values()
-            if (p.fund_code, p.reference) == where
-        )
-        if amount_pence > held - reserved:
-            waiting = f" ({reserved} pence of it waits for approval)" if reserved else ""
-            raise RefundExceedsRemaining(
-                f"refunding {amount_pence} pence but only {held} pence remains on "
-                f"{_describe(source)}{waiting}"
-            )
-
-    def _requested_source(self, pending: PendingRefund) -> AllocationLine | None:
-        """Where an approved refund comes from: exactly where it was requested, if the money
-        is still there."""
-        source = None
-        if pending.fund_code is not None:
-            assert pending.reference is not None
-            key = line_key(pending.fund_code, pending.reference)
-            source = self.lines.get(key) or AllocationLine(pending.fund_code, pending.reference)
-        held = self._held(source)
-        if pending.amount_pence > held:
-            raise RefundRequestStale(
-                f"refund request {pending.request_id} is for {pending.amount_pence} pence from "
-                f"{_describe(source)}, which holds only {held} pence now: the money was "
-                "allocated, transferred, refunded or reversed after the request. Decline this "
-                "request and request the refund again from where the money is now"
-            )
-        return source
-
-    def _held(self, source: AllocationLine | None) -> int:
-        return source.amount_pence if source is not None else self.unallocated_pence
+        # Not a repeatable command (the running total makes a repeat refund nothing), but
+        # its refunds carry the key all the same.
+        with self.running(CommandKey(idempotency_key, fingerprint)):
+            for source, available in sources:
+                amount = min(missing, available)
+                self._pay_back(amount, source, actor=actor, reason=reason, effective_at=None)
+                missing -= amount
+                if missing == 0:
+                    return
 
     def _pay_back(
         self,
@@ -1062,15 +768,13 @@ class Payment(Aggregate):
         *,
         actor: str,
         reason: str,
-        idempotency_key: str | None,
-        fingerprint: str | None,
         effective_at: datetime | None,
         request: PendingRefund | None = None,
     ) -> None:
         """Record a refund from a source already chosen and checked."""
         assert 0 < amount_pence <= self._held(source), (amount_pence, self._held(source))
         taken = source.taking(amount_pence) if source is not None else None
-        self.trigger_event(
+        self.record(
             self.Refunded,
             channel=self.channel,
             fund_code=source.fund_code if source else None,
@@ -1081,25 +785,20 @@ class Payment(Aggregate):
             reason=reason,
             effective_at=self._effective(effective_at),
             actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
             request_id=request.request_id if request else None,
             requested_by=request.requested_by if request else None,
         )
 
+    @idempotent()
     def reverse(
         self,
         *,
         kind: ReversalKind,
         actor: str,
         reason: str,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
         effective_at: datetime | None = None,
     ) -> None:
         """The money never really arrived or was taken back: reverse all that remains."""
-        if self.is_repeat(idempotency_key, fingerprint):
-            return
         self._require_not_reversed()
         reason = require_text("reason", reason, required=True)
         parts = [
@@ -1114,7 +813,7 @@ class Payment(Aggregate):
         total = self.remaining_pence
         if total == 0:
             raise NothingToReverse("nothing remains of this payment to reverse: it was refunded")
-        self.trigger_event(
+        self.record(
             self.Reversed,
             kind=kind.value,
             channel=self.channel,
@@ -1124,27 +823,20 @@ class Payment(Aggregate):
             reason=reason,
             effective_at=self._effective(effective_at),
             actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
         )
 
+    @idempotent()
     def note(
         self,
         text: str,
         *,
         actor: str,
-        idempotency_key: str | None = None,
-        fingerprint: str | None = None,
     ) -> None:
-        if self.is_repeat(idempotency_key, fingerprint):
-            return
         text = require_text("note", text, required=True)
-        self.trigger_event(
+        self.record(
             self.Noted,
             text=text,
             actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
         )
 
     def record_provider_details(self, details: dict[str, Any], *, actor: str) -> None:
@@ -1152,12 +844,10 @@ class Payment(Aggregate):
         known = self.provider_details or {}
         new = {k: v for k, v in details.items() if v is not None and known.get(k) != v}
         if new:
-            self.trigger_event(
+            self.record(
                 self.ProviderReported,
                 details=new,
                 actor=actor,
-                idempotency_key=None,
-                fingerprint=None,
             )
 
     # ---- card providers: fees, payouts, disputes -------------------------------------------
@@ -1176,7 +866,7 @@ class Payment(Aggregate):
         require_positive_pence(amount_pence)
         effective = self._effective(None)
         day = self.settles_on if kind is ClearingItem.CARD_FEE else uk_day(effective)
-        self.trigger_event(
+        self.record(
             self.FeeCharged,
             kind=kind.value,
             channel=self.channel,
@@ -1186,8 +876,6 @@ class Payment(Aggregate):
             reason=require_text("reason", reason, required=True),
             effective_at=effective,
             actor=actor,
-            idempotency_key=None,
-            fingerprint=None,
         )
 
     def settle(
@@ -1208,7 +896,7 @@ class Payment(Aggregate):
         ]
         if not items:
             return
-        self.trigger_event(
+        self.record(
             self.Settled,
             channel=self.channel,
             clearing_account=account,
@@ -1217,8 +905,6 @@ class Payment(Aggregate):
             reason=require_text("reason", reason, required=True),
             effective_at=self._effective(None),
             actor=actor,
-            idempotency_key=None,
-            fingerprint=None,
         )
 
     def open_dispute(
@@ -1231,15 +917,13 @@ class Payment(Aggregate):
         self._require_clearing()
         require_length("dispute_id", dispute_id, MAX_EXTERNAL_ID_LENGTH)
         require_positive_pence(amount_pence)
-        self.trigger_event(
+        self.record(
             self.DisputeOpened,
             dispute_id=dispute_id,
             amount_pence=amount_pence,
             reason=require_text("reason", reason, required=True),
             effective_at=require_business_datetime(at, "dispute created_date"),
             actor=actor,
-            idempotency_key=None,
-            fingerprint=None,
         )
 
     def move_dispute(
@@ -1252,14 +936,12 @@ class Payment(Aggregate):
             return False
         if status is DisputeStatus.EVIDENCE_SUBMITTED and dispute.status is not DisputeStatus.OPEN:
             return False
-        self.trigger_event(
+        self.record(
             self.DisputeMoved,
             dispute_id=dispute_id,
             status=status.value,
             reason=require_text("reason", reason, required=True),
             actor=actor,
-            idempotency_key=None,
-            fingerprint=None,
         )
         return True
 
@@ -1291,12 +973,10 @@ class Payment(Aggregate):
 
     def record_payer_details_erased(self, *, actor: str, reason: str) -> None:
         reason = require_text("reason", reason, required=True)
-        self.trigger_event(
+        self.record(
             self.PayerDetailsErased,
             reason=reason,
             actor=actor,
-            idempotency_key=None,
-            fingerprint=None,
         )
 
     # ---- queries --------------------------------------------------------------------------
@@ -1326,10 +1006,6 @@ class Payment(Aggregate):
                 f"its allocations are: {held or 'none'}"
             )
         return line
-
-    def is_repeat(self, idempotency_key: str | None, fingerprint: str | None) -> bool:
-        """True when this exact command was applied before; an altered one is refused."""
-        return is_repeat_command(self.commands, idempotency_key, fingerprint, "payment")
 
     def check_invariant(self) -> None:
         """Every penny received is allocated, unallocated, refunded or reversed; none negative."""

@@ -1,0 +1,33 @@
+"""Stored events name their class by topic: splitting domain.payment (#13) moved the refund
+approval workflow to domain.refund_approval but left every event class where stored events
+say it is."""
+
+from __future__ import annotations
+
+from eventsourcing.utils import get_topic, resolve_topic
+
+from domain.payment import Payment
+
+STORED_PAYMENT_EVENTS = (
+    "Received",
+    "Allocated",
+    "Transferred",
+    "Refunded",
+    "RefundRequested",
+    "RefundDeclined",
+    "Reversed",
+    "Noted",
+    "ProviderReported",
+    "PayerDetailsErased",
+    "FeeCharged",
+    "Settled",
+    "DisputeOpened",
+    "DisputeMoved",
+)
+
+
+def test_every_payment_event_keeps_the_topic_stored_events_name() -> None:
+    for name in STORED_PAYMENT_EVENTS:
+        event_class = getattr(Payment, name)
+        assert get_topic(event_class) == f"domain.payment:Payment.{name}"
+        assert resolve_topic(f"domain.payment:Payment.{name}") is event_class
