@@ -62,6 +62,7 @@ from domain.payment import (
     ReversalKind,
     payment_id_for,
 )
+from domain.periods import uk_date
 from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
 
@@ -773,11 +774,14 @@ class IncomeLedger(Application):
         fund = chart.funds[match.fund_code] if match.fund_code else None
         if fund is not None:
             ctx.access.require_funds(chart, [fund.code])
-        counter = counter_of(self, command.office_code, command.till_code, channel)
+        received_at = command.received_at or datetime.now(UTC)
+        counter = counter_of(
+            self, command.office_code, command.till_code, channel, uk_date(received_at)
+        )
         return Payment.receive(
             channel=channel,
             amount_pence=command.amount_pence,
-            received_at=command.received_at or datetime.now(UTC),
+            received_at=received_at,
             reference=command.reference,
             fund_hint=command.fund_code,
             external_id=command.external_id,

@@ -4,12 +4,14 @@ against (domain.offices). Changes are events on the one OfficeRegister."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from domain.errors import ConcurrentUpdate, InvalidRequest
+from domain.cashups import CashUp, CashUpStatus, cashup_id
+from domain.errors import ConcurrentUpdate, InvalidRequest, TillCashedUp
 from domain.offices import OfficeRegister
 from domain.payment import Channel
 
@@ -71,13 +73,30 @@ def _views(register: OfficeRegister) -> list[dict[str, Any]]:
 
 
 def counter_of(
-    ledger: IncomeLedger, office_code: str | None, till_code: str | None, channel: Channel
+    ledger: IncomeLedger,
+    office_code: str | None,
+    till_code: str | None,
+    channel: Channel,
+    received_on: date,
 ) -> tuple[str, str] | None:
-    """The checked (office, till) of a receipt taken at a counter, or None for others."""
+    """The checked (office, till) of a receipt taken at a counter, or None for others.
+    A till's day whose cash-up was approved is final: its count matched what was recorded
+    then, so a receipt for it now would break what the authoriser signed off."""
     if office_code is None and till_code is None:
         return None
     if not office_code or not till_code:
         raise InvalidRequest(
             "a receipt taken at a counter names both its office and its till (or neither)"
         )
-    return office_register(ledger).counter(office_code, till_code, channel.value)
+    counter = office_register(ledger).counter(office_code, till_code, channel.value)
+    try:
+        cashup = ledger.repository.get(cashup_id(*counter, received_on))
+    except AggregateNotFoundError:
+        return counter
+    if isinstance(cashup, CashUp) and cashup.status is CashUpStatus.APPROVED:
+        raise TillCashedUp(
+            f"till {counter[1]} at {counter[0]} was cashed up for {received_on} and the "
+            "cash-up approved: record the receipt on a till still open for the day, or "
+            "on the day it is paid in"
+        )
+    return counter

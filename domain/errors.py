@@ -249,6 +249,12 @@ class CashUpAlreadyApproved(RuleViolation):
     code = "cashup_already_approved"
 
 
+class TillCashedUp(RuleViolation):
+    """A till's day whose cash-up was approved takes no more receipts."""
+
+    code = "till_cashed_up"
+
+
 class CashUpStale(RuleViolation):
     """Receipts were recorded for the till after its cash-up was submitted."""
 

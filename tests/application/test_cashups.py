@@ -31,6 +31,7 @@ from domain.errors import (
     PeriodClosed,
     ReasonRequired,
     SecondPersonRequired,
+    TillCashedUp,
     TillNotFound,
 )
 from domain.periods import uk_date
@@ -167,6 +168,21 @@ def test_an_approval_after_new_receipts_is_refused_as_stale(ledger, office) -> N
     take(ledger, "cash", 500)
     with pytest.raises(CashUpStale, match="return it"):
         approve_cashup(ledger, UUID(submitted["cashup_id"]), SUPERVISOR)
+
+
+def test_an_approved_till_day_takes_no_more_receipts(ledger, office) -> None:
+    take(ledger, "cash", 1000)
+    submitted = submit_cashup(ledger, count(p1000=1), OFFICER)
+    approve_cashup(ledger, UUID(submitted["cashup_id"]), SUPERVISOR)
+    before = ledger.max_position()
+    with pytest.raises(TillCashedUp, match=f"till T1 at CIVIC was cashed up for {YESTERDAY}"):
+        take(ledger, "cash", 500)
+    assert ledger.max_position() == before
+    # Another till, another day, and money taken away from the counters still go in.
+    add_till(ledger, "CIVIC", "T2", SUPERVISOR)
+    assert take(ledger, "cash", 500, till="T2").recorded
+    assert take(ledger, "cash", 500, day=YESTERDAY - timedelta(days=1)).recorded
+    assert ledger.record_payment(RecordPayment("cash", 500, CT_REF), OFFICER).recorded
 
 
 def test_a_closed_day_refuses_a_cash_up(ledger, office) -> None:
