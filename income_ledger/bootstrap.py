@@ -22,6 +22,7 @@ from income_ledger.schema_versions import (
 )
 from income_ledger.settings import Settings
 from projections.chain import AuditChain, has_chain_tables
+from projections.event_reader import EventReader, StoredEvent
 from projections.runner import EventSource, Projection, projection_engine
 
 
@@ -135,16 +136,22 @@ def safe_url(settings: Settings) -> str:
     return make_url(settings.database_url).render_as_string(hide_password=True)
 
 
+def event_reader(ledger: IncomeLedger) -> EventReader:
+    """The event store read with the bare driver and decoded by the ledger's own mapper."""
+    recorder: Any = ledger.recorder
+    table = recorder.events_record_cls.__table__.name
+    return EventReader(recorder.datastore.engine, table, ledger.mapper.to_domain_event)
+
 def event_source(ledger: IncomeLedger) -> EventSource:
     """The projections' view of the event store: pages of (position, domain event)."""
+    return event_reader(ledger).events
 
-    def read(after: int, limit: int) -> list[tuple[int, Any]]:
-        notifications = ledger.recorder.select_notifications(
-            start=after, limit=limit, inclusive_of_start=False
-        )
-        return [(n.id, ledger.mapper.to_domain_event(n)) for n in notifications]
 
-    return read
+def read_events(
+    ledger: IncomeLedger, after: int = 0, page_size: int = 1000
+) -> Iterator[tuple[int, Any]]:
+    """Every domain event in recording order with its position (replay, audit export)."""
+    return event_reader(ledger).all_events(after, page_size)
 
 
 def build_projection(
@@ -158,18 +165,10 @@ def build_projection(
 # ---- the auditor's view of the event store (issue #5) -------------------------------------
 
 
-def stored_event_source(
-    ledger: IncomeLedger,
-) -> Callable[[int | None, int], list[Notification]]:
+def stored_event_source(ledger: IncomeLedger) -> Callable[[int | None, int], list[StoredEvent]]:
     """Pages of event rows exactly as stored (no decoding), for the tamper-evidence chain;
     `after=None` starts at the lowest id in the table, even one at 0 or below."""
-
-    def read(after: int | None, limit: int) -> list[Notification]:
-        return ledger.recorder.select_notifications(
-            start=after, limit=limit, inclusive_of_start=False
-        )
-
-    return read
+    return event_reader(ledger).rows
 
 
 def stored_events_of(ledger: IncomeLedger, originator_id: UUID) -> list[Notification]:

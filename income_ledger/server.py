@@ -21,7 +21,12 @@ from application.govuk_pay import SigningSecret, parse_signing_secrets
 from application.ledger import IncomeLedger
 from domain.errors import InvalidRequest
 from domain.gl_export import parse_columns
-from income_ledger.bootstrap import build_audit_chain, build_ledger, build_projection
+from income_ledger.bootstrap import (
+    build_audit_chain,
+    build_ledger,
+    build_projection,
+    read_events,
+)
 from income_ledger.logging_setup import logging_config
 from income_ledger.settings import Settings
 from income_ledger.version import version
@@ -136,7 +141,7 @@ def web_config(settings: Settings) -> WebConfig:
 def build_services(settings: Settings, ledger: IncomeLedger, api_keys: ApiKeys) -> Services:
     def replay(as_at: datetime, known_at: datetime | None, fund: str | None) -> ReplayResult:
         return replay_balances(
-            ledger.read_events(page_size=REPLAY_PAGE_SIZE),
+            read_events(ledger, page_size=REPLAY_PAGE_SIZE),
             as_at=as_at,
             known_at=known_at,
             fund_code=fund,

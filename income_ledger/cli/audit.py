@@ -136,6 +136,8 @@ def replay(
 
 
 def _replayed(as_at: str, known_at: str | None, fund: str | None) -> ReplayResult:
+    from income_ledger.bootstrap import read_events
+
     as_at_moment = parse_moment(as_at, "--as-at")
     known_at_moment = parse_moment(known_at, "--known-at") if known_at else None
     with helpers.ledger() as led, _readable_events():
@@ -143,7 +145,7 @@ def _replayed(as_at: str, known_at: str | None, fund: str | None) -> ReplayResul
             fund = led.fund(fund)["code"]  # an unknown code gets a message listing the funds
         with helpers.progress_bar(led.max_position(), "replaying") as advance:
             return replay_balances(
-                _reporting(led.read_events(page_size=READ_PAGE_SIZE), advance),
+                _reporting(read_events(led, page_size=READ_PAGE_SIZE), advance),
                 as_at=as_at_moment,
                 known_at=known_at_moment,
                 fund_code=fund,
@@ -577,6 +579,8 @@ def audit_export(
 ) -> None:
     """Write the audit trail (one row per event) and the postings of a period as CSV, with a
     manifest of counts and SHA-256 checksums."""
+    from income_ledger.bootstrap import read_events
+
     first, last = parse_day(from_day, "--from"), parse_day(to_day, "--to")
     if last < first:
         raise InvalidRequest(f"--to {last} is before --from {first}: swap them")
@@ -596,7 +600,7 @@ def audit_export(
         helpers.progress_bar(led.max_position(), "exporting") as advance,
     ):
         summary = export_audit(
-            _reporting(led.read_events(page_size=READ_PAGE_SIZE), advance),
+            _reporting(read_events(led, page_size=READ_PAGE_SIZE), advance),
             out_dir,
             start=uk_day_start(first),
             end=uk_day_start(last + timedelta(days=1)),
