@@ -15,7 +15,9 @@ Every option can also be set in the environment, which is how `make bench` takes
 LEDGER_BENCH_EVENTS (default 20000; the issue's figures are at about 95000),
 LEDGER_BENCH_BACKENDS, LEDGER_BENCH_REPEATS, LEDGER_BENCH_PAGE_SIZE,
 LEDGER_BENCH_PG_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
-LEDGER_BENCH_PG_DB (default income_ledger_bench_table; dropped!).
+LEDGER_BENCH_PG_DB (default income_ledger_bench_table; dropped!) and LEDGER_BENCH_ROWS (only
+the rows whose path contains one of these comma-separated words, like "rebuild,verify";
+default all).
 
 A new row is one registration: `@row("path", "goal")` on a function that takes the `Bench`
 and returns a `Figure`; `not_measured("path", "goal", "why")` holds a row's place until then.
@@ -69,6 +71,7 @@ DEFAULTS = {
     "page_size": 5000,
     "pg_admin_url": "postgresql://postgres@127.0.0.1:5432/postgres",
     "pg_db": "income_ledger_bench_table",
+    "rows": "",
 }
 FOLLOW_UPS_PER_KIND = 5  # allocations, refunds and transfers after each batch of 1,000
 BULK_BATCH = 1000
@@ -434,7 +437,10 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> Result:
                 connection.cursor().execute("VACUUM ANALYZE")
         bench = Bench(backend, url, settings, ledger, events, args)
         result = Result(backend, events, filled["events_per_s"])
+        wanted = [word for word in args.rows.split(",") if word]
         for entry in ROWS:
+            if wanted and not any(word in entry.path for word in wanted):
+                continue
             measured = entry.measure is not None and backend in entry.backends
             figure = entry.measure(bench) if entry.measure is not None and measured else None
             why_not = entry.why_not or f"measured on {', '.join(entry.backends)} only"

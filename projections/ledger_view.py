@@ -1,8 +1,9 @@
 """Fills the read-model tables from domain events, a page at a time.
 
 A page of events is applied in memory (the payments it touches are loaded first), then
-written with set-based statements: inserts for postings and the audit trail, additive upserts
-for balances and takings, replacing upserts for payment rows. The caller commits the page in
+written with one statement per table through the bare driver (projections.bulk_write): COPY
+(PostgreSQL) for postings and the audit trail, one additive upsert for balances and takings,
+one replacing upsert for payment rows. The caller commits the page in
 the same transaction as its tracking position, which makes the projection exactly once.
 """
 
@@ -14,15 +15,14 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.engine import Connection
 
 from domain.funds import FundChart
 from domain.imports import ImportBatch, batch_totals
 from domain.payment import AUTO_ALLOCATION_ACTOR, Payment, payment_status
 from domain.postings import Posting, effective_at, income_account, postings_for
+from projections.bulk_write import insert_rows, upsert_rows
 from projections.schema import SUSPENSE_FUND, ReadModel
 
 UK = ZoneInfo("Europe/London")
@@ -62,18 +62,7 @@ class Counters:
             dict(zip(self.key_columns, key, strict=True)) | self.extra.get(key, {}) | values
             for key, values in self.rows.items()
         ]
-        statement = _insert(connection, table)
-        statement = statement.on_conflict_do_update(
-            index_elements=list(self.key_columns),
-            set_={c: table.c[c] + statement.excluded[c] for c in self.value_columns},
-        )
-        connection.execute(statement, rows)
-
-
-def _insert(connection: Connection, table: Table) -> Any:
-    if connection.dialect.name == "postgresql":
-        return pg_insert(table)
-    return sqlite_insert(table)
+        upsert_rows(connection, table, self.key_columns, rows, add=self.value_columns)
 
 
 class PageProjector:
@@ -375,10 +364,8 @@ class _PageState:
 
     def write(self) -> None:
         model, connection = self.model, self.connection
-        if self.postings:
-            connection.execute(insert(model.postings), self.postings)
-        if self.audit:
-            connection.execute(insert(model.audit_trail), self.audit)
+        insert_rows(connection, model.postings, self.postings)
+        insert_rows(connection, model.audit_trail, self.audit)
         self.accounts.write(connection, model.account_balances)
         self.funds.write(connection, model.fund_balances)
         self.channels.write(connection, model.channel_totals)
@@ -388,8 +375,7 @@ class _PageState:
 
     def _write_import_batches(self) -> None:
         table, connection = self.model.import_batches, self.connection
-        if self.import_batches:
-            connection.execute(insert(table), self.import_batches)
+        insert_rows(connection, table, self.import_batches)
         for reversal in self.import_reversals:  # a batch is reversed at most once
             connection.execute(
                 update(table)
@@ -402,10 +388,10 @@ class _PageState:
             return
         model, connection = self.model, self.connection
         rows = [self.payments[pid] for pid in sorted(self.touched)]
-        _replace(connection, model.payments, ["payment_id"], rows)
+        upsert_rows(connection, model.payments, ["payment_id"], rows)
         lines = [line for pid in sorted(self.touched) for line in self.lines[pid].values()]
         if lines:
-            _replace(
+            upsert_rows(
                 connection,
                 model.payment_allocations,
                 ["payment_id", "fund_code", "reference"],
@@ -426,7 +412,7 @@ class _PageState:
         ]
         cleared = [row["payment_id"] for row in rows if row["unallocated_pence"] <= 0]
         if open_items:
-            _replace(connection, model.suspense_items, ["payment_id"], open_items)
+            upsert_rows(connection, model.suspense_items, ["payment_id"], open_items)
         for chunk in _chunks(cleared, 500):
             connection.execute(
                 delete(model.suspense_items).where(model.suspense_items.c.payment_id.in_(chunk))
@@ -515,17 +501,6 @@ def posting_rows(
         }
         for posting in postings_for(event)
     ]
-
-
-def _replace(
-    connection: Connection, table: Table, keys: list[str], rows: list[dict[str, Any]]
-) -> None:
-    statement = _insert(connection, table)
-    columns = [c.name for c in table.columns if c.name not in keys]
-    statement = statement.on_conflict_do_update(
-        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
-    )
-    connection.execute(statement, rows)
 
 
 def _audit_subject(event: Any) -> tuple[str | None, str | None, int | None]:
