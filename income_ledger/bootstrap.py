@@ -142,6 +142,7 @@ def event_reader(ledger: IncomeLedger) -> EventReader:
     table = recorder.events_record_cls.__table__.name
     return EventReader(recorder.datastore.engine, table, ledger.mapper.to_domain_event)
 
+
 def event_source(ledger: IncomeLedger) -> EventSource:
     """The projections' view of the event store: pages of (position, domain event)."""
     return event_reader(ledger).events
