@@ -1,13 +1,14 @@
-"""The money of a payment's allocation lines.
+"""The money of a payment's allocation lines, and the values its events store about them.
 
 A line is the money of one receipt allocated to one fund and reference, kept per VAT rate.
-Events store a line's VAT parts as plain dicts (the shape every stored event has), written by
-VatPart.to_dict and read by VatPart.from_dict.
+Events store their lines and parts as plain dicts (the shape every stored event has); the
+classes here write them (`to_dict`) and read them (`from_dict`), so nobody else subscripts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from domain.money import vat_from_gross
 
@@ -41,6 +42,75 @@ class VatPart:
     @classmethod
     def from_dict(cls, data: dict[str, int]) -> VatPart:
         return cls(data["vat_rate_basis_points"], data["amount_pence"], data["vat_pence"])
+
+
+def vat_parts_from(stored: list[dict[str, int]] | None) -> tuple[VatPart, ...] | None:
+    """The VAT parts an event stored (None in events stored when a line held one rate only)."""
+    return None if stored is None else tuple(VatPart.from_dict(part) for part in stored)
+
+
+@dataclass(frozen=True)
+class AllocatedLine:
+    """One line of an Allocated event: money added to a fund and reference at one VAT rate.
+
+    Events store it as a plain dict (`to_dict`), the form every stored event already has.
+    """
+
+    fund_code: str
+    reference: str
+    amount_pence: int
+    vat_rate_basis_points: int
+    vat_pence: int
+
+    @property
+    def part(self) -> VatPart:
+        return VatPart(self.vat_rate_basis_points, self.amount_pence, self.vat_pence)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AllocatedLine:
+        return cls(
+            data["fund_code"],
+            data["reference"],
+            data["amount_pence"],
+            data["vat_rate_basis_points"],
+            data["vat_pence"],
+        )
+
+
+@dataclass(frozen=True)
+class ReversedPart:
+    """One allocation line's money taken back by a Reversed event, stored as a plain dict."""
+
+    fund_code: str
+    reference: str
+    amount_pence: int
+    vat_pence: int
+    # The money at each VAT rate, when the event recorded it.
+    vat_parts: tuple[VatPart, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {
+            "fund_code": self.fund_code,
+            "reference": self.reference,
+            "amount_pence": self.amount_pence,
+            "vat_pence": self.vat_pence,
+        }
+        if self.vat_parts is not None:
+            stored["vat_parts"] = [part.to_dict() for part in self.vat_parts]
+        return stored
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReversedPart:
+        return cls(
+            data["fund_code"],
+            data["reference"],
+            data["amount_pence"],
+            data["vat_pence"],
+            vat_parts_from(data.get("vat_parts")),
+        )
 
 
 @dataclass(frozen=True)

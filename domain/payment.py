@@ -18,10 +18,13 @@ from uuid import UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.allocation_lines import (
+    AllocatedLine,
     AllocationLine,
+    ReversedPart,
     VatPart,
     describe_source,
     line_key,
+    vat_parts_from,
 )
 from domain.cards import reject_card_numbers, reject_control_characters, require_text
 from domain.errors import (
@@ -248,20 +251,22 @@ class Payment(RefundApproval, Aggregate):
         import_rule: dict[str, Any] | None = None
 
     class Allocated(Event):
+        # Stored as plain dicts (AllocatedLine.to_dict); read them as `allocated_lines`.
         lines: list[dict[str, Any]]
         reason: str
         effective_at: datetime
         # The import rule that made this allocation, when one did (see Received).
         import_rule: dict[str, Any] | None = None
 
+        @property
+        def allocated_lines(self) -> tuple[AllocatedLine, ...]:
+            return tuple(AllocatedLine.from_dict(line) for line in self.lines)
+
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
-            for data in self.lines:
-                part = VatPart(
-                    data["vat_rate_basis_points"], data["amount_pence"], data["vat_pence"]
-                )
-                payment.add_to_line(data["fund_code"], data["reference"], part)
-                payment.unallocated_pence -= data["amount_pence"]
+            for line in self.allocated_lines:
+                payment.add_to_line(line.fund_code, line.reference, line.part)
+                payment.unallocated_pence -= line.amount_pence
 
     class Transferred(Event):
         from_fund_code: str
@@ -285,7 +290,7 @@ class Payment(RefundApproval, Aggregate):
                 self.from_reference,
                 self.amount_pence,
                 self.from_vat_pence,
-                self.from_vat_parts,
+                vat_parts_from(self.from_vat_parts),
             )
             part = VatPart(self.to_vat_rate_basis_points, self.amount_pence, self.to_vat_pence)
             payment.add_to_line(self.to_fund_code, self.to_reference, part)
@@ -315,7 +320,7 @@ class Payment(RefundApproval, Aggregate):
                     self.reference,
                     self.amount_pence,
                     self.vat_pence,
-                    self.vat_parts,
+                    vat_parts_from(self.vat_parts),
                 )
             payment.refunded_pence += self.amount_pence
             payment.add_clearing_moves(self)
@@ -357,20 +362,25 @@ class Payment(RefundApproval, Aggregate):
         kind: str
         channel: str
         amount_pence: int
+        # Stored as plain dicts (ReversedPart.to_dict); read them as `reversed_parts`.
         parts: list[dict[str, Any]]
         suspense_pence: int
         reason: str
         effective_at: datetime
 
+        @property
+        def reversed_parts(self) -> tuple[ReversedPart, ...]:
+            return tuple(ReversedPart.from_dict(part) for part in self.parts)
+
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
-            for part in self.parts:
+            for part in self.reversed_parts:
                 payment.take_from_line(
-                    part["fund_code"],
-                    part["reference"],
-                    part["amount_pence"],
-                    part["vat_pence"],
-                    part.get("vat_parts"),
+                    part.fund_code,
+                    part.reference,
+                    part.amount_pence,
+                    part.vat_pence,
+                    part.vat_parts,
                 )
             payment.unallocated_pence -= self.suspense_pence
             payment.reversed_pence += self.amount_pence
@@ -571,7 +581,9 @@ class Payment(RefundApproval, Aggregate):
         if fund is not None:
             payment.record(
                 cls.Allocated,
-                lines=[payment._allocation_delta(fund, reference, amount_pence, received_at)],
+                lines=[
+                    payment._allocation_delta(fund, reference, amount_pence, received_at).to_dict()
+                ],
                 reason=match.detail,
                 effective_at=received_at,
                 actor=AUTO_ALLOCATION_ACTOR,
@@ -613,7 +625,7 @@ class Payment(RefundApproval, Aggregate):
             )
         effective = self._effective(effective_at)
         lines = [
-            self._allocation_delta(fund, reference, amount, effective)
+            self._allocation_delta(fund, reference, amount, effective).to_dict()
             for fund, reference, amount in merged.values()
         ]
         self.record(
@@ -662,8 +674,8 @@ class Payment(RefundApproval, Aggregate):
             to_reference=to_reference,
             amount_pence=amount_pence,
             from_vat_pence=sum(part.vat_pence for part in taken),
-            to_vat_pence=target["vat_pence"],
-            to_vat_rate_basis_points=target["vat_rate_basis_points"],
+            to_vat_pence=target.vat_pence,
+            to_vat_rate_basis_points=target.vat_rate_basis_points,
             from_vat_parts=[part.to_dict() for part in taken],
             reason=reason,
             effective_at=effective,
@@ -802,12 +814,9 @@ class Payment(RefundApproval, Aggregate):
         self._require_not_reversed()
         reason = require_text("reason", reason, required=True)
         parts = [
-            {
-                "fund_code": line.fund_code,
-                "reference": line.reference,
-                "amount_pence": line.amount_pence,
-                "vat_pence": line.vat_pence,
-            }
+            ReversedPart(
+                line.fund_code, line.reference, line.amount_pence, line.vat_pence
+            ).to_dict()
             for line in self.lines_with_money()
         ]
         total = self.remaining_pence
@@ -1033,12 +1042,12 @@ class Payment(RefundApproval, Aggregate):
         reference: str,
         amount_pence: int,
         vat_pence: int,
-        vat_parts: list[dict[str, int]] | None,
+        vat_parts: tuple[VatPart, ...] | None,
     ) -> None:
         """Apply a move out of a line exactly as its event recorded it."""
         line = self.lines[line_key(fund_code, reference)]
         if vat_parts is not None:
-            taken = tuple(VatPart.from_dict(part) for part in vat_parts)
+            taken = vat_parts
         elif len(line.parts) == 1:  # stored before lines had parts: one rate only
             rate = line.parts[0].vat_rate_basis_points
             taken = (VatPart(rate, amount_pence, vat_pence),)
@@ -1048,19 +1057,15 @@ class Payment(RefundApproval, Aggregate):
 
     def _allocation_delta(
         self, fund: Fund, reference: str, amount_pence: int, moment: datetime
-    ) -> dict[str, Any]:
+    ) -> AllocatedLine:
         """An allocation line for an event: the fund's VAT rate in force at `moment`."""
         line = self.lines.get(line_key(fund.code, reference)) or AllocationLine(
             fund.code, reference
         )
         part = line.adding(fund.vat_rate_at(moment), amount_pence)
-        return {
-            "fund_code": fund.code,
-            "reference": reference,
-            "amount_pence": amount_pence,
-            "vat_rate_basis_points": part.vat_rate_basis_points,
-            "vat_pence": part.vat_pence,
-        }
+        return AllocatedLine(
+            fund.code, reference, amount_pence, part.vat_rate_basis_points, part.vat_pence
+        )
 
     def _refund_source(self, fund_code: str | None, reference: str | None) -> AllocationLine | None:
         """The allocation a refund comes from; None means the unallocated part."""

@@ -147,11 +147,9 @@ def _postings(event: Any) -> Iterable[Posting]:
         yield Posting(debit, event.amount_pence)
         yield Posting(SUSPENSE, -event.amount_pence)
     elif isinstance(event, Payment.Allocated):
-        for line in event.lines:
-            yield Posting(SUSPENSE, line["amount_pence"])
-            yield from _income(
-                line["fund_code"], line["reference"], -line["amount_pence"], -line["vat_pence"]
-            )
+        for line in event.allocated_lines:
+            yield Posting(SUSPENSE, line.amount_pence)
+            yield from _income(line.fund_code, line.reference, -line.amount_pence, -line.vat_pence)
     elif isinstance(event, Payment.Transferred):
         yield from _income(
             event.from_fund_code, event.from_reference, event.amount_pence, event.from_vat_pence
@@ -168,10 +166,8 @@ def _postings(event: Any) -> Iterable[Posting]:
             )
         yield Posting(refunds_account(event.channel), -event.amount_pence)
     elif isinstance(event, Payment.Reversed):
-        for part in event.parts:
-            yield from _income(
-                part["fund_code"], part["reference"], part["amount_pence"], part["vat_pence"]
-            )
+        for part in event.reversed_parts:
+            yield from _income(part.fund_code, part.reference, part.amount_pence, part.vat_pence)
         if event.suspense_pence:
             yield Posting(SUSPENSE, event.suspense_pence)
         yield Posting(reversals_account(event.channel), -event.amount_pence)

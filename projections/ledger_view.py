@@ -198,31 +198,31 @@ class _PageState:
         day = uk_date(moment)
         received_day = row["received_date"]
         if isinstance(event, Payment.Allocated):
-            total = sum(line["amount_pence"] for line in event.lines)
+            total = sum(line.amount_pence for line in event.allocated_lines)
             row["allocated_pence"] += total
             row["unallocated_pence"] -= total
-            for line in event.lines:
+            for line in event.allocated_lines:
                 self._move(
                     payment_id,
-                    line["fund_code"],
-                    line["reference"],
-                    line["amount_pence"],
-                    line["vat_pence"],
+                    line.fund_code,
+                    line.reference,
+                    line.amount_pence,
+                    line.vat_pence,
                 )
-                self.funds.add((line["fund_code"],), allocated_pence=line["amount_pence"])
+                self.funds.add((line.fund_code,), allocated_pence=line.amount_pence)
                 if event.actor == AUTO_ALLOCATION_ACTOR and event.originator_version == 2:
                     self.takings.add(
                         (received_day, channel, SUSPENSE_FUND),
                         receipts_count=-1,
-                        received_pence=-line["amount_pence"],
-                        net_pence=-line["amount_pence"],
+                        received_pence=-line.amount_pence,
+                        net_pence=-line.amount_pence,
                     )
                     self.takings.add(
-                        (received_day, channel, line["fund_code"]),
+                        (received_day, channel, line.fund_code),
                         receipts_count=1,
-                        received_pence=line["amount_pence"],
-                        vat_pence=line["vat_pence"],
-                        net_pence=line["amount_pence"],
+                        received_pence=line.amount_pence,
+                        vat_pence=line.vat_pence,
+                        net_pence=line.amount_pence,
                     )
         elif isinstance(event, Payment.Transferred):
             self._move(
@@ -268,21 +268,21 @@ class _PageState:
         elif isinstance(event, Payment.Reversed):
             row["reversed_pence"] += event.amount_pence
             row["unallocated_pence"] -= event.suspense_pence
-            for part in event.parts:
-                row["allocated_pence"] -= part["amount_pence"]
+            for part in event.reversed_parts:
+                row["allocated_pence"] -= part.amount_pence
                 self._move(
                     payment_id,
-                    part["fund_code"],
-                    part["reference"],
-                    -part["amount_pence"],
-                    -part["vat_pence"],
+                    part.fund_code,
+                    part.reference,
+                    -part.amount_pence,
+                    -part.vat_pence,
                 )
-                self.funds.add((part["fund_code"],), reversals_pence=part["amount_pence"])
+                self.funds.add((part.fund_code,), reversals_pence=part.amount_pence)
                 self.takings.add(
-                    (day, channel, part["fund_code"]),
+                    (day, channel, part.fund_code),
                     reversals_count=1,
-                    reversals_pence=part["amount_pence"],
-                    net_pence=-part["amount_pence"],
+                    reversals_pence=part.amount_pence,
+                    net_pence=-part.amount_pence,
                 )
             if event.suspense_pence:
                 self.takings.add(
@@ -508,13 +508,12 @@ def _audit_subject(event: Any) -> tuple[str | None, str | None, int | None]:
     if isinstance(event, Payment.Received):
         return event.fund_hint, event.reference, event.amount_pence
     if isinstance(event, Payment.Allocated):
-        first = event.lines[0]
-        funds = {line["fund_code"] for line in event.lines}
-        single = len(event.lines) == 1
+        lines = event.allocated_lines
+        funds = {line.fund_code for line in lines}
         return (
-            first["fund_code"] if len(funds) == 1 else None,
-            first["reference"] if single else None,
-            sum(line["amount_pence"] for line in event.lines),
+            lines[0].fund_code if len(funds) == 1 else None,
+            lines[0].reference if len(lines) == 1 else None,
+            sum(line.amount_pence for line in lines),
         )
     if isinstance(event, Payment.Transferred):
         return event.to_fund_code, event.to_reference, event.amount_pence
