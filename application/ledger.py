@@ -62,7 +62,6 @@ from domain.payment import (
     ReversalKind,
     payment_id_for,
 )
-from domain.periods import uk_date
 from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
 
@@ -775,9 +774,7 @@ class IncomeLedger(Application):
         if fund is not None:
             ctx.access.require_funds(chart, [fund.code])
         received_at = command.received_at or datetime.now(UTC)
-        counter = counter_of(
-            self, command.office_code, command.till_code, channel, uk_date(received_at)
-        )
+        counter = counter_of(self, command.office_code, command.till_code, channel, received_at)
         return Payment.receive(
             channel=channel,
             amount_pence=command.amount_pence,

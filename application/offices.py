@@ -4,7 +4,7 @@ against (domain.offices). Changes are events on the one OfficeRegister."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.application import AggregateNotFoundError
@@ -12,8 +12,10 @@ from eventsourcing.persistence import IntegrityError
 
 from domain.cashups import CashUp, CashUpStatus, cashup_id
 from domain.errors import ConcurrentUpdate, InvalidRequest, TillCashedUp
+from domain.limits import require_business_datetime
 from domain.offices import OfficeRegister
 from domain.payment import Channel
+from domain.periods import uk_date
 
 if TYPE_CHECKING:
     from application.ledger import CommandContext, IncomeLedger
@@ -77,7 +79,7 @@ def counter_of(
     office_code: str | None,
     till_code: str | None,
     channel: Channel,
-    received_on: date,
+    received_at: datetime,
 ) -> tuple[str, str] | None:
     """The checked (office, till) of a receipt taken at a counter, or None for others.
     A till's day whose cash-up was approved is final: its count matched what was recorded
@@ -89,6 +91,7 @@ def counter_of(
             "a receipt taken at a counter names both its office and its till (or neither)"
         )
     counter = office_register(ledger).counter(office_code, till_code, channel.value)
+    received_on = uk_date(require_business_datetime(received_at, "received_at"))
     try:
         cashup = ledger.repository.get(cashup_id(*counter, received_on))
     except AggregateNotFoundError:

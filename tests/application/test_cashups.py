@@ -26,6 +26,7 @@ from domain.errors import (
     CashUpStale,
     ChannelNotTaken,
     IdempotencyKeyReused,
+    InvalidEffectiveDate,
     InvalidRequest,
     OfficeNotOpen,
     PeriodClosed,
@@ -183,6 +184,9 @@ def test_an_approved_till_day_takes_no_more_receipts(ledger, office) -> None:
     assert take(ledger, "cash", 500, till="T2").recorded
     assert take(ledger, "cash", 500, day=YESTERDAY - timedelta(days=1)).recorded
     assert ledger.record_payment(RecordPayment("cash", 500, CT_REF), OFFICER).recorded
+    # A date outside the business range is refused as such before any till is looked up.
+    with pytest.raises(InvalidEffectiveDate):
+        take(ledger, "cash", 500, day=date(1, 1, 1))
 
 
 def test_a_closed_day_refuses_a_cash_up(ledger, office) -> None:
