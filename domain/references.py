@@ -110,9 +110,8 @@ class CheckDigitRule:
                 f"check_characters must give {needed} characters (one for each check value "
                 f"0 to {needed - 1}), not {len(self.check_characters)}"
             )
-        if not self.check_characters.isascii() or not self.check_characters.isalnum():
-            raise InvalidFundDefinition("check_characters must be capital letters and digits")
-        if self.check_characters != self.check_characters.upper():
+        table = self.check_characters
+        if not (table.isascii() and table.isalnum() and table == table.upper()):
             raise InvalidFundDefinition("check_characters must be capital letters and digits")
 
     def _check_substitutions(self) -> None:
@@ -230,11 +229,7 @@ CHECK_DIGIT_KEYS = frozenset(
 def _substitution_pairs(raw: Any) -> tuple[tuple[str, str], ...]:
     """Pairs from JSON: [["BJ", "05"], ...] or {"BJ": "05", ...}."""
     items = raw.items() if isinstance(raw, dict) else raw
-    pairs = []
-    for item in items:
-        prefix, digits = item
-        pairs.append((str(prefix), str(digits)))
-    return tuple(pairs)
+    return tuple((str(prefix), str(digits)) for prefix, digits in items)
 
 
 def mask_parts(mask: str) -> list[str]:

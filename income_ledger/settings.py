@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.auth import DEFAULT_PARTIAL_REFUND_ROLES
 from api.services import MAX_IMPORT_BYTES
 from application.ledger import DEFAULT_REFUND_APPROVAL_LIMIT_PENCE
 
@@ -80,7 +81,7 @@ class Settings(LogSettings):
         "second person's approval",
     )
     partial_refund_roles: str = Field(
-        "officer,supervisor",
+        ",".join(sorted(DEFAULT_PARTIAL_REFUND_ROLES)),
         description="roles that may refund part of what a payment (or one allocation) holds, "
         "comma separated; the others may refund all of it only",
     )
