@@ -32,11 +32,13 @@ from domain.imports import (
     ALLPAY_TYPES,
     MAX_IMPORT_LINES,
     ImportBatch,
+    ImportedLine,
     ImportFormat,
     ImportLine,
     LineKind,
     LineProblem,
     ParsedFile,
+    StatementLink,
     batch_id_for,
     check_file_name,
     decode,
@@ -271,34 +273,30 @@ def _unmatched_return(line: ImportLine) -> str:
 def _original(
     ledger: IncomeLedger,
     line: ImportLine,
-    candidates: list[dict[str, Any]],
+    candidates: list[ImportedLine],
     taken: set[str],
 ) -> Payment | None:
     reference = normalise_reference(line.reference)
     for candidate in candidates:
         # A rule may have rewritten the receipt's reference: the file's is the one to match.
-        file_reference = (candidate.get("import_rule") or {}).get("file_reference")
+        file_reference = (candidate.import_rule or {}).get("file_reference")
         if (
-            (file_reference or candidate["reference"]) != reference
-            or candidate["amount_pence"] != line.amount_pence
-            or candidate["payment_id"] in taken
+            (file_reference or candidate.reference) != reference
+            or candidate.amount_pence != line.amount_pence
+            or candidate.payment_id in taken
         ):
             continue
-        payment = ledger.repository.get(UUID(candidate["payment_id"]))
+        payment = ledger.repository.get(UUID(candidate.payment_id))
         if not payment.reversed_pence and payment.remaining_pence == line.amount_pence:
             return payment
     return None
 
 
-def _imported_receipts(ledger: IncomeLedger) -> list[dict[str, Any]]:
+def _imported_receipts(ledger: IncomeLedger) -> list[ImportedLine]:
     """Receipts recorded by earlier imports, newest first."""
     found = []
     for batch in _imported_events(ledger):
-        found.extend(
-            line
-            for line in batch.lines
-            if line["outcome"] == "recorded" and line["kind"] == LineKind.RECEIPT.value
-        )
+        found.extend(line for line in batch.imported_lines if line.is_new_receipt)
     return found[::-1]
 
 
@@ -310,7 +308,7 @@ def _record(
     receipts: list[ImportLine],
     payments: list[Payment],
     returned: list[tuple[ImportLine, Payment]],
-    linked: list[tuple[ImportLine, dict[str, Any]]],
+    linked: list[tuple[ImportLine, StatementLink]],
     ctx: CommandContext,
 ) -> ImportOutcome:
     for line, payment in returned:
@@ -331,7 +329,7 @@ def _record(
                 for line, outcome in zip(receipts, outcomes, strict=True)
             ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
             lines += [_linked_entry(line, link) for line, link in linked]
-            lines.sort(key=lambda entry: entry["line"])
+            lines.sort(key=lambda entry: entry.line)
             batch = ImportBatch.record(
                 parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
             )
@@ -351,7 +349,7 @@ def _record(
 
 def _note_links(
     ledger: IncomeLedger,
-    linked: list[tuple[ImportLine, dict[str, Any]]],
+    linked: list[tuple[ImportLine, StatementLink]],
     file_name: str,
     ctx: CommandContext,
 ) -> list[Payment]:
@@ -364,28 +362,26 @@ def _note_links(
     it after the other committed, it finds the other's note here."""
     noted: dict[str, Payment] = {}
     for line, link in linked:
-        for payment_id in link["matched_payment_ids"]:
+        for payment_id in link.matched_payment_ids:
             # One object per receipt: two payouts of one file may both pay in a card payment.
             payment = noted.get(payment_id) or ledger.repository.get(UUID(payment_id))
             # A card payment is paid in by several payouts (its own, then its refunds'):
             # its settled items, not a note, tell what is paid in.
-            if link["rule"] != CARD_PAYOUT and _paid_in(ledger, payment.id):
+            if link.rule != CARD_PAYOUT and _paid_in(ledger, payment.id):
                 raise ConcurrentUpdate(
                     f"another bank statement paid in receipt {payment_id} at the same moment; "
                     "nothing was saved. Import the file again"
                 )
             where = f"{file_name} line {line.line_number}"
             if payment.clearing_account is not None:
-                day = link.get("settled_day")
+                day = link.settled_day
                 payment.settle(
                     {day} if day else None,
                     payout=where,
                     actor=ctx.actor,
                     reason=f"paid in by bank statement {where}",
                 )
-            payment.note(
-                f"{PAID_IN_NOTE} {where} ({link['rule']}: {link['matched']})", actor=ctx.actor
-            )
+            payment.note(f"{PAID_IN_NOTE} {where} ({link.rule}: {link.matched})", actor=ctx.actor)
             noted[payment_id] = payment
     return list(noted.values())
 
@@ -397,35 +393,37 @@ def _paid_in(ledger: IncomeLedger, payment_id: UUID) -> bool:
     )
 
 
-def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> dict[str, Any]:
-    return {
-        "line": line.line_number,
-        "kind": line.kind.value,
-        "outcome": outcome,
-        "payment_id": payment["payment_id"],
-        "channel": line.channel.value,
-        "payment_type": line.payment_type,
-        "reference": payment["reference"],
-        "amount_pence": line.amount_pence,
-        "status": payment["status"],
-        "import_rule": payment.get("import_rule"),
-    } | ({"booking_date": line.details["booking_date"]} if line.details else {})
+def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> ImportedLine:
+    return ImportedLine(
+        line.line_number,
+        line.kind.value,
+        outcome,
+        payment["payment_id"],
+        line.channel.value,
+        line.payment_type,
+        payment["reference"],
+        line.amount_pence,
+        payment["status"],
+        import_rule=payment.get("import_rule"),
+        booking_date=line.details["booking_date"] if line.details else None,
+    )
 
 
-def _linked_entry(line: ImportLine, link: dict[str, Any]) -> dict[str, Any]:
+def _linked_entry(line: ImportLine, link: StatementLink) -> ImportedLine:
     """A statement line that paid in receipts already recorded: the reconciliation link."""
-    return {
-        "line": line.line_number,
-        "kind": line.kind.value,
-        "outcome": "reconciled",
-        "payment_id": None,
-        "channel": line.channel.value,
-        "payment_type": None,
-        "reference": line.reference,
-        "amount_pence": line.amount_pence,
-        "status": None,
-        "booking_date": (line.details or {}).get("booking_date"),
-    } | link
+    return ImportedLine(
+        line.line_number,
+        line.kind.value,
+        "reconciled",
+        None,
+        line.channel.value,
+        None,
+        line.reference,
+        line.amount_pence,
+        None,
+        booking_date=(line.details or {}).get("booking_date"),
+        link=link,
+    )
 
 
 def _forget(ledger: IncomeLedger, ids: list[UUID]) -> None:
@@ -471,7 +469,7 @@ def reverse_import(
 
 def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
     batch = _batch(ledger, batch_id)
-    return batch_view(batch) | {"lines": batch.lines}
+    return batch_view(batch) | {"lines": [line.to_dict() for line in batch.lines]}
 
 
 def list_imports(ledger: IncomeLedger, limit: int = MAX_BATCHES_LISTED) -> list[dict[str, Any]]:

@@ -31,14 +31,21 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
 from eventsourcing.utils import get_topic
 
 from application.ledger import IncomeLedger
-from domain.imports import ImportBatch, ImportFormat, ImportLine, LineKind
+from domain.imports import (
+    ImportBatch,
+    ImportedLine,
+    ImportFormat,
+    ImportLine,
+    LineKind,
+    StatementLink,
+)
 from domain.limits import UK, uk_today
 from domain.money import pence_to_pounds
 from domain.payment import ClearingItem, DisputeStatus, Payment, clearing_moves
@@ -71,7 +78,7 @@ class Books:
     linked: set[str] = field(default_factory=set)
     linked_batches: set[str] = field(default_factory=set)
     # credit lines of statements recorded as new receipts: the unmatched statement lines
-    unmatched_lines: list[dict[str, Any]] = field(default_factory=list)
+    unmatched_lines: list[tuple[str, ImportedLine]] = field(default_factory=list)
     # what card providers have yet to pay out, per payment: (item kind, day) -> pence
     clearing: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     clearing_receipts: dict[str, Receipt] = field(default_factory=dict)
@@ -113,7 +120,9 @@ def read_books(ledger: IncomeLedger) -> Books:
     # A statement line whose receipt was reversed (counted twice and taken back by an
     # officer, returned, its import reversed) no longer waits to be explained.
     books.unmatched_lines = [
-        line for line in books.unmatched_lines if line["payment_id"] not in reversed_ids
+        (batch_id, line)
+        for batch_id, line in books.unmatched_lines
+        if line.payment_id not in reversed_ids
     ]
     return books
 
@@ -159,16 +168,16 @@ def _add_batch(ledger: IncomeLedger, books: Books, event: ImportBatch.Imported) 
         return
     if event.file_format not in {f.value for f in STATEMENT_FORMATS}:
         books.batches[batch_id] = [
-            line["payment_id"] for line in event.lines if line["outcome"] == "recorded"
+            line.payment_id for line in event.imported_lines if line.outcome == "recorded"
         ]
         return
-    for line in event.lines:
-        if line["outcome"] == "reconciled":
-            books.linked.update(line["matched_payment_ids"])
-            if line.get("matched_batch_id"):
-                books.linked_batches.add(line["matched_batch_id"])
-        elif line["outcome"] == "recorded" and line["kind"] == LineKind.RECEIPT.value:
-            books.unmatched_lines.append(line | {"batch_id": batch_id})
+    for line in event.imported_lines:
+        if line.link is not None:
+            books.linked.update(line.link.matched_payment_ids)
+            if line.link.matched_batch_id:
+                books.linked_batches.add(line.link.matched_batch_id)
+        elif line.is_new_receipt:
+            books.unmatched_lines.append((batch_id, line))
 
 
 def _events(ledger: IncomeLedger, *classes: type) -> Iterator[Any]:
@@ -190,7 +199,7 @@ def _events(ledger: IncomeLedger, *classes: type) -> Iterator[Any]:
 
 def match_lines(
     ledger: IncomeLedger, file_format: ImportFormat, lines: Iterable[ImportLine]
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, StatementLink]:
     """The link for each statement credit line that pays in receipts already recorded, by
     line number; a line not in the result is a new receipt."""
     if file_format not in STATEMENT_FORMATS:
@@ -238,7 +247,7 @@ class Matcher:
                 total = sum(books.receipts[pid].amount_pence for pid in payment_ids)
                 self.batches_by_total[total].append(batch_id)
 
-    def match(self, booked: date, line: ImportLine) -> dict[str, Any] | None:
+    def match(self, booked: date, line: ImportLine) -> StatementLink | None:
         days = [booked - timedelta(days=n) for n in range(MATCH_WINDOW_DAYS + 1)]
         link = (
             self._one_receipt(days, line.amount_pence)
@@ -250,7 +259,7 @@ class Matcher:
             self._take(link)
         return link
 
-    def _one_receipt(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+    def _one_receipt(self, days: list[date], amount_pence: int) -> StatementLink | None:
         for day in days:  # the nearest day first
             same = [
                 r
@@ -262,7 +271,7 @@ class Matcher:
                 return _link("one_receipt", [best], f"{best.channel} receipt of {day}")
         return None
 
-    def _one_batch(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+    def _one_batch(self, days: list[date], amount_pence: int) -> StatementLink | None:
         window = set(days)
         for batch_id in self.batches_by_total.get(amount_pence, ()):
             if batch_id in self.books.linked_batches:
@@ -272,10 +281,10 @@ class Matcher:
                 r.received_on in window and r.payment_id not in self.books.linked for r in receipts
             ):
                 link = _link("import_total", receipts, f"the total of import {batch_id}")
-                return link | {"matched_batch_id": batch_id}
+                return replace(link, matched_batch_id=batch_id)
         return None
 
-    def _channel_day(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+    def _channel_day(self, days: list[date], amount_pence: int) -> StatementLink | None:
         for day in days:  # the nearest day first
             for channel in sorted(self.channels):
                 pence, count = self.open_totals.get((channel, day), (0, 0))
@@ -288,21 +297,21 @@ class Matcher:
                     return _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
         return None
 
-    def _card_payout(self, days: list[date], amount_pence: int) -> dict[str, Any] | None:
+    def _card_payout(self, days: list[date], amount_pence: int) -> StatementLink | None:
         for day in days:  # the nearest day first
             for (channel, settles_on), held in sorted(self.payouts.items()):
                 if settles_on == day and held and sum(held.values()) == amount_pence:
-                    return {
-                        "rule": CARD_PAYOUT,
-                        "matched_payment_ids": sorted(held),
-                        "matched": f"the {channel} payout of {day}",
-                        "settled_day": day.isoformat(),
-                    }
+                    return StatementLink(
+                        CARD_PAYOUT,
+                        tuple(sorted(held)),
+                        f"the {channel} payout of {day}",
+                        settled_day=day.isoformat(),
+                    )
         return None
 
-    def _take(self, link: dict[str, Any]) -> None:
-        settled_day = link.get("settled_day")
-        for payment_id in link["matched_payment_ids"]:
+    def _take(self, link: StatementLink) -> None:
+        settled_day = link.settled_day
+        for payment_id in link.matched_payment_ids:
             for (_, day), held in self.payouts.items():
                 if settled_day is None or day.isoformat() == settled_day:
                     held.pop(payment_id, None)
@@ -312,16 +321,12 @@ class Matcher:
                 totals[0] -= receipt.amount_pence
                 totals[1] -= 1
             self.books.linked.add(payment_id)
-        if link.get("matched_batch_id"):
-            self.books.linked_batches.add(link["matched_batch_id"])
+        if link.matched_batch_id:
+            self.books.linked_batches.add(link.matched_batch_id)
 
 
-def _link(rule: str, receipts: list[Receipt], what: str) -> dict[str, Any]:
-    return {
-        "rule": rule,
-        "matched_payment_ids": sorted(r.payment_id for r in receipts),
-        "matched": what,
-    }
+def _link(rule: str, receipts: list[Receipt], what: str) -> StatementLink:
+    return StatementLink(rule, tuple(sorted(r.payment_id for r in receipts)), what)
 
 
 # ---- the exceptions report -------------------------------------------------------------------
@@ -341,7 +346,7 @@ def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any
     disputes not yet decided (money at risk), oldest first, by age."""
     today = today or uk_today()
     books = read_books(ledger)
-    lines = [_line_row(line, today) for line in books.unmatched_lines]
+    lines = [_line_row(batch_id, line, today) for batch_id, line in books.unmatched_lines]
     receipts = [
         _receipt_row(r, today)
         for r in books.receipts.values()
@@ -390,17 +395,18 @@ def _unsettled(books: Books) -> Iterator[tuple[str, str, date, int]]:
                 yield payment_id, kind, date.fromisoformat(day), pence
 
 
-def _line_row(line: dict[str, Any], today: date) -> dict[str, Any]:
-    booked = date.fromisoformat(line["booking_date"])
+def _line_row(batch_id: str, line: ImportedLine, today: date) -> dict[str, Any]:
+    assert line.booking_date is not None, "a statement's line has its booking date"
+    booked = date.fromisoformat(line.booking_date)
     age = (today - booked).days
     return {
         "kind": "statement_line",
-        "batch_id": line["batch_id"],
-        "line": line["line"],
-        "payment_id": line["payment_id"],
-        "channel": line["channel"],
-        "amount_pence": line["amount_pence"],
-        "reference": line["reference"],
+        "batch_id": batch_id,
+        "line": line.line,
+        "payment_id": line.payment_id,
+        "channel": line.channel,
+        "amount_pence": line.amount_pence,
+        "reference": line.reference,
         "date": booked.isoformat(),
         "age_days": age,
         "age_band": age_band(age),

@@ -146,7 +146,10 @@ def _checked_cheque(number: int, cheque: Cheque) -> Cheque:
 
 @dataclass(frozen=True)
 class ChannelResult:
-    """One counted channel of a cash-up: counted against recorded."""
+    """One counted channel of a cash-up: counted against recorded.
+
+    Cash-up events store it as a plain dict (`to_dict`), the form every stored event has.
+    """
 
     channel: str
     counted_pence: int
@@ -164,6 +167,18 @@ class ChannelResult:
             "recorded_pence": self.recorded_pence,
             "difference_pence": self.difference_pence,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChannelResult:
+        """A stored line; its difference is derived again, so it is checked against what
+        was stored (the two places an invariant is asserted)."""
+        result = cls(data["channel"], data["counted_pence"], data["recorded_pence"])
+        assert result.difference_pence == data["difference_pence"], data
+        return result
+
+
+def channel_results_from(stored: list[dict[str, Any]]) -> tuple[ChannelResult, ...]:
+    return tuple(ChannelResult.from_dict(line) for line in stored)
 
 
 def compare(
@@ -216,9 +231,14 @@ class CashUp(Aggregate):
         pieces: list[dict[str, int]]
         cheques: list[dict[str, Any]]
         bag_number: str
+        # Stored as plain dicts (ChannelResult.to_dict); read them as `channel_results`.
         lines: list[dict[str, Any]]
         reason: str
         effective_at: datetime
+
+        @property
+        def channel_results(self) -> tuple[ChannelResult, ...]:
+            return channel_results_from(self.lines)
 
         def apply(self, cashup: CashUp) -> None:
             super().apply(cashup)
@@ -232,9 +252,14 @@ class CashUp(Aggregate):
 
         office_code: str
         till_code: str
+        # Stored as plain dicts (ChannelResult.to_dict); read them as `channel_results`.
         lines: list[dict[str, Any]]
         submitted_by: str
         effective_at: datetime
+
+        @property
+        def channel_results(self) -> tuple[ChannelResult, ...]:
+            return channel_results_from(self.lines)
 
         def apply(self, cashup: CashUp) -> None:
             super().apply(cashup)
@@ -284,12 +309,9 @@ class CashUp(Aggregate):
         )
 
     @property
-    def results(self) -> list[ChannelResult]:
+    def results(self) -> tuple[ChannelResult, ...]:
         assert self.submission is not None
-        return [
-            ChannelResult(line["channel"], line["counted_pence"], line["recorded_pence"])
-            for line in self.submission.lines
-        ]
+        return self.submission.channel_results
 
     def submit(
         self,
@@ -415,7 +437,7 @@ class CashUp(Aggregate):
             "pieces": submission.pieces,
             "cheques": submission.cheques,
             "bag_number": submission.bag_number,
-            "lines": submission.lines,
+            "lines": [r.to_dict() for r in self.results],
             "difference_pence": sum(r.difference_pence for r in self.results),
             "reason": submission.reason,
             "history": self.history,

@@ -442,19 +442,123 @@ def finish_parsed(
 
 
 @dataclass(frozen=True)
+class StatementLink:
+    """A bank statement line that paid in receipts already recorded: which, and by what rule
+    (application.reconciliation)."""
+
+    rule: str
+    matched_payment_ids: tuple[str, ...]
+    matched: str  # what was matched, in words
+    settled_day: str | None = None  # a card payout: the settlement day it paid in (ISO)
+    matched_batch_id: str | None = None  # an import's total: that import
+
+    def to_dict(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {
+            "rule": self.rule,
+            "matched_payment_ids": list(self.matched_payment_ids),
+            "matched": self.matched,
+        }
+        if self.settled_day is not None:
+            stored["settled_day"] = self.settled_day
+        if self.matched_batch_id is not None:
+            stored["matched_batch_id"] = self.matched_batch_id
+        return stored
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StatementLink:
+        return cls(
+            data["rule"],
+            tuple(data["matched_payment_ids"]),
+            data["matched"],
+            data.get("settled_day"),
+            data.get("matched_batch_id"),
+        )
+
+
+@dataclass(frozen=True)
+class ImportedLine:
+    """What became of one money line of an imported file; the batch's Imported event keeps
+    one per line.
+
+    Events store it as a plain dict (`to_dict`), the form every stored event already has:
+    `import_rule` on every line but a statement's link (lines stored before import rules
+    existed have none: they read as None), `booking_date` on a statement's lines only, and
+    the link's keys on a linked line only.
+    """
+
+    line: int
+    kind: str  # LineKind
+    outcome: str  # recorded, known (recorded before), reversed (returned), reconciled
+    payment_id: str | None  # the receipt the line recorded or reversed; None when linked
+    channel: str
+    payment_type: str | None
+    reference: str
+    amount_pence: int
+    status: str | None  # the receipt's status then; None when linked
+    import_rule: dict[str, Any] | None = None
+    booking_date: str | None = None  # a bank statement's line: its booking date (ISO)
+    link: StatementLink | None = None
+
+    @property
+    def is_new_receipt(self) -> bool:
+        return self.outcome == "recorded" and self.kind == LineKind.RECEIPT
+
+    def to_dict(self) -> dict[str, Any]:
+        stored: dict[str, Any] = {
+            "line": self.line,
+            "kind": self.kind,
+            "outcome": self.outcome,
+            "payment_id": self.payment_id,
+            "channel": self.channel,
+            "payment_type": self.payment_type,
+            "reference": self.reference,
+            "amount_pence": self.amount_pence,
+            "status": self.status,
+        }
+        if self.link is None:
+            stored["import_rule"] = self.import_rule
+        if self.booking_date is not None or self.link is not None:
+            stored["booking_date"] = self.booking_date
+        if self.link is not None:
+            stored |= self.link.to_dict()
+        return stored
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImportedLine:
+        return cls(
+            data["line"],
+            data["kind"],
+            data["outcome"],
+            data["payment_id"],
+            data["channel"],
+            data["payment_type"],
+            data["reference"],
+            data["amount_pence"],
+            data["status"],
+            data.get("import_rule"),
+            data.get("booking_date"),
+            StatementLink.from_dict(data) if "rule" in data else None,
+        )
+
+
+def imported_lines_from(stored: list[dict[str, Any]]) -> tuple[ImportedLine, ...]:
+    return tuple(ImportedLine.from_dict(line) for line in stored)
+
+
+@dataclass(frozen=True)
 class BatchTotals:
     receipts_count: int
     receipts_pence: int
     returned_cheques_count: int
 
 
-def batch_totals(lines: list[dict[str, Any]]) -> BatchTotals:
+def batch_totals(lines: tuple[ImportedLine, ...]) -> BatchTotals:
     """What a batch's lines made: new receipts (count, pence) and returned cheques."""
-    recorded = [line for line in lines if line["outcome"] == "recorded"]
+    recorded = [line for line in lines if line.outcome == "recorded"]
     return BatchTotals(
         len(recorded),
-        sum(line["amount_pence"] for line in recorded),
-        sum(1 for line in lines if line["outcome"] == "reversed"),
+        sum(line.amount_pence for line in recorded),
+        sum(1 for line in lines if line.outcome == "reversed"),
     )
 
 
@@ -472,10 +576,13 @@ class ImportBatch(Aggregate):
         line_count: int
         control_total_pence: int
         control_count: int
-        # One entry per money line: line, payment_id, amount_pence, reference, channel,
-        # payment_type, and what became of it (recorded, or reversed for a returned cheque).
+        # Stored as plain dicts (ImportedLine.to_dict); read them as `imported_lines`.
         lines: list[dict[str, Any]]
         actor: str
+
+        @property
+        def imported_lines(self) -> tuple[ImportedLine, ...]:
+            return imported_lines_from(self.lines)
 
     class Reversed(Aggregate.Event):
         reason: str
@@ -510,7 +617,7 @@ class ImportBatch(Aggregate):
         self.line_count = line_count
         self.control_total_pence = control_total_pence
         self.control_count = control_count
-        self.lines = lines
+        self.lines = imported_lines_from(lines)
         self.imported_by = actor
         self.reversed_by: str | None = None
         self.reversal_reason: str | None = None
@@ -523,7 +630,7 @@ class ImportBatch(Aggregate):
         *,
         file_name: str,
         sha256: str,
-        lines: list[dict[str, Any]],
+        lines: list[ImportedLine],
         actor: str,
     ) -> ImportBatch:
         return cls._create(
@@ -535,7 +642,7 @@ class ImportBatch(Aggregate):
             line_count=parsed.line_count,
             control_total_pence=parsed.control_total_pence,
             control_count=parsed.control_count,
-            lines=lines,
+            lines=[line.to_dict() for line in lines],
             actor=actor,
         )
 
@@ -546,7 +653,7 @@ class ImportBatch(Aggregate):
     @property
     def receipt_ids(self) -> list[str]:
         """The receipts this batch recorded (not the earlier ones it reversed)."""
-        return [line["payment_id"] for line in self.lines if line["outcome"] == "recorded"]
+        return [line.payment_id for line in self.lines if line.outcome == "recorded"]
 
     def reverse(
         self, *, payment_ids: list[str], amount_pence: int, actor: str, reason: str

@@ -103,6 +103,25 @@ class ClearingItem(StrEnum):
     DISPUTE_FEE = "dispute_fee"
 
 
+@dataclass(frozen=True)
+class SettledItem:
+    """What a payout paid in of one clearing item (ClearingItem) settled on one UK day.
+
+    Events store it as a plain dict (`to_dict`), the form every stored event already has.
+    """
+
+    kind: str
+    day: str  # ISO date, as stored
+    amount_pence: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "day": self.day, "amount_pence": self.amount_pence}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SettledItem:
+        return cls(data["kind"], data["day"], data["amount_pence"])
+
+
 class DisputeStatus(StrEnum):
     OPEN = "open"
     EVIDENCE_SUBMITTED = "evidence_submitted"
@@ -426,9 +445,14 @@ class Payment(RefundApproval, Aggregate):
         channel: str
         clearing_account: str
         payout: str
+        # Stored as plain dicts (SettledItem.to_dict); read them as `settled_items`.
         items: list[dict[str, Any]]
         reason: str
         effective_at: datetime
+
+        @property
+        def settled_items(self) -> tuple[SettledItem, ...]:
+            return tuple(SettledItem.from_dict(item) for item in self.items)
 
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
@@ -899,7 +923,7 @@ class Payment(RefundApproval, Aggregate):
         settlement days (None: on every day): from the clearing account to the bank."""
         account = self._require_clearing()
         items = [
-            {"kind": kind, "day": day, "amount_pence": pence}
+            SettledItem(kind, day, pence).to_dict()
             for (kind, day), pence in sorted(self.clearing.items())
             if pence and (days is None or day in days)
         ]
@@ -1120,5 +1144,5 @@ def clearing_moves(event: Any) -> list[tuple[str, str, int]]:
     if isinstance(event, Payment.FeeCharged):
         return [(event.kind, event.settles_on, -event.amount_pence)]
     if isinstance(event, Payment.Settled):
-        return [(item["kind"], item["day"], -item["amount_pence"]) for item in event.items]
+        return [(item.kind, item.day, -item.amount_pence) for item in event.settled_items]
     return []

@@ -172,10 +172,10 @@ def _postings(event: Any) -> Iterable[Posting]:
             yield Posting(SUSPENSE, event.suspense_pence)
         yield Posting(reversals_account(event.channel), -event.amount_pence)
     elif isinstance(event, CashUp.Approved):
-        for line in event.lines:
-            difference = line["counted_pence"] - line["recorded_pence"]
+        for line in event.channel_results:
+            difference = line.difference_pence
             if difference:
-                channel = line["channel"]
+                channel = line.channel
                 yield Posting(cash_account(channel), difference, channel=channel)
                 yield Posting(over_short_account(channel), -difference, channel=channel)
     elif isinstance(event, Payment.FeeCharged):
@@ -202,8 +202,8 @@ def _settled(event: Payment.Settled) -> Iterable[Posting]:
     """A payout's share of one payment: the net to the bank, out of clearing; the refunds and
     lost disputes it deducted close their own accounts."""
     sums: dict[str, int] = defaultdict(int)
-    for item in event.items:
-        sums[item["kind"]] += item["amount_pence"]
+    for item in event.settled_items:
+        sums[item.kind] += item.amount_pence
     paid_back = {
         refunds_account(event.channel): -sums.pop(ClearingItem.REFUND, 0),
         reversals_account(event.channel): -sums.pop(ClearingItem.REVERSAL, 0),

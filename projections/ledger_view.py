@@ -420,7 +420,7 @@ class _PageState:
 
 
 def import_batch_row(position: int, event: ImportBatch.Imported) -> dict[str, Any]:
-    totals = batch_totals(event.lines)
+    totals = batch_totals(event.imported_lines)
     return {
         "batch_id": str(event.originator_id),
         "file_name": event.file_name,

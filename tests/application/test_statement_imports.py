@@ -379,5 +379,5 @@ def test_two_statements_racing_for_one_receipt_link_it_once(ledger, settings):
     assert results["reconciled"] <= 1, results
     assert results["reconciled"] + results["recorded"] + results["concurrent_update"] == 2
     batches = [e for _, e in ledger.read_events() if type(e).__name__ == "Imported"]
-    links = [line for b in batches for line in b.lines if line["outcome"] == "reconciled"]
+    links = [line for b in batches for line in b.imported_lines if line.link is not None]
     assert len(links) == 1, results
