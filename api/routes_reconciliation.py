@@ -1,4 +1,5 @@
-"""Bank reconciliation over HTTP: the exceptions report (issue #10).
+"""Bank reconciliation over HTTP: the exceptions report and linking statement lines that
+were counted twice (issue #10).
 
 Thin: application.reconciliation reads the event store and builds the report; this module
 only renders it as JSON, or as CSV when the client asks with `Accept: text/csv`.
@@ -13,8 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.deps import Reader, ServicesDep
-from application.reconciliation import exceptions, exceptions_csv
+from api.deps import Reader, Recorder, ServicesDep
+from application.reconciliation import exceptions, exceptions_csv, link_counted_twice
 
 router = APIRouter()
 
@@ -76,3 +77,34 @@ async def reconciliation_exceptions(
     if accept and "text/csv" in accept:
         return Response(exceptions_csv(report), media_type="text/csv; charset=utf-8")
     return report
+
+
+class LateLinkOut(BaseModel):
+    batch_id: str = Field(description="the statement's import")
+    file_name: str
+    line: int
+    amount_pence: int
+    reversed_payment_id: str = Field(
+        description="the line's own receipt, reversed (kind counted_twice)"
+    )
+    rule: str
+    matched_payment_ids: list[str]
+    matched: str
+    settled_day: str | None = None
+    matched_batch_id: str | None = None
+
+
+class LateLinksOut(BaseModel):
+    links: list[LateLinkOut]
+
+
+@router.post("/reconciliation/links", tags=["reconciliation"], response_model=LateLinksOut)
+async def reconciliation_links(svc: ServicesDep, user: Recorder) -> Any:
+    """Statement lines recorded as their own receipts (the statement was imported first)
+    that pay in receipts another channel recorded since are linked to them by the import's
+    matching rules, and each such line's receipt, if still wholly in suspense, is reversed
+    (kind `counted_twice`) in the same transaction. Idempotent: a second call links
+    nothing. Roles: officer, supervisor, integration."""
+    user.access.require_whole_ledger("linking statement lines")
+    links = await run_in_threadpool(link_counted_twice, svc.ledger, user.context())
+    return {"links": [link.to_dict() for link in links]}

@@ -24,7 +24,7 @@ from application.bulk import collector_paused
 from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import calendar, late_receipt
-from application.reconciliation import CARD_PAYOUT, match_lines
+from application.reconciliation import match_lines, note_links
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -56,7 +56,6 @@ MAX_BATCHES_LISTED = 500
 PROGRESS_EVERY_LINES = 500
 # What is being done, how many lines are done, of how many (None: not counted).
 Progress = Callable[[str, int, int | None], None]
-PAID_IN_NOTE = "paid in by bank statement"
 # Lines that take back an earlier receipt, and how that receipt is reversed.
 RETURN_KINDS = {
     LineKind.RETURNED_CHEQUE: ReversalKind.RETURNED_CHEQUE,
@@ -326,7 +325,9 @@ def _record(
             actor=ctx.actor,
             reason=f"{kind.value.replace('_', ' ')}: {file_name} line {line.line_number}",
         )
-    noted = _note_links(ledger, linked, file_name, ctx)
+    noted = note_links(
+        ledger, [(f"{file_name} line {line.line_number}", link) for line, link in linked], ctx
+    )
     saved: list[UUID] = []
     try:
         with ledger.unit_of_work():
@@ -353,52 +354,6 @@ def _record(
             ) from None
         return ImportOutcome(known.id, False, None, batch_view(known))
     return ImportOutcome(batch.id, True, position, batch_view(batch))
-
-
-def _note_links(
-    ledger: IncomeLedger,
-    linked: list[tuple[ImportLine, StatementLink]],
-    file_name: str,
-    ctx: CommandContext,
-) -> list[Payment]:
-    """Each receipt a statement line paid in gets a note saying so, saved with the batch.
-
-    Besides telling a person reading the receipt, the note's new version of the receipt
-    makes two imports that link the same receipt at the same moment collide: one of them
-    is refused (ConcurrentUpdate) and, imported again, sees the link: when both load the
-    receipt before either commits, their notes are the same version of it; when one loads
-    it after the other committed, it finds the other's note here."""
-    noted: dict[str, Payment] = {}
-    for line, link in linked:
-        for payment_id in link.matched_payment_ids:
-            # One object per receipt: two payouts of one file may both pay in a card payment.
-            payment = noted.get(payment_id) or ledger.repository.get(UUID(payment_id))
-            # A card payment is paid in by several payouts (its own, then its refunds'):
-            # its settled items, not a note, tell what is paid in.
-            if link.rule != CARD_PAYOUT and _paid_in(ledger, payment.id):
-                raise ConcurrentUpdate(
-                    f"another bank statement paid in receipt {payment_id} at the same moment; "
-                    "nothing was saved. Import the file again"
-                )
-            where = f"{file_name} line {line.line_number}"
-            if payment.clearing_account is not None:
-                day = link.settled_day
-                payment.settle(
-                    {day} if day else None,
-                    payout=where,
-                    actor=ctx.actor,
-                    reason=f"paid in by bank statement {where}",
-                )
-            payment.note(f"{PAID_IN_NOTE} {where} ({link.rule}: {link.matched})", actor=ctx.actor)
-            noted[payment_id] = payment
-    return list(noted.values())
-
-
-def _paid_in(ledger: IncomeLedger, payment_id: UUID) -> bool:
-    return any(
-        isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE)
-        for event in ledger.repository.event_store.get(payment_id)
-    )
 
 
 def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> ImportedLine:

@@ -23,6 +23,10 @@ account to the bank (Payment.Settled; for rule 4, only that day's items).
 What it does not match: a line paying in part of a day or several days, an amount that only
 several files together make, a reference (it matches amounts and dates only: two receipts of
 the same amount in the window are told apart by date alone).
+
+The other direction, a statement imported before the channel's record of the same money,
+is `link_counted_twice`: the same Matcher, run for the statement lines that became their
+own receipts against the receipts recorded since.
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.utils import get_topic
 
-from application.ledger import IncomeLedger
+from application.ledger import CommandContext, IncomeLedger
+from domain.errors import ConcurrentUpdate
 from domain.imports import (
     ImportBatch,
     ImportedLine,
@@ -48,7 +54,14 @@ from domain.imports import (
 )
 from domain.limits import UK, uk_today
 from domain.money import pence_to_pounds
-from domain.payment import ClearingItem, DisputeStatus, Payment, clearing_moves
+from domain.payment import (
+    ClearingItem,
+    DisputeStatus,
+    Payment,
+    PaymentStatus,
+    ReversalKind,
+    clearing_moves,
+)
 from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX
 
 MATCH_WINDOW_DAYS = 5
@@ -56,6 +69,9 @@ AGE_BANDS = ((3, "0-3 days"), (7, "4-7 days"), (30, "8-30 days"))
 OLDEST_BAND = "over 30 days"
 PAGE_SIZE = 1000
 CARD_PAYOUT = "card_payout"
+PAID_IN_NOTE = "paid in by bank statement"
+# Attempts of one linking run that collides with another (each attempt reads afresh).
+LINK_ATTEMPTS = 3
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
 
 
@@ -79,6 +95,8 @@ class Books:
     linked_batches: set[str] = field(default_factory=set)
     # credit lines of statements recorded as new receipts: the unmatched statement lines
     unmatched_lines: list[tuple[str, ImportedLine]] = field(default_factory=list)
+    # statement batches' file names, for the notes and reasons that name a line
+    file_names: dict[str, str] = field(default_factory=dict)
     # what card providers have yet to pay out, per payment: (item kind, day) -> pence
     clearing: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     clearing_receipts: dict[str, Receipt] = field(default_factory=dict)
@@ -95,6 +113,7 @@ BOOK_EVENTS = (
     Payment.DisputeOpened,
     Payment.DisputeMoved,
     ImportBatch.Imported,
+    ImportBatch.LineLinked,
 )
 
 
@@ -112,6 +131,8 @@ def read_books(ledger: IncomeLedger) -> Books:
             reversed_ids.add(payment_id)
         elif isinstance(event, ImportBatch.Imported):
             _add_batch(ledger, books, event)
+        elif isinstance(event, ImportBatch.LineLinked):
+            _add_link(books, StatementLink.from_dict(event.link))
         _add_dispute(books, event)
         if payment_id in books.clearing:
             _add_clearing(books.clearing[payment_id], event)
@@ -171,13 +192,18 @@ def _add_batch(ledger: IncomeLedger, books: Books, event: ImportBatch.Imported) 
             line.payment_id for line in event.imported_lines if line.outcome == "recorded"
         ]
         return
+    books.file_names[batch_id] = event.file_name
     for line in event.imported_lines:
         if line.link is not None:
-            books.linked.update(line.link.matched_payment_ids)
-            if line.link.matched_batch_id:
-                books.linked_batches.add(line.link.matched_batch_id)
+            _add_link(books, line.link)
         elif line.is_new_receipt:
             books.unmatched_lines.append((batch_id, line))
+
+
+def _add_link(books: Books, link: StatementLink) -> None:
+    books.linked.update(link.matched_payment_ids)
+    if link.matched_batch_id:
+        books.linked_batches.add(link.matched_batch_id)
 
 
 def _events(ledger: IncomeLedger, *classes: type) -> Iterator[Any]:
@@ -208,7 +234,9 @@ def match_lines(
     links = {}
     for line in lines:
         if line.kind is LineKind.RECEIPT and line.details:
-            link = matcher.match(date.fromisoformat(line.details["booking_date"]), line)
+            link = matcher.match(
+                date.fromisoformat(line.details["booking_date"]), line.amount_pence
+            )
             if link is not None:
                 links[line.line_number] = link
     return links
@@ -247,17 +275,22 @@ class Matcher:
                 total = sum(books.receipts[pid].amount_pence for pid in payment_ids)
                 self.batches_by_total[total].append(batch_id)
 
-    def match(self, booked: date, line: ImportLine) -> StatementLink | None:
-        days = [booked - timedelta(days=n) for n in range(MATCH_WINDOW_DAYS + 1)]
-        link = (
-            self._one_receipt(days, line.amount_pence)
-            or self._one_batch(days, line.amount_pence)
-            or self._channel_day(days, line.amount_pence)
-            or self._card_payout(days, line.amount_pence)
-        )
+    def match(self, booked: date, amount_pence: int) -> StatementLink | None:
+        """The line's link, taken: what it pays in is matched by no later line."""
+        link = self.find(booked, amount_pence)
         if link is not None:
-            self._take(link)
+            self.take(link)
         return link
+
+    def find(self, booked: date, amount_pence: int) -> StatementLink | None:
+        """The first rule's link for a credit line booked on `booked`, not yet taken."""
+        days = [booked - timedelta(days=n) for n in range(MATCH_WINDOW_DAYS + 1)]
+        return (
+            self._one_receipt(days, amount_pence)
+            or self._one_batch(days, amount_pence)
+            or self._channel_day(days, amount_pence)
+            or self._card_payout(days, amount_pence)
+        )
 
     def _one_receipt(self, days: list[date], amount_pence: int) -> StatementLink | None:
         for day in days:  # the nearest day first
@@ -309,7 +342,7 @@ class Matcher:
                     )
         return None
 
-    def _take(self, link: StatementLink) -> None:
+    def take(self, link: StatementLink) -> None:
         settled_day = link.settled_day
         for payment_id in link.matched_payment_ids:
             for (_, day), held in self.payouts.items():
@@ -327,6 +360,134 @@ class Matcher:
 
 def _link(rule: str, receipts: list[Receipt], what: str) -> StatementLink:
     return StatementLink(rule, tuple(sorted(r.payment_id for r in receipts)), what)
+
+
+# ---- linking paid-in receipts ----------------------------------------------------------------
+
+
+def note_links(
+    ledger: IncomeLedger,
+    linked: list[tuple[str, StatementLink]],
+    ctx: CommandContext,
+) -> list[Payment]:
+    """Each receipt a statement line (named as `FILE line N`) paid in gets a note saying so, saved
+    with the link.
+
+    Besides telling a person reading the receipt, the note's new version of the receipt
+    makes two imports (or linking runs) that link the same receipt at the same moment
+    collide: one of them is refused (ConcurrentUpdate) and, run again, sees the link: when
+    both load the receipt before either commits, their notes are the same version of it;
+    when one loads it after the other committed, it finds the other's note here."""
+    noted: dict[str, Payment] = {}
+    for where, link in linked:
+        for payment_id in link.matched_payment_ids:
+            # One object per receipt: two payouts of one file may both pay in a card payment.
+            payment = noted.get(payment_id) or ledger.repository.get(UUID(payment_id))
+            # A card payment is paid in by several payouts (its own, then its refunds'):
+            # its settled items, not a note, tell what is paid in.
+            if link.rule != CARD_PAYOUT and _paid_in(ledger, payment.id):
+                raise ConcurrentUpdate(
+                    f"another bank statement paid in receipt {payment_id} at the same moment; "
+                    "nothing was saved. Import the file again"
+                )
+            if payment.clearing_account is not None:
+                day = link.settled_day
+                payment.settle(
+                    {day} if day else None,
+                    payout=where,
+                    actor=ctx.actor,
+                    reason=f"paid in by bank statement {where}",
+                )
+            payment.note(f"{PAID_IN_NOTE} {where} ({link.rule}: {link.matched})", actor=ctx.actor)
+            noted[payment_id] = payment
+    return list(noted.values())
+
+
+def _paid_in(ledger: IncomeLedger, payment_id: UUID) -> bool:
+    return any(
+        isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE)
+        for event in ledger.repository.event_store.get(payment_id)
+    )
+
+
+@dataclass(frozen=True)
+class LateLink:
+    """A statement line linked after its own receipt was recorded (see link_counted_twice)."""
+
+    batch_id: str
+    file_name: str
+    line: int
+    amount_pence: int
+    reversed_payment_id: str
+    link: StatementLink
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "file_name": self.file_name,
+            "line": self.line,
+            "amount_pence": self.amount_pence,
+            "reversed_payment_id": self.reversed_payment_id,
+        } | self.link.to_dict()
+
+
+def link_counted_twice(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
+    """The other direction of matching: statement lines recorded as their own receipts
+    (the statement came first) that pay in receipts another channel recorded since (the
+    Allpay file, a direct-debit run, GOV.UK Pay payments) are linked by the same rules as
+    at import, and each such line's receipt is reversed (kind `counted_twice`, its reason
+    naming what the line paid in). Only a line whose receipt is still wholly in suspense
+    is linked: one an officer or rule allocated, refunded or reversed is a person's
+    decision, left on the exceptions report. All of a run's links are saved in one
+    transaction; a run that collides with another is run again on what is then recorded,
+    so two runs at once link each line (and each receipt) once."""
+    for _ in range(LINK_ATTEMPTS - 1):
+        try:
+            return _link_once(ledger, ctx)
+        except ConcurrentUpdate:
+            continue
+    return _link_once(ledger, ctx)
+
+
+def _link_once(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
+    books = read_books(ledger)
+    if not books.unmatched_lines:
+        return []
+    matcher = Matcher(books)
+    found: list[LateLink] = []
+    batches: dict[str, ImportBatch] = {}
+    reversed_receipts: list[Payment] = []
+    for batch_id, line in books.unmatched_lines:  # the oldest first
+        assert line.booking_date is not None and line.payment_id is not None
+        link = matcher.find(date.fromisoformat(line.booking_date), line.amount_pence)
+        if link is None:
+            continue
+        receipt = ledger.repository.get(UUID(line.payment_id))
+        if receipt.status is not PaymentStatus.SUSPENSE or receipt.remaining_pence != (
+            line.amount_pence
+        ):
+            continue
+        matcher.take(link)
+        file_name = books.file_names[batch_id]
+        batch = batches.get(batch_id) or ledger.repository.get(UUID(batch_id))
+        batches[batch_id] = batch
+        reason = (
+            f"counted twice: {file_name} line {line.line} pays in {link.matched} "
+            f"({link.rule}), recorded after the statement"
+        )
+        batch.link_line(line.line, link, actor=ctx.actor, reason=reason)
+        receipt.reverse(kind=ReversalKind.COUNTED_TWICE, actor=ctx.actor, reason=reason)
+        reversed_receipts.append(receipt)
+        found.append(
+            LateLink(batch_id, file_name, line.line, line.amount_pence, line.payment_id, link)
+        )
+    if not found:
+        return []
+    noted = note_links(
+        ledger, [(f"{late.file_name} line {late.line}", late.link) for late in found], ctx
+    )
+    ledger.save_checked(*batches.values(), *reversed_receipts, *noted)
+    return found
 
 
 # ---- the exceptions report -------------------------------------------------------------------

@@ -597,6 +597,20 @@ class ImportBatch(Aggregate):
             batch.reversal_reason = self.reason
             batch.reversed_pence = self.amount_pence
 
+    class LineLinked(Aggregate.Event):
+        """A statement line recorded as its own receipt before the channel's record of the
+        same money arrived, linked to that record afterwards (application.reconciliation):
+        the link, and the line's own receipt, reversed with it as counted twice."""
+
+        line: int
+        link: dict[str, Any]  # StatementLink.to_dict
+        reversed_payment_id: str
+        reason: str
+        actor: str
+
+        def apply(self, batch: ImportBatch) -> None:
+            batch.late_links[self.line] = StatementLink.from_dict(self.link)
+
     @staticmethod
     def create_id(sha256: str) -> UUID:
         return batch_id_for(sha256)
@@ -623,6 +637,7 @@ class ImportBatch(Aggregate):
         self.reversed_by: str | None = None
         self.reversal_reason: str | None = None
         self.reversed_pence = 0
+        self.late_links: dict[int, StatementLink] = {}
 
     @classmethod
     def record(
@@ -675,3 +690,23 @@ class ImportBatch(Aggregate):
             payment_ids=payment_ids,
             amount_pence=amount_pence,
         )
+
+    def link_line(self, line: int, link: StatementLink, *, actor: str, reason: str) -> str:
+        """Link a line that became a new receipt to the records it paid in; returns that
+        receipt's id, which the caller reverses in the same transaction."""
+        found = next((entry for entry in self.lines if entry.line == line), None)
+        if found is None or not found.is_new_receipt or found.payment_id is None:
+            raise InvalidRequest(f"line {line} of import {self.id} recorded no receipt to link")
+        if line in self.late_links or self.reversed_by is not None:
+            raise NothingToReverse(
+                f"line {line} of import {self.id} is already linked, or its import reversed"
+            )
+        self.trigger_event(
+            self.LineLinked,
+            line=line,
+            link=link.to_dict(),
+            reversed_payment_id=found.payment_id,
+            reason=require_text("reason", reason, required=True),
+            actor=actor,
+        )
+        return found.payment_id

@@ -153,6 +153,10 @@ class ReversalKind(StrEnum):
     # A whole imported file was taken back (imported twice under another name, the wrong
     # day's file): its receipts' remaining money is reversed together.
     IMPORT_REVERSED = "import_reversed"
+    # A bank statement line recorded as its own receipt before the channel's file of the
+    # same money (Allpay, a direct-debit run, a card payout) arrived: counted twice, so the
+    # statement's receipt is reversed when the line is linked to the channel's receipts.
+    COUNTED_TWICE = "counted_twice"
 
     @classmethod
     def parse(cls, value: str) -> ReversalKind:

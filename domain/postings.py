@@ -117,6 +117,7 @@ _WITHOUT_MONEY = (
     # A file's record: its receipts' own events move the money.
     ImportBatch.Imported,
     ImportBatch.Reversed,
+    ImportBatch.LineLinked,
     PeriodCalendar.Opened,
     PeriodCalendar.PeriodClosed,
     GeneralLedgerExports.Opened,

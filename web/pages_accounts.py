@@ -44,7 +44,11 @@ router = APIRouter(prefix=PREFIX)
 # says that it shows the first ones only.
 STATEMENT_MAX_LINES = 5000
 # What an officer reverses by hand: an imported file's reversal is the import's own action.
-REVERSAL_KINDS = [kind for kind in ReversalKind if kind is not ReversalKind.IMPORT_REVERSED]
+REVERSAL_KINDS = [
+    kind
+    for kind in ReversalKind
+    if kind not in (ReversalKind.IMPORT_REVERSED, ReversalKind.COUNTED_TWICE)
+]
 STATEMENT_COLUMNS = [
     "effective_date",
     "action",

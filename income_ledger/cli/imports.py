@@ -26,7 +26,13 @@ from application.imports import (
     list_imports,
     reverse_import,
 )
-from application.reconciliation import REPORT_SECTIONS, exceptions, exceptions_csv
+from application.reconciliation import (
+    REPORT_SECTIONS,
+    LateLink,
+    exceptions,
+    exceptions_csv,
+    link_counted_twice,
+)
 from domain.errors import ImportRefused, InvalidRequest
 from domain.money import pence_to_pounds, pounds_to_pence
 from income_ledger.cli import helpers
@@ -51,7 +57,8 @@ import_app = typer.Typer(
 
 
 reconcile_app = typer.Typer(
-    help="Bank reconciliation: reconcile exceptions (unmatched lines, receipts, payouts).",
+    help="Bank reconciliation: reconcile link (statement lines counted twice), reconcile "
+    "exceptions (unmatched lines, receipts, payouts).",
     no_args_is_help=True,
 )
 
@@ -62,6 +69,7 @@ def register(app: typer.Typer) -> None:
     import_app.command("reverse")(helpers.handle_errors(imports_reverse))
     app.add_typer(import_app, name="import")
     reconcile_app.command("exceptions")(helpers.handle_errors(reconcile_exceptions))
+    reconcile_app.command("link")(helpers.handle_errors(reconcile_link))
     app.add_typer(reconcile_app, name="reconcile")
 
 
@@ -214,6 +222,30 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def reconcile_link(
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
+) -> None:
+    """Link statement lines recorded as their own receipts before the channel's file of the
+    same money arrived, and reverse those receipts as counted twice (README, "A day's files")."""
+    with helpers.ledger() as led:
+        links = link_counted_twice(led, helpers.context(actor))
+    helpers.show([link.to_dict() for link in links], as_json, lambda _: _print_links(links))
+
+
+def _print_links(links: list[LateLink]) -> None:
+    for link in links:
+        helpers.out.print(
+            f"linked {escape(link.file_name)} line {link.line} "
+            f"(£{pence_to_pounds(link.amount_pence)}) to {escape(link.link.matched)}; its "
+            f"receipt {link.reversed_payment_id} reversed as counted twice",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not links:
+        helpers.out.print("nothing to link: no statement line pays in a later channel record")
 
 
 def reconcile_exceptions(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry, mt940
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
+from tests.domain.helpers import CT_REF
 
 
 def test_import_a_statement_detected_then_the_exceptions_report(cli, tmp_path) -> None:  # noqa: F811
@@ -32,3 +34,18 @@ def test_an_explicit_format_and_a_refused_statement(cli, tmp_path) -> None:  # n
     assert "does not reconcile" in refused.stderr
     empty = cli("reconcile", "exceptions")
     assert "statement line" in empty.stdout
+
+
+def test_reconcile_link_after_a_late_allpay_file(cli, tmp_path) -> None:  # noqa: F811
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(camt(entry("7.00", ref="B1", text="ALLPAY LTD")))
+    allpay = tmp_path / "be.txt"
+    allpay.write_bytes(allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")))
+    cli("import", str(statement))
+    cli("import", str(allpay))
+    done = cli("reconcile", "link")
+    assert "linked stmt.xml line 1 (£7.00) to the total of import" in done.stdout
+    assert "reversed as counted twice" in done.stdout
+    assert json.loads(cli("reconcile", "link", "--json").stdout) == []
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert report["unmatched_statement_lines"] == [] and report["unmatched_receipts"] == []

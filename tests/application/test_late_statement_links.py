@@ -1,0 +1,175 @@
+"""A statement imported before the channel's own record of the same money, linked afterwards
+(application.reconciliation.link_counted_twice), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from uuid import UUID
+
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from application.imports import get_import, import_file
+from application.ledger import CommandContext
+from application.reconciliation import exceptions, link_counted_twice
+from domain.errors import LedgerError
+from domain.sample_chart import SAMPLE_FUNDS
+from income_ledger.bootstrap import build_ledger, init_database
+from income_ledger.settings import Settings
+from tests.application.test_concurrency import _race
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_statement_imports import YESTERDAY, camt, entry, govuk_pay
+from tests.conftest import reset_postgres
+from tests.domain.helpers import CT_REF
+
+OFFICER = CommandContext("officer:recon")
+ALLPAY_PAYOUT = entry("7.00", ref="B1", text="ALLPAY LTD")
+CARD_PAYOUT = entry("11.50", ref="B2", text="GOVUK PAY")
+PAYERS_OWN = entry("12.34", ref="B3")  # a payer's transfer with a council tax reference
+REAL_PENCE = 700 + 1_150 + 1_234
+
+
+def allpay(ledger) -> UUID:
+    content = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))
+    return import_file(ledger, content, OFFICER, file_name="be.txt").batch_id
+
+
+def card_day(ledger) -> list[str]:
+    return [govuk_pay(ledger, pence, YESTERDAY, f"pay-{pence}") for pence in (500, 650)]
+
+
+def statement(ledger) -> UUID:
+    content = camt(ALLPAY_PAYOUT, CARD_PAYOUT, PAYERS_OWN)
+    return import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+
+
+def counted_pence(ledger) -> int:
+    """Money received less money reversed, from the events: each penny once."""
+    total = 0
+    for _, event in ledger.read_events():
+        if type(event).__name__ in ("Received", "Reversed"):
+            sign = 1 if type(event).__name__ == "Received" else -1
+            total += sign * event.amount_pence
+    return total
+
+
+def test_an_allpay_file_after_the_statement_is_linked_and_the_line_receipt_reversed(ledger):
+    batch_id = statement(ledger)
+    lines = get_import(ledger, batch_id)["lines"]
+    assert [line["status"] for line in lines] == ["suspense", "suspense", "allocated"]
+    allpay_batch = allpay(ledger)
+    assert counted_pence(ledger) == 700 + 1_150 + 1_234 + 700  # counted twice until linked
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert (late.line, late.link.rule) == (1, "import_total")
+    assert late.link.matched_batch_id == str(allpay_batch)
+    assert counted_pence(ledger) == 700 + 1_150 + 1_234
+    reversed_receipt = ledger.get_payment(UUID(late.reversed_payment_id))
+    assert reversed_receipt["status"] == "reversed"
+    reversal = ledger.payment_history(UUID(late.reversed_payment_id))[-1]
+    assert reversal["details"]["kind"] == "counted_twice"
+    assert reversal["reason"] == (
+        f"counted twice: s.xml line 1 pays in the total of import {allpay_batch} "
+        "(import_total), recorded after the statement"
+    )
+    for payment_id in late.link.matched_payment_ids:
+        note = ledger.payment_history(UUID(payment_id))[-1]["details"]["text"]
+        assert note.startswith("paid in by bank statement s.xml line 1 (import_total")
+    report = exceptions(ledger)
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [2, 3]
+    assert report["unmatched_receipts"] == []
+    assert link_counted_twice(ledger, OFFICER) == []  # nothing more to link, nothing saved
+
+
+def test_a_days_card_payments_after_the_statement_are_linked(ledger):
+    statement(ledger)
+    paid = card_day(ledger)
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert (late.line, late.link.rule) == (2, "channel_day_total")
+    assert sorted(late.link.matched_payment_ids) == sorted(paid)
+    assert [row["line"] for row in exceptions(ledger)["unmatched_statement_lines"]] == [1, 3]
+
+
+def test_a_line_allocated_by_its_reference_or_by_an_officer_is_left_to_a_person(ledger):
+    import_file(ledger, camt(entry("7.00", ref="B1")), OFFICER, file_name="s.xml")
+    allpay(ledger)
+    assert link_counted_twice(ledger, OFFICER) == []
+    report = exceptions(ledger)
+    assert len(report["unmatched_statement_lines"]) == 1
+    assert len(report["unmatched_receipts"]) == 2
+
+
+def test_a_statement_after_the_channel_file_still_links_at_import(ledger):
+    allpay(ledger)
+    batch_id = statement(ledger)
+    assert get_import(ledger, batch_id)["lines"][0]["outcome"] == "reconciled"
+    assert link_counted_twice(ledger, OFFICER) == []
+
+
+def _link_in_a_process(barrier, url: str) -> str:
+    ledger = build_ledger(Settings(database_url=url))
+    try:
+        barrier.wait()
+        return f"linked {len(link_counted_twice(ledger, CommandContext('officer:race')))}"
+    except LedgerError as error:
+        return error.code
+    finally:
+        ledger.close()
+
+
+def test_two_linking_runs_at_once_link_each_line_once(ledger, settings):
+    statement(ledger)
+    allpay(ledger)
+    card_day(ledger)
+    results = Counter(_race(_link_in_a_process, [(settings.database_url,)] * 2))
+    linked = [e for _, e in ledger.read_events() if type(e).__name__ == "LineLinked"]
+    assert sorted(e.line for e in linked) == [1, 2], results
+    assert sum(int(r.split()[1]) for r in results.elements() if r.startswith("linked")) == 2
+    assert counted_pence(ledger) == REAL_PENCE
+
+
+def _fresh_ledger(database_url: str, example: int, tmp_path):
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / f'example{example}.db'}"
+    else:
+        reset_postgres(database_url)
+        url = database_url
+    settings = Settings(database_url=url)
+    init_database(settings)
+    ledger = build_ledger(settings)
+    for fund in SAMPLE_FUNDS:
+        ledger.add_fund(fund, CommandContext("test:setup"))
+    return ledger
+
+
+EXAMPLES = itertools.count()
+ARRIVALS = {"statement": statement, "allpay": allpay, "cards": card_day}
+
+
+@hypothesis_settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    order=st.permutations(sorted(ARRIVALS)),
+    link_after=st.lists(st.booleans(), min_size=3, max_size=3),
+)
+def test_whatever_order_the_files_arrive_in_each_penny_is_counted_once(
+    database_url, tmp_path, order, link_after
+):
+    """The statement, the Allpay file and the day's card payments, in any order, linking
+    after any of them (and always at the end of the day): the money counted is the money
+    that arrived, and the only exception left is the payer's own transfer."""
+    ledger = _fresh_ledger(database_url, next(EXAMPLES), tmp_path)
+    try:
+        for name, link in zip(order, link_after, strict=True):
+            ARRIVALS[name](ledger)
+            if link:
+                link_counted_twice(ledger, OFFICER)
+        link_counted_twice(ledger, OFFICER)
+        assert counted_pence(ledger) == REAL_PENCE
+        report = exceptions(ledger)
+        assert [row["amount_pence"] for row in report["unmatched_statement_lines"]] == [1_234]
+        assert report["unmatched_receipts"] == []
+    finally:
+        ledger.close()
