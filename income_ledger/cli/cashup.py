@@ -4,7 +4,6 @@ the daily cash-up (#11).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -25,7 +24,6 @@ from domain.cashups import CashUpStatus, Cheque, denomination_name, difference_w
 from domain.errors import InvalidRequest
 from domain.limits import parse_query_date
 from domain.money import pence_to_pounds, pounds_to_pence
-from domain.offices import OfficeRegister
 from income_ledger.cli import helpers
 
 offices_app = typer.Typer(
@@ -47,28 +45,24 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why.")]
 
 
 def register(app: typer.Typer) -> None:
-    helpers.add_commands(
-        offices_app,
-        {
-            "list": offices_list,
-            "add": offices_add,
-            "rename": offices_rename,
-            "channels": offices_channels,
-            "close": offices_close,
-            "add-till": offices_add_till,
-            "close-till": offices_close_till,
-        },
-    )
-    helpers.add_commands(
-        cashup_app,
-        {
-            "submit": cashup_submit,
-            "list": cashup_list,
-            "show": cashup_show,
-            "approve": cashup_approve,
-            "return": cashup_return,
-        },
-    )
+    for name, command in (
+        ("list", offices_list),
+        ("add", offices_add),
+        ("rename", offices_rename),
+        ("channels", offices_channels),
+        ("close", offices_close),
+        ("add-till", offices_add_till),
+        ("close-till", offices_close_till),
+    ):
+        offices_app.command(name)(helpers.handle_errors(command))
+    for name, command in (
+        ("submit", cashup_submit),
+        ("list", cashup_list),
+        ("show", cashup_show),
+        ("approve", cashup_approve),
+        ("return", cashup_return),
+    ):
+        cashup_app.command(name)(helpers.handle_errors(command))
     app.add_typer(offices_app, name="offices")
     app.add_typer(cashup_app, name="cashup")
 
@@ -77,24 +71,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_offices(result: dict[str, Any], as_json: bool, done: str) -> None:
-    helpers.show(result, as_json, lambda _: helpers.say(done))
-
-
-def _change_offices(
-    actor: str | None, as_json: bool, done: str, change: Callable[[OfficeRegister, str], None]
-) -> None:
-    """Change the offices as `actor` (`change(register, who)`), then say `done`."""
-    who = helpers.context(actor).actor
-    result = helpers.run(lambda led: change_offices(led, lambda register: change(register, who)))
-    _print_offices(result, as_json, done)
+    if as_json:
+        helpers.print_json(result)
+    else:
+        helpers.out.print(done, highlight=False, soft_wrap=True)
 
 
 def offices_list(as_json: JsonOption = False) -> None:
     """Every office with its channels and tills."""
-    helpers.show(helpers.run(offices), as_json, _print_office_table)
-
-
-def _print_office_table(found: list[dict[str, Any]]) -> None:
+    with helpers.ledger() as led:
+        found = offices(led)
+    if as_json:
+        helpers.print_json(found)
+        return
     table = Table("office", "name", "channels", "tills", "open")
     for office in found:
         tills = ", ".join(
@@ -118,7 +107,8 @@ def offices_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a cash office and the channels its counter takes."""
-    result = helpers.run(lambda led: add_office(led, code, name, channels, helpers.context(actor)))
+    with helpers.ledger() as led:
+        result = add_office(led, code, name, channels, helpers.context(actor))
     _print_offices(result, as_json, f"added office {code.upper()}")
 
 
@@ -129,26 +119,30 @@ def offices_rename(
     as_json: JsonOption = False,
 ) -> None:
     """Rename an office."""
-    done = f"renamed office {code.upper()}"
-    _change_offices(actor, as_json, done, lambda r, who: r.rename_office(code, name, actor=who))
+    who = helpers.context(actor).actor
+    with helpers.ledger() as led:
+        result = change_offices(led, lambda r: r.rename_office(code, name, actor=who))
+    _print_offices(result, as_json, f"renamed office {code.upper()}")
 
 
 def offices_channels(
     code: str, channels: ChannelOption, actor: ActorOption = None, as_json: JsonOption = False
 ) -> None:
     """Set the channels an office's counter takes."""
-    done = f"office {code.upper()} takes {', '.join(channels)}"
-    _change_offices(actor, as_json, done, lambda r, who: r.set_channels(code, channels, actor=who))
+    who = helpers.context(actor).actor
+    with helpers.ledger() as led:
+        result = change_offices(led, lambda r: r.set_channels(code, channels, actor=who))
+    _print_offices(result, as_json, f"office {code.upper()} takes {', '.join(channels)}")
 
 
 def offices_close(
     code: str, reason: ReasonOption, actor: ActorOption = None, as_json: JsonOption = False
 ) -> None:
     """Close an office: it takes no more receipts or cash-ups; its history stays."""
-    done = f"closed office {code.upper()}"
-    _change_offices(
-        actor, as_json, done, lambda r, who: r.close_office(code, actor=who, reason=reason)
-    )
+    who = helpers.context(actor).actor
+    with helpers.ledger() as led:
+        result = change_offices(led, lambda r: r.close_office(code, actor=who, reason=reason))
+    _print_offices(result, as_json, f"closed office {code.upper()}")
 
 
 def offices_add_till(
@@ -159,7 +153,8 @@ def offices_add_till(
     as_json: JsonOption = False,
 ) -> None:
     """Add a till to an office."""
-    result = helpers.run(lambda led: add_till(led, office, till, helpers.context(actor), name))
+    with helpers.ledger() as led:
+        result = add_till(led, office, till, helpers.context(actor), name)
     _print_offices(result, as_json, f"added till {till.upper()} to office {office.upper()}")
 
 
@@ -171,10 +166,10 @@ def offices_close_till(
     as_json: JsonOption = False,
 ) -> None:
     """Close a till."""
-    done = f"closed till {till.upper()} of office {office.upper()}"
-    _change_offices(
-        actor, as_json, done, lambda r, who: r.close_till(office, till, actor=who, reason=reason)
-    )
+    who = helpers.context(actor).actor
+    with helpers.ledger() as led:
+        result = change_offices(led, lambda r: r.close_till(office, till, actor=who, reason=reason))
+    _print_offices(result, as_json, f"closed till {till.upper()} of office {office.upper()}")
 
 
 # ---- cash-up ------------------------------------------------------------------------------
@@ -239,9 +234,8 @@ def cashup_submit(
         bag,
         reason,
     )
-    result = helpers.run(
-        lambda led: submit_cashup(led, command, helpers.context(actor, idempotency_key))
-    )
+    with helpers.ledger() as led:
+        result = submit_cashup(led, command, helpers.context(actor, idempotency_key))
     _print_cashup(result, as_json)
 
 
@@ -253,13 +247,14 @@ def cashup_list(
 ) -> None:
     """Cash-ups, newest day first."""
     wanted = CashUpStatus(status.strip().lower()).value if status else None
-    helpers.show(helpers.run(lambda led: cashups(led, wanted)), as_json, _print_cashup_table)
-
-
-def _print_cashup_table(found: list[dict[str, Any]]) -> None:
-    table = helpers.folding_table(
-        "id", "day", "office", "till", "status", "submitted by", "difference"
-    )
+    with helpers.ledger() as led:
+        found = cashups(led, wanted)
+    if as_json:
+        helpers.print_json(found)
+        return
+    table = Table("id", "day", "office", "till", "status", "submitted by", "difference")
+    for column in table.columns:
+        column.overflow = "fold"
     for cashup in found:
         table.add_row(
             cashup["cashup_id"],
@@ -275,7 +270,9 @@ def _print_cashup_table(found: list[dict[str, Any]]) -> None:
 
 def cashup_show(cashup_id: str, as_json: JsonOption = False) -> None:
     """One cash-up: the count, what was recorded, and its history."""
-    _print_cashup(helpers.run(lambda led: get_cashup(led, _id(cashup_id))), as_json)
+    with helpers.ledger() as led:
+        found = get_cashup(led, _id(cashup_id))
+    _print_cashup(found, as_json)
 
 
 def cashup_approve(
@@ -285,9 +282,8 @@ def cashup_approve(
     as_json: JsonOption = False,
 ) -> None:
     """Approve a cash-up someone else submitted: final; differences go to over/short."""
-    result = helpers.run(
-        lambda led: approve_cashup(led, _id(cashup_id), helpers.context(actor, idempotency_key))
-    )
+    with helpers.ledger() as led:
+        result = approve_cashup(led, _id(cashup_id), helpers.context(actor, idempotency_key))
     _print_cashup(result, as_json)
 
 
@@ -299,11 +295,8 @@ def cashup_return(
     as_json: JsonOption = False,
 ) -> None:
     """Return a cash-up someone else submitted, to be counted and submitted again."""
-    result = helpers.run(
-        lambda led: return_cashup(
-            led, _id(cashup_id), helpers.context(actor, idempotency_key), reason
-        )
-    )
+    with helpers.ledger() as led:
+        result = return_cashup(led, _id(cashup_id), helpers.context(actor, idempotency_key), reason)
     _print_cashup(result, as_json)
 
 
@@ -315,14 +308,15 @@ def _id(text: str) -> UUID:
 
 
 def _print_cashup(cashup: dict[str, Any], as_json: bool) -> None:
-    helpers.show(cashup, as_json, _print_cashup_text)
-
-
-def _print_cashup_text(cashup: dict[str, Any]) -> None:
-    helpers.say(
+    if as_json:
+        helpers.print_json(cashup)
+        return
+    helpers.out.print(
         f"cash-up {cashup['cashup_id']}: office {cashup['office_code']} till "
         f"{cashup['till_code']} on {cashup['business_date']}, {cashup['status']} "
-        f"(bag {escape(cashup['bag_number'])})"
+        f"(bag {escape(cashup['bag_number'])})",
+        highlight=False,
+        soft_wrap=True,
     )
     table = Table("channel", "counted", "recorded", "difference")
     for line in cashup["lines"]:
@@ -338,10 +332,12 @@ def _print_cashup_text(cashup: dict[str, Any]) -> None:
         for p in cashup["pieces"]
         if p["count"]
     )
-    helpers.say(f"notes and coins: {pieces or 'none'}")
+    helpers.out.print(f"notes and coins: {pieces or 'none'}", highlight=False, soft_wrap=True)
     for step in cashup["history"]:
         because = f": {escape(step['reason'])}" if step["reason"] else ""
-        helpers.say(
+        helpers.out.print(
             f"  {step['at'][:16].replace('T', ' ')} {step['action']} by "
-            f"{escape(step['actor'])}{because}"
+            f"{escape(step['actor'])}{because}",
+            highlight=False,
+            soft_wrap=True,
         )

@@ -43,7 +43,6 @@ UNICODE_SEPARATED = [
     "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11",
 ]
 CARDS = [VISA, VISA_13, MASTERCARD, AMEX, DINERS, VISA_19, *GROUPED, *UNICODE_SEPARATED]
-IDS_PER_KIND = 1_000_000  # checking both millions takes about 3 s on an idle core
 _ALPHANUMERIC = (string.ascii_lowercase + string.digits).encode()
 # Each random byte to one of the 36 letters and digits (the slight bias does not matter).
 _BYTE_TO_ALPHANUMERIC = bytes(_ALPHANUMERIC[b % 36] for b in range(256))
@@ -102,10 +101,19 @@ def _pay_ids(rng: random.Random, count: int) -> list[str]:
     return [chars[i : i + 26] for i in range(0, 26 * count, 26)]
 
 
-def test_a_million_random_uuids_and_pay_ids_are_accepted() -> None:
+@pytest.mark.parametrize(
+    "ids_per_kind",
+    [
+        # About 400 of these used to be refused: the bounded run still fails loudly.
+        200_000,
+        # The issue's million of each (about 3 s on an idle core): `pytest -m slow`.
+        pytest.param(1_000_000, marks=pytest.mark.slow),
+    ],
+)
+def test_random_uuids_and_pay_ids_are_accepted(ids_per_kind: int) -> None:
     """About 0.22% of random UUIDs used to be refused (issue #8.1)."""
     rng = random.Random(81)
-    ids = _random_uuids(rng, IDS_PER_KIND) + _pay_ids(rng, IDS_PER_KIND)
+    ids = _random_uuids(rng, ids_per_kind) + _pay_ids(rng, ids_per_kind)
     assert uuid.UUID(ids[0]).version == 4
     started = time.perf_counter()
     refused = [text for text in ids if contains_card_number(text)]

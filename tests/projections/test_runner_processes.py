@@ -53,7 +53,8 @@ def wait_for_progress(projection, beyond: int, process: subprocess.Popen) -> Non
 def test_a_runner_killed_at_any_point_resumes_to_an_identical_read_model(
     ledger, projection, settings
 ) -> None:
-    record_many(ledger, 1500, "kill")
+    # Enough for over a hundred pages of 7, so that each kill lands mid catch-up.
+    record_many(ledger, 600, "kill")
     positions = [0]
     for delay in (0.0, 0.05, 0.1, 0.2):
         process = runner_process(settings.database_url, "--page-size", "7")
@@ -89,7 +90,7 @@ def test_several_runners_at_once_never_double_apply(ledger, projection, settings
         wait_until_following(process)
     try:
         for batch in range(4):
-            record_many(ledger, 300, f"multi-{batch}")
+            record_many(ledger, 150, f"multi-{batch}")
             time.sleep(0.3)
         assert wait_for_position(projection.engine, ledger.max_position(), timeout_s=120)
     finally:
