@@ -20,6 +20,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, Notification
 from eventsourcing.utils import get_topic
 
+from application.bulk import collector_paused
 from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import calendar, late_receipt
@@ -132,15 +133,22 @@ def import_file(
     ]
     # A line dated in a closed period is recorded now, its own date kept (never refused).
     rules, periods = current_rulebook(ledger), calendar(ledger)
-    commands = [late_receipt(ledger, _command(line, sha256, rules), periods) for line in receipts]
-    payments, problems = _checked(ledger, receipts, commands, ctx, report)
-    returned = _returns(ledger, parsed, problems)
-    problems.extend(parsed.problems)
-    if problems:
-        raise refuse(sorted(problems, key=lambda p: p.line_number))
-    linked = [(line, links[line.line_number]) for line in parsed.lines if line.line_number in links]
-    report("saving", 0, None)
-    outcome = _record(ledger, parsed, file_name, sha256, receipts, payments, returned, linked, ctx)
+    with collector_paused():
+        commands = [
+            late_receipt(ledger, _command(line, sha256, rules), periods) for line in receipts
+        ]
+        payments, problems = _checked(ledger, receipts, commands, ctx, report)
+        returned = _returns(ledger, parsed, problems)
+        problems.extend(parsed.problems)
+        if problems:
+            raise refuse(sorted(problems, key=lambda p: p.line_number))
+        linked = [
+            (line, links[line.line_number]) for line in parsed.lines if line.line_number in links
+        ]
+        report("saving", 0, None)
+        outcome = _record(
+            ledger, parsed, file_name, sha256, receipts, payments, returned, linked, ctx
+        )
     report("saved", len(receipts), len(receipts))
     return outcome
 

@@ -20,14 +20,16 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy.exc
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Notification, Recording
 from eventsourcing.utils import get_topic
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from application import event_store
 from application.access import EVERY_FUND, FundAccess
+from application.bulk import collector_paused
 from application.grouped_writes import GroupWriter, Row, Write
 from application.idempotency import (
     IdempotentRequest,
@@ -346,9 +348,10 @@ class IncomeLedger(Application):
         if len(commands) > MAX_BATCH_SIZE:
             raise InvalidRequest(f"a batch holds at most {MAX_BATCH_SIZE} payments; split it")
         chart = self.chart()
-        payments = [self._new_payment(command, ctx, chart) for command in commands]
-        payers = [command.payer for command in commands]
-        return self.save_new_payments(payments, payers)
+        with collector_paused():
+            payments = [self._new_payment(command, ctx, chart) for command in commands]
+            payers = [command.payer for command in commands]
+            return self.save_new_payments(payments, payers)
 
     def save_new_payments(
         self, payments: Sequence[Payment], payers: Sequence[PayerDetails | None] = ()
@@ -392,16 +395,17 @@ class IncomeLedger(Application):
 
         `chart` checks them against a chart not saved yet (funds about to be added)."""
         chart = chart or self.chart()
-        return [self.payment_view(self.check_payment(command, ctx, chart)) for command in commands]
+        payments = [self.check_payment(command, ctx, chart) for command in commands]
+        for payment in payments:  # never saved: checked here instead
+            check_balanced(payment)
+        return [self.payment_view(payment) for payment in payments]
 
     def check_payment(
         self, command: RecordPayment, ctx: CommandContext, chart: FundChart
     ) -> Payment:
         """The new receipt a command makes, checked by every rule, not saved (see
-        `save_new_payments`)."""
-        payment = self._new_payment(command, ctx, chart)
-        check_balanced(payment)
-        return payment
+        `save_new_payments`, which checks that its postings balance as it saves)."""
+        return self._new_payment(command, ctx, chart)
 
     def allocate(
         self,
@@ -881,6 +885,25 @@ class IncomeLedger(Application):
                 "Fetch it again and retry."
             ) from None
         return recordings[-1].notification.id if recordings else None
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """Application.save, collecting the ledger's aggregates' pending events directly.
+
+        eventsourcing's ProcessingEvent asks two runtime-checkable Protocols whether each
+        object is an event or an aggregate: about 35 µs an aggregate, a tenth of a receipt's
+        cost in a bulk save. Anything but aggregates goes the library's way."""
+        if not all(isinstance(obj, Aggregate) for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing_event: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in objs:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)
+        return recordings
 
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:

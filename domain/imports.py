@@ -253,7 +253,8 @@ def _allpay_date(text: str) -> date:
     try:
         if not _ALLPAY_DATE.match(text):
             raise ValueError
-        return datetime.strptime(text, "%d/%m/%Y").date()
+        # What strptime("%d/%m/%Y") reads, without its per-call format parsing.
+        return date(int(text[6:10]), int(text[3:5]), int(text[0:2]))
     except ValueError:
         raise InvalidRequest(
             f"date {text!r} (columns 34-43) is not a date like 30/06/2022"

@@ -12,12 +12,15 @@ concurrency) is left out by the same statement, so it never aborts its neighbour
 of other tables (the stored idempotent response, payer details) join the transaction, taking
 the command's last position where they need it.
 
-SQLite keeps eventsourcing-sqlalchemy's own path: one writer at a time holds the file anyway.
+On SQLite (one writer at a time holds the file anyway) the events go in as one `executemany`
+of one prepared statement instead of one ORM object each; the positions are the ones SQLite
+gave them, read back as the last rowid: rows inserted while this transaction holds the write
+lock are numbered one after another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
@@ -41,7 +44,7 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
         self, session: Session, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int]:
         if not self._is_postgres():
-            return super()._insert_stored_events(session, stored_events, **kwargs)
+            return self._insert_into_sqlite(session, stored_events)
         cursor = _raw_cursor(session)
         values = b",".join(_event_values(cursor, event) for event in stored_events)
         statement = (
@@ -51,6 +54,28 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
             + b" RETURNING id"
         )
         return [row[0] for row in _execute(session, statement)]
+
+    def _insert_into_sqlite(
+        self, session: Session, stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        if not stored_events:
+            return []
+        connection = session.connection()
+        uuid_value = self._uuid_processor(connection.dialect)
+        connection.exec_driver_sql(
+            f"INSERT INTO {self._table()} ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?)",
+            [
+                (uuid_value(e.originator_id), e.originator_version, e.topic, e.state)
+                for e in stored_events
+            ],
+        )
+        last = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+        return list(range(last - len(stored_events) + 1, last + 1))
+
+    def _uuid_processor(self, dialect: Any) -> Callable[[Any], Any]:
+        """How SQLAlchemy stores an originator id in this database (the ORM's own value)."""
+        column = self.events_record_cls.__table__.c.originator_id
+        return column.type.bind_processor(dialect) or (lambda value: value)
 
     def write_group(self, session: Session, writes: Sequence[Write]) -> list[int | None]:
         """Write each command whose events clash with none stored, in one statement; the

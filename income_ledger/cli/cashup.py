@@ -4,6 +4,7 @@ the daily cash-up (#11).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from domain.cashups import CashUpStatus, Cheque, denomination_name, difference_w
 from domain.errors import InvalidRequest
 from domain.limits import parse_query_date
 from domain.money import pence_to_pounds, pounds_to_pence
+from domain.offices import OfficeRegister
 from income_ledger.cli import helpers
 
 offices_app = typer.Typer(
@@ -45,24 +47,28 @@ ReasonOption = Annotated[str, typer.Option("--reason", help="Why.")]
 
 
 def register(app: typer.Typer) -> None:
-    for name, command in (
-        ("list", offices_list),
-        ("add", offices_add),
-        ("rename", offices_rename),
-        ("channels", offices_channels),
-        ("close", offices_close),
-        ("add-till", offices_add_till),
-        ("close-till", offices_close_till),
-    ):
-        offices_app.command(name)(helpers.handle_errors(command))
-    for name, command in (
-        ("submit", cashup_submit),
-        ("list", cashup_list),
-        ("show", cashup_show),
-        ("approve", cashup_approve),
-        ("return", cashup_return),
-    ):
-        cashup_app.command(name)(helpers.handle_errors(command))
+    helpers.add_commands(
+        offices_app,
+        {
+            "list": offices_list,
+            "add": offices_add,
+            "rename": offices_rename,
+            "channels": offices_channels,
+            "close": offices_close,
+            "add-till": offices_add_till,
+            "close-till": offices_close_till,
+        },
+    )
+    helpers.add_commands(
+        cashup_app,
+        {
+            "submit": cashup_submit,
+            "list": cashup_list,
+            "show": cashup_show,
+            "approve": cashup_approve,
+            "return": cashup_return,
+        },
+    )
     app.add_typer(offices_app, name="offices")
     app.add_typer(cashup_app, name="cashup")
 
@@ -71,19 +77,24 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_offices(result: dict[str, Any], as_json: bool, done: str) -> None:
-    if as_json:
-        helpers.print_json(result)
-    else:
-        helpers.out.print(done, highlight=False, soft_wrap=True)
+    helpers.show(result, as_json, lambda _: helpers.say(done))
+
+
+def _change_offices(
+    actor: str | None, as_json: bool, done: str, change: Callable[[OfficeRegister, str], None]
+) -> None:
+    """Change the offices as `actor` (`change(register, who)`), then say `done`."""
+    who = helpers.context(actor).actor
+    result = helpers.run(lambda led: change_offices(led, lambda register: change(register, who)))
+    _print_offices(result, as_json, done)
 
 
 def offices_list(as_json: JsonOption = False) -> None:
     """Every office with its channels and tills."""
-    with helpers.ledger() as led:
-        found = offices(led)
-    if as_json:
-        helpers.print_json(found)
-        return
+    helpers.show(helpers.run(offices), as_json, _print_office_table)
+
+
+def _print_office_table(found: list[dict[str, Any]]) -> None:
     table = Table("office", "name", "channels", "tills", "open")
     for office in found:
         tills = ", ".join(
@@ -107,8 +118,7 @@ def offices_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a cash office and the channels its counter takes."""
-    with helpers.ledger() as led:
-        result = add_office(led, code, name, channels, helpers.context(actor))
+    result = helpers.run(lambda led: add_office(led, code, name, channels, helpers.context(actor)))
     _print_offices(result, as_json, f"added office {code.upper()}")
 
 
@@ -119,30 +129,26 @@ def offices_rename(
     as_json: JsonOption = False,
 ) -> None:
     """Rename an office."""
-    who = helpers.context(actor).actor
-    with helpers.ledger() as led:
-        result = change_offices(led, lambda r: r.rename_office(code, name, actor=who))
-    _print_offices(result, as_json, f"renamed office {code.upper()}")
+    done = f"renamed office {code.upper()}"
+    _change_offices(actor, as_json, done, lambda r, who: r.rename_office(code, name, actor=who))
 
 
 def offices_channels(
     code: str, channels: ChannelOption, actor: ActorOption = None, as_json: JsonOption = False
 ) -> None:
     """Set the channels an office's counter takes."""
-    who = helpers.context(actor).actor
-    with helpers.ledger() as led:
-        result = change_offices(led, lambda r: r.set_channels(code, channels, actor=who))
-    _print_offices(result, as_json, f"office {code.upper()} takes {', '.join(channels)}")
+    done = f"office {code.upper()} takes {', '.join(channels)}"
+    _change_offices(actor, as_json, done, lambda r, who: r.set_channels(code, channels, actor=who))
 
 
 def offices_close(
     code: str, reason: ReasonOption, actor: ActorOption = None, as_json: JsonOption = False
 ) -> None:
     """Close an office: it takes no more receipts or cash-ups; its history stays."""
-    who = helpers.context(actor).actor
-    with helpers.ledger() as led:
-        result = change_offices(led, lambda r: r.close_office(code, actor=who, reason=reason))
-    _print_offices(result, as_json, f"closed office {code.upper()}")
+    done = f"closed office {code.upper()}"
+    _change_offices(
+        actor, as_json, done, lambda r, who: r.close_office(code, actor=who, reason=reason)
+    )
 
 
 def offices_add_till(
@@ -153,8 +159,7 @@ def offices_add_till(
     as_json: JsonOption = False,
 ) -> None:
     """Add a till to an office."""
-    with helpers.ledger() as led:
-        result = add_till(led, office, till, helpers.context(actor), name)
+    result = helpers.run(lambda led: add_till(led, office, till, helpers.context(actor), name))
     _print_offices(result, as_json, f"added till {till.upper()} to office {office.upper()}")
 
 
@@ -166,10 +171,10 @@ def offices_close_till(
     as_json: JsonOption = False,
 ) -> None:
     """Close a till."""
-    who = helpers.context(actor).actor
-    with helpers.ledger() as led:
-        result = change_offices(led, lambda r: r.close_till(office, till, actor=who, reason=reason))
-    _print_offices(result, as_json, f"closed till {till.upper()} of office {office.upper()}")
+    done = f"closed till {till.upper()} of office {office.upper()}"
+    _change_offices(
+        actor, as_json, done, lambda r, who: r.close_till(office, till, actor=who, reason=reason)
+    )
 
 
 # ---- cash-up ------------------------------------------------------------------------------
@@ -234,8 +239,9 @@ def cashup_submit(
         bag,
         reason,
     )
-    with helpers.ledger() as led:
-        result = submit_cashup(led, command, helpers.context(actor, idempotency_key))
+    result = helpers.run(
+        lambda led: submit_cashup(led, command, helpers.context(actor, idempotency_key))
+    )
     _print_cashup(result, as_json)
 
 
@@ -247,14 +253,13 @@ def cashup_list(
 ) -> None:
     """Cash-ups, newest day first."""
     wanted = CashUpStatus(status.strip().lower()).value if status else None
-    with helpers.ledger() as led:
-        found = cashups(led, wanted)
-    if as_json:
-        helpers.print_json(found)
-        return
-    table = Table("id", "day", "office", "till", "status", "submitted by", "difference")
-    for column in table.columns:
-        column.overflow = "fold"
+    helpers.show(helpers.run(lambda led: cashups(led, wanted)), as_json, _print_cashup_table)
+
+
+def _print_cashup_table(found: list[dict[str, Any]]) -> None:
+    table = helpers.folding_table(
+        "id", "day", "office", "till", "status", "submitted by", "difference"
+    )
     for cashup in found:
         table.add_row(
             cashup["cashup_id"],
@@ -270,9 +275,7 @@ def cashup_list(
 
 def cashup_show(cashup_id: str, as_json: JsonOption = False) -> None:
     """One cash-up: the count, what was recorded, and its history."""
-    with helpers.ledger() as led:
-        found = get_cashup(led, _id(cashup_id))
-    _print_cashup(found, as_json)
+    _print_cashup(helpers.run(lambda led: get_cashup(led, _id(cashup_id))), as_json)
 
 
 def cashup_approve(
@@ -282,8 +285,9 @@ def cashup_approve(
     as_json: JsonOption = False,
 ) -> None:
     """Approve a cash-up someone else submitted: final; differences go to over/short."""
-    with helpers.ledger() as led:
-        result = approve_cashup(led, _id(cashup_id), helpers.context(actor, idempotency_key))
+    result = helpers.run(
+        lambda led: approve_cashup(led, _id(cashup_id), helpers.context(actor, idempotency_key))
+    )
     _print_cashup(result, as_json)
 
 
@@ -295,8 +299,11 @@ def cashup_return(
     as_json: JsonOption = False,
 ) -> None:
     """Return a cash-up someone else submitted, to be counted and submitted again."""
-    with helpers.ledger() as led:
-        result = return_cashup(led, _id(cashup_id), helpers.context(actor, idempotency_key), reason)
+    result = helpers.run(
+        lambda led: return_cashup(
+            led, _id(cashup_id), helpers.context(actor, idempotency_key), reason
+        )
+    )
     _print_cashup(result, as_json)
 
 
@@ -308,15 +315,14 @@ def _id(text: str) -> UUID:
 
 
 def _print_cashup(cashup: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        helpers.print_json(cashup)
-        return
-    helpers.out.print(
+    helpers.show(cashup, as_json, _print_cashup_text)
+
+
+def _print_cashup_text(cashup: dict[str, Any]) -> None:
+    helpers.say(
         f"cash-up {cashup['cashup_id']}: office {cashup['office_code']} till "
         f"{cashup['till_code']} on {cashup['business_date']}, {cashup['status']} "
-        f"(bag {escape(cashup['bag_number'])})",
-        highlight=False,
-        soft_wrap=True,
+        f"(bag {escape(cashup['bag_number'])})"
     )
     table = Table("channel", "counted", "recorded", "difference")
     for line in cashup["lines"]:
@@ -332,12 +338,10 @@ def _print_cashup(cashup: dict[str, Any], as_json: bool) -> None:
         for p in cashup["pieces"]
         if p["count"]
     )
-    helpers.out.print(f"notes and coins: {pieces or 'none'}", highlight=False, soft_wrap=True)
+    helpers.say(f"notes and coins: {pieces or 'none'}")
     for step in cashup["history"]:
         because = f": {escape(step['reason'])}" if step["reason"] else ""
-        helpers.out.print(
+        helpers.say(
             f"  {step['at'][:16].replace('T', ' ')} {step['action']} by "
-            f"{escape(step['actor'])}{because}",
-            highlight=False,
-            soft_wrap=True,
+            f"{escape(step['actor'])}{because}"
         )

@@ -7,15 +7,17 @@ what to fix and exit non-zero; nothing partial is saved.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from application.ledger import IncomeLedger, Outcome, RecordPayment
+from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
 from application.payer_details import PayerDetails
 from application.periods import relating_to
 from domain.errors import InvalidRequest, LedgerError
@@ -58,7 +60,9 @@ from income_ledger.cli.helpers import (
     parse_payment_id,
     print_json,
     progress_bar,
+    run,
     settings_problems,
+    show,
 )
 from income_ledger.settings import LogSettings, Settings
 from projections.runner import LockTimeout
@@ -148,11 +152,10 @@ def db_backup(
 @handle_errors
 def funds_list(as_json: JsonOption = False) -> None:
     """List the chart of funds."""
-    with ledger() as led:
-        funds = led.funds()
-    if as_json:
-        print_json(funds)
-        return
+    show(run(lambda led: led.funds()), as_json, _print_funds)
+
+
+def _print_funds(funds: list[dict[str, Any]]) -> None:
     table = Table("code", "name", "group", "VAT", "GL", "reference rule", "status")
     for fund in funds:
         rule = Fund.from_dict(fund).reference_rule.describe()
@@ -172,11 +175,10 @@ def funds_list(as_json: JsonOption = False) -> None:
 @handle_errors
 def funds_show(code: str, as_json: JsonOption = False) -> None:
     """Show one fund."""
-    with ledger() as led:
-        fund = led.fund(code)
-    if as_json:
-        print_json(fund)
-        return
+    show(run(lambda led: led.fund(code)), as_json, _print_fields)
+
+
+def _print_fields(fund: dict[str, Any]) -> None:
     for key, value in fund.items():
         out.print(f"{key:>22}: {value}", highlight=False)
 
@@ -186,8 +188,7 @@ def funds_show(code: str, as_json: JsonOption = False) -> None:
 def funds_check_reference(code: str, reference: str, as_json: JsonOption = False) -> None:
     """Say whether a reference passes a fund's rule, and which check character the rule
     expects (to try a rule described as data before payers use it). Exit 1 when it fails."""
-    with ledger() as led:
-        fund = Fund.from_dict(led.fund(code))
+    fund = Fund.from_dict(run(lambda led: led.fund(code)))
     verdict = reference_verdict(fund, reference)
     if as_json:
         print_json(verdict)
@@ -239,26 +240,28 @@ def funds_add(
     if file is None and not sample:
         raise InvalidRequest("give --file FUND.json or --sample")
     ctx = context(actor)
-    with ledger() as led:
-        if sample:
-            existing = {fund["code"] for fund in led.funds()}
-            added = [f for f in SAMPLE_FUNDS if f.code not in existing]
-            led.add_funds(added, ctx, reason="sample chart of funds")
-            codes = [fund.code for fund in added]
-        else:
-            assert file is not None
-            try:
-                data = json.load(file)
-            except json.JSONDecodeError as error:
-                raise InvalidRequest(f"the fund file is not valid JSON: {error}") from None
-            definitions = data if isinstance(data, list) else [data]
-            funds = [Fund.from_dict(item) for item in definitions]
-            led.add_funds(funds, ctx)
-            codes = [fund.code for fund in funds]
-    if as_json:
-        print_json({"added": codes})
-    else:
-        out.print(f"added funds: {', '.join(codes) or 'none (all present)'}")
+    codes = run(lambda led: _add_sample_funds(led, ctx) if sample else _add_funds(led, file, ctx))
+    said = f"added funds: {', '.join(codes) or 'none (all present)'}"
+    show({"added": codes}, as_json, lambda _: out.print(said))
+
+
+def _add_sample_funds(led: IncomeLedger, ctx: CommandContext) -> list[str]:
+    existing = {fund["code"] for fund in led.funds()}
+    added = [f for f in SAMPLE_FUNDS if f.code not in existing]
+    led.add_funds(added, ctx, reason="sample chart of funds")
+    return [fund.code for fund in added]
+
+
+def _add_funds(led: IncomeLedger, file: typer.FileText | None, ctx: CommandContext) -> list[str]:
+    assert file is not None
+    try:
+        data = json.load(file)
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(f"the fund file is not valid JSON: {error}") from None
+    definitions = data if isinstance(data, list) else [data]
+    funds = [Fund.from_dict(item) for item in definitions]
+    led.add_funds(funds, ctx)
+    return [fund.code for fund in funds]
 
 
 @funds_app.command("amend")
@@ -288,8 +291,8 @@ def funds_amend(
             parsed[name] = json.loads(value)
         except json.JSONDecodeError:
             parsed[name] = value
-    with ledger() as led:
-        led.amend_fund(
+    run(
+        lambda led: led.amend_fund(
             code,
             parsed,
             context(actor),
@@ -300,6 +303,7 @@ def funds_amend(
             if vat_rate_effective_from
             else None,
         )
+    )
     out.print(f"fund {code.upper()} amended")
 
 
@@ -307,8 +311,7 @@ def funds_amend(
 @handle_errors
 def funds_disable(code: str, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Stop a fund taking new money (its history stays)."""
-    with ledger() as led:
-        led.disable_fund(code, context(actor), reason)
+    run(lambda led: led.disable_fund(code, context(actor), reason))
     out.print(f"fund {code.upper()} disabled")
 
 
@@ -316,8 +319,7 @@ def funds_disable(code: str, reason: ReasonOption, actor: ActorOption = None) ->
 @handle_errors
 def funds_enable(code: str, reason: ReasonOption, actor: ActorOption = None) -> None:
     """Let a disabled fund take money again."""
-    with ledger() as led:
-        led.enable_fund(code, context(actor), reason)
+    run(lambda led: led.enable_fund(code, context(actor), reason))
     out.print(f"fund {code.upper()} enabled")
 
 
@@ -333,6 +335,21 @@ def print_outcome(outcome: Outcome, as_json: bool, verb: str) -> None:
     note = "" if outcome.recorded else " (already recorded: nothing new)"
     out.print(f"{verb} payment {outcome.payment_id}{note}", highlight=False)
     print_payment(outcome.payment)
+
+
+def change_payment(
+    verb: str,
+    payment_id: str,
+    actor: str | None,
+    idempotency_key: str | None,
+    as_json: bool,
+    change: Callable[[IncomeLedger, UUID, CommandContext], Outcome],
+) -> None:
+    """Change a payment (`change(ledger, payment id, context)`), then print what it is now."""
+    outcome = run(
+        lambda led: change(led, parse_payment_id(payment_id), context(actor, idempotency_key))
+    )
+    print_outcome(outcome, as_json, verb)
 
 
 def print_payment(payment: dict[str, Any]) -> None:
@@ -416,9 +433,11 @@ def payments_record(
         office_code=office,
         till_code=till,
     )
-    with ledger() as led:
-        command = relating_to(led, command, relates_to_period)
-        outcome = led.record_payment(command, context(actor, idempotency_key))
+    outcome = run(
+        lambda led: led.record_payment(
+            relating_to(led, command, relates_to_period), context(actor, idempotency_key)
+        )
+    )
     print_outcome(outcome, as_json, "recorded")
 
 
@@ -441,11 +460,14 @@ def payments_allocate(
         if len(parts) != 3:
             raise InvalidRequest(f"--line takes FUND:REFERENCE:POUNDS, got {line!r}")
         parsed.append((parts[0].upper(), parts[1], parse_amount(parts[2])))
-    with ledger() as led:
-        outcome = led.allocate(
-            parse_payment_id(payment_id), parsed, context(actor, idempotency_key), reason
-        )
-    print_outcome(outcome, as_json, "allocated")
+    change_payment(
+        "allocated",
+        payment_id,
+        actor,
+        idempotency_key,
+        as_json,
+        lambda led, pid, ctx: led.allocate(pid, parsed, ctx, reason),
+    )
 
 
 @payments_app.command("transfer")
@@ -532,11 +554,14 @@ def payments_approve_refund(
 ) -> None:
     """Approve a refund that waits for a second person; the money moves now, from where it
     was requested. The person who asked for it cannot approve it."""
-    with ledger() as led:
-        outcome = led.approve_refund(
-            parse_payment_id(payment_id), request_id, context(actor, idempotency_key)
-        )
-    print_outcome(outcome, as_json, f"refund {request_id} approved and paid on")
+    change_payment(
+        f"refund {request_id} approved and paid on",
+        payment_id,
+        actor,
+        idempotency_key,
+        as_json,
+        lambda led, pid, ctx: led.approve_refund(pid, request_id, ctx),
+    )
 
 
 @payments_app.command("decline-refund")
@@ -550,22 +575,24 @@ def payments_decline_refund(
     as_json: JsonOption = False,
 ) -> None:
     """Decline a refund that waits for approval, saying why; no money moves."""
-    with ledger() as led:
-        outcome = led.decline_refund(
-            parse_payment_id(payment_id), request_id, context(actor, idempotency_key), reason
-        )
-    print_outcome(outcome, as_json, f"refund {request_id} declined on")
+    change_payment(
+        f"refund {request_id} declined on",
+        payment_id,
+        actor,
+        idempotency_key,
+        as_json,
+        lambda led, pid, ctx: led.decline_refund(pid, request_id, ctx, reason),
+    )
 
 
 @payments_app.command("pending-refunds")
 @handle_errors
 def payments_pending_refunds(as_json: JsonOption = False) -> None:
     """Refunds waiting for a second person's approval, on every payment, oldest first."""
-    with ledger() as led:
-        waiting = led.pending_refunds()
-    if as_json:
-        print_json(waiting)
-        return
+    show(run(lambda led: led.pending_refunds()), as_json, _print_pending_refunds)
+
+
+def _print_pending_refunds(waiting: list[dict[str, Any]]) -> None:
     if not waiting:
         out.print("no refunds wait for approval")
         return
@@ -603,11 +630,14 @@ def payments_reverse(
     as_json: JsonOption = False,
 ) -> None:
     """Reverse all that remains of a payment that never really arrived."""
-    with ledger() as led:
-        outcome = led.reverse(
-            parse_payment_id(payment_id), kind, context(actor, idempotency_key), reason
-        )
-    print_outcome(outcome, as_json, "reversed")
+    change_payment(
+        "reversed",
+        payment_id,
+        actor,
+        idempotency_key,
+        as_json,
+        lambda led, pid, ctx: led.reverse(pid, kind, ctx, reason),
+    )
 
 
 @payments_app.command("note")
@@ -620,9 +650,14 @@ def payments_note(
     as_json: JsonOption = False,
 ) -> None:
     """Add a note to a payment's history."""
-    with ledger() as led:
-        outcome = led.note(parse_payment_id(payment_id), text, context(actor, idempotency_key))
-    print_outcome(outcome, as_json, "noted on")
+    change_payment(
+        "noted on",
+        payment_id,
+        actor,
+        idempotency_key,
+        as_json,
+        lambda led, pid, ctx: led.note(pid, text, ctx),
+    )
 
 
 @payments_app.command("erase-payer")
@@ -636,8 +671,9 @@ def payments_erase_payer(
     """Erase the payer's personal details (for a supervisor); the money's history stays.
 
     The erasure is recorded in the payment's history. Running it again erases nothing more."""
-    with ledger() as led:
-        outcome = led.erase_payer_details(parse_payment_id(payment_id), context(actor), reason)
+    outcome = run(
+        lambda led: led.erase_payer_details(parse_payment_id(payment_id), context(actor), reason)
+    )
     if as_json:
         print_outcome(outcome, as_json, "erased payer details of")
         return
@@ -652,11 +688,10 @@ def payments_erase_payer(
 @handle_errors
 def payments_show(payment_id: str, as_json: JsonOption = False) -> None:
     """A payment with its allocations, status and whole history."""
-    with ledger() as led:
-        payment = led.get_payment(parse_payment_id(payment_id))
-    if as_json:
-        print_json(payment)
-        return
+    show(run(lambda led: led.get_payment(parse_payment_id(payment_id))), as_json, _print_history)
+
+
+def _print_history(payment: dict[str, Any]) -> None:
     out.print(f"payment {payment['payment_id']}", highlight=False)
     print_payment(payment)
     table = Table("v", "recorded at", "action", "actor", "reason", "postings")

@@ -1,5 +1,7 @@
 """What every command of the `income-ledger` CLI shares: the consoles, the common options,
-error handling, the ledger and command context, and parsing of the usual arguments.
+error handling, the ledger and command context, printing a result (JSON or for a person),
+and parsing of the usual arguments. A command is then only its own logic: what it asks the
+ledger and how a person reads the answer.
 
 The command modules import this one and never each other, so no import goes in a circle.
 """
@@ -12,7 +14,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
@@ -21,6 +23,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from application.ledger import CommandContext, IncomeLedger
 from domain.errors import InvalidRequest, LedgerError
@@ -57,6 +60,7 @@ TimeoutOption = Annotated[
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why the money moves (required).")]
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:
@@ -95,6 +99,13 @@ def handle_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def add_commands(group: typer.Typer, commands: Mapping[str, Callable[..., Any]]) -> None:
+    """Register each command under its name (in this order in --help), its errors handled
+    as every command's are."""
+    for name, command in commands.items():
+        group.command(name)(handle_errors(command))
+
+
 def settings_problems(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
 
@@ -110,6 +121,12 @@ def ledger() -> IncomeLedger:
     return build_ledger(Settings())
 
 
+def run(action: Callable[[IncomeLedger], T]) -> T:
+    """Open the ledger, do one thing with it, and close it again."""
+    with ledger() as led:
+        return action(led)
+
+
 def context(actor: str | None, idempotency_key: str | None = None) -> CommandContext:
     who = actor or os.environ.get("LEDGER_ACTOR") or f"cli:{getpass.getuser()}"
     # The same limit as an HTTP Idempotency-Key, so a key works the same at either edge.
@@ -119,6 +136,27 @@ def context(actor: str | None, idempotency_key: str | None = None) -> CommandCon
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def show(value: T, as_json: bool, for_people: Callable[[T], None]) -> None:
+    """A command's result: JSON for scripts (--json), else printed for a person."""
+    if as_json:
+        print_json(value)
+    else:
+        for_people(value)
+
+
+def say(text: str) -> None:
+    """A line for a person: data as it is (no highlighting), wrapped by the terminal."""
+    out.print(text, highlight=False, soft_wrap=True)
+
+
+def folding_table(*headers: str) -> Table:
+    """A table whose cells fold rather than being cut: people copy ids out of them."""
+    table = Table(*headers)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 def parse_amount(text: str) -> int:

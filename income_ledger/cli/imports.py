@@ -17,7 +17,6 @@ import typer
 from rich.markup import escape
 from rich.progress import MofNCompleteColumn
 from rich.progress import Progress as RichProgress
-from rich.table import Table
 from typer.core import TyperGroup
 
 from application.imports import (
@@ -153,14 +152,13 @@ def imports_list(
     as_json: helpers.JsonOption = False,
 ) -> None:
     """Imports, newest first."""
-    with helpers.ledger() as led:
-        batches = list_imports(led)
-    if as_json:
-        helpers.print_json(batches)
-        return
-    table = Table("imported (UTC)", "file", "format", "receipts", "total", "batch", "reversed")
-    for column in table.columns:
-        column.overflow = "fold"  # ids and file names are read whole, never cut short
+    helpers.show(helpers.run(list_imports), as_json, _print_batches)
+
+
+def _print_batches(batches: list[dict[str, Any]]) -> None:
+    table = helpers.folding_table(
+        "imported (UTC)", "file", "format", "receipts", "total", "batch", "reversed"
+    )
     for batch in batches:
         table.add_row(
             batch["imported_at"][:16].replace("T", " "),
@@ -256,17 +254,17 @@ def reconcile_exceptions(
 ) -> None:
     """Statement lines no other record explains, receipts no statement line has paid in
     yet, card payments no payout has paid in, and open card disputes, oldest first, by age."""
-    with helpers.ledger() as led:
-        report = exceptions(led)
+    report = helpers.run(exceptions)
     if as_csv:
         typer.echo(exceptions_csv(report), nl=False)
         return
-    if as_json:
-        helpers.print_json(report)
-        return
-    table = Table("kind", "age", "date", "amount", "channel", "reference", "payment")
-    for column in table.columns:
-        column.overflow = "fold"
+    helpers.show(report, as_json, _print_exceptions)
+
+
+def _print_exceptions(report: dict[str, Any]) -> None:
+    table = helpers.folding_table(
+        "kind", "age", "date", "amount", "channel", "reference", "payment"
+    )
     for row in (row for section in REPORT_SECTIONS for row in report[section]):
         table.add_row(
             row["kind"].replace("_", " "),

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from application.gl_export import export_day, gl_exports, parse_control_codes
 from application.periods import close_period, closed_periods
@@ -58,29 +57,28 @@ def periods_close(
 ) -> None:
     """Close the day, month or financial year holding DATE: nothing can take effect in it
     afterwards. A close is final; only a period that has ended can be closed."""
-    with helpers.ledger() as led:
-        close = close_period(led, kind, parse_date(day), helpers.context(actor), reason)
-    if as_json:
-        helpers.print_json(close)
-        return
-    helpers.out.print(
+    close = helpers.run(
+        lambda led: close_period(led, kind, parse_date(day), helpers.context(actor), reason)
+    )
+    helpers.show(close, as_json, _say_closed)
+
+
+def _say_closed(close: dict[str, Any]) -> None:
+    helpers.say(
         f"closed {close['kind']} {close['period']} ({close['first_day']} to "
-        f"{close['last_day']}) by {escape(close['closed_by'])}",
-        highlight=False,
-        soft_wrap=True,
+        f"{close['last_day']}) by {escape(close['closed_by'])}"
     )
 
 
 def periods_list(as_json: helpers.JsonOption = False) -> None:
     """Every close, oldest first."""
-    with helpers.ledger() as led:
-        closes = closed_periods(led)
-    if as_json:
-        helpers.print_json(closes)
-        return
-    table = Table("period", "kind", "from", "to", "closed by", "closed at (UTC)", "reason")
-    for column in table.columns:
-        column.overflow = "fold"
+    helpers.show(helpers.run(closed_periods), as_json, _print_closes)
+
+
+def _print_closes(closes: list[dict[str, Any]]) -> None:
+    table = helpers.folding_table(
+        "period", "kind", "from", "to", "closed by", "closed at (UTC)", "reason"
+    )
     for close in closes:
         table.add_row(
             close["period"],
@@ -157,14 +155,13 @@ def _catch_up(projection: Any, position: int) -> None:
 
 def gl_list(as_json: helpers.JsonOption = False) -> None:
     """Every day exported, in the order they were exported."""
-    with helpers.ledger() as led:
-        exports = gl_exports(led)
-    if as_json:
-        helpers.print_json(exports)
-        return
-    table = Table("day", "lines", "exported by", "exported at (UTC)", "closed", "SHA-256")
-    for column in table.columns:
-        column.overflow = "fold"
+    helpers.show(helpers.run(gl_exports), as_json, _print_exports)
+
+
+def _print_exports(exports: list[dict[str, Any]]) -> None:
+    table = helpers.folding_table(
+        "day", "lines", "exported by", "exported at (UTC)", "closed", "SHA-256"
+    )
     for export in exports:
         table.add_row(
             export["export_date"],

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from application.import_rules import add_rule, disable_rule, enable_rule, list_rules, move_rule
 from domain.money import pence_to_pounds, pounds_to_pence
@@ -21,34 +20,33 @@ rules_app = typer.Typer(
     "enable, move.",
     no_args_is_help=True,
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonOption = helpers.JsonOption
 ActorOption = Annotated[str | None, typer.Option("--actor", help="Who is doing this.")]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why the rules change.")]
 RuleId = Annotated[str, typer.Argument(help="The rule's id, like R3 (rules list).")]
 
 
 def register(app: typer.Typer) -> None:
-    for name, command in (
-        ("list", rules_list),
-        ("add", rules_add),
-        ("disable", rules_disable),
-        ("enable", rules_enable),
-        ("move", rules_move),
-    ):
-        rules_app.command(name)(helpers.handle_errors(command))
+    helpers.add_commands(
+        rules_app,
+        {
+            "list": rules_list,
+            "add": rules_add,
+            "disable": rules_disable,
+            "enable": rules_enable,
+            "move": rules_move,
+        },
+    )
     app.add_typer(rules_app, name="rules")
 
 
 def rules_list(as_json: JsonOption = False) -> None:
     """The rules in the order they are tried (disabled ones never match)."""
-    with helpers.ledger() as led:
-        listed = list_rules(led)
-    if as_json:
-        helpers.print_json(listed)
-        return
-    table = Table("order", "rule", "name", "when", "then", "enabled")
-    for column in table.columns:
-        column.overflow = "fold"
+    helpers.show(helpers.run(list_rules), as_json, _print_rules)
+
+
+def _print_rules(listed: dict[str, Any]) -> None:
+    table = helpers.folding_table("order", "rule", "name", "when", "then", "enabled")
     for rule in listed["rules"]:
         table.add_row(
             str(rule["order"]),
@@ -147,8 +145,7 @@ def rules_add(
         "rewrite_to": rewrite_to,
         "suspense_reason": suspense,
     }
-    with helpers.ledger() as led:
-        outcome = add_rule(led, rule, helpers.context(actor), reason, position)
+    outcome = helpers.run(lambda led: add_rule(led, rule, helpers.context(actor), reason, position))
     _print(outcome, as_json, "added")
 
 
@@ -156,8 +153,7 @@ def rules_disable(
     rule_id: RuleId, reason: ReasonOption, actor: ActorOption = None, as_json: JsonOption = False
 ) -> None:
     """Stop a rule matching; it stays listed, and in the history."""
-    with helpers.ledger() as led:
-        outcome = disable_rule(led, rule_id, helpers.context(actor), reason)
+    outcome = helpers.run(lambda led: disable_rule(led, rule_id, helpers.context(actor), reason))
     _print(outcome, as_json, "disabled")
 
 
@@ -165,8 +161,7 @@ def rules_enable(
     rule_id: RuleId, reason: ReasonOption, actor: ActorOption = None, as_json: JsonOption = False
 ) -> None:
     """Let a disabled rule match again."""
-    with helpers.ledger() as led:
-        outcome = enable_rule(led, rule_id, helpers.context(actor), reason)
+    outcome = helpers.run(lambda led: enable_rule(led, rule_id, helpers.context(actor), reason))
     _print(outcome, as_json, "enabled")
 
 
@@ -178,21 +173,19 @@ def rules_move(
     as_json: JsonOption = False,
 ) -> None:
     """Try a rule at another place in the order; the others keep theirs."""
-    with helpers.ledger() as led:
-        outcome = move_rule(led, rule_id, to, helpers.context(actor), reason)
+    outcome = helpers.run(lambda led: move_rule(led, rule_id, to, helpers.context(actor), reason))
     _print(outcome, as_json, "moved")
 
 
 def _print(outcome: dict[str, Any], as_json: bool, verb: str) -> None:
-    if as_json:
-        helpers.print_json(outcome)
-        return
+    helpers.show(outcome, as_json, lambda changed: _say_changed(changed, verb))
+
+
+def _say_changed(outcome: dict[str, Any], verb: str) -> None:
     rule = outcome["rule"]
     what = verb if outcome["recorded"] else f"nothing to do: already {verb}"
-    helpers.out.print(
+    helpers.say(
         f"{what} rule {rule['rule_id']} v{rule['version']} ({escape(rule['name'])}), "
         f"tried {rule['order']}: {escape(describe_conditions(rule))} -> "
-        f"{escape(describe_outcome(rule))}",
-        highlight=False,
-        soft_wrap=True,
+        f"{escape(describe_outcome(rule))}"
     )
