@@ -1,4 +1,5 @@
-"""Import rules over HTTP: list (staff who read), add, disable, enable, move (supervisors).
+"""Import rules over HTTP: list (staff who read), add, amend, disable, enable, move
+(supervisors).
 
 Thin: application.import_rules decides; this translates.
 """
@@ -12,8 +13,16 @@ from pydantic import BaseModel, Field
 
 from api.deps import Reader, ServicesDep, Supervisor, json_response
 from api.schemas import Reason
-from application.import_rules import add_rule, disable_rule, enable_rule, list_rules, move_rule
+from application.import_rules import (
+    add_rule,
+    amend_rule,
+    disable_rule,
+    enable_rule,
+    list_rules,
+    move_rule,
+)
 from application.ledger import CommandContext
+from domain.errors import InvalidImportRule
 from domain.import_rules import (
     MAX_NARRATIVE_TEXT_LENGTH,
     MAX_PATTERN_LENGTH,
@@ -54,6 +63,17 @@ class AddRuleIn(BaseModel):
     rule: RuleIn
     reason: Reason
     order: int | None = Field(None, ge=1, le=MAX_RULES, description="1 is tried first")
+
+
+class RuleChangesIn(RuleIn):
+    """The fields to change; a field left out keeps its value, null clears it."""
+
+    name: str | None = Field(None, min_length=1, max_length=MAX_RULE_NAME_LENGTH)
+
+
+class AmendRuleIn(BaseModel):
+    changes: RuleChangesIn
+    reason: Reason
 
 
 class ChangeRuleIn(BaseModel):
@@ -99,6 +119,20 @@ def add(body: AddRuleIn, svc: ServicesDep, user: Supervisor) -> Any:
     rule = body.rule.model_dump() | {"channels": [c.value for c in body.rule.channels]}
     outcome = add_rule(svc.ledger, rule, CommandContext(user.actor), body.reason, body.order)
     return json_response(outcome, 201, outcome["position"])
+
+
+@router.patch("/import-rules/{rule_id}", tags=["imports"], response_model=RuleChangeOut)
+def amend(rule_id: RuleId, body: AmendRuleIn, svc: ServicesDep, user: Supervisor) -> Any:
+    """Change a rule's conditions or outcome, keeping its id, place and history (its
+    version rises). `changes` holds only the fields to change; a fund outcome replaces a
+    suspense one and the other way round. Roles: supervisor."""
+    changes = body.changes.model_dump(exclude_unset=True)
+    if "channels" in changes:
+        changes["channels"] = [c.value for c in body.changes.channels]
+    if changes.get("name", "") is None:
+        raise InvalidImportRule("a rule keeps a name: send a new one or leave it out")
+    outcome = amend_rule(svc.ledger, rule_id, changes, CommandContext(user.actor), body.reason)
+    return json_response(outcome, 200, outcome["position"])
 
 
 @router.post("/import-rules/{rule_id}/disable", tags=["imports"], response_model=RuleChangeOut)

@@ -1,4 +1,4 @@
-"""Import rules as data: list, add, disable, enable and move the council's rules (#10).
+"""Import rules as data: list, add, amend, disable, enable and move the council's rules (#10).
 
 The rules live in one aggregate (domain.import_rules.ImportRulebook); each change is an
 event saved with optimistic concurrency, so two supervisors changing the rules at the same
@@ -47,10 +47,8 @@ def add_rule(
     reason: str,
     position: int | None = None,
 ) -> dict[str, Any]:
-    """Add a rule, tried last unless a position (1 is first) is given. A rule's fund must
-    exist (it may be disabled: its lines then wait in suspense saying so)."""
-    if rule.get("fund_code"):
-        ledger.chart().fund(str(rule["fund_code"]))
+    """Add a rule, tried last unless a position (1 is first) is given."""
+    _require_fund(ledger, rule)
     added: list[ImportRule] = []
 
     def change(book: ImportRulebook) -> None:
@@ -58,6 +56,18 @@ def add_rule(
 
     book, saved_at = _change(ledger, change)
     return _outcome(book, added[0].rule_id, saved_at)
+
+
+def amend_rule(
+    ledger: IncomeLedger, rule_id: str, changes: dict[str, Any], ctx: CommandContext, reason: str
+) -> dict[str, Any]:
+    """Change a rule's conditions or outcome, keeping its id, place and history; its version
+    rises, so receipts it decided before still name the rule as it was then."""
+    _require_fund(ledger, changes)
+    book, saved_at = _change(
+        ledger, lambda b: b.amend_rule(rule_id, changes, actor=ctx.actor, reason=reason)
+    )
+    return _outcome(book, rule_id, saved_at)
 
 
 def disable_rule(
@@ -86,6 +96,12 @@ def move_rule(
         ledger, lambda b: b.move_rule(rule_id, position, actor=ctx.actor, reason=reason)
     )
     return _outcome(book, rule_id, saved_at)
+
+
+def _require_fund(ledger: IncomeLedger, rule: dict[str, Any]) -> None:
+    """A rule's fund must exist (it may be disabled: its lines then wait in suspense)."""
+    if rule.get("fund_code"):
+        ledger.chart().fund(str(rule["fund_code"]))
 
 
 def _change(

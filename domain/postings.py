@@ -139,6 +139,7 @@ _WITHOUT_MONEY = (
     ImportRulebook.RuleDisabled,
     ImportRulebook.RuleEnabled,
     ImportRulebook.RuleMoved,
+    ImportRulebook.RuleAmended,
 )
 
 

@@ -1,7 +1,7 @@
 """`income-ledger rules ...`: the council's import rules (issue #10).
 
-`rules list` shows them in the order they are tried; `rules add`, `rules disable`, `rules
-enable` and `rules move` change them, each recorded as an event with who and why.
+`rules list` shows them in the order they are tried; `rules add`, `rules amend`, `rules
+disable`, `rules enable` and `rules move` change them, each recorded as an event with who and why.
 """
 
 from __future__ import annotations
@@ -11,13 +11,20 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from application.import_rules import add_rule, disable_rule, enable_rule, list_rules, move_rule
+from application.import_rules import (
+    add_rule,
+    amend_rule,
+    disable_rule,
+    enable_rule,
+    list_rules,
+    move_rule,
+)
 from domain.money import pence_to_pounds, pounds_to_pence
 from income_ledger.cli import helpers
 
 rules_app = typer.Typer(
-    help="Import rules, tried in order on each imported line: rules list, add, disable, "
-    "enable, move.",
+    help="Import rules, tried in order on each imported line: rules list, add, amend, "
+    "disable, enable, move.",
     no_args_is_help=True,
 )
 JsonOption = helpers.JsonOption
@@ -32,6 +39,7 @@ def register(app: typer.Typer) -> None:
         {
             "list": rules_list,
             "add": rules_add,
+            "amend": rules_amend,
             "disable": rules_disable,
             "enable": rules_enable,
             "move": rules_move,
@@ -87,44 +95,76 @@ def describe_outcome(rule: dict[str, Any]) -> str:
     return text
 
 
+ReferenceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reference",
+        help="A regular expression the whole reference matches (capitals, no spaces), "
+        "like 'CT[0-9]{8}'.",
+    ),
+]
+NarrativeOption = Annotated[
+    str | None, typer.Option("--narrative", help="Text the line's narrative contains.")
+]
+MinAmountOption = Annotated[
+    str | None, typer.Option("--min-amount", help="Smallest amount in pounds, like 10.00.")
+]
+MaxAmountOption = Annotated[
+    str | None, typer.Option("--max-amount", help="Largest amount in pounds.")
+]
+ChannelOption = Annotated[
+    list[str] | None, typer.Option("--channel", help="A channel (repeat for several).")
+]
+FundOption = Annotated[str | None, typer.Option("--fund", help="Send the money to this fund.")]
+StripPrefixOption = Annotated[
+    str | None, typer.Option("--strip-prefix", help="Fund rules: remove this prefix.")
+]
+RewriteOption = Annotated[
+    str | None,
+    typer.Option("--rewrite", help="Fund rules: a regular expression to replace..."),
+]
+RewriteToOption = Annotated[
+    str | None, typer.Option("--rewrite-to", help="...with this (\\1 is its first group).")
+]
+SuspenseOption = Annotated[
+    str | None,
+    typer.Option("--suspense", help="Send the money to suspense, saying this."),
+]
+
+
+def _rule_fields(**options: Any) -> dict[str, Any]:
+    """The rule's fields from the command's options (amounts in pounds become pence)."""
+    amounts = {"min_amount": "min_amount_pence", "max_amount": "max_amount_pence"}
+    names = {
+        "reference": "reference_pattern",
+        "narrative": "narrative_contains",
+        "channel": "channels",
+        "fund": "fund_code",
+        "rewrite": "rewrite_pattern",
+        "suspense": "suspense_reason",
+    }
+    fields = {}
+    for option, value in options.items():
+        if option in amounts:
+            fields[amounts[option]] = pounds_to_pence(value) if value is not None else None
+        else:
+            fields[names.get(option, option)] = value
+    return fields
+
+
 def rules_add(
     name: Annotated[str, typer.Option("--name", help="What people call the rule.")],
     reason: ReasonOption,
-    reference: Annotated[
-        str | None,
-        typer.Option(
-            "--reference",
-            help="A regular expression the whole reference matches (capitals, no spaces), "
-            "like 'CT[0-9]{8}'.",
-        ),
-    ] = None,
-    narrative: Annotated[
-        str | None, typer.Option("--narrative", help="Text the line's narrative contains.")
-    ] = None,
-    min_amount: Annotated[
-        str | None, typer.Option("--min-amount", help="Smallest amount in pounds, like 10.00.")
-    ] = None,
-    max_amount: Annotated[
-        str | None, typer.Option("--max-amount", help="Largest amount in pounds.")
-    ] = None,
-    channel: Annotated[
-        list[str] | None, typer.Option("--channel", help="A channel (repeat for several).")
-    ] = None,
-    fund: Annotated[str | None, typer.Option("--fund", help="Send the money to this fund.")] = None,
-    strip_prefix: Annotated[
-        str | None, typer.Option("--strip-prefix", help="Fund rules: remove this prefix.")
-    ] = None,
-    rewrite: Annotated[
-        str | None,
-        typer.Option("--rewrite", help="Fund rules: a regular expression to replace..."),
-    ] = None,
-    rewrite_to: Annotated[
-        str | None, typer.Option("--rewrite-to", help="...with this (\\1 is its first group).")
-    ] = None,
-    suspense: Annotated[
-        str | None,
-        typer.Option("--suspense", help="Send the money to suspense, saying this."),
-    ] = None,
+    reference: ReferenceOption = None,
+    narrative: NarrativeOption = None,
+    min_amount: MinAmountOption = None,
+    max_amount: MaxAmountOption = None,
+    channel: ChannelOption = None,
+    fund: FundOption = None,
+    strip_prefix: StripPrefixOption = None,
+    rewrite: RewriteOption = None,
+    rewrite_to: RewriteToOption = None,
+    suspense: SuspenseOption = None,
     position: Annotated[
         int | None, typer.Option("--position", min=1, help="Where to try it (1 is first).")
     ] = None,
@@ -132,21 +172,64 @@ def rules_add(
     as_json: JsonOption = False,
 ) -> None:
     """Add a rule (tried last unless --position). Every condition given must hold."""
-    rule = {
-        "name": name,
-        "reference_pattern": reference,
-        "narrative_contains": narrative,
-        "min_amount_pence": pounds_to_pence(min_amount) if min_amount is not None else None,
-        "max_amount_pence": pounds_to_pence(max_amount) if max_amount is not None else None,
-        "channels": channel or [],
-        "fund_code": fund,
-        "strip_prefix": strip_prefix,
-        "rewrite_pattern": rewrite,
-        "rewrite_to": rewrite_to,
-        "suspense_reason": suspense,
-    }
+    rule = _rule_fields(
+        name=name,
+        reference=reference,
+        narrative=narrative,
+        min_amount=min_amount,
+        max_amount=max_amount,
+        channel=channel or [],
+        fund=fund,
+        strip_prefix=strip_prefix,
+        rewrite=rewrite,
+        rewrite_to=rewrite_to,
+        suspense=suspense,
+    )
     outcome = helpers.run(lambda led: add_rule(led, rule, helpers.context(actor), reason, position))
     _print(outcome, as_json, "added")
+
+
+def rules_amend(
+    rule_id: RuleId,
+    reason: ReasonOption,
+    name: Annotated[str | None, typer.Option("--name", help="A new name.")] = None,
+    reference: ReferenceOption = None,
+    narrative: NarrativeOption = None,
+    min_amount: MinAmountOption = None,
+    max_amount: MaxAmountOption = None,
+    channel: ChannelOption = None,
+    fund: FundOption = None,
+    strip_prefix: StripPrefixOption = None,
+    rewrite: RewriteOption = None,
+    rewrite_to: RewriteToOption = None,
+    suspense: SuspenseOption = None,
+    actor: ActorOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a rule's conditions or outcome; what is not given stays. It keeps its id,
+    place and history; --fund replaces a suspense outcome and --suspense a fund one."""
+    given = {
+        option: value
+        for option, value in {
+            "name": name,
+            "reference": reference,
+            "narrative": narrative,
+            "min_amount": min_amount,
+            "max_amount": max_amount,
+            "channel": channel,
+            "fund": fund,
+            "strip_prefix": strip_prefix,
+            "rewrite": rewrite,
+            "rewrite_to": rewrite_to,
+            "suspense": suspense,
+        }.items()
+        if value is not None
+    }
+    changes = _rule_fields(**given)
+    outcome = helpers.run(
+        lambda led: amend_rule(led, rule_id, changes, helpers.context(actor), reason)
+    )
+    _print(outcome, as_json, "amended")
 
 
 def rules_disable(

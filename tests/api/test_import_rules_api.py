@@ -63,3 +63,22 @@ def test_bad_rules_are_refused_as_problems(client) -> None:
         "/import-rules/R9/move", json={"order": 1, "reason": "x"}, headers=auth("supervisor")
     )
     assert missing.status_code == 404 and missing.json()["code"] == "import_rule_not_found"
+
+
+def test_a_rule_is_amended_by_a_supervisor_with_patch(client) -> None:
+    body = {"rule": RULE, "reason": "prefix"}
+    assert client.post("/import-rules", json=body, headers=auth("supervisor")).status_code == 201
+    change = {"changes": {"reference_pattern": "CX[0-9]{8}"}, "reason": "new prefix"}
+    assert client.patch("/import-rules/R1", json=change, headers=auth("officer")).status_code == 403
+    amended = client.patch("/import-rules/R1", json=change, headers=auth("supervisor"))
+    assert amended.status_code == 200, amended.text
+    rule = amended.json()["rule"]
+    assert (rule["version"], rule["order"], rule["reference_pattern"]) == (2, 1, "CX[0-9]{8}")
+    assert rule["strip_prefix"] == "CT"
+    bad = {"changes": {"reference_pattern": "(A+)+"}, "reason": "slow"}
+    refused = client.patch("/import-rules/R1", json=bad, headers=auth("supervisor"))
+    assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM
+    missing = client.patch("/import-rules/R9", json=change, headers=auth("supervisor"))
+    assert missing.status_code == 404 and missing.headers["content-type"] == PROBLEM
+    listed = client.get("/import-rules", headers=auth("officer")).json()["rules"]
+    assert [(r["rule_id"], r["version"]) for r in listed] == [("R1", 2)]

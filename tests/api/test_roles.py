@@ -68,6 +68,7 @@ TABLE = [
         SUPERVISOR,
     ),
     ("GET", "/reconciliation/exceptions", None, READERS),
+    ("POST", "/reconciliation/links", None, RECORDERS),
     ("POST", "/periods/closes", {"kind": "day", "date": "2025-01-02", "reason": "r"}, SUPERVISOR),
     ("GET", "/periods/closes", None, READERS),
     ("GET", "/gl/export?date=2025-01-02", None, SUPERVISOR),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from application.import_rules import add_rule, disable_rule, list_rules, move_rule
+from application.import_rules import add_rule, amend_rule, disable_rule, list_rules, move_rule
 from application.imports import get_import, import_file
 from application.ledger import CommandContext
 from domain.errors import ImportRuleNotFound, InvalidImportRule, UnknownFund
@@ -105,3 +105,51 @@ def test_a_long_import_reports_its_progress(ledger, officer) -> None:
     checking = [(done, total) for stage, done, total in seen if stage == "checking lines"]
     assert checking == [(0, 1200), (500, 1200), (1000, 1200)]
     assert seen[-1] == ("saved", 1200, 1200)
+
+
+def test_an_amended_rule_keeps_its_place_and_history_and_decides_anew(ledger, officer) -> None:
+    add_rule(ledger, CT_PREFIXED | {"strip_prefix": "CT"}, SUPERVISOR, "prefix")
+    add_rule(
+        ledger,
+        {"name": "big", "min_amount_pence": 900_00, "suspense_reason": "x"},
+        SUPERVISOR,
+        "big",
+    )
+    before = ledger.max_position()
+    amended = amend_rule(
+        ledger, "r1", {"reference_pattern": "CX[0-9]{8}"}, SUPERVISOR, "Allpay changed prefix"
+    )
+    assert amended["recorded"] and amended["rule"]["order"] == 1
+    assert amended["rule"]["version"] == 2 and amended["rule"]["fund_code"] == "CT"
+    assert amended["rule"]["strip_prefix"] == "CT"  # not given: kept
+    (payment,) = imported(ledger, officer, allpay_line(f"CX{CT_REF}", "25.00"))
+    assert payment["import_rule"]["rule_version"] == 2
+    assert payment["status"] == "suspense"  # CT stripped from CX...: an invalid reference
+    # A suspense outcome replaces the fund outcome whole.
+    held = amend_rule(ledger, "R1", {"suspense_reason": "hold CX"}, SUPERVISOR, "hold them")
+    assert held["rule"]["fund_code"] is None and held["rule"]["strip_prefix"] is None
+    assert [r["rule_id"] for r in list_rules(ledger)["rules"]] == ["R1", "R2"]
+    again = amend_rule(ledger, "R1", {"suspense_reason": "hold CX"}, SUPERVISOR, "same")
+    assert not again["recorded"] and again["rule"]["version"] == 3
+    events = [e for p, e in ledger.read_events() if p > before]
+    assert [type(e).__name__ for e in events if "Rule" in type(e).__name__] == [
+        "RuleAmended",
+        "RuleAmended",
+    ]
+
+
+def test_an_amendment_is_refused_whole_when_the_rule_or_the_change_is_wrong(ledger) -> None:
+    add_rule(ledger, CT_PREFIXED, SUPERVISOR, "prefix")
+    position = ledger.max_position()
+    with pytest.raises(ImportRuleNotFound):
+        amend_rule(ledger, "R9", {"name": "x"}, SUPERVISOR, "no such rule")
+    with pytest.raises(InvalidImportRule, match="not a valid regular expression"):
+        amend_rule(ledger, "R1", {"reference_pattern": "CT[0-9"}, SUPERVISOR, "bad")
+    with pytest.raises(InvalidImportRule, match="unbounded time"):
+        amend_rule(ledger, "R1", {"reference_pattern": "(A+)+"}, SUPERVISOR, "slow")
+    with pytest.raises(UnknownFund):
+        amend_rule(ledger, "R1", {"fund_code": "NOPE"}, SUPERVISOR, "no such fund")
+    with pytest.raises(InvalidImportRule, match="cannot be amended"):
+        amend_rule(ledger, "R1", {"enabled": False}, SUPERVISOR, "use disable")
+    assert ledger.max_position() == position
+    assert list_rules(ledger)["rules"][0]["version"] == 1

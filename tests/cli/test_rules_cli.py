@@ -86,3 +86,21 @@ def test_the_progress_bar_shows_only_for_a_person_at_a_terminal(monkeypatch) -> 
     with import_progress(show=True) as bar:
         assert bar is not None
         bar("checking lines", 500, 1000)
+
+
+def test_amend_a_rule_and_a_refused_amendment(cli) -> None:  # noqa: F811
+    cli(
+        "rules", "add", "--name", "CT", "--reference", "CT[0-9]{8}", "--fund", "CT", "--reason", "r"
+    )
+    done = cli("rules", "amend", "R1", "--reference", "CX[0-9]{8}", "--reason", "new prefix")
+    assert "amended rule R1 v2 (CT), tried 1: reference matches CX[0-9]{8} -> fund CT" in (
+        done.stdout
+    )
+    held = json.loads(
+        cli("rules", "amend", "R1", "--suspense", "hold", "--reason", "r", "--json").stdout
+    )
+    assert held["rule"]["fund_code"] is None and held["rule"]["suspense_reason"] == "hold"
+    refused = cli("rules", "amend", "R1", "--reference", "(A+)+", "--reason", "r", code=2)
+    assert "unbounded time" in refused.stderr
+    missing = cli("rules", "amend", "R7", "--name", "x", "--reason", "r", code=2)
+    assert "no import rule 'R7'" in missing.stderr
