@@ -61,6 +61,8 @@ RETURN_KINDS = {
     LineKind.RETURNED_CHEQUE: ReversalKind.RETURNED_CHEQUE,
     LineKind.DIRECT_DEBIT_RETURN: ReversalKind.DIRECT_DEBIT_RETURN,
 }
+# Lines that never become receipts: returns, and money paid out (linked or left out).
+NOT_RECEIPTS = {*RETURN_KINDS, LineKind.PAYOUT_DEBIT}
 CASH_ADJUSTMENT = Match(
     None,
     SuspenseReason.CASH_ADJUSTMENT,
@@ -129,7 +131,7 @@ def import_file(
     receipts = [
         line
         for line in parsed.lines
-        if line.kind not in RETURN_KINDS and line.line_number not in links
+        if line.kind not in NOT_RECEIPTS and line.line_number not in links
     ]
     # A line dated in a closed period is recorded now, its own date kept (never refused).
     rules, periods = current_rulebook(ledger), calendar(ledger)

@@ -20,6 +20,9 @@ MATCH_WINDOW_DAYS before the line's booking date up to that date:
    amount, the nearest day first (see domain.payment.clearing_moves for the days).
 A line linked to card payments also settles them: their money moves from the clearing
 account to the bank (Payment.Settled; for rule 4, only that day's items).
+Besides, rule 4 matches a debit line (a negative payout: the day's refunds exceeded its
+payments) and a payout split over several credit lines of one reference and day
+(Matcher.split_payouts).
 What it does not match: a line paying in part of a day or several days, an amount that only
 several files together make, a reference (it matches amounts and dates only: two receipts of
 the same amount in the window are told apart by date alone).
@@ -34,7 +37,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -69,6 +72,7 @@ AGE_BANDS = ((3, "0-3 days"), (7, "4-7 days"), (30, "8-30 days"))
 OLDEST_BAND = "over 30 days"
 PAGE_SIZE = 1000
 CARD_PAYOUT = "card_payout"
+CARD_PAYOUT_PART = "card_payout_part"
 PAID_IN_NOTE = "paid in by bank statement"
 # Attempts of one linking run that collides with another (each attempt reads afresh).
 LINK_ATTEMPTS = 3
@@ -232,14 +236,35 @@ def match_lines(
         return {}
     matcher = Matcher(read_books(ledger))
     links = {}
+    alone: list[SplitCandidate] = []
     for line in lines:
-        if line.kind is LineKind.RECEIPT and line.details:
-            link = matcher.match(
-                date.fromisoformat(line.details["booking_date"]), line.amount_pence
+        if not line.details or line.kind not in (LineKind.RECEIPT, LineKind.PAYOUT_DEBIT):
+            continue
+        booked = date.fromisoformat(line.details["booking_date"])
+        if line.kind is LineKind.PAYOUT_DEBIT:
+            link = matcher.match_payout(booked, -line.amount_pence)
+        else:
+            link = matcher.match(booked, line.amount_pence)
+        if link is not None:
+            links[line.line_number] = link
+        elif line.kind is LineKind.RECEIPT:
+            alone.append(
+                SplitCandidate(line.reference, line.line_number, booked, line.amount_pence)
             )
-            if link is not None:
-                links[line.line_number] = link
+    links.update((part.line, link) for part, link in matcher.split_payouts(alone))
     return links
+
+
+@dataclass(frozen=True)
+class SplitCandidate:
+    """A credit line no rule matched alone: perhaps a part of a payout split over lines.
+    Lines of one group (the same payer reference, or narrative, and booking day; in the
+    other direction, of one statement too) are tried together."""
+
+    group: Any
+    line: int
+    booked: date
+    amount_pence: int
 
 
 class Matcher:
@@ -282,9 +307,47 @@ class Matcher:
             self.take(link)
         return link
 
+    def match_payout(self, booked: date, amount_pence: int) -> StatementLink | None:
+        """A card provider's payout only (a negative amount: money it took back), taken."""
+        link = self._card_payout(_window(booked), amount_pence)
+        if link is not None:
+            self.take(link)
+        return link
+
+    def split_payouts(
+        self,
+        lines: Iterable[SplitCandidate],
+        usable: Callable[[list[SplitCandidate]], bool] = bool,
+    ) -> list[tuple[SplitCandidate, StatementLink]]:
+        """Card payouts split over several lines: the two or more lines of one group
+        (see SplitCandidate) adding up to exactly one settlement day's payout. The first
+        line carries the payout's link; the others say they are part of it. `usable` is
+        asked, with the group's lines, before a group is linked."""
+        groups: dict[Any, list[SplitCandidate]] = defaultdict(list)
+        for line in lines:
+            groups[(line.group, line.booked)].append(line)
+        links: list[tuple[SplitCandidate, StatementLink]] = []
+        for (_, booked), members in groups.items():
+            total = sum(member.amount_pence for member in members)
+            whole = self._card_payout(_window(booked), total) if len(members) > 1 else None
+            if whole is None or not usable(members):
+                continue
+            self.take(whole)
+            first, *rest = members
+            listed = ", ".join(str(member.line) for member in members)
+            links.append((first, replace(whole, matched=f"{whole.matched} (lines {listed})")))
+            part = StatementLink(
+                CARD_PAYOUT_PART,
+                (),
+                f"part of {whole.matched}, linked on line {first.line}",
+                settled_day=whole.settled_day,
+            )
+            links.extend((member, part) for member in rest)
+        return links
+
     def find(self, booked: date, amount_pence: int) -> StatementLink | None:
         """The first rule's link for a credit line booked on `booked`, not yet taken."""
-        days = [booked - timedelta(days=n) for n in range(MATCH_WINDOW_DAYS + 1)]
+        days = _window(booked)
         return (
             self._one_receipt(days, amount_pence)
             or self._one_batch(days, amount_pence)
@@ -356,6 +419,11 @@ class Matcher:
             self.books.linked.add(payment_id)
         if link.matched_batch_id:
             self.books.linked_batches.add(link.matched_batch_id)
+
+
+def _window(booked: date) -> list[date]:
+    """The days whose money a line booked on `booked` can pay in, the nearest first."""
+    return [booked - timedelta(days=n) for n in range(MATCH_WINDOW_DAYS + 1)]
 
 
 def _link(rule: str, receipts: list[Receipt], what: str) -> StatementLink:
@@ -454,40 +522,78 @@ def _link_once(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
     if not books.unmatched_lines:
         return []
     matcher = Matcher(books)
-    found: list[LateLink] = []
-    batches: dict[str, ImportBatch] = {}
-    reversed_receipts: list[Payment] = []
+    run = _LinkRun(ledger, ctx, books)
+    alone: list[SplitCandidate] = []
     for batch_id, line in books.unmatched_lines:  # the oldest first
-        assert line.booking_date is not None and line.payment_id is not None
-        link = matcher.find(date.fromisoformat(line.booking_date), line.amount_pence)
+        assert line.booking_date is not None
+        booked = date.fromisoformat(line.booking_date)
+        link = matcher.find(booked, line.amount_pence)
         if link is None:
-            continue
-        receipt = ledger.repository.get(UUID(line.payment_id))
-        if receipt.status is not PaymentStatus.SUSPENSE or receipt.remaining_pence != (
-            line.amount_pence
-        ):
-            continue
-        matcher.take(link)
-        file_name = books.file_names[batch_id]
-        batch = batches.get(batch_id) or ledger.repository.get(UUID(batch_id))
-        batches[batch_id] = batch
+            group = (batch_id, line.reference)
+            alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
+        elif run.untouched([(batch_id, line.line)]):
+            matcher.take(link)
+            run.link(batch_id, line.line, link)
+    for part, link in matcher.split_payouts(alone, usable=run.untouched_parts):
+        run.link(part.group[0], part.line, link)
+    return run.save()
+
+
+class _LinkRun:
+    """What one linking run changes, saved together: the statements' batches, the lines'
+    receipts (reversed) and the receipts the lines paid in (noted, settled)."""
+
+    def __init__(self, ledger: IncomeLedger, ctx: CommandContext, books: Books) -> None:
+        self.ledger, self.ctx, self.books = ledger, ctx, books
+        self.lines = {(batch_id, line.line): line for batch_id, line in books.unmatched_lines}
+        self.receipts: dict[str, Payment] = {}
+        self.batches: dict[str, ImportBatch] = {}
+        self.found: list[LateLink] = []
+
+    def untouched(self, keys: list[tuple[str, int]]) -> bool:
+        """Whether each line's receipt is still wholly in suspense (nobody decided it)."""
+        for key in keys:
+            line = self.lines[key]
+            assert line.payment_id is not None
+            receipt = self.receipts.get(line.payment_id) or self.ledger.repository.get(
+                UUID(line.payment_id)
+            )
+            self.receipts[line.payment_id] = receipt
+            if receipt.status is not PaymentStatus.SUSPENSE or (
+                receipt.remaining_pence != line.amount_pence
+            ):
+                return False
+        return True
+
+    def untouched_parts(self, parts: list[SplitCandidate]) -> bool:
+        return self.untouched([(part.group[0], part.line) for part in parts])
+
+    def link(self, batch_id: str, number: int, link: StatementLink) -> None:
+        line = self.lines[(batch_id, number)]
+        assert line.payment_id is not None
+        file_name = self.books.file_names[batch_id]
+        batch = self.batches.get(batch_id) or self.ledger.repository.get(UUID(batch_id))
+        self.batches[batch_id] = batch
         reason = (
-            f"counted twice: {file_name} line {line.line} pays in {link.matched} "
+            f"counted twice: {file_name} line {number} pays in {link.matched} "
             f"({link.rule}), recorded after the statement"
         )
-        batch.link_line(line.line, link, actor=ctx.actor, reason=reason)
-        receipt.reverse(kind=ReversalKind.COUNTED_TWICE, actor=ctx.actor, reason=reason)
-        reversed_receipts.append(receipt)
-        found.append(
-            LateLink(batch_id, file_name, line.line, line.amount_pence, line.payment_id, link)
+        actor = self.ctx.actor
+        batch.link_line(number, link, actor=actor, reason=reason)
+        receipt = self.receipts[line.payment_id]
+        receipt.reverse(kind=ReversalKind.COUNTED_TWICE, actor=actor, reason=reason)
+        self.found.append(
+            LateLink(batch_id, file_name, number, line.amount_pence, line.payment_id, link)
         )
-    if not found:
-        return []
-    noted = note_links(
-        ledger, [(f"{late.file_name} line {late.line}", late.link) for late in found], ctx
-    )
-    ledger.save_checked(*batches.values(), *reversed_receipts, *noted)
-    return found
+
+    def save(self) -> list[LateLink]:
+        if not self.found:
+            return []
+        where = [(f"{late.file_name} line {late.line}", late.link) for late in self.found]
+        noted = note_links(self.ledger, where, self.ctx)
+        reversed_receipts = [self.receipts[late.reversed_payment_id] for late in self.found]
+        self.ledger.save_checked(*self.batches.values(), *reversed_receipts, *noted)
+        return self.found
 
 
 # ---- the exceptions report -------------------------------------------------------------------

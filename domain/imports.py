@@ -64,6 +64,9 @@ class LineKind(StrEnum):
     RETURNED_CHEQUE = "returned_cheque"
     # A bank statement's returned direct debit: the earlier collection's receipt is reversed.
     DIRECT_DEBIT_RETURN = "direct_debit_return"
+    # A bank statement's money paid out: linked when it is a card provider's negative
+    # payout (refunds above the day's payments), else left out of the batch.
+    PAYOUT_DEBIT = "payout_debit"
 
 
 # Allpay payment types and the channel their money came through.
@@ -417,7 +420,7 @@ def _parsed(
         problems.append(
             LineProblem(0, f"a file holds at most {MAX_IMPORT_LINES} money lines; split it")
         )
-    if not lines and not problems:
+    if not problems and all(line.kind is LineKind.PAYOUT_DEBIT for line in lines):
         problems.append(LineProblem(0, "the file holds no money lines"))
     return ParsedFile(file_format, tuple(lines), line_count, total_pence, count, tuple(problems))
 

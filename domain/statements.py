@@ -525,15 +525,16 @@ def _money(minor: int | None) -> str:
 
 def _line_kind(line: StatementLine) -> LineKind | None:
     """What the ledger does with a line: a credit is a receipt; a debit reversing an
-    earlier direct-debit collection is a return; every other line (money paid out, a
-    reversal of a payment out, a zero line) is not income and is left alone."""
+    earlier direct-debit collection is a return; money paid out may be a card provider's
+    negative payout (its refunds exceeded its payments), linked when it is one and else
+    left alone, as a reversal of a payment out and a zero line are: not income."""
     if line.amount_minor == 0:
         return None
     if line.direction is Direction.CREDIT:
         return None if line.reversal else LineKind.RECEIPT
     if line.reversal and (line.direct_debit or line.return_reason):
         return LineKind.DIRECT_DEBIT_RETURN
-    return None
+    return None if line.reversal else LineKind.PAYOUT_DEBIT
 
 
 def _import_line(

@@ -12,7 +12,8 @@ import pytest
 from application.govuk_pay import apply_message, to_command
 from application.imports import get_import, import_file
 from application.ledger import CommandContext
-from application.reconciliation import exceptions, exceptions_csv
+from application.reconciliation import exceptions, exceptions_csv, link_counted_twice
+from domain.errors import ImportRefused
 from domain.postings import postings_for
 from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, entry
 from tests.domain.helpers import CT_REF
@@ -177,3 +178,72 @@ def test_a_later_days_receipts_are_not_taken_by_an_earlier_payout(ledger, import
     assert line["rule"] == "card_payout" and line["settled_day"] == YESTERDAY.isoformat()
     (left,) = exceptions(ledger)["unsettled_card_payments"]
     assert left["age_days"] == 10
+
+
+def test_a_payout_split_over_two_lines_is_linked_whole(ledger, importer) -> None:
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    split = camt(
+        entry("50.00", ref="P1", text="GOVUK PAY"), entry("49.80", ref="P2", text="GOVUK PAY")
+    )
+    outcome = import_file(ledger, split, importer, file_name="s.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [(line["outcome"], line["rule"]) for line in lines] == [
+        ("reconciled", "card_payout"),
+        ("reconciled", "card_payout_part"),
+    ]
+    assert lines[0]["matched"] == f"the govuk_pay payout of {YESTERDAY} (lines 1, 2)"
+    assert lines[1]["matched_payment_ids"] == []
+    assert balances(ledger)["bank"] == 9_980 and "clearing" not in balances(ledger)
+    report = exceptions(ledger)
+    assert report["unsettled_card_payments"] == report["unmatched_statement_lines"] == []
+
+
+def test_a_split_payout_imported_before_its_payments_is_linked_afterwards(ledger, importer):
+    split = camt(
+        entry("50.00", ref="P1", text="GOVUK PAY"), entry("49.80", ref="P2", text="GOVUK PAY")
+    )
+    outcome = import_file(ledger, split, importer, file_name="s.xml")
+    assert outcome.batch["receipts_count"] == 2  # nothing to pay in yet: suspense
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    links = link_counted_twice(ledger, importer)
+    assert [(link.line, link.link.rule) for link in links] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    totals = balances(ledger)
+    assert totals["bank"] == 9_980 and "clearing" not in totals
+    report = exceptions(ledger)
+    assert report["unsettled_card_payments"] == report["unmatched_statement_lines"] == []
+
+
+def test_a_negative_payout_is_a_debit_line_linked_to_the_days_refunds(ledger, importer) -> None:
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    import_file(ledger, camt(entry("99.80", ref="P1")), importer, file_name="s1.xml")
+    refund = pay("card_payment_refunded", "pay-1", refund_summary={"amount_submitted": 6_000})
+    assert send(ledger, refund)["status"] == "refund_recorded"
+    assert exceptions(ledger)["unsettled_card_payments"][0]["amount_pence"] == -6_000
+    # Today Pay took the refund back from the account: a debit, beside a payer's credit.
+    statement = camt(entry("60.00", ref="P2", debit=True, family="ICDT"), entry("12.34", ref="B1"))
+    outcome = import_file(ledger, statement, importer, file_name="s2.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [(line["kind"], line["outcome"], line.get("rule")) for line in lines] == [
+        ("payout_debit", "reconciled", "card_payout"),
+        ("receipt", "recorded", None),
+    ]
+    assert outcome.batch["receipts_pence"] == 1_234
+    assert exceptions(ledger)["unsettled_card_payments"] == []
+    totals = balances(ledger)
+    assert "clearing" not in totals and "refunds" not in totals
+    assert totals["bank"] == 9_980 - 6_000
+
+
+def test_a_debit_that_is_no_payout_is_left_out_and_a_file_of_debits_is_refused(ledger, importer):
+    outcome = import_file(
+        ledger,
+        camt(entry("60.00", ref="P2", debit=True, family="ICDT"), entry("12.34", ref="B1")),
+        importer,
+        file_name="s.xml",
+    )
+    assert [line["kind"] for line in get_import(ledger, outcome.batch_id)["lines"]] == ["receipt"]
+    with pytest.raises(ImportRefused, match="no money lines"):
+        import_file(ledger, camt(entry("5.00", ref="D", debit=True)), importer, file_name="d.xml")
