@@ -7,10 +7,12 @@ from sqlalchemy import text
 
 from application.imports import get_import, import_file, list_imports, reverse_import
 from application.ledger import CommandContext
+from application.reconciliation import link_counted_twice
 from domain.errors import NothingToReverse
 from income_ledger.bootstrap import event_source
 from projections.maintenance import rebuild, verify
 from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_statement_imports import camt, entry
 from tests.domain.helpers import CT_REF
 
 OFFICER = CommandContext("officer:files")
@@ -53,3 +55,31 @@ def test_each_import_is_a_row_and_its_reversal_updates_it(ledger, projection) ->
     assert verify(projection.engine, source).ok
     assert rebuild(projection.engine, source) == ledger.max_position()
     assert batches(projection) == [first_row, second_row]
+
+
+def test_a_statement_line_linked_later_is_an_audit_row_and_the_figures_verify(
+    ledger, projection
+) -> None:
+    statement = import_file(
+        ledger, camt(entry("7.00", ref="B1", text="ALLPAY LTD")), OFFICER, file_name="s.xml"
+    )
+    import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")),
+        OFFICER,
+        file_name="be.txt",
+    )
+    assert len(link_counted_twice(ledger, OFFICER)) == 1
+    projection.catch_up()
+    with projection.engine.connect() as connection:
+        linked = connection.execute(
+            text("SELECT payment_id, reason FROM audit_trail WHERE action = 'LineLinked'")
+        ).one()
+        suspense = connection.execute(
+            text("SELECT balance_pence FROM account_balances WHERE account = 'suspense'")
+        ).scalar()
+    assert linked.payment_id is None and linked.reason.startswith("counted twice: s.xml line 1")
+    assert not suspense  # the line's suspense receipt reversed; the Allpay receipts allocated
+    row = next(r for r in batches(projection) if r.batch_id == str(statement.batch_id))
+    assert (row.receipts_count, row.receipts_pence) == (1, 700)
+    assert verify(projection.engine, event_source(ledger)).ok
