@@ -18,6 +18,7 @@ from domain.errors import LedgerError
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import build_ledger, init_database
 from income_ledger.settings import Settings
+from tests.application.test_card_payouts import pay, send
 from tests.application.test_concurrency import _race
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import YESTERDAY, camt, entry, govuk_pay
@@ -26,9 +27,12 @@ from tests.domain.helpers import CT_REF
 
 OFFICER = CommandContext("officer:recon")
 ALLPAY_PAYOUT = entry("7.00", ref="B1", text="ALLPAY LTD")
-CARD_PAYOUT = entry("11.50", ref="B2", text="GOVUK PAY")
+CARD_PAYOUT = entry("11.50", ref="B2", text="CARD TAKINGS")
 PAYERS_OWN = entry("12.34", ref="B3")  # a payer's transfer with a council tax reference
-REAL_PENCE = 700 + 1_150 + 1_234
+# A GOV.UK Pay payout of 100.00 less a 0.20 fee, split by the bank over two lines.
+PAY_PARTS = (entry("50.00", ref="B4", text="GOVUK PAY"), entry("49.80", ref="B5", text="GOVUK PAY"))
+WITHOUT_GOVUK_PAY_PENCE = 700 + 1_150 + 1_234
+REAL_PENCE = WITHOUT_GOVUK_PAY_PENCE + 10_000
 
 
 def allpay(ledger) -> UUID:
@@ -37,11 +41,20 @@ def allpay(ledger) -> UUID:
 
 
 def card_day(ledger) -> list[str]:
-    return [govuk_pay(ledger, pence, YESTERDAY, f"pay-{pence}") for pence in (500, 650)]
+    return [govuk_pay(ledger, pence, YESTERDAY, f"c-{pence}", "card") for pence in (500, 650)]
+
+
+def govuk_pay_payment(ledger) -> None:
+    send(ledger, pay("card_payment_captured", "pay-split", fee=20))
 
 
 def statement(ledger) -> UUID:
     content = camt(ALLPAY_PAYOUT, CARD_PAYOUT, PAYERS_OWN)
+    return import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+
+
+def statement_with_split_payout(ledger) -> UUID:
+    content = camt(ALLPAY_PAYOUT, CARD_PAYOUT, PAYERS_OWN, *PAY_PARTS)
     return import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
 
 
@@ -126,7 +139,7 @@ def test_two_linking_runs_at_once_link_each_line_once(ledger, settings):
     linked = [e for _, e in ledger.read_events() if type(e).__name__ == "LineLinked"]
     assert sorted(e.line for e in linked) == [1, 2], results
     assert sum(int(r.split()[1]) for r in results.elements() if r.startswith("linked")) == 2
-    assert counted_pence(ledger) == REAL_PENCE
+    assert counted_pence(ledger) == WITHOUT_GOVUK_PAY_PENCE
 
 
 def _fresh_ledger(database_url: str, example: int, tmp_path):
@@ -144,22 +157,28 @@ def _fresh_ledger(database_url: str, example: int, tmp_path):
 
 
 EXAMPLES = itertools.count()
-ARRIVALS = {"statement": statement, "allpay": allpay, "cards": card_day}
+ARRIVALS = {
+    "statement": statement_with_split_payout,
+    "allpay": allpay,
+    "cards": card_day,
+    "govuk_pay": govuk_pay_payment,
+}
 
 
 @hypothesis_settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     order=st.permutations(sorted(ARRIVALS)),
-    link_after=st.lists(st.booleans(), min_size=3, max_size=3),
+    link_after=st.lists(st.booleans(), min_size=4, max_size=4),
 )
 def test_whatever_order_the_files_arrive_in_each_penny_is_counted_once(
     database_url, tmp_path, order, link_after
 ):
-    """The statement, the Allpay file and the day's card payments, in any order, linking
-    after any of them (and always at the end of the day): the money counted is the money
-    that arrived, and the only exception left is the payer's own transfer."""
+    """The statement, the Allpay file, the day's card payments and a GOV.UK Pay payment
+    whose payout the bank split over two lines, in any order, linking after any of them
+    (and always at the end of the day): the money counted is the money that arrived, the
+    GOV.UK Pay money is settled, and the only exception left is the payer's own transfer."""
     ledger = _fresh_ledger(database_url, next(EXAMPLES), tmp_path)
     try:
         for name, link in zip(order, link_after, strict=True):
@@ -170,6 +189,6 @@ def test_whatever_order_the_files_arrive_in_each_penny_is_counted_once(
         assert counted_pence(ledger) == REAL_PENCE
         report = exceptions(ledger)
         assert [row["amount_pence"] for row in report["unmatched_statement_lines"]] == [1_234]
-        assert report["unmatched_receipts"] == []
+        assert report["unmatched_receipts"] == report["unsettled_card_payments"] == []
     finally:
         ledger.close()
