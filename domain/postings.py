@@ -22,6 +22,10 @@ Accounts:
 A payout pays in payments net of the fees, refunds and lost disputes settled with them: it
 credits clearing with the payments less fees, and debits `refunds:` and `reversals:` with the
 refunds and lost disputes it deducted (money paid back out of it, no longer owed).
+
+Every posting also says what kind of movement it is part of (`Movement`), so that a reader
+adds up receipts, refunds or transfers by account and movement alone, never from the
+event's own amounts: a payout's debit of `refunds:` is a PAYOUT, not another refund.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from domain.cashups import CashUp
@@ -39,7 +44,7 @@ from domain.gl_exports import GeneralLedgerExports
 from domain.import_rules import ImportRulebook
 from domain.imports import ImportBatch
 from domain.offices import OfficeRegister
-from domain.payment import ClearingItem, Payment
+from domain.payment import AUTO_ALLOCATION_ACTOR, ClearingItem, Payment
 from domain.periods import PeriodCalendar
 
 SUSPENSE = "suspense"
@@ -47,10 +52,28 @@ VAT_OUTPUT = "vat:output"
 BANK = "bank"
 
 
+class Movement(StrEnum):
+    """What a posting's money is doing: every posting of an event names one."""
+
+    RECEIPT = "receipt"  # money arriving through a channel, into suspense
+    # Money allocated with its receipt (the reference named the fund): the day's takings
+    # count the receipt as that fund's, not suspense's.
+    ALLOCATION_ON_ARRIVAL = "allocation_on_arrival"
+    ALLOCATION = "allocation"  # suspense allocated later
+    TRANSFER_OUT = "transfer_out"  # the source side of a transfer
+    TRANSFER_IN = "transfer_in"  # its destination side
+    REFUND = "refund"
+    REVERSAL = "reversal"
+    OVER_SHORT = "over_short"  # an approved cash-up difference
+    FEE = "fee"  # a card provider's fee, out of clearing
+    PAYOUT = "payout"  # a provider's payout: clearing to bank, settling refunds and reversals
+
+
 @dataclass(frozen=True)
 class Posting:
     account: str
     amount_pence: int
+    movement: Movement
     fund_code: str | None = None
     reference: str | None = None
     # Set where one event moves money of several channels (a cash-up); otherwise the
@@ -143,46 +166,74 @@ _WITHOUT_MONEY = (
 )
 
 
+def allocated_on_arrival(event: Payment.Allocated) -> bool:
+    """Whether an allocation was made with its receipt, from the reference it came with."""
+    return event.actor == AUTO_ALLOCATION_ACTOR and event.originator_version == 2
+
+
 def _postings(event: Any) -> Iterable[Posting]:
     if isinstance(event, Payment.Received):
         debit = event.clearing_account or cash_account(event.channel)
-        yield Posting(debit, event.amount_pence)
-        yield Posting(SUSPENSE, -event.amount_pence)
+        yield Posting(debit, event.amount_pence, Movement.RECEIPT)
+        yield Posting(SUSPENSE, -event.amount_pence, Movement.RECEIPT)
     elif isinstance(event, Payment.Allocated):
+        movement = (
+            Movement.ALLOCATION_ON_ARRIVAL if allocated_on_arrival(event) else Movement.ALLOCATION
+        )
         for line in event.allocated_lines:
-            yield Posting(SUSPENSE, line.amount_pence)
-            yield from _income(line.fund_code, line.reference, -line.amount_pence, -line.vat_pence)
+            yield Posting(SUSPENSE, line.amount_pence, movement)
+            yield from _income(
+                movement, line.fund_code, line.reference, -line.amount_pence, -line.vat_pence
+            )
     elif isinstance(event, Payment.Transferred):
         yield from _income(
-            event.from_fund_code, event.from_reference, event.amount_pence, event.from_vat_pence
+            Movement.TRANSFER_OUT,
+            event.from_fund_code,
+            event.from_reference,
+            event.amount_pence,
+            event.from_vat_pence,
         )
         yield from _income(
-            event.to_fund_code, event.to_reference, -event.amount_pence, -event.to_vat_pence
+            Movement.TRANSFER_IN,
+            event.to_fund_code,
+            event.to_reference,
+            -event.amount_pence,
+            -event.to_vat_pence,
         )
     elif isinstance(event, Payment.Refunded):
         if event.fund_code is None:
-            yield Posting(SUSPENSE, event.amount_pence)
+            yield Posting(SUSPENSE, event.amount_pence, Movement.REFUND)
         else:
             yield from _income(
-                event.fund_code, event.reference, event.amount_pence, event.vat_pence
+                Movement.REFUND,
+                event.fund_code,
+                event.reference,
+                event.amount_pence,
+                event.vat_pence,
             )
-        yield Posting(refunds_account(event.channel), -event.amount_pence)
+        yield Posting(refunds_account(event.channel), -event.amount_pence, Movement.REFUND)
     elif isinstance(event, Payment.Reversed):
         for part in event.reversed_parts:
-            yield from _income(part.fund_code, part.reference, part.amount_pence, part.vat_pence)
+            yield from _income(
+                Movement.REVERSAL, part.fund_code, part.reference, part.amount_pence, part.vat_pence
+            )
         if event.suspense_pence:
-            yield Posting(SUSPENSE, event.suspense_pence)
-        yield Posting(reversals_account(event.channel), -event.amount_pence)
+            yield Posting(SUSPENSE, event.suspense_pence, Movement.REVERSAL)
+        yield Posting(reversals_account(event.channel), -event.amount_pence, Movement.REVERSAL)
     elif isinstance(event, CashUp.Approved):
         for line in event.channel_results:
             difference = line.difference_pence
             if difference:
                 channel = line.channel
-                yield Posting(cash_account(channel), difference, channel=channel)
-                yield Posting(over_short_account(channel), -difference, channel=channel)
+                yield Posting(
+                    cash_account(channel), difference, Movement.OVER_SHORT, channel=channel
+                )
+                yield Posting(
+                    over_short_account(channel), -difference, Movement.OVER_SHORT, channel=channel
+                )
     elif isinstance(event, Payment.FeeCharged):
-        yield Posting(fees_account(event.kind, event.channel), event.amount_pence)
-        yield Posting(event.clearing_account, -event.amount_pence)
+        yield Posting(fees_account(event.kind, event.channel), event.amount_pence, Movement.FEE)
+        yield Posting(event.clearing_account, -event.amount_pence, Movement.FEE)
     elif isinstance(event, Payment.Settled):
         yield from _settled(event)
     elif isinstance(event, _WITHOUT_MONEY):
@@ -191,13 +242,19 @@ def _postings(event: Any) -> Iterable[Posting]:
         raise TypeError(f"no posting rule for {type(event).__qualname__}")
 
 
-def _income(fund_code: str, reference: str, gross_pence: int, vat_pence: int) -> Iterable[Posting]:
+def _income(
+    movement: Movement, fund_code: str, reference: str, gross_pence: int, vat_pence: int
+) -> Iterable[Posting]:
     """A VAT-inclusive movement of a fund's income: the net to the payer account, VAT apart."""
     yield Posting(
-        income_account(fund_code, reference), gross_pence - vat_pence, fund_code, reference
+        income_account(fund_code, reference),
+        gross_pence - vat_pence,
+        movement,
+        fund_code,
+        reference,
     )
     if vat_pence:
-        yield Posting(VAT_OUTPUT, vat_pence, fund_code, reference)
+        yield Posting(VAT_OUTPUT, vat_pence, movement, fund_code, reference)
 
 
 def _settled(event: Payment.Settled) -> Iterable[Posting]:
@@ -214,4 +271,4 @@ def _settled(event: Payment.Settled) -> Iterable[Posting]:
     moves[event.clearing_account] = -sum(sums.values())
     for account, pence in moves.items():
         if pence:
-            yield Posting(account, pence)
+            yield Posting(account, pence, Movement.PAYOUT)

@@ -20,14 +20,39 @@ from sqlalchemy.engine import Connection
 
 from domain.funds import FundChart
 from domain.imports import ImportBatch, batch_totals
-from domain.payment import AUTO_ALLOCATION_ACTOR, Payment, payment_status
-from domain.postings import Posting, effective_at, income_account, postings_for
+from domain.payment import Payment, payment_status
+from domain.postings import (
+    SUSPENSE,
+    VAT_OUTPUT,
+    Movement,
+    Posting,
+    effective_at,
+    income_account,
+    postings_for,
+)
 from projections.bulk_write import insert_rows, upsert_rows
 from projections.schema import SUSPENSE_FUND, ReadModel
 
 UK = ZoneInfo("Europe/London")
 PAYMENT_EVENTS = (Payment.Event, Payment.Received)
 Key = tuple[Any, ...]
+# Accounts a receipt's money arrives in: a channel's cash, or a card provider's clearing.
+_RECEIVING_ACCOUNTS = ("cash", "clearing")
+# fund_balances columns moved by a movement, and in which direction of the money held.
+_FUND_MOVEMENT_COLUMNS = {
+    Movement.ALLOCATION: ("allocated_pence", 1),
+    Movement.ALLOCATION_ON_ARRIVAL: ("allocated_pence", 1),
+    Movement.TRANSFER_IN: ("transfers_in_pence", 1),
+    Movement.TRANSFER_OUT: ("transfers_out_pence", -1),
+    Movement.REFUND: ("refunds_pence", -1),
+    Movement.REVERSAL: ("reversals_pence", -1),
+}
+# A payment's money paid back: the credits of its channel's refunds and reversals accounts
+# (a payout's debits of them settle what was already paid back).
+_PAID_BACK_COLUMNS = {
+    (Movement.REFUND, "refunds"): "refunded_pence",
+    (Movement.REVERSAL, "reversals"): "reversed_pence",
+}
 
 
 def uk_date(moment: datetime) -> date:
@@ -150,6 +175,8 @@ class _PageState:
         moment = effective_at(event)
         payment_id = str(event.originator_id) if isinstance(event, PAYMENT_EVENTS) else None
         channel = self._channel(event, payment_id)
+        if isinstance(event, Payment.Received):
+            self._received(event, payment_id)
         for posting, row in zip(
             postings, posting_rows(position, event, payment_id, moment, channel), strict=True
         ):
@@ -160,13 +187,10 @@ class _PageState:
                 balance_pence=posting.amount_pence,
                 postings_count=1,
             )
-            if posting.fund_code:
-                credit = -posting.amount_pence
-                part = "vat_pence" if posting.account.startswith("vat:") else "net_pence"
-                self.funds.add((posting.fund_code,), balance_pence=credit, **{part: credit})
+            self._add_figures(posting, row["channel"], row["effective_date"], payment_id)
         self.audit.append(audit_row(position, event, payment_id, moment))
         if payment_id is not None:
-            self._apply_payment(position, event, payment_id, channel, moment)
+            self._touch_payment(position, event, payment_id)
         elif isinstance(event, ImportBatch.Imported):
             self.import_batches.append(import_batch_row(position, event))
         elif isinstance(event, ImportBatch.Reversed):
@@ -188,112 +212,82 @@ class _PageState:
             return self.payments[payment_id]["channel"]
         return getattr(event, "channel", None)
 
-    def _apply_payment(
-        self, position: int, event: Any, payment_id: str, channel: str | None, moment: datetime
+    # Every money figure below is a sum of postings (domain.postings.postings_for), picked by
+    # account and movement; none is read off the event's own fields.
+
+    def _add_figures(
+        self, posting: Posting, channel: str | None, day: date, payment_id: str | None
     ) -> None:
-        if isinstance(event, Payment.Received):
-            self._received(event, payment_id)
-        row = self.payments[payment_id]
-        assert channel is not None
-        day = uk_date(moment)
-        received_day = row["received_date"]
-        if isinstance(event, Payment.Allocated):
-            total = sum(line.amount_pence for line in event.allocated_lines)
-            row["allocated_pence"] += total
-            row["unallocated_pence"] -= total
-            for line in event.allocated_lines:
-                self._move(
-                    payment_id,
-                    line.fund_code,
-                    line.reference,
-                    line.amount_pence,
-                    line.vat_pence,
-                )
-                self.funds.add((line.fund_code,), allocated_pence=line.amount_pence)
-                if event.actor == AUTO_ALLOCATION_ACTOR and event.originator_version == 2:
-                    self.takings.add(
-                        (received_day, channel, SUSPENSE_FUND),
-                        receipts_count=-1,
-                        received_pence=-line.amount_pence,
-                        net_pence=-line.amount_pence,
-                    )
-                    self.takings.add(
-                        (received_day, channel, line.fund_code),
-                        receipts_count=1,
-                        received_pence=line.amount_pence,
-                        vat_pence=line.vat_pence,
-                        net_pence=line.amount_pence,
-                    )
-        elif isinstance(event, Payment.Transferred):
-            self._move(
-                payment_id,
-                event.from_fund_code,
-                event.from_reference,
-                -event.amount_pence,
-                -event.from_vat_pence,
-            )
-            self._move(
-                payment_id,
-                event.to_fund_code,
-                event.to_reference,
-                event.amount_pence,
-                event.to_vat_pence,
-            )
-            self.funds.add((event.from_fund_code,), transfers_out_pence=event.amount_pence)
-            self.funds.add((event.to_fund_code,), transfers_in_pence=event.amount_pence)
-        elif isinstance(event, Payment.Refunded):
-            row["refunded_pence"] += event.amount_pence
-            if event.fund_code is None:
-                row["unallocated_pence"] -= event.amount_pence
-            else:
-                row["allocated_pence"] -= event.amount_pence
-                assert event.reference is not None
-                self._move(
-                    payment_id,
-                    event.fund_code,
-                    event.reference,
-                    -event.amount_pence,
-                    -event.vat_pence,
-                )
-                self.funds.add((event.fund_code,), refunds_pence=event.amount_pence)
-            self.channels.add(
-                (channel,), refunds_pence=event.amount_pence, net_pence=-event.amount_pence
-            )
+        self._add_channel_figures(posting, channel)
+        if payment_id is not None:
+            self._add_payment_figures(posting, payment_id)
+        holder = posting.fund_code or (SUSPENSE_FUND if posting.account == SUSPENSE else None)
+        if holder is None:
+            return
+        if posting.fund_code:
+            self._add_fund_figures(posting)
+        self._add_takings(posting, (day, channel, holder))
+
+    def _add_channel_figures(self, posting: Posting, channel: str | None) -> None:
+        """Money through a channel: receipts debit its cash or clearing account, refunds and
+        reversals credit its own accounts (a payout's debits of those are no new refunds)."""
+        prefix = _prefix(posting)
+        pence = posting.amount_pence
+        if posting.movement is Movement.RECEIPT and prefix in _RECEIVING_ACCOUNTS:
+            self.channels.add((channel,), receipts_count=1, received_pence=pence, net_pence=pence)
+        elif (posting.movement, prefix) == (Movement.REFUND, "refunds"):
+            self.channels.add((channel,), refunds_pence=-pence, net_pence=pence)
+        elif (posting.movement, prefix) == (Movement.REVERSAL, "reversals"):
+            self.channels.add((channel,), reversals_pence=-pence, net_pence=pence)
+
+    def _add_fund_figures(self, posting: Posting) -> None:
+        held = -posting.amount_pence  # income held is a credit
+        part = "vat_pence" if posting.account == VAT_OUTPUT else "net_pence"
+        figures = {"balance_pence": held, part: held}
+        if posting.movement in _FUND_MOVEMENT_COLUMNS:
+            column, sign = _FUND_MOVEMENT_COLUMNS[posting.movement]
+            figures[column] = sign * held
+        self.funds.add((posting.fund_code,), **figures)
+
+    def _add_takings(self, posting: Posting, key: Key) -> None:
+        held = -posting.amount_pence
+        # One receipt, refund or reversal per posting to a payer account or to suspense (the
+        # VAT beside it is part of the same one).
+        item = posting.account != VAT_OUTPUT
+        if posting.movement in (Movement.RECEIPT, Movement.ALLOCATION_ON_ARRIVAL):
+            # An allocation on arrival (effective when the money was received) moves the
+            # receipt from suspense's takings to its fund's, on the same day.
+            count = (1 if posting.amount_pence <= 0 else -1) if item else 0
+            vat = 0 if item else held
             self.takings.add(
-                (day, channel, event.fund_code or SUSPENSE_FUND),
-                refunds_count=1,
-                refunds_pence=event.amount_pence,
-                net_pence=-event.amount_pence,
+                key, receipts_count=count, received_pence=held, vat_pence=vat, net_pence=held
             )
-        elif isinstance(event, Payment.Reversed):
-            row["reversed_pence"] += event.amount_pence
-            row["unallocated_pence"] -= event.suspense_pence
-            for part in event.reversed_parts:
-                row["allocated_pence"] -= part.amount_pence
-                self._move(
-                    payment_id,
-                    part.fund_code,
-                    part.reference,
-                    -part.amount_pence,
-                    -part.vat_pence,
-                )
-                self.funds.add((part.fund_code,), reversals_pence=part.amount_pence)
-                self.takings.add(
-                    (day, channel, part.fund_code),
-                    reversals_count=1,
-                    reversals_pence=part.amount_pence,
-                    net_pence=-part.amount_pence,
-                )
-            if event.suspense_pence:
-                self.takings.add(
-                    (day, channel, SUSPENSE_FUND),
-                    reversals_count=1,
-                    reversals_pence=event.suspense_pence,
-                    net_pence=-event.suspense_pence,
-                )
-            self.channels.add(
-                (channel,), reversals_pence=event.amount_pence, net_pence=-event.amount_pence
-            )
+        elif posting.movement is Movement.REFUND:
+            self.takings.add(key, refunds_count=int(item), refunds_pence=-held, net_pence=held)
+        elif posting.movement is Movement.REVERSAL:
+            self.takings.add(key, reversals_count=int(item), reversals_pence=-held, net_pence=held)
+
+    def _add_payment_figures(self, posting: Posting, payment_id: str) -> None:
+        row = self.payments[payment_id]
+        paid_back = _PAID_BACK_COLUMNS.get((posting.movement, _prefix(posting)))
+        if paid_back:
+            row[paid_back] -= posting.amount_pence
+            return
+        held = -posting.amount_pence
+        if posting.account == SUSPENSE:
+            row["unallocated_pence"] += held
+            if posting.movement is Movement.RECEIPT:
+                row["amount_pence"] += held
+        elif posting.fund_code:
+            assert posting.reference is not None
+            row["allocated_pence"] += held
+            line = self._line(payment_id, posting.fund_code, posting.reference)
+            line["amount_pence"] += held
+            if posting.account == VAT_OUTPUT:
+                line["vat_pence"] += held
+
+    def _touch_payment(self, position: int, event: Any, payment_id: str) -> None:
+        row = self.payments[payment_id]
         row["status"] = payment_status(
             row["allocated_pence"], row["unallocated_pence"], row["reversed_pence"]
         ).value
@@ -304,44 +298,29 @@ class _PageState:
         self.touched.add(payment_id)
 
     def _received(self, event: Payment.Received, payment_id: str) -> None:
-        received_day = uk_date(event.received_at)
+        """The receipt's own row: its money figures start at zero and come from postings."""
         self.payments[payment_id] = {
             "payment_id": payment_id,
             "channel": event.channel,
-            "amount_pence": event.amount_pence,
+            "amount_pence": 0,
             "reference": event.reference,
             "fund_hint": event.fund_hint,
             "fund_code": None,
             "external_id": event.external_id,
             "status": "suspense",
             "allocated_pence": 0,
-            "unallocated_pence": event.amount_pence,
+            "unallocated_pence": 0,
             "refunded_pence": 0,
             "reversed_pence": 0,
             "suspense_reason": event.suspense_reason,
             "received_at": event.received_at,
-            "received_date": received_day,
+            "received_date": uk_date(event.received_at),
             "recorded_at": event.timestamp,
             "recorded_by": event.actor,
         }
-        self.channels.add(
-            (event.channel,),
-            receipts_count=1,
-            received_pence=event.amount_pence,
-            net_pence=event.amount_pence,
-        )
-        self.takings.add(
-            (received_day, event.channel, SUSPENSE_FUND),
-            receipts_count=1,
-            received_pence=event.amount_pence,
-            net_pence=event.amount_pence,
-        )
 
-    def _move(
-        self, payment_id: str, fund_code: str, reference: str, amount_pence: int, vat_pence: int
-    ) -> None:
-        lines = self.lines[payment_id]
-        line = lines.setdefault(
+    def _line(self, payment_id: str, fund_code: str, reference: str) -> dict[str, Any]:
+        return self.lines[payment_id].setdefault(
             (fund_code, reference),
             {
                 "payment_id": payment_id,
@@ -351,8 +330,6 @@ class _PageState:
                 "vat_pence": 0,
             },
         )
-        line["amount_pence"] += amount_pence
-        line["vat_pence"] += vat_pence
 
     def _main_fund(self, payment_id: str) -> str | None:
         held = [line for line in self.lines[payment_id].values() if line["amount_pence"]]
@@ -526,6 +503,11 @@ def _audit_subject(event: Any) -> tuple[str | None, str | None, int | None]:
     if isinstance(event, FundChart.FundAdded):
         return event.fund["code"], None, None
     return getattr(event, "code", None), None, None
+
+
+def _prefix(posting: Posting) -> str:
+    """The kind of account a posting is on: `cash` of `cash:cheque`."""
+    return posting.account.split(":", 1)[0]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

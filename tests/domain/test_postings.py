@@ -72,6 +72,10 @@ def test_unbalanced_postings_raise(monkeypatch) -> None:
     import domain.postings as postings
 
     payment = receive(reference="zzz")
-    monkeypatch.setattr(postings, "_postings", lambda event: [postings.Posting("cash:x", 1)])
+    monkeypatch.setattr(
+        postings,
+        "_postings",
+        lambda event: [postings.Posting("cash:x", 1, postings.Movement.RECEIPT)],
+    )
     with pytest.raises(UnbalancedPostings, match="out of balance"):
         postings.postings_for(payment.pending_events[0])
