@@ -48,7 +48,7 @@ from domain.imports import (
     refuse,
 )
 from domain.money import pence_to_pounds
-from domain.payment import Payment, ReversalKind
+from domain.payment import Payment, ReversalKind, payment_status
 from domain.references import normalise_reference
 from domain.statements import STATEMENT_FORMATS, statement_file
 
@@ -139,7 +139,7 @@ def import_file(
         commands = [
             late_receipt(ledger, _command(line, sha256, rules), periods) for line in receipts
         ]
-        payments, problems = _checked(ledger, receipts, commands, ctx, report)
+        new_receipts, problems = _checked(ledger, receipts, commands, ctx, report)
         returned = _returns(ledger, parsed, problems)
         problems.extend(parsed.problems)
         if problems:
@@ -149,7 +149,7 @@ def import_file(
         ]
         report("saving", 0, None)
         outcome = _record(
-            ledger, parsed, file_name, sha256, receipts, payments, returned, linked, ctx
+            ledger, parsed, file_name, sha256, receipts, new_receipts, returned, linked, ctx
         )
     report("saved", len(receipts), len(receipts))
     return outcome
@@ -227,19 +227,24 @@ def _checked(
     commands: list[RecordPayment],
     ctx: CommandContext,
     report: Progress,
-) -> tuple[list[Payment], list[LineProblem]]:
+) -> tuple[list[list[Payment.Event]], list[LineProblem]]:
     """Each line's new receipt checked by the ledger's rules alone, so that all bad lines
-    are named; the receipts are the ones saved when no line is bad."""
+    are named; its events are the ones saved when no line is bad.
+
+    A receipt is only its events here, never built as a payment: a file's receipts are new
+    and nothing else happens to them in the import, and building, viewing and caching
+    100,000 payments cost most of an import's time (docs/performance.md)."""
     chart = ledger.chart()
-    payments, problems = [], []
+    receipts: list[list[Payment.Event]] = []
+    problems = []
     for done, (line, command) in enumerate(zip(lines, commands, strict=True)):
         if done % PROGRESS_EVERY_LINES == 0:
             report("checking lines", done, len(lines))
         try:
-            payments.append(ledger.check_payment(command, ctx, chart))
+            receipts.append(ledger.receipt_events(command, ctx, chart))
         except LedgerError as error:
             problems.append(LineProblem(line.line_number, error.message))
-    return payments, problems
+    return receipts, problems
 
 
 def _returns(
@@ -315,7 +320,7 @@ def _record(
     file_name: str,
     sha256: str,
     receipts: list[ImportLine],
-    payments: list[Payment],
+    new_receipts: list[list[Payment.Event]],
     returned: list[tuple[ImportLine, Payment]],
     linked: list[tuple[ImportLine, StatementLink]],
     ctx: CommandContext,
@@ -330,14 +335,12 @@ def _record(
     noted = note_links(
         ledger, [(f"{file_name} line {line.line_number}", link) for line, link in linked], ctx
     )
-    saved: list[UUID] = []
     try:
         with ledger.unit_of_work():
-            outcomes = ledger.save_new_payments(payments)
-            saved = [outcome.payment_id for outcome in outcomes if outcome.recorded]
+            known = ledger.save_receipt_events(new_receipts)
             lines = [
-                _line_entry(line, outcome.payment, "recorded" if outcome.recorded else "known")
-                for line, outcome in zip(receipts, outcomes, strict=True)
+                _line_entry(line, _receipt_view(events), _recorded_or_known(events, known))
+                for line, events in zip(receipts, new_receipts, strict=True)
             ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
             lines += [_linked_entry(line, link) for line, link in linked]
             lines.sort(key=lambda entry: entry.line)
@@ -347,7 +350,7 @@ def _record(
             position = ledger.save_checked(batch, *(payment for _, payment in returned), *noted)
     except (IntegrityError, sqlalchemy.exc.IntegrityError):
         changed = [payment.id for _, payment in returned] + [payment.id for payment in noted]
-        _forget(ledger, [*saved, *changed])
+        _forget(ledger, changed)
         known = _batch_or_none(ledger, batch_id_for(sha256))
         if known is None:
             raise ConcurrentUpdate(
@@ -356,6 +359,29 @@ def _record(
             ) from None
         return ImportOutcome(known.id, False, None, batch_view(known))
     return ImportOutcome(batch.id, True, position, batch_view(batch))
+
+
+def _receipt_view(events: list[Payment.Event]) -> dict[str, Any]:
+    """What an import line says of its new receipt, from the receipt's events: the fields
+    of `IncomeLedger.payment_view` that `_line_entry` reads."""
+    received = events[0]
+    assert isinstance(received, Payment.Received)
+    allocated = sum(
+        line["amount_pence"]
+        for event in events[1:]
+        if isinstance(event, Payment.Allocated)
+        for line in event.lines
+    )
+    return {
+        "payment_id": str(received.originator_id),
+        "reference": received.reference,
+        "status": payment_status(allocated, received.amount_pence - allocated, 0).value,
+        "import_rule": received.import_rule,
+    }
+
+
+def _recorded_or_known(events: list[Payment.Event], known: set[UUID]) -> str:
+    return "known" if events[0].originator_id in known else "recorded"
 
 
 def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> ImportedLine:

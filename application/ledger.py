@@ -50,7 +50,7 @@ from application.payer_details import (
     payer_details_table,
     save_payer_details,
 )
-from application.periods import needs_period_gate, require_open_periods
+from application.periods import needs_period_gate, require_open_for, require_open_periods
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
 from domain.funds import FROM_THE_START, Fund, FundChart, Match
@@ -384,6 +384,28 @@ class IncomeLedger(Application):
             )
             for p in payments
         ]
+
+    def save_receipt_events(self, receipts: Sequence[Sequence[Payment.Event]]) -> set[UUID]:
+        """Store new receipts' events (from `receipt_events`) all or nothing, skipping
+        receipts already recorded, whose ids it returns. Each event's postings are checked
+        as `save_checked` checks a payment's; inside `unit_of_work`, part of its transaction.
+
+        The same rows as saving the receipts built as payments, without building them: the
+        events are encoded by the ledger's own mapper and inserted by its recorder."""
+        ids = [events[0].originator_id for events in receipts]
+        if len(set(ids)) != len(ids):
+            raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
+        known = self._recorded(ids)
+        new = [
+            event for events in receipts if events[0].originator_id not in known for event in events
+        ]
+        for event in new:
+            postings_for(event)
+        if new:
+            with self._transaction() as session:
+                require_open_for(self, session, new)
+                self.events.put(new)
+        return known
 
     def check_payments(
         self,
@@ -768,6 +790,21 @@ class IncomeLedger(Application):
     def _new_payment(
         self, command: RecordPayment, ctx: CommandContext, chart: FundChart
     ) -> Payment:
+        return Payment.receive(**self._receipt_arguments(command, ctx, chart))
+
+    def receipt_events(
+        self, command: RecordPayment, ctx: CommandContext, chart: FundChart
+    ) -> list[Payment.Event]:
+        """The events the new receipt a command makes would record, checked by every rule
+        that `check_payment` applies, without building the payment (see
+        `save_receipt_events`)."""
+        return Payment.receipt_events(**self._receipt_arguments(command, ctx, chart))
+
+    def _receipt_arguments(
+        self, command: RecordPayment, ctx: CommandContext, chart: FundChart
+    ) -> dict[str, Any]:
+        """What `Payment.receive` is given for a command: its fund matched, the user's access
+        to it checked, its counter checked and the command's fingerprint."""
         channel = Channel.parse(command.channel)
         match = command.hold_in_suspense or (
             command.rule_decision.match(chart)
@@ -779,21 +816,21 @@ class IncomeLedger(Application):
             ctx.access.require_funds(chart, [fund.code])
         received_at = command.received_at or datetime.now(UTC)
         counter = counter_of(self, command.office_code, command.till_code, channel, received_at)
-        return Payment.receive(
-            channel=channel,
-            amount_pence=command.amount_pence,
-            received_at=received_at,
-            reference=command.reference,
-            fund_hint=command.fund_code,
-            external_id=command.external_id,
-            match=match,
-            fund=fund,
-            actor=ctx.actor,
-            idempotency_key=ctx.idempotency_key,
-            external_id_from_provider=command.external_id_from_provider,
-            provider_details=command.provider_details,
-            counter=counter,
-            fingerprint=fingerprint(
+        return {
+            "channel": channel,
+            "amount_pence": command.amount_pence,
+            "received_at": received_at,
+            "reference": command.reference,
+            "fund_hint": command.fund_code,
+            "external_id": command.external_id,
+            "match": match,
+            "fund": fund,
+            "actor": ctx.actor,
+            "idempotency_key": ctx.idempotency_key,
+            "external_id_from_provider": command.external_id_from_provider,
+            "provider_details": command.provider_details,
+            "counter": counter,
+            "fingerprint": fingerprint(
                 "record",
                 channel=command.channel,
                 amount_pence=command.amount_pence,
@@ -805,7 +842,7 @@ class IncomeLedger(Application):
                 # kept still matches its first fingerprint.
                 **({"counter": list(counter)} if counter else {}),
             ),
-        )
+        }
 
     def _existing_payment(
         self, payment_id: UUID, asked: str, ctx: CommandContext

@@ -95,24 +95,37 @@ def needs_period_gate(aggregates: Iterable[Any]) -> bool:
     receipt: dated now) needs neither the gate nor the calendar. The one window left is the
     clocks of two processes disagreeing about the date at midnight by their skew.
     """
+    return _before_today(_pending_moves(aggregates))
+
+
+def _before_today(moves: list[Any]) -> bool:
     today = uk_date(datetime.now(UTC))
-    return any(uk_date(effective_at(event)) < today for event in _pending_moves(aggregates))
+    return any(uk_date(effective_at(event)) < today for event in moves)
 
 
 def _pending_moves(aggregates: Iterable[Any]) -> list[Any]:
-    return [
-        event
-        for aggregate in aggregates
-        for event in aggregate.pending_events
-        if type(event) in MOVEMENTS
-    ]
+    return _moves(_pending_events(aggregates))
+
+
+def _pending_events(aggregates: Iterable[Any]) -> list[Any]:
+    return [event for aggregate in aggregates for event in aggregate.pending_events]
+
+
+def _moves(events: Iterable[Any]) -> list[Any]:
+    return [event for event in events if type(event) in MOVEMENTS]
 
 
 def require_open_periods(ledger: IncomeLedger, session: Session, aggregates: Iterable[Any]) -> None:
     """Refuse the save when any pending money movement (or cash-up) takes effect in a closed
     period."""
-    moves = _pending_moves(aggregates)
-    if not needs_period_gate(aggregates):
+    require_open_for(ledger, session, _pending_events(aggregates))
+
+
+def require_open_for(ledger: IncomeLedger, session: Session, events: Iterable[Any]) -> None:
+    """Refuse to store these new events when a money movement among them (or a cash-up)
+    takes effect in a closed period."""
+    moves = _moves(events)
+    if not _before_today(moves):
         return
     take_period_gate(ledger, session, exclusive=False)
     current = calendar(ledger)

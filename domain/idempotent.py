@@ -45,6 +45,11 @@ NO_COMMAND = CommandKey()
 _running: ContextVar[CommandKey] = ContextVar("running_command", default=NO_COMMAND)
 
 
+def running_command() -> CommandKey:
+    """The key of the command now running (NO_COMMAND outside any)."""
+    return _running.get()
+
+
 class IdempotentCommands:
     """For an aggregate whose events record `idempotency_key` and `fingerprint`, and whose
     event `apply` keeps them in `commands` (key -> fingerprint)."""
@@ -70,7 +75,7 @@ class IdempotentCommands:
 
     def record(self, event_class: type, **fields: Any) -> None:
         """Trigger an event of the command now running (see `idempotent`)."""
-        key = _running.get()
+        key = running_command()
         self.trigger_event(
             event_class,
             idempotency_key=key.idempotency_key,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.utils import get_topic
 
 from domain.allocation_lines import (
     AllocatedLine,
@@ -40,7 +41,7 @@ from domain.errors import (
     UnknownChannel,
 )
 from domain.funds import LEDGER_NAMESPACE, Fund, Match
-from domain.idempotent import CommandKey, idempotent
+from domain.idempotent import CommandKey, idempotent, running_command
 from domain.limits import (
     MAX_EXTERNAL_ID_LENGTH,
     MAX_FUND_CODE_LENGTH,
@@ -216,6 +217,18 @@ def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: s
     if idempotency_key:
         return uuid5(LEDGER_NAMESPACE, f"payment/idempotency/{idempotency_key}")
     return uuid4()
+
+
+def allocated_line(
+    held: AllocationLine | None, fund: Fund, reference: str, amount_pence: int, moment: datetime
+) -> AllocatedLine:
+    """What allocating `amount_pence` to a fund and reference adds to what it `held` (None:
+    nothing yet): the fund's VAT rate in force at `moment`, the VAT worked out on the total."""
+    line = held or AllocationLine(fund.code, reference)
+    part = line.adding(fund.vat_rate_at(moment), amount_pence)
+    return AllocatedLine(
+        fund.code, reference, amount_pence, part.vat_rate_basis_points, part.vat_pence
+    )
 
 
 def _rule_fields(match: Match) -> dict[str, Any]:
@@ -547,8 +560,47 @@ class Payment(RefundApproval, Aggregate):
     # ---- creation -------------------------------------------------------------------------
 
     @classmethod
-    def receive(
-        cls,
+    def receive(cls, **arguments: Any) -> Payment:
+        """Record a receipt; when `match` names a fund, allocate it there at once (the
+        arguments are `receipt_fields`')."""
+        received, allocated = cls.receipt_fields(**arguments)
+        payment = cls._create(cls.Received, **received)
+        if allocated is not None:
+            payment.record(cls.Allocated, **allocated)
+        return payment
+
+    @classmethod
+    def receipt_events(cls, **arguments: Any) -> list[Payment.Event]:
+        """The events `receive` records, made without building the payment: the same checks,
+        ids, versions and fields (timestamps aside), for a bulk import that only stores them
+        (application.imports; tests/application/test_fast_import.py holds them equal)."""
+        received, allocated = cls.receipt_fields(**arguments)
+        payment_id = received.pop("id")
+        events: list[Payment.Event] = [
+            cls.Received(
+                originator_topic=get_topic(cls),
+                originator_id=payment_id,
+                originator_version=cls.INITIAL_VERSION,
+                timestamp=cls.Received.create_timestamp(),
+                **received,
+            )
+        ]
+        if allocated is not None:
+            key = running_command()  # what `record` stamps on the event
+            events.append(
+                cls.Allocated(
+                    originator_id=payment_id,
+                    originator_version=cls.INITIAL_VERSION + 1,
+                    timestamp=cls.Allocated.create_timestamp(),
+                    idempotency_key=key.idempotency_key,
+                    fingerprint=key.fingerprint,
+                    **allocated,
+                )
+            )
+        return events
+
+    @staticmethod
+    def receipt_fields(
         *,
         channel: Channel,
         amount_pence: int,
@@ -565,8 +617,9 @@ class Payment(RefundApproval, Aggregate):
         external_id_from_provider: bool = False,
         provider_details: dict[str, Any] | None = None,
         counter: tuple[str, str] | None = None,
-    ) -> Payment:
-        """Record a receipt; when `match` names a fund, allocate it there at once.
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A new receipt's checked fields: its Received event's (with its `id`) and, when
+        `match` names a fund, its Allocated event's (None: the money waits in suspense).
 
         A payment provider's own id for the money (`external_id_from_provider`) is an
         identifier, not text a person typed: a numeric one may pass the card-number check by
@@ -585,39 +638,36 @@ class Payment(RefundApproval, Aggregate):
             reject_control_characters("external_id", external_id)
         else:
             reject_card_numbers("external_id", external_id)
-        payment = cls._create(
-            cls.Received,
-            id=payment_id_for(channel, external_id, idempotency_key),
-            channel=channel.value,
-            amount_pence=amount_pence,
-            received_at=received_at,
-            reference=reference,
-            fund_hint=capitals(fund_hint) if fund_hint else None,
-            external_id=external_id,
-            suspense_reason=match.suspense_reason.value if match.suspense_reason else None,
-            match_detail=match.detail,
-            actor=actor,
-            idempotency_key=idempotency_key,
-            fingerprint=fingerprint,
-            provider_details=provider_details,
+        received = {
+            "id": payment_id_for(channel, external_id, idempotency_key),
+            "channel": channel.value,
+            "amount_pence": amount_pence,
+            "received_at": received_at,
+            "reference": reference,
+            "fund_hint": capitals(fund_hint) if fund_hint else None,
+            "external_id": external_id,
+            "suspense_reason": match.suspense_reason.value if match.suspense_reason else None,
+            "match_detail": match.detail,
+            "actor": actor,
+            "idempotency_key": idempotency_key,
+            "fingerprint": fingerprint,
+            "provider_details": provider_details,
             **_counter_fields(counter),
-            clearing_account=clearing_account_for(channel)
+            "clearing_account": clearing_account_for(channel)
             if channel in CLEARING_CHANNELS
             else None,
             **_rule_fields(match),
-        )
-        if fund is not None:
-            payment.record(
-                cls.Allocated,
-                lines=[
-                    payment._allocation_delta(fund, reference, amount_pence, received_at).to_dict()
-                ],
-                reason=match.detail,
-                effective_at=received_at,
-                actor=AUTO_ALLOCATION_ACTOR,
-                **_rule_fields(match),
-            )
-        return payment
+        }
+        if fund is None:
+            return received, None
+        first = allocated_line(None, fund, reference, amount_pence, received_at)
+        return received, {
+            "lines": [first.to_dict()],
+            "reason": match.detail,
+            "effective_at": received_at,
+            "actor": AUTO_ALLOCATION_ACTOR,
+            **_rule_fields(match),
+        }
 
     # ---- commands -------------------------------------------------------------------------
 
@@ -1087,13 +1137,8 @@ class Payment(RefundApproval, Aggregate):
         self, fund: Fund, reference: str, amount_pence: int, moment: datetime
     ) -> AllocatedLine:
         """An allocation line for an event: the fund's VAT rate in force at `moment`."""
-        line = self.lines.get(line_key(fund.code, reference)) or AllocationLine(
-            fund.code, reference
-        )
-        part = line.adding(fund.vat_rate_at(moment), amount_pence)
-        return AllocatedLine(
-            fund.code, reference, amount_pence, part.vat_rate_basis_points, part.vat_pence
-        )
+        held = self.lines.get(line_key(fund.code, reference))
+        return allocated_line(held, fund, reference, amount_pence, moment)
 
     def _refund_source(self, fund_code: str | None, reference: str | None) -> AllocationLine | None:
         """The allocation a refund comes from; None means the unallocated part."""
