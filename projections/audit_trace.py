@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.payment import Payment
-from domain.postings import SUSPENSE, VAT_OUTPUT, Posting, effective_at, postings_for
+from domain.postings import SUSPENSE, VAT_OUTPUT, Movement, Posting, effective_at, postings_for
 
 # Fields every event has, shown in their own columns rather than among the details.
 _COMMON_FIELDS = {
@@ -97,7 +97,7 @@ class PaymentTrace:
         }
 
 
-_TREASURY = frozenset({Payment.FeeCharged.__name__, Payment.Settled.__name__})
+_TREASURY = frozenset({Movement.FEE, Movement.PAYOUT})
 
 
 def trace_payment(
@@ -119,7 +119,9 @@ def trace_payment(
     )
     # A provider's fees and payouts move the council's own money between clearing, fees and
     # bank: none of it is the payer's, so it is no part of where the payer's money is.
-    whereabouts = _whereabouts([p for e in traced if e.action not in _TREASURY for p in e.postings])
+    whereabouts = _whereabouts(
+        [p for e in traced for p in e.postings if p.movement not in _TREASURY]
+    )
     accounted = sum(w.amount_pence for w in whereabouts)
     assert accounted == received.amount_pence, (received.originator_id, accounted)
     return PaymentTrace(
