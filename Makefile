@@ -23,7 +23,7 @@ run: $(STAMP)
 ## Set up and run the whole test suite (SQLite and PostgreSQL), with lint.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
