@@ -19,7 +19,7 @@ fill itself is timed. Then, in this order:
                     link per event and a seal per day, one transaction per page; once;
 * verify            `verify_chain` (`income-ledger audit verify`): read every row and every
                     link, recompute and compare; must find nothing;
-* replay            `replay_balances(ledger.read_events(page_size))` as at now
+* replay            `replay_balances(read_events(ledger, page_size))` as at now
                     (`income-ledger replay`): read, decode every event, post it.
 
 Read-only sections run --repeats times; the median is quoted with the range.
@@ -66,6 +66,7 @@ from income_ledger.bootstrap import (
     build_audit_chain,
     build_ledger,
     init_database,
+    read_events,
     stored_event_source,
 )
 from income_ledger.settings import Settings
@@ -350,7 +351,7 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> BackendResu
             chain.engine.dispose()
 
         def replay() -> int:
-            result = replay_balances(ledger.read_events(page_size=page), as_at=datetime.now(UTC))
+            result = replay_balances(read_events(ledger, page_size=page), as_at=datetime.now(UTC))
             if result.trial_balance_pence != 0 or result.events_counted != events:
                 raise RuntimeError("replay does not balance or missed events")
             return result.events_read

@@ -59,6 +59,7 @@ from income_ledger.bootstrap import (
     build_ledger,
     event_source,
     init_database,
+    read_events,
     stored_event_source,
 )
 from income_ledger.settings import Settings
@@ -301,7 +302,7 @@ def replay(bench: Bench) -> Figure:
 
     def ours() -> int:
         result = replay_balances(
-            bench.ledger.read_events(page_size=bench.page_size), as_at=datetime.now(UTC)
+            read_events(bench.ledger, page_size=bench.page_size), as_at=datetime.now(UTC)
         )
         if result.trial_balance_pence != 0:
             raise RuntimeError("the replay does not balance")

@@ -168,8 +168,9 @@ def build_projection(
 
 def stored_event_source(ledger: IncomeLedger) -> Callable[[int | None, int], list[StoredEvent]]:
     """Pages of event rows exactly as stored (no decoding), for the tamper-evidence chain;
-    `after=None` starts at the lowest id in the table, even one at 0 or below."""
-    return event_reader(ledger).rows
+    `after=None` starts at the lowest id in the table, even one at 0 or below. Originator
+    ids are text, as the chain hashes them."""
+    return event_reader(ledger).text_rows
 
 
 def stored_events_of(ledger: IncomeLedger, originator_id: UUID) -> list[Notification]:

@@ -49,6 +49,11 @@ def test_rows_and_events_equal_the_librarys_for_every_kind_recorded(ledger) -> N
         event, expected = reader.to_domain_event(mine), ledger.mapper.to_domain_event(library)
         assert _same_event(event, expected), library.topic
         kinds.add(type(event).__qualname__)
+    as_text = reader.text_rows(None, 10_000)
+    assert [row.originator_id for row in as_text] == [str(row.originator_id) for row in theirs]
+    assert [row._replace(originator_id=None) for row in as_text] == [
+        row._replace(originator_id=None) for row in ours
+    ]
     assert {"FundChart.FundDisabled", "FundChart.FundEnabled", "Payment.Received"} <= kinds
     assert {"Payment.Allocated", "Payment.Refunded", "Payment.Transferred"} <= kinds
 
