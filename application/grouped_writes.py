@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy import Table
@@ -24,15 +25,21 @@ class Row:
 
 @dataclass(frozen=True)
 class Write:
-    """One command's events, already encoded, and the rows that commit with them."""
+    """One command's events, already encoded, and the rows that commit with them.
+
+    `decided_on` holds (id, version) of aggregates the command was decided against without
+    changing them (the chart of funds a receipt was checked with; version 0: none stored):
+    the write is left out, like a clash, when one of them has a later event stored."""
 
     events: Sequence[StoredEvent]
     rows: Sequence[Row] = field(default_factory=tuple)
+    decided_on: Sequence[tuple[UUID, int]] = field(default_factory=tuple)
 
 
 class GroupWriter(Protocol):
     def write(self, write: Write) -> int | None:
         """The write's last position once committed with others; None when its events clash
-        with stored ones (the command must run again alone)."""
+        with stored ones or what it was decided on has changed (the command must run again
+        alone)."""
 
     def close(self) -> None: ...

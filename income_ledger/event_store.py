@@ -95,8 +95,12 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
             f"WITH batch(ordinal, write_no, {EVENT_COLUMNS}) AS (VALUES ".encode()
             + batch
             + (
-                "), clash AS (SELECT DISTINCT b.write_no FROM batch b JOIN "
-                f"{table} e USING (originator_id, originator_version)), "
+                "), clash AS (SELECT b.write_no FROM batch b JOIN "
+                f"{table} e USING (originator_id, originator_version)"
+            ).encode()
+            + _stale_decisions(cursor, table, writes)
+            + (
+                "), "
                 f"ins AS (INSERT INTO {table} ({EVENT_COLUMNS}) "
                 f"SELECT {EVENT_COLUMNS} FROM batch "
                 "WHERE write_no NOT IN (SELECT write_no FROM clash) ORDER BY ordinal "
@@ -145,6 +149,26 @@ def _execute(session: Session, statement: bytes) -> Sequence[ResultRow[Any]]:
         session.connection()
         .exec_driver_sql(statement.decode(), execution_options={"no_parameters": True})
         .all()
+    )
+
+
+def _stale_decisions(cursor: Any, table: str, writes: Sequence[Write]) -> bytes:
+    """More of the `clash` CTE: the writes decided on an aggregate that has moved on since.
+
+    Checked under the table lock, in the statement that inserts: no round trip of its own,
+    and nothing can change the aggregate between the check and the commit."""
+    decided = b",".join(
+        cursor.mogrify("(%s,%s::uuid,%s)", (number, str(originator_id), version))
+        for number, write in enumerate(writes)
+        for originator_id, version in write.decided_on
+    )
+    if not decided:
+        return b""
+    return (
+        b" UNION SELECT d.write_no FROM (VALUES "
+        + decided
+        + f") AS d(write_no, originator_id, originator_version) JOIN {table} e ON "
+        "e.originator_id = d.originator_id AND e.originator_version > d.originator_version".encode()
     )
 
 

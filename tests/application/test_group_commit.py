@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 from application.idempotency import IdempotentRequest, StoredResponse, request_hash
 from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
 from tests.domain.helpers import CT_REF
 
 WRITERS = 8
@@ -132,3 +134,21 @@ def test_one_key_sent_at_once_records_once_and_answers_alike(ledger) -> None:
     assert bodies[0]["recorded"] is True and bodies[0]["position"] is not None
     assert sorted(r[1] for r in results) == [False] + [True] * 5  # type: ignore[index]
     assert list(receipts_per_payment(ledger).values()) == [1]
+
+
+def test_a_receipt_is_checked_against_a_chart_changed_by_another_process(
+    ledger, settings: Settings
+) -> None:
+    """A process keeps the chart of funds it read; another process changing it must still
+    be seen by the next receipt here (the group's statement checks the chart's version)."""
+    first, _ = record(ledger, None, RecordPayment("card", 500, CT_REF, external_id="before"))
+    assert first.body["payment"]["allocated_pence"] == 500
+    other_process = build_ledger(settings)
+    try:
+        other_process.disable_fund("CT", CommandContext("supervisor:test"), "closing it")
+    finally:
+        other_process.close()
+    after, _ = record(ledger, None, RecordPayment("card", 500, CT_REF, external_id="after"))
+    assert after.status_code == 201
+    assert after.body["payment"]["allocated_pence"] == 0, after.body
+    assert after.body["payment"]["suspense_reason"], after.body
