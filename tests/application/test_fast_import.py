@@ -18,8 +18,10 @@ from sqlalchemy.engine import Engine, make_url
 
 from application.import_rules import add_rule
 from application.imports import get_import, import_file
-from application.ledger import CommandContext, IncomeLedger
-from domain.limits import uk_today
+from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from application.periods import close_period
+from domain.errors import PeriodClosed
+from domain.limits import uk_day_start, uk_today
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
     build_audit_chain,
@@ -263,3 +265,27 @@ def test_imports_store_the_events_the_aggregates_would(
         )
     assert read_model(settings, ledger) == read_model(twin_settings, by_aggregates)
     assert chain_verifies(settings, ledger) and chain_verifies(twin_settings, by_aggregates)
+
+
+def test_a_line_dated_in_a_closed_day_is_recorded_now_its_date_kept(ledger) -> None:
+    close_period(ledger, "day", YESTERDAY, SUPERVISOR, "cashed up")
+    outcome = import_file(
+        ledger, allpay_file(allpay_line(CT_REF, "12.00")), IMPORTER, file_name="late.txt"
+    )
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    payment = ledger.get_payment(line["payment_id"])
+    assert line["status"] == payment["status"] == "allocated"
+    assert payment["received_at"].startswith(datetime.now(UTC).date().isoformat())
+    assert payment["provider_details"]["relates_to_period"] == YESTERDAY.isoformat()
+    assert payment["provider_details"]["originally_received_at"].startswith(YESTERDAY.isoformat())
+
+
+def test_receipt_events_dated_in_a_closed_day_are_refused_when_saved(ledger) -> None:
+    """A close between checking a file and saving it: the events meet the period gate."""
+    late = RecordPayment("allpay", 1_200, CT_REF, received_at=uk_day_start(YESTERDAY))
+    events = ledger.receipt_events(late, IMPORTER, ledger.chart())
+    close_period(ledger, "day", YESTERDAY, SUPERVISOR, "cashed up")
+    before = ledger.max_position()
+    with pytest.raises(PeriodClosed), ledger.unit_of_work():
+        ledger.save_receipt_events([events])
+    assert ledger.max_position() == before
