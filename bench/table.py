@@ -59,13 +59,15 @@ from income_ledger.bootstrap import (
     build_ledger,
     event_source,
     init_database,
-    read_events,
+    store_address,
     stored_event_source,
+)
+from income_ledger.bootstrap import (
+    replay as replay_store,
 )
 from income_ledger.settings import Settings
 from projections.chain import verify_chain
 from projections.maintenance import rebuild
-from projections.replay import replay_balances
 from projections.runner import projection_engine
 from projections.schema import LIVE, ReadModel, new_index_tag, read_model
 
@@ -281,6 +283,8 @@ def audit_verify(bench: Bench) -> Figure:
                 stored_event_source(bench.ledger),
                 store_position=bench.events,
                 page_size=bench.page_size,
+                processes=bench.settings.read_processes,
+                store=store_address(bench.ledger),
             )
             if not report.ok:
                 raise RuntimeError(f"verification found {report.findings_count} problems")
@@ -301,8 +305,12 @@ def replay(bench: Bench) -> Figure:
     event's state."""
 
     def ours() -> int:
-        result = replay_balances(
-            read_events(bench.ledger, page_size=bench.page_size), as_at=datetime.now(UTC)
+        result = replay_store(
+            bench.settings,
+            bench.ledger,
+            as_at=datetime.now(UTC),
+            page_size=bench.page_size,
+            processes=bench.settings.read_processes,
         )
         if result.trial_balance_pence != 0:
             raise RuntimeError("the replay does not balance")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -22,8 +23,12 @@ from income_ledger.schema_versions import (
 )
 from income_ledger.settings import Settings
 from projections.chain import AuditChain, has_chain_tables
-from projections.event_reader import EventReader, StoredEvent
+from projections.event_reader import EventReader, StoreAddress, StoredEvent
+from projections.replay import ReplayResult, join_replays, replay_balances
 from projections.runner import EventSource, Projection, projection_engine
+from projections.segments import process_count, run_in_processes, split
+
+PROGRESS_EVERY = 1000  # events between progress-bar updates: cheap on a million events
 
 
 def eventsourcing_env(settings: Settings) -> dict[str, str]:
@@ -143,6 +148,11 @@ def event_reader(ledger: IncomeLedger) -> EventReader:
     return EventReader(recorder.datastore.engine, table, ledger.mapper.to_domain_event)
 
 
+def store_address(ledger: IncomeLedger) -> StoreAddress:
+    """Where worker processes find this ledger's event store (verify_chain's `store`)."""
+    return StoreAddress.of(event_reader(ledger))
+
+
 def event_source(ledger: IncomeLedger) -> EventSource:
     """The projections' view of the event store: pages of (position, domain event)."""
     return event_reader(ledger).events
@@ -153,6 +163,68 @@ def read_events(
 ) -> Iterator[tuple[int, Any]]:
     """Every domain event in recording order with its position (replay, audit export)."""
     return event_reader(ledger).all_events(after, page_size)
+
+
+def replay(
+    settings: Settings,
+    ledger: IncomeLedger,
+    *,
+    as_at: datetime,
+    known_at: datetime | None = None,
+    fund_code: str | None = None,
+    page_size: int = 1000,
+    processes: int | None = 1,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """`replay_balances` over the whole event store, its position range split across up to
+    `processes` worker processes (None: one per core; see projections.segments), each
+    reading its own range: the result is the one a single reader gives."""
+    ranges = split(ledger.max_position(), process_count(ledger.max_position(), processes))
+    times = (as_at, known_at, fund_code)
+    if len(ranges) == 1:
+        events = event_reader(ledger).all_events(0, page_size)
+        if progress is not None:
+            events = advancing(events, progress)
+        return replay_balances(events, as_at=as_at, known_at=known_at, fund_code=fund_code)
+    result = join_replays(
+        run_in_processes(
+            _replay_range,
+            [(settings.database_url, after, stop, page_size, *times) for after, stop in ranges],
+        )
+    )
+    if progress is not None:
+        progress(result.last_position)
+    return result
+
+
+def advancing(
+    events: Iterable[tuple[int, Any]], advance: Callable[[int], None]
+) -> Iterator[tuple[int, Any]]:
+    """Pass events through, moving a progress bar by positions every PROGRESS_EVERY events."""
+    reported = 0
+    for count, (position, event) in enumerate(events, start=1):
+        if count % PROGRESS_EVERY == 0:
+            advance(position - reported)
+            reported = position
+        yield position, event
+
+
+def _replay_range(
+    url: str,
+    after: int,
+    stop: int | None,
+    page_size: int,
+    as_at: datetime,
+    known_at: datetime | None,
+    fund_code: str | None,
+) -> ReplayResult:
+    """One worker's part of `replay`: its own ledger, connection and range of positions."""
+    ledger = build_ledger(Settings(database_url=url), check_schema=False)
+    try:
+        events = event_reader(ledger).all_events(after, page_size, stop)
+        return replay_balances(events, as_at=as_at, known_at=known_at, fund_code=fund_code)
+    finally:
+        ledger.close()
 
 
 def build_projection(

@@ -45,6 +45,13 @@ class Settings(LogSettings):
     aggregate_cache_size: int = Field(
         1000, ge=0, description="aggregates kept in memory per process (0 turns caching off)"
     )
+    read_processes: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="processes that `replay` and `audit verify` split the event log over "
+        "(unset: one per CPU core, for every 250,000 events; set: each with 10,000 events or more)",
+    )
 
     api_keys: str = Field(
         "", description="API keys, comma separated, each user:role:token", repr=False

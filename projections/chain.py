@@ -36,6 +36,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    create_engine,
     insert,
     inspect,
     select,
@@ -46,10 +47,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from domain.errors import InvalidRequest
+from projections.event_reader import EventReader, StoreAddress
 from projections.ledger_view import uk_date
 from projections.runner import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, tracked_position
 from projections.runner import _lock_tracking_row as lock_tracking_row
 from projections.schema import UTCDateTime, projection_tracking
+from projections.segments import process_count, run_in_processes, split
 
 CHAIN_NAME = "audit_chain"
 CHAIN_VERSION = "income-ledger/audit-chain/sha256/v1"
@@ -430,11 +433,6 @@ class ChainReport:
         """Events beyond the chain's head are not yet protected: where they start."""
         return self.chain_position if self.store_position > self.chain_position else None
 
-    def add(self, finding: Finding) -> None:
-        self.findings_count += 1
-        if len(self.findings) < MAX_FINDINGS:
-            self.findings.append(finding)
-
 
 def verify_chain(
     engine: Engine,
@@ -444,6 +442,8 @@ def verify_chain(
     seals: Sequence[Seal] = (),
     page_size: int = 5000,
     progress: Callable[[int], None] | None = None,
+    processes: int | None = 1,
+    store: StoreAddress | None = None,
 ) -> ChainReport:
     """Recompute the chain from the stored rows and hold it against the chain and the seals.
 
@@ -453,29 +453,77 @@ def verify_chain(
     position without its row is `missing`, a row among chained history without a link is
     `unexpected`, and a row that no longer hashes to its link is `altered`. Every seal given,
     and every seal in the database, must match the recomputed link at its position.
+
+    Given the `store`'s address, the positions are split across up to `processes` worker
+    processes (None: one per core; projections.segments): each range is checked from the
+    stored link before it, and the ranges must join up (each one's recomputed head is the
+    next one's starting link). Only when every range is clean is that the whole answer;
+    otherwise the chain is walked again in this process, so that a report with findings
+    (and the recomputed links after them) is exactly the sequential one.
     """
     with engine.connect() as connection:
         head = tracked_position(connection, CHAIN_NAME)
         all_seals = [(seal, "stored") for seal in stored_seals(connection)]
     all_seals += [(seal, "published") for seal in seals]
     report = ChainReport(chain_position=head, store_position=store_position)
-    sealed_positions = {seal.last_position for seal, _ in all_seals}
-    recomputed_at: dict[int, str] = {}
-    recomputed = stored_previous = bytes.fromhex(GENESIS_LINK)
-    rows = _rows_up_to(source, head, page_size, progress)
-    links = _links_up_to(engine, head, page_size)
+    sealed_positions = frozenset(seal.last_position for seal, _ in all_seals)
+    ranges = split(head, process_count(head, processes)) if store is not None else []
+    walk = _walk_in_processes(engine, store, ranges, head, sealed_positions, page_size)
+    if walk is not None and progress is not None:
+        progress(head)
+    if walk is None:
+        rows = _rows_up_to(source, None, head, page_size, progress)
+        links = _links_up_to(engine, 0, head, page_size)
+        walk = _walk(rows, links, bytes.fromhex(GENESIS_LINK), sealed_positions)
+    report.events_checked = walk.events_checked
+    report.links_checked = walk.links_checked
+    report.findings = walk.findings
+    report.findings_count = walk.findings_count
+    if head:
+        report.head_link = walk.recomputed.hex()
+    report.seal_findings = _check_seals(all_seals, walk.recomputed_at, head)
+    report.seals_checked = len(all_seals)
+    return report
+
+
+@dataclass
+class _Walk:
+    """What walking one range of rows and links found; ranges in order add up."""
+
+    recomputed: bytes  # the recomputed link so far
+    events_checked: int = 0
+    links_checked: int = 0
+    findings: list[Finding] = field(default_factory=list)  # the first MAX_FINDINGS
+    findings_count: int = 0
+    recomputed_at: dict[int, str] = field(default_factory=dict)  # at sealed positions
+
+    def add(self, finding: Finding) -> None:
+        self.findings_count += 1
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(finding)
+
+
+def _walk(
+    rows: Iterator[StoredRow],
+    links: Iterator[tuple[int, bytes]],
+    start: bytes,
+    sealed_positions: frozenset[int],
+) -> _Walk:
+    """Rows and links merged in position order, from the link `start` before them."""
+    walk = _Walk(recomputed=start)
+    recomputed = stored_previous = start
     row, linked = next(rows, None), next(links, None)
     while row is not None or linked is not None:
         if linked is None or (row is not None and row.id < linked[0]):
             assert row is not None
             recomputed = next_link(recomputed, row)
-            report.events_checked += 1
-            report.add(Finding(row.id, "unexpected", _UNEXPECTED))
+            walk.events_checked += 1
+            walk.add(Finding(row.id, "unexpected", _UNEXPECTED))
             position = row.id
             row = next(rows, None)
         elif row is None or linked[0] < row.id:
-            report.links_checked += 1
-            report.add(Finding(linked[0], "missing", _MISSING))
+            walk.links_checked += 1
+            walk.add(Finding(linked[0], "missing", _MISSING))
             stored_previous = linked[1]
             position = linked[0]
             linked = next(links, None)
@@ -486,20 +534,80 @@ def verify_chain(
             same_so_far = recomputed == stored_previous
             recomputed = _sha256(recomputed + encoding)
             own = recomputed if same_so_far else _sha256(stored_previous + encoding)
-            report.events_checked += 1
-            report.links_checked += 1
+            walk.events_checked += 1
+            walk.links_checked += 1
             if own != linked[1]:
-                report.add(Finding(row.id, "altered", _ALTERED))
+                walk.add(Finding(row.id, "altered", _ALTERED))
             stored_previous = linked[1]
             position = row.id
             row, linked = next(rows, None), next(links, None)
         if position in sealed_positions:
-            recomputed_at[position] = recomputed.hex()
-    if head:
-        report.head_link = recomputed.hex()
-    report.seal_findings = _check_seals(all_seals, recomputed_at, head)
-    report.seals_checked = len(all_seals)
-    return report
+            walk.recomputed_at[position] = recomputed.hex()
+    walk.recomputed = recomputed
+    return walk
+
+
+def _walk_in_processes(
+    engine: Engine,
+    store: StoreAddress | None,
+    ranges: list[tuple[int, int | None]],
+    head: int,
+    sealed_positions: frozenset[int],
+    page_size: int,
+) -> _Walk | None:
+    """The ranges walked in worker processes and joined, or None if there is only one
+    range, or if any range found something or the ranges do not join up."""
+    if store is None or len(ranges) < 2:
+        return None
+    with engine.connect() as connection:
+        starts = [_stored_link_at_or_before(connection, after) for after, _ in ranges]
+    parts = run_in_processes(
+        _walk_range,
+        [
+            (store, None if index == 0 else after, stop or head, start, sealed_positions, page_size)
+            for index, ((after, stop), start) in enumerate(zip(ranges, starts, strict=True))
+        ],
+    )
+    joined = all(
+        part.recomputed == start for part, start in zip(parts[:-1], starts[1:], strict=True)
+    )
+    if not joined or any(part.findings_count for part in parts):
+        return None
+    whole = _Walk(recomputed=parts[-1].recomputed)
+    for part in parts:
+        whole.events_checked += part.events_checked
+        whole.links_checked += part.links_checked
+        whole.recomputed_at.update(part.recomputed_at)
+    return whole
+
+
+def _walk_range(
+    store: StoreAddress,
+    after: int | None,
+    stop: int,
+    start: bytes,
+    sealed_positions: frozenset[int],
+    page_size: int,
+) -> _Walk:
+    """One worker's range (after, stop]: its own engine, the rows read with the bare driver."""
+    engine = create_engine(store.url)
+    try:
+        rows = _rows_up_to(EventReader(engine, store.table).text_rows, after, stop, page_size, None)
+        links = _links_up_to(engine, after or 0, stop, page_size)
+        return _walk(rows, links, start, sealed_positions)
+    finally:
+        engine.dispose()
+
+
+def _stored_link_at_or_before(connection: Connection, position: int) -> bytes:
+    """The chain's stored link at the last position up to `position` (genesis before any)."""
+    link = connection.execute(
+        select(audit_chain.c.link_sha256)
+        .where(audit_chain.c.position <= position)
+        .order_by(audit_chain.c.position.desc())
+        .limit(1)
+    ).scalar()
+    return bytes.fromhex(link or GENESIS_LINK)
 
 
 _ALTERED = "the stored event no longer hashes to its chain link: the row (or its link) was altered"
@@ -511,9 +619,13 @@ _UNEXPECTED = (
 
 
 def _rows_up_to(
-    source: RowSource, head: int, page_size: int, progress: Callable[[int], None] | None
+    source: RowSource,
+    after: int | None,
+    head: int,
+    page_size: int,
+    progress: Callable[[int], None] | None,
 ) -> Iterator[StoredRow]:
-    after: int | None = None  # the first page starts at the lowest id in the table
+    """Rows after `after` (None: from the lowest id in the table) up to `head`."""
     while after is None or after < head:
         page = source(after, page_size)
         for row in page:
@@ -527,8 +639,9 @@ def _rows_up_to(
         after = page[-1].id
 
 
-def _links_up_to(engine: Engine, head: int, page_size: int) -> Iterator[tuple[int, bytes]]:
-    after = 0
+def _links_up_to(
+    engine: Engine, after: int, head: int, page_size: int
+) -> Iterator[tuple[int, bytes]]:
     while after < head:
         # Bounded on one side only, so that PostgreSQL reads the primary key in order even
         # before it has statistics on a freshly filled table (a two-sided range then looks

@@ -15,6 +15,7 @@ table's lock until it commits; reading with another cursor changes nothing about
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -31,13 +32,33 @@ class StoredEvent(NamedTuple):
     state: bytes | str  # str only where a hand edit left text (the chain reports it)
 
 
+@dataclass(frozen=True)
+class StoreAddress:
+    """Where a worker process finds the event store, to open its own connection."""
+
+    url: str = field(repr=False)  # may hold a password
+    table: str
+
+    @classmethod
+    def of(cls, reader: EventReader) -> StoreAddress:
+        return cls(reader.engine.url.render_as_string(hide_password=False), reader.table)
+
+
+def _undecodable(row: StoredEvent) -> Any:
+    raise TypeError("this reader was made to read stored rows only, without a mapper")
+
+
 class EventReader:
     """Pages of stored rows, or of (position, domain event) pairs, after a position."""
 
     def __init__(
-        self, engine: Engine, table: str, to_domain_event: Callable[[StoredEvent], Any]
+        self,
+        engine: Engine,
+        table: str,
+        to_domain_event: Callable[[StoredEvent], Any] = _undecodable,
     ) -> None:
         self.engine = engine
+        self.table = table
         self.to_domain_event = to_domain_event
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
         quoted = engine.dialect.identifier_preparer.quote(table)
@@ -97,14 +118,20 @@ class EventReader:
         decode = self.to_domain_event
         return [(row.id, decode(row)) for row in self.rows(after, limit)]
 
-    def all_events(self, after: int = 0, page_size: int = 1000) -> Iterator[tuple[int, Any]]:
-        """Every (position, domain event) after a position, read in bounded pages."""
+    def all_events(
+        self, after: int = 0, page_size: int = 1000, stop: int | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """Every (position, domain event) after a position (up to `stop`), in bounded pages."""
+        decode = self.to_domain_event
         while True:
-            page = self.events(after, page_size)
-            yield from page
+            page = self.rows(after, page_size)
+            for row in page:
+                if stop is not None and row.id > stop:
+                    return
+                yield row.id, decode(row)
             if len(page) < page_size:
                 return
-            after = page[-1][0]
+            after = page[-1].id
 
 
 def _uuid_from_bytes(value: Any) -> UUID:

@@ -19,7 +19,7 @@ The CLI (`income-ledger replay`) and the HTTP API (`GET /audit/balances`) both c
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,6 +130,34 @@ def replay_balances(
         events_counted=counted,
         events_read=read,
         last_position=last_position,
+    )
+
+
+def join_replays(parts: Sequence[ReplayResult]) -> ReplayResult:
+    """Replays of consecutive position ranges (in order, same times and fund) as one replay
+    of them all: every figure is a sum over events, and the accounts appear in the order a
+    single replay first meets them."""
+    first, last = parts[0], parts[-1]
+    sums: list[dict[str, int]] = [{}, {}, {}]
+    for part in parts:
+        for total, figures in zip(
+            sums, (part.funds, part.vat_pence_by_fund, part.accounts), strict=True
+        ):
+            for key, value in figures.items():
+                total[key] = total.get(key, 0) + value
+    funds, vat, accounts = sums
+    read = [part for part in parts if part.events_read]
+    return ReplayResult(
+        as_at=first.as_at,
+        known_at=first.known_at,
+        fund_code=first.fund_code,
+        funds=funds,
+        vat_pence_by_fund=vat,
+        suspense_pence=sum(part.suspense_pence for part in parts),
+        accounts=accounts,
+        events_counted=sum(part.events_counted for part in parts),
+        events_read=sum(part.events_read for part in parts),
+        last_position=read[-1].last_position if read else last.last_position,
     )
 
 

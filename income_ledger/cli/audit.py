@@ -34,10 +34,9 @@ from projections.audit_export import (
     PeriodBasis,
     export_audit,
 )
-from projections.replay import ReplayResult, income_per_fund, replay_balances
+from projections.replay import ReplayResult, income_per_fund
 
 READ_PAGE_SIZE = 5000
-PROGRESS_EVERY = 1000  # events between progress-bar updates: cheap on a million events
 EXIT_FOUND_PROBLEMS = 1
 
 audit_app = typer.Typer(
@@ -62,6 +61,16 @@ KnownAtOption = Annotated[
 ]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table, csv or json.")]
 PageSizeOption = Annotated[int, typer.Option(min=1, max=20_000, help="Events per page.")]
+ProcessesOption = Annotated[
+    int | None,
+    typer.Option(
+        "--processes",
+        min=1,
+        max=32,
+        help="Processes to split the event log over, each with 10,000 events or more (default "
+        "LEDGER_READ_PROCESSES, else one per core for every 250,000 events).",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -109,10 +118,11 @@ def replay(
     known_at: KnownAtOption = None,
     fund: Annotated[str | None, typer.Option("--fund", help="One fund's code, like CT.")] = None,
     output_format: FormatOption = OutputFormat.TABLE,
+    processes: ProcessesOption = None,
 ) -> None:
     """Fund balances and suspense replayed straight from the event store (not the read model)
     as at an effective time, optionally as known at a recording time."""
-    result = _replayed(as_at, known_at, fund)
+    result = _replayed(as_at, known_at, fund, processes)
     if output_format is OutputFormat.JSON:
         helpers.print_json(result.to_dict())
     elif output_format is OutputFormat.CSV:
@@ -135,20 +145,28 @@ def replay(
         _print_replay(result)
 
 
-def _replayed(as_at: str, known_at: str | None, fund: str | None) -> ReplayResult:
-    from income_ledger.bootstrap import read_events
+def _replayed(
+    as_at: str, known_at: str | None, fund: str | None, processes: int | None = None
+) -> ReplayResult:
+    from income_ledger.bootstrap import replay as replay_store
+    from income_ledger.settings import Settings
 
     as_at_moment = parse_moment(as_at, "--as-at")
     known_at_moment = parse_moment(known_at, "--known-at") if known_at else None
+    settings = Settings()
     with helpers.ledger() as led, _readable_events():
         if fund:
             fund = led.fund(fund)["code"]  # an unknown code gets a message listing the funds
         with helpers.progress_bar(led.max_position(), "replaying") as advance:
-            return replay_balances(
-                _reporting(read_events(led, page_size=READ_PAGE_SIZE), advance),
+            return replay_store(
+                settings,
+                led,
                 as_at=as_at_moment,
                 known_at=known_at_moment,
                 fund_code=fund,
+                page_size=READ_PAGE_SIZE,
+                processes=processes or settings.read_processes,
+                progress=advance,
             )
 
 
@@ -173,18 +191,6 @@ def _print_replay(result: ReplayResult) -> None:
         f"to position {result.last_position}); computed from the events, not the read model",
         highlight=False,
     )
-
-
-def _reporting(
-    events: Iterable[tuple[int, Any]], advance: Callable[[int], None]
-) -> Iterator[tuple[int, Any]]:
-    """Pass events through, moving a progress bar by positions every PROGRESS_EVERY events."""
-    reported = 0
-    for count, (position, event) in enumerate(events, start=1):
-        if count % PROGRESS_EVERY == 0:
-            advance(position - reported)
-            reported = position
-        yield position, event
 
 
 # ---- tamper evidence ---------------------------------------------------------------------
@@ -272,17 +278,19 @@ def audit_verify(
     ] = None,
     page_size: PageSizeOption = 5000,
     as_json: helpers.JsonOption = False,
+    processes: ProcessesOption = None,
 ) -> None:
     """Recompute the chain from the stored events; report the first position where they no
     longer match (a row altered, deleted or inserted by hand) and check seals. Exit 1 on any
     finding."""
-    from income_ledger.bootstrap import build_audit_chain, stored_event_source
+    from income_ledger.bootstrap import build_audit_chain, store_address, stored_event_source
     from income_ledger.settings import Settings
     from projections.chain import read_seals, verify_chain
 
     seals = _read_seals_file(seals_file, read_seals) if seals_file else []
+    settings = Settings()
     with helpers.ledger() as led:
-        chain = build_audit_chain(Settings(), led)
+        chain = build_audit_chain(settings, led)
         try:
             with helpers.progress_bar(chain.position(), "verifying") as advance:
                 report = verify_chain(
@@ -292,6 +300,8 @@ def audit_verify(
                     seals=seals,
                     page_size=page_size,
                     progress=advance,
+                    processes=processes or settings.read_processes,
+                    store=store_address(led),
                 )
         finally:
             chain.engine.dispose()
@@ -579,7 +589,7 @@ def audit_export(
 ) -> None:
     """Write the audit trail (one row per event) and the postings of a period as CSV, with a
     manifest of counts and SHA-256 checksums."""
-    from income_ledger.bootstrap import read_events
+    from income_ledger.bootstrap import advancing, read_events
 
     first, last = parse_day(from_day, "--from"), parse_day(to_day, "--to")
     if last < first:
@@ -600,7 +610,7 @@ def audit_export(
         helpers.progress_bar(led.max_position(), "exporting") as advance,
     ):
         summary = export_audit(
-            _reporting(read_events(led, page_size=READ_PAGE_SIZE), advance),
+            advancing(read_events(led, page_size=READ_PAGE_SIZE), advance),
             out_dir,
             start=uk_day_start(first),
             end=uk_day_start(last + timedelta(days=1)),

@@ -12,11 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, text
-from typer.testing import CliRunner
 
 from application.ledger import RecordPayment
 from income_ledger.bootstrap import build_projection, event_source
-from income_ledger.cli import app
 from projections.replay import replay_balances
 from projections.runner import Projection
 from projections.schema import LIVE
@@ -24,21 +22,6 @@ from tests.audit.conftest import execute, spread_workload
 from tests.domain.helpers import CT_REF, HRA_REF, SUN_REF
 
 UK = ZoneInfo("Europe/London")
-
-
-@pytest.fixture
-def cli(ledger, database_url, monkeypatch):
-    """Runs a command on the test database; `ledger` has set it up with the sample funds."""
-    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEDGER_ACTOR", "auditor:cli")
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return run
 
 
 @pytest.fixture
