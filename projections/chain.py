@@ -47,7 +47,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from domain.errors import InvalidRequest
-from projections.event_reader import EventReader, StoreAddress
+from projections.event_reader import EventReader, StoreAddress, fetch_all, placeholder
 from projections.ledger_view import uk_date
 from projections.runner import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, tracked_position
 from projections.runner import _lock_tracking_row as lock_tracking_row
@@ -642,17 +642,17 @@ def _rows_up_to(
 def _links_up_to(
     engine: Engine, after: int, head: int, page_size: int
 ) -> Iterator[tuple[int, bytes]]:
+    mark = placeholder(engine)
+    # Bounded on one side only, so that PostgreSQL reads the primary key in order even
+    # before it has statistics on a freshly filled table (a two-sided range then looks
+    # small and is planned as a bitmap scan and a sort of everything above `after`). Read
+    # with the bare driver: SQLAlchemy's Row objects were a sixth of verify's time.
+    sql = (
+        f"SELECT position, link_sha256 FROM {audit_chain.name} WHERE position > {mark} "
+        f"ORDER BY position LIMIT {mark}"
+    )
     while after < head:
-        # Bounded on one side only, so that PostgreSQL reads the primary key in order even
-        # before it has statistics on a freshly filled table (a two-sided range then looks
-        # small and is planned as a bitmap scan and a sort of everything above `after`).
-        with engine.connect() as connection:
-            page = connection.execute(
-                select(audit_chain.c.position, audit_chain.c.link_sha256)
-                .where(audit_chain.c.position > after)
-                .order_by(audit_chain.c.position)
-                .limit(page_size)
-            ).all()
+        page = fetch_all(engine, sql, (after, page_size))
         for position, link in page:
             if position > head:
                 return

@@ -60,7 +60,7 @@ class EventReader:
         self.engine = engine
         self.table = table
         self.to_domain_event = to_domain_event
-        mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+        mark = placeholder(engine)
         quoted = engine.dialect.identifier_preparer.quote(table)
         sqlite = engine.dialect.name == "sqlite"
         # SQLite keeps a UUID as 16 bytes. PostgreSQL sends it as text: psycopg2's UUID
@@ -97,21 +97,9 @@ class EventReader:
         ]
 
     def _fetch(self, after: int | None, limit: int) -> list[tuple[Any, ...]]:
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            try:
-                if after is None:
-                    cursor.execute(self._first, (limit,))
-                else:
-                    cursor.execute(self._after, (after, limit))
-                fetched = cursor.fetchall()
-            finally:
-                cursor.close()
-            connection.rollback()  # end the read transaction before the pool takes it back
-        finally:
-            connection.close()
-        return fetched
+        if after is None:
+            return fetch_all(self.engine, self._first, (limit,))
+        return fetch_all(self.engine, self._after, (after, limit))
 
     def events(self, after: int, limit: int) -> list[tuple[int, Any]]:
         """Up to `limit` (position, domain event) pairs after a position, in order."""
@@ -132,6 +120,29 @@ class EventReader:
             if len(page) < page_size:
                 return
             after = page[-1].id
+
+
+def fetch_all(engine: Engine, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Every row of one query through the bare driver (placeholders in the driver's own
+    style, see `placeholder`), as plain tuples: no ORM or Row objects on paths that read
+    every event."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, parameters)
+            fetched: list[tuple[Any, ...]] = cursor.fetchall()
+        finally:
+            cursor.close()
+        connection.rollback()  # end the read transaction before the pool takes it back
+    finally:
+        connection.close()
+    return fetched
+
+
+def placeholder(engine: Engine) -> str:
+    """The driver's parameter mark: sqlite3's qmark or psycopg2's format."""
+    return "?" if engine.dialect.paramstyle == "qmark" else "%s"
 
 
 def _uuid_from_bytes(value: Any) -> UUID:
