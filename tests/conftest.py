@@ -134,6 +134,12 @@ SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
     UNION ALL SELECT 'fn ' || proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace
     UNION ALL SELECT 'type ' || typname FROM pg_type
         WHERE typnamespace = 'public'::regnamespace AND typtype IN ('c', 'd', 'e')
+    UNION ALL SELECT format('seq %s %s %s %s', c.relname, seqstart, seqincrement, seqcycle)
+        FROM pg_sequence JOIN pg_class c ON c.oid = seqrelid
+        WHERE c.relnamespace = 'public'::regnamespace
+    UNION ALL SELECT 'policy ' || polname || polrelid::regclass::text FROM pg_policy
+    UNION ALL SELECT 'schema ' || coalesce(nspacl::text, '') FROM pg_namespace
+        WHERE nspname = 'public'
     UNION ALL SELECT 'rev ' || version_num FROM alembic_version
 ) AS schema_items
 """
@@ -158,7 +164,7 @@ def empty_postgres(url: str) -> None:
     with engine.connect() as connection:
         present = dict(connection.execute(text(_RELATIONS)).all())
         added = [name for name in present if name not in relations]
-        kinds = {"v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+        kinds = {"v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
         for name in added:
             kind = kinds.get(present[name], "TABLE")
             connection.execute(text(f'DROP {kind} IF EXISTS "{name}" CASCADE'))
