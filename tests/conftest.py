@@ -222,6 +222,25 @@ def ledger(empty_ledger: IncomeLedger) -> IncomeLedger:
     return empty_ledger
 
 
+def cli_invoker(monkeypatch: pytest.MonkeyPatch, database_url: str, actor: str | None = None):
+    """`run(*args, code=0)`: the CLI in-process on this database, asserting its exit code."""
+    from typer.testing import CliRunner
+
+    from income_ledger.cli import app
+
+    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
+    if actor is not None:
+        monkeypatch.setenv("LEDGER_ACTOR", actor)
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0):
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == code, result.output
+        return result
+
+    return run
+
+
 @pytest.fixture
 def officer() -> CommandContext:
     return CommandContext("officer:test")

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import String, Table, create_engine, select
-from typer.testing import CliRunner
 
 from api.app import create_app
 from api.auth import ApiKeys
@@ -38,12 +37,12 @@ from domain.limits import (
 )
 from domain.payment import Channel, Payment, PaymentStatus
 from domain.postings import income_account, refunds_account, reversals_account
-from income_ledger.cli import app as cli_app
 from income_ledger.server import build_services
 from projections.chain import audit_chain, audit_seals
 from projections.schema import LIVE, PROJECTION_NAME, new_index_tag, projection_tracking
 from projections.status import projection_status
 from tests.api.conftest import WEBHOOK_SECRET, signed
+from tests.conftest import cli_invoker
 
 UUID_LENGTH = 36
 HOSTNAME_MAX_LENGTH = 64  # Linux HOST_NAME_MAX
@@ -163,15 +162,7 @@ def long_user_client(ledger, settings) -> Iterator[TestClient]:
 
 @pytest.fixture
 def cli(database_url, monkeypatch):
-    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(cli_app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return run
+    return cli_invoker(monkeypatch, database_url)
 
 
 def _project_and_verify(cli) -> dict:

@@ -10,13 +10,12 @@ from uuid import UUID
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from typer.testing import CliRunner
 
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from domain.errors import LedgerError
 from income_ledger.bootstrap import build_audit_chain
-from income_ledger.cli import app
 from projections.chain import AuditChain
+from tests.conftest import cli_invoker
 from tests.projections.conftest import ACCOUNTS, CHANNELS
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -26,16 +25,7 @@ SPREAD = timedelta(days=60)
 @pytest.fixture
 def cli(ledger, database_url, monkeypatch):
     """Runs a command on the test database; `ledger` has set it up with the sample funds."""
-    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEDGER_ACTOR", "auditor:cli")
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return run
+    return cli_invoker(monkeypatch, database_url, actor="auditor:cli")
 
 
 @pytest.fixture

@@ -8,25 +8,16 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
 from application.ledger import CommandContext, RecordPayment
 from income_ledger.bootstrap import build_ledger
-from income_ledger.cli import app
+from tests.conftest import cli_invoker
 from tests.domain.helpers import CT_REF, SUN_REF
 
 
 @pytest.fixture
 def cli(database_url, monkeypatch):
-    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
-    monkeypatch.setenv("LEDGER_ACTOR", "officer:cli")
-    runner = CliRunner()
-
-    def run(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
+    run = cli_invoker(monkeypatch, database_url, actor="officer:cli")
     run("db", "init")
     run("funds", "add", "--sample")
     return run

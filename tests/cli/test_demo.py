@@ -11,10 +11,9 @@ import re
 
 import pytest
 from sqlalchemy import create_engine, text
-from typer.testing import CliRunner
 
 from income_ledger import demo
-from income_ledger.cli import app
+from tests.conftest import cli_invoker
 
 DAYS, PER_DAY, SEED = "2", "60", "2"
 DEMO = ("demo", "--days", DAYS, "--receipts-per-day", PER_DAY, "--seed", SEED)
@@ -23,16 +22,8 @@ BATCH = 25
 
 @pytest.fixture
 def run(database_url, monkeypatch):
-    monkeypatch.setenv("LEDGER_DATABASE_URL", database_url)
     monkeypatch.setattr(demo, "BATCH_SIZE", BATCH)  # several batches from a small demo
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0):
-        result = runner.invoke(app, list(args))
-        assert result.exit_code == code, result.output
-        return result
-
-    return invoke
+    return cli_invoker(monkeypatch, database_url)
 
 
 @pytest.fixture
