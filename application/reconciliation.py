@@ -7,7 +7,9 @@ statement's import batch, outcome `reconciled`) instead.
 
 Matching rules, tried in this order for each credit line, on receipts not yet linked, not
 reversed and not themselves recorded from a statement, received on a UK day from
-MATCH_WINDOW_DAYS before the line's booking date up to that date:
+MATCH_WINDOW_DAYS before the line's booking date up to that date (card money a provider
+holds in clearing, GOV.UK Pay's, by rule 4 only: its payout is net of fees and nets the
+day's payments together, so a line of one payment's amount is not its payout):
 1. one receipt of exactly the line's amount (the nearest day wins; on one day, the lowest
    payment id, so the choice is repeatable);
 2. one earlier imported file (Allpay, CSV), not reversed, whose new receipts add up to
@@ -25,7 +27,9 @@ payments) and a payout split over several credit lines of one reference and day
 (Matcher.split_payouts).
 What it does not match: a line paying in part of a day or several days, an amount that only
 several files together make, a reference (it matches amounts and dates only: two receipts of
-the same amount in the window are told apart by date alone).
+the same amount in the window are told apart by date alone, and a payer's own transfer of
+the amount of a receipt of another channel in the window, a card at a till or a cheque, is
+taken for that receipt being paid in).
 
 The other direction, a statement imported before the channel's record of the same money,
 is `link_counted_twice`: the same Matcher, run for the statement lines that became their
@@ -280,7 +284,7 @@ class Matcher:
         self.batches_by_total: dict[int, list[str]] = defaultdict(list)
         self.channels = {receipt.channel for receipt in books.receipts.values()}
         for receipt in books.receipts.values():
-            if receipt.payment_id in books.linked:
+            if not self.by_amount(receipt.payment_id):
                 continue
             self.by_day_amount[(receipt.received_on, receipt.amount_pence)].append(receipt)
             self.by_channel_day[(receipt.channel, receipt.received_on)].append(receipt)
@@ -295,10 +299,16 @@ class Matcher:
                 group = self.payouts[(channel, date.fromisoformat(day))]
                 group[payment_id] = group.get(payment_id, 0) + pence
         for batch_id, payment_ids in books.batches.items():
-            usable = all(pid in books.receipts for pid in payment_ids)
+            usable = all(pid in books.receipts and pid not in books.clearing for pid in payment_ids)
             if payment_ids and usable and batch_id not in books.linked_batches:
                 total = sum(books.receipts[pid].amount_pence for pid in payment_ids)
                 self.batches_by_total[total].append(batch_id)
+
+    def by_amount(self, payment_id: str) -> bool:
+        """Whether rules 1 to 3 (amounts and days) may pay in the receipt: not yet linked,
+        and not card money a provider holds in clearing, which only its payout pays in
+        (rule 4): a line of the same amount is a payer's own transfer as often as not."""
+        return payment_id not in self.books.linked and payment_id not in self.books.clearing
 
     def match(self, booked: date, amount_pence: int) -> StatementLink | None:
         """The line's link, taken: what it pays in is matched by no later line."""
@@ -412,7 +422,7 @@ class Matcher:
                 if settled_day is None or day.isoformat() == settled_day:
                     held.pop(payment_id, None)
             receipt = self.books.receipts.get(payment_id)
-            if receipt is not None and payment_id not in self.books.linked:
+            if receipt is not None and self.by_amount(payment_id):
                 totals = self.open_totals[(receipt.channel, receipt.received_on)]
                 totals[0] -= receipt.amount_pence
                 totals[1] -= 1

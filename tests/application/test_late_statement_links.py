@@ -192,3 +192,36 @@ def test_whatever_order_the_files_arrive_in_each_penny_is_counted_once(
         assert report["unmatched_receipts"] == report["unsettled_card_payments"] == []
     finally:
         ledger.close()
+
+
+# A payer's own 70.00 transfer for a parking ticket (no fund knows the reference: suspense),
+# and a 70.00 GOV.UK Pay payment of someone else the same week, its fee 0.20.
+PAYERS_TRANSFER = entry("70.00", ref="B7", text="PARKING TICKET PN123")
+CARD_70 = pay("card_payment_captured", "pay-70", amount=7_000, fee=20)
+
+
+def test_a_payers_transfer_is_not_taken_for_a_card_payment_of_the_same_amount(ledger):
+    statement_id = import_file(ledger, camt(PAYERS_TRANSFER), OFFICER, file_name="s.xml").batch_id
+    send(ledger, CARD_70)
+    # Card money in clearing is paid in by its payout only (rule 4), never by amount alone.
+    assert link_counted_twice(ledger, OFFICER) == []
+    (line,) = get_import(ledger, statement_id)["lines"]
+    assert ledger.get_payment(UUID(line["payment_id"]))["status"] == "suspense"
+    # The day's real payout (70.00 less the fee) then pays the card payment in.
+    payout = camt(entry("69.80", ref="B8", text="GOVUK PAY"))
+    outcome = import_file(ledger, payout, OFFICER, file_name="s2.xml")
+    (paid_in,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (paid_in["outcome"], paid_in["rule"]) == ("reconciled", "card_payout")
+    report = exceptions(ledger)
+    assert [row["amount_pence"] for row in report["unmatched_statement_lines"]] == [7_000]
+    assert report["unsettled_card_payments"] == []
+    assert counted_pence(ledger) == 7_000 + 7_000
+
+
+def test_a_statement_after_a_card_payment_of_the_same_amount_records_the_transfer(ledger):
+    send(ledger, CARD_70)
+    outcome = import_file(ledger, camt(PAYERS_TRANSFER), OFFICER, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert line["outcome"] == "recorded"
+    (unsettled,) = exceptions(ledger)["unsettled_card_payments"]
+    assert unsettled["amount_pence"] == 6_980

@@ -245,7 +245,7 @@ def govuk_pay(
 
 
 def test_a_line_paying_in_a_card_receipt_is_linked_not_counted_twice(ledger, importer):
-    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1")
+    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1", "card")  # at a till: no clearing
     outcome = import_file(ledger, camt(entry("25.00", ref="B1")), importer, file_name="s.xml")
     assert outcome.recorded and outcome.batch["receipts_count"] == 0
     (line,) = get_import(ledger, outcome.batch_id)["lines"]
@@ -262,7 +262,7 @@ def test_a_line_paying_in_an_allpay_file_or_a_days_card_takings_is_linked(ledger
         importer,
         file_name="be.txt",
     )
-    card_day = [govuk_pay(ledger, 500, YESTERDAY, f"pay-{n}") for n in range(3)]
+    card_day = [govuk_pay(ledger, 500, YESTERDAY, f"pay-{n}", "card") for n in range(3)]
     statement = camt(entry("7.00", ref="B1"), entry("15.00", ref="B2"))
     outcome = import_file(ledger, statement, importer, file_name="s.xml")
     lines = get_import(ledger, outcome.batch_id)["lines"]
@@ -349,12 +349,12 @@ def test_matching_takes_the_nearest_day_once_and_skips_reversed_or_old_receipts(
 
 
 def test_a_linked_receipt_is_noted_as_paid_in(ledger, importer):
-    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1")
+    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1", "card")
     import_file(ledger, camt(entry("25.00", ref="B1")), importer, file_name="s.xml")
     last = ledger.payment_history(UUID(paid))[-1]
     assert last["action"] == "Noted" and last["actor"] == "officer:importer"
     assert last["details"]["text"] == (
-        f"paid in by bank statement s.xml line 1 (one_receipt: govuk_pay receipt of {YESTERDAY})"
+        f"paid in by bank statement s.xml line 1 (one_receipt: card receipt of {YESTERDAY})"
     )
 
 
@@ -372,7 +372,7 @@ def _statement_in_a_process(barrier, url: str, content: bytes) -> str:
 
 
 def test_two_statements_racing_for_one_receipt_link_it_once(ledger, settings):
-    govuk_pay(ledger, 2_500, YESTERDAY, "pay-1")
+    govuk_pay(ledger, 2_500, YESTERDAY, "pay-1", "card")
     # Two different files (other bank references), each with a line paying in the receipt.
     files = [camt(entry("25.00", ref=f"B{n}")) for n in range(2)]
     results = Counter(_race(_statement_in_a_process, [(settings.database_url, f) for f in files]))

@@ -276,7 +276,7 @@ def test_an_import_stores_its_lines_as_earlier_releases_did(ledger) -> None:
     assert list(line) == RECEIPT_KEYS
     assert (line["kind"], line["outcome"], line["import_rule"]) == ("receipt", "recorded", None)
 
-    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1")
+    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1", "card")
     statement = camt(entry("25.00", ref="B1"), entry("7.00", ref="B2"))
     outcome = import_file(ledger, statement, importer, file_name="s.xml")
     linked, new = imported_lines(ledger, outcome.batch_id)
@@ -294,7 +294,7 @@ def test_an_import_stores_its_lines_as_earlier_releases_did(ledger) -> None:
         "booking_date": TODAY.isoformat(),
         "rule": "one_receipt",
         "matched_payment_ids": [paid],
-        "matched": f"govuk_pay receipt of {YESTERDAY}",
+        "matched": f"card receipt of {YESTERDAY}",
     }
     assert list(new) == [*RECEIPT_KEYS, "booking_date"]
 
