@@ -127,7 +127,7 @@ def import_file(
     if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
         raise refuse(list(parsed.problems))
     # A statement line paying in receipts recorded by other channels is linked, not recorded.
-    links = match_lines(ledger, fmt, parsed.lines) if not parsed.problems else {}
+    links, notes_seen = match_lines(ledger, fmt, parsed.lines) if not parsed.problems else ({}, {})
     receipts = [
         line
         for line in parsed.lines
@@ -149,7 +149,16 @@ def import_file(
         ]
         report("saving", 0, None)
         outcome = _record(
-            ledger, parsed, file_name, sha256, receipts, new_receipts, returned, linked, ctx
+            ledger,
+            parsed,
+            file_name,
+            sha256,
+            receipts,
+            new_receipts,
+            returned,
+            linked,
+            ctx,
+            notes_seen,
         )
     report("saved", len(receipts), len(receipts))
     return outcome
@@ -324,6 +333,7 @@ def _record(
     returned: list[tuple[ImportLine, Payment]],
     linked: list[tuple[ImportLine, StatementLink]],
     ctx: CommandContext,
+    notes_seen: dict[str, int],
 ) -> ImportOutcome:
     for line, payment in returned:
         kind = RETURN_KINDS[line.kind]
@@ -332,9 +342,8 @@ def _record(
             actor=ctx.actor,
             reason=f"{kind.value.replace('_', ' ')}: {file_name} line {line.line_number}",
         )
-    noted = note_links(
-        ledger, [(f"{file_name} line {line.line_number}", link) for line, link in linked], ctx
-    )
+    where = [(f"{file_name} line {line.line_number}", link) for line, link in linked]
+    noted = note_links(ledger, where, ctx, notes_seen)
     try:
         with ledger.unit_of_work():
             known = ledger.save_receipt_events(new_receipts)

@@ -110,6 +110,8 @@ class Books:
     clearing_receipts: dict[str, Receipt] = field(default_factory=dict)
     # disputes by (payment id, dispute id): amount, status, opened day
     disputes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # how many "paid in" notes each receipt carried when read (note_links)
+    paid_in_notes: dict[str, int] = field(default_factory=dict)
 
 
 BOOK_EVENTS = (
@@ -120,6 +122,7 @@ BOOK_EVENTS = (
     Payment.Settled,
     Payment.DisputeOpened,
     Payment.DisputeMoved,
+    Payment.Noted,
     ImportBatch.Imported,
     ImportBatch.LineLinked,
 )
@@ -137,6 +140,8 @@ def read_books(ledger: IncomeLedger) -> Books:
                 books.clearing_receipts[payment_id] = _receipt(event)
         elif isinstance(event, Payment.Reversed):
             reversed_ids.add(payment_id)
+        elif isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE):
+            books.paid_in_notes[payment_id] = books.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
             _add_batch(ledger, books, event)
         elif isinstance(event, ImportBatch.LineLinked):
@@ -233,12 +238,14 @@ def _events(ledger: IncomeLedger, *classes: type) -> Iterator[Any]:
 
 def match_lines(
     ledger: IncomeLedger, file_format: ImportFormat, lines: Iterable[ImportLine]
-) -> dict[int, StatementLink]:
+) -> tuple[dict[int, StatementLink], dict[str, int]]:
     """The link for each statement credit line that pays in receipts already recorded, by
-    line number; a line not in the result is a new receipt."""
+    line number (a line not in the result is a new receipt), and the books' paid-in notes
+    for note_links."""
     if file_format not in STATEMENT_FORMATS:
-        return {}
-    matcher = Matcher(read_books(ledger))
+        return {}, {}
+    books = read_books(ledger)
+    matcher = Matcher(books)
     links = {}
     alone: list[SplitCandidate] = []
     for line in lines:
@@ -256,7 +263,7 @@ def match_lines(
                 SplitCandidate(line.reference, line.line_number, booked, line.amount_pence)
             )
     links.update((part.line, link) for part, link in matcher.split_payouts(alone))
-    return links
+    return links, books.paid_in_notes
 
 
 @dataclass(frozen=True)
@@ -447,6 +454,7 @@ def note_links(
     ledger: IncomeLedger,
     linked: list[tuple[str, StatementLink]],
     ctx: CommandContext,
+    notes_seen: dict[str, int],
 ) -> list[Payment]:
     """Each receipt a statement line (named as `FILE line N`) paid in gets a note saying so, saved
     with the link.
@@ -455,7 +463,10 @@ def note_links(
     makes two imports (or linking runs) that link the same receipt at the same moment
     collide: one of them is refused (ConcurrentUpdate) and, run again, sees the link: when
     both load the receipt before either commits, their notes are the same version of it;
-    when one loads it after the other committed, it finds the other's note here."""
+    when one loads it after the other committed, it finds one note more than `notes_seen`
+    (Books.paid_in_notes, read with the books that chose the link). A note the books had
+    already seen is no collision: the statement that wrote it was reversed since, so the
+    receipt is not paid in any more and is linked again, with a new note."""
     noted: dict[str, Payment] = {}
     for where, link in linked:
         for payment_id in link.matched_payment_ids:
@@ -463,7 +474,8 @@ def note_links(
             payment = noted.get(payment_id) or ledger.repository.get(UUID(payment_id))
             # A card payment is paid in by several payouts (its own, then its refunds'):
             # its settled items, not a note, tell what is paid in.
-            if link.rule != CARD_PAYOUT and _paid_in(ledger, payment.id):
+            seen = notes_seen.get(payment_id, 0)
+            if link.rule != CARD_PAYOUT and _paid_in_notes(ledger, payment.id) > seen:
                 raise ConcurrentUpdate(
                     f"another bank statement paid in receipt {payment_id} at the same moment; "
                     "nothing was saved. Import the file again"
@@ -481,8 +493,8 @@ def note_links(
     return list(noted.values())
 
 
-def _paid_in(ledger: IncomeLedger, payment_id: UUID) -> bool:
-    return any(
+def _paid_in_notes(ledger: IncomeLedger, payment_id: UUID) -> int:
+    return sum(
         isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE)
         for event in ledger.repository.event_store.get(payment_id)
     )
@@ -600,7 +612,7 @@ class _LinkRun:
         if not self.found:
             return []
         where = [(f"{late.file_name} line {late.line}", late.link) for late in self.found]
-        noted = note_links(self.ledger, where, self.ctx)
+        noted = note_links(self.ledger, where, self.ctx, self.books.paid_in_notes)
         reversed_receipts = [self.receipts[late.reversed_payment_id] for late in self.found]
         self.ledger.save_checked(*self.batches.values(), *reversed_receipts, *noted)
         return self.found

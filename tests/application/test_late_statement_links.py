@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from application.imports import get_import, import_file
+from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
 from application.reconciliation import exceptions, link_counted_twice
 from domain.errors import LedgerError
@@ -225,3 +225,41 @@ def test_a_statement_after_a_card_payment_of_the_same_amount_records_the_transfe
     assert line["outcome"] == "recorded"
     (unsettled,) = exceptions(ledger)["unsettled_card_payments"]
     assert unsettled["amount_pence"] == 6_980
+
+
+SUPERVISOR = CommandContext("supervisor:recon")
+
+
+def _paid_in_then_unpaid(ledger) -> str:
+    """A card receipt paid in by a statement that a supervisor then reversed (the wrong
+    account's file): the receipt keeps that statement's "paid in" note but is unlinked."""
+    paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-till", "card")
+    # (with a line of its own: a statement whose lines all paid in others' receipts made
+    # nothing to reverse)
+    content = camt(entry("25.00", ref="W1"), entry("1.00", ref="W2", text="NOBODY"))
+    wrong = import_file(ledger, content, OFFICER, file_name="wrong.xml")
+    reverse_import(ledger, wrong.batch_id, SUPERVISOR, "another account's statement")
+    return paid
+
+
+def test_a_receipt_paid_in_by_a_reversed_statement_is_linked_late_again(ledger):
+    statement_id = import_file(
+        ledger, camt(entry("25.00", ref="T1", text="CARD TAKINGS")), OFFICER, file_name="s.xml"
+    ).batch_id
+    paid = _paid_in_then_unpaid(ledger)
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert (late.batch_id, late.link.matched_payment_ids) == (str(statement_id), (paid,))
+    history = ledger.payment_history(UUID(paid))
+    notes = [entry["details"]["text"] for entry in history if entry["action"] == "Noted"]
+    assert [note.split(" (")[0] for note in notes] == [
+        "paid in by bank statement wrong.xml line 1",
+        "paid in by bank statement s.xml line 1",
+    ]
+    assert link_counted_twice(ledger, OFFICER) == []
+
+
+def test_a_receipt_paid_in_by_a_reversed_statement_is_linked_by_the_next_import(ledger):
+    paid = _paid_in_then_unpaid(ledger)
+    outcome = import_file(ledger, camt(entry("25.00", ref="R1")), OFFICER, file_name="right.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (line["outcome"], line["matched_payment_ids"]) == ("reconciled", [paid])
