@@ -144,7 +144,7 @@ def read_books(ledger: IncomeLedger) -> Books:
             books.paid_in_notes[payment_id] = books.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
             _add_batch(ledger, books, event)
-        elif isinstance(event, ImportBatch.LineLinked):
+        elif isinstance(event, ImportBatch.LineLinked) and _standing(books, event):
             _add_link(books, StatementLink.from_dict(event.link))
         _add_dispute(books, event)
         if payment_id in books.clearing:
@@ -159,6 +159,13 @@ def read_books(ledger: IncomeLedger) -> Books:
         if line.payment_id not in reversed_ids
     ]
     return books
+
+
+def _standing(books: Books, event: ImportBatch.LineLinked) -> bool:
+    """Whether the statement a late link was made on still stands: one reversed since pays
+    nothing in, by its late links no more than by its import-time ones (_add_batch, which
+    names only the statements standing in file_names)."""
+    return str(event.originator_id) in books.file_names
 
 
 def _add_clearing(held: dict[tuple[str, str], int], event: Any) -> None:

@@ -263,3 +263,21 @@ def test_a_receipt_paid_in_by_a_reversed_statement_is_linked_by_the_next_import(
     outcome = import_file(ledger, camt(entry("25.00", ref="R1")), OFFICER, file_name="right.xml")
     (line,) = get_import(ledger, outcome.batch_id)["lines"]
     assert (line["outcome"], line["matched_payment_ids"]) == ("reconciled", [paid])
+
+
+def test_a_reversed_statements_late_links_pay_nothing_in(ledger):
+    statement_id = statement(ledger)
+    allpay_batch = allpay(ledger)
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert late.link.matched_batch_id == str(allpay_batch)
+    reverse_import(ledger, statement_id, SUPERVISOR, "another account's statement")
+    # The Allpay money is waiting for its statement line again, and the right statement's
+    # line pays it in.
+    report = exceptions(ledger)
+    assert sorted(row["amount_pence"] for row in report["unmatched_receipts"]) == [300, 400]
+    right = import_file(
+        ledger, camt(entry("7.00", ref="R7", text="ALLPAY LTD")), OFFICER, file_name="right.xml"
+    )
+    (line,) = get_import(ledger, right.batch_id)["lines"]
+    assert (line["rule"], line["matched_batch_id"]) == ("import_total", str(allpay_batch))
+    assert exceptions(ledger)["unmatched_receipts"] == []
