@@ -80,6 +80,9 @@ CARD_PAYOUT_PART = "card_payout_part"
 PAID_IN_NOTE = "paid in by bank statement"
 # Attempts of one linking run that collides with another (each attempt reads afresh).
 LINK_ATTEMPTS = 3
+# The letters of GOV.UK Pay's payout narrative as banks print it ("GOVUK PAY", "GOV.UK PAY"):
+# only lines naming it are tried as parts of a split payout (Matcher.split_payouts).
+PAYOUT_NARRATIVE = "GOVUKPAY"
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
 
 
@@ -265,7 +268,7 @@ def match_lines(
             link = matcher.match(booked, line.amount_pence)
         if link is not None:
             links[line.line_number] = link
-        elif line.kind is LineKind.RECEIPT:
+        elif line.kind is LineKind.RECEIPT and names_payout(line.details.get("narrative")):
             alone.append(
                 SplitCandidate(line.reference, line.line_number, booked, line.amount_pence)
             )
@@ -273,11 +276,19 @@ def match_lines(
     return links, books.paid_in_notes
 
 
+def names_payout(narrative: str | None) -> bool:
+    """Whether a statement line's narrative (or, once recorded, its reference) names GOV.UK
+    Pay's payout: a payer's own transfers that happen to add up to a payout are none."""
+    letters = "".join(c for c in (narrative or "").upper() if c.isalpha())
+    return PAYOUT_NARRATIVE in letters
+
+
 @dataclass(frozen=True)
 class SplitCandidate:
-    """A credit line no rule matched alone: perhaps a part of a payout split over lines.
-    Lines of one group (the same payer reference, or narrative, and booking day; in the
-    other direction, of one statement too) are tried together."""
+    """A credit line naming the card provider's payout (names_payout) that no rule matched
+    alone: perhaps a part of a payout split over lines. Lines of one group (the same payer
+    reference, or narrative, and booking day; in the other direction, of one statement too)
+    are tried together."""
 
     group: Any
     line: int
@@ -558,8 +569,9 @@ def _link_once(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
         booked = date.fromisoformat(line.booking_date)
         link = matcher.find(booked, line.amount_pence)
         if link is None:
-            group = (batch_id, line.reference)
-            alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
+            if names_payout(line.reference):
+                group = (batch_id, line.reference)
+                alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
         elif run.untouched([(batch_id, line.line)]):
             matcher.take(link)
             run.link(batch_id, line.line, link)

@@ -247,3 +247,31 @@ def test_a_debit_that_is_no_payout_is_left_out_and_a_file_of_debits_is_refused(l
     assert [line["kind"] for line in get_import(ledger, outcome.batch_id)["lines"]] == ["receipt"]
     with pytest.raises(ImportRefused, match="no money lines"):
         import_file(ledger, camt(entry("5.00", ref="D", debit=True)), importer, file_name="d.xml")
+
+
+# One payer's two transfers of the same day and reference, adding up by chance to what
+# GOV.UK Pay owes for yesterday (100.00 less a 0.20 fee): no payout, for they do not name it.
+PAYERS_TWO_TRANSFERS = (
+    entry("50.00", ref="T1", text="PARKING PN123"),
+    entry("49.80", ref="T2", text="PARKING PN123"),
+)
+
+
+def test_lines_not_naming_the_payout_are_not_taken_for_a_split_payout(ledger, importer):
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    outcome = import_file(ledger, camt(*PAYERS_TWO_TRANSFERS), importer, file_name="s.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [line["outcome"] for line in lines] == ["recorded", "recorded"]
+    assert exceptions(ledger)["unsettled_card_payments"][0]["amount_pence"] == 9_980
+
+
+def test_lines_not_naming_the_payout_are_not_linked_to_one_afterwards(ledger, importer):
+    import_file(ledger, camt(*PAYERS_TWO_TRANSFERS), importer, file_name="s.xml")
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    assert link_counted_twice(ledger, importer) == []
+    report = exceptions(ledger)
+    assert sorted(row["amount_pence"] for row in report["unmatched_statement_lines"]) == [
+        4_980,
+        5_000,
+    ]
+    assert report["unsettled_card_payments"][0]["amount_pence"] == 9_980
