@@ -51,6 +51,7 @@ from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger
 from domain.errors import ConcurrentUpdate
+from domain.funds import SuspenseReason
 from domain.imports import (
     ImportBatch,
     ImportedLine,
@@ -83,6 +84,11 @@ LINK_ATTEMPTS = 3
 # The letters of GOV.UK Pay's payout narrative as banks print it ("GOVUK PAY", "GOV.UK PAY"):
 # only lines naming it are tried as parts of a split payout (Matcher.split_payouts).
 PAYOUT_NARRATIVE = "GOVUKPAY"
+# Suspense reasons saying a line's reference is a payer's account reference, valid for a
+# fund or a check digit off one: the line is a payer's own transfer, never linked late.
+PAYERS_REFERENCE = frozenset(
+    {SuspenseReason.AMBIGUOUS, SuspenseReason.DISABLED_FUND, SuspenseReason.INVALID_CHECK_DIGIT}
+)
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
 
 
@@ -592,7 +598,9 @@ class _LinkRun:
         self.found: list[LateLink] = []
 
     def untouched(self, keys: list[tuple[str, int]]) -> bool:
-        """Whether each line's receipt is still wholly in suspense (nobody decided it)."""
+        """Whether each line's receipt is still wholly in suspense (nobody decided it) for
+        want of a payer's reference: a reference that is a payer's account (PAYERS_REFERENCE)
+        says a payer sent it, whatever other receipt its amount matches."""
         for key in keys:
             line = self.lines[key]
             assert line.payment_id is not None
@@ -600,8 +608,10 @@ class _LinkRun:
                 UUID(line.payment_id)
             )
             self.receipts[line.payment_id] = receipt
-            if receipt.status is not PaymentStatus.SUSPENSE or (
-                receipt.remaining_pence != line.amount_pence
+            if (
+                receipt.status is not PaymentStatus.SUSPENSE
+                or receipt.remaining_pence != line.amount_pence
+                or receipt.suspense_reason in PAYERS_REFERENCE
             ):
                 return False
         return True

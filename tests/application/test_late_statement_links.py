@@ -281,3 +281,17 @@ def test_a_reversed_statements_late_links_pay_nothing_in(ledger):
     (line,) = get_import(ledger, right.batch_id)["lines"]
     assert (line["rule"], line["matched_batch_id"]) == ("import_total", str(allpay_batch))
     assert exceptions(ledger)["unmatched_receipts"] == []
+
+
+def test_a_transfer_whose_reference_is_a_payers_account_is_never_linked_late(ledger):
+    # A council-tax account number with one digit wrong: a payer's transfer, in suspense.
+    typo = entry("70.00", ref="B9", text=CT_REF[:-1] + "0")
+    outcome = import_file(ledger, camt(typo), OFFICER, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    receipt = ledger.get_payment(UUID(line["payment_id"]))
+    assert receipt["suspense_reason"] == "invalid_check_digit"
+    govuk_pay(ledger, 7_000, YESTERDAY, "till-70", "card")  # someone's card at a till
+    assert link_counted_twice(ledger, OFFICER) == []
+    report = exceptions(ledger)
+    assert [row["amount_pence"] for row in report["unmatched_statement_lines"]] == [7_000]
+    assert [row["amount_pence"] for row in report["unmatched_receipts"]] == [7_000]
