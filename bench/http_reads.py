@@ -112,8 +112,10 @@ def asgi_measurements(
     auth, validation, serialisation; no socket, no uvicorn), one request at a time."""
     import httpx
 
+    from api.app import create_app
     from api.auth import ApiKeys
-    from income_ledger.server import running_app
+    from income_ledger.bootstrap import build_ledger
+    from income_ledger.server import build_services
     from income_ledger.settings import Settings
 
     settings = Settings(database_url=db.url, run_projections=False)
@@ -173,8 +175,14 @@ def asgi_measurements(
                 cpu = (time.process_time() - cpu_before) / n * 1000
                 out[name] = latency_summary(latencies) | {"errors": bad, "cpu_ms": cpu}
 
-    with running_app(settings, ApiKeys.parse(API_KEYS)) as app:
-        asyncio.run(measure(app))
+    # The app as `serve` builds it (app_from_environment), without the projection thread:
+    # `income-ledger project` follows beside it, as in production on PostgreSQL.
+    with build_ledger(settings) as ledger:
+        services = build_services(settings, ledger, ApiKeys.parse(API_KEYS))
+        try:
+            asyncio.run(measure(create_app(services)))
+        finally:
+            services.read_engine.dispose()
     return out
 
 
