@@ -95,16 +95,12 @@ def needs_period_gate(aggregates: Iterable[Any]) -> bool:
     receipt: dated now) needs neither the gate nor the calendar. The one window left is the
     clocks of two processes disagreeing about the date at midnight by their skew.
     """
-    return _before_today(_pending_moves(aggregates))
+    return _before_today(_moves(_pending_events(aggregates)))
 
 
 def _before_today(moves: list[Any]) -> bool:
     today = uk_date(datetime.now(UTC))
     return any(uk_date(effective_at(event)) < today for event in moves)
-
-
-def _pending_moves(aggregates: Iterable[Any]) -> list[Any]:
-    return _moves(_pending_events(aggregates))
 
 
 def _pending_events(aggregates: Iterable[Any]) -> list[Any]:
