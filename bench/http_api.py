@@ -83,7 +83,7 @@ from bench.http_reads import (
     sequential_reads,
     statement_length,
 )
-from bench.http_report import fmt_cores, fmt_ms, print_report
+from bench.http_report import SERVER_CORES, fmt_cores, fmt_ms, print_report
 
 
 def fill_worker(url: str, worker: int, batches: int, accounts: int, seed: int) -> int:
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"ms, p99 {fmt_ms(row.latency['p99_ms'])} ms, statuses {row.statuses}, lag at end "
                 f"{row.lag_at_end:,}; lock held {row.locks['lock_held_share']:.0%} (holder idle in tx "
                 f"{row.locks['holder_idle_in_tx_share']:.0%}), waiting on it "
-                f"{row.locks['mean_waiting_on_lock']:.1f} [{fmt_cores(row.cores, ('server', 'projector', 'postgres (this db)', 'load generator', 'others'))}]",
+                f"{row.locks['mean_waiting_on_lock']:.1f} [{fmt_cores(row.cores, SERVER_CORES)}]",
                 highlight=False,
             )
     finally:

@@ -31,6 +31,14 @@ def fmt_cores(cores: dict[str, float], keys: Sequence[str]) -> str:
     return " ".join(f"{short.get(k, k)} {cores[k]:.2f}" for k in keys if k in cores)
 
 
+SERVER_CORES = ("server", "projector", "postgres (this db)", "load generator", "others")
+
+
+def fmt_errors(statuses: dict[str, int], ok: str) -> str:
+    """The responses other than `ok`, by status, or "0"."""
+    return ", ".join(f"{k}: {v}" for k, v in statuses.items() if k != ok) or "0"
+
+
 def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     data = results["data"]
     console.print()
@@ -84,7 +92,6 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         title=f"Writes: POST /payments for {args.seconds:g}s per row (after {args.warmup:g}s warm-up)",
     )
     for row in [results["write_single"], *results["writes"]]:
-        errors = {k: v for k, v in row["statuses"].items() if k != "201"}
         writes.add_row(
             "HTTP POST /payments",
             str(row["clients"]),
@@ -93,11 +100,8 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             fmt_ms(row["latency"]["median_ms"]),
             fmt_ms(row["latency"]["p99_ms"]),
             fmt_ms(row["latency"]["max_ms"]),
-            ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0",
-            fmt_cores(
-                row["cores"],
-                ("server", "projector", "postgres (this db)", "load generator", "others"),
-            ),
+            fmt_errors(row["statuses"], "201"),
+            fmt_cores(row["cores"], SERVER_CORES),
             f"{row['lag_at_end']:,} ev / {row['catch_up_after_s']:.1f}s",
         )
     for row in results.get("write_baselines", []):
@@ -217,7 +221,6 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         title=f"Reads from concurrent clients ({args.read_seconds:g}s each)",
     )
     for row in results["reads_concurrent"]:
-        errors = {k: v for k, v in row["statuses"].items() if k != "200"}
         concurrent.add_row(
             "GET /balances/funds" if row["mode"] == "funds" else "GET /accounts/{fund}/{ref}",
             str(row["clients"]),
@@ -225,11 +228,8 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             fmt_ms(row["latency"]["median_ms"]),
             fmt_ms(row["latency"]["p99_ms"]),
             fmt_ms(row["latency"]["max_ms"]),
-            ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0",
-            fmt_cores(
-                row["cores"],
-                ("server", "projector", "postgres (this db)", "load generator", "others"),
-            ),
+            fmt_errors(row["statuses"], "200"),
+            fmt_cores(row["cores"], SERVER_CORES),
         )
     console.print(concurrent)
     console.print(
