@@ -16,7 +16,6 @@ import psycopg2.extras
 
 # ---- 5. write baselines without HTTP ------------------------------------------------------------
 from bench.http_env import (
-    CHANNELS,
     RAW_TABLE,
     CpuSnapshot,
     Database,
@@ -176,12 +175,7 @@ def in_process_write_baselines(
             def op(state: Any, i: int, threads: int = threads) -> None:
                 rng, t = state
                 ledger.record_payment(
-                    RecordPayment(
-                        channel=CHANNELS[i % len(CHANNELS)],
-                        amount_pence=rng.randrange(100, 250_000),
-                        reference=refs.draw(rng, i),
-                        external_id=f"hp.{tag}.n{threads}.t{t}.s{i}",
-                    ),
+                    RecordPayment(**refs.payment(rng, i, f"hp.{tag}.n{threads}.t{t}.s{i}")),
                     ctx,
                 )
 

@@ -93,6 +93,15 @@ class References:
         _, make = rng.choice(self.makers)
         return make((rng.randrange(self.per_fund) * self.stride + 1000) % 10**6)
 
+    def payment(self, rng: random.Random, i: int, external_id: str) -> dict[str, Any]:
+        """The i-th receipt's fields (as JSON for POST /payments, or RecordPayment(**...))."""
+        return {
+            "channel": CHANNELS[i % len(CHANNELS)],
+            "amount_pence": rng.randrange(100, 250_000),
+            "reference": self.draw(rng, i),
+            "external_id": external_id,
+        }
+
 
 def fill_commands(
     rng: random.Random, refs: References, n: int, tag: str, now: datetime
@@ -101,12 +110,9 @@ def fill_commands(
 
     return [
         RecordPayment(
-            channel=CHANNELS[i % len(CHANNELS)],
-            amount_pence=rng.randrange(100, 250_000),
-            reference=refs.draw(rng, i),
-            received_at=now - timedelta(seconds=rng.randrange(HISTORY_DAYS * 86400)),
             # Dots keep digit runs apart: 13+ digits would look like a card number.
-            external_id=f"hb.{tag}.{i}",
+            **refs.payment(rng, i, f"hb.{tag}.{i}"),
+            received_at=now - timedelta(seconds=rng.randrange(HISTORY_DAYS * 86400)),
         )
         for i in range(n)
     ]

@@ -16,7 +16,6 @@ from typing import Any
 
 # ---- load generation (in worker processes) ----------------------------------------------------
 from bench.http_env import (
-    CHANNELS,
     INTEGRATION_TOKEN,
     REPORTING_TOKEN,
     CpuSnapshot,
@@ -70,12 +69,9 @@ async def _load(spec: LoadSpec) -> dict[str, Any]:
                 if spec.mode == "write":
                     response = await client.post(
                         "/payments",
-                        json={
-                            "channel": CHANNELS[seq % len(CHANNELS)],
-                            "amount_pence": rng.randrange(100, 250_000),
-                            "reference": refs.draw(rng, seq),
-                            "external_id": f"hw.{spec.tag}.n{spec.clients}.w{spec.worker}.c{k}.s{seq}",
-                        },
+                        json=refs.payment(
+                            rng, seq, f"hw.{spec.tag}.n{spec.clients}.w{spec.worker}.c{k}.s{seq}"
+                        ),
                     )
                 elif spec.mode == "funds":
                     response = await client.get("/balances/funds")

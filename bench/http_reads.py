@@ -15,7 +15,6 @@ from typing import Any
 # ---- 3. reads, one at a time --------------------------------------------------------------------
 from bench.http_env import (
     API_KEYS,
-    CHANNELS,
     INTEGRATION_TOKEN,
     REPORTING_TOKEN,
     Database,
@@ -147,12 +146,7 @@ def asgi_measurements(
                 i = next(counter)
                 response = await client.post(
                     "/payments",
-                    json={
-                        "channel": CHANNELS[i % len(CHANNELS)],
-                        "amount_pence": rng.randrange(100, 250_000),
-                        "reference": refs.draw(rng, i),
-                        "external_id": f"ha.{tag}.s{i}",
-                    },
+                    json=refs.payment(rng, i, f"ha.{tag}.s{i}"),
                     headers=writer,
                 )
                 return response.status_code
