@@ -149,7 +149,7 @@ def read_books(ledger: IncomeLedger) -> Books:
                 books.clearing_receipts[payment_id] = _receipt(event)
         elif isinstance(event, Payment.Reversed):
             reversed_ids.add(payment_id)
-        elif isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE):
+        elif _is_paid_in_note(event):
             books.paid_in_notes[payment_id] = books.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
             _add_batch(ledger, books, event)
@@ -518,10 +518,12 @@ def note_links(
 
 
 def _paid_in_notes(ledger: IncomeLedger, payment_id: UUID) -> int:
-    return sum(
-        isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE)
-        for event in ledger.repository.event_store.get(payment_id)
-    )
+    return sum(map(_is_paid_in_note, ledger.repository.event_store.get(payment_id)))
+
+
+def _is_paid_in_note(event: Any) -> bool:
+    """A receipt's note that a bank statement paid it in (note_links)."""
+    return isinstance(event, Payment.Noted) and event.text.startswith(PAID_IN_NOTE)
 
 
 @dataclass(frozen=True)
