@@ -59,12 +59,19 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
+from bench.http_env import (
+    CHANNELS,
+    DEFAULT_PG_ADMIN_URL,
+    FILL_BATCH,
+    HISTORY_DAYS,
+    INVALID_SHARE,
+    console,
+)
 from domain.funds import Fund
 from domain.sample_chart import (
     BUSINESS_RATES,
@@ -86,14 +93,7 @@ from projections.runner import (
 )
 from projections.schema import LIVE, PROJECTION_NAME, projection_tracking
 
-DEFAULT_PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_PG_DB = "income_ledger_bench_catchup"
-FILL_BATCH = 1000
-CHANNELS = ("govuk_pay", "card", "allpay", "paypoint", "bank_transfer", "cash", "telephone")
-INVALID_SHARE = 0.10
-HISTORY_DAYS = 365
-
-console = Console(width=None if sys.stdout.isatty() else 170)
 
 
 # ---- the receipts ---------------------------------------------------------------------------
