@@ -49,6 +49,7 @@ from bench.record_payments import (
     ledger_on,
     notifications_after,
 )
+from bench.record_payments import run_raw as record_payments_raw
 from domain.limits import uk_today
 from domain.sample_chart import COUNCIL_TAX
 
@@ -99,18 +100,8 @@ def run_app(backend: Backend, content: bytes, rules: int) -> tuple[float, list[R
 
 
 def run_raw(backend: Backend, rows: list[Row]) -> float:
-    backend.fresh()
-    connection = backend.raw_connect()
-    try:
-        backend.raw_create_table(connection)
-        params = [backend.raw_params(row) for row in rows]
-        backend.settle()
-        start = time.perf_counter()
-        backend.raw_insert_many(connection, params)
-        connection.commit()
-        return time.perf_counter() - start
-    finally:
-        connection.close()
+    """Seconds to insert the rows with the bare driver in one commit."""
+    return record_payments_raw(backend, "batched", 0, rows, [len(rows)]).seconds
 
 
 def measure(backend: Backend, lines: int, rules: int) -> dict[str, Any]:
