@@ -412,27 +412,22 @@ class ImportRulebook(Aggregate):
             rule=new.to_dict(),
             position=self._position(position, len(self.order) + 1),
             actor=actor,
-            reason=require_text("reason", reason, required=True),
+            reason=_why(reason),
         )
         return self.rule(new.rule_id)
 
     def disable_rule(self, rule_id: str, *, actor: str, reason: str) -> None:
-        if self.rule(rule_id).enabled:
-            self.trigger_event(
-                self.RuleDisabled,
-                rule_id=self.rule(rule_id).rule_id,
-                actor=actor,
-                reason=_why(reason),
-            )
+        self._set_enabled(rule_id, False, actor=actor, reason=reason)
 
     def enable_rule(self, rule_id: str, *, actor: str, reason: str) -> None:
-        if not self.rule(rule_id).enabled:
-            self.trigger_event(
-                self.RuleEnabled,
-                rule_id=self.rule(rule_id).rule_id,
-                actor=actor,
-                reason=_why(reason),
-            )
+        self._set_enabled(rule_id, True, actor=actor, reason=reason)
+
+    def _set_enabled(self, rule_id: str, enabled: bool, *, actor: str, reason: str) -> None:
+        """Records nothing when the rule is already so."""
+        rule = self.rule(rule_id)
+        if rule.enabled != enabled:
+            event = self.RuleEnabled if enabled else self.RuleDisabled
+            self.trigger_event(event, rule_id=rule.rule_id, actor=actor, reason=_why(reason))
 
     def amend_rule(
         self, rule_id: str, changes: dict[str, Any], *, actor: str, reason: str
