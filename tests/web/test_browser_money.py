@@ -92,6 +92,14 @@ def test_the_auditor_pages_and_who_may_open_them(
     assert download.value.suggested_filename.startswith("trial-balance-")
 
 
+def upload(page, path, total: str, payments: str) -> None:
+    """Send a file through the import form with the total and count the officer declares."""
+    page.get_by_label("File to import").set_input_files(str(path))
+    page.get_by_label("Total of the file, in pounds").fill(total)
+    page.get_by_label("Number of payments in the file").fill(payments)
+    page.get_by_role("button", name="Import", exact=True).click()
+
+
 def test_an_import_refused_line_by_line_then_imported(
     browser_page, web_url, ledger, database_url, tmp_path
 ) -> None:
@@ -106,17 +114,11 @@ def test_an_import_refused_line_by_line_then_imported(
 
     page.get_by_role("link", name="Imports", exact=True).click()
     page.get_by_role("link", name="Import a file").click()
-    page.get_by_label("File to import").set_input_files(str(bad))
-    page.get_by_label("Total of the file, in pounds").fill("13.50")
-    page.get_by_label("Number of payments in the file").fill("2")
-    page.get_by_role("button", name="Import", exact=True).click()
+    upload(page, bad, "13.50", "2")
     page.get_by_text("Lines refused (1)").wait_for()
     check_page(page, "import-refused", database_url)
 
-    page.get_by_label("File to import").set_input_files(str(good))
-    page.get_by_label("Total of the file, in pounds").fill("12.50")
-    page.get_by_label("Number of payments in the file").fill("1")
-    page.get_by_role("button", name="Import", exact=True).click()
+    upload(page, good, "12.50", "1")
     page.get_by_text("The file was imported.").wait_for()
     check_page(page, "import", database_url)
     page.get_by_role("link", name="Back to imported files").click()
