@@ -473,8 +473,8 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> Result:
         for entry in ROWS:
             if wanted and not any(word in entry.path for word in wanted):
                 continue
-            measured = entry.measure is not None and backend in entry.backends
-            figure = entry.measure(bench) if entry.measure is not None and measured else None
+            measure = entry.measure if backend in entry.backends else None
+            figure = measure(bench) if measure is not None else None
             why_not = entry.why_not or f"measured on {', '.join(entry.backends)} only"
             result.rows.append(
                 {"path": entry.path, "goal": entry.goal, "why_not": why_not}
