@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.payment import Payment
-from domain.postings import effective_at
+from domain.postings import effective_at, postings_for
 from projections.ledger_view import PAYMENT_EVENTS, audit_row, posting_rows, uk_date
 
 # The read model's own definition of an audit row's fund, reference and amount: the export
@@ -158,7 +158,9 @@ def _write_export(
             trail.writerow(_cells(row | {"effective_date": uk_date(moment)}))
             summary.audit_rows += 1
             channel = channels.get(payment_id) if payment_id else getattr(event, "channel", None)
-            for row in posting_rows(position, event, payment_id, moment, channel):
+            for row in posting_rows(
+                position, event, postings_for(event), payment_id, moment, channel
+            ):
                 postings.writerow(_cells(row))
                 summary.posting_rows += 1
                 summary.postings_total_pence += row["amount_pence"]

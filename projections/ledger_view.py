@@ -178,7 +178,9 @@ class _PageState:
         if isinstance(event, Payment.Received):
             self._received(event, payment_id)
         for posting, row in zip(
-            postings, posting_rows(position, event, payment_id, moment, channel), strict=True
+            postings,
+            posting_rows(position, event, postings, payment_id, moment, channel),
+            strict=True,
         ):
             self.postings.append(row)
             self.accounts.add(
@@ -458,9 +460,14 @@ def audit_row(
 
 
 def posting_rows(
-    position: int, event: Any, payment_id: str | None, moment: datetime, channel: str | None
+    position: int,
+    event: Any,
+    postings: Iterable[Posting],
+    payment_id: str | None,
+    moment: datetime,
+    channel: str | None,
 ) -> list[dict[str, Any]]:
-    """The event's postings as rows (from postings_for, the one source of money movements)."""
+    """The event's postings (from postings_for, the one source of money movements) as rows."""
     return [
         {
             "position": position,
@@ -476,7 +483,7 @@ def posting_rows(
             "effective_date": uk_date(moment),
             "recorded_at": event.timestamp,
         }
-        for posting in postings_for(event)
+        for posting in postings
     ]
 
 
