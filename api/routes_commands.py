@@ -39,7 +39,7 @@ from api.schemas import (
 )
 from api.services import Services
 from application.idempotency import IdempotentRequest, StoredResponse, request_hash
-from application.ledger import CommandContext, Outcome, RecordPayment
+from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
 from application.payer_details import PayerDetails
 from application.periods import relating_to
 from domain.funds import Fund
@@ -238,6 +238,20 @@ def allocate(
     return run_command(svc, request, user, key, body, command)
 
 
+def transfer_money(
+    ledger: IncomeLedger, payment_id: UUID, body: TransferIn, ctx: CommandContext
+) -> Outcome:
+    """The transfer a checked TransferIn asks for (the API and the web form both send one)."""
+    return ledger.transfer(
+        payment_id,
+        (body.from_.fund_code, body.from_.reference),
+        (body.to.fund_code, body.to.reference),
+        body.amount_pence,
+        ctx,
+        body.reason,
+    )
+
+
 @router.post(
     "/payments/{payment_id}/transfers",
     tags=["payments"],
@@ -256,15 +270,7 @@ def transfer(
     original allocation stays in the history. Roles: officer, supervisor."""
 
     def command(ctx: CommandContext) -> tuple[int, Any, int | None]:
-        outcome = svc.ledger.transfer(
-            payment_id,
-            (body.from_.fund_code, body.from_.reference),
-            (body.to.fund_code, body.to.reference),
-            body.amount_pence,
-            ctx,
-            body.reason,
-        )
-        return payment_command(201, outcome)
+        return payment_command(201, transfer_money(svc.ledger, payment_id, body, ctx))
 
     return run_command(svc, request, user, key, body, command)
 

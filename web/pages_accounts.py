@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import READERS, STAFF
+from api.routes_commands import transfer_money
 from api.schemas import ReversalIn, TransferIn
 from application.idempotency import StoredResponse
 from application.ledger import CommandContext, Outcome
@@ -212,14 +213,7 @@ async def transfer(request: Request, payment_id: UUID) -> Response:
                 "reason": form.get("reason", ""),
             },
         )
-        return services(request).ledger.transfer(
-            payment_id,
-            (body.from_.fund_code, body.from_.reference),
-            (body.to.fund_code, body.to.reference),
-            body.amount_pence,
-            ctx,
-            body.reason,
-        )
+        return transfer_money(services(request).ledger, payment_id, body, ctx)
 
     result = await run_in_threadpool(record_payment_command, request, user, form, command)
     if isinstance(result, StoredResponse):
