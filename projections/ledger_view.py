@@ -220,9 +220,10 @@ class _PageState:
     def _add_figures(
         self, posting: Posting, channel: str | None, day: date, payment_id: str | None
     ) -> None:
-        self._add_channel_figures(posting, channel)
+        prefix = _prefix(posting)
+        self._add_channel_figures(posting, prefix, channel)
         if payment_id is not None:
-            self._add_payment_figures(posting, payment_id)
+            self._add_payment_figures(posting, prefix, payment_id)
         holder = posting.fund_code or (SUSPENSE_FUND if posting.account == SUSPENSE else None)
         if holder is None:
             return
@@ -230,10 +231,9 @@ class _PageState:
             self._add_fund_figures(posting)
         self._add_takings(posting, (day, channel, holder))
 
-    def _add_channel_figures(self, posting: Posting, channel: str | None) -> None:
+    def _add_channel_figures(self, posting: Posting, prefix: str, channel: str | None) -> None:
         """Money through a channel: receipts debit its cash or clearing account, refunds and
         reversals credit its own accounts (a payout's debits of those are no new refunds)."""
-        prefix = _prefix(posting)
         pence = posting.amount_pence
         if posting.movement is Movement.RECEIPT and prefix in _RECEIVING_ACCOUNTS:
             self.channels.add((channel,), receipts_count=1, received_pence=pence, net_pence=pence)
@@ -269,9 +269,9 @@ class _PageState:
         elif posting.movement is Movement.REVERSAL:
             self.takings.add(key, reversals_count=int(item), reversals_pence=-held, net_pence=held)
 
-    def _add_payment_figures(self, posting: Posting, payment_id: str) -> None:
+    def _add_payment_figures(self, posting: Posting, prefix: str, payment_id: str) -> None:
         row = self.payments[payment_id]
-        paid_back = _PAID_BACK_COLUMNS.get((posting.movement, _prefix(posting)))
+        paid_back = _PAID_BACK_COLUMNS.get((posting.movement, prefix))
         if paid_back:
             row[paid_back] -= posting.amount_pence
             return
