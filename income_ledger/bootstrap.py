@@ -179,7 +179,8 @@ def replay(
     """`replay_balances` over the whole event store, its position range split across up to
     `processes` worker processes (None: one per core; see projections.segments), each
     reading its own range: the result is the one a single reader gives."""
-    ranges = split(ledger.max_position(), process_count(ledger.max_position(), processes))
+    last = ledger.max_position()
+    ranges = split(last, process_count(last, processes))
     times = (as_at, known_at, fund_code)
     if len(ranges) == 1:
         events = event_reader(ledger).all_events(0, page_size)
