@@ -55,7 +55,9 @@ class ImportLineOut(BaseModel):
     outcome: str = Field(
         description="recorded (a new receipt), known (recorded before), reversed (an "
         "earlier receipt a returned cheque or direct debit took back), or reconciled (a "
-        "statement line paying in receipts already recorded: no receipt of its own)"
+        "statement line paying in receipts already recorded: no receipt of its own), or "
+        "unmatched (a debit naming GOV.UK Pay's payout that no refunds explain yet: kept for "
+        "a later linking run)"
     )
     payment_id: str | None
     channel: str

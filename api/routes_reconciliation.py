@@ -22,13 +22,15 @@ router = APIRouter()
 
 class ExceptionRow(BaseModel):
     kind: str = Field(
-        description="statement_line (a new bank receipt), receipt, unsettled_payment (a card "
+        description="statement_line (a new bank receipt), statement_debit (a GOV.UK Pay "
+        "payout debit no refunds explain yet: money out, its amount negative, no receipt), "
+        "receipt, unsettled_payment (a card "
         "payment no payout has paid in, net of its fees), unsettled_deduction (a refund, lost "
         "dispute or fee no payout has deducted yet) or open_dispute (money at risk)"
     )
     batch_id: str | None
     line: int | None
-    payment_id: str
+    payment_id: str | None
     channel: str
     amount_pence: int
     reference: str
@@ -84,8 +86,9 @@ class LateLinkOut(BaseModel):
     file_name: str
     line: int
     amount_pence: int
-    reversed_payment_id: str = Field(
-        description="the line's own receipt, reversed (kind counted_twice)"
+    reversed_payment_id: str | None = Field(
+        description="the line's own receipt, reversed (kind counted_twice); null for a "
+        "negative payout's debit line, which has none"
     )
     rule: str
     matched_payment_ids: list[str]

@@ -24,7 +24,7 @@ from application.bulk import collector_paused
 from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import calendar, late_receipt
-from application.reconciliation import match_lines, note_links
+from application.reconciliation import match_lines, names_payout, note_links
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -32,6 +32,7 @@ from domain.import_rules import ImportRulebook, RuleLine
 from domain.imports import (
     ALLPAY_TYPES,
     MAX_IMPORT_LINES,
+    UNMATCHED,
     ImportBatch,
     ImportedLine,
     ImportFormat,
@@ -156,12 +157,25 @@ def import_file(
             receipts,
             new_receipts,
             returned,
-            linked,
+            linked + [(line, None) for line in _open_debits(parsed, links)],
             ctx,
             notes_seen,
         )
     report("saved", len(receipts), len(receipts))
     return outcome
+
+
+def _open_debits(parsed: ParsedFile, links: dict[int, StatementLink]) -> list[ImportLine]:
+    """Debit lines naming GOV.UK Pay's payout that no payout matched: a negative payout
+    imported before the refunds it pays, kept (outcome `unmatched`) for a later linking run.
+    Other debits are no income and stay out of the batch."""
+    return [
+        line
+        for line in parsed.lines
+        if line.kind is LineKind.PAYOUT_DEBIT
+        and line.line_number not in links
+        and names_payout((line.details or {}).get("narrative"))
+    ]
 
 
 def _silent(stage: str, done: int, total: int | None) -> None:
@@ -331,10 +345,12 @@ def _record(
     receipts: list[ImportLine],
     new_receipts: list[list[Payment.Event]],
     returned: list[tuple[ImportLine, Payment]],
-    linked: list[tuple[ImportLine, StatementLink]],
+    linked: list[tuple[ImportLine, StatementLink | None]],
     ctx: CommandContext,
     notes_seen: dict[str, int],
 ) -> ImportOutcome:
+    """Save it all in one transaction; `linked` holds the statement lines that pay in
+    receipts already recorded, and the payout debits kept unmatched (link None)."""
     for line, payment in returned:
         kind = RETURN_KINDS[line.kind]
         payment.reverse(
@@ -342,7 +358,9 @@ def _record(
             actor=ctx.actor,
             reason=f"{kind.value.replace('_', ' ')}: {file_name} line {line.line_number}",
         )
-    where = [(f"{file_name} line {line.line_number}", link) for line, link in linked]
+    where = [
+        (f"{file_name} line {line.line_number}", link) for line, link in linked if link is not None
+    ]
     noted = note_links(ledger, where, ctx, notes_seen)
     try:
         with ledger.unit_of_work():
@@ -409,12 +427,13 @@ def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> Impo
     )
 
 
-def _linked_entry(line: ImportLine, link: StatementLink) -> ImportedLine:
-    """A statement line that paid in receipts already recorded: the reconciliation link."""
+def _linked_entry(line: ImportLine, link: StatementLink | None) -> ImportedLine:
+    """A statement line that paid in receipts already recorded: the reconciliation link;
+    or, without a link, a payout debit kept unmatched."""
     return ImportedLine(
         line.line_number,
         line.kind.value,
-        "reconciled",
+        "reconciled" if link is not None else UNMATCHED,
         None,
         line.channel.value,
         None,

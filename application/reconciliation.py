@@ -23,7 +23,8 @@ day's payments together, so a line of one payment's amount is not its payout):
 A line linked to card payments also settles them: their money moves from the clearing
 account to the bank (Payment.Settled; for rule 4, only that day's items).
 Besides, rule 4 matches a debit line (a negative payout: the day's refunds exceeded its
-payments) and a payout split over several credit lines of one reference and day
+payments; one naming the payout that matches nothing is kept on the batch, `unmatched`, for
+link_counted_twice) and a payout split over several credit lines of one reference and day
 (Matcher.split_payouts).
 What it does not match: a line paying in part of a day or several days, an amount that only
 several files together make, a reference (it matches amounts and dates only: two receipts of
@@ -110,8 +111,11 @@ class Books:
     batches: dict[str, list[str]] = field(default_factory=dict)
     linked: set[str] = field(default_factory=set)
     linked_batches: set[str] = field(default_factory=set)
-    # credit lines of statements recorded as new receipts: the unmatched statement lines
+    # credit lines of statements recorded as new receipts, and payout debits kept unmatched:
+    # the unmatched statement lines
     unmatched_lines: list[tuple[str, ImportedLine]] = field(default_factory=list)
+    # statement lines linked after their import: (batch id, line)
+    linked_lines: set[tuple[str, int]] = field(default_factory=set)
     # statement batches' file names, for the notes and reasons that name a line
     file_names: dict[str, str] = field(default_factory=dict)
     # what card providers have yet to pay out, per payment: (item kind, day) -> pence
@@ -155,17 +159,19 @@ def read_books(ledger: IncomeLedger) -> Books:
             _add_batch(ledger, books, event)
         elif isinstance(event, ImportBatch.LineLinked) and _standing(books, event):
             _add_link(books, StatementLink.from_dict(event.link))
+            books.linked_lines.add((str(event.originator_id), event.line))
         _add_dispute(books, event)
         if payment_id in books.clearing:
             _add_clearing(books.clearing[payment_id], event)
     for payment_id in reversed_ids:
         books.receipts.pop(payment_id, None)
-    # A statement line whose receipt was reversed (counted twice and taken back by an
-    # officer, returned, its import reversed) no longer waits to be explained.
+    # A statement line linked late, or whose receipt was reversed (counted twice and taken
+    # back by an officer, returned, its import reversed), no longer waits to be explained.
     books.unmatched_lines = [
         (batch_id, line)
         for batch_id, line in books.unmatched_lines
-        if line.payment_id not in reversed_ids
+        if (line.payment_id is None or line.payment_id not in reversed_ids)
+        and (batch_id, line.line) not in books.linked_lines
     ]
     return books
 
@@ -225,7 +231,7 @@ def _add_batch(ledger: IncomeLedger, books: Books, event: ImportBatch.Imported) 
     for line in event.imported_lines:
         if line.link is not None:
             _add_link(books, line.link)
-        elif line.is_new_receipt:
+        elif line.awaits_link:
             books.unmatched_lines.append((batch_id, line))
 
 
@@ -350,10 +356,13 @@ class Matcher:
 
     def match_payout(self, booked: date, amount_pence: int) -> StatementLink | None:
         """A card provider's payout only (a negative amount: money it took back), taken."""
-        link = self._card_payout(_window(booked), amount_pence)
+        link = self.find_payout(booked, amount_pence)
         if link is not None:
             self.take(link)
         return link
+
+    def find_payout(self, booked: date, amount_pence: int) -> StatementLink | None:
+        return self._card_payout(_window(booked), amount_pence)
 
     def split_payouts(
         self,
@@ -534,7 +543,7 @@ class LateLink:
     file_name: str
     line: int
     amount_pence: int
-    reversed_payment_id: str
+    reversed_payment_id: str | None  # None: a payout debit, which had no receipt
     link: StatementLink
 
     def to_dict(self) -> dict[str, Any]:
@@ -575,9 +584,12 @@ def _link_once(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
     for batch_id, line in books.unmatched_lines:  # the oldest first
         assert line.booking_date is not None
         booked = date.fromisoformat(line.booking_date)
-        link = matcher.find(booked, line.amount_pence)
+        if line.is_open_debit:
+            link = matcher.find_payout(booked, -line.amount_pence)
+        else:
+            link = matcher.find(booked, line.amount_pence)
         if link is None:
-            if names_payout(line.reference):
+            if line.is_new_receipt and names_payout(line.reference):
                 group = (batch_id, line.reference)
                 alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
         elif run.untouched([(batch_id, line.line)]):
@@ -605,6 +617,8 @@ class _LinkRun:
         says a payer sent it, whatever other receipt its amount matches."""
         for key in keys:
             line = self.lines[key]
+            if line.is_open_debit:  # no receipt: nobody decided anything of it
+                continue
             assert line.payment_id is not None
             receipt = self.receipts.get(line.payment_id) or self.ledger.repository.get(
                 UUID(line.payment_id)
@@ -623,18 +637,25 @@ class _LinkRun:
 
     def link(self, batch_id: str, number: int, link: StatementLink) -> None:
         line = self.lines[(batch_id, number)]
-        assert line.payment_id is not None
         file_name = self.books.file_names[batch_id]
         batch = self.batches.get(batch_id) or self.ledger.repository.get(UUID(batch_id))
         self.batches[batch_id] = batch
-        reason = (
-            f"counted twice: {file_name} line {number} pays in {link.matched} "
-            f"({link.rule}), recorded after the statement"
-        )
         actor = self.ctx.actor
-        batch.link_line(number, link, actor=actor, reason=reason)
-        receipt = self.receipts[line.payment_id]
-        receipt.reverse(kind=ReversalKind.COUNTED_TWICE, actor=actor, reason=reason)
+        if line.is_open_debit:
+            reason = (
+                f"{file_name} line {number}, a negative payout, pays {link.matched} "
+                f"({link.rule}), recorded after the statement"
+            )
+            batch.link_line(number, link, actor=actor, reason=reason)
+        else:
+            assert line.payment_id is not None
+            reason = (
+                f"counted twice: {file_name} line {number} pays in {link.matched} "
+                f"({link.rule}), recorded after the statement"
+            )
+            batch.link_line(number, link, actor=actor, reason=reason)
+            receipt = self.receipts[line.payment_id]
+            receipt.reverse(kind=ReversalKind.COUNTED_TWICE, actor=actor, reason=reason)
         self.found.append(
             LateLink(batch_id, file_name, number, line.amount_pence, line.payment_id, link)
         )
@@ -644,7 +665,11 @@ class _LinkRun:
             return []
         where = [(f"{late.file_name} line {late.line}", late.link) for late in self.found]
         noted = note_links(self.ledger, where, self.ctx, self.books.paid_in_notes)
-        reversed_receipts = [self.receipts[late.reversed_payment_id] for late in self.found]
+        reversed_receipts = [
+            self.receipts[late.reversed_payment_id]
+            for late in self.found
+            if late.reversed_payment_id is not None
+        ]
         self.ledger.save_checked(*self.batches.values(), *reversed_receipts, *noted)
         return self.found
 
@@ -689,7 +714,7 @@ def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any
     ]
     sections = (lines, receipts, unsettled, disputes)
     for rows in sections:
-        rows.sort(key=lambda row: (-row["age_days"], row["payment_id"]))
+        rows.sort(key=_oldest_first)
     return {
         "as_of": today.isoformat(),
         "unmatched_statement_lines": lines,
@@ -698,6 +723,11 @@ def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any
         "open_disputes": disputes,
         "summary": _summary(*sections),
     }
+
+
+def _oldest_first(row: dict[str, Any]) -> tuple[int, str, str, int]:
+    """Oldest first, then by receipt (a debit line has none: by its statement and line)."""
+    return (-row["age_days"], row["payment_id"] or "", row["batch_id"] or "", row["line"] or 0)
 
 
 def _unsettled(books: Books) -> Iterator[tuple[str, str, date, int]]:
@@ -716,16 +746,19 @@ def _unsettled(books: Books) -> Iterator[tuple[str, str, date, int]]:
 
 
 def _line_row(batch_id: str, line: ImportedLine, today: date) -> dict[str, Any]:
+    """A credit line (`statement_line`, its own receipt's id) or a payout debit kept
+    unmatched (`statement_debit`, money out: its amount negative, no receipt)."""
     assert line.booking_date is not None, "a statement's line has its booking date"
     booked = date.fromisoformat(line.booking_date)
     age = (today - booked).days
+    debit = line.is_open_debit
     return {
-        "kind": "statement_line",
+        "kind": "statement_debit" if debit else "statement_line",
         "batch_id": batch_id,
         "line": line.line,
         "payment_id": line.payment_id,
         "channel": line.channel,
-        "amount_pence": line.amount_pence,
+        "amount_pence": -line.amount_pence if debit else line.amount_pence,
         "reference": line.reference,
         "date": booked.isoformat(),
         "age_days": age,

@@ -479,6 +479,9 @@ class StatementLink:
         )
 
 
+UNMATCHED = "unmatched"
+
+
 @dataclass(frozen=True)
 class ImportedLine:
     """What became of one money line of an imported file; the batch's Imported event keeps
@@ -492,7 +495,10 @@ class ImportedLine:
 
     line: int
     kind: str  # LineKind
-    outcome: str  # recorded, known (recorded before), reversed (returned), reconciled
+    # recorded, known (recorded before), reversed (returned), reconciled, or unmatched (a
+    # debit naming GOV.UK Pay's payout that matched nothing yet: it may pay refunds recorded
+    # later, application.reconciliation.link_counted_twice)
+    outcome: str
     payment_id: str | None  # the receipt the line recorded or reversed; None when linked
     channel: str
     payment_type: str | None
@@ -506,6 +512,16 @@ class ImportedLine:
     @property
     def is_new_receipt(self) -> bool:
         return self.outcome == "recorded" and self.kind == LineKind.RECEIPT
+
+    @property
+    def is_open_debit(self) -> bool:
+        """A payout debit kept unlinked: its money out explains nothing yet."""
+        return self.outcome == UNMATCHED and self.kind == LineKind.PAYOUT_DEBIT
+
+    @property
+    def awaits_link(self) -> bool:
+        """Whether a later linking run may still link the line (ImportBatch.link_line)."""
+        return self.is_new_receipt or self.is_open_debit
 
     def to_dict(self) -> dict[str, Any]:
         stored: dict[str, Any] = {
@@ -603,11 +619,12 @@ class ImportBatch(Aggregate):
     class LineLinked(Aggregate.Event):
         """A statement line recorded as its own receipt before the channel's record of the
         same money arrived, linked to that record afterwards (application.reconciliation):
-        the link, and the line's own receipt, reversed with it as counted twice."""
+        the link, and the line's own receipt, reversed with it as counted twice. A payout
+        debit kept unmatched (ImportedLine.is_open_debit) has no receipt: None."""
 
         line: int
         link: dict[str, Any]  # StatementLink.to_dict
-        reversed_payment_id: str
+        reversed_payment_id: str | None
         reason: str
         actor: str
 
@@ -694,12 +711,13 @@ class ImportBatch(Aggregate):
             amount_pence=amount_pence,
         )
 
-    def link_line(self, line: int, link: StatementLink, *, actor: str, reason: str) -> str:
-        """Link a line that became a new receipt to the records it paid in; returns that
-        receipt's id, which the caller reverses in the same transaction."""
+    def link_line(self, line: int, link: StatementLink, *, actor: str, reason: str) -> str | None:
+        """Link a line that became a new receipt (or a payout debit kept unmatched) to the
+        records it paid in; returns that receipt's id, which the caller reverses in the same
+        transaction (None for a debit: it has no receipt)."""
         found = next((entry for entry in self.lines if entry.line == line), None)
-        if found is None or not found.is_new_receipt or found.payment_id is None:
-            raise InvalidRequest(f"line {line} of import {self.id} recorded no receipt to link")
+        if found is None or not found.awaits_link:
+            raise InvalidRequest(f"line {line} of import {self.id} recorded nothing to link")
         if line in self.late_links or self.reversed_by is not None:
             raise NothingToReverse(
                 f"line {line} of import {self.id} is already linked, or its import reversed"

@@ -237,10 +237,14 @@ def reconcile_link(
 
 def _print_links(links: list[LateLink]) -> None:
     for link in links:
+        receipt = (
+            f"; its receipt {link.reversed_payment_id} reversed as counted twice"
+            if link.reversed_payment_id
+            else " (a negative payout)"
+        )
         helpers.out.print(
             f"linked {escape(link.file_name)} line {link.line} "
-            f"(£{pence_to_pounds(link.amount_pence)}) to {escape(link.link.matched)}; its "
-            f"receipt {link.reversed_payment_id} reversed as counted twice",
+            f"(£{pence_to_pounds(link.amount_pence)}) to {escape(link.link.matched)}{receipt}",
             highlight=False,
             soft_wrap=True,
         )
@@ -273,7 +277,7 @@ def _print_exceptions(report: dict[str, Any]) -> None:
             f"£{pence_to_pounds(row['amount_pence'])}",
             row["channel"],
             escape(row["reference"]),
-            row["payment_id"],
+            row["payment_id"] or f"line {row['line']}",
         )
     helpers.out.print(table)
     for entry in report["summary"]:

@@ -237,6 +237,41 @@ def test_a_negative_payout_is_a_debit_line_linked_to_the_days_refunds(ledger, im
     assert totals["bank"] == 9_980 - 6_000
 
 
+def test_a_negative_payout_before_its_refunds_is_kept_and_linked_afterwards(ledger, importer):
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    import_file(ledger, camt(entry("99.80", ref="P1")), importer, file_name="s1.xml")
+    # Pay took a refund back from the account before the ledger heard of the refund.
+    debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
+    outcome = import_file(
+        ledger, camt(debit, entry("12.34", ref="B1")), importer, file_name="s2.xml"
+    )
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [(line["kind"], line["outcome"], line["payment_id"]) for line in lines[:1]] == [
+        ("payout_debit", "unmatched", None)
+    ]
+    assert outcome.batch["receipts_pence"] == 1_234
+    (waiting,) = exceptions(ledger)["unmatched_statement_lines"][:1]
+    assert (waiting["kind"], waiting["line"], waiting["amount_pence"]) == (
+        "statement_debit",
+        1,
+        -6_000,
+    )
+    assert f"statement_debit,0-3 days,0,{TODAY},'-60.00," in exceptions_csv(exceptions(ledger))
+    assert link_counted_twice(ledger, importer) == []  # nothing it pays yet
+    refund = pay("card_payment_refunded", "pay-1", refund_summary={"amount_submitted": 6_000})
+    assert send(ledger, refund)["status"] == "refund_recorded"
+    (late,) = link_counted_twice(ledger, importer)
+    assert (late.line, late.link.rule, late.reversed_payment_id) == (1, "card_payout", None)
+    assert late.link.settled_day == TODAY.isoformat()
+    report = exceptions(ledger)
+    assert [row["kind"] for row in report["unmatched_statement_lines"]] == ["statement_line"]
+    assert report["unsettled_card_payments"] == []
+    totals = balances(ledger)
+    assert "clearing" not in totals and "refunds" not in totals
+    assert totals["bank"] == 9_980 - 6_000
+    assert link_counted_twice(ledger, importer) == []
+
+
 def test_a_debit_that_is_no_payout_is_left_out_and_a_file_of_debits_is_refused(ledger, importer):
     outcome = import_file(
         ledger,
