@@ -24,7 +24,7 @@ from application.bulk import collector_paused
 from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import calendar, late_receipt
-from application.reconciliation import match_lines, names_payout, note_links
+from application.reconciliation import match_lines, names_payout, note_links, undo_links
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -462,10 +462,15 @@ def reverse_import(
     ledger: IncomeLedger, batch_id: UUID, ctx: CommandContext, reason: str
 ) -> ImportOutcome:
     """Reverse what remains of every receipt the import made, and mark the batch reversed,
-    in one transaction. Receipts already refunded or reversed in full are left as they are;
-    earlier receipts that the file's returned cheques reversed stay reversed."""
+    in one transaction. A statement's links are undone first (reconciliation.undo_links):
+    the receipts its lines paid in are no longer paid in (card payments back in clearing),
+    and a line linked late has its receipt counted again, to be reversed with the rest.
+    Receipts already refunded or reversed in full are left as they are; earlier receipts
+    that the file's returned cheques reversed stay reversed."""
     batch = _batch(ledger, batch_id)
-    payments = [ledger.repository.get(UUID(pid)) for pid in batch.receipt_ids]
+    batch.require_not_reversed()
+    _, changed = undo_links(ledger, batch, sorted(batch.standing_links), ctx, reason)
+    payments = [changed.get(pid) or ledger.repository.get(UUID(pid)) for pid in batch.receipt_ids]
     held = [p for p in payments if not p.reversed_pence and p.remaining_pence]
     amount = sum(p.remaining_pence for p in held)
     batch.reverse(
@@ -473,8 +478,9 @@ def reverse_import(
     )
     for payment in held:
         payment.reverse(kind=ReversalKind.IMPORT_REVERSED, actor=ctx.actor, reason=reason)
+        changed[str(payment.id)] = payment
     try:
-        position = ledger.save_checked(batch, *held)
+        position = ledger.save_checked(batch, *changed.values())
     except IntegrityError:
         raise ConcurrentUpdate(
             "the import or one of its receipts changed at the same moment; nothing was "

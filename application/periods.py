@@ -50,6 +50,8 @@ MOVEMENTS = {
     CashUp.Approved: "a cash-up",
     Payment.FeeCharged: "a card provider's fee",
     Payment.Settled: "a card provider's payout",
+    Payment.ReversalUndone: "an undone reversal",
+    Payment.SettlementUndone: "an undone payout",
 }
 
 _cached: weakref.WeakKeyDictionary[Any, PeriodCalendar] = weakref.WeakKeyDictionary()

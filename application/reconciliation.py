@@ -48,10 +48,11 @@ from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger
-from domain.errors import ConcurrentUpdate
+from domain.errors import ConcurrentUpdate, ImportBatchNotFound, LineNotLinked
 from domain.funds import SuspenseReason
 from domain.imports import (
     ImportBatch,
@@ -125,25 +126,37 @@ class Books:
     disputes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # how many "paid in" notes each receipt carried when read (note_links)
     paid_in_notes: dict[str, int] = field(default_factory=dict)
+    # the pairings a person rejected by undoing a late link: (batch id, line) -> the
+    # receipts each undone link paid in (never linked to that line again by a run)
+    rejected: dict[tuple[str, int], list[frozenset[str]]] = field(default_factory=dict)
+
+    def rejects(self, batch_id: str, line: int, link: StatementLink) -> bool:
+        """Whether a person undid this very pairing of the line before."""
+        paid_in = frozenset(link.matched_payment_ids)
+        return paid_in in self.rejected.get((batch_id, line), ())
 
 
 BOOK_EVENTS = (
     Payment.Received,
     Payment.Reversed,
+    Payment.ReversalUndone,
     Payment.Refunded,
     Payment.FeeCharged,
     Payment.Settled,
+    Payment.SettlementUndone,
     Payment.DisputeOpened,
     Payment.DisputeMoved,
     Payment.Noted,
     ImportBatch.Imported,
     ImportBatch.LineLinked,
+    ImportBatch.LinkUndone,
 )
 
 
 def read_books(ledger: IncomeLedger) -> Books:
     books = Books()
     reversed_ids: set[str] = set()
+    late_links: dict[tuple[str, int], StatementLink] = {}
     for event in _events(ledger, *BOOK_EVENTS):
         payment_id = str(event.originator_id)
         if isinstance(event, Payment.Received):
@@ -153,16 +166,25 @@ def read_books(ledger: IncomeLedger) -> Books:
                 books.clearing_receipts[payment_id] = _receipt(event)
         elif isinstance(event, Payment.Reversed):
             reversed_ids.add(payment_id)
+        elif isinstance(event, Payment.ReversalUndone):
+            reversed_ids.discard(payment_id)
         elif _is_paid_in_note(event):
             books.paid_in_notes[payment_id] = books.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
             _add_batch(ledger, books, event)
         elif isinstance(event, ImportBatch.LineLinked) and _standing(books, event):
-            _add_link(books, StatementLink.from_dict(event.link))
-            books.linked_lines.add((str(event.originator_id), event.line))
+            late_links[(payment_id, event.line)] = StatementLink.from_dict(event.link)
+        elif isinstance(event, ImportBatch.LinkUndone) and _standing(books, event):
+            # (payment_id is the batch's id here)
+            late_links.pop((payment_id, event.line), None)
+            paid_in = frozenset(event.link["matched_payment_ids"])
+            books.rejected.setdefault((payment_id, event.line), []).append(paid_in)
         _add_dispute(books, event)
         if payment_id in books.clearing:
             _add_clearing(books.clearing[payment_id], event)
+    for key, link in late_links.items():
+        _add_link(books, link)
+        books.linked_lines.add(key)
     for payment_id in reversed_ids:
         books.receipts.pop(payment_id, None)
     # A statement line linked late, or whose receipt was reversed (counted twice and taken
@@ -176,7 +198,7 @@ def read_books(ledger: IncomeLedger) -> Books:
     return books
 
 
-def _standing(books: Books, event: ImportBatch.LineLinked) -> bool:
+def _standing(books: Books, event: ImportBatch.LineLinked | ImportBatch.LinkUndone) -> bool:
     """Whether the statement a late link was made on still stands: one reversed since pays
     nothing in, by its late links no more than by its import-time ones (_add_batch, which
     names only the statements standing in file_names)."""
@@ -367,12 +389,12 @@ class Matcher:
     def split_payouts(
         self,
         lines: Iterable[SplitCandidate],
-        usable: Callable[[list[SplitCandidate]], bool] = bool,
+        usable: Callable[[list[SplitCandidate], StatementLink], bool] = lambda *_: True,
     ) -> list[tuple[SplitCandidate, StatementLink]]:
         """Card payouts split over several lines: the two or more lines of one group
         (see SplitCandidate) adding up to exactly one settlement day's payout. The first
         line carries the payout's link; the others say they are part of it. `usable` is
-        asked, with the group's lines, before a group is linked."""
+        asked, with the group's lines and the payout's link, before a group is linked."""
         groups: dict[Any, list[SplitCandidate]] = defaultdict(list)
         for line in lines:
             groups[(line.group, line.booked)].append(line)
@@ -380,7 +402,7 @@ class Matcher:
         for (_, booked), members in groups.items():
             total = sum(member.amount_pence for member in members)
             whole = self._card_payout(_window(booked), total) if len(members) > 1 else None
-            if whole is None or not usable(members):
+            if whole is None or not usable(members, whole):
                 continue
             self.take(whole)
             first, *rest = members
@@ -592,10 +614,12 @@ def _link_once(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
             if line.is_new_receipt and names_payout(line.reference):
                 group = (batch_id, line.reference)
                 alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
+        elif books.rejects(batch_id, line.line, link):
+            continue  # a person undid this pairing: theirs to make again (README)
         elif run.untouched([(batch_id, line.line)]):
             matcher.take(link)
             run.link(batch_id, line.line, link)
-    for part, link in matcher.split_payouts(alone, usable=run.untouched_parts):
+    for part, link in matcher.split_payouts(alone, usable=run.usable_parts):
         run.link(part.group[0], part.line, link)
     return run.save()
 
@@ -632,8 +656,12 @@ class _LinkRun:
                 return False
         return True
 
-    def untouched_parts(self, parts: list[SplitCandidate]) -> bool:
-        return self.untouched([(part.group[0], part.line) for part in parts])
+    def usable_parts(self, parts: list[SplitCandidate], whole: StatementLink) -> bool:
+        """Whether a split payout's lines are untouched and its pairing was not undone."""
+        batch_id, first = parts[0].group[0], parts[0].line
+        return not self.books.rejects(batch_id, first, whole) and self.untouched(
+            [(part.group[0], part.line) for part in parts]
+        )
 
     def link(self, batch_id: str, number: int, link: StatementLink) -> None:
         line = self.lines[(batch_id, number)]
@@ -672,6 +700,115 @@ class _LinkRun:
         ]
         self.ledger.save_checked(*self.batches.values(), *reversed_receipts, *noted)
         return self.found
+
+
+# ---- undoing a link ---------------------------------------------------------------------------
+
+UNLINKED_NOTE = "no longer paid in by bank statement"
+
+
+@dataclass(frozen=True)
+class UndoneLink:
+    """A statement line's link undone (see unlink_line)."""
+
+    batch_id: str
+    file_name: str
+    line: int
+    restored_payment_id: str | None
+    link: StatementLink
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "file_name": self.file_name,
+            "line": self.line,
+            "restored_payment_id": self.restored_payment_id,
+        } | self.link.to_dict()
+
+
+def unlink_line(
+    ledger: IncomeLedger, batch_id: UUID, line: int, ctx: CommandContext, reason: str
+) -> list[UndoneLink]:
+    """A person says a late link (link_counted_twice) was wrong: the line's own receipt is
+    counted again (its counted-twice reversal undone: back in suspense), the receipts it
+    paid in are noted as no longer paid in (card payments unsettled: back in clearing),
+    and the pairing is kept as rejected, so that no linking run makes it again. The first
+    line of a payout split over lines takes its parts with it. All in one transaction;
+    nothing is stored when the line is unknown or not linked."""
+    batch = ledger.repository.get(batch_id) if batch_id in ledger.repository else None
+    if not isinstance(batch, ImportBatch):
+        raise ImportBatchNotFound(f"no import with id {batch_id}; `import list` shows them")
+    if line in batch.standing_links and line not in batch.late_links:
+        raise LineNotLinked(
+            f"line {line} of import {batch_id} was linked when the statement was imported: "
+            "it recorded no receipt of its own to count again; a supervisor reversing the "
+            "whole import undoes its links"
+        )
+    lines = [line, *_parts_of(batch, line)]
+    undone, changed = undo_links(ledger, batch, lines, ctx, reason)
+    try:
+        ledger.save_checked(batch, *changed.values())
+    except IntegrityError:
+        raise ConcurrentUpdate(
+            "the statement or a receipt it links changed at the same moment; nothing was "
+            "undone. Retry"
+        ) from None
+    return undone
+
+
+def _parts_of(batch: ImportBatch, line: int) -> list[int]:
+    """The other lines of a payout split over lines whose first line is `line`; a part
+    itself is refused: its link is undone with the first line's."""
+    standing = batch.standing_links
+    link = standing.get(line)
+    if link is not None and link.rule == CARD_PAYOUT_PART:
+        first = link.matched.rsplit(" ", 1)[-1]
+        raise LineNotLinked(
+            f"line {line} is part of the payout linked on line {first}: unlink line "
+            f"{first}, which undoes its parts with it"
+        )
+    suffix = f"linked on line {line}"
+    return sorted(
+        number
+        for number, part in standing.items()
+        if part.rule == CARD_PAYOUT_PART and part.matched.endswith(suffix)
+    )
+
+
+def undo_links(
+    ledger: IncomeLedger,
+    batch: ImportBatch,
+    lines: list[int],
+    ctx: CommandContext,
+    reason: str,
+) -> tuple[list[UndoneLink], dict[str, Payment]]:
+    """Undo these lines' links on the batch (ImportBatch.undo_link): a late-linked line's
+    receipt has its counted-twice reversal undone (back in suspense), and the receipts the
+    links paid in are noted as no longer paid in (card payments unsettled). Returns what
+    was undone and the receipts changed, by id (the caller saves them with the batch)."""
+    changed: dict[str, Payment] = {}
+
+    def receipt(payment_id: str) -> Payment:
+        if payment_id not in changed:
+            changed[payment_id] = ledger.repository.get(UUID(payment_id))
+        return changed[payment_id]
+
+    undone = []
+    for number in lines:
+        link, restored = batch.undo_link(number, actor=ctx.actor, reason=reason)
+        where = f"{batch.file_name} line {number}"
+        why = f"link undone: {where} does not pay in {link.matched} ({reason})"
+        if restored is not None:
+            receipt(restored).undo_reversal(
+                kind=ReversalKind.COUNTED_TWICE, actor=ctx.actor, reason=why
+            )
+        for payment_id in link.matched_payment_ids:
+            paid_in = receipt(payment_id)
+            if paid_in.clearing_account is not None:
+                paid_in.undo_settlement(where, link.settled_day, actor=ctx.actor, reason=why)
+            paid_in.note(f"{UNLINKED_NOTE} {where} (link undone: {reason})", actor=ctx.actor)
+        undone.append(UndoneLink(str(batch.id), batch.file_name, number, restored, link))
+    return undone, changed
 
 
 # ---- the exceptions report -------------------------------------------------------------------

@@ -153,6 +153,17 @@ class ImportBatchNotFound(NotFound):
     code = "import_batch_not_found"
 
 
+class ImportLineNotFound(NotFound):
+    code = "import_line_not_found"
+
+
+class LineNotLinked(RuleViolation):
+    """A statement line asked to be unlinked that no late link stands on (never linked, its
+    link undone already, or linked when the statement was imported)."""
+
+    code = "line_not_linked"
+
+
 class InvalidImportRule(InvalidRequest):
     code = "invalid_import_rule"
 

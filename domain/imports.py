@@ -28,7 +28,14 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.cards import reject_control_characters, require_text
-from domain.errors import ImportRefused, InvalidRequest, LedgerError, NothingToReverse
+from domain.errors import (
+    ImportLineNotFound,
+    ImportRefused,
+    InvalidRequest,
+    LedgerError,
+    LineNotLinked,
+    NothingToReverse,
+)
 from domain.funds import LEDGER_NAMESPACE
 from domain.limits import require_business_datetime, require_length, uk_day_start
 from domain.money import pence_to_pounds, pounds_to_pence
@@ -631,6 +638,24 @@ class ImportBatch(Aggregate):
         def apply(self, batch: ImportBatch) -> None:
             batch.late_links[self.line] = StatementLink.from_dict(self.link)
 
+    class LinkUndone(Aggregate.Event):
+        """A person said a line's link was wrong (or its statement is being reversed): the
+        link no longer stands, and the pairing it made is kept as rejected (never made
+        again without a person's say). `restored_payment_id` is the line's own receipt, its
+        counted-twice reversal undone in the same transaction (None for a line linked at
+        import, which has no receipt of its own)."""
+
+        line: int
+        link: dict[str, Any]  # StatementLink.to_dict
+        restored_payment_id: str | None
+        reason: str
+        actor: str
+
+        def apply(self, batch: ImportBatch) -> None:
+            batch.late_links.pop(self.line, None)
+            undone = batch.undone_links.setdefault(self.line, [])
+            undone.append(StatementLink.from_dict(self.link))
+
     @staticmethod
     def create_id(sha256: str) -> UUID:
         return batch_id_for(sha256)
@@ -658,6 +683,8 @@ class ImportBatch(Aggregate):
         self.reversal_reason: str | None = None
         self.reversed_pence = 0
         self.late_links: dict[int, StatementLink] = {}
+        # Links undone (LinkUndone), by line: the pairings a person rejected.
+        self.undone_links: dict[int, list[StatementLink]] = {}
 
     @classmethod
     def record(
@@ -694,11 +721,10 @@ class ImportBatch(Aggregate):
     def reverse(
         self, *, payment_ids: list[str], amount_pence: int, actor: str, reason: str
     ) -> None:
-        if self.reversed_by is not None:
-            raise NothingToReverse(
-                f"this import was already reversed by {self.reversed_by} ({self.reversal_reason})"
-            )
-        if amount_pence == 0:
+        """Mark the import reversed; its links, if any, are undone first (undo_link)."""
+        self.require_not_reversed()
+        undoing = any(isinstance(e, self.LinkUndone) for e in self.pending_events)
+        if amount_pence == 0 and not undoing:
             raise NothingToReverse(
                 "nothing of this import's receipts remains to reverse: they were refunded or "
                 "reversed already (returned cheques it recorded cannot be undone)"
@@ -710,6 +736,12 @@ class ImportBatch(Aggregate):
             payment_ids=payment_ids,
             amount_pence=amount_pence,
         )
+
+    def require_not_reversed(self) -> None:
+        if self.reversed_by is not None:
+            raise NothingToReverse(
+                f"this import was already reversed by {self.reversed_by} ({self.reversal_reason})"
+            )
 
     def link_line(self, line: int, link: StatementLink, *, actor: str, reason: str) -> str | None:
         """Link a line that became a new receipt (or a payout debit kept unmatched) to the
@@ -731,3 +763,46 @@ class ImportBatch(Aggregate):
             actor=actor,
         )
         return found.payment_id
+
+    @property
+    def standing_links(self) -> dict[int, StatementLink]:
+        """Each line's link that still stands: made at import, or late (LineLinked), and
+        not undone since."""
+        at_import = {
+            entry.line: entry.link
+            for entry in self.lines
+            if entry.link is not None and entry.line not in self.undone_links
+        }
+        return at_import | self.late_links
+
+    def undo_link(self, line: int, *, actor: str, reason: str) -> tuple[StatementLink, str | None]:
+        """Undo the link of `line`: returns the link, and the line's own receipt when it
+        was linked late (the caller undoes its counted-twice reversal in the same
+        transaction), else None (linked at import: it recorded no receipt)."""
+        reason = require_text("reason", reason, required=True)
+        found = next((entry for entry in self.lines if entry.line == line), None)
+        if found is None:
+            raise ImportLineNotFound(
+                f"import {self.id} has no money line {line}; GET /imports/{self.id} lists its lines"
+            )
+        if self.reversed_by is not None:
+            raise LineNotLinked(
+                f"import {self.id} was reversed by {self.reversed_by}: its links were undone "
+                "with it"
+            )
+        link = self.standing_links.get(line)
+        if link is None:
+            undone = "its link was undone already" if line in self.undone_links else ""
+            raise LineNotLinked(
+                f"line {line} of import {self.id} is not linked" + (f": {undone}" if undone else "")
+            )
+        restored = found.payment_id if line in self.late_links else None
+        self.trigger_event(
+            self.LinkUndone,
+            line=line,
+            link=link.to_dict(),
+            restored_payment_id=restored,
+            reason=reason,
+            actor=actor,
+        )
+        return link, restored

@@ -420,8 +420,27 @@ class Payment(RefundApproval, Aggregate):
                 )
             payment.unallocated_pence -= self.suspense_pence
             payment.reversed_pence += self.amount_pence
+            payment.reversed_suspense_pence += self.suspense_pence
             payment.reversal_kind = self.kind
             payment.add_clearing_moves(self)
+
+    class ReversalUndone(Event):
+        """A reversal made in error is undone: the money it took from suspense is back
+        there (a bank statement line reversed as counted twice whose link was wrong)."""
+
+        kind: str  # the ReversalKind undone
+        channel: str
+        amount_pence: int
+        suspense_pence: int
+        reason: str
+        effective_at: datetime
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.unallocated_pence += self.suspense_pence
+            payment.reversed_pence -= self.amount_pence
+            payment.reversed_suspense_pence -= self.suspense_pence
+            payment.reversal_kind = None
 
     class Noted(Event):
         text: str
@@ -474,6 +493,31 @@ class Payment(RefundApproval, Aggregate):
         def apply(self, payment: Payment) -> None:
             super().apply(payment)
             payment.add_clearing_moves(self)
+            payment.payouts[self.payout] = payment.payouts.get(self.payout, ()) + self.settled_items
+
+    class SettlementUndone(Event):
+        """A payout's settlement undone (its bank statement line's link was wrong, or the
+        statement was reversed): the items it paid in are back in the clearing account,
+        waiting for their payout."""
+
+        channel: str
+        clearing_account: str
+        payout: str
+        # Stored as plain dicts (SettledItem.to_dict): the Settled event's items.
+        items: list[dict[str, Any]]
+        reason: str
+        effective_at: datetime
+
+        @property
+        def settled_items(self) -> tuple[SettledItem, ...]:
+            return tuple(SettledItem.from_dict(item) for item in self.items)
+
+        def apply(self, payment: Payment) -> None:
+            super().apply(payment)
+            payment.add_clearing_moves(self)
+            undone = set(self.settled_items)
+            left = tuple(i for i in payment.payouts[self.payout] if i not in undone)
+            payment.payouts[self.payout] = left
 
     class DisputeOpened(Event):
         dispute_id: str
@@ -546,7 +590,11 @@ class Payment(RefundApproval, Aggregate):
         self.unallocated_pence = amount_pence
         self.refunded_pence = 0
         self.reversed_pence = 0
+        # How much of the reversed money was taken from suspense (what an undo puts back).
+        self.reversed_suspense_pence = 0
         self.reversal_kind: str | None = None
+        # What each payout still standing settled (Settled), by the payout's name.
+        self.payouts: dict[str, tuple[SettledItem, ...]] = {}
         self.pending_refunds: dict[str, PendingRefund] = {}
         # Who settled each request, so that a late second approval is told, not "not found".
         self.decided_refunds: dict[str, str] = {}
@@ -912,6 +960,33 @@ class Payment(RefundApproval, Aggregate):
             actor=actor,
         )
 
+    def undo_reversal(self, *, kind: ReversalKind, actor: str, reason: str) -> None:
+        """Undo a reversal of `kind` made in error: its money goes back to suspense. Only a
+        reversal wholly of suspense money, of a payment no card provider holds, is undone
+        this way (anything else is a new receipt's or a refund's business)."""
+        reason = require_text("reason", reason, required=True)
+        if self.reversal_kind != kind.value:
+            raise NothingToReverse(
+                f"this payment is not reversed as {kind.value}: there is no such reversal to undo"
+            )
+        if self.clearing_account is not None or self.reversed_suspense_pence != (
+            self.reversed_pence
+        ):
+            raise InvalidRequest(
+                "only a reversal of money in suspense, of a payment no card provider holds, "
+                "can be undone"
+            )
+        self.record(
+            self.ReversalUndone,
+            kind=kind.value,
+            channel=self.channel,
+            amount_pence=self.reversed_pence,
+            suspense_pence=self.reversed_suspense_pence,
+            reason=reason,
+            effective_at=self._effective(None),
+            actor=actor,
+        )
+
     @idempotent()
     def note(
         self,
@@ -989,6 +1064,25 @@ class Payment(RefundApproval, Aggregate):
             clearing_account=account,
             payout=require_text("payout", payout, required=True),
             items=items,
+            reason=require_text("reason", reason, required=True),
+            effective_at=self._effective(None),
+            actor=actor,
+        )
+
+    def undo_settlement(self, payout: str, day: str | None, *, actor: str, reason: str) -> None:
+        """The payout named `payout` did not pay this payment in after all: what it settled
+        (of settlement day `day`; None: of every day) is back in the clearing account. A
+        payout that settled nothing here records nothing."""
+        account = self._require_clearing()
+        items = [i for i in self.payouts.get(payout, ()) if day is None or i.day == day]
+        if not items:
+            return
+        self.record(
+            self.SettlementUndone,
+            channel=self.channel,
+            clearing_account=account,
+            payout=payout,
+            items=[item.to_dict() for item in items],
             reason=require_text("reason", reason, required=True),
             effective_at=self._effective(None),
             actor=actor,
@@ -1194,4 +1288,6 @@ def clearing_moves(event: Any) -> list[tuple[str, str, int]]:
         return [(event.kind, event.settles_on, -event.amount_pence)]
     if isinstance(event, Payment.Settled):
         return [(item.kind, item.day, -item.amount_pence) for item in event.settled_items]
+    if isinstance(event, Payment.SettlementUndone):
+        return [(item.kind, item.day, item.amount_pence) for item in event.settled_items]
     return []

@@ -19,6 +19,8 @@ Accounts:
 - `card_fees:<channel>` debit of the provider's fee for taking a card payment (an expense)
 - `dispute_fees:<channel>` debit of the provider's fee for a dispute the council lost
 - `bank`                debit of a provider's payout as the bank statement shows it
+An undone reversal (ReversalUndone) and an undone payout (SettlementUndone) post what the
+reversal or payout posted, the other way round: the history keeps both.
 A payout pays in payments net of the fees, refunds and lost disputes settled with them: it
 credits clearing with the payments less fees, and debits `refunds:` and `reversals:` with the
 refunds and lost disputes it deducted (money paid back out of it, no longer owed).
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -141,6 +143,7 @@ _WITHOUT_MONEY = (
     ImportBatch.Imported,
     ImportBatch.Reversed,
     ImportBatch.LineLinked,
+    ImportBatch.LinkUndone,
     PeriodCalendar.Opened,
     PeriodCalendar.PeriodClosed,
     GeneralLedgerExports.Opened,
@@ -220,6 +223,10 @@ def _postings(event: Any) -> Iterable[Posting]:
         if event.suspense_pence:
             yield Posting(SUSPENSE, event.suspense_pence, Movement.REVERSAL)
         yield Posting(reversals_account(event.channel), -event.amount_pence, Movement.REVERSAL)
+    elif isinstance(event, Payment.ReversalUndone):
+        # The reversal's own postings, the other way round: a negative reversal.
+        yield Posting(SUSPENSE, -event.suspense_pence, Movement.REVERSAL)
+        yield Posting(reversals_account(event.channel), event.amount_pence, Movement.REVERSAL)
     elif isinstance(event, CashUp.Approved):
         for line in event.channel_results:
             difference = line.difference_pence
@@ -236,6 +243,9 @@ def _postings(event: Any) -> Iterable[Posting]:
         yield Posting(event.clearing_account, -event.amount_pence, Movement.FEE)
     elif isinstance(event, Payment.Settled):
         yield from _settled(event)
+    elif isinstance(event, Payment.SettlementUndone):
+        for posting in _settled(event):
+            yield replace(posting, amount_pence=-posting.amount_pence)
     elif isinstance(event, _WITHOUT_MONEY):
         return
     else:
@@ -257,7 +267,7 @@ def _income(
         yield Posting(VAT_OUTPUT, vat_pence, movement, fund_code, reference)
 
 
-def _settled(event: Payment.Settled) -> Iterable[Posting]:
+def _settled(event: Payment.Settled | Payment.SettlementUndone) -> Iterable[Posting]:
     """A payout's share of one payment: the net to the bank, out of clearing; the refunds and
     lost disputes it deducted close their own accounts."""
     sums: dict[str, int] = defaultdict(int)

@@ -267,7 +267,10 @@ class _PageState:
         elif posting.movement is Movement.REFUND:
             self.takings.add(key, refunds_count=int(item), refunds_pence=-held, net_pence=held)
         elif posting.movement is Movement.REVERSAL:
-            self.takings.add(key, reversals_count=int(item), reversals_pence=-held, net_pence=held)
+            # A reversal debits a payer account or suspense; its undoing (ReversalUndone)
+            # credits it back: one reversal fewer.
+            count = (1 if posting.amount_pence > 0 else -1) if item else 0
+            self.takings.add(key, reversals_count=count, reversals_pence=-held, net_pence=held)
 
     def _add_payment_figures(self, posting: Posting, prefix: str, payment_id: str) -> None:
         row = self.payments[payment_id]

@@ -253,6 +253,8 @@ def test_a_receipt_paid_in_by_a_reversed_statement_is_linked_late_again(ledger):
     notes = [entry["details"]["text"] for entry in history if entry["action"] == "Noted"]
     assert [note.split(" (")[0] for note in notes] == [
         "paid in by bank statement wrong.xml line 1",
+        # (reversing the statement undid its link)
+        "no longer paid in by bank statement wrong.xml line 1",
         "paid in by bank statement s.xml line 1",
     ]
     assert link_counted_twice(ledger, OFFICER) == []
