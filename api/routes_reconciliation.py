@@ -1,5 +1,5 @@
-"""Bank reconciliation over HTTP: the exceptions report and linking statement lines that
-were counted twice (issue #10).
+"""Bank reconciliation over HTTP: the exceptions report, linking statement lines that were
+counted twice, and undoing a wrong link (issue #10).
 
 Thin: application.reconciliation reads the event store and builds the report; this module
 only renders it as JSON, or as CSV when the client asks with `Accept: text/csv`.
@@ -8,14 +8,22 @@ only renders it as JSON, or as CSV when the client asks with `Accept: text/csv`.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from fastapi import APIRouter, Header
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.deps import Reader, Recorder, ServicesDep
-from application.reconciliation import exceptions, exceptions_csv, link_counted_twice
+from api.deps import Reader, Recorder, ServicesDep, Staff
+from api.schemas import Reason
+from application.reconciliation import (
+    exceptions,
+    exceptions_csv,
+    link_counted_twice,
+    unlink_line,
+)
+from domain.imports import MAX_IMPORT_LINES
 
 router = APIRouter()
 
@@ -111,3 +119,43 @@ async def reconciliation_links(svc: ServicesDep, user: Recorder) -> Any:
     user.access.require_whole_ledger("linking statement lines")
     links = await run_in_threadpool(link_counted_twice, svc.ledger, user.context())
     return {"links": [link.to_dict() for link in links]}
+
+
+class UnlinkIn(BaseModel):
+    batch_id: UUID = Field(description="the statement's import")
+    line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
+    reason: Reason = Field(description="why the link is wrong")
+
+
+class UndoneLinkOut(BaseModel):
+    batch_id: str
+    file_name: str
+    line: int
+    restored_payment_id: str | None = Field(
+        description="the line's own receipt, its counted_twice reversal undone: in suspense"
+    )
+    rule: str
+    matched_payment_ids: list[str] = Field(description="the receipts no longer paid in")
+    matched: str
+    settled_day: str | None = None
+    matched_batch_id: str | None = None
+
+
+class UndoneLinksOut(BaseModel):
+    undone: list[UndoneLinkOut]
+
+
+@router.post("/reconciliation/unlinks", tags=["reconciliation"], response_model=UndoneLinksOut)
+async def reconciliation_unlink(body: UnlinkIn, svc: ServicesDep, user: Staff) -> Any:
+    """Undo a wrong late link (made by POST /reconciliation/links): the line's own receipt is
+    counted again (its counted_twice reversal undone, back in suspense), the receipts it paid
+    in are noted as no longer paid in (GOV.UK Pay payments back in clearing), and no linking
+    run makes that pairing again. The first line of a payout split over lines takes its parts
+    with it. 404 for an unknown import or line, 409 for a line not linked (or already
+    undone, or linked at import: reverse the whole import instead). Roles: officer,
+    supervisor."""
+    user.access.require_whole_ledger("undoing a statement line's link")
+    undone = await run_in_threadpool(
+        unlink_line, svc.ledger, body.batch_id, body.line, user.context(), body.reason
+    )
+    return {"undone": [item.to_dict() for item in undone]}

@@ -45,6 +45,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -91,6 +92,8 @@ PAYOUT_NARRATIVE = "GOVUKPAY"
 PAYERS_REFERENCE = frozenset(
     {SuspenseReason.AMBIGUOUS, SuspenseReason.DISABLED_FUND, SuspenseReason.INVALID_CHECK_DIGIT}
 )
+# Which of a line's candidate links may be made (None: any).
+Allowed = Callable[["StatementLink"], bool] | None
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
 
 
@@ -130,10 +133,10 @@ class Books:
     # receipts each undone link paid in (never linked to that line again by a run)
     rejected: dict[tuple[str, int], list[frozenset[str]]] = field(default_factory=dict)
 
-    def rejects(self, batch_id: str, line: int, link: StatementLink) -> bool:
-        """Whether a person undid this very pairing of the line before."""
+    def allows(self, batch_id: str, line: int, link: StatementLink) -> bool:
+        """Whether no person undid this very pairing of the line before."""
         paid_in = frozenset(link.matched_payment_ids)
-        return paid_in in self.rejected.get((batch_id, line), ())
+        return paid_in not in self.rejected.get((batch_id, line), ())
 
 
 BOOK_EVENTS = (
@@ -383,8 +386,10 @@ class Matcher:
             self.take(link)
         return link
 
-    def find_payout(self, booked: date, amount_pence: int) -> StatementLink | None:
-        return self._card_payout(_window(booked), amount_pence)
+    def find_payout(
+        self, booked: date, amount_pence: int, allowed: Allowed = None
+    ) -> StatementLink | None:
+        return self._card_payout(_window(booked), amount_pence, allowed)
 
     def split_payouts(
         self,
@@ -417,29 +422,37 @@ class Matcher:
             links.extend((member, part) for member in rest)
         return links
 
-    def find(self, booked: date, amount_pence: int) -> StatementLink | None:
-        """The first rule's link for a credit line booked on `booked`, not yet taken."""
+    def find(
+        self, booked: date, amount_pence: int, allowed: Allowed = None
+    ) -> StatementLink | None:
+        """The first rule's link for a credit line booked on `booked`, not yet taken (and,
+        of a line whose pairings a person undid, one `allowed` allows)."""
         days = _window(booked)
         return (
-            self._one_receipt(days, amount_pence)
-            or self._one_batch(days, amount_pence)
-            or self._channel_day(days, amount_pence)
-            or self._card_payout(days, amount_pence)
+            self._one_receipt(days, amount_pence, allowed)
+            or self._one_batch(days, amount_pence, allowed)
+            or self._channel_day(days, amount_pence, allowed)
+            or self._card_payout(days, amount_pence, allowed)
         )
 
-    def _one_receipt(self, days: list[date], amount_pence: int) -> StatementLink | None:
+    def _one_receipt(
+        self, days: list[date], amount_pence: int, allowed: Allowed = None
+    ) -> StatementLink | None:
         for day in days:  # the nearest day first
             same = [
                 r
                 for r in self.by_day_amount.get((day, amount_pence), ())
                 if r.payment_id not in self.books.linked
             ]
-            if same:
-                best = min(same, key=lambda r: r.payment_id)
-                return _link("one_receipt", [best], f"{best.channel} receipt of {day}")
+            for best in sorted(same, key=lambda r: r.payment_id):
+                link = _link("one_receipt", [best], f"{best.channel} receipt of {day}")
+                if allowed is None or allowed(link):
+                    return link
         return None
 
-    def _one_batch(self, days: list[date], amount_pence: int) -> StatementLink | None:
+    def _one_batch(
+        self, days: list[date], amount_pence: int, allowed: Allowed = None
+    ) -> StatementLink | None:
         window = set(days)
         for batch_id in self.batches_by_total.get(amount_pence, ()):
             if batch_id in self.books.linked_batches:
@@ -449,10 +462,14 @@ class Matcher:
                 r.received_on in window and r.payment_id not in self.books.linked for r in receipts
             ):
                 link = _link("import_total", receipts, f"the total of import {batch_id}")
-                return replace(link, matched_batch_id=batch_id)
+                link = replace(link, matched_batch_id=batch_id)
+                if allowed is None or allowed(link):
+                    return link
         return None
 
-    def _channel_day(self, days: list[date], amount_pence: int) -> StatementLink | None:
+    def _channel_day(
+        self, days: list[date], amount_pence: int, allowed: Allowed = None
+    ) -> StatementLink | None:
         for day in days:  # the nearest day first
             for channel in sorted(self.channels):
                 pence, count = self.open_totals.get((channel, day), (0, 0))
@@ -462,19 +479,25 @@ class Matcher:
                         for r in self.by_channel_day[(channel, day)]
                         if r.payment_id not in self.books.linked
                     ]
-                    return _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
+                    link = _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
+                    if allowed is None or allowed(link):
+                        return link
         return None
 
-    def _card_payout(self, days: list[date], amount_pence: int) -> StatementLink | None:
+    def _card_payout(
+        self, days: list[date], amount_pence: int, allowed: Allowed = None
+    ) -> StatementLink | None:
         for day in days:  # the nearest day first
             for (channel, settles_on), held in sorted(self.payouts.items()):
                 if settles_on == day and held and sum(held.values()) == amount_pence:
-                    return StatementLink(
+                    link = StatementLink(
                         CARD_PAYOUT,
                         tuple(sorted(held)),
                         f"the {channel} payout of {day}",
                         settled_day=day.isoformat(),
                     )
+                    if allowed is None or allowed(link):
+                        return link
         return None
 
     def take(self, link: StatementLink) -> None:
@@ -606,16 +629,16 @@ def _link_once(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
     for batch_id, line in books.unmatched_lines:  # the oldest first
         assert line.booking_date is not None
         booked = date.fromisoformat(line.booking_date)
+        # A pairing a person undid is theirs to make again, never a run's (README).
+        allowed = partial(books.allows, batch_id, line.line) if books.rejected else None
         if line.is_open_debit:
-            link = matcher.find_payout(booked, -line.amount_pence)
+            link = matcher.find_payout(booked, -line.amount_pence, allowed)
         else:
-            link = matcher.find(booked, line.amount_pence)
+            link = matcher.find(booked, line.amount_pence, allowed)
         if link is None:
             if line.is_new_receipt and names_payout(line.reference):
                 group = (batch_id, line.reference)
                 alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
-        elif books.rejects(batch_id, line.line, link):
-            continue  # a person undid this pairing: theirs to make again (README)
         elif run.untouched([(batch_id, line.line)]):
             matcher.take(link)
             run.link(batch_id, line.line, link)
@@ -659,7 +682,7 @@ class _LinkRun:
     def usable_parts(self, parts: list[SplitCandidate], whole: StatementLink) -> bool:
         """Whether a split payout's lines are untouched and its pairing was not undone."""
         batch_id, first = parts[0].group[0], parts[0].line
-        return not self.books.rejects(batch_id, first, whole) and self.untouched(
+        return self.books.allows(batch_id, first, whole) and self.untouched(
             [(part.group[0], part.line) for part in parts]
         )
 

@@ -29,9 +29,11 @@ from application.imports import (
 from application.reconciliation import (
     REPORT_SECTIONS,
     LateLink,
+    UndoneLink,
     exceptions,
     exceptions_csv,
     link_counted_twice,
+    unlink_line,
 )
 from domain.errors import ImportRefused, InvalidRequest
 from domain.money import pence_to_pounds, pounds_to_pence
@@ -58,7 +60,8 @@ import_app = typer.Typer(
 
 reconcile_app = typer.Typer(
     help="Bank reconciliation: reconcile link (statement lines counted twice), reconcile "
-    "exceptions (unmatched lines, receipts, payouts).",
+    "unlink BATCH LINE (undo a wrong link), reconcile exceptions (unmatched lines, receipts, "
+    "payouts).",
     no_args_is_help=True,
 )
 
@@ -70,6 +73,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(import_app, name="import")
     reconcile_app.command("exceptions")(helpers.handle_errors(reconcile_exceptions))
     reconcile_app.command("link")(helpers.handle_errors(reconcile_link))
+    reconcile_app.command("unlink")(helpers.handle_errors(reconcile_unlink))
     app.add_typer(reconcile_app, name="reconcile")
 
 
@@ -179,13 +183,17 @@ def imports_reverse(
     as_json: helpers.JsonOption = False,
 ) -> None:
     """Reverse what remains of every receipt an import made, in one transaction."""
-    try:
-        parsed_id = UUID(batch_id)
-    except ValueError:
-        raise InvalidRequest(f"{batch_id!r} is not a batch id (a UUID)") from None
+    parsed_id = _batch_id(batch_id)
     with helpers.ledger() as led:
         outcome = reverse_import(led, parsed_id, helpers.context(actor), reason)
     _print_outcome(outcome, as_json, "reversed")
+
+
+def _batch_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise InvalidRequest(f"{text!r} is not a batch id (a UUID)") from None
 
 
 def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
@@ -250,6 +258,33 @@ def _print_links(links: list[LateLink]) -> None:
         )
     if not links:
         helpers.out.print("nothing to link: no statement line pays in a later channel record")
+
+
+def reconcile_unlink(
+    batch_id: Annotated[str, typer.Argument(help="The statement's batch id (import list).")],
+    line: Annotated[int, typer.Argument(help="The statement line's number.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the link is wrong.")],
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
+) -> None:
+    """Undo a wrong late link (reconcile link): the line's receipt is counted again, in
+    suspense; the receipts it paid in are no longer paid in; no run links that pairing again
+    (README, "A day's files")."""
+    parsed_id = _batch_id(batch_id)
+    with helpers.ledger() as led:
+        undone = unlink_line(led, parsed_id, line, helpers.context(actor), reason)
+    helpers.show([u.to_dict() for u in undone], as_json, lambda _: _print_undone(undone))
+
+
+def _print_undone(undone: list[UndoneLink]) -> None:
+    for item in undone:
+        helpers.out.print(
+            f"unlinked {escape(item.file_name)} line {item.line} from "
+            f"{escape(item.link.matched)}; its receipt {item.restored_payment_id} is counted "
+            "again, in suspense",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def reconcile_exceptions(

@@ -66,3 +66,53 @@ def test_an_allpay_file_uploaded_after_the_statement_is_linked_over_http(client)
     assert again.json() == {"links": []}
     report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
     assert report["unmatched_statement_lines"] == [] and report["unmatched_receipts"] == []
+
+
+def test_a_wrong_link_undone_over_http_counts_the_line_again(client) -> None:
+    statement = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+    allpay = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))
+    batch_ids = []
+    for name, content in (("stmt.xml", statement), ("be.txt", allpay)):
+        uploaded = client.post(
+            "/imports", files={"file": (name, content)}, headers=auth("integration")
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        batch_ids.append(uploaded.json()["batch"]["batch_id"])
+    (link,) = client.post("/reconciliation/links", headers=auth("officer")).json()["links"]
+    undo = {"batch_id": batch_ids[0], "line": 1, "reason": "a payer's own transfer"}
+    assert (
+        client.post("/reconciliation/unlinks", json=undo, headers=auth("integration")).status_code
+        == 403
+    )
+    undone = client.post("/reconciliation/unlinks", json=undo, headers=auth("officer"))
+    assert undone.status_code == 200, undone.text
+    (item,) = undone.json()["undone"]
+    assert (item["line"], item["rule"]) == (1, "import_total")
+    assert item["restored_payment_id"] == link["reversed_payment_id"]
+    receipt = client.get(f"/payments/{item['restored_payment_id']}", headers=auth("officer"))
+    assert (receipt.json()["status"], receipt.json()["unallocated_pence"]) == ("suspense", 700)
+    report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [1]
+    assert sorted(r["amount_pence"] for r in report["unmatched_receipts"]) == [300, 400]
+    # The rejected pairing is not made again; a second undo, and unknown lines, are refused.
+    assert client.post("/reconciliation/links", headers=auth("officer")).json() == {"links": []}
+    again = client.post("/reconciliation/unlinks", json=undo, headers=auth("supervisor"))
+    assert again.status_code == 409 and again.json()["code"] == "line_not_linked"
+    assert again.headers["content-type"].startswith("application/problem+json")
+    unknown = client.post(
+        "/reconciliation/unlinks", json=undo | {"line": 9}, headers=auth("officer")
+    )
+    assert unknown.status_code == 404 and unknown.json()["code"] == "import_line_not_found"
+    no_reason = client.post(
+        "/reconciliation/unlinks", json=undo | {"reason": ""}, headers=auth("officer")
+    )
+    assert no_reason.status_code == 422
+    # A supervisor then reverses the statement: nothing of it is left on the report.
+    reversed_ = client.post(
+        f"/imports/{batch_ids[0]}/reversal",
+        json={"reason": "another account's statement"},
+        headers=auth("supervisor"),
+    )
+    assert reversed_.status_code == 200, reversed_.text
+    report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
+    assert report["unmatched_statement_lines"] == []

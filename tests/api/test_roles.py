@@ -69,6 +69,12 @@ TABLE = [
     ),
     ("GET", "/reconciliation/exceptions", None, READERS),
     ("POST", "/reconciliation/links", None, RECORDERS),
+    (
+        "POST",
+        "/reconciliation/unlinks",
+        {"batch_id": "00000000-0000-0000-0000-000000000000", "line": 1, "reason": "r"},
+        STAFF,
+    ),
     ("POST", "/periods/closes", {"kind": "day", "date": "2025-01-02", "reason": "r"}, SUPERVISOR),
     ("GET", "/periods/closes", None, READERS),
     ("GET", "/gl/export?date=2025-01-02", None, SUPERVISOR),

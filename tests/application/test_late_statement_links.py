@@ -60,10 +60,11 @@ def statement_with_split_payout(ledger) -> UUID:
 
 def counted_pence(ledger) -> int:
     """Money received less money reversed, from the events: each penny once."""
+    signs = {"Received": 1, "Reversed": -1, "ReversalUndone": 1}
     total = 0
     for _, event in ledger.read_events():
-        if type(event).__name__ in ("Received", "Reversed"):
-            sign = 1 if type(event).__name__ == "Received" else -1
+        sign = signs.get(type(event).__name__) if hasattr(event, "channel") else None
+        if sign is not None:
             total += sign * event.amount_pence
     return total
 

@@ -49,3 +49,22 @@ def test_reconcile_link_after_a_late_allpay_file(cli, tmp_path) -> None:  # noqa
     assert json.loads(cli("reconcile", "link", "--json").stdout) == []
     report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
     assert report["unmatched_statement_lines"] == [] and report["unmatched_receipts"] == []
+
+
+def test_reconcile_unlink_undoes_a_wrong_link(cli, tmp_path) -> None:  # noqa: F811
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(camt(entry("7.00", ref="B1", text="ALLPAY LTD")))
+    allpay = tmp_path / "be.txt"
+    allpay.write_bytes(allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")))
+    batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
+    cli("import", str(allpay))
+    (link,) = json.loads(cli("reconcile", "link", "--json").stdout)
+    done = cli("reconcile", "unlink", batch_id, "1", "--reason", "a payer's transfer")
+    assert "unlinked stmt.xml line 1 from the total of import" in done.stdout
+    assert f"its receipt {link['reversed_payment_id']} is counted again" in done.stdout
+    refused = cli("reconcile", "unlink", batch_id, "1", "--reason", "again", code=2)
+    assert "its link was undone already" in refused.stderr
+    assert "not a batch id" in cli("reconcile", "unlink", "x", "1", "--reason", "r", code=2).stderr
+    assert json.loads(cli("reconcile", "link", "--json").stdout) == []
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [1]

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import pytest
 
-from domain.errors import InvalidRequest
+from domain.errors import InvalidRequest, NothingToReverse
 from domain.gl_export import PostingRow, journal_lines
 from domain.payment import Channel, ClearingItem, DisputeStatus, ReversalKind
 from domain.postings import postings_for
@@ -108,3 +108,54 @@ def test_card_money_maps_to_control_codes_in_the_gl_journal() -> None:
         ("bank", "BANK", ""): 9_980,
     }
     assert sum(line.amount_pence for line in lines) == 0
+
+
+def test_an_undone_payout_puts_what_it_settled_back_in_clearing() -> None:
+    payment = card_payment()
+    payment.charge_fee(20, kind=ClearingItem.CARD_FEE, actor="o", reason="card fee")
+    payment.refund(amount_pence=3_000, actor="o", reason="overpaid")
+    held = dict(payment.clearing)
+    before = balances(payment.pending_events)
+    payment.settle(None, payout="s.xml line 1", actor="o", reason="payout")
+    payment.undo_settlement("s.xml line 2", None, actor="o", reason="not that line")
+    assert type(payment.pending_events[-1]).__name__ == "Settled"  # nothing to undo
+    payment.undo_settlement("s.xml line 1", None, actor="o", reason="wrong payout")
+    undone = payment.pending_events[-1]
+    assert type(undone).__name__ == "SettlementUndone"
+    assert balances(payment.pending_events) == before and payment.clearing == held
+    payment.settle(None, payout="r.xml line 4", actor="o", reason="the right payout")
+    assert balances(payment.pending_events)["bank"] == 10_000 - 20 - 3_000
+
+
+def test_a_reversal_of_suspense_money_is_undone_back_into_suspense() -> None:
+    payment = receive(amount_pence=700, reference="NOSUCH", channel=Channel.BANK_TRANSFER)
+    before = balances(payment.pending_events)
+    payment.reverse(kind=ReversalKind.COUNTED_TWICE, actor="o", reason="counted twice")
+    with pytest.raises(NothingToReverse, match="not reversed as chargeback"):
+        payment.undo_reversal(kind=ReversalKind.CHARGEBACK, actor="o", reason="x")
+    payment.undo_reversal(kind=ReversalKind.COUNTED_TWICE, actor="o", reason="wrong link")
+    undone = payment.pending_events[-1]
+    assert {p.account: p.amount_pence for p in postings_for(undone)} == {
+        "suspense": -700,
+        "reversals:bank_transfer": 700,
+    }
+    assert balances(payment.pending_events) == before
+    assert (payment.status.value, payment.unallocated_pence, payment.reversed_pence) == (
+        "suspense",
+        700,
+        0,
+    )
+    payment.check_invariant()
+    with pytest.raises(NothingToReverse):
+        payment.undo_reversal(kind=ReversalKind.COUNTED_TWICE, actor="o", reason="again")
+
+
+def test_an_allocated_or_card_payments_reversal_is_not_undone() -> None:
+    allocated = receive(amount_pence=700, reference=CT_REF, channel=Channel.BANK_TRANSFER)
+    allocated.reverse(kind=ReversalKind.COUNTED_TWICE, actor="o", reason="counted twice")
+    with pytest.raises(InvalidRequest, match="only a reversal of money in suspense"):
+        allocated.undo_reversal(kind=ReversalKind.COUNTED_TWICE, actor="o", reason="x")
+    card = card_payment()
+    card.reverse(kind=ReversalKind.CHARGEBACK, actor="o", reason="lost")
+    with pytest.raises(InvalidRequest, match="only a reversal of money in suspense"):
+        card.undo_reversal(kind=ReversalKind.CHARGEBACK, actor="o", reason="x")

@@ -18,11 +18,13 @@ STORED_PAYMENT_EVENTS = (
     "RefundRequested",
     "RefundDeclined",
     "Reversed",
+    "ReversalUndone",
     "Noted",
     "ProviderReported",
     "PayerDetailsErased",
     "FeeCharged",
     "Settled",
+    "SettlementUndone",
     "DisputeOpened",
     "DisputeMoved",
 )
