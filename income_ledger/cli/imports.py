@@ -278,10 +278,14 @@ def reconcile_unlink(
 
 def _print_undone(undone: list[UndoneLink]) -> None:
     for item in undone:
+        restored = (
+            f"its receipt {item.restored_payment_id} is counted again, in suspense"
+            if item.restored_payment_id
+            else "it waits on the exceptions report again"
+        )
         helpers.out.print(
             f"unlinked {escape(item.file_name)} line {item.line} from "
-            f"{escape(item.link.matched)}; its receipt {item.restored_payment_id} is counted "
-            "again, in suspense",
+            f"{escape(item.link.matched)}; {restored}",
             highlight=False,
             soft_wrap=True,
         )

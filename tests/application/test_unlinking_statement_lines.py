@@ -16,7 +16,7 @@ from application.reconciliation import exceptions, link_counted_twice, unlink_li
 from domain.errors import ImportBatchNotFound, ImportLineNotFound, LineNotLinked, ReasonRequired
 from income_ledger.bootstrap import build_projection, event_source
 from projections.maintenance import verify
-from tests.application.test_card_payouts import balances
+from tests.application.test_card_payouts import balances, pay, send
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_late_statement_links import (
     ALLPAY_PAYOUT,
@@ -301,3 +301,25 @@ def test_each_penny_once_after_link_unlink_and_a_statement_reversal(ledger):
     report = exceptions(ledger)
     assert report["unmatched_statement_lines"] == []
     assert len(report["unmatched_receipts"]) == 4
+
+
+def test_an_undone_negative_payout_puts_the_refund_back_and_the_debit_on_the_report(ledger):
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    import_file(ledger, camt(entry("99.80", ref="P1")), OFFICER, file_name="s1.xml")
+    debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
+    content = camt(debit, entry("12.34", ref="B1"))
+    statement_id = import_file(ledger, content, OFFICER, file_name="s2.xml").batch_id
+    refund = pay("card_payment_refunded", "pay-1", refund_summary={"amount_submitted": 6_000})
+    send(ledger, refund)
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert late.reversed_payment_id is None
+    (undone,) = unlink_line(ledger, statement_id, 1, OFFICER, "another council's refund")
+    assert undone.restored_payment_id is None
+    report = exceptions(ledger)
+    waiting = [(row["kind"], row["line"]) for row in report["unmatched_statement_lines"]]
+    assert sorted(waiting) == [("statement_debit", 1), ("statement_line", 2)]
+    (deduction,) = report["unsettled_card_payments"]
+    assert (deduction["kind"], deduction["amount_pence"]) == ("unsettled_deduction", -6_000)
+    totals = balances(ledger)
+    assert totals["bank"] == 9_980 and totals["refunds"] == -6_000
+    assert link_counted_twice(ledger, OFFICER) == []
