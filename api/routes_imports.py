@@ -241,7 +241,9 @@ def one_import(batch_id: UUID, svc: ServicesDep, user: Reader) -> Any:
 @router.post("/imports/{batch_id}/reversal", tags=["imports"], response_model=ImportOut)
 def reverse(batch_id: UUID, body: ReverseImportIn, svc: ServicesDep, user: Supervisor) -> Any:
     """Reverse what remains of every receipt the import made, and mark the import reversed,
-    in one transaction (409 if it was reversed before). Roles: supervisor."""
+    in one transaction (409 if it was reversed before). A bank statement's links are undone
+    first (as POST /reconciliation/unlinks does), so a statement whose lines were all linked
+    is reversed too. Roles: supervisor."""
     user.access.require_whole_ledger("reversing an import")
     outcome = reverse_import(svc.ledger, batch_id, user.context(), body.reason)
     body_out = {"recorded": True, "position": outcome.position, "batch": outcome.batch}

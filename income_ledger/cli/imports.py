@@ -182,7 +182,8 @@ def imports_reverse(
     actor: helpers.ActorOption = None,
     as_json: helpers.JsonOption = False,
 ) -> None:
-    """Reverse what remains of every receipt an import made, in one transaction."""
+    """Reverse what remains of every receipt an import made, in one transaction (a bank
+    statement's links undone first, as `reconcile unlink` does)."""
     parsed_id = _batch_id(batch_id)
     with helpers.ledger() as led:
         outcome = reverse_import(led, parsed_id, helpers.context(actor), reason)
