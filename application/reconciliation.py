@@ -822,9 +822,15 @@ def undo_links(
         where = f"{batch.file_name} line {number}"
         why = f"link undone: {where} does not pay in {link.matched} ({reason})"
         if restored is not None:
-            receipt(restored).undo_reversal(
-                kind=ReversalKind.COUNTED_TWICE, actor=ctx.actor, reason=why
-            )
+            own = receipt(restored)
+            if own.reversal_kind != ReversalKind.COUNTED_TWICE.value:
+                # A standing late link's receipt is reversed with it and can move no more:
+                # read otherwise, another undo was committed between the two reads.
+                raise ConcurrentUpdate(
+                    f"{where} was unlinked by someone else at the same moment; nothing was "
+                    "undone. Retry"
+                )
+            own.undo_reversal(kind=ReversalKind.COUNTED_TWICE, actor=ctx.actor, reason=why)
         for payment_id in link.matched_payment_ids:
             paid_in = receipt(payment_id)
             if paid_in.clearing_account is not None:

@@ -12,11 +12,20 @@ import pytest
 from sqlalchemy import text
 
 from application.imports import get_import, import_file, reverse_import
+from application.ledger import CommandContext
 from application.reconciliation import exceptions, link_counted_twice, unlink_line
-from domain.errors import ImportBatchNotFound, ImportLineNotFound, LineNotLinked, ReasonRequired
-from income_ledger.bootstrap import build_projection, event_source
+from domain.errors import (
+    ImportBatchNotFound,
+    ImportLineNotFound,
+    LedgerError,
+    LineNotLinked,
+    ReasonRequired,
+)
+from income_ledger.bootstrap import build_ledger, build_projection, event_source
+from income_ledger.settings import Settings
 from projections.maintenance import verify
 from tests.application.test_card_payouts import balances, pay, send
+from tests.application.test_concurrency import _race
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_late_statement_links import (
     ALLPAY_PAYOUT,
@@ -323,3 +332,28 @@ def test_an_undone_negative_payout_puts_the_refund_back_and_the_debit_on_the_rep
     totals = balances(ledger)
     assert totals["bank"] == 9_980 and totals["refunds"] == -6_000
     assert link_counted_twice(ledger, OFFICER) == []
+
+
+def _unlink_in_a_process(barrier, url: str, batch_id: str) -> str:
+    ledger = build_ledger(Settings(database_url=url))
+    try:
+        barrier.wait()
+        unlink_line(ledger, UUID(batch_id), 1, CommandContext("officer:race"), "wrong")
+        return "undone"
+    except LedgerError as error:
+        return error.code
+    finally:
+        ledger.close()
+
+
+def test_two_people_undoing_one_link_at_once_undo_it_once(ledger, settings):
+    statement_id = statement(ledger)
+    allpay(ledger)
+    link_counted_twice(ledger, OFFICER)
+    args = (settings.database_url, str(statement_id))
+    results = _race(_unlink_in_a_process, [args] * 2)
+    assert results.count("undone") == 1, results
+    assert set(results) - {"undone"} <= {"concurrent_update", "line_not_linked"}, results
+    undone = [e for _, e in ledger.read_events() if type(e).__name__ == "ReversalUndone"]
+    assert len(undone) == 1
+    assert counted_pence(ledger) == sum(LINE_PENCE.values()) + ALLPAY_PENCE
