@@ -9,7 +9,7 @@ from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.engine import Connection
 
 from projections.ledger_view import uk_date
@@ -93,53 +93,53 @@ def search_payments(
     return [_plain(r) for r in rows], int(total)
 
 
+_POSTINGS = LIVE.postings
+_OF_ACCOUNT = (
+    _POSTINGS.c.fund_code == bindparam("fund_code"),
+    _POSTINGS.c.reference == bindparam("reference"),
+)
+_VAT_PENCE = case((_POSTINGS.c.account == "vat:output", -_POSTINGS.c.amount_pence), else_=0)
+# One line per movement of the account (its postings of one event), oldest first.
+_MOVEMENTS = (
+    select(
+        _POSTINGS.c.position,
+        _POSTINGS.c.payment_id,
+        _POSTINGS.c.action,
+        func.min(_POSTINGS.c.effective_at).label("effective_at"),
+        func.min(_POSTINGS.c.recorded_at).label("recorded_at"),
+        func.sum(-_POSTINGS.c.amount_pence).label("amount_pence"),
+        func.sum(_VAT_PENCE).label("vat_pence"),
+    )
+    .where(*_OF_ACCOUNT)
+    .group_by(_POSTINGS.c.position, _POSTINGS.c.payment_id, _POSTINGS.c.action)
+    .order_by(_POSTINGS.c.position)
+)
+# Built once: SQLAlchemy then finds each statement's compiled form in its cache by identity
+# instead of building and hashing the expression on every request.
+_ACCOUNT_TOTALS = select(
+    func.coalesce(func.sum(-_POSTINGS.c.amount_pence), 0),
+    func.coalesce(func.sum(_VAT_PENCE), 0),
+    func.count(func.distinct(_POSTINGS.c.position)),
+).where(*_OF_ACCOUNT)
+_ACCOUNT_PAGE = _MOVEMENTS.limit(bindparam("limit")).offset(bindparam("offset"))
+_EARLIER_PAGES = _MOVEMENTS.limit(bindparam("offset")).subquery()
+_BALANCE_BEFORE_PAGE = select(func.coalesce(func.sum(_EARLIER_PAGES.c.amount_pence), 0))
+
+
 def account_statement(
     connection: Connection, fund_code: str, reference: str, *, limit: int = 100, offset: int = 0
 ) -> dict[str, Any]:
     """A payer account's balance (income held, VAT included) and its movements, oldest first,
-    each with the running balance."""
-    postings = LIVE.postings
-    where = (postings.c.fund_code == fund_code, postings.c.reference == reference)
-    grouped = (
-        select(
-            postings.c.position,
-            postings.c.payment_id,
-            postings.c.action,
-            func.min(postings.c.effective_at).label("effective_at"),
-            func.min(postings.c.recorded_at).label("recorded_at"),
-            func.sum(-postings.c.amount_pence).label("amount_pence"),
-            func.sum(
-                case((postings.c.account == "vat:output", -postings.c.amount_pence), else_=0)
-            ).label("vat_pence"),
-        )
-        .where(*where)
-        .group_by(postings.c.position, postings.c.payment_id, postings.c.action)
-        .order_by(postings.c.position)
-    )
-    balance, vat, total = connection.execute(
-        select(
-            func.coalesce(func.sum(-postings.c.amount_pence), 0),
-            func.coalesce(
-                func.sum(
-                    case((postings.c.account == "vat:output", -postings.c.amount_pence), else_=0)
-                ),
-                0,
-            ),
-            func.count(func.distinct(postings.c.position)),
-        ).where(*where)
-    ).one()
-    before = (
-        connection.execute(
-            select(func.coalesce(func.sum(grouped.subquery().c.amount_pence), 0)).select_from(
-                grouped.limit(offset).subquery()
-            )
-        ).scalar_one()
+    each with the running balance (carried over from the pages before `offset`)."""
+    account = {"fund_code": fund_code, "reference": reference}
+    balance, vat, total = connection.execute(_ACCOUNT_TOTALS, account).one()
+    running = (
+        int(connection.execute(_BALANCE_BEFORE_PAGE, account | {"offset": offset}).scalar_one())
         if offset
         else 0
     )
-    running = int(before)
     statement = []
-    for row in connection.execute(grouped.limit(limit).offset(offset)):
+    for row in connection.execute(_ACCOUNT_PAGE, account | {"limit": limit, "offset": offset}):
         running += int(row.amount_pence)
         line = _plain(row)
         line["balance_pence"] = running

@@ -36,6 +36,19 @@ def test_record_allocates_and_reads_back_with_read_your_writes(client) -> None:
     assert [h["action"] for h in detail.json()["history"]] == ["Received", "Allocated"]
 
 
+def test_a_later_page_of_a_statement_carries_the_running_balance_on(client) -> None:
+    amounts = [1_000, 2_500, 400, 7_000, 1_100]
+    for amount in amounts:
+        position = record(client, reference=CT_REF, amount_pence=amount).json()["position"]
+    url = f"/accounts/CT/{CT_REF}?min_position={position}"
+    whole = client.get(url, headers=auth("officer")).json()
+    page = client.get(f"{url}&limit=2&offset=2", headers=auth("officer")).json()
+    running = [sum(amounts[: i + 1]) for i in range(len(amounts))]
+    assert [line["balance_pence"] for line in whole["statement"]] == running
+    assert [line["balance_pence"] for line in page["statement"]] == running[2:4]
+    assert (page["total"], page["balance_pence"]) == (5, sum(amounts))
+
+
 def test_a_repeat_delivery_answers_200_with_the_first_payment(client) -> None:
     first = record(client, channel="govuk_pay", external_id="pay_2", reference=CT_REF)
     again = record(client, channel="govuk_pay", external_id="pay_2", reference=CT_REF)
