@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import AuditReader, Reader, ServicesDep, json_response
 from api.problems import ApiProblem
@@ -45,7 +46,7 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 AUDIT_CSV_PAGE = 2000
 
 
-def read_model_at(
+async def read_model_at(
     svc: ServicesDep,
     min_position: Annotated[
         int | None,
@@ -57,8 +58,9 @@ def read_model_at(
         ),
     ] = None,
 ) -> Services:
-    if min_position is not None and not wait_for_position(
-        svc.read_engine, min_position, svc.config.read_wait_seconds
+    # Async, so that a read without min_position costs no hop to the thread pool.
+    if min_position is not None and not await run_in_threadpool(
+        wait_for_position, svc.read_engine, min_position, svc.config.read_wait_seconds
     ):
         raise ApiProblem(
             503,
@@ -146,9 +148,10 @@ def find_payments(
 
 
 def _fund_balances(svc: Services, access: FundAccess = EVERY_FUND) -> dict[str, Any]:
-    names = {fund["code"]: fund["name"] for fund in svc.ledger.funds(access)}
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
+        funds = svc.ledger.funds(access, covering=position)
+        names = {fund["code"]: fund["name"] for fund in funds}
         rows = {
             row["fund_code"]: row
             for row in queries.fund_balances(connection)
@@ -198,9 +201,9 @@ def account(
 ) -> Any:
     """A payer account's balance and statement (oldest first, with running balance).
     Roles: officer, supervisor, auditor, reporting."""
-    fund = svc.ledger.fund(fund_code, user.access)
     with svc.read_engine.connect() as connection:
         position = queries.read_model_position(connection)
+        fund = svc.ledger.fund(fund_code, user.access, covering=position)
         statement = queries.account_statement(
             connection, fund["code"], normalise_reference(reference), limit=limit, offset=offset
         )

@@ -162,6 +162,8 @@ class IncomeLedger(Application):
         self.refund_approval_limit_pence = refund_approval_limit_pence
         self._read_chart: FundChart | None = None
         self._read_chart_lock = threading.Lock()
+        # The read model position the held chart is known to cover (see chart_covering).
+        self._read_chart_covers = -1
         # Set by the composition root where the event store can commit concurrent receipts
         # together (PostgreSQL); None writes each in its own transaction.
         self.group_writer: GroupWriter | None = None
@@ -229,14 +231,32 @@ class IncomeLedger(Application):
                 self._read_chart = fresh
             return self._read_chart
 
+    def chart_covering(self, position: int) -> FundChart:
+        """The chart, at least as new as every event up to `position`: the read model's
+        position, read before calling. A query of the read model needs the chart no newer
+        than the model itself, so the event store is asked again only when the read model
+        has moved past the position the held chart was last checked at (an idle or read-only
+        server asks it nothing)."""
+        cached = self._read_chart
+        if cached is not None and position <= self._read_chart_covers:
+            return cached
+        chart = self.chart()
+        # Every event up to `position` was committed before chart() read the store.
+        with self._read_chart_lock:
+            self._read_chart_covers = max(self._read_chart_covers, position)
+        return chart
+
     def _chart_to_change(self) -> FundChart:
         try:
             return self.repository.get(FundChart.create_id())
         except AggregateNotFoundError:
             return FundChart.open(actor=SYSTEM_ACTOR)
 
-    def funds(self, access: FundAccess = EVERY_FUND) -> list[dict[str, Any]]:
-        chart = self.chart()
+    def funds(
+        self, access: FundAccess = EVERY_FUND, *, covering: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every fund the user may see; `covering`: see chart_covering."""
+        chart = self.chart() if covering is None else self.chart_covering(covering)
         visible = access.visible_fund_codes(chart)
         return [
             fund_view(fund)
@@ -244,8 +264,10 @@ class IncomeLedger(Application):
             if visible is None or fund.code in visible
         ]
 
-    def fund(self, code: str, access: FundAccess = EVERY_FUND) -> dict[str, Any]:
-        chart = self.chart()
+    def fund(
+        self, code: str, access: FundAccess = EVERY_FUND, *, covering: int | None = None
+    ) -> dict[str, Any]:
+        chart = self.chart() if covering is None else self.chart_covering(covering)
         fund = chart.fund(code)
         access.require_funds(chart, [fund.code])
         return fund_view(fund)

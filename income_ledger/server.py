@@ -147,7 +147,12 @@ def build_services(settings: Settings, ledger: IncomeLedger, api_keys: ApiKeys) 
             fund_code=fund,
         )
 
-    read_engine = create_engine(settings.database_url, pool_pre_ping=True)
+    # Queries only: each statement sees what is committed when it starts, as it would in a
+    # READ COMMITTED transaction, without the BEGIN and ROLLBACK round trips.
+    # pool_pre_ping: a connection PostgreSQL terminated is replaced before use, not failed on.
+    read_engine = create_engine(
+        settings.database_url, pool_pre_ping=True, isolation_level="AUTOCOMMIT"
+    )
     return Services(
         ledger=ledger,
         read_engine=read_engine,

@@ -22,9 +22,11 @@ def _plain(row: Any) -> dict[str, Any]:
     }
 
 
+_FUND_BALANCES = select(LIVE.fund_balances).order_by(LIVE.fund_balances.c.fund_code)
+
+
 def fund_balances(connection: Connection) -> list[dict[str, Any]]:
-    table = LIVE.fund_balances
-    return [_plain(r) for r in connection.execute(select(table).order_by(table.c.fund_code))]
+    return [_plain(r) for r in connection.execute(_FUND_BALANCES)]
 
 
 def daily_takings(
