@@ -189,3 +189,22 @@ def test_a_chart_change_by_another_process_is_seen_at_once(ledger, settings, off
     assert ledger.fund("BOP")["enabled"] is False
     outcome = record(ledger, officer, reference=SUN_REF, amount_pence=10_500)
     assert outcome.payment["allocations"][0]["vat_pence"] == 500
+
+
+def test_a_query_gets_a_chart_no_older_than_the_read_model(ledger, settings, officer) -> None:
+    """chart_covering(position) may keep its chart only while the read model has not moved
+    past the position it was checked at: a fund changed by another process before a later
+    position is seen there, and not asked for again at a covered position."""
+    covered = ledger.notification_log.recorder.max_notification_id() or 0
+    assert ledger.chart_covering(covered).fund("SUN").vat_rate_basis_points == 2000
+    other = build_ledger(settings)
+    try:
+        other.amend_fund("SUN", {"vat_rate_basis_points": 500}, officer, "reduced rate")
+    finally:
+        other.close()
+    # The read model has not applied the change yet: the chart it was read with still fits.
+    assert ledger.chart_covering(covered).fund("SUN").vat_rate_basis_points == 2000
+    moved_on = ledger.notification_log.recorder.max_notification_id()
+    assert moved_on > covered
+    assert ledger.chart_covering(moved_on).fund("SUN").vat_rate_basis_points == 500
+    assert ledger.funds(covering=moved_on) == ledger.funds()
