@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
@@ -14,10 +14,15 @@ from api.schemas import WebhookOut
 from api.services import ApiConfig
 from application import govuk_pay
 from application.govuk_pay import SigningSecret
+from application.reconciliation import link_after_card_money
 from domain.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+# Answers of a message that moved card money a payout may pay in (or take back).
+CARD_MONEY_MOVED = frozenset(
+    {"recorded", "refund_recorded", "details_recorded", "cancelled", "dispute_lost"}
+)
 
 
 @router.post(
@@ -30,7 +35,7 @@ router = APIRouter()
         422: {"description": "not a GOV.UK Pay payment message: no effect"},
     },
 )
-async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
+async def govuk_pay_webhook(request: Request, svc: ServicesDep, background: BackgroundTasks) -> Any:
     """GOV.UK Pay webhook messages, authenticated by their `Pay-Signature` header (the
     lower-case hex HMAC-SHA256 of the raw body with one of the configured signing secrets)
     instead of an API key. Money is recorded once it is taken (captured), once whatever the
@@ -42,7 +47,9 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
     with its `payment_id`, `amount` and `fee`) follow the payment's dispute; a lost one
     reverses the payment and charges the fee; 404 when the payment is not recorded (Pay
     retries). A message is applied whole or not at all; `status` says what happened. Other
-    event types are acknowledged."""
+    event types are acknowledged. After a message that moved card money is answered,
+    statement lines imported before it that pay it in are linked (LEDGER_AUTO_LINK_STATEMENTS;
+    as `reconcile link` does)."""
     failures = svc.metrics.webhook_failures
     raw = await request.body()
     try:
@@ -62,6 +69,9 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
     answer = await run_in_threadpool(govuk_pay.apply_message, svc.ledger, command)
     if answer["status"] == "refused":
         failures.labels("refused").inc()
+    if svc.config.auto_link_statements and answer["status"] in CARD_MONEY_MOVED:
+        # After the answer: Pay waits for it, and the money is recorded either way.
+        background.add_task(link_after_card_money, svc.ledger, answer["payment_id"])
     return answer
 
 

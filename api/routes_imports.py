@@ -20,7 +20,9 @@ from api import problems
 from api.deps import Reader, Recorder, ServicesDep, Supervisor, json_response
 from api.problems import ApiProblem
 from api.routes_queries import Fresh, Limit, Offset
+from api.routes_reconciliation import LateLinkOut
 from application.imports import get_import, import_file, reverse_import
+from application.reconciliation import link_after_recording
 from domain.errors import ImportRefused
 from domain.imports import MAX_FILE_NAME_LENGTH, ImportFormat
 from projections import queries
@@ -114,6 +116,12 @@ class ImportOut(BaseModel):
     recorded: bool = Field(description="false when this file was imported before")
     position: int | None = Field(description="event position to pass as min_position")
     batch: ImportBatchOut
+    late_links: list[LateLinkOut] = Field(
+        [],
+        description="statement lines imported earlier that this file's receipts showed "
+        "to be counted twice, linked after the import (as POST /reconciliation/links does; "
+        "LEDGER_AUTO_LINK_STATEMENTS)",
+    )
 
 
 class ReverseImportIn(BaseModel):
@@ -178,7 +186,15 @@ async def upload_import(
         svc.metrics.import_uploads.labels("refused").inc()
         return _refused(request, error)
     svc.metrics.import_uploads.labels("imported" if outcome.recorded else "duplicate").inc()
-    body = {"recorded": outcome.recorded, "position": outcome.position, "batch": outcome.batch}
+    links = []
+    if svc.config.auto_link_statements:
+        links = await run_in_threadpool(link_after_recording, svc.ledger, outcome.link_from)
+    body = {
+        "recorded": outcome.recorded,
+        "position": outcome.position,
+        "batch": outcome.batch,
+        "late_links": [link.to_dict() for link in links],
+    }
     return json_response(body, 201 if outcome.recorded else 200, outcome.position)
 
 

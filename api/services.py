@@ -34,6 +34,7 @@ class ApiConfig:
     ready_max_lag_seconds: float = 60.0
     gl_control_codes: dict[str, str] = field(default_factory=dict)
     gl_columns: list[tuple[str, str]] | None = None
+    auto_link_statements: bool = True
 
 
 class Metrics:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 from uuid import UUID
 
@@ -50,6 +51,7 @@ from domain.imports import (
 )
 from domain.money import pence_to_pounds
 from domain.payment import Payment, ReversalKind, payment_status
+from domain.periods import uk_date
 from domain.references import normalise_reference
 from domain.statements import STATEMENT_FORMATS, statement_file
 
@@ -84,6 +86,10 @@ class ImportOutcome:
     recorded: bool
     position: int | None
     batch: dict[str, Any] = field(repr=False)
+    # The earliest UK day of the receipts it recorded, which statement lines imported
+    # earlier may pay in (reconciliation.link_after_recording); None when there is none: a
+    # statement's own lines were matched when it was imported.
+    link_from: date | None = None
 
 
 def detect_format(text: str) -> ImportFormat:
@@ -162,7 +168,9 @@ def import_file(
             notes_seen,
         )
     report("saved", len(receipts), len(receipts))
-    return outcome
+    if not outcome.recorded or fmt in STATEMENT_FORMATS or not receipts:
+        return outcome
+    return replace(outcome, link_from=min(uk_date(line.received_at) for line in receipts))
 
 
 def _open_debits(parsed: ParsedFile, links: dict[int, StatementLink]) -> list[ImportLine]:

@@ -41,10 +41,11 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -63,7 +64,7 @@ from domain.imports import (
     LineKind,
     StatementLink,
 )
-from domain.limits import UK, uk_today
+from domain.limits import UK, uk_day_start, uk_today
 from domain.money import pence_to_pounds
 from domain.payment import (
     ClearingItem,
@@ -75,7 +76,15 @@ from domain.payment import (
 )
 from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX
 
+log = logging.getLogger(__name__)
+
 MATCH_WINDOW_DAYS = 5
+# The actor of the linking run made after new money is recorded (link_after_recording).
+AUTO_LINK_ACTOR = "system:auto-link"
+# A linking run after new money of day D reads what was recorded from this many days
+# before D - MATCH_WINDOW_DAYS on: a card payment settles some days after it is taken, and
+# a day covers clocks and the order in which transactions commit (see _scope_start).
+SCOPE_EXTRA_DAYS = 7
 AGE_BANDS = ((3, "0-3 days"), (7, "4-7 days"), (30, "8-30 days"))
 OLDEST_BAND = "over 30 days"
 PAGE_SIZE = 1000
@@ -156,25 +165,37 @@ BOOK_EVENTS = (
 )
 
 
-def read_books(ledger: IncomeLedger) -> Books:
+def read_books(ledger: IncomeLedger, after: int = 0) -> Books:
+    """The books from the events recorded after position `after` (0: all of them); from a
+    later position, a card payment received before it whose clearing moved since is read
+    whole (_complete_clearing), so what a provider owes for a day is never half-counted."""
     books = Books()
     reversed_ids: set[str] = set()
     late_links: dict[tuple[str, int], StatementLink] = {}
-    for event in _events(ledger, *BOOK_EVENTS):
+    received: set[str] = set()
+    moved: set[str] = set()
+    # Read apart (few events): loading each batch to ask would copy all its lines.
+    reversed_batches = {
+        str(event.originator_id) for event in _events(ledger, ImportBatch.Reversed, after=after)
+    }
+    for event in _events(ledger, *BOOK_EVENTS, after=after):
         payment_id = str(event.originator_id)
         if isinstance(event, Payment.Received):
+            received.add(payment_id)
             _add_receipt(books, event)
             if event.clearing_account is not None:
                 books.clearing[payment_id] = {}
                 books.clearing_receipts[payment_id] = _receipt(event)
-        elif isinstance(event, Payment.Reversed):
+        elif payment_id not in received and clearing_moves(event):
+            moved.add(payment_id)
+        if isinstance(event, Payment.Reversed):
             reversed_ids.add(payment_id)
         elif isinstance(event, Payment.ReversalUndone):
             reversed_ids.discard(payment_id)
         elif _is_paid_in_note(event):
             books.paid_in_notes[payment_id] = books.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
-            _add_batch(ledger, books, event)
+            _add_batch(books, event, reversed_batches)
         elif isinstance(event, ImportBatch.LineLinked) and _standing(books, event):
             late_links[(payment_id, event.line)] = StatementLink.from_dict(event.link)
         elif isinstance(event, ImportBatch.LinkUndone) and _standing(books, event):
@@ -188,6 +209,7 @@ def read_books(ledger: IncomeLedger) -> Books:
     for key, link in late_links.items():
         _add_link(books, link)
         books.linked_lines.add(key)
+    _complete_clearing(ledger, books, moved)
     for payment_id in reversed_ids:
         books.receipts.pop(payment_id, None)
     # A statement line linked late, or whose receipt was reversed (counted twice and taken
@@ -199,6 +221,23 @@ def read_books(ledger: IncomeLedger) -> Books:
         and (batch_id, line.line) not in books.linked_lines
     ]
     return books
+
+
+def _complete_clearing(ledger: IncomeLedger, books: Books, payment_ids: set[str]) -> None:
+    """What card providers hold of payments received before the books' first event (a
+    refund today of last month's payment), from each payment's own events."""
+    for payment_id in sorted(payment_ids):
+        events = ledger.repository.event_store.get(UUID(payment_id))
+        received = next(events)
+        assert isinstance(received, Payment.Received)
+        if received.clearing_account is None:
+            continue
+        held: dict[tuple[str, str], int] = {}
+        _add_clearing(held, received)
+        for event in events:
+            _add_clearing(held, event)
+        books.clearing[payment_id] = held
+        books.clearing_receipts[payment_id] = _receipt(received)
 
 
 def _standing(books: Books, event: ImportBatch.LineLinked | ImportBatch.LinkUndone) -> bool:
@@ -223,7 +262,7 @@ def _add_dispute(books: Books, event: Any) -> None:
             "status": DisputeStatus.OPEN.value,
             "opened_on": event.effective_at.astimezone(UK).date(),
         }
-    elif isinstance(event, Payment.DisputeMoved):
+    elif isinstance(event, Payment.DisputeMoved) and key in books.disputes:
         books.disputes[key]["status"] = event.status
 
 
@@ -243,9 +282,9 @@ def _receipt(event: Payment.Received) -> Receipt:
     )
 
 
-def _add_batch(ledger: IncomeLedger, books: Books, event: ImportBatch.Imported) -> None:
+def _add_batch(books: Books, event: ImportBatch.Imported, reversed_batches: set[str]) -> None:
     batch_id = str(event.originator_id)
-    if ledger.repository.get(event.originator_id).reversed_by is not None:
+    if batch_id in reversed_batches:
         return
     if event.file_format not in {f.value for f in STATEMENT_FORMATS}:
         books.batches[batch_id] = [
@@ -266,9 +305,8 @@ def _add_link(books: Books, link: StatementLink) -> None:
         books.linked_batches.add(link.matched_batch_id)
 
 
-def _events(ledger: IncomeLedger, *classes: type) -> Iterator[Any]:
+def _events(ledger: IncomeLedger, *classes: type, after: int = 0) -> Iterator[Any]:
     topics = [get_topic(cls) for cls in classes]
-    after = 0
     while True:
         page = ledger.recorder.select_notifications(
             start=after, limit=PAGE_SIZE, topics=topics, inclusive_of_start=False
@@ -601,7 +639,9 @@ class LateLink:
         } | self.link.to_dict()
 
 
-def link_counted_twice(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
+def link_counted_twice(
+    ledger: IncomeLedger, ctx: CommandContext, *, since: date | None = None
+) -> list[LateLink]:
     """The other direction of matching: statement lines recorded as their own receipts
     (the statement came first) that pay in receipts another channel recorded since (the
     Allpay file, a direct-debit run, GOV.UK Pay payments) are linked by the same rules as
@@ -610,17 +650,124 @@ def link_counted_twice(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLi
     is linked: one an officer or rule allocated, refunded or reversed is a person's
     decision, left on the exceptions report. All of a run's links are saved in one
     transaction; a run that collides with another is run again on what is then recorded,
-    so two runs at once link each line (and each receipt) once."""
+    so two runs at once link each line (and each receipt) once.
+
+    With `since` (a UK day), only lines booked on or after it are tried, against what was
+    recorded from a little before their window on (_scope_start): the run after new money
+    of that day is recorded (link_after_recording), whose cost does not grow with the
+    ledger's whole history."""
     for _ in range(LINK_ATTEMPTS - 1):
         try:
-            return _link_once(ledger, ctx)
+            return _link_once(ledger, ctx, since)
         except ConcurrentUpdate:
             continue
-    return _link_once(ledger, ctx)
+    return _link_once(ledger, ctx, since)
 
 
-def _link_once(ledger: IncomeLedger, ctx: CommandContext) -> list[LateLink]:
-    books = read_books(ledger)
+def link_after_recording(ledger: IncomeLedger, since: date | None) -> list[LateLink]:
+    """The linking run made after new money is recorded (an imported file's receipts, a
+    GOV.UK Pay message's card money), `since` the earliest UK day of that money (None:
+    nothing to link). It runs in its own transaction after the money's was committed, and
+    never raises: what was recorded stays recorded, a failure is logged, and `reconcile
+    link` links the lines later."""
+    if since is None:
+        return []
+    try:
+        return link_counted_twice(ledger, CommandContext(AUTO_LINK_ACTOR), since=since)
+    except Exception:  # whatever went wrong, the caller's money was recorded: keep it so
+        log.exception(
+            "linking statement lines after new money of %s failed; nothing was linked: "
+            "run `income-ledger reconcile link`",
+            since,
+        )
+        return []
+
+
+def link_after_card_money(ledger: IncomeLedger, payment_id: str) -> list[LateLink]:
+    """link_after_recording for a card payment whose money a provider holds just moved
+    (a GOV.UK Pay payment taken, refunded, charged a fee, or its dispute lost), from the
+    earliest day it still holds of it; never raises."""
+    try:
+        since = card_money_day(ledger, UUID(payment_id))
+    except Exception:  # as in link_after_recording: the message was applied; keep it so
+        log.exception("reading card payment %s to link statement lines failed", payment_id)
+        return []
+    return link_after_recording(ledger, since)
+
+
+def card_money_day(ledger: IncomeLedger, payment_id: UUID) -> date | None:
+    """The earliest settlement day of what a card provider still holds of a payment (None:
+    nothing, or no card provider holds it): the day a payout line may pay it in from."""
+    held: dict[tuple[str, str], int] = {}
+    for event in ledger.repository.event_store.get(payment_id):
+        _add_clearing(held, event)
+    return min((date.fromisoformat(day) for _, day in held), default=None)
+
+
+def _scope_start(ledger: IncomeLedger, since: date) -> int:
+    """The position from which a run for lines booked on or after `since` reads: a line
+    pays in money of MATCH_WINDOW_DAYS before its booking at most, and nothing is recorded
+    before the day it is of (a statement line after its booking, a receipt after it was
+    received), SCOPE_EXTRA_DAYS earlier still for card payments settled days after."""
+    first_day = since - timedelta(days=MATCH_WINDOW_DAYS + SCOPE_EXTRA_DAYS)
+    return _position_before(ledger, uk_day_start(first_day))
+
+
+def _position_before(ledger: IncomeLedger, moment: datetime) -> int:
+    """The last position recorded before `moment` (0: none): positions follow recording
+    time, so a binary search over them reads a few dozen events, not the history."""
+    low, high = 0, ledger.max_position()
+    while low < high:
+        middle = (low + high + 1) // 2
+        page = ledger.recorder.select_notifications(start=middle, limit=1)
+        if not page or page[0].id > high:
+            high = middle - 1
+        elif ledger.mapper.to_domain_event(page[0]).timestamp < moment:
+            low = page[0].id
+        else:
+            high = middle - 1
+    return low
+
+
+def _open_lines_from(ledger: IncomeLedger, after: int, since: date) -> bool:
+    """Whether a statement recorded after `after` has a line booked on or after `since`
+    still waiting for a link (possibly one whose receipt was reversed since: the books
+    tell). Read before the books, it spares a run with nothing to link reading receipts."""
+    waiting: set[tuple[str, int]] = set()
+    lines: set[tuple[str, int]] = set()  # lines booked from `since` that may wait
+    formats = {f.value for f in STATEMENT_FORMATS}
+    topics = (ImportBatch.Imported, ImportBatch.LineLinked, ImportBatch.LinkUndone)
+    for event in _events(ledger, *topics, after=after):
+        batch_id = str(event.originator_id)
+        if isinstance(event, ImportBatch.LineLinked):
+            waiting.discard((batch_id, event.line))
+        elif isinstance(event, ImportBatch.LinkUndone):
+            if (batch_id, event.line) in lines:
+                waiting.add((batch_id, event.line))
+        elif event.file_format in formats:
+            new = {
+                (batch_id, line.line)
+                for line in event.imported_lines
+                if line.awaits_link and (line.booking_date or "") >= since.isoformat()
+            }
+            lines |= new
+            waiting |= new
+    return bool(waiting)
+
+
+def _link_once(ledger: IncomeLedger, ctx: CommandContext, since: date | None) -> list[LateLink]:
+    after = 0
+    if since is not None:
+        after = _scope_start(ledger, since)
+        if not _open_lines_from(ledger, after, since):
+            return []
+    books = read_books(ledger, after)
+    if since is not None:
+        books.unmatched_lines = [
+            (batch_id, line)
+            for batch_id, line in books.unmatched_lines
+            if (line.booking_date or "") >= since.isoformat()
+        ]
     if not books.unmatched_lines:
         return []
     matcher = Matcher(books)

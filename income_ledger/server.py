@@ -125,6 +125,7 @@ def api_config(settings: Settings) -> ApiConfig:
         max_import_bytes=settings.max_import_bytes,
         gl_control_codes=gl_control_codes(settings),
         gl_columns=gl_columns(settings),
+        auto_link_statements=settings.auto_link_statements,
     )
 
 

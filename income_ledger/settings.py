@@ -116,6 +116,12 @@ class Settings(LogSettings):
     session_idle_minutes: int = Field(
         30, ge=1, le=24 * 60, description="a web session ends after this long without a request"
     )
+    auto_link_statements: bool = Field(
+        True,
+        description="after an import of receipts or a GOV.UK Pay message that moves card "
+        "money, link the statement lines imported before it that pay it in (as `reconcile "
+        "link` does, for lines of the days concerned); false leaves it to that command",
+    )
     run_projections: bool | None = Field(
         None, description="run the projections inside `serve` (default: yes on SQLite only)"
     )

@@ -117,8 +117,12 @@ def _connection_problem(error: Exception) -> str | None:
         return None
 
 
+def settings() -> Settings:
+    return Settings()
+
+
 def ledger() -> IncomeLedger:
-    return build_ledger(Settings())
+    return build_ledger(settings())
 
 
 def run(action: Callable[[IncomeLedger], T]) -> T:

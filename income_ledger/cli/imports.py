@@ -32,6 +32,7 @@ from application.reconciliation import (
     UndoneLink,
     exceptions,
     exceptions_csv,
+    link_after_recording,
     link_counted_twice,
     unlink_line,
 )
@@ -119,7 +120,19 @@ def import_one(
             )
         except ImportRefused as error:
             raise _refused(error, as_json) from None
+        links = link_after_recording(led, outcome.link_from) if _auto_link() else []
+    if as_json:
+        shown = {"recorded": outcome.recorded, "position": outcome.position}
+        late = [link.to_dict() for link in links]
+        helpers.print_json(shown | {"batch": outcome.batch, "late_links": late})
+        return
     _print_outcome(outcome, as_json, "imported")
+    if links:
+        _print_links(links)
+
+
+def _auto_link() -> bool:
+    return helpers.settings().auto_link_statements
 
 
 @contextmanager

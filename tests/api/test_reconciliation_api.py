@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tests.api.conftest import auth
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry
@@ -43,16 +45,38 @@ def test_a_statement_upload_and_the_exceptions_report_in_json_and_csv(client) ->
     assert client.get("/reconciliation/exceptions", headers=auth("integration")).status_code == 403
 
 
-def test_an_allpay_file_uploaded_after_the_statement_is_linked_over_http(client) -> None:
-    statement = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
-    for name, content in (
-        ("stmt.xml", statement),
-        ("be.txt", allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))),
-    ):
-        uploaded = client.post(
-            "/imports", files={"file": (name, content)}, headers=auth("integration")
-        )
-        assert uploaded.status_code == 201, uploaded.text
+STATEMENT_THEN_ALLPAY = (
+    ("stmt.xml", camt(entry("7.00", ref="B1", text="ALLPAY LTD"))),
+    ("be.txt", allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))),
+)
+
+
+def _upload(client, name: str, content: bytes) -> dict:
+    uploaded = client.post("/imports", files={"file": (name, content)}, headers=auth("integration"))
+    assert uploaded.status_code == 201, uploaded.text
+    return uploaded.json()
+
+
+def test_the_allpay_file_uploaded_after_the_statement_links_it_by_itself(client) -> None:
+    assert _upload(client, *STATEMENT_THEN_ALLPAY[0])["late_links"] == []
+    uploaded = _upload(client, *STATEMENT_THEN_ALLPAY[1])
+    (link,) = uploaded["late_links"]
+    assert (link["file_name"], link["line"], link["rule"]) == ("stmt.xml", 1, "import_total")
+    assert link["matched_batch_id"] == uploaded["batch"]["batch_id"]
+    report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
+    assert report["unmatched_statement_lines"] == [] and report["unmatched_receipts"] == []
+    reversal = client.get(f"/payments/{link['reversed_payment_id']}", headers=auth("officer"))
+    assert reversal.json()["history"][-1]["actor"] == "system:auto-link"
+    again = client.post("/reconciliation/links", headers=auth("officer"))
+    assert again.json() == {"links": []}
+
+
+def test_an_allpay_file_uploaded_after_the_statement_is_linked_over_http(client, services) -> None:
+    services.config = replace(services.config, auto_link_statements=False)
+    for name, content in STATEMENT_THEN_ALLPAY:
+        assert _upload(client, name, content)["late_links"] == []
+    counted_twice = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
+    assert len(counted_twice["unmatched_statement_lines"]) == 1
     assert client.post("/reconciliation/links", headers=auth("auditor")).status_code == 403
     linked = client.post("/reconciliation/links", headers=auth("officer"))
     assert linked.status_code == 200, linked.text
@@ -71,14 +95,15 @@ def test_an_allpay_file_uploaded_after_the_statement_is_linked_over_http(client)
 def test_a_wrong_link_undone_over_http_counts_the_line_again(client) -> None:
     statement = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
     allpay = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))
-    batch_ids = []
+    batch_ids, late_links = [], []
     for name, content in (("stmt.xml", statement), ("be.txt", allpay)):
         uploaded = client.post(
             "/imports", files={"file": (name, content)}, headers=auth("integration")
         )
         assert uploaded.status_code == 201, uploaded.text
         batch_ids.append(uploaded.json()["batch"]["batch_id"])
-    (link,) = client.post("/reconciliation/links", headers=auth("officer")).json()["links"]
+        late_links += uploaded.json()["late_links"]
+    (link,) = late_links  # linked by the Allpay file's upload
     undo = {"batch_id": batch_ids[0], "line": 1, "reason": "a payer's own transfer"}
     assert (
         client.post("/reconciliation/unlinks", json=undo, headers=auth("integration")).status_code

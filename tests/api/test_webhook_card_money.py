@@ -130,3 +130,32 @@ def test_an_unmatched_payout_line_is_an_exception_in_csv(client) -> None:
     ).text
     assert ",12.34,bank_transfer," in as_csv
     assert f"unsettled_payment,0-3 days,1,{YESTERDAY},99.80,govuk_pay," in as_csv
+
+
+def test_a_payout_on_a_statement_before_the_payment_is_linked_by_the_webhook(client) -> None:
+    (line,) = upload(client, camt(entry("99.80", ref="PAYOUT", text="GOVUK PAY")))
+    assert line["outcome"] == "recorded"  # nothing to pay in yet: a receipt of its own
+    assert post(client, pay("card_payment_captured", "pay-late", fee=20)).status_code == 200
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    assert report["unmatched_statement_lines"] == report["unsettled_card_payments"] == []
+    line_receipt = show(client, line["payment_id"])
+    assert line_receipt["status"] == "reversed"
+    assert line_receipt["history"][-1]["actor"] == "system:auto-link"
+
+
+def test_a_negative_payout_before_its_refund_is_linked_by_the_refund_webhook(client) -> None:
+    post(client, pay("card_payment_captured", "pay-r", fee=20))
+    upload(client, camt(entry("99.80", ref="P1")))
+    debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
+    lines = upload(client, camt(debit, entry("12.34", ref="B1")))
+    assert (lines[0]["kind"], lines[0]["outcome"]) == ("payout_debit", "unmatched")
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    assert [row["kind"] for row in report["unmatched_statement_lines"]] == [
+        "statement_debit",
+        "statement_line",
+    ]
+    refund = pay("card_payment_refunded", "pay-r", refund_summary={"amount_submitted": 6_000})
+    assert post(client, refund).json()["status"] == "refund_recorded"
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    assert [row["kind"] for row in report["unmatched_statement_lines"]] == ["statement_line"]
+    assert report["unsettled_card_payments"] == []

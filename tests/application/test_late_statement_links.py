@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import Counter
+from datetime import timedelta
 from uuid import UUID
 
 from hypothesis import HealthCheck, given
@@ -13,7 +15,13 @@ from hypothesis import strategies as st
 
 from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
-from application.reconciliation import exceptions, link_counted_twice
+from application.reconciliation import (
+    card_money_day,
+    exceptions,
+    link_after_recording,
+    link_counted_twice,
+    read_books,
+)
 from domain.errors import LedgerError
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import build_ledger, init_database
@@ -21,7 +29,7 @@ from income_ledger.settings import Settings
 from tests.application.test_card_payouts import pay, send
 from tests.application.test_concurrency import _race
 from tests.application.test_imports import allpay_file, allpay_line
-from tests.application.test_statement_imports import YESTERDAY, camt, entry, govuk_pay
+from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, entry, govuk_pay
 from tests.conftest import reset_postgres
 from tests.domain.helpers import CT_REF
 
@@ -298,3 +306,92 @@ def test_a_transfer_whose_reference_is_a_payers_account_is_never_linked_late(led
     report = exceptions(ledger)
     assert [row["amount_pence"] for row in report["unmatched_statement_lines"]] == [7_000]
     assert [row["amount_pence"] for row in report["unmatched_receipts"]] == [7_000]
+
+
+# ---- the run after new money is recorded (link_after_recording) ----------------------------
+
+
+def test_the_run_after_an_import_links_what_its_receipts_showed_counted_twice(ledger):
+    statement(ledger)
+    allpay_content = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))
+    outcome = import_file(ledger, allpay_content, OFFICER, file_name="be.txt")
+    assert outcome.link_from is not None and outcome.link_from <= TODAY
+    (late,) = link_after_recording(ledger, outcome.link_from)
+    assert (late.line, late.link.rule) == (1, "import_total")
+    reversal = ledger.payment_history(UUID(late.reversed_payment_id))[-1]
+    assert reversal["actor"] == "system:auto-link"
+    assert counted_pence(ledger) == WITHOUT_GOVUK_PAY_PENCE
+    assert link_after_recording(ledger, outcome.link_from) == []  # idempotent
+    assert link_counted_twice(ledger, OFFICER) == []
+    assert link_after_recording(ledger, None) == []
+
+
+def test_a_statement_import_asks_for_no_run(ledger):
+    outcome = import_file(ledger, camt(ALLPAY_PAYOUT), OFFICER, file_name="s.xml")
+    assert outcome.recorded and outcome.link_from is None
+
+
+def test_the_run_tries_only_lines_booked_from_the_day_of_the_new_money(ledger):
+    statement(ledger)  # booked today
+    allpay(ledger)
+    assert link_after_recording(ledger, TODAY + timedelta(days=1)) == []
+    (late,) = link_counted_twice(ledger, OFFICER)  # the whole history: the line is found
+    assert late.line == 1
+
+
+def test_a_failed_run_is_logged_and_raises_nothing(ledger, monkeypatch, caplog):
+    statement(ledger)
+    allpay(ledger)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("application.reconciliation._link_once", broken)
+    with caplog.at_level(logging.ERROR, logger="application.reconciliation"):
+        assert link_after_recording(ledger, TODAY - timedelta(days=1)) == []
+    assert "run `income-ledger reconcile link`" in caplog.text
+    monkeypatch.undo()
+    (late,) = link_counted_twice(ledger, OFFICER)  # the manual command still links it
+    assert late.line == 1
+
+
+def _link_after_in_a_process(barrier, url: str) -> str:
+    ledger = build_ledger(Settings(database_url=url))
+    try:
+        barrier.wait()
+        return f"linked {len(link_after_recording(ledger, YESTERDAY - timedelta(days=5)))}"
+    finally:
+        ledger.close()
+
+
+def test_two_runs_after_recording_at_once_link_each_line_once(ledger, settings):
+    statement(ledger)
+    allpay(ledger)
+    card_day(ledger)
+    results = Counter(_race(_link_after_in_a_process, [(settings.database_url,)] * 2))
+    linked = [e for _, e in ledger.read_events() if type(e).__name__ == "LineLinked"]
+    assert sorted(e.line for e in linked) == [1, 2], results
+    assert counted_pence(ledger) == WITHOUT_GOVUK_PAY_PENCE
+
+
+def test_books_read_from_a_position_hold_an_earlier_card_payments_clearing_whole(ledger):
+    send(ledger, pay("card_payment_captured", "pay-old", fee=20))
+    position = ledger.max_position()
+    refund = pay("card_payment_refunded", "pay-old", refund_summary={"amount_submitted": 1_000})
+    send(ledger, refund)
+    whole, recent = read_books(ledger), read_books(ledger, position)
+    assert recent.receipts == {}
+    assert recent.clearing == whole.clearing and len(whole.clearing) == 1
+    (payment_id,) = whole.clearing
+    assert card_money_day(ledger, UUID(payment_id)) == YESTERDAY
+
+
+def test_the_position_before_a_moment_is_found_by_recording_time(ledger):
+    from application.reconciliation import _position_before
+
+    statement(ledger)
+    events = [(position, event.timestamp) for position, event in ledger.read_events()]
+    later = events[-1][1] + timedelta(seconds=1)
+    for _, moment in [*events[:: max(1, len(events) // 8)], (None, later)]:
+        found = _position_before(ledger, moment)
+        assert all((at < moment) == (position <= found) for position, at in events), moment

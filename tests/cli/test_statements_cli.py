@@ -36,13 +36,31 @@ def test_an_explicit_format_and_a_refused_statement(cli, tmp_path) -> None:  # n
     assert "statement line" in empty.stdout
 
 
-def test_reconcile_link_after_a_late_allpay_file(cli, tmp_path) -> None:  # noqa: F811
+def _statement_then_allpay(tmp_path):
     statement = tmp_path / "stmt.xml"
     statement.write_bytes(camt(entry("7.00", ref="B1", text="ALLPAY LTD")))
     allpay = tmp_path / "be.txt"
     allpay.write_bytes(allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")))
+    return statement, allpay
+
+
+def test_importing_the_allpay_file_after_the_statement_links_it(cli, tmp_path) -> None:  # noqa: F811
+    statement, allpay = _statement_then_allpay(tmp_path)
     cli("import", str(statement))
-    cli("import", str(allpay))
+    done = cli("import", str(allpay))
+    assert "imported be.txt" in done.stdout
+    assert "linked stmt.xml line 1 (£7.00) to the total of import" in done.stdout
+    assert json.loads(cli("reconcile", "link", "--json").stdout) == []
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert report["unmatched_statement_lines"] == [] and report["unmatched_receipts"] == []
+
+
+def test_reconcile_link_after_a_late_allpay_file(cli, tmp_path, monkeypatch) -> None:  # noqa: F811
+    monkeypatch.setenv("LEDGER_AUTO_LINK_STATEMENTS", "false")
+    statement, allpay = _statement_then_allpay(tmp_path)
+    cli("import", str(statement))
+    imported = json.loads(cli("import", str(allpay), "--json").stdout)
+    assert imported["late_links"] == []
     done = cli("reconcile", "link")
     assert "linked stmt.xml line 1 (£7.00) to the total of import" in done.stdout
     assert "reversed as counted twice" in done.stdout
@@ -57,8 +75,7 @@ def test_reconcile_unlink_undoes_a_wrong_link(cli, tmp_path) -> None:  # noqa: F
     allpay = tmp_path / "be.txt"
     allpay.write_bytes(allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")))
     batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
-    cli("import", str(allpay))
-    (link,) = json.loads(cli("reconcile", "link", "--json").stdout)
+    (link,) = json.loads(cli("import", str(allpay), "--json").stdout)["late_links"]
     done = cli("reconcile", "unlink", batch_id, "1", "--reason", "a payer's transfer")
     assert "unlinked stmt.xml line 1 from the total of import" in done.stdout
     assert f"its receipt {link['reversed_payment_id']} is counted again" in done.stdout
