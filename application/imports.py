@@ -25,7 +25,7 @@ from application.bulk import collector_paused
 from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import calendar, late_receipt
-from application.reconciliation import match_lines, names_payout, note_links, undo_links
+from application.reconciliation import match_lines, note_links, undo_links
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -53,7 +53,7 @@ from domain.money import pence_to_pounds
 from domain.payment import Payment, ReversalKind, payment_status
 from domain.periods import uk_date
 from domain.references import normalise_reference
-from domain.statements import STATEMENT_FORMATS, statement_file
+from domain.statements import STATEMENT_FORMATS, names_payout, statement_file
 
 MAX_BATCHES_LISTED = 500
 PROGRESS_EVERY_LINES = 500
@@ -163,7 +163,7 @@ def import_file(
             receipts,
             new_receipts,
             returned,
-            linked + [(line, None) for line in _open_debits(parsed, links)],
+            linked + [(line, None) for line in _open_debits(ledger, parsed, links)],
             ctx,
             notes_seen,
         )
@@ -173,8 +173,11 @@ def import_file(
     return replace(outcome, link_from=min(uk_date(line.received_at) for line in receipts))
 
 
-def _open_debits(parsed: ParsedFile, links: dict[int, StatementLink]) -> list[ImportLine]:
-    """Debit lines naming GOV.UK Pay's payout that no payout matched: a negative payout
+def _open_debits(
+    ledger: IncomeLedger, parsed: ParsedFile, links: dict[int, StatementLink]
+) -> list[ImportLine]:
+    """Debit lines naming a card provider's payout (LEDGER_PAYOUT_NARRATIVES) that no payout
+    matched: a negative payout
     imported before the refunds it pays, kept (outcome `unmatched`) for a later linking run.
     Other debits are no income and stay out of the batch."""
     return [
@@ -182,7 +185,7 @@ def _open_debits(parsed: ParsedFile, links: dict[int, StatementLink]) -> list[Im
         for line in parsed.lines
         if line.kind is LineKind.PAYOUT_DEBIT
         and line.line_number not in links
-        and names_payout((line.details or {}).get("narrative"))
+        and names_payout((line.details or {}).get("narrative"), ledger.payout_narratives)
     ]
 
 

@@ -66,6 +66,7 @@ from domain.payment import (
 )
 from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
+from domain.statements import PAYOUT_NARRATIVES, payout_patterns
 
 MAX_BATCH_SIZE = 10_000
 # A request that loses a race is run again to find what the winner did; more than a few
@@ -154,8 +155,12 @@ class IncomeLedger(Application):
         env: Mapping[str, str] | None = None,
         *,
         refund_approval_limit_pence: int = DEFAULT_REFUND_APPROVAL_LIMIT_PENCE,
+        payout_narratives: Sequence[str] = PAYOUT_NARRATIVES,
     ) -> None:
         super().__init__(env)
+        # What a statement line's narrative holds when it is a card provider's payout
+        # (domain.statements.names_payout): split payouts, payout debits kept unmatched.
+        self.payout_narratives = payout_patterns(payout_narratives)
         if refund_approval_limit_pence < 0:
             raise InvalidRequest("the refund approval limit cannot be negative")
         # Refunds on one payment adding up to more than this need a second person.

@@ -74,7 +74,7 @@ from domain.payment import (
     ReversalKind,
     clearing_moves,
 )
-from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX
+from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX, names_payout
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,6 @@ CARD_PAYOUT_PART = "card_payout_part"
 PAID_IN_NOTE = "paid in by bank statement"
 # Attempts of one linking run that collides with another (each attempt reads afresh).
 LINK_ATTEMPTS = 3
-# The letters of GOV.UK Pay's payout narrative as banks print it ("GOVUK PAY", "GOV.UK PAY"):
-# only lines naming it are tried as parts of a split payout (Matcher.split_payouts).
-PAYOUT_NARRATIVE = "GOVUKPAY"
 # Suspense reasons saying a line's reference is a payer's account reference, valid for a
 # fund or a check digit off one: the line is a payer's own transfer, never linked late.
 PAYERS_REFERENCE = frozenset(
@@ -343,19 +340,14 @@ def match_lines(
             link = matcher.match(booked, line.amount_pence)
         if link is not None:
             links[line.line_number] = link
-        elif line.kind is LineKind.RECEIPT and names_payout(line.details.get("narrative")):
+        elif line.kind is LineKind.RECEIPT and names_payout(
+            line.details.get("narrative"), ledger.payout_narratives
+        ):
             alone.append(
                 SplitCandidate(line.reference, line.line_number, booked, line.amount_pence)
             )
     links.update((part.line, link) for part, link in matcher.split_payouts(alone))
     return links, books.paid_in_notes
-
-
-def names_payout(narrative: str | None) -> bool:
-    """Whether a statement line's narrative (or, once recorded, its reference) names GOV.UK
-    Pay's payout: a payer's own transfers that happen to add up to a payout are none."""
-    letters = "".join(c for c in (narrative or "").upper() if c.isalpha())
-    return PAYOUT_NARRATIVE in letters
 
 
 @dataclass(frozen=True)
@@ -783,7 +775,7 @@ def _link_once(ledger: IncomeLedger, ctx: CommandContext, since: date | None) ->
         else:
             link = matcher.find(booked, line.amount_pence, allowed)
         if link is None:
-            if line.is_new_receipt and names_payout(line.reference):
+            if line.is_new_receipt and names_payout(line.reference, ledger.payout_narratives):
                 group = (batch_id, line.reference)
                 alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
         elif run.untouched([(batch_id, line.line)]):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -594,3 +594,40 @@ def statement_line_id(statement: Statement, line: StatementLine, seen: dict[str,
 
 
 STATEMENT_ID_PREFIX = "stmt:"
+
+
+# ---- naming a card provider's payout ------------------------------------------------------
+
+# The letters of GOV.UK Pay's payout narrative as banks print it ("GOVUK PAY", "GOV.UK PAY").
+PAYOUT_NARRATIVES = ("GOVUKPAY",)
+MAX_PAYOUT_NARRATIVES = 20
+
+
+def payout_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
+    """Patterns naming a card provider's payout, as compared (names_payout): their letters,
+    upper case. Blank ones are dropped; one with text but no letter would name every line."""
+    found = []
+    for pattern in patterns:
+        letters = _letters(pattern)
+        if pattern.strip() and not letters:
+            raise InvalidRequest(
+                f"the payout narrative pattern {pattern.strip()!r} has no letter: it would "
+                "take every statement line for a payout"
+            )
+        if letters:
+            found.append(letters)
+    if len(found) > MAX_PAYOUT_NARRATIVES:
+        raise InvalidRequest(f"at most {MAX_PAYOUT_NARRATIVES} payout narrative patterns")
+    return tuple(found)
+
+
+def names_payout(narrative: str | None, patterns: Iterable[str]) -> bool:
+    """Whether a statement line's narrative (or, once recorded, its reference) holds the
+    letters of one of `patterns` (payout_patterns), in any case, whatever comes between
+    them: a payer's own transfers that happen to add up to a payout name none."""
+    letters = _letters(narrative or "")
+    return any(pattern in letters for pattern in patterns)
+
+
+def _letters(text: str) -> str:
+    return "".join(c for c in text.upper() if c.isalpha())

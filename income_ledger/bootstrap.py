@@ -53,6 +53,7 @@ def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedg
     ledger = IncomeLedger(
         env=eventsourcing_env(settings),
         refund_approval_limit_pence=settings.refund_approval_limit_pence,
+        payout_narratives=settings.payout_narratives.split(","),
     )
     if settings.is_postgres:
         _check_connections_before_use(ledger)

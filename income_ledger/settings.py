@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from api.auth import DEFAULT_PARTIAL_REFUND_ROLES
 from api.services import MAX_IMPORT_BYTES
 from application.ledger import DEFAULT_REFUND_APPROVAL_LIMIT_PENCE
+from domain.errors import InvalidRequest
+from domain.statements import PAYOUT_NARRATIVES, payout_patterns
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 
@@ -116,6 +118,13 @@ class Settings(LogSettings):
     session_idle_minutes: int = Field(
         30, ge=1, le=24 * 60, description="a web session ends after this long without a request"
     )
+    payout_narratives: str = Field(
+        ",".join(PAYOUT_NARRATIVES),
+        description="what a bank statement line's narrative holds when it is a card "
+        "provider's payout, comma separated patterns compared by their letters in any case "
+        "(GOV.UK PAY, GOVUK PAY): such lines may be parts of a split payout, and such a "
+        "debit matching nothing yet is kept for a later link",
+    )
     auto_link_statements: bool = Field(
         True,
         description="after an import of receipts or a GOV.UK Pay message that moves card "
@@ -137,6 +146,15 @@ class Settings(LogSettings):
                 f"(got {url.split(':', 1)[0]}://...)"
             )
         return url
+
+    @field_validator("payout_narratives")
+    @classmethod
+    def _payout_patterns_have_letters(cls, value: str) -> str:
+        try:
+            payout_patterns(value.split(","))
+        except InvalidRequest as error:
+            raise ValueError(error.message) from None
+        return value
 
     @property
     def is_postgres(self) -> bool:

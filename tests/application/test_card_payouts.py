@@ -8,13 +8,17 @@ from datetime import timedelta
 from uuid import UUID
 
 import pytest
+from pydantic import ValidationError
 
 from application.govuk_pay import apply_message, to_command
 from application.imports import get_import, import_file
 from application.ledger import CommandContext
 from application.reconciliation import exceptions, exceptions_csv, link_counted_twice
-from domain.errors import ImportRefused
+from domain.errors import ImportRefused, LedgerError
 from domain.postings import postings_for
+from domain.statements import names_payout, payout_patterns
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
 from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, entry
 from tests.domain.helpers import CT_REF
 
@@ -310,3 +314,46 @@ def test_lines_not_naming_the_payout_are_not_linked_to_one_afterwards(ledger, im
         5_000,
     ]
     assert report["unsettled_card_payments"][0]["amount_pence"] == 9_980
+
+
+WORLDPAY_SPLIT = camt(
+    entry("50.00", ref="P1", text="Worldpay 1234"), entry("49.80", ref="P2", text="Worldpay 1234")
+)
+
+
+def test_the_narratives_naming_a_payout_are_a_setting(ledger, settings, importer):
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    outcome = import_file(ledger, WORLDPAY_SPLIT, importer, file_name="s.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [line["outcome"] for line in lines] == ["recorded", "recorded"]  # GOVUKPAY only
+    assert link_counted_twice(ledger, importer) == []
+    worldpay = build_ledger(
+        settings.model_copy(update={"payout_narratives": "GOV.UK PAY,Worldpay"})
+    )
+    try:
+        assert worldpay.payout_narratives == ("GOVUKPAY", "WORLDPAY")
+        links = link_counted_twice(worldpay, importer)
+        assert [(link.line, link.link.rule) for link in links] == [
+            (1, "card_payout"),
+            (2, "card_payout_part"),
+        ]
+        report = exceptions(worldpay)
+        assert report["unsettled_card_payments"] == report["unmatched_statement_lines"] == []
+    finally:
+        worldpay.close()
+
+
+def test_payout_patterns_are_compared_by_their_letters() -> None:
+    patterns = payout_patterns([" gov.uk pay", "", "World-Pay "])
+    assert patterns == ("GOVUKPAY", "WORLDPAY")
+    assert names_payout("GOVUK PAY 30NOV", patterns) and names_payout("worldpay ltd", patterns)
+    assert not names_payout("PARKING PN123", patterns) and not names_payout(None, patterns)
+    with pytest.raises(LedgerError, match="has no letter"):
+        payout_patterns(["GOVUKPAY", "1234"])
+    assert payout_patterns([""]) == ()
+
+
+def test_a_payout_pattern_without_a_letter_is_refused_in_the_settings() -> None:
+    with pytest.raises(ValidationError, match="has no letter"):
+        Settings(payout_narratives="GOVUKPAY, 1234")
+    assert Settings().payout_narratives == "GOVUKPAY"
