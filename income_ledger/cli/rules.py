@@ -6,6 +6,7 @@ disable`, `rules enable` and `rules move` change them, each recorded as an event
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +20,7 @@ from application.import_rules import (
     list_rules,
     move_rule,
 )
+from domain.errors import InvalidRequest
 from domain.money import pence_to_pounds, pounds_to_pence
 from income_ledger.cli import helpers
 
@@ -132,6 +134,40 @@ SuspenseOption = Annotated[
 ]
 
 
+class Clearable(StrEnum):
+    """What `rules amend --clear` takes off a rule: a condition (the rule then matches any
+    line on it), or a fund rule's reference transformation."""
+
+    REFERENCE = "reference"
+    NARRATIVE = "narrative"
+    MIN_AMOUNT = "min-amount"
+    MAX_AMOUNT = "max-amount"
+    CHANNEL = "channel"
+    STRIP_PREFIX = "strip-prefix"
+    REWRITE = "rewrite"
+
+
+# The rule's fields each clears, and what they become (as PATCH /import-rules with null).
+CLEARED: dict[Clearable, dict[str, Any]] = {
+    Clearable.REFERENCE: {"reference_pattern": None},
+    Clearable.NARRATIVE: {"narrative_contains": None},
+    Clearable.MIN_AMOUNT: {"min_amount_pence": None},
+    Clearable.MAX_AMOUNT: {"max_amount_pence": None},
+    Clearable.CHANNEL: {"channels": []},
+    Clearable.STRIP_PREFIX: {"strip_prefix": None},
+    Clearable.REWRITE: {"rewrite_pattern": None, "rewrite_to": None},
+}
+ClearOption = Annotated[
+    list[Clearable] | None,
+    typer.Option(
+        "--clear",
+        help="Take a condition (or a transformation) off the rule: reference, narrative, "
+        "min-amount, max-amount, channel, strip-prefix or rewrite (with its --rewrite-to); "
+        "repeat for several.",
+    ),
+]
+
+
 def _rule_fields(**options: Any) -> dict[str, Any]:
     """The rule's fields from the command's options (amounts in pounds become pence)."""
     amounts = {"min_amount": "min_amount_pence", "max_amount": "max_amount_pence"}
@@ -203,11 +239,13 @@ def rules_amend(
     rewrite: RewriteOption = None,
     rewrite_to: RewriteToOption = None,
     suspense: SuspenseOption = None,
+    clear: ClearOption = None,
     actor: ActorOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a rule's conditions or outcome; what is not given stays. It keeps its id,
-    place and history; --fund replaces a suspense outcome and --suspense a fund one."""
+    """Change a rule's conditions or outcome; what is not given stays, and --clear takes
+    one off. It keeps its id, place and history; --fund replaces a suspense outcome and
+    --suspense a fund one."""
     given = {
         option: value
         for option, value in {
@@ -226,6 +264,13 @@ def rules_amend(
         if value is not None
     }
     changes = _rule_fields(**given)
+    for option in clear or ():
+        both = sorted(set(CLEARED[option]) & set(changes))
+        if both:
+            raise InvalidRequest(
+                f"--clear {option} and a new value for it were both given: give one"
+            )
+        changes |= CLEARED[option]
     outcome = helpers.run(
         lambda led: amend_rule(led, rule_id, changes, helpers.context(actor), reason)
     )

@@ -104,3 +104,26 @@ def test_amend_a_rule_and_a_refused_amendment(cli) -> None:  # noqa: F811
     assert "unbounded time" in refused.stderr
     missing = cli("rules", "amend", "R7", "--name", "x", "--reason", "r", code=2)
     assert "no import rule 'R7'" in missing.stderr
+
+
+def test_amend_clears_a_condition(cli) -> None:  # noqa: F811
+    cli(
+        "rules", "add", "--name", "CT", "--reference", "CT[0-9]{8}", "--narrative", "COUNCIL",
+        "--min-amount", "1.00", "--channel", "bank_transfer", "--fund", "CT", "--reason", "r",
+    )  # fmt: skip
+    done = cli(
+        "rules", "amend", "R1", "--clear", "narrative", "--clear", "channel",
+        "--clear", "min-amount", "--reason", "any narrative, any channel", "--json",
+    )  # fmt: skip
+    rule = json.loads(done.stdout)["rule"]
+    assert (rule["narrative_contains"], rule["channels"], rule["min_amount_pence"]) == (
+        None,
+        [],
+        None,
+    )
+    assert (rule["reference_pattern"], rule["version"]) == ("CT[0-9]{8}", 2)
+    both = cli("rules", "amend", "R1", "--clear", "reference", "--reference", "CT.*",
+               "--reason", "r", code=2)  # fmt: skip
+    assert "--clear reference and a new value for it were both given" in both.stderr
+    unknown = cli("rules", "amend", "R1", "--clear", "fund", "--reason", "r", code=2)
+    assert "'fund' is not one of" in unknown.stderr
