@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Path
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -118,6 +118,29 @@ async def reconciliation_links(svc: ServicesDep, user: Recorder) -> Any:
     nothing. Roles: officer, supervisor, integration."""
     user.access.require_whole_ledger("linking statement lines")
     links = await run_in_threadpool(link_counted_twice, svc.ledger, user.context())
+    return {"links": [link.to_dict() for link in links]}
+
+
+@router.post(
+    "/reconciliation/links/{batch_id}/{line}",
+    tags=["reconciliation"],
+    response_model=LateLinksOut,
+)
+async def reconciliation_link_line(
+    batch_id: UUID,
+    line: Annotated[int, Path(ge=1, le=MAX_IMPORT_LINES)],
+    svc: ServicesDep,
+    user: Staff,
+) -> Any:
+    """A person links one statement line (and the other parts of a payout split over lines
+    it begins) by the same rules as POST /reconciliation/links, a pairing undone before
+    (POST /reconciliation/unlinks) included. An empty list: it matches nothing now. 404
+    for an unknown import or line, 409 for a line that does not wait for a link. Roles:
+    officer, supervisor."""
+    user.access.require_whole_ledger("linking statement lines")
+    links = await run_in_threadpool(
+        link_counted_twice, svc.ledger, user.context(), (batch_id, line)
+    )
     return {"links": [link.to_dict() for link in links]}
 
 

@@ -54,7 +54,13 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger
-from domain.errors import ConcurrentUpdate, ImportBatchNotFound, LineNotLinked
+from domain.errors import (
+    ConcurrentUpdate,
+    ImportBatchNotFound,
+    ImportLineNotFound,
+    LineNotAwaitingLink,
+    LineNotLinked,
+)
 from domain.funds import SuspenseReason
 from domain.imports import (
     ImportBatch,
@@ -632,7 +638,11 @@ class LateLink:
 
 
 def link_counted_twice(
-    ledger: IncomeLedger, ctx: CommandContext, *, since: date | None = None
+    ledger: IncomeLedger,
+    ctx: CommandContext,
+    line: tuple[UUID, int] | None = None,
+    *,
+    since: date | None = None,
 ) -> list[LateLink]:
     """The other direction of matching: statement lines recorded as their own receipts
     (the statement came first) that pay in receipts another channel recorded since (the
@@ -647,13 +657,18 @@ def link_counted_twice(
     With `since` (a UK day), only lines booked on or after it are tried, against what was
     recorded from a little before their window on (_scope_start): the run after new money
     of that day is recorded (link_after_recording), whose cost does not grow with the
-    ledger's whole history."""
+    ledger's whole history.
+
+    With `line` (a statement's batch id and line number), a person links that line alone
+    (with the other parts of a payout split over lines), by the same rules, a pairing a
+    person undid before (unlink_line) included."""
+    wanted = None if line is None else _line_key(ledger, *line)
     for _ in range(LINK_ATTEMPTS - 1):
         try:
-            return _link_once(ledger, ctx, since)
+            return _link_once(ledger, ctx, since, wanted)
         except ConcurrentUpdate:
             continue
-    return _link_once(ledger, ctx, since)
+    return _link_once(ledger, ctx, since, wanted)
 
 
 def link_after_recording(ledger: IncomeLedger, since: date | None) -> list[LateLink]:
@@ -747,7 +762,47 @@ def _open_lines_from(ledger: IncomeLedger, after: int, since: date) -> bool:
     return bool(waiting)
 
 
-def _link_once(ledger: IncomeLedger, ctx: CommandContext, since: date | None) -> list[LateLink]:
+def _line_key(ledger: IncomeLedger, batch_id: UUID, number: int) -> tuple[str, int]:
+    batch = _statement(ledger, batch_id)
+    if all(entry.line != number for entry in batch.lines):
+        raise ImportLineNotFound(
+            f"import {batch_id} has no money line {number}; GET /imports/{batch_id} lists its lines"
+        )
+    return str(batch_id), number
+
+
+def _statement(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch:
+    batch = ledger.repository.get(batch_id) if batch_id in ledger.repository else None
+    if not isinstance(batch, ImportBatch):
+        raise ImportBatchNotFound(f"no import with id {batch_id}; `import list` shows them")
+    return batch
+
+
+def _one_line(books: Books, wanted: tuple[str, int]) -> None:
+    """A person's run: the wanted line alone, with the lines of its batch that may be parts
+    of one payout with it (SplitCandidate's group), and no rejected pairing of it."""
+    found = [line for batch_id, line in books.unmatched_lines if (batch_id, line.line) == wanted]
+    if not found:
+        raise LineNotAwaitingLink(
+            f"line {wanted[1]} of import {wanted[0]} does not wait for a link: it is linked, "
+            "recorded no receipt, or its receipt was allocated, refunded or reversed"
+        )
+    group = (found[0].reference, found[0].booking_date)
+    books.unmatched_lines = [
+        (batch_id, line)
+        for batch_id, line in books.unmatched_lines
+        if batch_id == wanted[0]
+        and (line.line == wanted[1] or (line.reference, line.booking_date) == group)
+    ]
+    books.rejected.pop(wanted, None)
+
+
+def _link_once(
+    ledger: IncomeLedger,
+    ctx: CommandContext,
+    since: date | None,
+    wanted: tuple[str, int] | None = None,
+) -> list[LateLink]:
     after = 0
     if since is not None:
         after = _scope_start(ledger, since)
@@ -760,10 +815,18 @@ def _link_once(ledger: IncomeLedger, ctx: CommandContext, since: date | None) ->
             for batch_id, line in books.unmatched_lines
             if (line.booking_date or "") >= since.isoformat()
         ]
+    if wanted is not None:
+        _one_line(books, wanted)
     if not books.unmatched_lines:
         return []
     matcher = Matcher(books)
     run = _LinkRun(ledger, ctx, books)
+    if wanted is not None and not run.untouched([wanted]):
+        raise LineNotAwaitingLink(
+            f"line {wanted[1]} of import {wanted[0]} does not wait for a link: its receipt "
+            "was allocated or refunded, or its reference is nearly a payer's account (a "
+            "payer's own transfer)"
+        )
     alone: list[SplitCandidate] = []
     for batch_id, line in books.unmatched_lines:  # the oldest first
         assert line.booking_date is not None
@@ -897,9 +960,7 @@ def unlink_line(
     and the pairing is kept as rejected, so that no linking run makes it again. The first
     line of a payout split over lines takes its parts with it. All in one transaction;
     nothing is stored when the line is unknown or not linked."""
-    batch = ledger.repository.get(batch_id) if batch_id in ledger.repository else None
-    if not isinstance(batch, ImportBatch):
-        raise ImportBatchNotFound(f"no import with id {batch_id}; `import list` shows them")
+    batch = _statement(ledger, batch_id)
     if line in batch.standing_links and line not in batch.late_links:
         raise LineNotLinked(
             f"line {line} of import {batch_id} was linked when the statement was imported: "

@@ -164,6 +164,13 @@ class LineNotLinked(RuleViolation):
     code = "line_not_linked"
 
 
+class LineNotAwaitingLink(RuleViolation):
+    """A person asked to link a statement line that no longer waits for one (linked, no
+    receipt, or its receipt decided by a person)."""
+
+    code = "line_not_awaiting_link"
+
+
 class InvalidImportRule(InvalidRequest):
     code = "invalid_import_rule"
 

@@ -247,13 +247,26 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
 
 
 def reconcile_link(
+    batch_id: Annotated[
+        str | None,
+        typer.Option("--batch", help="Link this statement's line only (with --line)."),
+    ] = None,
+    line: Annotated[
+        int | None,
+        typer.Option(
+            "--line", help="The line to link: a person's say, even for a pairing undone before."
+        ),
+    ] = None,
     actor: helpers.ActorOption = None,
     as_json: helpers.JsonOption = False,
 ) -> None:
     """Link statement lines recorded as their own receipts before the channel's file of the
     same money arrived, and reverse those receipts as counted twice (README, "A day's files")."""
+    if (batch_id is None) != (line is None):
+        raise InvalidRequest("give both --batch and --line to link one line, or neither")
+    wanted = None if batch_id is None or line is None else (_batch_id(batch_id), line)
     with helpers.ledger() as led:
-        links = link_counted_twice(led, helpers.context(actor))
+        links = link_counted_twice(led, helpers.context(actor), wanted)
     helpers.show([link.to_dict() for link in links], as_json, lambda _: _print_links(links))
 
 

@@ -132,6 +132,16 @@ def test_a_wrong_link_undone_over_http_counts_the_line_again(client) -> None:
         "/reconciliation/unlinks", json=undo | {"reason": ""}, headers=auth("officer")
     )
     assert no_reason.status_code == 422
+    # A person who checked it links the line to the same receipts after all.
+    again = f"/reconciliation/links/{batch_ids[0]}/1"
+    assert client.post(again, headers=auth("integration")).status_code == 403
+    relinked = client.post(again, headers=auth("supervisor"))
+    assert relinked.status_code == 200, relinked.text
+    (link_again,) = relinked.json()["links"]
+    assert link_again["matched_payment_ids"] == link["matched_payment_ids"]
+    assert client.post(again, headers=auth("officer")).json()["code"] == "line_not_awaiting_link"
+    report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
+    assert report["unmatched_statement_lines"] == report["unmatched_receipts"] == []
     # A supervisor then reverses the statement: nothing of it is left on the report.
     reversed_ = client.post(
         f"/imports/{batch_ids[0]}/reversal",
@@ -141,3 +151,4 @@ def test_a_wrong_link_undone_over_http_counts_the_line_again(client) -> None:
     assert reversed_.status_code == 200, reversed_.text
     report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
     assert report["unmatched_statement_lines"] == []
+    assert sorted(r["amount_pence"] for r in report["unmatched_receipts"]) == [300, 400]

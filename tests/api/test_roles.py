@@ -69,6 +69,7 @@ TABLE = [
     ),
     ("GET", "/reconciliation/exceptions", None, READERS),
     ("POST", "/reconciliation/links", None, RECORDERS),
+    ("POST", "/reconciliation/links/00000000-0000-0000-0000-000000000000/1", None, STAFF),
     (
         "POST",
         "/reconciliation/unlinks",

@@ -18,6 +18,7 @@ from domain.errors import (
     ImportBatchNotFound,
     ImportLineNotFound,
     LedgerError,
+    LineNotAwaitingLink,
     LineNotLinked,
     ReasonRequired,
 )
@@ -357,3 +358,35 @@ def test_two_people_undoing_one_link_at_once_undo_it_once(ledger, settings):
     undone = [e for _, e in ledger.read_events() if type(e).__name__ == "ReversalUndone"]
     assert len(undone) == 1
     assert counted_pence(ledger) == sum(LINE_PENCE.values()) + ALLPAY_PENCE
+
+
+def test_a_person_links_an_undone_pairing_again_and_it_is_counted_once(ledger, projection):
+    statement_id = statement(ledger)
+    allpay_batch = allpay(ledger)
+    (first,) = link_counted_twice(ledger, OFFICER)
+    linked = read_model(projection)
+    unlink_line(ledger, statement_id, 1, OFFICER, "looked wrong")
+    assert link_counted_twice(ledger, OFFICER) == []  # no run makes it again
+    position = ledger.max_position()
+    refusals = [
+        ((uuid4(), 1), ImportBatchNotFound),
+        ((statement_id, 9), ImportLineNotFound),
+        ((statement_id, 3), LineNotAwaitingLink),  # allocated by its reference
+    ]
+    for line, error in refusals:
+        with pytest.raises(error):
+            link_counted_twice(ledger, OFFICER, line)
+    assert ledger.max_position() == position
+    # A person checked the Allpay file after all: they link the line to it again.
+    (again,) = link_counted_twice(ledger, SUPERVISOR, (statement_id, 1))
+    assert (again.line, again.link.matched_batch_id) == (1, str(allpay_batch))
+    assert again.reversed_payment_id == first.reversed_payment_id
+    with pytest.raises(LineNotAwaitingLink):
+        link_counted_twice(ledger, OFFICER, (statement_id, 1))
+    assert counted_pence(ledger) == sum(LINE_PENCE.values())
+    report = exceptions(ledger)
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [2, 3]
+    assert report["unmatched_receipts"] == []
+    figures = read_model(projection)
+    assert figures == linked | {"reversals_count": 1}
+    assert verify(projection.engine, event_source(ledger)).ok

@@ -85,3 +85,6 @@ def test_reconcile_unlink_undoes_a_wrong_link(cli, tmp_path) -> None:  # noqa: F
     assert json.loads(cli("reconcile", "link", "--json").stdout) == []
     report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
     assert [row["line"] for row in report["unmatched_statement_lines"]] == [1]
+    assert "both --batch and --line" in cli("reconcile", "link", "--line", "1", code=2).stderr
+    again = cli("reconcile", "link", "--batch", batch_id, "--line", "1")
+    assert "linked stmt.xml line 1 (£7.00) to the total of import" in again.stdout
