@@ -70,6 +70,10 @@ def read_model(projection) -> dict[str, int]:
         suspense_items = connection.execute(
             text("SELECT coalesce(sum(unallocated_pence), 0) FROM payments")
         ).scalar()
+        # the suspense ageing report's open items
+        ageing = connection.execute(
+            text("SELECT coalesce(sum(amount_pence), 0) FROM suspense_items")
+        ).scalar()
         takings = connection.execute(
             text(
                 "SELECT coalesce(sum(reversals_count), 0), coalesce(sum(reversals_pence), 0) "
@@ -79,6 +83,7 @@ def read_model(projection) -> dict[str, int]:
     return {
         "suspense": -accounts.get("suspense", 0),
         "suspense_items": int(suspense_items),
+        "ageing": int(ageing),
         "ct": int(fund or 0),
         "reversals": -sum(p for a, p in accounts.items() if a.startswith("reversals:")),
         "reversals_count": int(takings[0]),
@@ -139,7 +144,7 @@ def test_an_undone_link_counts_the_line_again_and_no_run_makes_it_again(
     # The read model agrees: as before the link, with the reversal and its undoing kept.
     after = read_model(projection)
     assert after == before | {"reversals_count": 0}
-    assert after["suspense"] == after["suspense_items"] == 700 + 1_150
+    assert after["suspense"] == after["suspense_items"] == after["ageing"] == 700 + 1_150
     assert verify(projection.engine, event_source(ledger)).ok
 
     # The next run does not make the rejected pairing again; nothing is saved.
@@ -259,7 +264,7 @@ def test_a_statement_whose_lines_were_all_linked_late_is_reversed(
         650,
     ]
     figures = read_model(projection)
-    assert figures["suspense"] == figures["suspense_items"] == 0
+    assert figures["suspense"] == figures["suspense_items"] == figures["ageing"] == 0
     assert figures["reversals"] == 700 + 1_150 and figures["reversals_count"] == 2
     assert verify(projection.engine, event_source(ledger)).ok
     audit_verifies(monkeypatch, database_url, ledger)
