@@ -739,7 +739,10 @@ def _position_before(ledger: IncomeLedger, moment: datetime) -> int:
 def _open_lines_from(ledger: IncomeLedger, after: int, since: date) -> bool:
     """Whether a statement recorded after `after` has a line booked on or after `since`
     still waiting for a link (possibly one whose receipt was reversed since: the books
-    tell). Read before the books, it spares a run with nothing to link reading receipts."""
+    tell). Read before the books, it spares a run with nothing to link reading receipts.
+    A line whose receipt a fund took at import (its reference, a rule) never waits: a run
+    links only a receipt wholly in suspense (_LinkRun.untouched), and no later change puts
+    an allocated receipt's money back in suspense."""
     waiting: set[tuple[str, int]] = set()
     lines: set[tuple[str, int]] = set()  # lines booked from `since` that may wait
     formats = {f.value for f in STATEMENT_FORMATS}
@@ -755,7 +758,9 @@ def _open_lines_from(ledger: IncomeLedger, after: int, since: date) -> bool:
             new = {
                 (batch_id, line.line)
                 for line in event.imported_lines
-                if line.awaits_link and (line.booking_date or "") >= since.isoformat()
+                if (line.is_open_debit or line.status == PaymentStatus.SUSPENSE.value)
+                and line.awaits_link
+                and (line.booking_date or "") >= since.isoformat()
             }
             lines |= new
             waiting |= new

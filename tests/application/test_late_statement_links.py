@@ -395,3 +395,13 @@ def test_the_position_before_a_moment_is_found_by_recording_time(ledger):
     for _, moment in [*events[:: max(1, len(events) // 8)], (None, later)]:
         found = _position_before(ledger, moment)
         assert all((at < moment) == (position <= found) for position, at in events), moment
+
+
+def test_only_a_line_in_suspense_or_a_kept_debit_makes_a_run_read_the_books(ledger):
+    from application.reconciliation import _open_lines_from
+
+    import_file(ledger, camt(PAYERS_OWN), OFFICER, file_name="own.xml")  # a fund took it
+    assert not _open_lines_from(ledger, 0, TODAY)
+    import_file(ledger, camt(ALLPAY_PAYOUT), OFFICER, file_name="s.xml")  # in suspense
+    assert _open_lines_from(ledger, 0, TODAY)
+    assert not _open_lines_from(ledger, 0, TODAY + timedelta(days=1))  # booked before
