@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
+from income_ledger.decoding import TRANSCODER_TOPIC, event_decoder
 from income_ledger.event_store import FACTORY_TOPIC
 from income_ledger.group_commit import GroupCommitter
 from income_ledger.schema_versions import (
@@ -35,6 +36,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     """eventsourcing's settings; it never creates tables: the migrations own them."""
     return {
         "PERSISTENCE_MODULE": FACTORY_TOPIC,
+        "TRANSCODER_TOPIC": TRANSCODER_TOPIC,
         "SQLALCHEMY_URL": settings.database_url,
         "CREATE_TABLE": "n",
         "AGGREGATE_CACHE_MAXSIZE": str(settings.aggregate_cache_size),
@@ -143,10 +145,11 @@ def safe_url(settings: Settings) -> str:
 
 
 def event_reader(ledger: IncomeLedger) -> EventReader:
-    """The event store read with the bare driver and decoded by the ledger's own mapper."""
+    """The event store read with the bare driver and decoded as the ledger's own mapper
+    decodes (income_ledger.decoding)."""
     recorder: Any = ledger.recorder
     table = recorder.events_record_cls.__table__.name
-    return EventReader(recorder.datastore.engine, table, ledger.mapper.to_domain_event)
+    return EventReader(recorder.datastore.engine, table, event_decoder(ledger.mapper))
 
 
 def store_address(ledger: IncomeLedger) -> StoreAddress:
