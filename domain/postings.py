@@ -34,10 +34,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.cashups import CashUp
 from domain.errors import UnbalancedPostings
@@ -71,8 +70,10 @@ class Movement(StrEnum):
     PAYOUT = "payout"  # a provider's payout: clearing to bank, settling refunds and reversals
 
 
-@dataclass(frozen=True)
-class Posting:
+class Posting(NamedTuple):
+    """One movement of money on one account. A named tuple, not a dataclass: every replay,
+    rebuild and audit makes one per posting, and a tuple is made in a third of the time."""
+
     account: str
     amount_pence: int
     movement: Movement
@@ -245,7 +246,7 @@ def _postings(event: Any) -> Iterable[Posting]:
         yield from _settled(event)
     elif isinstance(event, Payment.SettlementUndone):
         for posting in _settled(event):
-            yield replace(posting, amount_pence=-posting.amount_pence)
+            yield posting._replace(amount_pence=-posting.amount_pence)
     elif isinstance(event, _WITHOUT_MONEY):
         return
     else:

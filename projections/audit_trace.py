@@ -87,7 +87,7 @@ class PaymentTrace:
                     "reason": e.reason,
                     "correlation_id": e.correlation_id,
                     "details": e.details,
-                    "postings": [vars(p) for p in e.postings],
+                    "postings": [p._asdict() for p in e.postings],
                     "chain": e.chain,
                 }
                 for e in self.events
