@@ -157,3 +157,16 @@ def test_a_wrong_link_undone_over_http_counts_the_line_again(client) -> None:
     report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
     assert report["unmatched_statement_lines"] == []
     assert sorted(r["amount_pence"] for r in report["unmatched_receipts"]) == [100, 300, 400]
+
+
+def test_an_upload_stands_when_the_run_after_it_fails(client, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    _upload(client, *STATEMENT_THEN_ALLPAY[0])
+    monkeypatch.setattr("application.reconciliation._link_once", broken)
+    uploaded = _upload(client, *STATEMENT_THEN_ALLPAY[1])  # 201: recorded
+    assert uploaded["recorded"] and uploaded["late_links"] == []
+    monkeypatch.undo()
+    (link,) = client.post("/reconciliation/links", headers=auth("officer")).json()["links"]
+    assert link["matched_batch_id"] == uploaded["batch"]["batch_id"]
