@@ -18,7 +18,6 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from application.ledger import fingerprint
 from application.offices import office_register
@@ -40,7 +39,6 @@ from domain.periods import uk_date
 if TYPE_CHECKING:
     from application.ledger import CommandContext, IncomeLedger
 
-SCAN_PAGE_SIZE = 1000
 MAX_LISTED = 500
 
 
@@ -60,23 +58,14 @@ def recorded_pence(
 ) -> dict[str, int]:
     """Receipts recorded for a till on a UK business day, by channel."""
     totals: dict[str, int] = defaultdict(int)
-    topics = [get_topic(Payment.Received)]
-    after = 0
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=after, limit=SCAN_PAGE_SIZE, topics=topics, inclusive_of_start=False
-        )
-        for notification in page:
-            event = ledger.mapper.to_domain_event(notification)
-            if (
-                event.office_code == office_code
-                and event.till_code == till_code
-                and uk_date(event.received_at) == day
-            ):
-                totals[event.channel] += event.amount_pence
-        if len(page) < SCAN_PAGE_SIZE:
-            return dict(totals)
-        after = page[-1].id
+    for event in ledger.events_of(Payment.Received):
+        if (
+            event.office_code == office_code
+            and event.till_code == till_code
+            and uk_date(event.received_at) == day
+        ):
+            totals[event.channel] += event.amount_pence
+    return dict(totals)
 
 
 def submit_cashup(
@@ -150,17 +139,7 @@ def cashups(
     ledger: IncomeLedger, status: str | None = None, limit: int = MAX_LISTED
 ) -> list[dict[str, Any]]:
     """Cash-ups, newest day first; `status` (submitted: the approval queue) filters them."""
-    topics = [get_topic(CashUp.Started)]
-    ids: list[UUID] = []
-    after = 0
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=after, limit=SCAN_PAGE_SIZE, topics=topics, inclusive_of_start=False
-        )
-        ids.extend(UUID(str(n.originator_id)) for n in page)
-        if len(page) < SCAN_PAGE_SIZE:
-            break
-        after = page[-1].id
+    ids = [UUID(str(n.originator_id)) for n in ledger.notifications(CashUp.Started)]
     views = [_require(ledger, each).view() for each in ids]
     chosen = [view for view in views if status is None or view["status"] == status]
     chosen.sort(key=lambda view: (view["business_date"], view["submitted_at"]), reverse=True)

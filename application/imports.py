@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -18,8 +18,7 @@ from uuid import UUID
 
 import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError, Notification
-from eventsourcing.utils import get_topic
+from eventsourcing.persistence import IntegrityError
 
 from application.bulk import collector_paused
 from application.import_rules import current_rulebook
@@ -343,7 +342,7 @@ def _original(
 def _imported_receipts(ledger: IncomeLedger) -> list[ImportedLine]:
     """Receipts recorded by earlier imports, newest first."""
     found = []
-    for batch in _imported_events(ledger):
+    for batch in ledger.events_of(ImportBatch.Imported):
         found.extend(line for line in batch.imported_lines if line.is_new_receipt)
     return found[::-1]
 
@@ -511,7 +510,9 @@ def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
 def list_imports(ledger: IncomeLedger, limit: int = MAX_BATCHES_LISTED) -> list[dict[str, Any]]:
     """Imports, newest first, without their lines (read from the event store: exact at once,
     without waiting for the read model; reporting tools read `import_batches`)."""
-    ids = [notification.originator_id for notification in _imported_notifications(ledger)]
+    ids = [
+        notification.originator_id for notification in ledger.notifications(ImportBatch.Imported)
+    ]
     return [batch_view(_batch(ledger, UUID(str(batch_id)))) for batch_id in ids[::-1][:limit]]
 
 
@@ -536,25 +537,6 @@ def batch_view(batch: ImportBatch) -> dict[str, Any]:
         "reversed_pence": batch.reversed_pence,
         "version": batch.version,
     }
-
-
-def _imported_events(ledger: IncomeLedger) -> Iterator[ImportBatch.Imported]:
-    for notification in _imported_notifications(ledger):
-        yield ledger.mapper.to_domain_event(notification)
-
-
-def _imported_notifications(ledger: IncomeLedger) -> Iterator[Notification]:
-    """Every import's first event in recording order, read in bounded pages."""
-    topics = [get_topic(ImportBatch.Imported)]
-    after = 0
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=after, limit=1000, topics=topics, inclusive_of_start=False
-        )
-        yield from page
-        if len(page) < 1000:
-            return
-        after = page[-1].id
 
 
 def _batch_or_none(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch | None:

@@ -741,17 +741,9 @@ class IncomeLedger(Application):
         Only refunds above the approval limit become requests, so the event store is asked for
         RefundRequested events alone and only the payments they name are loaded.
         """
-        topics = [get_topic(Payment.RefundRequested)]
-        payment_ids: dict[UUID, None] = {}
-        after = 0
-        while True:
-            page = self.recorder.select_notifications(
-                start=after, limit=1000, topics=topics, inclusive_of_start=False
-            )
-            payment_ids.update((UUID(str(n.originator_id)), None) for n in page)
-            if len(page) < 1000:
-                break
-            after = page[-1].id
+        payment_ids = dict.fromkeys(
+            UUID(str(n.originator_id)) for n in self.notifications(Payment.RefundRequested)
+        )
         chart = self.chart()
         payments = [self._payment(payment_id) for payment_id in payment_ids]
         waiting = [
@@ -798,15 +790,28 @@ class IncomeLedger(Application):
 
     def read_events(self, after: int = 0, page_size: int = 1000) -> Iterator[tuple[int, Any]]:
         """Every domain event in recording order with its position, read in bounded pages."""
+        for notification in self.notifications(after=after, page_size=page_size):
+            yield notification.id, self.mapper.to_domain_event(notification)
+
+    def events_of(self, *classes: type, after: int = 0) -> Iterator[Any]:
+        """The domain events of these classes in recording order, read in bounded pages."""
+        for notification in self.notifications(*classes, after=after):
+            yield self.mapper.to_domain_event(notification)
+
+    def notifications(
+        self, *classes: type, after: int = 0, page_size: int = 1000
+    ) -> Iterator[Notification]:
+        """Stored events after `after` in recording order (of these classes only, when any
+        are given; the store filters by topic), read in bounded pages."""
+        topics = [get_topic(cls) for cls in classes]
         while True:
-            notifications: list[Notification] = self.recorder.select_notifications(
-                start=after, limit=page_size, inclusive_of_start=False
+            page = self.recorder.select_notifications(
+                start=after, limit=page_size, topics=topics, inclusive_of_start=False
             )
-            for notification in notifications:
-                yield notification.id, self.mapper.to_domain_event(notification)
-            if len(notifications) < page_size:
+            yield from page
+            if len(page) < page_size:
                 return
-            after = notifications[-1].id
+            after = page[-1].id
 
     # ---- plumbing -------------------------------------------------------------------------
 

@@ -51,7 +51,6 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
-from eventsourcing.utils import get_topic
 
 from application.ledger import CommandContext, IncomeLedger
 from domain.errors import (
@@ -93,7 +92,6 @@ AUTO_LINK_ACTOR = "system:auto-link"
 SCOPE_EXTRA_DAYS = 7
 AGE_BANDS = ((3, "0-3 days"), (7, "4-7 days"), (30, "8-30 days"))
 OLDEST_BAND = "over 30 days"
-PAGE_SIZE = 1000
 CARD_PAYOUT = "card_payout"
 CARD_PAYOUT_PART = "card_payout_part"
 PAID_IN_NOTE = "paid in by bank statement"
@@ -179,9 +177,9 @@ def read_books(ledger: IncomeLedger, after: int = 0) -> Books:
     moved: set[str] = set()
     # Read apart (few events): loading each batch to ask would copy all its lines.
     reversed_batches = {
-        str(event.originator_id) for event in _events(ledger, ImportBatch.Reversed, after=after)
+        str(event.originator_id) for event in ledger.events_of(ImportBatch.Reversed, after=after)
     }
-    for event in _events(ledger, *BOOK_EVENTS, after=after):
+    for event in ledger.events_of(*BOOK_EVENTS, after=after):
         payment_id = str(event.originator_id)
         if isinstance(event, Payment.Received):
             received.add(payment_id)
@@ -306,19 +304,6 @@ def _add_link(books: Books, link: StatementLink) -> None:
     books.linked.update(link.matched_payment_ids)
     if link.matched_batch_id:
         books.linked_batches.add(link.matched_batch_id)
-
-
-def _events(ledger: IncomeLedger, *classes: type, after: int = 0) -> Iterator[Any]:
-    topics = [get_topic(cls) for cls in classes]
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=after, limit=PAGE_SIZE, topics=topics, inclusive_of_start=False
-        )
-        for notification in page:
-            yield ledger.mapper.to_domain_event(notification)
-        if len(page) < PAGE_SIZE:
-            return
-        after = page[-1].id
 
 
 # ---- matching a statement's lines ------------------------------------------------------------
@@ -747,7 +732,7 @@ def _open_lines_from(ledger: IncomeLedger, after: int, since: date) -> bool:
     lines: set[tuple[str, int]] = set()  # lines booked from `since` that may wait
     formats = {f.value for f in STATEMENT_FORMATS}
     topics = (ImportBatch.Imported, ImportBatch.LineLinked, ImportBatch.LinkUndone)
-    for event in _events(ledger, *topics, after=after):
+    for event in ledger.events_of(*topics, after=after):
         batch_id = str(event.originator_id)
         if isinstance(event, ImportBatch.LineLinked):
             waiting.discard((batch_id, event.line))
