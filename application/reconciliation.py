@@ -50,6 +50,7 @@ from functools import partial
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from application.ledger import CommandContext, IncomeLedger
@@ -762,7 +763,10 @@ def _line_key(ledger: IncomeLedger, batch_id: UUID, number: int) -> tuple[str, i
 
 
 def _statement(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch:
-    batch = ledger.repository.get(batch_id) if batch_id in ledger.repository else None
+    try:  # one read (`in` then `get` would load it twice)
+        batch = ledger.repository.get(batch_id)
+    except AggregateNotFoundError:
+        batch = None
     if not isinstance(batch, ImportBatch):
         raise ImportBatchNotFound(f"no import with id {batch_id}; `import list` shows them")
     return batch
