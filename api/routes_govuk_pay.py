@@ -14,7 +14,6 @@ from api.schemas import WebhookOut
 from api.services import ApiConfig
 from application import govuk_pay
 from application.govuk_pay import SigningSecret
-from application.reconciliation import link_after_card_money
 from domain.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -71,7 +70,7 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep, background: Back
         failures.labels("refused").inc()
     if svc.config.auto_link_statements and answer["status"] in CARD_MONEY_MOVED:
         # After the answer: Pay waits for it, and the money is recorded either way.
-        background.add_task(link_after_card_money, svc.ledger, answer["payment_id"])
+        background.add_task(svc.card_money_runs.after, answer["payment_id"])
     return answer
 
 

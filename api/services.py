@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from api.auth import ApiKeys
 from application.govuk_pay import SigningSecret
 from application.ledger import IncomeLedger
+from application.reconciliation import RunsAfterCardMoney
 from projections.business_figures import BusinessFigures
 from projections.replay import ReplayResult
 
@@ -161,3 +162,8 @@ class Services:
     config: ApiConfig
     metrics: Metrics = field(default_factory=Metrics)
     replay: ReplayFunction | None = None
+    # The linking runs after GOV.UK Pay messages, one at a time (LEDGER_AUTO_LINK_STATEMENTS).
+    card_money_runs: RunsAfterCardMoney = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.card_money_runs = RunsAfterCardMoney(self.ledger)

@@ -42,6 +42,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -676,16 +677,47 @@ def link_after_recording(ledger: IncomeLedger, since: date | None) -> list[LateL
         return []
 
 
-def link_after_card_money(ledger: IncomeLedger, payment_id: str) -> list[LateLink]:
-    """link_after_recording for a card payment whose money a provider holds just moved
-    (a GOV.UK Pay payment taken, refunded, charged a fee, or its dispute lost), from the
-    earliest day it still holds of it; never raises."""
-    try:
-        since = card_money_day(ledger, UUID(payment_id))
-    except Exception:  # as in link_after_recording: the message was applied; keep it so
-        log.exception("reading card payment %s to link statement lines failed", payment_id)
-        return []
-    return link_after_recording(ledger, since)
+class RunsAfterCardMoney:
+    """The runs after card money moved (GOV.UK Pay messages), one at a time in a process:
+    one asked for while another goes is merged into a single run after it, from the
+    earliest day asked, so a burst of messages costs two runs, not one each (and its runs
+    do not collide with each other). Never raises."""
+
+    def __init__(self, ledger: IncomeLedger) -> None:
+        self.ledger = ledger
+        self._lock = threading.Lock()
+        self._running = False
+        self._waiting: date | None = None
+
+    def after(self, payment_id: str) -> None:
+        """Link for a card payment whose money a provider holds just moved (taken,
+        refunded, charged a fee, its dispute lost), from the earliest day it holds of it."""
+        try:
+            since = card_money_day(self.ledger, UUID(payment_id))
+        except Exception:  # as in link_after_recording: the message was applied; keep it so
+            log.exception("reading card payment %s to link statement lines failed", payment_id)
+            return
+        if since is not None:
+            self.run(since)
+
+    def run(self, since: date) -> None:
+        with self._lock:
+            if self._running:
+                self._waiting = since if self._waiting is None else min(self._waiting, since)
+                return
+            self._running = True
+        try:
+            while True:
+                link_after_recording(self.ledger, since)
+                with self._lock:
+                    if self._waiting is None:
+                        self._running = False
+                        return
+                    since, self._waiting = self._waiting, None
+        except BaseException:
+            with self._lock:
+                self._running = False
+            raise
 
 
 def card_money_day(ledger: IncomeLedger, payment_id: UUID) -> date | None:
