@@ -75,6 +75,14 @@ class ImportLineOut(BaseModel):
     matched_payment_ids: list[str] | None = Field(None, description="reconciled: paid in")
     matched_batch_id: str | None = Field(None, description="reconciled: the import paid in")
     matched: str | None = Field(None, description="reconciled: what it paid in, in words")
+    late_link: dict[str, Any] | None = Field(
+        None,
+        description="a link made after the import (reconcile link) that still stands: rule, "
+        "matched_payment_ids, matched, settled_day, matched_batch_id",
+    )
+    undone_links: list[dict[str, Any]] = Field(
+        [], description="links of this line a person undid (reconcile unlink), oldest first"
+    )
 
 
 class ImportBatchRow(BaseModel):

@@ -503,8 +503,19 @@ def reverse_import(
 
 
 def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
+    """The import with its lines as imported, and each line's late link (LineLinked) that
+    still stands and the links of it a person undid (LinkUndone), oldest first."""
     batch = _batch(ledger, batch_id)
-    return batch_view(batch) | {"lines": [line.to_dict() for line in batch.lines]}
+    return batch_view(batch) | {"lines": [_line_view(batch, line) for line in batch.lines]}
+
+
+def _line_view(batch: ImportBatch, line: ImportedLine) -> dict[str, Any]:
+    late = batch.late_links.get(line.line)
+    undone = batch.undone_links.get(line.line, [])
+    return line.to_dict() | {
+        "late_link": late.to_dict() if late else None,
+        "undone_links": [link.to_dict() for link in undone],
+    }
 
 
 def list_imports(ledger: IncomeLedger, limit: int = MAX_BATCHES_LISTED) -> list[dict[str, Any]]:

@@ -147,6 +147,10 @@ def test_an_undone_link_counts_the_line_again_and_no_run_makes_it_again(
     assert after["suspense"] == after["suspense_items"] == after["ageing"] == 700 + 1_150
     assert verify(projection.engine, event_source(ledger)).ok
 
+    (shown,) = [e for e in get_import(ledger, statement_id)["lines"] if e["line"] == 1]
+    assert shown["late_link"] is None
+    assert [undone["matched_batch_id"] for undone in shown["undone_links"]] == [str(allpay_batch)]
+
     # The next run does not make the rejected pairing again; nothing is saved.
     position = ledger.max_position()
     assert link_counted_twice(ledger, OFFICER) == []
@@ -385,6 +389,9 @@ def test_a_person_links_an_undone_pairing_again_and_it_is_counted_once(ledger, p
     # A person checked the Allpay file after all: they link the line to it again.
     (again,) = link_counted_twice(ledger, SUPERVISOR, (statement_id, 1))
     assert (again.line, again.link.matched_batch_id) == (1, str(allpay_batch))
+    shown = get_import(ledger, statement_id)["lines"][0]
+    assert shown["late_link"]["matched_batch_id"] == str(allpay_batch)
+    assert len(shown["undone_links"]) == 1
     assert again.reversed_payment_id == first.reversed_payment_id
     with pytest.raises(LineNotAwaitingLink):
         link_counted_twice(ledger, OFFICER, (statement_id, 1))
