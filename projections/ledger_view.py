@@ -471,19 +471,20 @@ def posting_rows(
     channel: str | None,
 ) -> list[dict[str, Any]]:
     """The event's postings (from postings_for, the one source of money movements) as rows."""
+    identifier, action, day = event_id(event), type(event).__name__, uk_date(moment)
     return [
         {
             "position": position,
-            "event_id": event_id(event),
+            "event_id": identifier,
             "payment_id": payment_id,
-            "action": type(event).__name__,
+            "action": action,
             "account": posting.account,
             "fund_code": posting.fund_code,
             "reference": posting.reference,
             "channel": posting.channel or channel,
             "amount_pence": posting.amount_pence,
             "effective_at": moment,
-            "effective_date": uk_date(moment),
+            "effective_date": day,
             "recorded_at": event.timestamp,
         }
         for posting in postings

@@ -1,0 +1,54 @@
+"""The bare-driver writer stores what it is given: escapes, NULLs, dates, both backends.
+
+projections.bulk_write formats COPY's text column by column (PostgreSQL) and hands tuples
+to executemany (SQLite); these rows hold every kind of value the read model writes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, select
+
+from projections.bulk_write import insert_rows, upsert_rows
+from projections.runner import projection_engine
+from projections.schema import UTCDateTime
+
+ROWS = [
+    {
+        "id": 1,
+        "text": "tab\there, newline\nthere, back\\slash, return\r, £ café",
+        "amount_pence": -(2**40),
+        "at": datetime(2026, 3, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        "day": date(2026, 3, 31),
+    },
+    {"id": 2, "text": "", "amount_pence": 0, "at": None, "day": None},
+    {"id": 3, "text": None, "amount_pence": None, "at": None, "day": date(2026, 4, 1)},
+    {"id": 4, "text": "\\N", "amount_pence": 7, "at": None, "day": None},
+]
+
+
+def test_rows_come_back_as_written(database_url) -> None:
+    engine = projection_engine(database_url)
+    table = Table(
+        "bulk_write_probe",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("text", String(200)),
+        Column("amount_pence", BigInteger),
+        Column("at", UTCDateTime),
+        Column("day", Date),
+    )
+    table.metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            insert_rows(connection, table, ROWS[:2])
+            upsert_rows(connection, table, ["id"], ROWS[2:])
+        with engine.connect() as connection:
+            stored = [
+                dict(row._mapping) for row in connection.execute(select(table).order_by("id"))
+            ]
+        assert stored == ROWS
+    finally:
+        table.metadata.drop_all(engine)
+        engine.dispose()
