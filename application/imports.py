@@ -22,9 +22,9 @@ from eventsourcing.persistence import IntegrityError
 
 from application.bulk import collector_paused
 from application.import_rules import current_rulebook
-from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from application.ledger import CommandContext, IncomeLedger, RecordPayment, fund_match
 from application.periods import calendar, late_receipt
-from application.reconciliation import match_lines, note_links, undo_links
+from application.reconciliation import match_lines, names_a_payer, note_links, undo_links
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -132,15 +132,22 @@ def import_file(
     parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
     if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
         raise refuse(list(parsed.problems))
+    rules, periods = current_rulebook(ledger), calendar(ledger)
+    chart = ledger.chart()
+
+    def payers_own(line: ImportLine) -> bool:  # where the line would go as a new receipt
+        return names_a_payer(fund_match(_command(line, sha256, rules), chart))
+
     # A statement line paying in receipts recorded by other channels is linked, not recorded.
-    links, notes_seen = match_lines(ledger, fmt, parsed.lines) if not parsed.problems else ({}, {})
+    links, notes_seen = (
+        match_lines(ledger, fmt, parsed.lines, payers_own) if not parsed.problems else ({}, {})
+    )
     receipts = [
         line
         for line in parsed.lines
         if line.kind not in NOT_RECEIPTS and line.line_number not in links
     ]
     # A line dated in a closed period is recorded now, its own date kept (never refused).
-    rules, periods = current_rulebook(ledger), calendar(ledger)
     with collector_paused():
         commands = [
             late_receipt(ledger, _command(line, sha256, rules), periods) for line in receipts

@@ -145,6 +145,16 @@ def fingerprint(command: str, **arguments: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def fund_match(command: RecordPayment, chart: FundChart) -> Match:
+    """Where a command's new receipt goes: one fund, or suspense with the reason (a hold the
+    command carries, else the council's import rule that decided it, else the chart)."""
+    return command.hold_in_suspense or (
+        command.rule_decision.match(chart)
+        if command.rule_decision
+        else chart.match(command.reference, command.fund_code)
+    )
+
+
 class IncomeLedger(Application):
     """Records receipts and every later move of their money, as immutable events."""
 
@@ -842,11 +852,7 @@ class IncomeLedger(Application):
         """What `Payment.receive` is given for a command: its fund matched, the user's access
         to it checked, its counter checked and the command's fingerprint."""
         channel = Channel.parse(command.channel)
-        match = command.hold_in_suspense or (
-            command.rule_decision.match(chart)
-            if command.rule_decision
-            else chart.match(command.reference, command.fund_code)
-        )
+        match = fund_match(command, chart)
         fund = chart.funds[match.fund_code] if match.fund_code else None
         if fund is not None:
             ctx.access.require_funds(chart, [fund.code])

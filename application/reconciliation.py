@@ -5,7 +5,11 @@ cheque recorded at the counter) arrives at the bank later as a statement credit 
 line must not become a second receipt: it is linked to what it pays in (recorded on the
 statement's import batch, outcome `reconciled`) instead.
 
-Matching rules, tried in this order for each credit line, on receipts not yet linked, not
+A credit line whose reference is a payer's account (names_a_payer: a fund takes it, or it is
+valid for a disabled or more than one fund, or a check digit off one) is that payer's own
+transfer and is never linked: banks print a provider's or a deposit's line under its own
+narrative, not under one payer's account.
+Matching rules, tried in this order for each other credit line, on receipts not yet linked, not
 reversed and not themselves recorded from a statement, received on a UK day from
 MATCH_WINDOW_DAYS before the line's booking date up to that date (card money a provider
 holds in clearing, GOV.UK Pay's, by rule 4 only: its payout is net of fees and nets the
@@ -28,9 +32,9 @@ link_counted_twice) and a payout split over several credit lines of one referenc
 (Matcher.split_payouts).
 What it does not match: a line paying in part of a day or several days, an amount that only
 several files together make, a reference (it matches amounts and dates only: two receipts of
-the same amount in the window are told apart by date alone, and a payer's own transfer of
-the amount of a receipt of another channel in the window, a card at a till or a cheque, is
-taken for that receipt being paid in).
+the same amount in the window are told apart by date alone, and a transfer whose reference
+is like no payer's account, of the amount of a receipt of another channel in the window, a
+card at a till or a cheque, is taken for that receipt being paid in).
 
 The other direction, a statement imported before the channel's record of the same money,
 is `link_counted_twice`: the same Matcher, run for the statement lines that became their
@@ -62,7 +66,7 @@ from domain.errors import (
     LineNotAwaitingLink,
     LineNotLinked,
 )
-from domain.funds import SuspenseReason
+from domain.funds import Match, SuspenseReason
 from domain.imports import (
     ImportBatch,
     ImportedLine,
@@ -104,6 +108,15 @@ LINK_ATTEMPTS = 3
 PAYERS_REFERENCE = frozenset(
     {SuspenseReason.AMBIGUOUS, SuspenseReason.DISABLED_FUND, SuspenseReason.INVALID_CHECK_DIGIT}
 )
+
+
+def names_a_payer(match: Match) -> bool:
+    """Whether a line's reference is a payer's account (a fund took it, or it is valid for
+    a fund or a check digit off one): the payer's own transfer, never taken for money that
+    reached the ledger by another channel, whatever its amount."""
+    return match.fund_code is not None or match.suspense_reason in PAYERS_REFERENCE
+
+
 # Which of a line's candidate links may be made (None: any).
 Allowed = Callable[["StatementLink"], bool] | None
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
@@ -312,11 +325,15 @@ def _add_link(books: Books, link: StatementLink) -> None:
 
 
 def match_lines(
-    ledger: IncomeLedger, file_format: ImportFormat, lines: Iterable[ImportLine]
+    ledger: IncomeLedger,
+    file_format: ImportFormat,
+    lines: Iterable[ImportLine],
+    payers_own: Callable[[ImportLine], bool] = lambda _: False,
 ) -> tuple[dict[int, StatementLink], dict[str, int]]:
     """The link for each statement credit line that pays in receipts already recorded, by
     line number (a line not in the result is a new receipt), and the books' paid-in notes
-    for note_links."""
+    for note_links. A line `payers_own` says is a payer's transfer (names_a_payer) is
+    never linked."""
     if file_format not in STATEMENT_FORMATS:
         return {}, {}
     books = read_books(ledger)
@@ -325,6 +342,8 @@ def match_lines(
     alone: list[SplitCandidate] = []
     for line in lines:
         if not line.details or line.kind not in (LineKind.RECEIPT, LineKind.PAYOUT_DEBIT):
+            continue
+        if line.kind is LineKind.RECEIPT and payers_own(line):
             continue
         booked = date.fromisoformat(line.details["booking_date"])
         if line.kind is LineKind.PAYOUT_DEBIT:

@@ -121,8 +121,8 @@ def files() -> list[tuple[str, dict[str, Any]]]:
             "statement.xml",
             {
                 "content": camt(
-                    entry("25.00", ref="B1", day=YESTERDAY),
-                    entry("10.00", ref="B2", family="RDDT", day=YESTERDAY),
+                    entry("25.00", ref="B1", day=YESTERDAY, text=CT_REF),
+                    entry("10.00", ref="B2", family="RDDT", day=YESTERDAY, text=CT_REF),
                     entry("8.00", ref="B4", text="NO ACCOUNT", day=YESTERDAY),
                     entry("99.00", ref="B3", debit=True, family="ICDT", day=YESTERDAY),
                 )

@@ -38,7 +38,9 @@ from tests.domain.helpers import CT_REF
 OFFICER = CommandContext("officer:recon")
 ALLPAY_PAYOUT = entry("7.00", ref="B1", text="ALLPAY LTD")
 CARD_PAYOUT = entry("11.50", ref="B2", text="CARD TAKINGS")
-PAYERS_OWN = entry("12.34", ref="B3")  # a payer's transfer with a council tax reference
+PAYERS_OWN = entry(
+    "12.34", ref="B3", text=CT_REF
+)  # a payer's transfer with a council tax reference
 # A GOV.UK Pay payout of 100.00 less a 0.20 fee, split by the bank over two lines.
 PAY_PARTS = (entry("50.00", ref="B4", text="GOVUK PAY"), entry("49.80", ref="B5", text="GOVUK PAY"))
 WITHOUT_GOVUK_PAY_PENCE = 700 + 1_150 + 1_234
@@ -116,7 +118,7 @@ def test_a_days_card_payments_after_the_statement_are_linked(ledger):
 
 
 def test_a_line_allocated_by_its_reference_or_by_an_officer_is_left_to_a_person(ledger):
-    import_file(ledger, camt(entry("7.00", ref="B1")), OFFICER, file_name="s.xml")
+    import_file(ledger, camt(entry("7.00", ref="B1", text=CT_REF)), OFFICER, file_name="s.xml")
     allpay(ledger)
     assert link_counted_twice(ledger, OFFICER) == []
     report = exceptions(ledger)

@@ -37,7 +37,7 @@ def entry(
     *,
     day: date = TODAY,
     ref: str = "",
-    text: str = CT_REF,
+    text: str = "BANK GIRO CREDIT",
     debit: bool = False,
     family: str = "RCDT",
     reversal: bool = False,
@@ -112,8 +112,8 @@ def imported_payments(ledger, outcome) -> list[dict]:
 
 def test_camt_credit_lines_become_bank_receipts_and_debits_are_left_alone(ledger, importer):
     content = camt(
-        entry("25.00", ref="B1"),
-        entry("10.00", ref="B2", family="RDDT"),
+        entry("25.00", ref="B1", text=CT_REF),
+        entry("10.00", ref="B2", family="RDDT", text=CT_REF),
         entry("99.00", ref="B3", debit=True, family="ICDT"),
     )
     outcome = import_file(ledger, content, importer, file_name="camt.xml")
@@ -253,6 +253,22 @@ def test_a_line_paying_in_a_card_receipt_is_linked_not_counted_twice(ledger, imp
     assert line["matched_payment_ids"] == [paid] and line["payment_id"] is None
     report = exceptions(ledger)
     assert report["unmatched_receipts"] == [] and report["unmatched_statement_lines"] == []
+
+
+def test_a_payers_own_transfer_is_never_taken_for_another_channels_receipt(ledger, importer):
+    """A credit line whose reference is a payer's account (valid for a fund, or a check
+    digit off one) is that payer's transfer, whatever receipt of another channel has its
+    amount: it becomes its own receipt, and the till's card receipt waits for its own
+    settlement on the exceptions report."""
+    till = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1", "card")
+    outcome = import_file(
+        ledger, camt(entry("25.00", ref="B1", text=CT_REF)), importer, file_name="s.xml"
+    )
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert line["outcome"] == "recorded" and line["payment_id"] is not None
+    assert outcome.batch["receipts_count"] == 1
+    report = exceptions(ledger)
+    assert [r["payment_id"] for r in report["unmatched_receipts"]] == [till]
 
 
 def test_a_line_paying_in_an_allpay_file_or_a_days_card_takings_is_linked(ledger, importer):
