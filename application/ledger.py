@@ -177,8 +177,8 @@ class IncomeLedger(Application):
         self.refund_approval_limit_pence = refund_approval_limit_pence
         self._read_chart: FundChart | None = None
         self._read_chart_lock = threading.Lock()
-        # The read model position the held chart is known to cover (see chart_covering).
-        self._read_chart_covers = -1
+        # A chart and the read model position it is known to cover (see chart_covering).
+        self._chart_covering: tuple[FundChart, int] | None = None
         # Set by the composition root where the event store can commit concurrent receipts
         # together (PostgreSQL); None writes each in its own transaction.
         self.group_writer: GroupWriter | None = None
@@ -252,13 +252,18 @@ class IncomeLedger(Application):
         than the model itself, so the event store is asked again only when the read model
         has moved past the position the held chart was last checked at (an idle or read-only
         server asks it nothing)."""
-        cached = self._read_chart
-        if cached is not None and position <= self._read_chart_covers:
-            return cached
+        held = self._chart_covering  # one read: the chart and what it covers, together
+        if held is not None and position <= held[1]:
+            return held[0]
         chart = self.chart()
-        # Every event up to `position` was committed before chart() read the store.
+        # Every event up to `position` was committed before chart() read the store, so the
+        # newer of the two charts covers both positions.
         with self._read_chart_lock:
-            self._read_chart_covers = max(self._read_chart_covers, position)
+            held = self._chart_covering
+            if held is not None and held[0].version > chart.version:
+                chart = held[0]
+            covers = max(position, held[1]) if held is not None else position
+            self._chart_covering = (chart, covers)
         return chart
 
     def _chart_to_change(self) -> FundChart:
