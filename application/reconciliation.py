@@ -602,12 +602,19 @@ def note_links(
                 )
             if payment.clearing_account is not None:
                 day = link.settled_day
-                payment.settle(
+                settled = payment.settle(
                     {day} if day else None,
                     payout=where,
                     actor=ctx.actor,
                     reason=f"paid in by bank statement {where}",
                 )
+                # The books that chose the payout saw these items held: gone now, another
+                # line (an import or run at the same moment) was linked to the payout.
+                if not settled and link.rule == CARD_PAYOUT:
+                    raise ConcurrentUpdate(
+                        f"another bank statement line paid in {link.matched} at the same "
+                        "moment; nothing was saved. Import the file again"
+                    )
             payment.note(f"{PAID_IN_NOTE} {where} ({link.rule}: {link.matched})", actor=ctx.actor)
             noted[payment_id] = payment
     return list(noted.values())

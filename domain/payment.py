@@ -1047,9 +1047,10 @@ class Payment(RefundApproval, Aggregate):
         payout: str,
         actor: str,
         reason: str,
-    ) -> None:
+    ) -> bool:
         """A payout paid in what the provider still held for this payment on these
-        settlement days (None: on every day): from the clearing account to the bank."""
+        settlement days (None: on every day): from the clearing account to the bank.
+        Returns whether it held anything there (False: nothing is recorded)."""
         account = self._require_clearing()
         items = [
             SettledItem(kind, day, pence).to_dict()
@@ -1057,7 +1058,7 @@ class Payment(RefundApproval, Aggregate):
             if pence and (days is None or day in days)
         ]
         if not items:
-            return
+            return False
         self.record(
             self.Settled,
             channel=self.channel,
@@ -1068,6 +1069,7 @@ class Payment(RefundApproval, Aggregate):
             effective_at=self._effective(None),
             actor=actor,
         )
+        return True
 
     def undo_settlement(self, payout: str, day: str | None, *, actor: str, reason: str) -> None:
         """The payout named `payout` did not pay this payment in after all: what it settled

@@ -435,3 +435,42 @@ def test_runs_after_card_money_asked_meanwhile_merge_into_one_more(monkeypatch):
     assert days == [TODAY, TODAY - timedelta(days=3)]
     runs.run(TODAY)
     assert days[2:] == [TODAY]
+
+
+def test_two_runs_at_once_link_one_card_payout_to_one_line_only(ledger, monkeypatch):
+    """Two lines of the same payout amount (yesterday's and today's) and two runs that read
+    the books before either saves: the run that saves second finds the payout settled,
+    is refused, and run again leaves its line unmatched."""
+    payout = "99.80"  # GOV.UK Pay's 100.00 less its 0.20 fee
+    first = import_file(
+        ledger,
+        camt(entry(payout, ref="P1", text="GOVUK PAY", day=YESTERDAY)),
+        OFFICER,
+        file_name="s1.xml",
+    ).batch_id
+    second = import_file(
+        ledger,
+        camt(entry(payout, ref="P2", text="GOVUK PAY", day=TODAY)),
+        OFFICER,
+        file_name="s2.xml",
+    ).batch_id
+    send(ledger, pay("card_payment_captured", "pay-race", fee=20))
+    real_read = read_books
+    other_run: list = []
+
+    def read_then_let_the_other_run_save(ledger_, after=0):
+        books = real_read(ledger_, after)
+        if not other_run:
+            monkeypatch.setattr("application.reconciliation.read_books", real_read)
+            other_run.extend(link_counted_twice(ledger_, OFFICER))
+        return books
+
+    monkeypatch.setattr("application.reconciliation.read_books", read_then_let_the_other_run_save)
+    assert link_counted_twice(ledger, OFFICER, since=TODAY) == []
+    (late,) = other_run
+    assert (late.batch_id, late.link.rule) == (str(first), "card_payout")
+    late_links = [line["late_link"] for line in get_import(ledger, second)["lines"]]
+    assert late_links == [None]
+    assert counted_pence(ledger) == 10_000 + 9_980  # the payment and the second line, once
+    unmatched = exceptions(ledger)["unmatched_statement_lines"]
+    assert [(row["batch_id"], row["line"]) for row in unmatched] == [(str(second), 1)]
