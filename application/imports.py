@@ -2,7 +2,7 @@
 
 A file is checked completely before anything is saved: its shape (domain.imports), then
 every line against the ledger's rules as if it were recorded alone, so the refusal names
-every bad line. Then its receipts (IncomeLedger.save_new_payments), the reversals of returned
+every bad line. Then its receipts (IncomeLedger.save_receipt_events), the reversals of returned
 cheques and the batch itself are saved in one transaction: all of it, or none.
 """
 

@@ -390,46 +390,43 @@ class IncomeLedger(Application):
     def record_payments(
         self, commands: Sequence[RecordPayment], ctx: CommandContext
     ) -> list[Outcome]:
-        """Record a batch (a channel's daily file) all or nothing, skipping known payments."""
+        """Record a batch (a channel's daily file) all or nothing, skipping known payments
+        (a repeat returns the payment its command makes, `recorded` False).
+
+        Each receipt is only its events until saved, as an import's are (`receipt_events`):
+        building and saving a payment per receipt cost most of a batch's time. Each outcome
+        shows the payment its events make, replayed."""
         if len(commands) > MAX_BATCH_SIZE:
             raise InvalidRequest(f"a batch holds at most {MAX_BATCH_SIZE} payments; split it")
         chart = self.chart()
         with collector_paused():
-            payments = [self._new_payment(command, ctx, chart) for command in commands]
-            payers = [command.payer for command in commands]
-            return self.save_new_payments(payments, payers)
-
-    def save_new_payments(
-        self, payments: Sequence[Payment], payers: Sequence[PayerDetails | None] = ()
-    ) -> list[Outcome]:
-        """Save new receipts (from `check_payment`) all or nothing, skipping those already
-        recorded (a repeat returns the first). Inside `unit_of_work`, part of its transaction."""
-        ids = [payment.id for payment in payments]
-        if len(set(ids)) != len(ids):
-            raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
-        known = self._recorded(ids)
-        new = [payment for payment in payments if payment.id not in known]
-        position = None
-        try:
-            with self._transaction() as session:
-                for payment, payer in zip(payments, payers, strict=False):
-                    if payment.id not in known and payer and not payer.is_empty():
-                        save_payer_details(session, payment.id, payer, payment.created_on)
-                position = self.save_checked(*new) if new else None
-        except IntegrityError:
-            raise ConcurrentUpdate(
-                "another process recorded some of these payments at the same time; retry the "
-                "batch (payments already recorded will be skipped)"
-            ) from None
-        return [
-            Outcome(
-                p.id,
-                p.id not in known,
-                position if p.id not in known else None,
-                self.payment_view(p),
-            )
-            for p in payments
-        ]
+            receipts = [self.receipt_events(command, ctx, chart) for command in commands]
+            payments = [replayed(events) for events in receipts]
+            known = self._known_receipts(receipts)
+            try:
+                with self._transaction() as session:
+                    for payment, command in zip(payments, commands, strict=True):
+                        payer = command.payer
+                        if payment.id not in known and payer and not payer.is_empty():
+                            save_payer_details(session, payment.id, payer, payment.created_on)
+                    for payment in payments:
+                        if payment.id not in known:
+                            payment.check_invariant()
+                    position = self._store_receipts(receipts, known)
+            except IntegrityError:
+                raise ConcurrentUpdate(
+                    "another process recorded some of these payments at the same time; retry "
+                    "the batch (payments already recorded will be skipped)"
+                ) from None
+            return [
+                Outcome(
+                    p.id,
+                    p.id not in known,
+                    position if p.id not in known else None,
+                    self.payment_view(p),
+                )
+                for p in payments
+            ]
 
     def save_receipt_events(self, receipts: Sequence[Sequence[Payment.Event]]) -> set[UUID]:
         """Store new receipts' events (from `receipt_events`) all or nothing, skipping
@@ -438,20 +435,33 @@ class IncomeLedger(Application):
 
         The same rows as saving the receipts built as payments, without building them: the
         events are encoded by the ledger's own mapper and inserted by its recorder."""
+        known = self._known_receipts(receipts)
+        self._store_receipts(receipts, known)
+        return known
+
+    def _known_receipts(self, receipts: Sequence[Sequence[Payment.Event]]) -> set[UUID]:
+        """Which of these new receipts are recorded already; the same one twice is refused."""
         ids = [events[0].originator_id for events in receipts]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
-        known = self._recorded(ids)
+        return self._recorded(ids)
+
+    def _store_receipts(
+        self, receipts: Sequence[Sequence[Payment.Event]], known: set[UUID]
+    ) -> int | None:
+        """Insert the events of the receipts not known, their postings checked, past the
+        period gate; returns the last position (None: nothing new)."""
         new = [
             event for events in receipts if events[0].originator_id not in known for event in events
         ]
         for event in new:
             postings_for(event)
-        if new:
-            with self._transaction() as session:
-                require_open_for(self, session, new)
-                self.events.put(new)
-        return known
+        if not new:
+            return None
+        with self._transaction() as session:
+            require_open_for(self, session, new)
+            recordings = self.events.put(new)
+        return recordings[-1].notification.id if recordings else None
 
     def check_payments(
         self,
@@ -472,7 +482,7 @@ class IncomeLedger(Application):
         self, command: RecordPayment, ctx: CommandContext, chart: FundChart
     ) -> Payment:
         """The new receipt a command makes, checked by every rule, not saved (see
-        `save_new_payments`, which checks that its postings balance as it saves)."""
+        `save_checked`, which checks that its postings balance as it saves)."""
         return self._new_payment(command, ctx, chart)
 
     def allocate(
@@ -1019,6 +1029,16 @@ def nothing_saved_on_outage() -> Iterator[None]:
 def _decided_on(chart: FundChart) -> tuple[UUID, int]:
     """The chart's id and version as a grouped write is decided on (0: none stored yet)."""
     return chart.id, 0 if chart.pending_events else chart.version
+
+
+def replayed(events: Sequence[Payment.Event]) -> Payment:
+    """The payment a new receipt's events make (from `receipt_events`), as the event store
+    would rebuild it."""
+    payment: Any = None
+    for event in events:
+        payment = event.mutate(payment)
+    assert isinstance(payment, Payment)
+    return payment
 
 
 def check_balanced(aggregate: Payment | FundChart) -> None:
