@@ -1,0 +1,243 @@
+"""`record_payments` stores each receipt's events without building and saving a payment (#9,
+the bulk row), as an import does (test_fast_import). Here the same batches go into two fresh
+databases: one through `record_by_aggregates`, the batch path as it was (a payment built by
+`Payment.receive` per receipt and saved), one through `record_payments`. The stored events
+must be the same rows, timestamps aside; the outcomes, the payer details, the payments read
+back, the projections and the audit chain must agree, on both backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest.mock import ANY
+
+import pytest
+from sqlalchemy import select
+
+from application.ledger import (
+    CommandContext,
+    IncomeLedger,
+    Outcome,
+    RecordPayment,
+    check_balanced,
+)
+from application.payer_details import PayerDetails, payer_details_table, save_payer_details
+from application.periods import close_period
+from domain.errors import ConcurrentUpdate, InvalidRequest, LedgerError
+from domain.limits import uk_day_start, uk_today
+from domain.sample_chart import SAMPLE_FUNDS
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
+from tests.application.test_fast_import import (  # noqa: F401 (twin_settings: a fixture)
+    chain_verifies,
+    from_clock,
+    read_model,
+    stored_rows,
+    twin_settings,
+    without_recording_time,
+)
+from tests.domain.helpers import CT_REF, CT_REF_2, HRA_REF, SUN_REF
+
+OFFICER = CommandContext("officer:batch")
+KEYED = CommandContext("officer:keyed", idempotency_key="batch-key-1")
+SUPERVISOR = CommandContext("supervisor:periods")
+CARD = "4111111111111111"
+Record = Callable[[IncomeLedger, Sequence[RecordPayment], CommandContext], list[Outcome]]
+
+
+def record_by_aggregates(
+    ledger: IncomeLedger, commands: Sequence[RecordPayment], ctx: CommandContext
+) -> list[Outcome]:
+    """`record_payments` as it was before it stored events alone: every receipt built as a
+    payment, repeats skipped, payer details and payments saved in one transaction."""
+    chart = ledger.chart()
+    payments = [ledger.check_payment(command, ctx, chart) for command in commands]
+    ids = [payment.id for payment in payments]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
+    known = {payment_id for payment_id in ids if payment_id in ledger.repository}
+    new = [payment for payment in payments if payment.id not in known]
+    for payment in new:
+        check_balanced(payment)
+    with ledger.unit_of_work() as session:
+        for payment, command in zip(payments, commands, strict=True):
+            payer = command.payer
+            if payment.id not in known and payer and not payer.is_empty():
+                save_payer_details(session, payment.id, payer, payment.created_on)
+        position = ledger.save_checked(*new) if new else None
+    return [
+        Outcome(
+            p.id,
+            p.id not in known,
+            position if p.id not in known else None,
+            ledger.payment_view(p),
+        )
+        for p in payments
+    ]
+
+
+def fast(
+    ledger: IncomeLedger, commands: Sequence[RecordPayment], ctx: CommandContext
+) -> list[Outcome]:
+    return ledger.record_payments(commands, ctx)
+
+
+@pytest.fixture
+def by_aggregates(twin_settings: Settings) -> Iterator[IncomeLedger]:  # noqa: F811
+    ledger = build_ledger(twin_settings)
+    for fund in SAMPLE_FUNDS:
+        ledger.add_fund(fund, CommandContext("test:setup"))
+    yield ledger
+    ledger.close()
+
+
+def batches() -> list[tuple[CommandContext, list[RecordPayment]]]:
+    yesterday = uk_day_start(uk_today() - timedelta(days=1)) + timedelta(hours=10)
+    payer = PayerDetails(name="A. Patel", email="a@example.org", address="1 High St")
+    first = RecordPayment("allpay", 1_200, CT_REF, external_id="line-1", payer=payer)
+    return [
+        (
+            OFFICER,
+            [
+                first,  # allocated, with the payer's details
+                RecordPayment("allpay", 300, "NOSUCH", external_id="line-2"),  # suspense
+                RecordPayment("cheque", 12_000, SUN_REF, yesterday, "SUN", "chq-9"),  # VAT
+                RecordPayment("card", 999, "411111******1111", external_id="c-1"),  # masked
+                RecordPayment(
+                    "govuk_pay",
+                    2_500,
+                    CT_REF_2,
+                    external_id="pay_abc123",
+                    external_id_from_provider=True,
+                    provider_details={"card_brand": "visa", "last_digits": "1111"},
+                    payer=PayerDetails(email="b@example.org"),
+                ),
+                RecordPayment(
+                    "cash", 150, HRA_REF, external_id="t-7", payer=PayerDetails()
+                ),  # empty details
+            ],
+        ),
+        (
+            OFFICER,
+            [
+                # The same external payment again, whatever it says now: skipped.
+                RecordPayment("allpay", 9_999, CT_REF, external_id="line-1", payer=payer),
+                RecordPayment("allpay", 700, CT_REF, yesterday, external_id="line-3"),
+                RecordPayment(
+                    "bank_transfer", 4_000, "UNKNOWN REF", external_id="b-1", payer=payer
+                ),
+            ],
+        ),
+        (KEYED, [RecordPayment("cash", 250, CT_REF)]),
+        (KEYED, [RecordPayment("cash", 250, CT_REF)]),  # the keyed batch again
+        (OFFICER, [RecordPayment("allpay", 800, "NOSUCH", external_id="line-2")]),  # all known
+    ]
+
+
+# Refused whole, nothing stored: the same payment twice in one batch, a bad receipt beside a
+# good one, a card number, and (after yesterday's close) a receipt dated yesterday.
+REFUSED = [
+    [
+        RecordPayment("allpay", 100, CT_REF, external_id="twice"),
+        RecordPayment("allpay", 200, CT_REF, external_id="twice"),
+    ],
+    [
+        RecordPayment("allpay", 100, CT_REF, external_id="good", payer=PayerDetails(name="X")),
+        RecordPayment("allpay", -1, CT_REF, external_id="bad"),
+    ],
+    [RecordPayment("card", 100, CARD, external_id="card-in-ref")],
+]
+
+
+def record_all(ledger: IncomeLedger, record: Record) -> list[Any]:
+    """Every batch's outcomes or refusal, with the refusals after yesterday's close."""
+    results: list[Any] = []
+    for ctx, commands in batches():
+        results.append(
+            [
+                [o.payment_id, o.recorded, o.position, o.payment]
+                for o in record(ledger, commands, ctx)
+            ]
+        )
+    yesterday = uk_today() - timedelta(days=1)
+    close_period(ledger, "day", yesterday, SUPERVISOR, "cashed up")
+    late = RecordPayment("allpay", 100, CT_REF, uk_day_start(yesterday), external_id="late")
+    for commands in [*REFUSED, [RecordPayment("allpay", 5, CT_REF, external_id="ok"), late]]:
+        before = ledger.max_position()
+        with pytest.raises(LedgerError) as refused:
+            record(ledger, commands, OFFICER)
+        assert ledger.max_position() == before
+        results.append([type(refused.value), refused.value.message])
+    return results
+
+
+def payer_rows(ledger: IncomeLedger) -> list[tuple[Any, ...]]:
+    """Every payer's details, each recorded at its payment's own time (saved with it)."""
+    with ledger.unit_of_work() as session:
+        rows = session.execute(select(payer_details_table)).all()
+    for row in rows:
+        recorded_at = ledger.get_payment(row.payment_id)["recorded_at"]
+        # SQLite gives the stored UTC time back without its zone.
+        stored = row.recorded_at if row.recorded_at.tzinfo else row.recorded_at.replace(tzinfo=UTC)
+        assert stored == datetime.fromisoformat(recorded_at)
+    return sorted(tuple(map(from_clock, row)) for row in rows)
+
+
+def test_record_payments_stores_the_events_the_aggregates_would(
+    ledger,
+    settings,
+    by_aggregates,
+    twin_settings,  # noqa: F811
+) -> None:
+    fast_results = record_all(ledger, fast)
+    built_results = record_all(by_aggregates, record_by_aggregates)
+    # The batches cover what the path must get right: new and repeated, every refusal.
+    outcomes = [outcome for result in fast_results[:5] for outcome in result]
+    assert {recorded for _, recorded, _, _ in outcomes} == {True, False}
+    assert {view["status"] for *_, view in outcomes} >= {"allocated", "suspense"}
+    assert [type_.__name__ for type_, _ in fast_results[5:]] == [
+        "InvalidRequest",
+        "InvalidAmount",
+        "CardNumberRejected",
+        "PeriodClosed",
+    ]
+    assert without_recording_time(fast_results) == without_recording_time(built_results)
+    # A new receipt's view is the payment as stored, its times too.
+    for _, recorded, _, view in outcomes:
+        if recorded:
+            stored = ledger.get_payment(view["payment_id"])
+            assert view | {"history": ANY, "payer": ANY} == stored
+
+    fast_rows, built_rows = stored_rows(ledger), stored_rows(by_aggregates)
+    assert len(fast_rows) == len(built_rows) > 10
+    for fast_row, built_row in zip(fast_rows, built_rows, strict=True):
+        assert fast_row == built_row
+    assert payer_rows(ledger) == payer_rows(by_aggregates)
+    assert len(payer_rows(ledger)) == 3
+    for payment_id in {payment_id for payment_id, *_ in outcomes}:
+        assert without_recording_time(ledger.get_payment(payment_id)) == without_recording_time(
+            by_aggregates.get_payment(payment_id)
+        )
+    assert read_model(settings, ledger) == read_model(twin_settings, by_aggregates)
+    assert chain_verifies(settings, ledger) and chain_verifies(twin_settings, by_aggregates)
+
+
+def test_a_concurrent_recording_of_the_same_receipt_refuses_the_whole_batch(
+    ledger, monkeypatch
+) -> None:
+    """Another process records one of the batch's receipts between the check for known
+    receipts and the save: nothing of the batch is stored, and a retry skips it."""
+    theirs = RecordPayment("allpay", 1_200, CT_REF, external_id="raced")
+    batch = [
+        RecordPayment("allpay", 300, CT_REF, external_id="mine", payer=PayerDetails("Y")),
+        theirs,
+    ]
+    monkeypatch.setattr(ledger, "_recorded", lambda ids: set())
+    ledger.record_payment(theirs, OFFICER)
+    before = ledger.max_position()
+    with pytest.raises(ConcurrentUpdate):
+        ledger.record_payments(batch, OFFICER)
+    assert ledger.max_position() == before
+    monkeypatch.undo()
+    assert [o.recorded for o in ledger.record_payments(batch, OFFICER)] == [True, False]
