@@ -36,6 +36,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from domain.cashups import CashUp
@@ -48,6 +49,7 @@ from domain.offices import OfficeRegister
 from domain.payment import AUTO_ALLOCATION_ACTOR, ClearingItem, Payment
 from domain.periods import PeriodCalendar
 
+_AMOUNT = attrgetter("amount_pence")
 SUSPENSE = "suspense"
 VAT_OUTPUT = "vat:output"
 BANK = "bank"
@@ -111,7 +113,7 @@ def fees_account(kind: str, channel: str) -> str:
 def postings_for(event: Any) -> tuple[Posting, ...]:
     """The postings of one event; raises UnbalancedPostings if they do not sum to zero."""
     postings = tuple(_postings(event))
-    total = sum(p.amount_pence for p in postings)
+    total = sum(map(_AMOUNT, postings))
     if total != 0:
         raise UnbalancedPostings(
             f"{type(event).__qualname__} {event.originator_id} v{event.originator_version} "

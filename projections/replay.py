@@ -108,14 +108,15 @@ def replay_balances(
             continue
         counted += 1
         for posting in postings_for(event):
-            accounts[posting.account] += posting.amount_pence
-            if posting.fund_code is None:
+            account, pence, code = posting.account, posting.amount_pence, posting.fund_code
+            accounts[account] += pence
+            if code is None:
                 continue
-            funds[posting.fund_code] -= posting.amount_pence
-            if posting.account == VAT_OUTPUT:
-                vat[posting.fund_code] -= posting.amount_pence
-            if posting.fund_code == fund:
-                fund_accounts[posting.account] += posting.amount_pence
+            funds[code] -= pence
+            if account == VAT_OUTPUT:
+                vat[code] -= pence
+            if code == fund:
+                fund_accounts[account] += pence
     if fund is not None:
         funds = defaultdict(int, {fund: funds.get(fund, 0)})
         vat = defaultdict(int, {fund: vat.get(fund, 0)})
