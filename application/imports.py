@@ -24,7 +24,13 @@ from application.bulk import collector_paused
 from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment, fund_match
 from application.periods import calendar, late_receipt
-from application.reconciliation import match_lines, names_a_payer, note_links, undo_links
+from application.reconciliation import (
+    match_lines,
+    names_a_payer,
+    note_links,
+    statements_paying_in,
+    undo_links,
+)
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import Match, SuspenseReason
@@ -487,6 +493,11 @@ def reverse_import(
     batch = _batch(ledger, batch_id)
     batch.require_not_reversed()
     _, changed = undo_links(ledger, batch, sorted(batch.standing_links), ctx, reason)
+    # The statement lines that paid in this import's receipts count their own money again.
+    paying_in = statements_paying_in(ledger, batch)
+    why = f"import {batch.id} ({batch.file_name}), which they paid in, was reversed: {reason}"
+    for statement, lines in paying_in:
+        undo_links(ledger, statement, lines, ctx, why, changed)
     payments = [changed.get(pid) or ledger.repository.get(UUID(pid)) for pid in batch.receipt_ids]
     held = [p for p in payments if not p.reversed_pence and p.remaining_pence]
     amount = sum(p.remaining_pence for p in held)
@@ -497,7 +508,8 @@ def reverse_import(
         payment.reverse(kind=ReversalKind.IMPORT_REVERSED, actor=ctx.actor, reason=reason)
         changed[str(payment.id)] = payment
     try:
-        position = ledger.save_checked(batch, *changed.values())
+        statements = [statement for statement, _ in paying_in]
+        position = ledger.save_checked(batch, *statements, *changed.values())
     except IntegrityError:
         raise ConcurrentUpdate(
             "the import or one of its receipts changed at the same moment; nothing was "

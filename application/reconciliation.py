@@ -65,6 +65,7 @@ from domain.errors import (
     ImportLineNotFound,
     LineNotAwaitingLink,
     LineNotLinked,
+    RuleViolation,
 )
 from domain.funds import Match, SuspenseReason
 from domain.imports import (
@@ -1056,12 +1057,14 @@ def undo_links(
     lines: list[int],
     ctx: CommandContext,
     reason: str,
+    changed: dict[str, Payment] | None = None,
 ) -> tuple[list[UndoneLink], dict[str, Payment]]:
     """Undo these lines' links on the batch (ImportBatch.undo_link): a late-linked line's
     receipt has its counted-twice reversal undone (back in suspense), and the receipts the
     links paid in are noted as no longer paid in (card payments unsettled). Returns what
-    was undone and the receipts changed, by id (the caller saves them with the batch)."""
-    changed: dict[str, Payment] = {}
+    was undone and the receipts changed, by id (the caller saves them with the batch);
+    `changed` holds the receipts already changed in the same transaction, changed further."""
+    changed = {} if changed is None else changed
 
     def receipt(payment_id: str) -> Payment:
         if payment_id not in changed:
@@ -1090,6 +1093,52 @@ def undo_links(
             paid_in.note(f"{UNLINKED_NOTE} {where} (link undone: {reason})", actor=ctx.actor)
         undone.append(UndoneLink(str(batch.id), batch.file_name, number, restored, link))
     return undone, changed
+
+
+def statements_paying_in(
+    ledger: IncomeLedger, batch: ImportBatch
+) -> list[tuple[ImportBatch, list[int]]]:
+    """The standing statements whose lines, linked late, pay in receipts this import (an
+    Allpay or other channel's file) recorded, or its total, with those lines: reversing
+    the import undoes their links. A line linked when its statement was imported recorded
+    no receipt of its own to count the bank's money again, so the import is refused
+    (RuleViolation) while such a link stands."""
+    batch_id = str(batch.id)
+    recorded = set(batch.receipt_ids)
+
+    def names(link: StatementLink) -> bool:
+        return link.matched_batch_id == batch_id or not recorded.isdisjoint(
+            link.matched_payment_ids
+        )
+
+    candidates: set[str] = set()
+    formats = {f.value for f in STATEMENT_FORMATS}
+    for event in ledger.events_of(ImportBatch.Imported, ImportBatch.LineLinked):
+        if isinstance(event, ImportBatch.LineLinked):
+            if names(StatementLink.from_dict(event.link)):
+                candidates.add(str(event.originator_id))
+        elif event.file_format in formats and any(
+            line.link is not None and names(line.link) for line in event.imported_lines
+        ):
+            candidates.add(str(event.originator_id))
+    found = []
+    for statement_id in sorted(candidates - {batch_id}):
+        statement = _statement(ledger, UUID(statement_id))
+        if statement.reversed_by is not None:
+            continue
+        lines = sorted(n for n, link in statement.standing_links.items() if names(link))
+        at_import = [n for n in lines if n not in statement.late_links]
+        if at_import:
+            listed = ", ".join(map(str, at_import))
+            raise RuleViolation(
+                f"line(s) {listed} of statement {statement.file_name} (import "
+                f"{statement_id}) paid in this import's receipts when the statement was "
+                "imported: reversing the import would count that bank money nowhere. "
+                "Correct the receipts one by one instead, or reverse that statement first"
+            )
+        if lines:
+            found.append((statement, lines))
+    return found
 
 
 # ---- the exceptions report -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import timedelta
 from uuid import UUID
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -474,3 +475,40 @@ def test_two_runs_at_once_link_one_card_payout_to_one_line_only(ledger, monkeypa
     assert counted_pence(ledger) == 10_000 + 9_980  # the payment and the second line, once
     unmatched = exceptions(ledger)["unmatched_statement_lines"]
     assert [(row["batch_id"], row["line"]) for row in unmatched] == [(str(second), 1)]
+
+
+@pytest.mark.parametrize(
+    ("amounts", "rule"), [(("3.00", "4.00"), "import_total"), (("7.00",), "one_receipt")]
+)
+def test_reversing_a_file_a_statement_line_paid_in_counts_the_line_again(ledger, amounts, rule):
+    statement_id = statement(ledger)
+    content = allpay_file(*(allpay_line(CT_REF, amount) for amount in amounts))
+    allpay_batch = import_file(ledger, content, OFFICER, file_name="be.txt").batch_id
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert (late.line, late.link.rule) == (1, rule)
+    reverse_import(ledger, allpay_batch, SUPERVISOR, "the wrong day's file")
+    # The bank's 7.00 is the statement line's own receipt again, counted once.
+    assert counted_pence(ledger) == WITHOUT_GOVUK_PAY_PENCE
+    (line, *_) = get_import(ledger, statement_id)["lines"]
+    assert (line["late_link"], line["status"]) == (None, "suspense")
+    restored = ledger.payment_history(UUID(late.reversed_payment_id))[-1]
+    assert restored["action"] == "ReversalUndone"
+    assert (
+        f"import {allpay_batch} (be.txt), which they paid in, was reversed" in (restored["reason"])
+    )
+    report = exceptions(ledger)
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [1, 2, 3]
+    assert report["unmatched_receipts"] == []
+    assert link_counted_twice(ledger, OFFICER) == []
+
+
+def test_a_file_a_statement_paid_in_at_its_import_is_not_reversed(ledger):
+    allpay_batch = allpay(ledger)
+    statement_id = statement(ledger)
+    before = counted_pence(ledger)
+    with pytest.raises(
+        LedgerError, match=f"line\\(s\\) 1 of statement s.xml \\(import {statement_id}"
+    ):
+        reverse_import(ledger, allpay_batch, SUPERVISOR, "the wrong day's file")
+    assert counted_pence(ledger) == before == WITHOUT_GOVUK_PAY_PENCE
+    assert get_import(ledger, allpay_batch)["reversed_by"] is None
