@@ -381,8 +381,11 @@ def _record(
             actor=ctx.actor,
             reason=f"{kind.value.replace('_', ' ')}: {file_name} line {line.line_number}",
         )
+    batch_id = str(batch_id_for(sha256))
     where = [
-        (f"{file_name} line {line.line_number}", link) for line, link in linked if link is not None
+        (f"{file_name} line {line.line_number}", batch_id, link)
+        for line, link in linked
+        if link is not None
     ]
     noted = note_links(ledger, where, ctx, notes_seen)
     try:

@@ -571,14 +571,21 @@ def _link(rule: str, receipts: list[Receipt], what: str) -> StatementLink:
 # ---- linking paid-in receipts ----------------------------------------------------------------
 
 
+def payout_name(where: str, batch_id: str) -> str:
+    """The name a statement line (`FILE line N`) settles card payments under: with its
+    import's id, as banks reuse daily file names (settlements recorded before are named
+    `where` alone: undo_links reads both)."""
+    return f"{where} of import {batch_id}"
+
+
 def note_links(
     ledger: IncomeLedger,
-    linked: list[tuple[str, StatementLink]],
+    linked: list[tuple[str, str, StatementLink]],
     ctx: CommandContext,
     notes_seen: dict[str, int],
 ) -> list[Payment]:
-    """Each receipt a statement line (named as `FILE line N`) paid in gets a note saying so, saved
-    with the link.
+    """Each receipt a statement line (named as `FILE line N`, of the import with the id
+    given) paid in gets a note saying so, saved with the link.
 
     Besides telling a person reading the receipt, the note's new version of the receipt
     makes two imports (or linking runs) that link the same receipt at the same moment
@@ -589,7 +596,7 @@ def note_links(
     already seen is no collision: the statement that wrote it was reversed since, so the
     receipt is not paid in any more and is linked again, with a new note."""
     noted: dict[str, Payment] = {}
-    for where, link in linked:
+    for where, batch_id, link in linked:
         for payment_id in link.matched_payment_ids:
             # One object per receipt: two payouts of one file may both pay in a card payment.
             payment = noted.get(payment_id) or ledger.repository.get(UUID(payment_id))
@@ -605,7 +612,7 @@ def note_links(
                 day = link.settled_day
                 settled = payment.settle(
                     {day} if day else None,
-                    payout=where,
+                    payout=payout_name(where, batch_id),
                     actor=ctx.actor,
                     reason=f"paid in by bank statement {where}",
                 )
@@ -969,7 +976,9 @@ class _LinkRun:
     def save(self) -> list[LateLink]:
         if not self.found:
             return []
-        where = [(f"{late.file_name} line {late.line}", late.link) for late in self.found]
+        where = [
+            (f"{late.file_name} line {late.line}", late.batch_id, late.link) for late in self.found
+        ]
         noted = note_links(self.ledger, where, self.ctx, self.books.paid_in_notes)
         reversed_receipts = [
             self.receipts[late.reversed_payment_id]
@@ -1089,7 +1098,10 @@ def undo_links(
         for payment_id in link.matched_payment_ids:
             paid_in = receipt(payment_id)
             if paid_in.clearing_account is not None:
-                paid_in.undo_settlement(where, link.settled_day, actor=ctx.actor, reason=why)
+                payout = payout_name(where, str(batch.id))
+                if not paid_in.payouts.get(payout):  # settled before payouts named the import
+                    payout = where
+                paid_in.undo_settlement(payout, link.settled_day, actor=ctx.actor, reason=why)
             paid_in.note(f"{UNLINKED_NOTE} {where} (link undone: {reason})", actor=ctx.actor)
         undone.append(UndoneLink(str(batch.id), batch.file_name, number, restored, link))
     return undone, changed

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from application.govuk_pay import apply_message, to_command
-from application.imports import get_import, import_file
+from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
 from application.reconciliation import exceptions, exceptions_csv, link_counted_twice
 from domain.errors import ImportRefused, LedgerError
@@ -357,3 +357,48 @@ def test_a_payout_pattern_without_a_letter_is_refused_in_the_settings() -> None:
     with pytest.raises(ValidationError, match="has no letter"):
         Settings(payout_narratives="GOVUKPAY, 1234")
     assert Settings().payout_narratives == "GOVUKPAY"
+
+
+def test_statements_of_one_file_name_each_undo_only_their_own_settlement(ledger, importer):
+    """Banks reuse daily file names: a payout and, on the next file of that name, the same
+    day's refund taken back, each on line 1. Reversing the first statement leaves the
+    second's settlement of the refund standing."""
+    today = {"created_date": f"{TODAY}T09:00:00.000Z"}
+    captured = pay(
+        "card_payment_captured",
+        "pay-1",
+        fee=20,
+        settlement_summary={"captured_date": TODAY.isoformat()},
+        **today,
+    )
+    send(ledger, captured)
+    first = import_file(
+        ledger, camt(entry("99.80", ref="P1", day=TODAY)), importer, file_name="daily.xml"
+    )
+    refund = pay("card_payment_refunded", "pay-1", refund_summary={"amount_submitted": 6_000})
+    assert send(ledger, refund)["status"] == "refund_recorded"
+    debit = entry("60.00", ref="P2", debit=True, family="ICDT", day=TODAY)
+    second = import_file(
+        ledger, camt(debit, entry("12.34", ref="B1")), importer, file_name="daily.xml"
+    )
+    assert get_import(ledger, second.batch_id)["lines"][0]["rule"] == "card_payout"
+    assert exceptions(ledger)["unsettled_card_payments"] == []
+    reverse_import(ledger, first.batch_id, importer, "the wrong account's statement")
+    (unsettled,) = exceptions(ledger)["unsettled_card_payments"]
+    assert unsettled["amount_pence"] == 9_980  # the payout's, not the refund's
+    assert balances(ledger)["bank"] == -6_000  # the refund taken back stays settled
+
+
+def test_a_settlement_named_by_its_line_alone_as_before_is_still_undone(
+    ledger, importer, monkeypatch
+):
+    # Settlements recorded before payouts named their import were named `FILE line N`.
+    monkeypatch.setattr("application.reconciliation.payout_name", lambda where, _: where)
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    outcome = import_file(ledger, camt(entry("99.80", ref="P1")), importer, file_name="s1.xml")
+    settled = [e for _, e in ledger.read_events() if type(e).__name__ == "Settled"]
+    assert [e.payout for e in settled] == ["s1.xml line 1"]
+    monkeypatch.undo()
+    reverse_import(ledger, outcome.batch_id, importer, "the wrong account's statement")
+    (unsettled,) = exceptions(ledger)["unsettled_card_payments"]
+    assert unsettled["amount_pence"] == 9_980
