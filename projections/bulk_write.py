@@ -113,7 +113,8 @@ def _tuples(
 
 @lru_cache(maxsize=4096)  # scratch tables are new Table objects each rebuild
 def _processor(dialect: Dialect, table: Table, column: str) -> Callable[[Any], Any] | None:
-    return table.c[column].type.bind_processor(dialect)
+    # The dialect's own type (SQLite's DATETIME formats its text): what SQLAlchemy runs.
+    return table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

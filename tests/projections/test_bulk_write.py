@@ -52,3 +52,29 @@ def test_rows_come_back_as_written(database_url) -> None:
     finally:
         table.metadata.drop_all(engine)
         engine.dispose()
+
+
+def test_values_are_stored_as_sqlalchemy_stores_them(database_url) -> None:
+    """Reporting tools read the read model's tables with their own SQL: a rebuilt table's
+    dates and times must be stored in the same form as the ones the projector wrote row by
+    row through SQLAlchemy (on SQLite, its text form, not sqlite3's own)."""
+    engine = projection_engine(database_url)
+    metadata = MetaData()
+    columns = [Column("id", Integer, primary_key=True), Column("at", UTCDateTime)]
+    by_bulk = Table("bulk_write_probe_bulk", metadata, *columns)
+    by_sqlalchemy = Table("bulk_write_probe_core", metadata, *(c.copy() for c in columns))
+    rows = [{"id": 1, "at": datetime(2026, 3, 31, 23, 59, 59, 5, tzinfo=UTC)}]
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            insert_rows(connection, by_bulk, rows)
+            connection.execute(by_sqlalchemy.insert(), rows)
+        with engine.connect() as connection:
+            stored = [
+                connection.exec_driver_sql(f"SELECT CAST(at AS TEXT) FROM {table.name}").scalar()
+                for table in (by_bulk, by_sqlalchemy)
+            ]
+        assert stored[0] == stored[1]
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
