@@ -60,9 +60,10 @@ def test_values_are_stored_as_sqlalchemy_stores_them(database_url) -> None:
     row through SQLAlchemy (on SQLite, its text form, not sqlite3's own)."""
     engine = projection_engine(database_url)
     metadata = MetaData()
-    columns = [Column("id", Integer, primary_key=True), Column("at", UTCDateTime)]
-    by_bulk = Table("bulk_write_probe_bulk", metadata, *columns)
-    by_sqlalchemy = Table("bulk_write_probe_core", metadata, *(c.copy() for c in columns))
+    by_bulk, by_sqlalchemy = (
+        Table(name, metadata, Column("id", Integer, primary_key=True), Column("at", UTCDateTime))
+        for name in ("bulk_write_probe_bulk", "bulk_write_probe_core")
+    )
     rows = [{"id": 1, "at": datetime(2026, 3, 31, 23, 59, 59, 5, tzinfo=UTC)}]
     metadata.create_all(engine)
     try:
