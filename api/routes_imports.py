@@ -75,6 +75,9 @@ class ImportLineOut(BaseModel):
     matched_payment_ids: list[str] | None = Field(None, description="reconciled: paid in")
     matched_batch_id: str | None = Field(None, description="reconciled: the import paid in")
     matched: str | None = Field(None, description="reconciled: what it paid in, in words")
+    settled_day: str | None = Field(
+        None, description="reconciled, a card payout: the settlement day it paid in (ISO)"
+    )
     late_link: dict[str, Any] | None = Field(
         None,
         description="a link made after the import (reconcile link) that still stands: rule, "

@@ -531,13 +531,30 @@ def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
     return batch_view(batch) | {"lines": [_line_view(batch, line) for line in batch.lines]}
 
 
+# Every key of a line of GET /imports/{id}, None where the line has none (a link's keys on a
+# line linked at import only): the API, `import show --json` and the page read one shape.
+LINE_VIEW_KEYS = (
+    "import_rule",
+    "booking_date",
+    "rule",
+    "matched_payment_ids",
+    "matched",
+    "settled_day",
+    "matched_batch_id",
+)
+
+
 def _line_view(batch: ImportBatch, line: ImportedLine) -> dict[str, Any]:
     late = batch.late_links.get(line.line)
     undone = batch.undone_links.get(line.line, [])
-    return line.to_dict() | {
-        "late_link": late.to_dict() if late else None,
-        "undone_links": [link.to_dict() for link in undone],
-    }
+    return (
+        dict.fromkeys(LINE_VIEW_KEYS)
+        | line.to_dict()
+        | {
+            "late_link": late.to_dict() if late else None,
+            "undone_links": [link.to_dict() for link in undone],
+        }
+    )
 
 
 def list_imports(ledger: IncomeLedger, limit: int = MAX_BATCHES_LISTED) -> list[dict[str, Any]]:

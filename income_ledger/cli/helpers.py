@@ -27,7 +27,12 @@ from rich.table import Table
 
 from application.ledger import CommandContext, IncomeLedger
 from domain.errors import InvalidRequest, LedgerError
-from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH, require_business_datetime, require_length
+from domain.limits import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    UK,
+    require_business_datetime,
+    require_length,
+)
 from domain.money import pounds_to_pence
 from income_ledger.bootstrap import DatabaseNotInitialised, build_ledger, connection_problem
 from income_ledger.settings import Settings
@@ -153,6 +158,11 @@ def show(value: T, as_json: bool, for_people: Callable[[T], None]) -> None:
 def say(text: str) -> None:
     """A line for a person: data as it is (no highlighting), wrapped by the terminal."""
     out.print(text, highlight=False, soft_wrap=True)
+
+
+def uk_time(moment: str) -> str:
+    """An aware ISO instant as a person in the UK reads it, like 30 Nov 2026 15:22 GMT."""
+    return datetime.fromisoformat(moment).astimezone(UK).strftime("%-d %b %Y %H:%M %Z")
 
 
 def folding_table(*headers: str) -> Table:

@@ -1,6 +1,7 @@
 """`income-ledger import ...`: a day's income files (issue #10).
 
-`import FILE` imports a file; `import list` and `import reverse BATCH_ID` work on imports.
+`import FILE` imports a file; `import list`, `import show BATCH_ID` and `import reverse
+BATCH_ID` work on imports.
 A refused file exits 2 and names every bad line (on stderr, or as JSON with --json).
 """
 
@@ -22,6 +23,7 @@ from typer.core import TyperGroup
 from application.imports import (
     ImportOutcome,
     Progress,
+    get_import,
     import_file,
     list_imports,
     reverse_import,
@@ -37,10 +39,12 @@ from application.reconciliation import (
     unlink_line,
 )
 from domain.errors import ImportRefused, InvalidRequest
+from domain.imports import MAX_IMPORT_LINES
 from domain.money import pence_to_pounds, pounds_to_pence
 from income_ledger.cli import helpers
 
 DEFAULT_COMMAND = "file"
+LINES_SHOWN = 500  # `import show` prints this many lines unless told (--first)
 
 
 class _FileByDefault(TyperGroup):
@@ -54,7 +58,8 @@ class _FileByDefault(TyperGroup):
 
 import_app = typer.Typer(
     cls=_FileByDefault,
-    help="A day's income files: import FILE, import list, import reverse BATCH_ID.",
+    help="A day's income files: import FILE, import list, import show BATCH_ID, import "
+    "reverse BATCH_ID.",
     no_args_is_help=True,
 )
 
@@ -70,6 +75,7 @@ reconcile_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     import_app.command(DEFAULT_COMMAND)(helpers.handle_errors(import_one))
     import_app.command("list")(helpers.handle_errors(imports_list))
+    import_app.command("show")(helpers.handle_errors(imports_show))
     import_app.command("reverse")(helpers.handle_errors(imports_reverse))
     app.add_typer(import_app, name="import")
     reconcile_app.command("exceptions")(helpers.handle_errors(reconcile_exceptions))
@@ -187,6 +193,98 @@ def _print_batches(batches: list[dict[str, Any]]) -> None:
             "yes" if batch["reversed"] else "",
         )
     helpers.out.print(table)
+
+
+def imports_show(
+    batch_id: Annotated[str, typer.Argument(help="The import's batch id (import list).")],
+    first: Annotated[
+        int,
+        typer.Option(
+            "--first",
+            min=1,
+            max=MAX_IMPORT_LINES,
+            help="Print this many of its lines at most (--json prints them all).",
+        ),
+    ] = LINES_SHOWN,
+    as_json: helpers.JsonOption = False,
+) -> None:
+    """One import: who imported it and when, its totals, whether it was reversed, and each
+    money line with what became of it and its statement links (--json: GET /imports/{id})."""
+    parsed_id = _batch_id(batch_id)
+    batch = helpers.run(lambda led: get_import(led, parsed_id))
+    helpers.show(batch, as_json, lambda shown: _print_batch(shown, first))
+
+
+def _print_batch(batch: dict[str, Any], first: int) -> None:
+    say = helpers.say
+    say(f"import {batch['batch_id']}")
+    say(f"  file:      {escape(batch['file_name'])} ({batch['file_format']})")
+    say(f"  imported:  {helpers.uk_time(batch['imported_at'])} by {escape(batch['imported_by'])}")
+    say(f"  SHA-256:   {batch['sha256']}")
+    say(
+        f"  lines:     {batch['line_count']} (the file's control totals: "
+        f"{batch['control_count']} lines, £{pence_to_pounds(batch['control_total_pence'])})"
+    )
+    say(
+        f"  receipts:  {batch['receipts_count']}, £{pence_to_pounds(batch['receipts_pence'])}"
+        f"; returned cheques: {batch['returned_cheques_count']}"
+    )
+    if batch["reversed"]:
+        say(
+            f"  status:    reversed by {escape(batch['reversed_by'])}: "
+            f"{escape(batch['reversal_reason'])} "
+            f"(£{pence_to_pounds(batch['reversed_pence'])} of its receipts)"
+        )
+    else:
+        say("  status:    standing (not reversed)")
+    table = helpers.folding_table("line", "reference", "amount", "outcome", "rule", "link")
+    for line in batch["lines"][:first]:
+        table.add_row(
+            str(line["line"]),
+            escape(line["reference"]),
+            _pounds(line["amount_pence"]),
+            _line_outcome(line),
+            escape(_line_rule(line)),
+            escape(_line_links(line)),
+        )
+    helpers.out.print(table)
+    hidden = len(batch["lines"]) - first
+    if hidden > 0:
+        say(f"... and {hidden} more lines: --first {len(batch['lines'])} or --json shows them")
+
+
+def _pounds(pence: int) -> str:
+    return f"-£{pence_to_pounds(-pence)}" if pence < 0 else f"£{pence_to_pounds(pence)}"
+
+
+def _line_outcome(line: dict[str, Any]) -> str:
+    """What became of the line, in a word or two: where its receipt went then (allocated,
+    suspense), or what it paid in."""
+    if line["late_link"]:
+        return "reconciled later"
+    if line["outcome"] == "recorded" and line["status"]:
+        words = line["status"].replace("_", " ")
+        return f"{words} (link undone)" if line["undone_links"] else words
+    return line["outcome"].replace("_", " ")
+
+
+def _line_rule(line: dict[str, Any]) -> str:
+    """The rule that decided the line: an import rule, or the matching rule of its link."""
+    rule = line["import_rule"]
+    if rule:
+        return f"import rule {rule['rule_id']} v{rule['rule_version']} ({rule['rule_name']})"
+    link = line["late_link"] or (line if line["rule"] else None)
+    return f"match: {link['rule'].replace('_', ' ')}" if link else ""
+
+
+def _line_links(line: dict[str, Any]) -> str:
+    said = []
+    if line["rule"]:
+        said.append(f"pays in {line['matched']}")
+    if line["late_link"]:
+        said.append(f"pays in {line['late_link']['matched']} (linked after the import)")
+    said += [f"undone: was {link['matched']}" for link in line["undone_links"]]
+    return "; ".join(said)
 
 
 def imports_reverse(

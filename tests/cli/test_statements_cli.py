@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import json
 
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from income_ledger.bootstrap import build_ledger
+from income_ledger.cli import helpers
+from income_ledger.server import build_services
+from income_ledger.settings import Settings
+from tests.api.conftest import KEYS, auth
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry, mt940
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
@@ -88,3 +96,50 @@ def test_reconcile_unlink_undoes_a_wrong_link(cli, tmp_path) -> None:  # noqa: F
     assert "both --batch and --line" in cli("reconcile", "link", "--line", "1", code=2).stderr
     again = cli("reconcile", "link", "--batch", batch_id, "--line", "1")
     assert "linked stmt.xml line 1 (£7.00) to the total of import" in again.stdout
+
+
+def test_import_show_a_statement_with_a_reconciled_line_and_an_undone_link(
+    cli,  # noqa: F811
+    tmp_path,
+    database_url,
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(helpers.out, "_width", 200)  # a table row on one line
+    _, later = _statement_then_allpay(tmp_path)
+    first = tmp_path / "be1.txt"
+    first.write_bytes(allpay_file(allpay_line(CT_REF, "5.00")))
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(
+        camt(entry("5.00", ref="B0", text="ALLPAY LTD"), entry("7.00", ref="B1", text="ALLPAY LTD"))
+    )
+    cli("import", str(first))
+    batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
+    cli("import", str(later))  # links line 2 after the import
+    cli("reconcile", "unlink", batch_id, "2", "--reason", "a payer's own transfer")
+
+    shown = cli("import", "show", batch_id).stdout
+    assert f"import {batch_id}" in shown and "stmt.xml (camt053)" in shown
+    assert "by officer:cli" in shown and ("GMT" in shown or "BST" in shown)
+    assert "2 lines, £12.00" in shown and "standing (not reversed)" in shown
+    rows = [row for row in shown.splitlines() if row.startswith("│ ")]
+    assert "reconciled" in rows[0] and "£5.00" in rows[0] and "match: one receipt" in rows[0]
+    assert "pays in allpay receipt of" in rows[0]
+    assert "suspense (link undone)" in rows[1] and "£7.00" in rows[1]
+    assert "undone: was the total of import" in rows[1]
+
+    as_json = json.loads(cli("import", "show", batch_id, "--json").stdout)
+    with build_ledger(Settings(database_url=database_url)) as ledger:
+        services = build_services(Settings(database_url=database_url), ledger, KEYS)
+        with TestClient(create_app(services)) as client:
+            answer = client.get(f"/imports/{batch_id}", headers=auth("officer"))
+        services.read_engine.dispose()
+    assert answer.status_code == 200 and as_json == answer.json()
+    (undone,) = as_json["lines"][1]["undone_links"]
+    assert undone["rule"] == "import_total" and as_json["lines"][1]["late_link"] is None
+    assert as_json["lines"][0]["outcome"] == "reconciled"
+
+    cli("import", "reverse", batch_id, "--reason", "sent by mistake")
+    assert "reversed by officer:cli: sent by mistake" in cli("import", "show", batch_id).stdout
+    assert cli("import", "show", "48", code=2).stderr.count("not a batch id (a UUID)") == 1
+    unknown = cli("import", "show", "00000000-0000-0000-0000-000000000000", code=2)
+    assert "no import with id" in unknown.stderr and "Traceback" not in unknown.output
