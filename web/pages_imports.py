@@ -1,22 +1,41 @@
 """Income files: the list of imports, one import with its lines, and the upload form, which
-hands the file to the same application service as `POST /imports`."""
+hands the file to the same application service as `POST /imports`; on one import's page,
+a statement line's late link is undone (as `POST /reconciliation/unlinks`) and linked again
+(as `POST /reconciliation/links/{batch_id}/{line}`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import READERS, STAFF
+from api.auth import READERS, STAFF, ApiUser
 from api.routes_imports import FILE_FIELD, form_parts
+from api.routes_reconciliation import UnlinkIn
+from application.idempotency import StoredResponse
 from application.imports import get_import, import_file
+from application.ledger import CommandContext
+from application.reconciliation import link_counted_twice, unlink_line
 from domain import errors
-from domain.imports import ImportFormat, LineProblem
+from domain.imports import MAX_IMPORT_LINES, ImportFormat, LineProblem
 from projections import queries
 from web.app import PREFIX, redirect, render
-from web.pages import FormErrors, pence_from, require_csrf, sentence, services, user_allowed
+from web.pages import (
+    FormErrors,
+    form_model,
+    new_key,
+    pence_from,
+    posted_form,
+    record_once,
+    require_csrf,
+    sentence,
+    services,
+    user_allowed,
+)
 
 router = APIRouter(prefix=f"{PREFIX}/imports")
 IMPORTS_PAGE_SIZE = 50
@@ -118,8 +137,78 @@ def _options(form: dict[str, str], content: bytes) -> dict[str, object]:
 
 
 @router.get("/{batch_id}")
-def one_import(request: Request, batch_id: UUID, done: str | None = None) -> Response:
+def one_import(
+    request: Request, batch_id: UUID, done: str | None = None, line: int | None = None
+) -> Response:
     user = user_allowed(request, READERS, "see imported files")
     user.access.require_whole_ledger("an import")
+    return _import_page(request, batch_id, done=done, done_line=line)
+
+
+def _import_page(request: Request, batch_id: UUID, status: int = 200, **context: Any) -> Response:
     batch = get_import(services(request).ledger, batch_id)
-    return render(request, "import.html", batch=batch, done=done)
+    context.setdefault("form", {})
+    return render(request, "import.html", status, batch=batch, new_key=new_key, **context)
+
+
+LineNumber = Annotated[int, Path(ge=1, le=MAX_IMPORT_LINES)]
+
+
+@router.post("/{batch_id}/lines/{line}/unlink")
+async def unlink(request: Request, batch_id: UUID, line: LineNumber) -> Response:
+    """Undo a statement line's late link, as POST /reconciliation/unlinks: the line's own
+    receipt is counted again (in suspense), and it waits on the exceptions report again.
+    A refusal (no reason, undone already, someone else at the same moment) is shown on the
+    page, with nothing stored; the same form sent twice undoes once."""
+    user, form = await posted_form(request, STAFF, "undo a statement line's link")
+    user.access.require_whole_ledger("undoing a statement line's link")
+    field = f"unlink_reason_{line}"
+
+    def command(ctx: CommandContext) -> dict[str, Any]:
+        if not form.get(field):
+            raise FormErrors({field: "Enter why the link is wrong, like: a payer's own transfer"})
+        try:
+            body = form_model(UnlinkIn, batch_id=batch_id, line=line, reason=form[field])
+        except FormErrors as failure:
+            raise FormErrors({field: next(iter(failure.by_field.values()))}) from None
+        undone = unlink_line(services(request).ledger, batch_id, line, ctx, body.reason)
+        return {"undone": [item.to_dict() for item in undone], "position": None}
+
+    return await _line_form(request, user, batch_id, line, form, command, "unlinked", field)
+
+
+@router.post("/{batch_id}/lines/{line}/link")
+async def link_again(request: Request, batch_id: UUID, line: LineNumber) -> Response:
+    """A person links a line whose link was undone, by the same rules as `reconcile link
+    --batch ID --line N` (a pairing undone before included)."""
+    user, form = await posted_form(request, STAFF, "link a statement line")
+    user.access.require_whole_ledger("linking statement lines")
+
+    def command(ctx: CommandContext) -> dict[str, Any]:
+        links = link_counted_twice(services(request).ledger, ctx, (batch_id, line))
+        return {"links": [found.to_dict() for found in links], "position": None}
+
+    return await _line_form(request, user, batch_id, line, form, command, "linked")
+
+
+async def _line_form(
+    request: Request,
+    user: ApiUser,
+    batch_id: UUID,
+    line: int,
+    form: dict[str, str],
+    command: Callable[[CommandContext], dict[str, Any]],
+    done: str,
+    field: str = "summary",
+) -> Response:
+    """Run a line's command once per form (record_once); then the page saying what was
+    done, or the page again with the refusal beside the line's form (422)."""
+    result = await run_in_threadpool(record_once, request, user, form, command)
+    if isinstance(result, StoredResponse):
+        if done == "linked" and not result.body.get("links"):
+            done = "nothing_linked"
+        return redirect(request, f"/imports/{batch_id}?done={done}&line={line}")
+    problems = {field if name == "reason" else name: message for name, message in result.items()}
+    return await run_in_threadpool(
+        _import_page, request, batch_id, 422, errors=problems, form=form, failed_line=line
+    )

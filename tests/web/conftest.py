@@ -14,7 +14,9 @@ import pytest
 import uvicorn
 
 from api.app import create_app
+from application.imports import import_file
 from application.ledger import CommandContext, RecordPayment
+from application.reconciliation import link_counted_twice
 from income_ledger.bootstrap import build_projection
 from projections.runner import ProjectionRunner
 from tests.api.conftest import (  # noqa: F401
@@ -24,7 +26,10 @@ from tests.api.conftest import (  # noqa: F401
     services,
     settings,
 )
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_statement_imports import camt, entry
 from tests.conftest import IN_CI
+from tests.domain.helpers import CT_REF
 from web.app import install
 from web.sessions import WebConfig
 
@@ -98,6 +103,20 @@ def allocated(ledger):
         CommandContext("integration:integration"),
     )
     return outcome.payment_id
+
+
+@pytest.fixture
+def late_linked(ledger) -> str:
+    """A statement whose line 1 (£7.00 from ALLPAY LTD) was recorded as its own receipt,
+    then linked to the Allpay file that came after it: its batch id."""
+    ctx = CommandContext("officer:importer")
+    statement = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+    batch_id = import_file(ledger, statement, ctx, file_name="stmt.xml").batch_id
+    allpay = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))
+    import_file(ledger, allpay, ctx, file_name="be.txt")
+    (link,) = link_counted_twice(ledger, ctx)
+    assert link.line == 1
+    return str(batch_id)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from application.imports import get_import
 from domain.limits import uk_today
 from tests.web.conftest import CT_REFERENCE
 from tests.web.test_browser import check_page, reload_until, sign_in, sign_out
@@ -124,3 +125,22 @@ def test_an_import_refused_line_by_line_then_imported(
     page.get_by_role("link", name="Back to imported files").click()
     reload_until(page, lambda: "tuesday.csv" in page.content())
     check_page(page, "imports", database_url)
+
+
+def test_an_officer_undoes_a_statement_link_on_the_import_page(
+    browser_page, web_url, late_linked, ledger, database_url
+) -> None:
+    page = browser_page
+    sign_in(page, web_url, "officer")
+    page.goto(f"{web_url}/web/imports/{late_linked}")
+    page.get_by_text("Undo link").click()
+    undo = page.get_by_role("button", name="Undo the link of line 1")
+    undo.click()
+    assert "Enter why the link is wrong" in page.locator("#unlink_reason_1-error").inner_text()
+    check_page(page, "import-unlink-error", database_url)
+    page.get_by_label("Why is the link of line 1 wrong?").fill("a payer's own transfer")
+    undo.click()
+    page.get_by_text("The link of line 1 was undone").wait_for()
+    assert page.get_by_text("Link undone").is_visible()
+    check_page(page, "import-link-undone", database_url)
+    assert get_import(ledger, late_linked)["lines"][0]["late_link"] is None

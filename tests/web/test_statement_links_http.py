@@ -1,0 +1,73 @@
+"""A statement line's late link undone and linked again on the page of its import, over
+plain HTTP (no JavaScript), on both backends: the reason required, a refusal shown on the
+page with nothing stored, a double submit undone once, and the roles the API allows."""
+
+from __future__ import annotations
+
+import pytest
+
+from application.imports import get_import
+from application.reconciliation import exceptions
+from tests.web.test_pages_http import hidden, signed_in
+
+UNLINK_FIELD = "unlink_reason_1"
+
+
+def unlink_form(client, batch_id: str) -> dict[str, str]:
+    page = client.get(f"/web/imports/{batch_id}")
+    assert page.status_code == 200 and "Undo the link" in page.text
+    action = f'action="/web/imports/{batch_id}/lines/1/unlink"'
+    form = page.text[page.text.index(action) :]
+    return {name: hidden(form, name) for name in ("csrf_token", "idempotency_key")}
+
+
+def test_an_officer_undoes_a_link_once_and_links_it_again(web_url, late_linked, ledger):
+    client = signed_in(web_url, "officer")
+    path = f"/web/imports/{late_linked}/lines/1/unlink"
+    fields = unlink_form(client, late_linked)
+    before = ledger.max_position()
+    no_reason = client.post(path, data=fields | {UNLINK_FIELD: " "})
+    assert no_reason.status_code == 422 and 'id="unlink_reason_1-error"' in no_reason.text
+    assert "There is a problem" in no_reason.text and ledger.max_position() == before
+
+    good = fields | {UNLINK_FIELD: "a payer's own transfer"}
+    first = client.post(path, data=good)
+    again = client.post(path, data=good)  # a double submit: undone once
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == f"/web/imports/{late_linked}?done=unlinked&line=1"
+    page = client.get(first.headers["location"])
+    assert "The link of line 1 was undone" in page.text and "Link undone" in page.text
+    assert "Undo the link" not in page.text and "Link again" in page.text
+    (line,) = get_import(ledger, late_linked)["lines"]
+    assert line["late_link"] is None and len(line["undone_links"]) == 1
+    assert [row["line"] for row in exceptions(ledger)["unmatched_statement_lines"]] == [1]
+
+    # Another person's form, opened before the undo: refused on the page, nothing stored.
+    after = ledger.max_position()
+    late = client.post(path, data=good | {"idempotency_key": "another-form-0001"})
+    assert late.status_code == 422 and "its link was undone already" in late.text
+    assert "Nothing was changed." in late.text and ledger.max_position() == after
+
+    relink_page = client.get(f"/web/imports/{late_linked}")
+    relink = f"/web/imports/{late_linked}/lines/1/link"
+    form = relink_page.text[relink_page.text.index(f'action="{relink}"') :]
+    fields = {name: hidden(form, name) for name in ("csrf_token", "idempotency_key")}
+    linked = client.post(relink, data=fields)
+    assert linked.headers["location"].endswith("?done=linked&line=1")
+    assert "Line 1 was linked again" in client.get(linked.headers["location"]).text
+    assert get_import(ledger, late_linked)["lines"][0]["late_link"] is not None
+
+
+@pytest.mark.parametrize("who", ["auditor", "reporting"])
+def test_readers_see_no_undo_and_may_not_post_it(web_url, late_linked, ledger, who):
+    officer = signed_in(web_url, "officer")
+    fields = unlink_form(officer, late_linked) | {UNLINK_FIELD: "x"}
+    reader = signed_in(web_url, who)
+    page = reader.get(f"/web/imports/{late_linked}")
+    assert page.status_code == 200 and "Pays in the total of import" in page.text
+    assert "Undo the link" not in page.text
+    csrf = hidden(page.text, "csrf_token")
+    path = f"/web/imports/{late_linked}/lines/1/unlink"
+    assert reader.post(path, data=fields | {"csrf_token": csrf}).status_code == 403
+    assert officer.post(path, data=fields | {"csrf_token": "forged"}).status_code == 403
+    assert get_import(ledger, late_linked)["lines"][0]["late_link"] is not None
