@@ -61,6 +61,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        services.linking.close()
         if on_shutdown is not None:
             on_shutdown()
 

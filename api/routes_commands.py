@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -43,7 +44,7 @@ from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPaym
 from application.payer_details import PayerDetails
 from application.periods import relating_to
 from domain.funds import Fund
-from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH
+from domain.limits import MAX_IDEMPOTENCY_KEY_LENGTH, UK
 
 router = APIRouter()
 IdempotencyKey = Annotated[
@@ -181,7 +182,8 @@ def record_payment(
     """Record a receipt. It is allocated at once when its reference is valid for the hinted
     fund or for exactly one fund; otherwise it waits in suspense with the reason. The same
     (channel, external_id) is recorded once: a repeat answers 200 with the first payment.
-    Roles: officer, supervisor, integration."""
+    Statement lines imported before the receipt that pay it in are linked afterwards, off
+    the request (LEDGER_AUTO_LINK_STATEMENTS). Roles: officer, supervisor, integration."""
     idempotent, ctx = command_context(request, user, key, body)
     payer = PayerDetails(**body.payer.model_dump()) if body.payer else None
     record = RecordPayment(
@@ -199,7 +201,15 @@ def record_payment(
     stored, replayed = svc.ledger.record_payment_once(
         idempotent, record, ctx, lambda outcome: StoredResponse(*payment_command(201, outcome))
     )
+    if svc.config.auto_link_statements and stored.body["recorded"] and not replayed:
+        _link_after(svc, stored.body["payment"])
     return command_response(stored, replayed)
+
+
+def _link_after(svc: Services, payment: dict[str, Any]) -> None:
+    """A statement imported first may hold the line that pays this receipt in."""
+    received = datetime.fromisoformat(payment["received_at"]).astimezone(UK).date()
+    svc.linking.after_receipt(received, payment["amount_pence"], payment["channel"])
 
 
 @router.get(

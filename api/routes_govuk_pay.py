@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ServicesDep
@@ -34,7 +34,7 @@ CARD_MONEY_MOVED = frozenset(
         422: {"description": "not a GOV.UK Pay payment message: no effect"},
     },
 )
-async def govuk_pay_webhook(request: Request, svc: ServicesDep, background: BackgroundTasks) -> Any:
+async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
     """GOV.UK Pay webhook messages, authenticated by their `Pay-Signature` header (the
     lower-case hex HMAC-SHA256 of the raw body with one of the configured signing secrets)
     instead of an API key. Money is recorded once it is taken (captured), once whatever the
@@ -46,9 +46,10 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep, background: Back
     with its `payment_id`, `amount` and `fee`) follow the payment's dispute; a lost one
     reverses the payment and charges the fee; 404 when the payment is not recorded (Pay
     retries). A message is applied whole or not at all; `status` says what happened. Other
-    event types are acknowledged. After a message that moved card money is answered,
-    statement lines imported before it that pay it in are linked (LEDGER_AUTO_LINK_STATEMENTS;
-    as `reconcile link` does)."""
+    event types are acknowledged. After a message that moved card money, statement lines
+    imported before it that pay it in are linked by a run of the process's own, which
+    neither the answer nor the connection waits for (LEDGER_AUTO_LINK_STATEMENTS; as
+    `reconcile link` does)."""
     failures = svc.metrics.webhook_failures
     raw = await request.body()
     try:
@@ -69,8 +70,8 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep, background: Back
     if answer["status"] == "refused":
         failures.labels("refused").inc()
     if svc.config.auto_link_statements and answer["status"] in CARD_MONEY_MOVED:
-        # After the answer: Pay waits for it, and the money is recorded either way.
-        background.add_task(svc.card_money_runs.after, answer["payment_id"])
+        # Off the request: Pay waits for the answer, and the money is recorded either way.
+        svc.linking.after_card_money(answer["payment_id"])
     return answer
 
 

@@ -12,9 +12,9 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from api.auth import ApiKeys
+from application.auto_link import DEFAULT_DELAY_S, LinkingWorker
 from application.govuk_pay import SigningSecret
 from application.ledger import IncomeLedger
-from application.reconciliation import RunsAfterCardMoney
 from projections.business_figures import BusinessFigures
 from projections.replay import ReplayResult
 
@@ -36,6 +36,7 @@ class ApiConfig:
     gl_control_codes: dict[str, str] = field(default_factory=dict)
     gl_columns: list[tuple[str, str]] | None = None
     auto_link_statements: bool = True
+    auto_link_delay_seconds: float = DEFAULT_DELAY_S
 
 
 class Metrics:
@@ -162,8 +163,9 @@ class Services:
     config: ApiConfig
     metrics: Metrics = field(default_factory=Metrics)
     replay: ReplayFunction | None = None
-    # The linking runs after GOV.UK Pay messages, one at a time (LEDGER_AUTO_LINK_STATEMENTS).
-    card_money_runs: RunsAfterCardMoney = field(init=False)
+    # The linking runs after GOV.UK Pay messages and receipts, in a thread of their own
+    # (LEDGER_AUTO_LINK_STATEMENTS); the app's shutdown stops it.
+    linking: LinkingWorker = field(init=False)
 
     def __post_init__(self) -> None:
-        self.card_money_runs = RunsAfterCardMoney(self.ledger)
+        self.linking = LinkingWorker(self.ledger, lambda: self.config.auto_link_delay_seconds)

@@ -46,7 +46,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -95,7 +94,7 @@ MATCH_WINDOW_DAYS = 5
 AUTO_LINK_ACTOR = "system:auto-link"
 # A linking run after new money of day D reads what was recorded from this many days
 # before D - MATCH_WINDOW_DAYS on: a card payment settles some days after it is taken, and
-# a day covers clocks and the order in which transactions commit (see _scope_start).
+# a day covers clocks and the order in which transactions commit (see scope_start).
 SCOPE_EXTRA_DAYS = 7
 AGE_BANDS = ((3, "0-3 days"), (7, "4-7 days"), (30, "8-30 days"))
 OLDEST_BAND = "over 30 days"
@@ -676,7 +675,7 @@ def link_counted_twice(
     so two runs at once link each line (and each receipt) once.
 
     With `since` (a UK day), only lines booked on or after it are tried, against what was
-    recorded from a little before their window on (_scope_start): the run after new money
+    recorded from a little before their window on (scope_start): the run after new money
     of that day is recorded (link_after_recording), whose cost does not grow with the
     ledger's whole history.
 
@@ -694,7 +693,8 @@ def link_counted_twice(
 
 def link_after_recording(ledger: IncomeLedger, since: date | None) -> list[LateLink]:
     """The linking run made after new money is recorded (an imported file's receipts, a
-    GOV.UK Pay message's card money), `since` the earliest UK day of that money (None:
+    GOV.UK Pay message's card money, a receipt recorded through the API: see
+    application.auto_link for the API's), `since` the earliest UK day of that money (None:
     nothing to link). It runs in its own transaction after the money's was committed, and
     never raises: what was recorded stays recorded, a failure is logged, and `reconcile
     link` links the lines later."""
@@ -711,49 +711,6 @@ def link_after_recording(ledger: IncomeLedger, since: date | None) -> list[LateL
         return []
 
 
-class RunsAfterCardMoney:
-    """The runs after card money moved (GOV.UK Pay messages), one at a time in a process:
-    one asked for while another goes is merged into a single run after it, from the
-    earliest day asked, so a burst of messages costs two runs, not one each (and its runs
-    do not collide with each other). Never raises."""
-
-    def __init__(self, ledger: IncomeLedger) -> None:
-        self.ledger = ledger
-        self._lock = threading.Lock()
-        self._running = False
-        self._waiting: date | None = None
-
-    def after(self, payment_id: str) -> None:
-        """Link for a card payment whose money a provider holds just moved (taken,
-        refunded, charged a fee, its dispute lost), from the earliest day it holds of it."""
-        try:
-            since = card_money_day(self.ledger, UUID(payment_id))
-        except Exception:  # as in link_after_recording: the message was applied; keep it so
-            log.exception("reading card payment %s to link statement lines failed", payment_id)
-            return
-        if since is not None:
-            self.run(since)
-
-    def run(self, since: date) -> None:
-        with self._lock:
-            if self._running:
-                self._waiting = since if self._waiting is None else min(self._waiting, since)
-                return
-            self._running = True
-        try:
-            while True:
-                link_after_recording(self.ledger, since)
-                with self._lock:
-                    if self._waiting is None:
-                        self._running = False
-                        return
-                    since, self._waiting = self._waiting, None
-        except BaseException:
-            with self._lock:
-                self._running = False
-            raise
-
-
 def card_money_day(ledger: IncomeLedger, payment_id: UUID) -> date | None:
     """The earliest settlement day of what a card provider still holds of a payment (None:
     nothing, or no card provider holds it): the day a payout line may pay it in from."""
@@ -763,7 +720,7 @@ def card_money_day(ledger: IncomeLedger, payment_id: UUID) -> date | None:
     return min((date.fromisoformat(day) for _, day in held), default=None)
 
 
-def _scope_start(ledger: IncomeLedger, since: date) -> int:
+def scope_start(ledger: IncomeLedger, since: date) -> int:
     """The position from which a run for lines booked on or after `since` reads: a line
     pays in money of MATCH_WINDOW_DAYS before its booking at most, and nothing is recorded
     before the day it is of (a statement line after its booking, a receipt after it was
@@ -810,13 +767,17 @@ def _open_lines_from(ledger: IncomeLedger, after: int, since: date) -> bool:
             new = {
                 (batch_id, line.line)
                 for line in event.imported_lines
-                if (line.is_open_debit or line.status == PaymentStatus.SUSPENSE.value)
-                and line.awaits_link
-                and (line.booking_date or "") >= since.isoformat()
+                if may_wait(line) and (line.booking_date or "") >= since.isoformat()
             }
             lines |= new
             waiting |= new
     return bool(waiting)
+
+
+def may_wait(line: ImportedLine) -> bool:
+    """Whether a statement line, as imported, may wait for a linking run: its own receipt in
+    suspense (not taken by a fund) or a payout debit kept unmatched."""
+    return (line.is_open_debit or line.status == PaymentStatus.SUSPENSE.value) and line.awaits_link
 
 
 def _line_key(ledger: IncomeLedger, batch_id: UUID, number: int) -> tuple[str, int]:
@@ -865,7 +826,7 @@ def _link_once(
 ) -> list[LateLink]:
     after = 0
     if since is not None:
-        after = _scope_start(ledger, since)
+        after = scope_start(ledger, since)
         if not _open_lines_from(ledger, after, since):
             return []
     books = read_books(ledger, after)

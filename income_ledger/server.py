@@ -126,6 +126,7 @@ def api_config(settings: Settings) -> ApiConfig:
         gl_control_codes=gl_control_codes(settings),
         gl_columns=gl_columns(settings),
         auto_link_statements=settings.auto_link_statements,
+        auto_link_delay_seconds=settings.auto_link_delay_seconds,
     )
 
 

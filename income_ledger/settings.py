@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.auth import DEFAULT_PARTIAL_REFUND_ROLES
 from api.services import MAX_IMPORT_BYTES
+from application.auto_link import DEFAULT_DELAY_S
 from application.ledger import DEFAULT_REFUND_APPROVAL_LIMIT_PENCE
 from domain.errors import InvalidRequest
 from domain.statements import PAYOUT_NARRATIVES, payout_patterns
@@ -127,9 +128,17 @@ class Settings(LogSettings):
     )
     auto_link_statements: bool = Field(
         True,
-        description="after an import of receipts or a GOV.UK Pay message that moves card "
-        "money, link the statement lines imported before it that pay it in (as `reconcile "
-        "link` does, for lines of the days concerned); false leaves it to that command",
+        description="after an import of receipts, a GOV.UK Pay message that moves card "
+        "money or a receipt recorded through POST /payments, link the statement lines "
+        "imported before it that pay it in (as `reconcile link` does, for lines of the days "
+        "concerned); false leaves it to that command",
+    )
+    auto_link_delay_seconds: float = Field(
+        DEFAULT_DELAY_S,
+        ge=0,
+        le=300,
+        description="the API's linking runs after receipts and GOV.UK Pay messages: at most "
+        "one per this many seconds in a process, for everything recorded meanwhile",
     )
     run_projections: bool | None = Field(
         None, description="run the projections inside `serve` (default: yes on SQLite only)"

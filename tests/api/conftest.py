@@ -7,7 +7,8 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 import uvicorn
@@ -21,6 +22,7 @@ from income_ledger.server import build_services
 from income_ledger.settings import Settings
 from projections.runner import ProjectionRunner
 
+T = TypeVar("T")
 WEBHOOK_SECRET = "test-webhook-secret"
 REFUND_LIMIT_PENCE = 10_000
 TOKENS = {
@@ -64,6 +66,7 @@ def services(ledger, settings):
         read_wait_seconds=5.0,
         govuk_pay_webhook_secret=WEBHOOK_SECRET,
         govuk_pay_ledger_codes={"R2010": "HRA"},
+        auto_link_delay_seconds=0.1,  # the runs after requests: soon, to keep tests short
     )
     yield services
     services.read_engine.dispose()
@@ -98,3 +101,15 @@ def base_url(services) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+def eventually(check: Callable[[], T], timeout_s: float = 15.0) -> T:
+    """`check()` once it is truthy (what runs after a request, off it), polled for a bounded
+    time: the test fails, rather than hangs, when it never becomes so."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, "timed out waiting for what runs after a request"
+        time.sleep(0.05)

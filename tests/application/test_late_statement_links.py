@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 from collections import Counter
 from datetime import timedelta
 from uuid import UUID
@@ -18,7 +17,6 @@ from hypothesis import strategies as st
 from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
 from application.reconciliation import (
-    RunsAfterCardMoney,
     card_money_day,
     exceptions,
     link_after_recording,
@@ -410,32 +408,6 @@ def test_only_a_line_in_suspense_or_a_kept_debit_makes_a_run_read_the_books(ledg
     import_file(ledger, camt(ALLPAY_PAYOUT), OFFICER, file_name="s.xml")  # in suspense
     assert _open_lines_from(ledger, 0, TODAY)
     assert not _open_lines_from(ledger, 0, TODAY + timedelta(days=1))  # booked before
-
-
-def test_runs_after_card_money_asked_meanwhile_merge_into_one_more(monkeypatch):
-    """No storage: the runs themselves are replaced by a record of the days asked."""
-    started, release = threading.Event(), threading.Event()
-    days = []
-
-    def run(ledger, since):
-        days.append(since)
-        if len(days) == 1:
-            started.set()
-            release.wait(10)
-        return []
-
-    monkeypatch.setattr("application.reconciliation.link_after_recording", run)
-    runs = RunsAfterCardMoney(ledger=None)
-    first = threading.Thread(target=runs.run, args=(TODAY,))
-    first.start()
-    assert started.wait(10)
-    for back in (1, 3, 0):  # while the first runs: each returns at once
-        runs.run(TODAY - timedelta(days=back))
-    release.set()
-    first.join(10)
-    assert days == [TODAY, TODAY - timedelta(days=3)]
-    runs.run(TODAY)
-    assert days[2:] == [TODAY]
 
 
 def test_two_runs_at_once_link_one_card_payout_to_one_line_only(ledger, monkeypatch):

@@ -1,0 +1,118 @@
+"""The API's linking worker (application.auto_link): which receipts call for a run, runs
+merged and spaced, and what another process imports seen at the next check; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+from application import reconciliation
+from application.auto_link import LinkingWorker, WaitingLines
+from application.imports import import_file
+from application.ledger import CommandContext
+from application.reconciliation import link_counted_twice, unlink_line
+from income_ledger.bootstrap import build_ledger
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, entry
+from tests.domain.helpers import CT_REF
+
+OFFICER = CommandContext("officer:auto-link")
+WINDOW_DAYS = reconciliation.MATCH_WINDOW_DAYS
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_only_a_receipt_a_waiting_line_may_pay_in_calls_for_a_run(ledger) -> None:
+    lines = WaitingLines(ledger)
+    assert lines.may_pay_in({TODAY: 100, YESTERDAY: None}) is None  # no statement at all
+    import_file(ledger, camt(entry("7.00", ref="B1", day=YESTERDAY)), OFFICER, file_name="s.xml")
+    assert lines.may_pay_in({YESTERDAY: 700}) == YESTERDAY  # one receipt of its amount
+    assert lines.may_pay_in({YESTERDAY: 300}) == YESTERDAY  # part of a channel's day
+    assert lines.may_pay_in({YESTERDAY: 701}) is None  # more than the line
+    assert lines.may_pay_in({TODAY: 700}) is None  # received after the line's booking
+    back = YESTERDAY - timedelta(days=WINDOW_DAYS)
+    assert lines.may_pay_in({back: 700}) == back  # the window's first day
+    assert lines.may_pay_in({back - timedelta(days=1): 700}) is None
+    assert lines.may_pay_in({back - timedelta(days=1): None}) is not None  # card money
+    assert lines.may_pay_in({TODAY: 900, YESTERDAY: 700}) == YESTERDAY
+
+
+def test_a_line_linked_unlinked_or_imported_by_another_process_is_seen(ledger, settings) -> None:
+    lines = WaitingLines(ledger)
+    assert lines.may_pay_in({TODAY: 700}) is None
+    other_process = build_ledger(settings)
+    try:
+        statement = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+        batch_id = import_file(other_process, statement, OFFICER, file_name="s.xml").batch_id
+        assert lines.may_pay_in({TODAY: 700}) == TODAY
+        allpay = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))
+        import_file(other_process, allpay, OFFICER, file_name="be.txt")
+        (late,) = link_counted_twice(other_process, OFFICER)
+        assert lines.may_pay_in({TODAY: 700}) is None
+        unlink_line(other_process, batch_id, late.line, OFFICER, "wrong pairing")
+        assert lines.may_pay_in({TODAY: 700}) == TODAY
+    finally:
+        other_process.close()
+
+
+def test_asks_during_a_run_merge_into_one_run_after_it_spaced_by_the_delay(monkeypatch) -> None:
+    """No storage: the check says every day may be paid in, the runs are recorded."""
+    started, release = threading.Event(), threading.Event()
+    runs: list[tuple[object, float]] = []
+
+    def run(ledger, since):
+        runs.append((since, time.monotonic()))
+        if len(runs) == 1:
+            started.set()
+            release.wait(10)
+        return []
+
+    monkeypatch.setattr(reconciliation, "link_after_recording", run)
+    monkeypatch.setattr(WaitingLines, "may_pay_in", lambda self, asks: min(asks, default=None))
+    worker = LinkingWorker(ledger=None, delay_s=lambda: 0.5)  # type: ignore[arg-type]
+    try:
+        begun = time.monotonic()
+        worker.after_receipt(TODAY, 100, "cheque")
+        assert started.wait(10)
+        for back in (1, 3, 0):  # while the first runs: each returns at once
+            worker.after_receipt(TODAY - timedelta(days=back), 100, "cash")
+        release.set()
+        wait_until(lambda: len(runs) == 2)
+        assert [day for day, _ in runs] == [TODAY, TODAY - timedelta(days=3)]
+        assert runs[1][1] - runs[0][1] >= 0.5 and runs[0][1] - begun < 0.5
+        worker.after_receipt(TODAY, 100, "cash")
+        wait_until(lambda: len(runs) == 3)
+        assert runs[2][0] == TODAY and runs[2][1] - runs[1][1] >= 0.5
+    finally:
+        worker.close()
+    assert not [t for t in threading.enumerate() if t.name == "auto-link"]
+
+
+def test_a_failed_check_or_run_is_logged_and_the_worker_goes_on(monkeypatch, caplog) -> None:
+    days = []
+
+    def check(self, asks):
+        if not days:
+            days.append(None)
+            raise OSError("database gone")
+        return min(asks)
+
+    monkeypatch.setattr(WaitingLines, "may_pay_in", check)
+    monkeypatch.setattr(reconciliation, "link_after_recording", lambda _, day: days.append(day))
+    worker = LinkingWorker(ledger=None, delay_s=lambda: 0)  # type: ignore[arg-type]
+    try:
+        worker.after_receipt(TODAY, 100, "cash")
+        wait_until(lambda: len(days) == 1)
+        worker.after_receipt(YESTERDAY, 100, "cash")
+        wait_until(lambda: len(days) == 2)
+    finally:
+        worker.close()
+    assert days == [None, YESTERDAY]
+    assert "reconcile link" in caplog.text
