@@ -5,6 +5,10 @@ written with one statement per table through the bare driver (projections.bulk_w
 (PostgreSQL) for postings and the audit trail, one additive upsert for balances and takings,
 one replacing upsert for payment rows. The caller commits the page in
 the same transaction as its tracking position, which makes the projection exactly once.
+
+A rebuild (or a verification) fills empty scratch tables nobody else writes: its
+CarryingProjector keeps the balances, totals, takings and payment rows in memory from page to
+page and writes them once, with COPY, instead of loading and upserting them every page.
 """
 
 from __future__ import annotations
@@ -80,14 +84,19 @@ class Counters:
         if extra:
             self.extra[key] = extra
 
-    def write(self, connection: Connection, table: Table) -> None:
+    def write(self, connection: Connection, table: Table, *, new: bool = False) -> None:
+        """Add the deltas to the table's rows; `new`: the table holds none of these keys, so
+        the rows are plain inserts (COPY on PostgreSQL)."""
         if not self.rows:
             return
         rows = [
             dict(zip(self.key_columns, key, strict=True)) | self.extra.get(key, {}) | values
             for key, values in self.rows.items()
         ]
-        upsert_rows(connection, table, self.key_columns, rows, add=self.value_columns)
+        if new:
+            insert_rows(connection, table, rows)
+        else:
+            upsert_rows(connection, table, self.key_columns, rows, add=self.value_columns)
 
 
 class PageProjector:
@@ -97,18 +106,58 @@ class PageProjector:
         self.model = model
 
     def apply(self, connection: Connection, page: Sequence[tuple[int, Any]]) -> None:
-        page_state = _PageState(self.model, connection, page)
+        state = _State(self.model)
+        state.load(connection, page)
         for position, event in page:
-            page_state.apply(position, event)
-        page_state.write()
+            state.apply(position, event)
+        state.write_page(connection)
+        state.write_carried(connection)
+
+    def flush(self, connection: Connection) -> None:
+        """Nothing is held between pages."""
 
 
-class _PageState:
-    def __init__(
-        self, model: ReadModel, connection: Connection, page: Sequence[tuple[int, Any]]
-    ) -> None:
+# A carrying projector writes what it holds once this many payments are held (memory).
+CARRY_PAYMENTS = 50_000
+
+
+class CarryingProjector:
+    """A rebuild's projector: postings and the audit trail are written page by page, but
+    balances, totals, takings and payment rows are carried in memory from page to page and
+    written once (`flush`, or when CARRY_PAYMENTS payments are held), instead of loaded and
+    upserted again on every page. Only for a read model no other writer touches (a rebuild's
+    or a verification's scratch tables, empty at the start): its pages' tracking positions
+    run ahead of what is written until `flush`, so a build that fails is begun again from
+    empty tables, as rebuild and verify do."""
+
+    def __init__(self, model: ReadModel, carry_payments: int | None = None) -> None:
         self.model = model
-        self.connection = connection
+        self.carry_payments = CARRY_PAYMENTS if carry_payments is None else carry_payments
+        self.state = _State(model)
+        self.flushed = False  # once written, later rows may meet stored ones
+
+    def apply(self, connection: Connection, page: Sequence[tuple[int, Any]]) -> None:
+        state = self.state
+        if self.flushed:
+            state.load(connection, page)
+        for position, event in page:
+            state.apply(position, event)
+        state.write_page(connection)
+        if len(state.payments) >= self.carry_payments:
+            self.flush(connection)
+
+    def flush(self, connection: Connection) -> None:
+        self.state.write_carried(connection, new=not self.flushed)
+        self.flushed = True
+        self.state = _State(self.model)
+
+
+class _State:
+    """What pages of events change: rows to add (postings, audit trail, import batches) and
+    the figures and payment rows they move (loaded first for the payments they touch)."""
+
+    def __init__(self, model: ReadModel) -> None:
+        self.model = model
         self.postings: list[dict[str, Any]] = []
         self.audit: list[dict[str, Any]] = []
         self.accounts = Counters(["account"], ["balance_pence", "postings_count"])
@@ -144,29 +193,26 @@ class _PageState:
         )
         self.import_batches: list[dict[str, Any]] = []
         self.import_reversals: list[dict[str, Any]] = []
-        payment_ids = {str(e.originator_id) for _, e in page if isinstance(e, PAYMENT_EVENTS)}
-        self.payments = self._load_payments(payment_ids)
-        self.lines = self._load_lines(payment_ids)
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.lines: dict[str, dict[tuple[str, str], dict]] = defaultdict(dict)
         self.touched: set[str] = set()
 
     # ---- loading ---------------------------------------------------------------------------
 
-    def _load_payments(self, payment_ids: set[str]) -> dict[str, dict[str, Any]]:
-        table = self.model.payments
-        rows: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(sorted(payment_ids), 500):
-            result = self.connection.execute(select(table).where(table.c.payment_id.in_(chunk)))
-            rows.update({row.payment_id: dict(row._mapping) for row in result})
-        return rows
-
-    def _load_lines(self, payment_ids: set[str]) -> dict[str, dict[tuple[str, str], dict]]:
-        table = self.model.payment_allocations
-        lines: dict[str, dict[tuple[str, str], dict]] = defaultdict(dict)
-        for chunk in _chunks(sorted(payment_ids), 500):
-            result = self.connection.execute(select(table).where(table.c.payment_id.in_(chunk)))
+    def load(self, connection: Connection, page: Sequence[tuple[int, Any]]) -> None:
+        """Load the stored rows of the payments the page touches and this state lacks."""
+        wanted = {
+            str(e.originator_id) for _, e in page if isinstance(e, PAYMENT_EVENTS)
+        } - self.payments.keys()
+        if not wanted:
+            return
+        payments, lines = self.model.payments, self.model.payment_allocations
+        for chunk in _chunks(sorted(wanted), 500):
+            result = connection.execute(select(payments).where(payments.c.payment_id.in_(chunk)))
+            self.payments.update({row.payment_id: dict(row._mapping) for row in result})
+            result = connection.execute(select(lines).where(lines.c.payment_id.in_(chunk)))
             for row in result:
-                lines[row.payment_id][(row.fund_code, row.reference)] = dict(row._mapping)
-        return lines
+                self.lines[row.payment_id][(row.fund_code, row.reference)] = dict(row._mapping)
 
     # ---- applying --------------------------------------------------------------------------
 
@@ -344,41 +390,36 @@ class _PageState:
 
     # ---- writing ---------------------------------------------------------------------------
 
-    def write(self) -> None:
-        model, connection = self.model, self.connection
+    def write_page(self, connection: Connection) -> None:
+        """Write the rows the events added (postings, audit trail, import batches)."""
+        model = self.model
         insert_rows(connection, model.postings, self.postings)
         insert_rows(connection, model.audit_trail, self.audit)
-        self.accounts.write(connection, model.account_balances)
-        self.funds.write(connection, model.fund_balances)
-        self.channels.write(connection, model.channel_totals)
-        self.takings.write(connection, model.daily_takings)
-        self._write_payments()
-        self._write_import_batches()
-
-    def _write_import_batches(self) -> None:
-        table, connection = self.model.import_batches, self.connection
-        insert_rows(connection, table, self.import_batches)
+        insert_rows(connection, model.import_batches, self.import_batches)
+        table = model.import_batches
         for reversal in self.import_reversals:  # a batch is reversed at most once
             connection.execute(
                 update(table)
                 .where(table.c.batch_id == reversal["id"])
                 .values({k: v for k, v in reversal.items() if k != "id"})
             )
+        self.postings, self.audit, self.import_batches, self.import_reversals = [], [], [], []
 
-    def _write_payments(self) -> None:
+    def write_carried(self, connection: Connection, *, new: bool = False) -> None:
+        """Write the figures and payment rows moved; `new`: the tables hold none of them."""
+        model = self.model
+        self.accounts.write(connection, model.account_balances, new=new)
+        self.funds.write(connection, model.fund_balances, new=new)
+        self.channels.write(connection, model.channel_totals, new=new)
+        self.takings.write(connection, model.daily_takings, new=new)
+        self._write_payments(connection, new)
+
+    def _write_payments(self, connection: Connection, new: bool) -> None:
         if not self.touched:
             return
-        model, connection = self.model, self.connection
+        model = self.model
         rows = [self.payments[pid] for pid in sorted(self.touched)]
-        upsert_rows(connection, model.payments, ["payment_id"], rows)
         lines = [line for pid in sorted(self.touched) for line in self.lines[pid].values()]
-        if lines:
-            upsert_rows(
-                connection,
-                model.payment_allocations,
-                ["payment_id", "fund_code", "reference"],
-                lines,
-            )
         open_items = [
             {
                 "payment_id": row["payment_id"],
@@ -392,9 +433,22 @@ class _PageState:
             for row in rows
             if row["unallocated_pence"] > 0
         ]
-        cleared = [row["payment_id"] for row in rows if row["unallocated_pence"] <= 0]
+        if new:
+            insert_rows(connection, model.payments, rows)
+            insert_rows(connection, model.payment_allocations, lines)
+            insert_rows(connection, model.suspense_items, open_items)
+            return
+        upsert_rows(connection, model.payments, ["payment_id"], rows)
+        if lines:
+            upsert_rows(
+                connection,
+                model.payment_allocations,
+                ["payment_id", "fund_code", "reference"],
+                lines,
+            )
         if open_items:
             upsert_rows(connection, model.suspense_items, ["payment_id"], open_items)
+        cleared = [row["payment_id"] for row in rows if row["unallocated_pence"] <= 0]
         for chunk in _chunks(cleared, 500):
             connection.execute(
                 delete(model.suspense_items).where(model.suspense_items.c.payment_id.in_(chunk))

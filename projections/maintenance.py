@@ -93,9 +93,15 @@ def rebuild(
     with RunnerLock(engine, "projections rebuild").held(timeout_s=lock_wait_s):
         _fresh(engine, scratch)
         builder = Projection(
-            engine, source, model=scratch, name=f"{PROJECTION_NAME}_rebuild", page_size=page_size
+            engine,
+            source,
+            model=scratch,
+            name=f"{PROJECTION_NAME}_rebuild",
+            page_size=page_size,
+            carry=True,
         )
         builder.catch_up(progress=progress)
+        builder.flush()
         _create_indexes(engine, scratch)
         try:
             with engine.begin() as connection:
@@ -103,6 +109,7 @@ def rebuild(
                 # Events recorded while the build ran: apply them inside the swap transaction.
                 while builder.process_page(connection=connection):
                     pass
+                builder.flush(connection)
                 position = tracked_position(connection, builder.name)
                 grants = _grants(connection, LIVE)
                 _swap(connection, scratch, LIVE)
@@ -141,7 +148,9 @@ def verify(
     name = f"{PROJECTION_NAME}_verify{tag}"
     _fresh(engine, scratch)
     try:
-        builder = Projection(engine, source, model=scratch, name=name, page_size=page_size)
+        builder = Projection(
+            engine, source, model=scratch, name=name, page_size=page_size, carry=True
+        )
         with engine.connect() as connection:
             live_position = tracked_position(connection)
         builder.catch_up(stop=live_position, progress=progress)
@@ -150,6 +159,7 @@ def verify(
             # The live read model moved on while the scratch one was built: follow it.
             while builder.process_page(stop=position, connection=connection):
                 pass
+            builder.flush(connection)
             counts, differences = _compare_all(connection, LIVE, scratch)
             stuck = [health.to_dict() for health in stuck_projections(connection)]
     finally:

@@ -36,7 +36,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from projections import status
-from projections.ledger_view import PageProjector
+from projections.ledger_view import CarryingProjector, PageProjector
 from projections.schema import LIVE, PROJECTION_NAME, ReadModel, projection_tracking
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,11 @@ class Projection:
         model: ReadModel = LIVE,
         name: str = PROJECTION_NAME,
         page_size: int = DEFAULT_PAGE_SIZE,
+        carry: bool = False,
     ) -> None:
+        """`carry`: for a rebuild's or verification's own scratch tables only, keep the
+        figures in memory between pages (ledger_view.CarryingProjector); call `flush` before
+        reading them."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page size must be 1 to {MAX_PAGE_SIZE}")
         self.engine = engine
@@ -91,7 +95,9 @@ class Projection:
         self.model = model
         self.name = name
         self.page_size = page_size
-        self.projector = PageProjector(model)
+        self.projector: PageProjector | CarryingProjector = (
+            CarryingProjector(model) if carry else PageProjector(model)
+        )
 
     def position(self) -> int:
         with self.engine.connect() as connection:
@@ -124,6 +130,14 @@ class Projection:
             .values(position=page[-1][0], updated_at=datetime.now(UTC))
         )
         return len(page)
+
+    def flush(self, connection: Connection | None = None) -> None:
+        """Write what a carrying projection holds (nothing to do for a live one)."""
+        if connection is not None:
+            self.projector.flush(connection)
+            return
+        with self.engine.begin() as own:
+            self.projector.flush(own)
 
     def catch_up(
         self, stop: int | None = None, progress: Callable[[int], None] | None = None

@@ -119,17 +119,17 @@ def test_a_crash_mid_page_leaves_nothing_half_applied(ledger, projection, monkey
     random_workload(ledger, seed=5, receipts=10)
     from projections import ledger_view
 
-    original_write = ledger_view._PageState.write
+    original_write = ledger_view._State.write_carried
 
-    def write_then_crash(self) -> None:
-        original_write(self)
+    def write_then_crash(self, connection, **kwargs) -> None:
+        original_write(self, connection, **kwargs)
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(ledger_view._PageState, "write", write_then_crash)
+    monkeypatch.setattr(ledger_view._State, "write_carried", write_then_crash)
     with pytest.raises(RuntimeError):
         projection.catch_up()
     assert projection.position() == position
-    monkeypatch.setattr(ledger_view._PageState, "write", original_write)
+    monkeypatch.setattr(ledger_view._State, "write_carried", original_write)
     projection.catch_up()
     report = verify(projection.engine, event_source(ledger))
     assert report.ok, report.differences
