@@ -71,6 +71,11 @@ class ImportLineOut(BaseModel):
         None, description="the import rule (rule_id, rule_version) that decided the receipt"
     )
     booking_date: str | None = Field(None, description="statements: the line's booking date")
+    fund_code: str | None = Field(
+        None,
+        description="the fund the import allocated the line's receipt to (None: suspense, "
+        "or a line imported before the fund was kept)",
+    )
     rule: str | None = Field(None, description="reconciled: the matching rule that linked it")
     matched_payment_ids: list[str] | None = Field(None, description="reconciled: paid in")
     matched_batch_id: str | None = Field(None, description="reconciled: the import paid in")

@@ -419,17 +419,17 @@ def _receipt_view(events: list[Payment.Event]) -> dict[str, Any]:
     of `IncomeLedger.payment_view` that `_line_entry` reads."""
     received = events[0]
     assert isinstance(received, Payment.Received)
-    allocated = sum(
-        line["amount_pence"]
-        for event in events[1:]
-        if isinstance(event, Payment.Allocated)
-        for line in event.lines
-    )
+    allocated_lines = [
+        line for event in events[1:] if isinstance(event, Payment.Allocated) for line in event.lines
+    ]
+    allocated = sum(line["amount_pence"] for line in allocated_lines)
+    funds = sorted({line["fund_code"] for line in allocated_lines})
     return {
         "payment_id": str(received.originator_id),
         "reference": received.reference,
         "status": payment_status(allocated, received.amount_pence - allocated, 0).value,
         "import_rule": received.import_rule,
+        "fund_code": ",".join(funds) or None,
     }
 
 
@@ -450,6 +450,7 @@ def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> Impo
         payment["status"],
         import_rule=payment.get("import_rule"),
         booking_date=line.details["booking_date"] if line.details else None,
+        fund_code=payment.get("fund_code"),
     )
 
 
@@ -541,6 +542,7 @@ LINE_VIEW_KEYS = (
     "matched",
     "settled_day",
     "matched_batch_id",
+    "fund_code",
 )
 
 

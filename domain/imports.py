@@ -496,8 +496,9 @@ class ImportedLine:
 
     Events store it as a plain dict (`to_dict`), the form every stored event already has:
     `import_rule` on every line but a statement's link (lines stored before import rules
-    existed have none: they read as None), `booking_date` on a statement's lines only, and
-    the link's keys on a linked line only.
+    existed have none: they read as None), `booking_date` on a statement's lines only, the
+    link's keys on a linked line only, and last `fund_code` on a line whose receipt the
+    import allocated (lines stored before it was kept have none: they read as None).
     """
 
     line: int
@@ -515,6 +516,7 @@ class ImportedLine:
     import_rule: dict[str, Any] | None = None
     booking_date: str | None = None  # a bank statement's line: its booking date (ISO)
     link: StatementLink | None = None
+    fund_code: str | None = None  # the fund(s) the import allocated its receipt to
 
     @property
     def is_new_receipt(self) -> bool:
@@ -548,6 +550,8 @@ class ImportedLine:
             stored["booking_date"] = self.booking_date
         if self.link is not None:
             stored |= self.link.to_dict()
+        if self.fund_code is not None:
+            stored["fund_code"] = self.fund_code
         return stored
 
     @classmethod
@@ -565,6 +569,7 @@ class ImportedLine:
             data.get("import_rule"),
             data.get("booking_date"),
             StatementLink.from_dict(data) if "rule" in data else None,
+            data.get("fund_code"),
         )
 
 

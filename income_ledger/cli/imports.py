@@ -237,13 +237,14 @@ def _print_batch(batch: dict[str, Any], first: int) -> None:
         )
     else:
         say("  status:    standing (not reversed)")
-    table = helpers.folding_table("line", "reference", "amount", "outcome", "rule", "link")
+    table = helpers.folding_table("line", "reference", "amount", "outcome", "fund", "rule", "link")
     for line in batch["lines"][:first]:
         table.add_row(
             str(line["line"]),
             escape(line["reference"]),
             _pounds(line["amount_pence"]),
             _line_outcome(line),
+            line["fund_code"] or "",
             escape(_line_rule(line)),
             escape(_line_links(line)),
         )

@@ -235,7 +235,8 @@ def test_cashup_events_stored_as_plain_dicts_load_as_channel_results(ledger) -> 
 IMPORTED = get_topic(ImportBatch.Imported)
 # The keys an import stores of a money line, in this order: every line's; then
 # `import_rule` (not on a statement's link; release 0.1.0 wrote it on no line), a
-# statement line's `booking_date`, and a link's keys.
+# statement line's `booking_date`, a link's keys, and last the `fund_code` of a receipt the
+# import allocated (lines stored before it was kept have none: ImportedLine reads None).
 LINE_KEYS = [
     "line",
     "kind",
@@ -273,8 +274,9 @@ def test_an_import_stores_its_lines_as_earlier_releases_did(ledger) -> None:
         ledger, allpay_file(allpay_line(CT_REF, "3.00")), importer, file_name="a.txt"
     )
     (line,) = imported_lines(ledger, allpay.batch_id)
-    assert list(line) == RECEIPT_KEYS
+    assert list(line) == [*RECEIPT_KEYS, "fund_code"]
     assert (line["kind"], line["outcome"], line["import_rule"]) == ("receipt", "recorded", None)
+    assert line["fund_code"] == "CT"
 
     paid = govuk_pay(ledger, 2_500, YESTERDAY, "pay-1", "card")
     statement = camt(entry("25.00", ref="B1"), entry("7.00", ref="B2"))

@@ -112,7 +112,10 @@ def test_import_show_a_statement_with_a_reconciled_line_and_an_undone_link(
     statement.write_bytes(
         camt(entry("5.00", ref="B0", text="ALLPAY LTD"), entry("7.00", ref="B1", text="ALLPAY LTD"))
     )
-    cli("import", str(first))
+    allpay_id = json.loads(cli("import", str(first), "--json").stdout)["batch"]["batch_id"]
+    allpay_shown = cli("import", "show", allpay_id).stdout.splitlines()
+    (allpay_row,) = [row for row in allpay_shown if row.startswith("│ ")]
+    assert "│ allocated " in allpay_row and "│ CT " in allpay_row
     batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
     cli("import", str(later))  # links line 2 after the import
     cli("reconcile", "unlink", batch_id, "2", "--reason", "a payer's own transfer")
