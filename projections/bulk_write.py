@@ -135,10 +135,18 @@ def _copy_column(values: tuple[Any, ...]) -> list[str]:
     if kinds <= {int}:
         return ["\\N" if value is None else str(value) for value in values]
     if kinds == {str}:
+        if not _needs_escapes("".join(value for value in values if value is not None)):
+            return ["\\N" if value is None else value for value in values]
         return ["\\N" if value is None else value.translate(_COPY_ESCAPES) for value in values]
     if kinds == {datetime} or kinds == {date}:
         return ["\\N" if value is None else value.isoformat() for value in values]
     return [_copy_value(value) for value in values]
+
+
+def _needs_escapes(text: str) -> bool:
+    """Whether any of COPY's special characters is in the text (one scan per column: most
+    columns have none, and then no value needs translating)."""
+    return "\\" in text or "\t" in text or "\n" in text or "\r" in text
 
 
 def _copy_value(value: Any) -> str:
