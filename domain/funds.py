@@ -254,6 +254,9 @@ class FundChart(Aggregate):
 
     def __init__(self, actor: str) -> None:
         self.funds: dict[str, Fund] = {}
+        # The funds `match` tries for each reference length, kept with the funds they were
+        # worked out from (see `_funds_of_length`).
+        self._by_length: tuple[tuple[Fund, ...], dict[int, tuple[Fund, ...]]] | None = None
 
     @classmethod
     def open(cls, actor: str) -> FundChart:
@@ -336,7 +339,10 @@ class FundChart(Aggregate):
             return Match(None, SuspenseReason.NO_REFERENCE, "the payment carries no reference")
         if fund_hint:
             return self._match_hinted(reference, fund_hint.upper())
-        valid = [f for f in self.funds.values() if f.reference_problem(reference) is None]
+        # A fund whose lengths leave the reference out has a LENGTH problem: neither valid
+        # nor failing its check digit, so only funds that take this length are asked.
+        problems = [(f, f.reference_problem(reference)) for f in self._funds_of_length(reference)]
+        valid = [f for f, problem in problems if problem is None]
         enabled = [f for f in valid if f.enabled]
         if len(enabled) == 1:
             return Match(enabled[0].code, None, f"reference matches fund {enabled[0].code} only")
@@ -348,9 +354,7 @@ class FundChart(Aggregate):
                 None, SuspenseReason.DISABLED_FUND, f"reference belongs to disabled {valid[0].code}"
             )
         failing_check = [
-            f.code
-            for f in self.funds.values()
-            if f.reference_problem(reference) is ReferenceProblem.CHECK_DIGIT
+            f.code for f, problem in problems if problem is ReferenceProblem.CHECK_DIGIT
         ]
         if failing_check:
             return Match(
@@ -360,6 +364,23 @@ class FundChart(Aggregate):
                 "is wrong",
             )
         return Match(None, SuspenseReason.NO_MATCHING_FUND, "reference matches no fund's rule")
+
+    def _funds_of_length(self, reference: str) -> tuple[Fund, ...]:
+        """The funds whose reference rule takes references of this one's length, in the
+        chart's order: one dictionary look-up per receipt instead of asking every fund
+        (an import asks once per line). Worked out again whenever the funds differ from
+        those it was worked out from, however they changed."""
+        funds = tuple(self.funds.values())
+        held = getattr(self, "_by_length", None)
+        if held is None or held[0] != funds:
+            by_length: dict[int, list[Fund]] = {}
+            for fund in funds:
+                rule = fund.reference_rule
+                for length in range(rule.min_length, rule.max_length + 1):
+                    by_length.setdefault(length, []).append(fund)
+            held = (funds, {length: tuple(found) for length, found in by_length.items()})
+            self._by_length = held
+        return held[1].get(len(reference), ())
 
     def _match_hinted(self, reference: str, code: str) -> Match:
         fund = self.funds.get(code)

@@ -1,10 +1,17 @@
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.errors import FundAlreadyExists, FundDisabled, InvalidFundDefinition, UnknownFund
-from domain.funds import Fund, FundChart, SuspenseReason
-from domain.references import ReferenceRule
+from domain.funds import Fund, FundChart, Match, SuspenseReason
+from domain.references import (
+    CheckDigitRule,
+    ReferenceProblem,
+    ReferenceRule,
+    normalise_reference,
+)
 from domain.sample_chart import COUNCIL_TAX
 from tests.domain.helpers import CT_REF, SUN_REF, chart
 
@@ -106,3 +113,88 @@ def test_funds_round_trip_through_dicts() -> None:
 
 def test_the_chart_has_one_well_known_id() -> None:
     assert FundChart.create_id() == FundChart.create_id()
+
+
+def plain_match(chart: FundChart, reference: str) -> Match:
+    """What `FundChart.match` answered before it looked funds up by reference length:
+    every fund asked, twice when none took the reference."""
+    reference = normalise_reference(reference)
+    if not reference:
+        return Match(None, SuspenseReason.NO_REFERENCE, "the payment carries no reference")
+    valid = [f for f in chart.funds.values() if f.reference_problem(reference) is None]
+    enabled = [f for f in valid if f.enabled]
+    if len(enabled) == 1:
+        return Match(enabled[0].code, None, f"reference matches fund {enabled[0].code} only")
+    if len(enabled) > 1:
+        codes = ", ".join(sorted(f.code for f in enabled))
+        return Match(None, SuspenseReason.AMBIGUOUS, f"reference is valid for {codes}")
+    if valid:
+        return Match(
+            None, SuspenseReason.DISABLED_FUND, f"reference belongs to disabled {valid[0].code}"
+        )
+    failing = [
+        f.code
+        for f in chart.funds.values()
+        if f.reference_problem(reference) is ReferenceProblem.CHECK_DIGIT
+    ]
+    if failing:
+        return Match(
+            None,
+            SuspenseReason.INVALID_CHECK_DIGIT,
+            f"reference looks like {', '.join(sorted(failing))} but its check digit is wrong",
+        )
+    return Match(None, SuspenseReason.NO_MATCHING_FUND, "reference matches no fund's rule")
+
+
+REFERENCE_TEXT = st.text(alphabet="0123456789ABX z", max_size=9)
+
+
+@st.composite
+def reference_rules(draw: st.DrawFn) -> ReferenceRule:
+    min_length = draw(st.integers(1, 6))
+    max_length = draw(st.integers(min_length, min_length + 3))
+    pattern = draw(st.sampled_from(["[0-9]+", "[A-Z][0-9]*", "[0-9A-Z]*", "[0-9]*X?", ".*"]))
+    check = draw(
+        st.none()
+        | st.builds(
+            CheckDigitRule,
+            modulus=st.sampled_from([10, 11]),
+            weights=st.sampled_from([(1,), (2, 1), (7, 6, 5, 4, 3, 2)]),
+            ten_as=st.sampled_from(["X", "0"]),
+        )
+    )
+    return ReferenceRule(min_length, max_length, pattern, check)
+
+
+# A change to the chart: (fund index, a new rule or None to disable / enable instead).
+CHANGES = st.lists(st.tuples(st.integers(0, 5), st.none() | reference_rules()), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rules=st.lists(reference_rules(), min_size=1, max_size=6),
+    disabled=st.sets(st.integers(0, 5)),
+    references=st.lists(REFERENCE_TEXT, min_size=1, max_size=8),
+    changes=CHANGES,
+)
+def test_matching_by_reference_length_answers_as_asking_every_fund(
+    rules, disabled, references, changes
+) -> None:
+    funds = FundChart.open(actor="test")
+    for n, rule in enumerate(rules):
+        funds.add_fund(replace(COUNCIL_TAX, code=f"F{n}", reference_rule=rule), actor="test")
+        if n in disabled:
+            funds.disable_fund(f"F{n}", actor="test", reason="test")
+    for reference in references:
+        assert funds.match(reference, None) == plain_match(funds, reference)
+    # The funds looked up by length follow every later change to the chart.
+    for n, rule in changes:
+        code = f"F{n % len(rules)}"
+        if rule is None and funds.funds[code].enabled:
+            funds.disable_fund(code, actor="test", reason="test")
+        elif rule is None:
+            funds.enable_fund(code, actor="test", reason="test")
+        else:
+            funds.amend_fund(code, {"reference_rule": rule.to_dict()}, actor="test", reason="t")
+        for reference in references:
+            assert funds.match(reference, None) == plain_match(funds, reference)
