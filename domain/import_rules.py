@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import re._constants as sre_constants  # the parsed form of a pattern: no public API has it
 import re._parser as sre_parser
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -132,6 +132,11 @@ class RuleLine:
     narrative: str
     amount_pence: int
     channel: str
+    # The narrative casefolded once for every rule that looks for text in it.
+    folded_narrative: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "folded_narrative", self.narrative.casefold())
 
 
 @dataclass(frozen=True)
@@ -152,8 +157,11 @@ class ImportRule:
     suspense_reason: str | None = None
     enabled: bool = True
     version: int = 1
+    # The narrative text casefolded once, not once per line it is tried on.
+    _folded_text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_folded_text", (self.narrative_contains or "").casefold())
         require_length("rule name", self.name, MAX_RULE_NAME_LENGTH)
         if not self.name.strip():
             raise InvalidImportRule("a rule needs a name people recognise it by")
@@ -231,9 +239,7 @@ class ImportRule:
             return False
         if self.max_amount_pence is not None and line.amount_pence > self.max_amount_pence:
             return False
-        if self.narrative_contains and (
-            self.narrative_contains.casefold() not in line.narrative.casefold()
-        ):
+        if self.narrative_contains and self._folded_text not in line.folded_narrative:
             return False
         return not self.reference_pattern or bool(
             _compiled(self.reference_pattern).fullmatch(line.reference)
