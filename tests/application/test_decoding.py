@@ -1,18 +1,22 @@
-"""The fast decoder gives exactly the library's domain values (issue #9).
+"""The fast decoder gives exactly the library's domain values (issue #9), and the fast
+encoder exactly the library's bytes (issue #10).
 
 income_ledger.decoding parses stored events with orjson and builds the events without the
 mapper's per-event lookups; replay, `audit verify` and the projections read through it.
 These tests hold it equal to eventsourcing's own JSONTranscoder and Mapper: value by value
 for every type the transcoder handles (datetimes, decimals, UUIDs, nested in lists and
 objects) and what orjson reads differently, then on both backends for every event kind the
-ledger records, an upcast event, and the balances a replay gives.
+ledger records, an upcast event, and the balances a replay gives. The encoder (orjson
+when the bytes are sure to be the same) is held to the library's bytes the same ways.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from enum import IntEnum, StrEnum
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -36,6 +40,7 @@ from income_ledger import demo
 from income_ledger.bootstrap import event_reader, replay
 from income_ledger.decoding import FastJSONTranscoder, event_decoder
 from projections.replay import replay_balances
+from tests.application.test_fast_import import import_all
 from tests.projections.conftest import random_workload
 
 
@@ -174,6 +179,98 @@ def test_any_encoded_value_decodes_as_the_librarys(value: Any) -> None:
     assert _same(FAST.decode(data), expected), data
 
 
+class Colour(StrEnum):
+    RED = "red"
+
+
+class Size(IntEnum):
+    BIG = 3
+
+
+@dataclass(frozen=True)
+class Point:
+    x: int
+
+
+class Moment(datetime):
+    """A subclass of a registered type: the library has no transcoding for it."""
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _cycle() -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    value["self"] = value
+    return value
+
+
+ENCODED_EXAMPLES = [
+    *EXAMPLES,
+    {"controls": "".join(map(chr, range(0x20))) + '"\\/\x7f\u2028\u2029\ufeff'},
+    {"astral": "\U0001f4b7", "nul": "\x00"},
+    {"lone_surrogate": "\ud800"},  # the library's UnicodeEncodeError
+    {"tuple": (1, ("a", None)), "list_of_tuples": [(uuid4(),)]},
+    {"enum_text": Colour.RED, "enum_number": Size.BIG, "true_int": True},
+    {1: "integer key"},
+    {None: "none key", "a": 1},
+    {"unregistered": Point(1)},
+    {"subclass": Moment(2026, 3, 31, tzinfo=UTC)},
+    {"object": object()},
+    {"deep": _nested(300)},  # deeper than orjson writes
+    {"nan": math.nan, "neg_inf": -math.inf, "huge": 1e16, "small": 1e-7},
+    {"edges": [2**64 - 1, -(2**63), 2**64, -(2**63) - 1]},
+    _cycle(),
+    Decimal("1.5"),
+    datetime(2026, 3, 31, tzinfo=UTC),
+    uuid4(),
+]
+
+
+def _encodes_alike(value: Any) -> None:
+    """The same bytes, or the same error."""
+    try:
+        expected = LIBRARY.encode(value)
+    except Exception as error:
+        with pytest.raises(type(error)):
+            FAST.encode(value)
+        return
+    assert FAST.encode(value) == expected
+
+
+@pytest.mark.parametrize("value", ENCODED_EXAMPLES, ids=range(len(ENCODED_EXAMPLES)))
+def test_each_value_encodes_as_the_librarys(value: Any) -> None:
+    _encodes_alike(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_VALUES)
+def test_any_value_encodes_as_the_librarys(value: Any) -> None:
+    _encodes_alike({"value": value})
+    _encodes_alike([value, (value,)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(codec=None, exclude_categories=())))
+def test_any_text_encodes_as_the_librarys(text: str) -> None:
+    _encodes_alike({"text": text, text: [text]})
+
+
+def test_ordinary_states_are_written_by_orjson_not_the_library(monkeypatch) -> None:
+    state = {"at": datetime(2026, 3, 31, tzinfo=UTC), "id": uuid4(), "lines": [{"n": 1}]}
+    expected = LIBRARY.encode(state)
+
+    def refuse(self: JSONTranscoder, obj: Any) -> bytes:
+        raise AssertionError("fell back to the library's encoder")
+
+    monkeypatch.setattr(JSONTranscoder, "encode", refuse)
+    assert FAST.encode(state) == expected
+
+
 # ---- stored events, both backends ---------------------------------------------------------
 
 
@@ -285,3 +382,21 @@ def test_an_undecodable_event_raises_the_librarys_error(ledger) -> None:
         _library_mapper(ledger).to_domain_event(row)
     with pytest.raises(type(theirs.value), match="Failed to deserialise"):
         event_decoder(ledger.mapper)(row)
+
+
+def test_every_stored_state_is_the_librarys_encoding(ledger) -> None:
+    """What the ledger stored (written by the fast encoder) is byte for byte what the
+    library's own mapper writes for the same events: receipts, allocations, refunds,
+    transfers, fund changes, import rules and imported files of every kind."""
+    _record_history(ledger)
+    import_all(ledger)
+    assert isinstance(ledger.mapper.transcoder, FastJSONTranscoder)
+    library = _library_mapper(ledger)
+    rows = ledger.recorder.select_notifications(start=None, limit=100_000)
+    topics = set()
+    for row in rows:
+        event = library.to_domain_event(row)
+        assert library.to_stored_event(event).state == row.state, row.topic
+        topics.add(row.topic.rsplit(":", 1)[-1])
+    assert {"Payment.Received", "Payment.Allocated", "Payment.Transferred"} <= topics
+    assert {"ImportBatch.Imported", "ImportRulebook.RuleAdded", "Payment.Reversed"} <= topics
