@@ -22,10 +22,17 @@ equal to the library's for every kind of event, upcasting included.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from eventsourcing.persistence import JSONTranscoder, Mapper, Transcoding, find_id_convertor
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    JSONTranscoder,
+    Mapper,
+    Transcoding,
+    find_id_convertor,
+)
 from eventsourcing.utils import resolve_topic
 
 TRANSCODER_TOPIC = "income_ledger.decoding:FastJSONTranscoder"
@@ -38,10 +45,13 @@ class FastJSONTranscoder(JSONTranscoder):
     def __init__(self) -> None:
         super().__init__()
         self._reviver: _Reviver | None = None
+        self._utc_datetimes = False
 
     def register(self, transcoding: Transcoding) -> None:
         super().register(transcoding)
         self._reviver = None
+        # Datetimes are written as the library's own transcoding writes them (not another's).
+        self._utc_datetimes = type(self.types.get(datetime)) is DatetimeAsISO
 
     def encode(self, obj: Any) -> bytes:
         """The library's bytes for `obj`, written by orjson when they are sure to be the
@@ -59,8 +69,6 @@ class FastJSONTranscoder(JSONTranscoder):
 
     def _plain(self, value: Any) -> Any:
         kind = type(value)
-        if kind in _SCALARS:
-            return value
         if kind is dict:
             plain = {}
             for key, item in value.items():
@@ -68,8 +76,14 @@ class FastJSONTranscoder(JSONTranscoder):
                     raise _NotPlain
                 plain[key] = item if type(item) in _SCALARS else self._plain(item)
             return plain
+        if kind in _SCALARS:
+            return value
         if kind is list or kind is tuple:
             return [item if type(item) in _SCALARS else self._plain(item) for item in value]
+        if kind is datetime and value.tzinfo is UTC and self._utc_datetimes:
+            # orjson writes a UTC datetime as its isoformat(), in C (checked over the whole
+            # range of datetimes): the ledger's times are all UTC.
+            return {"_type_": DatetimeAsISO.name, "_data_": value}
         transcoding = self.types.get(kind)
         # The library's encoder writes subclasses of its own types itself, registered or not.
         if transcoding is None or isinstance(value, _WRITTEN_AS_JSON):

@@ -260,6 +260,29 @@ def test_any_text_encodes_as_the_librarys(text: str) -> None:
     _encodes_alike({"text": text, text: [text]})
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_any_utc_datetime_encodes_as_the_librarys(moment: datetime) -> None:
+    _encodes_alike({"at": moment, "times": [moment]})
+
+
+class DayFirst(DatetimeAsISO):
+    """Another transcoding of datetimes, under the library's name."""
+
+    def encode(self, obj: datetime) -> str:
+        return obj.strftime("%d/%m/%Y %H:%M")
+
+
+def test_a_datetime_transcoding_of_its_own_is_the_one_used() -> None:
+    library, fast = JSONTranscoder(), FastJSONTranscoder()
+    for transcoder in (library, fast):
+        transcoder.register(DatetimeAsISO())
+        transcoder.register(DayFirst())
+    moment = datetime(2026, 3, 31, 9, 30, tzinfo=UTC)
+    assert fast.encode({"at": moment}) == library.encode({"at": moment})
+    assert b"31/03/2026 09:30" in fast.encode({"at": moment})
+
+
 def test_ordinary_states_are_written_by_orjson_not_the_library(monkeypatch) -> None:
     state = {"at": datetime(2026, 3, 31, tzinfo=UTC), "id": uuid4(), "lines": [{"n": 1}]}
     expected = LIBRARY.encode(state)
