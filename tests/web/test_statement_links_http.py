@@ -6,9 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from application.imports import get_import
+from application.imports import get_import, import_file
+from application.ledger import CommandContext
 from application.reconciliation import exceptions
+from domain import errors
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_statement_imports import camt, entry
+from tests.domain.helpers import CT_REF
 from tests.web.test_pages_http import hidden, signed_in
+from web import pages_imports
 
 UNLINK_FIELD = "unlink_reason_1"
 
@@ -71,3 +77,33 @@ def test_readers_see_no_undo_and_may_not_post_it(web_url, late_linked, ledger, w
     assert reader.post(path, data=fields | {"csrf_token": csrf}).status_code == 403
     assert officer.post(path, data=fields | {"csrf_token": "forged"}).status_code == 403
     assert get_import(ledger, late_linked)["lines"][0]["late_link"] is not None
+
+
+def test_two_people_at_once_is_shown_on_the_page_with_nothing_stored(
+    web_url, late_linked, ledger, monkeypatch
+):
+    def collided(*_args, **_kwargs):
+        raise errors.ConcurrentUpdate(
+            "the statement or a receipt it links changed at the same moment; nothing was "
+            "undone. Retry"
+        )
+
+    monkeypatch.setattr(pages_imports, "unlink_line", collided)
+    client = signed_in(web_url, "supervisor")
+    before = ledger.max_position()
+    fields = unlink_form(client, late_linked) | {UNLINK_FIELD: "a payer's own transfer"}
+    answer = client.post(f"/web/imports/{late_linked}/lines/1/unlink", data=fields)
+    assert answer.status_code == 422 and "changed at the same moment" in answer.text
+    assert "Nothing was changed." in answer.text and "<details class" in answer.text
+    assert f'value="{fields["idempotency_key"]}"' in answer.text  # the same form, sent again
+    assert ledger.max_position() == before
+
+
+def test_a_line_linked_at_import_offers_no_undo(web_url, ledger):
+    ctx = CommandContext("officer:importer")
+    import_file(ledger, allpay_file(allpay_line(CT_REF, "5.00")), ctx, file_name="be.txt")
+    statement = camt(entry("5.00", ref="B0", text="ALLPAY LTD"))
+    batch_id = import_file(ledger, statement, ctx, file_name="stmt.xml").batch_id
+    page = signed_in(web_url, "officer").get(f"/web/imports/{batch_id}")
+    assert "linked at import: only reversing the whole import undoes it" in page.text
+    assert "Undo the link" not in page.text and "Link again" not in page.text
