@@ -8,6 +8,7 @@ chart and a decision taken on the chart easy to order. Each change is an event o
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ from domain.references import ReferenceProblem, ReferenceRule, normalise_referen
 
 FUND_CODE = re.compile(rf"^[A-Z][A-Z0-9_]{{0,{MAX_FUND_CODE_LENGTH - 1}}}$")
 LEDGER_NAMESPACE = uuid5(NAMESPACE_URL, "https://github.com/income-ledger/income-ledger")
+# SHA-1 state after the namespace, which every name-based id of the ledger starts with.
+_LEDGER_SHA1 = hashlib.sha1(LEDGER_NAMESPACE.bytes, usedforsecurity=False)
 MAX_VAT_RATE_BASIS_POINTS = 10_000
 AMENDABLE_FIELDS = (
     "name",
@@ -51,6 +54,14 @@ FUND_GROUP = re.compile(rf"^[A-Z][A-Z0-9_]{{0,{MAX_FUND_CODE_LENGTH - 1}}}$")
 
 # The first VAT rate of a fund applies to every moment before its first change.
 FROM_THE_START = datetime.min.replace(tzinfo=UTC)
+
+
+def ledger_uuid5(name: str) -> UUID:
+    """`uuid5(LEDGER_NAMESPACE, name)`, the namespace's hash taken once, not once per id
+    (an import makes one payment id a line)."""
+    digest = _LEDGER_SHA1.copy()
+    digest.update(name.encode())
+    return UUID(bytes=digest.digest()[:16], version=5)
 
 
 @dataclass(frozen=True)

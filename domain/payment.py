@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate
 from eventsourcing.utils import get_topic
@@ -40,7 +40,7 @@ from domain.errors import (
     TransferExceedsAllocation,
     UnknownChannel,
 )
-from domain.funds import LEDGER_NAMESPACE, Fund, Match
+from domain.funds import Fund, Match, ledger_uuid5
 from domain.idempotent import CommandKey, idempotent, running_command
 from domain.limits import (
     MAX_EXTERNAL_ID_LENGTH,
@@ -213,9 +213,9 @@ def payment_id_for(channel: Channel, external_id: str | None, idempotency_key: s
     uniqueness on (id, version) makes a concurrent duplicate fail instead of recording twice.
     """
     if external_id:
-        return uuid5(LEDGER_NAMESPACE, f"payment/{channel.value}/{external_id}")
+        return ledger_uuid5(f"payment/{channel.value}/{external_id}")
     if idempotency_key:
-        return uuid5(LEDGER_NAMESPACE, f"payment/idempotency/{idempotency_key}")
+        return ledger_uuid5(f"payment/idempotency/{idempotency_key}")
     return uuid4()
 
 

@@ -1,11 +1,12 @@
 from dataclasses import replace
+from uuid import uuid5
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import FundAlreadyExists, FundDisabled, InvalidFundDefinition, UnknownFund
-from domain.funds import Fund, FundChart, Match, SuspenseReason
+from domain.funds import LEDGER_NAMESPACE, Fund, FundChart, Match, SuspenseReason, ledger_uuid5
 from domain.references import (
     CheckDigitRule,
     ReferenceProblem,
@@ -198,3 +199,9 @@ def test_matching_by_reference_length_answers_as_asking_every_fund(
             funds.amend_fund(code, {"reference_rule": rule.to_dict()}, actor="test", reason="t")
         for reference in references:
             assert funds.match(reference, None) == plain_match(funds, reference)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_ledger_ids_are_the_uuid5_of_their_name(name: str) -> None:
+    assert ledger_uuid5(name) == uuid5(LEDGER_NAMESPACE, name)
