@@ -139,9 +139,13 @@ class Outcome:
     refund_request_id: str | None = None
 
 
+# What json.dumps(..., sort_keys=True, default=str) makes, without a new encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str)
+
+
 def fingerprint(command: str, **arguments: Any) -> str:
     """A stable digest of a command and its arguments, to tell a retry from a new request."""
-    canonical = json.dumps({"command": command, **arguments}, sort_keys=True, default=str)
+    canonical = _CANONICAL.encode({"command": command, **arguments})
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from application.ledger import CommandContext, IncomeLedger, RecordPayment, fingerprint
 from application.payer_details import PayerDetails
 from domain.errors import (
     AllocationExceedsUnallocated,
@@ -208,3 +212,17 @@ def test_a_query_gets_a_chart_no_older_than_the_read_model(ledger, settings, off
     assert moved_on > covered
     assert ledger.chart_covering(moved_on).fund("SUN").vat_rate_basis_points == 500
     assert ledger.funds(covering=moved_on) == ledger.funds()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(max_size=8).filter(lambda key: key != "command"),
+        st.none() | st.integers() | st.text() | st.lists(st.text()) | st.datetimes(),
+        max_size=8,
+    )
+)
+def test_a_fingerprint_is_the_digest_of_the_sorted_json_of_its_command(arguments) -> None:
+    canonical = json.dumps({"command": "record", **arguments}, sort_keys=True, default=str)
+    expected = hashlib.sha256(canonical.encode()).hexdigest()
+    assert fingerprint("record", **arguments) == expected
