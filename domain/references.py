@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from itertools import cycle
+from operator import mul
 from typing import Any
 
 from domain.errors import InvalidFundDefinition
@@ -35,6 +37,7 @@ MAX_MASK_LENGTH = 64
 # Input-mask characters: anything else in a mask stands for itself.
 MASK_CLASSES = {"9": "[0-9]", "A": "[A-Z]", "X": "[A-Z0-9]"}
 MASK_ESCAPE = "\\"
+ZERO = ord("0")
 
 
 class ReferenceProblem(StrEnum):
@@ -142,8 +145,11 @@ class CheckDigitRule:
         return body
 
     def _values(self, body: str) -> list[int]:
+        body = self._substituted(body)
+        if body.isascii() and body.isdigit():  # most references: each digit its value
+            return [ord(char) - ZERO for char in body]
         values: list[int] = []
-        for char in self._substituted(body):
+        for char in body:
             if char.isdigit():
                 values.append(int(char))
             elif char.isalpha() and self.letters is LetterValues.ALPHABET_POSITION:
@@ -152,10 +158,8 @@ class CheckDigitRule:
 
     def check_value(self, body: str) -> int:
         """The number the scheme computes for a body, before it becomes a character."""
-        values = self._values(body)
-        total = sum(
-            value * self.weights[i % len(self.weights)] for i, value in enumerate(reversed(values))
-        )
+        # The weights from the rightmost value leftwards, the list repeated as needed.
+        total = sum(map(mul, reversed(self._values(body)), cycle(self.weights)))
         remainder = total % self.modulus
         return self.modulus - remainder if self.subtract_from_modulus else remainder
 

@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import InvalidFundDefinition
@@ -210,3 +210,38 @@ def test_any_described_scheme_accepts_its_own_check_character(scheme, body) -> N
     wrong = {c for c in scheme.check_characters} - {scheme.check_character(body)}
     for character in wrong:
         assert rule.problem(body + character) is ReferenceProblem.CHECK_DIGIT
+
+
+def plain_check_value(rule: CheckDigitRule, body: str) -> int:
+    """The check value as worked out before digits had a quicker way: char by char."""
+    values = []
+    for char in rule._substituted(body):
+        if char.isdigit():
+            values.append(int(char))
+        elif char.isalpha() and rule.letters is LetterValues.ALPHABET_POSITION:
+            values.append(ord(char) - ord("A") + 1)
+    total = sum(value * rule.weights[i % len(rule.weights)] for i, value in enumerate(values[::-1]))
+    remainder = total % rule.modulus
+    return rule.modulus - remainder if rule.subtract_from_modulus else remainder
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    modulus=st.integers(2, 11),
+    weights=st.lists(st.integers(1, 12), min_size=1, max_size=8).map(tuple),
+    subtract=st.booleans(),
+    letters=st.sampled_from(list(LetterValues)),
+    substitutions=st.sampled_from([(), (("BJ", "05"),), (("1", "99"),)]),
+    body=st.text(alphabet="0123456789BJXZ٣", max_size=45),
+)
+def test_check_values_are_what_char_by_char_weighting_gives(
+    modulus, weights, subtract, letters, substitutions, body
+) -> None:
+    rule = CheckDigitRule(
+        modulus,
+        weights,
+        subtract_from_modulus=subtract,
+        letters=letters,
+        prefix_substitutions=substitutions,
+    )
+    assert rule.check_value(body) == plain_check_value(rule, body)
