@@ -74,7 +74,13 @@ class FastJSONTranscoder(JSONTranscoder):
             for key, item in value.items():
                 if type(key) is not str:
                     raise _NotPlain
-                plain[key] = item if type(item) in _SCALARS else self._plain(item)
+                item_kind = type(item)
+                if item_kind in _SCALARS:
+                    plain[key] = item
+                elif item_kind is datetime and item.tzinfo is UTC and self._utc_datetimes:
+                    plain[key] = {"_type_": DatetimeAsISO.name, "_data_": item}  # as below
+                else:
+                    plain[key] = self._plain(item)
             return plain
         if kind in _SCALARS:
             return value
