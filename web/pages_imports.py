@@ -81,7 +81,9 @@ def _upload_form(
 @router.post("/upload")
 async def upload(request: Request) -> Response:
     """A file posted as multipart form data. A double submit records once: the same bytes
-    are the same batch (by SHA-256), and the second answer says it was imported before."""
+    are the same batch (by SHA-256), and the second answer says it was imported before.
+    Statement lines imported before that pay its receipts in are linked afterwards by the
+    process's linking worker (as after POST /imports, LEDGER_AUTO_LINK_STATEMENTS)."""
     user = user_allowed(request, STAFF, "import files")
     parts = form_parts(request.headers.get("content-type", ""), await request.body())
     require_csrf(request, parts.get("csrf_token", (b"", None))[0].decode(errors="replace"))
@@ -109,6 +111,8 @@ async def upload(request: Request) -> Response:
     services(request).metrics.import_uploads.labels(
         "imported" if outcome.recorded else "duplicate"
     ).inc()
+    if services(request).config.auto_link_statements:  # off the request: the page answers
+        services(request).linking.after_import(outcome.link_from)
     done = "imported" if outcome.recorded else "known"
     return redirect(request, f"/imports/{outcome.batch_id}?done={done}")
 

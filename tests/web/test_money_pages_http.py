@@ -10,7 +10,12 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from application.imports import import_file
+from application.ledger import CommandContext
+from application.reconciliation import exceptions
 from domain.limits import uk_today
+from tests.api.conftest import eventually
+from tests.application.test_statement_imports import camt, entry
 from tests.web.conftest import CT_REFERENCE, token
 from tests.web.test_pages_http import hidden, signed_in, wait_for_page
 
@@ -195,6 +200,24 @@ def test_an_upload_refused_names_every_bad_line_and_a_good_one_imports_once(
     assert ledger.max_position() > before
     listing = wait_for_page(client, "/web/imports", "day.csv")
     assert "1 file imported" in listing.text
+
+
+def test_a_file_uploaded_after_its_statement_line_gets_the_line_linked(web_url, ledger) -> None:
+    """The day's till file uploaded on the page after the bank statement paying it in was
+    imported: the line, first a receipt of its own, is linked to the file by itself."""
+    yesterday = uk_today() - timedelta(days=1)
+    statement = camt(entry("20.00", ref="B1", text="CASH PAID IN", day=yesterday))
+    import_file(ledger, statement, CommandContext("officer:test"), file_name="stmt.xml")
+    assert len(exceptions(ledger)["unmatched_statement_lines"]) == 1
+    client = signed_in(web_url, "officer")
+    uploaded = csv_upload(client, day_csv("12.50", "7.50"), expect_total="20.00", expect_count="2")
+    assert uploaded.status_code == 303, uploaded.text
+
+    def linked() -> bool:
+        report = exceptions(ledger)
+        return report["unmatched_statement_lines"] == report["unmatched_receipts"] == []
+
+    assert eventually(linked)
 
 
 def test_an_upload_without_csrf_or_by_a_reader_is_refused(web_url, ledger) -> None:
