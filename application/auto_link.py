@@ -103,9 +103,14 @@ class WaitingLines:
             self._read_on = today
             self._position = scope_start(self.ledger, self.covers)
             self._waiting, self._known = {}, {}
+        # Positions become visible in order (the event store's lock): whatever is up to
+        # `last` now is read below, so the next check starts after it, not after the last
+        # import event (which may be far back: a scan of every receipt since).
+        last = self.ledger.max_position()
         for notification in self.ledger.notifications(*IMPORT_TOPICS, after=self._position):
             self._apply(self.ledger.mapper.to_domain_event(notification))
             self._position = notification.id
+        self._position = max(self._position, last)
 
     def _any_for(self, day: date, least_pence: int | None) -> bool:
         last = day + timedelta(days=MATCH_WINDOW_DAYS)

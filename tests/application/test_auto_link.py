@@ -11,7 +11,7 @@ from datetime import timedelta
 from application import reconciliation
 from application.auto_link import LinkingWorker, WaitingLines
 from application.imports import import_file
-from application.ledger import CommandContext
+from application.ledger import CommandContext, RecordPayment
 from application.reconciliation import link_counted_twice, unlink_line
 from income_ledger.bootstrap import build_ledger
 from tests.application.test_imports import allpay_file, allpay_line
@@ -116,3 +116,25 @@ def test_a_failed_check_or_run_is_logged_and_the_worker_goes_on(monkeypatch, cap
         worker.close()
     assert days == [None, YESTERDAY]
     assert "reconcile link" in caplog.text
+
+
+def test_a_check_reads_only_what_was_recorded_since_the_last_one(ledger, monkeypatch) -> None:
+    """Not from the last import event: that would read every receipt since, at each check."""
+    import_file(ledger, camt(entry("7.00", ref="B1")), OFFICER, file_name="s.xml")
+    lines = WaitingLines(ledger)
+    assert lines.may_pay_in({TODAY: 800}) is None
+    for amount_pence in (100, 200):
+        ledger.record_payment(RecordPayment("cash", amount_pence, "UNKNOWN"), OFFICER)
+    checked_at = ledger.max_position()
+    read_after = []
+    real_notifications = ledger.notifications
+
+    def notifications(*classes, after=0, **more):
+        read_after.append(after)
+        return real_notifications(*classes, after=after, **more)
+
+    monkeypatch.setattr(ledger, "notifications", notifications)
+    assert lines.may_pay_in({TODAY: 800}) is None
+    ledger.record_payment(RecordPayment("cash", 300, "UNKNOWN"), OFFICER)
+    assert lines.may_pay_in({TODAY: 700}) == TODAY
+    assert read_after[1] >= checked_at
