@@ -90,15 +90,17 @@ def rebuild(
     `swap_lock_timeout_s` bounds the swap's wait for readers of the live tables.
     """
     scratch = read_model("_rebuild", new_index_tag())
+    name = f"{PROJECTION_NAME}_rebuild"
     with RunnerLock(engine, "projections rebuild").held(timeout_s=lock_wait_s):
         _fresh(engine, scratch)
+        # A rebuild stopped part way (Ctrl-C, a crash, a swap that timed out) left its
+        # position ahead of these empty tables: this one builds from position zero.
+        with engine.begin() as connection:
+            connection.execute(
+                projection_tracking.delete().where(projection_tracking.c.projection_name == name)
+            )
         builder = Projection(
-            engine,
-            source,
-            model=scratch,
-            name=f"{PROJECTION_NAME}_rebuild",
-            page_size=page_size,
-            carry=True,
+            engine, source, model=scratch, name=name, page_size=page_size, carry=True
         )
         builder.catch_up(progress=progress)
         builder.flush()
