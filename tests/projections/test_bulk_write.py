@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from projections.bulk_write import insert_rows, upsert_rows
+from projections.bulk_write import _processor, insert_rows, upsert_rows
 from projections.runner import projection_engine
 from projections.schema import UTCDateTime
 
@@ -79,3 +82,22 @@ def test_values_are_stored_as_sqlalchemy_stores_them(database_url) -> None:
     finally:
         metadata.drop_all(engine)
         engine.dispose()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    ),
+    day=st.dates(),
+)
+def test_sqlite_dates_and_times_are_sqlalchemys_text(moment, day) -> None:
+    """bulk_write formats SQLite's dates and UTC times in C: the text must be SQLAlchemy's
+    own processor's, for every aware time in any zone and every date (no database)."""
+    dialect = sqlite_dialect()
+    table = Table(
+        "probe", MetaData(), Column("at", UTCDateTime), Column("day", Date), Column("n", Integer)
+    )
+    for column, value in (("at", moment), ("day", day), ("day", moment)):
+        sqlalchemy_own = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
+        assert _processor(dialect, table, column)(value) == sqlalchemy_own(value)
