@@ -71,7 +71,8 @@ async def govuk_pay_webhook(request: Request, svc: ServicesDep) -> Any:
         failures.labels("refused").inc()
     if svc.config.auto_link_statements and answer["status"] in CARD_MONEY_MOVED:
         # Off the request: Pay waits for the answer, and the money is recorded either way.
-        svc.linking.after_card_money(answer["payment_id"])
+        # In a thread: with the worker behind, the ask reads the payment from the store.
+        await run_in_threadpool(svc.linking.after_card_money, answer["payment_id"])
     return answer
 
 

@@ -3,14 +3,16 @@ process's own worker (application.auto_link): no request and no connection waits
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
 import httpx
 
 from application import reconciliation
+from application.auto_link import MAX_CARD_PAYMENTS_WAITING, LinkingWorker
 from tests.api.conftest import auth, eventually, signed
-from tests.api.test_webhook_card_money import upload
+from tests.api.test_webhook_card_money import post, upload
 from tests.application.test_card_payouts import pay
 from tests.application.test_statement_imports import YESTERDAY, camt, entry
 
@@ -85,3 +87,28 @@ def test_a_receipt_recorded_after_its_statement_line_is_linked_by_itself(client)
     paid_in = client.get(f"/payments/{cheque['payment_id']}", headers=auth("officer")).json()
     assert paid_in["status"] != "reversed"
     assert client.post("/reconciliation/links", headers=auth("officer")).json() == {"links": []}
+
+
+def test_a_webhook_the_worker_is_behind_on_reads_its_card_day_off_the_event_loop(
+    client, services, monkeypatch
+) -> None:
+    """With MAX_CARD_PAYMENTS_WAITING card payments waiting for the worker, the message's
+    own request reads its payment's card day: in a thread, never on the event loop, which
+    every other request of the process waits on meanwhile."""
+    read_on_loop: list[bool] = []
+
+    def card_day(self, payment_id):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            read_on_loop.append(False)
+        else:
+            read_on_loop.append(True)
+        return None
+
+    monkeypatch.setattr(LinkingWorker, "_card_day", card_day)
+    waiting = {f"waiting-{n}" for n in range(MAX_CARD_PAYMENTS_WAITING)}
+    monkeypatch.setattr(services.linking, "_card_payments", waiting)  # no thread drains it
+    answer = post(client, pay("card_payment_captured", "pay-behind", fee=20))
+    assert answer.status_code == 200 and answer.json()["status"] == "recorded"
+    assert read_on_loop == [False]
