@@ -227,21 +227,22 @@ class LinkingWorker:
         self._changed.notify()
 
     def _run(self) -> None:
+        me = threading.current_thread()
+
+        def stopped() -> bool:  # closed, or left behind by a close that gave up waiting
+            return self._closing or self._thread is not me
+
         while True:
             with self._changed:
-                self._changed.wait_for(
-                    lambda: self._closing or bool(self._asks or self._card_payments)
-                )
-                if self._closing:
+                self._changed.wait_for(lambda: stopped() or bool(self._asks or self._card_payments))
+                if stopped():
                     return
                 asks, self._asks = self._asks, {}
                 cards, self._card_payments = self._card_payments, set()
             started = time.monotonic()
             self._link(asks, cards)
             with self._changed:  # what is asked meanwhile waits for the next run
-                self._changed.wait_for(
-                    lambda: self._closing, started + self.delay_s() - time.monotonic()
-                )
+                self._changed.wait_for(stopped, started + self.delay_s() - time.monotonic())
 
     def _link(self, asks: Asks, cards: set[str]) -> None:
         for payment_id in cards:

@@ -138,3 +138,39 @@ def test_a_check_reads_only_what_was_recorded_since_the_last_one(ledger, monkeyp
     ledger.record_payment(RecordPayment("cash", 300, "UNKNOWN"), OFFICER)
     assert lines.may_pay_in({TODAY: 700}) == TODAY
     assert read_after[1] >= checked_at
+
+
+def test_a_run_that_outlasts_close_ends_its_thread_after_it(monkeypatch) -> None:
+    """close() waits CLOSE_WAIT_S for a run in progress; a run longer than that ends its
+    thread when it is over, never going on as a second worker beside the one the next ask
+    starts (both would read and change the same WaitingLines)."""
+    from application import auto_link
+
+    monkeypatch.setattr(auto_link, "CLOSE_WAIT_S", 0.1)
+    started, release = threading.Event(), threading.Event()
+    runs: list[object] = []
+
+    def run(ledger, since):
+        runs.append(since)
+        if len(runs) == 1:
+            started.set()
+            release.wait(10)
+        return []
+
+    monkeypatch.setattr(reconciliation, "link_after_recording", run)
+    monkeypatch.setattr(WaitingLines, "may_pay_in", lambda self, asks: min(asks, default=None))
+    worker = LinkingWorker(ledger=None, delay_s=lambda: 0)  # type: ignore[arg-type]
+    try:
+        worker.after_receipt(TODAY, 100, "cash")
+        assert started.wait(10)
+        worker.close()  # gives up waiting: the run goes on
+        worker.after_receipt(YESTERDAY, 100, "cash")  # a new thread
+        wait_until(lambda: len(runs) == 2)
+        release.set()
+        wait_until(lambda: len([t for t in threading.enumerate() if t.name == "auto-link"]) == 1)
+        worker.after_receipt(TODAY, 100, "cash")
+        wait_until(lambda: len(runs) == 3)
+    finally:
+        release.set()
+        worker.close()
+    assert not [t for t in threading.enumerate() if t.name == "auto-link"]
