@@ -10,6 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from api.auth import ApiUser
 from api.deps import (
@@ -172,7 +173,7 @@ def amend_fund(
     response_model=CommandOut,
     responses={200: {"description": "already recorded: the first payment", "model": CommandOut}},
 )
-def record_payment(
+async def record_payment(
     body: RecordPaymentIn,
     request: Request,
     svc: ServicesDep,
@@ -184,6 +185,8 @@ def record_payment(
     (channel, external_id) is recorded once: a repeat answers 200 with the first payment.
     Statement lines imported before the receipt that pay it in are linked afterwards, off
     the request (LEDGER_AUTO_LINK_STATEMENTS). Roles: officer, supervisor, integration."""
+    # async: the hot path builds the receipt on the event loop and awaits its group commit;
+    # whatever reads the database goes to the thread pool (`record_payment_awaiting`).
     idempotent, ctx = command_context(request, user, key, body)
     payer = PayerDetails(**body.payer.model_dump()) if body.payer else None
     record = RecordPayment(
@@ -197,9 +200,14 @@ def record_payment(
         office_code=body.office_code,
         till_code=body.till_code,
     )
-    record = relating_to(svc.ledger, record, body.relates_to_period)
-    stored, replayed = svc.ledger.record_payment_once(
-        idempotent, record, ctx, lambda outcome: StoredResponse(*payment_command(201, outcome))
+    if body.relates_to_period is not None:  # reads the period calendar
+        record = await run_in_threadpool(relating_to, svc.ledger, record, body.relates_to_period)
+    stored, replayed = await svc.ledger.record_payment_awaiting(
+        idempotent,
+        record,
+        ctx,
+        lambda outcome: StoredResponse(*payment_command(201, outcome)),
+        run_in_threadpool,
     )
     if svc.config.auto_link_statements and stored.body["recorded"] and not replayed:
         _link_after(svc, stored.body["payment"])

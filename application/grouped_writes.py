@@ -5,12 +5,17 @@ them; the application only says what belongs together."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from sqlalchemy import Table
+
+# A command gives up waiting for its group after this long (the database is then probably
+# unreachable).
+WAIT_LIMIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -41,5 +46,9 @@ class GroupWriter(Protocol):
         """The write's last position once committed with others; None when its events clash
         with stored ones or what it was decided on has changed (the command must run again
         alone)."""
+
+    def submit(self, write: Write) -> Future[int | None] | None:
+        """`write`'s answer as a future, for a caller that must not block (an event loop);
+        None when the writer has no room for it now."""
 
     def close(self) -> None: ...

@@ -8,11 +8,12 @@ from the event store: two writers of the same payment version cannot both commit
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from application import event_store
 from application.access import EVERY_FUND, FundAccess
 from application.bulk import collector_paused
-from application.grouped_writes import GroupWriter, Row, Write
+from application.grouped_writes import WAIT_LIMIT_S, GroupWriter, Row, Write
 from application.idempotency import (
     IdempotentRequest,
     StoredResponse,
@@ -75,6 +76,8 @@ MAX_ATTEMPTS = 3
 DEFAULT_REFUND_APPROVAL_LIMIT_PENCE = 50_000
 MAX_PENDING_LISTED = 500
 SYSTEM_ACTOR = "system"
+# A command's stored response, and True when it is a replay of the first.
+Answer = tuple[StoredResponse, bool]
 
 
 @dataclass(frozen=True)
@@ -335,7 +338,7 @@ class IncomeLedger(Application):
         command: RecordPayment,
         ctx: CommandContext,
         respond: Callable[[Outcome], StoredResponse],
-    ) -> tuple[StoredResponse, bool]:
+    ) -> Answer:
         """`record_payment` under `run_once`: True when the response is replayed.
 
         With a group writer, a new receipt is written in one transaction with concurrent
@@ -346,6 +349,55 @@ class IncomeLedger(Application):
             grouped = self._record_in_group(self.group_writer, request, command, ctx, respond)
             if grouped is not None:
                 return grouped
+        return self._record_alone(request, command, ctx, respond)
+
+    async def record_payment_awaiting(
+        self,
+        request: IdempotentRequest | None,
+        command: RecordPayment,
+        ctx: CommandContext,
+        respond: Callable[[Outcome], StoredResponse],
+        in_thread: Callable[[Callable[[], Answer]], Awaitable[Answer]],
+    ) -> Answer:
+        """`record_payment_once` for an event loop: a new receipt that needs no database
+        read (no Idempotency-Key to look up, no till, the chart held) is built here and its
+        group commit awaited, with no thread blocked on it. Everything else, and whatever
+        the group cannot take, runs through `in_thread` as `record_payment_once` runs it."""
+        writer, chart = self.group_writer, self._read_chart
+        if (
+            writer is None
+            or chart is None
+            or request is not None
+            or command.office_code is not None
+            or command.till_code is not None
+        ):
+            return await in_thread(lambda: self.record_payment_once(request, command, ctx, respond))
+        payment = self._new_payment(command, ctx, chart)
+        grouped = self._grouped(None, command, respond, chart, payment)
+        if grouped is None:
+            return await in_thread(lambda: self._record_alone(None, command, ctx, respond))
+        write, response = grouped
+        answer = writer.submit(write)
+        if answer is None:  # the writer is full: wait for room in a thread
+            return await in_thread(lambda: self.record_payment_once(request, command, ctx, respond))
+        try:
+            position = await asyncio.wait_for(asyncio.wrap_future(answer), WAIT_LIMIT_S)
+        except (IntegrityError, sqlalchemy.exc.IntegrityError):
+            position = None
+        except TimeoutError as error:
+            raise DatabaseUnavailable(saved_unknown=True) from error
+        if position is None:
+            return await in_thread(lambda: self._record_alone(None, command, ctx, respond))
+        payment.collect_events()
+        return with_position(response, position), False
+
+    def _record_alone(
+        self,
+        request: IdempotentRequest | None,
+        command: RecordPayment,
+        ctx: CommandContext,
+        respond: Callable[[Outcome], StoredResponse],
+    ) -> Answer:
         return self.run_once(request, lambda: respond(self.record_payment(command, ctx)))
 
     def _record_in_group(
@@ -355,7 +407,7 @@ class IncomeLedger(Application):
         command: RecordPayment,
         ctx: CommandContext,
         respond: Callable[[Outcome], StoredResponse],
-    ) -> tuple[StoredResponse, bool] | None:
+    ) -> Answer | None:
         with nothing_saved_on_outage():
             if request is not None:
                 with self._transaction(commit=False) as session:
@@ -367,10 +419,35 @@ class IncomeLedger(Application):
             # one. That saves every receipt a read (and its round trips) of the event store.
             chart = self._read_chart or self.chart()
             payment = self._new_payment(command, ctx, chart)
+        grouped = self._grouped(request, command, respond, chart, payment)
+        if grouped is None:
+            return None
+        write, response = grouped
+        try:
+            position = writer.write(write)
+        except (IntegrityError, sqlalchemy.exc.IntegrityError):
+            return None  # another request stored a response under this key: run_once finds it
+        except TimeoutError as error:
+            raise DatabaseUnavailable(saved_unknown=True) from error
+        if position is None:
+            return None
+        payment.collect_events()
+        return with_position(response, position), False
+
+    def _grouped(
+        self,
+        request: IdempotentRequest | None,
+        command: RecordPayment,
+        respond: Callable[[Outcome], StoredResponse],
+        chart: FundChart,
+        payment: Payment,
+    ) -> tuple[Write, StoredResponse] | None:
+        """A new receipt's write for the group commit, and its response as stored (without
+        its position: known only once written); None when it must run alone (back-dated:
+        the period gate)."""
         check_balanced(payment)
         if needs_period_gate([payment]):
             return None
-        # The position is known only once written: the response is stored without it.
         response = respond(Outcome(payment.id, True, None, self.payment_view(payment)))
         rows = []
         if command.payer is not None and not command.payer.is_empty():
@@ -380,16 +457,7 @@ class IncomeLedger(Application):
             stored_row = stored_response_row(request, response)
             rows.append(Row(idempotency_table, stored_row, position_column="position"))
         events = [self.mapper.to_stored_event(event) for event in payment.pending_events]
-        try:
-            position = writer.write(Write(events, rows, [_decided_on(chart)]))
-        except (IntegrityError, sqlalchemy.exc.IntegrityError):
-            return None  # another request stored a response under this key: run_once finds it
-        except TimeoutError as error:
-            raise DatabaseUnavailable(saved_unknown=True) from error
-        if position is None:
-            return None
-        payment.collect_events()
-        return with_position(response, position), False
+        return Write(events, rows, [_decided_on(chart)]), response
 
     def record_payments(
         self, commands: Sequence[RecordPayment], ctx: CommandContext

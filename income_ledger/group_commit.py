@@ -2,8 +2,8 @@
 
 PostgreSQL writers of the event store serialise on its table lock, so one transaction per
 request caps a process at about one commit per lock hold, whatever the number of threads.
-Here requests hand their encoded write to a queue and wait; one thread takes whatever has
-gathered (at most MAX_GROUP writes: no artificial wait, a group grows while the previous one
+Here requests hand their encoded write to a queue and wait on a future (a thread blocks on
+it; a coroutine awaits it, `asyncio.wrap_future`); one thread takes whatever has gathered (at most MAX_GROUP writes: no artificial wait, a group grows while the previous one
 commits) and writes it with `LedgerRecorder.write_group`. A write whose events clash with
 stored ones is answered None, so its request runs again alone; if the group's statement fails
 (a unique key of another table, say), each write of it is tried alone, so one bad write
@@ -15,23 +15,22 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from application.grouped_writes import Write
+from application.grouped_writes import WAIT_LIMIT_S, Write
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from income_ledger.event_store import LedgerRecorder
 
 # Bounds: writes per transaction, and writes waiting (a full queue makes requests wait).
 MAX_GROUP = 256
 MAX_WAITING = 4 * MAX_GROUP
-# A request gives up waiting after this long (the database is then probably unreachable).
-WAIT_LIMIT_S = 30.0
 
 
 @dataclass
 class _Pending:
     write: Write
-    done: threading.Event = field(default_factory=threading.Event)
+    answer: Future[int | None] = field(default_factory=Future)
     position: int | None = None
     error: BaseException | None = None
 
@@ -49,14 +48,28 @@ class GroupCommitter:
     def write(self, write: Write) -> int | None:
         """The write's last position once committed; None when its events clash with stored
         ones (run the command again alone). Raises what the database raised."""
+        pending = self._queue(write, block=True)
+        try:
+            return pending.answer.result(WAIT_LIMIT_S)
+        except TimeoutError:
+            if pending.answer.done():
+                raise
+            raise TimeoutError("the group commit did not answer in time") from None
+
+    def submit(self, write: Write) -> Future[int | None] | None:
+        """`write`'s answer as a future, without waiting: for an event loop, which must not
+        block. None when the queue is full (call `write`, from a thread, to wait for room).
+        Cancelled before its group is taken, the write is left out."""
+        try:
+            return self._queue(write, block=False).answer
+        except queue.Full:
+            return None
+
+    def _queue(self, write: Write, *, block: bool) -> _Pending:
         self._start()
         pending = _Pending(write)
-        self._waiting.put(pending, timeout=WAIT_LIMIT_S)
-        if not pending.done.wait(WAIT_LIMIT_S):
-            raise TimeoutError("the group commit did not answer in time")
-        if pending.error is not None:
-            raise pending.error
-        return pending.position
+        self._waiting.put(pending, block=block, timeout=WAIT_LIMIT_S if block else None)
+        return pending
 
     def close(self) -> None:
         with self._starting:
@@ -89,7 +102,9 @@ class GroupCommitter:
                 group.append(more)
             self._commit(group)
 
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, taken: list[_Pending]) -> None:
+        # From here a caller's cancel no longer withdraws its write: it may commit.
+        group = [pending for pending in taken if pending.answer.set_running_or_notify_cancel()]
         unique = _one_write_per_aggregate(group)
         try:
             self._write(unique)
@@ -103,7 +118,10 @@ class GroupCommitter:
                 for pending in unique:
                     self._write_alone(pending)
         for pending in group:
-            pending.done.set()
+            if pending.error is not None:
+                pending.answer.set_exception(pending.error)
+            else:
+                pending.answer.set_result(pending.position)
 
     def _write(self, group: Sequence[_Pending]) -> None:
         committing = False

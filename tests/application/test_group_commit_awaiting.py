@@ -1,0 +1,99 @@
+"""Receipts recorded from an event loop (`record_payment_awaiting`, what POST /payments runs).
+
+On PostgreSQL a receipt that needs no database read is built on the loop and its group
+commit awaited: no thread is used. Whatever the group cannot take (a repeat, a chart changed
+by another process) and everything on SQLite runs through the thread hand-off, as
+`record_payment_once` runs it, with the same answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
+from tests.application.test_group_commit import receipts_per_payment, record, respond
+from tests.domain.helpers import CT_REF
+
+CONCURRENT = 16
+
+
+class Threads:
+    """The thread hand-off a route gives: counts what is sent to a thread."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def __call__(self, call: Callable[[], Any]) -> Any:
+        self.sent += 1
+        return await asyncio.to_thread(call)
+
+
+def awaiting(ledger: IncomeLedger, commands: list[RecordPayment], threads: Threads) -> list[Any]:
+    """Record the commands concurrently from one event loop, without an Idempotency-Key."""
+    ctx = CommandContext("officer:test")
+
+    async def all_at_once() -> list[Any]:
+        calls = [
+            ledger.record_payment_awaiting(None, command, ctx, respond, threads)
+            for command in commands
+        ]
+        return await asyncio.gather(*calls)
+
+    return asyncio.run(all_at_once())
+
+
+def test_receipts_from_an_event_loop_are_recorded_once_each_in_position_order(ledger) -> None:
+    record(ledger, None, RecordPayment("card", 100, CT_REF, external_id="warm"))  # holds the chart
+    threads = Threads()
+    commands = [RecordPayment("card", 500 + i, CT_REF) for i in range(CONCURRENT)]
+    results = awaiting(ledger, commands, threads)
+    assert [stored.status_code for stored, _ in results] == [201] * CONCURRENT
+    assert not any(replayed for _, replayed in results)
+    positions = [stored.body["position"] for stored, _ in results]
+    assert None not in positions and len(set(positions)) == CONCURRENT
+    by_id = {stored.body["payment"]["payment_id"]: stored.body for stored, _ in results}
+    assert len(by_id) == CONCURRENT
+    logged = receipts_per_payment(ledger)
+    assert set(logged.values()) == {1} and len(logged) == CONCURRENT + 1
+    assert all(
+        body["payment"]["allocated_pence"] == body["payment"]["amount_pence"]
+        for body in by_id.values()
+    )
+    if ledger.group_writer is not None:
+        assert threads.sent == 0  # built on the loop, the commit awaited
+    else:
+        assert threads.sent == CONCURRENT  # SQLite: each in a thread, as before
+
+
+def test_a_repeat_from_an_event_loop_answers_the_first_payment(ledger) -> None:
+    first, _ = record(ledger, None, RecordPayment("card", 500, CT_REF, external_id="pay_1"))
+    threads = Threads()
+    repeat = RecordPayment("card", 500, CT_REF, external_id="pay_1")
+    news = [RecordPayment("card", 700, CT_REF, external_id=f"n{i}") for i in range(6)]
+    results = awaiting(ledger, [repeat, repeat, *news], threads)
+    assert [stored.status_code for stored, _ in results] == [200, 200] + [201] * 6
+    first_id = first.body["payment"]["payment_id"]
+    assert {stored.body["payment"]["payment_id"] for stored, _ in results[:2]} == {first_id}
+    logged = receipts_per_payment(ledger)
+    assert set(logged.values()) == {1} and len(logged) == 7
+    if ledger.group_writer is not None:
+        assert threads.sent == 2  # the repeats clash, and run alone in a thread
+
+
+def test_a_receipt_from_an_event_loop_sees_a_chart_changed_by_another_process(
+    ledger, settings: Settings
+) -> None:
+    record(ledger, None, RecordPayment("card", 500, CT_REF, external_id="before"))
+    other_process = build_ledger(settings)
+    try:
+        other_process.disable_fund("CT", CommandContext("supervisor:test"), "closing it")
+    finally:
+        other_process.close()
+    [(after, _)] = awaiting(ledger, [RecordPayment("card", 500, CT_REF)], Threads())
+    assert after.status_code == 201
+    assert after.body["payment"]["allocated_pence"] == 0, after.body
+    assert after.body["payment"]["suspense_reason"], after.body
