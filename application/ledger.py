@@ -381,7 +381,8 @@ class IncomeLedger(Application):
         if answer is None:  # the writer is full: wait for room in a thread
             return await in_thread(lambda: self.record_payment_once(request, command, ctx, respond))
         try:
-            position = await asyncio.wait_for(asyncio.wrap_future(answer), WAIT_LIMIT_S)
+            async with asyncio.timeout(WAIT_LIMIT_S):  # no extra task, unlike wait_for
+                position = await asyncio.wrap_future(answer)
         except (IntegrityError, sqlalchemy.exc.IntegrityError):
             position = None
         except TimeoutError as error:
