@@ -170,6 +170,8 @@ class LinkingWorker:
         self._card_payments: set[str] = set()
         self._thread: threading.Thread | None = None
         self._closing = False
+        # The thread waiting for asks, to be woken; else it looks for them without a wake.
+        self._idle: threading.Thread | None = None
 
     def after_receipt(self, received: date, amount_pence: int, channel: str) -> None:
         """A receipt of this UK day, amount and channel was recorded (not from a statement).
@@ -219,12 +221,17 @@ class LinkingWorker:
             self._wake()
 
     def _wake(self) -> None:
+        """Start the thread, or wake it if it waits for asks. Between runs (the delay) and
+        during one it is not woken: it takes what was asked when it next looks, and a wake
+        per receipt was about 5% of a busy API worker's CPU (issue #9)."""
         if self._closing:
             return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="auto-link", daemon=True)
             self._thread.start()
-        self._changed.notify()
+        elif self._idle is self._thread:
+            self._idle = None
+            self._changed.notify_all()  # a thread left behind by `close` may wait too
 
     def _run(self) -> None:
         me = threading.current_thread()
@@ -234,7 +241,11 @@ class LinkingWorker:
 
         while True:
             with self._changed:
+                if not stopped():  # a thread left behind must not take the current one's place
+                    self._idle = me
                 self._changed.wait_for(lambda: stopped() or bool(self._asks or self._card_payments))
+                if self._idle is me:
+                    self._idle = None
                 if stopped():
                     return
                 asks, self._asks = self._asks, {}

@@ -174,3 +174,30 @@ def test_a_run_that_outlasts_close_ends_its_thread_after_it(monkeypatch) -> None
         release.set()
         worker.close()
     assert not [t for t in threading.enumerate() if t.name == "auto-link"]
+
+
+def test_receipts_between_runs_do_not_wake_the_worker(monkeypatch) -> None:
+    """A wake per receipt was about 5% of a busy API worker's CPU: asks made during a run or
+    the delay after it wake nothing (the worker takes them when it next looks), only the
+    first ask after a quiet spell does; and they are all linked, in the next run."""
+    runs: list[object] = []
+    monkeypatch.setattr(reconciliation, "link_after_recording", lambda _, day: runs.append(day))
+    monkeypatch.setattr(WaitingLines, "may_pay_in", lambda self, asks: min(asks, default=None))
+    worker = LinkingWorker(ledger=None, delay_s=lambda: 0.5)  # type: ignore[arg-type]
+    wakes = []
+    notify = worker._changed.notify  # notify_all calls it too
+    monkeypatch.setattr(worker._changed, "notify", lambda *n: (wakes.append(1), notify(*n))[1])
+    try:
+        worker.after_receipt(TODAY, 100, "cash")  # starts the thread: no wake needed
+        wait_until(lambda: len(runs) == 1)
+        for back in range(200):  # during the delay after the run
+            worker.after_receipt(TODAY - timedelta(days=back % 4), 100, "cash")
+        assert wakes == []
+        wait_until(lambda: len(runs) == 2)
+        assert runs[1] == TODAY - timedelta(days=3)
+        wait_until(lambda: worker._idle is not None)  # past the delay: it waits for asks
+        worker.after_receipt(TODAY, 100, "cash")
+        wait_until(lambda: len(runs) == 3)
+        assert wakes == [1]
+    finally:
+        worker.close()
