@@ -105,6 +105,8 @@ class GroupCommitter:
     def _commit(self, taken: list[_Pending]) -> None:
         # From here a caller's cancel no longer withdraws its write: it may commit.
         group = [pending for pending in taken if pending.answer.set_running_or_notify_cancel()]
+        if not group:  # every caller gave up before: an empty statement would only fail
+            return
         unique = _one_write_per_aggregate(group)
         try:
             self._write(unique)

@@ -12,8 +12,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from application.grouped_writes import Write
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from income_ledger.bootstrap import build_ledger
+from income_ledger.group_commit import _Pending
 from income_ledger.settings import Settings
 from tests.application.test_group_commit import receipts_per_payment, record, respond
 from tests.domain.helpers import CT_REF
@@ -97,3 +101,24 @@ def test_a_receipt_from_an_event_loop_sees_a_chart_changed_by_another_process(
     assert after.status_code == 201
     assert after.body["payment"]["allocated_pence"] == 0, after.body
     assert after.body["payment"]["suspense_reason"], after.body
+
+
+def test_a_group_whose_every_write_was_cancelled_sends_the_database_nothing(
+    ledger, monkeypatch
+) -> None:
+    """A request that gave up before the writer took its group (its wait limit during an
+    outage, a shutdown) is left out; a group left with nothing opens no transaction (it used
+    to send an empty, failing statement)."""
+    writer = ledger.group_writer
+    if writer is None:
+        pytest.skip("SQLite has no group writer: each receipt has its own transaction")
+    opened = []
+    transaction = writer._recorder.transaction
+    monkeypatch.setattr(
+        writer._recorder, "transaction", lambda **kw: opened.append(kw) or transaction(**kw)
+    )
+    pending = _Pending(Write([], [], []))
+    assert pending.answer.cancel()
+    writer._commit([pending])
+    assert opened == []
+    assert pending.answer.cancelled()
