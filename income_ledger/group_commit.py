@@ -12,6 +12,7 @@ never fails the others.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from application.grouped_writes import WAIT_LIMIT_S, Write
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from income_ledger.event_store import LedgerRecorder
+
+log = logging.getLogger(__name__)
 
 # Bounds: writes per transaction, and writes waiting (a full queue makes requests wait).
 MAX_GROUP = 256
@@ -81,7 +84,9 @@ class GroupCommitter:
 
     def _start(self) -> None:
         with self._starting:
-            if self._thread is None:
+            # A writer thread that died (it should not: see _commit) is replaced, so the
+            # writes queued meanwhile are taken instead of each waiting out its limit.
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
                 self._thread.start()
 
@@ -107,6 +112,15 @@ class GroupCommitter:
         group = [pending for pending in taken if pending.answer.set_running_or_notify_cancel()]
         if not group:  # every caller gave up before: an empty statement would only fail
             return
+        try:
+            self._answer(group)
+        except Exception as error:  # a fault of ours: answer the group, keep the writer going
+            log.exception("the group commit failed outside the database; its requests fail")
+            for pending in group:
+                if not pending.answer.done():
+                    pending.answer.set_exception(error)
+
+    def _answer(self, group: list[_Pending]) -> None:
         unique = _one_write_per_aggregate(group)
         try:
             self._write(unique)

@@ -122,3 +122,31 @@ def test_a_group_whose_every_write_was_cancelled_sends_the_database_nothing(
     writer._commit([pending])
     assert opened == []
     assert pending.answer.cancelled()
+
+
+def test_a_fault_in_the_writer_fails_its_group_only_and_the_writer_goes_on(
+    ledger, monkeypatch
+) -> None:
+    """A defect of ours in the writer thread (not the database's error) is the group's
+    answer at once, and the next receipts are written: the thread used to die, and every
+    request after it waited out its limit and failed."""
+    if ledger.group_writer is None:
+        pytest.skip("SQLite has no group writer: each receipt has its own transaction")
+    from income_ledger import group_commit
+
+    monkeypatch.setattr(group_commit, "WAIT_LIMIT_S", 5.0)  # the old code's wait, shortened
+    real = group_commit._one_write_per_aggregate
+    faults = []
+
+    def faulty(group):
+        if not faults:
+            faults.append(1)
+            raise RuntimeError("a defect in the writer")
+        return real(group)
+
+    monkeypatch.setattr(group_commit, "_one_write_per_aggregate", faulty)
+    with pytest.raises(RuntimeError, match="a defect in the writer"):
+        record(ledger, None, RecordPayment("card", 500, CT_REF, external_id="first"))
+    stored, _ = record(ledger, None, RecordPayment("card", 600, CT_REF, external_id="second"))
+    assert stored.status_code == 201
+    assert receipts_per_payment(ledger) and len(receipts_per_payment(ledger)) == 1
