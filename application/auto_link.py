@@ -19,18 +19,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 from uuid import UUID
 
 from application import reconciliation
 from application.ledger import IncomeLedger
-from application.reconciliation import MATCH_WINDOW_DAYS, card_money_day, may_wait, scope_start
-from domain.imports import ImportBatch
+from application.reconciliation import MATCH_WINDOW_DAYS, OpenLines, card_money_day, scope_start
 from domain.limits import uk_today
 from domain.payment import CLEARING_CHANNELS
-from domain.statements import STATEMENT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +37,17 @@ DEFAULT_DELAY_S = 2.0
 MAX_CARD_PAYMENTS_WAITING = 1024
 # How long close() waits for a run in progress to end.
 CLOSE_WAIT_S = 30.0
-STATEMENT_FORMAT_NAMES = frozenset(f.value for f in STATEMENT_FORMATS)
 CLEARING_CHANNEL_NAMES = frozenset(c.value for c in CLEARING_CHANNELS)
-IMPORT_TOPICS = (
-    ImportBatch.Imported,
-    ImportBatch.LineLinked,
-    ImportBatch.LinkUndone,
-    ImportBatch.Reversed,
-)
 # Asked: a day of new money and the least amount of a line that could pay it in (None: any
 # line booked from that day on, a debit included: card money a payout pays in later).
 Asks = dict[date, int | None]
 
 
-@dataclass(frozen=True)
-class WaitingLine:
-    booked: date
-    amount_pence: int
-    is_debit: bool
-
-
 class WaitingLines:
-    """The statement lines that may wait for a link (reconciliation.may_wait, not linked
-    since or linked and undone), kept by one process and brought up to date by reading
-    the import events recorded after the last one it read: another process's import, link
-    or unlink is seen at the next check, for one query over the events since. Like
-    reconciliation._open_lines_from, it may keep a line a person allocated since: the run
-    then finds nothing, which costs a run, never a wrong link.
+    """The statement lines that may wait for a link (reconciliation.OpenLines), kept by
+    one process and brought up to date by reading the import events recorded after the
+    last one it read: another process's import, link or unlink is seen at the next check,
+    for one query over the events since.
 
     It knows the lines booked from `covers` on; it is read again from the start each UK day
     (and for an earlier day asked), so it holds a few weeks of statement lines at most."""
@@ -77,8 +57,7 @@ class WaitingLines:
         self.covers: date | None = None
         self._read_on: date | None = None
         self._position = 0
-        self._waiting: dict[tuple[str, int], WaitingLine] = {}
-        self._known: dict[tuple[str, int], WaitingLine] = {}  # for a link undone
+        self._lines: OpenLines | None = None
 
     def may_pay_in(self, asks: Asks) -> date | None:
         """The earliest day asked whose money a waiting line may pay in (None: no line can):
@@ -102,19 +81,21 @@ class WaitingLines:
             self.covers = min(since, today - timedelta(days=MATCH_WINDOW_DAYS))
             self._read_on = today
             self._position = scope_start(self.ledger, self.covers)
-            self._waiting, self._known = {}, {}
+            self._lines = OpenLines(self.covers)
         # Positions become visible in order (the event store's lock): whatever is up to
         # `last` now is read below, so the next check starts after it, not after the last
         # import event (which may be far back: a scan of every receipt since).
         last = self.ledger.max_position()
-        for notification in self.ledger.notifications(*IMPORT_TOPICS, after=self._position):
-            self._apply(self.ledger.mapper.to_domain_event(notification))
+        assert self._lines is not None
+        for notification in self.ledger.notifications(*OpenLines.TOPICS, after=self._position):
+            self._lines.apply(self.ledger.mapper.to_domain_event(notification))
             self._position = notification.id
         self._position = max(self._position, last)
 
     def _any_for(self, day: date, least_pence: int | None) -> bool:
         last = day + timedelta(days=MATCH_WINDOW_DAYS)
-        for line in self._waiting.values():
+        assert self._lines is not None
+        for line in self._lines.waiting.values():
             if line.booked < day:
                 continue
             if least_pence is None:
@@ -122,33 +103,6 @@ class WaitingLines:
             if not line.is_debit and line.booked <= last and line.amount_pence >= least_pence:
                 return True
         return False
-
-    def _apply(self, event: Any) -> None:
-        assert self.covers is not None
-        if isinstance(event, ImportBatch.Imported):
-            if event.file_format not in STATEMENT_FORMAT_NAMES:
-                return
-            batch_id = str(event.originator_id)
-            for line in event.imported_lines:
-                if not may_wait(line) or line.booking_date is None:
-                    continue
-                booked = date.fromisoformat(line.booking_date)
-                if booked >= self.covers:
-                    waiting = WaitingLine(booked, line.amount_pence, line.is_open_debit)
-                    self._known[(batch_id, line.line)] = waiting
-                    self._waiting[(batch_id, line.line)] = waiting
-            return
-        batch_id = str(event.originator_id)
-        if isinstance(event, ImportBatch.LineLinked):
-            self._waiting.pop((batch_id, event.line), None)
-        elif isinstance(event, ImportBatch.LinkUndone):
-            known = self._known.get((batch_id, event.line))
-            if known is not None:
-                self._waiting[(batch_id, event.line)] = known
-        elif isinstance(event, ImportBatch.Reversed):  # its lines' receipts are reversed
-            for key in [key for key in self._known if key[0] == batch_id]:
-                self._known.pop(key)
-                self._waiting.pop(key, None)
 
 
 class LinkingWorker:

@@ -752,26 +752,62 @@ def _open_lines_from(ledger: IncomeLedger, after: int, since: date) -> bool:
     A line whose receipt a fund took at import (its reference, a rule) never waits: a run
     links only a receipt wholly in suspense (_LinkRun.untouched), and no later change puts
     an allocated receipt's money back in suspense."""
-    waiting: set[tuple[str, int]] = set()
-    lines: set[tuple[str, int]] = set()  # lines booked from `since` that may wait
-    formats = {f.value for f in STATEMENT_FORMATS}
-    topics = (ImportBatch.Imported, ImportBatch.LineLinked, ImportBatch.LinkUndone)
-    for event in ledger.events_of(*topics, after=after):
+    lines = OpenLines(since)
+    for event in ledger.events_of(*OpenLines.TOPICS, after=after):
+        lines.apply(event)
+    return bool(lines.waiting)
+
+
+@dataclass(frozen=True)
+class WaitingLine:
+    booked: date
+    amount_pence: int
+    is_debit: bool
+
+
+class OpenLines:
+    """The statement lines booked from `covers` on that may wait for a link (may_wait),
+    not linked since or linked and undone, folded from the import events in the order
+    recorded (TOPICS): a reversed statement's lines wait no more (the books leave them
+    out). It may keep a line a person allocated since: a run then finds nothing, which
+    costs a run, never a wrong link."""
+
+    TOPICS = (
+        ImportBatch.Imported,
+        ImportBatch.LineLinked,
+        ImportBatch.LinkUndone,
+        ImportBatch.Reversed,
+    )
+    FORMATS = frozenset(f.value for f in STATEMENT_FORMATS)
+
+    def __init__(self, covers: date) -> None:
+        self.covers = covers
+        self.waiting: dict[tuple[str, int], WaitingLine] = {}
+        self._known: dict[tuple[str, int], WaitingLine] = {}  # for a link undone
+
+    def apply(self, event: Any) -> None:
         batch_id = str(event.originator_id)
-        if isinstance(event, ImportBatch.LineLinked):
-            waiting.discard((batch_id, event.line))
+        if isinstance(event, ImportBatch.Imported):
+            if event.file_format not in self.FORMATS:
+                return
+            for line in event.imported_lines:
+                if not may_wait(line) or line.booking_date is None:
+                    continue
+                booked = date.fromisoformat(line.booking_date)
+                if booked >= self.covers:
+                    waiting = WaitingLine(booked, line.amount_pence, line.is_open_debit)
+                    self._known[(batch_id, line.line)] = waiting
+                    self.waiting[(batch_id, line.line)] = waiting
+        elif isinstance(event, ImportBatch.LineLinked):
+            self.waiting.pop((batch_id, event.line), None)
         elif isinstance(event, ImportBatch.LinkUndone):
-            if (batch_id, event.line) in lines:
-                waiting.add((batch_id, event.line))
-        elif event.file_format in formats:
-            new = {
-                (batch_id, line.line)
-                for line in event.imported_lines
-                if may_wait(line) and (line.booking_date or "") >= since.isoformat()
-            }
-            lines |= new
-            waiting |= new
-    return bool(waiting)
+            known = self._known.get((batch_id, event.line))
+            if known is not None:
+                self.waiting[(batch_id, event.line)] = known
+        elif isinstance(event, ImportBatch.Reversed):  # its lines' receipts are reversed
+            for key in [key for key in self._known if key[0] == batch_id]:
+                self._known.pop(key)
+                self.waiting.pop(key, None)
 
 
 def may_wait(line: ImportedLine) -> bool:
