@@ -33,6 +33,13 @@ def pence_to_pounds(amount_pence: int) -> str:
     return f"{sign}{pounds}.{pence:02d}"
 
 
+def pounds_text(amount_pence: int) -> str:
+    """Format 1250 as "£12.50" and -5 as "-£0.05", as people read an amount."""
+    if amount_pence < 0:
+        return f"-£{pence_to_pounds(-amount_pence)}"
+    return f"£{pence_to_pounds(amount_pence)}"
+
+
 def require_positive_pence(amount_pence: object, what: str = "amount_pence") -> int:
     """Every movement is a positive whole number of pence below a sane ceiling."""
     if isinstance(amount_pence, bool) or not isinstance(amount_pence, int):

@@ -25,7 +25,7 @@ from api.request_context import current_request_id
 from api.services import Services
 from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
 from domain.errors import LedgerError
-from domain.money import pence_to_pounds
+from domain.money import pounds_text
 from web import sessions
 from web.sessions import COOKIE_NAME, Session, WebConfig
 from web.sign_in_limits import SignInLimits
@@ -39,9 +39,7 @@ log = logging.getLogger(__name__)
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(), auto_reload=False
 )
-templates.filters["pounds"] = lambda pence: (
-    f"-£{pence_to_pounds(-int(pence))}" if int(pence) < 0 else f"£{pence_to_pounds(int(pence))}"
-)
+templates.filters["pounds"] = lambda pence: pounds_text(int(pence))
 templates.filters["uk_time"] = lambda moment: (
     (moment if isinstance(moment, datetime) else datetime.fromisoformat(moment))
     .astimezone(UK)

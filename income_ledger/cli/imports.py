@@ -40,7 +40,7 @@ from application.reconciliation import (
 )
 from domain.errors import ImportRefused, InvalidRequest
 from domain.imports import MAX_IMPORT_LINES
-from domain.money import pence_to_pounds, pounds_to_pence
+from domain.money import pence_to_pounds, pounds_text, pounds_to_pence
 from income_ledger.cli import helpers
 
 DEFAULT_COMMAND = "file"
@@ -242,7 +242,7 @@ def _print_batch(batch: dict[str, Any], first: int) -> None:
         table.add_row(
             str(line["line"]),
             escape(line["reference"]),
-            _pounds(line["amount_pence"]),
+            pounds_text(line["amount_pence"]),
             _line_outcome(line),
             line["fund_code"] or "",
             escape(_line_rule(line)),
@@ -252,10 +252,6 @@ def _print_batch(batch: dict[str, Any], first: int) -> None:
     hidden = len(batch["lines"]) - first
     if hidden > 0:
         say(f"... and {hidden} more lines: --first {len(batch['lines'])} or --json shows them")
-
-
-def _pounds(pence: int) -> str:
-    return f"-£{pence_to_pounds(-pence)}" if pence < 0 else f"£{pence_to_pounds(pence)}"
 
 
 def _line_outcome(line: dict[str, Any]) -> str:
