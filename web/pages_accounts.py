@@ -22,7 +22,7 @@ from application.idempotency import StoredResponse
 from application.ledger import CommandContext, Outcome
 from domain import errors
 from domain.limits import MAX_FUND_CODE_LENGTH, MAX_REFERENCE_LENGTH, UK
-from domain.money import pence_to_pounds
+from domain.money import pounds_text
 from domain.payment import ReversalKind
 from domain.references import normalise_reference
 from projections import queries
@@ -185,7 +185,7 @@ def _sources(payment: dict[str, Any]) -> dict[str, Any]:
         "sources": [
             (
                 f"{a['fund_code']}:{a['reference']}",
-                f"{a['fund_code']} {a['reference']} (£{pence_to_pounds(a['amount_pence'])})",
+                f"{a['fund_code']} {a['reference']} ({pounds_text(a['amount_pence'])})",
             )
             for a in payment["allocations"]
             if a["amount_pence"] > 0

@@ -24,7 +24,7 @@ from rich.text import Text
 
 from domain.errors import InvalidRequest, PaymentNotFound
 from domain.limits import parse_query_date, parse_query_moment, uk_day_start, uk_today
-from domain.money import pence_to_pounds
+from domain.money import pence_to_pounds, pounds_text
 from domain.payment import Payment
 from income_ledger.cli import helpers
 from projections.audit_export import (
@@ -178,13 +178,11 @@ def _print_replay(result: ReplayResult) -> None:
     table = Table("fund", "balance", "net", "VAT", title=title)
     for code, balance in sorted(result.funds.items()):
         vat = result.vat_pence_by_fund.get(code, 0)
-        table.add_row(
-            Text(code), *(f"£{pence_to_pounds(v)}" for v in (balance, balance - vat, vat))
-        )
-    table.add_row("SUSPENSE", f"£{pence_to_pounds(result.suspense_pence)}", "", "")
+        table.add_row(Text(code), *(pounds_text(v) for v in (balance, balance - vat, vat)))
+    table.add_row("SUSPENSE", pounds_text(result.suspense_pence), "", "")
     if result.fund_code is None:
         held = sum(result.funds.values()) + result.suspense_pence
-        table.add_row("total held", f"£{pence_to_pounds(held)}", "", "", style="bold")
+        table.add_row("total held", pounds_text(held), "", "", style="bold")
     out.print(table)
     out.print(
         f"{result.events_counted} of {result.events_read} events counted (event store read "
@@ -458,7 +456,7 @@ def _short(moment: datetime) -> str:
 def _print_trace(trace: Any) -> None:
     out = helpers.out
     out.print(
-        f"payment {trace.payment_id}: {trace.channel} £{pence_to_pounds(trace.amount_pence)} "
+        f"payment {trace.payment_id}: {trace.channel} {pounds_text(trace.amount_pence)} "
         f"ref {trace.reference or '-'} received {trace.received_at.isoformat()}",
         highlight=False,
         markup=False,
@@ -490,13 +488,13 @@ def _print_trace(trace: Any) -> None:
             place.place,
             Text(place.fund_code or ""),
             Text(place.reference or ""),
-            f"£{pence_to_pounds(place.amount_pence)}",
-            f"£{pence_to_pounds(place.vat_pence)}" if place.vat_pence else "",
+            pounds_text(place.amount_pence),
+            pounds_text(place.vat_pence) if place.vat_pence else "",
         )
-    now.add_row("total", "", "", f"£{pence_to_pounds(trace.accounted_pence)}", "", style="bold")
+    now.add_row("total", "", "", pounds_text(trace.accounted_pence), "", style="bold")
     out.print(now)
     out.print(
-        f"every penny of the £{pence_to_pounds(trace.amount_pence)} received is accounted for",
+        f"every penny of the {pounds_text(trace.amount_pence)} received is accounted for",
         highlight=False,
     )
 
@@ -551,12 +549,10 @@ def audit_trial_balance(
         for account, value in shown.items():
             table.add_row(
                 Text(account),
-                f"£{pence_to_pounds(value)}" if value > 0 else "",
-                f"£{pence_to_pounds(-value)}" if value < 0 else "",
+                pounds_text(value) if value > 0 else "",
+                pounds_text(-value) if value < 0 else "",
             )
-        table.add_row(
-            "total", f"£{pence_to_pounds(debits)}", f"£{pence_to_pounds(credits)}", style="bold"
-        )
+        table.add_row("total", pounds_text(debits), pounds_text(credits), style="bold")
         helpers.out.print(table)
         helpers.out.print(
             f"{len(shown)} accounts with a balance ({len(accounts) - len(shown)} at zero not "

@@ -25,7 +25,7 @@ from domain.funds import Fund
 from domain.limits import (
     parse_query_moment,
 )
-from domain.money import pence_to_pounds
+from domain.money import pence_to_pounds, pounds_text
 from domain.payment import ReversalKind
 from domain.references import ReferenceProblem, normalise_reference
 from domain.sample_chart import SAMPLE_FUNDS
@@ -354,7 +354,7 @@ def change_payment(
 
 def print_payment(payment: dict[str, Any]) -> None:
     out.print(
-        f"  {payment['channel']} £{pence_to_pounds(payment['amount_pence'])} "
+        f"  {payment['channel']} {pounds_text(payment['amount_pence'])} "
         f"ref {payment['reference'] or '-'} received {payment['received_at']}",
         highlight=False,
     )
@@ -362,10 +362,10 @@ def print_payment(payment: dict[str, Any]) -> None:
     if payment.get("suspense_reason"):
         status += f" ({payment['suspense_reason']})"
     out.print(
-        f"  status {status}: allocated £{pence_to_pounds(payment['allocated_pence'])}, "
-        f"unallocated £{pence_to_pounds(payment['unallocated_pence'])}, "
-        f"refunded £{pence_to_pounds(payment['refunded_pence'])}, "
-        f"reversed £{pence_to_pounds(payment['reversed_pence'])}",
+        f"  status {status}: allocated {pounds_text(payment['allocated_pence'])}, "
+        f"unallocated {pounds_text(payment['unallocated_pence'])}, "
+        f"refunded {pounds_text(payment['refunded_pence'])}, "
+        f"reversed {pounds_text(payment['reversed_pence'])}",
         highlight=False,
     )
     details = payment.get("provider_details") or {}
@@ -373,16 +373,16 @@ def print_payment(payment: dict[str, Any]) -> None:
         said = ", ".join(f"{key} {value}" for key, value in details.items() if value is not None)
         out.print(f"  provider: {escape(said)}", highlight=False)
     for line in payment["allocations"]:
-        vat = f" (VAT £{pence_to_pounds(line['vat_pence'])})" if line["vat_pence"] else ""
+        vat = f" (VAT {pounds_text(line['vat_pence'])})" if line["vat_pence"] else ""
         out.print(
             f"    {line['fund_code']} {line['reference']}: "
-            f"£{pence_to_pounds(line['amount_pence'])}{vat}",
+            f"{pounds_text(line['amount_pence'])}{vat}",
             highlight=False,
         )
     for pending in payment["pending_refunds"]:
         out.print(
             f"  refund waiting for approval: request {pending['request_id']}, "
-            f"£{pence_to_pounds(pending['amount_pence'])} from {refund_source(pending)}, "
+            f"{pounds_text(pending['amount_pence'])} from {refund_source(pending)}, "
             f"asked by {pending['requested_by']} ({pending['reason']})",
             highlight=False,
         )
@@ -536,7 +536,7 @@ def payments_refund(
         print_outcome(outcome, as_json, "refund requested on")
         out.print(
             f"waiting for approval: refunds on this payment would exceed "
-            f"£{pence_to_pounds(led.refund_approval_limit_pence)}; a second person runs "
+            f"{pounds_text(led.refund_approval_limit_pence)}; a second person runs "
             f"`income-ledger payments approve-refund {outcome.payment_id} {request_id}` "
             "(or decline-refund)",
             highlight=False,
@@ -605,7 +605,7 @@ def _print_pending_refunds(waiting: list[dict[str, Any]]) -> None:
             item["requested_at"][:19],
             item["payment_id"],
             item["request_id"],
-            f"£{pence_to_pounds(item['amount_pence'])}",
+            pounds_text(item["amount_pence"]),
             refund_source(item),
             escape(item["requested_by"]),
             escape(item["reason"]),
@@ -1097,7 +1097,7 @@ def print_read_model(report: dict[str, Any]) -> None:
         funds.add_row(
             row["fund_code"],
             *(
-                f"£{pence_to_pounds(row[c])}"
+                pounds_text(row[c])
                 for c in (
                     "balance_pence",
                     "net_pence",
@@ -1134,7 +1134,7 @@ def print_read_model(report: dict[str, Any]) -> None:
         "amount",
         "reason",
         title=f"Suspense: {suspense['count']} items, "
-        f"£{pence_to_pounds(suspense['total_pence'])} (oldest 10)",
+        f"{pounds_text(suspense['total_pence'])} (oldest 10)",
     )
     for item in suspense["items"]:
         items.add_row(
@@ -1142,7 +1142,7 @@ def print_read_model(report: dict[str, Any]) -> None:
             str(item["age_days"]),
             item["channel"],
             item["reference"] or "-",
-            f"£{pence_to_pounds(item['amount_pence'])}",
+            pounds_text(item["amount_pence"]),
             item["reason"] or "",
         )
     out.print(items)

@@ -40,7 +40,7 @@ from application.reconciliation import (
 )
 from domain.errors import ImportRefused, InvalidRequest
 from domain.imports import MAX_IMPORT_LINES
-from domain.money import pence_to_pounds, pounds_text, pounds_to_pence
+from domain.money import pounds_text, pounds_to_pence
 from income_ledger.cli import helpers
 
 DEFAULT_COMMAND = "file"
@@ -188,7 +188,7 @@ def _print_batches(batches: list[dict[str, Any]]) -> None:
             escape(batch["file_name"]),
             batch["file_format"],
             str(batch["receipts_count"]),
-            f"£{pence_to_pounds(batch['receipts_pence'])}",
+            pounds_text(batch["receipts_pence"]),
             batch["batch_id"],
             "yes" if batch["reversed"] else "",
         )
@@ -223,17 +223,17 @@ def _print_batch(batch: dict[str, Any], first: int) -> None:
     say(f"  SHA-256:   {batch['sha256']}")
     say(
         f"  lines:     {batch['line_count']} (the file's control totals: "
-        f"{batch['control_count']} lines, £{pence_to_pounds(batch['control_total_pence'])})"
+        f"{batch['control_count']} lines, {pounds_text(batch['control_total_pence'])})"
     )
     say(
-        f"  receipts:  {batch['receipts_count']}, £{pence_to_pounds(batch['receipts_pence'])}"
+        f"  receipts:  {batch['receipts_count']}, {pounds_text(batch['receipts_pence'])}"
         f"; returned cheques: {batch['returned_cheques_count']}"
     )
     if batch["reversed"]:
         say(
             f"  status:    reversed by {escape(batch['reversed_by'])}: "
             f"{escape(batch['reversal_reason'])} "
-            f"(£{pence_to_pounds(batch['reversed_pence'])} of its receipts)"
+            f"({pounds_text(batch['reversed_pence'])} of its receipts)"
         )
     else:
         say("  status:    standing (not reversed)")
@@ -323,14 +323,14 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
     if batch["reversed"]:
         helpers.out.print(
             f"reversed import {batch['batch_id']} ({escape(batch['file_name'])}): "
-            f"£{pence_to_pounds(batch['reversed_pence'])} of its receipts reversed",
+            f"{pounds_text(batch['reversed_pence'])} of its receipts reversed",
             highlight=False,
             soft_wrap=True,
         )
         return
     helpers.out.print(
         f"{verb} {escape(batch['file_name'])}: batch {batch['batch_id']}, "
-        f"{batch['receipts_count']} receipts, £{pence_to_pounds(batch['receipts_pence'])}"
+        f"{batch['receipts_count']} receipts, {pounds_text(batch['receipts_pence'])}"
         + (
             f", {batch['returned_cheques_count']} returned cheques reversed"
             if batch["returned_cheques_count"]
@@ -374,7 +374,7 @@ def _print_links(links: list[LateLink]) -> None:
         )
         helpers.out.print(
             f"linked {escape(link.file_name)} line {link.line} "
-            f"(£{pence_to_pounds(link.amount_pence)}) to {escape(link.link.matched)}{receipt}",
+            f"({pounds_text(link.amount_pence)}) to {escape(link.link.matched)}{receipt}",
             highlight=False,
             soft_wrap=True,
         )
@@ -435,7 +435,7 @@ def _print_exceptions(report: dict[str, Any]) -> None:
             row["kind"].replace("_", " "),
             row["age_band"],
             row["date"],
-            f"£{pence_to_pounds(row['amount_pence'])}",
+            pounds_text(row["amount_pence"]),
             row["channel"],
             escape(row["reference"]),
             row["payment_id"] or f"line {row['line']}",
@@ -444,7 +444,7 @@ def _print_exceptions(report: dict[str, Any]) -> None:
     for entry in report["summary"]:
         helpers.out.print(
             f"{entry['kind'].replace('_', ' ')}s {entry['age_band']}: {entry['count']}, "
-            f"£{pence_to_pounds(entry['amount_pence'])}",
+            f"{pounds_text(entry['amount_pence'])}",
             highlight=False,
         )
     if not report["summary"]:

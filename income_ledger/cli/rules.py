@@ -21,7 +21,7 @@ from application.import_rules import (
     move_rule,
 )
 from domain.errors import InvalidRequest
-from domain.money import pence_to_pounds, pounds_to_pence
+from domain.money import pounds_text, pounds_to_pence
 from income_ledger.cli import helpers
 
 rules_app = typer.Typer(
@@ -78,9 +78,9 @@ def describe_conditions(rule: dict[str, Any]) -> str:
     if rule["narrative_contains"]:
         parts.append(f"narrative contains {rule['narrative_contains']!r}")
     if rule["min_amount_pence"] is not None:
-        parts.append(f"amount >= £{pence_to_pounds(rule['min_amount_pence'])}")
+        parts.append(f"amount >= {pounds_text(rule['min_amount_pence'])}")
     if rule["max_amount_pence"] is not None:
-        parts.append(f"amount <= £{pence_to_pounds(rule['max_amount_pence'])}")
+        parts.append(f"amount <= {pounds_text(rule['max_amount_pence'])}")
     if rule["channels"]:
         parts.append(f"channel {' or '.join(rule['channels'])}")
     return "; ".join(parts)

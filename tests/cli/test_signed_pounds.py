@@ -1,0 +1,30 @@
+"""A negative amount reads "-£0.05" wherever the command line prints pounds, never "£-0.05"."""
+
+from rich.console import Console
+
+from income_ledger.cli import commands
+
+
+def test_the_read_model_report_signs_pounds_as_people_read_them(monkeypatch):
+    console = Console(record=True, width=200, emoji=False)
+    monkeypatch.setattr(commands, "out", console)
+    fund = {
+        "fund_code": "SUN",
+        "balance_pence": -5,
+        "net_pence": -5,
+        "vat_pence": 0,
+        "refunds_pence": 1250,
+        "reversals_pence": 0,
+    }
+    report = {
+        "funds": [fund],
+        "daily_takings": [],
+        "suspense": {"count": 0, "total_pence": 0, "items": []},
+    }
+
+    commands.print_read_model(report)
+
+    text = console.export_text()
+    assert "-£0.05" in text
+    assert "£12.50" in text
+    assert "£-" not in text
