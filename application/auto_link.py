@@ -205,9 +205,24 @@ class LinkingWorker:
                 asks, self._asks = self._asks, {}
                 cards, self._card_payments = self._card_payments, set()
             started = time.monotonic()
-            self._link(asks, cards)
+            try:
+                self._link(asks, cards)
+            except Exception:  # the money is recorded: the thread must outlive any run
+                log.exception(
+                    "linking statement lines failed; nothing was linked: run "
+                    "`income-ledger reconcile link`"
+                )
             with self._changed:  # what is asked meanwhile waits for the next run
-                self._changed.wait_for(stopped, started + self.delay_s() - time.monotonic())
+                self._changed.wait_for(stopped, started + self._delay_s() - time.monotonic())
+
+    def _delay_s(self) -> float:
+        """The spacing of runs; a setting that cannot be read spaces them by the default,
+        rather than ending the thread (and every later run of the process with it)."""
+        try:
+            return float(self.delay_s())
+        except Exception:
+            log.exception("reading the linking runs' delay failed; using %s s", DEFAULT_DELAY_S)
+            return DEFAULT_DELAY_S
 
     def _link(self, asks: Asks, cards: set[str]) -> None:
         for payment_id in cards:

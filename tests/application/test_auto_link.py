@@ -201,3 +201,37 @@ def test_receipts_between_runs_do_not_wake_the_worker(monkeypatch) -> None:
         assert wakes == [1]
     finally:
         worker.close()
+
+
+def test_a_delay_or_run_that_raises_is_logged_and_the_thread_goes_on(monkeypatch, caplog) -> None:
+    """Whatever one turn of the loop raises (the delay's setting, a run), the thread logs
+    it and takes the next ask: a dead thread would leave every later line unlinked."""
+    runs: list[object] = []
+    delays: list[int] = []
+
+    def run(ledger, since):
+        runs.append(since)
+        if len(runs) == 1:
+            raise RuntimeError("run broke")
+        return []
+
+    def delay_s() -> float:
+        delays.append(1)
+        if len(delays) == 1:
+            raise ValueError("no such setting")
+        return 0.0
+
+    monkeypatch.setattr(reconciliation, "link_after_recording", run)
+    monkeypatch.setattr(WaitingLines, "may_pay_in", lambda self, asks: min(asks, default=None))
+    worker = LinkingWorker(ledger=None, delay_s=delay_s)  # type: ignore[arg-type]
+    monkeypatch.setattr("application.auto_link.DEFAULT_DELAY_S", 0.05)
+    try:
+        worker.after_receipt(TODAY, 100, "cash")
+        wait_until(lambda: len(runs) == 1 and len(delays) == 1)
+        worker.after_receipt(YESTERDAY, 100, "cash")
+        wait_until(lambda: len(runs) == 2)
+        assert [t for t in threading.enumerate() if t.name == "auto-link"]
+    finally:
+        worker.close()
+    assert runs == [TODAY, YESTERDAY]
+    assert "run broke" in caplog.text and "no such setting" in caplog.text
