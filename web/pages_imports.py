@@ -6,10 +6,10 @@ a statement line's late link is undone (as `POST /reconciliation/unlinks`) and l
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -155,17 +155,36 @@ def _import_page(request: Request, batch_id: UUID, status: int = 200, **context:
     return render(request, "import.html", status, batch=batch, new_key=new_key, **context)
 
 
-LineNumber = Annotated[int, Path(ge=1, le=MAX_IMPORT_LINES)]
+def _line_number(request: Request, batch_id: UUID, text: str) -> int | None:
+    """The line a form's address names, when it is one of the import's money lines (a
+    hand-typed address may name any): None otherwise. An unknown import is refused as on
+    its page (404)."""
+    lines = get_import(services(request).ledger, batch_id)["lines"]
+    if not text.isdigit() or not 1 <= int(text) <= MAX_IMPORT_LINES:
+        return None
+    return int(text) if any(line["line"] == int(text) for line in lines) else None
 
 
-@router.post("/{batch_id}/lines/{line}/unlink")
-async def unlink(request: Request, batch_id: UUID, line: LineNumber) -> Response:
+def _no_such_line(request: Request, batch_id: UUID, text: str) -> Response:
+    shown = text if len(text) <= 12 else f"{text[:12]}..."
+    message = (
+        f"This import has no money line {shown}: use the forms beside its lines below. "
+        "Nothing was changed."
+    )
+    return _import_page(request, batch_id, 422, errors={"summary": message})
+
+
+@router.post("/{batch_id}/lines/{line_text}/unlink")
+async def unlink(request: Request, batch_id: UUID, line_text: str) -> Response:
     """Undo a statement line's late link, as POST /reconciliation/unlinks: the line's own
     receipt is counted again (in suspense), and it waits on the exceptions report again.
-    A refusal (no reason, undone already, someone else at the same moment) is shown on the
-    page, with nothing stored; the same form sent twice undoes once."""
+    A refusal (no reason, undone already, someone else at the same moment, no such line)
+    is shown on the page, with nothing stored; the same form sent twice undoes once."""
     user, form = await posted_form(request, STAFF, "undo a statement line's link")
     user.access.require_whole_ledger("undoing a statement line's link")
+    line = await run_in_threadpool(_line_number, request, batch_id, line_text)
+    if line is None:
+        return await run_in_threadpool(_no_such_line, request, batch_id, line_text)
     field = f"unlink_reason_{line}"
 
     def command(ctx: CommandContext) -> dict[str, Any]:
@@ -181,12 +200,15 @@ async def unlink(request: Request, batch_id: UUID, line: LineNumber) -> Response
     return await _line_form(request, user, batch_id, line, form, command, "unlinked", field)
 
 
-@router.post("/{batch_id}/lines/{line}/link")
-async def link_again(request: Request, batch_id: UUID, line: LineNumber) -> Response:
+@router.post("/{batch_id}/lines/{line_text}/link")
+async def link_again(request: Request, batch_id: UUID, line_text: str) -> Response:
     """A person links a line whose link was undone, by the same rules as `reconcile link
     --batch ID --line N` (a pairing undone before included)."""
     user, form = await posted_form(request, STAFF, "link a statement line")
     user.access.require_whole_ledger("linking statement lines")
+    line = await run_in_threadpool(_line_number, request, batch_id, line_text)
+    if line is None:
+        return await run_in_threadpool(_no_such_line, request, batch_id, line_text)
 
     def command(ctx: CommandContext) -> dict[str, Any]:
         links = link_counted_twice(services(request).ledger, ctx, (batch_id, line))

@@ -107,3 +107,20 @@ def test_a_line_linked_at_import_offers_no_undo(web_url, ledger):
     page = signed_in(web_url, "officer").get(f"/web/imports/{batch_id}")
     assert "linked at import: only reversing the whole import undoes it" in page.text
     assert "Undo the link" not in page.text and "Link again" not in page.text
+
+
+@pytest.mark.parametrize("line", ["0", "100001", "2", "x1"])
+@pytest.mark.parametrize("action", ["unlink", "link"])
+def test_a_hand_typed_line_the_import_lacks_answers_a_page(
+    web_url, late_linked, ledger, line, action
+):
+    """Out of range, not a money line of the import, or no number: the import's page
+    saying so, not FastAPI's JSON, and nothing stored."""
+    client = signed_in(web_url, "officer")
+    fields = unlink_form(client, late_linked) | {UNLINK_FIELD: "a payer's own transfer"}
+    before = ledger.max_position()
+    answer = client.post(f"/web/imports/{late_linked}/lines/{line}/{action}", data=fields)
+    assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
+    assert f"This import has no money line {line}" in answer.text
+    assert "Nothing was changed." in answer.text and "There is a problem" in answer.text
+    assert ledger.max_position() == before
