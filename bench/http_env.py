@@ -377,9 +377,12 @@ def free_port() -> int:
 class Server:
     """`income-ledger serve` and `income-ledger project` as subprocesses."""
 
-    def __init__(self, url: str, logs: Path, workers: int = 1) -> None:
+    def __init__(
+        self, url: str, logs: Path, workers: int = 1, env: dict[str, str] | None = None
+    ) -> None:
         self.url = url
         self.workers = workers
+        self.env = env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.logs = logs
@@ -387,7 +390,9 @@ class Server:
         self.project: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = cli_env(self.url, LEDGER_API_KEYS=API_KEYS, LEDGER_RUN_PROJECTIONS="false")
+        env = cli_env(
+            self.url, LEDGER_API_KEYS=API_KEYS, LEDGER_RUN_PROJECTIONS="false", **self.env
+        )
         self.project = subprocess.Popen(
             [str(BIN / "income-ledger"), "project"],
             env=env,

@@ -8,6 +8,7 @@ import asyncio
 import json
 import multiprocessing
 import random
+import socket
 import threading
 import time
 import urllib.parse
@@ -145,6 +146,64 @@ async def _response(reader: asyncio.StreamReader) -> tuple[str, str | None, bool
     if length:
         await reader.readexactly(length)
     return status, position, keep
+
+
+class BareClient:
+    """One keep-alive HTTP/1.1 connection, blocking, for requests one at a time: the same
+    bare protocol as the load workers' (`_response`), so that a sequential read measures the
+    server, not a client library (httpx's sync client cost several ms of CPU per request
+    on this 2-core machine, shared with the server)."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        url = urllib.parse.urlsplit(base)
+        self.address = (url.hostname or "127.0.0.1", url.port or 80)
+        self.head = f"Host: {url.netloc}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        self.sock: socket.socket | None = None
+        self.stream: Any = None
+
+    def get(self, target: str) -> tuple[int, bytes]:
+        """GET a path (with its query): the status and the body."""
+        for attempt in (1, 2):  # once more on a connection the server closed while idle
+            if self.sock is None:
+                self.sock = socket.create_connection(self.address, timeout=120)
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.stream = self.sock.makefile("rb")
+            try:
+                self.sock.sendall(f"GET {target} HTTP/1.1\r\n{self.head}\r\n".encode())
+                return self._response()
+            except (ConnectionError, ValueError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _response(self) -> tuple[int, bytes]:
+        status_line = self.stream.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        status = int(status_line.split(b" ", 2)[1])
+        length, keep = 0, True
+        while (line := self.stream.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                keep = False
+            elif name == "transfer-encoding":
+                raise ValueError("chunked responses are not read by the bench client")
+        body = self.stream.read(length) if length else b""
+        if not keep:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.stream.close()
+            self.sock.close()
+        self.sock = self.stream = None
 
 
 LOCK_SAMPLE_SQL = """

@@ -27,26 +27,28 @@ from bench.http_env import (
 def sequential_reads(
     base: str, sample: list[tuple[str, str]], n: int, warmup: int, seed: int, server_pid: int
 ) -> dict[str, dict[str, float]]:
-    import httpx
+    """n GETs of each read, one at a time on one keep-alive connection (the bare client of
+    bench.http_load, not httpx), after `warmup` untimed; CPU is the server's."""
+    from bench.http_load import BareClient
 
     rng = random.Random(seed)
     out: dict[str, dict[str, float]] = {}
-    with httpx.Client(
-        base_url=base, headers={"Authorization": f"Bearer {REPORTING_TOKEN}"}, timeout=60
-    ) as client:
+    client = BareClient(base, {"Authorization": f"Bearer {REPORTING_TOKEN}"})
+    try:
 
         def funds() -> int:
-            return client.get("/balances/funds").status_code
+            return client.get("/balances/funds")[0]
 
         def account() -> int:
             fund, reference = rng.choice(sample)
             return client.get(
-                f"/accounts/{fund}/{urllib.parse.quote(reference, safe='')}",
-                params={"limit": 100},
-            ).status_code
+                f"/accounts/{fund}/{urllib.parse.quote(reference, safe='')}?limit=100"
+            )[0]
 
         for name, call in (("GET /balances/funds", funds), ("GET /accounts/{fund}/{ref}", account)):
             out[name] = time_calls(call, n, warmup, expect=200, cpu_pid=server_pid)
+    finally:
+        client.close()
     return out
 
 
@@ -252,3 +254,104 @@ def statement_length(db: Database, sample: list[tuple[str, str]]) -> dict[str, f
     finally:
         connection.rollback()
         connection.close()
+
+
+# ---- old and new, alternated ------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Sequential reads (and optionally reads from concurrent clients) over HTTP to one idle
+    `serve` worker, for each given code tree in turn, alternated `--rounds` times, on a ledger
+    that `bench.http_api --fill-only` filled. Each tree's server runs with PYTHONPATH set to
+    it; the bench itself is this tree's."""
+    import json
+    import tempfile
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from bench.http_env import DEFAULT_PG_ADMIN_URL, Server, console, uptime
+    from bench.http_load import run_load
+
+    parser = argparse.ArgumentParser(prog="python -m bench.http_reads", description=main.__doc__)
+    parser.add_argument("--pg-db", required=True, help="a ledger filled by bench.http_api")
+    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
+    parser.add_argument(
+        "--code", action="append", default=[], help="NAME=DIR, a code tree to serve (repeat)"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=0, help="also N concurrent clients")
+    parser.add_argument("--seconds", type=float, default=10, help="per concurrent run")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    trees = [tuple(c.split("=", 1)) for c in args.code] or [("this", str(Path.cwd()))]
+    db = Database(args.pg_admin_url, args.pg_db)
+    from bench.http_api import sample_accounts
+
+    sample = sample_accounts(db, 2000, args.seed)
+    load_args = SimpleNamespace(client_procs=1, warmup=2.0, seed=args.seed, accounts=50_000)
+    results: list[dict[str, Any]] = []
+    for round_ in range(args.rounds):
+        for name, tree in trees:
+            logs = Path(tempfile.mkdtemp(prefix=f"bench-reads-{name}-"))
+            server = Server(db.url, logs, env={"PYTHONPATH": tree})
+            server.start()
+            try:
+                load = uptime().split("load average:")[-1].strip()
+                row: dict[str, Any] = {"round": round_ + 1, "code": name, "load": load}
+                row["sequential"] = sequential_reads(
+                    server.base,
+                    sample,
+                    args.requests,
+                    args.warmup,
+                    args.seed + round_,
+                    server.pids()["server"],
+                )
+                for path, figures in row["sequential"].items():
+                    console.print(
+                        f"round {round_ + 1} {name:>5} {path:<28} median "
+                        f"{figures['median_ms']:.2f} p99 {figures['p99_ms']:.2f} max "
+                        f"{figures['max_ms']:.1f} ms, server CPU {figures['cpu_ms']:.2f} ms, "
+                        f"errors {figures['errors']} (load {load})",
+                        highlight=False,
+                    )
+                if args.clients:
+                    row["concurrent"] = {}
+                    for mode in ("funds", "accounts"):
+                        got = run_load(
+                            mode,
+                            args.clients,
+                            server,
+                            db,
+                            load_args,  # type: ignore[arg-type]
+                            sample=sample,
+                            seconds=args.seconds,
+                        )
+                        server_cores = got.cores.get("server", 0.0)
+                        row["concurrent"][mode] = {
+                            "per_second": got.per_second,
+                            "latency": got.latency,
+                            "statuses": got.statuses,
+                            "server_cpu_ms": server_cores / max(got.per_second, 1e-9) * 1000,
+                            "cores": got.cores,
+                        }
+                        console.print(
+                            f"round {round_ + 1} {name:>5} {mode} x{args.clients}: "
+                            f"{got.per_second:,.0f}/s, median {got.latency['median_ms']:.1f} "
+                            f"p99 {got.latency['p99_ms']:.1f} ms, server "
+                            f"{server_cores:.2f} cores, statuses {got.statuses}",
+                            highlight=False,
+                        )
+                results.append(row)
+            finally:
+                server.stop()
+    db.admin.dispose()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
