@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import AuditReader, Reader, ServicesDep, json_response
+from api.deps import AuditReader, Reader, ServicesDep, json_response, model_response
 from api.problems import ApiProblem
 from api.schemas import (
     AccountOut,
@@ -173,7 +173,7 @@ def _fund_balances(svc: Services, access: FundAccess = EVERY_FUND) -> dict[str, 
 def fund_balances(svc: Fresh, user: Reader) -> Any:
     """Every fund's balance (income held, VAT included) with its parts.
     Roles: officer, supervisor, auditor, reporting."""
-    return _fund_balances(svc, user.access)
+    return model_response(FundBalancesOut, _fund_balances(svc, user.access))
 
 
 @router.get(
@@ -207,7 +207,9 @@ def account(
         statement = queries.account_statement(
             connection, fund["code"], normalise_reference(reference), limit=limit, offset=offset
         )
-    return statement | {"position": position, "limit": limit, "offset": offset}
+    return model_response(
+        AccountOut, statement | {"position": position, "limit": limit, "offset": offset}
+    )
 
 
 @router.get("/suspense", tags=["read model"], response_model=SuspenseOut)
