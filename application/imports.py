@@ -25,6 +25,7 @@ from application.import_rules import current_rulebook
 from application.ledger import CommandContext, IncomeLedger, RecordPayment, fund_match
 from application.periods import calendar, late_receipt
 from application.reconciliation import (
+    line_choices,
     match_lines,
     names_a_payer,
     note_links,
@@ -525,11 +526,19 @@ def reverse_import(
 # ---- queries --------------------------------------------------------------------------------
 
 
-def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
+def get_import(ledger: IncomeLedger, batch_id: UUID, *, choices: bool = True) -> dict[str, Any]:
     """The import with its lines as imported, and each line's late link (LineLinked) that
-    still stands and the links of it a person undid (LinkUndone), oldest first."""
+    still stands and the links of it a person undid (LinkUndone), oldest first; and a
+    statement line's `candidates` when a person is to choose what it pays in
+    (reconciliation.line_choices; empty otherwise, and when `choices` is False)."""
     batch = _batch(ledger, batch_id)
-    return batch_view(batch) | {"lines": [_line_view(batch, line) for line in batch.lines]}
+    waiting = line_choices(ledger, batch) if choices else {}
+    return batch_view(batch) | {
+        "lines": [
+            _line_view(batch, line) | {"candidates": waiting.get(line.line, [])}
+            for line in batch.lines
+        ]
+    }
 
 
 # Every key of a line of GET /imports/{id}, None where the line has none (a link's keys on a

@@ -58,12 +58,15 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from application.ledger import CommandContext, IncomeLedger
+from domain.cards import require_text
 from domain.errors import (
     ConcurrentUpdate,
     ImportBatchNotFound,
     ImportLineNotFound,
+    LineNeedsAChoice,
     LineNotAwaitingLink,
     LineNotLinked,
+    NotACandidate,
     RuleViolation,
 )
 from domain.funds import Match, SuspenseReason
@@ -347,13 +350,15 @@ def match_lines(
             continue
         booked = date.fromisoformat(line.details["booking_date"])
         if line.kind is LineKind.PAYOUT_DEBIT:
-            link = matcher.match_payout(booked, -line.amount_pence)
+            found = matcher.candidates_payout(booked, -line.amount_pence)
         else:
-            link = matcher.match(booked, line.amount_pence)
-        if link is not None:
-            links[line.line_number] = link
-        elif line.kind is LineKind.RECEIPT and names_payout(
-            line.details.get("narrative"), ledger.payout_narratives
+            found = matcher.candidates(booked, line.amount_pence)
+        if len(found) == 1:
+            matcher.take(found[0])
+            links[line.line_number] = found[0]
+        elif not found and (
+            line.kind is LineKind.RECEIPT
+            and names_payout(line.details.get("narrative"), ledger.payout_narratives)
         ):
             alone.append(
                 SplitCandidate(line.reference, line.line_number, booked, line.amount_pence)
@@ -414,24 +419,12 @@ class Matcher:
         (rule 4): a line of the same amount is a payer's own transfer as often as not."""
         return payment_id not in self.books.linked and payment_id not in self.books.clearing
 
-    def match(self, booked: date, amount_pence: int) -> StatementLink | None:
-        """The line's link, taken: what it pays in is matched by no later line."""
-        link = self.find(booked, amount_pence)
-        if link is not None:
-            self.take(link)
-        return link
-
-    def match_payout(self, booked: date, amount_pence: int) -> StatementLink | None:
-        """A card provider's payout only (a negative amount: money it took back), taken."""
-        link = self.find_payout(booked, amount_pence)
-        if link is not None:
-            self.take(link)
-        return link
-
-    def find_payout(
+    def candidates_payout(
         self, booked: date, amount_pence: int, allowed: Allowed = None
-    ) -> StatementLink | None:
-        return self._card_payout(_window(booked), amount_pence, allowed)
+    ) -> list[StatementLink]:
+        """A card provider's payout only (a negative amount: money it took back)."""
+        payout = self._card_payout(_window(booked), amount_pence, allowed)
+        return [] if payout is None else [payout]
 
     def split_payouts(
         self,
@@ -464,38 +457,42 @@ class Matcher:
             links.extend((member, part) for member in rest)
         return links
 
+    def candidates(
+        self, booked: date, amount_pence: int, allowed: Allowed = None
+    ) -> list[StatementLink]:
+        """What a credit line booked on `booked` may pay in, not yet taken and (of a line
+        whose pairings a person undid) `allowed`: the candidates of the first rule that has
+        any. One is the line's link; two or more are a guess no run makes: a person chooses
+        (choose_link)."""
+        days = _window(booked)
+        for rule in (self._one_receipt, self._one_batch, self._channel_day):
+            found = [link for link in rule(days, amount_pence) if allowed is None or allowed(link)]
+            if found:
+                return found
+        return self.candidates_payout(booked, amount_pence, allowed)
+
     def find(
         self, booked: date, amount_pence: int, allowed: Allowed = None
     ) -> StatementLink | None:
-        """The first rule's link for a credit line booked on `booked`, not yet taken (and,
-        of a line whose pairings a person undid, one `allowed` allows)."""
-        days = _window(booked)
-        return (
-            self._one_receipt(days, amount_pence, allowed)
-            or self._one_batch(days, amount_pence, allowed)
-            or self._channel_day(days, amount_pence, allowed)
-            or self._card_payout(days, amount_pence, allowed)
-        )
+        """The line's one candidate (candidates), None when it has none or several."""
+        found = self.candidates(booked, amount_pence, allowed)
+        return found[0] if len(found) == 1 else None
 
-    def _one_receipt(
-        self, days: list[date], amount_pence: int, allowed: Allowed = None
-    ) -> StatementLink | None:
+    def _one_receipt(self, days: list[date], amount_pence: int) -> list[StatementLink]:
+        found = []
         for day in days:  # the nearest day first
             same = [
                 r
                 for r in self.by_day_amount.get((day, amount_pence), ())
                 if r.payment_id not in self.books.linked
             ]
-            for best in sorted(same, key=lambda r: r.payment_id):
-                link = _link("one_receipt", [best], f"{best.channel} receipt of {day}")
-                if allowed is None or allowed(link):
-                    return link
-        return None
+            for receipt in sorted(same, key=lambda r: r.payment_id):
+                found.append(_link("one_receipt", [receipt], f"{receipt.channel} receipt of {day}"))
+        return found
 
-    def _one_batch(
-        self, days: list[date], amount_pence: int, allowed: Allowed = None
-    ) -> StatementLink | None:
+    def _one_batch(self, days: list[date], amount_pence: int) -> list[StatementLink]:
         window = set(days)
+        found = []
         for batch_id in self.batches_by_total.get(amount_pence, ()):
             if batch_id in self.books.linked_batches:
                 continue
@@ -504,14 +501,11 @@ class Matcher:
                 r.received_on in window and r.payment_id not in self.books.linked for r in receipts
             ):
                 link = _link("import_total", receipts, f"the total of import {batch_id}")
-                link = replace(link, matched_batch_id=batch_id)
-                if allowed is None or allowed(link):
-                    return link
-        return None
+                found.append(replace(link, matched_batch_id=batch_id))
+        return found
 
-    def _channel_day(
-        self, days: list[date], amount_pence: int, allowed: Allowed = None
-    ) -> StatementLink | None:
+    def _channel_day(self, days: list[date], amount_pence: int) -> list[StatementLink]:
+        found = []
         for day in days:  # the nearest day first
             for channel in sorted(self.channels):
                 pence, count = self.open_totals.get((channel, day), (0, 0))
@@ -521,10 +515,9 @@ class Matcher:
                         for r in self.by_channel_day[(channel, day)]
                         if r.payment_id not in self.books.linked
                     ]
-                    link = _link("channel_day_total", receipts, f"the {channel} receipts of {day}")
-                    if allowed is None or allowed(link):
-                        return link
-        return None
+                    what = f"the {channel} receipts of {day}"
+                    found.append(_link("channel_day_total", receipts, what))
+        return found
 
     def _card_payout(
         self, days: list[date], amount_pence: int, allowed: Allowed = None
@@ -835,9 +828,10 @@ def _statement(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch:
     return batch
 
 
-def _one_line(books: Books, wanted: tuple[str, int]) -> None:
+def _one_line(books: Books, wanted: tuple[str, int], *, alone: bool = False) -> None:
     """A person's run: the wanted line alone, with the lines of its batch that may be parts
-    of one payout with it (SplitCandidate's group), and no rejected pairing of it."""
+    of one payout with it (SplitCandidate's group) unless `alone` (a person's choice), and
+    no rejected pairing of it."""
     found = [line for batch_id, line in books.unmatched_lines if (batch_id, line.line) == wanted]
     if not found:
         raise LineNotAwaitingLink(
@@ -849,7 +843,7 @@ def _one_line(books: Books, wanted: tuple[str, int]) -> None:
         (batch_id, line)
         for batch_id, line in books.unmatched_lines
         if batch_id == wanted[0]
-        and (line.line == wanted[1] or (line.reference, line.booking_date) == group)
+        and (line.line == wanted[1] or (not alone and (line.reference, line.booking_date) == group))
     ]
     books.rejected.pop(wanted, None)
 
@@ -859,6 +853,7 @@ def _link_once(
     ctx: CommandContext,
     since: date | None,
     wanted: tuple[str, int] | None = None,
+    choice: Choice | None = None,
 ) -> list[LateLink]:
     after = 0
     if since is not None:
@@ -873,7 +868,7 @@ def _link_once(
             if (line.booking_date or "") >= since.isoformat()
         ]
     if wanted is not None:
-        _one_line(books, wanted)
+        _one_line(books, wanted, alone=choice is not None)
     if not books.unmatched_lines:
         return []
     matcher = Matcher(books)
@@ -890,20 +885,103 @@ def _link_once(
         booked = date.fromisoformat(line.booking_date)
         # A pairing a person undid is theirs to make again, never a run's (README).
         allowed = partial(books.allows, batch_id, line.line) if books.rejected else None
-        if line.is_open_debit:
-            link = matcher.find_payout(booked, -line.amount_pence, allowed)
-        else:
-            link = matcher.find(booked, line.amount_pence, allowed)
+        found = _line_candidates(matcher, line, booked, allowed)
+        link = found[0] if len(found) == 1 else None
+        if choice is not None:  # the wanted line alone (_one_line)
+            link = choice.pick(batch_id, line.line, found)
+        elif len(found) > 1 and (batch_id, line.line) == wanted:
+            raise LineNeedsAChoice(
+                f"line {line.line} of import {batch_id} may pay in more than one record, so "
+                f"a person chooses which (reconcile choose): {_listed(found)}"
+            )
         if link is None:
-            if line.is_new_receipt and names_payout(line.reference, ledger.payout_narratives):
+            if not found and (
+                line.is_new_receipt and names_payout(line.reference, ledger.payout_narratives)
+            ):
                 group = (batch_id, line.reference)
                 alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
         elif run.untouched([(batch_id, line.line)]):
             matcher.take(link)
-            run.link(batch_id, line.line, link)
+            run.link(batch_id, line.line, link, None if choice is None else choice.reason)
     for part, link in matcher.split_payouts(alone, usable=run.usable_parts):
         run.link(part.group[0], part.line, link)
     return run.save()
+
+
+def _line_candidates(
+    matcher: Matcher, line: ImportedLine, booked: date, allowed: Allowed = None
+) -> list[StatementLink]:
+    if line.is_open_debit:
+        return matcher.candidates_payout(booked, -line.amount_pence, allowed)
+    return matcher.candidates(booked, line.amount_pence, allowed)
+
+
+def _listed(found: list[StatementLink], most: int = 10) -> str:
+    """The candidates in words, each with a receipt id a person may name to choose it."""
+    said = [
+        f"{link.matched} (receipt {link.matched_payment_ids[0]}"
+        + (
+            f" and {len(link.matched_payment_ids) - 1} more)"
+            if len(link.matched_payment_ids) > 1
+            else ")"
+        )
+        for link in found[:most]
+    ]
+    more = f"; and {len(found) - most} more" if len(found) > most else ""
+    return "; ".join(said) + more if said else "nothing"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A person's choice of what a statement line pays in, among its candidates: the one
+    that pays in this receipt (the candidates of one line pay in different receipts)."""
+
+    payment_id: str
+    reason: str
+
+    def pick(self, batch_id: str, line: int, found: list[StatementLink]) -> StatementLink:
+        for link in found:
+            if self.payment_id in link.matched_payment_ids:
+                return link
+        raise NotACandidate(
+            f"receipt {self.payment_id} is not among what line {line} of import {batch_id} "
+            f"may pay in now; it may pay in: {_listed(found)}. Nothing was linked"
+        )
+
+
+def choose_link(
+    ledger: IncomeLedger,
+    ctx: CommandContext,
+    batch_id: UUID,
+    line: int,
+    payment_id: str,
+    reason: str,
+) -> list[LateLink]:
+    """A person links a statement line to the candidate they choose (Matcher.candidates:
+    the same rules as a run), the one paying in `payment_id`, saying why: what a run never
+    does for a line with more than one candidate. The link is made as a run makes it
+    (LineLinked, by that person, its reason ending with theirs; the line's own receipt
+    reversed as counted twice; what it pays in noted), so `unlink_line` undoes it. Refused,
+    storing nothing: no reason, a receipt that is not a candidate, a line that does not
+    wait for a link."""
+    choice = Choice(payment_id.strip(), require_text("reason", reason, required=True))
+    wanted = _line_key(ledger, batch_id, line)
+    for _ in range(LINK_ATTEMPTS - 1):
+        try:
+            return _link_once(ledger, ctx, None, wanted, choice)
+        except ConcurrentUpdate:
+            continue
+    return _link_once(ledger, ctx, None, wanted, choice)
+
+
+def _undecided(receipt: Payment, line: ImportedLine) -> bool:
+    """Whether a statement line's own receipt is still wholly in suspense for want of a
+    payer's reference (_LinkRun.untouched)."""
+    return (
+        receipt.status is PaymentStatus.SUSPENSE
+        and receipt.remaining_pence == line.amount_pence
+        and receipt.suspense_reason not in PAYERS_REFERENCE
+    )
 
 
 class _LinkRun:
@@ -930,11 +1008,7 @@ class _LinkRun:
                 UUID(line.payment_id)
             )
             self.receipts[line.payment_id] = receipt
-            if (
-                receipt.status is not PaymentStatus.SUSPENSE
-                or receipt.remaining_pence != line.amount_pence
-                or receipt.suspense_reason in PAYERS_REFERENCE
-            ):
+            if not _undecided(receipt, line):
                 return False
         return True
 
@@ -945,8 +1019,13 @@ class _LinkRun:
             [(part.group[0], part.line) for part in parts]
         )
 
-    def link(self, batch_id: str, number: int, link: StatementLink) -> None:
+    def link(
+        self, batch_id: str, number: int, link: StatementLink, chosen: str | None = None
+    ) -> None:
+        """Link the line; `chosen`: a person chose the link among the line's candidates,
+        for this reason (recorded with theirs on the batch's and the receipt's events)."""
         line = self.lines[(batch_id, number)]
+        said = "" if chosen is None else f"; chosen by a person: {chosen}"
         file_name = self.books.file_names[batch_id]
         batch = self.batches.get(batch_id) or self.ledger.repository.get(UUID(batch_id))
         self.batches[batch_id] = batch
@@ -954,14 +1033,14 @@ class _LinkRun:
         if line.is_open_debit:
             reason = (
                 f"{file_name} line {number}, a negative payout, pays {link.matched} "
-                f"({link.rule}), recorded after the statement"
+                f"({link.rule}), recorded after the statement{said}"
             )
             batch.link_line(number, link, actor=actor, reason=reason)
         else:
             assert line.payment_id is not None
             reason = (
                 f"counted twice: {file_name} line {number} pays in {link.matched} "
-                f"({link.rule}), recorded after the statement"
+                f"({link.rule}), recorded after the statement{said}"
             )
             batch.link_line(number, link, actor=actor, reason=reason)
             receipt = self.receipts[line.payment_id]
@@ -1167,7 +1246,11 @@ def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any
     disputes not yet decided (money at risk), oldest first, by age."""
     today = today or uk_today()
     books = read_books(ledger)
-    lines = [_line_row(batch_id, line, today) for batch_id, line in books.unmatched_lines]
+    choices = _choices(ledger, books)
+    lines = [
+        _line_row(batch_id, line, today) | {"candidates": choices.get((batch_id, line.line), [])}
+        for batch_id, line in books.unmatched_lines
+    ]
     receipts = [
         _receipt_row(r, today)
         for r in books.receipts.values()
@@ -1199,6 +1282,62 @@ def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any
         "open_disputes": disputes,
         "summary": _summary(*sections),
     }
+
+
+def _choices(
+    ledger: IncomeLedger, books: Books, batch_id: str | None = None
+) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The statement lines (of one batch, or all) that wait for a person to choose what
+    they pay in, by (batch id, line): their candidates, by the rules a run follows
+    (Matcher.candidates), when there are two or more and the line's receipt is still
+    undecided (a line an officer allocated, or a payer's own, is decided already)."""
+    matcher = Matcher(books)
+    found: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for line_batch, line in books.unmatched_lines:
+        if (batch_id is not None and line_batch != batch_id) or line.booking_date is None:
+            continue
+        booked = date.fromisoformat(line.booking_date)
+        allowed = partial(books.allows, line_batch, line.line) if books.rejected else None
+        links = _line_candidates(matcher, line, booked, allowed)
+        if len(links) < 2 or line.payment_id is None:
+            continue
+        if _undecided(ledger.repository.get(UUID(line.payment_id)), line):
+            found[(line_batch, line.line)] = [_candidate_view(books, link) for link in links]
+    return found
+
+
+def _candidate_view(books: Books, link: StatementLink) -> dict[str, Any]:
+    """One thing a line may pay in, for a person to choose: any of its `payment_ids`
+    names it (choose_link)."""
+    receipts = [
+        books.receipts.get(pid) or books.clearing_receipts[pid] for pid in link.matched_payment_ids
+    ]
+    return {
+        "rule": link.rule,
+        "matched": link.matched,
+        "payment_ids": list(link.matched_payment_ids),
+        "matched_batch_id": link.matched_batch_id,
+        "channels": sorted({receipt.channel for receipt in receipts}),
+        "days": sorted({receipt.received_on.isoformat() for receipt in receipts}),
+    }
+
+
+def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dict[str, Any]]]:
+    """A statement's lines waiting for a person to choose what they pay in (_choices), by
+    line, read from the books of their days only (as a run after new money reads them:
+    scope_start), not the whole history."""
+    if batch.file_format not in OpenLines.FORMATS or batch.reversed_by is not None:
+        return {}
+    days = [
+        line.booking_date
+        for line in batch.lines
+        if line.is_new_receipt and line.booking_date and line.line not in batch.late_links
+    ]
+    if not days:
+        return {}
+    books = read_books(ledger, scope_start(ledger, date.fromisoformat(min(days))))
+    found = _choices(ledger, books, str(batch.id))
+    return {line: candidates for (_, line), candidates in found.items()}
 
 
 def _oldest_first(row: dict[str, Any]) -> tuple[int, str, str, int]:
@@ -1299,6 +1438,7 @@ CSV_COLUMNS = (
     "payment_id",
     "batch_id",
     "line",
+    "candidates",
 )
 
 
@@ -1309,9 +1449,24 @@ def exceptions_csv(report: dict[str, Any]) -> str:
     writer.writerow(CSV_COLUMNS)
     for section in REPORT_SECTIONS:
         for row in report[section]:
-            cells = row | {"amount": pence_to_pounds(row["amount_pence"])}
+            cells = row | {
+                "amount": pence_to_pounds(row["amount_pence"]),
+                "candidates": candidates_text(row.get("candidates", [])),
+            }
             writer.writerow([_cell(cells[name]) for name in CSV_COLUMNS])
     return buffer.getvalue()
+
+
+def candidates_text(candidates: list[dict[str, Any]]) -> str:
+    """A line's candidates in a few words each (empty: none to choose from): what it pays
+    in, its channels and days, and the receipt id to name to choose it."""
+    return "; ".join(
+        f"{c['matched']} ({', '.join(c['channels'])}; {', '.join(c['days'])}; receipt "
+        f"{c['payment_ids'][0]}"
+        + (f" and {len(c['payment_ids']) - 1} more" if len(c["payment_ids"]) > 1 else "")
+        + ")"
+        for c in candidates
+    )
 
 
 def _cell(value: Any) -> str:

@@ -171,6 +171,19 @@ class LineNotAwaitingLink(RuleViolation):
     code = "line_not_awaiting_link"
 
 
+class LineNeedsAChoice(RuleViolation):
+    """A statement line may pay in more than one record (its first matching rule has more
+    than one candidate): no run links it, and a person chooses which."""
+
+    code = "line_needs_a_choice"
+
+
+class NotACandidate(RuleViolation):
+    """A person chose, for a statement line, a receipt it may not pay in now."""
+
+    code = "not_a_candidate"
+
+
 class InvalidImportRule(InvalidRequest):
     code = "invalid_import_rule"
 

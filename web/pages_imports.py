@@ -159,7 +159,7 @@ def _line_number(request: Request, batch_id: UUID, text: str) -> int | None:
     """The line a form's address names, when it is one of the import's money lines (a
     hand-typed address may name any): None otherwise. An unknown import is refused as on
     its page (404)."""
-    lines = get_import(services(request).ledger, batch_id)["lines"]
+    lines = get_import(services(request).ledger, batch_id, choices=False)["lines"]
     if not text.isdigit() or not 1 <= int(text) <= MAX_IMPORT_LINES:
         return None
     return int(text) if any(line["line"] == int(text) for line in lines) else None

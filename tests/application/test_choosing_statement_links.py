@@ -1,0 +1,188 @@
+"""A statement line that may pay in more than one record (two receipts of its amount in its
+window, two imports of its total, two channels' days of it) is linked by no run: it waits
+on the exceptions report with its candidates, and a person chooses one, saying why
+(application.reconciliation.choose_link), undoable like any late link; on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from application.imports import get_import, import_file
+from application.reconciliation import (
+    choose_link,
+    exceptions,
+    exceptions_csv,
+    link_after_recording,
+    link_counted_twice,
+    unlink_line,
+)
+from domain.errors import LineNeedsAChoice, NotACandidate, ReasonRequired
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_late_statement_links import OFFICER, counted_pence
+from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, entry, govuk_pay
+from tests.domain.helpers import CT_REF
+
+EARLIER = TODAY - timedelta(days=3)
+WHY = "the till's bag of that day was banked on its own"
+
+
+def two_card_receipts(ledger) -> tuple[str, str]:
+    """Two card payments of 9.00 taken at a till, yesterday and three days ago."""
+    nearer = govuk_pay(ledger, 900, YESTERDAY, "till-b", "card")
+    older = govuk_pay(ledger, 900, EARLIER, "till-a", "card")
+    return nearer, older
+
+
+def line_row(ledger) -> dict:
+    (row,) = exceptions(ledger)["unmatched_statement_lines"]
+    return row
+
+
+def test_a_line_two_receipts_of_its_amount_may_pay_in_waits_for_a_person(ledger):
+    nearer, older = two_card_receipts(ledger)
+    statement = camt(
+        entry("9.00", ref="B1", text="CARD TAKINGS"), entry("9.00", ref="B2", text=CT_REF)
+    )
+    batch_id = import_file(ledger, statement, OFFICER, file_name="s.xml").batch_id
+    lines = get_import(ledger, batch_id)["lines"]
+    # Not the nearer day's by a guess: recorded, in suspense, with both candidates.
+    assert [line["outcome"] for line in lines] == ["recorded", "recorded"]
+    expected = [
+        {
+            "rule": "one_receipt",
+            "matched": f"card receipt of {day}",
+            "payment_ids": [payment_id],
+            "matched_batch_id": None,
+            "channels": ["card"],
+            "days": [day.isoformat()],
+        }
+        for payment_id, day in ((nearer, YESTERDAY), (older, EARLIER))
+    ]
+    assert lines[0]["candidates"] == expected
+    assert lines[1]["candidates"] == []  # a payer's own transfer, allocated: nothing to choose
+    report = exceptions(ledger)
+    rows = {row["line"]: row for row in report["unmatched_statement_lines"]}
+    assert rows[1]["candidates"] == expected and rows[2]["candidates"] == []
+    assert sorted(r["payment_id"] for r in report["unmatched_receipts"]) == sorted([nearer, older])
+    (csv_row,) = [
+        r for r in csv.DictReader(io.StringIO(exceptions_csv(report))) if r["line"] == "1"
+    ]
+    assert (
+        f"card receipt of {YESTERDAY} (card; {YESTERDAY}; receipt {nearer})"
+        in csv_row["candidates"]
+    )
+    assert f"receipt {older}" in csv_row["candidates"]
+    # No run links it, and a person's plain "link again" is told to choose.
+    assert link_counted_twice(ledger, OFFICER) == []
+    assert link_after_recording(ledger, EARLIER) == []
+    with pytest.raises(LineNeedsAChoice, match="reconcile choose") as refused:
+        link_counted_twice(ledger, OFFICER, (batch_id, 1))
+    assert nearer in refused.value.message and older in refused.value.message
+
+
+def test_a_person_chooses_the_receipt_says_why_and_can_undo_it(ledger):
+    nearer, older = two_card_receipts(ledger)
+    content = camt(entry("9.00", ref="B1", text="CARD TAKINGS"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    before = ledger.max_position()
+    with pytest.raises(ReasonRequired):
+        choose_link(ledger, OFFICER, batch_id, 1, older, "  ")
+    with pytest.raises(NotACandidate, match=f"receipt {older}|card receipt of {EARLIER}"):
+        choose_link(ledger, OFFICER, batch_id, 1, "not-a-receipt", WHY)
+    assert ledger.max_position() == before  # refused, nothing stored
+
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, older, WHY)
+    assert late.link.matched_payment_ids == (older,) and late.link.rule == "one_receipt"
+    (linked,) = [e for _, e in ledger.read_events() if type(e).__name__ == "LineLinked"]
+    assert linked.actor == OFFICER.actor
+    assert linked.reason == (
+        f"counted twice: s.xml line 1 pays in card receipt of {EARLIER} (one_receipt), "
+        f"recorded after the statement; chosen by a person: {WHY}"
+    )
+    own = ledger.payment_history(UUID(late.reversed_payment_id))[-1]
+    assert own["details"]["kind"] == "counted_twice" and own["reason"] == linked.reason
+    note = ledger.payment_history(UUID(older))[-1]["details"]["text"]
+    assert note.startswith("paid in by bank statement s.xml line 1 (one_receipt")
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == []
+    assert [r["payment_id"] for r in report["unmatched_receipts"]] == [nearer]
+    assert counted_pence(ledger) == 900 + 900
+
+    (undone,) = unlink_line(ledger, batch_id, 1, OFFICER, "it was the other day's bag")
+    assert undone.link.matched_payment_ids == (older,)
+    # The pairing undone is the person's to make again, never a run's: the line has one
+    # candidate left, which the next run links (as after any undone link).
+    assert line_row(ledger)["candidates"] == []
+    (again,) = link_counted_twice(ledger, OFFICER)
+    assert again.link.matched_payment_ids == (nearer,)
+    assert again.link.rule == "one_receipt"
+
+
+def test_a_person_may_choose_a_pairing_undone_before(ledger):
+    nearer, older = two_card_receipts(ledger)
+    content = camt(entry("9.00", ref="B1", text="CARD TAKINGS"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    choose_link(ledger, OFFICER, batch_id, 1, older, WHY)
+    unlink_line(ledger, batch_id, 1, OFFICER, "wrong day")
+    (again,) = choose_link(ledger, OFFICER, batch_id, 1, older, "it was that day's after all")
+    assert again.link.matched_payment_ids == (older,)
+    assert [r["payment_id"] for r in exceptions(ledger)["unmatched_receipts"]] == [nearer]
+
+
+def test_receipts_recorded_after_the_statement_make_its_line_wait_too(ledger):
+    content = camt(entry("9.00", ref="B1", text="CARD TAKINGS"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    nearer, _ = two_card_receipts(ledger)
+    assert link_after_recording(ledger, EARLIER) == [] and link_counted_twice(ledger, OFFICER) == []
+    assert len(line_row(ledger)["candidates"]) == 2
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, nearer, WHY)
+    assert late.link.matched_payment_ids == (nearer,)
+
+
+def test_two_imports_of_the_lines_total_wait_for_a_person(ledger):
+    first = import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")),
+        OFFICER,
+        file_name="be1.txt",
+    ).batch_id
+    second = import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "2.00"), allpay_line(CT_REF, "5.00")),
+        OFFICER,
+        file_name="be2.txt",
+    ).batch_id
+    content = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["outcome"] == "recorded"
+    assert {c["rule"] for c in line["candidates"]} == {"import_total"}
+    assert {c["matched_batch_id"] for c in line["candidates"]} == {str(first), str(second)}
+    assert link_counted_twice(ledger, OFFICER) == []
+    chosen = next(c for c in line["candidates"] if c["matched_batch_id"] == str(second))
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, chosen["payment_ids"][1], WHY)
+    assert late.link.matched_batch_id == str(second)
+    assert counted_pence(ledger) == 700 + 700
+
+
+def test_two_channels_days_of_the_lines_amount_wait_for_a_person(ledger):
+    for pence, day in ((500, YESTERDAY), (650, YESTERDAY), (400, EARLIER), (750, EARLIER)):
+        govuk_pay(ledger, pence, day, f"c-{pence}", "card")
+    content = camt(entry("11.50", ref="B1", text="CARD TAKINGS"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert [(c["rule"], c["days"]) for c in line["candidates"]] == [
+        ("channel_day_total", [YESTERDAY.isoformat()]),
+        ("channel_day_total", [EARLIER.isoformat()]),
+    ]
+    assert link_counted_twice(ledger, OFFICER) == []
+    (late,) = choose_link(
+        ledger, OFFICER, batch_id, 1, line["candidates"][1]["payment_ids"][0], WHY
+    )
+    assert late.link.matched == f"the card receipts of {EARLIER}"
