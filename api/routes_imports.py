@@ -20,7 +20,7 @@ from api import problems
 from api.deps import Reader, Recorder, ServicesDep, Supervisor, json_response
 from api.problems import ApiProblem
 from api.routes_queries import Fresh, Limit, Offset
-from api.routes_reconciliation import LateLinkOut
+from api.routes_reconciliation import CandidateOut, LateLinkOut
 from application.imports import get_import, import_file, reverse_import
 from application.reconciliation import link_after_recording
 from domain.errors import ImportRefused
@@ -90,6 +90,11 @@ class ImportLineOut(BaseModel):
     )
     undone_links: list[dict[str, Any]] = Field(
         [], description="links of this line a person undid (reconcile unlink), oldest first"
+    )
+    candidates: list[CandidateOut] = Field(
+        [],
+        description="a statement line that may pay in more than one record: its candidates, "
+        "for a person to choose (POST /reconciliation/choices); empty otherwise",
     )
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from api.deps import Reader, Recorder, ServicesDep, Staff
 from api.schemas import Reason
 from application.reconciliation import (
+    choose_link,
     exceptions,
     exceptions_csv,
     link_counted_twice,
@@ -26,6 +27,18 @@ from application.reconciliation import (
 from domain.imports import MAX_IMPORT_LINES
 
 router = APIRouter()
+
+
+class CandidateOut(BaseModel):
+    """One record a statement line may pay in, for a person to choose (POST
+    /reconciliation/choices with any of its payment_ids)."""
+
+    rule: str = Field(description="one_receipt, import_total or channel_day_total")
+    matched: str = Field(description="what it is, in words")
+    payment_ids: list[str] = Field(description="the receipts the line would pay in")
+    matched_batch_id: str | None = Field(description="import_total: the import")
+    channels: list[str]
+    days: list[str] = Field(description="the UK days the receipts were received (ISO)")
 
 
 class ExceptionRow(BaseModel):
@@ -48,6 +61,12 @@ class ExceptionRow(BaseModel):
     )
     age_days: int
     age_band: str
+    candidates: list[CandidateOut] = Field(
+        [],
+        description="statement_line: what it may pay in when that is more than one record "
+        "(matching rules 1-3 give more than one candidate): no linking run guesses, a person "
+        "chooses (POST /reconciliation/choices); empty otherwise",
+    )
 
 
 class ExceptionSummary(BaseModel):
@@ -135,11 +154,46 @@ async def reconciliation_link_line(
     """A person links one statement line (and the other parts of a payout split over lines
     it begins) by the same rules as POST /reconciliation/links, a pairing undone before
     (POST /reconciliation/unlinks) included. An empty list: it matches nothing now. 404
-    for an unknown import or line, 409 for a line that does not wait for a link. Roles:
-    officer, supervisor."""
+    for an unknown import or line, 409 for a line that does not wait for a link, or that
+    may pay in more than one record (line_needs_a_choice: POST /reconciliation/choices).
+    Roles: officer, supervisor."""
     user.access.require_whole_ledger("linking statement lines")
     links = await run_in_threadpool(
         link_counted_twice, svc.ledger, user.context(), (batch_id, line)
+    )
+    return {"links": [link.to_dict() for link in links]}
+
+
+class ChoiceIn(BaseModel):
+    batch_id: UUID = Field(description="the statement's import")
+    line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
+    payment_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="a receipt of the candidate chosen (a payment id of the line's "
+        "candidates on the exceptions report or GET /imports/{batch_id})",
+    )
+    reason: Reason = Field(description="why this candidate: what the person checked")
+
+
+@router.post("/reconciliation/choices", tags=["reconciliation"], response_model=LateLinksOut)
+async def reconciliation_choice(body: ChoiceIn, svc: ServicesDep, user: Staff) -> Any:
+    """A person links a statement line that may pay in more than one record to the one
+    they choose, saying why: the candidate (by the same rules as POST
+    /reconciliation/links) paying in `payment_id`. Linked as a run links (the line's own
+    receipt reversed as counted twice, what it pays in noted), recorded with the person
+    and the reason, and undone by POST /reconciliation/unlinks. 404 for an unknown import
+    or line, 409 for a receipt that is not a candidate (not_a_candidate) or a line that
+    does not wait for a link, 400 without a reason. Roles: officer, supervisor."""
+    user.access.require_whole_ledger("linking statement lines")
+    links = await run_in_threadpool(
+        choose_link,
+        svc.ledger,
+        user.context(),
+        body.batch_id,
+        body.line,
+        body.payment_id,
+        body.reason,
     )
     return {"links": [link.to_dict() for link in links]}
 

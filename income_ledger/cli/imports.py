@@ -32,6 +32,8 @@ from application.reconciliation import (
     REPORT_SECTIONS,
     LateLink,
     UndoneLink,
+    candidates_text,
+    choose_link,
     exceptions,
     exceptions_csv,
     link_after_recording,
@@ -66,8 +68,9 @@ import_app = typer.Typer(
 
 reconcile_app = typer.Typer(
     help="Bank reconciliation: reconcile link (statement lines counted twice), reconcile "
-    "unlink BATCH LINE (undo a wrong link), reconcile exceptions (unmatched lines, receipts, "
-    "payouts).",
+    "choose BATCH LINE --receipt ID (a person picks what a line with several candidates pays "
+    "in), reconcile unlink BATCH LINE (undo a wrong link), reconcile exceptions (unmatched "
+    "lines, receipts, payouts).",
     no_args_is_help=True,
 )
 
@@ -80,6 +83,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(import_app, name="import")
     reconcile_app.command("exceptions")(helpers.handle_errors(reconcile_exceptions))
     reconcile_app.command("link")(helpers.handle_errors(reconcile_link))
+    reconcile_app.command("choose")(helpers.handle_errors(reconcile_choose))
     reconcile_app.command("unlink")(helpers.handle_errors(reconcile_unlink))
     app.add_typer(reconcile_app, name="reconcile")
 
@@ -276,6 +280,8 @@ def _line_rule(line: dict[str, Any]) -> str:
 
 def _line_links(line: dict[str, Any]) -> str:
     said = []
+    if line["candidates"]:
+        said.append(f"needs a person: it may pay in {candidates_text(line['candidates'])}")
     if line["rule"]:
         said.append(f"pays in {line['matched']}")
     if line["late_link"]:
@@ -382,6 +388,30 @@ def _print_links(links: list[LateLink]) -> None:
         helpers.out.print("nothing to link: no statement line pays in a later channel record")
 
 
+def reconcile_choose(
+    batch_id: Annotated[str, typer.Argument(help="The statement's batch id (import list).")],
+    line: Annotated[int, typer.Argument(help="The statement line's number.")],
+    receipt: Annotated[
+        str,
+        typer.Option(
+            "--receipt",
+            help="A receipt of the candidate chosen (reconcile exceptions lists the line's "
+            "candidates and their receipts).",
+        ),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="Why this candidate.")],
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
+) -> None:
+    """Link a statement line that may pay in more than one record to the one you choose,
+    saying why (no run guesses it); undone like any link, by reconcile unlink (README, "A
+    day's files")."""
+    parsed_id = _batch_id(batch_id)
+    with helpers.ledger() as led:
+        links = choose_link(led, helpers.context(actor), parsed_id, line, receipt, reason)
+    helpers.show([link.to_dict() for link in links], as_json, lambda _: _print_links(links))
+
+
 def reconcile_unlink(
     batch_id: Annotated[str, typer.Argument(help="The statement's batch id (import list).")],
     line: Annotated[int, typer.Argument(help="The statement line's number.")],
@@ -441,6 +471,16 @@ def _print_exceptions(report: dict[str, Any]) -> None:
             row["payment_id"] or f"line {row['line']}",
         )
     helpers.out.print(table)
+    for row in report["unmatched_statement_lines"]:
+        if row["candidates"]:
+            helpers.out.print(
+                f"line {row['line']} of import {row['batch_id']} "
+                f"({pounds_text(row['amount_pence'])}) needs a person: it may pay in "
+                f"{escape(candidates_text(row['candidates']))}. Choose: income-ledger "
+                f"reconcile choose {row['batch_id']} {row['line']} --receipt ID --reason ...",
+                highlight=False,
+                soft_wrap=True,
+            )
     for entry in report["summary"]:
         helpers.out.print(
             f"{entry['kind'].replace('_', ' ')}s {entry['age_band']}: {entry['count']}, "

@@ -170,3 +170,62 @@ def test_an_upload_stands_when_the_run_after_it_fails(client, monkeypatch) -> No
     monkeypatch.undo()
     (link,) = client.post("/reconciliation/links", headers=auth("officer")).json()["links"]
     assert link["matched_batch_id"] == uploaded["batch"]["batch_id"]
+
+
+def test_a_line_two_receipts_may_pay_in_is_chosen_by_a_person_over_http(client) -> None:
+    paid = []
+    for _ in range(2):  # two card payments of 9.00 taken at a till today
+        card = client.post(
+            "/payments",
+            headers=auth("officer"),
+            json={"channel": "card", "amount_pence": 900, "reference": "JUNK"},
+        )
+        assert card.status_code == 201, card.text
+        paid.append(card.json()["payment"]["payment_id"])
+    batch = _upload(client, "stmt.xml", camt(entry("9.00", ref="B1", text="CARD TAKINGS")))["batch"]
+    (line,) = client.get(f"/imports/{batch['batch_id']}", headers=auth("auditor")).json()["lines"]
+    assert line["outcome"] == "recorded"
+    assert sorted(c["payment_ids"][0] for c in line["candidates"]) == sorted(paid)
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    (row,) = report["unmatched_statement_lines"]
+    assert row["candidates"] == line["candidates"]
+    assert {c["channels"][0] for c in row["candidates"]} == {"card"}
+    as_csv = client.get(
+        "/reconciliation/exceptions", headers=auth("auditor") | {"Accept": "text/csv"}
+    )
+    header, first = as_csv.text.splitlines()[:2]
+    assert header.endswith(",line,candidates") and all(pid in first for pid in paid)
+
+    again = f"/reconciliation/links/{batch['batch_id']}/1"
+    needs = client.post(again, headers=auth("officer"))
+    assert needs.status_code == 409 and needs.json()["code"] == "line_needs_a_choice"
+    choice = {"batch_id": batch["batch_id"], "line": 1, "payment_id": paid[1], "reason": "bag 7"}
+    for who in ("integration", "auditor", "reporting"):
+        assert (
+            client.post("/reconciliation/choices", json=choice, headers=auth(who)).status_code
+            == 403
+        )
+    wrong = client.post(
+        "/reconciliation/choices", json=choice | {"payment_id": "nope"}, headers=auth("officer")
+    )
+    assert wrong.status_code == 409 and wrong.json()["code"] == "not_a_candidate"
+    no_reason = client.post(
+        "/reconciliation/choices", json=choice | {"reason": ""}, headers=auth("officer")
+    )
+    assert no_reason.status_code == 422
+    chosen = client.post("/reconciliation/choices", json=choice, headers=auth("supervisor"))
+    assert chosen.status_code == 200, chosen.text
+    (link,) = chosen.json()["links"]
+    assert link["matched_payment_ids"] == [paid[1]] and link["rule"] == "one_receipt"
+    reversal = client.get(f"/payments/{link['reversed_payment_id']}", headers=auth("officer"))
+    last = reversal.json()["history"][-1]
+    assert "supervisor" in last["actor"]
+    assert last["reason"].endswith("; chosen by a person: bag 7")
+    report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
+    assert report["unmatched_statement_lines"] == []
+    assert [r["payment_id"] for r in report["unmatched_receipts"]] == [paid[0]]
+    undo = {"batch_id": batch["batch_id"], "line": 1, "reason": "the other bag"}
+    assert (
+        client.post("/reconciliation/unlinks", json=undo, headers=auth("officer")).status_code
+        == 200
+    )

@@ -146,3 +146,42 @@ def test_import_show_a_statement_with_a_reconciled_line_and_an_undone_link(
     assert cli("import", "show", "48", code=2).stderr.count("not a batch id (a UUID)") == 1
     unknown = cli("import", "show", "00000000-0000-0000-0000-000000000000", code=2)
     assert "no import with id" in unknown.stderr and "Traceback" not in unknown.output
+
+
+def test_a_line_with_two_candidates_is_shown_and_a_person_chooses(cli, tmp_path) -> None:  # noqa: F811
+    files = []
+    for name, amounts in (("be1.txt", ("3.00", "4.00")), ("be2.txt", ("2.00", "5.00"))):
+        path = tmp_path / name
+        path.write_bytes(allpay_file(*(allpay_line(CT_REF, a) for a in amounts)))
+        files.append(json.loads(cli("import", str(path), "--json").stdout)["batch"]["batch_id"])
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(camt(entry("7.00", ref="B1", text="ALLPAY LTD")))
+    batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    (row,) = report["unmatched_statement_lines"]
+    assert {c["matched_batch_id"] for c in row["candidates"]} == set(files)
+    table = cli("reconcile", "exceptions").stdout
+    assert f"line 1 of import {batch_id} (£7.00) needs a person" in table
+    assert f"reconcile choose {batch_id} 1 --receipt ID" in table
+    shown = cli("import", "show", batch_id).stdout
+    assert "needs a person" in shown
+    refused = cli("reconcile", "link", "--batch", batch_id, "--line", "1", code=2)
+    assert "a person chooses which (reconcile choose)" in refused.stderr
+    second = next(c for c in row["candidates"] if c["matched_batch_id"] == files[1])
+    wrong = cli("reconcile", "choose", batch_id, "1", "--receipt", "nope", "--reason", "r", code=2)
+    assert "is not among what line 1" in wrong.stderr
+    done = cli(
+        "reconcile",
+        "choose",
+        batch_id,
+        "1",
+        "--receipt",
+        second["payment_ids"][0],
+        "--reason",
+        "the remittance said be2",
+    )
+    assert f"linked stmt.xml line 1 (£7.00) to the total of import {files[1]}" in done.stdout
+    assert (
+        json.loads(cli("reconcile", "exceptions", "--json").stdout)["unmatched_statement_lines"]
+        == []
+    )
