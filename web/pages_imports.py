@@ -1,7 +1,8 @@
 """Income files: the list of imports, one import with its lines, and the upload form, which
 hands the file to the same application service as `POST /imports`; on one import's page,
 a statement line's late link is undone (as `POST /reconciliation/unlinks`) and linked again
-(as `POST /reconciliation/links/{batch_id}/{line}`)."""
+(as `POST /reconciliation/links/{batch_id}/{line}`), and a line that may pay in more than
+one record is linked to the one a person chooses (as `POST /reconciliation/choices`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import READERS, STAFF, ApiUser
 from api.routes_imports import FILE_FIELD, form_parts
-from api.routes_reconciliation import UnlinkIn
+from api.routes_reconciliation import ChoiceIn, UnlinkIn
 from application.idempotency import StoredResponse
 from application.imports import get_import, import_file
 from application.ledger import CommandContext
-from application.reconciliation import link_counted_twice, unlink_line
+from application.reconciliation import choose_link, link_counted_twice, unlink_line
 from domain import errors
 from domain.imports import MAX_IMPORT_LINES, ImportFormat, LineProblem
 from projections import queries
@@ -215,6 +216,42 @@ async def link_again(request: Request, batch_id: UUID, line_text: str) -> Respon
         return {"links": [found.to_dict() for found in links], "position": None}
 
     return await _line_form(request, user, batch_id, line, form, command, "linked")
+
+
+@router.post("/{batch_id}/lines/{line_text}/choose")
+async def choose(request: Request, batch_id: UUID, line_text: str) -> Response:
+    """A person links a line that may pay in more than one record to the one they choose,
+    saying why, as POST /reconciliation/choices (`reconcile choose`)."""
+    user, form = await posted_form(request, STAFF, "choose what a statement line pays in")
+    user.access.require_whole_ledger("linking statement lines")
+    line = await run_in_threadpool(_line_number, request, batch_id, line_text)
+    if line is None:
+        return await run_in_threadpool(_no_such_line, request, batch_id, line_text)
+    chosen, why = f"choice_{line}", f"choose_reason_{line}"
+
+    def command(ctx: CommandContext) -> dict[str, Any]:
+        missing = {}
+        if not form.get(chosen):
+            missing[chosen] = "Choose the record the line pays in"
+        if not form.get(why):
+            missing[why] = "Enter why, like: the remittance advice names that file"
+        if missing:
+            raise FormErrors(missing)
+        try:
+            body = form_model(
+                ChoiceIn, batch_id=batch_id, line=line, payment_id=form[chosen], reason=form[why]
+            )
+        except FormErrors as failure:
+            fields = {"payment_id": chosen, "reason": why}
+            raise FormErrors(
+                {fields.get(name, "summary"): text for name, text in failure.by_field.items()}
+            ) from None
+        links = choose_link(
+            services(request).ledger, ctx, batch_id, line, body.payment_id, body.reason
+        )
+        return {"links": [found.to_dict() for found in links], "position": None}
+
+    return await _line_form(request, user, batch_id, line, form, command, "chosen", why)
 
 
 async def _line_form(

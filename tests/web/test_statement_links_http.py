@@ -124,3 +124,76 @@ def test_a_hand_typed_line_the_import_lacks_answers_a_page(
     assert f"This import has no money line {line}" in answer.text
     assert "Nothing was changed." in answer.text and "There is a problem" in answer.text
     assert ledger.max_position() == before
+
+
+@pytest.fixture
+def two_candidates(ledger) -> tuple[str, list[str]]:
+    """A statement whose line 1 (£7.00 from ALLPAY LTD) may pay in either of two Allpay
+    files of that total: its batch id, and the files' batch ids."""
+    ctx = CommandContext("officer:importer")
+    files = [
+        str(import_file(ledger, allpay_file(*lines), ctx, file_name=name).batch_id)
+        for name, lines in (
+            ("be1.txt", (allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))),
+            ("be2.txt", (allpay_line(CT_REF, "2.00"), allpay_line(CT_REF, "5.00"))),
+        )
+    ]
+    statement = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+    return str(import_file(ledger, statement, ctx, file_name="stmt.xml").batch_id), files
+
+
+def choose_form(client, batch_id: str) -> tuple[str, dict[str, str]]:
+    page = client.get(f"/web/imports/{batch_id}")
+    assert page.status_code == 200 and "Needs a person" in page.text
+    action = f'action="/web/imports/{batch_id}/lines/1/choose"'
+    form = page.text[page.text.index(action) :]
+    return page.text, {name: hidden(form, name) for name in ("csrf_token", "idempotency_key")}
+
+
+def test_an_officer_chooses_what_a_line_with_two_candidates_pays_in(
+    web_url, two_candidates, ledger
+):
+    batch_id, files = two_candidates
+    client = signed_in(web_url, "officer")
+    text, fields = choose_form(client, batch_id)
+    (line,) = get_import(ledger, batch_id)["lines"]
+    receipts = [c["payment_ids"][0] for c in line["candidates"]]
+    assert all(f'value="{pid}"' in text for pid in receipts)
+    assert "Link again" not in text
+    path = f"/web/imports/{batch_id}/lines/1/choose"
+    before = ledger.max_position()
+    empty = client.post(path, data=fields)
+    assert empty.status_code == 422 and 'id="choice_1-error"' in empty.text
+    assert 'id="choose_reason_1-error"' in empty.text and ledger.max_position() == before
+    wrong = client.post(path, data=fields | {"choice_1": "nope", "choose_reason_1": "r"})
+    assert wrong.status_code == 422 and "is not among what line 1" in wrong.text
+    assert "Nothing was changed." in wrong.text and ledger.max_position() == before
+
+    chosen = next(c for c in line["candidates"] if c["matched_batch_id"] == files[1])
+    good = fields | {"choice_1": chosen["payment_ids"][0], "choose_reason_1": "remittance: be2"}
+    first = client.post(path, data=good)
+    again = client.post(path, data=good)  # a double submit: linked once
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == f"/web/imports/{batch_id}?done=chosen&line=1"
+    page = client.get(first.headers["location"])
+    assert "Line 1 was linked to the record chosen" in page.text and "Undo the link" in page.text
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["late_link"]["matched_batch_id"] == files[1] and line["candidates"] == []
+    assert exceptions(ledger)["unmatched_statement_lines"] == []
+
+
+@pytest.mark.parametrize("who", ["auditor", "reporting"])
+def test_readers_see_the_candidates_but_no_choice(web_url, two_candidates, ledger, who):
+    batch_id, _ = two_candidates
+    officer = signed_in(web_url, "officer")
+    _, fields = choose_form(officer, batch_id)
+    reader = signed_in(web_url, who)
+    page = reader.get(f"/web/imports/{batch_id}")
+    assert "Needs a person" in page.text and "Choose what it pays in" not in page.text
+    path = f"/web/imports/{batch_id}/lines/1/choose"
+    (line,) = get_import(ledger, batch_id)["lines"]
+    data = fields | {"choice_1": line["candidates"][0]["payment_ids"][0], "choose_reason_1": "x"}
+    csrf = hidden(page.text, "csrf_token")
+    assert reader.post(path, data=data | {"csrf_token": csrf}).status_code == 403
+    assert officer.post(path, data=data | {"csrf_token": "forged"}).status_code == 403
+    assert get_import(ledger, batch_id)["lines"][0]["late_link"] is None
