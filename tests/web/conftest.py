@@ -119,6 +119,22 @@ def late_linked(ledger) -> str:
     return str(batch_id)
 
 
+@pytest.fixture
+def two_candidates(ledger) -> tuple[str, list[str]]:
+    """A statement whose line 1 (£7.00 from ALLPAY LTD) may pay in either of two Allpay
+    files of that total: its batch id, and the files' batch ids."""
+    ctx = CommandContext("officer:importer")
+    files = [
+        str(import_file(ledger, allpay_file(*lines), ctx, file_name=name).batch_id)
+        for name, lines in (
+            ("be1.txt", (allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))),
+            ("be2.txt", (allpay_line(CT_REF, "2.00"), allpay_line(CT_REF, "5.00"))),
+        )
+    ]
+    statement = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+    return str(import_file(ledger, statement, ctx, file_name="stmt.xml").batch_id), files
+
+
 @pytest.fixture(scope="module")
 def chromium():
     """A headless chromium driven by Playwright; skipped (failed under CI) when missing.

@@ -144,3 +144,25 @@ def test_an_officer_undoes_a_statement_link_on_the_import_page(
     assert page.get_by_text("Link undone").is_visible()
     check_page(page, "import-link-undone", database_url)
     assert get_import(ledger, late_linked)["lines"][0]["late_link"] is None
+
+
+def test_an_officer_chooses_what_a_statement_line_pays_in(
+    browser_page, web_url, two_candidates, ledger, database_url
+) -> None:
+    batch_id, files = two_candidates
+    page = browser_page
+    sign_in(page, web_url, "officer")
+    page.goto(f"{web_url}/web/imports/{batch_id}")
+    assert page.get_by_text("Needs a person").is_visible()
+    page.get_by_text("Choose what it pays in").click()
+    link = page.get_by_role("button", name="Link to the one chosen for line 1")
+    link.click()
+    assert "Choose the record" in page.locator("#choice_1-error").inner_text()
+    check_page(page, "import-choose-error", database_url)
+    page.get_by_label(f"the total of import {files[1]}", exact=False).check()
+    page.get_by_label("Why that one?").fill("the remittance advice names be2")
+    link.click()
+    page.get_by_text("Line 1 was linked to the record chosen").wait_for()
+    check_page(page, "import-chosen", database_url)
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["late_link"]["matched_batch_id"] == files[1]
