@@ -14,13 +14,20 @@ reversed and not themselves recorded from a statement, received on a UK day from
 MATCH_WINDOW_DAYS before the line's booking date up to that date (card money a provider
 holds in clearing, GOV.UK Pay's, by rule 4 only: its payout is net of fees and nets the
 day's payments together, so a line of one payment's amount is not its payout):
-1. one receipt of exactly the line's amount (the nearest day wins; on one day, the lowest
-   payment id, so the choice is repeatable);
-2. one earlier imported file (Allpay, CSV), not reversed, whose new receipts add up to
+1. a receipt of exactly the line's amount;
+2. an earlier imported file (Allpay, CSV), not reversed, whose new receipts add up to
    exactly the amount (the file's receipts all fall in the window);
 3. all the (two or more) receipts of one channel on one UK day adding up to exactly the
-   amount, the nearest day first (a card provider's or GOV.UK Pay's daily payout when its
-   fees are invoiced separately).
+   amount (a card provider's or GOV.UK Pay's daily payout when its fees are invoiced
+   separately).
+The first of rules 1-3 that finds any candidate decides (Matcher.candidates): exactly one
+candidate is the line's link; two or more (two receipts of the amount in the window, two
+files or two channels' days of it) link nothing, at import or in any run, as any choice
+between them would be a guess: the line stays its own receipt, and the exceptions report
+and the import's view list its candidates (payment ids, channels, days) until a person
+chooses one, saying why (choose_link: a late link like a run's, recorded with who and
+why, undone by unlink_line). A pairing a person undid is no candidate for a run, so a
+line left with one candidate by an undo is linked by the next run.
 4. a card provider's payout (GOV.UK Pay): what the provider still holds for one settlement
    day, net of the fees, refunds and lost disputes it deducts, adding up to exactly the
    amount, the nearest day first (see domain.payment.clearing_moves for the days).
@@ -32,9 +39,11 @@ link_counted_twice) and a payout split over several credit lines of one referenc
 (Matcher.split_payouts).
 What it does not match: a line paying in part of a day or several days, an amount that only
 several files together make, a reference (it matches amounts and dates only: two receipts of
-the same amount in the window are told apart by date alone, and a transfer whose reference
-is like no payer's account, of the amount of a receipt of another channel in the window, a
-card at a till or a cheque, is taken for that receipt being paid in).
+the same amount in the window wait for a person, and a transfer whose reference is like no
+payer's account, of the amount of the one receipt of another channel in the window, a card
+at a till or a cheque, is taken for that receipt being paid in). Rule 4 is not held for a
+person: the nearest settlement day's payout wins (a day's net payout is rarely equalled to
+the penny by another day's).
 
 The other direction, a statement imported before the channel's record of the same money,
 is `link_counted_twice`: the same Matcher, run for the statement lines that became their
