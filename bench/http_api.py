@@ -13,7 +13,8 @@ This is a measurement, not a test: it asserts nothing about speed. In one run it
    LEDGER_RUN_PROJECTIONS=false, and `income-ledger project` following beside it, as they
    run in production on PostgreSQL;
 3. reads, one request at a time (after a warm-up): GET /balances/funds and
-   GET /accounts/{fund}/{reference}?limit=100 for random existing accounts, over HTTP; the
+   GET /accounts/{fund}/{reference}?limit=100 for random existing accounts, over HTTP (one
+   keep-alive connection of bench.http_load's bare client, not a client library); the
    same through the FastAPI app in this process (httpx.ASGITransport: no socket, no
    uvicorn); the route functions called directly (no FastAPI); and the endpoints' SQL
    through bare psycopg2. Then the same two reads from --read-clients concurrent clients;
@@ -31,7 +32,9 @@ This is a measurement, not a test: it asserts nothing about speed. In one run it
 
 CPU use (in cores) of the server, the projector, PostgreSQL and the load generator is read
 from /proc over every timed window: on a 2-core machine it tells which of them limits a figure.
-The load generator runs asyncio + httpx in --client-procs processes (default 1).
+The load generator is a bare asyncio HTTP/1.1 client (bench.http_load) in --client-procs
+processes (default 1). `python -m bench.http_reads` repeats step 3's HTTP reads against
+several code trees in turn, alternated, on a ledger this module filled (--fill-only).
 
     .venv/bin/python -m bench.http_api [--events 1000000] [--clients 16,32,64] [--seconds 20]
         [--reuse] [--drop] [--fill-only] [--client-procs 1] [--read-requests 500]
