@@ -56,8 +56,9 @@ from domain.imports import (
     refuse,
 )
 from domain.money import pence_to_pounds
-from domain.payment import Payment, ReversalKind, payment_status
+from domain.payment import Payment, PaymentStatus, ReversalKind, payment_status
 from domain.periods import uk_date
+from domain.postings import allocated_on_arrival
 from domain.references import normalise_reference
 from domain.statements import STATEMENT_FORMATS, names_payout, statement_file
 
@@ -533,12 +534,41 @@ def get_import(ledger: IncomeLedger, batch_id: UUID, *, choices: bool = True) ->
     (reconciliation.line_choices; empty otherwise, and when `choices` is False)."""
     batch = _batch(ledger, batch_id)
     waiting = line_choices(ledger, batch) if choices else {}
+    funds = _funds_on_arrival(ledger, batch)
     return batch_view(batch) | {
         "lines": [
-            _line_view(batch, line) | {"candidates": waiting.get(line.line, [])}
+            _line_view(batch, line)
+            | {"candidates": waiting.get(line.line, [])}
+            | ({"fund_code": funds[line.line]} if line.line in funds else {})
             for line in batch.lines
         ]
     }
+
+
+ALLOCATED_THEN = frozenset({PaymentStatus.ALLOCATED.value, PaymentStatus.PART_ALLOCATED.value})
+
+
+def _funds_on_arrival(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, str]:
+    """The fund(s) an import allocated each line's receipt to, for lines stored before the
+    line kept it (no `fund_code`, though its receipt was allocated then): read from the
+    receipt's own first events, its allocation on arrival (what _receipt_view kept since).
+    The stored events are not changed; one short read per such line."""
+    found = {}
+    for line in batch.lines:
+        if line.fund_code is not None or line.payment_id is None:
+            continue
+        if line.status not in ALLOCATED_THEN or line.outcome not in ("recorded", "known"):
+            continue
+        events = ledger.repository.event_store.get(UUID(line.payment_id), lte=2)
+        codes = {
+            allocated["fund_code"]
+            for event in events
+            if isinstance(event, Payment.Allocated) and allocated_on_arrival(event)
+            for allocated in event.lines
+        }
+        if codes:
+            found[line.line] = ",".join(sorted(codes))
+    return found
 
 
 # Every key of a line of GET /imports/{id}, None where the line has none (a link's keys on a

@@ -317,3 +317,60 @@ def test_racing_imports_of_one_file_record_it_once(ledger, settings) -> None:
     events = [event for _, event in ledger.read_events()]
     assert sum(type(e).__name__ == "Received" for e in events) == 2
     assert sum(type(e).__name__ == "Imported" for e in events) == 1
+
+
+def old_import(ledger, lines: list[dict]) -> str:
+    """An import recorded before its lines kept `fund_code`: its event as it was stored."""
+    from uuid import uuid4
+
+    from domain.imports import ImportBatch
+
+    batch = ImportBatch._create(
+        ImportBatch.Imported,
+        id=uuid4(),
+        file_name="old.csv",
+        file_format="csv",
+        sha256="0" * 64,
+        line_count=len(lines) + 1,
+        control_total_pence=sum(line["amount_pence"] for line in lines),
+        control_count=len(lines),
+        lines=lines,
+        actor="officer:then",
+    )
+    ledger.save(batch)
+    return str(batch.id)
+
+
+def test_an_old_import_line_shows_the_fund_its_receipt_was_allocated_to_on_arrival(ledger):
+    from uuid import UUID
+
+    from application.ledger import RecordPayment
+
+    ctx = CommandContext("officer:then")
+    allocated = ledger.record_payment(RecordPayment("cash", 1_234, CT_REF), ctx).payment_id
+    waiting = ledger.record_payment(RecordPayment("cash", 500, "UNKNOWN"), ctx).payment_id
+    # An officer allocates the second later: not the import's doing, so no fund of the line.
+    ledger.allocate(UUID(str(waiting)), [("CT", CT_REF, 500)], ctx, "advice came")
+    stored = [
+        {
+            "line": number,
+            "kind": "receipt",
+            "outcome": "recorded",
+            "payment_id": str(payment_id),
+            "channel": "cash",
+            "payment_type": None,
+            "reference": reference,
+            "amount_pence": pence,
+            "status": status,
+            "import_rule": None,
+        }
+        for number, payment_id, reference, pence, status in (
+            (2, allocated, CT_REF, 1_234, "allocated"),
+            (3, waiting, "UNKNOWN", 500, "suspense"),
+        )
+    ]
+    batch_id = old_import(ledger, stored)
+    lines = get_import(ledger, UUID(batch_id))["lines"]
+    assert [line["fund_code"] for line in lines] == ["CT", None]
+    stored_lines = next(e for _, e in ledger.read_events() if type(e).__name__ == "Imported").lines
+    assert all("fund_code" not in line for line in stored_lines)  # read side only
