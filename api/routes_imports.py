@@ -73,8 +73,9 @@ class ImportLineOut(BaseModel):
     booking_date: str | None = Field(None, description="statements: the line's booking date")
     fund_code: str | None = Field(
         None,
-        description="the fund the import allocated the line's receipt to (None: suspense, "
-        "or a line imported before the fund was kept)",
+        description="the fund(s) the import allocated the line's receipt to (None: "
+        "suspense); for a line stored before the fund was kept, read from its receipt's "
+        "allocation on arrival",
     )
     rule: str | None = Field(None, description="reconciled: the matching rule that linked it")
     matched_payment_ids: list[str] | None = Field(None, description="reconciled: paid in")
