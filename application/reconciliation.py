@@ -1333,14 +1333,20 @@ def _candidate_view(books: Books, link: StatementLink) -> dict[str, Any]:
 
 def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dict[str, Any]]]:
     """A statement's lines waiting for a person to choose what they pay in (_choices), by
-    line, read from the books of their days only (as a run after new money reads them:
-    scope_start), not the whole history."""
+    line, read from the books of their days on (as a run after new money reads them:
+    scope_start), not the whole history: what was recorded since the earliest line still
+    in suspense, so an old statement with such a line reads more."""
     if batch.file_format not in OpenLines.FORMATS or batch.reversed_by is not None:
         return {}
+    # A line whose receipt a fund took at import never waits (may_wait): a statement whose
+    # lines all found their payers reads nothing more.
     days = [
         line.booking_date
         for line in batch.lines
-        if line.is_new_receipt and line.booking_date and line.line not in batch.late_links
+        if line.is_new_receipt
+        and may_wait(line)
+        and line.booking_date
+        and line.line not in batch.late_links
     ]
     if not days:
         return {}

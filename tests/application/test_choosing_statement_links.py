@@ -186,3 +186,16 @@ def test_two_channels_days_of_the_lines_amount_wait_for_a_person(ledger):
         ledger, OFFICER, batch_id, 1, line["candidates"][1]["payment_ids"][0], WHY
     )
     assert late.link.matched == f"the card receipts of {EARLIER}"
+
+
+def test_a_statement_whose_lines_all_found_a_fund_reads_no_books_for_its_view(ledger, monkeypatch):
+    two_card_receipts(ledger)
+    content = camt(entry("9.00", ref="B1", text=CT_REF))  # allocated by its reference
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+
+    def no_books(*_args, **_kwargs):
+        raise AssertionError("the import's view read the books")
+
+    monkeypatch.setattr("application.reconciliation.read_books", no_books)
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["status"] == "allocated" and line["candidates"] == []
