@@ -20,6 +20,9 @@ day's payments together, so a line of one payment's amount is not its payout):
 3. all the (two or more) receipts of one channel on one UK day adding up to exactly the
    amount (a card provider's or GOV.UK Pay's daily payout when its fees are invoiced
    separately).
+4. a card provider's payout (GOV.UK Pay): what the provider still holds for one settlement
+   day, net of the fees, refunds and lost disputes it deducts, adding up to exactly the
+   amount, the nearest day first (see domain.payment.clearing_moves for the days).
 The first of rules 1-3 that finds any candidate decides (Matcher.candidates): exactly one
 candidate is the line's link; two or more (two receipts of the amount in the window, two
 files or two channels' days of it) link nothing, at import or in any run, as any choice
@@ -28,9 +31,6 @@ and the import's view list its candidates (payment ids, channels, days) until a 
 chooses one, saying why (choose_link: a late link like a run's, recorded with who and
 why, undone by unlink_line). A pairing a person undid is no candidate for a run, so a
 line left with one candidate by an undo is linked by the next run.
-4. a card provider's payout (GOV.UK Pay): what the provider still holds for one settlement
-   day, net of the fees, refunds and lost disputes it deducts, adding up to exactly the
-   amount, the nearest day first (see domain.payment.clearing_moves for the days).
 A line linked to card payments also settles them: their money moves from the clearing
 account to the bank (Payment.Settled; for rule 4, only that day's items).
 Besides, rule 4 matches a debit line (a negative payout: the day's refunds exceeded its
