@@ -4,7 +4,12 @@ eventsourcing-sqlalchemy inserts through ORM objects and takes `LOCK TABLE ... I
 MODE` first, so that positions become visible in the order they were assigned (a reader never
 skips an id that commits late). The lock is held until COMMIT, so whatever Python does while
 holding it serialises every writer. Here everything is encoded into one SQL text *before* the
-lock, and the lock, the NOTIFY and a multi-row INSERT go to the server in one round trip.
+lock, and the lock, the NOTIFY and a multi-row INSERT go to the server in one round trip. A large write
+(a batch of receipts, an import) goes in with a binary COPY instead: its positions are taken
+from the table's sequence under the same lock (in one round trip with the lock and the NOTIFY),
+then the rows, positions included, are copied in a second; the server stores copied rows in
+about a third of the time a multi-row INSERT of them takes, and the client sends the bytes as
+they are instead of quoting them.
 
 `write_group` writes the commands of several requests in one transaction (group commit, see
 income_ledger/group_commit.py): a command whose events clash with stored ones (optimistic
@@ -20,9 +25,14 @@ lock are numbered one after another.
 
 from __future__ import annotations
 
+import io
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
+import psycopg2
+import sqlalchemy.exc
 from eventsourcing.persistence import StoredEvent
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
@@ -35,6 +45,15 @@ from application.grouped_writes import Row, Write
 FACTORY_TOPIC = "income_ledger.event_store:LedgerFactory"
 EVENT_COLUMNS = "originator_id, originator_version, topic, state"
 POSTGRES = postgresql.dialect()
+# From this many events a write goes in by COPY: below it, the second round trip costs more
+# than COPY saves.
+COPY_FROM_EVENTS = 100
+# COPY's binary format: the header (signature, flags, no extension), then per row its field
+# count and each field's length and bytes (id bigint, originator_id uuid, originator_version
+# bigint, topic text, state bytea), then -1.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+COPY_ROW = struct.Struct("!hiqi16siqi")
+COPY_TRAILER = struct.pack("!h", -1)
 
 
 class LedgerRecorder(SQLAlchemyApplicationRecorder):
@@ -45,6 +64,8 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
     ) -> Sequence[int]:
         if not self._is_postgres():
             return self._insert_into_sqlite(session, stored_events)
+        if len(stored_events) >= COPY_FROM_EVENTS:
+            return self._copy_into_postgres(session, stored_events)
         cursor = _raw_cursor(session)
         values = b",".join(_event_values(cursor, event) for event in stored_events)
         statement = (
@@ -54,6 +75,38 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
             + b" RETURNING id"
         )
         return [row[0] for row in _execute(session, statement)]
+
+    def _copy_into_postgres(
+        self, session: Session, stored_events: Sequence[StoredEvent]
+    ) -> list[int]:
+        """Take as many positions from the table's sequence under the lock (in order: the
+        lock is held until COMMIT, so they become visible in that order; they need not be
+        consecutive), then COPY the events with them."""
+        table = self._table()
+        taken = _execute(
+            session,
+            self._lock_and_notify()
+            + (
+                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                f"FROM generate_series(1, {len(stored_events):d})"
+            ).encode(),
+        )
+        positions = sorted(row[0] for row in taken)
+        data = _copy_data(positions, stored_events)
+        connection = session.connection()
+        cursor = connection.connection.cursor()
+        statement = f"COPY {table} (id, {EVENT_COLUMNS}) FROM STDIN WITH (FORMAT binary)"
+        try:
+            cursor.copy_expert(statement, io.BytesIO(data), size=len(data))
+        except psycopg2.Error as error:
+            # As SQLAlchemy would have raised it (a clash is its IntegrityError), so that the
+            # datastore turns it into eventsourcing's error as for every other statement.
+            raise sqlalchemy.exc.DBAPIError.instance(
+                statement, None, error, psycopg2.Error
+            ) from error
+        finally:
+            cursor.close()
+        return positions
 
     def _insert_into_sqlite(
         self, session: Session, stored_events: Sequence[StoredEvent]
@@ -179,6 +232,29 @@ def _event_values(cursor: Any, event: StoredEvent) -> bytes:
             (str(event.originator_id), event.originator_version, event.topic, event.state),
         )
     )
+
+
+def _copy_data(positions: Sequence[int], stored_events: Sequence[StoredEvent]) -> bytes:
+    """The events as COPY's binary rows, each with its position."""
+    topics: dict[str, bytes] = {}
+    rows = [COPY_HEADER]
+    for position, event in zip(positions, stored_events, strict=True):
+        topic = topics.get(event.topic)
+        if topic is None:
+            topic = topics[event.topic] = event.topic.encode()
+        originator_id = event.originator_id
+        if not isinstance(originator_id, UUID):
+            originator_id = UUID(str(originator_id))
+        rows.append(
+            COPY_ROW.pack(
+                5, 8, position, 16, originator_id.bytes, 8, event.originator_version, len(topic)
+            )
+        )
+        rows.append(topic)
+        rows.append(len(event.state).to_bytes(4, "big"))
+        rows.append(event.state)
+    rows.append(COPY_TRAILER)
+    return b"".join(rows)
 
 
 def _rows_by_table(writes: Sequence[Write]) -> list[list[tuple[int, Row]]]:
