@@ -352,27 +352,46 @@ def _sqlite_lock_path(engine: Engine) -> Path | None:
 
 
 class NewEventWaiter:
-    """Waits for new events: LISTEN/NOTIFY on PostgreSQL, a short sleep on SQLite."""
+    """Tells of new events: LISTEN/NOTIFY on PostgreSQL; on SQLite, which cannot announce
+    them, `wait` is a short sleep and the caller reads again."""
 
     def __init__(self, engine: Engine, poll_s: float = 0.2) -> None:
         self.engine = engine
         self.poll_s = poll_s
+        self.announces = engine.dialect.name == "postgresql"
         self._raw: Any = None
 
+    def listen(self) -> None:
+        """Start listening, before the first read: every event committed after it is told."""
+        if not self.announces or self._raw is not None:
+            return
+        self._raw = self.engine.raw_connection()
+        self._raw.driver_connection.autocommit = True
+        with self._raw.driver_connection.cursor() as cursor:
+            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def pending(self) -> bool:
+        """Whether events were announced since the last `take` (never blocks)."""
+        if not self.announces:
+            return False
+        self.listen()
+        connection = self._raw.driver_connection
+        connection.poll()
+        return bool(connection.notifies)
+
+    def take(self) -> None:
+        """Forget the announcements so far: a read that starts after this sees their events,
+        and an event it does not see is announced again."""
+        if self.pending():
+            self._raw.driver_connection.notifies.clear()
+
     def wait(self, timeout_s: float, stop: threading.Event) -> None:
-        if self.engine.dialect.name != "postgresql":
+        """Until an event is announced (kept for `take`) or `timeout_s` passes."""
+        if not self.announces:
             stop.wait(min(self.poll_s, timeout_s))
             return
-        if self._raw is None:
-            self._raw = self.engine.raw_connection()
-            self._raw.driver_connection.autocommit = True
-            with self._raw.driver_connection.cursor() as cursor:
-                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        connection = self._raw.driver_connection
-        if not connection.notifies:
-            select.select([connection], [], [], timeout_s)
-        connection.poll()
-        connection.notifies.clear()
+        if not self.pending():
+            select.select([self._raw.driver_connection], [], [], timeout_s)
 
     def close(self) -> None:
         if self._raw is not None:
@@ -466,16 +485,32 @@ class ProjectionRunner:
             lock.release()
 
     def _follow(self, waiter: NewEventWaiter) -> None:
-        while not self.stop_event.is_set():
-            applied = sum(self._advance(target) for target in (self.projection, *self.companions))
-            self._attempts = 0
-            if applied == 0:
-                waiter.wait(self.idle_wait_s, self.stop_event)
+        """Apply new events as they are announced, the read model first.
 
-    def _advance(self, target: CatchesUp) -> int:
+        On PostgreSQL a round ends at a short page (the end of the log as read) and the
+        runner reads again only when an event is announced after the round began: no empty
+        rounds. A companion gives way between its pages to newly announced events, so a
+        reader waiting for one (`wait_for_position`) never waits for a companion's backlog.
+        On SQLite, which announces nothing, a round that applied something is followed by
+        another at once, as ever."""
+        waiter.listen()
+        more = True
+        while not self.stop_event.is_set():
+            if not more:
+                waiter.wait(self.idle_wait_s, self.stop_event)
+            waiter.take()
+            applied = self._advance(self.projection)
+            for companion in self.companions:
+                if waiter.pending():
+                    break
+                applied += self._advance(companion, give_way=waiter.pending)
+            self._attempts = 0
+            more = waiter.pending() if waiter.announces else applied > 0
+
+    def _advance(self, target: CatchesUp, give_way: Callable[[], bool] | None = None) -> int:
         if target.name not in self.stuck:
             try:
-                return target.catch_up()
+                return _pages_to_the_end(target, give_way)
             except Exception as error:
                 if is_connection_lost(error, self.projection.engine):
                     raise
@@ -570,6 +605,17 @@ class ProjectionRunner:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def _pages_to_the_end(target: CatchesUp, give_way: Callable[[], bool] | None) -> int:
+    """Pages until one comes short (the end of the log when it was read), or until
+    `give_way` says so between pages; how many events they applied."""
+    applied = 0
+    while True:
+        count = target.process_page()
+        applied += count
+        if count < target.page_size or (give_way is not None and give_way()):
+            return applied
 
 
 def first_line(error: BaseException) -> str:
