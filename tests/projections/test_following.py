@@ -1,0 +1,127 @@
+"""A following runner: what it does between a receipt's commit and the read model having it
+(issue #9, save -> visible), on both backends. PostgreSQL announces new events (NOTIFY), so
+there the runner neither reads without cause nor lets the audit chain's backlog hold up the
+read model; SQLite announces nothing, so there it polls, and only the outcome is checked."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from application.ledger import RecordPayment
+from income_ledger.bootstrap import build_audit_chain
+from projections.chain import CHAIN_NAME
+from projections.runner import ProjectionRunner, wait_for_position
+from tests.domain.helpers import CT_REF
+
+FOLLOW_TIMEOUT_S = 30
+
+
+class Logged:
+    """A projection or chain whose pages are written in a shared log as (name, events)."""
+
+    def __init__(self, target: Any, log: list[tuple[str, int]], after: Callable[[], None]):
+        self.target = target
+        self.log = log
+        self.after = after
+        self.name = target.name
+        self.engine = target.engine
+        self.source = target.source
+        self.page_size = target.page_size
+
+    def position(self) -> int:
+        return int(self.target.position())
+
+    def process_page(self) -> int:
+        count = int(self.target.process_page())
+        self.log.append((self.name, count))
+        self.after()
+        return count
+
+    def catch_up(self) -> int:
+        applied = 0
+        while count := self.process_page():
+            applied += count
+        return applied
+
+
+def follow(runner: ProjectionRunner) -> Callable[[], None]:
+    thread = runner.start_thread()
+
+    def stop() -> None:
+        runner.stop()
+        thread.join(timeout=FOLLOW_TIMEOUT_S)
+        assert not thread.is_alive()
+
+    return stop
+
+
+def until(reached: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+    while not reached():
+        assert time.monotonic() < deadline, "the runner did not catch up"
+        time.sleep(0.02)
+
+
+def test_a_new_receipt_reaches_the_read_model_before_the_chains_backlog(
+    ledger, projection, settings, officer
+) -> None:
+    for amount in range(1, 6):
+        ledger.record_payment(RecordPayment("cash", amount, CT_REF), officer)
+    chain = build_audit_chain(settings, ledger, page_size=1)  # one page per event of backlog
+    log: list[tuple[str, int]] = []
+    late: list[int] = []
+
+    def receipt_during_the_chains_first_page() -> None:
+        if late:
+            return
+        late.append(ledger.record_payment(RecordPayment("cash", 99, CT_REF), officer).position)
+        time.sleep(0.2)  # its NOTIFY reaches the runner's connection before the next page
+
+    logged_chain = Logged(chain, log, receipt_during_the_chains_first_page)
+    logged_projection = Logged(projection, log, lambda: None)
+    runner = ProjectionRunner(
+        logged_projection,
+        companions=[logged_chain],
+        idle_wait_s=0.2,  # type: ignore[arg-type]
+    )
+    stop = follow(runner)
+    try:
+        until(lambda: bool(late) and chain.position() >= late[0])
+        assert wait_for_position(projection.engine, late[0], timeout_s=FOLLOW_TIMEOUT_S)
+    finally:
+        stop()
+        chain.engine.dispose()
+    assert projection.position() == chain.position() == ledger.max_position()
+    if settings.is_postgres:
+        first_chain_page = log.index((CHAIN_NAME, 1))
+        assert log[first_chain_page + 1][0] == projection.name, log
+
+
+def test_a_receipt_costs_the_following_runner_no_empty_transactions(
+    ledger, projection, settings, officer
+) -> None:
+    ledger.record_payment(RecordPayment("cash", 1, CT_REF), officer)
+    chain = build_audit_chain(settings, ledger)
+    log: list[tuple[str, int]] = []
+    runner = ProjectionRunner(
+        Logged(projection, log, lambda: None),  # type: ignore[arg-type]
+        companions=[Logged(chain, log, lambda: None)],
+        idle_wait_s=2.0,  # no read for lack of news while the test watches
+    )
+    stop = follow(runner)
+    try:
+        until(lambda: chain.position() == ledger.max_position())
+        log.clear()
+        position = ledger.record_payment(RecordPayment("cash", 2, CT_REF), officer).position
+        until(lambda: chain.position() >= position)
+        assert wait_for_position(projection.engine, position, timeout_s=FOLLOW_TIMEOUT_S)
+        time.sleep(0.3)  # what the runner does after
+        seen = list(log)
+    finally:
+        stop()
+        chain.engine.dispose()
+    assert {name for name, count in seen if count} == {projection.name, CHAIN_NAME}
+    if settings.is_postgres:
+        assert [page for page in seen if page[1] == 0] == [], seen
