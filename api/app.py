@@ -62,6 +62,7 @@ def create_app(services: Services, on_shutdown: Callable[[], None] | None = None
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         services.linking.close()
+        services.read_model.close()
         if on_shutdown is not None:
             on_shutdown()
 

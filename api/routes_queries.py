@@ -36,7 +36,6 @@ from domain.limits import (
 from domain.payment import Channel, PaymentStatus
 from domain.references import normalise_reference
 from projections import queries
-from projections.runner import wait_for_position
 from projections.schema import SUSPENSE_FUND
 
 router = APIRouter()
@@ -60,7 +59,7 @@ async def read_model_at(
 ) -> Services:
     # Async, so that a read without min_position costs no hop to the thread pool.
     if min_position is not None and not await run_in_threadpool(
-        wait_for_position, svc.read_engine, min_position, svc.config.read_wait_seconds
+        svc.read_model.wait, min_position, svc.config.read_wait_seconds
     ):
         raise ApiProblem(
             503,

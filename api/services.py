@@ -16,6 +16,7 @@ from application.auto_link import DEFAULT_DELAY_S, LinkingWorker
 from application.govuk_pay import SigningSecret
 from application.ledger import IncomeLedger
 from projections.business_figures import BusinessFigures
+from projections.read_position import ReadModelWatch
 from projections.replay import ReplayResult
 
 MAX_BODY_BYTES = 64 * 1024
@@ -166,6 +167,10 @@ class Services:
     # The linking runs after GOV.UK Pay messages and receipts, in a thread of their own
     # (LEDGER_AUTO_LINK_STATEMENTS); the app's shutdown stops it.
     linking: LinkingWorker = field(init=False)
+    # Reads with min_position wait here, woken by the projector's announcements; the app's
+    # shutdown ends its listening thread.
+    read_model: ReadModelWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.linking = LinkingWorker(self.ledger, lambda: self.config.auto_link_delay_seconds)
+        self.read_model = ReadModelWatch(self.read_engine)

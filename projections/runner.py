@@ -47,6 +47,9 @@ EventSource = Callable[[int, int], Sequence[tuple[int, Any]]]
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 20_000
 NOTIFY_CHANNEL = "ledger_events"
+# The live read model announces each page it commits here, with the page's last position
+# (projections.read_position wakes the readers waiting for it).
+READ_MODEL_CHANNEL = "ledger_read_model"
 # An arbitrary constant: the PostgreSQL advisory lock held by the one working runner.
 RUNNER_LOCK_ID = 727_002
 
@@ -98,6 +101,7 @@ class Projection:
         self.projector: PageProjector | CarryingProjector = (
             CarryingProjector(model) if carry else PageProjector(model)
         )
+        self.announces = engine.dialect.name == "postgresql" and name == PROJECTION_NAME
 
     def position(self) -> int:
         with self.engine.connect() as connection:
@@ -129,6 +133,8 @@ class Projection:
             .where(projection_tracking.c.projection_name == self.name)
             .values(position=page[-1][0], updated_at=datetime.now(UTC))
         )
+        if self.announces:  # delivered at COMMIT, and only if it commits
+            connection.execute(_ANNOUNCE, {"position": str(page[-1][0])})
         return len(page)
 
     def flush(self, connection: Connection | None = None) -> None:
@@ -152,6 +158,8 @@ class Projection:
             if progress is not None:
                 progress(count)
 
+
+_ANNOUNCE = text(f"SELECT pg_notify('{READ_MODEL_CHANNEL}', :position)")
 
 _TRACKED_POSITION = sql_select(projection_tracking.c.position).where(
     projection_tracking.c.projection_name == bindparam("name")

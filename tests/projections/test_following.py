@@ -5,14 +5,17 @@ read model; SQLite announces nothing, so there it polls, and only the outcome is
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from application.ledger import RecordPayment
 from income_ledger.bootstrap import build_audit_chain
+from projections import read_position
 from projections.chain import CHAIN_NAME
-from projections.runner import ProjectionRunner, wait_for_position
+from projections.read_position import ReadModelWatch
+from projections.runner import READ_MODEL_CHANNEL, ProjectionRunner, wait_for_position
 from tests.domain.helpers import CT_REF
 
 FOLLOW_TIMEOUT_S = 30
@@ -125,3 +128,49 @@ def test_a_receipt_costs_the_following_runner_no_empty_transactions(
     assert {name for name, count in seen if count} == {projection.name, CHAIN_NAME}
     if settings.is_postgres:
         assert [page for page in seen if page[1] == 0] == [], seen
+
+
+def test_the_read_model_announces_each_page_it_commits(
+    ledger, projection, settings, officer
+) -> None:
+    ledger.record_payment(RecordPayment("cash", 3, CT_REF), officer)
+    if not settings.is_postgres:  # SQLite announces nothing: its readers poll
+        projection.catch_up()
+        assert projection.position() == ledger.max_position()
+        return
+    raw = projection.engine.raw_connection()
+    try:
+        listener = raw.driver_connection
+        listener.autocommit = True
+        with listener.cursor() as cursor:
+            cursor.execute(f"LISTEN {READ_MODEL_CHANNEL}")
+        projection.catch_up()  # one page: fewer events than its size
+        until(lambda: bool(listener.poll() or listener.notifies))
+        heard = [(n.channel, n.payload) for n in listener.notifies]
+    finally:
+        raw.invalidate()
+    assert heard == [(READ_MODEL_CHANNEL, str(ledger.max_position()))]
+
+
+def test_a_reader_waiting_for_a_position_is_woken_by_its_announcement(
+    ledger, projection, settings, officer, monkeypatch
+) -> None:
+    # Only the announcement can wake it in time: a lost one would be read again this late.
+    monkeypatch.setattr(read_position, "WAIT_SLOW_POLL_S", 60.0)
+    projection.catch_up()
+    watch = ReadModelWatch(projection.engine)
+    try:
+        assert watch.wait(projection.position(), timeout_s=1)
+        if settings.is_postgres:
+            until(lambda: watch.listening)
+        position = ledger.record_payment(RecordPayment("cash", 4, CT_REF), officer).position
+        assert not watch.wait(position, timeout_s=0.2)
+        applying = threading.Timer(0.3, projection.catch_up)
+        applying.start()
+        started = time.monotonic()
+        assert watch.wait(position, timeout_s=FOLLOW_TIMEOUT_S)
+        waited_s = time.monotonic() - started
+        applying.join()
+    finally:
+        watch.close()
+    assert waited_s < FOLLOW_TIMEOUT_S / 2
