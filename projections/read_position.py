@@ -63,18 +63,17 @@ class ReadModelWatch:
         if not self._listening.is_set():
             return wait_for_position(self.engine, position, timeout_s)
         deadline = time.monotonic() + timeout_s
-        with self.engine.connect() as connection:
-            while True:
-                if self._heard >= position or tracked_position(connection) >= position:
+        while True:
+            if self._heard >= position:
+                return True
+            with self.engine.connect() as connection:  # not held: readers share the pool
+                if tracked_position(connection) >= position:
                     return True
-                connection.rollback()  # the next read sees what is committed by then
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                with self._changed:
-                    self._changed.wait_for(
-                        lambda: self._heard >= position, min(WAIT_SLOW_POLL_S, left)
-                    )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self._changed:
+                self._changed.wait_for(lambda: self._heard >= position, min(WAIT_SLOW_POLL_S, left))
 
     def close(self) -> None:
         self._closed.set()
