@@ -4,12 +4,13 @@ eventsourcing-sqlalchemy inserts through ORM objects and takes `LOCK TABLE ... I
 MODE` first, so that positions become visible in the order they were assigned (a reader never
 skips an id that commits late). The lock is held until COMMIT, so whatever Python does while
 holding it serialises every writer. Here everything is encoded into one SQL text *before* the
-lock, and the lock, the NOTIFY and a multi-row INSERT go to the server in one round trip. A large write
-(a batch of receipts, an import) goes in with a binary COPY instead: its positions are taken
-from the table's sequence under the same lock (in one round trip with the lock and the NOTIFY),
-then the rows, positions included, are copied in a second; the server stores copied rows in
-about a third of the time a multi-row INSERT of them takes, and the client sends the bytes as
-they are instead of quoting them.
+lock, and the lock, the NOTIFY and a multi-row INSERT go to the server in one round trip.
+
+A large write (a batch of receipts, an import, an import's batch event) goes in with a binary
+COPY instead: its positions are taken from the table's sequence under the same lock (in one
+round trip with the lock and the NOTIFY), then the rows, positions included, are copied in a
+second. The server stores copied rows in about a third of the time a multi-row INSERT of them
+takes, and the client sends the bytes as they are instead of quoting them.
 
 `write_group` writes the commands of several requests in one transaction (group commit, see
 income_ledger/group_commit.py): a command whose events clash with stored ones (optimistic
@@ -45,9 +46,11 @@ from application.grouped_writes import Row, Write
 FACTORY_TOPIC = "income_ledger.event_store:LedgerFactory"
 EVENT_COLUMNS = "originator_id, originator_version, topic, state"
 POSTGRES = postgresql.dialect()
-# From this many events a write goes in by COPY: below it, the second round trip costs more
-# than COPY saves.
+# From this many events, or this many bytes of them, a write goes in by COPY: below both, the
+# second round trip costs more than COPY saves. (An import's batch event, one line entry per
+# line, is megabytes: quoted as hex into an INSERT it takes the server twice as long.)
 COPY_FROM_EVENTS = 100
+COPY_FROM_BYTES = 64 * 1024
 # COPY's binary format: the header (signature, flags, no extension), then per row its field
 # count and each field's length and bytes (id bigint, originator_id uuid, originator_version
 # bigint, topic text, state bytea), then -1.
@@ -64,7 +67,7 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
     ) -> Sequence[int]:
         if not self._is_postgres():
             return self._insert_into_sqlite(session, stored_events)
-        if len(stored_events) >= COPY_FROM_EVENTS:
+        if len(stored_events) >= COPY_FROM_EVENTS or _state_bytes(stored_events) >= COPY_FROM_BYTES:
             return self._copy_into_postgres(session, stored_events)
         cursor = _raw_cursor(session)
         values = b",".join(_event_values(cursor, event) for event in stored_events)
@@ -232,6 +235,10 @@ def _event_values(cursor: Any, event: StoredEvent) -> bytes:
             (str(event.originator_id), event.originator_version, event.topic, event.state),
         )
     )
+
+
+def _state_bytes(stored_events: Sequence[StoredEvent]) -> int:
+    return sum(len(event.state) for event in stored_events)
 
 
 def _copy_data(positions: Sequence[int], stored_events: Sequence[StoredEvent]) -> bytes:

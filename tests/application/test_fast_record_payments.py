@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest.mock import ANY
+from uuid import uuid4
 
 import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from sqlalchemy import select
 
 from application.ledger import (
@@ -28,7 +30,7 @@ from domain.errors import ConcurrentUpdate, InvalidRequest, LedgerError
 from domain.limits import uk_day_start, uk_today
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import build_audit_chain, build_ledger, stored_event_source
-from income_ledger.event_store import COPY_FROM_EVENTS
+from income_ledger.event_store import COPY_FROM_BYTES, COPY_FROM_EVENTS
 from income_ledger.settings import Settings
 from projections.chain import verify_chain
 from tests.application.test_fast_import import (  # noqa: F401 (twin_settings: a fixture)
@@ -304,3 +306,25 @@ def test_a_large_batch_stores_what_small_batches_do_and_is_refused_whole(
         chain.engine.dispose()
     every_event = ledger.recorder.select_notifications(start=1, limit=100_000)
     assert report.ok and report.events_checked == len(every_event)
+
+
+def test_an_event_of_many_bytes_is_stored_as_it_is_and_clashes_as_any(ledger) -> None:
+    """One event of more than `COPY_FROM_BYTES` (COPY on PostgreSQL, like an import's batch
+    event): read back byte for byte; the same aggregate version again is eventsourcing's
+    IntegrityError, as for a multi-row INSERT, and stores nothing."""
+    state = bytes(range(256)) * (COPY_FROM_BYTES // 256 + 1)
+    event = StoredEvent(uuid4(), 1, "tests.big:Event", state)
+    before = ledger.max_position()
+    (position,) = ledger.recorder.insert_events([event])
+    assert position > before and ledger.max_position() == position
+    (stored,) = ledger.recorder.select_notifications(start=position, limit=1)
+    assert (stored.id, stored.originator_id, stored.topic, stored.state) == (
+        position,
+        event.originator_id,
+        event.topic,
+        state,
+    )
+    for clash in ([event], [StoredEvent(uuid4(), 1, "tests.big:Event", b"{}"), event]):
+        with pytest.raises(IntegrityError):
+            ledger.recorder.insert_events(clash)
+    assert ledger.max_position() == position
