@@ -12,9 +12,11 @@ measured in the same run. This is a measurement, not a test: it asserts nothing 
 Each repeat starts a new server on the same database (created once, with the sample chart).
 The bulk path (`record_payments` in batches of 1,000 against `execute_values`) is
 bench.record_payments: `--backends postgresql --batch 1000`.
+--visible-only runs 2. alone, on a quiet server (after 30 requests to warm it), and adds the
+CPU time the projector process spent per receipt.
 
     .venv/bin/python -m bench.write_path [--clients 32] [--workers 2] [--seconds 15]
-        [--repeats 3] [--json out.json]
+        [--repeats 3] [--visible-only] [--json out.json]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from bench.http_env import (
     Server,
     console,
     latency_summary,
+    process_cpu,
     run_cli,
 )
 from bench.http_load import run_load
@@ -125,6 +128,23 @@ def one_repeat(db: Database, args: argparse.Namespace, repeat: int) -> dict[str,
     }
 
 
+def visible_only(db: Database, args: argparse.Namespace, repeat: int) -> dict[str, Any]:
+    """save -> visible alone: no load before it, no baseline after."""
+    run_cli(db.url, "project", "--once")
+    with tempfile.TemporaryDirectory() as logs:
+        server = Server(db.url, Path(logs), workers=args.workers)
+        server.start()
+        try:
+            save_to_visible(server.base, 30, f"warm{repeat}")
+            projector = server.pids()["projector"]
+            before = process_cpu(projector)
+            visible = save_to_visible(server.base, args.visible_requests, f"r{repeat}")
+            cpu_s = process_cpu(projector) - before
+        finally:
+            server.stop()
+    return {**visible, "projector_cpu_ms_per_receipt": 1000 * cpu_s / args.visible_requests}
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def median(get: Any) -> float:
         return statistics.median(get(run) for run in runs)
@@ -166,6 +186,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-seconds", type=float, default=5)
     parser.add_argument("--visible-requests", type=int, default=300)
+    parser.add_argument(
+        "--visible-only", action="store_true", help="only save -> visible, on a quiet server"
+    )
     parser.add_argument("--client-procs", type=int, default=1, help="load generator processes")
     parser.add_argument("--accounts", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=2026)
@@ -180,9 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = Database(args.pg_admin_url, args.pg_db)
     prepare(db)
     try:
-        runs = measure(db, args)
+        if args.visible_only:
+            runs = [visible_only(db, args, repeat) for repeat in range(args.repeats)]
+        else:
+            runs = measure(db, args)
     finally:
         db.drop()
+    if args.visible_only:
+        console.print_json(json.dumps(runs))
+        if args.json:
+            args.json.write_text(json.dumps({"runs": runs}, indent=2))
+        return 0
     summary = summarise(runs)
     print_summary(summary, runs)
     if args.json:
