@@ -201,9 +201,11 @@ class _State:
 
     def load(self, connection: Connection, page: Sequence[tuple[int, Any]]) -> None:
         """Load the stored rows of the payments the page touches and this state lacks."""
-        wanted = {
-            str(e.originator_id) for _, e in page if isinstance(e, PAYMENT_EVENTS)
-        } - self.payments.keys()
+        touched = {str(e.originator_id) for _, e in page if isinstance(e, PAYMENT_EVENTS)}
+        # A payment received in this page has no stored rows yet: each event is applied
+        # once, and its receipt is its first (a lone receipt's page reads nothing).
+        received = {str(e.originator_id) for _, e in page if isinstance(e, Payment.Received)}
+        wanted = touched - received - self.payments.keys()
         if not wanted:
             return
         payments, lines = self.model.payments, self.model.payment_allocations

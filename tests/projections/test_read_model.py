@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from application.ledger import RecordPayment
 from income_ledger.bootstrap import event_source
@@ -203,3 +203,30 @@ def test_a_rebuild_after_one_that_stopped_part_way_builds_every_event(
     assert rebuild(projection.engine, event_source(ledger)) == ledger.max_position()
     report = verify(projection.engine, event_source(ledger))
     assert report.ok, report.differences
+
+
+def test_a_page_of_new_receipts_reads_no_stored_payment_rows(ledger, projection, officer) -> None:
+    """A receipt is its payment's first event, so a page that receives it has nothing stored
+    to load for it; a later event of the same payment (an allocation) loads its rows."""
+    projection.catch_up()
+    reads: list[str] = []
+
+    def note(_conn, _cursor, statement: str, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "payment" in statement.lower():
+            reads.append(statement)
+
+    event.listen(projection.engine, "before_cursor_execute", note)
+    try:
+        outcome = ledger.record_payment(RecordPayment("cash", 500, "JUNK"), officer)
+        projection.catch_up()
+        assert reads == []
+        ledger.allocate(outcome.payment_id, [("CT", CT_REF, 200)], officer, "advice")
+        projection.catch_up()
+        assert reads, "an event of a stored payment loads its rows"
+    finally:
+        event.remove(projection.engine, "before_cursor_execute", note)
+    (unallocated,) = rows(
+        projection,
+        f"SELECT unallocated_pence FROM payments WHERE payment_id = '{outcome.payment_id}'",
+    )[0]
+    assert unallocated == 300
