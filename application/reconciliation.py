@@ -609,6 +609,14 @@ def note_links(
                     f"another bank statement paid in receipt {payment_id} at the same moment; "
                     "nothing was saved. Import the file again"
                 )
+            # Rules 1-3 pay in receipts the books read unreversed: reversed since (its
+            # import reversed, a cheque returned at the same moment), the line would pay
+            # in money taken back and its own be reversed too, counted nowhere.
+            if link.rule != CARD_PAYOUT and payment.reversal_kind is not None:
+                raise ConcurrentUpdate(
+                    f"receipt {payment_id} was reversed at the same moment; nothing was "
+                    "saved. Try again"
+                )
             if payment.clearing_account is not None:
                 day = link.settled_day
                 settled = payment.settle(

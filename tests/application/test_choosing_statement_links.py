@@ -13,7 +13,8 @@ from uuid import UUID
 
 import pytest
 
-from application.imports import get_import, import_file
+from application.imports import get_import, import_file, reverse_import
+from application.ledger import CommandContext
 from application.reconciliation import (
     choose_link,
     exceptions,
@@ -29,6 +30,7 @@ from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, ent
 from tests.domain.helpers import CT_REF
 
 EARLIER = TODAY - timedelta(days=3)
+SUPERVISOR = CommandContext("supervisor:recon")
 WHY = "the till's bag of that day was banked on its own"
 
 
@@ -199,3 +201,41 @@ def test_a_statement_whose_lines_all_found_a_fund_reads_no_books_for_its_view(le
     monkeypatch.setattr("application.reconciliation.read_books", no_books)
     (line,) = get_import(ledger, batch_id)["lines"]
     assert line["status"] == "allocated" and line["candidates"] == []
+
+
+def test_a_choice_of_an_import_reversed_meanwhile_links_nothing(ledger, monkeypatch):
+    """The chosen candidate's import is reversed between the choice's reading of the books
+    and its saving (by a supervisor at the same moment): the line must not pay in
+    receipts that are reversed, its own money counted nowhere. The choice is refused."""
+    from application import reconciliation
+
+    first = import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")),
+        OFFICER,
+        file_name="be1.txt",
+    ).batch_id
+    import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "2.00"), allpay_line(CT_REF, "5.00")),
+        OFFICER,
+        file_name="be2.txt",
+    )
+    content = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    chosen = next(c for c in line["candidates"] if c["matched_batch_id"] == str(first))
+    real_read = reconciliation.read_books
+
+    def read_then_reverse_the_import(ledger_, after=0):
+        books = real_read(ledger_, after)
+        monkeypatch.setattr(reconciliation, "read_books", real_read)
+        reverse_import(ledger_, first, SUPERVISOR, "the wrong day's file")
+        return books
+
+    monkeypatch.setattr(reconciliation, "read_books", read_then_reverse_the_import)
+    with pytest.raises(NotACandidate):
+        choose_link(ledger, OFFICER, batch_id, 1, chosen["payment_ids"][0], WHY)
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert (line["late_link"], line["status"]) == (None, "suspense")
+    assert counted_pence(ledger) == 700 + 700  # the other import and the line, once each
