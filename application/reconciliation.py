@@ -29,8 +29,9 @@ files or two channels' days of it) link nothing, at import or in any run, as any
 between them would be a guess: the line stays its own receipt, and the exceptions report
 and the import's view list its candidates (payment ids, channels, days) until a person
 chooses one, saying why (choose_link: a late link like a run's, recorded with who and
-why, undone by unlink_line). A pairing a person undid is no candidate for a run, so a
-line left with one candidate by an undo is linked by the next run.
+why, undone by unlink_line). A pairing a person undid is no candidate for a run, but an
+undo leaves a line with two or more candidates (that pairing included) waiting for a
+person: no run links the other by elimination.
 A line linked to card payments also settles them: their money moves from the clearing
 account to the bank (Payment.Settled; for rule 4, only that day's items).
 Besides, rule 4 matches a debit line (a negative payout: the day's refunds exceeded its
@@ -903,7 +904,8 @@ def _link_once(
         # A pairing a person undid is theirs to make again, never a run's (README).
         allowed = partial(books.allows, batch_id, line.line) if books.rejected else None
         found = _line_candidates(matcher, line, booked, allowed)
-        link = found[0] if len(found) == 1 else None
+        held = (batch_id, line.line) in books.rejected and _held_for_a_person(matcher, line, booked)
+        link = found[0] if len(found) == 1 and not held else None
         if choice is not None:  # the wanted line alone (_one_line)
             link = choice.pick(batch_id, line.line, found)
         elif len(found) > 1 and (batch_id, line.line) == wanted:
@@ -931,6 +933,13 @@ def _line_candidates(
     if line.is_open_debit:
         return matcher.candidates_payout(booked, -line.amount_pence, allowed)
     return matcher.candidates(booked, line.amount_pence, allowed)
+
+
+def _held_for_a_person(matcher: Matcher, line: ImportedLine, booked: date) -> bool:
+    """Whether the line has two or more candidates, pairings a person undid included: an
+    undo does not make it unambiguous (the other candidate by elimination would still be a
+    guess, the person may have meant neither), so no run links it and a person chooses."""
+    return len(_line_candidates(matcher, line, booked)) > 1
 
 
 def _listed(found: list[StatementLink], most: int = 10) -> str:
@@ -1314,8 +1323,8 @@ def _choices(
         if (batch_id is not None and line_batch != batch_id) or line.booking_date is None:
             continue
         booked = date.fromisoformat(line.booking_date)
-        allowed = partial(books.allows, line_batch, line.line) if books.rejected else None
-        links = _line_candidates(matcher, line, booked, allowed)
+        # What a person may choose (choose_link): pairings they undid before included.
+        links = _line_candidates(matcher, line, booked)
         if len(links) < 2 or line.payment_id is None:
             continue
         if _undecided(ledger.repository.get(UUID(line.payment_id)), line):

@@ -118,12 +118,30 @@ def test_a_person_chooses_the_receipt_says_why_and_can_undo_it(ledger):
 
     (undone,) = unlink_line(ledger, batch_id, 1, OFFICER, "it was the other day's bag")
     assert undone.link.matched_payment_ids == (older,)
-    # The pairing undone is the person's to make again, never a run's: the line has one
-    # candidate left, which the next run links (as after any undone link).
-    assert line_row(ledger)["candidates"] == []
-    (again,) = link_counted_twice(ledger, OFFICER)
-    assert again.link.matched_payment_ids == (nearer,)
-    assert again.link.rule == "one_receipt"
+    assert counted_pence(ledger) == 900 + 900 + 900
+
+
+def test_a_choice_undone_leaves_the_line_waiting_for_a_person(ledger):
+    """Undoing a person's choice does not make the line unambiguous: both receipts are
+    still of its amount in its window. No run links the other one by elimination (the
+    person may have meant neither); the line waits with both candidates, which the
+    import's page offers to choose from ("Link again" would be refused as needing a
+    choice, so the page must not offer it alone)."""
+    nearer, older = two_card_receipts(ledger)
+    content = camt(entry("9.00", ref="B1", text="CARD TAKINGS"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    choose_link(ledger, OFFICER, batch_id, 1, older, WHY)
+    unlink_line(ledger, batch_id, 1, OFFICER, "the remittance names neither")
+    assert link_counted_twice(ledger, OFFICER) == []
+    assert link_after_recording(ledger, EARLIER) == []
+    paid_in = [c["payment_ids"] for c in line_row(ledger)["candidates"]]
+    assert paid_in == [[nearer], [older]]
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert [c["payment_ids"] for c in line["candidates"]] == paid_in
+    with pytest.raises(LineNeedsAChoice):
+        link_counted_twice(ledger, OFFICER, (batch_id, 1))
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, nearer, "the other day's bag")
+    assert late.link.matched_payment_ids == (nearer,)
 
 
 def test_a_person_may_choose_a_pairing_undone_before(ledger):

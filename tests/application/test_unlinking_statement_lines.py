@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
-from application.reconciliation import exceptions, link_counted_twice, unlink_line
+from application.reconciliation import choose_link, exceptions, link_counted_twice, unlink_line
 from domain.errors import (
     ImportBatchNotFound,
     ImportLineNotFound,
@@ -167,14 +167,19 @@ def test_an_unlinked_line_is_linked_to_other_receipts_and_counted_once(ledger, p
     allpay(ledger)
     link_counted_twice(ledger, OFFICER)
     unlink_line(ledger, statement_id, 1, OFFICER, "not this file")
-    # Another 7.00 Allpay file arrives: the line pays it in (a pairing nobody rejected).
+    # Another 7.00 Allpay file arrives: the line may pay in either file (the one undone
+    # included), so no run links it by elimination; a person chooses the new one.
     other = import_file(
         ledger,
         allpay_file(allpay_line(CT_REF, "5.00"), allpay_line(CT_REF, "2.00")),
         OFFICER,
         file_name="be2.txt",
     ).batch_id
-    (late,) = link_counted_twice(ledger, OFFICER)
+    assert link_counted_twice(ledger, OFFICER) == []
+    row = exceptions(ledger)["unmatched_statement_lines"][0]
+    assert row["line"] == 1 and len(row["candidates"]) == 2
+    chosen = next(c for c in row["candidates"] if c["matched_batch_id"] == str(other))
+    (late,) = choose_link(ledger, OFFICER, statement_id, 1, chosen["payment_ids"][0], "be2")
     assert (late.line, late.link.matched_batch_id) == (1, str(other))
     # The line's money counted once (by the second file); the first file's receipts wait.
     assert counted_pence(ledger) == sum(LINE_PENCE.values()) - 700 + ALLPAY_PENCE + 700
