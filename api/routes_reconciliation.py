@@ -184,7 +184,7 @@ async def reconciliation_choice(body: ChoiceIn, svc: ServicesDep, user: Staff) -
     receipt reversed as counted twice, what it pays in noted), recorded with the person
     and the reason, and undone by POST /reconciliation/unlinks. 404 for an unknown import
     or line, 409 for a receipt that is not a candidate (not_a_candidate) or a line that
-    does not wait for a link, 400 without a reason. Roles: officer, supervisor."""
+    does not wait for a link, 422 without a reason. Roles: officer, supervisor."""
     user.access.require_whole_ledger("linking statement lines")
     links = await run_in_threadpool(
         choose_link,

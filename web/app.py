@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -45,6 +45,8 @@ templates.filters["uk_time"] = lambda moment: (
     .astimezone(UK)
     .strftime("%-d %b %Y %H:%M")
 )
+# A UK day (ISO inside) as people read it.
+templates.filters["uk_day"] = lambda day: date.fromisoformat(day).strftime("%-d %b %Y")
 templates.filters["fund_choices"] = lambda funds: [
     (f["code"], f"{f['code']}: {f['name']}") for f in funds
 ]

@@ -4,6 +4,8 @@ page with nothing stored, a double submit undone once, and the roles the API all
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from application.imports import get_import, import_file
@@ -181,3 +183,13 @@ def test_readers_see_the_candidates_but_no_choice(web_url, two_candidates, ledge
     assert reader.post(path, data=data | {"csrf_token": csrf}).status_code == 403
     assert officer.post(path, data=data | {"csrf_token": "forged"}).status_code == 403
     assert get_import(ledger, batch_id)["lines"][0]["late_link"] is None
+
+
+def test_the_candidates_days_read_as_uk_dates(web_url, two_candidates, ledger):
+    batch_id, _ = two_candidates
+    page = signed_in(web_url, "auditor").get(f"/web/imports/{batch_id}")
+    (line,) = get_import(ledger, batch_id)["lines"]
+    for candidate in line["candidates"]:
+        (day,) = candidate["days"]
+        assert f"; {date.fromisoformat(day):%-d %b %Y}; receipt" in page.text
+        assert f"; {day}; receipt" not in page.text
