@@ -41,6 +41,19 @@ def two_card_receipts(ledger) -> tuple[str, str]:
     return nearer, older
 
 
+def two_files_and_a_line(ledger) -> tuple[UUID, UUID, UUID]:
+    """Two Allpay files of 7.00 each and a statement whose one line (7.00 from ALLPAY LTD)
+    may pay in either: the files' and the statement's batch ids."""
+    first, second = (
+        import_file(
+            ledger, allpay_file(*(allpay_line(CT_REF, a) for a in amounts)), OFFICER, file_name=name
+        ).batch_id
+        for name, amounts in (("be1.txt", ("3.00", "4.00")), ("be2.txt", ("2.00", "5.00")))
+    )
+    content = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
+    return first, second, import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+
+
 def line_row(ledger) -> dict:
     (row,) = exceptions(ledger)["unmatched_statement_lines"]
     return row
@@ -166,20 +179,7 @@ def test_receipts_recorded_after_the_statement_make_its_line_wait_too(ledger):
 
 
 def test_two_imports_of_the_lines_total_wait_for_a_person(ledger):
-    first = import_file(
-        ledger,
-        allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")),
-        OFFICER,
-        file_name="be1.txt",
-    ).batch_id
-    second = import_file(
-        ledger,
-        allpay_file(allpay_line(CT_REF, "2.00"), allpay_line(CT_REF, "5.00")),
-        OFFICER,
-        file_name="be2.txt",
-    ).batch_id
-    content = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
-    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    first, second, batch_id = two_files_and_a_line(ledger)
     (line,) = get_import(ledger, batch_id)["lines"]
     assert line["outcome"] == "recorded"
     assert {c["rule"] for c in line["candidates"]} == {"import_total"}
@@ -227,20 +227,7 @@ def test_a_choice_of_an_import_reversed_meanwhile_links_nothing(ledger, monkeypa
     receipts that are reversed, its own money counted nowhere. The choice is refused."""
     from application import reconciliation
 
-    first = import_file(
-        ledger,
-        allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")),
-        OFFICER,
-        file_name="be1.txt",
-    ).batch_id
-    import_file(
-        ledger,
-        allpay_file(allpay_line(CT_REF, "2.00"), allpay_line(CT_REF, "5.00")),
-        OFFICER,
-        file_name="be2.txt",
-    )
-    content = camt(entry("7.00", ref="B1", text="ALLPAY LTD"))
-    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    first, _, batch_id = two_files_and_a_line(ledger)
     (line,) = get_import(ledger, batch_id)["lines"]
     chosen = next(c for c in line["candidates"] if c["matched_batch_id"] == str(first))
     real_read = reconciliation.read_books
