@@ -244,3 +244,36 @@ def test_a_choice_of_an_import_reversed_meanwhile_links_nothing(ledger, monkeypa
     (line,) = get_import(ledger, batch_id)["lines"]
     assert (line["late_link"], line["status"]) == (None, "suspense")
     assert counted_pence(ledger) == 700 + 700  # the other import and the line, once each
+
+
+def test_a_choice_of_a_receipt_a_run_links_meanwhile_links_nothing(ledger, monkeypatch):
+    """Line 1 (booked yesterday) may pay in either 9.00 receipt; line 2 (booked today) only
+    the nearer. A person chooses the nearer for line 1 while a run links it to line 2
+    between the choice's reading of the books and its saving: the choice is refused, the
+    receipt is paid in once."""
+    from application import reconciliation
+
+    content = camt(
+        entry("9.00", ref="B1", text="CARD TAKINGS", day=YESTERDAY),
+        entry("9.00", ref="B2", text="CARD TAKINGS", day=TODAY),
+    )
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    nearer = govuk_pay(ledger, 900, YESTERDAY, "till-b", "card")
+    govuk_pay(ledger, 900, TODAY - timedelta(days=6), "till-a", "card")
+    real_read = reconciliation.read_books
+    other_run: list = []
+
+    def read_then_let_a_run_save(ledger_, after=0):
+        books = real_read(ledger_, after)
+        monkeypatch.setattr(reconciliation, "read_books", real_read)
+        other_run.extend(link_counted_twice(ledger_, OFFICER))
+        return books
+
+    monkeypatch.setattr(reconciliation, "read_books", read_then_let_a_run_save)
+    with pytest.raises(NotACandidate):
+        choose_link(ledger, OFFICER, batch_id, 1, nearer, WHY)
+    (late,) = other_run
+    assert (late.line, late.link.matched_payment_ids) == (2, (nearer,))
+    lines = get_import(ledger, batch_id)["lines"]
+    assert [line["late_link"] is None for line in lines] == [True, False]
+    assert counted_pence(ledger) == 900 + 900 + 900  # line 1 and both receipts, once each
