@@ -1315,7 +1315,9 @@ def _choices(
 ) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """The statement lines (of one batch, or all) that wait for a person to choose what
     they pay in, by (batch id, line): their candidates, by the rules a run follows
-    (Matcher.candidates), when there are two or more and the line's receipt is still
+    (Matcher.candidates) but with the pairings a person undid (what choose_link accepts,
+    and what holds a line from a run: _held_for_a_person), when there are two or more and
+    the line's receipt is still
     undecided (a line an officer allocated, or a payer's own, is decided already)."""
     matcher = Matcher(books)
     found: dict[tuple[str, int], list[dict[str, Any]]] = {}
