@@ -498,7 +498,9 @@ class ProjectionRunner:
         On PostgreSQL a round ends at a short page (the end of the log as read) and the
         runner reads again only when an event is announced after the round began: no empty
         rounds. A companion gives way between its pages to newly announced events, so a
-        reader waiting for one (`wait_for_position`) never waits for a companion's backlog.
+        reader waiting for one (`wait_for_position`) waits for at most one page of a
+        companion's backlog; but each companion applies a page every round, so events that
+        keep coming never hold the audit chain back for good (audit verify must see them).
         On SQLite, which announces nothing, a round that applied something is followed by
         another at once, as ever."""
         waiter.listen()
@@ -508,9 +510,7 @@ class ProjectionRunner:
                 waiter.wait(self.idle_wait_s, self.stop_event)
             waiter.take()
             applied = self._advance(self.projection)
-            for companion in self.companions:
-                if waiter.pending():
-                    break
+            for companion in self.companions:  # a page each, then give way if told
                 applied += self._advance(companion, give_way=waiter.pending)
             self._attempts = 0
             more = waiter.pending() if waiter.announces else applied > 0

@@ -174,3 +174,38 @@ def test_a_reader_waiting_for_a_position_is_woken_by_its_announcement(
     finally:
         watch.close()
     assert waited_s < FOLLOW_TIMEOUT_S / 2
+
+
+def test_the_chain_keeps_up_while_new_events_keep_coming(
+    ledger, projection, settings, officer
+) -> None:
+    # A receipt is announced during every read-model page: the chain must still advance
+    # (audit verify must see it), not give way before its first page on every round.
+    for amount in range(1, 4):
+        ledger.record_payment(RecordPayment("cash", amount, CT_REF), officer)
+    chain = build_audit_chain(settings, ledger, page_size=1)
+    log: list[tuple[str, int]] = []
+    writes: list[int] = []
+    chain_during_writes: list[int] = []
+
+    def a_receipt_after_each_read_model_page() -> None:
+        if len(writes) == 8:
+            if not chain_during_writes:
+                chain_during_writes.append(chain.position())
+            return
+        writes.append(ledger.record_payment(RecordPayment("cash", 7, CT_REF), officer).position)
+        time.sleep(0.05)  # its NOTIFY reaches the runner's connection before the chain's turn
+
+    runner = ProjectionRunner(
+        Logged(projection, log, a_receipt_after_each_read_model_page),  # type: ignore[arg-type]
+        companions=[Logged(chain, log, lambda: None)],  # type: ignore[list-item]
+        idle_wait_s=0.2,
+    )
+    stop = follow(runner)
+    try:
+        until(lambda: bool(chain_during_writes))
+        until(lambda: chain.position() == projection.position() == ledger.max_position())
+    finally:
+        stop()
+        chain.engine.dispose()
+    assert chain_during_writes[0] > 0, log
