@@ -37,11 +37,13 @@ import platform
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg2
@@ -331,11 +333,57 @@ def replay(bench: Bench) -> Figure:
     )
 
 
-not_measured(
+@row(
     "read p99 (/balances/funds, /accounts/{fund}/{ref})",
     "<= 5 ms at 1M events",
-    "bench/http_api.py --reuse measures it at 1M events",
+    backends=("postgresql",),
 )
+def read_p99(bench: Bench) -> Figure:
+    """READ_REQUESTS sequential GETs of each read over HTTP to an idle `serve` worker (one
+    keep-alive connection, bench.http_load's bare client), the slower read's p99 per run,
+    against the p99 of the same reads' SQL through bare psycopg2 in the same run. The goal
+    is at 1M events: `LEDGER_BENCH_EVENTS=1000000 make bench`, or bench.http_reads on a
+    ledger of that size; at the table's default size this row shows the HTTP layer's part."""
+    from bench.http_api import sample_accounts
+    from bench.http_env import Server
+    from bench.http_reads import raw_reads, sequential_reads
+
+    copy = _ledger_copy(bench, "read")  # the projector's chain rows stay off the filled ledger
+    ours: list[float] = []
+    raw: list[float] = []
+    try:
+        write_path.run_cli(copy.url, "project", "--once")
+        sample = sample_accounts(copy, 500, seed=9)
+        with tempfile.TemporaryDirectory() as logs:
+            server = Server(copy.url, Path(logs), workers=1)
+            server.start()
+            try:
+                for repeat in range(bench.args.repeats):
+                    http = sequential_reads(
+                        server.base, sample, READ_REQUESTS, 100, repeat, server.pids()["server"]
+                    )
+                    sql = raw_reads(copy, sample, READ_REQUESTS, 100, repeat)
+                    ours.append(max(read["p99_ms"] for read in http.values()))
+                    raw.append(max(read["p99_ms"] for read in sql.values()))
+                    progress.print(
+                        f"  {bench.backend} reads p99: "
+                        + ", ".join(f"{k} {v['p99_ms']:.1f} ms" for k, v in http.items())
+                        + f" vs bare SQL {raw[-1]:.1f} ms",
+                        highlight=False,
+                    )
+            finally:
+                server.stop()
+    finally:
+        copy.drop()
+    return Figure(
+        ours,
+        raw,
+        unit="ms",
+        note=f"at {bench.events:,} events; baseline: the same reads' SQL, bare psycopg2",
+    )
+
+
+READ_REQUESTS = 1000
 
 
 @row(
@@ -486,9 +534,10 @@ def run_backend(backend: str, url: str, args: argparse.Namespace) -> Result:
 
 
 def _rate(values: Sequence[float], unit: str) -> str:
-    text = f"{statistics.median(values):,.0f} {unit}"
+    digits = 1 if unit == "ms" else 0  # a read's p99 is a few ms: keep a decimal
+    text = f"{statistics.median(values):,.{digits}f} {unit}"
     if len(values) > 1:
-        text += f" [{min(values):,.0f}-{max(values):,.0f}]"
+        text += f" [{min(values):,.{digits}f}-{max(values):,.{digits}f}]"
     return text
 
 
