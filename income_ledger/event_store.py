@@ -65,6 +65,8 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
     def _insert_stored_events(
         self, session: Session, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int]:
+        if not stored_events:
+            return []
         if not self._is_postgres():
             return self._insert_into_sqlite(session, stored_events)
         if len(stored_events) >= COPY_FROM_EVENTS or _state_bytes(stored_events) >= COPY_FROM_BYTES:
@@ -114,8 +116,6 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
     def _insert_into_sqlite(
         self, session: Session, stored_events: Sequence[StoredEvent]
     ) -> list[int]:
-        if not stored_events:
-            return []
         connection = session.connection()
         uuid_value = self._uuid_processor(connection.dialect)
         connection.exec_driver_sql(

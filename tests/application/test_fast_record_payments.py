@@ -7,6 +7,7 @@ back, the projections and the audit chain must agree, on both backends."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from application.periods import close_period
 from domain.errors import ConcurrentUpdate, InvalidRequest, LedgerError
 from domain.limits import uk_day_start, uk_today
 from domain.sample_chart import SAMPLE_FUNDS
+from income_ledger import event_store
 from income_ledger.bootstrap import build_ledger
 from income_ledger.event_store import COPY_FROM_BYTES, COPY_FROM_EVENTS
 from income_ledger.settings import Settings
@@ -305,3 +307,49 @@ def test_an_event_of_many_bytes_is_stored_as_it_is_and_clashes_as_any(ledger) ->
         with pytest.raises(IntegrityError):
             ledger.recorder.insert_events(clash)
     assert ledger.max_position() == position
+
+
+def test_a_write_of_no_events_stores_nothing(ledger) -> None:
+    """The recorder's contract on every backend: no events, no positions (PostgreSQL's
+    multi-row INSERT had no row to send and was a syntax error)."""
+    before = ledger.max_position()
+    assert not ledger.recorder.insert_events([])
+    assert ledger.max_position() == before
+
+
+def test_a_small_write_waits_for_a_copy_that_took_its_positions(ledger, settings, monkeypatch):
+    """Another process's INSERT during a COPY waits for the table lock the COPY's positions
+    were taken under, so its position comes after them and nobody reads one before them."""
+    if not settings.is_postgres:
+        pytest.skip("COPY is PostgreSQL's")
+    other = build_ledger(settings)
+    positions_taken, go_on = threading.Event(), threading.Event()
+    copy_data = event_store._copy_data
+
+    def paused(positions: Sequence[int], events: Sequence[StoredEvent]) -> bytes:
+        positions_taken.set()
+        go_on.wait(10)
+        return copy_data(positions, events)
+
+    monkeypatch.setattr(event_store, "_copy_data", paused)
+    large = [StoredEvent(uuid4(), 1, "tests.copy:Event", b"{}") for _ in range(COPY_FROM_EVENTS)]
+    small = [StoredEvent(uuid4(), 1, "tests.copy:Event", b"{}")]
+    written: dict[str, Sequence[int]] = {}
+    copying = threading.Thread(
+        target=lambda: written.update(large=ledger.recorder.insert_events(large))
+    )
+    inserting = threading.Thread(
+        target=lambda: written.update(small=other.recorder.insert_events(small))
+    )
+    try:
+        copying.start()
+        assert positions_taken.wait(10)
+        inserting.start()
+        inserting.join(0.5)
+        assert inserting.is_alive() and "small" not in written
+    finally:
+        go_on.set()
+        copying.join(10)
+        inserting.join(10)
+        other.close()
+    assert max(written["large"]) < written["small"][0] == ledger.max_position()
