@@ -57,10 +57,25 @@ COPY_FROM_BYTES = 64 * 1024
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 COPY_ROW = struct.Struct("!hiqi16siqi")
 COPY_TRAILER = struct.pack("!h", -1)
+# The sequence of the events table's `id`: the one the column owns, else the one its default
+# calls (pg_depend records the default's dependency on it).
+ID_SEQUENCE = """
+SELECT coalesce(
+    pg_get_serial_sequence('{table}', 'id'),
+    (SELECT s.oid::regclass::text
+     FROM pg_attribute a
+     JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+     JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
+         AND d.refclassid = 'pg_class'::regclass
+     JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+     WHERE a.attrelid = '{table}'::regclass AND a.attname = 'id')
+)"""
 
 
 class LedgerRecorder(SQLAlchemyApplicationRecorder):
     """eventsourcing-sqlalchemy's application recorder with the lean PostgreSQL insert."""
+
+    _id_sequence_name: str | None = None
 
     def _insert_stored_events(
         self, session: Session, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -88,11 +103,12 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
         lock is held until COMMIT, so they become visible in that order; they need not be
         consecutive), then COPY the events with them."""
         table = self._table()
+        sequence = self._id_sequence(session)
         taken = _execute(
             session,
             self._lock_and_notify()
             + (
-                f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
+                f"SELECT nextval('{sequence}'::regclass) "
                 f"FROM generate_series(1, {len(stored_events):d})"
             ).encode(),
         )
@@ -112,6 +128,19 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
         finally:
             cursor.close()
         return positions
+
+    def _id_sequence(self, session: Session) -> str:
+        """The sequence the `id` column's default takes positions from, looked up once.
+
+        The one the column owns (serial, identity), else the one its default calls: a table
+        whose sequence is not owned by it (OWNED BY NONE, a table made by hand) still numbers
+        its small writes, and a large write must take its positions from the same sequence."""
+        if self._id_sequence_name is None:
+            ((name,),) = _execute(session, ID_SEQUENCE.format(table=self._table()).encode())
+            if name is None:
+                raise RuntimeError(f"{self._table()}.id takes its values from no sequence")
+            self._id_sequence_name = str(name)
+        return self._id_sequence_name
 
     def _insert_into_sqlite(
         self, session: Session, stored_events: Sequence[StoredEvent]

@@ -16,7 +16,7 @@ from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
 from application.ledger import (
     CommandContext,
@@ -353,3 +353,32 @@ def test_a_small_write_waits_for_a_copy_that_took_its_positions(ledger, settings
         inserting.join(10)
         other.close()
     assert max(written["large"]) < written["small"][0] == ledger.max_position()
+
+
+def test_a_copy_takes_its_positions_from_a_sequence_the_table_does_not_own(
+    ledger, settings
+) -> None:
+    """A table whose `id` default calls a sequence it does not own (OWNED BY NONE, a table
+    made by hand): small writes are numbered by it, and a COPY takes its positions from it
+    too (pg_get_serial_sequence finds nothing there)."""
+    if not settings.is_postgres:
+        pytest.skip("COPY is PostgreSQL's")
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER SEQUENCE ledger_events_id_seq OWNED BY NONE"))
+    try:
+        before = ledger.max_position()
+        large = [
+            StoredEvent(uuid4(), 1, "tests.copy:Event", b"{}") for _ in range(COPY_FROM_EVENTS)
+        ]
+        positions = ledger.recorder.insert_events(large)
+        (small,) = ledger.recorder.insert_events([StoredEvent(uuid4(), 1, "tests.copy:E", b"")])
+        stored = ledger.recorder.select_notifications(start=before + 1, limit=1_000)
+        assert [n.id for n in stored] == [*positions, small]
+        assert before < positions[0] and positions[-1] < small
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text("ALTER SEQUENCE ledger_events_id_seq OWNED BY ledger_events.id")
+            )
+        engine.dispose()
