@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from projections.runner import (
     READ_MODEL_CHANNEL,
     WAIT_SLOW_POLL_S,
+    first_line,
     tracked_position,
     wait_for_position,
 )
@@ -89,7 +90,11 @@ class ReadModelWatch:
                 )
                 self._thread.start()
 
+    def _idle(self) -> bool:
+        return time.monotonic() - self._last_wait > IDLE_LISTEN_S
+
     def _listen(self) -> None:
+        failing = False  # one warning per outage, not one per attempt
         while not self._closed.is_set():
             raw: Any = None
             try:
@@ -98,11 +103,19 @@ class ReadModelWatch:
                 connection.autocommit = True
                 with connection.cursor() as cursor:
                     cursor.execute(f"LISTEN {READ_MODEL_CHANNEL}")
+                failing = False
                 self._listening.set()
                 if not self._hear(connection):
                     return
             except Exception as error:  # readers poll meanwhile; the log says why
-                log.warning("read-model watch lost its connection (%s); reconnecting", error)
+                if not failing:
+                    log.warning(
+                        "read-model watch lost its connection (%s); readers poll until it is back",
+                        first_line(error),
+                    )
+                failing = True
+                if self._idle():  # no reader to wake: the next one starts it again
+                    return
                 self._closed.wait(RECONNECT_S)
             finally:
                 self._listening.clear()
@@ -113,7 +126,7 @@ class ReadModelWatch:
     def _hear(self, connection: Any) -> bool:
         """Pass announcements on to readers; False when idle or closed (stop listening)."""
         while not self._closed.is_set():
-            if time.monotonic() - self._last_wait > IDLE_LISTEN_S:
+            if self._idle():
                 return False
             select.select([connection], [], [], RECONNECT_S)
             connection.poll()

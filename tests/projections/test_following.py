@@ -10,6 +10,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+
 from application.ledger import RecordPayment
 from income_ledger.bootstrap import build_audit_chain
 from projections import read_position
@@ -209,3 +213,28 @@ def test_the_chain_keeps_up_while_new_events_keep_coming(
         stop()
         chain.engine.dispose()
     assert chain_during_writes[0] > 0, log
+
+
+def test_a_watch_that_cannot_reach_the_database_stops_with_its_readers_and_logs_once(
+    settings, monkeypatch, caplog
+) -> None:
+    if not settings.is_postgres:  # SQLite: no listener, readers poll
+        return
+    monkeypatch.setattr(read_position, "IDLE_LISTEN_S", 0.5)
+    monkeypatch.setattr(read_position, "RECONNECT_S", 0.05)
+    unreachable = create_engine("postgresql://postgres@127.0.0.1:1/nowhere")
+    watch = ReadModelWatch(unreachable)
+    try:
+        with pytest.raises(OperationalError):  # the reader is told (the API says 503)
+            watch.wait(1, timeout_s=0.1)
+        thread = watch._thread
+        assert thread is not None
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "the watch kept retrying with no reader waiting"
+    finally:
+        watch.close()
+        unreachable.dispose()
+    warnings = [r for r in caplog.records if r.name == read_position.__name__]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "\n" not in warnings[0].getMessage()
+    assert warnings[0].exc_info is None
