@@ -70,6 +70,8 @@ class VerifyReport:
 
     @property
     def behind_events(self) -> int:
+        """Positions between the read model and the event store: at most this many events
+        (PostgreSQL positions can have permanent gaps, so it may overstate, never understate)."""
         if self.event_store_position is None:
             return 0
         return max(0, self.event_store_position - self.position)

@@ -931,8 +931,9 @@ def projections_verify(
         out.print(f"live read model {verdict} a rebuild at position {report.position}")
         if report.behind_events:
             err.print(
-                f"the read model is {report.behind_events} events behind the event store "
-                f"(at {report.position} of {report.event_store_position}): it was compared "
+                f"the read model is up to {report.behind_events} events behind the event "
+                f"store (at position {report.position} of {report.event_store_position}; "
+                "PostgreSQL positions can skip numbers): it was compared "
                 "only up to its own position",
                 highlight=False,
             )
