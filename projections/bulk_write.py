@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from psycopg2.extras import execute_values
@@ -107,7 +107,12 @@ def _tuples(
     for name in columns:
         column = list(map(itemgetter(name), rows))
         process = _processor(dialect, table, name)
-        if process is not None:
+        if process is not None and _by_value(table, name):
+            # Each distinct value processed once: an event's postings share their times.
+            processed = {v: process(v) for v in dict.fromkeys(column) if v is not None}
+            processed[None] = None
+            column = list(map(processed.__getitem__, column))
+        elif process is not None:
             column = [None if value is None else process(value) for value in column]
         values.append(column)
     return columns, list(zip(*values, strict=True))
@@ -121,6 +126,17 @@ def _processor(dialect: Dialect, table: Table, column: str) -> Callable[[Any], A
     if dialect.name == "sqlite" and process is not None:
         return _sqlite_fast_path(column_type, process)
     return process
+
+
+@lru_cache(maxsize=4096)
+def _by_value(table: Table, column: str) -> bool:
+    """Whether equal values of the column are processed to equal values, so that each
+    distinct one needs processing once: a UTCDateTime (equal aware times are one instant, made
+    UTC) or a date; not, say, a Numeric (Decimal("1.0") == Decimal("1.00"))."""
+    column_type = table.c[column].type
+    if isinstance(column_type, UTCDateTime):
+        return True
+    return isinstance(column_type, Date) and not isinstance(column_type, DateTime)
 
 
 # SQLAlchemy's default text for SQLite's DATETIME and DATE (a type with a storage_format of
@@ -176,9 +192,20 @@ def _copy_column(values: tuple[Any, ...]) -> list[str]:
         if not _needs_escapes("".join(value for value in values if value is not None)):
             return ["\\N" if value is None else value for value in values]
         return ["\\N" if value is None else value.translate(_COPY_ESCAPES) for value in values]
-    if kinds == {datetime} or kinds == {date}:
+    if kinds == {date} or (kinds == {datetime} and _one_text_per_value(values)):
+        # Each distinct value formatted once: an event's postings share their times.
+        texts = {value: value.isoformat() for value in dict.fromkeys(values) if value is not None}
+        texts[None] = "\\N"
+        return list(map(texts.__getitem__, values))
+    if kinds == {datetime}:
         return ["\\N" if value is None else value.isoformat() for value in values]
     return [_copy_value(value) for value in values]
+
+
+def _one_text_per_value(values: tuple[Any, ...]) -> bool:
+    """Whether equal datetimes have one isoformat text: all naive or all UTC (equal aware
+    times in other zones name one instant with different offsets)."""
+    return set(map(attrgetter("tzinfo"), filter(None, values))) <= {None, UTC}
 
 
 def _needs_escapes(text: str) -> bool:

@@ -78,7 +78,9 @@ class Counters:
         self.extra: dict[Key, dict[str, Any]] = {}
 
     def add(self, key: Key, extra: dict[str, Any] | None = None, **deltas: int) -> None:
-        row = self.rows.setdefault(key, dict.fromkeys(self.value_columns, 0))
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = dict.fromkeys(self.value_columns, 0)
         for column, delta in deltas.items():
             row[column] += delta
         if extra:
@@ -221,13 +223,16 @@ class _State:
     def apply(self, position: int, event: Any) -> None:
         postings = postings_for(event)
         moment = effective_at(event)
-        payment_id = str(event.originator_id) if isinstance(event, PAYMENT_EVENTS) else None
+        # The originator's id made text once per event (its payment id and its event id).
+        originator = str(event.originator_id)
+        identifier = f"{originator}:{event.originator_version}"
+        payment_id = originator if isinstance(event, PAYMENT_EVENTS) else None
         channel = self._channel(event, payment_id)
         if isinstance(event, Payment.Received):
             self._received(event, payment_id)
         for posting, row in zip(
             postings,
-            posting_rows(position, event, postings, payment_id, moment, channel),
+            posting_rows(position, event, postings, payment_id, moment, channel, identifier),
             strict=True,
         ):
             self.postings.append(row)
@@ -238,7 +243,7 @@ class _State:
                 postings_count=1,
             )
             self._add_figures(posting, row["channel"], row["effective_date"], payment_id)
-        self.audit.append(audit_row(position, event, payment_id, moment))
+        self.audit.append(audit_row(position, event, payment_id, moment, identifier))
         if payment_id is not None:
             self._touch_payment(position, event, payment_id)
         elif isinstance(event, ImportBatch.Imported):
@@ -498,13 +503,17 @@ def account_subject(posting: Posting) -> dict[str, Any]:
 
 
 def audit_row(
-    position: int, event: Any, payment_id: str | None, moment: datetime
+    position: int,
+    event: Any,
+    payment_id: str | None,
+    moment: datetime,
+    identifier: str | None = None,
 ) -> dict[str, Any]:
-    """One event as a row of the audit trail."""
+    """One event as a row of the audit trail (`identifier`: its event_id, if made already)."""
     fund_code, reference, amount = _audit_subject(event)
     return {
         "position": position,
-        "event_id": event_id(event),
+        "event_id": identifier or event_id(event),
         "recorded_at": event.timestamp,
         "effective_at": moment,
         "actor": getattr(event, "actor", None),
@@ -525,9 +534,12 @@ def posting_rows(
     payment_id: str | None,
     moment: datetime,
     channel: str | None,
+    identifier: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The event's postings (from postings_for, the one source of money movements) as rows."""
-    identifier, action, day = event_id(event), type(event).__name__, uk_date(moment)
+    """The event's postings (from postings_for, the one source of money movements) as rows
+    (`identifier`: the event's event_id, if made already)."""
+    identifier = identifier or event_id(event)
+    action, day = type(event).__name__, uk_date(moment)
     return [
         {
             "position": position,

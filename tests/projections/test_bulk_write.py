@@ -7,13 +7,14 @@ to executemany (SQLite); these rows hold every kind of value the read model writ
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from projections.bulk_write import _processor, insert_rows, upsert_rows
+from projections.bulk_write import _copy_column, _processor, insert_rows, upsert_rows
 from projections.runner import projection_engine
 from projections.schema import UTCDateTime
 
@@ -101,3 +102,53 @@ def test_sqlite_dates_and_times_are_sqlalchemys_text(moment, day) -> None:
     for column, value in (("at", moment), ("day", day), ("day", moment)):
         sqlalchemy_own = table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
         assert _processor(dialect, table, column)(value) == sqlalchemy_own(value)
+
+
+def test_repeated_times_are_stored_as_sqlalchemy_stores_them(database_url) -> None:
+    """Each distinct time or date is processed once per column (an event's postings share
+    them); equal instants given in other zones are still stored as SQLAlchemy stores each."""
+    engine = projection_engine(database_url)
+    metadata = MetaData()
+    tables = [
+        Table(
+            name,
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("at", UTCDateTime),
+            Column("day", Date),
+        )
+        for name in ("bulk_write_repeats_bulk", "bulk_write_repeats_core")
+    ]
+    utc = datetime(2026, 6, 30, 23, 30, tzinfo=UTC)
+    london = utc.astimezone(ZoneInfo("Europe/London"))  # the same instant, +01:00
+    times = [utc, london, utc, None, london, utc]
+    rows = [{"id": n, "at": at, "day": at and at.date()} for n, at in enumerate(times)]
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            insert_rows(connection, tables[0], rows)
+            connection.execute(tables[1].insert(), rows)
+        with engine.connect() as connection:
+            bulk, core = (
+                connection.exec_driver_sql(
+                    f"SELECT id, CAST(at AS TEXT), CAST(day AS TEXT) FROM {table.name} ORDER BY id"
+                ).all()
+                for table in tables
+            )
+        assert bulk == core
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_copy_text_keeps_each_zones_offset() -> None:
+    """COPY's text of equal instants in two zones: one text each, not the first one's (a
+    plain timestamp column keeps the wall clock, not the instant)."""
+    utc = datetime(2026, 6, 30, 23, 30, tzinfo=UTC)
+    london = utc.astimezone(ZoneInfo("Europe/London"))
+    assert _copy_column((utc, london, None, utc)) == [
+        "2026-06-30T23:30:00+00:00",
+        "2026-07-01T00:30:00+01:00",
+        "\\N",
+        "2026-06-30T23:30:00+00:00",
+    ]
