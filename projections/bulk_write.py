@@ -107,7 +107,7 @@ def _tuples(
     for name in columns:
         column = list(map(itemgetter(name), rows))
         process = _processor(dialect, table, name)
-        if process is not None and _by_value(table, name):
+        if process is not None and _by_value(table, name) and _equal_is_same(column):
             # Each distinct value processed once: an event's postings share their times.
             processed = {v: process(v) for v in dict.fromkeys(column) if v is not None}
             processed[None] = None
@@ -130,9 +130,9 @@ def _processor(dialect: Dialect, table: Table, column: str) -> Callable[[Any], A
 
 @lru_cache(maxsize=4096)
 def _by_value(table: Table, column: str) -> bool:
-    """Whether equal values of the column are processed to equal values, so that each
-    distinct one needs processing once: a UTCDateTime (equal aware times are one instant, made
-    UTC) or a date; not, say, a Numeric (Decimal("1.0") == Decimal("1.00"))."""
+    """Whether equal values of the column can be processed to equal values, so that each
+    distinct one needs processing once: a UTCDateTime or a date, if the values themselves
+    allow it (_equal_is_same); not, say, a Numeric (Decimal("1.0") == Decimal("1.00"))."""
     column_type = table.c[column].type
     if isinstance(column_type, UTCDateTime):
         return True
@@ -202,7 +202,19 @@ def _copy_column(values: tuple[Any, ...]) -> list[str]:
     return [_copy_value(value) for value in values]
 
 
-def _one_text_per_value(values: tuple[Any, ...]) -> bool:
+def _equal_is_same(values: Sequence[Any]) -> bool:
+    """Whether values that compare equal are the same to a date or time processor: dates,
+    or datetimes all naive or all UTC. Not so in other zones: equal instants in two zones
+    fall on two calendar days, and in one zone the hour the clocks repeat is two instants
+    that compare equal (fold 0 and 1)."""
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if kinds == {date}:
+        return True
+    return kinds == {datetime} and _one_text_per_value(values)
+
+
+def _one_text_per_value(values: Sequence[Any]) -> bool:
     """Whether equal datetimes have one isoformat text: all naive or all UTC (equal aware
     times in other zones name one instant with different offsets)."""
     return set(map(attrgetter("tzinfo"), filter(None, values))) <= {None, UTC}
