@@ -22,7 +22,13 @@ from eventsourcing.persistence import IntegrityError
 
 from application.bulk import collector_paused
 from application.import_rules import current_rulebook
-from application.ledger import CommandContext, IncomeLedger, RecordPayment, fund_match
+from application.ledger import (
+    CommandContext,
+    IncomeLedger,
+    RecordPayment,
+    fund_match,
+    receipt_lines,
+)
 from application.periods import calendar, late_receipt
 from application.reconciliation import (
     line_choices,
@@ -418,14 +424,13 @@ def _record(
 
 def _receipt_view(events: list[Payment.Event]) -> dict[str, Any]:
     """What an import line says of its new receipt, from the receipt's events: the fields
-    of `IncomeLedger.payment_view` that `_line_entry` reads."""
+    of `IncomeLedger.payment_view` that `_line_entry` reads (see `receipt_view`, all of
+    them, for `record_payments`)."""
     received = events[0]
     assert isinstance(received, Payment.Received)
-    allocated_lines = [
-        line for event in events[1:] if isinstance(event, Payment.Allocated) for line in event.lines
-    ]
-    allocated = sum(line["amount_pence"] for line in allocated_lines)
-    funds = sorted({line["fund_code"] for line in allocated_lines})
+    lines = [line for line in receipt_lines(events).values() if line.amount_pence]
+    allocated = sum(line.amount_pence for line in lines)
+    funds = sorted({line.fund_code for line in lines})
     return {
         "payment_id": str(received.originator_id),
         "reference": received.reference,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest.mock import ANY
@@ -24,11 +25,14 @@ from application.ledger import (
     Outcome,
     RecordPayment,
     check_balanced,
+    receipt_view,
+    replayed,
 )
 from application.payer_details import PayerDetails, payer_details_table, save_payer_details
 from application.periods import close_period
 from domain.errors import ConcurrentUpdate, InvalidRequest, LedgerError
 from domain.limits import uk_day_start, uk_today
+from domain.payment import Payment
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger import event_store
 from income_ledger.bootstrap import build_ledger
@@ -382,3 +386,38 @@ def test_a_copy_takes_its_positions_from_a_sequence_the_table_does_not_own(
                 text("ALTER SEQUENCE ledger_events_id_seq OWNED BY ledger_events.id")
             )
         engine.dispose()
+
+
+def test_receipt_view_is_the_replayed_payments_view(ledger) -> None:
+    """`record_payments` builds each outcome's view from the receipt's events; for every
+    receipt shape of the batches (allocated, suspense, VAT fund, masked card, GOV.UK Pay's
+    provider details, payer details, repeats, a keyed receipt) it is the view of the payment
+    replayed from them."""
+    chart = ledger.chart()
+    shapes = 0
+    for ctx, commands in batches():
+        for command in commands:
+            events = ledger.receipt_events(command, ctx, chart)
+            assert receipt_view(events) == ledger.payment_view(replayed(events))
+            shapes += 1
+    assert shapes == 12
+
+
+def test_receipt_view_refuses_events_that_break_the_invariant(ledger) -> None:
+    """What `Payment.check_invariant` refused on the replayed payment, `receipt_view` refuses:
+    more allocated than received, a negative line, another payment's event."""
+    events = ledger.receipt_events(
+        RecordPayment("allpay", 1_200, CT_REF, external_id="x"), OFFICER, ledger.chart()
+    )
+    received, allocated = events
+    assert isinstance(allocated, Payment.Allocated)
+    line = allocated.lines[0]
+    broken = [
+        [received, replace(allocated, lines=[{**line, "amount_pence": 1_201}])],
+        [received, replace(allocated, lines=[{**line, "vat_pence": -1}])],
+        [received, replace(allocated, originator_id=uuid4())],
+        [received, replace(allocated, originator_version=3)],
+    ]
+    for events in broken:
+        with pytest.raises(AssertionError):
+            receipt_view(events)
