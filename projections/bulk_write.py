@@ -33,10 +33,28 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> No
     """New rows (COPY on PostgreSQL)."""
     if not rows:
         return
-    columns, values = _tuples(connection.dialect, table, rows)
+    # Like SQLAlchemy's executemany: the first row's keys name the columns.
+    columns = [c.name for c in table.columns if c.name in rows[0]]
+    _insert(connection, table, columns, [list(map(itemgetter(c), rows)) for c in columns])
+
+
+def insert_tuples(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """New rows given as tuples of the named columns' values, in that order (COPY on
+    PostgreSQL): a page's many postings and audit rows, with no dict made per row."""
+    if not rows:
+        return
+    _insert(connection, table, columns, list(zip(*rows, strict=True)))
+
+
+def _insert(
+    connection: Connection, table: Table, columns: Sequence[str], values: list[Sequence[Any]]
+) -> None:
+    values = _processed(connection.dialect, table, columns, values)
     name, names = _quoted(connection.dialect, table, columns)
     if connection.dialect.name == "postgresql":
-        buffer = io.StringIO(_copy_text(values))
+        buffer = io.StringIO(_copy_text_of_columns(values))
         sql = f"COPY {name} ({names}) FROM STDIN"
         with _cursor(connection, sql) as cursor:
             cursor.copy_expert(sql, buffer)
@@ -44,7 +62,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> No
         marks = ", ".join("?" for _ in columns)
         sql = f"INSERT INTO {name} ({names}) VALUES ({marks})"
         with _cursor(connection, sql) as cursor:
-            cursor.executemany(sql, values)
+            cursor.executemany(sql, zip(*values, strict=True))
 
 
 def upsert_rows(
@@ -100,12 +118,19 @@ def _quoted(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple[str
 def _tuples(
     dialect: Dialect, table: Table, rows: Sequence[Row]
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    # Like SQLAlchemy's executemany: the first row's keys name the columns. Column by column:
-    # most columns need no processor, and a column is taken out of the rows at C speed.
+    # Like SQLAlchemy's executemany: the first row's keys name the columns.
     columns = [c.name for c in table.columns if c.name in rows[0]]
-    values = []
-    for name in columns:
-        column = list(map(itemgetter(name), rows))
+    values = [list(map(itemgetter(name), rows)) for name in columns]
+    return columns, list(zip(*_processed(dialect, table, columns, values), strict=True))
+
+
+def _processed(
+    dialect: Dialect, table: Table, columns: Sequence[str], values: list[Sequence[Any]]
+) -> list[Sequence[Any]]:
+    """Each column's values (`values`, one sequence per column of `columns`) through its
+    type's bind processor. Column by column: most columns need no processor."""
+    processed_columns = []
+    for name, column in zip(columns, values, strict=True):
         process = _processor(dialect, table, name)
         if process is not None and _by_value(table, name) and _equal_is_same(column):
             # Each distinct value processed once: an event's postings share their times.
@@ -114,8 +139,8 @@ def _tuples(
             column = list(map(processed.__getitem__, column))
         elif process is not None:
             column = [None if value is None else process(value) for value in column]
-        values.append(column)
-    return columns, list(zip(*values, strict=True))
+        processed_columns.append(column)
+    return processed_columns
 
 
 @lru_cache(maxsize=4096)  # scratch tables are new Table objects each rebuild
@@ -174,16 +199,14 @@ def _sqlite_fast_path(
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(rows: list[tuple[Any, ...]]) -> str:
-    """Rows in COPY's text format: tab-separated, \\N for NULL, backslash escapes. Made
-    column by column, each column's values formatted by their type."""
-    if not rows:
-        return ""
-    columns = [_copy_column(column) for column in zip(*rows, strict=True)]
-    return "\n".join(map("\t".join, zip(*columns, strict=True))) + "\n"
+def _copy_text_of_columns(columns: list[Sequence[Any]]) -> str:
+    """Rows, given column by column, in COPY's text format: tab-separated, \\N for NULL,
+    backslash escapes; each column's values formatted by their type."""
+    texts = [_copy_column(column) for column in columns]
+    return "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
 
 
-def _copy_column(values: tuple[Any, ...]) -> list[str]:
+def _copy_column(values: Sequence[Any]) -> list[str]:
     kinds = set(map(type, values))
     kinds.discard(type(None))
     if kinds <= {int}:

@@ -34,7 +34,7 @@ from domain.postings import (
     income_account,
     postings_for,
 )
-from projections.bulk_write import insert_rows, upsert_rows
+from projections.bulk_write import insert_rows, insert_tuples, upsert_rows
 from projections.schema import SUSPENSE_FUND, ReadModel
 
 UK = ZoneInfo("Europe/London")
@@ -160,8 +160,9 @@ class _State:
 
     def __init__(self, model: ReadModel) -> None:
         self.model = model
-        self.postings: list[dict[str, Any]] = []
-        self.audit: list[dict[str, Any]] = []
+        # Rows as tuples in POSTING_COLUMNS' and AUDIT_COLUMNS' order: many per page.
+        self.postings: list[tuple[Any, ...]] = []
+        self.audit: list[tuple[Any, ...]] = []
         self.accounts = Counters(["account"], ["balance_pence", "postings_count"])
         self.funds = Counters(
             ["fund_code"],
@@ -230,20 +231,17 @@ class _State:
         channel = self._channel(event, payment_id)
         if isinstance(event, Payment.Received):
             self._received(event, payment_id)
-        for posting, row in zip(
-            postings,
-            posting_rows(position, event, postings, payment_id, moment, channel, identifier),
-            strict=True,
-        ):
-            self.postings.append(row)
+        rows = posting_tuples(position, event, postings, payment_id, moment, channel, identifier)
+        self.postings.extend(rows)
+        for posting, row in zip(postings, rows, strict=True):
             self.accounts.add(
                 (posting.account,),
                 account_subject(posting),
                 balance_pence=posting.amount_pence,
                 postings_count=1,
             )
-            self._add_figures(posting, row["channel"], row["effective_date"], payment_id)
-        self.audit.append(audit_row(position, event, payment_id, moment, identifier))
+            self._add_figures(posting, row[_POSTING_CHANNEL], row[_POSTING_DAY], payment_id)
+        self.audit.append(audit_tuple(position, event, payment_id, moment, identifier))
         if payment_id is not None:
             self._touch_payment(position, event, payment_id)
         elif isinstance(event, ImportBatch.Imported):
@@ -400,8 +398,8 @@ class _State:
     def write_page(self, connection: Connection) -> None:
         """Write the rows the events added (postings, audit trail, import batches)."""
         model = self.model
-        insert_rows(connection, model.postings, self.postings)
-        insert_rows(connection, model.audit_trail, self.audit)
+        insert_tuples(connection, model.postings, POSTING_COLUMNS, self.postings)
+        insert_tuples(connection, model.audit_trail, AUDIT_COLUMNS, self.audit)
         insert_rows(connection, model.import_batches, self.import_batches)
         table = model.import_batches
         for reversal in self.import_reversals:  # a batch is reversed at most once
@@ -502,6 +500,38 @@ def account_subject(posting: Posting) -> dict[str, Any]:
     return {"fund_code": None, "reference": None}
 
 
+AUDIT_COLUMNS = (
+    "position",
+    "event_id",
+    "recorded_at",
+    "effective_at",
+    "actor",
+    "action",
+    "payment_id",
+    "fund_code",
+    "reference",
+    "amount_pence",
+    "reason",
+    "correlation_id",
+)
+POSTING_COLUMNS = (
+    "position",
+    "event_id",
+    "payment_id",
+    "action",
+    "account",
+    "fund_code",
+    "reference",
+    "channel",
+    "amount_pence",
+    "effective_at",
+    "effective_date",
+    "recorded_at",
+)
+_POSTING_CHANNEL = POSTING_COLUMNS.index("channel")
+_POSTING_DAY = POSTING_COLUMNS.index("effective_date")
+
+
 def audit_row(
     position: int,
     event: Any,
@@ -510,21 +540,33 @@ def audit_row(
     identifier: str | None = None,
 ) -> dict[str, Any]:
     """One event as a row of the audit trail (`identifier`: its event_id, if made already)."""
+    values = audit_tuple(position, event, payment_id, moment, identifier)
+    return dict(zip(AUDIT_COLUMNS, values, strict=True))
+
+
+def audit_tuple(
+    position: int,
+    event: Any,
+    payment_id: str | None,
+    moment: datetime,
+    identifier: str | None = None,
+) -> tuple[Any, ...]:
+    """audit_row's values in AUDIT_COLUMNS' order."""
     fund_code, reference, amount = _audit_subject(event)
-    return {
-        "position": position,
-        "event_id": identifier or event_id(event),
-        "recorded_at": event.timestamp,
-        "effective_at": moment,
-        "actor": getattr(event, "actor", None),
-        "action": type(event).__name__,
-        "payment_id": payment_id,
-        "fund_code": fund_code,
-        "reference": reference,
-        "amount_pence": amount,
-        "reason": getattr(event, "reason", None) or getattr(event, "text", None),
-        "correlation_id": getattr(event, "idempotency_key", None),
-    }
+    return (
+        position,
+        identifier or event_id(event),
+        event.timestamp,
+        moment,
+        getattr(event, "actor", None),
+        type(event).__name__,
+        payment_id,
+        fund_code,
+        reference,
+        amount,
+        getattr(event, "reason", None) or getattr(event, "text", None),
+        getattr(event, "idempotency_key", None),
+    )
 
 
 def posting_rows(
@@ -538,23 +580,37 @@ def posting_rows(
 ) -> list[dict[str, Any]]:
     """The event's postings (from postings_for, the one source of money movements) as rows
     (`identifier`: the event's event_id, if made already)."""
+    values = posting_tuples(position, event, postings, payment_id, moment, channel, identifier)
+    return [dict(zip(POSTING_COLUMNS, row, strict=True)) for row in values]
+
+
+def posting_tuples(
+    position: int,
+    event: Any,
+    postings: Iterable[Posting],
+    payment_id: str | None,
+    moment: datetime,
+    channel: str | None,
+    identifier: str | None = None,
+) -> list[tuple[Any, ...]]:
+    """posting_rows' values in POSTING_COLUMNS' order."""
     identifier = identifier or event_id(event)
-    action, day = type(event).__name__, uk_date(moment)
+    action, day, recorded = type(event).__name__, uk_date(moment), event.timestamp
     return [
-        {
-            "position": position,
-            "event_id": identifier,
-            "payment_id": payment_id,
-            "action": action,
-            "account": posting.account,
-            "fund_code": posting.fund_code,
-            "reference": posting.reference,
-            "channel": posting.channel or channel,
-            "amount_pence": posting.amount_pence,
-            "effective_at": moment,
-            "effective_date": day,
-            "recorded_at": event.timestamp,
-        }
+        (
+            position,
+            identifier,
+            payment_id,
+            action,
+            posting.account,
+            posting.fund_code,
+            posting.reference,
+            posting.channel or channel,
+            posting.amount_pence,
+            moment,
+            day,
+            recorded,
+        )
         for posting in postings
     ]
 
