@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-from projections.bulk_write import _copy_column, _processor, insert_rows, upsert_rows
+from projections.bulk_write import (
+    _copy_column,
+    _processor,
+    insert_rows,
+    insert_tuples,
+    upsert_rows,
+)
 from projections.runner import projection_engine
 from projections.schema import UTCDateTime
 
@@ -48,6 +54,37 @@ def test_rows_come_back_as_written(database_url) -> None:
         with engine.begin() as connection:
             insert_rows(connection, table, ROWS[:2])
             upsert_rows(connection, table, ["id"], ROWS[2:])
+        with engine.connect() as connection:
+            stored = [
+                dict(row._mapping) for row in connection.execute(select(table).order_by("id"))
+            ]
+        assert stored == ROWS
+    finally:
+        table.metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_rows_given_as_tuples_come_back_as_written(database_url) -> None:
+    """insert_tuples (a page's postings and audit rows, no dict per row) stores what
+    insert_rows stores: columns named once, values in their order, any order of the table's."""
+    engine = projection_engine(database_url)
+    table = Table(
+        "bulk_write_probe_tuples",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("text", String(200)),
+        Column("amount_pence", BigInteger),
+        Column("at", UTCDateTime),
+        Column("day", Date),
+    )
+    columns = ["day", "id", "at", "text", "amount_pence"]
+    table.metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            insert_tuples(connection, table, columns, [])
+            insert_tuples(
+                connection, table, columns, [tuple(row[c] for c in columns) for row in ROWS]
+            )
         with engine.connect() as connection:
             stored = [
                 dict(row._mapping) for row in connection.execute(select(table).order_by("id"))
