@@ -36,6 +36,7 @@ from domain.limits import (
 from domain.payment import Channel, PaymentStatus
 from domain.references import normalise_reference
 from projections import queries
+from projections.ledger_view import AUDIT_COLUMNS
 from projections.schema import SUSPENSE_FUND
 
 router = APIRouter()
@@ -280,22 +281,6 @@ AT_HELP = "ISO 8601 with a zone, or a date (2026-03-31) meaning the end of that 
 
 def _bound(text: str | None, name: str, *, end_of_day: bool) -> datetime | None:
     return None if text is None else parse_query_moment(text, name, end_of_day=end_of_day)
-
-
-AUDIT_COLUMNS = [
-    "position",
-    "event_id",
-    "recorded_at",
-    "effective_at",
-    "actor",
-    "action",
-    "payment_id",
-    "fund_code",
-    "reference",
-    "amount_pence",
-    "reason",
-    "correlation_id",
-]
 
 
 @router.get(

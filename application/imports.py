@@ -532,13 +532,13 @@ def reverse_import(
 # ---- queries --------------------------------------------------------------------------------
 
 
-def get_import(ledger: IncomeLedger, batch_id: UUID, *, choices: bool = True) -> dict[str, Any]:
+def get_import(ledger: IncomeLedger, batch_id: UUID) -> dict[str, Any]:
     """The import with its lines as imported, and each line's late link (LineLinked) that
     still stands and the links of it a person undid (LinkUndone), oldest first; and a
     statement line's `candidates` when a person is to choose what it pays in
-    (reconciliation.line_choices; empty otherwise, and when `choices` is False)."""
+    (reconciliation.line_choices; empty otherwise)."""
     batch = _batch(ledger, batch_id)
-    waiting = line_choices(ledger, batch) if choices else {}
+    waiting = line_choices(ledger, batch)
     funds = _funds_on_arrival(ledger, batch)
     return batch_view(batch) | {
         "lines": [
@@ -548,6 +548,12 @@ def get_import(ledger: IncomeLedger, batch_id: UUID, *, choices: bool = True) ->
             for line in batch.lines
         ]
     }
+
+
+def import_line_numbers(ledger: IncomeLedger, batch_id: UUID) -> set[int]:
+    """The numbers of the import's lines (refused as get_import refuses an unknown import),
+    read from the batch alone: no view, no candidates, no receipts."""
+    return {line.line for line in _batch(ledger, batch_id).lines}
 
 
 ALLOCATED_THEN = frozenset({PaymentStatus.ALLOCATED.value, PaymentStatus.PART_ALLOCATED.value})

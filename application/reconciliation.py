@@ -57,7 +57,7 @@ import csv
 import io
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -481,13 +481,6 @@ class Matcher:
                 return found
         return self.candidates_payout(booked, amount_pence, allowed)
 
-    def find(
-        self, booked: date, amount_pence: int, allowed: Allowed = None
-    ) -> StatementLink | None:
-        """The line's one candidate (candidates), None when it has none or several."""
-        found = self.candidates(booked, amount_pence, allowed)
-        return found[0] if len(found) == 1 else None
-
     def _one_receipt(self, days: list[date], amount_pence: int) -> list[StatementLink]:
         found = []
         for day in days:  # the nearest day first
@@ -694,12 +687,18 @@ def link_counted_twice(
     (with the other parts of a payout split over lines), by the same rules, a pairing a
     person undid before (unlink_line) included."""
     wanted = None if line is None else _line_key(ledger, *line)
+    return _attempts(partial(_link_once, ledger, ctx, since, wanted))
+
+
+def _attempts(run: Callable[[], list[LateLink]]) -> list[LateLink]:
+    """A linking run, run again on what is then recorded when another collided with it
+    (ConcurrentUpdate), LINK_ATTEMPTS times at most."""
     for _ in range(LINK_ATTEMPTS - 1):
         try:
-            return _link_once(ledger, ctx, since, wanted)
+            return run()
         except ConcurrentUpdate:
             continue
-    return _link_once(ledger, ctx, since, wanted)
+    return run()
 
 
 def link_after_recording(ledger: IncomeLedger, since: date | None) -> list[LateLink]:
@@ -945,13 +944,7 @@ def _held_for_a_person(matcher: Matcher, line: ImportedLine, booked: date) -> bo
 def _listed(found: list[StatementLink], most: int = 10) -> str:
     """The candidates in words, each with a receipt id a person may name to choose it."""
     said = [
-        f"{link.matched} (receipt {link.matched_payment_ids[0]}"
-        + (
-            f" and {len(link.matched_payment_ids) - 1} more)"
-            if len(link.matched_payment_ids) > 1
-            else ")"
-        )
-        for link in found[:most]
+        f"{link.matched} ({_receipts_named(link.matched_payment_ids)})" for link in found[:most]
     ]
     more = f"; and {len(found) - most} more" if len(found) > most else ""
     return "; ".join(said) + more if said else "nothing"
@@ -992,12 +985,7 @@ def choose_link(
     wait for a link."""
     choice = Choice(payment_id.strip(), require_text("reason", reason, required=True))
     wanted = _line_key(ledger, batch_id, line)
-    for _ in range(LINK_ATTEMPTS - 1):
-        try:
-            return _link_once(ledger, ctx, None, wanted, choice)
-        except ConcurrentUpdate:
-            continue
-    return _link_once(ledger, ctx, None, wanted, choice)
+    return _attempts(partial(_link_once, ledger, ctx, None, wanted, choice))
 
 
 def _undecided(receipt: Payment, line: ImportedLine) -> bool:
@@ -1495,12 +1483,16 @@ def candidates_text(candidates: list[dict[str, Any]]) -> str:
     """A line's candidates in a few words each (empty: none to choose from): what it pays
     in, its channels and days, and the receipt id to name to choose it."""
     return "; ".join(
-        f"{c['matched']} ({', '.join(c['channels'])}; {', '.join(c['days'])}; receipt "
-        f"{c['payment_ids'][0]}"
-        + (f" and {len(c['payment_ids']) - 1} more" if len(c["payment_ids"]) > 1 else "")
-        + ")"
+        f"{c['matched']} ({', '.join(c['channels'])}; {', '.join(c['days'])}; "
+        f"{_receipts_named(c['payment_ids'])})"
         for c in candidates
     )
+
+
+def _receipts_named(payment_ids: Sequence[str]) -> str:
+    """The receipt id a person names to choose a candidate, and how many more it pays in."""
+    more = f" and {len(payment_ids) - 1} more" if len(payment_ids) > 1 else ""
+    return f"receipt {payment_ids[0]}{more}"
 
 
 def _cell(value: Any) -> str:

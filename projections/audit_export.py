@@ -25,7 +25,13 @@ from typing import Any
 
 from domain.payment import Payment
 from domain.postings import effective_at, postings_for
-from projections.ledger_view import PAYMENT_EVENTS, audit_row, posting_rows, uk_date
+from projections.ledger_view import (
+    PAYMENT_EVENTS,
+    POSTING_COLUMNS,
+    audit_row,
+    posting_rows,
+    uk_date,
+)
 
 # The read model's own definition of an audit row's fund, reference and amount: the export
 # must say exactly what the audit_trail table says.
@@ -47,20 +53,6 @@ AUDIT_TRAIL_COLUMNS = (
     "amount_pence",
     "reason",
     "correlation_id",
-)
-POSTING_COLUMNS = (
-    "position",
-    "event_id",
-    "payment_id",
-    "action",
-    "account",
-    "fund_code",
-    "reference",
-    "channel",
-    "amount_pence",
-    "effective_at",
-    "effective_date",
-    "recorded_at",
 )
 # A spreadsheet runs a cell starting with one of these as a formula ("CSV injection"); free
 # text (reasons, notes, actors) is prefixed with an apostrophe so it is shown, never run.

@@ -33,9 +33,7 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Row]) -> No
     """New rows (COPY on PostgreSQL)."""
     if not rows:
         return
-    # Like SQLAlchemy's executemany: the first row's keys name the columns.
-    columns = [c.name for c in table.columns if c.name in rows[0]]
-    _insert(connection, table, columns, [list(map(itemgetter(c), rows)) for c in columns])
+    _insert(connection, table, *_columns_of(table, rows))
 
 
 def insert_tuples(
@@ -118,10 +116,15 @@ def _quoted(dialect: Dialect, table: Table, columns: Sequence[str]) -> tuple[str
 def _tuples(
     dialect: Dialect, table: Table, rows: Sequence[Row]
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    # Like SQLAlchemy's executemany: the first row's keys name the columns.
-    columns = [c.name for c in table.columns if c.name in rows[0]]
-    values = [list(map(itemgetter(name), rows)) for name in columns]
+    columns, values = _columns_of(table, rows)
     return columns, list(zip(*_processed(dialect, table, columns, values), strict=True))
+
+
+def _columns_of(table: Table, rows: Sequence[Row]) -> tuple[list[str], list[Sequence[Any]]]:
+    """The rows column by column. Like SQLAlchemy's executemany: the first row's keys name
+    the columns (in the table's order)."""
+    columns = [c.name for c in table.columns if c.name in rows[0]]
+    return columns, [list(map(itemgetter(name), rows)) for name in columns]
 
 
 def _processed(
@@ -215,12 +218,12 @@ def _copy_column(values: Sequence[Any]) -> list[str]:
         if not _needs_escapes("".join(value for value in values if value is not None)):
             return ["\\N" if value is None else value for value in values]
         return ["\\N" if value is None else value.translate(_COPY_ESCAPES) for value in values]
-    if kinds == {date} or (kinds == {datetime} and _one_text_per_value(values)):
-        # Each distinct value formatted once: an event's postings share their times.
-        texts = {value: value.isoformat() for value in dict.fromkeys(values) if value is not None}
-        texts[None] = "\\N"
-        return list(map(texts.__getitem__, values))
-    if kinds == {datetime}:
+    if kinds == {date} or kinds == {datetime}:
+        if _equal_is_same(values):
+            # Each distinct value formatted once: an event's postings share their times.
+            texts = {v: v.isoformat() for v in dict.fromkeys(values) if v is not None}
+            texts[None] = "\\N"
+            return list(map(texts.__getitem__, values))
         return ["\\N" if value is None else value.isoformat() for value in values]
     return [_copy_value(value) for value in values]
 

@@ -64,8 +64,9 @@ def uk_date(moment: datetime) -> date:
     return moment.astimezone(UK).date()
 
 
-def event_id(event: Any) -> str:
-    return f"{event.originator_id}:{event.originator_version}"
+def event_id(event: Any, originator: str | None = None) -> str:
+    """`originator`: the event's originator id as text, if made already."""
+    return f"{originator or event.originator_id}:{event.originator_version}"
 
 
 class Counters:
@@ -226,7 +227,7 @@ class _State:
         moment = effective_at(event)
         # The originator's id made text once per event (its payment id and its event id).
         originator = str(event.originator_id)
-        identifier = f"{originator}:{event.originator_version}"
+        identifier = event_id(event, originator)
         payment_id = originator if isinstance(event, PAYMENT_EVENTS) else None
         channel = self._channel(event, payment_id)
         if isinstance(event, Payment.Received):
@@ -533,14 +534,10 @@ _POSTING_DAY = POSTING_COLUMNS.index("effective_date")
 
 
 def audit_row(
-    position: int,
-    event: Any,
-    payment_id: str | None,
-    moment: datetime,
-    identifier: str | None = None,
+    position: int, event: Any, payment_id: str | None, moment: datetime
 ) -> dict[str, Any]:
-    """One event as a row of the audit trail (`identifier`: its event_id, if made already)."""
-    values = audit_tuple(position, event, payment_id, moment, identifier)
+    """One event as a row of the audit trail."""
+    values = audit_tuple(position, event, payment_id, moment)
     return dict(zip(AUDIT_COLUMNS, values, strict=True))
 
 
@@ -551,7 +548,8 @@ def audit_tuple(
     moment: datetime,
     identifier: str | None = None,
 ) -> tuple[Any, ...]:
-    """audit_row's values in AUDIT_COLUMNS' order."""
+    """audit_row's values in AUDIT_COLUMNS' order (`identifier`: its event_id, if made
+    already)."""
     fund_code, reference, amount = _audit_subject(event)
     return (
         position,
@@ -576,11 +574,9 @@ def posting_rows(
     payment_id: str | None,
     moment: datetime,
     channel: str | None,
-    identifier: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The event's postings (from postings_for, the one source of money movements) as rows
-    (`identifier`: the event's event_id, if made already)."""
-    values = posting_tuples(position, event, postings, payment_id, moment, channel, identifier)
+    """The event's postings (from postings_for, the one source of money movements) as rows."""
+    values = posting_tuples(position, event, postings, payment_id, moment, channel)
     return [dict(zip(POSTING_COLUMNS, row, strict=True)) for row in values]
 
 
@@ -593,7 +589,8 @@ def posting_tuples(
     channel: str | None,
     identifier: str | None = None,
 ) -> list[tuple[Any, ...]]:
-    """posting_rows' values in POSTING_COLUMNS' order."""
+    """posting_rows' values in POSTING_COLUMNS' order (`identifier`: the event's event_id,
+    if made already)."""
     identifier = identifier or event_id(event)
     action, day, recorded = type(event).__name__, uk_date(moment), event.timestamp
     return [

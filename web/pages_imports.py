@@ -18,7 +18,7 @@ from api.auth import READERS, STAFF, ApiUser
 from api.routes_imports import FILE_FIELD, form_parts
 from api.routes_reconciliation import ChoiceIn, UnlinkIn
 from application.idempotency import StoredResponse
-from application.imports import get_import, import_file
+from application.imports import get_import, import_file, import_line_numbers
 from application.ledger import CommandContext
 from application.reconciliation import choose_link, link_counted_twice, unlink_line
 from domain import errors
@@ -160,10 +160,10 @@ def _line_number(request: Request, batch_id: UUID, text: str) -> int | None:
     """The line a form's address names, when it is one of the import's money lines (a
     hand-typed address may name any): None otherwise. An unknown import is refused as on
     its page (404)."""
-    lines = get_import(services(request).ledger, batch_id, choices=False)["lines"]
+    lines = import_line_numbers(services(request).ledger, batch_id)
     if not text.isdigit() or not 1 <= int(text) <= MAX_IMPORT_LINES:
         return None
-    return int(text) if any(line["line"] == int(text) for line in lines) else None
+    return int(text) if int(text) in lines else None
 
 
 def _no_such_line(request: Request, batch_id: UUID, text: str) -> Response:
