@@ -25,7 +25,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Notification, Recording
 from eventsourcing.utils import get_topic
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from application import event_store
@@ -532,10 +532,13 @@ class IncomeLedger(Application):
             postings_for(event)
         if not new:
             return None
+        # The recorder's own call, not the event store's `put`, which builds a recording
+        # per event that nobody here reads (3% of a batch's time).
+        stored = [self.mapper.to_stored_event(event) for event in new]
         with self._transaction() as session:
             require_open_for(self, session, new)
-            recordings = self.events.put(new)
-        return recordings[-1].notification.id if recordings else None
+            positions = self.recorder.insert_events(stored)
+        return positions[-1] if positions else None
 
     def check_payments(
         self,
@@ -993,10 +996,22 @@ class IncomeLedger(Application):
         return Outcome(payment.id, False, None, self.payment_view(payment))
 
     def _recorded(self, ids: Sequence[UUID]) -> set[UUID]:
-        """Which of these aggregates already exist: one query per chunk, not one per id."""
+        """Which of these aggregates already exist: one query per chunk, not one per id
+        (on PostgreSQL one query with the ids as one array: a batch's 1,000 ids expanded
+        into IN lists took SQLAlchemy longer to compile than the server to answer)."""
         record_class = event_store.events_record_class(self.recorder)
         found: set[UUID] = set()
         with self._transaction(commit=False) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                table = event_store.events_table_name(self.recorder)
+                rows = session.execute(
+                    text(
+                        f"SELECT originator_id FROM {table} WHERE originator_version = 1 "
+                        "AND originator_id = ANY(CAST(:ids AS uuid[]))"
+                    ),
+                    {"ids": [str(id_) for id_ in ids]},
+                )
+                return {UUID(str(row[0])) for row in rows}
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 rows = session.execute(
