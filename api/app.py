@@ -45,7 +45,8 @@ is recorded as the actor of every event it causes. Roles:
 Commands take an `Idempotency-Key` header: a retry with the same key and body returns the
 original response (`Idempotent-Replayed: true`); the same key with another body gets 409.
 A database outage answers 503 with `Retry-After`; its `code` says whether anything may have
-been saved (`database_outcome_unknown`: retry with the same Idempotency-Key).
+been saved (`database_outcome_unknown`: retry with the same Idempotency-Key). A statement the
+database gave up answers 503 `database_timeout` (retry, or ask for less) or `database_busy`.
 Every command response carries the event position it produced (`position`, and the header
 `Ledger-Position`); every query accepts `min_position` and waits (bounded) until the read
 model has reached it. Errors are `application/problem+json` (RFC 9457). Money is integer pence

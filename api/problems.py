@@ -12,7 +12,12 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.request_context import REQUEST_ID_HEADER, current_request_id
-from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
+from application.outages import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    DatabaseUnavailable,
+    Delay,
+    delay_of,
+)
 from domain.errors import (
     ConcurrentUpdate,
     InvalidRequest,
@@ -66,7 +71,8 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _documented(
         "the read model has not reached min_position yet, the database is "
         "unreachable (Retry-After; the detail says whether anything may have been saved), "
-        "or the webhook is not configured: retry later"
+        "took too long (database_timeout: retry, or ask for less) or was busy "
+        "(database_busy), or the webhook is not configured: retry later"
     ),
 }
 
@@ -125,11 +131,14 @@ def body_too_large(request: Request, limit: int) -> JSONResponse:
     )
 
 
-def database_unavailable(request: Request, saved_unknown: bool | None) -> JSONResponse:
+def database_unavailable(
+    request: Request, saved_unknown: bool | None, error: BaseException | None = None
+) -> JSONResponse:
     """503 for a database that failed; what it says was saved is only what is known.
 
     `saved_unknown` is None when the failure was outside a command's transaction (a query,
-    or a step whose transaction this layer does not see)."""
+    or a step whose transaction this layer does not see). A database that answered but gave
+    the statement up (a timeout, a lock wait) is not called unreachable."""
     if saved_unknown is None and request.method in SAFE_METHODS:
         saved_unknown = False
     retry = (
@@ -138,7 +147,10 @@ def database_unavailable(request: Request, saved_unknown: bool | None) -> JSONRe
         else "Check whether it was recorded before retrying; send an Idempotency-Key with "
         "commands so that a retry is always safe."
     )
-    if saved_unknown is False:
+    delay = None if error is None else delay_of(error)
+    if delay is not None:
+        title, detail, code = _delayed(delay, saved_unknown, retry)
+    elif saved_unknown is False:
         title = "Database unavailable"
         detail = "the database could not be reached; nothing was saved. Retry shortly."
         code = "database_unavailable"
@@ -158,6 +170,30 @@ def database_unavailable(request: Request, saved_unknown: bool | None) -> JSONRe
         code = "database_outcome_unknown"
     headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
     return problem(request, 503, title, detail, code, headers, retryable=True)
+
+
+def _delayed(delay: Delay, saved_unknown: bool | None, retry: str) -> tuple[str, str, str]:
+    """Title, detail and code for a statement the database gave up. The database answered,
+    so the transaction it was in was rolled back: within a command nothing was saved."""
+    saved = (
+        "nothing was saved"
+        if saved_unknown is not None
+        else f"a change made earlier in the request may have been saved ({retry})"
+    )
+    if delay is Delay.CANCELLED:
+        return (
+            "Database took too long",
+            "the database cancelled the request because it ran longer than the database "
+            f"allows (its statement_timeout), or an administrator cancelled it; {saved}. "
+            "Retry, or ask for less (a shorter date range, a smaller page or file).",
+            delay.value,
+        )
+    return (
+        "Database busy",
+        "the request waited too long for another process to release a lock on the database "
+        f"(SQLite's busy timeout, or PostgreSQL's lock_timeout); {saved}. Retry shortly.",
+        delay.value,
+    )
 
 
 def status_for(error: LedgerError) -> tuple[int, str]:
@@ -196,12 +232,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DatabaseUnavailable)
     async def outage_in_command(request: Request, error: DatabaseUnavailable) -> JSONResponse:
         log.warning("database failed on %s %s: %s", request.method, request.url.path, error)
-        return database_unavailable(request, error.saved_unknown)
+        return database_unavailable(request, error.saved_unknown, error)
 
     async def outage(request: Request, error: Exception) -> JSONResponse:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         log.warning("database failed on %s %s: %s", request.method, request.url.path, first_line)
-        return database_unavailable(request, None)
+        return database_unavailable(request, None, error)
 
     for error_class in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error_class, outage)

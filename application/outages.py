@@ -9,8 +9,13 @@ claimed so had recorded the payment).
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from enum import Enum
+
 import eventsourcing.persistence as es
 import psycopg2
+import psycopg2.errors
 import sqlalchemy.exc
 
 # What a lost, refused or broken database connection looks like from here: eventsourcing
@@ -37,3 +42,39 @@ class DatabaseUnavailable(Exception):
             else "the database could not be reached; nothing was saved"
         )
         self.saved_unknown = saved_unknown
+
+
+class Delay(Enum):
+    """A database that answered, but gave the statement up for taking too long: not an
+    outage, and retrying blindly is not always the cure."""
+
+    # PostgreSQL cancelled the statement (SQLSTATE 57014): it ran past `statement_timeout`
+    # (or an administrator cancelled it). Retry, or ask for less.
+    CANCELLED = "database_timeout"
+    # The statement waited too long for another transaction's lock: SQLite's busy timeout
+    # ("database is locked") or PostgreSQL's `lock_timeout` (SQLSTATE 55P03). Retry shortly.
+    BUSY = "database_busy"
+
+
+_SQLITE_BUSY = ("database is locked", "database is busy", "database table is locked")
+
+
+def delay_of(error: BaseException) -> Delay | None:
+    """The database's own timeout behind `error` (however wrapped), or None."""
+    for cause in _causes(error):
+        if isinstance(cause, psycopg2.errors.QueryCanceled):
+            return Delay.CANCELLED
+        if isinstance(cause, psycopg2.errors.LockNotAvailable):
+            return Delay.BUSY
+        if isinstance(cause, sqlite3.OperationalError) and str(cause).startswith(_SQLITE_BUSY):
+            return Delay.BUSY
+    return None
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    current: BaseException | None = error
+    for _ in range(10):  # a bounded walk: a chain may loop
+        if current is None:
+            return
+        yield current
+        current = current.__cause__ or current.__context__

@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
+from application.outages import Delay, delay_of
 from income_ledger.decoding import TRANSCODER_TOPIC, event_decoder
 from income_ledger.event_store import FACTORY_TOPIC
 from income_ledger.group_commit import GroupCommitter
@@ -98,6 +99,18 @@ def connection_problem(settings: Settings, error: BaseException) -> str | None:
     text_ = " ".join(str(e) for e in _causes(error))
     url = make_url(settings.database_url)
     where = safe_url(settings)
+    delay = delay_of(error)
+    if delay is Delay.CANCELLED:
+        return (
+            f"the database ({where}) cancelled the command: it ran longer than the database "
+            "allows (its statement_timeout), or an administrator cancelled it. Try again, or "
+            "ask for less (a shorter date range, a smaller file)"
+        )
+    if delay is Delay.BUSY:
+        return (
+            f"the database ({where}) stayed locked by another process (a running import, "
+            "`serve`, `project` or backup) for longer than this command waits. Try again shortly"
+        )
     if url.get_backend_name() == "sqlite":
         if "unable to open database file" in text_:
             folder = Path(url.database or ".").parent

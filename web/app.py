@@ -23,7 +23,7 @@ from api import problems
 from api.auth import READERS, STAFF, SUPERVISORS, ApiUser, Role
 from api.request_context import current_request_id
 from api.services import Services
-from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable
+from application.outages import DATABASE_UNAVAILABLE_ERRORS, DatabaseUnavailable, Delay, delay_of
 from domain.errors import LedgerError
 from domain.money import pounds_text
 from web import sessions
@@ -113,6 +113,16 @@ def _error_page(request: Request, error: Exception) -> Response:
     if isinstance(error, LedgerError):
         status, title = problems.status_for(error)
         return render(request, "error.html", status, title=title, detail=error.message)
+    delay = delay_of(error)
+    if delay is not None:
+        log.warning("database gave up on %s %s: %s", request.method, request.url.path, delay.value)
+        detail = (
+            "The ledger's database took too long over this and gave it up. Try again in a "
+            "minute"
+            + (", or ask for less (a shorter date range)." if delay is Delay.CANCELLED else ".")
+            + " If you were sending a form, sending it again is safe: it is recorded once."
+        )
+        return render(request, "error.html", 503, title="Try again shortly", detail=detail)
     if isinstance(error, (DatabaseUnavailable, *DATABASE_UNAVAILABLE_ERRORS)):
         log.warning(
             "database failed on %s %s: %s", request.method, request.url.path, type(error).__name__

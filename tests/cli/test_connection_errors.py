@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from income_ledger.cli import app
+from tests.api.test_database_timeouts import everything_locked, with_limit
 
 
 def run(monkeypatch, url: str, *args: str):
@@ -42,3 +43,19 @@ def test_a_sqlite_database_in_a_missing_folder_says_so(monkeypatch, tmp_path) ->
     result = run(monkeypatch, f"sqlite:///{tmp_path}/no/such/folder/ledger.db", "db", "init")
     assert result.exit_code == 2, result.output
     assert "does the folder" in result.output and "unexpected" not in result.output
+
+
+@pytest.mark.parametrize("limit", ["statement_timeout", "lock_timeout"])
+def test_a_statement_the_database_gives_up_is_named_not_called_unreachable(
+    ledger, database_url, monkeypatch, limit
+) -> None:
+    if database_url.startswith("sqlite") and limit == "statement_timeout":
+        pytest.skip("SQLite has no statement timeout: its busy timeout is the lock_timeout case")
+    record = ["payments", "record", "--channel", "cash", "--amount", "12.50"]
+    with everything_locked(database_url):
+        result = run(monkeypatch, with_limit(database_url, limit), *record)
+    assert result.exit_code == 2, result.output
+    said = "statement_timeout" if limit == "statement_timeout" else "stayed locked"
+    assert said in result.output, result.output
+    assert "cannot reach" not in result.output and "unexpected" not in result.output
+    assert not [e for _, e in ledger.read_events() if type(e).__name__ == "Received"]
