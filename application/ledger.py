@@ -25,7 +25,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Notification, Recording
 from eventsourcing.utils import get_topic
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from application import event_store
@@ -889,6 +889,17 @@ class IncomeLedger(Application):
 
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
+
+    def count_events(self, after: int = 0) -> int:
+        """How many events are stored after the position `after`. Not `max_position() -
+        after`: PostgreSQL positions can skip numbers for good (a write refused by a clash
+        keeps the sequence values it took), so a difference of positions overstates."""
+        recorder: Any = self.recorder
+        table = recorder.events_record_cls.__table__
+        with recorder.datastore.engine.connect() as connection:
+            return connection.execute(
+                select(func.count()).select_from(table).where(table.c.id > after)
+            ).scalar_one()
 
     def read_events(self, after: int = 0, page_size: int = 1000) -> Iterator[tuple[int, Any]]:
         """Every domain event in recording order with its position, read in bounded pages."""

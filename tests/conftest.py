@@ -11,8 +11,10 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
@@ -244,3 +246,25 @@ def cli_invoker(monkeypatch: pytest.MonkeyPatch, database_url: str, actor: str |
 @pytest.fixture
 def officer() -> CommandContext:
     return CommandContext("officer:test")
+
+
+def leave_a_gap(ledger: IncomeLedger) -> None:
+    """A write refused because one of its events clashes with a stored one (optimistic
+    concurrency). On PostgreSQL its rows had taken positions from the sequence, which a
+    rollback does not give back: the positions skip them for good. (SQLite numbers rows
+    as they commit: no gap.) Needs an event stored already."""
+    (last,) = ledger.recorder.select_notifications(start=ledger.max_position(), limit=1)
+    clash = StoredEvent(last.originator_id, last.originator_version, last.topic, last.state)
+    fresh = StoredEvent(uuid4(), 1, last.topic, last.state)
+    with pytest.raises(IntegrityError):
+        ledger.recorder.insert_events([fresh, clash])
+
+
+def stored_events(ledger: IncomeLedger, after: int = 0) -> int:
+    """How many events the store holds after a position, counted (not a difference of
+    positions, which gaps make larger)."""
+    engine = ledger.recorder.datastore.engine  # type: ignore[attr-defined]
+    with engine.connect() as connection:
+        return connection.execute(
+            text("SELECT count(*) FROM ledger_events WHERE id > :after"), {"after": after}
+        ).scalar_one()

@@ -821,13 +821,14 @@ def projections_status(as_json: JsonOption = False) -> None:
         projection = build_projection(settings, led)
         with projection.engine.connect() as connection:
             stuck = [health.to_dict() for health in stuck_projections(connection)]
+        read_position = projection.position()
         status = {
             "event_store_position": led.max_position(),
-            "read_model_position": projection.position(),
+            "read_model_position": read_position,
             "stuck": stuck,
+            "lag_events": led.count_events(after=read_position),
         }
         projection.engine.dispose()
-    status["lag_events"] = status["event_store_position"] - status["read_model_position"]
     if as_json:
         print_json(status)
     else:

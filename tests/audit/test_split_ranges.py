@@ -16,6 +16,7 @@ from projections import chain as chain_module
 from projections import segments
 from projections.chain import verify_chain
 from tests.audit.conftest import execute, spread_workload
+from tests.conftest import leave_a_gap, stored_events
 
 PROCESSES = 3
 
@@ -28,7 +29,9 @@ def split_small(monkeypatch) -> None:
 
 @pytest.fixture
 def chained(ledger, chain):
-    spread_workload(ledger, seed=21, receipts=12)
+    spread_workload(ledger, seed=21, receipts=6)
+    leave_a_gap(ledger)  # PostgreSQL's positions skip numbers: ranges split positions, not events
+    spread_workload(ledger, seed=23, receipts=6)
     chain.catch_up()
     return chain
 
@@ -55,7 +58,7 @@ def test_a_clean_chain_split_in_three_is_the_single_readers_report(
     )
     assert joined is not None, "the ranges did not join up: the split path fell back"
     alone = verify(ledger, chained, processes=1)
-    assert alone.ok and alone.events_checked == head
+    assert alone.ok and alone.events_checked == stored_events(ledger)
     assert joined.recomputed.hex() == alone.head_link
     assert joined.events_checked == alone.events_checked
     assert asdict(verify(ledger, chained, PROCESSES)) == asdict(alone)
@@ -65,11 +68,12 @@ def test_a_row_altered_inside_the_second_range_is_reported_where_one_reader_find
     ledger, chained, split_small
 ) -> None:
     after, stop = segments.split(chained.position(), PROCESSES)[1]
-    target = (after + stop) // 2
     with chained.engine.connect() as connection:
-        state = connection.execute(
-            text("SELECT state FROM ledger_events WHERE id = :id"), {"id": target}
-        ).scalar_one()
+        target, state = connection.execute(
+            text("SELECT id, state FROM ledger_events WHERE id >= :middle ORDER BY id LIMIT 1"),
+            {"middle": (after + stop) // 2},
+        ).one()
+    assert after < target <= stop
     forged = bytes(state).replace(b'"', b"'", 1)
     execute(
         chained.engine, "UPDATE ledger_events SET state = :s WHERE id = :id", s=forged, id=target
@@ -84,7 +88,7 @@ def test_a_small_ledger_is_read_by_one_process(ledger, chained) -> None:
     assert segments.process_count(ledger.max_position(), None) == 1
     assert segments.process_count(ledger.max_position(), PROCESSES) == 1
     report = verify(ledger, chained, processes=None)
-    assert report.ok and report.events_checked == ledger.max_position()
+    assert report.ok and report.events_checked == stored_events(ledger)
 
 
 @pytest.mark.parametrize(
@@ -99,7 +103,7 @@ def test_a_replay_split_in_three_is_the_single_replay(
     times = {"as_at": as_at, "known_at": known_at, "fund_code": fund, "page_size": 4}
     alone = replay(settings, ledger, processes=1, **times)
     split = replay(settings, ledger, processes=PROCESSES, **times)
-    assert alone.events_read == ledger.max_position()
+    assert alone.events_read == stored_events(ledger)
     assert split == alone
     assert list(split.accounts) == list(alone.accounts)
     assert list(split.funds) == list(alone.funds)

@@ -15,6 +15,7 @@ from income_ledger.bootstrap import build_projection, stored_event_source
 from projections.chain import ChainBroken, stored_seals, verify_chain
 from projections.runner import ProjectionRunner
 from tests.audit.conftest import execute
+from tests.conftest import leave_a_gap, stored_events
 from tests.domain.helpers import CT_REF, SUN_REF
 
 
@@ -45,10 +46,12 @@ def positions(chain, where: str = "") -> list[int]:
 
 @pytest.fixture
 def chained(ledger, chain, officer):
-    record(ledger, officer, 12, "a")
+    record(ledger, officer, 6, "a")
+    leave_a_gap(ledger)  # PostgreSQL's positions skip numbers: the chain is whole all the same
+    record(ledger, officer, 6, "b")
     chain.catch_up()
     report = verify(ledger, chain)
-    assert report.ok and report.events_checked == ledger.max_position()
+    assert report.ok and report.events_checked == stored_events(ledger)
     return chain
 
 

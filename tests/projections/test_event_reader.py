@@ -13,6 +13,7 @@ from typing import Any
 from application.ledger import CommandContext, IncomeLedger
 from income_ledger import demo
 from income_ledger.bootstrap import event_reader, read_events
+from tests.conftest import leave_a_gap, stored_events
 from tests.projections.conftest import random_workload
 
 
@@ -28,6 +29,7 @@ def _record_history(ledger: IncomeLedger) -> None:
     ctx = CommandContext("officer:reader")
     plan = demo.plan_demo(ledger, days=3, receipts_per_day=15, seed=9)
     demo.record_demo(ledger, plan)
+    leave_a_gap(ledger)  # PostgreSQL's positions skip numbers: both readers skip them alike
     random_workload(ledger, seed=9, receipts=15)
     ledger.disable_fund("PCN", ctx, "no more parking")
     ledger.enable_fund("PCN", ctx, "parking again")
@@ -38,7 +40,7 @@ def test_rows_and_events_equal_the_librarys_for_every_kind_recorded(ledger) -> N
     reader = event_reader(ledger)
     theirs = _library_rows(ledger, None, 10_000)
     ours = reader.rows(None, 10_000)
-    assert len(ours) == len(theirs) == ledger.max_position()
+    assert len(ours) == len(theirs) == stored_events(ledger)
     kinds = set()
     for mine, library in zip(ours, theirs, strict=True):
         assert mine.id == library.id

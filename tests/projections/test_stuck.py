@@ -29,6 +29,7 @@ from income_ledger.server import build_services
 from projections.runner import ProjectionRunner, wait_for_position
 from projections.schema import LIVE
 from projections.status import projection_health
+from tests.conftest import leave_a_gap, stored_events
 from tests.domain.helpers import CT_REF
 
 TOKEN = "reporting-token-0123456789"
@@ -292,3 +293,26 @@ def test_project_once_reports_an_event_it_cannot_apply_as_stuck(
     assert again.exit_code == 0, again.output
     assert stuck_position(projection) is None
     assert projection.position() == ledger.max_position()
+
+
+def test_the_lag_counts_events_not_positions(ledger, projection, client, settings, monkeypatch):
+    """A write refused by a clash leaves a gap in PostgreSQL's positions for good: the read
+    model is as many events behind as are stored after it, not the difference of positions."""
+    record(ledger, 100)
+    projection.catch_up()
+    read_position = projection.position()
+    leave_a_gap(ledger)
+    record(ledger, 200)
+    waiting = stored_events(ledger, after=read_position)
+    assert waiting == 2  # the receipt and its allocation
+    if settings.is_postgres:
+        assert ledger.max_position() - read_position > waiting  # the gap this test is about
+
+    code, status = cli_status(settings, monkeypatch)
+    assert code == 0 and status["lag_events"] == waiting
+    assert client.get("/health/ready").json()["lag_events"] == waiting
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert gauge(metrics, "ledger_projection_lag_events") == waiting
+    projection.catch_up()
+    assert cli_status(settings, monkeypatch)[1]["lag_events"] == 0
+    assert client.get("/health/ready").json()["lag_events"] == 0
