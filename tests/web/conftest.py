@@ -7,7 +7,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -49,6 +49,14 @@ HOW_TO_ENABLE_BROWSER = (
     "the test extras (`pip install -e '.[test]'`, which bring playwright); `.ci/run` does both"
 )
 SCREENSHOTS = Path(__file__).parents[2] / "docs" / "screenshots"
+
+
+def screenshots_wanted(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the browser tests rewrite the committed docs/screenshots: only when asked
+    in so many words (LEDGER_TEST_SCREENSHOTS=1), never by a plain run, nor by `=0`."""
+    return environ.get("LEDGER_TEST_SCREENSHOTS", "").strip().lower() in ("1", "true", "yes")
+
+
 IDLE_SECONDS = 2
 SUSPENSE_REFERENCE = "12345678"  # fails Council Tax's check digit: held in suspense
 CT_REFERENCE = "12345679"

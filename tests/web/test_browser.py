@@ -4,14 +4,13 @@ refusal and role limits; each page is checked with axe-core and photographed for
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
 from application.ledger import CommandContext
-from tests.web.conftest import SCREENSHOTS, SUSPENSE_REFERENCE, token
+from tests.web.conftest import SCREENSHOTS, SUSPENSE_REFERENCE, screenshots_wanted, token
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
@@ -45,7 +44,7 @@ def check_page(page, name: str, database_url: str) -> None:
     """No accessibility problems; with LEDGER_TEST_SCREENSHOTS=1, a screenshot for the README
     (from the SQLite run; only when asked, so that test runs leave the checkout unchanged)."""
     assert accessibility_problems(page) == [], name
-    if os.environ.get("LEDGER_TEST_SCREENSHOTS") and database_url.startswith("sqlite"):
+    if screenshots_wanted() and database_url.startswith("sqlite"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
