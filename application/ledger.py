@@ -1166,14 +1166,28 @@ def receipt_view(events: Sequence[Payment.Event]) -> dict[str, Any]:
     for version, event in enumerate(events, start=Payment.INITIAL_VERSION):
         assert event.originator_id == payment_id and event.originator_version == version
         assert event is received or isinstance(event, Payment.Allocated), event
-    lines = [line for line in receipt_lines(events).values() if line.amount_pence]
-    allocated = sum(line.amount_pence for line in lines)
+    # Each line's sums once, in one pass: this runs for every receipt of a batch.
+    allocations = []
+    allocated = 0
+    for line in receipt_lines(events).values():
+        amount = line.amount_pence
+        if not amount:
+            continue
+        for part in line.parts:
+            assert part.amount_pence >= 0 and part.vat_pence >= 0, line
+        allocated += amount
+        allocations.append(
+            {
+                "fund_code": line.fund_code,
+                "reference": line.reference,
+                "amount_pence": amount,
+                "vat_pence": line.vat_pence,
+            }
+        )
     unallocated = received.amount_pence - allocated
     # Payment.check_invariant: nothing refunded or reversed yet, so allocated and
     # unallocated account for every penny by construction; none may be negative.
     assert unallocated >= 0, (payment_id, unallocated)
-    for line in lines:
-        assert all(p.amount_pence >= 0 and p.vat_pence >= 0 for p in line.parts), line
     clearing = received.clearing_account
     return {
         "payment_id": str(payment_id),
@@ -1196,15 +1210,7 @@ def receipt_view(events: Sequence[Payment.Event]) -> dict[str, Any]:
         "refunded_pence": 0,
         "reversed_pence": 0,
         "pending_refunds": [],
-        "allocations": [
-            {
-                "fund_code": line.fund_code,
-                "reference": line.reference,
-                "amount_pence": line.amount_pence,
-                "vat_pence": line.vat_pence,
-            }
-            for line in lines
-        ],
+        "allocations": allocations,
         "card_provider": None
         if clearing is None
         else {
