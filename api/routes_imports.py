@@ -94,8 +94,9 @@ class ImportLineOut(BaseModel):
     )
     candidates: list[CandidateOut] = Field(
         [],
-        description="a statement line that may pay in more than one record: its candidates, "
-        "for a person to choose (POST /reconciliation/choices); empty otherwise",
+        description="a statement line waiting for a person (it may pay in more than one "
+        "record, or another line may pay in the same): everything it may pay in, for a "
+        "person to choose (POST /reconciliation/choices); empty otherwise",
     )
 
 

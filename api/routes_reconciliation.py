@@ -31,12 +31,20 @@ router = APIRouter()
 
 class CandidateOut(BaseModel):
     """One record a statement line may pay in, for a person to choose (POST
-    /reconciliation/choices with any of its payment_ids)."""
+    /reconciliation/choices with its payment_id)."""
 
-    rule: str = Field(description="one_receipt, import_total or channel_day_total")
+    rule: str = Field(description="one_receipt, import_total, channel_day_total or card_payout")
     matched: str = Field(description="what it is, in words")
+    payment_id: str | None = Field(
+        None,
+        description="the receipt to name to choose it (POST /reconciliation/choices): the "
+        "first of payment_ids that no other candidate of the line pays in",
+    )
     payment_ids: list[str] = Field(description="the receipts the line would pay in")
     matched_batch_id: str | None = Field(description="import_total: the import")
+    settled_day: str | None = Field(
+        None, description="card_payout: the card provider's settlement day it pays out (ISO)"
+    )
     channels: list[str]
     days: list[str] = Field(description="the UK days the receipts were received (ISO)")
 
@@ -63,9 +71,10 @@ class ExceptionRow(BaseModel):
     age_band: str
     candidates: list[CandidateOut] = Field(
         [],
-        description="statement_line: what it may pay in when that is more than one record "
-        "(matching rules 1-3 give more than one candidate): no linking run guesses, a person "
-        "chooses (POST /reconciliation/choices); empty otherwise",
+        description="statement_line (or statement_debit) waiting for a person: everything "
+        "it may pay in, by any matching rule, when a run would guess (its rule gives more "
+        "than one candidate, or another waiting line may pay in the same): no linking run "
+        "links it, a person chooses (POST /reconciliation/choices); empty otherwise",
     )
 
 
@@ -170,8 +179,8 @@ class ChoiceIn(BaseModel):
     payment_id: str = Field(
         min_length=1,
         max_length=64,
-        description="a receipt of the candidate chosen (a payment id of the line's "
-        "candidates on the exceptions report or GET /imports/{batch_id})",
+        description="the receipt naming the candidate chosen (its payment_id on the "
+        "exceptions report or GET /imports/{batch_id})",
     )
     reason: Reason = Field(description="why this candidate: what the person checked")
 

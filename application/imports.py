@@ -153,8 +153,10 @@ def import_file(
         return names_a_payer(fund_match(_command(line, sha256, rules), chart))
 
     # A statement line paying in receipts recorded by other channels is linked, not recorded.
-    links, notes_seen = (
-        match_lines(ledger, fmt, parsed.lines, payers_own) if not parsed.problems else ({}, {})
+    links, waiting, notes_seen = (
+        match_lines(ledger, fmt, parsed.lines, payers_own)
+        if not parsed.problems
+        else ({}, set(), {})
     )
     receipts = [
         line
@@ -183,7 +185,7 @@ def import_file(
             receipts,
             new_receipts,
             returned,
-            linked + [(line, None) for line in _open_debits(ledger, parsed, links)],
+            linked + [(line, None) for line in _open_debits(ledger, parsed, links, waiting)],
             ctx,
             notes_seen,
         )
@@ -194,18 +196,25 @@ def import_file(
 
 
 def _open_debits(
-    ledger: IncomeLedger, parsed: ParsedFile, links: dict[int, StatementLink]
+    ledger: IncomeLedger,
+    parsed: ParsedFile,
+    links: dict[int, StatementLink],
+    waiting: set[int],
 ) -> list[ImportLine]:
     """Debit lines naming a card provider's payout (LEDGER_PAYOUT_NARRATIVES) that no payout
-    matched: a negative payout
-    imported before the refunds it pays, kept (outcome `unmatched`) for a later linking run.
-    Other debits are no income and stay out of the batch."""
+    matched: a negative payout imported before the refunds it pays, kept (outcome
+    `unmatched`) for a later linking run; and debits that may be the payout of two or more
+    settlement days (`waiting`), kept for a person to choose. Other debits are no income
+    and stay out of the batch."""
     return [
         line
         for line in parsed.lines
         if line.kind is LineKind.PAYOUT_DEBIT
         and line.line_number not in links
-        and names_payout((line.details or {}).get("narrative"), ledger.payout_narratives)
+        and (
+            line.line_number in waiting
+            or names_payout((line.details or {}).get("narrative"), ledger.payout_narratives)
+        )
     ]
 
 

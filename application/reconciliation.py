@@ -23,15 +23,20 @@ day's payments together, so a line of one payment's amount is not its payout):
 4. a card provider's payout (GOV.UK Pay): what the provider still holds for one settlement
    day, net of the fees, refunds and lost disputes it deducts, adding up to exactly the
    amount, the nearest day first (see domain.payment.clearing_moves for the days).
-The first of rules 1-3 that finds any candidate decides (Matcher.candidates): exactly one
-candidate is the line's link; two or more (two receipts of the amount in the window, two
-files or two channels' days of it) link nothing, at import or in any run, as any choice
-between them would be a guess: the line stays its own receipt, and the exceptions report
-and the import's view list its candidates (payment ids, channels, days) until a person
-chooses one, saying why (choose_link: a late link like a run's, recorded with who and
-why, undone by unlink_line). A pairing a person undid is no candidate for a run, but an
-undo leaves a line with two or more candidates (that pairing included) waiting for a
-person: no run links the other by elimination.
+The first rule that finds any candidate decides for a run (Matcher.candidates): exactly
+one candidate is the line's link, unless another statement line still waiting (its
+receipt undecided) may pay in the same receipts or import (Claims: two credit lines of
+10.00 and one receipt of 10.00); two or more candidates (two receipts of the amount in the
+window, two files, two channels' days or two card settlement days' payouts of it), or one
+contested so, link nothing, at import or in any run, as any choice would be a guess: the
+line stays its own receipt (a payout debit stays `unmatched`), and the exceptions report
+and the import's view list everything it may pay in by any rule (Matcher.every_candidate:
+a channel's day beside two receipts of the amount) until a person chooses one, saying why
+(choose_link: a late link like a run's, recorded with who and why, undone by
+unlink_line). Once chosen, what it pays in is no other line's candidate. A pairing a
+person undid is no candidate for a run, but an undo leaves a line with two or more
+candidates (that pairing included) waiting for a person: no run links the other by
+elimination.
 A line linked to card payments also settles them: their money moves from the clearing
 account to the bank (Payment.Settled; for rule 4, only that day's items).
 Besides, rule 4 matches a debit line (a negative payout: the day's refunds exceeded its
@@ -42,9 +47,9 @@ What it does not match: a line paying in part of a day or several days, an amoun
 several files together make, a reference (it matches amounts and dates only: two receipts of
 the same amount in the window wait for a person, and a transfer whose reference is like no
 payer's account, of the amount of the one receipt of another channel in the window, a card
-at a till or a cheque, is taken for that receipt being paid in). Rule 4 is not held for a
-person: the nearest settlement day's payout wins (a day's net payout is rarely equalled to
-the penny by another day's).
+at a till or a cheque, is taken for that receipt being paid in). A payout split over lines is linked only
+when one settlement day's payout alone adds up to its lines (two: the lines wait, but a
+person cannot choose a split payout yet).
 
 The other direction, a statement imported before the channel's record of the same money,
 is `link_counted_twice`: the same Matcher, run for the statement lines that became their
@@ -342,17 +347,18 @@ def match_lines(
     file_format: ImportFormat,
     lines: Iterable[ImportLine],
     payers_own: Callable[[ImportLine], bool] = lambda _: False,
-) -> tuple[dict[int, StatementLink], dict[str, int]]:
+) -> tuple[dict[int, StatementLink], set[int], dict[str, int]]:
     """The link for each statement credit line that pays in receipts already recorded, by
-    line number (a line not in the result is a new receipt), and the books' paid-in notes
-    for note_links. A line `payers_own` says is a payer's transfer (names_a_payer) is
-    never linked."""
+    line number (a line not in the result is a new receipt), the lines left waiting for a
+    person (two or more candidates, or one that another waiting line may pay in too: see
+    Claims), and the books' paid-in notes for note_links. A line `payers_own` says is a
+    payer's transfer (names_a_payer) is never linked."""
     if file_format not in STATEMENT_FORMATS:
-        return {}, {}
+        return {}, set(), {}
     books = read_books(ledger)
     matcher = Matcher(books)
-    links = {}
-    alone: list[SplitCandidate] = []
+    claims = waiting_claims(matcher, books)
+    tried: list[tuple[ImportLine, date, list[StatementLink]]] = []
     for line in lines:
         if not line.details or line.kind not in (LineKind.RECEIPT, LineKind.PAYOUT_DEBIT):
             continue
@@ -363,18 +369,110 @@ def match_lines(
             found = matcher.candidates_payout(booked, -line.amount_pence)
         else:
             found = matcher.candidates(booked, line.amount_pence)
-        if len(found) == 1:
+        claims.add((NEW_LINE, line.line_number), found)
+        tried.append((line, booked, found))
+    rival_waits = Undecided(ledger, books.unmatched_lines)
+    links: dict[int, StatementLink] = {}
+    waiting: set[int] = set()
+    alone: list[SplitCandidate] = []
+    for line, booked, found in tried:
+        key = (NEW_LINE, line.line_number)
+        if len(found) == 1 and not claims.contested(key, found[0], rival_waits):
             matcher.take(found[0])
             links[line.line_number] = found[0]
-        elif not found and (
-            line.kind is LineKind.RECEIPT
-            and names_payout(line.details.get("narrative"), ledger.payout_narratives)
+        elif found:
+            waiting.add(line.line_number)
+        elif line.kind is LineKind.RECEIPT and names_payout(
+            line.details.get("narrative"), ledger.payout_narratives
         ):
             alone.append(
                 SplitCandidate(line.reference, line.line_number, booked, line.amount_pence)
             )
     links.update((part.line, link) for part, link in matcher.split_payouts(alone))
-    return links, books.paid_in_notes
+    return links, waiting, books.paid_in_notes
+
+
+# The key of a line of the file being imported, in Claims (it has no batch id yet).
+NEW_LINE = ""
+LineKey = tuple[str, int]
+
+
+def _claimed(link: StatementLink) -> frozenset[tuple[str, str | None]]:
+    """What a link pays in: its receipts (a card payout's, each for its settlement day: one
+    payment's refund is deducted from a later day's payout than its own) and its import."""
+    tokens = {(payment_id, link.settled_day) for payment_id in link.matched_payment_ids}
+    if link.matched_batch_id:
+        tokens.add(("import", link.matched_batch_id))
+    return frozenset(tokens)
+
+
+class Claims:
+    """What each statement line waiting for a link may pay in, by the rule that decides for
+    a run (Matcher.candidates; of a line whose pairings a person undid, the others). A
+    link one line's rules find that another line still waiting (its receipt undecided) may
+    pay in too is contested: two credit lines of 10.00 and one receipt of 10.00 is a guess
+    whichever line takes it, so no run takes it, and both wait for a person (README, Two
+    lines of one amount)."""
+
+    def __init__(self) -> None:
+        self.lines_by_claim: dict[tuple[str, str | None], set[LineKey]] = defaultdict(set)
+
+    def add(self, key: LineKey, links: Iterable[StatementLink]) -> None:
+        for link in links:
+            for claim in _claimed(link):
+                self.lines_by_claim[claim].add(key)
+
+    def rivals(self, key: LineKey, link: StatementLink) -> set[LineKey]:
+        found: set[LineKey] = set()
+        for claim in _claimed(link):
+            found.update(self.lines_by_claim.get(claim, ()))
+        found.discard(key)
+        return found
+
+    def contested(
+        self, key: LineKey, link: StatementLink, waits: Callable[[LineKey], bool]
+    ) -> bool:
+        return any(waits(rival) for rival in sorted(self.rivals(key, link)))
+
+
+def waiting_claims(
+    matcher: Matcher, books: Books, lines: Iterable[tuple[str, ImportedLine]] | None = None
+) -> Claims:
+    """The claims of the statement lines (by default, the books') that may wait for a
+    link (may_wait)."""
+    claims = Claims()
+    for batch_id, line in books.unmatched_lines if lines is None else lines:
+        if not may_wait(line) or line.booking_date is None:
+            continue
+        key = (batch_id, line.line)
+        allowed = partial(books.allows, *key) if key in books.rejected else None
+        booked = date.fromisoformat(line.booking_date)
+        claims.add(key, _line_candidates(matcher, line, booked, allowed))
+    return claims
+
+
+class Undecided:
+    """Whether a waiting statement line's own receipt is still undecided (_undecided: wholly
+    in suspense for want of a payer's reference), each receipt read once. A line of the
+    file being imported (not among `lines`) is undecided; so is a payout debit kept
+    unmatched (it has no receipt for anyone to decide)."""
+
+    def __init__(self, ledger: IncomeLedger, lines: Iterable[tuple[str, ImportedLine]]) -> None:
+        self.ledger = ledger
+        self.lines = {(batch_id, line.line): line for batch_id, line in lines}
+        self.receipts: dict[str, Payment] = {}
+
+    def receipt(self, payment_id: str) -> Payment:
+        if payment_id not in self.receipts:
+            self.receipts[payment_id] = self.ledger.repository.get(UUID(payment_id))
+        return self.receipts[payment_id]
+
+    def __call__(self, key: LineKey) -> bool:
+        line = self.lines.get(key)
+        if line is None or line.is_open_debit:
+            return True
+        assert line.payment_id is not None
+        return _undecided(self.receipt(line.payment_id), line)
 
 
 @dataclass(frozen=True)
@@ -432,9 +530,9 @@ class Matcher:
     def candidates_payout(
         self, booked: date, amount_pence: int, allowed: Allowed = None
     ) -> list[StatementLink]:
-        """A card provider's payout only (a negative amount: money it took back)."""
-        payout = self._card_payout(_window(booked), amount_pence, allowed)
-        return [] if payout is None else [payout]
+        """A card provider's payouts only (a negative amount: money it took back), the
+        nearest settlement day first: two or more wait for a person, as for rules 1-3."""
+        return self._card_payouts(_window(booked), amount_pence, allowed)
 
     def split_payouts(
         self,
@@ -451,9 +549,11 @@ class Matcher:
         links: list[tuple[SplitCandidate, StatementLink]] = []
         for (_, booked), members in groups.items():
             total = sum(member.amount_pence for member in members)
-            whole = self._card_payout(_window(booked), total) if len(members) > 1 else None
-            if whole is None or not usable(members, whole):
+            # Two settlement days' payouts of the total: a guess no run makes.
+            wholes = self._card_payouts(_window(booked), total) if len(members) > 1 else []
+            if len(wholes) != 1 or not usable(members, wholes[0]):
                 continue
+            whole = wholes[0]
             self.take(whole)
             first, *rest = members
             listed = ", ".join(str(member.line) for member in members)
@@ -480,6 +580,32 @@ class Matcher:
             if found:
                 return found
         return self.candidates_payout(booked, amount_pence, allowed)
+
+    def every_candidate(
+        self, booked: date, amount_pence: int, *, debit: bool = False
+    ) -> list[StatementLink]:
+        """Everything a line may pay in by any rule, for a person to choose from (choose_link):
+        the candidates of rules 1 to 4 alike, not only those of the first rule that has any,
+        which decides for a run. A candidate paying in the very receipts of an earlier one
+        (an import's total that is also its channel's day) is listed once. A payout
+        debit's candidates are payouts only (candidates_payout, its amount as given there)."""
+        if debit:
+            return self.candidates_payout(booked, amount_pence)
+        days = _window(booked)
+        found = [
+            *self._one_receipt(days, amount_pence),
+            *self._one_batch(days, amount_pence),
+            *self._channel_day(days, amount_pence),
+            *self._card_payouts(days, amount_pence),
+        ]
+        listed: set[frozenset[tuple[str, str | None]]] = set()
+        unique = []
+        for link in found:
+            paid_in = frozenset((pid, link.settled_day) for pid in link.matched_payment_ids)
+            if paid_in not in listed:
+                listed.add(paid_in)
+                unique.append(link)
+        return unique
 
     def _one_receipt(self, days: list[date], amount_pence: int) -> list[StatementLink]:
         found = []
@@ -522,21 +648,24 @@ class Matcher:
                     found.append(_link("channel_day_total", receipts, what))
         return found
 
-    def _card_payout(
+    def _card_payouts(
         self, days: list[date], amount_pence: int, allowed: Allowed = None
-    ) -> StatementLink | None:
-        for day in days:  # the nearest day first
-            for (channel, settles_on), held in sorted(self.payouts.items()):
-                if settles_on == day and held and sum(held.values()) == amount_pence:
-                    link = StatementLink(
-                        CARD_PAYOUT,
-                        tuple(sorted(held)),
-                        f"the {channel} payout of {day}",
-                        settled_day=day.isoformat(),
-                    )
-                    if allowed is None or allowed(link):
-                        return link
-        return None
+    ) -> list[StatementLink]:
+        window = set(days)
+        found = []
+        for (channel, settles_on), held in sorted(
+            self.payouts.items(), key=lambda item: (-item[0][1].toordinal(), item[0][0])
+        ):  # the nearest day first
+            if settles_on in window and held and sum(held.values()) == amount_pence:
+                link = StatementLink(
+                    CARD_PAYOUT,
+                    tuple(sorted(held)),
+                    f"the {channel} payout of {settles_on}",
+                    settled_day=settles_on.isoformat(),
+                )
+                if allowed is None or allowed(link):
+                    found.append(link)
+        return found
 
     def take(self, link: StatementLink) -> None:
         settled_day = link.settled_day
@@ -878,6 +1007,9 @@ def _link_once(
         if not _open_lines_from(ledger, after, since):
             return []
     books = read_books(ledger, after)
+    # Every line waiting, before the run's own are picked: a line of a day before `since`,
+    # or of another statement than a person's, may pay in the same receipt (Claims).
+    every_line = list(books.unmatched_lines)
     if since is not None:
         books.unmatched_lines = [
             (batch_id, line)
@@ -889,7 +1021,8 @@ def _link_once(
     if not books.unmatched_lines:
         return []
     matcher = Matcher(books)
-    run = _LinkRun(ledger, ctx, books)
+    claims = waiting_claims(matcher, books, every_line)
+    run = _LinkRun(ledger, ctx, books, every_line)
     if wanted is not None and not run.untouched([wanted]):
         raise LineNotAwaitingLink(
             f"line {wanted[1]} of import {wanted[0]} does not wait for a link: its receipt "
@@ -900,25 +1033,28 @@ def _link_once(
     for batch_id, line in books.unmatched_lines:  # the oldest first
         assert line.booking_date is not None
         booked = date.fromisoformat(line.booking_date)
-        # A pairing a person undid is theirs to make again, never a run's (README).
-        allowed = partial(books.allows, batch_id, line.line) if books.rejected else None
-        found = _line_candidates(matcher, line, booked, allowed)
-        held = (batch_id, line.line) in books.rejected and _held_for_a_person(matcher, line, booked)
-        link = found[0] if len(found) == 1 and not held else None
+        key = (batch_id, line.line)
         if choice is not None:  # the wanted line alone (_one_line)
-            link = choice.pick(batch_id, line.line, found)
-        elif len(found) > 1 and (batch_id, line.line) == wanted:
-            raise LineNeedsAChoice(
-                f"line {line.line} of import {batch_id} may pay in more than one record, so "
-                f"a person chooses which (reconcile choose): {_listed(found)}"
+            link: StatementLink | None = choice.pick(
+                batch_id, line.line, _every_candidate(matcher, line, booked)
             )
+            found = [link]
+        else:
+            found, link = _run_link(matcher, books, claims, run.undecided, key, line, booked)
+            if link is None and found and key == wanted:
+                raise LineNeedsAChoice(
+                    f"line {line.line} of import {batch_id} may pay in more than one record, "
+                    "or what it may pay in another statement line may pay in too, so a "
+                    "person chooses (reconcile choose): "
+                    f"{_listed(_every_candidate(matcher, line, booked))}"
+                )
         if link is None:
             if not found and (
                 line.is_new_receipt and names_payout(line.reference, ledger.payout_narratives)
             ):
                 group = (batch_id, line.reference)
                 alone.append(SplitCandidate(group, line.line, booked, line.amount_pence))
-        elif run.untouched([(batch_id, line.line)]):
+        elif run.untouched([key]):
             matcher.take(link)
             run.link(batch_id, line.line, link, None if choice is None else choice.reason)
     for part, link in matcher.split_payouts(alone, usable=run.usable_parts):
@@ -934,17 +1070,61 @@ def _line_candidates(
     return matcher.candidates(booked, line.amount_pence, allowed)
 
 
-def _held_for_a_person(matcher: Matcher, line: ImportedLine, booked: date) -> bool:
-    """Whether the line has two or more candidates, pairings a person undid included: an
-    undo does not make it unambiguous (the other candidate by elimination would still be a
-    guess, the person may have meant neither), so no run links it and a person chooses."""
-    return len(_line_candidates(matcher, line, booked)) > 1
+def _every_candidate(matcher: Matcher, line: ImportedLine, booked: date) -> list[StatementLink]:
+    """What a person may choose for the line (Matcher.every_candidate), pairings a person
+    undid before included."""
+    if line.is_open_debit:
+        return matcher.every_candidate(booked, -line.amount_pence, debit=True)
+    return matcher.every_candidate(booked, line.amount_pence)
+
+
+def _run_link(
+    matcher: Matcher,
+    books: Books,
+    claims: Claims,
+    rival_waits: Callable[[LineKey], bool],
+    key: LineKey,
+    line: ImportedLine,
+    booked: date,
+) -> tuple[list[StatementLink], StatementLink | None]:
+    """What a run finds for a waiting line (the first rule with any candidate; no pairing a
+    person undid) and the link it makes, if any: None when it found nothing, or when the
+    line waits for a person (_waits_for_a_person)."""
+    allowed = partial(books.allows, *key) if key in books.rejected else None
+    found = _line_candidates(matcher, line, booked, allowed)
+    if _waits_for_a_person(matcher, books, claims, rival_waits, key, line, booked, found):
+        return found or _every_candidate(matcher, line, booked), None
+    return found, found[0] if found else None
+
+
+def _waits_for_a_person(
+    matcher: Matcher,
+    books: Books,
+    claims: Claims,
+    rival_waits: Callable[[LineKey], bool],
+    key: LineKey,
+    line: ImportedLine,
+    booked: date,
+    found: list[StatementLink],
+) -> bool:
+    """Whether no run links the line, as any link would be a guess: the rule deciding for a
+    run found two or more candidates; or its one candidate another waiting line may pay in
+    too (Claims); or a person undid a pairing of the line and it still has two or more
+    candidates by any rule, that pairing included (an undo does not make it unambiguous:
+    the other by elimination would still be a guess, the person may have meant neither)."""
+    if len(found) > 1:
+        return True
+    if key in books.rejected and len(_every_candidate(matcher, line, booked)) > 1:
+        return True
+    return len(found) == 1 and claims.contested(key, found[0], rival_waits)
 
 
 def _listed(found: list[StatementLink], most: int = 10) -> str:
     """The candidates in words, each with a receipt id a person may name to choose it."""
     said = [
-        f"{link.matched} ({_receipts_named(link.matched_payment_ids)})" for link in found[:most]
+        f"{link.matched} "
+        f"({_receipts_named(_naming_receipt(link, found), link.matched_payment_ids)})"
+        for link in found[:most]
     ]
     more = f"; and {len(found) - most} more" if len(found) > most else ""
     return "; ".join(said) + more if said else "nothing"
@@ -959,9 +1139,15 @@ class Choice:
     reason: str
 
     def pick(self, batch_id: str, line: int, found: list[StatementLink]) -> StatementLink:
-        for link in found:
-            if self.payment_id in link.matched_payment_ids:
-                return link
+        named = [link for link in found if self.payment_id in link.matched_payment_ids]
+        if len(named) == 1:
+            return named[0]
+        if named:  # a card payment paid in by two days' payouts, say: name another
+            raise NotACandidate(
+                f"receipt {self.payment_id} is in more than one of what line {line} of "
+                f"import {batch_id} may pay in; name the receipt given for the one you "
+                f"choose: {_listed(found)}. Nothing was linked"
+            )
         raise NotACandidate(
             f"receipt {self.payment_id} is not among what line {line} of import {batch_id} "
             f"may pay in now; it may pay in: {_listed(found)}. Nothing was linked"
@@ -1002,10 +1188,17 @@ class _LinkRun:
     """What one linking run changes, saved together: the statements' batches, the lines'
     receipts (reversed) and the receipts the lines paid in (noted, settled)."""
 
-    def __init__(self, ledger: IncomeLedger, ctx: CommandContext, books: Books) -> None:
+    def __init__(
+        self,
+        ledger: IncomeLedger,
+        ctx: CommandContext,
+        books: Books,
+        every_line: list[tuple[str, ImportedLine]],
+    ) -> None:
         self.ledger, self.ctx, self.books = ledger, ctx, books
-        self.lines = {(batch_id, line.line): line for batch_id, line in books.unmatched_lines}
-        self.receipts: dict[str, Payment] = {}
+        self.undecided = Undecided(ledger, every_line)
+        self.lines = self.undecided.lines
+        self.receipts = self.undecided.receipts
         self.batches: dict[str, ImportBatch] = {}
         self.found: list[LateLink] = []
 
@@ -1013,18 +1206,7 @@ class _LinkRun:
         """Whether each line's receipt is still wholly in suspense (nobody decided it) for
         want of a payer's reference: a reference that is a payer's account (PAYERS_REFERENCE)
         says a payer sent it, whatever other receipt its amount matches."""
-        for key in keys:
-            line = self.lines[key]
-            if line.is_open_debit:  # no receipt: nobody decided anything of it
-                continue
-            assert line.payment_id is not None
-            receipt = self.receipts.get(line.payment_id) or self.ledger.repository.get(
-                UUID(line.payment_id)
-            )
-            self.receipts[line.payment_id] = receipt
-            if not _undecided(receipt, line):
-                return False
-        return True
+        return all(self.undecided(key) for key in keys)
 
     def usable_parts(self, parts: list[SplitCandidate], whole: StatementLink) -> bool:
         """Whether a split payout's lines are untouched and its pairing was not undone."""
@@ -1302,40 +1484,63 @@ def _choices(
     ledger: IncomeLedger, books: Books, batch_id: str | None = None
 ) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """The statement lines (of one batch, or all) that wait for a person to choose what
-    they pay in, by (batch id, line): their candidates, by the rules a run follows
-    (Matcher.candidates) but with the pairings a person undid (what choose_link accepts,
-    and what holds a line from a run: _held_for_a_person), when there are two or more and
-    the line's receipt is still
-    undecided (a line an officer allocated, or a payer's own, is decided already)."""
+    they pay in (_waits_for_a_person, as a run decides it), by (batch id, line): all their
+    candidates by any rule (what choose_link accepts: pairings a person undid included),
+    when the line's receipt is still undecided (a line an officer allocated, or a
+    payer's own, is decided already)."""
     matcher = Matcher(books)
+    claims = waiting_claims(matcher, books)
+    undecided = Undecided(ledger, books.unmatched_lines)
     found: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for line_batch, line in books.unmatched_lines:
         if (batch_id is not None and line_batch != batch_id) or line.booking_date is None:
             continue
         booked = date.fromisoformat(line.booking_date)
-        # What a person may choose (choose_link): pairings they undid before included.
-        links = _line_candidates(matcher, line, booked)
-        if len(links) < 2 or line.payment_id is None:
-            continue
-        if _undecided(ledger.repository.get(UUID(line.payment_id)), line):
-            found[(line_batch, line.line)] = [_candidate_view(books, link) for link in links]
+        key = (line_batch, line.line)
+        allowed = partial(books.allows, *key) if key in books.rejected else None
+        run_finds = _line_candidates(matcher, line, booked, allowed)
+        if (
+            _waits_for_a_person(matcher, books, claims, undecided, key, line, booked, run_finds)
+            and (line.payment_id is not None or line.is_open_debit)
+            and undecided(key)
+        ):
+            found[key] = _candidate_views(books, _every_candidate(matcher, line, booked))
     return found
 
 
-def _candidate_view(books: Books, link: StatementLink) -> dict[str, Any]:
-    """One thing a line may pay in, for a person to choose: any of its `payment_ids`
-    names it (choose_link)."""
-    receipts = [
-        books.receipts.get(pid) or books.clearing_receipts[pid] for pid in link.matched_payment_ids
-    ]
-    return {
-        "rule": link.rule,
-        "matched": link.matched,
-        "payment_ids": list(link.matched_payment_ids),
-        "matched_batch_id": link.matched_batch_id,
-        "channels": sorted({receipt.channel for receipt in receipts}),
-        "days": sorted({receipt.received_on.isoformat() for receipt in receipts}),
+def _candidate_views(books: Books, links: list[StatementLink]) -> list[dict[str, Any]]:
+    """The things a line may pay in, for a person to choose: each named by `payment_id`,
+    the first of its receipts that no other candidate pays in (choose_link)."""
+    views = []
+    for link in links:
+        receipts = [
+            books.receipts.get(pid) or books.clearing_receipts[pid]
+            for pid in link.matched_payment_ids
+        ]
+        views.append(
+            {
+                "rule": link.rule,
+                "matched": link.matched,
+                "payment_id": _naming_receipt(link, links),
+                "payment_ids": list(link.matched_payment_ids),
+                "matched_batch_id": link.matched_batch_id,
+                "settled_day": link.settled_day,
+                "channels": sorted({receipt.channel for receipt in receipts}),
+                "days": sorted({receipt.received_on.isoformat() for receipt in receipts}),
+            }
+        )
+    return views
+
+
+def _naming_receipt(link: StatementLink, candidates: list[StatementLink]) -> str | None:
+    """The first receipt of the link that no other of the line's candidates pays in: the one
+    a person names to choose it (None: every receipt of it is in another, as two card
+    payouts' receipts may be; rules 1-3's candidates add up positive receipts to one
+    amount, so one is never wholly in another)."""
+    elsewhere = {
+        pid for other in candidates if other is not link for pid in other.matched_payment_ids
     }
+    return next((pid for pid in link.matched_payment_ids if pid not in elsewhere), None)
 
 
 def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dict[str, Any]]]:
@@ -1484,15 +1689,18 @@ def candidates_text(candidates: list[dict[str, Any]]) -> str:
     in, its channels and days, and the receipt id to name to choose it."""
     return "; ".join(
         f"{c['matched']} ({', '.join(c['channels'])}; {', '.join(c['days'])}; "
-        f"{_receipts_named(c['payment_ids'])})"
+        f"{_receipts_named(c.get('payment_id'), c['payment_ids'])})"
         for c in candidates
     )
 
 
-def _receipts_named(payment_ids: Sequence[str]) -> str:
-    """The receipt id a person names to choose a candidate, and how many more it pays in."""
+def _receipts_named(naming: str | None, payment_ids: Sequence[str]) -> str:
+    """The receipt id a person names to choose a candidate (_naming_receipt), and how many
+    more it pays in."""
     more = f" and {len(payment_ids) - 1} more" if len(payment_ids) > 1 else ""
-    return f"receipt {payment_ids[0]}{more}"
+    if naming is None:
+        return f"receipts {', '.join(payment_ids)}, none of them its own to name"
+    return f"receipt {naming}{more}"
 
 
 def _cell(value: Any) -> str:

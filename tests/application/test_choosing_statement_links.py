@@ -24,6 +24,7 @@ from application.reconciliation import (
     unlink_line,
 )
 from domain.errors import LineNeedsAChoice, NotACandidate, ReasonRequired
+from tests.application.test_card_payouts import pay, send
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_late_statement_links import OFFICER, counted_pence
 from tests.application.test_statement_imports import TODAY, YESTERDAY, camt, entry, govuk_pay
@@ -72,8 +73,10 @@ def test_a_line_two_receipts_of_its_amount_may_pay_in_waits_for_a_person(ledger)
         {
             "rule": "one_receipt",
             "matched": f"card receipt of {day}",
+            "payment_id": payment_id,
             "payment_ids": [payment_id],
             "matched_batch_id": None,
+            "settled_day": None,
             "channels": ["card"],
             "days": [day.isoformat()],
         }
@@ -246,11 +249,11 @@ def test_a_choice_of_an_import_reversed_meanwhile_links_nothing(ledger, monkeypa
     assert counted_pence(ledger) == 700 + 700  # the other import and the line, once each
 
 
-def test_a_choice_of_a_receipt_a_run_links_meanwhile_links_nothing(ledger, monkeypatch):
+def test_a_choice_of_a_receipt_chosen_meanwhile_for_another_line_links_nothing(ledger, monkeypatch):
     """Line 1 (booked yesterday) may pay in either 9.00 receipt; line 2 (booked today) only
-    the nearer. A person chooses the nearer for line 1 while a run links it to line 2
-    between the choice's reading of the books and its saving: the choice is refused, the
-    receipt is paid in once."""
+    the nearer, which line 1 may pay in too, so both wait. A person chooses the nearer for
+    line 1 while another chooses it for line 2 between the first choice's reading of the
+    books and its saving: the first choice is refused, the receipt is paid in once."""
     from application import reconciliation
 
     content = camt(
@@ -260,20 +263,122 @@ def test_a_choice_of_a_receipt_a_run_links_meanwhile_links_nothing(ledger, monke
     batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
     nearer = govuk_pay(ledger, 900, YESTERDAY, "till-b", "card")
     govuk_pay(ledger, 900, TODAY - timedelta(days=6), "till-a", "card")
+    assert link_counted_twice(ledger, OFFICER) == []
     real_read = reconciliation.read_books
-    other_run: list = []
+    other_choice: list = []
 
-    def read_then_let_a_run_save(ledger_, after=0):
+    def read_then_let_another_choose(ledger_, after=0):
         books = real_read(ledger_, after)
         monkeypatch.setattr(reconciliation, "read_books", real_read)
-        other_run.extend(link_counted_twice(ledger_, OFFICER))
+        other_choice.extend(choose_link(ledger_, OFFICER, batch_id, 2, nearer, WHY))
         return books
 
-    monkeypatch.setattr(reconciliation, "read_books", read_then_let_a_run_save)
+    monkeypatch.setattr(reconciliation, "read_books", read_then_let_another_choose)
     with pytest.raises(NotACandidate):
         choose_link(ledger, OFFICER, batch_id, 1, nearer, WHY)
-    (late,) = other_run
+    (late,) = other_choice
     assert (late.line, late.link.matched_payment_ids) == (2, (nearer,))
     lines = get_import(ledger, batch_id)["lines"]
     assert [line["late_link"] is None for line in lines] == [True, False]
     assert counted_pence(ledger) == 900 + 900 + 900  # line 1 and both receipts, once each
+
+
+def two_days_payouts(ledger) -> tuple[str, str]:
+    """GOV.UK Pay payments of 100.00 (fee 0.20) settled yesterday and three days ago: two
+    settlement days whose payouts are both 99.80. Their payment ids, the nearer first."""
+    for name, day in (("pay-near", YESTERDAY), ("pay-old", EARLIER)):
+        send(
+            ledger,
+            pay(
+                "card_payment_captured",
+                name,
+                fee=20,
+                settlement_summary={"captured_date": day.isoformat()},
+            ),
+        )
+    found = exceptions(ledger)["unsettled_card_payments"]
+    by_day = {row["date"]: row["payment_id"] for row in found}
+    return by_day[YESTERDAY.isoformat()], by_day[EARLIER.isoformat()]
+
+
+def test_a_payout_of_two_settlement_days_waits_for_a_person(ledger):
+    """Rule 4 as rules 1-3: a line of 99.80 may be either day's payout, so nothing links
+    it (not the nearer day by a guess); a person chooses, and an undone choice is not made
+    again by a run."""
+    nearer, older = two_days_payouts(ledger)
+    content = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["outcome"] == "recorded"
+    assert [(c["rule"], c["settled_day"], c["payment_id"]) for c in line["candidates"]] == [
+        ("card_payout", YESTERDAY.isoformat(), nearer),
+        ("card_payout", EARLIER.isoformat(), older),
+    ]
+    assert line_row(ledger)["candidates"] == line["candidates"]
+    assert link_counted_twice(ledger, OFFICER) == []
+    assert link_after_recording(ledger, EARLIER) == []
+    with pytest.raises(LineNeedsAChoice, match="reconcile choose"):
+        link_counted_twice(ledger, OFFICER, (batch_id, 1))
+    assert len(exceptions(ledger)["unsettled_card_payments"]) == 2
+
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, older, WHY)
+    assert (late.link.rule, late.link.settled_day) == ("card_payout", EARLIER.isoformat())
+    (left,) = exceptions(ledger)["unsettled_card_payments"]
+    assert left["payment_id"] == nearer
+    unlink_line(ledger, batch_id, 1, OFFICER, "it was yesterday's")
+    assert link_counted_twice(ledger, OFFICER) == []  # not again, not the other by elimination
+    assert [c["payment_id"] for c in line_row(ledger)["candidates"]] == [nearer, older]
+    (again,) = choose_link(ledger, OFFICER, batch_id, 1, nearer, "the bank's advice")
+    assert again.link.settled_day == YESTERDAY.isoformat()
+
+
+def test_two_lines_of_one_amount_wait_for_the_one_receipt_then_a_person_links_one(ledger):
+    """Two credit lines of 9.00 recorded before their money, then one receipt of 9.00: a run
+    links neither (whichever it took would be a guess), nor does a person's "link again";
+    both show the receipt; once a person links it to one, the other no longer offers it."""
+    content = camt(
+        entry("9.00", ref="B1", text="CARD TAKINGS"), entry("9.00", ref="B2", text="BANKING")
+    )
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    receipt = govuk_pay(ledger, 900, YESTERDAY, "till-a", "card")
+    assert link_after_recording(ledger, YESTERDAY) == []
+    assert link_counted_twice(ledger, OFFICER) == []
+    with pytest.raises(LineNeedsAChoice, match="another statement line"):
+        link_counted_twice(ledger, OFFICER, (batch_id, 2))
+    lines = get_import(ledger, batch_id)["lines"]
+    assert [[c["payment_id"] for c in line["candidates"]] for line in lines] == [
+        [receipt],
+        [receipt],
+    ]
+    rows = exceptions(ledger)["unmatched_statement_lines"]
+    assert [[c["payment_id"] for c in row["candidates"]] for row in rows] == [[receipt]] * 2
+    (late,) = choose_link(ledger, OFFICER, batch_id, 2, receipt, WHY)
+    assert late.line == 2
+    assert line_row(ledger)["candidates"] == []
+    with pytest.raises(NotACandidate):
+        choose_link(ledger, OFFICER, batch_id, 1, receipt, WHY)
+    assert link_counted_twice(ledger, OFFICER, (batch_id, 1)) == []
+    assert counted_pence(ledger) == 900 + 900
+
+
+def test_a_line_waiting_for_a_person_offers_every_rules_candidates(ledger):
+    """Two receipts of the line's amount (rule 1) and a channel's day adding up to it (rule
+    3): a person sees all three and may choose the day."""
+    singles = [
+        govuk_pay(ledger, 1_150, day, f"one-{day}", "cheque") for day in (YESTERDAY, EARLIER)
+    ]
+    day = [govuk_pay(ledger, pence, EARLIER, f"c-{pence}", "card") for pence in (500, 650)]
+    content = camt(entry("11.50", ref="B1", text="COUNTER BANKING"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert [(c["rule"], c["payment_ids"]) for c in line["candidates"]] == [
+        ("one_receipt", [singles[0]]),
+        ("one_receipt", [singles[1]]),
+        ("channel_day_total", sorted(day)),
+    ]
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, day[1], WHY)
+    assert late.link.rule == "channel_day_total"
+    assert late.link.matched_payment_ids == tuple(sorted(day))
+    assert sorted(r["payment_id"] for r in exceptions(ledger)["unmatched_receipts"]) == sorted(
+        singles
+    )

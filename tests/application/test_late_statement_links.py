@@ -18,12 +18,13 @@ from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
 from application.reconciliation import (
     card_money_day,
+    choose_link,
     exceptions,
     link_after_recording,
     link_counted_twice,
     read_books,
 )
-from domain.errors import LedgerError
+from domain.errors import LedgerError, NotACandidate
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import build_ledger, init_database
 from income_ledger.settings import Settings
@@ -250,6 +251,9 @@ def _paid_in_then_unpaid(ledger) -> str:
     # nothing to reverse)
     content = camt(entry("25.00", ref="W1"), entry("1.00", ref="W2", text="NOBODY"))
     wrong = import_file(ledger, content, OFFICER, file_name="wrong.xml")
+    if get_import(ledger, wrong.batch_id)["lines"][0]["outcome"] != "reconciled":
+        # Another statement's line waiting may pay the receipt in too: a person chose.
+        choose_link(ledger, OFFICER, wrong.batch_id, 1, paid, "the remittance names it")
     reverse_import(ledger, wrong.batch_id, SUPERVISOR, "another account's statement")
     return paid
 
@@ -410,10 +414,11 @@ def test_only_a_line_in_suspense_or_a_kept_debit_makes_a_run_read_the_books(ledg
     assert not _open_lines_from(ledger, 0, TODAY + timedelta(days=1))  # booked before
 
 
-def test_two_runs_at_once_link_one_card_payout_to_one_line_only(ledger, monkeypatch):
-    """Two lines of the same payout amount (yesterday's and today's) and two runs that read
-    the books before either saves: the run that saves second finds the payout settled,
-    is refused, and run again leaves its line unmatched."""
+def test_two_people_at_once_link_one_card_payout_to_one_line_only(ledger, monkeypatch):
+    """Two lines of the same payout amount (yesterday's and today's) wait for a person: the
+    one payout is a candidate of both, so no run guesses which. Two people choose it, one
+    for each line, and both read the books before either saves: the one who saves second
+    finds the payout settled, is refused, and nothing is linked for them."""
     payout = "99.80"  # GOV.UK Pay's 100.00 less its 0.20 fee
     first = import_file(
         ledger,
@@ -428,25 +433,30 @@ def test_two_runs_at_once_link_one_card_payout_to_one_line_only(ledger, monkeypa
         file_name="s2.xml",
     ).batch_id
     send(ledger, pay("card_payment_captured", "pay-race", fee=20))
+    assert link_counted_twice(ledger, OFFICER) == []
+    (waiting,) = get_import(ledger, second)["lines"]
+    ((paid,),) = [c["payment_ids"] for c in waiting["candidates"]]
     real_read = read_books
-    other_run: list = []
+    other_choice: list = []
 
-    def read_then_let_the_other_run_save(ledger_, after=0):
+    def read_then_let_the_other_choose(ledger_, after=0):
         books = real_read(ledger_, after)
-        if not other_run:
+        if not other_choice:
             monkeypatch.setattr("application.reconciliation.read_books", real_read)
-            other_run.extend(link_counted_twice(ledger_, OFFICER))
+            other_choice.extend(choose_link(ledger_, OFFICER, first, 1, paid, "the slip"))
         return books
 
-    monkeypatch.setattr("application.reconciliation.read_books", read_then_let_the_other_run_save)
-    assert link_counted_twice(ledger, OFFICER, since=TODAY) == []
-    (late,) = other_run
+    monkeypatch.setattr("application.reconciliation.read_books", read_then_let_the_other_choose)
+    with pytest.raises(NotACandidate):
+        choose_link(ledger, OFFICER, second, 1, paid, "the bank's advice")
+    (late,) = other_choice
     assert (late.batch_id, late.link.rule) == (str(first), "card_payout")
     late_links = [line["late_link"] for line in get_import(ledger, second)["lines"]]
     assert late_links == [None]
     assert counted_pence(ledger) == 10_000 + 9_980  # the payment and the second line, once
     unmatched = exceptions(ledger)["unmatched_statement_lines"]
     assert [(row["batch_id"], row["line"]) for row in unmatched] == [(str(second), 1)]
+    assert unmatched[0]["candidates"] == []
 
 
 @pytest.mark.parametrize(

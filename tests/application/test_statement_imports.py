@@ -351,10 +351,25 @@ def test_matching_takes_the_one_receipt_once_and_skips_reversed_or_old_receipts(
     )
     outcome = import_file(ledger, statement, importer, file_name="s.xml")
     lines = get_import(ledger, outcome.batch_id)["lines"]
-    assert [line["outcome"] for line in lines] == ["reconciled", "recorded", "recorded", "recorded"]
-    assert lines[0]["matched_payment_ids"] == [nearer]
-    assert outcome.batch["receipts_pence"] == 900 + 800 + 700
-    assert all(line["candidates"] == [] for line in lines)
+    # Two lines of 9.00 and one receipt of it: which line pays it in would be a guess, so
+    # neither takes it; both wait for a person, the receipt their one candidate.
+    assert [line["outcome"] for line in lines] == ["recorded"] * 4
+    assert [[c["payment_ids"] for c in line["candidates"]] for line in lines] == [
+        [[nearer]],
+        [[nearer]],
+        [],
+        [],
+    ]
+    assert outcome.batch["receipts_pence"] == 900 + 900 + 800 + 700
+    (line,) = get_import(
+        ledger,
+        import_file(ledger, camt(entry("9.00", ref="B6")), importer, file_name="t.xml").batch_id,
+    )["lines"]
+    # A third line of 9.00 waits too: the two lines before still may pay the receipt in.
+    assert (line["outcome"], [c["payment_ids"] for c in line["candidates"]]) == (
+        "recorded",
+        [[nearer]],
+    )
 
 
 def test_a_linked_receipt_is_noted_as_paid_in(ledger, importer):
