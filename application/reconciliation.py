@@ -1044,8 +1044,8 @@ def _link_once(
             if link is None and found and key == wanted:
                 raise LineNeedsAChoice(
                     f"line {line.line} of import {batch_id} may pay in more than one record, "
-                    "or what it may pay in another statement line may pay in too, so a "
-                    "person chooses (reconcile choose): "
+                    "or another statement line may pay in the same, so a person chooses "
+                    "which (reconcile choose): "
                     f"{_listed(_every_candidate(matcher, line, booked))}"
                 )
         if link is None:

@@ -141,13 +141,28 @@ def _options(form: dict[str, str], content: bytes) -> dict[str, object]:
     return options
 
 
-@router.get("/{batch_id}")
+@router.get("/{batch_text}")
 def one_import(
-    request: Request, batch_id: UUID, done: str | None = None, line: int | None = None
+    request: Request, batch_text: str, done: str | None = None, line: int | None = None
 ) -> Response:
     user = user_allowed(request, READERS, "see imported files")
     user.access.require_whole_ledger("an import")
-    return _import_page(request, batch_id, done=done, done_line=line)
+    return _import_page(request, _batch_id(batch_text), done=done, done_line=line)
+
+
+def _batch_id(text: str) -> UUID:
+    """The import an address names. A hand-typed address that names none (not an id) is
+    refused as an unknown import is, with the page's own 404 saying what to do, not
+    FastAPI's JSON about the path."""
+    try:
+        return UUID(text)
+    except ValueError:
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        raise errors.ImportBatchNotFound(
+            f"there is no import {shown!r}: an import's address ends with its id, like "
+            f"{PREFIX}/imports/9ff8e10d-9559-5d86-886a-5b928e4878e7. Find it in the list of "
+            "imports"
+        ) from None
 
 
 def _import_page(request: Request, batch_id: UUID, status: int = 200, **context: Any) -> Response:
@@ -175,14 +190,15 @@ def _no_such_line(request: Request, batch_id: UUID, text: str) -> Response:
     return _import_page(request, batch_id, 422, errors={"summary": message})
 
 
-@router.post("/{batch_id}/lines/{line_text}/unlink")
-async def unlink(request: Request, batch_id: UUID, line_text: str) -> Response:
+@router.post("/{batch_text}/lines/{line_text}/unlink")
+async def unlink(request: Request, batch_text: str, line_text: str) -> Response:
     """Undo a statement line's late link, as POST /reconciliation/unlinks: the line's own
     receipt is counted again (in suspense), and it waits on the exceptions report again.
     A refusal (no reason, undone already, someone else at the same moment, no such line)
     is shown on the page, with nothing stored; the same form sent twice undoes once."""
     user, form = await posted_form(request, STAFF, "undo a statement line's link")
     user.access.require_whole_ledger("undoing a statement line's link")
+    batch_id = _batch_id(batch_text)
     line = await run_in_threadpool(_line_number, request, batch_id, line_text)
     if line is None:
         return await run_in_threadpool(_no_such_line, request, batch_id, line_text)
@@ -201,12 +217,13 @@ async def unlink(request: Request, batch_id: UUID, line_text: str) -> Response:
     return await _line_form(request, user, batch_id, line, form, command, "unlinked", field)
 
 
-@router.post("/{batch_id}/lines/{line_text}/link")
-async def link_again(request: Request, batch_id: UUID, line_text: str) -> Response:
+@router.post("/{batch_text}/lines/{line_text}/link")
+async def link_again(request: Request, batch_text: str, line_text: str) -> Response:
     """A person links a line whose link was undone, by the same rules as `reconcile link
     --batch ID --line N` (a pairing undone before included)."""
     user, form = await posted_form(request, STAFF, "link a statement line")
     user.access.require_whole_ledger("linking statement lines")
+    batch_id = _batch_id(batch_text)
     line = await run_in_threadpool(_line_number, request, batch_id, line_text)
     if line is None:
         return await run_in_threadpool(_no_such_line, request, batch_id, line_text)
@@ -218,12 +235,13 @@ async def link_again(request: Request, batch_id: UUID, line_text: str) -> Respon
     return await _line_form(request, user, batch_id, line, form, command, "linked")
 
 
-@router.post("/{batch_id}/lines/{line_text}/choose")
-async def choose(request: Request, batch_id: UUID, line_text: str) -> Response:
+@router.post("/{batch_text}/lines/{line_text}/choose")
+async def choose(request: Request, batch_text: str, line_text: str) -> Response:
     """A person links a line that may pay in more than one record to the one they choose,
     saying why, as POST /reconciliation/choices (`reconcile choose`)."""
     user, form = await posted_form(request, STAFF, "choose what a statement line pays in")
     user.access.require_whole_ledger("linking statement lines")
+    batch_id = _batch_id(batch_text)
     line = await run_in_threadpool(_line_number, request, batch_id, line_text)
     if line is None:
         return await run_in_threadpool(_no_such_line, request, batch_id, line_text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from tests.api.conftest import auth
 from tests.application.test_imports import allpay_file, allpay_line
@@ -229,3 +230,64 @@ def test_a_line_two_receipts_may_pay_in_is_chosen_by_a_person_over_http(client) 
         client.post("/reconciliation/unlinks", json=undo, headers=auth("officer")).status_code
         == 200
     )
+
+
+def test_two_lines_of_one_receipts_amount_wait_and_a_person_links_one_over_http(client) -> None:
+    """Two credit lines of 9.00 and one receipt of 9.00: neither line is linked (which one
+    pays it in would be a guess), "link again" is refused, both offer the receipt; once a
+    person chooses it for one, the other no longer offers it."""
+    batch = _upload(
+        client,
+        "stmt.xml",
+        camt(entry("9.00", ref="B1", text="CARD TAKINGS"), entry("9.00", ref="B2", text="BAG")),
+    )["batch"]
+    card = client.post(
+        "/payments",
+        headers=auth("officer"),
+        json={"channel": "card", "amount_pence": 900, "reference": "JUNK"},
+    )
+    paid = card.json()["payment"]["payment_id"]
+    assert client.post("/reconciliation/links", headers=auth("officer")).json() == {"links": []}
+    lines = client.get(f"/imports/{batch['batch_id']}", headers=auth("auditor")).json()["lines"]
+    assert [[c["payment_id"] for c in line["candidates"]] for line in lines] == [[paid], [paid]]
+    needs = client.post(f"/reconciliation/links/{batch['batch_id']}/1", headers=auth("officer"))
+    assert needs.status_code == 409 and needs.json()["code"] == "line_needs_a_choice"
+    choice = {"batch_id": batch["batch_id"], "line": 1, "payment_id": paid, "reason": "slip"}
+    chosen = client.post("/reconciliation/choices", json=choice, headers=auth("officer"))
+    assert chosen.status_code == 200, chosen.text
+    report = client.get("/reconciliation/exceptions", headers=auth("officer")).json()
+    (row,) = report["unmatched_statement_lines"]
+    assert (row["line"], row["candidates"]) == (2, [])
+    taken = client.post(
+        "/reconciliation/choices", json=choice | {"line": 2}, headers=auth("officer")
+    )
+    assert taken.status_code == 409 and taken.json()["code"] == "not_a_candidate"
+
+
+def test_a_payout_two_settlement_days_make_is_chosen_by_a_person_over_http(
+    client, services
+) -> None:
+    from tests.application.test_card_payouts import pay, send
+    from tests.application.test_statement_imports import TODAY
+
+    days = [TODAY - timedelta(days=n) for n in (1, 3)]
+    for n, day in enumerate(days):
+        summary = {"captured_date": day.isoformat()}
+        send(
+            services.ledger,
+            pay("card_payment_captured", f"p{n}", fee=20, settlement_summary=summary),
+        )
+    batch = _upload(client, "stmt.xml", camt(entry("99.80", ref="P1", text="GOVUK PAY")))["batch"]
+    (line,) = client.get(f"/imports/{batch['batch_id']}", headers=auth("officer")).json()["lines"]
+    assert line["outcome"] == "recorded"
+    assert [(c["rule"], c["settled_day"]) for c in line["candidates"]] == [
+        ("card_payout", day.isoformat()) for day in days
+    ]
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    assert report["unmatched_statement_lines"][0]["candidates"] == line["candidates"]
+    older = line["candidates"][1]["payment_id"]
+    choice = {"batch_id": batch["batch_id"], "line": 1, "payment_id": older, "reason": "report"}
+    chosen = client.post("/reconciliation/choices", json=choice, headers=auth("officer"))
+    assert chosen.status_code == 200, chosen.text
+    (link,) = chosen.json()["links"]
+    assert (link["rule"], link["settled_day"]) == ("card_payout", days[1].isoformat())

@@ -4,7 +4,7 @@ page with nothing stored, a double submit undone once, and the roles the API all
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -193,3 +193,51 @@ def test_the_candidates_days_read_as_uk_dates(web_url, two_candidates, ledger):
         (day,) = candidate["days"]
         assert f"; {date.fromisoformat(day):%-d %b %Y}; receipt" in page.text
         assert f"; {day}; receipt" not in page.text
+
+
+@pytest.mark.parametrize("address", ["not-an-id", "9ff8e10d-9559", "1" * 80])
+def test_a_hand_typed_import_address_that_names_no_import_answers_a_page(
+    web_url, late_linked, ledger, address
+):
+    """Not an import's id: the page's own 404 saying what to do, not FastAPI's JSON 422,
+    for the import's page and each of its forms; nothing stored."""
+    client = signed_in(web_url, "officer")
+    page = client.get(f"/web/imports/{address}")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "there is no import" in page.text and "/web/imports/9ff8e10d-" in page.text
+    fields = unlink_form(client, late_linked) | {UNLINK_FIELD: "a payer's own transfer"}
+    before = ledger.max_position()
+    for action in ("unlink", "link", "choose"):
+        answer = client.post(f"/web/imports/{address}/lines/1/{action}", data=fields)
+        assert answer.status_code == 404, (action, answer.text)
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "there is no import" in answer.text
+    assert ledger.max_position() == before
+
+
+def test_an_officer_may_choose_a_channels_day_beside_two_receipts_of_the_amount(web_url, ledger):
+    """Rule 1 finds two receipts of 11.50, rule 3 a channel's day adding up to it: the page
+    offers all three, and the day may be chosen."""
+    from tests.application.test_statement_imports import YESTERDAY, govuk_pay
+
+    earlier = YESTERDAY - timedelta(days=2)
+    singles = [
+        govuk_pay(ledger, 1_150, day, f"one-{day}", "cheque") for day in (YESTERDAY, earlier)
+    ]
+    day = sorted(govuk_pay(ledger, p, earlier, f"c-{p}", "card") for p in (500, 650))
+    ctx = CommandContext("officer:importer")
+    statement = camt(entry("11.50", ref="B1", text="COUNTER BANKING"))
+    batch_id = str(import_file(ledger, statement, ctx, file_name="stmt.xml").batch_id)
+    client = signed_in(web_url, "officer")
+    text, fields = choose_form(client, batch_id)
+    (line,) = get_import(ledger, batch_id)["lines"]
+    named = [c["payment_id"] for c in line["candidates"]]
+    assert named == [*singles, day[0]]
+    assert all(f'value="{pid}"' in text for pid in named)
+    assert f"the card receipts of {earlier}" in text
+    good = fields | {"choice_1": day[0], "choose_reason_1": "the paying-in slip lists both"}
+    answer = client.post(f"/web/imports/{batch_id}/lines/1/choose", data=good)
+    assert answer.status_code == 303
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["late_link"]["rule"] == "channel_day_total"
+    assert line["late_link"]["matched_payment_ids"] == day
