@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -212,3 +212,24 @@ def test_a_close_waits_for_a_movement_that_already_checked_the_calendar(ledger, 
         recordings = ledger.save(payment)
     closing.join(timeout=10)
     assert closed[0]["position"] > recordings[-1].notification.id
+
+
+def test_money_a_microsecond_before_todays_uk_midnight_is_in_yesterday(ledger, officer) -> None:
+    """Whether a movement needs the period gate is decided against today's UK midnight as
+    an instant: a receipt a microsecond before it is yesterday's (refused once yesterday is
+    closed), one at midnight is today's (recorded), both through a batch."""
+    midnight = datetime.combine(datetime.now(UK).date(), time(0), tzinfo=UK).astimezone(UTC)
+    yesterday = uk_date(midnight - timedelta(microseconds=1))
+    close_period(ledger, "day", yesterday, SUPERVISOR, "cashed up")
+    before = ledger.max_position()
+
+    def at(moment: datetime) -> RecordPayment:
+        return RecordPayment(
+            "cheque", 10_000, CT_REF, received_at=moment, external_id=f"gate-{moment}"
+        )
+
+    with pytest.raises(PeriodClosed, match=f"day {yesterday}"):
+        ledger.record_payments([at(midnight - timedelta(microseconds=1))], officer)
+    assert ledger.max_position() == before
+    (outcome,) = ledger.record_payments([at(midnight)], officer)
+    assert outcome.recorded
