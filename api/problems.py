@@ -262,6 +262,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error.__cause__, UnicodeDecodeError):
+            # FastAPI's bare 400 "There was an error parsing the body": say what to fix, as
+            # for a body that is not JSON (422).
+            errors = [{"location": "body", "message": "not UTF-8 text: send JSON in UTF-8"}]
+            return problem(
+                request,
+                422,
+                "Invalid request",
+                "body: not UTF-8 text: send JSON in UTF-8",
+                "validation_error",
+                errors=errors,
+            )
         detail = error.detail if isinstance(error.detail, str) else "request refused"
         return problem(
             request,

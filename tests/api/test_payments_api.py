@@ -254,3 +254,23 @@ def test_the_openapi_document_describes_roles_and_errors(client) -> None:
     operation = spec["paths"]["/payments"]["post"]
     assert {"401", "403", "409", "422"} <= set(operation["responses"])
     assert "Roles:" in operation["description"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [(b"{\"channel\": \"\xff\"}", "UTF-8"), (b"{not json", "JSON decode error")],
+)
+def test_a_body_that_is_not_json_text_says_so_and_stores_nothing(client, ledger, raw, said):
+    """Bytes that are not UTF-8 were FastAPI's bare 400 'There was an error parsing the
+    body' (a status the schema does not list); now the 422 a body that is not JSON gets."""
+    before = ledger.max_position()
+    response = client.post(
+        "/payments",
+        content=raw,
+        headers=auth("officer") | {"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["code"] == "validation_error" and said in problem["detail"]
+    assert ledger.max_position() == before
