@@ -185,3 +185,28 @@ def test_a_line_with_two_candidates_is_shown_and_a_person_chooses(cli, tmp_path)
         json.loads(cli("reconcile", "exceptions", "--json").stdout)["unmatched_statement_lines"]
         == []
     )
+
+
+def test_two_lines_of_one_amount_both_wait_and_a_person_links_one(cli, tmp_path) -> None:  # noqa: F811
+    allpay = tmp_path / "be.txt"
+    allpay.write_bytes(allpay_file(allpay_line(CT_REF, "7.00")))
+    cli("import", str(allpay))
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(
+        camt(entry("7.00", ref="B1", text="ALLPAY LTD"), entry("7.00", ref="B2", text="ALLPAY"))
+    )
+    batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    rows = report["unmatched_statement_lines"]
+    ((receipt,), (same,)) = [[c["payment_id"] for c in row["candidates"]] for row in rows]
+    assert receipt == same
+    assert cli("import", "show", batch_id).stdout.count("needs a person") == 2
+    refused = cli("reconcile", "link", "--batch", batch_id, "--line", "2", code=2)
+    assert "another statement line may pay in the same" in refused.stderr
+    assert "line_needs_a_choice" in refused.stderr
+    cli("reconcile", "choose", batch_id, "2", "--receipt", receipt, "--reason", "the slip")
+    (left,) = json.loads(cli("reconcile", "exceptions", "--json").stdout)[
+        "unmatched_statement_lines"
+    ]
+    assert (left["line"], left["candidates"]) == (1, [])
+    assert "needs a person" not in cli("import", "show", batch_id).stdout
