@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -156,6 +157,23 @@ class Fund:
         }
 
     @classmethod
+    def from_input(cls, data: Any) -> Fund:
+        """A new fund from a person's or a file's definition: `from_dict` (which also reads
+        stored events, and so takes what it is given) after `check_input` has refused what
+        it would have turned into something else (a null name into 'None')."""
+        if not isinstance(data, dict):
+            raise InvalidFundDefinition(
+                f"a fund definition must be a JSON object of its settings, got {data!r:.60}"
+            )
+        missing = [field for field in REQUIRED_FIELDS if field not in data]
+        if missing:
+            raise InvalidFundDefinition(
+                f"fund definition {data.get('code', '')!r} lacks {', '.join(missing)}"
+            )
+        check_input(data)
+        return cls.from_dict(data)
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Fund:
         try:
             return cls(
@@ -297,6 +315,7 @@ class FundChart(Aggregate):
                 f"cannot amend {', '.join(unknown)}; amendable fields are "
                 f"{', '.join(AMENDABLE_FIELDS)} (use disable/enable for the status)"
             )
+        check_input(changes)
         normalised = Fund.from_dict(current.to_dict() | changes).to_dict()
         effective = {k: normalised[k] for k in changes if normalised[k] != current.to_dict()[k]}
         if vat_rate_effective_from is not None:
@@ -412,3 +431,39 @@ class FundChart(Aggregate):
                 f"{fund.reference_rule.describe()}",
             )
         return Match(code, None, f"reference valid for hinted fund {code}")
+
+
+REQUIRED_FIELDS = ("code", "name", "cost_centre", "ledger_code", "reference_rule")
+TEXT_FIELDS = ("code", "name", "vat_code", "cost_centre", "ledger_code")
+
+
+def check_input(data: dict[str, Any]) -> None:
+    """Refuse settings of a type `Fund.from_dict` would silently turn into another value:
+    text that is null, true/false, a list or an object (a whole number is taken as its
+    digits: a ledger code like 5010); a VAT rate that is not a whole number; an `enabled`
+    that is not true or false."""
+    for field in TEXT_FIELDS:
+        value = data.get(field, "")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidFundDefinition(f"{field} must be text, got {_json(value)}")
+    group = data.get("group")
+    if group is not None and not isinstance(group, str):
+        raise InvalidFundDefinition(f"group must be text or null, got {_json(group)}")
+    rate = data.get("vat_rate_basis_points", 0)
+    if isinstance(rate, bool) or not isinstance(rate, int):
+        raise InvalidFundDefinition(
+            f"vat_rate_basis_points must be a whole number (2000 is 20%), got {_json(rate)}"
+        )
+    enabled = data.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise InvalidFundDefinition(f"enabled must be true or false, got {_json(enabled)}")
+    rule = data.get("reference_rule", {})
+    if not isinstance(rule, dict):
+        raise InvalidFundDefinition(
+            f"reference_rule must be an object (a mask, or a pattern with min_length and "
+            f"max_length), got {_json(rule)}"
+        )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)[:60]

@@ -258,8 +258,10 @@ def _add_funds(led: IncomeLedger, file: typer.FileText | None, ctx: CommandConte
         data = json.load(file)
     except json.JSONDecodeError as error:
         raise InvalidRequest(f"the fund file is not valid JSON: {error}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the fund file is not UTF-8 text: save it as UTF-8") from None
     definitions = data if isinstance(data, list) else [data]
-    funds = [Fund.from_dict(item) for item in definitions]
+    funds = [Fund.from_input(item) for item in definitions]
     led.add_funds(funds, ctx)
     return [fund.code for fund in funds]
 

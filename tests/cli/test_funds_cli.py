@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.cli import test_cli
 from tests.cli.test_cli import as_json
 
@@ -76,3 +78,40 @@ def test_a_funds_group_can_be_changed(cli) -> None:
     assert as_json(cli("funds", "show", "HRA", "--json"))["group"] == "RENTS"
     refused = cli("funds", "amend", "HRA", "--set", "group=rents team", "--reason", "x", code=2)
     assert "fund group 'rents team' must be 1-16 capital letters" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("definition", "said"),
+    [
+        (5, "must be a JSON object"),
+        ([PCN2 | {"name": None}], "name must be text, got null"),
+        ([PCN2 | {"enabled": "false"}], 'enabled must be true or false, got "false"'),
+        ([PCN2 | {"vat_rate_basis_points": 12.7}], "must be a whole number"),
+        ([PCN2 | {"ledger_code": ["R3011"]}], "ledger_code must be text"),
+        ({"code": "PCN2"}, "lacks name, cost_centre, ledger_code, reference_rule"),
+    ],
+)
+def test_a_fund_file_of_the_wrong_shape_says_what_to_fix_and_adds_nothing(
+    cli, tmp_path, definition, said
+) -> None:
+    """These were a stack-trace-like message ('int' object is not subscriptable), or
+    stored as something else: a fund named 'None', a disabled fund enabled, 12.7 as 12."""
+    result = _add(cli, definition, tmp_path, code=2)
+    assert said in result.output and "unexpected" not in result.output
+    assert "PCN2" not in {f["code"] for f in as_json(cli("funds", "list", "--json"))}
+
+
+def test_a_fund_file_that_is_not_utf8_says_so(cli, tmp_path) -> None:
+    path = tmp_path / "fund.json"
+    path.write_bytes(b"\xff\xfe" + json.dumps(PCN2).encode("utf-16-le"))
+    result = cli("funds", "add", "--file", str(path), code=2)
+    assert "not UTF-8 text" in result.output and "unexpected" not in result.output
+
+
+def test_an_amendment_that_would_store_something_else_is_refused(cli) -> None:
+    for change, said in (("name=null", "name must be text"), ("group=[1]", "group must be")):
+        result = cli("funds", "amend", "CT", "--set", change, "--reason", "typo", code=2)
+        assert said in result.output
+    assert as_json(cli("funds", "show", "CT", "--json"))["name"] == "Council Tax"
+    cli("funds", "amend", "CT", "--set", "ledger_code=1010", "--reason", "digits are text")
+    assert as_json(cli("funds", "show", "CT", "--json"))["ledger_code"] == "1010"
