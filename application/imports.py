@@ -120,6 +120,31 @@ def detect_format(text: str) -> ImportFormat:
     return ImportFormat.CSV if first.startswith("channel,") else ImportFormat.ALLPAY
 
 
+# What a file's name says it is, and how such a file starts (detect_format's signs).
+NAMED_FORMATS = {
+    ".csv": (ImportFormat.CSV, "a CSV import starts with a header row beginning 'channel,'"),
+    ".xml": (ImportFormat.CAMT053, "a camt.053 statement is XML, starting with '<'"),
+    ".bai": (ImportFormat.BAI2, "a BAI2 file starts with a '01,' record"),
+    ".bai2": (ImportFormat.BAI2, "a BAI2 file starts with a '01,' record"),
+    ".sta": (ImportFormat.MT940, "an MT940 statement has a ':20:' field in its first lines"),
+    ".mt940": (ImportFormat.MT940, "an MT940 statement has a ':20:' field in its first lines"),
+}
+
+
+def named_otherwise(file_name: str, detected: ImportFormat) -> str | None:
+    """For a refused file read as one format while its name says another: why it was read
+    so, first among the problems (else a .csv refused for lacking Allpay's trailer puzzles)."""
+    suffix = "." + file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    named = NAMED_FORMATS.get(suffix)
+    if named is None or named[0] is detected:
+        return None
+    return (
+        f"the file was read as {detected.value} from how it starts, though its name ends "
+        f"{suffix}: {named[1]}. If it is {named[0].value}, fix its start; to read it as "
+        "another format say which (import --format, or format= in the API)"
+    )
+
+
 def import_file(
     ledger: IncomeLedger,
     content: bytes,
@@ -144,6 +169,9 @@ def import_file(
     fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
     report("reading the file", 0, None)
     parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
+    named = None if file_format or not parsed.problems else named_otherwise(file_name, fmt)
+    if named is not None:
+        parsed = replace(parsed, problems=(LineProblem(0, named), *parsed.problems))
     if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
         raise refuse(list(parsed.problems))
     rules, periods = current_rulebook(ledger), calendar(ledger)

@@ -68,3 +68,23 @@ def test_list_and_reverse_an_import(cli, tmp_path) -> None:  # noqa: F811
     cli("import", "reverse", "not-a-uuid", "--reason", "x", code=2)
     unreadable = cli("import", str(tmp_path / "missing.txt"), code=2)
     assert "cannot read" in unreadable.stderr
+
+
+def test_a_file_whose_name_says_another_format_is_refused_saying_why_it_was_read_so(
+    cli,  # noqa: F811
+    tmp_path,
+) -> None:
+    """A .csv without the CSV header row was refused with Allpay's complaints alone (no
+    trailer, short detail lines), which named nothing the person had meant."""
+    for name, said in (("day.csv", "'channel,'"), ("statement.xml", "XML, starting with '<'")):
+        path = tmp_path / name
+        path.write_text("amount,reference\n12.50,12345679\n")
+        refused = cli("import", str(path), code=2)
+        assert f"read as allpay from how it starts, though its name ends {path.suffix}" in (
+            refused.output
+        )
+        assert said in refused.output and "trailer" in refused.output
+    allpay_named_txt = tmp_path / "day.txt"
+    allpay_named_txt.write_text("amount,reference\n")
+    assert "from how it starts" not in cli("import", str(allpay_named_txt), code=2).output
+    assert json.loads(cli("import", "list", "--json").stdout) == []
