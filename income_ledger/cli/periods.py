@@ -7,10 +7,14 @@ same bytes every time); `gl list` shows every export.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from rich.markup import escape
@@ -107,28 +111,24 @@ def gl_export(
     settings = Settings()
     codes = parse_control_codes(settings.gl_control_codes)
     columns = parse_columns(settings.gl_columns)
-    with helpers.ledger() as led:
+    export_date = parse_date(day)
+    # The file is made (beside --out, renamed into place) before the export is recorded: an
+    # export recorded for a file that could not be written was a journal nobody received.
+    with _file_for(out) as sink, helpers.ledger() as led:
         projection = build_projection(settings, led)
         try:
             _catch_up(projection, led.max_position())
             result = export_day(
                 led,
                 ReadModelPostings(projection.engine),
-                parse_date(day),
+                export_date,
                 helpers.context(actor),
                 codes,
                 columns,
             )
         finally:
             projection.engine.dispose()
-    if out is None:
-        sys.stdout.buffer.write(result.content)
-        sys.stdout.flush()
-    else:
-        try:
-            out.write_bytes(result.content)
-        except OSError as error:
-            raise InvalidRequest(f"cannot write {out}: {error.strerror}") from None
+        sink.write(result.content)
     record = result.record
     helpers.err.print(
         f"{'exported' if result.first_time else 'exported again (the same file)'} "
@@ -136,6 +136,33 @@ def gl_export(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@contextlib.contextmanager
+def _file_for(out: Path | None) -> Iterator[BinaryIO]:
+    """Standard output, or a new file beside `out` that replaces it when all is written
+    (and is removed if anything fails): refused, saying why, before anything is recorded."""
+    if out is None:
+        yield sys.stdout.buffer
+        sys.stdout.flush()
+        return
+    if out.is_dir():
+        raise InvalidRequest(f"--out {out} is a directory: give a file name")
+    try:
+        sink = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, on every path
+            dir=out.parent, prefix=f".{out.name}.", delete=False
+        )
+    except OSError as error:
+        raise InvalidRequest(f"cannot write {out}: {error.strerror}") from None
+    try:
+        with sink:
+            yield sink
+        mask = os.umask(0)  # the mode a file written in place would have had
+        os.umask(mask)
+        os.chmod(sink.name, 0o666 & ~mask)
+        Path(sink.name).replace(out)
+    finally:
+        Path(sink.name).unlink(missing_ok=True)
 
 
 def _catch_up(projection: Any, position: int) -> None:

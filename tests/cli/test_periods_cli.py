@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
 from tests.domain.helpers import CT_REF
@@ -105,3 +106,23 @@ def test_gl_export_writes_the_same_file_every_time(cli, tmp_path) -> None:  # no
     listed = json.loads(cli("gl", "list", "--json").stdout)
     assert listed[0]["export_date"] == "2025-03-10" and listed[0]["lines_count"] == 2
     assert "not a date" in cli("gl", "export", "10/03/2025", code=2).stderr
+
+
+def test_a_gl_file_that_cannot_be_written_records_no_export(cli, tmp_path) -> None:  # noqa: F811
+    """The export used to be recorded (who, when, its hash) before the file was written, so
+    a mistyped folder left a recorded export of a journal nobody received."""
+    folder = tmp_path / "journals"
+    folder.mkdir()
+    for out in (folder / "no" / "such" / "gl.csv", folder):
+        refused = cli("gl", "export", "2025-03-10", "--out", str(out), code=2)
+        assert str(out) in refused.stderr and "unexpected" not in refused.stderr
+    assert json.loads(cli("gl", "list", "--json").stdout) == []
+    existing = folder / "gl.csv"
+    existing.write_text("the previous journal\n")
+    cli("gl", "export", "2025-03-10", "--out", str(existing))
+    assert existing.read_bytes() == cli("gl", "export", "2025-03-10").stdout_bytes
+    assert [p.name for p in folder.iterdir()] == ["gl.csv"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert existing.stat().st_mode & 0o777 == 0o666 & ~umask  # as a file written in place
+    assert len(json.loads(cli("gl", "list", "--json").stdout)) == 1
