@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import sqlalchemy.event
 from eventsourcing.persistence import Recorder
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyAggregateRecorder
 from sqlalchemy.engine import Engine
@@ -43,3 +44,18 @@ def events_table_name(recorder: Recorder) -> str:
 def events_record_class(recorder: Recorder) -> Any:
     """The ORM class of the events table (its columns: originator_id, originator_version...)."""
     return _sqlalchemy(recorder).events_record_cls
+
+
+def leave_to_parent(recorder: Recorder) -> None:
+    """In a process forked from one using the event store (application.forked): forget the
+    parent's pooled connections without closing them (they are the parent's), and refuse
+    any new one, so that nothing here can use or disturb the parent's database session."""
+    database = engine(recorder)
+    if database is None:
+        return
+    database.dispose(close=False)
+    sqlalchemy.event.listen(database, "do_connect", _refuse_connection)
+
+
+def _refuse_connection(*_: Any) -> None:
+    raise RuntimeError("a forked worker process must not use the database (application.forked)")

@@ -2,7 +2,7 @@
 
 A file is checked completely before anything is saved: its shape (domain.imports), then
 every line against the ledger's rules as if it were recorded alone, so the refusal names
-every bad line. Then its receipts (IncomeLedger.save_receipt_events), the reversals of returned
+every bad line. Then its receipts (IncomeLedger.save_encoded_receipts), the reversals of returned
 cheques and the batch itself are saved in one transaction: all of it, or none.
 """
 
@@ -20,10 +20,13 @@ import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from application import event_store
 from application.bulk import collector_paused
+from application.forked import run_chunks
 from application.import_rules import current_rulebook
 from application.ledger import (
     CommandContext,
+    EncodedReceipt,
     IncomeLedger,
     RecordPayment,
     fund_match,
@@ -40,7 +43,7 @@ from application.reconciliation import (
 )
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
-from domain.funds import Match, SuspenseReason
+from domain.funds import FundChart, Match, SuspenseReason
 from domain.import_rules import ImportRulebook, RuleLine
 from domain.imports import (
     ALLPAY_TYPES,
@@ -63,13 +66,17 @@ from domain.imports import (
 )
 from domain.money import pence_to_pounds
 from domain.payment import Payment, PaymentStatus, ReversalKind, payment_status
-from domain.periods import uk_date
+from domain.periods import PeriodCalendar, uk_date
 from domain.postings import allocated_on_arrival
 from domain.references import normalise_reference
 from domain.statements import STATEMENT_FORMATS, names_payout, statement_file
 
 MAX_BATCHES_LISTED = 500
-PROGRESS_EVERY_LINES = 500
+# Receipt lines are checked and encoded this many at a time (a progress step), in worker
+# processes from PARALLEL_FROM_LINES lines (application.forked; docs/performance.md has the
+# measurements behind both).
+CHUNK_LINES = 500
+PARALLEL_FROM_LINES = 4_000
 # What is being done, how many lines are done, of how many (None: not counted).
 Progress = Callable[[str, int, int | None], None]
 # Lines that take back an earlier receipt, and how that receipt is reversed.
@@ -191,12 +198,9 @@ def import_file(
         for line in parsed.lines
         if line.kind not in NOT_RECEIPTS and line.line_number not in links
     ]
-    # A line dated in a closed period is recorded now, its own date kept (never refused).
     with collector_paused():
-        commands = [
-            late_receipt(ledger, _command(line, sha256, rules), periods) for line in receipts
-        ]
-        new_receipts, problems = _checked(ledger, receipts, commands, ctx, report)
+        job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx)
+        new_receipts, problems = _checked(job, report)
         returned = _returns(ledger, parsed, problems)
         problems.extend(parsed.problems)
         if problems:
@@ -312,29 +316,63 @@ def rule_line(line: ImportLine) -> RuleLine:
     )
 
 
-def _checked(
-    ledger: IncomeLedger,
-    lines: list[ImportLine],
-    commands: list[RecordPayment],
-    ctx: CommandContext,
-    report: Progress,
-) -> tuple[list[list[Payment.Event]], list[LineProblem]]:
-    """Each line's new receipt checked by the ledger's rules alone, so that all bad lines
-    are named; its events are the ones saved when no line is bad.
+@dataclass(frozen=True)
+class _LineJob:
+    """What checking and encoding a file's receipt lines reads: all of it in memory, none of
+    it from the database (so worker processes can do it; application.forked)."""
 
-    A receipt is only its events here, never built as a payment: a file's receipts are new
-    and nothing else happens to them in the import, and building, viewing and caching
-    100,000 payments cost most of an import's time (docs/performance.md)."""
-    chart = ledger.chart()
-    receipts: list[list[Payment.Event]] = []
-    problems = []
-    for done, (line, command) in enumerate(zip(lines, commands, strict=True)):
-        if done % PROGRESS_EVERY_LINES == 0:
-            report("checking lines", done, len(lines))
-        try:
-            receipts.append(ledger.receipt_events(command, ctx, chart))
-        except LedgerError as error:
-            problems.append(LineProblem(line.line_number, error.message))
+    ledger: IncomeLedger
+    lines: list[ImportLine]
+    sha256: str
+    rules: ImportRulebook
+    periods: PeriodCalendar
+    chart: FundChart
+    ctx: CommandContext
+
+    def encode(self, start: int, stop: int) -> tuple[list[_NewReceipt], list[LineProblem]]:
+        """Lines [start, stop): each one's new receipt checked by the ledger's rules alone,
+        so that all bad lines are named, and encoded as it is stored when no line is bad.
+
+        A receipt is only its events here, never built as a payment: a file's receipts are
+        new and nothing else happens to them in the import, and building, viewing and
+        caching 100,000 payments cost most of an import's time (docs/performance.md)."""
+        ledger, receipts, problems = self.ledger, [], []
+        for line in self.lines[start:stop]:
+            # A line dated in a closed period is recorded now, its own date kept (never
+            # refused).
+            command = late_receipt(ledger, _command(line, self.sha256, self.rules), self.periods)
+            try:
+                events = ledger.receipt_events(command, self.ctx, self.chart)
+            except LedgerError as error:
+                problems.append(LineProblem(line.line_number, error.message))
+                continue
+            receipts.append((ledger.encoded_receipt(events), _receipt_view(events)))
+        return receipts, problems
+
+    def in_worker(self) -> None:
+        event_store.leave_to_parent(self.ledger.recorder)
+
+
+# A receipt line's new receipt as stored, and what its import line says of it.
+_NewReceipt = tuple[EncodedReceipt, dict[str, Any]]
+
+
+def _checked(job: _LineJob, report: Progress) -> tuple[list[_NewReceipt], list[LineProblem]]:
+    """Every receipt line checked and encoded (`_LineJob.encode`), a large file's in worker
+    processes (the ledger's `import_processes`), a chunk each at a time."""
+    count = len(job.lines)
+    report("checking lines", 0, count)
+    processes = job.ledger.import_processes if count >= PARALLEL_FROM_LINES else 1
+    chunks = run_chunks(
+        job.encode,
+        count,
+        CHUNK_LINES,
+        processes,
+        job.in_worker,
+        lambda done: report("checking lines", done, count),
+    )
+    receipts = [receipt for chunk, _ in chunks for receipt in chunk]
+    problems = [problem for _, chunk in chunks for problem in chunk]
     return receipts, problems
 
 
@@ -411,7 +449,7 @@ def _record(
     file_name: str,
     sha256: str,
     receipts: list[ImportLine],
-    new_receipts: list[list[Payment.Event]],
+    new_receipts: list[_NewReceipt],
     returned: list[tuple[ImportLine, Payment]],
     linked: list[tuple[ImportLine, StatementLink | None]],
     ctx: CommandContext,
@@ -435,10 +473,10 @@ def _record(
     noted = note_links(ledger, where, ctx, notes_seen)
     try:
         with ledger.unit_of_work():
-            known = ledger.save_receipt_events(new_receipts)
+            known = ledger.save_encoded_receipts([receipt for receipt, _ in new_receipts])
             lines = [
-                _line_entry(line, _receipt_view(events), _recorded_or_known(events, known))
-                for line, events in zip(receipts, new_receipts, strict=True)
+                _line_entry(line, view, "known" if receipt.payment_id in known else "recorded")
+                for line, (receipt, view) in zip(receipts, new_receipts, strict=True)
             ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
             lines += [_linked_entry(line, link) for line, link in linked]
             lines.sort(key=lambda entry: entry.line)
@@ -475,10 +513,6 @@ def _receipt_view(events: list[Payment.Event]) -> dict[str, Any]:
         "import_rule": received.import_rule,
         "fund_code": ",".join(funds) or None,
     }
-
-
-def _recorded_or_known(events: list[Payment.Event], known: set[UUID]) -> str:
-    return "known" if events[0].originator_id in known else "recorded"
 
 
 def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> ImportedLine:

@@ -23,7 +23,7 @@ from uuid import UUID
 import sqlalchemy.exc
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, Notification, Recording
+from eventsourcing.persistence import IntegrityError, Notification, Recording, StoredEvent
 from eventsourcing.utils import get_topic
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from application import event_store
 from application.access import EVERY_FUND, FundAccess
 from application.bulk import collector_paused
+from application.forked import default_processes
 from application.grouped_writes import WAIT_LIMIT_S, GroupWriter, Row, Write
 from application.idempotency import (
     IdempotentRequest,
@@ -51,7 +52,13 @@ from application.payer_details import (
     payer_details_table,
     save_payer_details,
 )
-from application.periods import needs_period_gate, require_open_for, require_open_periods
+from application.periods import (
+    Movement,
+    movements,
+    needs_period_gate,
+    require_open_at,
+    require_open_periods,
+)
 from domain.allocation_lines import AllocationLine, line_key
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound
@@ -130,6 +137,16 @@ class RecordPayment:
 
 
 @dataclass(frozen=True)
+class EncodedReceipt:
+    """A new receipt's events as stored, and each money movement among them (for the period
+    gate): all that saving it needs (IncomeLedger.encoded_receipt)."""
+
+    payment_id: UUID
+    stored: tuple[StoredEvent, ...]
+    moves: tuple[Movement, ...]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """The result of a command: the payment it concerned and whether anything was recorded.
 
@@ -176,8 +193,12 @@ class IncomeLedger(Application):
         *,
         refund_approval_limit_pence: int = DEFAULT_REFUND_APPROVAL_LIMIT_PENCE,
         payout_narratives: Sequence[str] = PAYOUT_NARRATIVES,
+        import_processes: int | None = None,
     ) -> None:
         super().__init__(env)
+        # Processes a large import's lines are checked and encoded in (application.forked;
+        # None: one per CPU core).
+        self.import_processes = import_processes or default_processes()
         # What a statement line's narrative holds when it is a card provider's payout
         # (domain.statements.names_payout): split payouts, payout debits kept unmatched.
         self.payout_narratives = payout_patterns(payout_narratives)
@@ -479,7 +500,7 @@ class IncomeLedger(Application):
         with collector_paused():
             receipts = [self.receipt_events(command, ctx, chart) for command in commands]
             views = [receipt_view(events) for events in receipts]  # checks the invariant
-            known = self._known_receipts(receipts)
+            known = self._known_receipts([events[0].originator_id for events in receipts])
             try:
                 with self._transaction() as session:
                     for events, command in zip(receipts, commands, strict=True):
@@ -502,20 +523,31 @@ class IncomeLedger(Application):
                 )
             return outcomes
 
-    def save_receipt_events(self, receipts: Sequence[Sequence[Payment.Event]]) -> set[UUID]:
-        """Store new receipts' events (from `receipt_events`) all or nothing, skipping
-        receipts already recorded, whose ids it returns. Each event's postings are checked
-        as `save_checked` checks a payment's; inside `unit_of_work`, part of its transaction.
+    def encoded_receipt(self, events: Sequence[Payment.Event]) -> EncodedReceipt:
+        """A new receipt's events (from `receipt_events`) as they are stored, each one's
+        postings checked as `save_checked` checks a payment's: needs no database, so a large
+        import makes them in worker processes (application.imports)."""
+        for event in events:
+            postings_for(event)
+        return EncodedReceipt(
+            events[0].originator_id,
+            tuple(map(self.mapper.to_stored_event, events)),
+            tuple(movements(events)),
+        )
+
+    def save_encoded_receipts(self, receipts: Sequence[EncodedReceipt]) -> set[UUID]:
+        """Store new receipts (from `encoded_receipt`) all or nothing, skipping receipts
+        already recorded, whose ids it returns; inside `unit_of_work`, part of its
+        transaction.
 
         The same rows as saving the receipts built as payments, without building them: the
-        events are encoded by the ledger's own mapper and inserted by its recorder."""
-        known = self._known_receipts(receipts)
-        self._store_receipts(receipts, known)
+        events were encoded by the ledger's own mapper and are inserted by its recorder."""
+        known = self._known_receipts([receipt.payment_id for receipt in receipts])
+        self._store_encoded([receipt for receipt in receipts if receipt.payment_id not in known])
         return known
 
-    def _known_receipts(self, receipts: Sequence[Sequence[Payment.Event]]) -> set[UUID]:
+    def _known_receipts(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of these new receipts are recorded already; the same one twice is refused."""
-        ids = [events[0].originator_id for events in receipts]
         if len(set(ids)) != len(ids):
             raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
         return self._recorded(ids)
@@ -525,18 +557,23 @@ class IncomeLedger(Application):
     ) -> int | None:
         """Insert the events of the receipts not known, their postings checked, past the
         period gate; returns the last position (None: nothing new)."""
-        new = [
-            event for events in receipts if events[0].originator_id not in known for event in events
-        ]
-        for event in new:
-            postings_for(event)
-        if not new:
+        return self._store_encoded(
+            [
+                self.encoded_receipt(events)
+                for events in receipts
+                if events[0].originator_id not in known
+            ]
+        )
+
+    def _store_encoded(self, receipts: Sequence[EncodedReceipt]) -> int | None:
+        """Insert these receipts' stored events past the period gate; the last position."""
+        stored = [event for receipt in receipts for event in receipt.stored]
+        if not stored:
             return None
         # The recorder's own call, not the event store's `put`, which builds a recording
         # per event that nobody here reads (3% of a batch's time).
-        stored = [self.mapper.to_stored_event(event) for event in new]
         with self._transaction() as session:
-            require_open_for(self, session, new)
+            require_open_at(self, session, [move for r in receipts for move in r.moves])
             positions = self.recorder.insert_events(stored)
         return positions[-1] if positions else None
 

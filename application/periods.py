@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 # An arbitrary constant naming the period gate among PostgreSQL advisory locks (the read-model
 # runner uses another).
 PERIOD_GATE_KEY = 7_411_290_113
+# When a money movement takes effect, and what it is ("a receipt").
+Movement = tuple[datetime, str]
 MOVEMENTS = {
     Payment.Received: "a receipt",
     Payment.Allocated: "an allocation",
@@ -97,22 +99,28 @@ def needs_period_gate(aggregates: Iterable[Any]) -> bool:
     receipt: dated now) needs neither the gate nor the calendar. The one window left is the
     clocks of two processes disagreeing about the date at midnight by their skew.
     """
-    return _before_today(_moves(_pending_events(aggregates)))
+    return _before_today(movements(_pending_events(aggregates)))
 
 
-def _before_today(moves: list[Any]) -> bool:
+def _before_today(moves: Sequence[Movement]) -> bool:
     # A moment falls on an earlier UK day exactly when it comes before today's UK midnight:
     # one comparison per event, not a time zone conversion each (a batch has thousands).
     today_starts = uk_day_start(uk_date(datetime.now(UTC)))
-    return any(effective_at(event) < today_starts for event in moves)
+    return any(at < today_starts for at, _ in moves)
 
 
 def _pending_events(aggregates: Iterable[Any]) -> list[Any]:
     return [event for aggregate in aggregates for event in aggregate.pending_events]
 
 
-def _moves(events: Iterable[Any]) -> list[Any]:
-    return [event for event in events if type(event) in MOVEMENTS]
+def movements(events: Iterable[Any]) -> list[Movement]:
+    """When each money movement (or cash-up) among the events takes effect, and what it is:
+    all the period gate needs of them (so events encoded elsewhere need not travel)."""
+    return [
+        (effective_at(event), MOVEMENTS[type(event)])
+        for event in events
+        if type(event) in MOVEMENTS
+    ]
 
 
 def require_open_periods(ledger: IncomeLedger, session: Session, aggregates: Iterable[Any]) -> None:
@@ -124,15 +132,20 @@ def require_open_periods(ledger: IncomeLedger, session: Session, aggregates: Ite
 def require_open_for(ledger: IncomeLedger, session: Session, events: Iterable[Any]) -> None:
     """Refuse to store these new events when a money movement among them (or a cash-up)
     takes effect in a closed period."""
-    moves = _moves(events)
+    require_open_at(ledger, session, movements(events))
+
+
+def require_open_at(ledger: IncomeLedger, session: Session, moves: Sequence[Movement]) -> None:
+    """Refuse to store money movements (`movements` of the events) when one takes effect in
+    a closed period."""
     if not _before_today(moves):
         return
     take_period_gate(ledger, session, exclusive=False)
     current = calendar(ledger)
     if not current.closes:
         return
-    for event in moves:
-        current.require_open(effective_at(event), MOVEMENTS[type(event)])
+    for at, what in moves:
+        current.require_open(at, what)
 
 
 def close_period(

@@ -55,6 +55,13 @@ class Settings(LogSettings):
         description="processes that `replay` and `audit verify` split the event log over "
         "(unset: one per CPU core, for every 250,000 events; set: each with 10,000 events or more)",
     )
+    import_processes: int | None = Field(
+        None,
+        ge=1,
+        le=32,
+        description="processes that check and encode the lines of a large import "
+        "(unset: one per CPU core; 1: all in the importing process)",
+    )
 
     api_keys: str = Field(
         "", description="API keys, comma separated, each user:role:token", repr=False

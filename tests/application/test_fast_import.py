@@ -299,7 +299,7 @@ def test_receipt_events_dated_in_a_closed_day_are_refused_when_saved(ledger) -> 
     close_period(ledger, "day", YESTERDAY, SUPERVISOR, "cashed up")
     before = ledger.max_position()
     with pytest.raises(PeriodClosed), ledger.unit_of_work():
-        ledger.save_receipt_events([events])
+        ledger.save_encoded_receipts([ledger.encoded_receipt(events)])
     assert ledger.max_position() == before
 
 

@@ -1,0 +1,163 @@
+"""A large file's lines are checked and encoded in forked worker processes (#10, speed). What
+they store must be exactly what one process stores, and a bad line in any worker's chunk must
+refuse the whole file as one process does, on both backends. The thresholds are lowered here
+so that a file of a few dozen lines is split over several chunks and workers."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from application import event_store
+from application.access import FundAccess
+from application.imports import _LineJob, get_import, import_file
+from application.ledger import CommandContext, IncomeLedger
+from domain.imports import ImportRefused
+from domain.sample_chart import SAMPLE_FUNDS
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
+from tests.application.test_fast_import import (
+    CARD,
+    IMPORTER,
+    stored_rows,
+    twin_settings,  # noqa: F401 (a fixture)
+)
+from tests.application.test_fast_import import import_all as import_all_files
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.domain.helpers import CT_REF, CT_REF_2, HRA_REF, SUN_REF
+
+CHUNK = 7  # lines per chunk here: a 60-line file is 9 chunks
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("application.imports.CHUNK_LINES", CHUNK)
+    monkeypatch.setattr("application.imports.PARALLEL_FROM_LINES", 20)
+
+
+@pytest.fixture
+def workers_seen(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A directory where each worker process that starts leaves a file named by its pid."""
+    started = _LineJob.in_worker
+
+    def in_worker(job: _LineJob) -> None:
+        started(job)
+        (tmp_path / str(os.getpid())).touch()
+
+    monkeypatch.setattr(_LineJob, "in_worker", in_worker)
+    return tmp_path
+
+
+@pytest.fixture
+def one_process(twin_settings: Settings) -> Iterator[IncomeLedger]:  # noqa: F811
+    """The same kind of ledger on a second database, importing in this process only."""
+    ledger = build_ledger(twin_settings)
+    ledger.import_processes = 1
+    for fund in SAMPLE_FUNDS:
+        ledger.add_fund(fund, CommandContext("test:setup"))
+    yield ledger
+    ledger.close()
+
+
+def every_kind_of_line(count: int) -> list[str]:
+    """Allocated, with VAT, suspense, rewritten by a rule, held by a rule, a masked card
+    number and a cash adjustment, over and over."""
+    kinds = [
+        (CT_REF, "12.00", "P"),
+        (SUN_REF, "120.00", "P"),
+        ("NOSUCH", "3.00", "P"),
+        (f"CT{CT_REF_2}", "25.00", "P"),
+        ("BIG", "700.00", "P"),
+        (CARD, "4.00", "P"),
+        (HRA_REF, "1.50", "C"),
+    ]
+    return [allpay_line(*kinds[n % len(kinds)], source=f"{n:06d}") for n in range(count)]
+
+
+def test_a_large_file_stores_in_workers_exactly_what_one_process_stores(
+    ledger: IncomeLedger, one_process: IncomeLedger, small_chunks: None, workers_seen: Path
+) -> None:
+    ledger.import_processes = 2
+    big = allpay_file(*every_kind_of_line(60))
+    # The rules and the files of test_fast_import first (every kind of receipt and line),
+    # then the large file, on each side.
+    parallel = [*import_all_files(ledger), import_file(ledger, big, IMPORTER, file_name="big")]
+    single = [
+        *import_all_files(one_process),
+        import_file(one_process, big, IMPORTER, file_name="big"),
+    ]
+    assert {path.name for path in workers_seen.iterdir()} - {str(os.getpid())}, "no worker ran"
+    assert stored_rows(ledger) == stored_rows(one_process)
+    big_id = parallel[-1].batch_id
+    assert big_id == single[-1].batch_id
+    lines = get_import(ledger, big_id)["lines"]
+    assert lines == get_import(one_process, big_id)["lines"]
+    assert [line["line"] for line in lines] == list(range(1, 61))
+    # Imported again: recorded once, on each side.
+    assert not import_file(ledger, big, IMPORTER, file_name="big").recorded
+    assert stored_rows(ledger) == stored_rows(one_process)
+
+
+def test_bad_lines_in_any_workers_chunk_refuse_the_whole_file(
+    ledger: IncomeLedger, small_chunks: None, workers_seen: Path
+) -> None:
+    """Lines the file's shape allows but the ledger's rules refuse (found in the workers):
+    here an officer of revenues and sundry debtors imports rent payments too."""
+    ledger.import_processes = 2
+    officer = CommandContext(
+        "officer:revenues", access=FundAccess(frozenset({"REVENUES", "SUNDRY"}))
+    )
+    lines = every_kind_of_line(60)
+    bad = [1, 9, 30, 31, 60]  # the first line, inside chunks, across a chunk's end, the last
+    for number in bad:
+        lines[number - 1] = allpay_line(HRA_REF, "1.00", source=f"{number:06d}")
+    before = ledger.max_position()
+    with pytest.raises(ImportRefused) as refused:
+        import_file(ledger, allpay_file(*lines), officer, file_name="bad")
+    assert [problem.line_number for problem in refused.value.problems] == bad
+    assert all("HRA" in problem.reason for problem in refused.value.problems)
+    assert {path.name for path in workers_seen.iterdir()} - {str(os.getpid())}, "no worker ran"
+    assert ledger.max_position() == before
+
+    # The same refusal, word for word, as in one process.
+    ledger.import_processes = 1
+    with pytest.raises(ImportRefused) as alone:
+        import_file(ledger, allpay_file(*lines), officer, file_name="bad")
+    assert alone.value.problems == refused.value.problems
+    assert alone.value.message == refused.value.message
+    assert ledger.max_position() == before
+
+    # Without the bad lines, the same officer's file is imported (in workers).
+    good = [line for number, line in enumerate(lines, 1) if number not in bad]
+    assert import_file(ledger, allpay_file(*good), officer, file_name="good").recorded
+
+
+def test_a_worker_cannot_use_the_parents_database(ledger: IncomeLedger) -> None:
+    """What a worker runs first: the parent's pooled connections are forgotten, not closed,
+    and any new one is refused; the parent's own go on working."""
+    _forked_with["ledger"] = ledger  # a forked process finds it here, as workers do theirs
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            answer = pool.submit(_use_database_after_leaving).result()
+    finally:
+        _forked_with.clear()
+    assert "must not use the database" in answer
+    assert ledger.max_position() > 0  # the parent's connection still works
+
+
+_forked_with: dict[str, IncomeLedger] = {}
+
+
+def _use_database_after_leaving() -> str:
+    ledger = _forked_with["ledger"]
+    event_store.leave_to_parent(ledger.recorder)
+    try:
+        ledger.max_position()
+    except RuntimeError as error:
+        return str(error)
+    return "the worker read the database"
