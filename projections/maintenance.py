@@ -15,6 +15,7 @@ the live position as the snapshot sees it and compares every table; it drops the
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,20 +94,24 @@ def rebuild(
     """
     scratch = read_model("_rebuild", new_index_tag())
     name = f"{PROJECTION_NAME}_rebuild"
-    with RunnerLock(engine, "projections rebuild").held(timeout_s=lock_wait_s):
-        _fresh(engine, scratch)
-        # A rebuild stopped part way (Ctrl-C, a crash, a swap that timed out) left its
-        # position ahead of these empty tables: this one builds from position zero.
-        with engine.begin() as connection:
-            connection.execute(
-                projection_tracking.delete().where(projection_tracking.c.projection_name == name)
-            )
+    with RunnerLock(engine, "projections rebuild").held(timeout_s=lock_wait_s), _young_only_gc():
         builder = Projection(
             engine, source, model=scratch, name=name, page_size=page_size, carry=True
         )
-        builder.catch_up(progress=progress)
-        builder.flush()
-        _create_indexes(engine, scratch)
+        with _scratch_build(engine) as connection:
+            _fresh(connection, scratch)
+            # A rebuild stopped part way (Ctrl-C, a crash, a swap that timed out) left its
+            # position ahead of these empty tables: this one builds from position zero.
+            with connection.begin():
+                connection.execute(
+                    projection_tracking.delete().where(
+                        projection_tracking.c.projection_name == name
+                    )
+                )
+            builder.catch_up(progress=progress, connection=connection)
+            with connection.begin():
+                builder.flush(connection)
+            _create_indexes(connection, scratch)
         try:
             with engine.begin() as connection:
                 _limit_lock_waits(connection, swap_lock_timeout_s)
@@ -150,7 +155,8 @@ def verify(
     tag = new_index_tag()
     scratch = read_model(f"_verify{tag}", tag)
     name = f"{PROJECTION_NAME}_verify{tag}"
-    _fresh(engine, scratch)
+    with engine.connect() as connection:
+        _fresh(connection, scratch)
     try:
         builder = Projection(
             engine, source, model=scratch, name=name, page_size=page_size, carry=True
@@ -238,17 +244,62 @@ def _compare_all(
     return counts, differences
 
 
-def _fresh(engine: Engine, model: ReadModel) -> None:
+@contextmanager
+def _young_only_gc() -> Iterator[None]:
+    """The cyclic garbage collector leaves the objects the process held before the build
+    (modules, SQLAlchemy's metadata, the application) alone until it ends: a build makes
+    millions of objects, and every full collection they set off traversed all of those
+    again (about a sixth of a SQLite rebuild's CPU, docs/performance.md). Garbage among
+    them is collected after, as before."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+# SQLite settings for a rebuild's scratch tables, and what they are set back to after.
+_SCRATCH_PRAGMAS = {"synchronous": "NORMAL", "cache_size": "-65536", "temp_store": "MEMORY"}
+
+
+@contextmanager
+def _scratch_build(engine: Engine) -> Iterator[Connection]:
+    """One connection, outside any transaction, for building scratch tables.
+
+    On SQLite its commits do not wait for the disk (synchronous NORMAL: in WAL mode the
+    database stays consistent through a crash or power cut, and only the last commits can
+    be lost, which is only scratch tables, begun again from empty by the next rebuild),
+    with a larger page cache and sorts in memory. Set back before the connection goes back
+    to the pool: the swap commits with the database's usual durability, and it is the one
+    that writes the live tables."""
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            yield connection
+            return
+        driver = connection.connection.driver_connection
+        saved = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in _SCRATCH_PRAGMAS}
+        try:
+            for name, value in _SCRATCH_PRAGMAS.items():
+                driver.execute(f"PRAGMA {name} = {value}")
+            yield connection
+        finally:
+            if connection.in_transaction():
+                connection.rollback()
+            for name, value in saved.items():
+                driver.execute(f"PRAGMA {name} = {value}")
+
+
+def _fresh(connection: Connection, model: ReadModel) -> None:
     """Empty scratch tables with their keys but without their other indexes: loading first
     and indexing once after costs less than keeping every index up to date row by row."""
-    model.metadata.drop_all(engine)
-    with engine.begin() as connection:
+    with connection.begin():
+        model.metadata.drop_all(connection)
         for table in model.tables:
             connection.execute(CreateTable(table))
 
 
-def _create_indexes(engine: Engine, model: ReadModel) -> None:
-    with engine.begin() as connection:
+def _create_indexes(connection: Connection, model: ReadModel) -> None:
+    with connection.begin():
         for table in model.tables:
             for index in table.indexes:
                 index.create(connection)

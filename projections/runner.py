@@ -146,12 +146,20 @@ class Projection:
             self.projector.flush(own)
 
     def catch_up(
-        self, stop: int | None = None, progress: Callable[[int], None] | None = None
+        self,
+        stop: int | None = None,
+        progress: Callable[[int], None] | None = None,
+        connection: Connection | None = None,
     ) -> int:
-        """Apply pages until there are no more events (or `stop` is reached)."""
+        """Apply pages until there are no more events (or `stop` is reached). With a
+        connection (outside any transaction), each page is its own transaction on it."""
         applied = 0
         while True:
-            count = self.process_page(stop)
+            if connection is None:
+                count = self.process_page(stop)
+            else:
+                with connection.begin():
+                    count = self._apply_next_page(connection, stop)
             if count == 0:
                 return applied
             applied += count

@@ -1,0 +1,127 @@
+"""`projections rebuild`: what it builds is what the live projector builds, and what it sets
+for its scratch build (SQLite's commits, the garbage collector) is set back after."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+from sqlalchemy import text
+
+from application.ledger import CommandContext, RecordPayment
+from income_ledger.bootstrap import event_source
+from projections import maintenance
+from projections.maintenance import compare_models, rebuild, verify
+from projections.runner import Projection
+from projections.schema import LIVE, new_index_tag, read_model
+from tests.domain.helpers import SUN_REF
+from tests.projections.conftest import random_workload
+
+SQLITE_FULL, SQLITE_NORMAL = 2, 1
+
+
+def _page_by_page(projection: Projection):
+    """The read model as the live projector builds it (pages of 7, no carrying)."""
+    tag = new_index_tag()
+    model = read_model(f"_live{tag}", tag)
+    model.metadata.create_all(projection.engine)
+    Projection(
+        projection.engine, projection.source, model=model, name=f"live_copy{tag}", page_size=7
+    ).catch_up()
+    return model
+
+
+def test_a_rebuild_equals_the_live_projectors_read_model(ledger, projection) -> None:
+    """Receipts to funds with and without VAT and to suspense, then allocations, transfers,
+    refunds and reversals: the rebuilt tables are the ones the live projector wrote."""
+    ctx = CommandContext("officer:test")
+    for n, amount in enumerate((120, 9_999, 1)):  # SUN carries VAT
+        ledger.record_payment(
+            RecordPayment("cash", amount, SUN_REF, fund_code="SUN", external_id=f"vat{n}"), ctx
+        )
+    random_workload(ledger, seed=21, receipts=40)
+    projection.catch_up()
+    expected = _page_by_page(projection)
+    try:
+        counts = {
+            kind: n
+            for kind, n in _rows(
+                projection,
+                "SELECT action, COUNT(*) FROM audit_trail GROUP BY action",
+            )
+        }
+        for kind in ("Allocated", "Transferred", "Refunded", "Reversed"):
+            assert counts.get(kind), f"the workload made no {kind} event: {counts}"
+        assert _rows(projection, "SELECT COUNT(*) FROM suspense_items")[0][0] > 0
+        assert _rows(projection, "SELECT SUM(vat_pence) FROM fund_balances")[0][0] != 0
+        assert compare_models(projection.engine, expected, LIVE) == []  # the live one
+        assert rebuild(projection.engine, event_source(ledger), page_size=9) == (
+            ledger.max_position()
+        )
+        assert compare_models(projection.engine, expected, LIVE) == []
+        assert verify(projection.engine, event_source(ledger)).ok
+    finally:
+        expected.metadata.drop_all(projection.engine)
+
+
+def test_the_scratch_build_settings_hold_during_the_build_only(
+    ledger, projection, monkeypatch
+) -> None:
+    """SQLite commits the scratch tables without waiting for the disk (synchronous NORMAL)
+    and the garbage collector leaves older objects alone during the build; the connection
+    goes back to the pool, and the process carries on, as they were."""
+    random_workload(ledger, seed=22, receipts=10)
+    projection.catch_up()
+    engine = projection.engine
+    sqlite = engine.dialect.name == "sqlite"
+    seen: dict[str, object] = {}
+    create_indexes = maintenance._create_indexes
+
+    def watching(connection, model) -> None:
+        seen["frozen"] = gc.get_freeze_count()
+        if sqlite:
+            seen["synchronous"] = _pragma(connection, "synchronous")
+        create_indexes(connection, model)
+
+    monkeypatch.setattr(maintenance, "_create_indexes", watching)
+    rebuild(engine, event_source(ledger))
+    assert seen["frozen"] > 0
+    assert gc.get_freeze_count() == 0
+    if sqlite:
+        assert seen["synchronous"] == SQLITE_NORMAL
+        # Every connection the pool holds is back to the database's usual durability.
+        held = [engine.connect() for _ in range(engine.pool.size() + 1)]
+        try:
+            for connection in held:
+                assert _pragma(connection, "synchronous") == SQLITE_FULL
+                assert _pragma(connection, "temp_store") == 0
+        finally:
+            for connection in held:
+                connection.close()
+
+
+def test_a_build_stopped_part_way_sets_everything_back(ledger, projection, monkeypatch) -> None:
+    random_workload(ledger, seed=23, receipts=10)
+    projection.catch_up()
+
+    def interrupt(*_args) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(maintenance, "_create_indexes", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(projection.engine, event_source(ledger))
+    assert gc.get_freeze_count() == 0
+    if projection.engine.dialect.name == "sqlite":
+        with projection.engine.connect() as connection:
+            assert _pragma(connection, "synchronous") == SQLITE_FULL
+    assert verify(projection.engine, event_source(ledger)).ok  # the live tables untouched
+
+
+def _rows(projection: Projection, sql: str) -> list:
+    with projection.engine.connect() as connection:
+        return list(connection.execute(text(sql)))
+
+
+def _pragma(connection, name: str) -> object:
+    """A SQLite setting of the connection, read outside any transaction."""
+    return connection.connection.driver_connection.execute(f"PRAGMA {name}").fetchone()[0]
