@@ -136,14 +136,31 @@ def _processed(
     for name, column in zip(columns, values, strict=True):
         process = _processor(dialect, table, name)
         if process is not None and _by_value(table, name) and _equal_is_same(column):
-            # Each distinct value processed once: an event's postings share their times.
-            processed = {v: process(v) for v in dict.fromkeys(column) if v is not None}
-            processed[None] = None
-            column = list(map(processed.__getitem__, column))
+            column = _each_distinct_once(process, column)
         elif process is not None:
             column = [None if value is None else process(value) for value in column]
         processed_columns.append(column)
     return processed_columns
+
+
+def _each_distinct_once(process: Callable[[Any], Any], column: Sequence[Any]) -> list[Any]:
+    """The column's values processed, each distinct one once: an event's postings share
+    their times. A processor with a `texts` memo (SQLite's dates and UTC times, below)
+    shares it with every column and page of its kind: a receipt's recorded time is also its
+    audit row's and its payment row's."""
+    texts: dict[Any, Any] | None = getattr(process, "texts", None)
+    if texts is None:
+        texts = {}
+    elif len(texts) > _MEMO_LIMIT:
+        texts.clear()
+    new = [v for v in dict.fromkeys(column) if v not in texts and v is not None]
+    texts.update(zip(new, map(process, new), strict=True))
+    texts[None] = None
+    return list(map(texts.__getitem__, column))
+
+
+# Texts kept by a memo before it starts again (about 5 MB).
+_MEMO_LIMIT = 50_000
 
 
 @lru_cache(maxsize=4096)  # scratch tables are new Table objects each rebuild
@@ -192,11 +209,23 @@ def _sqlite_fast_path(
                 return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
             return process(value)
 
+        # An aware time's text depends on its instant only, which equal times share;
+        # _each_distinct_once uses it only where equal values are the same (UTC or naive).
+        utc_text.texts = _SQLITE_UTC_TEXTS  # type: ignore[attr-defined]
         return utc_text
     is_date = isinstance(impl, Date) and not isinstance(impl, DateTime)
     if is_date and storage_format == _SQLITE_DATE_FORMAT:
-        return lambda value: value.isoformat() if type(value) is date else process(value)
+
+        def date_text(value: Any) -> Any:
+            return value.isoformat() if type(value) is date else process(value)
+
+        date_text.texts = _SQLITE_DATE_TEXTS  # type: ignore[attr-defined]
+        return date_text
     return process
+
+
+_SQLITE_UTC_TEXTS: dict[Any, Any] = {}
+_SQLITE_DATE_TEXTS: dict[Any, Any] = {}
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})

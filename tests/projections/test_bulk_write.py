@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
+from projections import bulk_write
 from projections.bulk_write import (
     _copy_column,
     _processor,
@@ -173,6 +175,61 @@ def test_repeated_times_are_stored_as_sqlalchemy_stores_them(database_url) -> No
                 for table in tables
             )
         assert bulk == core
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+@pytest.mark.parametrize("memo_limit", [50_000, 0])
+def test_times_met_again_in_later_tables_and_pages_are_stored_as_sqlalchemy_stores_them(
+    database_url, monkeypatch, memo_limit
+) -> None:
+    """SQLite's time and date texts are remembered across columns, tables and calls (a
+    receipt's time is in its postings, its audit row and its payment row): a time met again,
+    in another column or table, after a write of it in another zone, or after the memo
+    starts again (a limit of 0), is still stored as SQLAlchemy stores it."""
+    monkeypatch.setattr(bulk_write, "_MEMO_LIMIT", memo_limit)
+    engine = projection_engine(database_url)
+    metadata = MetaData()
+    tables = [
+        Table(
+            name,
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("at", UTCDateTime),
+            Column("later", UTCDateTime),
+            Column("day", Date),
+        )
+        for name in ("bulk_write_memo_a", "bulk_write_memo_b", "bulk_write_memo_core")
+    ]
+    utc = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    london = utc.astimezone(ZoneInfo("Europe/London"))  # the same instant, +01:00
+    other = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 01:30 London, the clocks gone back
+    pages = [
+        [(1, utc, other, utc.date()), (2, utc, None, None)],
+        [(3, other, utc, other.date()), (4, london, utc, london.date())],  # a zone: no memo
+        [(5, utc, utc, utc.date()), (6, other, other, None)],
+    ]
+    columns = ("id", "at", "later", "day")
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as connection:
+            for page in pages:
+                insert_tuples(connection, tables[0], columns, page)
+                insert_tuples(connection, tables[1], columns, page[::-1])
+                connection.execute(
+                    tables[2].insert(), [dict(zip(columns, row, strict=True)) for row in page]
+                )
+        with engine.connect() as connection:
+            a, b, core = (
+                connection.exec_driver_sql(
+                    f"SELECT id, CAST(at AS TEXT), CAST(later AS TEXT), CAST(day AS TEXT) "
+                    f"FROM {table.name} ORDER BY id"
+                ).all()
+                for table in tables
+            )
+        assert a == core
+        assert b == core
     finally:
         metadata.drop_all(engine)
         engine.dispose()
