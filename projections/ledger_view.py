@@ -79,13 +79,19 @@ class Counters:
         self.extra: dict[Key, dict[str, Any]] = {}
 
     def add(self, key: Key, extra: dict[str, Any] | None = None, **deltas: int) -> None:
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = dict.fromkeys(self.value_columns, 0)
+        row = self.row(key)
         for column, delta in deltas.items():
             row[column] += delta
         if extra:
             self.extra[key] = extra
+
+    def row(self, key: Key) -> dict[str, int]:
+        """The key's deltas, to add to in place (zeros for a key not held yet): what `add`
+        does, without a dict of keyword arguments per call (a rebuild adds per posting)."""
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = dict.fromkeys(self.value_columns, 0)
+        return row
 
     def write(self, connection: Connection, table: Table, *, new: bool = False) -> None:
         """Add the deltas to the table's rows; `new`: the table holds none of these keys, so
@@ -234,13 +240,13 @@ class _State:
             self._received(event, payment_id)
         rows = posting_tuples(position, event, postings, payment_id, moment, channel, identifier)
         self.postings.extend(rows)
+        accounts, subjects = self.accounts, self.accounts.extra
         for posting, row in zip(postings, rows, strict=True):
-            self.accounts.add(
-                (posting.account,),
-                account_subject(posting),
-                balance_pence=posting.amount_pence,
-                postings_count=1,
-            )
+            key = (posting.account,)
+            figures = accounts.row(key)
+            figures["balance_pence"] += posting.amount_pence
+            figures["postings_count"] += 1
+            subjects[key] = account_subject(posting)
             self._add_figures(posting, row[_POSTING_CHANNEL], row[_POSTING_DAY], payment_id)
         self.audit.append(audit_tuple(position, event, payment_id, moment, identifier))
         if payment_id is not None:
@@ -286,43 +292,56 @@ class _State:
     def _add_channel_figures(self, posting: Posting, prefix: str, channel: str | None) -> None:
         """Money through a channel: receipts debit its cash or clearing account, refunds and
         reversals credit its own accounts (a payout's debits of those are no new refunds)."""
-        pence = posting.amount_pence
-        if posting.movement is Movement.RECEIPT and prefix in _RECEIVING_ACCOUNTS:
-            self.channels.add((channel,), receipts_count=1, received_pence=pence, net_pence=pence)
-        elif (posting.movement, prefix) == (Movement.REFUND, "refunds"):
-            self.channels.add((channel,), refunds_pence=-pence, net_pence=pence)
-        elif (posting.movement, prefix) == (Movement.REVERSAL, "reversals"):
-            self.channels.add((channel,), reversals_pence=-pence, net_pence=pence)
+        pence, movement = posting.amount_pence, posting.movement
+        if movement is Movement.RECEIPT and prefix in _RECEIVING_ACCOUNTS:
+            figures = self.channels.row((channel,))
+            figures["receipts_count"] += 1
+            figures["received_pence"] += pence
+            figures["net_pence"] += pence
+        elif movement == Movement.REFUND and prefix == "refunds":
+            figures = self.channels.row((channel,))
+            figures["refunds_pence"] -= pence
+            figures["net_pence"] += pence
+        elif movement == Movement.REVERSAL and prefix == "reversals":
+            figures = self.channels.row((channel,))
+            figures["reversals_pence"] -= pence
+            figures["net_pence"] += pence
 
     def _add_fund_figures(self, posting: Posting) -> None:
         held = -posting.amount_pence  # income held is a credit
-        part = "vat_pence" if posting.account == VAT_OUTPUT else "net_pence"
-        figures = {"balance_pence": held, part: held}
+        figures = self.funds.row((posting.fund_code,))
+        figures["balance_pence"] += held
+        figures["vat_pence" if posting.account == VAT_OUTPUT else "net_pence"] += held
         if posting.movement in _FUND_MOVEMENT_COLUMNS:
             column, sign = _FUND_MOVEMENT_COLUMNS[posting.movement]
-            figures[column] = sign * held
-        self.funds.add((posting.fund_code,), **figures)
+            figures[column] += sign * held
 
     def _add_takings(self, posting: Posting, key: Key) -> None:
         held = -posting.amount_pence
+        movement = posting.movement
         # One receipt, refund or reversal per posting to a payer account or to suspense (the
         # VAT beside it is part of the same one).
         item = posting.account != VAT_OUTPUT
-        if posting.movement in (Movement.RECEIPT, Movement.ALLOCATION_ON_ARRIVAL):
+        if movement in (Movement.RECEIPT, Movement.ALLOCATION_ON_ARRIVAL):
             # An allocation on arrival (effective when the money was received) moves the
             # receipt from suspense's takings to its fund's, on the same day.
-            count = (1 if posting.amount_pence <= 0 else -1) if item else 0
-            vat = 0 if item else held
-            self.takings.add(
-                key, receipts_count=count, received_pence=held, vat_pence=vat, net_pence=held
-            )
-        elif posting.movement is Movement.REFUND:
-            self.takings.add(key, refunds_count=int(item), refunds_pence=-held, net_pence=held)
-        elif posting.movement is Movement.REVERSAL:
+            figures = self.takings.row(key)
+            figures["receipts_count"] += (1 if held >= 0 else -1) if item else 0
+            figures["received_pence"] += held
+            figures["vat_pence"] += 0 if item else held
+            figures["net_pence"] += held
+        elif movement is Movement.REFUND:
+            figures = self.takings.row(key)
+            figures["refunds_count"] += int(item)
+            figures["refunds_pence"] -= held
+            figures["net_pence"] += held
+        elif movement is Movement.REVERSAL:
             # A reversal debits a payer account or suspense; its undoing (ReversalUndone)
             # credits it back: one reversal fewer.
-            count = (1 if posting.amount_pence > 0 else -1) if item else 0
-            self.takings.add(key, reversals_count=count, reversals_pence=-held, net_pence=held)
+            figures = self.takings.row(key)
+            figures["reversals_count"] += (1 if held < 0 else -1) if item else 0
+            figures["reversals_pence"] -= held
+            figures["net_pence"] += held
 
     def _add_payment_figures(self, posting: Posting, prefix: str, payment_id: str) -> None:
         row = self.payments[payment_id]
