@@ -486,7 +486,12 @@ class ReadyOut(BaseModel):
     database: Literal["ok", "unreachable"]
     event_position: int | None = None
     read_model_position: int | None = None
-    lag_events: int | None = None
+    lag_events: int | None = Field(
+        None,
+        description="events not yet in the read model: counted up to 10,000; past that the "
+        "difference of positions, an upper bound (lag_events_exact false)",
+    )
+    lag_events_exact: bool | None = None
     lag_seconds: float | None = Field(
         None, description="age of the oldest event not yet in the read model"
     )

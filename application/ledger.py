@@ -85,6 +85,10 @@ MAX_BATCH_SIZE = 10_000
 MAX_ATTEMPTS = 3
 DEFAULT_REFUND_APPROVAL_LIMIT_PENCE = 50_000
 MAX_PENDING_LISTED = 500
+# Events behind the read model are counted up to this many (a bounded index range scan):
+# readiness probes and metric scrapes ask every few seconds, and counting a backlog of a
+# million events scanned the whole table each time (docs/performance.md, Readiness).
+LAG_COUNT_LIMIT = 10_000
 SYSTEM_ACTOR = "system"
 # A command's stored response, and True when it is a replay of the first.
 Answer = tuple[StoredResponse, bool]
@@ -927,16 +931,28 @@ class IncomeLedger(Application):
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
-    def count_events(self, after: int = 0) -> int:
-        """How many events are stored after the position `after`. Not `max_position() -
+    def count_events(self, after: int = 0, up_to: int | None = None) -> int:
+        """How many events are stored after the position `after` (at most `up_to`: the
+        count then reads no more than that many index entries). Not `max_position() -
         after`: PostgreSQL positions can skip numbers for good (a write refused by a clash
         keeps the sequence values it took), so a difference of positions overstates."""
         recorder: Any = self.recorder
         table = recorder.events_record_cls.__table__
+        after_ = select(table.c.id).where(table.c.id > after)
+        if up_to is not None:
+            after_ = after_.order_by(table.c.id).limit(up_to)
         with recorder.datastore.engine.connect() as connection:
             return connection.execute(
-                select(func.count()).select_from(table).where(table.c.id > after)
+                select(func.count()).select_from(after_.subquery())
             ).scalar_one()
+
+    def events_behind(self, after: int) -> tuple[int, bool]:
+        """How many events are stored after `after`, and whether that is exact: counted up
+        to LAG_COUNT_LIMIT, past which the difference of positions, an upper bound."""
+        counted = self.count_events(after, up_to=LAG_COUNT_LIMIT)
+        if counted < LAG_COUNT_LIMIT:
+            return counted, True
+        return max(counted, self.max_position() - after), False
 
     def read_events(self, after: int = 0, page_size: int = 1000) -> Iterator[tuple[int, Any]]:
         """Every domain event in recording order with its position, read in bounded pages."""

@@ -824,11 +824,13 @@ def projections_status(as_json: JsonOption = False) -> None:
         with projection.engine.connect() as connection:
             stuck = [health.to_dict() for health in stuck_projections(connection)]
         read_position = projection.position()
+        lag_events, exact = led.events_behind(read_position)
         status = {
             "event_store_position": led.max_position(),
             "read_model_position": read_position,
             "stuck": stuck,
-            "lag_events": led.count_events(after=read_position),
+            "lag_events": lag_events,
+            "lag_events_exact": exact,
         }
         projection.engine.dispose()
     if as_json:
@@ -836,7 +838,7 @@ def projections_status(as_json: JsonOption = False) -> None:
     else:
         out.print(
             f"event store at {status['event_store_position']}, read model at "
-            f"{status['read_model_position']} ({status['lag_events']} behind)",
+            f"{status['read_model_position']} ({'' if exact else 'up to '}{lag_events} behind)",
             highlight=False,
         )
         for item in stuck:

@@ -316,3 +316,39 @@ def test_the_lag_counts_events_not_positions(ledger, projection, client, setting
     projection.catch_up()
     assert cli_status(settings, monkeypatch)[1]["lag_events"] == 0
     assert client.get("/health/ready").json()["lag_events"] == 0
+
+
+def test_a_long_lag_is_counted_only_up_to_a_limit(
+    ledger, projection, client, settings, monkeypatch
+):
+    """Probes run every few seconds: counting every event behind the read model is a scan
+    of the whole backlog (a million events: a parallel scan of the table, ~0.1 s, per probe).
+    Events are counted up to a limit; past it the lag is the difference of positions, an
+    upper bound (gaps), and says so."""
+    import application.ledger
+
+    monkeypatch.setattr(application.ledger, "LAG_COUNT_LIMIT", 3, raising=False)
+    record(ledger, 100)
+    projection.catch_up()
+    read_position = projection.position()
+    record(ledger, 200)
+    assert stored_events(ledger, after=read_position) == 2  # under the limit: counted
+    code, status = cli_status(settings, monkeypatch)
+    assert (status["lag_events"], status["lag_events_exact"]) == (2, True)
+    ready = client.get("/health/ready").json()
+    assert (ready["lag_events"], ready["lag_events_exact"]) == (2, True)
+
+    leave_a_gap(ledger)
+    record(ledger, 300)
+    record(ledger, 400)
+    behind = ledger.max_position() - read_position
+    assert behind >= stored_events(ledger, after=read_position) == 6
+    code, status = cli_status(settings, monkeypatch)
+    assert code == 0 and (status["lag_events"], status["lag_events_exact"]) == (behind, False)
+    ready = client.get("/health/ready").json()
+    assert (ready["lag_events"], ready["lag_events_exact"]) == (behind, False)
+    metrics = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert gauge(metrics, "ledger_projection_lag_events") == behind
+    projection.catch_up()
+    ready = client.get("/health/ready").json()
+    assert (ready["lag_events"], ready["lag_events_exact"]) == (0, True)
