@@ -283,10 +283,19 @@ def _scratch_build(engine: Engine) -> Iterator[Connection]:
                 driver.execute(f"PRAGMA {name} = {value}")
             yield connection
         finally:
-            if connection.in_transaction():
-                connection.rollback()
-            for name, value in saved.items():
-                driver.execute(f"PRAGMA {name} = {value}")
+            _set_back(connection, driver, saved)
+
+
+def _set_back(connection: Connection, driver: Any, saved: dict[str, Any]) -> None:
+    """The scratch build's connection as it was. One that SQLAlchemy invalidated (an error or
+    a Ctrl-C during a statement) is closed, never to be used again: nothing to set back, and
+    trying would replace that error with "Cannot operate on a closed database"."""
+    if connection.invalidated:
+        return
+    if connection.in_transaction():
+        connection.rollback()
+    for name, value in saved.items():
+        driver.execute(f"PRAGMA {name} = {value}")
 
 
 def _fresh(connection: Connection, model: ReadModel) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from application.ledger import CommandContext, RecordPayment
 from income_ledger.bootstrap import event_source
@@ -115,6 +115,40 @@ def test_a_build_stopped_part_way_sets_everything_back(ledger, projection, monke
         with projection.engine.connect() as connection:
             assert _pragma(connection, "synchronous") == SQLITE_FULL
     assert verify(projection.engine, event_source(ledger)).ok  # the live tables untouched
+
+
+def test_a_build_stopped_during_a_statement_ends_with_the_interrupt(ledger, projection) -> None:
+    """Ctrl-C while one of the build's statements runs (an index being created): SQLAlchemy
+    closes the connection it ran on, and the rebuild ends with the KeyboardInterrupt (the
+    CLI's "Aborted!"), not with an error from setting back a closed connection; nothing else
+    in the pool has the build's settings, the live tables are untouched, and the next
+    rebuild builds them all."""
+    random_workload(ledger, seed=24, receipts=10)
+    projection.catch_up()
+    engine = projection.engine
+
+    def interrupt(_cursor, statement: str, _parameters, _context) -> None:
+        if statement.lstrip().startswith("CREATE INDEX"):
+            raise KeyboardInterrupt
+
+    event.listen(engine, "do_execute", interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rebuild(engine, event_source(ledger))
+    finally:
+        event.remove(engine, "do_execute", interrupt)
+    assert gc.get_freeze_count() == 0
+    if engine.dialect.name == "sqlite":
+        held = [engine.connect() for _ in range(engine.pool.size() + 1)]
+        try:
+            assert {_pragma(connection, "synchronous") for connection in held} == {SQLITE_FULL}
+        finally:
+            for connection in held:
+                connection.close()
+    assert verify(engine, event_source(ledger)).ok  # the live tables untouched
+    assert rebuild(engine, event_source(ledger)) == ledger.max_position()
+    report = verify(engine, event_source(ledger))
+    assert report.ok, report.differences
 
 
 def _rows(projection: Projection, sql: str) -> list:
