@@ -416,9 +416,12 @@ class Claims:
 
     def __init__(self) -> None:
         self.lines_by_claim: dict[tuple[str, str | None], set[LineKey]] = defaultdict(set)
+        # what each line's rules found, as read (before any link of the run: _run_link)
+        self.found: dict[LineKey, list[StatementLink]] = {}
 
     def add(self, key: LineKey, links: Iterable[StatementLink]) -> None:
-        for link in links:
+        self.found[key] = list(links)
+        for link in self.found[key]:
             for claim in _claimed(link):
                 self.lines_by_claim[claim].add(key)
 
@@ -1089,9 +1092,16 @@ def _run_link(
 ) -> tuple[list[StatementLink], StatementLink | None]:
     """What a run finds for a waiting line (the first rule with any candidate; no pairing a
     person undid) and the link it makes, if any: None when it found nothing, or when the
-    line waits for a person (_waits_for_a_person)."""
-    allowed = partial(books.allows, *key) if key in books.rejected else None
-    found = _line_candidates(matcher, line, booked, allowed)
+    line waits for a person (_waits_for_a_person).
+
+    What it finds is what the claims read, before the run linked anything: a channel's day
+    whose other receipts an earlier line of the run took adds up to a new amount, which
+    another line may pay in as well, and the claims never saw that; the next run weighs it
+    with every line that may pay it in."""
+    found = claims.found.get(key)
+    if found is None:  # a line no run may link (not may_wait): its candidates as they are
+        allowed = partial(books.allows, *key) if key in books.rejected else None
+        found = _line_candidates(matcher, line, booked, allowed)
     if _waits_for_a_person(matcher, books, claims, rival_waits, key, line, booked, found):
         return found or _every_candidate(matcher, line, booked), None
     return found, found[0] if found else None

@@ -382,3 +382,31 @@ def test_a_line_waiting_for_a_person_offers_every_rules_candidates(ledger):
     assert sorted(r["payment_id"] for r in exceptions(ledger)["unmatched_receipts"]) == sorted(
         singles
     )
+
+
+def test_a_day_a_run_leaves_two_lines_by_its_own_link_is_linked_to_neither(ledger):
+    """Cheques of 5.00, 3.00 and 4.00 yesterday, and a statement of 5.00, 7.00 and 7.00
+    before them. The 5.00 line is linked to the 5.00 cheque; what is left of the day, 7.00,
+    is then what either 7.00 line may pay in, which no line could pay in when the run read
+    the books: the run links neither by a guess (the older one, before), and the next run
+    leaves both waiting for a person, the day their candidate."""
+    content = camt(
+        entry("5.00", ref="B1", text="COUNTER"),
+        entry("7.00", ref="B2", text="COUNTER"),
+        entry("7.00", ref="B3", text="COUNTER"),
+    )
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    five = govuk_pay(ledger, 500, YESTERDAY, "chq-5", "cheque")
+    rest = sorted(govuk_pay(ledger, p, YESTERDAY, f"chq-{p}", "cheque") for p in (300, 400))
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert (late.line, late.link.matched_payment_ids) == (1, (five,))
+    assert link_counted_twice(ledger, OFFICER) == []
+    lines = get_import(ledger, batch_id)["lines"]
+    assert [[c["payment_ids"] for c in line["candidates"]] for line in lines] == [
+        [],
+        [rest],
+        [rest],
+    ]
+    (chosen,) = choose_link(ledger, OFFICER, batch_id, 3, rest[0], WHY)
+    assert chosen.link.rule == "channel_day_total"
+    assert counted_pence(ledger) == 500 + 300 + 400 + 700  # line 2 is its own receipt
