@@ -128,7 +128,12 @@ def gl_export(
             )
         finally:
             projection.engine.dispose()
-        sink.write(result.content)
+        try:
+            sink.write(result.content)
+        except OSError as error:
+            if out is None:
+                raise
+            raise _not_written(out, error) from None
     record = result.record
     helpers.err.print(
         f"{'exported' if result.first_time else 'exported again (the same file)'} "
@@ -157,12 +162,31 @@ def _file_for(out: Path | None) -> Iterator[BinaryIO]:
     try:
         with sink:
             yield sink
-        mask = os.umask(0)  # the mode a file written in place would have had
+            _put_in_place(sink, out)
+    finally:
+        Path(sink.name).unlink(missing_ok=True)
+
+
+def _put_in_place(sink: Any, out: Path) -> None:
+    """The written file under its name: on disk first (after a crash the name holds the old
+    file or the whole new one, never a part), with the mode a file written in place has."""
+    try:
+        sink.flush()
+        os.fsync(sink.fileno())
+        mask = os.umask(0)
         os.umask(mask)
         os.chmod(sink.name, 0o666 & ~mask)
         Path(sink.name).replace(out)
-    finally:
-        Path(sink.name).unlink(missing_ok=True)
+    except OSError as error:
+        raise _not_written(out, error) from None
+
+
+def _not_written(out: Path, error: OSError) -> InvalidRequest:
+    """The export is recorded by now: say so, and that running it again gives the file."""
+    return InvalidRequest(
+        f"cannot write {out}: {error.strerror}. The export is recorded; once that is "
+        "fixed, run the same gl export again: it writes the same file"
+    )
 
 
 def _catch_up(projection: Any, position: int) -> None:

@@ -6,6 +6,10 @@ import csv
 import io
 import json
 import os
+import shutil
+import subprocess
+
+import pytest
 
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
 from tests.domain.helpers import CT_REF
@@ -126,3 +130,33 @@ def test_a_gl_file_that_cannot_be_written_records_no_export(cli, tmp_path) -> No
     os.umask(umask)
     assert existing.stat().st_mode & 0o777 == 0o666 & ~umask  # as a file written in place
     assert len(json.loads(cli("gl", "list", "--json").stdout)) == 1
+
+
+def test_a_gl_file_that_cannot_replace_the_old_one_says_the_export_is_recorded(
+    cli,  # noqa: F811
+    tmp_path,
+) -> None:
+    """A file that cannot be put in place once the export is recorded (here an existing
+    file made immutable, which even root cannot replace; a full disk is the same path) was
+    'unexpected OSError' (exit 70). It says what failed, that the export is recorded and
+    how to get the file (the same bytes again), leaves the old file whole and no temporary."""
+    if shutil.which("chattr") is None or os.geteuid() != 0:
+        pytest.skip("needs chattr and root to make a file nobody can replace")
+    folder = tmp_path / "journals"
+    folder.mkdir()
+    existing = folder / "gl.csv"
+    existing.write_text("the previous journal\n")
+    if subprocess.run(["chattr", "+i", str(existing)], check=False).returncode != 0:
+        pytest.skip("this filesystem has no immutable files")
+    try:
+        refused = cli("gl", "export", "2025-03-10", "--out", str(existing), code=2)
+    finally:
+        subprocess.run(["chattr", "-i", str(existing)], check=True)
+    assert "unexpected" not in refused.stderr, refused.stderr
+    assert f"cannot write {existing}" in refused.stderr
+    assert "recorded" in refused.stderr and "again" in refused.stderr
+    assert existing.read_text() == "the previous journal\n"
+    assert [p.name for p in folder.iterdir()] == ["gl.csv"]
+    assert len(json.loads(cli("gl", "list", "--json").stdout)) == 1
+    cli("gl", "export", "2025-03-10", "--out", str(existing))
+    assert existing.read_bytes() == cli("gl", "export", "2025-03-10").stdout_bytes
