@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -91,6 +92,14 @@ def run_chunks(
 
 
 def _start_worker(number: int) -> None:
+    # A fork keeps the parent's signal handlers: the API server's (uvicorn's) only set a
+    # flag on SIGTERM and SIGINT, so a worker lived through the SIGTERM that ends the pool's
+    # other workers when one dies, and the import waited for it forever. A worker has
+    # nothing to clean up: SIGTERM ends it; Ctrl-C is the importing process's to handle
+    # (it stops the pool), and no signal is written to the parent's wakeup fd (asyncio's).
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _work[number][1]()
 
 

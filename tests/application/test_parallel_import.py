@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +22,7 @@ from application import event_store
 from application.access import FundAccess
 from application.imports import _LineJob, get_import, import_file
 from application.ledger import CommandContext, IncomeLedger
-from domain.imports import ImportRefused
+from domain.imports import ImportRefused, LineProblem
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import build_ledger
 from income_ledger.settings import Settings
@@ -161,3 +166,52 @@ def _use_database_after_leaving() -> str:
     except RuntimeError as error:
         return str(error)
     return "the worker read the database"
+
+
+def test_a_worker_killed_mid_import_fails_it_at_once_storing_nothing(
+    ledger: IncomeLedger, small_chunks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed mid-import (kill -9, the out-of-memory killer) fails the import and
+    stores nothing, also in a process that handles SIGTERM itself as the API server does
+    (uvicorn: it sets a flag and returns). The pool ends the other workers with SIGTERM; a
+    worker that inherited such a handler lived on, and the import waited for it forever."""
+    ledger.import_processes = 2
+    importer = os.getpid()
+    encode = _LineJob.encode
+
+    def encode_or_die(job: _LineJob, start: int, stop: int) -> Any:
+        """The second chunk's worker is killed while the first chunk's is still at work on
+        a result larger than a pipe holds (as 500 lines' are)."""
+        if os.getpid() == importer:
+            return encode(job, start, stop)
+        if start == CHUNK:
+            os.kill(os.getpid(), signal.SIGKILL)
+        receipts, problems = encode(job, start, stop)
+        time.sleep(2)
+        return receipts, [*problems, LineProblem(0, "x" * 200_000)]
+
+    monkeypatch.setattr(_LineJob, "encode", encode_or_die)
+    before = ledger.max_position()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            import_file(ledger, allpay_file(*every_kind_of_line(60)), IMPORTER, file_name="x")
+        except BaseException as error:  # asserted below
+            failed.append(error)
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        importing = threading.Thread(target=run, daemon=True)
+        importing.start()
+        importing.join(30)
+        hung = importing.is_alive()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for worker in multiprocessing.active_children():  # a hung one, not to outlive the test
+            worker.kill()
+        importing.join(30)
+    assert not hung, "the import still waited for its workers 30 s after one was killed"
+    assert len(failed) == 1 and isinstance(failed[0], BrokenProcessPool), failed
+    assert ledger.max_position() == before
+    assert not multiprocessing.active_children()
