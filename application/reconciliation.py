@@ -388,7 +388,11 @@ def match_lines(
             alone.append(
                 SplitCandidate(line.reference, line.line_number, booked, line.amount_pence)
             )
-    links.update((part.line, link) for part, link in matcher.split_payouts(alone))
+
+    def unclaimed(parts: list[SplitCandidate], whole: StatementLink) -> bool:
+        return not claims.contested((NEW_LINE, parts[0].line), whole, rival_waits)
+
+    links.update((part.line, link) for part, link in matcher.split_payouts(alone, usable=unclaimed))
     return links, waiting, books.paid_in_notes
 
 
@@ -545,7 +549,8 @@ class Matcher:
         """Card payouts split over several lines: the two or more lines of one group
         (see SplitCandidate) adding up to exactly one settlement day's payout. The first
         line carries the payout's link; the others say they are part of it. `usable` is
-        asked, with the group's lines and the payout's link, before a group is linked."""
+        asked, with the group's lines and the payout's link, before a group is linked (a
+        payout a line waiting for a person may pay in is no split's: Claims)."""
         groups: dict[Any, list[SplitCandidate]] = defaultdict(list)
         for line in lines:
             groups[(line.group, line.booked)].append(line)
@@ -1060,7 +1065,12 @@ def _link_once(
         elif run.untouched([key]):
             matcher.take(link)
             run.link(batch_id, line.line, link, None if choice is None else choice.reason)
-    for part, link in matcher.split_payouts(alone, usable=run.usable_parts):
+
+    def usable(parts: list[SplitCandidate], whole: StatementLink) -> bool:
+        first = (parts[0].group[0], parts[0].line)
+        return run.usable_parts(parts, whole) and not claims.contested(first, whole, run.undecided)
+
+    for part, link in matcher.split_payouts(alone, usable=usable):
         run.link(part.group[0], part.line, link)
     return run.save()
 

@@ -410,3 +410,32 @@ def test_a_day_a_run_leaves_two_lines_by_its_own_link_is_linked_to_neither(ledge
     (chosen,) = choose_link(ledger, OFFICER, batch_id, 3, rest[0], WHY)
     assert chosen.link.rule == "channel_day_total"
     assert counted_pence(ledger) == 500 + 300 + 400 + 700  # line 2 is its own receipt
+
+
+WAITING_PAYOUT_LINES = (
+    entry("99.80", ref="C1", text="GOVUK PAY"),
+    entry("99.80", ref="C2", text="GOVUK PAY"),
+)
+SPLIT_PAYOUT_LINES = (
+    entry("50.00", ref="P1", text="GOVUK PAY"),
+    entry("49.80", ref="P2", text="GOVUK PAY"),
+)
+
+
+@pytest.mark.parametrize("payment_first", [True, False], ids=["at_import", "by_a_run"])
+def test_a_payout_two_lines_wait_for_is_not_taken_for_a_split_payout(ledger, payment_first):
+    """Two lines of 99.80 wait for a person, the one payout of 99.80 their candidate; a
+    later statement's two lines adding up to it (a payout split over lines) do not take it,
+    at their import or in a run: whichever took it would be a guess."""
+    if payment_first:
+        send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    waiting = import_file(ledger, camt(*WAITING_PAYOUT_LINES), OFFICER, file_name="w.xml")
+    split = import_file(ledger, camt(*SPLIT_PAYOUT_LINES), OFFICER, file_name="s.xml")
+    if not payment_first:
+        send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    assert link_counted_twice(ledger, OFFICER) == []
+    lines = get_import(ledger, split.batch_id)["lines"]
+    assert [line["outcome"] for line in lines] == ["recorded", "recorded"]
+    lines = get_import(ledger, waiting.batch_id)["lines"]
+    assert [[c["rule"] for c in line["candidates"]] for line in lines] == [["card_payout"]] * 2
+    assert len(exceptions(ledger)["unsettled_card_payments"]) == 1
