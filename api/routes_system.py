@@ -14,6 +14,7 @@ from sqlalchemy import text
 from api.deps import AnyUser, ServicesDep
 from api.schemas import HealthOut, ReadyOut
 from api.services import Services
+from application.outages import Delay, delay_of
 from projections import queries
 from projections.business_figures import business_figures
 from projections.ledger_view import uk_date
@@ -41,7 +42,7 @@ def health(svc: ServicesDep) -> Any:
         return JSONResponse(
             {
                 "status": "degraded",
-                "database": "unreachable",
+                "database": _database_state(error),
                 "event_position": None,
                 "read_model_position": None,
             },
@@ -75,8 +76,9 @@ def ready(svc: ServicesDep) -> Any:
         lag = _projection_lag(svc)
     except Exception as error:  # any failure here means: not ready, do not crash
         log.warning("readiness check failed: %s", str(error).splitlines()[0])
+        state = _database_state(error)
         return JSONResponse(
-            {"status": "not_ready", "database": "unreachable", "reasons": ["database unreachable"]},
+            {"status": "not_ready", "database": state, "reasons": [_DATABASE_REASONS[state]]},
             status_code=503,
         )
     reasons = [
@@ -94,6 +96,22 @@ def ready(svc: ServicesDep) -> Any:
     body = {"status": "not_ready" if reasons else "ready", "database": "ok", **lag}
     body["reasons"] = reasons
     return JSONResponse(body, status_code=503 if reasons else 200)
+
+
+# A database that answered but gave the check up is not down (application.outages.Delay).
+_DATABASE_REASONS = {
+    "unreachable": "database unreachable",
+    "timeout": "the database gave the check up: it ran past its statement_timeout",
+    "busy": "the database gave the check up: it waited too long for another process's lock "
+    "(lock_timeout)",
+}
+
+
+def _database_state(error: Exception) -> str:
+    delay = delay_of(error)
+    if delay is None:
+        return "unreachable"
+    return "timeout" if delay is Delay.CANCELLED else "busy"
 
 
 def _projection_lag(svc: Services) -> dict[str, Any]:

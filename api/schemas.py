@@ -466,7 +466,10 @@ class WebhookOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
-    database: Literal["ok", "unreachable"]
+    database: Literal["ok", "unreachable", "timeout", "busy"] = Field(
+        description="timeout, busy: the database answered but gave the check up (its "
+        "statement_timeout, or a lock held by another process)"
+    )
     event_position: int | None
     read_model_position: int | None
 
@@ -483,7 +486,7 @@ class StuckProjectionOut(BaseModel):
 
 class ReadyOut(BaseModel):
     status: Literal["ready", "not_ready"]
-    database: Literal["ok", "unreachable"]
+    database: Literal["ok", "unreachable", "timeout", "busy"]
     event_position: int | None = None
     read_model_position: int | None = None
     lag_events: int | None = Field(

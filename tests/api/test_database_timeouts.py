@@ -106,3 +106,21 @@ def test_a_statement_the_database_gives_up_is_not_called_unreachable(
         assert "could not be reached" not in problem["detail"]
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
     assert receipts(ledger) == 1
+
+
+def test_health_checks_the_database_gave_up_do_not_call_it_unreachable(
+    base_url, database_url, limit
+) -> None:
+    """/health and /health/ready stay 503 (not alive, not ready), but an operator reading
+    them during a lock (a rebuild's swap, a migration) is told that, not that the database
+    is down."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite's readers never wait for its writer")
+    expected = "timeout" if limit == "statement_timeout" else "busy"
+    with httpx.Client(base_url=base_url, timeout=30) as http, everything_locked(database_url):
+        alive, ready = http.get("/health"), http.get("/health/ready")
+    for response in (alive, ready):
+        assert response.status_code == 503, response.text
+        assert response.json()["database"] == expected, response.text
+    assert "unreachable" not in ready.json()["reasons"][0]
+    assert ("statement_timeout" if expected == "timeout" else "lock") in ready.json()["reasons"][0]
