@@ -11,12 +11,14 @@ A fork copies a process that holds database connections and, in the API, other t
 a worker first gives up the parent's connections without closing them (`in_worker`, e.g.
 application.event_store.leave_to_parent: any later use of the database in the worker is an
 error), does only the given work, and ends with os._exit (multiprocessing's own end of a
-forked worker), which runs no finaliser that could touch what the parent still uses. Where
+forked worker), which runs no finaliser that could touch what the parent still uses. It
+takes the default SIGTERM, ignores SIGINT and dies with the importing process. Where
 plain fork is not available (not Linux), or one process is asked for, the work runs here.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import multiprocessing
 import os
@@ -73,7 +75,7 @@ def run_chunks(
             max_workers=min(processes, len(bounds)),
             mp_context=context,
             initializer=_start_worker,
-            initargs=(number,),
+            initargs=(number, os.getpid()),
         ) as pool:
             futures = [pool.submit(_run, number, start, stop) for start, stop in bounds]
             results = []
@@ -91,7 +93,8 @@ def run_chunks(
             del _work[number]
 
 
-def _start_worker(number: int) -> None:
+def _start_worker(number: int, parent: int) -> None:
+    _end_with(parent)
     # A fork keeps the parent's signal handlers: the API server's (uvicorn's) only set a
     # flag on SIGTERM and SIGINT, so a worker lived through the SIGTERM that ends the pool's
     # other workers when one dies, and the import waited for it forever. A worker has
@@ -105,3 +108,21 @@ def _start_worker(number: int) -> None:
 
 def _run(number: int, start: int, stop: int) -> Any:
     return _work[number][0](start, stop)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _end_with(parent: int) -> None:
+    """Linux: this worker is killed when the importing process ends (kill -9, the out-of-
+    memory killer). Otherwise it lived on for ever, blocked on the pool's pipes, holding
+    copies of the importing process's sockets: the API's port (a restarted server could not
+    listen) and the client's connection (its request never ended). The signal comes when
+    the thread that forked it ends: `run_chunks`'s, which outlives the pool."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except AttributeError:  # not Linux
+        return
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before that was asked
+        os._exit(1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -215,3 +217,54 @@ def test_a_worker_killed_mid_import_fails_it_at_once_storing_nothing(
     assert len(failed) == 1 and isinstance(failed[0], BrokenProcessPool), failed
     assert ledger.max_position() == before
     assert not multiprocessing.active_children()
+
+
+IMPORTER_KILLED = """
+import os, sys, time
+from application.forked import run_chunks
+
+def work(start, stop):
+    time.sleep(60)
+    return start
+
+def in_worker():
+    open(os.path.join(sys.argv[1], str(os.getpid())), "w").close()
+
+run_chunks(work, 4, 1, 2, in_worker, lambda done: None)
+"""
+
+
+def test_workers_end_with_the_importing_process(tmp_path: Path) -> None:
+    """The importing process killed mid-import (kill -9, the out-of-memory killer): its
+    workers end too. They lived on for ever, blocked on the pool's pipes, holding copies of
+    the importing process's sockets: the API's port (a restarted server could not listen)
+    and the client's connection (its request never ended)."""
+    importing = subprocess.Popen(
+        [sys.executable, "-c", IMPORTER_KILLED, str(tmp_path)], cwd=Path(__file__).parents[2]
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            workers = [int(path.name) for path in tmp_path.iterdir()]
+        assert len(workers) == 2, "the workers did not start"
+        importing.kill()
+        importing.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived the importer"
+    finally:
+        importing.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process runs (not a zombie waiting for its new parent to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
