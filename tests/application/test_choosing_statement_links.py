@@ -24,6 +24,7 @@ from application.reconciliation import (
     unlink_line,
 )
 from domain.errors import LineNeedsAChoice, NotACandidate, ReasonRequired
+from domain.limits import uk_day_start
 from tests.application.test_card_payouts import pay, send
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_late_statement_links import OFFICER, counted_pence
@@ -439,3 +440,41 @@ def test_a_payout_two_lines_wait_for_is_not_taken_for_a_split_payout(ledger, pay
     lines = get_import(ledger, waiting.batch_id)["lines"]
     assert [[c["rule"] for c in line["candidates"]] for line in lines] == [["card_payout"]] * 2
     assert len(exceptions(ledger)["unsettled_card_payments"]) == 1
+
+
+def test_a_payout_debit_two_days_refunds_may_pay_waits_for_a_person(ledger):
+    """Two payments taken four days ago, one refunded 60.00 two days ago and the other 60.00
+    yesterday: two settlement days whose payouts are both -60.00. A debit of 60.00 naming
+    the payout is kept unmatched with both days as its candidates; no run links it; a
+    person chooses one, whose refund it settles, and the debit's row is gone."""
+    taken = TODAY - timedelta(days=4)
+    for name in ("pay-a", "pay-b"):
+        captured = {"captured_date": taken.isoformat()}
+        created = f"{taken}T10:00:00.000Z"
+        send(
+            ledger,
+            pay("card_payment_captured", name, settlement_summary=captured, created_date=created),
+        )
+    paid = sorted({row["payment_id"] for row in exceptions(ledger)["unsettled_card_payments"]})
+    refund_days = [TODAY - timedelta(days=2), YESTERDAY]
+    for payment_id, day in zip(paid, refund_days, strict=True):
+        when = uk_day_start(day) + timedelta(hours=10)
+        ledger.refund(UUID(payment_id), 6_000, SUPERVISOR, "refunded at Pay", effective=when)
+    debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
+    content = camt(debit, entry("12.34", ref="B1"))  # a file of debits alone is refused
+    batch_id = import_file(ledger, content, OFFICER, file_name="d.xml").batch_id
+    line = get_import(ledger, batch_id)["lines"][0]
+    assert (line["kind"], line["outcome"]) == ("payout_debit", "unmatched")
+    days = [day.isoformat() for day in reversed(refund_days)]  # the nearest first
+    assert [(c["settled_day"], c["payment_id"]) for c in line["candidates"]] == list(
+        zip(days, reversed(paid), strict=True)
+    )
+    rows = exceptions(ledger)["unmatched_statement_lines"]
+    assert [row["candidates"] for row in rows if row["line"] == 1] == [line["candidates"]]
+    assert link_counted_twice(ledger, OFFICER) == []
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, paid[0], WHY)
+    assert (late.reversed_payment_id, late.link.settled_day) == (None, days[1])
+    rows = exceptions(ledger)["unmatched_statement_lines"]
+    assert [row["kind"] for row in rows] == ["statement_line"]  # the 12.34 credit
+    left = [(r["kind"], r["date"]) for r in exceptions(ledger)["unsettled_card_payments"]]
+    assert ("unsettled_deduction", days[0]) in left and ("unsettled_deduction", days[1]) not in left
