@@ -12,6 +12,7 @@ would store: the same processors make them.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -151,16 +152,20 @@ def _each_distinct_once(process: Callable[[Any], Any], column: Sequence[Any]) ->
     texts: dict[Any, Any] | None = getattr(process, "texts", None)
     if texts is None:
         texts = {}
-    elif len(texts) > _MEMO_LIMIT:
-        texts.clear()
-    new = [v for v in dict.fromkeys(column) if v not in texts and v is not None]
-    texts.update(zip(new, map(process, new), strict=True))
-    texts[None] = None
-    return list(map(texts.__getitem__, column))
+    with _MEMO_LOCK:  # another thread's memo starting again would take this one's texts
+        if len(texts) > _MEMO_LIMIT:
+            texts.clear()
+        new = [v for v in dict.fromkeys(column) if v not in texts and v is not None]
+        texts.update(zip(new, map(process, new), strict=True))
+        texts[None] = None
+        return list(map(texts.__getitem__, column))
 
 
 # Texts kept by a memo before it starts again (about 5 MB).
 _MEMO_LIMIT = 50_000
+# The memos are the process's, shared by its threads (a SQLite write lock orders only the
+# writers of one database).
+_MEMO_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=4096)  # scratch tables are new Table objects each rebuild

@@ -6,7 +6,9 @@ to executemany (SQLite); these rows hold every kind of value the read model writ
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import sys
+import threading
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -233,6 +235,68 @@ def test_times_met_again_in_later_tables_and_pages_are_stored_as_sqlalchemy_stor
     finally:
         metadata.drop_all(engine)
         engine.dispose()
+
+
+def test_two_threads_writing_times_at_once_each_store_all_of_theirs(
+    database_url, tmp_path, monkeypatch
+) -> None:
+    """SQLite's time texts are remembered for the whole process, and the memo starts again
+    when full: two threads writing at once (here to two databases, which no write lock
+    orders) never lose each other's texts half way through a column (a KeyError)."""
+    monkeypatch.setattr(bulk_write, "_MEMO_LIMIT", 100)  # starts again every page or two
+    urls = [database_url, f"sqlite:///{tmp_path / 'second.db'}"]
+    if not database_url.startswith("sqlite"):
+        urls[1] = database_url  # one database, a table each
+    metadata = MetaData()
+    tables = [
+        Table(
+            f"bulk_write_threads_{n}",
+            metadata,
+            Column("id", Integer, primary_key=True),
+            Column("at", UTCDateTime),
+        )
+        for n in range(2)
+    ]
+    engines = [projection_engine(url) for url in urls]
+    for engine, table in zip(engines, tables, strict=True):
+        table.create(engine)
+    pages, rows_per_page = 100, 400
+    errors: list[BaseException] = []
+
+    def write(engine, table, n: int) -> None:
+        start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=n)
+        try:
+            for page in range(pages):
+                ids = range(page * rows_per_page, (page + 1) * rows_per_page)
+                rows = [(i, start + timedelta(seconds=i)) for i in ids]
+                with engine.begin() as connection:
+                    insert_tuples(connection, table, ("id", "at"), rows)
+        except BaseException as error:  # reported by the test, below
+            errors.append(error)
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often, as on a busy server
+    try:
+        threads = [
+            threading.Thread(target=write, args=(engine, table, n))
+            for n, (engine, table) in enumerate(zip(engines, tables, strict=True))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    try:
+        assert errors == []
+        for engine, table in zip(engines, tables, strict=True):
+            with engine.connect() as connection:
+                stored = connection.execute(select(table.c.id)).all()
+            assert len(stored) == pages * rows_per_page
+    finally:
+        for engine, table in zip(engines, tables, strict=True):
+            table.drop(engine)
+            engine.dispose()
 
 
 def test_copy_text_keeps_each_zones_offset() -> None:
