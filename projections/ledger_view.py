@@ -98,14 +98,29 @@ class Counters:
         the rows are plain inserts (COPY on PostgreSQL)."""
         if not self.rows:
             return
+        if new:
+            self._insert(connection, table)
+            return
         rows = [
             dict(zip(self.key_columns, key, strict=True)) | self.extra.get(key, {}) | values
             for key, values in self.rows.items()
         ]
-        if new:
-            insert_rows(connection, table, rows)
+        upsert_rows(connection, table, self.key_columns, rows, add=self.value_columns)
+
+    def _insert(self, connection: Connection, table: Table) -> None:
+        """The rows as tuples, with no dict made per row (a rebuild writes every account's
+        and day's row at once); an `extra` is given for every key or for none."""
+        extra = self.extra
+        extra_columns = tuple(next(iter(extra.values()), {}))
+        columns = self.key_columns + extra_columns + self.value_columns
+        if extra_columns:
+            rows = [
+                (*key, *map(extra[key].__getitem__, extra_columns), *figures.values())
+                for key, figures in self.rows.items()
+            ]
         else:
-            upsert_rows(connection, table, self.key_columns, rows, add=self.value_columns)
+            rows = [(*key, *figures.values()) for key, figures in self.rows.items()]
+        insert_tuples(connection, table, columns, rows)
 
 
 class PageProjector:
@@ -246,7 +261,8 @@ class _State:
             figures = accounts.row(key)
             figures["balance_pence"] += posting.amount_pence
             figures["postings_count"] += 1
-            subjects[key] = account_subject(posting)
+            if key not in subjects:  # an account's fund and reference are in its name
+                subjects[key] = account_subject(posting)
             self._add_figures(posting, row[_POSTING_CHANNEL], row[_POSTING_DAY], payment_id)
         self.audit.append(audit_tuple(position, event, payment_id, moment, identifier))
         if payment_id is not None:
