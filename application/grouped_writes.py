@@ -4,8 +4,8 @@ them; the application only says what belongs together."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -47,8 +47,9 @@ class GroupWriter(Protocol):
         with stored ones or what it was decided on has changed (the command must run again
         alone)."""
 
-    def submit(self, write: Write) -> Future[int | None] | None:
-        """`write`'s answer as a future, for a caller that must not block (an event loop);
-        None when the writer has no room for it now."""
+    def submit(self, write: Write) -> asyncio.Future[int | None] | None:
+        """`write`'s answer as a future of the running event loop, for a caller that must not
+        block; None when the writer has no room for it now (the future raises `queue.Full`
+        when it had none by the time the loop handed it over)."""
 
     def close(self) -> None: ...

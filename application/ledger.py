@@ -12,6 +12,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -410,7 +411,9 @@ class IncomeLedger(Application):
             return await in_thread(lambda: self.record_payment_once(request, command, ctx, respond))
         try:
             async with asyncio.timeout(WAIT_LIMIT_S):  # no extra task, unlike wait_for
-                position = await asyncio.wrap_future(answer)
+                position = await answer
+        except queue.Full:  # filled up before the hand-over: wait for room in a thread
+            return await in_thread(lambda: self.record_payment_once(request, command, ctx, respond))
         except (IntegrityError, sqlalchemy.exc.IntegrityError):
             position = None
         except TimeoutError as error:

@@ -3,8 +3,12 @@
 PostgreSQL writers of the event store serialise on its table lock, so one transaction per
 request caps a process at about one commit per lock hold, whatever the number of threads.
 Here requests hand their encoded write to a queue and wait on a future (a thread blocks on
-it; a coroutine awaits it, `asyncio.wrap_future`); one thread takes whatever has gathered (at most MAX_GROUP writes: no artificial wait, a group grows while the previous one
-commits) and writes it with `LedgerRecorder.write_group`. A write whose events clash with
+a `concurrent.futures.Future`; a coroutine awaits an asyncio future of its loop); one thread
+takes whatever has gathered (at most MAX_GROUP writes: no artificial wait, a group grows
+while the previous one commits) and writes it with `LedgerRecorder.write_group`. An event
+loop's writes are handed over once per loop iteration, all that iteration's requests in one
+queue entry, and a group's answers reach each loop in one call: a thread wake-up (the queue's
+and the loop's self-pipe) per iteration and per group rather than per request. A write whose events clash with
 stored ones is answered None, so its request runs again alone; if the group's statement fails
 (a unique key of another table, say), each write of it is tried alone, so one bad write
 never fails the others.
@@ -12,6 +16,8 @@ never fails the others.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -33,9 +39,20 @@ MAX_WAITING = 4 * MAX_GROUP
 @dataclass
 class _Pending:
     write: Write
-    answer: Future[int | None] = field(default_factory=Future)
+    # A thread's write is answered through `answer`; an event loop's (`loop_answer` set,
+    # `answer` None) through `loop_answer`, set on its loop.
+    answer: Future[int | None] | None = field(default_factory=Future)
     position: int | None = None
     error: BaseException | None = None
+    loop_answer: asyncio.Future[int | None] | None = None
+
+    def take(self) -> bool:
+        """Whether the write is still wanted; from here a caller's cancel no longer
+        withdraws it: it may commit."""
+        if self.answer is not None:
+            return self.answer.set_running_or_notify_cancel()
+        assert self.loop_answer is not None
+        return not self.loop_answer.cancelled()
 
 
 class GroupCommitter:
@@ -43,7 +60,10 @@ class GroupCommitter:
 
     def __init__(self, recorder: LedgerRecorder) -> None:
         self._recorder = recorder
-        self._waiting: queue.Queue[_Pending | None] = queue.Queue(maxsize=MAX_WAITING)
+        # Entries: the writes of one thread's request, or of one event-loop iteration.
+        self._waiting: queue.Queue[list[_Pending] | None] = queue.Queue(maxsize=MAX_WAITING)
+        # Per event loop, its writes of the running iteration, until `_hand_over`.
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         # Started by the first write: most processes (the CLI, the projector) never write so.
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
@@ -59,19 +79,38 @@ class GroupCommitter:
                 raise
             raise TimeoutError("the group commit did not answer in time") from None
 
-    def submit(self, write: Write) -> Future[int | None] | None:
-        """`write`'s answer as a future, without waiting: for an event loop, which must not
-        block. None when the queue is full (call `write`, from a thread, to wait for room).
+    def submit(self, write: Write) -> asyncio.Future[int | None] | None:
+        """`write`'s answer as a future of the running event loop, without waiting (a loop
+        must not block). None when the queue is full (call `write`, from a thread, to wait
+        for room); the future raises `queue.Full` if it filled up before the hand-over.
+        The iteration's writes are handed over together once its callbacks have run.
         Cancelled before its group is taken, the write is left out."""
-        try:
-            return self._queue(write, block=False).answer
-        except queue.Full:
+        if self._waiting.full():
             return None
+        loop = asyncio.get_running_loop()
+        pending = _Pending(write, answer=None, loop_answer=loop.create_future())
+        gathering = self._gathering.get(loop)
+        if gathering is None:
+            gathering = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathering.append(pending)
+        assert pending.loop_answer is not None
+        return pending.loop_answer
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        gathered = self._gathering.pop(loop)
+        self._start()
+        try:
+            self._waiting.put_nowait(gathered)
+        except queue.Full as full:  # filled up since `submit`: the callers wait in a thread
+            for pending in gathered:
+                pending.error = full
+            _answer_on_loop(gathered)
 
     def _queue(self, write: Write, *, block: bool) -> _Pending:
         self._start()
         pending = _Pending(write)
-        self._waiting.put(pending, block=block, timeout=WAIT_LIMIT_S if block else None)
+        self._waiting.put([pending], block=block, timeout=WAIT_LIMIT_S if block else None)
         return pending
 
     def close(self) -> None:
@@ -91,34 +130,46 @@ class GroupCommitter:
                 self._thread.start()
 
     def _run(self) -> None:
+        left: list[_Pending] = []  # taken from the queue, beyond the last group's room
+        closing = False
         while True:
-            first = self._waiting.get()
-            if first is None:
-                return
-            group = [first]
-            while len(group) < MAX_GROUP:
+            if not left:
+                if closing:
+                    return
+                first = self._waiting.get()
+                if first is None:
+                    return
+                left = first
+            group, left = left[:MAX_GROUP], left[MAX_GROUP:]
+            while not left and not closing and len(group) < MAX_GROUP:
                 try:
                     more = self._waiting.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
-                    self._commit(group)
-                    return
-                group.append(more)
+                    closing = True
+                    break
+                room = MAX_GROUP - len(group)
+                group.extend(more[:room])
+                left = more[room:]
             self._commit(group)
 
     def _commit(self, taken: list[_Pending]) -> None:
-        # From here a caller's cancel no longer withdraws its write: it may commit.
-        group = [pending for pending in taken if pending.answer.set_running_or_notify_cancel()]
+        group = [pending for pending in taken if pending.take()]
         if not group:  # every caller gave up before: an empty statement would only fail
             return
         try:
             self._answer(group)
         except Exception as error:  # a fault of ours: answer the group, keep the writer going
             log.exception("the group commit failed outside the database; its requests fail")
+            on_loops = []
             for pending in group:
-                if not pending.answer.done():
+                if pending.answer is None:
+                    pending.error = error
+                    on_loops.append(pending)
+                elif not pending.answer.done():
                     pending.answer.set_exception(error)
+            _answer_on_loops(on_loops)
 
     def _answer(self, group: list[_Pending]) -> None:
         unique = _one_write_per_aggregate(group)
@@ -133,11 +184,15 @@ class GroupCommitter:
             else:
                 for pending in unique:
                     self._write_alone(pending)
+        on_loops = []
         for pending in group:
-            if pending.error is not None:
+            if pending.answer is None:
+                on_loops.append(pending)
+            elif pending.error is not None:
                 pending.answer.set_exception(pending.error)
             else:
                 pending.answer.set_result(pending.position)
+        _answer_on_loops(on_loops)
 
     def _write(self, group: Sequence[_Pending]) -> None:
         committing = False
@@ -155,6 +210,29 @@ class GroupCommitter:
             self._write([pending])
         except Exception as error:  # handed to the waiting request, which raises it
             pending.error = error
+
+
+def _answer_on_loops(pendings: list[_Pending]) -> None:
+    """From the writer thread: each loop's answers in one call on that loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+    for pending in pendings:
+        assert pending.loop_answer is not None
+        by_loop.setdefault(pending.loop_answer.get_loop(), []).append(pending)
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these
+            loop.call_soon_threadsafe(_answer_on_loop, answers)
+
+
+def _answer_on_loop(pendings: list[_Pending]) -> None:
+    for pending in pendings:
+        answer = pending.loop_answer
+        assert answer is not None
+        if answer.done():  # cancelled after its group was taken
+            continue
+        if pending.error is not None:
+            answer.set_exception(pending.error)
+        else:
+            answer.set_result(pending.position)
 
 
 def _one_write_per_aggregate(group: list[_Pending]) -> list[_Pending]:

@@ -150,3 +150,51 @@ def test_a_fault_in_the_writer_fails_its_group_only_and_the_writer_goes_on(
     stored, _ = record(ledger, None, RecordPayment("card", 600, CT_REF, external_id="second"))
     assert stored.status_code == 201
     assert receipts_per_payment(ledger) and len(receipts_per_payment(ledger)) == 1
+
+
+def group_sizes(ledger: IncomeLedger, monkeypatch) -> tuple[list[int], list[int]]:
+    """(writes per queue entry, writes per group statement) of the ledger's group writer."""
+    writer = ledger.group_writer
+    entries: list[int] = []
+    groups: list[int] = []
+    put = writer._waiting.put  # put_nowait calls it too
+
+    def counted_put(item, *args, **kwargs):
+        entries.append(len(item) if isinstance(item, list) else 1)
+        return put(item, *args, **kwargs)
+
+    monkeypatch.setattr(writer._waiting, "put", counted_put)
+    write_group = writer._recorder.write_group
+    monkeypatch.setattr(
+        writer._recorder,
+        "write_group",
+        lambda session, writes: groups.append(len(writes)) or write_group(session, writes),
+    )
+    return entries, groups
+
+
+def test_the_receipts_of_one_loop_iteration_reach_the_writer_together(ledger, monkeypatch) -> None:
+    """The writes an event loop makes in one iteration are handed to the writer thread in
+    one queue entry, so they wake it once and commit in one group (each request used to
+    put its own, each waking the writer)."""
+    if ledger.group_writer is None:
+        pytest.skip("SQLite has no group writer: each receipt has its own transaction")
+    from income_ledger import group_commit
+
+    record(ledger, None, RecordPayment("card", 100, CT_REF, external_id="warm"))  # holds the chart
+    entries, groups = group_sizes(ledger, monkeypatch)
+    threads = Threads()
+    results = awaiting(ledger, [RecordPayment("card", 500 + i, CT_REF) for i in range(10)], threads)
+    assert [stored.status_code for stored, _ in results] == [201] * 10
+    assert threads.sent == 0
+    assert entries == [10] and groups == [10]
+
+    monkeypatch.setattr(group_commit, "MAX_GROUP", 4)  # a larger iteration is split
+    entries.clear(), groups.clear()
+    results = awaiting(ledger, [RecordPayment("card", 600 + i, CT_REF) for i in range(10)], threads)
+    assert [stored.status_code for stored, _ in results] == [201] * 10
+    assert entries == [10] and groups == [4, 4, 2]
+    positions = sorted(stored.body["position"] for stored, _ in results)
+    assert len(set(positions)) == 10
+    logged = receipts_per_payment(ledger)
+    assert set(logged.values()) == {1} and len(logged) == 21
