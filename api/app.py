@@ -159,9 +159,7 @@ class LedgerMiddleware:
 
     def account(self, scope: Scope, method: str, status: int, duration_s: float) -> None:
         path = getattr(scope.get("route"), "path", "unmatched")
-        metrics = self.services.metrics
-        metrics.requests.labels(method, path, str(status)).inc()
-        metrics.latency.labels(method, path).observe(duration_s)
+        self.services.metrics.count_request(method, path, status, duration_s)
         duration_ms = round(duration_s * 1000, 1)
         user = scope.get(USER_SCOPE_KEY, "-")
         access_log.info(
@@ -183,7 +181,7 @@ class LedgerMiddleware:
     def refusal(self, scope: Scope) -> Response | None:
         """The answer to a request refused before its body is read, or None to go on."""
         request = Request(scope)
-        if "%00" in request.url.query or "\x00" in request.url.path:
+        if _may_hold_nul(scope) and ("%00" in request.url.query or "\x00" in request.url.path):
             return problems.problem(
                 request,
                 422,
@@ -213,6 +211,13 @@ class LedgerMiddleware:
         if scope["method"] == "POST" and scope["path"] in IMPORT_PATHS:
             return config.max_import_bytes
         return config.max_body_bytes
+
+
+def _may_hold_nul(scope: Scope) -> bool:
+    """False when neither the path nor the query can hold a NUL, plain or %-encoded: most
+    requests, spared building the URL for the check."""
+    path, query = scope["path"], scope.get("query_string", b"")
+    return "%" in path or "\x00" in path or b"%" in query or b"\x00" in query
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -58,6 +59,9 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # The children of the two above per label values: labels() validates and locks.
+        self._request_counts: dict[tuple[str, str, int], Any] = {}
+        self._request_latencies: dict[tuple[str, str], Any] = {}
         self.event_position = Gauge(
             "ledger_event_position", "latest event store position", registry=self.registry
         )
@@ -100,6 +104,18 @@ class Metrics:
         )
         self.business = BusinessCollector()
         self.registry.register(self.business)
+
+    def count_request(self, method: str, route: str, status: int, duration_s: float) -> None:
+        """One answered request in `requests` and `latency`."""
+        count = self._request_counts.get((method, route, status))
+        if count is None:
+            count = self.requests.labels(method, route, str(status))
+            self._request_counts[method, route, status] = count
+        count.inc()
+        latency = self._request_latencies.get((method, route))
+        if latency is None:
+            latency = self._request_latencies[method, route] = self.latency.labels(method, route)
+        latency.observe(duration_s)
 
 
 class BusinessCollector(Collector):
