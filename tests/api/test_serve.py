@@ -162,9 +162,11 @@ def test_missing_key_file_and_bad_ledger_codes_are_configuration_errors(tmp_path
     assert parse_ledger_codes("R1010:ct, R2010:HRA") == {"R1010": "CT", "R2010": "HRA"}
 
 
-def test_connections_accepted_by_several_workers_send_without_delay() -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_connections_accepted_by_several_workers_send_without_delay(loop: str) -> None:
     """`serve --workers N` binds the socket itself; each accepted connection must still get
-    TCP_NODELAY, or every keep-alive response waits ~40 ms for a delayed ACK (issue #8.12)."""
+    TCP_NODELAY, or every keep-alive response waits ~40 ms for a delayed ACK (issue #8.12).
+    uvicorn runs uvloop's event loop when it is installed (a dependency), asyncio's if not."""
     import asyncio
 
     import uvicorn
@@ -191,4 +193,5 @@ def test_connections_accepted_by_several_workers_send_without_delay() -> None:
             server.close()
 
     assert listening.proto == socket.IPPROTO_TCP
-    assert asyncio.run(nodelay_of_an_accepted_connection()) != 0
+    run = pytest.importorskip("uvloop").run if loop == "uvloop" else asyncio.run
+    assert run(nodelay_of_an_accepted_connection()) != 0
