@@ -261,8 +261,10 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
-# SQLite settings for a rebuild's scratch tables, and what they are set back to after.
-_SCRATCH_PRAGMAS = {"synchronous": "NORMAL", "cache_size": "-65536", "temp_store": "MEMORY"}
+# SQLite settings for a rebuild's scratch tables, and what they are set back to after. Not
+# temp_store=MEMORY: it holds every sort bigger than the page cache (an index's, the size
+# of its table) in memory instead of temporary files, in proportion to the ledger.
+_SCRATCH_PRAGMAS = {"synchronous": "NORMAL", "cache_size": "-65536"}
 
 
 @contextmanager
@@ -272,7 +274,7 @@ def _scratch_build(engine: Engine) -> Iterator[Connection]:
     On SQLite its commits do not wait for the disk (synchronous NORMAL: in WAL mode the
     database stays consistent through a crash or power cut, and only the last commits can
     be lost, which is only scratch tables, begun again from empty by the next rebuild),
-    with a larger page cache and sorts in memory. Set back before the connection goes back
+    with a larger page cache. Set back before the connection goes back
     to the pool: the swap commits with the database's usual durability, and it is the one
     that writes the live tables."""
     with engine.connect() as connection:
