@@ -8,10 +8,11 @@ takes whatever has gathered (at most MAX_GROUP writes: no artificial wait, a gro
 while the previous one commits) and writes it with `LedgerRecorder.write_group`. An event
 loop's writes are handed over once per loop iteration, all that iteration's requests in one
 queue entry, and a group's answers reach each loop in one call: a thread wake-up (the queue's
-and the loop's self-pipe) per iteration and per group rather than per request. A write whose events clash with
-stored ones is answered None, so its request runs again alone; if the group's statement fails
-(a unique key of another table, say), each write of it is tried alone, so one bad write
-never fails the others.
+and the loop's self-pipe) per iteration and per group rather than per request.
+
+A write whose events clash with stored ones is answered None, so its request runs again
+alone; if the group's statement fails (a unique key of another table, say), each write of
+it is tried alone, so one bad write never fails the others.
 """
 
 from __future__ import annotations
