@@ -136,9 +136,9 @@ class Settings(LogSettings):
     auto_link_statements: bool = Field(
         True,
         description="after an import of receipts, a GOV.UK Pay message that moves card "
-        "money or a receipt recorded through POST /payments, link the statement lines "
-        "imported before it that pay it in (as `reconcile link` does, for lines of the days "
-        "concerned); false leaves it to that command",
+        "money or a receipt recorded through POST /payments or `payments record`, link the "
+        "statement lines imported before it that pay it in (as `reconcile link` does, for "
+        "lines of the days concerned); false leaves it to that command",
     )
     auto_link_delay_seconds: float = Field(
         DEFAULT_DELAY_S,

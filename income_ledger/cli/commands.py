@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
@@ -20,11 +21,10 @@ from rich.table import Table
 from application.ledger import CommandContext, IncomeLedger, Outcome, RecordPayment
 from application.payer_details import PayerDetails
 from application.periods import relating_to
+from application.reconciliation import LateLink, link_after_recording
 from domain.errors import InvalidRequest, LedgerError
 from domain.funds import Fund
-from domain.limits import (
-    parse_query_moment,
-)
+from domain.limits import UK, parse_query_moment
 from domain.money import pence_to_pounds, pounds_text
 from domain.payment import ReversalKind
 from domain.references import ReferenceProblem, normalise_reference
@@ -61,6 +61,7 @@ from income_ledger.cli.helpers import (
     print_json,
     progress_bar,
     run,
+    settings,
     settings_problems,
     show,
 )
@@ -435,12 +436,36 @@ def payments_record(
         office_code=office,
         till_code=till,
     )
-    outcome = run(
-        lambda led: led.record_payment(
+    with ledger() as led:
+        outcome = led.record_payment(
             relating_to(led, command, relates_to_period), context(actor, idempotency_key)
         )
-    )
+        # Cash keyed in the morning after its deposit reached the bank: a statement
+        # imported before may hold the line that pays it in (as after POST /payments).
+        links = _link_after_receipt(led, outcome) if outcome.recorded else []
+    if as_json:
+        print_json(
+            {
+                "recorded": outcome.recorded,
+                "position": outcome.position,
+                "payment": outcome.payment,
+                "late_links": [link.to_dict() for link in links],
+            }
+        )
+        return
     print_outcome(outcome, as_json, "recorded")
+    if links:
+        imports.print_links(links)
+
+
+def _link_after_receipt(led: IncomeLedger, outcome: Outcome) -> list[LateLink]:
+    """The statement lines imported before this receipt that pay it in, linked as
+    `reconcile link` links them, for lines booked from its UK day on: in a transaction of
+    its own after the receipt's, so the receipt stands whatever becomes of the run."""
+    if not settings().auto_link_statements:
+        return []
+    received = datetime.fromisoformat(outcome.payment["received_at"]).astimezone(UK).date()
+    return link_after_recording(led, received)
 
 
 @payments_app.command("allocate")

@@ -138,7 +138,7 @@ def import_one(
         return
     _print_outcome(outcome, as_json, "imported")
     if links:
-        _print_links(links)
+        print_links(links)
 
 
 def _auto_link() -> bool:
@@ -368,10 +368,10 @@ def reconcile_link(
     wanted = None if batch_id is None or line is None else (_batch_id(batch_id), line)
     with helpers.ledger() as led:
         links = link_counted_twice(led, helpers.context(actor), wanted)
-    helpers.show([link.to_dict() for link in links], as_json, lambda _: _print_links(links))
+    helpers.show([link.to_dict() for link in links], as_json, lambda _: print_links(links))
 
 
-def _print_links(links: list[LateLink]) -> None:
+def print_links(links: list[LateLink]) -> None:
     for link in links:
         receipt = (
             f"; its receipt {link.reversed_payment_id} reversed as counted twice"
@@ -409,7 +409,7 @@ def reconcile_choose(
     parsed_id = _batch_id(batch_id)
     with helpers.ledger() as led:
         links = choose_link(led, helpers.context(actor), parsed_id, line, receipt, reason)
-    helpers.show([link.to_dict() for link in links], as_json, lambda _: _print_links(links))
+    helpers.show([link.to_dict() for link in links], as_json, lambda _: print_links(links))
 
 
 def reconcile_unlink(

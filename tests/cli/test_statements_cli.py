@@ -210,3 +210,58 @@ def test_two_lines_of_one_amount_both_wait_and_a_person_links_one(cli, tmp_path)
     ]
     assert (left["line"], left["candidates"]) == (1, [])
     assert "needs a person" not in cli("import", "show", batch_id).stdout
+
+
+def _record(cli, amount: str, channel: str = "cash") -> dict:  # noqa: F811
+    done = cli("payments", "record", "--channel", channel, "--amount", amount, "--json")
+    return json.loads(done.stdout)
+
+
+def test_cash_keyed_after_its_deposit_line_is_linked_by_payments_record(cli, tmp_path) -> None:  # noqa: F811
+    # The deposit reached the bank (and the statement the ledger) before the till's
+    # receipts were keyed in: the second receipt makes the cash day add up to the line.
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(camt(entry("30.00", ref="D1", text="CASH DEPOSIT CIVIC")))
+    line_receipt = json.loads(cli("import", str(statement), "--json").stdout)
+    assert line_receipt["late_links"] == []
+    assert _record(cli, "10.00")["late_links"] == []
+    second = _record(cli, "20.00")
+    (link,) = second["late_links"]
+    assert link["line"] == 1 and link["rule"] == "channel_day_total"
+    assert second["payment"]["payment_id"] in link["matched_payment_ids"]
+    shown = cli("payments", "record", "--channel", "cheque", "--amount", "1.00")
+    assert "linked" not in shown.stdout  # nothing waits for a cheque of £1.00
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert report["unmatched_statement_lines"] == []
+    assert [row["amount_pence"] for row in report["unmatched_receipts"]] == [100]
+
+
+def test_payments_record_links_nothing_a_person_must_choose(cli, tmp_path) -> None:  # noqa: F811
+    # Two deposit lines of one amount and one receipt of it: either link would be a guess.
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(
+        camt(entry("15.00", ref="D1", text="CASH DEPOSIT"), entry("15.00", ref="D2", text="CASH"))
+    )
+    cli("import", str(statement))
+    recorded = _record(cli, "15.00")
+    assert recorded["late_links"] == []
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    waiting = report["unmatched_statement_lines"]
+    assert len(waiting) == 2
+    for row in waiting:
+        (candidate,) = row["candidates"]
+        assert candidate["payment_id"] == recorded["payment"]["payment_id"]
+
+
+def test_payments_record_links_nothing_when_automatic_linking_is_off(
+    cli,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("LEDGER_AUTO_LINK_STATEMENTS", "false")
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(camt(entry("12.00", ref="D1", text="CASH DEPOSIT")))
+    cli("import", str(statement))
+    assert _record(cli, "12.00")["late_links"] == []
+    done = cli("reconcile", "link")
+    assert "linked stmt.xml line 1 (£12.00) to cash receipt of" in done.stdout
