@@ -421,3 +421,23 @@ def test_receipt_view_refuses_events_that_break_the_invariant(ledger) -> None:
     for events in broken:
         with pytest.raises(AssertionError):
             receipt_view(events)
+
+
+def test_receipt_view_reads_any_allocation_as_the_replayed_payment_does(ledger) -> None:
+    """`receipt_view` reads the one line a receipt's allocation holds as it is stored; other
+    shapes (several lines, the same line twice, a line of nothing) still give the replayed
+    payment's view, and a negative part among several lines is still refused."""
+    events = ledger.receipt_events(
+        RecordPayment("allpay", 1_200, CT_REF, external_id="x"), OFFICER, ledger.chart()
+    )
+    received, allocated = events
+    assert isinstance(allocated, Payment.Allocated)
+    line = allocated.lines[0]
+    half = {**line, "amount_pence": 600, "vat_pence": 0}
+    other = {**half, "reference": "OTHER"}
+    nothing = {**line, "amount_pence": 0, "vat_pence": 0}
+    for lines in ([line], [half, other], [half, half], [nothing], [nothing, half]):
+        shaped = [received, replace(allocated, lines=lines)]
+        assert receipt_view(shaped) == ledger.payment_view(replayed(shaped))
+    with pytest.raises(AssertionError):
+        receipt_view([received, replace(allocated, lines=[half, {**other, "vat_pence": -1}])])
