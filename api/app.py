@@ -46,7 +46,9 @@ Commands take an `Idempotency-Key` header: a retry with the same key and body re
 original response (`Idempotent-Replayed: true`); the same key with another body gets 409.
 A database outage answers 503 with `Retry-After`; its `code` says whether anything may have
 been saved (`database_outcome_unknown`: retry with the same Idempotency-Key). A statement the
-database gave up answers 503 `database_timeout` (retry, or ask for less) or `database_busy`.
+database gave up answers 503 `database_timeout` (retry, or ask for less) or `database_busy`;
+one it rolled back for a clash with another request (a deadlock) answers 503
+`database_conflict`: nothing was saved, retry now.
 Every command response carries the event position it produced (`position`, and the header
 `Ledger-Position`); every query accepts `min_position` and waits (bounded) until the read
 model has reached it. Errors are `application/problem+json` (RFC 9457). Money is integer pence

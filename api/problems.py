@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 # Long enough for a restarting database or a failover, short enough for a person waiting.
 DATABASE_RETRY_AFTER_SECONDS = 5
+# A clash with another transaction is over once the database has rolled one of them back.
+CONFLICT_RETRY_AFTER_SECONDS = 1
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
@@ -71,8 +73,10 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _documented(
         "the read model has not reached min_position yet, the database is "
         "unreachable (Retry-After; the detail says whether anything may have been saved), "
-        "took too long (database_timeout: retry, or ask for less) or was busy "
-        "(database_busy), or the webhook is not configured: retry later"
+        "took too long (database_timeout: retry, or ask for less), was busy "
+        "(database_busy) or rolled the request back for a clash with another "
+        "(database_conflict: nothing was saved, retry), or the webhook is not configured: "
+        "retry later"
     ),
 }
 
@@ -138,7 +142,7 @@ def database_unavailable(
 
     `saved_unknown` is None when the failure was outside a command's transaction (a query,
     or a step whose transaction this layer does not see). A database that answered but gave
-    the statement up (a timeout, a lock wait) is not called unreachable."""
+    the statement up (a timeout, a lock wait, a deadlock) is not called unreachable."""
     if saved_unknown is None and request.method in SAFE_METHODS:
         saved_unknown = False
     retry = (
@@ -168,8 +172,10 @@ def database_unavailable(
             f"{retry} A repeated delivery of the same external payment is recorded once."
         )
         code = "database_outcome_unknown"
-    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
-    return problem(request, 503, title, detail, code, headers, retryable=True)
+    seconds = (
+        CONFLICT_RETRY_AFTER_SECONDS if delay is Delay.CONFLICT else DATABASE_RETRY_AFTER_SECONDS
+    )
+    return problem(request, 503, title, detail, code, {"Retry-After": str(seconds)}, retryable=True)
 
 
 def _delayed(delay: Delay, saved_unknown: bool | None, retry: str) -> tuple[str, str, str]:
@@ -186,6 +192,15 @@ def _delayed(delay: Delay, saved_unknown: bool | None, retry: str) -> tuple[str,
             "the database cancelled the request because it ran longer than the database "
             f"allows (its statement_timeout), or an administrator cancelled it; {saved}. "
             "Retry, or ask for less (a shorter date range, a smaller page or file).",
+            delay.value,
+        )
+    if delay is Delay.CONFLICT:
+        return (
+            "Database conflict",
+            "the database rolled the request back to settle a clash with another request "
+            "changing the same records at the same moment (a deadlock or a serialization "
+            f"failure); {saved}. The database answered and is working: retry now, the "
+            "same request will very likely succeed.",
             delay.value,
         )
     return (

@@ -104,6 +104,8 @@ _DATABASE_REASONS = {
     "timeout": "the database gave the check up: it ran past its statement_timeout",
     "busy": "the database gave the check up: it waited too long for another process's lock "
     "(lock_timeout)",
+    "conflict": "the database rolled the check back to settle a clash with another "
+    "transaction (a deadlock or a serialization failure): it is up; check again",
 }
 
 
@@ -111,7 +113,7 @@ def _database_state(error: Exception) -> str:
     delay = delay_of(error)
     if delay is None:
         return "unreachable"
-    return "timeout" if delay is Delay.CANCELLED else "busy"
+    return {Delay.CANCELLED: "timeout", Delay.BUSY: "busy", Delay.CONFLICT: "conflict"}[delay]
 
 
 def _projection_lag(svc: Services) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import hashlib
 import json
+import logging
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -80,6 +81,7 @@ from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
 from domain.statements import PAYOUT_NARRATIVES, payout_patterns
 
+log = logging.getLogger(__name__)
 MAX_BATCH_SIZE = 10_000
 # A request that loses a race is run again to find what the winner did; more than a few
 # losses in a row means heavy contention, and the client is better placed to wait.
@@ -911,7 +913,13 @@ class IncomeLedger(Application):
         either both (and gets the first response) or neither (and runs the command afresh).
         A concurrent request that got there first makes this one's save fail; the next attempt
         finds its response, or (for the same payment under another key) the payment itself.
+
+        A transaction the database rolled back to settle a clash with another one (a deadlock,
+        a serialization failure) is run once more, afresh: the database said nothing of it was
+        saved, stored response included, so this is the retry the caller would make. A clash
+        that comes back is answered (503 `database_conflict`).
         """
+        retried_conflict = False
         for _ in range(MAX_ATTEMPTS):
             try:
                 with self.unit_of_work() as session:
@@ -925,6 +933,11 @@ class IncomeLedger(Application):
                 return response, False
             except IntegrityError:
                 continue
+            except DatabaseUnavailable as error:
+                if not error.conflict or retried_conflict:
+                    raise
+                retried_conflict = True
+                log.warning("the database rolled a command back (%s); running it again", error)
         raise ConcurrentUpdate(
             "other requests changed the same records at the same moment; nothing was saved. Retry."
         )
@@ -1165,7 +1178,7 @@ class IncomeLedger(Application):
                 yield session
                 committing = True
         except DATABASE_UNAVAILABLE_ERRORS as error:
-            raise DatabaseUnavailable(saved_unknown=committing) from error
+            raise DatabaseUnavailable.of(error, committing) from error
 
     @contextmanager
     def _transaction(self, commit: bool = True) -> Iterator[Session]:
@@ -1179,7 +1192,7 @@ def nothing_saved_on_outage() -> Iterator[None]:
     try:
         yield
     except DATABASE_UNAVAILABLE_ERRORS as error:
-        raise DatabaseUnavailable(saved_unknown=False) from error
+        raise DatabaseUnavailable.of(error, committing=False) from error
 
 
 def _decided_on(chart: FundChart) -> tuple[UUID, int]:

@@ -33,19 +33,38 @@ DATABASE_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class DatabaseUnavailable(Exception):
-    """The database failed under a command; `saved_unknown` when it failed while committing."""
+    """The database failed under a command; `saved_unknown` when it failed while committing.
 
-    def __init__(self, saved_unknown: bool) -> None:
-        super().__init__(
-            "the database connection failed while committing"
-            if saved_unknown
-            else "the database could not be reached; nothing was saved"
-        )
-        self.saved_unknown = saved_unknown
+    `delay` when it did not fail but gave the command up (see `Delay`): it answered, and
+    rolled the transaction back, so nothing was saved."""
+
+    def __init__(self, saved_unknown: bool, delay: Delay | None = None) -> None:
+        if delay is not None:
+            saved_unknown = False
+            message = f"the database gave the command up ({delay.value}); nothing was saved"
+        elif saved_unknown:
+            message = "the database connection failed while committing"
+        else:
+            message = "the database could not be reached; nothing was saved"
+        super().__init__(message)
+        self.saved_unknown, self.delay = saved_unknown, delay
+
+    @classmethod
+    def of(cls, error: BaseException, committing: bool) -> DatabaseUnavailable:
+        """The failure `error`, raised before the commit, or during it when `committing`."""
+        return cls(saved_unknown=committing, delay=delay_of(error))
+
+    @property
+    def conflict(self) -> bool:
+        """True when the database rolled the command back to settle a clash with another
+        transaction (a deadlock, a serialization failure): nothing was saved, and the same
+        command again very likely succeeds."""
+        return self.delay is Delay.CONFLICT
 
 
 class Delay(Enum):
-    """A database that answered, but gave the statement up for taking too long: not an
+    """A database that answered, but gave the statement up (for taking too long, or to
+    settle a clash with another transaction) and rolled its transaction back: not an
     outage, and retrying blindly is not always the cure."""
 
     # PostgreSQL cancelled the statement (SQLSTATE 57014): it ran past `statement_timeout`
@@ -54,8 +73,16 @@ class Delay(Enum):
     # The statement waited too long for another transaction's lock: SQLite's busy timeout
     # ("database is locked") or PostgreSQL's `lock_timeout` (SQLSTATE 55P03). Retry shortly.
     BUSY = "database_busy"
+    # PostgreSQL rolled the transaction back whole to settle a clash with another one running
+    # at the same moment: a deadlock (SQLSTATE 40P01), or a serialization failure (40001)
+    # under REPEATABLE READ or SERIALIZABLE. Nothing of it was saved, and the clash is over
+    # once it is rolled back: the same command again, now, very likely succeeds.
+    CONFLICT = "database_conflict"
 
 
+# Not all of TransactionRollbackError (SQLSTATE class 40): 40003 "statement completion
+# unknown" is not a promise that nothing was saved.
+_ROLLED_BACK_FOR_A_CLASH = (psycopg2.errors.DeadlockDetected, psycopg2.errors.SerializationFailure)
 _SQLITE_BUSY = ("database is locked", "database is busy", "database table is locked")
 
 
@@ -66,6 +93,8 @@ def delay_of(error: BaseException) -> Delay | None:
             return Delay.CANCELLED
         if isinstance(cause, psycopg2.errors.LockNotAvailable):
             return Delay.BUSY
+        if isinstance(cause, _ROLLED_BACK_FOR_A_CLASH):
+            return Delay.CONFLICT
         if isinstance(cause, sqlite3.OperationalError) and str(cause).startswith(_SQLITE_BUSY):
             return Delay.BUSY
     return None

@@ -107,6 +107,13 @@ def connection_problem(settings: Settings, error: BaseException) -> str | None:
             "allows (its statement_timeout), or an administrator cancelled it. Try again, or "
             "ask for less (a shorter date range, a smaller file)"
         )
+    if delay is Delay.CONFLICT:
+        return (
+            f"the database ({where}) rolled the command back to settle a clash with another "
+            "process changing the same records at the same moment (a deadlock or a "
+            "serialization failure); nothing was saved. Run the same command again: it will "
+            "very likely succeed"
+        )
     if delay is Delay.BUSY:
         return (
             f"the database ({where}) stayed locked by another process (a running import, "

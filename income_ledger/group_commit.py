@@ -202,7 +202,7 @@ class GroupCommitter:
                 positions = self._recorder.write_group(session, [p.write for p in group])
                 committing = True
         except DATABASE_UNAVAILABLE_ERRORS as error:
-            raise DatabaseUnavailable(saved_unknown=committing) from error
+            raise DatabaseUnavailable.of(error, committing) from error
         for pending, position in zip(group, positions, strict=True):
             pending.position = position
 

@@ -114,6 +114,15 @@ def _error_page(request: Request, error: Exception) -> Response:
         status, title = problems.status_for(error)
         return render(request, "error.html", status, title=title, detail=error.message)
     delay = delay_of(error)
+    if delay is Delay.CONFLICT:
+        log.warning("database gave up on %s %s: %s", request.method, request.url.path, delay.value)
+        detail = (
+            "Someone else was changing the same records at the same moment, and the ledger's "
+            "database stopped this to let the other finish; nothing was saved. Try again now: "
+            "it will very likely work. If you were sending a form, sending it again is safe: "
+            "it is recorded once."
+        )
+        return render(request, "error.html", 503, title="Try again", detail=detail)
     if delay is not None:
         log.warning("database gave up on %s %s: %s", request.method, request.url.path, delay.value)
         detail = (

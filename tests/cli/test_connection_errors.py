@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from income_ledger.cli import app
+from tests.api.test_database_conflicts import deadlocked
 from tests.api.test_database_timeouts import everything_locked, with_limit
 
 
@@ -57,5 +58,21 @@ def test_a_statement_the_database_gives_up_is_named_not_called_unreachable(
     assert result.exit_code == 2, result.output
     said = "statement_timeout" if limit == "statement_timeout" else "stayed locked"
     assert said in result.output, result.output
+    assert "cannot reach" not in result.output and "unexpected" not in result.output
+    assert not [e for _, e in ledger.read_events() if type(e).__name__ == "Received"]
+
+
+def test_a_deadlock_is_named_not_called_unreachable(ledger, database_url, monkeypatch) -> None:
+    """The CLI does not run a command again by itself: it says nothing was saved, and to run it again."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time: no deadlock, its waits are database_busy")
+    # The payer's details go in first, in the same transaction: a table the command holds.
+    record = ["payments", "record", "--channel", "cash", "--amount", "12.50", "--payer-name", "A"]
+    with deadlocked(database_url, ledger, rounds=1) as failures:
+        result = run(monkeypatch, database_url, *record)
+    assert not failures, failures
+    assert result.exit_code == 2, result.output
+    assert "clash with another process" in result.output, result.output
+    assert "nothing was saved" in result.output and "Run the same command again" in result.output
     assert "cannot reach" not in result.output and "unexpected" not in result.output
     assert not [e for _, e in ledger.read_events() if type(e).__name__ == "Received"]

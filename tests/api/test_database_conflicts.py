@@ -1,0 +1,199 @@
+"""A transaction PostgreSQL rolls back to settle a clash with another one (a deadlock, a
+serialization failure) is not called an outage: the database answered, nothing was saved,
+and the same command again very likely succeeds. A command run with its stored response
+(`run_once`) is run once more by itself; a clash that comes back is answered 503
+`database_conflict`. The deadlocks are real: another session holds the event store's lock
+while the server's command waits for it, then asks for a lock the command holds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import psycopg2
+import psycopg2.errors
+import pytest
+from sqlalchemy.engine import make_url
+
+from application import event_store
+from application.ledger import CommandContext, IncomeLedger, RecordPayment
+from application.outages import DatabaseUnavailable, Delay, delay_of
+from tests.api.conftest import auth
+from tests.domain.helpers import CT_REF
+
+SUSPENSE_REFERENCE = "12345678"  # fails Council Tax's check digit: held in suspense
+ALLOCATE = {
+    "lines": [{"fund_code": "CT", "reference": CT_REF, "amount_pence": 8_000}],
+    "reason": "caller said council tax",
+}
+WAIT_S = 20
+
+
+@pytest.fixture(autouse=True)
+def postgresql_only(database_url: str) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite has one writer at a time: no deadlock, its waits are database_busy")
+
+
+@contextmanager
+def deadlocked(database_url: str, ledger: IncomeLedger, rounds: int) -> Iterator[list[str]]:
+    """Deadlock the next `rounds` transactions that wait for the event store's lock.
+
+    Another session takes the event store's lock; when a transaction waits for it, the
+    session asks for the other tables that transaction holds: each waits for the other. The
+    session waits a minute before looking for a deadlock, the transaction the server's
+    default second, so the server's transaction is the one PostgreSQL rolls back. Yields
+    the list of what the session could not do (empty when every round deadlocked)."""
+    url = make_url(database_url).set(drivername="postgresql")
+    table = event_store.events_table_name(ledger.recorder)
+    holder = psycopg2.connect(url.render_as_string(hide_password=False))
+    cursor = holder.cursor()
+    cursor.execute("SET deadlock_timeout = '60s'")
+    cursor.execute(f'LOCK TABLE "{table}" IN EXCLUSIVE MODE')
+    failures: list[str] = []
+
+    def clash() -> None:
+        for round_ in range(rounds):
+            waiting = _waiting_for(cursor, table)
+            if waiting is None:
+                failures.append(f"round {round_ + 1}: nothing waited for the event store")
+                return
+            # Not the event store itself: asking for more of a lock one holds while another
+            # waits for it is a deadlock PostgreSQL finds at once, in the asker.
+            tables = [name for name in _tables_held_by(cursor, waiting) if name != table]
+            if not tables:
+                failures.append(f"round {round_ + 1}: the waiting transaction holds no table")
+                return
+            cursor.execute("SAVEPOINT clash")
+            names = ", ".join(f'"{name}"' for name in tables)
+            cursor.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
+            # Let go of the tables (not the event store): the command's next attempt waits
+            # for the event store again, holding them.
+            cursor.execute("ROLLBACK TO SAVEPOINT clash")
+
+    def clash_then_let_go() -> None:
+        try:
+            clash()
+        finally:
+            holder.rollback()
+
+    thread = threading.Thread(target=clash_then_let_go)
+    thread.start()
+    try:
+        yield failures
+    finally:
+        thread.join(timeout=WAIT_S * (rounds + 1))
+        holder.close()
+
+
+def _waiting_for(cursor, table: str) -> int | None:
+    """The backend waiting for `table`'s lock, once one is."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE relation = %s::regclass AND NOT granted", (table,)
+        )
+        row = cursor.fetchone()
+        if row is not None:
+            return int(row[0])
+        time.sleep(0.01)
+    return None
+
+
+def _tables_held_by(cursor, pid: int) -> list[str]:
+    cursor.execute(
+        "SELECT DISTINCT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE l.pid = %s AND l.granted AND c.relkind IN ('r', 'p') AND n.nspname = 'public'",
+        (pid,),
+    )
+    return sorted(name for (name,) in cursor.fetchall())
+
+
+@pytest.fixture
+def in_suspense(ledger: IncomeLedger) -> str:
+    outcome = ledger.record_payment(
+        RecordPayment(channel="cheque", amount_pence=8_000, reference=SUSPENSE_REFERENCE),
+        CommandContext("officer:officer"),
+    )
+    return str(outcome.payment_id)
+
+
+def allocations(ledger: IncomeLedger) -> int:
+    return sum(type(e).__name__ == "Allocated" for _, e in ledger.read_events())
+
+
+def test_a_command_rolled_back_by_a_deadlock_is_run_once_more_by_itself(
+    base_url, ledger, database_url, in_suspense
+) -> None:
+    headers = auth("officer") | {"Idempotency-Key": "deadlock-1"}
+    path = f"/payments/{in_suspense}/allocations"
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        with deadlocked(database_url, ledger, rounds=1) as failures:
+            answer = http.post(path, json=ALLOCATE, headers=headers)
+        replayed = http.post(path, json=ALLOCATE, headers=headers)
+    assert not failures, failures
+    assert answer.status_code == 201, answer.text
+    assert replayed.status_code == 201 and replayed.headers["Idempotent-Replayed"] == "true"
+    assert allocations(ledger) == 1
+
+
+def test_a_deadlock_that_comes_back_is_answered_database_conflict_not_unreachable(
+    base_url, ledger, database_url, in_suspense
+) -> None:
+    headers = auth("officer") | {"Idempotency-Key": "deadlock-2"}
+    path = f"/payments/{in_suspense}/allocations"
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        with deadlocked(database_url, ledger, rounds=2) as failures:
+            answer = http.post(path, json=ALLOCATE, headers=headers)
+        retried = http.post(path, json=ALLOCATE, headers=headers)
+    assert not failures, failures
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["code"] == "database_conflict" and problem["retryable"] is True, problem
+    assert "nothing was saved" in problem["detail"] and "deadlock" in problem["detail"]
+    assert "could not be reached" not in problem["detail"]
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert allocations(ledger) == 1
+
+
+def test_a_serialization_failure_is_a_conflict_and_says_nothing_was_saved(database_url) -> None:
+    """Two SERIALIZABLE transactions each read what the other writes: the second to commit
+    is rolled back (SQLSTATE 40001) at its COMMIT, a conflict like a deadlock, and nothing of
+    it was saved even though it failed while committing."""
+    url = make_url(database_url).set(drivername="postgresql").render_as_string(False)
+    first, second = psycopg2.connect(url), psycopg2.connect(url)
+    try:
+        with first.cursor() as setup:
+            setup.execute("CREATE TABLE serial_clash (k int)")
+        first.commit()
+        for connection in (first, second):
+            connection.set_session(isolation_level="SERIALIZABLE")
+        a, b = first.cursor(), second.cursor()
+        a.execute("SELECT count(*) FROM serial_clash WHERE k = 2")
+        b.execute("SELECT count(*) FROM serial_clash WHERE k = 1")
+        a.execute("INSERT INTO serial_clash VALUES (1)")
+        b.execute("INSERT INTO serial_clash VALUES (2)")
+        first.commit()
+        with pytest.raises(psycopg2.errors.SerializationFailure) as raised:
+            second.commit()
+        with first.cursor() as check:
+            check.execute("SELECT k FROM serial_clash")
+            assert check.fetchall() == [(1,)]
+    finally:
+        first.rollback()
+        first.set_session(isolation_level="READ COMMITTED")
+        with first.cursor() as cleanup:
+            cleanup.execute("DROP TABLE IF EXISTS serial_clash")
+        first.commit()
+        first.close()
+        second.close()
+    assert delay_of(raised.value) is Delay.CONFLICT
+    during_commit = DatabaseUnavailable.of(raised.value, committing=True)
+    assert during_commit.conflict and during_commit.saved_unknown is False
+    assert "nothing was saved" in str(during_commit)
