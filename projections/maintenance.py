@@ -64,18 +64,15 @@ class VerifyReport:
     differences: list[TableDifference]
     stuck: list[dict[str, Any]] = field(default_factory=list)  # projections.status
     event_store_position: int | None = None  # set by a caller that knows it
+    # Events stored after `position` (and whether counted to the end), set by a caller that
+    # can count them: PostgreSQL positions skip numbers for good, so it is not
+    # `event_store_position - position`.
+    behind_events: int = 0
+    behind_events_exact: bool = True
 
     @property
     def ok(self) -> bool:
         return not self.differences
-
-    @property
-    def behind_events(self) -> int:
-        """Positions between the read model and the event store: at most this many events
-        (PostgreSQL positions can have permanent gaps, so it may overstate, never understate)."""
-        if self.event_store_position is None:
-            return 0
-        return max(0, self.event_store_position - self.position)
 
 
 def rebuild(

@@ -204,7 +204,9 @@ def audit_chain(page_size: PageSizeOption = 5000) -> None:
         chain = build_audit_chain(Settings(), led, page_size=page_size)
         try:
             store_position = led.max_position()
-            with helpers.progress_bar(store_position - chain.position(), "chaining") as advance:
+            # The bar advances by events chained: its total is the events to chain, counted.
+            to_chain = led.count_events(chain.position())
+            with helpers.progress_bar(to_chain, "chaining") as advance:
                 chained = chain.catch_up(progress=advance)
             position = chain.position()
         finally:
@@ -239,7 +241,8 @@ def audit_seals(
     with helpers.ledger() as led:
         chain = build_audit_chain(Settings(), led)
         try:
-            behind = led.max_position() - chain.position()
+            # Counted, not a difference of positions: PostgreSQL's skip numbers for good.
+            behind, exact = led.events_behind(chain.position())
             with chain.engine.connect() as connection:
                 every = stored_seals(connection, since=since_day)
         finally:
@@ -250,7 +253,8 @@ def audit_seals(
         # The chain has not got past this day yet: events not chained may still be its own.
         seals = seals[:-1]
         helpers.err.print(
-            f"[yellow]warning:[/] the chain is {behind} events behind the event store, so its "
+            f"[yellow]warning:[/] the chain is {'' if exact else 'up to '}{behind} events "
+            "behind the event store, so its "
             "latest day's seal may be incomplete and is left out: run `income-ledger audit "
             "chain` first",
             highlight=False,

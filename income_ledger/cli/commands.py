@@ -932,6 +932,8 @@ def projections_verify(
                 projection.engine, event_source(led), page_size=page_size, progress=advance
             )
         report.event_store_position = led.max_position()
+        if report.event_store_position > report.position:
+            report.behind_events, report.behind_events_exact = led.events_behind(report.position)
         projection.engine.dispose()
     if as_json:
         print_json(
@@ -940,6 +942,7 @@ def projections_verify(
                 "position": report.position,
                 "event_store_position": report.event_store_position,
                 "behind_events": report.behind_events,
+                "behind_events_exact": report.behind_events_exact,
                 "stuck": report.stuck,
                 "rows": report.tables,
                 "differences": [vars(d) for d in report.differences],
@@ -961,9 +964,9 @@ def projections_verify(
         out.print(f"live read model {verdict} a rebuild at position {report.position}")
         if report.behind_events:
             err.print(
-                f"the read model is up to {report.behind_events} events behind the event "
-                f"store (at position {report.position} of {report.event_store_position}; "
-                "PostgreSQL positions can skip numbers): it was compared "
+                f"the read model is {'' if report.behind_events_exact else 'up to '}"
+                f"{report.behind_events} events behind the event store (at position "
+                f"{report.position} of {report.event_store_position}): it was compared "
                 "only up to its own position",
                 highlight=False,
             )

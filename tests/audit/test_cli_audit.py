@@ -19,6 +19,7 @@ from projections.replay import replay_balances
 from projections.runner import Projection
 from projections.schema import LIVE
 from tests.audit.conftest import execute, spread_workload
+from tests.conftest import leave_a_gap, stored_events
 from tests.domain.helpers import CT_REF, HRA_REF, SUN_REF
 
 UK = ZoneInfo("Europe/London")
@@ -394,3 +395,23 @@ def test_seals_of_closed_days_only_once_the_chain_has_passed_them(
     assert (
         "cannot write" in cli("audit", "seals", "--out", "/nonexistent/dir/s.jsonl", code=2).output
     )
+
+
+def test_seals_say_how_many_events_the_chain_is_behind_counted_not_positions(
+    cli, ledger, officer, engine, settings
+) -> None:
+    """PostgreSQL's positions skip numbers for good (a write refused by a clash keeps the
+    ones it took): the warning counts the events not chained, not the positions."""
+    ledger.record_payment(RecordPayment("cash", 100, CT_REF, external_id="g1"), officer)
+    cli("audit", "chain")
+    chained_to = ledger.max_position()
+    yesterday = (datetime.now(UK) - timedelta(days=1)).date()
+    execute(engine, "UPDATE audit_seals SET business_date = :d", d=yesterday)
+    leave_a_gap(ledger)
+    ledger.record_payment(RecordPayment("cash", 200, CT_REF, external_id="g2"), officer)
+    waiting = stored_events(ledger, after=chained_to)
+    assert waiting == 2  # the receipt and its allocation
+    if settings.is_postgres:
+        assert ledger.max_position() - chained_to > waiting  # the gap this test is about
+    said = " ".join(cli("audit", "seals").output.split())
+    assert f"the chain is {waiting} events behind the event store" in said, said

@@ -318,6 +318,26 @@ def test_the_lag_counts_events_not_positions(ledger, projection, client, setting
     assert client.get("/health/ready").json()["lag_events"] == 0
 
 
+def test_verify_counts_the_events_the_read_model_is_behind_not_positions(
+    ledger, projection, settings, monkeypatch
+):
+    record(ledger, 100)
+    projection.catch_up()
+    read_position = projection.position()
+    leave_a_gap(ledger)
+    record(ledger, 200)
+    waiting = stored_events(ledger, after=read_position)
+    if settings.is_postgres:
+        assert ledger.max_position() - read_position > waiting  # the gap this test is about
+    monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
+    as_json = CliRunner().invoke(cli_app, ["projections", "verify", "--json"])
+    report = json.loads(as_json.stdout)
+    assert report["behind_events"] == waiting and report["behind_events_exact"], report
+    as_text = CliRunner().invoke(cli_app, ["projections", "verify"])
+    said = " ".join(as_text.output.split())
+    assert f"the read model is {waiting} events behind the event store" in said, said
+
+
 def test_a_long_lag_is_counted_only_up_to_a_limit(
     ledger, projection, client, settings, monkeypatch
 ):
