@@ -29,18 +29,12 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 Result = TypeVar("Result")
-MAX_PROCESSES = 32
 
 # The work of each running split, by number: a forked worker finds its own here (inherited
 # with the parent's memory), so the work itself is never pickled.
 _work: dict[int, tuple[Callable[[int, int], Any], Callable[[], None]]] = {}
 _numbers = itertools.count()
 _work_lock = threading.Lock()
-
-
-def default_processes() -> int:
-    """One per CPU core this process may use."""
-    return max(1, min(MAX_PROCESSES, len(os.sched_getaffinity(0))))
 
 
 def can_fork() -> bool:

@@ -21,7 +21,6 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from application import event_store
-from application.bulk import collector_paused
 from application.forked import run_chunks
 from application.import_rules import current_rulebook
 from application.ledger import (
@@ -70,6 +69,7 @@ from domain.periods import PeriodCalendar, uk_date
 from domain.postings import allocated_on_arrival
 from domain.references import normalise_reference
 from domain.statements import STATEMENT_FORMATS, names_payout, statement_file
+from runtime.collector import collector_paused
 
 MAX_BATCHES_LISTED = 500
 # Receipt lines are checked and encoded this many at a time (a progress step), in worker

@@ -32,8 +32,6 @@ from sqlalchemy.orm import Session
 
 from application import event_store
 from application.access import EVERY_FUND, FundAccess
-from application.bulk import collector_paused
-from application.forked import default_processes
 from application.grouped_writes import WAIT_LIMIT_S, GroupWriter, Row, Write
 from application.idempotency import (
     IdempotentRequest,
@@ -80,6 +78,8 @@ from domain.payment import (
 from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
 from domain.statements import PAYOUT_NARRATIVES, payout_patterns
+from runtime.collector import collector_paused
+from runtime.processes import default_processes
 
 log = logging.getLogger(__name__)
 MAX_BATCH_SIZE = 10_000

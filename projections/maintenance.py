@@ -15,7 +15,6 @@ the live position as the snapshot sees it and compares every table; it drops the
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from projections.schema import (
     read_model,
 )
 from projections.status import stuck_projections
+from runtime.collector import collector_paused
 
 # Surrogate keys differ between two builds of the same history; they are not compared.
 IGNORED_COLUMNS = {"posting_id"}
@@ -91,7 +91,9 @@ def rebuild(
     """
     scratch = read_model("_rebuild", new_index_tag())
     name = f"{PROJECTION_NAME}_rebuild"
-    with RunnerLock(engine, "projections rebuild").held(timeout_s=lock_wait_s), _no_cyclic_gc():
+    # A build makes millions of objects and no reference cycles among them (none in a
+    # 21,062-event rebuild; tests/projections/test_rebuild.py checks a smaller one).
+    with RunnerLock(engine, "projections rebuild").held(timeout_s=lock_wait_s), collector_paused():
         builder = Projection(
             engine, source, model=scratch, name=name, page_size=page_size, carry=True
         )
@@ -239,23 +241,6 @@ def _compare_all(
         if difference is not None:
             differences.append(difference)
     return counts, differences
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """The cyclic garbage collector stays off while the build runs, and is set back after
-    as it was. A build makes millions of objects and no reference cycles among them (none
-    in a 21,062-event rebuild, tests/projections/test_rebuild.py checks a smaller one), so
-    reference counting frees all its garbage, and the collector's passes only traversed live
-    objects: with the objects held before the build frozen, still 6% of a SQLite rebuild's
-    CPU, and a sixth before that (docs/performance.md)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 # SQLite settings for a rebuild's scratch tables, and what they are set back to after. Not

@@ -14,10 +14,11 @@ milliseconds rather than importing the application again.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
+
+from runtime.processes import MAX_PROCESSES, default_processes
 
 MIN_EVENTS_PER_PROCESS = 10_000  # a range never holds fewer, whatever was asked for
 # Unasked, split only a log this big per process: starting the workers (a forkserver that
@@ -25,14 +26,8 @@ MIN_EVENTS_PER_PROCESS = 10_000  # a range never holds fewer, whatever was asked
 # on the 2 shared cores measured, more than a whole 21,000-event verify or replay
 # (docs/performance.md).
 DEFAULT_EVENTS_PER_PROCESS = 250_000
-MAX_PROCESSES = 32
 
 Result = TypeVar("Result")
-
-
-def default_processes() -> int:
-    """One per CPU core this process may use."""
-    return max(1, min(MAX_PROCESSES, len(os.sched_getaffinity(0))))
 
 
 def process_count(events: int, processes: int | None) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from application.bulk import collector_paused
+from runtime.collector import collector_paused
 
 
 @pytest.fixture
