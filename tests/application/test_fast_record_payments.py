@@ -441,3 +441,43 @@ def test_receipt_view_reads_any_allocation_as_the_replayed_payment_does(ledger) 
         assert receipt_view(shaped) == ledger.payment_view(replayed(shaped))
     with pytest.raises(AssertionError):
         receipt_view([received, replace(allocated, lines=[half, {**other, "vat_pence": -1}])])
+
+
+def test_a_new_batch_is_stored_without_asking_which_receipts_are_known(ledger, monkeypatch) -> None:
+    """A batch of new receipts goes straight to the store: the query for known receipts
+    runs only when the store refuses the batch as it stands."""
+
+    def asked(ids: Any) -> set[Any]:
+        raise AssertionError("asked which receipts are known")
+
+    monkeypatch.setattr(ledger, "_recorded", asked)
+    batch = [
+        RecordPayment("allpay", 100 + n, CT_REF, external_id=f"new-{n}", payer=PayerDetails("Z"))
+        for n in range(3)
+    ]
+    assert [o.recorded for o in ledger.record_payments(batch, OFFICER)] == [True] * 3
+    monkeypatch.undo()
+    again = ledger.record_payments(
+        [*batch, RecordPayment("cash", 5, CT_REF, external_id="n")], OFFICER
+    )
+    assert [o.recorded for o in again] == [False, False, False, True]
+    assert len(payer_rows(ledger)) == 3
+
+
+def test_a_batch_sent_again_after_its_day_closed_is_answered_as_recorded(ledger) -> None:
+    """Receipts dated in a day closed since they were recorded: the batch sent again is
+    answered with the payments recorded (nothing new), not refused by the closed day; a new
+    receipt of that day beside them is refused, and nothing of the batch is stored."""
+    yesterday = uk_today() - timedelta(days=1)
+    at = uk_day_start(yesterday) + timedelta(hours=10)
+    batch = [RecordPayment("allpay", 100 + n, CT_REF, at, external_id=f"y-{n}") for n in range(3)]
+    first = ledger.record_payments(batch, OFFICER)
+    close_period(ledger, "day", yesterday, SUPERVISOR, "cashed up")
+    before = ledger.max_position()
+    again = ledger.record_payments(batch, OFFICER)
+    assert [(o.recorded, o.position) for o in again] == [(False, None)] * 3
+    assert [o.payment for o in again] == [o.payment | {"recorded_at": ANY} for o in first]
+    late = RecordPayment("allpay", 7, CT_REF, at, external_id="y-late")
+    with pytest.raises(LedgerError, match=f"day {yesterday}"):
+        ledger.record_payments([*batch, late], OFFICER)
+    assert ledger.max_position() == before
