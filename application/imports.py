@@ -29,7 +29,6 @@ from application.ledger import (
     IncomeLedger,
     RecordPayment,
     fund_match,
-    receipt_lines,
 )
 from application.periods import calendar, late_receipt
 from application.reconciliation import (
@@ -214,7 +213,6 @@ def import_file(
             parsed,
             file_name,
             sha256,
-            receipts,
             new_receipts,
             returned,
             linked + [(line, None) for line in _open_debits(ledger, parsed, links, waiting)],
@@ -346,15 +344,16 @@ class _LineJob:
             except LedgerError as error:
                 problems.append(LineProblem(line.line_number, error.message))
                 continue
-            receipts.append((ledger.encoded_receipt(events), _receipt_view(events)))
+            receipts.append((ledger.encoded_receipt(events), _recorded_line(line, events)))
         return receipts, problems
 
     def in_worker(self) -> None:
         event_store.leave_to_parent(self.ledger.recorder)
 
 
-# A receipt line's new receipt as stored, and what its import line says of it.
-_NewReceipt = tuple[EncodedReceipt, dict[str, Any]]
+# A receipt line's new receipt as stored, and the batch's entry for the line (outcome
+# "recorded"; "known" when the receipt turns out to be recorded already).
+_NewReceipt = tuple[EncodedReceipt, ImportedLine]
 
 
 def _checked(job: _LineJob, report: Progress) -> tuple[list[_NewReceipt], list[LineProblem]]:
@@ -448,7 +447,6 @@ def _record(
     parsed: ParsedFile,
     file_name: str,
     sha256: str,
-    receipts: list[ImportLine],
     new_receipts: list[_NewReceipt],
     returned: list[tuple[ImportLine, Payment]],
     linked: list[tuple[ImportLine, StatementLink | None]],
@@ -475,8 +473,8 @@ def _record(
         with ledger.unit_of_work():
             known = ledger.save_encoded_receipts([receipt for receipt, _ in new_receipts])
             lines = [
-                _line_entry(line, view, "known" if receipt.payment_id in known else "recorded")
-                for line, (receipt, view) in zip(receipts, new_receipts, strict=True)
+                replace(entry, outcome="known") if receipt.payment_id in known else entry
+                for receipt, entry in new_receipts
             ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
             lines += [_linked_entry(line, link) for line, link in linked]
             lines.sort(key=lambda entry: entry.line)
@@ -497,22 +495,37 @@ def _record(
     return ImportOutcome(batch.id, True, position, batch_view(batch))
 
 
-def _receipt_view(events: list[Payment.Event]) -> dict[str, Any]:
-    """What an import line says of its new receipt, from the receipt's events: the fields
-    of `IncomeLedger.payment_view` that `_line_entry` reads (see `receipt_view`, all of
-    them, for `record_payments`)."""
+def _recorded_line(line: ImportLine, events: list[Payment.Event]) -> ImportedLine:
+    """The batch's entry for a receipt line, from its new receipt's events (a Received and
+    at most one allocation on arrival: `Payment.receipt_events`), as `_line_entry` makes it
+    from the payment's view: each fund and reference's allocated pence summed from the
+    stored lines, without building the allocation lines (`receipt_lines`), in the worker
+    that made the events (tests/application/test_fast_import.py holds the two equal)."""
     received = events[0]
     assert isinstance(received, Payment.Received)
-    lines = [line for line in receipt_lines(events).values() if line.amount_pence]
-    allocated = sum(line.amount_pence for line in lines)
-    funds = sorted({line.fund_code for line in lines})
-    return {
-        "payment_id": str(received.originator_id),
-        "reference": received.reference,
-        "status": payment_status(allocated, received.amount_pence - allocated, 0).value,
-        "import_rule": received.import_rule,
-        "fund_code": ",".join(funds) or None,
-    }
+    held: dict[tuple[str, str], int] = {}
+    for event in events[1:]:
+        assert isinstance(event, Payment.Allocated), event
+        for allocated in event.lines:
+            key = (allocated["fund_code"], allocated["reference"])
+            held[key] = held.get(key, 0) + allocated["amount_pence"]
+    allocated_pence = sum(held.values())
+    funds = sorted({fund for (fund, _), pence in held.items() if pence})
+    status = payment_status(allocated_pence, received.amount_pence - allocated_pence, 0)
+    return ImportedLine(
+        line.line_number,
+        line.kind.value,
+        "recorded",
+        str(received.originator_id),
+        line.channel.value,
+        line.payment_type,
+        received.reference,
+        line.amount_pence,
+        status.value,
+        import_rule=received.import_rule,
+        booking_date=line.details["booking_date"] if line.details else None,
+        fund_code=",".join(funds) or None,
+    )
 
 
 def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> ImportedLine:
@@ -633,7 +646,7 @@ ALLOCATED_THEN = frozenset({PaymentStatus.ALLOCATED.value, PaymentStatus.PART_AL
 def _funds_on_arrival(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, str]:
     """The fund(s) an import allocated each line's receipt to, for lines stored before the
     line kept it (no `fund_code`, though its receipt was allocated then): read from the
-    receipt's own first events, its allocation on arrival (what _receipt_view kept since).
+    receipt's own first events, its allocation on arrival (what _recorded_line kept since).
     The stored events are not changed; one short read per such line."""
     found = {}
     for line in batch.lines:

@@ -210,9 +210,10 @@ def parse_allpay(text: str, *, now: datetime | None = None) -> ParsedFile:
     )
     problems: list[LineProblem] = []
     lines: list[ImportLine] = []
+    days: dict[str, datetime] = {}
     for number, row in enumerate(rows[:end], 1):
         try:
-            lines.append(_allpay_line(number, row, now))
+            lines.append(_allpay_line(number, row, now, days))
         except LedgerError as error:
             problems.append(LineProblem(number, error.message))
     bad_details = bool(problems)
@@ -226,7 +227,11 @@ def _is_trailer(row: str) -> bool:
     return row.startswith((ALLPAY_TOTAL_AMOUNT, ALLPAY_TOTAL_COUNT))
 
 
-def _allpay_line(number: int, row: str, now: datetime | None) -> ImportLine:
+def _allpay_line(
+    number: int, row: str, now: datetime | None, days: dict[str, datetime]
+) -> ImportLine:
+    """One detail line; `days` keeps each date text's checked time, read once a file (a
+    day's file holds a few dates over thousands of lines)."""
     reject_control_characters("the line", row)
     if len(row) < ALLPAY_DETAIL_LENGTH:
         raise InvalidRequest(
@@ -253,10 +258,15 @@ def _allpay_line(number: int, row: str, now: datetime | None) -> ImportLine:
         channel=channel,
         amount_pence=amount,
         reference=reference.strip(),
-        received_at=_received_at(_allpay_date(row[33:43]), now),
+        received_at=days.get(row[33:43]) or _allpay_day(row[33:43], now, days),
         payment_type=payment_type,
         source_code=row[0:7].strip() or None,
     )
+
+
+def _allpay_day(text: str, now: datetime | None, days: dict[str, datetime]) -> datetime:
+    days[text] = _received_at(_allpay_date(text), now)
+    return days[text]
 
 
 def _allpay_date(text: str) -> date:
