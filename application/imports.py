@@ -42,7 +42,7 @@ from application.reconciliation import (
 from domain.cards import contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import FundChart, Match, SuspenseReason
-from domain.import_rules import ImportRulebook, RuleLine
+from domain.import_rules import RuleDecider, RuleLine
 from domain.imports import (
     ALLPAY_TYPES,
     MAX_IMPORT_LINES,
@@ -180,7 +180,7 @@ def import_file(
         parsed = replace(parsed, problems=(LineProblem(0, named), *parsed.problems))
     if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
         raise refuse(list(parsed.problems))
-    rules, periods = current_rulebook(ledger), calendar(ledger)
+    rules, periods = current_rulebook(ledger).decider(), calendar(ledger)
     chart = ledger.chart()
 
     def payers_own(line: ImportLine) -> bool:  # where the line would go as a new receipt
@@ -271,7 +271,7 @@ def _parse(
     return statement_file(content, fmt)
 
 
-def _command(line: ImportLine, sha256: str, rules: ImportRulebook) -> RecordPayment:
+def _command(line: ImportLine, sha256: str, rules: RuleDecider) -> RecordPayment:
     reference, hold, decision = line.reference, None, None
     if line.kind is LineKind.CASH_ADJUSTMENT:
         hold = CASH_ADJUSTMENT
@@ -322,7 +322,7 @@ class _LineJob:
     ledger: IncomeLedger
     lines: list[ImportLine]
     sha256: str
-    rules: ImportRulebook
+    rules: RuleDecider
     periods: PeriodCalendar
     chart: FundChart
     ctx: CommandContext

@@ -490,12 +490,19 @@ class ImportRulebook(Aggregate):
 
     def decide(self, line: RuleLine) -> RuleDecision | None:
         """The first enabled rule whose conditions hold for the line, or None."""
-        for rule_id in self.order:
-            rule = self.rules[rule_id]
+        return self.decide_among(self.in_order(), line)
+
+    def decide_among(self, rules: list[ImportRule], line: RuleLine) -> RuleDecision | None:
+        """`decide` over these of the book's rules (in its order; a RuleDecider's)."""
+        for rule in rules:
             if rule.matches(line):
                 reference = line.reference if rule.suspense_reason else rule.rewrite(line.reference)
                 return RuleDecision(rule, self.version, line.reference, reference)
         return None
+
+    def decider(self) -> RuleDecider:
+        """What decides a file's lines as `decide` does (the book must not change meanwhile)."""
+        return RuleDecider(self)
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -510,6 +517,38 @@ class ImportRulebook(Aggregate):
         if not 1 <= position <= last:
             raise InvalidImportRule(f"position {position} is not between 1 and {last}")
         return position
+
+
+class RuleDecider:
+    """A rulebook's `decide` for the many lines of one file: the enabled rules whose
+    channel and narrative conditions hold for a line are worked out once for each channel
+    and narrative the file holds (an Allpay file has one source code, a statement few
+    narratives that repeat), and only those are tried on the line, in the book's order,
+    with every condition checked again (`ImportRule.matches`). With 20 rules and 100,000
+    lines that is 2,000,000 rule checks fewer. Made for one file from a book that does not
+    change while it is used (application.imports)."""
+
+    MAX_KEPT = 4_096  # (channel, narrative) pairs kept; all are forgotten past it
+
+    def __init__(self, book: ImportRulebook) -> None:
+        self.book = book
+        self._rules = book.in_order()
+        self._in_play: dict[tuple[str, str], list[ImportRule]] = {}
+
+    def decide(self, line: RuleLine) -> RuleDecision | None:
+        key = (line.channel, line.folded_narrative)
+        rules = self._in_play.get(key)
+        if rules is None:
+            if len(self._in_play) >= self.MAX_KEPT:
+                self._in_play.clear()
+            rules = self._in_play[key] = [
+                rule
+                for rule in self._rules
+                if rule.enabled
+                and (not rule.channels or line.channel in rule.channels)
+                and (not rule.narrative_contains or rule._folded_text in line.folded_narrative)
+            ]
+        return self.book.decide_among(rules, line) if rules else None
 
 
 def _why(reason: str) -> str:

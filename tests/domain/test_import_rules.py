@@ -12,6 +12,7 @@ from domain.import_rules import (
     MAX_RULES,
     ImportRule,
     ImportRulebook,
+    RuleDecider,
     RuleLine,
     check_pattern,
 )
@@ -256,3 +257,26 @@ def _holds(rule: ImportRule, probe: RuleLine) -> bool:
         not rule.channels or probe.channel in rule.channels,
     ]
     return all(checks)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rules=st.lists(st.tuples(conditions, st.booleans()), min_size=0, max_size=6),
+    probes=st.lists(lines, min_size=1, max_size=12),
+    kept=st.integers(1, 3),
+)
+def test_a_files_decider_decides_every_line_as_the_rulebook_does(
+    rules: list[tuple[dict, bool]], probes: list[RuleLine], kept: int
+) -> None:
+    """One decider for many lines (an import's), lines sharing a channel and narrative or
+    not, and with so few pairs kept that it forgets them: the book's decision each time."""
+    rulebook = book()
+    for n, (condition, enabled) in enumerate(rules, 1):
+        outcome = {"fund_code": "CT"} if n % 2 else {"suspense_reason": "look at it"}
+        rulebook.add_rule(condition | {"name": f"r{n}"} | outcome, actor="s", reason="x")
+        if not enabled:
+            rulebook.disable_rule(f"R{n}", actor="s", reason="x")
+    decider: RuleDecider = rulebook.decider()
+    decider.MAX_KEPT = kept
+    for probe in probes + probes[::-1]:
+        assert decider.decide(probe) == rulebook.decide(probe)
