@@ -126,16 +126,24 @@ def allocations(ledger: IncomeLedger) -> int:
     return sum(type(e).__name__ == "Allocated" for _, e in ledger.read_events())
 
 
+def allocate_twice(
+    base_url: str, ledger: IncomeLedger, database_url: str, payment_id: str, rounds: int
+) -> tuple[httpx.Response, httpx.Response]:
+    """POST the allocation under `rounds` deadlocks, then again with the same key."""
+    headers = auth("officer") | {"Idempotency-Key": f"deadlock-{rounds}"}
+    path = f"/payments/{payment_id}/allocations"
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        with deadlocked(database_url, ledger, rounds=rounds) as failures:
+            first = http.post(path, json=ALLOCATE, headers=headers)
+        again = http.post(path, json=ALLOCATE, headers=headers)
+    assert not failures, failures
+    return first, again
+
+
 def test_a_command_rolled_back_by_a_deadlock_is_run_once_more_by_itself(
     base_url, ledger, database_url, in_suspense
 ) -> None:
-    headers = auth("officer") | {"Idempotency-Key": "deadlock-1"}
-    path = f"/payments/{in_suspense}/allocations"
-    with httpx.Client(base_url=base_url, timeout=60) as http:
-        with deadlocked(database_url, ledger, rounds=1) as failures:
-            answer = http.post(path, json=ALLOCATE, headers=headers)
-        replayed = http.post(path, json=ALLOCATE, headers=headers)
-    assert not failures, failures
+    answer, replayed = allocate_twice(base_url, ledger, database_url, in_suspense, rounds=1)
     assert answer.status_code == 201, answer.text
     assert replayed.status_code == 201 and replayed.headers["Idempotent-Replayed"] == "true"
     assert allocations(ledger) == 1
@@ -144,13 +152,7 @@ def test_a_command_rolled_back_by_a_deadlock_is_run_once_more_by_itself(
 def test_a_deadlock_that_comes_back_is_answered_database_conflict_not_unreachable(
     base_url, ledger, database_url, in_suspense
 ) -> None:
-    headers = auth("officer") | {"Idempotency-Key": "deadlock-2"}
-    path = f"/payments/{in_suspense}/allocations"
-    with httpx.Client(base_url=base_url, timeout=60) as http:
-        with deadlocked(database_url, ledger, rounds=2) as failures:
-            answer = http.post(path, json=ALLOCATE, headers=headers)
-        retried = http.post(path, json=ALLOCATE, headers=headers)
-    assert not failures, failures
+    answer, retried = allocate_twice(base_url, ledger, database_url, in_suspense, rounds=2)
     assert answer.status_code == 503, answer.text
     assert answer.headers["Retry-After"] == "1"
     assert answer.headers["content-type"] == "application/problem+json"

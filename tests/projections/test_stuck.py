@@ -295,9 +295,9 @@ def test_project_once_reports_an_event_it_cannot_apply_as_stuck(
     assert projection.position() == ledger.max_position()
 
 
-def test_the_lag_counts_events_not_positions(ledger, projection, client, settings, monkeypatch):
-    """A write refused by a clash leaves a gap in PostgreSQL's positions for good: the read
-    model is as many events behind as are stored after it, not the difference of positions."""
+def behind_a_gap(ledger, projection, settings) -> int:
+    """The read model caught up, then a gap in the positions (on PostgreSQL) and a receipt
+    and its allocation after it: the events it is behind, counted (2)."""
     record(ledger, 100)
     projection.catch_up()
     read_position = projection.position()
@@ -307,6 +307,13 @@ def test_the_lag_counts_events_not_positions(ledger, projection, client, setting
     assert waiting == 2  # the receipt and its allocation
     if settings.is_postgres:
         assert ledger.max_position() - read_position > waiting  # the gap this test is about
+    return waiting
+
+
+def test_the_lag_counts_events_not_positions(ledger, projection, client, settings, monkeypatch):
+    """A write refused by a clash leaves a gap in PostgreSQL's positions for good: the read
+    model is as many events behind as are stored after it, not the difference of positions."""
+    waiting = behind_a_gap(ledger, projection, settings)
 
     code, status = cli_status(settings, monkeypatch)
     assert code == 0 and status["lag_events"] == waiting
@@ -321,14 +328,7 @@ def test_the_lag_counts_events_not_positions(ledger, projection, client, setting
 def test_verify_counts_the_events_the_read_model_is_behind_not_positions(
     ledger, projection, settings, monkeypatch
 ):
-    record(ledger, 100)
-    projection.catch_up()
-    read_position = projection.position()
-    leave_a_gap(ledger)
-    record(ledger, 200)
-    waiting = stored_events(ledger, after=read_position)
-    if settings.is_postgres:
-        assert ledger.max_position() - read_position > waiting  # the gap this test is about
+    waiting = behind_a_gap(ledger, projection, settings)
     monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
     as_json = CliRunner().invoke(cli_app, ["projections", "verify", "--json"])
     report = json.loads(as_json.stdout)

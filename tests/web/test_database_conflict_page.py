@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.test_database_conflicts import deadlocked
-from tests.web.test_pages_http import hidden, signed_in
+from tests.web.test_pages_http import allocation_form, signed_in
 
 
 def test_a_deadlock_that_comes_back_is_a_page_saying_try_again(
@@ -16,16 +16,7 @@ def test_a_deadlock_that_comes_back_is_a_page_saying_try_again(
     if database_url.startswith("sqlite"):
         pytest.skip("SQLite has one writer at a time: no deadlock, its waits are database_busy")
     client = signed_in(web_url, "officer")
-    path = f"/web/payments/{in_suspense}/allocate"
-    form_page = client.get(path)
-    fields = {
-        "csrf_token": hidden(form_page.text, "csrf_token"),
-        "idempotency_key": hidden(form_page.text, "idempotency_key"),
-        "fund_code_1": "CT",
-        "reference_1": "12345679",
-        "amount_1": "80.00",
-        "reason": "allocated",
-    }
+    path, fields = allocation_form(client, in_suspense)
     with deadlocked(database_url, ledger, rounds=2) as failures:
         sent = client.post(path, data=fields)
     assert not failures, failures

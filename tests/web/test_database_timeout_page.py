@@ -8,7 +8,7 @@ from tests.api.test_database_timeouts import (  # noqa: F401
     limit,
     settings,
 )
-from tests.web.test_pages_http import hidden, signed_in
+from tests.web.test_pages_http import allocation_form, signed_in
 
 
 def test_a_statement_the_database_gives_up_is_a_page_saying_so(
@@ -19,16 +19,7 @@ def test_a_statement_the_database_gives_up_is_a_page_saying_so(
     limit,  # noqa: F811
 ) -> None:
     client = signed_in(web_url, "officer")
-    path = f"/web/payments/{in_suspense}/allocate"
-    form_page = client.get(path)
-    fields = {
-        "csrf_token": hidden(form_page.text, "csrf_token"),
-        "idempotency_key": hidden(form_page.text, "idempotency_key"),
-        "fund_code_1": "CT",
-        "reference_1": "12345679",
-        "amount_1": "80.00",
-        "reason": "allocated",
-    }
+    path, fields = allocation_form(client, in_suspense)
     with everything_locked(database_url):
         sent = client.post(path, data=fields)
     assert sent.status_code == 503 and "Try again shortly" in sent.text

@@ -19,6 +19,21 @@ def hidden(html: str, name: str) -> str:
     return found.group(1)
 
 
+def allocation_form(client: httpx.Client, payment_id: object) -> tuple[str, dict[str, str]]:
+    """The allocate page's path, and its form filled in to allocate the £80.00 held in
+    suspense (the `in_suspense` fixture) to Council Tax."""
+    path = f"/web/payments/{payment_id}/allocate"
+    form_page = client.get(path)
+    return path, {
+        "csrf_token": hidden(form_page.text, "csrf_token"),
+        "idempotency_key": hidden(form_page.text, "idempotency_key"),
+        "fund_code_1": "CT",
+        "reference_1": "12345679",
+        "amount_1": "80.00",
+        "reason": "allocated",
+    }
+
+
 def signed_in(base: str, who: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=20)
     page = client.get("/web/sign-in")
@@ -265,16 +280,7 @@ def test_a_database_outage_is_a_page_that_says_a_form_is_safe_to_send_again(
     from tests.api.test_database_outage import database_moved_to_a_closed_port
 
     client = signed_in(web_url, "officer")
-    form_page = client.get(f"/web/payments/{in_suspense}/allocate")
-    fields = {
-        "csrf_token": hidden(form_page.text, "csrf_token"),
-        "idempotency_key": hidden(form_page.text, "idempotency_key"),
-        "fund_code_1": "CT",
-        "reference_1": "12345679",
-        "amount_1": "80.00",
-        "reason": "allocated",
-    }
-    path = f"/web/payments/{in_suspense}/allocate"
+    path, fields = allocation_form(client, in_suspense)
     with database_moved_to_a_closed_port(ledger, services):
         page = client.get("/web/")
         sent = client.post(path, data=fields)
