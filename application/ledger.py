@@ -507,34 +507,40 @@ class IncomeLedger(Application):
             raise InvalidRequest(f"a batch holds at most {MAX_BATCH_SIZE} payments; split it")
         chart = self.chart()
         with collector_paused():
-            receipts = [self.receipt_events(command, ctx, chart) for command in commands]
-            views = [receipt_view(events) for events in receipts]  # checks the invariant
-            ids = [events[0].originator_id for events in receipts]
-            require_distinct(ids)
-            known: set[UUID] = set()
+            # The batch's events are freed as `_record_batch` returns, before the collector
+            # resumes: its first collection walks only what outlives the batch, not every
+            # event of it (2 ms of a batch's time, #9).
+            return self._record_batch(commands, ctx, chart)
+
+    def _record_batch(
+        self, commands: Sequence[RecordPayment], ctx: CommandContext, chart: FundChart
+    ) -> list[Outcome]:
+        receipts = [self.receipt_events(command, ctx, chart) for command in commands]
+        views = [receipt_view(events) for events in receipts]  # checks the invariant
+        ids = [events[0].originator_id for events in receipts]
+        require_distinct(ids)
+        known: set[UUID] = set()
+        try:
             try:
-                try:
-                    # Most batches are all new: stored as such without asking which receipts
-                    # are known (a query of a batch's ids took a tenth of its time, #9). A
-                    # refusal that knowing them could avert (one is recorded already, or
-                    # dated in a closed period and perhaps recorded) rolls that attempt
-                    # back, and the batch is stored again skipping the known ones.
-                    position = self._save_batch(receipts, commands, known)
-                except (IntegrityError, PeriodClosed):
-                    known = self._recorded(ids)
-                    position = self._save_batch(receipts, commands, known)
-            except IntegrityError:
-                raise ConcurrentUpdate(
-                    "another process recorded some of these payments at the same time; retry "
-                    "the batch (payments already recorded will be skipped)"
-                ) from None
-            outcomes = []
-            for events, view in zip(receipts, views, strict=True):
-                new = events[0].originator_id not in known
-                outcomes.append(
-                    Outcome(events[0].originator_id, new, position if new else None, view)
-                )
-            return outcomes
+                # Most batches are all new: stored as such without asking which receipts
+                # are known (a query of a batch's ids took a tenth of its time, #9). A
+                # refusal that knowing them could avert (one is recorded already, or
+                # dated in a closed period and perhaps recorded) rolls that attempt
+                # back, and the batch is stored again skipping the known ones.
+                position = self._save_batch(receipts, commands, known)
+            except (IntegrityError, PeriodClosed):
+                known = self._recorded(ids)
+                position = self._save_batch(receipts, commands, known)
+        except IntegrityError:
+            raise ConcurrentUpdate(
+                "another process recorded some of these payments at the same time; retry "
+                "the batch (payments already recorded will be skipped)"
+            ) from None
+        return [
+            Outcome(payment_id, new, position if new else None, view)
+            for payment_id, view in zip(ids, views, strict=True)
+            for new in (payment_id not in known,)
+        ]
 
     def _save_batch(
         self,
