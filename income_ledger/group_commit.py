@@ -175,7 +175,7 @@ class GroupCommitter:
     def _answer(self, group: list[_Pending]) -> None:
         unique = _one_write_per_aggregate(group)
         try:
-            self._write(unique)
+            self._write_once_more_on_conflict(unique)
         except DatabaseUnavailable as error:  # it fails the others alike: no use trying each
             for pending in unique:
                 pending.error = error
@@ -205,6 +205,18 @@ class GroupCommitter:
             raise DatabaseUnavailable.of(error, committing) from error
         for pending, position in zip(group, positions, strict=True):
             pending.position = position
+
+    def _write_once_more_on_conflict(self, group: Sequence[_Pending]) -> None:
+        """`_write`, and once more when the database rolled it back to settle a clash with
+        another transaction (a deadlock): it said nothing of the group was saved, and the
+        writes are as they were decided, so this is the retry each caller would make."""
+        try:
+            self._write(group)
+        except DatabaseUnavailable as error:
+            if not error.conflict:
+                raise
+            log.warning("the database rolled a group commit back (%s); writing it again", error)
+            self._write(group)
 
     def _write_alone(self, pending: _Pending) -> None:
         try:

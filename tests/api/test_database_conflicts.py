@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from application import event_store
+from application.idempotency import idempotency_table
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.outages import DatabaseUnavailable, Delay, delay_of
 from tests.api.conftest import auth
@@ -39,27 +40,34 @@ def postgresql_only(database_url: str) -> None:
 
 
 @contextmanager
-def deadlocked(database_url: str, ledger: IncomeLedger, rounds: int) -> Iterator[list[str]]:
-    """Deadlock the next `rounds` transactions that wait for the event store's lock.
+def deadlocked(
+    database_url: str,
+    ledger: IncomeLedger,
+    rounds: int,
+    table: str | None = None,
+    mode: str = "EXCLUSIVE",
+) -> Iterator[list[str]]:
+    """Deadlock the next `rounds` transactions that wait for `table`'s lock (by default the
+    event store's, which every write takes).
 
-    Another session takes the event store's lock; when a transaction waits for it, the
+    Another session takes that lock (in `mode`); when a transaction waits for it, the
     session asks for the other tables that transaction holds: each waits for the other. The
     session waits a minute before looking for a deadlock, the transaction the server's
     default second, so the server's transaction is the one PostgreSQL rolls back. Yields
     the list of what the session could not do (empty when every round deadlocked)."""
     url = make_url(database_url).set(drivername="postgresql")
-    table = event_store.events_table_name(ledger.recorder)
+    table = table or event_store.events_table_name(ledger.recorder)
     holder = psycopg2.connect(url.render_as_string(hide_password=False))
     cursor = holder.cursor()
     cursor.execute("SET deadlock_timeout = '60s'")
-    cursor.execute(f'LOCK TABLE "{table}" IN EXCLUSIVE MODE')
+    cursor.execute(f'LOCK TABLE "{table}" IN {mode} MODE')
     failures: list[str] = []
 
     def clash() -> None:
         for round_ in range(rounds):
             waiting = _waiting_for(cursor, table)
             if waiting is None:
-                failures.append(f"round {round_ + 1}: nothing waited for the event store")
+                failures.append(f"round {round_ + 1}: nothing waited for {table}")
                 return
             # Not the event store itself: asking for more of a lock one holds while another
             # waits for it is a deadlock PostgreSQL finds at once, in the asker.
@@ -70,8 +78,8 @@ def deadlocked(database_url: str, ledger: IncomeLedger, rounds: int) -> Iterator
             cursor.execute("SAVEPOINT clash")
             names = ", ".join(f'"{name}"' for name in tables)
             cursor.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
-            # Let go of the tables (not the event store): the command's next attempt waits
-            # for the event store again, holding them.
+            # Let go of those tables (not `table`): the command's next attempt waits for
+            # `table` again, holding them.
             cursor.execute("ROLLBACK TO SAVEPOINT clash")
 
     def clash_then_let_go() -> None:
@@ -162,6 +170,34 @@ def test_a_deadlock_that_comes_back_is_answered_database_conflict_not_unreachabl
     assert "could not be reached" not in problem["detail"]
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
     assert allocations(ledger) == 1
+
+
+@pytest.mark.parametrize("rounds", [1, 2])
+def test_a_group_commit_rolled_back_by_a_deadlock_is_written_once_more(
+    base_url, ledger, database_url, rounds, caplog
+) -> None:
+    """A receipt with an Idempotency-Key joins a group commit on PostgreSQL, its stored
+    response in the group's statement, after the event store's lock: a session that lets
+    it read stored responses but not add one (SHARE), then asks for the event store's lock,
+    deadlocks the group. The writer writes the group once more; a deadlock that comes back
+    is answered."""
+    headers = auth("officer") | {"Idempotency-Key": f"group-deadlock-{rounds}"}
+    body = {"channel": "cash", "amount_pence": 3_300, "reference": CT_REF}
+    held = idempotency_table.name
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        with deadlocked(database_url, ledger, rounds, table=held, mode="SHARE") as failures:
+            first = http.post("/payments", json=body, headers=headers)
+        again = http.post("/payments", json=body, headers=headers)
+    assert not failures, failures
+    assert "rolled a group commit back" in caplog.text
+    receipts = sum(type(e).__name__ == "Received" for _, e in ledger.read_events())
+    assert receipts == 1
+    if rounds == 1:
+        assert first.status_code == 201, first.text
+        assert again.headers.get("Idempotent-Replayed") == "true"
+        return
+    assert first.status_code == 503 and first.json()["code"] == "database_conflict", first.text
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
 
 
 def test_a_serialization_failure_is_a_conflict_and_says_nothing_was_saved(database_url) -> None:
