@@ -61,6 +61,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import threading
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -140,7 +142,7 @@ Allowed = Callable[["StatementLink"], bool] | None
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Receipt:
     payment_id: str
     channel: str
@@ -203,58 +205,158 @@ def read_books(ledger: IncomeLedger, after: int = 0) -> Books:
     """The books from the events recorded after position `after` (0: all of them); from a
     later position, a card payment received before it whose clearing moved since is read
     whole (_complete_clearing), so what a provider owes for a day is never half-counted."""
-    books = Books()
-    reversed_ids: set[str] = set()
-    late_links: dict[tuple[str, int], StatementLink] = {}
-    received: set[str] = set()
-    moved: set[str] = set()
-    # Read apart (few events): loading each batch to ask would copy all its lines.
-    reversed_batches = {
-        str(event.originator_id) for event in ledger.events_of(ImportBatch.Reversed, after=after)
-    }
-    for event in ledger.events_of(*BOOK_EVENTS, after=after):
+    fold = BooksFold(after)
+    fold.read(ledger)
+    return fold.books(ledger)
+
+
+class BooksFold:
+    """The books folded from the events after a position, event by event in recording order,
+    so that they can be brought up to date by reading only the events recorded since
+    (`read` again: ExceptionsBooks). What depends on a later event (a statement reversed
+    after its lines were linked, a receipt reversed) is settled when the books are made
+    (`books`), each time from the fold's own state, which they never share."""
+
+    TOPICS = (*BOOK_EVENTS, ImportBatch.Reversed)
+
+    def __init__(self, after: int = 0) -> None:
+        self.after = self.position = after
+        self.receipts: dict[str, Receipt] = {}
+        self.reversed_ids: set[str] = set()
+        self.received: set[str] = set()
+        self.moved: set[str] = set()
+        self.paid_in_notes: dict[str, int] = {}
+        self.clearing: dict[str, dict[tuple[str, str], int]] = {}
+        self.clearing_receipts: dict[str, Receipt] = {}
+        self.disputes: dict[tuple[str, str], dict[str, Any]] = {}
+        # imports of other files: their recorded receipts; statements: as imported
+        self.imports: dict[str, list[str]] = {}
+        self.statements: dict[str, ImportBatch.Imported] = {}
+        self.reversed_batches: set[str] = set()
+        self.late_links: dict[tuple[str, int], StatementLink] = {}
+        self.rejected: dict[tuple[str, int], list[frozenset[str]]] = {}
+
+    def read(self, ledger: IncomeLedger) -> None:
+        """Fold the events recorded after the last one folded (positions become visible in
+        order: see auto_link.WaitingLines.refresh)."""
+        for notification in ledger.notifications(*self.TOPICS, after=self.position):
+            self.apply(ledger.mapper.to_domain_event(notification))
+            self.position = notification.id
+
+    def apply(self, event: Any) -> None:
         payment_id = str(event.originator_id)
         if isinstance(event, Payment.Received):
-            received.add(payment_id)
-            _add_receipt(books, event)
+            if self.after:  # from the start, every payment's clearing is read whole
+                self.received.add(payment_id)
+            if not (event.external_id or "").startswith(STATEMENT_ID_PREFIX):
+                self.receipts[payment_id] = _receipt(event)
             if event.clearing_account is not None:
-                books.clearing[payment_id] = {}
-                books.clearing_receipts[payment_id] = _receipt(event)
-        elif payment_id not in received and clearing_moves(event):
-            moved.add(payment_id)
+                self.clearing[payment_id] = {}
+                self.clearing_receipts[payment_id] = _receipt(event)
+        elif self.after and payment_id not in self.received and clearing_moves(event):
+            self.moved.add(payment_id)
         if isinstance(event, Payment.Reversed):
-            reversed_ids.add(payment_id)
+            self.reversed_ids.add(payment_id)
         elif isinstance(event, Payment.ReversalUndone):
-            reversed_ids.discard(payment_id)
+            self.reversed_ids.discard(payment_id)
         elif _is_paid_in_note(event):
-            books.paid_in_notes[payment_id] = books.paid_in_notes.get(payment_id, 0) + 1
+            self.paid_in_notes[payment_id] = self.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
-            _add_batch(books, event, reversed_batches)
-        elif isinstance(event, ImportBatch.LineLinked) and _standing(books, event):
-            late_links[(payment_id, event.line)] = StatementLink.from_dict(event.link)
-        elif isinstance(event, ImportBatch.LinkUndone) and _standing(books, event):
+            if event.file_format in OpenLines.FORMATS:
+                self.statements[payment_id] = event
+            else:
+                self.imports[payment_id] = [
+                    line.payment_id for line in event.imported_lines if line.outcome == "recorded"
+                ]
+        elif isinstance(event, ImportBatch.Reversed):
+            self.reversed_batches.add(payment_id)
+        elif isinstance(event, ImportBatch.LineLinked) and payment_id in self.statements:
+            self.late_links[(payment_id, event.line)] = StatementLink.from_dict(event.link)
+        elif isinstance(event, ImportBatch.LinkUndone) and payment_id in self.statements:
             # (payment_id is the batch's id here)
-            late_links.pop((payment_id, event.line), None)
+            self.late_links.pop((payment_id, event.line), None)
             paid_in = frozenset(event.link["matched_payment_ids"])
-            books.rejected.setdefault((payment_id, event.line), []).append(paid_in)
-        _add_dispute(books, event)
-        if payment_id in books.clearing:
-            _add_clearing(books.clearing[payment_id], event)
-    for key, link in late_links.items():
-        _add_link(books, link)
-        books.linked_lines.add(key)
-    _complete_clearing(ledger, books, moved)
-    for payment_id in reversed_ids:
-        books.receipts.pop(payment_id, None)
-    # A statement line linked late, or whose receipt was reversed (counted twice and taken
-    # back by an officer, returned, its import reversed), no longer waits to be explained.
-    books.unmatched_lines = [
-        (batch_id, line)
-        for batch_id, line in books.unmatched_lines
-        if (line.payment_id is None or line.payment_id not in reversed_ids)
-        and (batch_id, line.line) not in books.linked_lines
-    ]
-    return books
+            self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
+        _add_dispute(self.disputes, event)
+        if payment_id in self.clearing:
+            _add_clearing(self.clearing[payment_id], event)
+
+    def books(self, ledger: IncomeLedger) -> Books:
+        """The books as folded so far: a statement reversed since pays nothing in, by its
+        late links no more than by its import-time ones; a reversed receipt is nobody's."""
+        standing = [bid for bid in self.statements if bid not in self.reversed_batches]
+        books = Books(
+            receipts=dict(self.receipts),
+            batches={
+                bid: ids for bid, ids in self.imports.items() if bid not in self.reversed_batches
+            },
+            file_names={bid: self.statements[bid].file_name for bid in standing},
+            clearing={pid: dict(held) for pid, held in self.clearing.items()},
+            clearing_receipts=dict(self.clearing_receipts),
+            disputes={key: dict(dispute) for key, dispute in self.disputes.items()},
+            paid_in_notes=dict(self.paid_in_notes),
+            rejected={
+                key: list(undone)
+                for key, undone in self.rejected.items()
+                if key[0] not in self.reversed_batches
+            },
+        )
+        for batch_id in standing:
+            for line in self.statements[batch_id].imported_lines:
+                if line.link is not None:
+                    _add_link(books, line.link)
+                elif line.awaits_link:
+                    books.unmatched_lines.append((batch_id, line))
+        for key, link in self.late_links.items():
+            if key[0] not in self.reversed_batches:
+                _add_link(books, link)
+                books.linked_lines.add(key)
+        if self.after:
+            _complete_clearing(ledger, books, self.moved)
+        for payment_id in self.reversed_ids:
+            books.receipts.pop(payment_id, None)
+        # A statement line linked late, or whose receipt was reversed (counted twice and
+        # taken back by an officer, returned, its import reversed), no longer waits.
+        books.unmatched_lines = [
+            (batch_id, line)
+            for batch_id, line in books.unmatched_lines
+            if (line.payment_id is None or line.payment_id not in self.reversed_ids)
+            and (batch_id, line.line) not in books.linked_lines
+        ]
+        return books
+
+
+class KeptBooks:
+    """The whole books of one process, kept folded (BooksFold) and brought up to date on
+    each use by reading only the events recorded since the last: the exceptions report
+    reads the recent events, not the whole history, on each call after a process's first.
+    It holds a few hundred bytes per receipt ever recorded (their amounts, days and
+    references, as the report lists them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fold = BooksFold()
+
+    def books(self, ledger: IncomeLedger) -> Books:
+        with self._lock:
+            if ledger.max_position() < self._fold.position:  # a store made anew: read it all
+                self._fold = BooksFold()
+            self._fold.read(ledger)
+            return self._fold.books(ledger)
+
+
+_KEPT_BOOKS: weakref.WeakKeyDictionary[IncomeLedger, KeptBooks] = weakref.WeakKeyDictionary()
+_KEPT_BOOKS_LOCK = threading.Lock()
+
+
+def kept_books(ledger: IncomeLedger) -> Books:
+    """The ledger's whole books as read_books(ledger) reads them, from what this process
+    folded before and the events recorded since (KeptBooks)."""
+    with _KEPT_BOOKS_LOCK:
+        kept = _KEPT_BOOKS.get(ledger)
+        if kept is None:
+            kept = _KEPT_BOOKS[ledger] = KeptBooks()
+    return kept.books(ledger)
 
 
 def _complete_clearing(ledger: IncomeLedger, books: Books, payment_ids: set[str]) -> None:
@@ -274,13 +376,6 @@ def _complete_clearing(ledger: IncomeLedger, books: Books, payment_ids: set[str]
         books.clearing_receipts[payment_id] = _receipt(received)
 
 
-def _standing(books: Books, event: ImportBatch.LineLinked | ImportBatch.LinkUndone) -> bool:
-    """Whether the statement a late link was made on still stands: one reversed since pays
-    nothing in, by its late links no more than by its import-time ones (_add_batch, which
-    names only the statements standing in file_names)."""
-    return str(event.originator_id) in books.file_names
-
-
 def _add_clearing(held: dict[tuple[str, str], int], event: Any) -> None:
     for kind, day, pence in clearing_moves(event):
         held[(kind, day)] = held.get((kind, day), 0) + pence
@@ -288,22 +383,16 @@ def _add_clearing(held: dict[tuple[str, str], int], event: Any) -> None:
             del held[(kind, day)]
 
 
-def _add_dispute(books: Books, event: Any) -> None:
+def _add_dispute(disputes: dict[tuple[str, str], dict[str, Any]], event: Any) -> None:
     key = (str(event.originator_id), getattr(event, "dispute_id", ""))
     if isinstance(event, Payment.DisputeOpened):
-        books.disputes[key] = {
+        disputes[key] = {
             "amount_pence": event.amount_pence,
             "status": DisputeStatus.OPEN.value,
             "opened_on": event.effective_at.astimezone(UK).date(),
         }
-    elif isinstance(event, Payment.DisputeMoved) and key in books.disputes:
-        books.disputes[key]["status"] = event.status
-
-
-def _add_receipt(books: Books, event: Payment.Received) -> None:
-    if (event.external_id or "").startswith(STATEMENT_ID_PREFIX):
-        return
-    books.receipts[str(event.originator_id)] = _receipt(event)
+    elif isinstance(event, Payment.DisputeMoved) and key in disputes:
+        disputes[key]["status"] = event.status
 
 
 def _receipt(event: Payment.Received) -> Receipt:
@@ -314,23 +403,6 @@ def _receipt(event: Payment.Received) -> Receipt:
         event.received_at.astimezone(UK).date(),
         event.reference,
     )
-
-
-def _add_batch(books: Books, event: ImportBatch.Imported, reversed_batches: set[str]) -> None:
-    batch_id = str(event.originator_id)
-    if batch_id in reversed_batches:
-        return
-    if event.file_format not in {f.value for f in STATEMENT_FORMATS}:
-        books.batches[batch_id] = [
-            line.payment_id for line in event.imported_lines if line.outcome == "recorded"
-        ]
-        return
-    books.file_names[batch_id] = event.file_name
-    for line in event.imported_lines:
-        if line.link is not None:
-            _add_link(books, line.link)
-        elif line.awaits_link:
-            books.unmatched_lines.append((batch_id, line))
 
 
 def _add_link(books: Books, link: StatementLink) -> None:
@@ -1455,13 +1527,16 @@ def age_band(days: int) -> str:
     return OLDEST_BAND
 
 
-def exceptions(ledger: IncomeLedger, today: date | None = None) -> dict[str, Any]:
+def exceptions(
+    ledger: IncomeLedger, today: date | None = None, books: Books | None = None
+) -> dict[str, Any]:
     """Statement credit lines no other record paid in (recorded as new receipts), receipts
     of other channels no statement line has paid in yet, what card providers have not paid
     out yet (per payment and settlement day, net of fees, refunds and lost disputes) and
-    disputes not yet decided (money at risk), oldest first, by age."""
+    disputes not yet decided (money at risk), oldest first, by age; from the books this
+    process keeps (kept_books) unless given."""
     today = today or uk_today()
-    books = read_books(ledger)
+    books = kept_books(ledger) if books is None else books
     choices = _choices(ledger, books)
     lines = [
         _line_row(batch_id, line, today) | {"candidates": choices.get((batch_id, line.line), [])}
