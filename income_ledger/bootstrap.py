@@ -14,7 +14,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
-from application.outages import Delay, delay_of
 from income_ledger.decoding import TRANSCODER_TOPIC, event_decoder
 from income_ledger.event_store import FACTORY_TOPIC
 from income_ledger.group_commit import GroupCommitter
@@ -29,6 +28,7 @@ from projections.event_reader import EventReader, StoreAddress, StoredEvent
 from projections.replay import ReplayResult, join_replays, replay_balances
 from projections.runner import EventSource, Projection, projection_engine
 from projections.segments import process_count, run_in_processes, split
+from runtime.database_errors import Delay, causes, delay_of
 
 PROGRESS_EVERY = 1000  # events between progress-bar updates: cheap on a million events
 
@@ -97,7 +97,7 @@ def is_initialised(settings: Settings) -> bool:
 
 def connection_problem(settings: Settings, error: BaseException) -> str | None:
     """What to do about a database that cannot be reached, or None if that is not the error."""
-    text_ = " ".join(str(e) for e in _causes(error))
+    text_ = " ".join(str(e) for e in causes(error))
     url = make_url(settings.database_url)
     where = safe_url(settings)
     delay = delay_of(error)
@@ -149,15 +149,6 @@ def connection_problem(settings: Settings, error: BaseException) -> str | None:
     if "server closed the connection" in text_ or "terminating connection" in text_:
         return f"PostgreSQL at {host}:{port} closed the connection: is it restarting? Try again"
     return None
-
-
-def _causes(error: BaseException) -> Iterator[BaseException]:
-    seen = 0
-    current: BaseException | None = error
-    while current is not None and seen < 10:
-        yield current
-        current = current.__cause__ or current.__context__
-        seen += 1
 
 
 def safe_url(settings: Settings) -> str:

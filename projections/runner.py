@@ -38,6 +38,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from projections import status
 from projections.ledger_view import CarryingProjector, PageProjector
 from projections.schema import LIVE, PROJECTION_NAME, ReadModel, projection_tracking
+from runtime.database_errors import Delay, delay_of
 
 log = logging.getLogger(__name__)
 
@@ -485,11 +486,8 @@ class ProjectionRunner:
                 except Exception as error:  # the thread in `serve` must never die silently
                     self.errors += 1
                     self._attempts += 1
-                    if is_connection_lost(error, engine):
-                        log.warning(
-                            "projection runner lost the database (%s); reconnecting",
-                            first_line(error),
-                        )
+                    if is_transient(error, engine):
+                        log.warning("projection runner: %s", what_the_database_did(error))
                     else:
                         log.exception("projection runner failed outside any event; restarting")
                     waiter.close()
@@ -528,7 +526,7 @@ class ProjectionRunner:
             try:
                 return _pages_to_the_end(target, give_way)
             except Exception as error:
-                if is_connection_lost(error, self.projection.engine):
+                if is_transient(error, self.projection.engine):
                     raise
         return self._advance_one_at_a_time(target)
 
@@ -543,7 +541,7 @@ class ProjectionRunner:
                     break
                 applied += 1
         except Exception as error:
-            if is_connection_lost(error, self.projection.engine):
+            if is_transient(error, self.projection.engine):
                 raise
             raise ProjectionStuck(target.name, next_position(target), error) from error
         finally:
@@ -652,8 +650,10 @@ def next_position(target: CatchesUp) -> int:
     return int(first[0] if isinstance(first, tuple) else first.id)
 
 
-def is_connection_lost(error: BaseException, engine: Engine) -> bool:
-    """A lost, refused or busy connection (retry as is), not an event that cannot be applied.
+def is_transient(error: BaseException, engine: Engine) -> bool:
+    """A database that failed under the runner (lost or refused its connection, timed out,
+    stayed locked, rolled the transaction back for a clash): retry as is, for it is not an
+    event that cannot be applied. `what_the_database_did` says which.
 
     SQLite reports a missing table as an OperationalError too: that is not a lost connection.
     """
@@ -673,6 +673,30 @@ def is_connection_lost(error: BaseException, engine: Engine) -> bool:
         dbapi.InterfaceError,
     )
     return isinstance(error, lost)
+
+
+def what_the_database_did(error: BaseException) -> str:
+    """A transient failure (`is_transient`) as the log tells it: a deadlock is not an
+    outage, and an operator who reads "lost the database" looks for the wrong cause."""
+    delay = delay_of(error)
+    if delay is Delay.CONFLICT:
+        what = (
+            "the database rolled its transaction back to settle a clash with another one "
+            "(a deadlock or a serialization failure); nothing of it was saved"
+        )
+    elif delay is Delay.CANCELLED:
+        what = (
+            "the database cancelled its statement (it ran past statement_timeout, or an "
+            "administrator cancelled it); nothing of its transaction was saved"
+        )
+    elif delay is Delay.BUSY:
+        what = (
+            "it waited too long for another transaction's lock (lock_timeout, or SQLite's "
+            "busy timeout); nothing of its transaction was saved"
+        )
+    else:
+        return f"lost the database ({first_line(error)}); reconnecting"
+    return f"{what} ({first_line(error)}); retrying"
 
 
 WAIT_POLL_S = 0.002

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from domain.errors import LedgerError
 from income_ledger.bootstrap import build_projection
-from projections.runner import Projection
+from projections.runner import Projection, ProjectionRunner
 from tests.domain.helpers import CT_REF, CT_REF_2, HRA_REF, SUN_REF
 
 ACCOUNTS = [("CT", CT_REF), ("CT", CT_REF_2), ("SUN", SUN_REF), ("HRA", HRA_REF)]
@@ -20,6 +21,18 @@ def projection(ledger: IncomeLedger, settings) -> Iterator[Projection]:
     projection = build_projection(settings, ledger, page_size=50)
     yield projection
     projection.engine.dispose()
+
+
+@pytest.fixture
+def fast_runner(projection: Projection) -> Iterator[ProjectionRunner]:
+    """A runner that retries within a fifth of a second; stopped (and its thread joined)
+    after the test."""
+    runner = ProjectionRunner(projection, idle_wait_s=0.05, retry_s=0.05, max_retry_s=0.2)
+    yield runner
+    runner.stop()
+    for thread in threading.enumerate():
+        if thread.name == "projection-runner":
+            thread.join(timeout=10)
 
 
 def random_workload(ledger: IncomeLedger, seed: int, receipts: int = 60) -> None:

@@ -8,7 +8,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from application.ledger import CommandContext, RecordPayment
 from domain.limits import MAX_EXTERNAL_ID_LENGTH
 from income_ledger.cli import app as cli_app
 from income_ledger.server import build_services
-from projections.runner import ProjectionRunner, wait_for_position
+from projections.runner import wait_for_position
 from projections.schema import LIVE
 from projections.status import projection_health
 from tests.conftest import leave_a_gap, stored_events
@@ -51,16 +50,6 @@ def api_client(ledger, settings, ready_max_lag_seconds: float) -> Iterator[TestC
 def client(ledger, settings) -> Iterator[TestClient]:
     with api_client(ledger, settings, ready_max_lag_seconds=30.0) as client:
         yield client
-
-
-@pytest.fixture
-def fast_runner(projection) -> Iterator[ProjectionRunner]:
-    runner = ProjectionRunner(projection, idle_wait_s=0.05, retry_s=0.05, max_retry_s=0.2)
-    yield runner
-    runner.stop()
-    for thread in threading.enumerate():
-        if thread.name == "projection-runner":
-            thread.join(timeout=10)
 
 
 def record(ledger, amount_pence: int) -> int:
