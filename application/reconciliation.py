@@ -47,9 +47,10 @@ What it does not match: a line paying in part of a day or several days, an amoun
 several files together make, a reference (it matches amounts and dates only: two receipts of
 the same amount in the window wait for a person, and a transfer whose reference is like no
 payer's account, of the amount of the one receipt of another channel in the window, a card
-at a till or a cheque, is taken for that receipt being paid in). A payout split over lines is linked only
-when one settlement day's payout alone adds up to its lines (two: the lines wait, but a
-person cannot choose a split payout yet).
+at a till or a cheque, is taken for that receipt being paid in). A payout split over lines is linked
+by a run only when one settlement day's payout alone adds up to its lines and no other
+waiting line may pay it in; else its lines list the payouts and a person chooses
+(_split_choices, _choose_split).
 
 The other direction, a statement imported before the channel's record of the same money,
 is `link_counted_twice`: the same Matcher, run for the statement lines that became their
@@ -567,6 +568,14 @@ class SplitCandidate:
     amount_pence: int
 
 
+def _split_groups(lines: Iterable[SplitCandidate]) -> list[list[SplitCandidate]]:
+    """The lines by group and booking day (SplitCandidate), in the order given."""
+    groups: dict[Any, list[SplitCandidate]] = defaultdict(list)
+    for line in lines:
+        groups[(line.group, line.booked)].append(line)
+    return list(groups.values())
+
+
 class Matcher:
     """The rules over indexes built once per file (by day and amount, by channel and day,
     by import total), so a file of many lines does not rescan every receipt per line."""
@@ -623,28 +632,40 @@ class Matcher:
         line carries the payout's link; the others say they are part of it. `usable` is
         asked, with the group's lines and the payout's link, before a group is linked (a
         payout a line waiting for a person may pay in is no split's: Claims)."""
-        groups: dict[Any, list[SplitCandidate]] = defaultdict(list)
-        for line in lines:
-            groups[(line.group, line.booked)].append(line)
         links: list[tuple[SplitCandidate, StatementLink]] = []
-        for (_, booked), members in groups.items():
-            total = sum(member.amount_pence for member in members)
-            # Two settlement days' payouts of the total: a guess no run makes.
-            wholes = self._card_payouts(_window(booked), total) if len(members) > 1 else []
+        for members in _split_groups(lines):
+            # Two settlement days' payouts of the total: a guess no run makes (a person
+            # chooses: _choices lists them, choose_link links the one chosen).
+            wholes = self.split_wholes(members)
             if len(wholes) != 1 or not usable(members, wholes[0]):
                 continue
-            whole = wholes[0]
-            self.take(whole)
-            first, *rest = members
-            listed = ", ".join(str(member.line) for member in members)
-            links.append((first, replace(whole, matched=f"{whole.matched} (lines {listed})")))
-            part = StatementLink(
-                CARD_PAYOUT_PART,
-                (),
-                f"part of {whole.matched}, linked on line {first.line}",
-                settled_day=whole.settled_day,
-            )
-            links.extend((member, part) for member in rest)
+            self.take(wholes[0])
+            links.extend(self.split_links(members, wholes[0]))
+        return links
+
+    def split_wholes(self, members: list[SplitCandidate]) -> list[StatementLink]:
+        """The settlement days' payouts that a group of two or more lines adds up to."""
+        if len(members) < 2:
+            return []
+        total = sum(member.amount_pence for member in members)
+        return self._card_payouts(_window(members[0].booked), total)
+
+    @staticmethod
+    def split_links(
+        members: list[SplitCandidate], whole: StatementLink
+    ) -> list[tuple[SplitCandidate, StatementLink]]:
+        """The links of a split payout's lines: the first carries the payout's link, naming
+        every line; the others say they are part of it."""
+        first, *rest = members
+        listed = ", ".join(str(member.line) for member in members)
+        links = [(first, replace(whole, matched=f"{whole.matched} (lines {listed})"))]
+        part = StatementLink(
+            CARD_PAYOUT_PART,
+            (),
+            f"part of {whole.matched}, linked on line {first.line}",
+            settled_day=whole.settled_day,
+        )
+        links.extend((member, part) for member in rest)
         return links
 
     def candidates(
@@ -1114,10 +1135,13 @@ def _link_once(
         assert line.booking_date is not None
         booked = date.fromisoformat(line.booking_date)
         key = (batch_id, line.line)
-        if choice is not None:  # the wanted line alone (_one_line)
-            link: StatementLink | None = choice.pick(
-                batch_id, line.line, _every_candidate(matcher, line, booked)
-            )
+        if choice is not None:  # the wanted line alone (_one_line), or its split payout
+            own = _every_candidate(matcher, line, booked)
+            parts = [] if own else _split_parts(ledger, matcher, books, every_line, key)
+            if parts:
+                _choose_split(run, matcher, choice, key, parts)
+                continue
+            link: StatementLink | None = choice.pick(batch_id, line.line, own)
             found = [link]
         else:
             found, link = _run_link(matcher, books, claims, run.undecided, key, line, booked)
@@ -1142,9 +1166,75 @@ def _link_once(
         first = (parts[0].group[0], parts[0].line)
         return run.usable_parts(parts, whole) and not claims.contested(first, whole, run.undecided)
 
-    for part, link in matcher.split_payouts(alone, usable=usable):
+    split = matcher.split_payouts(alone, usable=usable)
+    for part, link in split:
         run.link(part.group[0], part.line, link)
+    if wanted is not None and choice is None and not run.found:
+        wholes = matcher.split_wholes(_split_parts(ledger, matcher, books, every_line, wanted))
+        if len(wholes) > 1:
+            raise LineNeedsAChoice(
+                f"line {wanted[1]} of import {wanted[0]} is part of a card payout split over "
+                "lines that more than one settlement day's payout adds up to, so a person "
+                f"chooses which (reconcile choose): {_listed(wholes)}"
+            )
     return run.save()
+
+
+def _split_parts(
+    ledger: IncomeLedger,
+    matcher: Matcher,
+    books: Books,
+    lines: Iterable[tuple[str, ImportedLine]],
+    key: LineKey,
+) -> list[SplitCandidate]:
+    """The lines of a payout split over lines that the line `key` may be part of, two or
+    more in line order (_split_candidates); else none."""
+    same_batch = [(batch_id, line) for batch_id, line in lines if batch_id == key[0]]
+    for members in _split_groups(_split_candidates(ledger, matcher, books, same_batch)):
+        if len(members) > 1 and any(member.line == key[1] for member in members):
+            return sorted(members, key=lambda member: member.line)
+    return []
+
+
+def _split_candidates(
+    ledger: IncomeLedger,
+    matcher: Matcher,
+    books: Books,
+    lines: Iterable[tuple[str, ImportedLine]],
+) -> list[SplitCandidate]:
+    """The waiting credit lines that may be parts of a payout split over lines, as a run
+    groups them (SplitCandidate: by statement, payer reference or narrative, and booking
+    day): naming the card provider's payout, and matched by no rule alone."""
+    found = []
+    for batch_id, line in lines:
+        if not line.booking_date or not line.is_new_receipt or not may_wait(line):
+            continue
+        if not names_payout(line.reference, ledger.payout_narratives):
+            continue
+        booked = date.fromisoformat(line.booking_date)
+        allowed = partial(books.allows, batch_id, line.line)
+        if not _line_candidates(matcher, line, booked, allowed):
+            group = (batch_id, line.reference)
+            found.append(SplitCandidate(group, line.line, booked, line.amount_pence))
+    return found
+
+
+def _choose_split(
+    run: _LinkRun, matcher: Matcher, choice: Choice, key: LineKey, parts: list[SplitCandidate]
+) -> None:
+    """A person's choice of the settlement day whose payout a split payout's lines pay in
+    (the payout paying in the receipt named): its lines linked as a run links a split."""
+    whole = choice.pick(key[0], key[1], matcher.split_wholes(parts))
+    keys = [(part.group[0], part.line) for part in parts]
+    if not run.untouched(keys):
+        raise LineNotAwaitingLink(
+            f"line {key[1]} of import {key[0]} is part of a payout split over lines "
+            f"{', '.join(str(part.line) for part in parts)}, one of which was allocated, "
+            "refunded or reversed since: nothing was linked"
+        )
+    matcher.take(whole)
+    for part, link in matcher.split_links(parts, whole):
+        run.link(part.group[0], part.line, link, choice.reason)
 
 
 def _line_candidates(
@@ -1600,7 +1690,39 @@ def _choices(
             and undecided(key)
         ):
             found[key] = _candidate_views(books, _every_candidate(matcher, line, booked))
+    _split_choices(ledger, matcher, books, (claims, undecided), batch_id, found)
     return found
+
+
+def _split_choices(
+    ledger: IncomeLedger,
+    matcher: Matcher,
+    books: Books,
+    waiting: tuple[Claims, Undecided],
+    batch_id: str | None,
+    found: dict[tuple[str, int], list[dict[str, Any]]],
+) -> None:
+    """Payouts split over lines that no run links, as any link would be a guess: two or
+    more settlement days' payouts add up to the lines, or the one that does is another
+    waiting line's candidate too (Claims). Each of the lines lists those payouts, for a
+    person to choose one on any of them (choose_link links them all)."""
+    claims, undecided = waiting
+    lines = [
+        (line_batch, line)
+        for line_batch, line in books.unmatched_lines
+        if (batch_id is None or line_batch == batch_id) and (line_batch, line.line) not in found
+    ]
+    for members in _split_groups(_split_candidates(ledger, matcher, books, lines)):
+        parts = sorted(members, key=lambda member: member.line)
+        keys = [(part.group[0], part.line) for part in parts]
+        wholes = matcher.split_wholes(parts)
+        contested = len(wholes) == 1 and claims.contested(keys[0], wholes[0], undecided)
+        if not (len(wholes) > 1 or contested) or not all(undecided(part) for part in keys):
+            continue
+        links = [matcher.split_links(parts, whole)[0][1] for whole in wholes]
+        views = _candidate_views(books, links)
+        for part in keys:
+            found[part] = views
 
 
 def _candidate_views(books: Books, links: list[StatementLink]) -> list[dict[str, Any]]:

@@ -291,3 +291,38 @@ def test_a_payout_two_settlement_days_make_is_chosen_by_a_person_over_http(
     assert chosen.status_code == 200, chosen.text
     (link,) = chosen.json()["links"]
     assert (link["rule"], link["settled_day"]) == ("card_payout", days[1].isoformat())
+
+
+def test_a_split_payout_two_settlement_days_make_is_chosen_over_http(client, services) -> None:
+    from tests.application.test_card_payouts import pay, send
+    from tests.application.test_statement_imports import TODAY
+
+    days = [TODAY - timedelta(days=n) for n in (1, 3)]
+    for n, day in enumerate(days):
+        summary = {"captured_date": day.isoformat()}
+        send(
+            services.ledger,
+            pay("card_payment_captured", f"p{n}", fee=20, settlement_summary=summary),
+        )
+    split = camt(
+        entry("50.00", ref="P1", text="GOVUK PAY"), entry("49.80", ref="P2", text="GOVUK PAY")
+    )
+    batch = _upload(client, "stmt.xml", split)["batch"]
+    lines = client.get(f"/imports/{batch['batch_id']}", headers=auth("officer")).json()["lines"]
+    assert [line["outcome"] for line in lines] == ["recorded", "recorded"]
+    for line in lines:
+        assert [(c["rule"], c["settled_day"]) for c in line["candidates"]] == [
+            ("card_payout", day.isoformat()) for day in days
+        ]
+    older = lines[1]["candidates"][1]["payment_id"]
+    choice = {"batch_id": batch["batch_id"], "line": 2, "payment_id": older, "reason": "report"}
+    chosen = client.post("/reconciliation/choices", json=choice, headers=auth("officer"))
+    assert chosen.status_code == 200, chosen.text
+    assert [(link["line"], link["rule"]) for link in chosen.json()["links"]] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    assert report["unmatched_statement_lines"] == []
+    (left,) = report["unsettled_card_payments"]
+    assert left["date"] == days[0].isoformat()

@@ -440,6 +440,21 @@ def test_a_payout_two_lines_wait_for_is_not_taken_for_a_split_payout(ledger, pay
     lines = get_import(ledger, waiting.batch_id)["lines"]
     assert [[c["rule"] for c in line["candidates"]] for line in lines] == [["card_payout"]] * 2
     assert len(exceptions(ledger)["unsettled_card_payments"]) == 1
+    # The split's lines list the payout too, for a person, who finds it was the split.
+    split_lines = get_import(ledger, split.batch_id)["lines"]
+    (offered,) = split_lines[0]["candidates"]
+    assert split_lines[1]["candidates"] == [offered] and "(lines 1, 2)" in offered["matched"]
+    chosen = choose_link(
+        ledger, SUPERVISOR, split.batch_id, 1, offered["payment_id"], "Pay's payout report"
+    )
+    assert [(link.line, link.link.rule) for link in chosen] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    report = exceptions(ledger)
+    assert report["unsettled_card_payments"] == []
+    waiting_rows = report["unmatched_statement_lines"]
+    assert len(waiting_rows) == 2 and all(row["candidates"] == [] for row in waiting_rows)
 
 
 def test_a_payout_debit_two_days_refunds_may_pay_waits_for_a_person(ledger):
@@ -478,3 +493,71 @@ def test_a_payout_debit_two_days_refunds_may_pay_waits_for_a_person(ledger):
     assert [row["kind"] for row in rows] == ["statement_line"]  # the 12.34 credit
     left = [(r["kind"], r["date"]) for r in exceptions(ledger)["unsettled_card_payments"]]
     assert ("unsettled_deduction", days[0]) in left and ("unsettled_deduction", days[1]) not in left
+
+
+def two_days_of_one_payout(ledger) -> tuple[str, str]:
+    """Two GOV.UK Pay payments of 100.00 (fee 0.20), captured yesterday and today: two
+    settlement days whose payouts are both 99.80. The payment ids, yesterday's first."""
+    today = {"captured_date": TODAY.isoformat()}
+    send(ledger, pay("card_payment_captured", "pay-y", fee=20))
+    send(ledger, pay("card_payment_captured", "pay-t", fee=20, settlement_summary=today))
+    rows = exceptions(ledger)["unsettled_card_payments"]
+    by_day = {row["date"]: row["payment_id"] for row in rows}
+    return by_day[YESTERDAY.isoformat()], by_day[TODAY.isoformat()]
+
+
+@pytest.mark.parametrize("payments_first", [True, False], ids=["at_import", "by_a_run"])
+def test_a_split_payout_two_days_make_is_offered_and_a_person_chooses(ledger, payments_first):
+    """A payout split over two lines (50.00 + 49.80 naming GOV.UK Pay) that yesterday's and
+    today's payouts both add up to: no run links it (a guess), both lines list the two days
+    for a person, who chooses one; the lines are then linked as a split payout is, and the
+    other day's payment stays in clearing."""
+    if payments_first:
+        yesterday_id, today_id = two_days_of_one_payout(ledger)
+    split = import_file(ledger, camt(*SPLIT_PAYOUT_LINES), OFFICER, file_name="s.xml")
+    if not payments_first:
+        yesterday_id, today_id = two_days_of_one_payout(ledger)
+    assert link_counted_twice(ledger, OFFICER) == []
+    lines = get_import(ledger, split.batch_id)["lines"]
+    assert [line["outcome"] for line in lines] == ["recorded", "recorded"]
+    rows = exceptions(ledger)["unmatched_statement_lines"]
+    assert [row["line"] for row in rows] == [1, 2] or [row["line"] for row in rows] == [2, 1]
+    for row in rows:
+        days = sorted(c["settled_day"] for c in row["candidates"])
+        assert days == [YESTERDAY.isoformat(), TODAY.isoformat()]
+        assert all(c["rule"] == "card_payout" for c in row["candidates"])
+        assert all("(lines 1, 2)" in c["matched"] for c in row["candidates"])
+    assert [[c["rule"] for c in line["candidates"]] for line in lines] == [["card_payout"] * 2] * 2
+    with pytest.raises(LineNeedsAChoice):
+        link_counted_twice(ledger, OFFICER, (split.batch_id, 1))
+    with pytest.raises(NotACandidate):
+        choose_link(ledger, SUPERVISOR, split.batch_id, 2, "no-such-receipt", WHY)
+    before = counted_pence(ledger)
+    links = choose_link(ledger, SUPERVISOR, split.batch_id, 2, today_id, "Pay's payout report")
+    assert [(link.line, link.link.rule) for link in links] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    assert links[0].link.settled_day == TODAY.isoformat()
+    assert counted_pence(ledger) == before - 9_980  # the two lines' receipts reversed
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == []
+    (left,) = report["unsettled_card_payments"]
+    assert (left["payment_id"], left["date"]) == (yesterday_id, YESTERDAY.isoformat())
+    assert link_counted_twice(ledger, OFFICER) == []
+    # Undone, the pairing is rejected but the lines still have two candidates: they wait.
+    unlink_line(ledger, split.batch_id, 1, SUPERVISOR, "the other day's after all")
+    assert link_counted_twice(ledger, OFFICER) == []
+    rows = exceptions(ledger)["unmatched_statement_lines"]
+    assert len(rows) == 2 and all(len(row["candidates"]) == 2 for row in rows)
+    choose_link(ledger, SUPERVISOR, split.batch_id, 1, yesterday_id, "Pay's report, re-read")
+    (left,) = exceptions(ledger)["unsettled_card_payments"]
+    assert left["payment_id"] == today_id
+
+
+def test_a_split_payout_one_day_makes_is_still_linked_by_a_run(ledger):
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    split = import_file(ledger, camt(*SPLIT_PAYOUT_LINES), OFFICER, file_name="s.xml")
+    lines = get_import(ledger, split.batch_id)["lines"]
+    assert [line["rule"] for line in lines] == ["card_payout", "card_payout_part"]
+    assert all(not line["candidates"] for line in lines)
