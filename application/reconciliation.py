@@ -111,6 +111,10 @@ from domain.statements import STATEMENT_FORMATS, STATEMENT_ID_PREFIX, names_payo
 log = logging.getLogger(__name__)
 
 MATCH_WINDOW_DAYS = 5
+# A card payout booked more than MATCH_WINDOW_DAYS after its settlement day, up to this
+# many (a payout held over a bank holiday weekend, a settlement day that is the capture day
+# for want of Pay's settled_date), is offered to a person, never linked by a run.
+LATE_PAYOUT_DAYS = 12
 # The actor of the linking run made after new money is recorded (link_after_recording).
 AUTO_LINK_ACTOR = "system:auto-link"
 # A linking run after new money of day D reads what was recorded from this many days
@@ -682,22 +686,35 @@ class Matcher:
                 return found
         return self.candidates_payout(booked, amount_pence, allowed)
 
+    def late_payouts(self, booked: date, amount_pence: int) -> list[StatementLink]:
+        """Card payouts of the amount whose settlement day is before the line's window, up
+        to LATE_PAYOUT_DAYS before its booking, the nearest first: for a person only."""
+        days = [
+            booked - timedelta(days=n) for n in range(MATCH_WINDOW_DAYS + 1, LATE_PAYOUT_DAYS + 1)
+        ]
+        return self._card_payouts(days, amount_pence)
+
     def every_candidate(
         self, booked: date, amount_pence: int, *, debit: bool = False
     ) -> list[StatementLink]:
         """Everything a line may pay in by any rule, for a person to choose from (choose_link):
         the candidates of rules 1 to 4 alike, not only those of the first rule that has any,
-        which decides for a run. A candidate paying in the very receipts of an earlier one
-        (an import's total that is also its channel's day) is listed once. A payout
-        debit's candidates are payouts only (candidates_payout, its amount as given there)."""
+        which decides for a run, and card payouts settled before its window (late_payouts).
+        A candidate paying in the very receipts of an earlier one (an import's total that
+        is also its channel's day) is listed once. A payout debit's candidates are payouts
+        only (candidates_payout, its amount as given there)."""
         if debit:
-            return self.candidates_payout(booked, amount_pence)
+            return [
+                *self.candidates_payout(booked, amount_pence),
+                *self.late_payouts(booked, amount_pence),
+            ]
         days = _window(booked)
         found = [
             *self._one_receipt(days, amount_pence),
             *self._one_batch(days, amount_pence),
             *self._channel_day(days, amount_pence),
             *self._card_payouts(days, amount_pence),
+            *self.late_payouts(booked, amount_pence),
         ]
         listed: set[frozenset[tuple[str, str | None]]] = set()
         unique = []
@@ -1145,7 +1162,8 @@ def _link_once(
             found = [link]
         else:
             found, link = _run_link(matcher, books, claims, run.undecided, key, line, booked)
-            if link is None and found and key == wanted:
+            late = link is None and not found and _late_payouts(matcher, line, booked)
+            if link is None and (found or late) and key == wanted:
                 raise LineNeedsAChoice(
                     f"line {line.line} of import {batch_id} may pay in more than one record, "
                     "or another statement line may pay in the same, so a person chooses "
@@ -1243,6 +1261,13 @@ def _line_candidates(
     if line.is_open_debit:
         return matcher.candidates_payout(booked, -line.amount_pence, allowed)
     return matcher.candidates(booked, line.amount_pence, allowed)
+
+
+def _late_payouts(matcher: Matcher, line: ImportedLine, booked: date) -> list[StatementLink]:
+    """The card payouts settled before the line's window that it may pay in (a person's
+    candidates only: Matcher.late_payouts)."""
+    amount_pence = -line.amount_pence if line.is_open_debit else line.amount_pence
+    return matcher.late_payouts(booked, amount_pence)
 
 
 def _every_candidate(matcher: Matcher, line: ImportedLine, booked: date) -> list[StatementLink]:
@@ -1684,8 +1709,15 @@ def _choices(
         key = (line_batch, line.line)
         allowed = partial(books.allows, *key) if key in books.rejected else None
         run_finds = _line_candidates(matcher, line, booked, allowed)
+        # A line no rule matches in its window may pay in a payout settled before it.
+        late = not run_finds and _late_payouts(matcher, line, booked)
         if (
-            _waits_for_a_person(matcher, books, claims, undecided, key, line, booked, run_finds)
+            (
+                late
+                or _waits_for_a_person(
+                    matcher, books, claims, undecided, key, line, booked, run_finds
+                )
+            )
             and (line.payment_id is not None or line.is_open_debit)
             and undecided(key)
         ):

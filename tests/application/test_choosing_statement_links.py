@@ -561,3 +561,55 @@ def test_a_split_payout_one_day_makes_is_still_linked_by_a_run(ledger):
     lines = get_import(ledger, split.batch_id)["lines"]
     assert [line["rule"] for line in lines] == ["card_payout", "card_payout_part"]
     assert all(not line["candidates"] for line in lines)
+
+
+def captured_days_ago(ledger, name: str, days: int) -> None:
+    """A GOV.UK Pay payment of 100.00 (fee 0.20) captured `days` days ago, Pay's
+    settled_date unknown: its settlement day is its capture day."""
+    day = TODAY - timedelta(days=days)
+    captured = {"captured_date": day.isoformat()}
+    created = f"{day}T10:00:00.000Z"
+    message = pay("card_payment_captured", name, fee=20, settlement_summary=captured)
+    message["resource"]["created_date"] = created
+    send(ledger, message)
+
+
+@pytest.mark.parametrize("payment_first", [True, False], ids=["at_import", "by_a_run"])
+def test_a_payout_booked_after_its_window_is_offered_to_a_person(ledger, payment_first):
+    """Pay's payout of a day 8 days before the bank booked it (a bank holiday weekend, no
+    settled_date): outside the 5 days a run matches, so no run links it, but the line
+    lists it for a person, who chooses it; its payment is settled. A payout 13 days
+    before the line is offered to no one."""
+    if payment_first:
+        captured_days_ago(ledger, "pay-late", 8)
+    payout = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
+    batch_id = import_file(ledger, payout, OFFICER, file_name="s.xml").batch_id
+    if not payment_first:
+        captured_days_ago(ledger, "pay-late", 8)
+    assert link_counted_twice(ledger, OFFICER) == []
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["outcome"] == "recorded"
+    (offered,) = line["candidates"]
+    assert (offered["rule"], offered["settled_day"]) == (
+        "card_payout",
+        (TODAY - timedelta(days=8)).isoformat(),
+    )
+    (row,) = exceptions(ledger)["unmatched_statement_lines"]
+    assert row["candidates"] == [offered]
+    with pytest.raises(LineNeedsAChoice):
+        link_counted_twice(ledger, OFFICER, (batch_id, 1))
+    (link,) = choose_link(ledger, SUPERVISOR, batch_id, 1, offered["payment_id"], WHY)
+    assert link.link.rule == "card_payout"
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == report["unsettled_card_payments"] == []
+
+
+def test_a_payout_settled_long_before_the_line_is_offered_to_no_one(ledger):
+    captured_days_ago(ledger, "pay-old", 13)
+    payout = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
+    import_file(ledger, payout, OFFICER, file_name="s.xml")
+    report = exceptions(ledger)
+    (row,) = report["unmatched_statement_lines"]
+    assert row["candidates"] == []
+    (held,) = report["unsettled_card_payments"]
+    assert (held["amount_pence"], held["date"]) == (9_980, (TODAY - timedelta(days=13)).isoformat())
