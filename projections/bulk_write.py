@@ -47,10 +47,45 @@ def insert_tuples(
     _insert(connection, table, columns, list(zip(*rows, strict=True)))
 
 
+def processed_tuples(
+    dialect: Dialect, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> list[Sequence[Any]]:
+    """What `insert_tuples` writes, column by column, each value through its type's
+    processor: made without the connection (for `insert_processed`)."""
+    if not rows:
+        return []
+    return _processed(dialect, table, columns, list(zip(*rows, strict=True)))
+
+
+def processed_rows(
+    dialect: Dialect, table: Table, rows: Sequence[Row]
+) -> tuple[list[str], list[Sequence[Any]]]:
+    """`processed_tuples` of rows given as dicts: their columns, and the values."""
+    if not rows:
+        return [], []
+    columns, values = _columns_of(table, rows)
+    return columns, _processed(dialect, table, columns, values)
+
+
+def insert_processed(
+    connection: Connection, table: Table, columns: Sequence[str], values: list[Sequence[Any]]
+) -> None:
+    """New rows made by `processed_tuples` or `processed_rows` (COPY on PostgreSQL)."""
+    if values:
+        _insert_processed(connection, table, columns, values)
+
+
 def _insert(
     connection: Connection, table: Table, columns: Sequence[str], values: list[Sequence[Any]]
 ) -> None:
-    values = _processed(connection.dialect, table, columns, values)
+    _insert_processed(
+        connection, table, columns, _processed(connection.dialect, table, columns, values)
+    )
+
+
+def _insert_processed(
+    connection: Connection, table: Table, columns: Sequence[str], values: list[Sequence[Any]]
+) -> None:
     name, names = _quoted(connection.dialect, table, columns)
     if connection.dialect.name == "postgresql":
         buffer = io.StringIO(_copy_text_of_columns(values))
@@ -123,9 +158,13 @@ def _tuples(
 
 def _columns_of(table: Table, rows: Sequence[Row]) -> tuple[list[str], list[Sequence[Any]]]:
     """The rows column by column. Like SQLAlchemy's executemany: the first row's keys name
-    the columns (in the table's order)."""
+    the columns (in the table's order). Taken row by row, then turned (zip): a pass over
+    every row per column, as before, missed the CPU's caches at each of thousands of dicts
+    and took 2-3 times as long (a rebuild's 11,000 payment rows, issue #9)."""
     columns = [c.name for c in table.columns if c.name in rows[0]]
-    return columns, [list(map(itemgetter(name), rows)) for name in columns]
+    if len(columns) == 1:  # itemgetter of one name gives the value, not a 1-tuple
+        return columns, [[row[columns[0]] for row in rows]]
+    return columns, list(zip(*map(itemgetter(*columns), rows), strict=True))
 
 
 def _processed(

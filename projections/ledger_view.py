@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, delete, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from domain.funds import FundChart
 from domain.imports import ImportBatch, batch_totals
@@ -34,12 +34,20 @@ from domain.postings import (
     income_account,
     postings_for,
 )
-from projections.bulk_write import insert_rows, insert_tuples, upsert_rows
+from projections.bulk_write import (
+    insert_processed,
+    insert_rows,
+    insert_tuples,
+    processed_rows,
+    processed_tuples,
+    upsert_rows,
+)
 from projections.schema import SUSPENSE_FUND, ReadModel
 
 UK = ZoneInfo("Europe/London")
 PAYMENT_EVENTS = (Payment.Event, Payment.Received)
 Key = tuple[Any, ...]
+Row = dict[str, Any]
 # Accounts a receipt's money arrives in: a channel's cash, or a card provider's clearing.
 _RECEIVING_ACCOUNTS = ("cash", "clearing")
 # fund_balances columns moved by a movement, and in which direction of the money held.
@@ -108,8 +116,11 @@ class Counters:
         upsert_rows(connection, table, self.key_columns, rows, add=self.value_columns)
 
     def _insert(self, connection: Connection, table: Table) -> None:
-        """The rows as tuples, with no dict made per row (a rebuild writes every account's
-        and day's row at once); an `extra` is given for every key or for none."""
+        insert_tuples(connection, table, *self.tuples())
+
+    def tuples(self) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        """The columns, and the rows as tuples, with no dict made per row (a rebuild writes
+        every account's and day's row at once); an `extra` is given for every key or none."""
         extra = self.extra
         extra_columns = tuple(next(iter(extra.values()), {}))
         columns = self.key_columns + extra_columns + self.value_columns
@@ -120,7 +131,20 @@ class Counters:
             ]
         else:
             rows = [(*key, *figures.values()) for key, figures in self.rows.items()]
-        insert_tuples(connection, table, columns, rows)
+        return columns, rows
+
+
+class ProcessedTable(NamedTuple):
+    """A table's new rows made ready to write: the table, its columns and their values."""
+
+    table: Table
+    columns: Sequence[str]
+    values: list[Sequence[Any]]
+
+
+def write_carried_columns(connection: Connection, tables: Sequence[ProcessedTable]) -> None:
+    for table, columns, values in tables:
+        insert_processed(connection, table, columns, values)
 
 
 class PageProjector:
@@ -174,6 +198,17 @@ class CarryingProjector:
         self.state.write_carried(connection, new=not self.flushed)
         self.flushed = True
         self.state = _State(self.model)
+
+    def take_first_flush(self, dialect: Dialect) -> list[ProcessedTable] | None:
+        """What a first `flush` would write, made ready without the connection (the caller
+        writes it, `write_carried_columns`), and forgotten as a flush forgets it; None after
+        a flush (its rows meet stored ones: `flush` upserts them)."""
+        if self.flushed:
+            return None
+        tables = self.state.new_carried_columns(dialect)
+        self.flushed = True
+        self.state = _State(self.model)
+        return tables
 
 
 class _State:
@@ -455,10 +490,32 @@ class _State:
         self.takings.write(connection, model.daily_takings, new=new)
         self._write_payments(connection, new)
 
-    def _write_payments(self, connection: Connection, new: bool) -> None:
-        if not self.touched:
-            return
+    def new_carried_columns(self, dialect: Dialect) -> list[ProcessedTable]:
+        """What `write_carried(..., new=True)` writes, made ready to write without the
+        connection (bulk_write.processed_tuples), for `write_carried_columns`."""
         model = self.model
+        tables = []
+        for counters, table in (
+            (self.accounts, model.account_balances),
+            (self.funds, model.fund_balances),
+            (self.channels, model.channel_totals),
+            (self.takings, model.daily_takings),
+        ):
+            if counters.rows:
+                columns, rows = counters.tuples()
+                values = processed_tuples(dialect, table, columns, rows)
+                tables.append(ProcessedTable(table, columns, values))
+        if self.touched:
+            for table, rows in zip(
+                (model.payments, model.payment_allocations, model.suspense_items),
+                self._payment_rows(),
+                strict=True,
+            ):
+                tables.append(ProcessedTable(table, *processed_rows(dialect, table, rows)))
+        return tables
+
+    def _payment_rows(self) -> tuple[list[Row], list[Row], list[Row]]:
+        """The touched payments' rows, their allocation lines and their open suspense items."""
         rows = [self.payments[pid] for pid in sorted(self.touched)]
         lines = [line for pid in sorted(self.touched) for line in self.lines[pid].values()]
         open_items = [
@@ -474,6 +531,13 @@ class _State:
             for row in rows
             if row["unallocated_pence"] > 0
         ]
+        return rows, lines, open_items
+
+    def _write_payments(self, connection: Connection, new: bool) -> None:
+        if not self.touched:
+            return
+        model = self.model
+        rows, lines, open_items = self._payment_rows()
         if new:
             insert_rows(connection, model.payments, rows)
             insert_rows(connection, model.payment_allocations, lines)

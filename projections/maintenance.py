@@ -15,8 +15,10 @@ the live position as the snapshot sees it and compares every table; it drops the
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -27,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateTable
 
+from projections.ledger_view import CarryingProjector, write_carried_columns
 from projections.runner import EventSource, LockTimeout, Projection, RunnerLock, tracked_position
 from projections.schema import (
     LIVE,
@@ -108,9 +111,7 @@ def rebuild(
                     )
                 )
             _build_pages(builder, connection, progress)
-            with connection.begin():
-                builder.flush(connection)
-            _create_indexes(connection, scratch)
+            _flush_and_index(builder, connection, scratch)
         try:
             with engine.begin() as connection:
                 _limit_lock_waits(connection, swap_lock_timeout_s)
@@ -319,9 +320,70 @@ def _fresh(connection: Connection, model: ReadModel) -> None:
             connection.execute(CreateTable(table))
 
 
-def _create_indexes(connection: Connection, model: ReadModel) -> None:
+def _flush_and_index(builder: Projection, connection: Connection, model: ReadModel) -> None:
+    """The carried rows, then the secondary indexes. On SQLite, in one transaction, with the
+    tables written page by page (postings, audit trail, import batches) indexed by a thread
+    while this one makes the carried rows ready to write: each CREATE INDEX is one sqlite3
+    call that lets go of the GIL, so the two share the cores (issue #9). A carrying build
+    that has flushed part way upserts instead, which needs the connection: the indexes
+    come first then."""
+    projector = builder.projector
+    if connection.dialect.name != "sqlite" or not isinstance(projector, CarryingProjector):
+        with connection.begin():
+            builder.flush(connection)
+        _create_indexes(connection, model)
+        return
+    paged = [model.postings, model.audit_trail, model.import_batches]
     with connection.begin():
-        for table in model.tables:
+        indexing = _Background(lambda: _create_indexes(connection, model, tables=paged))
+        try:
+            carried = projector.take_first_flush(connection.dialect)
+        except BaseException:
+            indexing.stop(connection)
+            raise
+        indexing.wait()
+        if carried is None:
+            builder.flush(connection)
+        else:
+            write_carried_columns(connection, carried)
+        rest = [table for table in model.tables if table not in paged]
+        _create_indexes(connection, model, tables=rest)
+
+
+class _Background:
+    """One piece of work on a thread of its own; `wait` raises what it raised."""
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(work,), name="rebuild indexes")
+        self.thread.start()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as error:  # raised again in the waiting thread
+            self.error = error
+
+    def wait(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, connection: Connection) -> None:
+        """This thread is stopping (an error, Ctrl-C): interrupt the statement the work is
+        running, and wait for it to end, before the caller's transaction rolls back."""
+        if not connection.invalidated:
+            connection.connection.driver_connection.interrupt()
+        self.thread.join()
+
+
+def _create_indexes(
+    connection: Connection, model: ReadModel, tables: Sequence[Table] | None = None
+) -> None:
+    """The secondary indexes of the model's tables (or of `tables`), in a transaction of
+    their own unless the connection is in one."""
+    with contextlib.nullcontext() if connection.in_transaction() else connection.begin():
+        for table in model.tables if tables is None else tables:
             for index in table.indexes:
                 index.create(connection)
 

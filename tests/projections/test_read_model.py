@@ -187,7 +187,7 @@ def test_a_rebuild_after_one_that_stopped_part_way_builds_every_event(
     random_workload(ledger, seed=12, receipts=20)
     projection.catch_up()
 
-    def interrupt(*_args) -> None:
+    def interrupt(*_args, **_kwargs) -> None:
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patched:  # after every page, before the swap

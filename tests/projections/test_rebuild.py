@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import threading
 
 import pytest
 from sqlalchemy import event, text
@@ -13,6 +14,7 @@ from sqlalchemy import event, text
 from application.ledger import CommandContext, RecordPayment
 from income_ledger.bootstrap import event_source
 from projections import bulk_write, maintenance
+from projections.ledger_view import CarryingProjector
 from projections.maintenance import compare_models, rebuild, verify
 from projections.runner import Projection
 from projections.schema import LIVE, new_index_tag, read_model
@@ -79,11 +81,11 @@ def test_the_scratch_build_settings_hold_during_the_build_only(
     seen: dict[str, object] = {}
     create_indexes = maintenance._create_indexes
 
-    def watching(connection, model) -> None:
+    def watching(connection, model, tables=None) -> None:
         seen["collecting"] = gc.isenabled()
         if sqlite:
             seen["synchronous"] = _pragma(connection, "synchronous")
-        create_indexes(connection, model)
+        create_indexes(connection, model, tables)
 
     monkeypatch.setattr(maintenance, "_create_indexes", watching)
     rebuild(engine, event_source(ledger))
@@ -141,9 +143,10 @@ def test_a_sqlite_build_commits_many_pages_at_once(ledger, projection, monkeypat
         event.remove(engine, "commit", listener)
     pages = -(-events // 9)
     # Besides the pages: the fresh tables, the old position's removal, the carried rows,
-    # the indexes and the swap.
+    # the indexes (with the carried rows on SQLite) and the swap.
     others = 5
     if engine.dialect.name == "sqlite":
+        others = 4
         batches = -(-events // 27)  # three pages of 9 make the first 20 events or more
         assert batches + others <= len(commits) <= batches + 1 + others, (events, commits)
         assert len(commits) < pages
@@ -156,7 +159,7 @@ def test_a_build_stopped_part_way_sets_everything_back(ledger, projection, monke
     random_workload(ledger, seed=23, receipts=10)
     projection.catch_up()
 
-    def interrupt(*_args) -> None:
+    def interrupt(*_args, **_kwargs) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(maintenance, "_create_indexes", interrupt)
@@ -201,6 +204,74 @@ def test_a_build_stopped_during_a_statement_ends_with_the_interrupt(ledger, proj
     assert rebuild(engine, event_source(ledger)) == ledger.max_position()
     report = verify(engine, event_source(ledger))
     assert report.ok, report.differences
+
+
+def test_sqlite_indexes_the_paged_tables_beside_the_carried_rows(
+    ledger, projection, monkeypatch
+) -> None:
+    """SQLite: the tables written page by page are indexed by another thread while this one
+    makes the carried rows ready, the other tables' indexes after their rows; every index is
+    there after the swap, and the tables are the live projector's."""
+    if projection.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL creates the indexes after the carried rows")
+    random_workload(ledger, seed=26, receipts=20)
+    projection.catch_up()
+    create_indexes = maintenance._create_indexes
+    calls: list[tuple[bool, set[str]]] = []
+
+    def watching(connection, model, tables=None) -> None:
+        names = {table.name for table in (model.tables if tables is None else tables)}
+        calls.append((threading.current_thread() is threading.main_thread(), names))
+        create_indexes(connection, model, tables)
+
+    monkeypatch.setattr(maintenance, "_create_indexes", watching)
+    expected = _page_by_page(projection)
+    try:
+        assert rebuild(projection.engine, event_source(ledger), page_size=9) == (
+            ledger.max_position()
+        )
+        paged = {"postings", "audit_trail", "import_batches"}
+        assert [(main, {name.split("_rebuild")[0] for name in names}) for main, names in calls] == [
+            (False, paged),
+            (True, {table.name for table in LIVE.tables} - paged),
+        ]
+        assert compare_models(projection.engine, expected, LIVE) == []
+    finally:
+        expected.metadata.drop_all(projection.engine)
+    with projection.engine.connect() as connection:
+        indexes = {
+            row[0]
+            for row in connection.exec_driver_sql(
+                "SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_%'"
+            )
+        }
+    assert indexes == {table.name for table in LIVE.tables if table.indexes}
+
+
+def test_a_failure_beside_the_indexing_thread_stops_it_and_leaves_the_live_tables(
+    ledger, projection, monkeypatch
+) -> None:
+    """An error (or Ctrl-C) while the carried rows are made, with the indexing thread at
+    work: the thread is interrupted and waited for, the error is the rebuild's, and the live
+    tables are untouched."""
+    if projection.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL indexes on one thread")
+    random_workload(ledger, seed=27, receipts=20)
+    projection.catch_up()
+
+    def failing(*_args) -> None:
+        raise ValueError("made up")
+
+    monkeypatch.setattr(CarryingProjector, "take_first_flush", failing)
+    threads = set(threading.enumerate())
+    with pytest.raises(ValueError, match="made up"):
+        rebuild(projection.engine, event_source(ledger), page_size=9)
+    assert set(threading.enumerate()) <= threads
+    assert gc.isenabled()
+    monkeypatch.undo()
+    assert verify(projection.engine, event_source(ledger)).ok  # the live tables untouched
+    assert rebuild(projection.engine, event_source(ledger)) == ledger.max_position()
+    assert verify(projection.engine, event_source(ledger)).ok
 
 
 # In a process of its own (its peak memory is the measure): an index built on the scratch
