@@ -4,7 +4,7 @@ and the exceptions report, on SQLite and PostgreSQL (messages applied as the web
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 from uuid import UUID
 
 import pytest
@@ -15,6 +15,7 @@ from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
 from application.reconciliation import exceptions, exceptions_csv, link_counted_twice
 from domain.errors import ImportRefused, LedgerError
+from domain.limits import uk_day_start
 from domain.postings import postings_for
 from domain.statements import names_payout, payout_patterns
 from income_ledger.bootstrap import build_ledger
@@ -363,7 +364,9 @@ def test_statements_of_one_file_name_each_undo_only_their_own_settlement(ledger,
     """Banks reuse daily file names: a payout and, on the next file of that name, the same
     day's refund taken back, each on line 1. Reversing the first statement leaves the
     second's settlement of the refund standing."""
-    today = {"created_date": f"{TODAY}T09:00:00.000Z"}
+    # Just after the UK day's start: a later hour is in the future before it comes.
+    start = uk_day_start(TODAY) + timedelta(seconds=1)
+    today = {"created_date": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
     captured = pay(
         "card_payment_captured",
         "pay-1",

@@ -103,7 +103,7 @@ def test_an_allpay_file_after_the_statement_is_linked_and_the_line_receipt_rever
         note = ledger.payment_history(UUID(payment_id))[-1]["details"]["text"]
         assert note.startswith("paid in by bank statement s.xml line 1 (import_total")
     report = exceptions(ledger)
-    assert [row["line"] for row in report["unmatched_statement_lines"]] == [2, 3]
+    assert sorted(row["line"] for row in report["unmatched_statement_lines"]) == [2, 3]
     assert report["unmatched_receipts"] == []
     assert link_counted_twice(ledger, OFFICER) == []  # nothing more to link, nothing saved
 
@@ -114,7 +114,7 @@ def test_a_days_card_payments_after_the_statement_are_linked(ledger):
     (late,) = link_counted_twice(ledger, OFFICER)
     assert (late.line, late.link.rule) == (2, "channel_day_total")
     assert sorted(late.link.matched_payment_ids) == sorted(paid)
-    assert [row["line"] for row in exceptions(ledger)["unmatched_statement_lines"]] == [1, 3]
+    assert sorted(row["line"] for row in exceptions(ledger)["unmatched_statement_lines"]) == [1, 3]
 
 
 def test_a_line_allocated_by_its_reference_or_by_an_officer_is_left_to_a_person(ledger):
@@ -479,7 +479,7 @@ def test_reversing_a_file_a_statement_line_paid_in_counts_the_line_again(ledger,
         f"import {allpay_batch} (be.txt), which they paid in, was reversed" in (restored["reason"])
     )
     report = exceptions(ledger)
-    assert [row["line"] for row in report["unmatched_statement_lines"]] == [1, 2, 3]
+    assert sorted(row["line"] for row in report["unmatched_statement_lines"]) == [1, 2, 3]
     assert report["unmatched_receipts"] == []
     assert link_counted_twice(ledger, OFFICER) == []
 
