@@ -133,7 +133,8 @@ class LedgerMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = begin_request(Headers(scope=scope).get(REQUEST_ID_HEADER))
+        headers = Headers(scope=scope)
+        request_id = begin_request(headers.get(REQUEST_ID_HEADER))
         id_header = (REQUEST_ID_HEADER.lower().encode(), request_id.encode())
         method = scope["method"]
         if method == "HEAD":
@@ -150,7 +151,7 @@ class LedgerMiddleware:
             await send(message)
 
         try:
-            refusal = self.refusal(scope)
+            refusal = self.refusal(scope, headers)
             if refusal is not None:
                 await refusal(scope, receive, send_and_note)
             else:
@@ -180,30 +181,38 @@ class LedgerMiddleware:
             },
         )
 
-    def refusal(self, scope: Scope) -> Response | None:
-        """The answer to a request refused before its body is read, or None to go on."""
-        request = Request(scope)
-        if _may_hold_nul(scope) and ("%00" in request.url.query or "\x00" in request.url.path):
-            return problems.problem(
-                request,
-                422,
-                "Invalid request",
-                "the URL contains a NUL character; remove it",
-                "invalid_text_characters",
-            )
-        length = request.headers.get("content-length")
+    def refusal(self, scope: Scope, headers: Headers) -> Response | None:
+        """The answer to a request refused before its body is read, or None to go on.
+
+        It reads the scope and the request's headers alone (a `Request` and its URL are
+        built only for a refusal's answer): every request passes here."""
+        if _may_hold_nul(scope):
+            request = Request(scope)
+            if "%00" in request.url.query or "\x00" in request.url.path:
+                return problems.problem(
+                    request,
+                    422,
+                    "Invalid request",
+                    "the URL contains a NUL character; remove it",
+                    "invalid_text_characters",
+                )
+        length = headers.get("content-length")
         limit = self.limit_for(scope)
         if length is not None and (not length.isdigit() or int(length) > limit):
-            return problems.body_too_large(request, limit)
-        has_body = (length is not None and int(length) > 0) or (
-            "transfer-encoding" in request.headers
-        )
-        if has_body and not request.url.path.startswith(SIGNED_BODY_PATHS):
+            return problems.body_too_large(Request(scope), limit)
+        has_body = (length is not None and int(length) > 0) or ("transfer-encoding" in headers)
+        # The path's start is what the URL's would be: only ?, # and \ are re-encoded there.
+        if has_body and not scope["path"].startswith(SIGNED_BODY_PATHS):
             try:
-                user_for(self.services, request.headers.get("authorization"))
+                user_for(self.services, headers.get("authorization"))
             except ApiProblem as error:
                 return problems.problem(
-                    request, error.status, error.title, error.detail, error.code, error.headers
+                    Request(scope),
+                    error.status,
+                    error.title,
+                    error.detail,
+                    error.code,
+                    error.headers,
                 )
         return None
 

@@ -50,6 +50,7 @@ class GroupWriter(Protocol):
     def submit(self, write: Write) -> asyncio.Future[int | None] | None:
         """`write`'s answer as a future of the running event loop, for a caller that must not
         block; None when the writer has no room for it now (the future raises `queue.Full`
-        when it had none by the time the loop handed it over)."""
+        when it had none by the time the loop handed it over, and `TimeoutError` when no
+        answer came within WAIT_LIMIT_S)."""
 
     def close(self) -> None: ...

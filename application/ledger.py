@@ -8,7 +8,6 @@ from the event store: two writers of the same payment version cannot both commit
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import json
@@ -32,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from application import event_store
 from application.access import EVERY_FUND, FundAccess
-from application.grouped_writes import WAIT_LIMIT_S, GroupWriter, Row, Write
+from application.grouped_writes import GroupWriter, Row, Write
 from application.idempotency import (
     IdempotentRequest,
     StoredResponse,
@@ -412,8 +411,7 @@ class IncomeLedger(Application):
         if answer is None:  # the writer is full: wait for room in a thread
             return await in_thread(lambda: self.record_payment_once(request, command, ctx, respond))
         try:
-            async with asyncio.timeout(WAIT_LIMIT_S):  # no extra task, unlike wait_for
-                position = await answer
+            position = await answer  # a TimeoutError after WAIT_LIMIT_S (`submit`)
         except queue.Full:  # filled up before the hand-over: wait for room in a thread
             return await in_thread(lambda: self.record_payment_once(request, command, ctx, respond))
         except (IntegrityError, sqlalchemy.exc.IntegrityError):

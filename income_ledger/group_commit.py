@@ -22,6 +22,7 @@ import contextlib
 import logging
 import queue
 import threading
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 # Bounds: writes per transaction, and writes waiting (a full queue makes requests wait).
 MAX_GROUP = 256
 MAX_WAITING = 4 * MAX_GROUP
+# How often an event loop's watch looks for writes waiting past WAIT_LIMIT_S: a request
+# gives up between WAIT_LIMIT_S and WAIT_LIMIT_S + this after its write was submitted.
+WATCH_EVERY_S = 1.0
 
 
 @dataclass
@@ -53,7 +57,7 @@ class _Pending:
         if self.answer is not None:
             return self.answer.set_running_or_notify_cancel()
         assert self.loop_answer is not None
-        return not self.loop_answer.cancelled()
+        return not self.loop_answer.done()  # cancelled, or given up by the loop's watch
 
 
 class GroupCommitter:
@@ -65,6 +69,10 @@ class GroupCommitter:
         self._waiting: queue.Queue[list[_Pending] | None] = queue.Queue(maxsize=MAX_WAITING)
         # Per event loop, its writes of the running iteration, until `_hand_over`.
         self._gathering: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        # Per event loop, its unanswered writes with their deadlines, in submission order
+        # (so deadlines ascend): one timer per loop gives up on the late ones, where an
+        # `asyncio.timeout` per request cost each a timer of its own.
+        self._watched: dict[asyncio.AbstractEventLoop, deque[tuple[float, _Pending]]] = {}
         # Started by the first write: most processes (the CLI, the projector) never write so.
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
@@ -83,9 +91,11 @@ class GroupCommitter:
     def submit(self, write: Write) -> asyncio.Future[int | None] | None:
         """`write`'s answer as a future of the running event loop, without waiting (a loop
         must not block). None when the queue is full (call `write`, from a thread, to wait
-        for room); the future raises `queue.Full` if it filled up before the hand-over.
-        The iteration's writes are handed over together once its callbacks have run.
-        Cancelled before its group is taken, the write is left out."""
+        for room); the future raises `queue.Full` if it filled up before the hand-over, and
+        `TimeoutError` if no answer came within WAIT_LIMIT_S (the write may or may not
+        commit: it is left out if its group was not taken yet). The iteration's writes are
+        handed over together once its callbacks have run. Cancelled before its group is
+        taken, the write is left out."""
         if self._waiting.full():
             return None
         loop = asyncio.get_running_loop()
@@ -95,8 +105,32 @@ class GroupCommitter:
             gathering = self._gathering[loop] = []
             loop.call_soon(self._hand_over, loop)
         gathering.append(pending)
+        watched = self._watched.get(loop)
+        if watched is None:
+            watched = self._watched[loop] = deque()
+            loop.call_later(WATCH_EVERY_S, self._watch, loop)
+        watched.append((loop.time() + WAIT_LIMIT_S, pending))
         assert pending.loop_answer is not None
         return pending.loop_answer
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On `loop`: forget the answered writes at the front, fail those past their
+        deadline, and look again while any is left."""
+        watched = self._watched[loop]
+        now = loop.time()
+        while watched:
+            deadline, pending = watched[0]
+            answer = pending.loop_answer
+            assert answer is not None
+            if not answer.done():
+                if deadline > now:
+                    break
+                answer.set_exception(TimeoutError("the group commit did not answer in time"))
+            watched.popleft()
+        if watched:
+            loop.call_later(WATCH_EVERY_S, self._watch, loop)
+        else:
+            del self._watched[loop]
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         gathered = self._gathering.pop(loop)

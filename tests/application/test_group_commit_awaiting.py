@@ -9,6 +9,8 @@ by another process) and everything on SQLite runs through the thread hand-off, a
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -198,3 +200,51 @@ def test_the_receipts_of_one_loop_iteration_reach_the_writer_together(ledger, mo
     assert len(set(positions)) == 10
     logged = receipts_per_payment(ledger)
     assert set(logged.values()) == {1} and len(logged) == 21
+
+
+def test_a_receipt_whose_group_never_answers_gives_up_saved_unknown_and_is_left_out(
+    ledger, monkeypatch
+) -> None:
+    """A write waiting past its limit (the database hangs) answers `database_outcome_unknown`
+    on the loop, and a write whose group was not taken yet is then left out; the loop's one
+    watch stops once nothing waits."""
+    writer = ledger.group_writer
+    if writer is None:
+        pytest.skip("SQLite has no group writer: each receipt has its own transaction")
+    from application.outages import DatabaseUnavailable
+    from income_ledger import group_commit
+
+    record(ledger, None, RecordPayment("card", 100, CT_REF, external_id="warm"))  # holds the chart
+    monkeypatch.setattr(group_commit, "WAIT_LIMIT_S", 0.3)
+    monkeypatch.setattr(group_commit, "WATCH_EVERY_S", 0.05)
+    release = threading.Event()
+    taken: list[bool] = []
+    commit = writer._commit
+    monkeypatch.setattr(
+        writer, "_commit", lambda group: release.wait(10) and taken.extend(p.take() for p in group)
+    )
+    ctx = CommandContext("officer:test")
+
+    async def hung() -> tuple[BaseException | None, float, dict]:
+        started = asyncio.get_running_loop().time()
+        try:
+            await ledger.record_payment_awaiting(
+                None, RecordPayment("card", 500, CT_REF), ctx, respond, Threads()
+            )
+        except DatabaseUnavailable as error:
+            return error, asyncio.get_running_loop().time() - started, dict(writer._watched)
+        return None, 0.0, {}
+
+    error, waited_s, watched = asyncio.run(hung())
+    release.set()
+    assert isinstance(error, DatabaseUnavailable) and error.saved_unknown
+    assert 0.3 <= waited_s < 2.0, waited_s
+    assert watched == {}  # the watch stopped with nothing left to wait for
+    monkeypatch.setattr(writer, "_commit", commit)
+    deadline = time.monotonic() + 10
+    while not taken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert taken == [False]  # given up before its group was taken: left out
+    assert len(receipts_per_payment(ledger)) == 1
+    stored, _ = record(ledger, None, RecordPayment("card", 600, CT_REF, external_id="after"))
+    assert stored.status_code == 201
