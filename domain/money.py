@@ -8,8 +8,11 @@ from domain.errors import InvalidAmount
 
 MAX_AMOUNT_PENCE = 100_000_000_000  # £1bn: a bound on any one movement, to catch typos.
 # Commas only as thousands separators: "12,50" is a European decimal comma, not 1,250 pounds.
+# ASCII digits only: to Python, Arabic-Indic or full-width digits are digits too (and int()
+# reads them), but no file or form of ours writes an amount so: one that does is mangled.
 _POUNDS = re.compile(
-    r"^(?P<sign>-?)(?P<pounds>\d{1,3}(?:,\d{3}){1,3}|\d{1,12})(?:\.(?P<pence>\d{1,2}))?$"
+    r"^(?P<sign>-?)(?P<pounds>\d{1,3}(?:,\d{3}){1,3}|\d{1,12})(?:\.(?P<pence>\d{1,2}))?$",
+    re.ASCII,
 )
 
 

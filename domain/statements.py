@@ -26,7 +26,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 
 from domain.errors import ImportRefused, InvalidRequest, LedgerError
@@ -112,12 +112,21 @@ class Statement:
         return self.opening_minor + self.credits_minor - self.debits_minor == self.closing_minor
 
 
+# A plain decimal (xs:decimal, as camt.053 writes amounts; MT940's and BAI2's are parsed
+# already): ASCII digits, no exponent, no "Infinity" or "NaN", no "1_000", no Arabic-Indic
+# digits, all of which Decimal() takes. 18 digits is camt.053's own bound (totalDigits).
+_DECIMAL = re.compile(r"^[+-]?[0-9]{1,18}(?:\.[0-9]{0,18})?$", re.ASCII)
+
+
 def to_minor(amount: Decimal | str, currency: str) -> int:
     """An amount in the currency's minor units; refuses one with more precision than that."""
-    try:
-        value = Decimal(str(amount).strip())
-    except InvalidOperation:
-        raise InvalidRequest(f"amount {amount!r} is not a number") from None
+    if isinstance(amount, Decimal) and amount.is_finite():
+        text = format(amount, "f")
+    else:
+        text = str(amount).strip()
+    if not _DECIMAL.match(text):
+        raise InvalidRequest(f"amount {amount!r} is not a number like 1234.50")
+    value = Decimal(text)
     exponent = 0 if currency.upper() in ZERO_DECIMAL_CURRENCIES else 2
     minor = value.scaleb(exponent)
     if minor != minor.to_integral_value():
@@ -154,6 +163,7 @@ def _with_lines(statement: Statement, lines: tuple[StatementLine, ...]) -> State
 
 # ISO bank transaction code families of direct debits (issued by us, or received).
 CAMT_DIRECT_DEBIT_FAMILIES = frozenset({"IDDT", "RDDT"})
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _ENCODING = re.compile(r"""^\s*<\?xml[^>]*encoding\s*=\s*["']([^"']+)["']""")
 
@@ -220,7 +230,14 @@ def _text(element: ET.Element | None, *names: str) -> str:
 
 def _camt_date(element: ET.Element | None, name: str) -> date | None:
     text = _text(element, name, "Dt") or _text(element, name, "DtTm")[:10]
-    return date.fromisoformat(text) if text else None
+    if not text:
+        return None
+    try:
+        if not _ISO_DATE.match(text):
+            raise ValueError
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"the date {text!r} in {name} is not a date like 2026-03-31") from None
 
 
 def _camt_amount(element: ET.Element | None) -> tuple[int, str] | None:

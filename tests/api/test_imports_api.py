@@ -127,3 +127,21 @@ def test_a_form_without_the_file_field_is_refused(client) -> None:
         "/imports", files={"other": ("a", b"x", "text/plain")}, headers=auth("officer")
     )
     assert response.status_code == 422 and response.json()["code"] == "import_file_missing"
+
+
+def test_a_statement_with_an_unreadable_amount_or_date_is_refused_not_a_500(client, ledger) -> None:
+    """Decimal("Infinity") and date.fromisoformat("2026-02-30") raised errors the import did
+    not expect: a 500 with nothing to fix. Now a 422 naming the value, nothing recorded."""
+    from tests.application.test_statement_imports import TODAY, camt, entry
+
+    good = camt(entry("25.00", ref="B1"))
+    before = ledger.max_position()
+    for bad, says in [
+        (good.replace(b">25.00<", b">Infinity<"), "amount 'Infinity' is not a number"),
+        (good.replace(f"<BookgDt><Dt>{TODAY}".encode(), b"<BookgDt><Dt>2026-02-30"), "2026-02-30"),
+    ]:
+        response = upload(client, bad, name="statement.xml")
+        assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+        assert response.json()["code"] == "import_refused"
+        assert any(says in error["reason"] for error in response.json()["errors"])
+    assert ledger.max_position() == before

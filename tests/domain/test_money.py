@@ -37,6 +37,12 @@ def test_pounds_parse_exactly(text: str, pence: int) -> None:
         ",5",
         "1,2345",
         "1,,234",
+        # Digits of other scripts are Unicode digits to Python's \d and int(), so these
+        # were read as 12.50: an amount is written in the digits 0 to 9 only.
+        "\u0661\u0662.\u0665\u0660",  # Arabic-Indic
+        "\uff11\uff12.50",  # full width
+        "1\U0001d7d0.50",  # mathematical bold 2
+        "\u0967,234.56",  # Devanagari 1 before a thousands comma
     ],
 )
 def test_bad_pounds_say_how_to_write_them(text: str) -> None:

@@ -158,6 +158,51 @@ def test_amounts_are_minor_units_and_extra_precision_is_refused() -> None:
         to_minor("1.005", "GBP")
 
 
+# Decimal() takes each of these (or raises other than InvalidRequest): "Infinity" and
+# "1e999999" stopped an import with an unexpected OverflowError (a 500 over HTTP), and
+# "1_000.00" or Arabic-Indic digits were read as amounts. A statement writes 1234.50.
+NOT_PLAIN_DECIMALS = [
+    "Infinity",
+    "-inf",
+    "NaN",
+    "sNaN",
+    "1e999999",
+    "1E+3",
+    "1_000.00",
+    "\u0662\u0665.\u0660\u0660",
+    "0x19",
+    "",
+]
+
+
+@pytest.mark.parametrize("amount", NOT_PLAIN_DECIMALS)
+def test_an_amount_that_is_not_a_plain_decimal_is_refused_saying_how_to_write_it(amount) -> None:
+    with pytest.raises(InvalidRequest, match="is not a number like 1234.50"):
+        to_minor(amount, "GBP")
+
+
+@pytest.mark.parametrize("amount", NOT_PLAIN_DECIMALS)
+def test_a_camt_entry_whose_amount_is_not_a_plain_decimal_refuses_the_file(amount) -> None:
+    from tests.application.test_statement_imports import camt, entry
+
+    content = camt(entry("25.00", ref="B1")).replace(b">25.00<", f">{amount}<".encode())
+    with pytest.raises(InvalidRequest, match="is not a number like 1234.50"):
+        parse_camt053(content)
+
+
+@pytest.mark.parametrize(
+    "day", ["2026-02-30", "yesterday", "20261130", "2026-W48-1", "\u0662026-11-30"]
+)
+def test_a_camt_entry_whose_date_is_not_a_date_refuses_the_file(day) -> None:
+    """date.fromisoformat's ValueError stopped the import as an unexpected error."""
+    from tests.application.test_statement_imports import TODAY, camt, entry
+
+    content = camt(entry("25.00", ref="B1"))
+    content = content.replace(f"<BookgDt><Dt>{TODAY}".encode(), f"<BookgDt><Dt>{day}".encode())
+    with pytest.raises(InvalidRequest, match="in BookgDt is not a date like 2026-03-31"):
+        parse_camt053(content)
+
+
 def test_mt940_without_a_statement_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="no statement"):
         parse_mt940("hello\n")
