@@ -429,10 +429,12 @@ def match_lines(
     line number (a line not in the result is a new receipt), the lines left waiting for a
     person (two or more candidates, or one that another waiting line may pay in too: see
     Claims), and the books' paid-in notes for note_links. A line `payers_own` says is a
-    payer's transfer (names_a_payer) is never linked."""
+    payer's transfer (names_a_payer) is never linked. The books are the ones this
+    process keeps (kept_books): an API worker's statement import reads the events
+    recorded since its previous read, not the whole history."""
     if file_format not in STATEMENT_FORMATS:
         return {}, set(), {}
-    books = read_books(ledger)
+    books = kept_books(ledger)
     matcher = Matcher(books)
     claims = waiting_claims(matcher, books)
     tried: list[tuple[ImportLine, date, list[StatementLink]]] = []

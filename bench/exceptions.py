@@ -14,6 +14,8 @@ statement of today with 5 credit lines no receipt explains. Then, in alternated 
 and, as the raw baseline of the same run, the bare driver's SELECT of the rows that
 read_books decodes (their topics), not decoded. The first kept call of the process (which
 folds the whole history) is timed once, before the pairs. It prints medians and the ratio.
+Then --pairs alternated pairs of a statement import (5 lines no receipt explains), its
+matching reading the books afresh (as before) and from the kept books.
 
     .venv/bin/python -m bench.exceptions [--files 5] [--lines 20000] [--pairs 5]
         [--backend sqlite|postgresql] [--pg-db income_ledger_bench_exceptions]
@@ -24,13 +26,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from application import event_store
+from application import event_store, reconciliation
 from application.imports import import_file
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.reconciliation import BooksFold, exceptions, read_books
@@ -92,6 +95,43 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, result
 
 
+def statement_imports(ledger: IncomeLedger, pairs: int) -> None:
+    """A statement of 5 lines no receipt explains imported in alternated pairs: its
+    matching reading the books afresh (as before 2026-12-01: read_books in place of
+    kept_books) and from the kept books."""
+    as_before = {"kept_books": lambda led: reconciliation.read_books(led)}
+    times: dict[str, list[float]] = {"read afresh": [], "kept books": []}
+    for n in range(pairs):
+        for name in times:
+            content = statement(5, f"PAIR{n}{name[0]}")
+            with patched(reconciliation, as_before if name == "read afresh" else {}):
+                seconds, _ = timed(
+                    lambda c=content, f=f"s{n}{name[0]}.sta": import_file(
+                        ledger, c, OFFICER, file_name=f
+                    )
+                )
+            times[name].append(seconds)
+    for name, measured in times.items():
+        print(
+            f"statement import ({name}): median {statistics.median(measured):.3f} s "
+            f"of {[round(t, 3) for t in measured]}"
+        )
+    ratio = statistics.median(times["read afresh"]) / statistics.median(times["kept books"])
+    print(f"ratio statement import read afresh / kept books: {ratio:.1f}")
+
+
+@contextmanager
+def patched(module: Any, names: dict[str, Any]) -> Iterator[None]:
+    saved = {name: getattr(module, name) for name in names}
+    for name, value in names.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=5)
@@ -132,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         ratio = statistics.median(fresh) / statistics.median(kept)
         print(f"ratio read afresh / kept books: {ratio:.1f}")
+        statement_imports(ledger, args.pairs)
     if args.backend == "postgresql":
         backend._execute(f'DROP DATABASE IF EXISTS "{args.pg_db}" WITH (FORCE)')
     return 0
