@@ -216,7 +216,7 @@ class ImportRule:
             reject_card_numbers("rewrite", self.rewrite_to)
             try:
                 sre_parser.parse_template(self.rewrite_to, compiled)
-            except re.error as error:
+            except (re.error, IndexError) as error:  # IndexError: an unknown \g<name>
                 raise InvalidImportRule(f"rewrite {self.rewrite_to!r}: {error}") from None
 
     @property

@@ -56,6 +56,13 @@ def test_bad_rules_are_refused_as_problems(client) -> None:
     assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
     assert response.json()["code"] == "invalid_import_rule"
     assert "repeat inside a repeat" in response.json()["detail"]
+    # An unknown group name in the rewrite was an IndexError the rule did not expect: a 500.
+    rewrite = RULE | {"rewrite_pattern": "CT(?P<n>[0-9]{8})", "rewrite_to": r"\g<number>"}
+    response = client.post(
+        "/import-rules", json={"rule": rewrite, "reason": "x"}, headers=auth("supervisor")
+    )
+    assert response.status_code == 422 and response.json()["code"] == "invalid_import_rule"
+    assert "unknown group name 'number'" in response.json()["detail"]
     unknown = {"rule": RULE | {"fund_code": "NOPE"}, "reason": "x"}
     response = client.post("/import-rules", json=unknown, headers=auth("supervisor"))
     assert response.status_code == 404 and response.json()["code"] == "unknown_fund"

@@ -165,6 +165,16 @@ def test_ids_are_not_reused_and_positions_are_checked() -> None:
             },
             "invalid group reference",
         ),
+        (  # the template parser raises IndexError, not re.error, for this: it was a 500
+            {
+                "name": "x",
+                "channels": ["cash"],
+                "fund_code": "CT",
+                "rewrite_pattern": "(A)",
+                "rewrite_to": r"\g<nope>",
+            },
+            "unknown group name 'nope'",
+        ),
         ({"name": "x", "channels": ["cash"], "suspense_reason": "y", "strip_prefix": "A"}, "keeps"),
         ({"name": " ", "channels": ["cash"], "fund_code": "CT"}, "name"),
         ({"name": "x", "channels": ["cash"], "fund_code": "ct-1"}, "not a fund code"),
