@@ -350,9 +350,22 @@ def parse_bai2(text: str) -> list[Statement]:
 
 def _bai2_account(group, account) -> Statement:
     currency = (account.header.currency or group.header.currency or "").upper()
-    summary = {item.type_code.code: item.amount for item in account.header.summary_items}
+    number = account.header.customer_account_number
+    summary = {}
+    for item in account.header.summary_items:
+        if item.type_code is None:  # the library leaves an empty type code as None
+            raise InvalidRequest(
+                f"account {number}'s summary (its 03 record) has an amount without a type "
+                "code: ask the bank for the file again"
+            )
+        summary[item.type_code.code] = item.amount
     lines = []
     for tx in account.children:
+        if tx.type_code is None:
+            raise InvalidRequest(
+                f"a transaction (16 record) of account {number} has no type code: ask the "
+                "bank for the file again"
+            )
         code = tx.type_code.code
         direction = Direction.CREDIT if 100 <= int(code) < 400 else Direction.DEBIT
         lines.append(
@@ -425,6 +438,11 @@ def _mt940_balance(balance) -> int | None:
 
 def _mt940_line(data: dict) -> StatementLine:
     amount = data["amount"]
+    if amount.currency is None:  # a line's currency is its statement's opening balance's
+        raise InvalidRequest(
+            "a statement line (:61:) has no currency: the statement has no opening balance "
+            "(:60F:) to take it from. Ask the bank for the complete statement"
+        )
     code = str(data.get("id") or "")
     status = str(data.get("status") or "")
     narrative = data.get("transaction_details") or data.get("purpose") or ""

@@ -203,6 +203,32 @@ def test_a_camt_entry_whose_date_is_not_a_date_refuses_the_file(day) -> None:
         parse_camt053(content)
 
 
+@needs_samples
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (("03,88888888 600004,GBP,010,", "03,88888888 600004,GBP,,"), "without a type code"),
+        (("16,399,89,,,/", "169,89,,,/"), "has no type code"),
+    ],
+)
+def test_a_bai2_amount_without_a_type_code_refuses_the_file(change, says) -> None:
+    """The library reads an empty type code as None: an AttributeError (a 500) before."""
+    content = (STATEMENTS / "bai2" / "nwb_example.bai2").read_text()
+    assert change[0] in content
+    with pytest.raises(InvalidRequest, match=says):
+        parse_bai2(content.replace(*change))
+
+
+def test_an_mt940_line_without_a_currency_refuses_the_file() -> None:
+    """Without an opening balance (:60F:) a line has no currency: an AttributeError before."""
+    from tests.application.test_statement_imports import mt940
+
+    rows = mt940(("C", "12,50", "R1")).decode().split("\r\n")
+    content = "\r\n".join(row for row in rows if not row.startswith(":60F:"))
+    with pytest.raises(InvalidRequest, match="no opening balance"):
+        parse_mt940(content)
+
+
 def test_mt940_without_a_statement_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="no statement"):
         parse_mt940("hello\n")
