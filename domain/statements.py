@@ -337,6 +337,14 @@ BAI2_CLOSING_LEDGER = "015"
 def parse_bai2(text: str) -> list[Statement]:
     from bai2 import bai2 as bai2_parser
 
+    # The library never stops on a file cut short after a transaction (16 record): it reads
+    # that last record again and again. A whole file ends with its 99 record.
+    records = [line.strip() for line in text.splitlines() if line.strip()]
+    if records and records[-1].split(",", 1)[0] != "99":
+        raise InvalidRequest(
+            "the BAI2 file does not end with its file trailer (a 99 record): it was cut "
+            "short. Ask the bank for the whole file"
+        )
     try:
         document = bai2_parser.parse_from_string(text, check_integrity=True)
     except Exception as error:  # the library raises its own several error classes

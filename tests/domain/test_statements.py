@@ -7,6 +7,8 @@ are the README's there, computed independently with other tools.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,6 +219,36 @@ def test_a_bai2_amount_without_a_type_code_refuses_the_file(change, says) -> Non
     assert change[0] in content
     with pytest.raises(InvalidRequest, match=says):
         parse_bai2(content.replace(*change))
+
+
+@needs_samples
+def test_a_bai2_file_cut_short_after_a_transaction_is_refused_not_read_forever() -> None:
+    """The library read its last 16 record again and again, never returning: an import
+    (or an upload's worker) hung at full CPU. Read in a child process, killed if it hangs."""
+    content = (STATEMENTS / "bai2" / "nwb_example.bai2").read_text()
+    cut = "".join(content.splitlines(keepends=True)[:13])
+    assert cut.rstrip().endswith("16,399,89,,,/")
+    reader = (
+        "import sys\n"
+        "from domain.errors import InvalidRequest\n"
+        "from domain.statements import parse_bai2\n"
+        "try:\n"
+        "    parse_bai2(sys.stdin.read())\n"
+        "except InvalidRequest as error:\n"
+        "    print(error)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", reader],
+        input=cut,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+        env=os.environ | {"PYTHONPATH": str(root)},
+        check=True,
+    )
+    assert "cut short" in done.stdout, done.stdout + done.stderr
 
 
 def test_an_mt940_line_without_a_currency_refuses_the_file() -> None:
