@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import cache
 
 from domain.errors import ImportRefused, InvalidRequest, LedgerError
 from domain.imports import (
@@ -335,25 +336,157 @@ BAI2_CLOSING_LEDGER = "015"
 
 
 def parse_bai2(text: str) -> list[Statement]:
-    from bai2 import bai2 as bai2_parser
+    from bai2 import parsers as bai2_parsers
 
     # The library never stops on a file cut short after a transaction (16 record): it reads
     # that last record again and again. A whole file ends with its 99 record.
-    records = [line.strip() for line in text.splitlines() if line.strip()]
-    if records and records[-1].split(",", 1)[0] != "99":
+    records = _bai2_records(text)
+    if records and records[-1].code != "99":
         raise InvalidRequest(
             "the BAI2 file does not end with its file trailer (a 99 record): it was cut "
             "short. Ask the bank for the whole file"
         )
+    if not records:
+        raise InvalidRequest("the BAI2 file is empty: ask the bank for the file again")
+    reader = _Bai2Reader([record.lines for record in records])
     try:
-        document = bai2_parser.parse_from_string(text, check_integrity=True)
+        document = bai2_parsers.Bai2FileParser(reader, check_integrity=True).parse()
     except Exception as error:  # the library raises its own several error classes
-        raise InvalidRequest(f"the BAI2 file cannot be read: {error}") from None
+        raise InvalidRequest(_bai2_problem(error, records, reader.index)) from None
     statements = []
     for group in document.children:
         for account in group.children:
             statements.append(_bai2_account(group, account))
     return _renumber(statements)
+
+
+@dataclass(frozen=True)
+class _Bai2Record:
+    """A BAI2 record's first line in the file (counted from 1, blank lines too), its code
+    and its lines (continuations, 88, included)."""
+
+    line_number: int
+    code: str
+    lines: tuple[str, ...]
+
+
+BAI2_RECORD_NAMES = {
+    "01": "the file header",
+    "02": "a group header",
+    "03": "an account identifier",
+    "16": "a transaction",
+    "49": "an account trailer",
+    "88": "a continuation",
+    "98": "a group trailer",
+    "99": "the file trailer",
+}
+_BAI2_TRAILERS = {"Account": "49", "Group": "98", "Bai2File": "99"}
+
+
+def _bai2_records(text: str) -> list[_Bai2Record]:
+    """The file's records as the library groups them (an 88 continues the record before);
+    a line whose code is not a BAI2 record code is refused here, naming its line."""
+    records: list[_Bai2Record] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        code = line[:2]
+        if code not in BAI2_RECORD_NAMES or line[2:3] not in (",", ""):
+            raise InvalidRequest(
+                f"line {number}: {line[:20]!r} does not start with a BAI2 record code (01, "
+                "02, 03, 16, 49, 88, 98 or 99 and a comma): the file is not BAI2 or was "
+                "damaged. Ask the bank for the file again"
+            )
+        if code == "88" and records:
+            last = records[-1]
+            records[-1] = _Bai2Record(last.line_number, last.code, (*last.lines, line))
+        else:
+            records.append(_Bai2Record(number, code, (line,)))
+    return records
+
+
+class _Bai2Reader:
+    """The library's record iterator over our records, counting them so that an error
+    names the record being read."""
+
+    def __init__(self, records: list[tuple[str, ...]]) -> None:
+        from bai2.constants import RecordCode
+        from bai2.helpers import _build_record
+
+        self._records = iter(
+            _build_record([(RecordCode(line[:2]), line[3:]) for line in lines]) for lines in records
+        )
+        self.index = -1
+        self.current_record = None
+        self.advance()
+
+    def advance(self) -> None:
+        self.current_record = next(self._records)
+        self.index += 1
+
+
+def _bai2_problem(error: Exception, records: list[_Bai2Record], index: int) -> str:
+    detail = str(error) or type(error).__name__
+    integrity = re.match(r"Invalid (.+?) for (\w+)\. expected (\S+), found (\S+)", detail)
+    if integrity:
+        what, section, said, found = integrity.groups()
+        trailer_code = _BAI2_TRAILERS.get(section, "")
+        trailer = next((r for r in reversed(records[: index + 1]) if r.code == trailer_code), None)
+        where = _bai2_where(trailer) if trailer else "the file"
+        return (
+            f"{where}: it says the {what} is {said}, but the records before it make "
+            f"{found}. A record may be missing, repeated or changed: ask the bank for the "
+            f"file again (the reader said: {detail})"
+        )
+    record = records[min(max(index, 0), len(records) - 1)]
+    return f"{_bai2_where(record)}: {_bai2_what(error, detail, record)} (the reader said: {detail})"
+
+
+def _bai2_where(record: _Bai2Record) -> str:
+    return f"line {record.line_number} (record {record.code}, {BAI2_RECORD_NAMES[record.code]})"
+
+
+def _bai2_what(error: Exception, detail: str, record: _Bai2Record) -> str:
+    number = re.match(r"invalid literal for int\(\) with base 10: (.*)$", detail)
+    if number:
+        value = number.group(1)
+        fields = ",".join(line[3:] if i else line for i, line in enumerate(record.lines))
+        amount = fields.split(",")[2:3] if record.code == "16" else []
+        if amount and repr(amount[0].rstrip("/")) == value:
+            return (
+                f"the amount {value} is not a whole number of pence (BAI2 writes amounts "
+                "without a decimal point or sign, e.g. 1250 for £12.50)"
+            )
+        return (
+            f"the value {value[:40]} should be a whole number, digits only: a field may be "
+            "missing or out of place"
+        )
+    if "does not match format" in detail or "unconverted data remains" in detail:
+        return (
+            "a date or time is not a real one: BAI2 writes dates YYMMDD (261201 for "
+            "1 December 2026) and times HHMM (1459)"
+        )
+    if detail.startswith("Type code"):
+        code = re.search(r"'([^']*)'", detail)
+        shown = code.group(1) if code else "?"
+        return f"the type code {shown!r} is not a BAI2 type code (e.g. 399 for a credit)"
+    if isinstance(error, IndexError):
+        return "the record has fewer fields than BAI2 requires for it: it was cut short"
+    expected = re.match(r"Expected RecordCode\.(\w+), got", detail)
+    if expected:
+        from bai2.constants import RecordCode
+
+        code = RecordCode[expected.group(1)].value
+        return (
+            f"{BAI2_RECORD_NAMES.get(code, 'another record')} ({code} record) should come "
+            "here: the records are out of order or one is missing"
+        )
+    if "is not a valid" in detail:
+        return "a code in the record is not one BAI2 defines"
+    if "Only BAI version 2" in detail:
+        return "the file is not BAI version 2 (the header's last field should be 2)"
+    return "the record cannot be read as BAI2"
 
 
 def _bai2_account(group, account) -> Statement:
@@ -412,17 +545,40 @@ def parse_mt940(text: str) -> list[Statement]:
     if not starts:
         raise InvalidRequest("the MT940 file has no statement (no ':20:' field)")
     chunks = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
-    return _renumber([_mt940_statement(chunk) for chunk in chunks])
+    return _renumber(
+        [
+            _mt940_statement(chunk, text.count("\n", 0, start) + 1)
+            for chunk, start in zip(chunks, starts, strict=True)
+        ]
+    )
 
 
-def _mt940_statement(chunk: str) -> Statement:
-    import mt940
+MT940_FIELD_NAMES = {
+    "20": "the statement's reference",
+    "21": "the related reference",
+    "25": "the account",
+    "28": "the statement number",
+    "60": "the opening balance",
+    "61": "a statement line",
+    "62": "the closing balance",
+    "64": "the available balance",
+    "65": "the forward available balance",
+    "86": "the information for the account holder",
+    "90": "the total of the entries",
+}
 
-    transactions = mt940.models.Transactions()
+
+def _mt940_statement(chunk: str, first_line: int = 1) -> Statement:
+    transactions = _mt940_transactions()
     try:
         transactions.parse(chunk)
+    except _Mt940FieldError as error:
+        raise InvalidRequest(_mt940_problem(error, chunk, first_line)) from None
     except Exception as error:  # the library raises plain exceptions for bad fields
-        raise InvalidRequest(f"the MT940 statement cannot be read: {error}") from None
+        raise InvalidRequest(
+            f"the MT940 statement from line {first_line} cannot be read: ask the bank for "
+            f"the file again (the reader said: {error})"
+        ) from None
     data = transactions.data
     opening = data.get("final_opening_balance") or data.get("intermediate_opening_balance")
     closing = data.get("final_closing_balance") or data.get("intermediate_closing_balance")
@@ -435,6 +591,66 @@ def _mt940_statement(chunk: str) -> Statement:
         opening_minor=_mt940_balance(opening),
         closing_minor=_mt940_balance(closing),
         lines=tuple(lines),
+    )
+
+
+class _Mt940FieldError(Exception):
+    """The field (tag) the mt-940 library failed on, and where it starts in its data."""
+
+    def __init__(self, tag: str, line_index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.tag = tag
+        self.line_index = line_index
+        self.error = error
+
+
+@cache
+def _mt940_reader_class() -> type:
+    import mt940
+
+    class FieldReporting(mt940.models.Transactions):
+        def _process_match(self, match, i, valid_matches, data) -> None:
+            try:
+                super()._process_match(match, i, valid_matches, data)
+            except Exception as error:
+                line_index = data.count("\n", 0, match.start())
+                raise _Mt940FieldError(match.group("full_tag"), line_index, error) from error
+
+    return FieldReporting
+
+
+def _mt940_transactions():
+    return _mt940_reader_class()()
+
+
+def _mt940_problem(error: _Mt940FieldError, chunk: str, first_line: int) -> str:
+    # The library reads the chunk without its blank lines and '-' lines: count them back.
+    kept = [
+        index
+        for index, raw in enumerate(chunk.split("\n"))
+        if raw.replace("\r", "").strip() not in ("", "-")
+    ]
+    line = first_line + kept[min(error.line_index, len(kept) - 1)]
+    name = MT940_FIELD_NAMES.get(error.tag[:2], "a field")
+    cause = error.error
+    detail = str(cause)
+    if isinstance(cause, RuntimeError) and len(cause.args) == 3:  # (message, tag, value)
+        detail = f"no match for {str(cause.args[2])[:60]!r}"
+    if isinstance(cause, KeyError):
+        what = f"the field :{error.tag}: is not an MT940 field"
+    elif isinstance(cause, RuntimeError):
+        what = (
+            "the field is not written as MT940 requires for it: a part is missing or out of place"
+        )
+    elif "must be in" in detail or "out of range" in detail:
+        what = "a date in it is not a real date (MT940 writes dates YYMMDD, e.g. 261201)"
+    elif isinstance(cause, ArithmeticError) or "decimal" in detail.lower():
+        what = "an amount in it is not a number like 12,50"
+    else:
+        what = "the field cannot be read"
+    return (
+        f"line {line} (field :{error.tag}:, {name}): {what}. Ask the bank for the file "
+        f"again (the reader said: {detail or type(cause).__name__})"
     )
 
 

@@ -145,3 +145,20 @@ def test_a_statement_with_an_unreadable_amount_or_date_is_refused_not_a_500(clie
         assert response.json()["code"] == "import_refused"
         assert any(says in error["reason"] for error in response.json()["errors"])
     assert ledger.max_position() == before
+
+
+def test_a_broken_bai2_or_mt940_upload_is_a_422_naming_the_line_to_fix(client, ledger) -> None:
+    from tests.application.test_statement_imports import bai2, mt940
+
+    rows = mt940(("C", "12,50", "REF1")).decode().split("\r\n")
+    rows[3] = ":60F:C261301GBP100,00"
+    before = ledger.max_position()
+    for bad, name, says in [
+        (bai2(amount="x12"), "day.bai2", "line 4 (record 16, a transaction): the amount 'x12'"),
+        ("\r\n".join(rows).encode(), "day.sta", "line 4 (field :60F:, the opening balance)"),
+    ]:
+        response = upload(client, bad, name=name)
+        assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+        assert response.json()["code"] == "import_refused"
+        assert any(says in error["reason"] for error in response.json()["errors"]), response.text
+    assert ledger.max_position() == before

@@ -405,3 +405,21 @@ def test_two_statements_racing_for_one_receipt_link_it_once(ledger, settings):
     batches = [e for _, e in ledger.read_events() if type(e).__name__ == "Imported"]
     links = [line for b in batches for line in b.imported_lines if line.link is not None]
     assert len(links) == 1, results
+
+
+def bai2(amount: str = "1250") -> bytes:
+    """A small BAI2 file in GBP: one account, one credit of `amount` pence (as written),
+    its balances and control totals made to add up when the amount is a number."""
+    day = TODAY.strftime("%y%m%d")
+    pence = int(amount) if amount.isdigit() else 1250
+    total = 10_000 + pence + 10_000 + pence
+    rows = [
+        f"01,SENDER,COUNCIL,{day},1200,1,,,2/",
+        f"02,COUNCIL,SENDER,1,{day},2400,GBP,/",
+        f"03,12345678,GBP,010,10000,,,015,{10_000 + pence},,/",
+        f"16,399,{amount},,BANKREF1,,{CT_REF}/",
+        f"49,{total},3/",
+        f"98,{total},1,5/",
+        f"99,{total},1,7/",
+    ]
+    return ("\n".join(rows) + "\n").encode()

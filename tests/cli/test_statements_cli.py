@@ -13,7 +13,7 @@ from income_ledger.server import build_services
 from income_ledger.settings import Settings
 from tests.api.conftest import KEYS, auth
 from tests.application.test_imports import allpay_file, allpay_line
-from tests.application.test_statement_imports import camt, entry, mt940
+from tests.application.test_statement_imports import bai2, camt, entry, mt940
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
 from tests.domain.helpers import CT_REF
 
@@ -265,3 +265,26 @@ def test_payments_record_links_nothing_when_automatic_linking_is_off(
     assert _record(cli, "12.00")["late_links"] == []
     done = cli("reconcile", "link")
     assert "linked stmt.xml line 1 (£12.00) to cash receipt of" in done.stdout
+
+
+def test_a_broken_bai2_or_mt940_file_is_refused_naming_the_line_to_fix(cli, tmp_path) -> None:  # noqa: F811
+    bad_bai2 = tmp_path / "day.bai2"
+    bad_bai2.write_bytes(bai2(amount="x12"))
+    refused = cli("import", str(bad_bai2), code=2)
+    assert "line 4 (record 16, a transaction): the amount 'x12' is not a whole number of pence" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.output
+    rows = mt940(("C", "12,50", "REF1")).decode().split("\r\n")
+    rows[4] = rows[4][:6] + "13" + rows[4][8:]
+    bad_mt940 = tmp_path / "day.sta"
+    bad_mt940.write_bytes("\r\n".join(rows).encode())
+    refused = cli("import", str(bad_mt940), code=2)
+    assert "line 5 (field :61:, a statement line): a date in it is not a real date" in (
+        refused.stderr
+    )
+    assert "Traceback" not in refused.output
+    assert json.loads(cli("import", "list", "--json").stdout) == []
+    good = tmp_path / "good.bai2"
+    good.write_bytes(bai2())
+    assert "1 receipts, £12.50" in cli("import", str(good)).stdout

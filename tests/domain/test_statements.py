@@ -210,7 +210,7 @@ def test_a_camt_entry_whose_date_is_not_a_date_refuses_the_file(day) -> None:
     ("change", "says"),
     [
         (("03,88888888 600004,GBP,010,", "03,88888888 600004,GBP,,"), "without a type code"),
-        (("16,399,89,,,/", "169,89,,,/"), "has no type code"),
+        (("16,399,89,,,/", "16,,89,,,/"), "has no type code"),
     ],
 )
 def test_a_bai2_amount_without_a_type_code_refuses_the_file(change, says) -> None:
@@ -299,3 +299,91 @@ def test_camt_and_mt940_totals_are_exact_in_pence_and_reconcile(lines, opening) 
     (swift,) = parse_mt940(mt940(*rows, opening=_pounds(opening, ",")).decode())
     assert (swift.credits_minor, swift.debits_minor) == (credits, debits)
     assert swift.reconciles is True
+
+
+def _broken_bai2(old: str, new: str) -> str:
+    from tests.application.test_statement_imports import bai2
+
+    content = bai2().decode()
+    assert old in content
+    return content.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        (
+            "16,399,1250,",
+            "16,399,x12,",
+            "line 4 (record 16, a transaction): the amount 'x12' is not a whole number of pence",
+        ),
+        ("16,399,1250,", "16,3x9,1250,", "line 4 (record 16, a transaction): the type code '3x9'"),
+        ("16,399,1250,,BANKREF1,,", "16,399,1250,Q,BANKREF1,,", "line 4 (record 16"),
+        ("02,COUNCIL,SENDER,1,", "02,COUNCIL,SENDER,1,2613", "line 2 (record 02, a group header)"),
+        (
+            ",1200,1,,,2/",
+            ",1200,1,,,3/",
+            "line 1 (record 01, the file header): the file is not BAI",
+        ),
+        ("03,12345678,GBP,", "16,12345678,GBP,", "an account identifier (03 record) should come"),
+        ("49,", "49,1", "line 5 (record 49, an account trailer): it says the account control"),
+        ("98,", "98,1", "line 6 (record 98, a group trailer): it says the group control total"),
+        ("16,399,", "X6,399,", "line 4: 'X6,399,"),
+    ],
+)
+def test_a_broken_bai2_file_names_its_line_and_record_and_what_to_fix(old, new, says) -> None:
+    """The library's own words ("invalid literal for int()", "list index out of range")
+    told an officer nothing: now the line, the record and the fix, the words as a hint."""
+    with pytest.raises(InvalidRequest) as refused:
+        parse_bai2(_broken_bai2(old, new))
+    assert says in refused.value.message
+    assert "Traceback" not in refused.value.message
+
+
+def test_a_bai2_record_with_too_few_fields_says_so() -> None:
+    content = _broken_bai2(",1200,1,,,2/", "/")
+    with pytest.raises(InvalidRequest, match=r"line 1 \(record 01.*fewer fields") as refused:
+        parse_bai2(content)
+    assert "(the reader said: list index out of range)" in refused.value.message
+
+
+def test_a_bai2_line_counts_blank_lines_as_an_editor_does() -> None:
+    content = "\n\n" + _broken_bai2("16,399,1250,", "16,399,x12,")
+    with pytest.raises(InvalidRequest, match=r"^line 6 \(record 16"):
+        parse_bai2(content)
+
+
+def _broken_mt940(index: int, new: str) -> str:
+    from tests.application.test_statement_imports import mt940
+
+    rows = mt940(("C", "12,50", "R1"), ("C", "3,00", "R2")).decode().split("\r\n")
+    rows[index] = new(rows[index])
+    return "\r\n".join(rows)
+
+
+@pytest.mark.parametrize(
+    ("index", "change", "says"),
+    [
+        (
+            6,
+            lambda row: row[:6] + "13" + row[8:],
+            "line 7 (field :61:, a statement line): a date in it is not a real date",
+        ),
+        (3, lambda row: row[:7] + "1301" + row[11:], "line 4 (field :60F:, the opening balance)"),
+        (4, lambda row: ":61:XX", "line 5 (field :61:, a statement line): the field is not"),
+        (8, lambda row: row[:10], "line 9 (field :62F:, the closing balance)"),
+    ],
+)
+def test_a_broken_mt940_statement_names_its_line_and_field(index, change, says) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        parse_mt940(_broken_mt940(index, change))
+    assert says in refused.value.message
+    assert "the reader said:" in refused.value.message
+    assert " object at 0x" not in refused.value.message
+
+
+def test_an_mt940_line_number_counts_from_the_top_of_the_file() -> None:
+    first = _broken_mt940(0, lambda row: row)
+    second = _broken_mt940(6, lambda row: row[:6] + "13" + row[8:])
+    with pytest.raises(InvalidRequest, match=r"^line 17 \(field :61:"):
+        parse_mt940(first + "\r\n" + second)
