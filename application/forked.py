@@ -48,22 +48,16 @@ def run_chunks(
     processes: int,
     in_worker: Callable[[], None],
     done: Callable[[int], None],
-    *,
-    each: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """`work(start, stop)` for consecutive chunks of `chunk_size` items of `count`, in
     `processes` forked worker processes (each running `in_worker` first), results in the
-    order of the chunks; `each(result)` is given each chunk's result here, in order, as soon
-    as it and those before it are done (while later chunks are still being worked on), then
-    `done(items)` is told how many items are done. An exception raised by a chunk (or by
-    `each`) is raised here, the first chunk's first."""
+    order of the chunks; `done(items)` is told how many items are done, in order, as chunks
+    finish. An exception raised by a chunk is raised here, the first chunk's first."""
     bounds = [(start, min(start + chunk_size, count)) for start in range(0, count, chunk_size)]
     if processes <= 1 or len(bounds) <= 1 or not can_fork():
         results = []
         for start, stop in bounds:
             results.append(work(start, stop))
-            if each is not None:
-                each(results[-1])
             done(stop)
         return results
     with _work_lock:
@@ -82,8 +76,6 @@ def run_chunks(
             try:
                 for future, (_, stop) in zip(futures, bounds, strict=True):
                     results.append(future.result())
-                    if each is not None:
-                        each(results[-1])
                     done(stop)
             except BaseException:
                 for future in futures:

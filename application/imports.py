@@ -29,7 +29,6 @@ from application.ledger import (
     IncomeLedger,
     RecordPayment,
     fund_match,
-    require_distinct,
 )
 from application.periods import calendar, late_receipt
 from application.reconciliation import (
@@ -41,13 +40,7 @@ from application.reconciliation import (
     undo_links,
 )
 from domain.cards import contains_card_number, mask_card_numbers
-from domain.errors import (
-    ConcurrentUpdate,
-    ImportBatchNotFound,
-    InvalidRequest,
-    LedgerError,
-    PeriodClosed,
-)
+from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import FundChart, Match, SuspenseReason
 from domain.import_rules import RuleDecider, RuleLine
 from domain.imports import (
@@ -83,9 +76,6 @@ MAX_BATCHES_LISTED = 500
 # measurements behind both).
 CHUNK_LINES = 500
 PARALLEL_FROM_LINES = 4_000
-# On PostgreSQL new receipts are stored this many at a time while later lines are still
-# being checked (_ReceiptStore).
-STORE_EARLY_RECEIPTS = 2_000
 # What is being done, how many lines are done, of how many (None: not counted).
 Progress = Callable[[str, int, int | None], None]
 # Lines that take back an earlier receipt, and how that receipt is reversed.
@@ -207,43 +197,28 @@ def import_file(
         for line in parsed.lines
         if line.kind not in NOT_RECEIPTS and line.line_number not in links
     ]
-    changed: list[Payment] = []  # saved with the batch: forgotten if it is rolled back
-    try:
-        with collector_paused(), ledger.unit_of_work():
-            job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx)
-            store = _ReceiptStore(ledger, early=not parsed.problems and _stores_early(ledger))
-            new_receipts, problems = _checked(job, report, store.checked)
-            returned = _returns(ledger, parsed, problems)
-            problems.extend(parsed.problems)
-            if problems:  # raised in the transaction: what was stored early is rolled back
-                raise refuse(sorted(problems, key=lambda p: p.line_number))
-            linked = [
-                (line, links[line.line_number])
-                for line in parsed.lines
-                if line.line_number in links
-            ]
-            report("saving", 0, None)
-            outcome = _record(
-                ledger,
-                parsed,
-                file_name,
-                sha256,
-                store.finish(new_receipts),
-                returned,
-                linked + [(line, None) for line in _open_debits(ledger, parsed, links, waiting)],
-                ctx,
-                notes_seen,
-                changed,
-            )
-    except (IntegrityError, sqlalchemy.exc.IntegrityError):
-        _forget(ledger, [payment.id for payment in changed])
-        known = _batch_or_none(ledger, batch_id_for(sha256))
-        if known is None:
-            raise ConcurrentUpdate(
-                "another import changed the same receipts at the same moment; nothing was "
-                "saved. Import the file again"
-            ) from None
-        return ImportOutcome(known.id, False, None, batch_view(known))
+    with collector_paused():
+        job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx)
+        new_receipts, problems = _checked(job, report)
+        returned = _returns(ledger, parsed, problems)
+        problems.extend(parsed.problems)
+        if problems:
+            raise refuse(sorted(problems, key=lambda p: p.line_number))
+        linked = [
+            (line, links[line.line_number]) for line in parsed.lines if line.line_number in links
+        ]
+        report("saving", 0, None)
+        outcome = _record(
+            ledger,
+            parsed,
+            file_name,
+            sha256,
+            new_receipts,
+            returned,
+            linked + [(line, None) for line in _open_debits(ledger, parsed, links, waiting)],
+            ctx,
+            notes_seen,
+        )
     report("saved", len(receipts), len(receipts))
     if not outcome.recorded or fmt in STATEMENT_FORMATS or not receipts:
         return outcome
@@ -381,14 +356,9 @@ class _LineJob:
 _NewReceipt = tuple[EncodedReceipt, ImportedLine]
 
 
-def _checked(
-    job: _LineJob,
-    report: Progress,
-    each: Callable[[tuple[list[_NewReceipt], list[LineProblem]]], None],
-) -> tuple[list[_NewReceipt], list[LineProblem]]:
+def _checked(job: _LineJob, report: Progress) -> tuple[list[_NewReceipt], list[LineProblem]]:
     """Every receipt line checked and encoded (`_LineJob.encode`), a large file's in worker
-    processes (the ledger's `import_processes`), a chunk each at a time; `each` is given
-    each chunk's receipts and bad lines as they come, in order."""
+    processes (the ledger's `import_processes`), a chunk each at a time."""
     count = len(job.lines)
     report("checking lines", 0, count)
     processes = job.ledger.import_processes if count >= PARALLEL_FROM_LINES else 1
@@ -399,68 +369,10 @@ def _checked(
         processes,
         job.in_worker,
         lambda done: report("checking lines", done, count),
-        each=each,
     )
     receipts = [receipt for chunk, _ in chunks for receipt in chunk]
     problems = [problem for _, chunk in chunks for problem in chunk]
     return receipts, problems
-
-
-def _stores_early(ledger: IncomeLedger) -> bool:
-    """Whether new receipts are stored while later lines are checked: on PostgreSQL. SQLite
-    has one writer at a time, which would wait for the checking too."""
-    engine = event_store.engine(ledger.recorder)
-    return engine is not None and engine.dialect.name == "postgresql"
-
-
-class _ReceiptStore:
-    """A file's new receipts stored in the import's transaction, skipping (and telling) those
-    recorded already.
-
-    Early (PostgreSQL), receipts are stored as their chunks come back checked, at least
-    STORE_EARLY_RECEIPTS at a time, while the worker processes check the rest: the COPY and
-    the server's work overlap the checking instead of following it. Nothing is committed
-    before the batch is: a bad line seen stops it, and the refusal rolls back what was
-    stored. What could refuse the file in another way than a bad line does (the same
-    receipt twice; a period closed meanwhile) stops it too, and is met again when the rest
-    is stored (`finish`), after the lines' refusal, as when everything was stored at the
-    end. Otherwise (SQLite) all are stored at the end."""
-
-    def __init__(self, ledger: IncomeLedger, *, early: bool) -> None:
-        self.ledger = ledger
-        self.early = early
-        self.waiting: list[EncodedReceipt] = []
-        self.ids: set[UUID] = set()
-        self.known: set[UUID] = set()
-
-    def checked(self, chunk: tuple[list[_NewReceipt], list[LineProblem]]) -> None:
-        receipts, problems = chunk
-        ids = [receipt.payment_id for receipt, _ in receipts]
-        if problems or len(set(ids)) != len(ids) or not self.ids.isdisjoint(ids):
-            self.early = False
-        self.ids.update(ids)
-        self.waiting.extend(receipt for receipt, _ in receipts)
-        if self.early and len(self.waiting) >= STORE_EARLY_RECEIPTS:
-            try:
-                self._store()
-            except PeriodClosed:
-                self.early = False  # said after the lines are all checked (finish)
-
-    def finish(self, receipts: list[_NewReceipt]) -> list[_NewReceipt]:
-        """Store the rest; the receipts with their entries, those recorded already marked
-        `known`."""
-        require_distinct([receipt.payment_id for receipt, _ in receipts])
-        self._store()
-        known = self.known
-        return [
-            (receipt, replace(entry, outcome="known") if receipt.payment_id in known else entry)
-            for receipt, entry in receipts
-        ]
-
-    def _store(self) -> None:
-        # Taken off the waiting list only once stored: a refusal leaves them to `finish`.
-        self.known |= self.ledger.save_encoded_receipts(self.waiting)
-        self.waiting = []
 
 
 def _returns(
@@ -540,12 +452,9 @@ def _record(
     linked: list[tuple[ImportLine, StatementLink | None]],
     ctx: CommandContext,
     notes_seen: dict[str, int],
-    changed: list[Payment],
 ) -> ImportOutcome:
-    """Save the rest in the import's transaction (its new receipts are stored, those recorded
-    already marked `known`); `linked` holds the statement lines that pay in receipts already
-    recorded, and the payout debits kept unmatched (link None). The payments it changes
-    are added to `changed`."""
+    """Save it all in one transaction; `linked` holds the statement lines that pay in
+    receipts already recorded, and the payout debits kept unmatched (link None)."""
     for line, payment in returned:
         kind = RETURN_KINDS[line.kind]
         payment.reverse(
@@ -560,15 +469,29 @@ def _record(
         if link is not None
     ]
     noted = note_links(ledger, where, ctx, notes_seen)
-    changed.extend([payment for _, payment in returned] + noted)
-    lines = [entry for _, entry in new_receipts]
-    lines += [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
-    lines += [_linked_entry(line, link) for line, link in linked]
-    lines.sort(key=lambda entry: entry.line)
-    batch = ImportBatch.record(
-        parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
-    )
-    position = ledger.save_checked(batch, *changed)
+    try:
+        with ledger.unit_of_work():
+            known = ledger.save_encoded_receipts([receipt for receipt, _ in new_receipts])
+            lines = [
+                replace(entry, outcome="known") if receipt.payment_id in known else entry
+                for receipt, entry in new_receipts
+            ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
+            lines += [_linked_entry(line, link) for line, link in linked]
+            lines.sort(key=lambda entry: entry.line)
+            batch = ImportBatch.record(
+                parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
+            )
+            position = ledger.save_checked(batch, *(payment for _, payment in returned), *noted)
+    except (IntegrityError, sqlalchemy.exc.IntegrityError):
+        changed = [payment.id for _, payment in returned] + [payment.id for payment in noted]
+        _forget(ledger, changed)
+        known = _batch_or_none(ledger, batch_id_for(sha256))
+        if known is None:
+            raise ConcurrentUpdate(
+                "another import changed the same receipts at the same moment; nothing was "
+                "saved. Import the file again"
+            ) from None
+        return ImportOutcome(known.id, False, None, batch_view(known))
     return ImportOutcome(batch.id, True, position, batch_view(batch))
 
 

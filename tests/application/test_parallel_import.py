@@ -45,8 +45,6 @@ CHUNK = 7  # lines per chunk here: a 60-line file is 9 chunks
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("application.imports.CHUNK_LINES", CHUNK)
     monkeypatch.setattr("application.imports.PARALLEL_FROM_LINES", 20)
-    # On PostgreSQL receipts are stored while later chunks are checked: every 2 chunks here.
-    monkeypatch.setattr("application.imports.STORE_EARLY_RECEIPTS", 2 * CHUNK)
 
 
 @pytest.fixture
@@ -144,45 +142,6 @@ def test_bad_lines_in_any_workers_chunk_refuse_the_whole_file(
     # Without the bad lines, the same officer's file is imported (in workers).
     good = [line for number, line in enumerate(lines, 1) if number not in bad]
     assert import_file(ledger, allpay_file(*good), officer, file_name="good").recorded
-
-
-def test_a_bad_line_after_receipts_were_stored_early_refuses_the_file_storing_nothing(
-    ledger: IncomeLedger, small_chunks: None, monkeypatch: pytest.MonkeyPatch, database_url: str
-) -> None:
-    """On PostgreSQL the receipts of the chunks checked first are stored while the rest are
-    checked, in the import's transaction: a bad line in the last chunk still refuses the
-    whole file, its lines named as in one process, and nothing stays stored. On SQLite
-    nothing is stored before every line is checked."""
-    ledger.import_processes = 2
-    stores: list[int] = []
-    save = IncomeLedger.save_encoded_receipts
-
-    def counted(self: IncomeLedger, receipts: Any) -> Any:
-        stores.append(len(receipts))
-        return save(self, receipts)
-
-    monkeypatch.setattr(IncomeLedger, "save_encoded_receipts", counted)
-    officer = CommandContext(
-        "officer:revenues", access=FundAccess(frozenset({"REVENUES", "SUNDRY"}))
-    )
-    lines = [allpay_line(CT_REF, "2.00", source=f"{n:06d}") for n in range(60)]
-    lines[58] = allpay_line(HRA_REF, "1.00", source="000059")  # the last chunk's
-    before = ledger.max_position()
-    with pytest.raises(ImportRefused) as refused:
-        import_file(ledger, allpay_file(*lines), officer, file_name="late-bad")
-    assert [problem.line_number for problem in refused.value.problems] == [59]
-    assert ledger.max_position() == before
-    if database_url.startswith("postgresql"):
-        assert len(stores) >= 2 and sum(stores) >= 4 * CHUNK, stores  # stored early, undone
-    else:
-        assert stores == []
-    stores.clear()
-    good = [line for number, line in enumerate(lines, 1) if number != 59]
-    outcome = import_file(ledger, allpay_file(*good), officer, file_name="good")
-    assert outcome.recorded and sum(stores) == 59
-    assert [line["outcome"] for line in get_import(ledger, outcome.batch_id)["lines"]] == [
-        "recorded"
-    ] * 59
 
 
 def test_a_worker_cannot_use_the_parents_database(ledger: IncomeLedger) -> None:
