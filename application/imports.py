@@ -184,7 +184,11 @@ def import_file(
     chart = ledger.chart()
 
     def payers_own(line: ImportLine) -> bool:  # where the line would go as a new receipt
-        return names_a_payer(fund_match(_command(line, sha256, rules), chart))
+        try:
+            command = _command(line, sha256, rules)
+        except LedgerError:  # a rule refuses the line: refused with the others, later
+            return False
+        return names_a_payer(fund_match(command, chart))
 
     # A statement line paying in receipts recorded by other channels is linked, not recorded.
     links, waiting, notes_seen = (
@@ -338,8 +342,9 @@ class _LineJob:
         for line in self.lines[start:stop]:
             # A line dated in a closed period is recorded now, its own date kept (never
             # refused).
-            command = late_receipt(ledger, _command(line, self.sha256, self.rules), self.periods)
             try:
+                command = _command(line, self.sha256, self.rules)  # a rule may refuse it
+                command = late_receipt(ledger, command, self.periods)
                 events = ledger.receipt_events(command, self.ctx, self.chart)
             except LedgerError as error:
                 problems.append(LineProblem(line.line_number, error.message))

@@ -32,7 +32,7 @@ from eventsourcing.domain import Aggregate
 from domain.cards import reject_card_numbers, require_text
 from domain.errors import ImportRuleNotFound, InvalidImportRule
 from domain.funds import FUND_CODE, LEDGER_NAMESPACE, FundChart, Match, SuspenseReason
-from domain.limits import require_length
+from domain.limits import MAX_REFERENCE_LENGTH, require_length
 from domain.payment import Channel
 from domain.references import capitals, normalise_reference
 
@@ -247,12 +247,24 @@ class ImportRule:
 
     def rewrite(self, reference: str) -> str:
         """The reference as the rule's fund keeps it."""
+        original = reference
         if self.strip_prefix:
             prefix = normalise_reference(self.strip_prefix)
             reference = reference.removeprefix(prefix)
         if self.rewrite_pattern is not None and self.rewrite_to is not None:
             reference = _compiled(self.rewrite_pattern).sub(self.rewrite_to, reference, count=1)
-        return normalise_reference(reference)
+        rewritten = normalise_reference(reference)
+        if len(rewritten) > MAX_REFERENCE_LENGTH:
+            # Said here, naming the rule: the payment's own length check would blame the
+            # file's reference, which fitted.
+            raise InvalidImportRule(
+                f"import rule {self.rule_id} ({self.name}) rewrote the reference "
+                f"{_shortened(original)} ({len(original)} characters) into one of "
+                f"{len(rewritten)} characters; a reference is at most {MAX_REFERENCE_LENGTH}. "
+                "Change the rule's rewrite or disable the rule, then "
+                "import the file again"
+            )
+        return rewritten
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -287,6 +299,11 @@ class ImportRule:
             raise InvalidImportRule(
                 f"the rule is incomplete or has unknown fields: {error}"
             ) from None
+
+
+def _shortened(reference: str) -> str:
+    """A long reference's start, enough to find it in the file."""
+    return repr(reference) if len(reference) <= 40 else f"{reference[:40]!r}..."
 
 
 _patterns: dict[str, re.Pattern[str]] = {}

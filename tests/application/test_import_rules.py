@@ -153,3 +153,27 @@ def test_an_amendment_is_refused_whole_when_the_rule_or_the_change_is_wrong(ledg
         amend_rule(ledger, "R1", {"enabled": False}, SUPERVISOR, "use disable")
     assert ledger.max_position() == position
     assert list_rules(ledger)["rules"][0]["version"] == 1
+
+
+def test_a_file_whose_reference_a_rule_makes_too_long_is_refused_naming_the_rule(
+    ledger, officer
+) -> None:
+    from datetime import timedelta
+
+    from domain.limits import uk_today
+    from tests.application.test_imports import csv_file, refusal
+
+    doubled = {
+        "name": "doubled",
+        "reference_pattern": "A+",
+        "fund_code": "CT",
+        "rewrite_pattern": "^A+$",
+        "rewrite_to": r"\g<0>" * 20,
+    }
+    add_rule(ledger, doubled, SUPERVISOR, "a mistake")
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    content = csv_file(f"cash,1.00,{'A' * 250},{day},till-1,")
+    refused = refusal(ledger, content, officer, expect_total_pence=100, expect_count=1)
+    assert "import rule R1 (doubled) rewrote the reference" in refused.message
+    assert "(250 characters) into one of 5000 characters" in refused.message
+    assert "5000 characters long" not in refused.message

@@ -290,3 +290,25 @@ def test_a_files_decider_decides_every_line_as_the_rulebook_does(
     decider.MAX_KEPT = kept
     for probe in probes + probes[::-1]:
         assert decider.decide(probe) == rulebook.decide(probe)
+
+
+def test_a_rewrite_that_makes_the_reference_too_long_names_the_rule() -> None:
+    """It was refused as "reference is 5000 characters long; the limit is 255" though the
+    file's reference had 250: the officer looked at the file, not at the rule."""
+    rulebook = book(
+        {
+            "name": "doubled",
+            "reference_pattern": "A+",
+            "fund_code": "CT",
+            "rewrite_pattern": "^A+$",
+            "rewrite_to": r"\g<0>" * 20,
+        }
+    )
+    with pytest.raises(InvalidImportRule) as refused:
+        rulebook.decide(line("A" * 250))
+    says = refused.value.message
+    assert "import rule R1 (doubled) rewrote the reference 'AAAA" in says
+    assert "(250 characters) into one of 5000 characters" in says
+    assert "a reference is at most 255" in says and "Change the rule's rewrite" in says
+    fits = rulebook.decide(line("A" * 12))
+    assert fits is not None and fits.reference == "A" * 240
