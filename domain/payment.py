@@ -51,7 +51,7 @@ from domain.limits import (
     require_length,
 )
 from domain.money import require_positive_pence
-from domain.references import capitals, normalise_reference
+from domain.references import capitals, legacy_normalise_reference, normalise_reference
 from domain.refund_approval import PendingRefund, RefundApproval
 
 MAX_ALLOCATION_LINES = 50
@@ -1182,6 +1182,10 @@ class Payment(RefundApproval, Aggregate):
     def line(self, fund_code: str, reference: str) -> AllocationLine:
         key = line_key(fund_code.upper(), normalise_reference(reference))
         line = self.lines.get(key)
+        if line is None:  # recorded before full-width characters were folded, typed as then
+            line = self.lines.get(
+                line_key(fund_code.upper(), legacy_normalise_reference(reference))
+            )
         if line is None or line.amount_pence == 0:
             held = ", ".join(f"{x.fund_code} {x.reference}" for x in self.lines_with_money())
             raise AllocationNotFound(

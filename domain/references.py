@@ -12,6 +12,7 @@ code.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from itertools import cycle
@@ -48,8 +49,37 @@ class ReferenceProblem(StrEnum):
 
 
 def normalise_reference(reference: str) -> str:
-    """Payers type references with spaces and in lower case; the ledger keeps one form."""
+    """Payers type references with spaces and in lower case; the ledger keeps one form.
+
+    Payers also paste references from phones and web pages: full-width digits and letters
+    (U+FF11 for 1, typed with a Japanese or Chinese keyboard) become ASCII, and invisible format
+    characters (a zero-width space, a byte-order mark, direction marks) are dropped, so the
+    reference finds its account instead of waiting in suspense. Only new input is
+    normalised: a reference already recorded is kept as it was recorded, and replaying its
+    events never calls this (see `legacy_normalise_reference`)."""
+    if not reference.isascii():
+        reference = _compatible(reference)
     return capitals("".join(reference.split()))
+
+
+def legacy_normalise_reference(reference: str) -> str:
+    """The form references were recorded in before full-width characters were folded
+    (2026-12-01): finds an allocation recorded then when its reference is typed as it was."""
+    return capitals("".join(reference.split()))
+
+
+def _compatible(text: str) -> str:
+    """Each character's NFKC compatibility form (a full-width A or 1 as the ASCII one, a no-break space
+    as a space) when that is one character, so normalising never lengthens a reference
+    past a limit checked on it (NFKC makes U+FDFA 18 characters); format characters (Unicode
+    category Cf: zero-width space and joiners, soft hyphen, BOM, bidi controls) dropped."""
+    kept = []
+    for char in text:
+        if unicodedata.category(char) == "Cf":
+            continue
+        folded = unicodedata.normalize("NFKC", char)
+        kept.append(folded if len(folded) == 1 else char)
+    return "".join(kept)
 
 
 def capitals(text: str) -> str:

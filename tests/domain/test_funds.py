@@ -205,3 +205,39 @@ def test_matching_by_reference_length_answers_as_asking_every_fund(
 @given(st.text())
 def test_ledger_ids_are_the_uuid5_of_their_name(name: str) -> None:
     assert ledger_uuid5(name) == uuid5(LEDGER_NAMESPACE, name)
+
+
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("１２３４５６７９", "12345679"),  # noqa: RUF001 - full-width digits, on purpose
+        ("ｉｎｖ１２３４５６０", "INV1234560"),  # noqa: RUF001
+        ("1234\u200b5679", "12345679"),  # a zero-width space pasted from a web page
+        ("\ufeff12345679", "12345679"),  # a byte-order mark at the start of a pasted cell
+        ("1234\u00ad56\u200d79\u2060", "12345679"),  # soft hyphen, joiner, word joiner
+        ("\u202e12345679\u202c", "12345679"),  # bidi controls
+        ("1234\u00a05679", "12345679"),  # a no-break space
+        ("inv 123456 0", "INV1234560"),
+    ],
+)
+def test_full_width_and_invisible_characters_are_normalised_so_the_account_is_found(
+    typed: str, kept: str
+) -> None:
+    assert normalise_reference(typed) == kept
+    match = chart().match(typed, None)
+    assert match.fund_code is not None and match.suspense_reason is None
+
+
+def test_normalising_never_lengthens_a_reference() -> None:
+    """NFKC makes U+FDFA 18 characters and a ligature two: those stay as they are, so a
+    reference that fitted its limit still fits after normalising."""
+    assert normalise_reference("\ufdfa1") == "\ufdfa1"
+    assert normalise_reference("\ufb03") == "\ufb03"
+    assert normalise_reference("ß") == "ß"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text())
+def test_normalising_is_idempotent_and_never_longer(text: str) -> None:
+    once = normalise_reference(text)
+    assert len(once) <= len(text) and normalise_reference(once) == once

@@ -292,3 +292,32 @@ def test_a_card_payment_cancelled_before_capture_is_reversed_as_cancelled() -> N
     payment.reverse(kind=ReversalKind.parse("cancelled"), actor="pay", reason="P0040")
     assert payment.status is PaymentStatus.REVERSED and payment.reversal_kind == "cancelled"
     payment.check_invariant()
+
+
+def test_an_allocation_recorded_before_full_width_folding_replays_and_is_found(
+    monkeypatch,
+) -> None:
+    """A fund whose pattern is \\d took full-width digits as they came, before 2026-12-01.
+    Folding them now must not change what the stored events mean: a replay keeps the
+    reference as recorded, and the officer who types it as it was still finds the line."""
+    from dataclasses import replace as changed
+
+    import domain.payment as payment_module
+    from domain.funds import FundChart
+    from domain.references import ReferenceRule, legacy_normalise_reference
+    from domain.sample_chart import COUNCIL_TAX
+
+    wide = "１２３４５６７８"  # noqa: RUF001 - full-width digits, on purpose
+    funds = FundChart.open(actor="test")
+    funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
+    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
+    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+    recorded = receive(reference=wide, fund_hint="CT", funds=funds)
+    monkeypatch.undo()
+    events = recorded.collect_events()
+    replayed = None
+    for event in events:
+        replayed = event.mutate(replayed)
+    assert [line.reference for line in replayed.lines_with_money()] == [wide]
+    assert replayed.line("CT", wide).amount_pence == 10_000
+    assert replayed.line("ct", wide.replace("５", " ５")).amount_pence == 10_000  # noqa: RUF001
