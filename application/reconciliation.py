@@ -1155,22 +1155,22 @@ def _link_once(
         booked = date.fromisoformat(line.booking_date)
         key = (batch_id, line.line)
         if choice is not None:  # the wanted line alone (_one_line), or its split payout
+            parts = _split_parts(ledger, matcher, books, every_line, key)
+            wholes = matcher.split_wholes(parts)
             own = _every_candidate(matcher, line, booked)
-            parts = [] if own else _split_parts(ledger, matcher, books, every_line, key)
-            if parts:
-                _choose_split(run, matcher, choice, key, parts)
+            link: StatementLink | None = choice.pick(batch_id, line.line, [*wholes, *own])
+            if any(link is whole for whole in wholes):
+                assert link is not None
+                _choose_split(run, matcher, choice, key, parts, link)
                 continue
-            link: StatementLink | None = choice.pick(batch_id, line.line, own)
             found = [link]
         else:
             found, link = _run_link(matcher, books, claims, run.undecided, key, line, booked)
-            late = link is None and not found and _late_payouts(matcher, line, booked)
-            if link is None and (found or late) and key == wanted:
+            if link is None and found and key == wanted:
                 raise LineNeedsAChoice(
                     f"line {line.line} of import {batch_id} may pay in more than one record, "
                     "or another statement line may pay in the same, so a person chooses "
-                    "which (reconcile choose): "
-                    f"{_listed(_every_candidate(matcher, line, booked))}"
+                    f"which (reconcile choose): {_listed(_every_candidate(matcher, line, booked))}"
                 )
         if link is None:
             if not found and (
@@ -1189,15 +1189,35 @@ def _link_once(
     split = matcher.split_payouts(alone, usable=usable)
     for part, link in split:
         run.link(part.group[0], part.line, link)
-    if wanted is not None and choice is None and not run.found:
-        wholes = matcher.split_wholes(_split_parts(ledger, matcher, books, every_line, wanted))
-        if len(wholes) > 1:
-            raise LineNeedsAChoice(
-                f"line {wanted[1]} of import {wanted[0]} is part of a card payout split over "
-                "lines that more than one settlement day's payout adds up to, so a person "
-                f"chooses which (reconcile choose): {_listed(wholes)}"
-            )
+    linked = {(late.batch_id, late.line) for late in run.found}
+    if wanted is not None and choice is None and wanted not in linked:
+        _refuse_a_persons_choice(ledger, matcher, books, every_line, wanted)
     return run.save()
+
+
+def _refuse_a_persons_choice(
+    ledger: IncomeLedger,
+    matcher: Matcher,
+    books: Books,
+    lines: list[tuple[str, ImportedLine]],
+    wanted: LineKey,
+) -> None:
+    """LineNeedsAChoice for a line a person's run linked nothing for though a person may
+    choose for it: part of a split that two settlement days' payouts add up to, or a line
+    with a card payout settled before its window (late payouts are never linked by a run,
+    not even with the line's split payout also possible). Lists every choice."""
+    line = next(line for batch_id, line in lines if (batch_id, line.line) == wanted)
+    assert line.booking_date is not None
+    booked = date.fromisoformat(line.booking_date)
+    wholes = matcher.split_wholes(_split_parts(ledger, matcher, books, lines, wanted))
+    if len(wholes) > 1 or _late_payouts(matcher, line, booked):
+        choices = _person_candidates(ledger, matcher, books, lines, wanted, line)
+        raise LineNeedsAChoice(
+            f"line {wanted[1]} of import {wanted[0]} may pay in more than one card payout "
+            "(a payout split over lines that more than one settlement day's payout adds up "
+            "to, or one settled before the line's window), so a person chooses which "
+            f"(reconcile choose): {_listed(choices)}"
+        )
 
 
 def _split_parts(
@@ -1239,12 +1259,34 @@ def _split_candidates(
     return found
 
 
+def _person_candidates(
+    ledger: IncomeLedger,
+    matcher: Matcher,
+    books: Books,
+    lines: Iterable[tuple[str, ImportedLine]],
+    key: LineKey,
+    line: ImportedLine,
+) -> list[StatementLink]:
+    """What a person may choose for the line: the payouts of a split it is part of first,
+    then its own candidates (_every_candidate: late payouts included), as choose_link
+    takes them."""
+    assert line.booking_date is not None
+    booked = date.fromisoformat(line.booking_date)
+    parts = _split_parts(ledger, matcher, books, lines, key)
+    wholes = [matcher.split_links(parts, whole)[0][1] for whole in matcher.split_wholes(parts)]
+    return [*wholes, *_every_candidate(matcher, line, booked)]
+
+
 def _choose_split(
-    run: _LinkRun, matcher: Matcher, choice: Choice, key: LineKey, parts: list[SplitCandidate]
+    run: _LinkRun,
+    matcher: Matcher,
+    choice: Choice,
+    key: LineKey,
+    parts: list[SplitCandidate],
+    whole: StatementLink,
 ) -> None:
-    """A person's choice of the settlement day whose payout a split payout's lines pay in
-    (the payout paying in the receipt named): its lines linked as a run links a split."""
-    whole = choice.pick(key[0], key[1], matcher.split_wholes(parts))
+    """A person's choice of the settlement day's payout (one of Matcher.split_wholes) that
+    a split payout's lines pay in: its lines linked as a run links a split."""
     keys = [(part.group[0], part.line) for part in parts]
     if not run.untouched(keys):
         raise LineNotAwaitingLink(
@@ -1724,6 +1766,7 @@ def _choices(
             and undecided(key)
         ):
             found[key] = _candidate_views(books, _every_candidate(matcher, line, booked))
+    # A line that is part of a split payout lists the split's payouts first (not instead).
     _split_choices(ledger, matcher, books, (claims, undecided), batch_id, found)
     return found
 
@@ -1738,14 +1781,17 @@ def _split_choices(
 ) -> None:
     """Payouts split over lines that no run links, as any link would be a guess: two or
     more settlement days' payouts add up to the lines, or the one that does is another
-    waiting line's candidate too (Claims). Each of the lines lists those payouts, for a
-    person to choose one on any of them (choose_link links them all)."""
+    waiting line's candidate too (Claims). Each of the lines lists those payouts first,
+    then its own candidates (a payout settled before its window, say), for a person to
+    choose one on any of them (choose_link links them all). The lines are grouped as a
+    run groups them (_split_candidates), whatever else they may pay in."""
     claims, undecided = waiting
     lines = [
         (line_batch, line)
         for line_batch, line in books.unmatched_lines
-        if (batch_id is None or line_batch == batch_id) and (line_batch, line.line) not in found
+        if batch_id is None or line_batch == batch_id
     ]
+    by_key = {(line_batch, line.line): line for line_batch, line in lines}
     for members in _split_groups(_split_candidates(ledger, matcher, books, lines)):
         parts = sorted(members, key=lambda member: member.line)
         keys = [(part.group[0], part.line) for part in parts]
@@ -1754,9 +1800,9 @@ def _split_choices(
         if not (len(wholes) > 1 or contested) or not all(undecided(part) for part in keys):
             continue
         links = [matcher.split_links(parts, whole)[0][1] for whole in wholes]
-        views = _candidate_views(books, links)
-        for part in keys:
-            found[part] = views
+        for part, key in zip(parts, keys, strict=True):
+            own = _every_candidate(matcher, by_key[key], part.booked)
+            found[key] = _candidate_views(books, [*links, *own])
 
 
 def _candidate_views(books: Books, links: list[StatementLink]) -> list[dict[str, Any]]:

@@ -613,3 +613,55 @@ def test_a_payout_settled_long_before_the_line_is_offered_to_no_one(ledger):
     assert row["candidates"] == []
     (held,) = report["unsettled_card_payments"]
     assert (held["amount_pence"], held["date"]) == (9_980, (TODAY - timedelta(days=13)).isoformat())
+
+
+@pytest.mark.parametrize("payments_first", [True, False], ids=["at_import", "by_a_run"])
+def test_a_split_payout_line_with_a_late_payout_offers_the_split_first(ledger, payments_first):
+    """A payout split over two lines (50.00 + 49.80) that yesterday's and today's payouts
+    both add up to, and a payout of 50.00 settled 8 days before the lines (late for line 1
+    alone): line 1 offers the two days' split payouts first, then the late payout; line 2
+    the split payouts. A person may choose the split on either line, or the late payout on
+    line 1 alone."""
+    late_payout = pay("card_payment_captured", "pay-late", amount=5_020, fee=20)
+    day = TODAY - timedelta(days=8)
+    late_payout["resource"]["settlement_summary"] = {"captured_date": day.isoformat()}
+    late_payout["resource"]["created_date"] = f"{day}T10:00:00.000Z"
+    if payments_first:
+        yesterday_id, today_id = two_days_of_one_payout(ledger)
+        send(ledger, late_payout)
+    split = import_file(ledger, camt(*SPLIT_PAYOUT_LINES), OFFICER, file_name="s.xml")
+    if not payments_first:
+        yesterday_id, today_id = two_days_of_one_payout(ledger)
+        send(ledger, late_payout)
+    assert link_counted_twice(ledger, OFFICER) == []
+    by_day = {row["date"]: row for row in exceptions(ledger)["unsettled_card_payments"]}
+    late_id = by_day[day.isoformat()]["payment_id"]
+    lines = get_import(ledger, split.batch_id)["lines"]
+    split_days = [(TODAY.isoformat(), today_id), (YESTERDAY.isoformat(), yesterday_id)]
+    offered = [[(c["settled_day"], c["payment_id"]) for c in line["candidates"]] for line in lines]
+    assert offered == [[*split_days, (day.isoformat(), late_id)], split_days]
+    assert all("(lines 1, 2)" in c["matched"] for c in lines[0]["candidates"][:2])
+    rows = sorted(exceptions(ledger)["unmatched_statement_lines"], key=lambda row: row["line"])
+    assert [row["candidates"] for row in rows] == [line["candidates"] for line in lines]
+    for line in (1, 2):
+        with pytest.raises(LineNeedsAChoice, match=today_id):
+            link_counted_twice(ledger, OFFICER, (split.batch_id, line))
+
+    links = choose_link(ledger, SUPERVISOR, split.batch_id, 1, today_id, "Pay's payout report")
+    assert [(link.line, link.link.rule) for link in links] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    assert links[0].link.settled_day == TODAY.isoformat()
+    left = {row["payment_id"] for row in exceptions(ledger)["unsettled_card_payments"]}
+    assert left == {yesterday_id, late_id}
+
+    unlink_line(ledger, split.batch_id, 1, SUPERVISOR, "line 1 was the late payout")
+    assert link_counted_twice(ledger, OFFICER) == []
+    (late,) = choose_link(ledger, SUPERVISOR, split.batch_id, 1, late_id, "the bank's advice")
+    assert (late.line, late.link.settled_day) == (1, day.isoformat())
+    report = exceptions(ledger)
+    left = {row["payment_id"] for row in report["unsettled_card_payments"]}
+    assert left == {yesterday_id, today_id}
+    (row,) = report["unmatched_statement_lines"]
+    assert (row["line"], row["candidates"]) == (2, [])
