@@ -107,6 +107,10 @@ def logging_config(settings: LogSettings) -> dict[str, Any]:
             # `db upgrade` says which revisions it applied; Alembic's own INFO lines (its
             # dialect, and "non-transactional DDL" for SQLite, untrue here) would mislead.
             "alembic": {"level": "WARNING" if settings.log_level != "DEBUG" else "DEBUG"},
+            # mt-940 logs its pattern matching of every field at INFO, and a field it cannot
+            # read as ERROR lines of regular expressions: the import's refusal says which
+            # line and what to fix in words (domain.statements), so only DEBUG shows them.
+            "mt940": {"level": "DEBUG" if settings.log_level == "DEBUG" else "CRITICAL"},
         },
     }
 

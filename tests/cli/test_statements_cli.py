@@ -284,6 +284,10 @@ def test_a_broken_bai2_or_mt940_file_is_refused_naming_the_line_to_fix(cli, tmp_
         refused.stderr
     )
     assert "Traceback" not in refused.output
+    rows[4] = ":61:XX"
+    bad_mt940.write_bytes("\r\n".join(rows).encode())
+    refused = cli("import", str(bad_mt940), code=2)
+    assert "line 5 (field :61:, a statement line): the field is not written" in refused.stderr
     assert json.loads(cli("import", "list", "--json").stdout) == []
     good = tmp_path / "good.bai2"
     good.write_bytes(bai2())

@@ -239,3 +239,20 @@ def test_a_stuck_projection_is_logged_as_json_with_its_position(settings, ledger
     assert stuck["level"] == "ERROR" and stuck["time"].endswith("Z")
     assert f"position {bad}" in stuck["message"] and stuck["position"] == bad
     assert stuck["projection"]
+
+
+def test_a_refused_mt940_file_is_not_buried_under_the_librarys_pattern_log(tmp_path) -> None:
+    """mt-940 logged each field's regular expression at INFO and a bad field at ERROR:
+    dozens of lines of patterns on the officer's terminal above the refusal."""
+    from tests.application.test_statement_imports import mt940
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    assert cli(url, "db", "init").returncode == 0
+    rows = mt940(("C", "12,50", "REF1")).decode().split("\r\n")
+    rows[4] = ":61:XX"
+    path = tmp_path / "day.sta"
+    path.write_bytes("\r\n".join(rows).encode())
+    result = cli(url, "import", str(path))
+    assert result.returncode == 2
+    assert "line 5 (field :61:, a statement line)" in result.stderr
+    assert "mt940" not in result.stderr and "(?P<" not in result.stderr
