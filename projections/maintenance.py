@@ -16,6 +16,7 @@ the live position as the snapshot sees it and compares every table; it drops the
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -335,13 +336,18 @@ def _flush_and_index(builder: Projection, connection: Connection, model: ReadMod
         return
     paged = [model.postings, model.audit_trail, model.import_batches]
     with connection.begin():
-        indexing = _Background(lambda: _create_indexes(connection, model, tables=paged))
+        indexing = _Background(
+            lambda stopping: _create_indexes(connection, model, tables=paged, stopping=stopping)
+        )
+        # The wait is inside: it is where a Ctrl-C usually finds this thread, and the
+        # transaction must not roll back, nor the connection go back to the pool, while
+        # the other thread still uses it.
         try:
             carried = projector.take_first_flush(connection.dialect)
-        except BaseException:
-            indexing.stop(connection)
+            indexing.wait()
+        except BaseException as error:
+            indexing.stop(connection, error)
             raise
-        indexing.wait()
         if carried is None:
             builder.flush(connection)
         else:
@@ -351,40 +357,78 @@ def _flush_and_index(builder: Projection, connection: Connection, model: ReadMod
 
 
 class _Background:
-    """One piece of work on a thread of its own; `wait` raises what it raised."""
+    """One piece of work on a thread of its own, given an Event that asks it to stop;
+    `wait` raises what it raised.
 
-    def __init__(self, work: Callable[[], None]) -> None:
+    Whether the work has ended is an Event of its own, not Thread.join/is_alive: on Python
+    3.11 a join that a KeyboardInterrupt cuts short marks the thread stopped while it still
+    runs (threading._wait_for_tstate_lock releases the thread's lock, bpo-45274), and every
+    join after returns at once."""
+
+    def __init__(self, work: Callable[[threading.Event], None]) -> None:
         self.error: BaseException | None = None
+        self.stopping = threading.Event()
+        self.ended = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(work,), name="rebuild indexes")
         self.thread.start()
 
-    def _run(self, work: Callable[[], None]) -> None:
+    def _run(self, work: Callable[[threading.Event], None]) -> None:
         try:
-            work()
+            work(self.stopping)
         except BaseException as error:  # raised again in the waiting thread
             self.error = error
+        finally:
+            self.ended.set()
 
     def wait(self) -> None:
-        self.thread.join()
+        self.ended.wait()
         if self.error is not None:
             raise self.error
 
-    def stop(self, connection: Connection) -> None:
-        """This thread is stopping (an error, Ctrl-C): interrupt the statement the work is
-        running, and wait for it to end, before the caller's transaction rolls back."""
-        if not connection.invalidated:
-            connection.connection.driver_connection.interrupt()
-        self.thread.join()
+    def stop(self, connection: Connection, cause: BaseException) -> None:
+        """This thread is stopping with `cause` (an error, Ctrl-C): ask the work to stop
+        before its next statement, interrupt the one it is running, and wait for it to end,
+        before the caller's transaction rolls back. SQLite ignores an interrupt that finds
+        no statement running (the work between two), hence the loop. What the work raised,
+        other than the interrupt, is noted on `cause`."""
+        self.stopping.set()
+        driver = None if connection.invalidated else connection.connection.driver_connection
+        while not self.ended.is_set():
+            try:
+                if driver is not None:
+                    with contextlib.suppress(sqlite3.ProgrammingError):  # closed
+                        driver.interrupt()
+                self.ended.wait(_STOP_POLL_S)
+            except KeyboardInterrupt:  # a second Ctrl-C: the first is on its way out
+                continue
+        if self.error is not None and self.error is not cause and not _interrupted(self.error):
+            cause.add_note(f"the rebuild's indexing thread failed too: {self.error!r}")
+
+
+# How often `_Background.stop` interrupts the work again while it waits for it.
+_STOP_POLL_S = 0.05
+
+
+def _interrupted(error: BaseException) -> bool:
+    """The error SQLite raises in a statement that `interrupt()` stopped."""
+    orig = getattr(error, "orig", error)
+    return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_INTERRUPT
 
 
 def _create_indexes(
-    connection: Connection, model: ReadModel, tables: Sequence[Table] | None = None
+    connection: Connection,
+    model: ReadModel,
+    tables: Sequence[Table] | None = None,
+    *,
+    stopping: threading.Event | None = None,
 ) -> None:
     """The secondary indexes of the model's tables (or of `tables`), in a transaction of
-    their own unless the connection is in one."""
+    their own unless the connection is in one; none more once `stopping` is set."""
     with contextlib.nullcontext() if connection.in_transaction() else connection.begin():
         for table in model.tables if tables is None else tables:
             for index in table.indexes:
+                if stopping is not None and stopping.is_set():
+                    return
                 index.create(connection)
 
 

@@ -4,9 +4,11 @@ for its scratch build (SQLite's commits, the garbage collector) is set back afte
 from __future__ import annotations
 
 import gc
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from sqlalchemy import event, text
@@ -81,11 +83,11 @@ def test_the_scratch_build_settings_hold_during_the_build_only(
     seen: dict[str, object] = {}
     create_indexes = maintenance._create_indexes
 
-    def watching(connection, model, tables=None) -> None:
+    def watching(connection, model, tables=None, **kwargs) -> None:
         seen["collecting"] = gc.isenabled()
         if sqlite:
             seen["synchronous"] = _pragma(connection, "synchronous")
-        create_indexes(connection, model, tables)
+        create_indexes(connection, model, tables, **kwargs)
 
     monkeypatch.setattr(maintenance, "_create_indexes", watching)
     rebuild(engine, event_source(ledger))
@@ -219,10 +221,10 @@ def test_sqlite_indexes_the_paged_tables_beside_the_carried_rows(
     create_indexes = maintenance._create_indexes
     calls: list[tuple[bool, set[str]]] = []
 
-    def watching(connection, model, tables=None) -> None:
+    def watching(connection, model, tables=None, **kwargs) -> None:
         names = {table.name for table in (model.tables if tables is None else tables)}
         calls.append((threading.current_thread() is threading.main_thread(), names))
-        create_indexes(connection, model, tables)
+        create_indexes(connection, model, tables, **kwargs)
 
     monkeypatch.setattr(maintenance, "_create_indexes", watching)
     expected = _page_by_page(projection)
@@ -272,6 +274,105 @@ def test_a_failure_beside_the_indexing_thread_stops_it_and_leaves_the_live_table
     assert verify(projection.engine, event_source(ledger)).ok  # the live tables untouched
     assert rebuild(projection.engine, event_source(ledger)) == ledger.max_position()
     assert verify(projection.engine, event_source(ledger)).ok
+
+
+def test_a_ctrl_c_while_waiting_for_the_indexing_thread_stops_it_first(
+    ledger, projection, monkeypatch
+) -> None:
+    """Ctrl-C where the main thread usually is when the indexes take longer than the carried
+    rows: waiting for the indexing thread (issue #9). The thread is stopped, even between two
+    indexes where SQLite ignores an interrupt, and has ended before the transaction rolls
+    back and the connection goes back to the pool (so the rebuild ends with the
+    KeyboardInterrupt and leaves no thread running); the live tables are untouched."""
+    if projection.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL indexes on one thread")
+    random_workload(ledger, seed=28, receipts=20)
+    projection.catch_up()
+    engine = projection.engine
+    main = threading.main_thread()
+    assert threading.current_thread() is main  # the one a SIGINT raises KeyboardInterrupt in
+    # One interrupt only: the thread must stop without being interrupted again.
+    monkeypatch.setattr(maintenance, "_STOP_POLL_S", 10.0)
+    seen: list[tuple[str, int]] = []  # what happened, and to which sqlite3 connection
+    first_index_began: list[bool] = []
+
+    def main_is_waiting() -> bool:
+        frame = sys._current_frames().get(main.ident)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_name == "wait" and code.co_filename == maintenance.__file__:
+                return True
+            frame = frame.f_back
+        return False
+
+    def ctrl_c_at_the_first_index(_connection, cursor, statement: str, *_args) -> None:
+        """The first index waits for the main thread to wait for it, then Ctrl-C; each
+        index spends a while before its statement, where SQLite ignores an interrupt."""
+        if threading.current_thread() is main or not statement.lstrip().startswith("CREATE"):
+            return
+        if not first_index_began:
+            first_index_began.append(True)
+            deadline = time.monotonic() + 60
+            while not main_is_waiting() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            signal.pthread_kill(main.ident, signal.SIGINT)
+        time.sleep(0.3)
+        seen.append(("index", id(cursor.connection)))
+
+    def checkin(dbapi_connection, _record) -> None:
+        seen.append(("checkin", id(dbapi_connection)))
+
+    create_indexes = maintenance._create_indexes
+
+    def indexing(connection, model, tables=None, **kwargs) -> None:
+        driver = connection.connection.driver_connection
+        try:
+            create_indexes(connection, model, tables, **kwargs)
+        finally:
+            if threading.current_thread() is not main:
+                seen.append(("indexing ended", id(driver)))
+
+    monkeypatch.setattr(maintenance, "_create_indexes", indexing)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    event.listen(engine, "before_cursor_execute", ctrl_c_at_the_first_index)
+    event.listen(engine.pool, "checkin", checkin)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rebuild(engine, event_source(ledger), page_size=9)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        deadline = time.monotonic() + 60  # the thread, if the rebuild left it running
+        while not any(kind == "indexing ended" for kind, _ in seen) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        event.remove(engine, "before_cursor_execute", ctrl_c_at_the_first_index)
+        event.remove(engine.pool, "checkin", checkin)
+    indexed = [connection for kind, connection in seen if kind == "index"]
+    assert len(indexed) == 1, seen  # stopped before its second index
+    # It ended before its connection went back to the pool, and used it no more.
+    ended = seen.index(("indexing ended", indexed[0]))
+    assert seen.index(("checkin", indexed[0])) > ended, seen
+    monkeypatch.undo()
+    assert verify(engine, event_source(ledger)).ok  # the live tables untouched
+    assert rebuild(engine, event_source(ledger)) == ledger.max_position()
+    assert verify(engine, event_source(ledger)).ok
+
+
+def test_an_indexing_thread_stopped_by_an_error_reports_its_own_error_too() -> None:
+    """The thread failed on its own (not the interrupt) while the main thread stopped with
+    another error: the error the rebuild ends with names the thread's, not swallowed."""
+
+    class Invalidated:  # a connection SQLAlchemy closed: nothing to interrupt
+        invalidated = True
+
+    def work(stopping: threading.Event) -> None:
+        stopping.wait(60)
+        raise ValueError("disk full")
+
+    indexing = maintenance._Background(work)
+    cause = KeyboardInterrupt()
+    indexing.stop(Invalidated(), cause)
+    assert indexing.ended.is_set()
+    assert "ValueError('disk full')" in " ".join(cause.__notes__)
 
 
 # In a process of its own (its peak memory is the measure): an index built on the scratch

@@ -132,9 +132,9 @@ def test_the_swap_and_the_writes_after_a_rebuild_commit_with_full_durability(
         seen["swap"].append(_synchronous(connection.connection.driver_connection))
         swap(connection, scratch, live)
 
-    def watched_indexes(connection, model, tables=None) -> None:
+    def watched_indexes(connection, model, tables=None, **kwargs) -> None:
         seen["build"].append(_synchronous(connection.connection.driver_connection))
-        create_indexes(connection, model, tables)
+        create_indexes(connection, model, tables, **kwargs)
 
     monkeypatch.setattr(maintenance, "_swap", watched_swap)
     monkeypatch.setattr(maintenance, "_create_indexes", watched_indexes)
