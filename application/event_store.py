@@ -8,15 +8,16 @@ persistence module's internals is met here alone.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy.event
 from eventsourcing.persistence import Recorder
+from eventsourcing_sqlalchemy.datastore import transactions
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyAggregateRecorder
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 
 def _sqlalchemy(recorder: Recorder) -> SQLAlchemyAggregateRecorder:
@@ -30,6 +31,54 @@ def transaction(recorder: Recorder, commit: bool = True) -> Iterator[Session]:
     """The session the event recorder writes in; nested uses join the outer transaction."""
     with _sqlalchemy(recorder).transaction(commit=commit) as session:
         yield session
+
+
+def when_committed(recorder: Recorder, keep: Callable[[], None]) -> None:
+    """Run `keep`, which puts what was just read into a cache the whole process shares, once
+    that read is known to be committed: at once outside a write transaction (or in a
+    read-only one); after the COMMIT inside a write transaction, whose reads see its own
+    uncommitted events; never when it rolls back (a deadlock, a refused insert, an outage),
+    or the cache would hold events that never happened, and miss the real ones that later
+    take their versions."""
+    session = _writing(recorder)
+    if session is None:
+        keep()
+        return
+    session.info.setdefault(_ON_COMMIT, []).append(keep)
+
+
+def when_rolled_back(recorder: Recorder, forget: Callable[[], None]) -> None:
+    """Run `forget` if the write transaction this runs in ends without committing (nothing
+    outside one): for what a cache took in from the transaction's own writes."""
+    session = _writing(recorder)
+    if session is not None:
+        session.info.setdefault(_ON_ROLLBACK, []).append(forget)
+
+
+def _writing(recorder: Recorder) -> Session | None:
+    _sqlalchemy(recorder)
+    current = transactions.get(None)
+    return current.session if current is not None and current.commit else None
+
+
+_ON_COMMIT = "income_ledger.on_commit"
+_ON_ROLLBACK = "income_ledger.on_rollback"
+
+
+@sqlalchemy.event.listens_for(Session, "after_commit")
+def _committed(session: Session) -> None:
+    session.info.pop(_ON_ROLLBACK, None)
+    for keep in session.info.pop(_ON_COMMIT, ()):
+        keep()
+
+
+@sqlalchemy.event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    # Whatever is still waiting here did not commit: a rollback, a failed COMMIT, a close.
+    if transaction.parent is None:
+        session.info.pop(_ON_COMMIT, None)
+        for forget in session.info.pop(_ON_ROLLBACK, ()):
+            forget()
 
 
 def engine(recorder: Recorder) -> Engine | None:

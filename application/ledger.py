@@ -8,13 +8,14 @@ from the event store: two writers of the same payment version cannot both commit
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -278,10 +279,16 @@ class IncomeLedger(Application):
             fresh = copy.deepcopy(cached)
             for event in newer:
                 event.mutate(fresh)
-        with self._read_chart_lock:
-            if self._read_chart is None or fresh.version > self._read_chart.version:
-                self._read_chart = fresh
-            return self._read_chart
+
+        def keep() -> None:
+            with self._read_chart_lock:
+                if self._read_chart is None or fresh.version > self._read_chart.version:
+                    self._read_chart = fresh
+
+        # Read inside a command's transaction, the chart may hold the command's own chart
+        # events: kept for every request only once they are committed.
+        event_store.when_committed(self.recorder, keep)
+        return fresh
 
     def chart_covering(self, position: int) -> FundChart:
         """The chart, at least as new as every event up to `position`: the read model's
@@ -293,14 +300,17 @@ class IncomeLedger(Application):
         if held is not None and position <= held[1]:
             return held[0]
         chart = self.chart()
+
         # Every event up to `position` was committed before chart() read the store, so the
         # newer of the two charts covers both positions.
-        with self._read_chart_lock:
-            held = self._chart_covering
-            if held is not None and held[0].version > chart.version:
-                chart = held[0]
-            covers = max(position, held[1]) if held is not None else position
-            self._chart_covering = (chart, covers)
+        def keep() -> None:
+            with self._read_chart_lock:
+                held = self._chart_covering
+                newer = held[0] if held is not None and held[0].version > chart.version else chart
+                covers = max(position, held[1]) if held is not None else position
+                self._chart_covering = (newer, covers)
+
+        event_store.when_committed(self.recorder, keep)
         return chart
 
     def _chart_to_change(self) -> FundChart:
@@ -1191,6 +1201,17 @@ class IncomeLedger(Application):
         self.notify(processing_event.events)
         return recordings
 
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        """Application._record; an aggregate read back in the same transaction went into
+        the repository's cache with these uncommitted events (fast-forwarded, or read
+        whole): dropped from it if the transaction does not commit."""
+        recordings = super()._record(processing_event)
+        cache = self.repository.cache
+        if cache is not None:
+            saved = {event.originator_id for event in processing_event.events}
+            event_store.when_rolled_back(self.recorder, lambda: forget_cached(cache, saved))
+        return recordings
+
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """One transaction for a whole command, telling a failed connection before the commit
@@ -1207,6 +1228,13 @@ class IncomeLedger(Application):
     def _transaction(self, commit: bool = True) -> Iterator[Session]:
         with event_store.transaction(self.recorder, commit) as session:
             yield session
+
+
+def forget_cached(cache: Any, aggregate_ids: Iterable[UUID]) -> None:
+    """Drop these aggregates from the repository's cache (those it does not hold too)."""
+    for aggregate_id in aggregate_ids:
+        with contextlib.suppress(KeyError):
+            cache.get(aggregate_id, evict=True)
 
 
 @contextmanager

@@ -87,8 +87,16 @@ def calendar(ledger: IncomeLedger) -> PeriodCalendar:
         for event in newer:
             event.mutate(fresh)
     if not fresh.pending_events:
-        with _cache_lock:
-            _cached[ledger] = fresh
+
+        def keep() -> None:
+            with _cache_lock:
+                held = _cached.get(ledger)
+                if held is None or fresh.version > held.version:
+                    _cached[ledger] = fresh
+
+        # Read inside a transaction that closed a period, the close is kept only once
+        # committed (event_store.when_committed).
+        event_store.when_committed(ledger.recorder, keep)
     return fresh
 
 

@@ -235,3 +235,36 @@ def test_a_serialization_failure_is_a_conflict_and_says_nothing_was_saved(databa
     during_commit = DatabaseUnavailable.of(raised.value, committing=True)
     assert during_commit.conflict and during_commit.saved_unknown is False
     assert "nothing was saved" in str(during_commit)
+
+
+def new_fund(code: str) -> dict:
+    return {
+        "code": code,
+        "name": f"Fund {code}",
+        "cost_centre": "CC1",
+        "ledger_code": "4000",
+        "reference_rule": {"mask": "999999"},
+    }
+
+
+def test_a_fund_added_by_a_command_rolled_back_after_reading_it_is_not_kept(
+    base_url, ledger, database_url
+) -> None:
+    """POST /funds reads the new fund back in its own transaction (for its response) before
+    it stores the response: a deadlock on that insert, twice, rolls the fund back. The
+    process must not keep the chart it read (the fund would show, and the chart event that
+    later takes its version would never be read)."""
+    headers = auth("supervisor") | {"Idempotency-Key": "fund-deadlock"}
+    held = idempotency_table.name
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        assert http.get("/funds", headers=auth("officer")).status_code == 200  # chart held
+        with deadlocked(database_url, ledger, 2, table=held, mode="SHARE") as failures:
+            refused = http.post("/funds", json=new_fund("GHOST"), headers=headers)
+        assert refused.status_code == 503, refused.text
+        assert not failures, failures
+        assert refused.json()["code"] == "database_conflict"
+        assert http.get("/funds/GHOST", headers=auth("officer")).status_code == 404
+        added = http.post("/funds", json=new_fund("REAL"), headers=auth("supervisor"))
+        assert added.status_code == 201, added.text
+        codes = [f["code"] for f in http.get("/funds", headers=auth("officer")).json()]
+    assert "REAL" in codes and "GHOST" not in codes
