@@ -28,7 +28,6 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from eventsourcing.utils import get_topic
@@ -38,30 +37,11 @@ from application.imports import import_file
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.reconciliation import BooksFold, exceptions, read_books
 from bench.auto_link import statement
+from bench.imports import allpay_file
 from bench.record_payments import DEFAULT_PG_ADMIN_URL, PostgresBackend, SQLiteBackend, ledger_on
-from domain.limits import uk_today
-from domain.sample_chart import COUNCIL_TAX
 from projections.event_reader import fetch_all, placeholder
 
 OFFICER = CommandContext("officer:bench")
-
-
-def allpay_day(lines: int, days_back: int, tag: int) -> bytes:
-    """An Allpay file of `lines` £1.00 lines of one day (references unique per file)."""
-    day = (uk_today() - timedelta(days=days_back)).strftime("%d/%m/%Y")
-    rows = []
-    for n in range(lines):
-        if n % 10:
-            number = (tag * lines + n) % 10**7
-            reference = COUNCIL_TAX.reference_rule.with_check_digit(f"{number:07d}")
-        else:
-            reference = f"X{tag:02d}{n:07d}"
-        rows.append(f"{'335610':>7}{reference:<16}{'1.00':>9}P{day}")
-    trailer = [
-        f"Total Amount Updated onto System: {f'{lines}.00':>17}",
-        f"Total Transactions updated onto System: {lines:>17}",
-    ]
-    return "\r\n".join([*rows, "", *trailer, ""]).encode()
 
 
 def raw_rows(ledger: IncomeLedger) -> Callable[[], int]:
@@ -80,7 +60,7 @@ def raw_rows(ledger: IncomeLedger) -> Callable[[], int]:
 
 def build(ledger: IncomeLedger, files: int, lines: int) -> None:
     for n in range(files):
-        import_file(ledger, allpay_day(lines, n + 1, n), OFFICER, file_name=f"day{n}.txt")
+        import_file(ledger, allpay_file(lines, n + 1, n), OFFICER, file_name=f"day{n}.txt")
     import_file(ledger, statement(5), OFFICER, file_name="stmt.sta")
 
 

@@ -56,15 +56,17 @@ from domain.sample_chart import COUNCIL_TAX
 SUSPENSE_EVERY = 10  # one line in ten has a reference no fund takes
 
 
-def allpay_file(lines: int) -> bytes:
-    """An Allpay file of `lines` £1.00 lines dated yesterday, with its trailers."""
-    day = (uk_today() - timedelta(days=1)).strftime("%d/%m/%Y")
+def allpay_file(lines: int, days_back: int = 1, tag: int = 0) -> bytes:
+    """An Allpay file of `lines` £1.00 lines of one UK day (`days_back` days ago, yesterday by
+    default), with its trailers; files of different `tag`s share no reference."""
+    day = (uk_today() - timedelta(days=days_back)).strftime("%d/%m/%Y")
     rows = []
     for n in range(lines):
         if n % SUSPENSE_EVERY:
-            reference = COUNCIL_TAX.reference_rule.with_check_digit(f"{n % 10**7:07d}")
+            number = (tag * lines + n) % 10**7
+            reference = COUNCIL_TAX.reference_rule.with_check_digit(f"{number:07d}")
         else:
-            reference = f"X{n:09d}"
+            reference = f"X{tag:02d}{n:07d}"
         rows.append(f"{'335610':>7}{reference:<16}{'1.00':>9}P{day}")
     trailer = [
         f"Total Amount Updated onto System: {f'{lines}.00':>17}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 
 from tests.api.conftest import auth
 from tests.application.test_imports import allpay_file, allpay_line
@@ -264,9 +264,9 @@ def test_two_lines_of_one_receipts_amount_wait_and_a_person_links_one_over_http(
     assert taken.status_code == 409 and taken.json()["code"] == "not_a_candidate"
 
 
-def test_a_payout_two_settlement_days_make_is_chosen_by_a_person_over_http(
-    client, services
-) -> None:
+def _two_settlement_days_of_one_payout(services) -> list[date]:
+    """A £100.00 GOV.UK Pay payment (fee 20p) captured on each of two days (1 and 3 days ago):
+    each day's payout is £99.80; the days, newest first."""
     from tests.application.test_card_payouts import pay, send
     from tests.application.test_statement_imports import TODAY
 
@@ -277,6 +277,13 @@ def test_a_payout_two_settlement_days_make_is_chosen_by_a_person_over_http(
             services.ledger,
             pay("card_payment_captured", f"p{n}", fee=20, settlement_summary=summary),
         )
+    return days
+
+
+def test_a_payout_two_settlement_days_make_is_chosen_by_a_person_over_http(
+    client, services
+) -> None:
+    days = _two_settlement_days_of_one_payout(services)
     batch = _upload(client, "stmt.xml", camt(entry("99.80", ref="P1", text="GOVUK PAY")))["batch"]
     (line,) = client.get(f"/imports/{batch['batch_id']}", headers=auth("officer")).json()["lines"]
     assert line["outcome"] == "recorded"
@@ -294,16 +301,7 @@ def test_a_payout_two_settlement_days_make_is_chosen_by_a_person_over_http(
 
 
 def test_a_split_payout_two_settlement_days_make_is_chosen_over_http(client, services) -> None:
-    from tests.application.test_card_payouts import pay, send
-    from tests.application.test_statement_imports import TODAY
-
-    days = [TODAY - timedelta(days=n) for n in (1, 3)]
-    for n, day in enumerate(days):
-        summary = {"captured_date": day.isoformat()}
-        send(
-            services.ledger,
-            pay("card_payment_captured", f"p{n}", fee=20, settlement_summary=summary),
-        )
+    days = _two_settlement_days_of_one_payout(services)
     split = camt(
         entry("50.00", ref="P1", text="GOVUK PAY"), entry("49.80", ref="P2", text="GOVUK PAY")
     )
