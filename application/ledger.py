@@ -1328,6 +1328,18 @@ def receipt_view(events: Sequence[Payment.Event]) -> dict[str, Any]:
     }
 
 
+def _allocation_view(
+    fund_code: str, reference: str, amount_pence: int, vat_pence: int
+) -> dict[str, Any]:
+    """One allocation line as a receipt's view shows it."""
+    return {
+        "fund_code": fund_code,
+        "reference": reference,
+        "amount_pence": amount_pence,
+        "vat_pence": vat_pence,
+    }
+
+
 def _receipt_allocations(events: Sequence[Payment.Event]) -> tuple[list[dict[str, Any]], int]:
     """A new receipt's allocations as its view shows them, and the pence they hold; each
     line's parts checked (none below zero), as `Payment.check_invariant` checks them."""
@@ -1339,13 +1351,7 @@ def _receipt_allocations(events: Sequence[Payment.Event]) -> tuple[list[dict[str
         assert amount >= 0 and vat >= 0, line
         if not amount:
             return [], 0
-        view = {
-            "fund_code": line["fund_code"],
-            "reference": line["reference"],
-            "amount_pence": amount,
-            "vat_pence": vat,
-        }
-        return [view], amount
+        return [_allocation_view(line["fund_code"], line["reference"], amount, vat)], amount
     # Each line's sums once, in one pass.
     allocations = []
     allocated = 0
@@ -1357,12 +1363,7 @@ def _receipt_allocations(events: Sequence[Payment.Event]) -> tuple[list[dict[str
             assert part.amount_pence >= 0 and part.vat_pence >= 0, merged
         allocated += amount
         allocations.append(
-            {
-                "fund_code": merged.fund_code,
-                "reference": merged.reference,
-                "amount_pence": amount,
-                "vat_pence": merged.vat_pence,
-            }
+            _allocation_view(merged.fund_code, merged.reference, amount, merged.vat_pence)
         )
     return allocations, allocated
 
