@@ -198,6 +198,8 @@ ALLPAY_TOTAL_AMOUNT = "Total Amount Updated onto System:"
 ALLPAY_TOTAL_COUNT = "Total Transactions updated onto System:"
 _ALLPAY_AMOUNT = re.compile(r"^[0-9]+\.[0-9]{2}$")
 _ALLPAY_DATE = re.compile(r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$")
+_ALLPAY_COUNT = re.compile(r"^[0-9]+$")
+_CSV_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def parse_allpay(text: str, *, now: datetime | None = None) -> ParsedFile:
@@ -244,6 +246,13 @@ def _allpay_line(
         raise InvalidRequest(
             f"amount {amount_text!r} (columns 24-32) is not pounds and pence like 60.00"
         )
+    if row[22].isdigit() and row[23] != " ":
+        # 1234567.89 needs 10 columns: its first digit would end the reference and the
+        # amount read would be 234567.89.
+        raise InvalidRequest(
+            f"amount {amount_text!r} fills columns 24-32 and a digit comes before it: an "
+            "amount of a million pounds or more overflows its columns. Check the line"
+        )
     payment_type = row[32]
     if payment_type not in ALLPAY_TYPES:
         known = ", ".join(ALLPAY_TYPES)
@@ -287,15 +296,19 @@ def _allpay_trailers(
     """The control total (pence) and count from the trailer lines after the details."""
     total = count = None
     for number, row in enumerate(rows[after:], after + 1):
+        # The value is all that follows the label: a value out of its columns (34-51, or
+        # 40-57) was cut, "...System:120.00" read as 20.00.
         if row.startswith(ALLPAY_TOTAL_AMOUNT):
-            value = row[34:51].strip()
+            value = row[len(ALLPAY_TOTAL_AMOUNT) :].strip()
             if _ALLPAY_AMOUNT.match(value):
                 total = pounds_to_pence(value)
             else:
                 problems.append(LineProblem(number, f"total amount {value!r} is not like 120.00"))
         elif row.startswith(ALLPAY_TOTAL_COUNT):
-            value = row[40:57].strip()
-            if value.isdigit():
+            value = row[len(ALLPAY_TOTAL_COUNT) :].strip()
+            # str.isdigit() takes "²" (which int() refuses: an unexpected error) and other
+            # scripts' digits.
+            if _ALLPAY_COUNT.match(value):
                 count = int(value)
             else:
                 problems.append(LineProblem(number, f"total count {value!r} is not a number"))
@@ -362,7 +375,11 @@ def _csv_line(number: int, cells: dict[str, str], width: int, now: datetime | No
     if amount <= 0:
         raise InvalidRequest("the amount must be more than zero")
     try:
-        day = date.fromisoformat(cells["received_date"].strip())
+        text = cells["received_date"].strip()
+        # date.fromisoformat also takes 20261130 and week dates (2026-W48-1).
+        if not _CSV_DATE.match(text):
+            raise ValueError
+        day = date.fromisoformat(text)
     except ValueError:
         raise InvalidRequest(
             f"received_date {cells['received_date']!r} is not a date like 2026-03-31"

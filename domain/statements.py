@@ -96,6 +96,9 @@ class Statement:
     opening_minor: int | None
     closing_minor: int | None
     lines: tuple[StatementLine, ...]
+    # When the file names no currency and `currency` is the format's default: which field
+    # should name it (BAI2's group header), for the refusal to say.
+    currency_unstated: str = ""
 
     @property
     def credits_minor(self) -> int:
@@ -165,6 +168,10 @@ def _with_lines(statement: Statement, lines: tuple[StatementLine, ...]) -> State
 # ISO bank transaction code families of direct debits (issued by us, or received).
 CAMT_DIRECT_DEBIT_FAMILIES = frozenset({"IDDT", "RDDT"})
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# An ISODateTime's date part is read: the rest must still be a time, not other text.
+_ISO_DATE_TIME = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})?$"
+)
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _ENCODING = re.compile(r"""^\s*<\?xml[^>]*encoding\s*=\s*["']([^"']+)["']""")
 
@@ -230,7 +237,10 @@ def _text(element: ET.Element | None, *names: str) -> str:
 
 
 def _camt_date(element: ET.Element | None, name: str) -> date | None:
-    text = _text(element, name, "Dt") or _text(element, name, "DtTm")[:10]
+    text = _text(element, name, "Dt")
+    if not text:
+        text = _text(element, name, "DtTm")
+        text = text[:10] if _ISO_DATE_TIME.match(text) else text
     if not text:
         return None
     try:
@@ -245,22 +255,37 @@ def _camt_amount(element: ET.Element | None) -> tuple[int, str] | None:
     if element is None:
         return None
     currency = element.get("Ccy", "").upper()
-    return to_minor(element.text or "", currency), currency
+    minor = to_minor(element.text or "", currency)
+    # ISO 20022 amounts are never negative (their side is CdtDbtInd): a "-25.00" credit was
+    # read as a credit of minus £25.
+    if minor < 0:
+        raise InvalidRequest(
+            f"amount {(element.text or '').strip()!r} has a minus sign: camt.053 writes "
+            "amounts without one, the side in CdtDbtInd (CRDT or DBIT)"
+        )
+    return minor, currency
 
 
 def _camt_statement(stmt: ET.Element) -> Statement:
     account = _text(stmt, "Acct", "Id", "IBAN") or _text(stmt, "Acct", "Id", "Othr", "Id")
     currency = _text(stmt, "Acct", "Ccy").upper()
+    name = f"statement {_text(stmt, 'Id') or '(no id)'}"
     balances: dict[str, int] = {}
     for balance in _path(stmt, "Bal"):
         code = _text(balance, "Tp", "CdOrPrtry", "Cd")
-        amount = _camt_amount(_child(balance, "Amt"))
+        try:
+            amount = _camt_amount(_child(balance, "Amt"))
+        except InvalidRequest as error:
+            raise InvalidRequest(f"{name}, balance {code} (Bal): {error.message}") from None
         if amount is None:
             continue
         sign = -1 if _text(balance, "CdtDbtInd") == "DBIT" else 1
         balances.setdefault(code, sign * amount[0])
         currency = currency or amount[1]
-    lines = [_camt_entry(entry, currency) for entry in _path(stmt, "Ntry")]
+    lines = [
+        _camt_entry(entry, currency, f"{name}, entry {number}")
+        for number, entry in enumerate(_path(stmt, "Ntry"), start=1)
+    ]
     return Statement(
         statement_id=_text(stmt, "Id"),
         account=account,
@@ -271,10 +296,18 @@ def _camt_statement(stmt: ET.Element) -> Statement:
     )
 
 
-def _camt_entry(entry: ET.Element, currency: str) -> StatementLine:
+def _camt_entry(entry: ET.Element, currency: str, where: str) -> StatementLine:
+    """One entry; a refusal names it (`where`: its statement and its number there)."""
+    try:
+        return _camt_line(entry, currency)
+    except InvalidRequest as error:
+        raise InvalidRequest(f"{where} (Ntry): {error.message}") from None
+
+
+def _camt_line(entry: ET.Element, currency: str) -> StatementLine:
     amount = _camt_amount(_child(entry, "Amt"))
     if amount is None:
-        raise InvalidRequest("a statement entry (Ntry) has no amount (Amt)")
+        raise InvalidRequest("the entry has no amount (Amt)")
     code = _camt_code(entry)
     details = tuple(_camt_detail(tx) for tx in _path(entry, "NtryDtls", "TxDtls"))
     reasons = [_text(tx, "RtrInf", "Rsn", "Cd") for tx in _path(entry, "NtryDtls", "TxDtls")]
@@ -348,15 +381,24 @@ def parse_bai2(text: str) -> list[Statement]:
         )
     if not records:
         raise InvalidRequest("the BAI2 file is empty: ask the bank for the file again")
-    reader = _Bai2Reader([record.lines for record in records])
+    built = [_bai2_built(record) for record in records]
+    reader = _Bai2Reader(records, built)
     try:
         document = bai2_parsers.Bai2FileParser(reader, check_integrity=True).parse()
+    except InvalidRequest:
+        raise
     except Exception as error:  # the library raises its own several error classes
         raise InvalidRequest(_bai2_problem(error, records, reader.index)) from None
+    _check_bai2_fields(records[-1], built[-1].fields)  # the last, never advanced from
+    headers = [
+        (record, fields.fields[BAI2_GROUP_CURRENCY_INDEX].strip())
+        for record, fields in zip(records, built, strict=True)
+        if record.code == "02"
+    ]
     statements = []
-    for group in document.children:
+    for group, header in zip(document.children, headers, strict=True):
         for account in group.children:
-            statements.append(_bai2_account(group, account))
+            statements.append(_bai2_account(group, account, header))
     return _renumber(statements)
 
 
@@ -406,24 +448,116 @@ def _bai2_records(text: str) -> list[_Bai2Record]:
     return records
 
 
+# A group header's fields after its code: receiver, originator, status, as-of date and time,
+# currency (field 7 of the record, counting its code), as-of-date modifier.
+BAI2_GROUP_HEADER_FIELDS = 7
+BAI2_GROUP_DATE_INDEX = 3
+BAI2_GROUP_CURRENCY_INDEX = 5
+
+
+def _bai2_built(record: _Bai2Record):
+    """The library's Record (its fields split as the library splits them). A record that
+    ends with '/' leaves the fields after it defaulted (BAI2's rule): a group header so
+    ended before its currency is given its empty fields, which the library requires."""
+    from bai2.constants import RecordCode
+    from bai2.helpers import _build_record
+
+    built = _build_record([(RecordCode(line[:2]), line[3:]) for line in record.lines])
+    short = BAI2_GROUP_HEADER_FIELDS - len(built.fields)
+    if record.code == "02" and record.lines[-1].endswith("/") and short > 0:
+        built.fields += [""] * short
+    return built
+
+
+# BAI2 amounts are whole minor units in ASCII digits: a transaction's unsigned, a summary's
+# and a control total's with an optional sign. Python's int(), which the library reads them
+# with, also takes "1_250", " 12", "+1250" and Arabic-Indic digits, and a transaction's
+# "-1250" became a negative credit.
+_BAI2_UNSIGNED = re.compile(r"^[0-9]+$", re.ASCII)
+_BAI2_SIGNED = re.compile(r"^[+-]?[0-9]+$", re.ASCII)
+_BAI2_DATE = re.compile(r"^[0-9]{6}$", re.ASCII)
+BAI2_FUNDS_FIELDS = {"S": 3, "V": 2}  # 'D': a count, then that many (day, amount) pairs
+BAI2_HOW_TO_WRITE = (
+    "BAI2 writes amounts as whole pence in digits, without a decimal point, e.g. 1250 for £12.50"
+)
+
+
+def _check_bai2_fields(record: _Bai2Record, fields: list[str]) -> None:
+    """Refuse an amount the library would read with a sign it may not have or from text
+    that is not plain digits, and a group's as-of date not written YYMMDD; a field the
+    walk cannot place is left to the library."""
+    where = _bai2_where(record)
+    if record.code == "16":
+        amount = fields[1] if len(fields) > 1 else None
+        if amount == "":
+            raise InvalidRequest(
+                f"{where}: the transaction has no amount: ask the bank for the file again"
+            )
+        if amount is not None and not _BAI2_UNSIGNED.match(amount):
+            raise InvalidRequest(
+                f"{where}: the amount {amount!r} is not a whole number of pence: "
+                f"{BAI2_HOW_TO_WRITE}, and a transaction's without a sign (its type code says "
+                "credit or debit)"
+            )
+    elif record.code == "03":
+        for code, amount in _bai2_summary_amounts(fields[2:]):
+            if amount and not _BAI2_SIGNED.match(amount):
+                raise InvalidRequest(
+                    f"{where}: the amount {amount!r} of summary type {code} is not a whole "
+                    f"number of pence: {BAI2_HOW_TO_WRITE}, with a + or - in front at most"
+                )
+    elif record.code == "02" and len(fields) > BAI2_GROUP_DATE_INDEX:
+        # The as-of date is every line's booking date. strptime's %y%m%d takes one-digit
+        # months and days: "26111" was 1 November 2026, where 11 January is as likely.
+        day = fields[BAI2_GROUP_DATE_INDEX]
+        if not _BAI2_DATE.match(day):
+            raise InvalidRequest(
+                f"{where}: the as-of date {day!r} (field 5) is not a date written YYMMDD, "
+                "six digits (261201 for 1 December 2026): ask the bank for the file again"
+            )
+    elif record.code in ("49", "98", "99") and fields:
+        total = fields[0]
+        if total and not _BAI2_SIGNED.match(total):
+            raise InvalidRequest(
+                f"{where}: the control total {total!r} is not a whole number of pence: "
+                f"{BAI2_HOW_TO_WRITE}, with a + or - in front at most"
+            )
+
+
+def _bai2_summary_amounts(rest: list[str]) -> Iterator[tuple[str, str]]:
+    """An 03 record's (type code, amount) pairs, walked as the library walks them."""
+    while len(rest) >= 4:
+        code, amount, funds = rest[0], rest[1], rest[3]
+        yield code, amount
+        rest = rest[4:]
+        if funds == "D":
+            if not rest or not _BAI2_UNSIGNED.match(rest[0]):
+                return
+            rest = rest[1 + 2 * int(rest[0]) :]
+        else:
+            rest = rest[BAI2_FUNDS_FIELDS.get(funds, 0) :]
+
+
 class _Bai2Reader:
-    """The library's record iterator over our records, counting them so that an error
-    names the record being read."""
+    """The library's record iterator over our records (built by _bai2_built), counting
+    them so that an error names the record being read, and checking each one's amounts
+    once the library has read it (so its own checks of the record come first), before the
+    next record (so before a trailer's totals are compared)."""
 
-    def __init__(self, records: list[tuple[str, ...]]) -> None:
-        from bai2.constants import RecordCode
-        from bai2.helpers import _build_record
-
-        self._records = iter(
-            _build_record([(RecordCode(line[:2]), line[3:]) for line in lines]) for lines in records
-        )
+    def __init__(self, records: list[_Bai2Record], built: list) -> None:
+        self._records = records
+        self._built = built
         self.index = -1
         self.current_record = None
         self.advance()
 
     def advance(self) -> None:
-        self.current_record = next(self._records)
+        if self.index >= 0:
+            _check_bai2_fields(self._records[self.index], self.current_record.fields)
+        if self.index + 1 >= len(self._built):
+            raise StopIteration
         self.index += 1
+        self.current_record = self._built[self.index]
 
 
 def _bai2_problem(error: Exception, records: list[_Bai2Record], index: int) -> str:
@@ -489,9 +623,20 @@ def _bai2_what(error: Exception, detail: str, record: _Bai2Record) -> str:
     return "the record cannot be read as BAI2"
 
 
-def _bai2_account(group, account) -> Statement:
-    currency = (account.header.currency or group.header.currency or "").upper()
+def _bai2_account(group, account, header: tuple[_Bai2Record, str]) -> Statement:
+    """An account's statement; its currency is its 03 record's, else its group's (02),
+    else the library's default for a group header without one (US dollars), noted as
+    unstated: no GBP account's file means that default."""
     number = account.header.customer_account_number
+    group_record, group_currency = header
+    currency = (account.header.currency or group_currency or group.header.currency).upper()
+    unstated = ""
+    if not (account.header.currency or group_currency):
+        unstated = (
+            f"{_bai2_where(group_record)} field {BAI2_GROUP_CURRENCY_INDEX + 2} (after the "
+            f"as-of time) must name GBP, or account {number}'s 03 record its field 3; BAI2 "
+            f"reads a group header without one as {currency}"
+        )
     summary = {}
     for item in account.header.summary_items:
         if item.type_code is None:  # the library leaves an empty type code as None
@@ -532,6 +677,7 @@ def _bai2_account(group, account) -> Statement:
         opening_minor=int(opening) if opening is not None else None,
         closing_minor=int(closing) if closing is not None else None,
         lines=tuple(lines),
+        currency_unstated=unstated,
     )
 
 
@@ -604,19 +750,121 @@ class _Mt940FieldError(Exception):
         self.error = error
 
 
+class _Mt940Refusal(ValueError):
+    """A date or amount the strict reading (_mt940_strict_amount) refuses: what to fix,
+    in words."""
+
+
+# SWIFT's amount (15d): ASCII digits, at least one before the decimal comma, which is
+# mandatory, at most 15 characters with it. The library's own pattern ([\d,]{1,15}) stops at
+# the first other character and leaves the rest to the next subfield: "1x,50" was read as
+# 1.00, "1.50" as 1.00, "12345678901234567,50" as its first 15 characters, and its \d takes
+# Arabic-Indic digits.
+_MT940_AMOUNT = r"(?P<amount>[0-9]{1,14},[0-9]*)"
+MT940_AMOUNT_LENGTH = 15
+# A statement line (:61:) up to its debit/credit mark (6!n[4!n]2a), as the library reads it;
+# then the funds code ([1!a]), the amount, and the transaction type, which must follow the
+# amount (1!a3!c: N, S or F and three letters or digits, e.g. NTRF).
+_MT940_LINE_HEAD = re.compile(r"^[0-9]{6}(?:[0-9]{2}|\s{2})?(?:[0-9]{2}|\s{2})?R?[DC]", re.ASCII)
+_MT940_LINE_AMOUNT = re.compile(
+    rf"(?:[A-Z](?=[0-9]))?[\n ]?{_MT940_AMOUNT}[NSF][A-Z0-9]{{3}}", re.ASCII
+)
+_MT940_LINE_AMOUNT_AS_WRITTEN = re.compile(
+    r"(?:[A-Z](?=[0-9.,]))?[\n ]?(?P<amount>[^\n]*?)(?=[NSF][A-Z0-9]{3}|//|\n|$)"
+)
+# A balance (:60F:, :62F:, ...): 1!a6!n3!a15d and nothing after it on its line.
+MT940_BALANCE_TAGS = frozenset({"60", "60F", "60M", "62", "62F", "62M", "64", "65"})
+# Where a field's dates end: a line's value and entry dates (6!n[4!n]), a balance's date
+# after its D/C mark (1!a6!n).
+MT940_LINE_DATES_END = 10
+MT940_BALANCE_DATE_END = 7
+_MT940_BALANCE_HEAD = re.compile(r"^[DC][0-9]{6}[A-Z]{3}", re.ASCII)
+_MT940_BALANCE_AMOUNT = re.compile(rf"^{_MT940_AMOUNT}$", re.ASCII)
+
+
+def _mt940_strict_amount(tag: str, value: str) -> Decimal | None:
+    """The amount of a statement line or balance field as SWIFT writes it (None for other
+    fields, and for a field whose start the library refuses itself, naming what is wrong);
+    refuses one the library would misread."""
+    if tag in MT940_BALANCE_TAGS or tag == "61":
+        # The library's \d takes other scripts' digits (and int() reads them) in its dates.
+        start = value[: MT940_LINE_DATES_END if tag == "61" else MT940_BALANCE_DATE_END]
+        if not start.isascii():
+            raise _Mt940Refusal(
+                f"{start!r} is not written in the digits 0-9: MT940 writes its dates YYMMDD "
+                "and its amounts like 12,50"
+            )
+    if tag == "61":
+        head = _MT940_LINE_HEAD.match(value)
+        if head is None:
+            return None
+        rest = value[head.end() :]
+        strict = _MT940_LINE_AMOUNT.match(rest)
+        written = _MT940_LINE_AMOUNT_AS_WRITTEN.match(rest)
+        follows = "then the transaction type, e.g. NTRF"
+    elif tag in MT940_BALANCE_TAGS:
+        line = value.split("\n", 1)[0].rstrip()
+        head = _MT940_BALANCE_HEAD.match(line)
+        if head is None:
+            return None
+        rest = line[head.end() :]
+        strict = _MT940_BALANCE_AMOUNT.match(rest)
+        written = None
+        follows = "and nothing after it"
+    else:
+        return None
+    if strict is None or len(strict["amount"]) > MT940_AMOUNT_LENGTH:
+        shown = written["amount"] if written else rest
+        raise _Mt940Refusal(
+            f"the amount {shown[:40]!r} is not written as MT940 requires: digits with a "
+            f"decimal comma, at most {MT940_AMOUNT_LENGTH} characters (e.g. 1250,00 or 12,5), "
+            f"{follows}"
+        )
+    return Decimal(strict["amount"].replace(",", "."))
+
+
 @cache
 def _mt940_reader_class() -> type:
     import mt940
 
     class FieldReporting(mt940.models.Transactions):
         def _process_match(self, match, i, valid_matches, data) -> None:
+            tag = match.group("full_tag")
+            end = valid_matches[i + 1].start() if valid_matches[i + 1 : i + 2] else len(data)
             try:
+                strict = _mt940_strict_amount(tag, data[match.end() : end].strip())
                 super()._process_match(match, i, valid_matches, data)
+                if strict is not None:
+                    _check_mt940_amount(self._amount_read(match), strict)
             except Exception as error:
                 line_index = data.count("\n", 0, match.start())
-                raise _Mt940FieldError(match.group("full_tag"), line_index, error) from error
+                raise _Mt940FieldError(tag, line_index, error) from error
+
+        def _amount_read(self, match):
+            """The Amount the library made of the field just read."""
+            if match.group("full_tag") == "61":
+                return self.transactions[-1].data["amount"]
+            tag = (
+                self.tags.get(match.group("full_tag"))
+                or self.tags[self.normalize_tag_id(match.group("tag"))]
+            )
+            return self.data[tag.slug].amount
 
     return FieldReporting
+
+
+def _check_mt940_amount(amount, strict: Decimal) -> None:
+    """The library's reading must be the strict one; and a line's or balance's amount may
+    have no more decimals than its currency (its statement's)."""
+    if abs(amount.amount) != strict:
+        raise _Mt940Refusal(
+            f"the amount reads as {abs(amount.amount)} where it is written {strict}"
+        )
+    if amount.currency is not None:
+        try:
+            to_minor(strict, amount.currency)
+        except InvalidRequest as error:
+            raise _Mt940Refusal(error.message) from None
 
 
 def _mt940_transactions():
@@ -636,6 +884,10 @@ def _mt940_problem(error: _Mt940FieldError, chunk: str, first_line: int) -> str:
     detail = str(cause)
     if isinstance(cause, RuntimeError) and len(cause.args) == 3:  # (message, tag, value)
         detail = f"no match for {str(cause.args[2])[:60]!r}"
+    if isinstance(cause, _Mt940Refusal):
+        return (
+            f"line {line} (field :{error.tag}:, {name}): {detail}. Ask the bank for the file again"
+        )
     if isinstance(cause, KeyError):
         what = f"the field :{error.tag}: is not an MT940 field"
     elif isinstance(cause, RuntimeError):
@@ -756,7 +1008,15 @@ def _statement_problems(statement: Statement) -> list[LineProblem]:
     name = f"statement {statement.statement_id or '(no id)'} of account {statement.account}"
     problems = []
     currency = statement.currency or "no currency"
-    if currency != LEDGER_CURRENCY:
+    if statement.currency_unstated:
+        problems.append(
+            LineProblem(
+                0,
+                f"{name}: the currency is missing: {statement.currency_unstated}. Ask the "
+                "bank for the file with its currency",
+            )
+        )
+    elif currency != LEDGER_CURRENCY:
         problems.append(
             LineProblem(
                 0,

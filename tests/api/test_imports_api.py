@@ -162,3 +162,31 @@ def test_a_broken_bai2_or_mt940_upload_is_a_422_naming_the_line_to_fix(client, l
         assert response.json()["code"] == "import_refused"
         assert any(says in error["reason"] for error in response.json()["errors"]), response.text
     assert ledger.max_position() == before
+
+
+def test_a_statement_with_a_malformed_amount_is_refused_whole_not_misread(client, ledger) -> None:
+    """Each file's balances agree with what the parsers used to make of its amount, so
+    each imported: an MT940 "1x,50" as £1.00, a BAI2 "-1250" and a camt "-25.00" as
+    credits of minus £12.50 and £25.00. Now each is refused whole, naming the line."""
+    from tests.application.test_statement_imports import bai2, camt, entry, mt940
+
+    swift = mt940(("C", "1,00", "REF1")).replace(b"C1,00NTRF", b"C1x,50NTRF")
+    bank = (
+        bai2()
+        .replace(b"16,399,1250,", b"16,399,-1250,")
+        .replace(b"015,11250,", b"015,8750,")
+        .replace(b",22500,", b",17500,")
+    )
+    xml = camt(entry("25.00", ref="B1"), closing="975.00").replace(b">25.00<", b">-25.00<")
+    before = ledger.max_position()
+    for bad, name, says in [
+        (swift, "day.sta", "line 5 (field :61:, a statement line): the amount '1x,50'"),
+        (bank, "day.bai2", "line 4 (record 16, a transaction): the amount '-1250'"),
+        (xml, "day.xml", "statement S1, entry 1 (Ntry): amount '-25.00' has a minus sign"),
+    ]:
+        response = upload(client, bad, name=name)
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "import_refused"
+        assert "refused whole, nothing was recorded" in response.json()["detail"]
+        assert any(says in error["reason"] for error in response.json()["errors"]), response.text
+    assert ledger.max_position() == before

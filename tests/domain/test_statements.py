@@ -387,3 +387,220 @@ def test_an_mt940_line_number_counts_from_the_top_of_the_file() -> None:
     second = _broken_mt940(6, lambda row: row[:6] + "13" + row[8:])
     with pytest.raises(InvalidRequest, match=r"^line 17 \(field :61:"):
         parse_mt940(first + "\r\n" + second)
+
+
+def _mt940_with_line_amount(written: str, read_as: str = "1,00") -> str:
+    """A statement whose one credit line's amount is `written`, its closing balance made
+    for `read_as` (what a lax reader makes of it: then the file reconciles)."""
+    from tests.application.test_statement_imports import mt940
+
+    text = mt940(("C", read_as, "R1")).decode()
+    return text.replace(f"C{read_as}NTRF", f"C{written}NTRF", 1)
+
+
+# (written, what the library read it as: the file's balances made to agree with that)
+MALFORMED_MT940_AMOUNTS = [
+    ("1x,50", "1,00"),
+    ("1.50", "1,00"),
+    (",50", "0,50"),
+    ("1,50x", "1,50"),
+    ("1,50X", "1,50"),
+    ("1250", "1250,00"),
+    ("12345678901234567,50", "1,00"),
+    ("\u0661,50", "1,50"),
+    ("12,50 ", "12,50"),
+    ("1,5,0", "1,00"),
+    ("", "1,00"),
+]
+
+
+@pytest.mark.parametrize(("written", "read_as"), MALFORMED_MT940_AMOUNTS)
+def test_an_mt940_line_with_a_malformed_amount_refuses_the_file_naming_its_line(
+    written, read_as
+) -> None:
+    """The library stops an amount at its first character that is not a digit or comma
+    and reads the rest as the reference: "1x,50" was a credit of 1.00, and a statement
+    whose balances agreed with that reconciled and imported it."""
+    with pytest.raises(InvalidRequest) as refused:
+        parse_mt940(_mt940_with_line_amount(written, read_as))
+    message = refused.value.message
+    assert message.startswith("line 5 (field :61:, a statement line): the amount "), message
+    assert f"{written.strip()[:40]!r}"[1:-1] in message
+    assert "digits with a decimal comma" in message and "Ask the bank" in message
+
+
+def test_an_mt940_line_with_more_decimals_than_pounds_names_its_line() -> None:
+    with pytest.raises(InvalidRequest, match=r"^line 5 \(field :61:.*more decimals than GBP"):
+        parse_mt940(_mt940_with_line_amount("1,505"))
+
+
+@pytest.mark.parametrize("amount", ["100,00x", "100.00", "1x00,00", "100,00 GBP", ",5"])
+def test_an_mt940_balance_with_a_malformed_amount_refuses_the_file(amount) -> None:
+    """A balance's amount had no end either: "100,00x" was 100.00, "1x00,00" 1.00."""
+    from tests.application.test_statement_imports import mt940
+
+    rows = mt940(("C", "1,00", "R1")).decode().split("\r\n")
+    rows[3] = rows[3].replace("100,00", amount)
+    with pytest.raises(InvalidRequest) as refused:
+        parse_mt940("\r\n".join(rows))
+    assert refused.value.message.startswith("line 4 (field :60F:, the opening balance): ")
+    assert "digits with a decimal comma" in refused.value.message
+
+
+def _strict_mt940_pence(text: str) -> int | None:
+    """SWIFT's reading of a GBP amount (15d): None when it is not one."""
+    whole, comma, fraction = text.partition(",")
+    if not (comma and whole.isascii() and whole.isdigit() and len(text) <= 15):
+        return None
+    if not (fraction == "" or (fraction.isascii() and fraction.isdigit())) or len(fraction) > 2:
+        return None
+    return int(whole) * 100 + int(fraction.ljust(2, "0"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789,.xX -\u0661", max_size=20))
+def test_an_mt940_amount_is_read_exactly_or_refused(written) -> None:
+    """Whatever the amount field holds, a line is read as exactly its strict pence, or the
+    file is refused: never another amount."""
+    try:
+        (statement,) = parse_mt940(_mt940_with_line_amount(written))
+    except InvalidRequest:
+        return
+    (line,) = statement.lines
+    assert _strict_mt940_pence(written) == line.amount_minor
+
+
+def _bai2_with_amount(written: str) -> str:
+    """The test BAI2 file with its 16 record's amount `written`, its control totals made
+    for what Python's int() (the library's reader) makes of it, so only the amount differs."""
+    from tests.application.test_statement_imports import bai2
+
+    try:
+        read = int(written)
+    except ValueError:
+        read = 1250
+    text = bai2("1250").decode()
+    return (
+        text.replace("16,399,1250,", f"16,399,{written},", 1)
+        .replace("10000,,,015,11250", f"10000,,,015,{10_000 + read}")
+        .replace(",22500,", f",{20_000 + 2 * read},")
+    )
+
+
+@pytest.mark.parametrize("amount", ["-1250", "+1250", "1_250", " 1250", "\u0661\u0662\u0665\u0660"])
+def test_a_bai2_transaction_amount_that_is_not_plain_digits_refuses_the_file(amount) -> None:
+    """int() took all of these: "-1250" was a credit of minus £12.50 that imported as one
+    when the file's totals agreed with it; the others' amounts were guesses."""
+    with pytest.raises(InvalidRequest) as refused:
+        parse_bai2(_bai2_with_amount(amount))
+    message = refused.value.message
+    assert message.startswith(f"line 4 (record 16, a transaction): the amount {amount!r} is not")
+    assert "whole pence in digits" in message
+
+
+def test_a_bai2_transaction_without_an_amount_refuses_the_file() -> None:
+    """An empty amount was read as nothing, so the line as no money: dropped unseen."""
+    with pytest.raises(InvalidRequest, match=r"^line 4 \(record 16.*has no amount"):
+        parse_bai2(_bai2_with_amount(""))
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("010,10000,", "010,1_0000,"), ("010,10000,", "010, 10000,"), ("49,22500", "49,22_500")],
+)
+def test_a_bai2_balance_or_total_that_is_not_plain_digits_refuses_the_file(old, new) -> None:
+    content = _broken_bai2(old, new)
+    with pytest.raises(InvalidRequest, match="is not a whole number of pence"):
+        parse_bai2(content)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789+-_ .x\u0661", max_size=14))
+def test_a_bai2_amount_is_read_exactly_or_refused(written) -> None:
+    try:
+        (statement,) = parse_bai2(_bai2_with_amount(written))
+    except InvalidRequest:
+        return
+    (line,) = statement.lines
+    assert written.isascii() and written.isdigit() and int(written) == line.amount_minor
+
+
+def _bai2_file_import(content: str):
+    from domain.imports import ImportFormat
+    from domain.statements import statement_file
+
+    return statement_file(content.encode(), ImportFormat.BAI2)
+
+
+def test_a_bai2_group_without_a_currency_says_it_is_missing_and_where_to_name_gbp() -> None:
+    """It said the statement was "in USD" (the library's default), which the file never
+    said. An account (03) naming GBP is what the group's missing currency defaults to
+    (BAI2's rule): that file imports, also when the header ends with '/' before it."""
+    no_currency = _broken_bai2("2400,GBP,/", "2400,,/").replace("03,12345678,GBP,", "03,12345678,,")
+    (problem,) = _bai2_file_import(no_currency).problems
+    assert "the currency is missing" in problem.reason
+    assert "line 2 (record 02, a group header) field 7" in problem.reason
+    assert "must name GBP" in problem.reason and "is in USD" not in problem.reason
+    for header in ("2400,,/", "2400/"):
+        parsed = _bai2_file_import(_broken_bai2("2400,GBP,/", header))
+        assert parsed.problems == () and [line.amount_pence for line in parsed.lines] == [1250]
+    ended_early = _broken_bai2("2400,GBP,/", "2400/").replace("03,12345678,GBP,", "03,12345678,,")
+    (problem,) = _bai2_file_import(ended_early).problems
+    assert "the currency is missing" in problem.reason
+
+
+@pytest.mark.parametrize("amount", ["-25.00", "-0.01"])
+def test_a_camt_entry_with_a_negative_amount_refuses_the_file_naming_the_entry(amount) -> None:
+    """A "-25.00" credit was a credit of minus £25.00 (its side is CdtDbtInd)."""
+    from tests.application.test_statement_imports import camt, entry
+
+    content = camt(entry("25.00", ref="B1"), closing="975.00").replace(
+        b">25.00<", f">{amount}<".encode()
+    )
+    with pytest.raises(InvalidRequest, match=r"^statement S1, entry 1 \(Ntry\): .*minus sign"):
+        parse_camt053(content)
+    balance = camt(entry("25.00", ref="B1"), opening="0.00").replace(b">0.00<", b">-0.01<")
+    with pytest.raises(InvalidRequest, match=r"^statement S1, balance OPBD \(Bal\): .*minus"):
+        parse_camt053(balance)
+
+
+def test_a_camt_date_time_that_is_not_one_refuses_the_file() -> None:
+    """Its first ten characters were read, whatever followed them."""
+    from tests.application.test_statement_imports import TODAY, camt, entry
+
+    content = camt(entry("25.00", ref="B1")).replace(
+        f"<BookgDt><Dt>{TODAY}</Dt>".encode(), f"<BookgDt><DtTm>{TODAY}x</DtTm>".encode()
+    )
+    with pytest.raises(InvalidRequest, match="entry 1 .* in BookgDt is not a date"):
+        parse_camt053(content)
+    fine = content.replace(f"{TODAY}x".encode(), f"{TODAY}T10:30:00+01:00".encode())
+    (statement,) = parse_camt053(fine)
+    assert statement.lines[0].booking_date == TODAY
+
+
+@pytest.mark.parametrize("day", ["26111", "2612 1", "\u0662\u0666" + "1201"])
+def test_a_bai2_as_of_date_not_written_yymmdd_refuses_the_file(day) -> None:
+    """strptime's %y%m%d took "26111" as 1 November 2026 (11 January is as likely), and
+    other scripts' digits: the as-of date is every line's booking date."""
+    from tests.application.test_statement_imports import TODAY
+
+    old = f"02,COUNCIL,SENDER,1,{TODAY.strftime('%y%m%d')},"
+    with pytest.raises(InvalidRequest) as refused:
+        parse_bai2(_broken_bai2(old, f"02,COUNCIL,SENDER,1,{day},"))
+    message = refused.value.message
+    assert message.startswith(f"line 2 (record 02, a group header): the as-of date {day!r}")
+    assert "YYMMDD" in message
+
+
+@pytest.mark.parametrize(("index", "field"), [(4, ":61:"), (3, ":60F:")])
+def test_an_mt940_date_in_other_digits_refuses_the_file(index, field) -> None:
+    """The library's \\d took Arabic-Indic digits, which int() reads."""
+    from tests.application.test_statement_imports import mt940
+
+    rows = mt940(("C", "1,00", "R1")).decode().split("\r\n")
+    at = len(field) + (1 if field == ":60F:" else 0)
+    rows[index] = rows[index][:at] + "\u0662\u0666" + rows[index][at + 2 :]
+    with pytest.raises(InvalidRequest) as refused:
+        parse_mt940("\r\n".join(rows))
+    assert refused.value.message.startswith(f"line {index + 1} (field {field}")
+    assert "is not written in the digits 0-9" in refused.value.message

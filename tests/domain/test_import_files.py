@@ -1,0 +1,65 @@
+"""Allpay and CSV files read into lines (no database): every amount, count and date read
+exactly as written or the line refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.imports import parse_allpay, parse_csv
+from tests.application.test_imports import DAY, allpay_file, allpay_line, csv_file
+from tests.domain.helpers import CT_REF
+
+
+def _trailer_file(total_row: str, count_row: str) -> str:
+    details = [allpay_line(CT_REF, "60.00"), allpay_line(CT_REF, "60.00")]
+    return "\r\n".join([*details, "", total_row, count_row, ""])
+
+
+@pytest.mark.parametrize(
+    ("total_row", "count_row"),
+    [
+        ("Total Amount Updated onto System:120.00", "Total Transactions updated onto System: 2"),
+        (
+            "Total Amount Updated onto System:                       120.00",
+            "Total Transactions updated onto System:                        2",
+        ),
+    ],
+)
+def test_an_allpay_trailer_value_out_of_its_columns_is_read_whole(total_row, count_row) -> None:
+    """The total was cut to columns 34-51: "...System:120.00" read as 20.00, and a file
+    that added up was refused naming a total it never said."""
+    parsed = parse_allpay(_trailer_file(total_row, count_row))
+    assert parsed.problems == ()
+    assert (parsed.control_total_pence, parsed.control_count) == (12_000, 2)
+
+
+@pytest.mark.parametrize("count", ["\u00b2", "\u0662"])
+def test_an_allpay_trailer_count_that_is_not_plain_digits_is_a_problem_not_a_crash(count) -> None:
+    """str.isdigit() took "²", which int() then refused: a ValueError, not a refusal."""
+    parsed = parse_allpay(
+        _trailer_file(
+            "Total Amount Updated onto System:             120.00",
+            f"Total Transactions updated onto System: {count:>17}",
+        )
+    )
+    assert any(f"total count {count!r} is not a number" in p.reason for p in parsed.problems)
+    assert parsed.control_count is None
+
+
+def test_an_allpay_amount_that_overflows_its_columns_is_refused() -> None:
+    """1234567.89 does not fit columns 24-32: its first digit ended the reference, and
+    the line was read as 234567.89."""
+    row = f"{'335610':>7}{'123456789012345':<15}{'1234567.89':>10}P{DAY}"
+    assert row[23:32] == "234567.89"
+    parsed = parse_allpay(allpay_file(row, total="234567.89").decode())
+    (problem,) = parsed.problems
+    assert problem.line_number == 1 and "overflows its columns" in problem.reason
+
+
+@pytest.mark.parametrize("day", ["20261130", "2026-W48-1"])
+def test_a_csv_date_not_written_yyyy_mm_dd_is_refused(day) -> None:
+    """date.fromisoformat took 20261130 and 2026-W48-1 (a Monday, read as that day)."""
+    content = csv_file(f"cash,12.50,{CT_REF},{day},,").decode()
+    parsed = parse_csv(content, 1250, 1)
+    (problem,) = parsed.problems
+    assert problem.line_number == 2 and "is not a date like 2026-03-31" in problem.reason
