@@ -34,7 +34,6 @@ from domain.limits import (
     uk_today,
 )
 from domain.payment import Channel, PaymentStatus
-from domain.references import normalise_reference
 from projections import queries
 from projections.ledger_view import AUDIT_COLUMNS
 from projections.schema import SUSPENSE_FUND
@@ -134,7 +133,7 @@ def find_payments(
     with svc.read_engine.connect() as connection:
         items, total = queries.search_payments(
             connection,
-            reference=normalise_reference(reference) if reference else None,
+            reference=reference or None,
             fund_code=fund_code.upper() if fund_code else None,
             channel=channel.value if channel else None,
             status=status.value if status else None,
@@ -205,7 +204,7 @@ def account(
         position = queries.read_model_position(connection)
         fund = svc.ledger.fund(fund_code, user.access, covering=position)
         statement = queries.account_statement(
-            connection, fund["code"], normalise_reference(reference), limit=limit, offset=offset
+            connection, fund["code"], reference, limit=limit, offset=offset
         )
     return model_response(
         AccountOut, statement | {"position": position, "limit": limit, "offset": offset}

@@ -428,7 +428,7 @@ def _original(
         # A rule may have rewritten the receipt's reference: the file's is the one to match.
         file_reference = (candidate.import_rule or {}).get("file_reference")
         if (
-            (file_reference or candidate.reference) != reference
+            normalise_reference(file_reference or candidate.reference) != reference
             or candidate.amount_pence != line.amount_pence
             or candidate.payment_id in taken
         ):

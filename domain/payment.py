@@ -51,7 +51,7 @@ from domain.limits import (
     require_length,
 )
 from domain.money import require_positive_pence
-from domain.references import capitals, legacy_normalise_reference, normalise_reference
+from domain.references import capitals, normalise_reference
 from domain.refund_approval import PendingRefund, RefundApproval
 
 MAX_ALLOCATION_LINES = 50
@@ -1180,11 +1180,19 @@ class Payment(RefundApproval, Aggregate):
         return [line for line in self.lines.values() if line.amount_pence]
 
     def line(self, fund_code: str, reference: str) -> AllocationLine:
-        key = line_key(fund_code.upper(), normalise_reference(reference))
-        line = self.lines.get(key)
-        if line is None:  # recorded before full-width characters were folded, typed as then
-            line = self.lines.get(
-                line_key(fund_code.upper(), legacy_normalise_reference(reference))
+        typed = normalise_reference(reference)
+        line = self.lines.get(line_key(fund_code.upper(), typed))
+        if line is None:  # recorded before references were folded (full-width, zero-width)
+            line = next(
+                (
+                    x
+                    for x in self.lines.values()
+                    if x.fund_code == fund_code.upper()
+                    and not x.reference.isascii()
+                    and normalise_reference(x.reference) == typed
+                    and x.amount_pence
+                ),
+                None,
             )
         if line is None or line.amount_pence == 0:
             held = ", ".join(f"{x.fund_code} {x.reference}" for x in self.lines_with_money())

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
 from domain.funds import FundChart
@@ -34,6 +35,7 @@ from domain.postings import (
     income_account,
     postings_for,
 )
+from domain.references import normalise_reference
 from projections.bulk_write import (
     insert_processed,
     insert_rows,
@@ -256,6 +258,8 @@ class _State:
         self.payments: dict[str, dict[str, Any]] = {}
         self.lines: dict[str, dict[tuple[str, str], dict]] = defaultdict(dict)
         self.touched: set[str] = set()
+        # (the form typed now, the form recorded) of references recorded unfolded
+        self.forms: set[tuple[str, str]] = set()
 
     # ---- loading ---------------------------------------------------------------------------
 
@@ -288,6 +292,7 @@ class _State:
         channel = self._channel(event, payment_id)
         if isinstance(event, Payment.Received):
             self._received(event, payment_id)
+            self._note_form(event.reference)
         rows = posting_tuples(position, event, postings, payment_id, moment, channel, identifier)
         self.postings.extend(rows)
         accounts, subjects = self.accounts, self.accounts.extra
@@ -298,6 +303,7 @@ class _State:
             figures["postings_count"] += 1
             if key not in subjects:  # an account's fund and reference are in its name
                 subjects[key] = account_subject(posting)
+                self._note_form(posting.reference)
             self._add_figures(posting, row[_POSTING_CHANNEL], row[_POSTING_DAY], payment_id)
         self.audit.append(audit_tuple(position, event, payment_id, moment, identifier))
         if payment_id is not None:
@@ -315,6 +321,15 @@ class _State:
                     "position": position,
                 }
             )
+
+    def _note_form(self, reference: str | None) -> None:
+        """A reference recorded in a form that typing no longer gives (full-width digits, a
+        zero-width space: recorded before 2026-12-01) is listed under the form it is typed
+        in now. ASCII is always in that form (the common case: nothing to do)."""
+        if reference and not reference.isascii():
+            typed = normalise_reference(reference)
+            if typed != reference:
+                self.forms.add((typed, reference))
 
     def _channel(self, event: Any, payment_id: str | None) -> str | None:
         if isinstance(event, Payment.Received):
@@ -472,6 +487,7 @@ class _State:
         insert_tuples(connection, model.postings, POSTING_COLUMNS, self.postings)
         insert_tuples(connection, model.audit_trail, AUDIT_COLUMNS, self.audit)
         insert_rows(connection, model.import_batches, self.import_batches)
+        _insert_new_forms(connection, model.reference_forms, self.forms)
         table = model.import_batches
         for reversal in self.import_reversals:  # a batch is reversed at most once
             connection.execute(
@@ -480,6 +496,7 @@ class _State:
                 .values({k: v for k, v in reversal.items() if k != "id"})
             )
         self.postings, self.audit, self.import_batches, self.import_reversals = [], [], [], []
+        self.forms = set()
 
     def write_carried(self, connection: Connection, *, new: bool = False) -> None:
         """Write the figures and payment rows moved; `new`: the tables hold none of them."""
@@ -558,6 +575,17 @@ class _State:
             connection.execute(
                 delete(model.suspense_items).where(model.suspense_items.c.payment_id.in_(chunk))
             )
+
+
+def _insert_new_forms(
+    connection: Connection, table: Table, forms: Iterable[tuple[str, str]]
+) -> None:
+    """Rows for the forms not listed yet (another page may have listed one)."""
+    rows = [{"reference": typed, "recorded_reference": recorded} for typed, recorded in forms]
+    if not rows:
+        return
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    connection.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
 def import_batch_row(position: int, event: ImportBatch.Imported) -> dict[str, Any]:

@@ -9,9 +9,10 @@ from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, select
+from sqlalchemy import String, bindparam, case, func, literal, select, union_all
 from sqlalchemy.engine import Connection
 
+from domain.references import normalise_reference
 from projections.ledger_view import uk_date
 from projections.schema import LIVE
 
@@ -65,13 +66,14 @@ def search_payments(
     offset: int = 0,
     visible_fund_codes: Collection[str] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Payments by reference, fund (any allocation, past or present), channel, status and
-    received date (inclusive), newest first. With `visible_fund_codes`, only payments that
-    never had money in any other fund."""
+    """Payments by reference (as typed: `recorded_forms`), fund (any allocation, past or
+    present), channel, status and received date (inclusive), newest first. With
+    `visible_fund_codes`, only payments that never had money in any other fund."""
     table, lines = LIVE.payments, LIVE.payment_allocations
     conditions = []
-    if reference:
-        conditions.append(table.c.reference == reference)
+    kept = normalise_reference(reference) if reference else ""
+    if kept:
+        conditions.append(table.c.reference.in_(recorded_forms(literal(kept, String))))
     if channel:
         conditions.append(table.c.channel == channel)
     if status:
@@ -95,10 +97,22 @@ def search_payments(
     return [_plain(r) for r in rows], int(total)
 
 
+def recorded_forms(reference: Any) -> Any:
+    """Every form a reference kept as `reference` (`normalise_reference`: how it is typed
+    now) may be recorded in: itself, and those recorded before 2026-12-01 with full-width
+    characters or a zero-width space (`reference_forms`). A subquery, so a lookup costs one
+    probe by primary key inside the statement, not another round trip."""
+    forms = LIVE.reference_forms
+    return union_all(
+        select(reference),
+        select(forms.c.recorded_reference).where(forms.c.reference == reference),
+    )
+
+
 _POSTINGS = LIVE.postings
 _OF_ACCOUNT = (
     _POSTINGS.c.fund_code == bindparam("fund_code"),
-    _POSTINGS.c.reference == bindparam("reference"),
+    _POSTINGS.c.reference.in_(recorded_forms(bindparam("reference", type_=String))),
 )
 _VAT_PENCE = case((_POSTINGS.c.account == "vat:output", -_POSTINGS.c.amount_pence), else_=0)
 # One line per movement of the account (its postings of one event), oldest first.
@@ -129,10 +143,12 @@ _BALANCE_BEFORE_PAGE = select(func.coalesce(func.sum(_EARLIER_PAGES.c.amount_pen
 
 
 def account_statement(
-    connection: Connection, fund_code: str, reference: str, *, limit: int = 100, offset: int = 0
+    connection: Connection, fund_code: str, typed: str, *, limit: int = 100, offset: int = 0
 ) -> dict[str, Any]:
     """A payer account's balance (income held, VAT included) and its movements, oldest first,
-    each with the running balance (carried over from the pages before `offset`)."""
+    each with the running balance (carried over from the pages before `offset`): the account
+    of the reference as typed, in every form it was recorded in (`recorded_forms`)."""
+    reference = normalise_reference(typed)
     account = {"fund_code": fund_code, "reference": reference}
     balance, vat, total = connection.execute(_ACCOUNT_TOTALS, account).one()
     running = (

@@ -83,6 +83,7 @@ class ReadModel:
     daily_takings: Table
     audit_trail: Table
     import_batches: Table
+    reference_forms: Table
 
     @property
     def tables(self) -> list[Table]:
@@ -97,6 +98,7 @@ class ReadModel:
             self.daily_takings,
             self.audit_trail,
             self.import_batches,
+            self.reference_forms,
         ]
 
 
@@ -276,6 +278,15 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         Column("position", BigInteger, nullable=False),
         ix("import_batches", "imported_date"),
     )
+    # A reference recorded before references were folded (full-width digits, a zero-width
+    # space: before 2026-12-01) under the form it is typed in now, so a lookup finds it
+    # whichever way either was written. Only such references have a row: few or none.
+    reference_forms = Table(
+        f"reference_forms{suffix}",
+        metadata,
+        Column("reference", String(MAX_REFERENCE_LENGTH), primary_key=True),
+        Column("recorded_reference", String(MAX_REFERENCE_LENGTH), primary_key=True),
+    )
     return ReadModel(
         metadata,
         postings,
@@ -288,6 +299,7 @@ def read_model(suffix: str = "", index_tag: str | None = None) -> ReadModel:
         daily_takings,
         audit_trail,
         import_batches,
+        reference_forms,
     )
 
 

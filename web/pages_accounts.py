@@ -24,7 +24,6 @@ from domain import errors
 from domain.limits import MAX_FUND_CODE_LENGTH, MAX_REFERENCE_LENGTH, UK
 from domain.money import pounds_text
 from domain.payment import ReversalKind
-from domain.references import normalise_reference
 from projections import queries
 from web.app import PREFIX, redirect, render, signed_in_user
 from web.pages import (
@@ -129,7 +128,7 @@ def _statement(request: Request) -> tuple[dict[str, str], dict[str, str], dict[s
         found = queries.account_statement(
             connection,
             fund["code"],
-            normalise_reference(asked["reference"]),
+            asked["reference"],
             limit=STATEMENT_MAX_LINES,
         )
     return asked, problems, found | within_dates(found["statement"], start, end)

@@ -374,3 +374,28 @@ def test_an_old_import_line_shows_the_fund_its_receipt_was_allocated_to_on_arriv
     assert [line["fund_code"] for line in lines] == ["CT", None]
     stored_lines = next(e for _, e in ledger.read_events() if type(e).__name__ == "Imported").lines
     assert all("fund_code" not in line for line in stored_lines)  # read side only
+
+
+def test_a_returned_cheque_finds_its_receipt_recorded_with_full_width_digits(
+    ledger, importer, monkeypatch
+) -> None:
+    """Before 2026-12-01 a \\d fund rule took full-width digits, kept as they came; the bank's
+    returned cheque names the reference in ASCII."""
+    from domain.references import legacy_normalise_reference
+
+    wide = "".join(chr(ord(digit) - ord("0") + 0xFF10) for digit in CT_REF)
+    ledger.amend_fund(
+        "CT",
+        {"reference_rule": {"min_length": 8, "max_length": 8, "pattern": "\\d{8}"}},
+        CommandContext("supervisor:test"),
+        "references as 0.1.0 took them",
+    )
+    with monkeypatch.context() as before:
+        before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
+        before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+        paid = import_file(ledger, allpay_file(allpay_line(wide, "40.00")), importer, file_name="a")
+    original = get_import(ledger, paid.batch_id)["lines"][0]["payment_id"]
+    assert ledger.get_payment(original)["reference"] == wide
+    returned = allpay_file(allpay_line(CT_REF, "40.00", "Q"), allpay_line(SUN_REF, "5.00", "P"))
+    import_file(ledger, returned, importer, file_name="b")
+    assert ledger.get_payment(original)["status"] == "reversed"

@@ -321,3 +321,5 @@ def test_an_allocation_recorded_before_full_width_folding_replays_and_is_found(
     assert [line.reference for line in replayed.lines_with_money()] == [wide]
     assert replayed.line("CT", wide).amount_pence == 10_000
     assert replayed.line("ct", wide.replace("５", " ５")).amount_pence == 10_000  # noqa: RUF001
+    assert replayed.line("CT", "12345678").amount_pence == 10_000  # typed in ASCII now
+    assert replayed.line("CT", "1234\u200b5678").amount_pence == 10_000

@@ -161,3 +161,45 @@ def test_an_empty_database_says_db_init(settings) -> None:
     init_database(settings)
     with build_ledger(settings) as ledger:
         ledger.record_payment(RecordPayment("cash", 100, "X"), CommandContext("test:migrations"))
+
+
+def test_references_recorded_unfolded_are_listed_by_the_upgrade_that_adds_their_table(
+    settings, monkeypatch
+) -> None:
+    """Revision 0003 finds the references a 0.1.0 ledger recorded with full-width digits or a
+    zero-width space in the read model it already holds; the result is what a rebuild makes."""
+    from domain.references import legacy_normalise_reference
+    from domain.sample_chart import SAMPLE_FUNDS
+    from income_ledger.bootstrap import build_projection
+
+    init_database(settings)
+    recorded = ["１２３４５６７９", "1234\u200b5679"]  # noqa: RUF001 - full-width, on purpose
+    ctx = CommandContext("test:migrations")
+    with build_ledger(settings) as ledger:
+        ledger.add_funds(SAMPLE_FUNDS, ctx)
+        ledger.amend_fund(
+            "CT",
+            {"reference_rule": {"min_length": 8, "max_length": 9, "pattern": "[\\d\u200b]{8,9}"}},
+            ctx,
+            "references as 0.1.0 took them",
+        )
+        with monkeypatch.context() as before:
+            before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
+            before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+            for reference in [*recorded, "12345679"]:
+                ledger.record_payment(RecordPayment("cash", 100, reference), ctx)
+        projection = build_projection(settings, ledger)
+        projection.catch_up()
+        projection.engine.dispose()
+    engine = create_engine(settings.database_url)
+    with engine.begin() as connection:  # the read model as 0002 had it
+        connection.execute(text("DROP TABLE reference_forms"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+    assert upgrade_database(settings.database_url) == ("0002", head_revision())
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM reference_forms")).all()
+    engine.dispose()
+    assert sorted(rows) == sorted(("12345679", reference) for reference in recorded)
+    assert schema_differences(settings.database_url) == []
+    monkeypatch.setenv("LEDGER_DATABASE_URL", settings.database_url)
+    assert json.loads(cli("projections", "verify", "--json"))["ok"]

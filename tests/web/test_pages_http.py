@@ -321,3 +321,26 @@ def test_the_access_log_names_who_signed_in(web_url, caplog) -> None:
         while "supervisor:supervisor" not in users():
             assert time.monotonic() < deadline, users()
             time.sleep(0.05)
+
+
+def test_an_account_recorded_with_full_width_digits_is_found_typed_in_ascii(
+    web_url, ledger, monkeypatch
+) -> None:
+    """Recorded before 2026-12-01 under a \\d rule, kept full-width: the account page and
+    the payment search find it as an officer types it now."""
+    from application.ledger import CommandContext, RecordPayment
+    from domain.references import legacy_normalise_reference
+
+    wide = "１２３４５６７９"  # noqa: RUF001 - full-width digits, on purpose
+    ctx = CommandContext("supervisor:test")
+    rule = {"min_length": 8, "max_length": 8, "pattern": "\\d{8}"}
+    ledger.amend_fund("CT", {"reference_rule": rule}, ctx, "references as 0.1.0 took them")
+    with monkeypatch.context() as before:
+        before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
+        before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+        ledger.record_payment(RecordPayment("cash", 4_200, wide), ctx)
+    client = signed_in(web_url, "reporting")
+    page = wait_for_page(client, "/web/accounts?fund_code=CT&reference=12345679", "£42.00")
+    assert "CT 12345679: balance £42.00" in page.text
+    found = client.get("/web/payments", params={"reference": "12345679"})
+    assert "1 payment found" in found.text and wide in found.text
