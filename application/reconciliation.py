@@ -697,26 +697,24 @@ class Matcher:
         return self._card_payouts(days, amount_pence)
 
     def every_candidate(
-        self, booked: date, amount_pence: int, *, debit: bool = False
+        self, booked: date, amount_pence: int, *, debit: bool = False, late: bool = True
     ) -> list[StatementLink]:
         """Everything a line may pay in by any rule, for a person to choose from (choose_link):
         the candidates of rules 1 to 4 alike, not only those of the first rule that has any,
-        which decides for a run, and card payouts settled before its window (late_payouts).
-        A candidate paying in the very receipts of an earlier one (an import's total that
-        is also its channel's day) is listed once. A payout debit's candidates are payouts
-        only (candidates_payout, its amount as given there)."""
+        which decides for a run, and, unless not `late`, card payouts settled before its
+        window (late_payouts). A candidate paying in the very receipts of an earlier one (an
+        import's total that is also its channel's day) is listed once. A payout debit's
+        candidates are payouts only (candidates_payout, its amount as given there)."""
+        late_ones = self.late_payouts(booked, amount_pence) if late else []
         if debit:
-            return [
-                *self.candidates_payout(booked, amount_pence),
-                *self.late_payouts(booked, amount_pence),
-            ]
+            return [*self.candidates_payout(booked, amount_pence), *late_ones]
         days = _window(booked)
         found = [
             *self._one_receipt(days, amount_pence),
             *self._one_batch(days, amount_pence),
             *self._channel_day(days, amount_pence),
             *self._card_payouts(days, amount_pence),
-            *self.late_payouts(booked, amount_pence),
+            *late_ones,
         ]
         listed: set[frozenset[tuple[str, str | None]]] = set()
         unique = []
@@ -1314,12 +1312,14 @@ def _late_payouts(matcher: Matcher, line: ImportedLine, booked: date) -> list[St
     return matcher.late_payouts(booked, amount_pence)
 
 
-def _every_candidate(matcher: Matcher, line: ImportedLine, booked: date) -> list[StatementLink]:
+def _every_candidate(
+    matcher: Matcher, line: ImportedLine, booked: date, *, late: bool = True
+) -> list[StatementLink]:
     """What a person may choose for the line (Matcher.every_candidate), pairings a person
-    undid before included."""
+    undid before included; without the payouts settled before its window unless `late`."""
     if line.is_open_debit:
-        return matcher.every_candidate(booked, -line.amount_pence, debit=True)
-    return matcher.every_candidate(booked, line.amount_pence)
+        return matcher.every_candidate(booked, -line.amount_pence, debit=True, late=late)
+    return matcher.every_candidate(booked, line.amount_pence, late=late)
 
 
 def _run_link(
@@ -1362,10 +1362,14 @@ def _waits_for_a_person(
     run found two or more candidates; or its one candidate another waiting line may pay in
     too (Claims); or a person undid a pairing of the line and it still has two or more
     candidates by any rule, that pairing included (an undo does not make it unambiguous:
-    the other by elimination would still be a guess, the person may have meant neither)."""
+    the other by elimination would still be a guess, the person may have meant neither).
+
+    A payout settled before the line's window (late_payouts) counts for none of these: no
+    run links one, and none stops a run, of a line whose pairing was undone no more than
+    of another (a person is offered it on a line no run links: _choices)."""
     if len(found) > 1:
         return True
-    if key in books.rejected and len(_every_candidate(matcher, line, booked)) > 1:
+    if key in books.rejected and len(_every_candidate(matcher, line, booked, late=False)) > 1:
         return True
     return len(found) == 1 and claims.contested(key, found[0], rival_waits)
 

@@ -665,3 +665,62 @@ def test_a_split_payout_line_with_a_late_payout_offers_the_split_first(ledger, p
     assert left == {yesterday_id, today_id}
     (row,) = report["unmatched_statement_lines"]
     assert (row["line"], row["candidates"]) == (2, [])
+
+
+@pytest.mark.parametrize("late_payout", [False, True], ids=["alone", "with_a_late_payout"])
+def test_a_late_payout_does_not_keep_a_line_whose_pairing_was_undone_from_its_one_receipt(
+    ledger, late_payout
+):
+    """A person undid a line's link to a till's receipt of 99.80, which the next day's
+    statement then paid in; the one receipt of 99.80 recorded since is the line's one
+    candidate in its window, which a run links, as it does for any line with one candidate.
+    A GOV.UK Pay payout of 99.80 settled 8 days before the line, a person's candidate only
+    (late payouts are never linked by a run, nor do they stop one), changes nothing."""
+    content = camt(entry("99.80", ref="B1", text="CARD TAKINGS"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    wrong = govuk_pay(ledger, 9_980, YESTERDAY, "till-a", "card")
+    (first,) = link_counted_twice(ledger, OFFICER)
+    assert first.link.matched_payment_ids == (wrong,)
+    unlink_line(ledger, batch_id, 1, OFFICER, "that bag was banked the next day")
+    content = camt(entry("99.80", ref="B2", text="CARD TAKINGS"))
+    next_day = import_file(ledger, content, OFFICER, file_name="s2.xml").batch_id
+    (line,) = get_import(ledger, next_day)["lines"]
+    assert line["matched_payment_ids"] == [wrong]
+    if late_payout:
+        captured_days_ago(ledger, "pay-late", 8)
+    right = govuk_pay(ledger, 9_980, EARLIER, "till-b", "card")
+    (linked,) = link_counted_twice(ledger, OFFICER)
+    assert (linked.batch_id, linked.line) == (str(batch_id), 1)
+    assert linked.link.matched_payment_ids == (right,)
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == []
+    assert len(report["unsettled_card_payments"]) == int(late_payout)
+
+
+@pytest.mark.parametrize("late_payout", [False, True], ids=["alone", "with_a_late_payout"])
+def test_a_split_payout_is_linked_though_a_line_whose_pairing_was_undone_has_a_late_payout(
+    ledger, late_payout
+):
+    """A payout split over two lines (50.00 + 49.80) whose first line a run had linked to a
+    till's receipt of 50.00, undone by a person: once yesterday's payout of 99.80 is recorded,
+    a run links the split, as it does when one of a split's lines has a payout of 50.00
+    settled 8 days before it (a person's candidate only)."""
+    split = import_file(ledger, camt(*SPLIT_PAYOUT_LINES), OFFICER, file_name="s.xml")
+    till = govuk_pay(ledger, 5_000, YESTERDAY, "till-a", "card")
+    (first,) = link_counted_twice(ledger, OFFICER)
+    assert (first.line, first.link.matched_payment_ids) == (1, (till,))
+    unlink_line(ledger, split.batch_id, 1, OFFICER, "the till's bag is on the next statement")
+    if late_payout:
+        late = pay("card_payment_captured", "pay-late", amount=5_020, fee=20)
+        day = TODAY - timedelta(days=8)
+        late["resource"]["settlement_summary"] = {"captured_date": day.isoformat()}
+        late["resource"]["created_date"] = f"{day}T10:00:00.000Z"
+        send(ledger, late)
+    send(ledger, pay("card_payment_captured", "pay-y", fee=20))
+    links = link_counted_twice(ledger, OFFICER)
+    assert [(link.line, link.link.rule) for link in links] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    assert links[0].link.settled_day == YESTERDAY.isoformat()
+    assert exceptions(ledger)["unmatched_statement_lines"] == []
