@@ -69,7 +69,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -142,6 +142,8 @@ def names_a_payer(match: Match) -> bool:
     return match.fund_code is not None or match.suspense_reason in PAYERS_REFERENCE
 
 
+# A row of the exceptions report, or what one is made from (_oldest_first).
+Row = TypeVar("Row")
 # Which of a line's candidate links may be made (None: any).
 Allowed = Callable[["StatementLink"], bool] | None
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
@@ -154,6 +156,9 @@ class Receipt:
     amount_pence: int
     received_on: date
     reference: str
+    # where the ledger recorded it (its Received event's position; 0: not read in order,
+    # as a payment whose clearing _complete_clearing reads alone): the report's order
+    position: int = 0
 
 
 @dataclass
@@ -172,10 +177,12 @@ class Books:
     linked_lines: set[tuple[str, int]] = field(default_factory=set)
     # statement batches' file names, for the notes and reasons that name a line
     file_names: dict[str, str] = field(default_factory=dict)
+    # where the ledger recorded each statement (its Imported event's position)
+    statement_positions: dict[str, int] = field(default_factory=dict)
     # what card providers have yet to pay out, per payment: (item kind, day) -> pence
     clearing: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     clearing_receipts: dict[str, Receipt] = field(default_factory=dict)
-    # disputes by (payment id, dispute id): amount, status, opened day
+    # disputes by (payment id, dispute id): amount, status, opened day, position recorded
     disputes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # how many "paid in" notes each receipt carried when read (note_links)
     paid_in_notes: dict[str, int] = field(default_factory=dict)
@@ -237,6 +244,7 @@ class BooksFold:
         # imports of other files: their recorded receipts; statements: as imported
         self.imports: dict[str, list[str]] = {}
         self.statements: dict[str, ImportBatch.Imported] = {}
+        self.statement_positions: dict[str, int] = {}
         self.reversed_batches: set[str] = set()
         self.late_links: dict[tuple[str, int], StatementLink] = {}
         self.rejected: dict[tuple[str, int], list[frozenset[str]]] = {}
@@ -245,19 +253,19 @@ class BooksFold:
         """Fold the events recorded after the last one folded (positions become visible in
         order: see auto_link.WaitingLines.refresh)."""
         for notification in ledger.notifications(*self.TOPICS, after=self.position):
-            self.apply(ledger.mapper.to_domain_event(notification))
+            self.apply(ledger.mapper.to_domain_event(notification), notification.id)
             self.position = notification.id
 
-    def apply(self, event: Any) -> None:
+    def apply(self, event: Any, position: int = 0) -> None:
         payment_id = str(event.originator_id)
         if isinstance(event, Payment.Received):
             if self.after:  # from the start, every payment's clearing is read whole
                 self.received.add(payment_id)
             if not (event.external_id or "").startswith(STATEMENT_ID_PREFIX):
-                self.receipts[payment_id] = _receipt(event)
+                self.receipts[payment_id] = _receipt(event, position)
             if event.clearing_account is not None:
                 self.clearing[payment_id] = {}
-                self.clearing_receipts[payment_id] = _receipt(event)
+                self.clearing_receipts[payment_id] = _receipt(event, position)
         elif self.after and payment_id not in self.received and clearing_moves(event):
             self.moved.add(payment_id)
         if isinstance(event, Payment.Reversed):
@@ -269,6 +277,7 @@ class BooksFold:
         elif isinstance(event, ImportBatch.Imported):
             if event.file_format in OpenLines.FORMATS:
                 self.statements[payment_id] = event
+                self.statement_positions[payment_id] = position
             else:
                 self.imports[payment_id] = [
                     line.payment_id for line in event.imported_lines if line.outcome == "recorded"
@@ -282,7 +291,7 @@ class BooksFold:
             self.late_links.pop((payment_id, event.line), None)
             paid_in = frozenset(event.link["matched_payment_ids"])
             self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
-        _add_dispute(self.disputes, event)
+        _add_dispute(self.disputes, event, position)
         if payment_id in self.clearing:
             _add_clearing(self.clearing[payment_id], event)
 
@@ -296,6 +305,7 @@ class BooksFold:
                 bid: ids for bid, ids in self.imports.items() if bid not in self.reversed_batches
             },
             file_names={bid: self.statements[bid].file_name for bid in standing},
+            statement_positions={bid: self.statement_positions[bid] for bid in standing},
             clearing={pid: dict(held) for pid, held in self.clearing.items()},
             clearing_receipts=dict(self.clearing_receipts),
             disputes={key: dict(dispute) for key, dispute in self.disputes.items()},
@@ -388,25 +398,29 @@ def _add_clearing(held: dict[tuple[str, str], int], event: Any) -> None:
             del held[(kind, day)]
 
 
-def _add_dispute(disputes: dict[tuple[str, str], dict[str, Any]], event: Any) -> None:
+def _add_dispute(
+    disputes: dict[tuple[str, str], dict[str, Any]], event: Any, position: int = 0
+) -> None:
     key = (str(event.originator_id), getattr(event, "dispute_id", ""))
     if isinstance(event, Payment.DisputeOpened):
         disputes[key] = {
             "amount_pence": event.amount_pence,
             "status": DisputeStatus.OPEN.value,
             "opened_on": event.effective_at.astimezone(UK).date(),
+            "position": position,
         }
     elif isinstance(event, Payment.DisputeMoved) and key in disputes:
         disputes[key]["status"] = event.status
 
 
-def _receipt(event: Payment.Received) -> Receipt:
+def _receipt(event: Payment.Received, position: int = 0) -> Receipt:
     return Receipt(
         str(event.originator_id),
         event.channel,
         event.amount_pence,
         event.received_at.astimezone(UK).date(),
         event.reference,
+        position,
     )
 
 
@@ -1696,38 +1710,57 @@ def exceptions(
     """Statement credit lines no other record paid in (recorded as new receipts), receipts
     of other channels no statement line has paid in yet, what card providers have not paid
     out yet (per payment and settlement day, net of fees, refunds and lost disputes) and
-    disputes not yet decided (money at risk), oldest first, by age; from the books this
-    process keeps (kept_books) unless given."""
+    disputes not yet decided (money at risk), oldest first (_oldest_first: by their day,
+    then in the order the ledger recorded them); from the books this process keeps
+    (kept_books) unless given."""
     today = today or uk_today()
     books = kept_books(ledger) if books is None else books
     choices = _choices(ledger, books)
     lines = [
         _line_row(batch_id, line, today) | {"candidates": choices.get((batch_id, line.line), [])}
-        for batch_id, line in books.unmatched_lines
+        for batch_id, line in _oldest_first(
+            books.unmatched_lines,
+            lambda item: (
+                item[1].booking_date or "",
+                books.statement_positions.get(item[0], 0),
+                item[0],
+            ),
+            lambda item: item[1].line,
+        )
     ]
-    receipts = [
-        _receipt_row(r, today)
+    open_receipts = [
+        r
         for r in books.receipts.values()
         if r.payment_id not in books.linked and r.payment_id not in books.clearing
     ]
+    receipts = [
+        _receipt_row(r, today)
+        for r in _oldest_first(
+            open_receipts, lambda r: (r.received_on.isoformat(), r.position, r.payment_id)
+        )
+    ]
+    clearing = books.clearing_receipts
     unsettled = [
-        _receipt_row(books.clearing_receipts[payment_id], today, kind, pence, day)
-        for payment_id, kind, day, pence in _unsettled(books)
+        _receipt_row(clearing[payment_id], today, kind, pence, day)
+        for payment_id, kind, day, pence in _oldest_first(
+            _unsettled(books),
+            lambda item: (item[2].isoformat(), clearing[item[0]].position, item[0]),
+        )
     ]
     disputes = [
         _receipt_row(
-            books.clearing_receipts[payment_id],
+            clearing[payment_id],
             today,
             "open_dispute",
             dispute["amount_pence"],
             dispute["opened_on"],
         )
-        for (payment_id, _), dispute in books.disputes.items()
-        if dispute["status"] in OPEN_DISPUTES
+        for (payment_id, _), dispute in _oldest_first(
+            [item for item in books.disputes.items() if item[1]["status"] in OPEN_DISPUTES],
+            lambda item: (item[1]["opened_on"].isoformat(), item[1]["position"], "/".join(item[0])),
+        )
     ]
     sections = (lines, receipts, unsettled, disputes)
-    for rows in sections:
-        rows.sort(key=_oldest_first)
     return {
         "as_of": today.isoformat(),
         "unmatched_statement_lines": lines,
@@ -1868,9 +1901,18 @@ def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dic
     return {line: candidates for (_, line), candidates in found.items()}
 
 
-def _oldest_first(row: dict[str, Any]) -> tuple[int, str, str, int]:
-    """Oldest first, then by receipt (a debit line has none: by its statement and line)."""
-    return (-row["age_days"], row["payment_id"] or "", row["batch_id"] or "", row["line"] or 0)
+def _oldest_first(
+    items: Iterable[Row],
+    recorded: Callable[[Row], tuple[str, int, str]],
+    within: Callable[[Row], Any] = lambda _: 0,
+) -> list[Row]:
+    """The report's rows in an order a person can follow and an auditor reproduce from the
+    data, whatever the day it is asked on: by business day (`recorded`'s first: a line's
+    booking day, a receipt's day received, a payout's settlement day, a dispute's day
+    opened), then in the order the ledger recorded them (its position: the statement's,
+    the receipt's, the dispute's), then by id (only when positions are unknown), then
+    `within` one record (a statement's line number, a payment's items of one day)."""
+    return sorted(items, key=lambda item: (*recorded(item), within(item)))
 
 
 def _unsettled(books: Books) -> Iterator[tuple[str, str, date, int]]:
