@@ -113,8 +113,10 @@ log = logging.getLogger(__name__)
 MATCH_WINDOW_DAYS = 5
 # A card payout booked more than MATCH_WINDOW_DAYS after its settlement day, up to this
 # many (a payout held over a bank holiday weekend, a settlement day that is the capture day
-# for want of Pay's settled_date), is offered to a person, never linked by a run.
-LATE_PAYOUT_DAYS = 12
+# for want of Pay's settled_date, a payout the provider held back for checks for weeks), is
+# offered to a person, never linked by a run. A month: money a provider has held longer is
+# a case for its support desk, and its payments are on the exceptions report "over 30 days".
+LATE_PAYOUT_DAYS = 31
 # The actor of the linking run made after new money is recorded (link_after_recording).
 AUTO_LINK_ACTOR = "system:auto-link"
 # A linking run after new money of day D reads what was recorded from this many days
@@ -991,12 +993,13 @@ def card_money_day(ledger: IncomeLedger, payment_id: UUID) -> date | None:
     return min((date.fromisoformat(day) for _, day in held), default=None)
 
 
-def scope_start(ledger: IncomeLedger, since: date) -> int:
+def scope_start(ledger: IncomeLedger, since: date, window_days: int = MATCH_WINDOW_DAYS) -> int:
     """The position from which a run for lines booked on or after `since` reads: a line
-    pays in money of MATCH_WINDOW_DAYS before its booking at most, and nothing is recorded
-    before the day it is of (a statement line after its booking, a receipt after it was
-    received), SCOPE_EXTRA_DAYS earlier still for card payments settled days after."""
-    first_day = since - timedelta(days=MATCH_WINDOW_DAYS + SCOPE_EXTRA_DAYS)
+    pays in money of `window_days` (a run's: MATCH_WINDOW_DAYS; a person's choice's:
+    LATE_PAYOUT_DAYS) before its booking at most, and nothing is recorded before the day it
+    is of (a statement line after its booking, a receipt after it was received),
+    SCOPE_EXTRA_DAYS earlier still for card payments settled days after."""
+    first_day = since - timedelta(days=window_days + SCOPE_EXTRA_DAYS)
     return _position_before(ledger, uk_day_start(first_day))
 
 
@@ -1880,7 +1883,8 @@ def _naming_receipt(link: StatementLink, candidates: list[StatementLink]) -> str
 def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dict[str, Any]]]:
     """A statement's lines waiting for a person to choose what they pay in (_choices), by
     line, read from the books of their days on (as a run after new money reads them:
-    scope_start), not the whole history: what was recorded since the earliest line still
+    scope_start, from LATE_PAYOUT_DAYS before them, for the payouts a person may choose),
+    not the whole history: what was recorded since a little before the earliest line still
     in suspense, so an old statement with such a line reads more."""
     if batch.file_format not in OpenLines.FORMATS or batch.reversed_by is not None:
         return {}
@@ -1896,7 +1900,8 @@ def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dic
     ]
     if not days:
         return {}
-    books = read_books(ledger, scope_start(ledger, date.fromisoformat(min(days))))
+    first_day = date.fromisoformat(min(days))
+    books = read_books(ledger, scope_start(ledger, first_day, LATE_PAYOUT_DAYS))
     found = _choices(ledger, books, str(batch.id))
     return {line: candidates for (_, line), candidates in found.items()}
 
