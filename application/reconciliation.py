@@ -50,7 +50,11 @@ payer's account, of the amount of the one receipt of another channel in the wind
 at a till or a cheque, is taken for that receipt being paid in). A payout split over lines is linked
 by a run only when one settlement day's payout alone adds up to its lines and no other
 waiting line may pay it in; else its lines list the payouts and a person chooses
-(_split_choices, _choose_split).
+(_split_choices, _choose_split). So do two or three lines of one statement naming the
+payout whose narratives or booking days (LOOSE_SPLIT_DAYS apart at most) differ, adding up
+to a settlement day's payout (Matcher.loose_splits): offered to a person, never linked by a
+run. Card payouts settled before a line's window, up to LATE_PAYOUT_DAYS before its
+booking, are offered to a person too (Matcher.late_payouts), never linked by a run.
 
 The other direction, a statement imported before the channel's record of the same money,
 is `link_counted_twice`: the same Matcher, run for the statement lines that became their
@@ -69,6 +73,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
+from itertools import combinations
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -117,6 +122,12 @@ MATCH_WINDOW_DAYS = 5
 # offered to a person, never linked by a run. A month: money a provider has held longer is
 # a case for its support desk, and its payments are on the exceptions report "over 30 days".
 LATE_PAYOUT_DAYS = 31
+# A payout split over lines whose narratives or booking days differ (loose_splits) is
+# offered to a person, never linked by a run: two or three such lines of one statement,
+# booked within this many days of each other (a part held from a Friday to the Tuesday
+# after a bank holiday Monday).
+LOOSE_SPLIT_DAYS = 4
+LOOSE_SPLIT_LINES = 3
 # The actor of the linking run made after new money is recorded (link_after_recording).
 AUTO_LINK_ACTOR = "system:auto-link"
 # A linking run after new money of day D reads what was recorded from this many days
@@ -672,6 +683,42 @@ class Matcher:
         total = sum(member.amount_pence for member in members)
         return self._card_payouts(_window(members[0].booked), total)
 
+    def loose_splits(
+        self, lines: Iterable[SplitCandidate]
+    ) -> list[tuple[list[SplitCandidate], StatementLink]]:
+        """Payouts split over lines of one statement that a run does not find
+        (SplitCandidate's groups: the lines' narratives or booking days differ, or only some
+        of a group's lines make the payout), for a person to choose, never linked by a run:
+        two to LOOSE_SPLIT_LINES lines booked within LOOSE_SPLIT_DAYS of each other adding
+        up to exactly one settlement day's payout in the window of the first booked, each
+        with that payout (a guess: the same lines may make two days' payouts, and a line be
+        part of two such splits). A line of a run's own group that makes a payout (which a
+        run links, or offers: _split_choices) is left out; a run's group that makes none
+        makes none here either. Each split's lines in line order."""
+        lines = list(lines)
+        grouped = {
+            (member.group[0], member.line)
+            for members in _split_groups(lines)
+            if self.split_wholes(members)
+            for member in members
+        }
+        totals = {sum(held.values()) for held in self.payouts.values() if held}
+        by_batch: dict[Any, list[SplitCandidate]] = defaultdict(list)
+        for line in lines:
+            if (line.group[0], line.line) not in grouped:
+                by_batch[line.group[0]].append(line)
+        found: list[tuple[list[SplitCandidate], StatementLink]] = []
+        for members in by_batch.values():
+            members.sort(key=lambda member: (member.booked, member.line))
+            for parts in _spans(members, LOOSE_SPLIT_LINES, LOOSE_SPLIT_DAYS):
+                total = sum(part.amount_pence for part in parts)
+                if total not in totals:  # (a run's whole group makes none: `grouped`)
+                    continue
+                in_order = sorted(parts, key=lambda part: part.line)
+                for whole in self._card_payouts(_window(parts[0].booked), total):
+                    found.append((in_order, whole))
+        return found
+
     @staticmethod
     def split_links(
         members: list[SplitCandidate], whole: StatementLink
@@ -815,6 +862,16 @@ class Matcher:
             self.books.linked.add(payment_id)
         if link.matched_batch_id:
             self.books.linked_batches.add(link.matched_batch_id)
+
+
+def _spans(members: list[SplitCandidate], most: int, days: int) -> Iterator[list[SplitCandidate]]:
+    """The sets of two to `most` lines (given in booking order) booked within `days` of
+    the first, each once, the first booked first."""
+    for index, first in enumerate(members):
+        near = [m for m in members[index + 1 :] if (m.booked - first.booked).days <= days]
+        for size in range(1, most):
+            for rest in combinations(near, size):
+                yield [first, *rest]
 
 
 def _window(booked: date) -> list[date]:
@@ -1171,12 +1228,15 @@ def _link_once(
         key = (batch_id, line.line)
         if choice is not None:  # the wanted line alone (_one_line), or its split payout
             parts = _split_parts(ledger, matcher, books, every_line, key)
-            wholes = matcher.split_wholes(parts)
+            splits = [(parts, whole) for whole in matcher.split_wholes(parts)]
+            splits += _loose_splits_of(ledger, matcher, books, every_line, key)
             own = _every_candidate(matcher, line, booked)
+            wholes = [whole for _, whole in splits]
             link: StatementLink | None = choice.pick(batch_id, line.line, [*wholes, *own])
-            if any(link is whole for whole in wholes):
+            chosen = [split_parts for split_parts, whole in splits if whole is link]
+            if chosen:
                 assert link is not None
-                _choose_split(run, matcher, choice, key, parts, link)
+                _choose_split(run, matcher, choice, key, chosen[0], link)
                 continue
             found = [link]
         else:
@@ -1218,19 +1278,25 @@ def _refuse_a_persons_choice(
     wanted: LineKey,
 ) -> None:
     """LineNeedsAChoice for a line a person's run linked nothing for though a person may
-    choose for it: part of a split that two settlement days' payouts add up to, or a line
-    with a card payout settled before its window (late payouts are never linked by a run,
-    not even with the line's split payout also possible). Lists every choice."""
+    choose for it: part of a split that two settlement days' payouts add up to, or of a
+    split of lines of different narratives or days (Matcher.loose_splits), or a line with
+    a card payout settled before its window (late payouts are never linked by a run, not
+    even with the line's split payout also possible). Lists every choice."""
     line = next(line for batch_id, line in lines if (batch_id, line.line) == wanted)
     assert line.booking_date is not None
     booked = date.fromisoformat(line.booking_date)
     wholes = matcher.split_wholes(_split_parts(ledger, matcher, books, lines, wanted))
-    if len(wholes) > 1 or _late_payouts(matcher, line, booked):
+    if (
+        len(wholes) > 1
+        or _late_payouts(matcher, line, booked)
+        or _loose_splits_of(ledger, matcher, books, lines, wanted)
+    ):
         choices = _person_candidates(ledger, matcher, books, lines, wanted, line)
         raise LineNeedsAChoice(
             f"line {wanted[1]} of import {wanted[0]} may pay in more than one card payout "
             "(a payout split over lines that more than one settlement day's payout adds up "
-            "to, or one settled before the line's window), so a person chooses which "
+            "to, lines of different narratives or days that add up to one, or one settled "
+            "before the line's window), so a person chooses which "
             f"(reconcile choose): {_listed(choices)}"
         )
 
@@ -1249,6 +1315,25 @@ def _split_parts(
         if len(members) > 1 and any(member.line == key[1] for member in members):
             return sorted(members, key=lambda member: member.line)
     return []
+
+
+def _loose_splits_of(
+    ledger: IncomeLedger,
+    matcher: Matcher,
+    books: Books,
+    lines: Iterable[tuple[str, ImportedLine]],
+    key: LineKey,
+) -> list[tuple[list[SplitCandidate], StatementLink]]:
+    """The payouts split over lines of different narratives or days (Matcher.loose_splits)
+    that the line `key` may be part of, with their lines."""
+    same_batch = [(batch_id, line) for batch_id, line in lines if batch_id == key[0]]
+    return [
+        (parts, whole)
+        for parts, whole in matcher.loose_splits(
+            _split_candidates(ledger, matcher, books, same_batch)
+        )
+        if any(part.line == key[1] for part in parts)
+    ]
 
 
 def _split_candidates(
@@ -1282,13 +1367,16 @@ def _person_candidates(
     key: LineKey,
     line: ImportedLine,
 ) -> list[StatementLink]:
-    """What a person may choose for the line: the payouts of a split it is part of first,
-    then its own candidates (_every_candidate: late payouts included), as choose_link
-    takes them."""
+    """What a person may choose for the line: the payouts of a split it is part of first
+    (a run's group's, then those of lines of different narratives or days), then its own
+    candidates (_every_candidate: late payouts included), as choose_link takes them."""
     assert line.booking_date is not None
     booked = date.fromisoformat(line.booking_date)
+    lines = list(lines)
     parts = _split_parts(ledger, matcher, books, lines, key)
-    wholes = [matcher.split_links(parts, whole)[0][1] for whole in matcher.split_wholes(parts)]
+    splits = [(parts, whole) for whole in matcher.split_wholes(parts)]
+    splits += _loose_splits_of(ledger, matcher, books, lines, key)
+    wholes = [matcher.split_links(parts, whole)[0][1] for parts, whole in splits]
     return [*wholes, *_every_candidate(matcher, line, booked)]
 
 
@@ -1821,10 +1909,12 @@ def _split_choices(
 ) -> None:
     """Payouts split over lines that no run links, as any link would be a guess: two or
     more settlement days' payouts add up to the lines, or the one that does is another
-    waiting line's candidate too (Claims). Each of the lines lists those payouts first,
-    then its own candidates (a payout settled before its window, say), for a person to
-    choose one on any of them (choose_link links them all). The lines are grouped as a
-    run groups them (_split_candidates), whatever else they may pay in."""
+    waiting line's candidate too (Claims), or lines of different narratives or booking
+    days add up to one (Matcher.loose_splits). Each of the lines lists those payouts
+    first (a run's group's, then the others), then its own candidates (a payout settled
+    before its window, say), for a person to choose one on any of them (choose_link links
+    them all). The lines are grouped as a run groups them (_split_candidates), whatever
+    else they may pay in."""
     claims, undecided = waiting
     lines = [
         (line_batch, line)
@@ -1832,7 +1922,9 @@ def _split_choices(
         if batch_id is None or line_batch == batch_id
     ]
     by_key = {(line_batch, line.line): line for line_batch, line in lines}
-    for members in _split_groups(_split_candidates(ledger, matcher, books, lines)):
+    candidates = _split_candidates(ledger, matcher, books, lines)
+    offered: dict[LineKey, list[StatementLink]] = defaultdict(list)
+    for members in _split_groups(candidates):
         parts = sorted(members, key=lambda member: member.line)
         keys = [(part.group[0], part.line) for part in parts]
         wholes = matcher.split_wholes(parts)
@@ -1840,9 +1932,19 @@ def _split_choices(
         if not (len(wholes) > 1 or contested) or not all(undecided(part) for part in keys):
             continue
         links = [matcher.split_links(parts, whole)[0][1] for whole in wholes]
-        for part, key in zip(parts, keys, strict=True):
-            own = _every_candidate(matcher, by_key[key], part.booked)
-            found[key] = _candidate_views(books, [*links, *own])
+        for key in keys:
+            offered[key].extend(links)
+    # Then the splits of lines of different narratives or days, which no run links.
+    for parts, whole in matcher.loose_splits(candidates):
+        keys = [(part.group[0], part.line) for part in parts]
+        if all(undecided(key) for key in keys):
+            for key in keys:
+                offered[key].append(matcher.split_links(parts, whole)[0][1])
+    for key, links in offered.items():
+        line = by_key[key]
+        assert line.booking_date is not None
+        own = _every_candidate(matcher, line, date.fromisoformat(line.booking_date))
+        found[key] = _candidate_views(books, [*links, *own])
 
 
 def _candidate_views(books: Books, links: list[StatementLink]) -> list[dict[str, Any]]:

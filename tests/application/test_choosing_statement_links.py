@@ -731,3 +731,76 @@ def test_a_split_payout_is_linked_though_a_line_whose_pairing_was_undone_has_a_l
     ]
     assert links[0].link.settled_day == YESTERDAY.isoformat()
     assert exceptions(ledger)["unmatched_statement_lines"] == []
+
+
+# A GOV.UK Pay payout of 99.80 that the bank split over two lines whose narratives differ,
+# or whose booking days do: a run groups neither (SplitCandidate), a person is offered it.
+LOOSE_SPLITS = {
+    "narratives": (
+        entry("50.00", ref="P1", text="GOVUK PAY 4471 1/2"),
+        entry("49.80", ref="P2", text="GOVUK PAY 4471 2/2"),
+    ),
+    "days": (
+        entry("50.00", day=YESTERDAY, ref="P1", text="GOVUK PAY"),
+        entry("49.80", ref="P2", text="GOVUK PAY"),
+    ),
+}
+
+
+@pytest.mark.parametrize("payment_first", [True, False], ids=["at_import", "by_a_run"])
+@pytest.mark.parametrize("shape", sorted(LOOSE_SPLITS))
+def test_a_payout_split_over_lines_of_different_narratives_or_days_is_offered(
+    ledger, shape, payment_first
+):
+    """Yesterday's payout of 99.80 split over a line of 50.00 and one of 49.80 whose
+    narratives, or booking days, differ: no run links them (lines grouped by a guess), both
+    lines offer the split to a person, who chooses it on either; the lines are then linked
+    as a split is, and unlinking the first undoes both."""
+    if payment_first:
+        send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    split = import_file(ledger, camt(*LOOSE_SPLITS[shape]), OFFICER, file_name="s.xml")
+    if not payment_first:
+        send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    assert link_counted_twice(ledger, OFFICER) == []
+    (held,) = exceptions(ledger)["unsettled_card_payments"]
+    lines = get_import(ledger, split.batch_id)["lines"]
+    assert [line["outcome"] for line in lines] == ["recorded", "recorded"]
+    offered = [
+        [(c["rule"], c["settled_day"], c["payment_id"]) for c in line["candidates"]]
+        for line in lines
+    ]
+    assert offered == [[("card_payout", YESTERDAY.isoformat(), held["payment_id"])]] * 2
+    assert all("(lines 1, 2)" in line["candidates"][0]["matched"] for line in lines)
+    rows = sorted(exceptions(ledger)["unmatched_statement_lines"], key=lambda row: row["line"])
+    assert [row["candidates"] for row in rows] == [line["candidates"] for line in lines]
+    for line in (1, 2):
+        with pytest.raises(LineNeedsAChoice, match=held["payment_id"]):
+            link_counted_twice(ledger, OFFICER, (split.batch_id, line))
+
+    links = choose_link(ledger, SUPERVISOR, split.batch_id, 2, held["payment_id"], WHY)
+    assert [(link.line, link.link.rule) for link in links] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == report["unsettled_card_payments"] == []
+    undone = unlink_line(ledger, split.batch_id, 1, SUPERVISOR, "two payouts after all")
+    assert [link.line for link in undone] == [1, 2]
+    assert link_counted_twice(ledger, OFFICER) == []  # a person's guess, never a run's
+    assert len(exceptions(ledger)["unsettled_card_payments"]) == 1
+
+
+def test_lines_booked_too_far_apart_or_not_naming_a_payout_are_offered_no_split(ledger):
+    """Parts booked more than LOOSE_SPLIT_DAYS apart, or a line that does not name the
+    payout (a payer's transfer that happens to add up), are no split of it."""
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    content = camt(
+        entry("50.00", day=TODAY - timedelta(days=6), ref="P1", text="GOVUK PAY 1/2"),
+        entry("49.80", ref="P2", text="GOVUK PAY 2/2"),
+        entry("60.00", ref="P3", text="GOVUK PAY"),
+        entry("39.80", ref="P4", text="SMITH J RENT"),
+    )
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    lines = get_import(ledger, batch_id)["lines"]
+    assert [line["candidates"] for line in lines] == [[]] * 4
+    assert all(row["candidates"] == [] for row in exceptions(ledger)["unmatched_statement_lines"])
