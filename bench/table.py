@@ -12,7 +12,8 @@ start empty; POST /payments and save -> visible write into a copy of the filled 
 (`<its database>_write`, PostgreSQL's CREATE DATABASE ... TEMPLATE).
 
     .venv/bin/python -m bench.table [--events N] [--backends sqlite,postgresql] [--repeats 3]
-        [--page-size 5000] [--pg-admin-url URL] [--pg-db NAME] [--json results.json]
+        [--page-size 5000] [--pg-admin-url URL] [--pg-db NAME] [--import-lines N]
+        [--rows WORDS] [--json results.json]
 
 Every option can also be set in the environment, which is how `make bench` takes them:
 LEDGER_BENCH_EVENTS (default 20000; the issue's figures are at about 95000),
@@ -20,7 +21,8 @@ LEDGER_BENCH_BACKENDS, LEDGER_BENCH_REPEATS, LEDGER_BENCH_PAGE_SIZE,
 LEDGER_BENCH_PG_ADMIN_URL (default postgresql://postgres@127.0.0.1:5432/postgres) and
 LEDGER_BENCH_PG_DB (default income_ledger_bench_table; dropped!) and LEDGER_BENCH_ROWS (only
 the rows whose path contains one of these comma-separated words, like "rebuild,verify";
-default all).
+default all), LEDGER_BENCH_IMPORT_LINES (the import rows' file size; default 0: --events;
+issue #10's size is 100000, e.g. `--rows import --import-lines 100000 --events 1000`).
 
 A new row is one registration: `@row("path", "goal")` on a function that takes the `Bench`
 and returns a `Figure`; `not_measured("path", "goal", "why")` holds a row's place until then.
@@ -81,6 +83,11 @@ DEFAULTS = {
     "pg_admin_url": "postgresql://postgres@127.0.0.1:5432/postgres",
     "pg_db": "income_ledger_bench_table",
     "rows": "",
+    "import_lines": 0,
+}
+HELP = {
+    "rows": "only the rows whose path contains one of these comma-separated words",
+    "import_lines": "lines of the import rows' files (0: --events; issue #10's size: 100000)",
 }
 FOLLOW_UPS_PER_KIND = 5  # allocations, refunds and transfers after each batch of 1,000
 BULK_BATCH = 1000
@@ -146,6 +153,10 @@ class Bench:
     @property
     def page_size(self) -> int:
         return int(self.args.page_size)
+
+    @property
+    def import_lines(self) -> int:
+        return int(self.args.import_lines) or self.events
 
     def rates(
         self, name: str, run: Callable[[], int], *, prepare: Callable[[], Any] | None = None
@@ -215,23 +226,40 @@ def bulk_record_payments(bench: Bench) -> Figure:
     return Figure(ours, baseline, note=f"{receipts:,} receipts; baseline: execute_values")
 
 
-@row("import one file (Allpay, --events lines, 20 rules)", ">= 0.5")
+@row("import one file (Allpay, --import-lines lines, 20 rules)", ">= 0.5")
 def import_file_row(bench: Bench) -> Figure:
-    """bench.imports in its own scratch database: import_file on one file of --events
-    lines against execute_values / executemany of as many of its rows in one transaction."""
+    """bench.imports in its own scratch database: import_file on one file of
+    --import-lines lines (--events unless given) against execute_values / executemany of as
+    many of its rows in one transaction."""
+    return _import_figure(bench, "import", imports.measure)
+
+
+@row("import a bank statement (camt.053, --import-lines lines, matched, 20 rules)", ">= 0.5")
+def import_statement_row(bench: Bench) -> Figure:
+    """bench.imports.measure_statement in its own scratch database: import_file on a
+    camt.053 statement's day of --import-lines credit lines (payers' transfers, lines in
+    suspense, and bankings linked to cheques, telephone payments and an Allpay file recorded
+    before it, untimed) against execute_values / executemany of as many rows in one
+    transaction."""
+    return _import_figure(bench, "statement", imports.measure_statement)
+
+
+def _import_figure(
+    bench: Bench, name: str, measure: Callable[[record_payments.Backend, int, int], Any]
+) -> Figure:
     backend = record_payments.make_backend(
         bench.backend,
         argparse.Namespace(pg_admin_url=bench.args.pg_admin_url, pg_db=f"{bench.args.pg_db}_imp"),
     )
-    lines = bench.events
+    lines = bench.import_lines
     ours, baseline = [], []
     try:
         for _ in range(bench.args.repeats):
-            run = imports.measure(backend, lines, rules=20)
+            run = measure(backend, lines, 20)
             ours.append(lines / run["app_seconds"])
             baseline.append(lines / run["raw_seconds"])
             progress.print(
-                f"  {bench.backend} import: {ours[-1]:,.0f} vs raw {baseline[-1]:,.0f} lines/s",
+                f"  {bench.backend} {name}: {ours[-1]:,.0f} vs raw {baseline[-1]:,.0f} lines/s",
                 highlight=False,
             )
     finally:
@@ -594,7 +622,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, default in DEFAULTS.items():
         value = os.environ.get(f"LEDGER_BENCH_{name.upper()}", default)
         parser.add_argument(
-            f"--{name.replace('_', '-')}", type=type(default), default=type(default)(value)
+            f"--{name.replace('_', '-')}",
+            type=type(default),
+            default=type(default)(value),
+            help=HELP.get(name),
         )
     parser.add_argument("--keep", action="store_true", help="Keep the scratch databases.")
     parser.add_argument("--json", help="Also write the results to this file.")
