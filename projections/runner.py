@@ -11,6 +11,9 @@ PostgreSQL and by polling on SQLite. A lost connection is logged, and the runner
 and resumes. An event the projection cannot apply (a data, integrity or programming error)
 is a different matter: the runner pins down its position, records the error where health
 checks and `projections status` read it (projections.status), and retries with backoff.
+
+A stop takes effect between pages: the page in hand commits, and the runner returns before
+it reads the next one, however long the backlog (the next runner resumes from there).
 """
 
 from __future__ import annotations
@@ -517,14 +520,22 @@ class ProjectionRunner:
             waiter.take()
             applied = self._advance(self.projection)
             for companion in self.companions:  # a page each, then give way if told
+                if self.stop_event.is_set():
+                    return
                 applied += self._advance(companion, give_way=waiter.pending)
             self._attempts = 0
             more = waiter.pending() if waiter.announces else applied > 0
 
     def _advance(self, target: CatchesUp, give_way: Callable[[], bool] | None = None) -> int:
+        """Pages until the end of the log, until `give_way` says so, or until the runner is
+        stopped: checked between pages, so that a stop waits for the page in hand only."""
+
+        def enough() -> bool:
+            return self.stop_event.is_set() or (give_way is not None and give_way())
+
         if target.name not in self.stuck:
             try:
-                return _pages_to_the_end(target, give_way)
+                return _pages_to_the_end(target, enough)
             except Exception as error:
                 if is_transient(error, self.projection.engine):
                     raise
@@ -537,6 +548,10 @@ class ProjectionRunner:
         applied = 0
         try:
             for _ in range(page_size):
+                # A stop waits for the first event (the one that failed): once it is in,
+                # the projection has recovered (`_recovered` below).
+                if applied and self.stop_event.is_set():
+                    break
                 if not target.process_page():
                     break
                 applied += 1
@@ -621,14 +636,14 @@ class ProjectionRunner:
         self.stop_event.set()
 
 
-def _pages_to_the_end(target: CatchesUp, give_way: Callable[[], bool] | None) -> int:
+def _pages_to_the_end(target: CatchesUp, enough: Callable[[], bool]) -> int:
     """Pages until one comes short (the end of the log when it was read), or until
-    `give_way` says so between pages; how many events they applied."""
+    `enough` says so between pages; how many events they applied."""
     applied = 0
     while True:
         count = target.process_page()
         applied += count
-        if count < target.page_size or (give_way is not None and give_way()):
+        if count < target.page_size or enough():
             return applied
 
 

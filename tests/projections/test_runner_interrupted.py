@@ -28,8 +28,9 @@ from tests.domain.helpers import CT_REF, SUN_REF
 ROOT = Path(__file__).resolve().parents[2]
 
 # The fast_runner fixture's teardown, in a process of its own, with the runner slowed to a
-# page every 0.2 s so that it is still working when the join is interrupted. Prints what the
-# interrupted join left: is_alive(), and whether the thread was in fact still running.
+# page every 2 s so that it is still in the page in hand (which a stop waits for) when the
+# join is interrupted, 0.5 s after the stop. Prints what the interrupted join left:
+# is_alive(), and whether the thread was in fact still running.
 _TEARDOWN_INTERRUPTED = """
 import json, signal, sys, threading, time
 from income_ledger.bootstrap import build_ledger, build_projection
@@ -44,7 +45,7 @@ process_page = projection.process_page
 
 def slow_page(*args, **kwargs):
     paging.set()
-    time.sleep(0.2)
+    time.sleep(2)
     return process_page(*args, **kwargs)
 
 projection.process_page = slow_page
@@ -94,7 +95,7 @@ def sqlite_ledger(tmp_path: Path, receipts: int) -> str:
 
 
 def test_a_ctrl_c_in_the_fixtures_join_after_stop_leaves_nothing_waiting(tmp_path) -> None:
-    url = sqlite_ledger(tmp_path, receipts=40)  # 80 events: 8 pages of 10, 1.6 s
+    url = sqlite_ledger(tmp_path, receipts=40)  # 80 events: 8 pages of 10, 2 s each
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", _TEARDOWN_INTERRUPTED, url],
