@@ -149,6 +149,15 @@ class GroupCommitter:
         return pending
 
     def close(self) -> None:
+        """End the writer once the writes queued so far are answered (bounded wait).
+
+        On Python 3.11 a KeyboardInterrupt that cuts `join` short leaves `is_alive()` False
+        while the thread runs on (bpo-45274), and `_start` would then start a second writer.
+        It cannot come here: only a `serve` worker starts the writer (the API's receipts are
+        the only writes through it), and its shutdown closes this while uvicorn's own signal
+        handlers are in place, which raise nothing. Two writers would be safe all the same,
+        as when this join times out: each group is one transaction, and a clash is answered
+        None and written again alone."""
         with self._starting:
             if self._thread is None:
                 return

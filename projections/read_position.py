@@ -77,6 +77,9 @@ class ReadModelWatch:
                 self._changed.wait_for(lambda: self._heard >= position, min(WAIT_SLOW_POLL_S, left))
 
     def close(self) -> None:
+        # Closed first: a listener started after this (were the join below cut short by a
+        # Ctrl-C, `is_alive()` answering False on 3.11 while the thread runs) returns at
+        # once, and `wait` no longer starts one.
         self._closed.set()
         thread = self._thread
         if thread is not None:
