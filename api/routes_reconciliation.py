@@ -16,11 +16,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import Reader, Recorder, ServicesDep, Staff
+from api.routes_queries import Limit, Offset
 from api.schemas import Reason
 from application.reconciliation import (
     choose_link,
     exceptions,
     exceptions_csv,
+    exceptions_page,
     link_counted_twice,
     unlink_line,
 )
@@ -87,11 +89,18 @@ class ExceptionSummary(BaseModel):
 
 class ExceptionsOut(BaseModel):
     as_of: str
-    unmatched_statement_lines: list[ExceptionRow]
-    unmatched_receipts: list[ExceptionRow]
-    unsettled_card_payments: list[ExceptionRow]
-    open_disputes: list[ExceptionRow]
-    summary: list[ExceptionSummary]
+    limit: int
+    offset: int = Field(
+        description="the page's first row, counted across the four sections in this order"
+    )
+    total: int = Field(description="rows in the whole report, in all four sections")
+    unmatched_statement_lines: list[ExceptionRow] = Field(description="this page's, if any")
+    unmatched_receipts: list[ExceptionRow] = Field(description="this page's, if any")
+    unsettled_card_payments: list[ExceptionRow] = Field(description="this page's, if any")
+    open_disputes: list[ExceptionRow] = Field(description="this page's, if any")
+    summary: list[ExceptionSummary] = Field(
+        description="counts and amounts by kind and age band, of the whole report"
+    )
 
 
 @router.get(
@@ -101,20 +110,27 @@ class ExceptionsOut(BaseModel):
     responses={200: {"content": {"text/csv": {}}, "description": "JSON, or CSV on request"}},
 )
 async def reconciliation_exceptions(
-    svc: ServicesDep, user: Reader, accept: Annotated[str | None, Header()] = None
+    svc: ServicesDep,
+    user: Reader,
+    accept: Annotated[str | None, Header()] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Any:
     """Statement credit lines that no receipt recorded by another channel explains (they
     were recorded as new bank receipts), receipts of other channels that no statement
     line has paid in yet, GOV.UK Pay money no payout has paid in yet (per payment and
     settlement day, net of fees, refunds and lost disputes), and card disputes not yet
     decided, oldest first with their age band (0-3, 4-7, 8-30, over 30 days).
+    Paged: `limit` rows from `offset`, counted across the four sections in that order
+    (`total`: rows in all; the summary is the whole report's). CSV (`Accept: text/csv`)
+    is the whole report, unpaged.
     The matching rules are in README, "A day's files". Roles: officer, supervisor, auditor,
     reporting."""
     user.access.require_whole_ledger("the reconciliation exceptions report")
     report = await run_in_threadpool(exceptions, svc.ledger)
     if accept and "text/csv" in accept:
         return Response(exceptions_csv(report), media_type="text/csv; charset=utf-8")
-    return report
+    return exceptions_page(report, limit, offset)
 
 
 class LateLinkOut(BaseModel):

@@ -65,9 +65,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import threading
 import weakref
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -80,6 +82,9 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
+from application import books_snapshot
+from application.books_snapshot import EXCEPTIONS_BOOKS, Mark, Snapshot
+from application.event_store import when_committed
 from application.ledger import CommandContext, IncomeLedger
 from domain.cards import require_text
 from domain.errors import (
@@ -100,6 +105,7 @@ from domain.imports import (
     ImportLine,
     LineKind,
     StatementLink,
+    imported_lines_from,
 )
 from domain.limits import UK, uk_day_start, uk_today
 from domain.money import pence_to_pounds
@@ -235,17 +241,40 @@ def read_books(ledger: IncomeLedger, after: int = 0) -> Books:
     return fold.books(ledger)
 
 
+@dataclass(frozen=True)
+class FoldedStatement:
+    """What the books need of a statement's import: its file's name and lines as stored."""
+
+    file_name: str
+    lines: list[dict[str, Any]]
+
+    @property
+    def imported_lines(self) -> tuple[ImportedLine, ...]:
+        return imported_lines_from(self.lines)
+
+
+# The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
+# the books folded afresh. Change it with what the fold keeps or makes of an event.
+BOOKS_SNAPSHOT_FORMAT = 1
+
+
 class BooksFold:
     """The books folded from the events after a position, event by event in recording order,
     so that they can be brought up to date by reading only the events recorded since
-    (`read` again: ExceptionsBooks). What depends on a later event (a statement reversed
+    (`read` again: KeptBooks). What depends on a later event (a statement reversed
     after its lines were linked, a receipt reversed) is settled when the books are made
-    (`books`), each time from the fold's own state, which they never share."""
+    (`books`), each time from the fold's own state, which they never share. A fold from
+    the first event can be kept in the database (to_snapshot, from_snapshot): its state
+    is plain data, stored whole."""
 
     TOPICS = (*BOOK_EVENTS, ImportBatch.Reversed)
 
     def __init__(self, after: int = 0) -> None:
         self.after = self.position = after
+        # the last event folded (None: none yet), and how many were folded since the fold
+        # was last stored or loaded
+        self.mark: Mark | None = None
+        self.unsaved = 0
         self.receipts: dict[str, Receipt] = {}
         self.reversed_ids: set[str] = set()
         self.received: set[str] = set()
@@ -256,7 +285,7 @@ class BooksFold:
         self.disputes: dict[tuple[str, str], dict[str, Any]] = {}
         # imports of other files: their recorded receipts; statements: as imported
         self.imports: dict[str, list[str]] = {}
-        self.statements: dict[str, ImportBatch.Imported] = {}
+        self.statements: dict[str, FoldedStatement] = {}
         self.statement_positions: dict[str, int] = {}
         self.reversed_batches: set[str] = set()
         self.late_links: dict[tuple[str, int], StatementLink] = {}
@@ -265,9 +294,13 @@ class BooksFold:
     def read(self, ledger: IncomeLedger) -> None:
         """Fold the events recorded after the last one folded (positions become visible in
         order: see auto_link.WaitingLines.refresh)."""
-        for notification in ledger.notifications(*self.TOPICS, after=self.position):
-            self.apply(ledger.mapper.to_domain_event(notification), notification.id)
-            self.position = notification.id
+        last = None
+        for last in ledger.notifications(*self.TOPICS, after=self.position):
+            self.apply(ledger.mapper.to_domain_event(last), last.id)
+            self.position = last.id
+            self.unsaved += 1
+        if last is not None:
+            self.mark = Mark(last.id, str(last.originator_id), last.originator_version)
 
     def apply(self, event: Any, position: int = 0) -> None:
         payment_id = str(event.originator_id)
@@ -289,7 +322,7 @@ class BooksFold:
             self.paid_in_notes[payment_id] = self.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
             if event.file_format in OpenLines.FORMATS:
-                self.statements[payment_id] = event
+                self.statements[payment_id] = FoldedStatement(event.file_name, event.lines)
                 self.statement_positions[payment_id] = position
             else:
                 self.imports[payment_id] = [
@@ -353,24 +386,156 @@ class BooksFold:
         ]
         return books
 
+    def to_snapshot(self) -> Snapshot:
+        """The fold's whole state as plain data (JSON, compressed), with its last event's
+        mark: from_snapshot makes the same fold of it, every dict in the same order."""
+        assert not self.after and self.mark is not None, "a fold of the whole store"
+        state = {
+            "receipts": [_receipt_data(r) for r in self.receipts.values()],
+            "reversed_ids": sorted(self.reversed_ids),
+            "paid_in_notes": list(self.paid_in_notes.items()),
+            "clearing": [
+                [pid, [[kind, day, pence] for (kind, day), pence in held.items()]]
+                for pid, held in self.clearing.items()
+            ],
+            "clearing_receipts": [_receipt_data(r) for r in self.clearing_receipts.values()],
+            "disputes": [
+                [
+                    pid,
+                    dispute_id,
+                    d["amount_pence"],
+                    d["status"],
+                    d["opened_on"].isoformat(),
+                    d["position"],
+                ]
+                for (pid, dispute_id), d in self.disputes.items()
+            ],
+            "imports": list(self.imports.items()),
+            "statements": [[bid, s.file_name, s.lines] for bid, s in self.statements.items()],
+            "statement_positions": list(self.statement_positions.items()),
+            "reversed_batches": sorted(self.reversed_batches),
+            "late_links": [
+                [bid, line, link.to_dict()] for (bid, line), link in self.late_links.items()
+            ],
+            "rejected": [
+                [bid, line, [sorted(paid_in) for paid_in in undone]]
+                for (bid, line), undone in self.rejected.items()
+            ],
+        }
+        data = json.dumps(state, separators=(",", ":")).encode()
+        return Snapshot(self.mark, zlib.compress(data, 1))
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Snapshot) -> BooksFold:
+        state = json.loads(zlib.decompress(snapshot.books))
+        fold = cls()
+        fold.position, fold.mark = snapshot.mark.position, snapshot.mark
+        fold.receipts = {row[0]: _receipt_from(row) for row in state["receipts"]}
+        fold.reversed_ids = set(state["reversed_ids"])
+        fold.paid_in_notes = dict(state["paid_in_notes"])
+        fold.clearing = {
+            pid: {(kind, day): pence for kind, day, pence in held}
+            for pid, held in state["clearing"]
+        }
+        fold.clearing_receipts = {row[0]: _receipt_from(row) for row in state["clearing_receipts"]}
+        fold.disputes = {
+            (pid, dispute_id): {
+                "amount_pence": pence,
+                "status": status,
+                "opened_on": date.fromisoformat(opened_on),
+                "position": position,
+            }
+            for pid, dispute_id, pence, status, opened_on, position in state["disputes"]
+        }
+        fold.imports = dict(state["imports"])
+        fold.statements = {
+            bid: FoldedStatement(file_name, lines) for bid, file_name, lines in state["statements"]
+        }
+        fold.statement_positions = dict(state["statement_positions"])
+        fold.reversed_batches = set(state["reversed_batches"])
+        fold.late_links = {
+            (bid, line): StatementLink.from_dict(link) for bid, line, link in state["late_links"]
+        }
+        fold.rejected = {
+            (bid, line): [frozenset(paid_in) for paid_in in undone]
+            for bid, line, undone in state["rejected"]
+        }
+        return fold
+
+
+def _receipt_data(receipt: Receipt) -> list[Any]:
+    return [
+        receipt.payment_id,
+        receipt.channel,
+        receipt.amount_pence,
+        receipt.received_on.isoformat(),
+        receipt.reference,
+        receipt.position,
+    ]
+
+
+def _receipt_from(row: list[Any]) -> Receipt:
+    payment_id, channel, pence, received_on, reference, position = row
+    return Receipt(payment_id, channel, pence, date.fromisoformat(received_on), reference, position)
+
+
+# A process stores its books (KeptBooks) once it has folded this many events since they
+# were last stored or loaded: a new process then folds at most about this many.
+SNAPSHOT_EVERY_EVENTS = 5_000
+
 
 class KeptBooks:
     """The whole books of one process, kept folded (BooksFold) and brought up to date on
     each use by reading only the events recorded since the last: the exceptions report
     reads the recent events, not the whole history, on each call after a process's first.
-    It holds a few hundred bytes per receipt ever recorded (their amounts, days and
-    references, as the report lists them)."""
+    A process starts from the books stored in the database (books_snapshot), and stores
+    its own every SNAPSHOT_EVERY_EVENTS events, so that its first call too reads only
+    what was recorded since. It holds a few hundred bytes per receipt ever recorded (their
+    amounts, days and references, as the report lists them).
+    The last event folded must still stand where it was read (books_snapshot.stands): a
+    store restored to an older state, or another store, is folded afresh."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._fold = BooksFold()
+        # reentrant: a save outside a write transaction runs at once, inside `books`
+        self._lock = threading.RLock()
+        self._fold: BooksFold | None = None
 
     def books(self, ledger: IncomeLedger) -> Books:
         with self._lock:
-            if ledger.max_position() < self._fold.position:  # a store made anew: read it all
-                self._fold = BooksFold()
-            self._fold.read(ledger)
-            return self._fold.books(ledger)
+            fold = self._fold
+            if fold is None or (
+                fold.mark is not None and not books_snapshot.stands(ledger, fold.mark)
+            ):
+                fold = self._fold = _stored_fold(ledger) or BooksFold()
+            fold.read(ledger)
+            if fold.unsaved >= SNAPSHOT_EVERY_EVENTS:
+                # Never what a write transaction read of its own events before it commits.
+                when_committed(ledger.recorder, partial(self._save, ledger, fold))
+            return fold.books(ledger)
+
+    def _save(self, ledger: IncomeLedger, fold: BooksFold) -> None:
+        with self._lock:
+            if self._fold is not fold or fold.unsaved < SNAPSHOT_EVERY_EVENTS:
+                return
+            # Each worker folds the same events: only one far enough behind stores them.
+            stored = books_snapshot.saved_position(ledger, EXCEPTIONS_BOOKS)
+            if stored is not None and fold.position - stored >= SNAPSHOT_EVERY_EVENTS:
+                books_snapshot.save(
+                    ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT, fold.to_snapshot()
+                )
+            fold.unsaved = 0  # stored, by this process or recently enough by another
+
+
+def _stored_fold(ledger: IncomeLedger) -> BooksFold | None:
+    """The books stored in the database (None: none that still stand in this store)."""
+    snapshot = books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT)
+    if snapshot is None:
+        return None
+    try:
+        return BooksFold.from_snapshot(snapshot)
+    except (ValueError, KeyError, TypeError, zlib.error):
+        log.warning("the stored %s are unreadable: folding the events afresh", EXCEPTIONS_BOOKS)
+        return None
 
 
 _KEPT_BOOKS: weakref.WeakKeyDictionary[IncomeLedger, KeptBooks] = weakref.WeakKeyDictionary()
@@ -2117,6 +2282,23 @@ CSV_COLUMNS = (
     "line",
     "candidates",
 )
+
+
+def exceptions_page(report: dict[str, Any], limit: int, offset: int = 0) -> dict[str, Any]:
+    """The report's rows from `offset` on, at most `limit` of them, counted across its
+    sections in their order (statement lines, receipts, unsettled card money, disputes;
+    each oldest first, as exceptions_csv lists them): each section keeps the rows of the
+    page it has; `total` is every row of the report, and the summary stays the whole
+    report's."""
+    assert limit >= 1 and offset >= 0, "a page has rows and starts at a row"
+    page: dict[str, Any] = dict(report)
+    start, end = offset, offset + limit
+    for section in REPORT_SECTIONS:
+        rows = report[section]
+        page[section] = rows[max(start, 0) : max(end, 0)]
+        start, end = start - len(rows), end - len(rows)
+    page["total"] = sum(len(report[section]) for section in REPORT_SECTIONS)
+    return page | {"limit": limit, "offset": offset}
 
 
 def exceptions_csv(report: dict[str, Any]) -> str:

@@ -17,31 +17,60 @@ folds the whole history) is timed once, before the pairs. It prints medians and 
 Then --pairs alternated pairs of a statement import (5 lines no receipt explains), its
 matching reading the books afresh (as before) and from the kept books.
 
+With --old PATH (a worktree of the code to compare with, e.g. main's), the first call of a
+new process (a CLI call, a worker just started): --pairs alternated pairs of the same child
+process, `python -c FIRST_CALL`, with the old code on its PYTHONPATH, then this code, each
+after one new receipt (untimed); the child times `exceptions(ledger)` alone (the ledger
+opened first, untimed) and the parent the whole process. The books stored are those of the
+set-up's statement import (its matching kept them) or of a previous child; with --cold they
+are deleted before each of this code's children (it folds the whole store, and stores it).
+Then, in this process, the cost of loading and decoding the stored books, and of encoding
+them (as a process does every SNAPSHOT_EVERY_EVENTS events it folds).
+
     .venv/bin/python -m bench.exceptions [--files 5] [--lines 20000] [--pairs 5]
         [--backend sqlite|postgresql] [--pg-db income_ledger_bench_exceptions]
+        [--old /work/wt/NAME-old [--cold] [--first-calls-only]]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.utils import get_topic
+from sqlalchemy import delete
 
-from application import event_store, reconciliation
+from application import books_snapshot, event_store, reconciliation
+from application.books_snapshot import EXCEPTIONS_BOOKS, books_snapshot_table
 from application.imports import import_file
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
-from application.reconciliation import BooksFold, exceptions, read_books
+from application.reconciliation import BOOKS_SNAPSHOT_FORMAT, BooksFold, exceptions, read_books
 from bench.auto_link import statement
 from bench.imports import allpay_file
 from bench.record_payments import DEFAULT_PG_ADMIN_URL, PostgresBackend, SQLiteBackend, ledger_on
 from projections.event_reader import fetch_all, placeholder
 
 OFFICER = CommandContext("officer:bench")
+# The child process of a first-call measurement: only what old and new code both have.
+FIRST_CALL = """
+import sys, time
+from application.reconciliation import exceptions
+from income_ledger.bootstrap import build_ledger
+from income_ledger.settings import Settings
+ledger = build_ledger(Settings(database_url=sys.argv[1]), check_schema=False)
+started = time.perf_counter()
+report = exceptions(ledger)
+print(time.perf_counter() - started, len(report["unmatched_receipts"]))
+ledger.close()
+"""
 
 
 def raw_rows(ledger: IncomeLedger) -> Callable[[], int]:
@@ -100,6 +129,78 @@ def statement_imports(ledger: IncomeLedger, pairs: int) -> None:
     print(f"ratio statement import read afresh / kept books: {ratio:.1f}")
 
 
+def first_call(code: Path, url: str) -> tuple[float, float, int]:
+    """A new process's first exceptions report with `code` on its PYTHONPATH: the call's
+    seconds, the whole process's, and the receipts it lists."""
+    env = os.environ | {"PYTHONPATH": str(code)}
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", FIRST_CALL, url], env=env, cwd=code, capture_output=True, text=True
+    )
+    whole = time.perf_counter() - started
+    if out.returncode:
+        raise SystemExit(f"the child with {code} failed:\n{out.stderr}")
+    seconds, receipts = out.stdout.split()
+    return float(seconds), whole, int(receipts)
+
+
+def first_calls(
+    ledger: IncomeLedger, url: str, old: Path, pairs: int, n: int, cold: bool = False
+) -> None:
+    """Alternated pairs of a new process's first report, old code then this code, each
+    after one new receipt; `cold`: with no books stored for this code's process (deleted
+    before it: it folds the whole store, and stores it)."""
+    new = Path(__file__).resolve().parents[1]
+    times: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
+    for _ in range(pairs):
+        listed = []
+        for name, code in (("old", old), ("new", new)):
+            n += 1
+            record_one(ledger, n)
+            if cold and name == "new":
+                forget_stored_books(ledger)
+            call, whole, receipts = first_call(code, url)
+            times[name].append((call, whole))
+            listed.append(receipts)
+        assert listed[1] == listed[0] + 1, "the new process lists the receipt recorded since"
+    label = "no books stored" if cold else "books stored"
+    for name, measured in times.items():
+        calls = [call for call, _ in measured]
+        wholes = [whole for _, whole in measured]
+        print(
+            f"first call of a new process ({name}, {label}): median "
+            f"{statistics.median(calls):.3f} s of {[round(t, 3) for t in calls]}; whole "
+            f"process median {statistics.median(wholes):.3f} s"
+        )
+    ratio = statistics.median(c for c, _ in times["old"]) / statistics.median(
+        c for c, _ in times["new"]
+    )
+    print(f"ratio first call old / new ({label}): {ratio:.1f}")
+    stored = books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT)
+    assert stored is not None, "the new process stored its books"
+    print(
+        f"books stored at position {stored.mark.position}: "
+        f"{len(stored.books) / 1e6:.1f} MB compressed"
+    )
+
+
+def forget_stored_books(ledger: IncomeLedger) -> None:
+    engine = event_store.engine(ledger.recorder)
+    assert engine is not None
+    with engine.begin() as connection:
+        connection.execute(delete(books_snapshot_table))
+
+
+def stored_books_costs(ledger: IncomeLedger) -> None:
+    """In this process: loading the stored books and decoding them, and encoding them."""
+    seconds, fold = timed(lambda: reconciliation._stored_fold(ledger))
+    assert fold is not None
+    print(f"books loaded from the database and decoded: {seconds:.3f} s")
+    seconds, _ = timed(fold.to_snapshot)
+    every = reconciliation.SNAPSHOT_EVERY_EVENTS
+    print(f"books encoded for storing (at most each {every} events): {seconds:.3f} s")
+
+
 @contextmanager
 def patched(module: Any, names: dict[str, Any]) -> Iterator[None]:
     saved = {name: getattr(module, name) for name in names}
@@ -112,6 +213,34 @@ def patched(module: Any, names: dict[str, Any]) -> Iterator[None]:
             setattr(module, name, value)
 
 
+def later_calls(ledger: IncomeLedger, pairs: int) -> None:
+    """The report read afresh against the kept books, then statement imports, in pairs."""
+    raw = raw_rows(ledger)
+    seconds, rows = timed(raw)
+    print(f"raw SELECT of the {rows} rows read_books decodes: {seconds:.3f} s")
+    seconds, report = timed(lambda: exceptions(ledger))
+    receipts = len(report["unmatched_receipts"])
+    print(f"kept books, first call of the process: {seconds:.3f} s ({receipts} receipts)")
+    fresh: list[float] = []
+    kept: list[float] = []
+    raws: list[float] = []
+    for n in range(pairs):
+        record_one(ledger, 2 * n)
+        seconds, old = timed(lambda: exceptions(ledger, books=read_books(ledger)))
+        fresh.append(seconds)
+        record_one(ledger, 2 * n + 1)
+        seconds, new = timed(lambda: exceptions(ledger))
+        kept.append(seconds)
+        raws.append(timed(raw)[0])
+        assert len(new["unmatched_receipts"]) == len(old["unmatched_receipts"]) + 1
+    assert exceptions(ledger) == exceptions(ledger, books=read_books(ledger))
+    for name, times in (("read afresh", fresh), ("kept books", kept), ("raw SELECT", raws)):
+        print(f"{name}: median {statistics.median(times):.3f} s of {[round(t, 3) for t in times]}")
+    ratio = statistics.median(fresh) / statistics.median(kept)
+    print(f"ratio read afresh / kept books: {ratio:.1f}")
+    statement_imports(ledger, pairs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=5)
@@ -119,40 +248,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--pg-db", default="income_ledger_bench_exceptions")
+    parser.add_argument("--old", type=Path, help="a worktree of the code to compare with")
+    parser.add_argument(
+        "--first-calls-only", action="store_true", help="with --old: measure nothing else"
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="with --old: delete the stored books each time"
+    )
     args = parser.parse_args(argv)
     if args.backend == "sqlite":
         backend: Any = SQLiteBackend()
     else:
         backend = PostgresBackend(DEFAULT_PG_ADMIN_URL, args.pg_db)
-    with ledger_on(backend.fresh()) as ledger:
+    url = backend.fresh()
+    with ledger_on(url) as ledger:
         seconds, _ = timed(lambda: build(ledger, args.files, args.lines))
         print(f"built: {ledger.max_position()} events in {seconds:.1f} s ({args.backend})")
-        raw = raw_rows(ledger)
-        seconds, rows = timed(raw)
-        print(f"raw SELECT of the {rows} rows read_books decodes: {seconds:.3f} s")
-        seconds, report = timed(lambda: exceptions(ledger))
-        receipts = len(report["unmatched_receipts"])
-        print(f"kept books, first call of the process: {seconds:.3f} s ({receipts} receipts)")
-        fresh: list[float] = []
-        kept: list[float] = []
-        raws: list[float] = []
-        for n in range(args.pairs):
-            record_one(ledger, 2 * n)
-            seconds, old = timed(lambda: exceptions(ledger, books=read_books(ledger)))
-            fresh.append(seconds)
-            record_one(ledger, 2 * n + 1)
-            seconds, new = timed(lambda: exceptions(ledger))
-            kept.append(seconds)
-            raws.append(timed(raw)[0])
-            assert len(new["unmatched_receipts"]) == len(old["unmatched_receipts"]) + 1
-        assert exceptions(ledger) == exceptions(ledger, books=read_books(ledger))
-        for name, times in (("read afresh", fresh), ("kept books", kept), ("raw SELECT", raws)):
-            print(
-                f"{name}: median {statistics.median(times):.3f} s of {[round(t, 3) for t in times]}"
-            )
-        ratio = statistics.median(fresh) / statistics.median(kept)
-        print(f"ratio read afresh / kept books: {ratio:.1f}")
-        statement_imports(ledger, args.pairs)
+        if args.old is not None:
+            old = args.old.resolve()
+            first_calls(ledger, url, old, args.pairs, 10 * args.pairs, cold=args.cold)
+            stored_books_costs(ledger)
+        if not args.first_calls_only:
+            later_calls(ledger, args.pairs)
+    return _done(backend, args)
+
+
+def _done(backend: Any, args: argparse.Namespace) -> int:
     if args.backend == "postgresql":
         backend._execute(f'DROP DATABASE IF EXISTS "{args.pg_db}" WITH (FORCE)')
     return 0

@@ -85,6 +85,7 @@ def compare_type(
 def target_metadata() -> MetaData:
     """Every table the ledger owns, as this release's code defines it: the migrations must
     build exactly this (tests/ops/test_migrations.py compares them)."""
+    import application.books_snapshot  # noqa: F401 (its table is in application_metadata)
     from projections.chain import chain_metadata
     from projections.schema import LIVE, tracking_metadata
     from projections.status import status_metadata

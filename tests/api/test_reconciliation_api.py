@@ -324,3 +324,44 @@ def test_a_split_payout_two_settlement_days_make_is_chosen_over_http(client, ser
     assert report["unmatched_statement_lines"] == []
     (left,) = report["unsettled_card_payments"]
     assert left["date"] == days[0].isoformat()
+
+
+SECTIONS = (
+    "unmatched_statement_lines",
+    "unmatched_receipts",
+    "unsettled_card_payments",
+    "open_disputes",
+)
+
+
+def test_the_exceptions_report_is_paged_across_its_sections_and_csv_is_whole(client) -> None:
+    for pence in (1_111, 2_222, 3_333):  # card payments at a till: receipts no line paid in
+        card = client.post(
+            "/payments",
+            headers=auth("officer"),
+            json={"channel": "card", "amount_pence": pence, "reference": "JUNK"},
+        )
+        assert card.status_code == 201, card.text
+    _upload(client, "stmt.xml", camt(entry("25.00", ref="B1"), entry("26.00", ref="B2")))
+    url = "/reconciliation/exceptions"
+    whole = client.get(url, params={"limit": 500}, headers=auth("reporting")).json()
+    rows = [(section, row) for section in SECTIONS for row in whole[section]]
+    assert [section for section, _ in rows] == [SECTIONS[0]] * 2 + [SECTIONS[1]] * 3
+    assert (whole["total"], whole["limit"], whole["offset"]) == (5, 500, 0)
+
+    paged = []
+    for offset in (0, 2, 4, 6):
+        page = client.get(url, params={"limit": 2, "offset": offset}, headers=auth("officer"))
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert (body["total"], body["limit"], body["offset"]) == (5, 2, offset)
+        assert body["summary"] == whole["summary"], "the totals are the whole report's"
+        paged.append([(section, row) for section in SECTIONS for row in body[section]])
+    assert [len(page) for page in paged] == [2, 2, 1, 0]
+    assert [row for page in paged for row in page] == rows, "the report's order, page by page"
+    assert client.get(url, headers=auth("officer")).json()["limit"] == 100
+
+    as_csv = client.get(url, params={"limit": 1}, headers=auth("auditor") | {"Accept": "text/csv"})
+    assert len(as_csv.text.splitlines()) == 1 + 5, "CSV is the whole report"
+    for wrong in ({"limit": 0}, {"limit": 501}, {"offset": -1}):
+        assert client.get(url, params=wrong, headers=auth("officer")).status_code == 422

@@ -1,13 +1,23 @@
 """The exceptions report from the books a process keeps (reconciliation.kept_books, brought
-up to date with the events recorded since its last call) is the report read afresh from the
-whole event store, at every step of a mixed day, on SQLite and PostgreSQL."""
+up to date with the events recorded since its last call), and from the books a new process
+starts from (stored in the database: books_snapshot, plus the events recorded since), is
+the report read afresh from the whole event store, at every step of a mixed day, on SQLite
+and PostgreSQL; a store restored to an older state, or another store, is read afresh."""
 
 from __future__ import annotations
 
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import pytest
+from sqlalchemy import delete, update
+
+from application import books_snapshot, event_store, reconciliation
+from application.books_snapshot import EXCEPTIONS_BOOKS, books_snapshot_table
 from application.imports import import_file, reverse_import
 from application.reconciliation import (
+    BOOKS_SNAPSHOT_FORMAT,
+    BooksFold,
+    KeptBooks,
     choose_link,
     exceptions,
     link_counted_twice,
@@ -30,12 +40,46 @@ from tests.domain.helpers import CT_REF
 
 
 def same_both_ways(ledger) -> dict:
+    """A new process (from the books stored at the previous step, and the events since),
+    this process's kept books and a fold from scratch make the same report; the fold
+    stored and loaded back is the same fold, every dict in the same order."""
+    stored = reconciliation._stored_fold(ledger)  # as the previous step stored it
+    started = exceptions(ledger, books=KeptBooks().books(ledger))
     kept = exceptions(ledger)
-    assert kept == exceptions(ledger, books=read_books(ledger))
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert started == kept == fresh
+    if stored is not None:
+        read_before = stored.position
+        stored.read(ledger)  # only the events recorded since it was stored
+        assert stored.unsaved <= ledger.count_events(read_before)
+        assert exceptions(ledger, books=stored.books(ledger)) == fresh
+    fold = BooksFold()
+    fold.read(ledger)
+    if fold.mark is not None:
+        loaded = BooksFold.from_snapshot(fold.to_snapshot())
+        assert fold_state(loaded) == fold_state(fold)
     return kept
 
 
-def test_the_kept_books_report_is_the_report_read_afresh_at_every_step(ledger) -> None:
+def fold_state(fold: BooksFold) -> dict:
+    """Everything a fold holds (dicts as their items, in order), but its count of events
+    not yet stored."""
+    return {
+        name: list(value.items()) if isinstance(value, dict) else value
+        for name, value in vars(fold).items()
+        if name != "unsaved"
+    }
+
+
+@pytest.fixture
+def stored_each_call(monkeypatch):
+    """Every call that folds new events stores the books (at least one event since)."""
+    monkeypatch.setattr(reconciliation, "SNAPSHOT_EVERY_EVENTS", 1)
+
+
+def test_the_kept_books_report_is_the_report_read_afresh_at_every_step(
+    ledger, stored_each_call
+) -> None:
     steps = []
     steps.append(same_both_ways(ledger))  # empty: the books start folded from nothing
     batch_id = statement_with_split_payout(ledger)
@@ -95,3 +139,59 @@ def test_a_second_ledger_object_on_the_same_store_sees_the_same(ledger, settings
         )
     finally:
         other.close()
+
+
+def stored_position(ledger) -> int:
+    snapshot = books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT)
+    return 0 if snapshot is None else snapshot.mark.position
+
+
+def test_a_store_restored_to_an_older_state_is_read_afresh(ledger, stored_each_call) -> None:
+    statement_with_split_payout(ledger)
+    older = ledger.max_position()
+    allpay(ledger)
+    card_day(ledger)
+    before = exceptions(ledger)  # this process keeps the books and stores them
+    kept_at = stored_position(ledger)
+    assert kept_at > older
+    # The database restored from a backup taken at `older`, then money recorded again,
+    # past the position the books were kept at (a PostgreSQL sequence restored with it
+    # or not: the events there are others, or none).
+    engine = event_store.engine(ledger.recorder)
+    events = event_store.events_record_class(ledger.recorder).__table__
+    with engine.begin() as connection:
+        connection.execute(delete(events).where(events.c.id > older))
+    day = 0
+    while ledger.max_position() <= kept_at:
+        day += 1
+        govuk_pay(ledger, 100 + day, TODAY, f"after-restore-{day}", "cash")
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert fresh != before
+    assert exceptions(ledger) == fresh, "this process's kept books noticed the restore"
+    assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh, "a new process too"
+    assert 0 < stored_position(ledger) <= ledger.max_position()
+
+
+def test_books_stored_by_another_store_are_not_read(ledger, stored_each_call) -> None:
+    statement_with_split_payout(ledger)
+    exceptions(ledger)
+    engine = event_store.engine(ledger.recorder)
+    table = books_snapshot_table
+    with engine.begin() as connection:  # as if copied from another database
+        connection.execute(update(table).values(originator_id=str(uuid4())))
+    assert books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT) is None
+    allpay(ledger)
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh
+    assert stored_position(ledger) > 0, "stored afresh in its place"
+
+
+def test_books_stored_in_another_format_are_not_read(ledger, stored_each_call) -> None:
+    statement_with_split_payout(ledger)
+    exceptions(ledger)
+    engine = event_store.engine(ledger.recorder)
+    with engine.begin() as connection:
+        connection.execute(update(books_snapshot_table).values(format=BOOKS_SNAPSHOT_FORMAT + 1))
+    assert books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT) is None
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh
