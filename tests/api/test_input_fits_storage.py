@@ -77,6 +77,8 @@ def _longest_command_path() -> int:
 # The longest value the ledger can write into each text column, by column name.
 LONGEST_VALUE = {
     "reference": MAX_REFERENCE_LENGTH,
+    # reference_forms: a reference as an older event stored it (the same limit held then).
+    "recorded_reference": MAX_REFERENCE_LENGTH,
     "fund_code": MAX_FUND_CODE_LENGTH,
     "fund_hint": MAX_FUND_CODE_LENGTH,
     "external_id": MAX_EXTERNAL_ID_LENGTH,
