@@ -345,11 +345,11 @@ class _LineJob:
             try:
                 command = _command(line, self.sha256, self.rules)  # a rule may refuse it
                 command = late_receipt(ledger, command, self.periods)
-                events = ledger.receipt_events(command, self.ctx, self.chart)
+                events, encoded = ledger.new_receipt(command, self.ctx, self.chart)
             except LedgerError as error:
                 problems.append(LineProblem(line.line_number, error.message))
                 continue
-            receipts.append((ledger.encoded_receipt(events), _recorded_line(line, events)))
+            receipts.append((encoded, _recorded_line(line, events)))
         return receipts, problems
 
     def in_worker(self) -> None:

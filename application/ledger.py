@@ -59,6 +59,7 @@ from application.periods import (
     require_open_at,
     require_open_periods,
 )
+from application.receipt_encoding import ReceiptEncoder
 from domain.allocation_lines import AllocationLine, line_key
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound, PeriodClosed
@@ -220,6 +221,8 @@ class IncomeLedger(Application):
         # Set by the composition root where the event store can commit concurrent receipts
         # together (PostgreSQL); None writes each in its own transaction.
         self.group_writer: GroupWriter | None = None
+        # Makes a batch's new receipts' events and stored events in one step (new_receipt).
+        self._receipt_encoder = ReceiptEncoder(self.mapper)
 
     # ---- funds ----------------------------------------------------------------------------
 
@@ -523,9 +526,9 @@ class IncomeLedger(Application):
     def _record_batch(
         self, commands: Sequence[RecordPayment], ctx: CommandContext, chart: FundChart
     ) -> list[Outcome]:
-        receipts = [self.receipt_events(command, ctx, chart) for command in commands]
-        views = [receipt_view(events) for events in receipts]  # checks the invariant
-        ids = [events[0].originator_id for events in receipts]
+        receipts = [self.new_receipt(command, ctx, chart) for command in commands]
+        views = [receipt_view(events) for events, _ in receipts]  # checks the invariant
+        ids = [encoded.payment_id for _, encoded in receipts]
         require_distinct(ids)
         known: set[UUID] = set()
         try:
@@ -552,7 +555,7 @@ class IncomeLedger(Application):
 
     def _save_batch(
         self,
-        receipts: Sequence[Sequence[Payment.Event]],
+        receipts: Sequence[tuple[Sequence[Payment.Event], EncodedReceipt]],
         commands: Sequence[RecordPayment],
         known: set[UUID],
     ) -> int | None:
@@ -560,19 +563,32 @@ class IncomeLedger(Application):
         transaction; the last position (None: nothing new). Nothing is written before the
         period gate has passed them."""
         new = [
-            (events, command)
-            for events, command in zip(receipts, commands, strict=True)
-            if events[0].originator_id not in known
+            (receipt, command)
+            for receipt, command in zip(receipts, commands, strict=True)
+            if receipt[1].payment_id not in known
         ]
-        encoded = [self.encoded_receipt(events) for events, _ in new]
+        encoded = [encoded for (_, encoded), _ in new]
         with self._transaction() as session:
             require_open_at(self, session, [move for r in encoded for move in r.moves])
-            for events, command in new:
+            for (events, _), command in new:
                 payer = command.payer
                 if payer and not payer.is_empty():
                     received = events[0]
                     save_payer_details(session, received.originator_id, payer, received.timestamp)
             return self._insert_encoded(encoded)
+
+    def new_receipt(
+        self, command: RecordPayment, ctx: CommandContext, chart: FundChart
+    ) -> tuple[list[Payment.Event], EncodedReceipt]:
+        """The events of the new receipt a command makes (as `receipt_events`) and the
+        receipt as stored (as `encoded_receipt` makes it of them, byte for byte), made in one
+        step without the events' constructors and the mapper (application.receipt_encoding,
+        #9 and #10). Needs no database, as `encoded_receipt`."""
+        arguments = self._receipt_arguments(command, ctx, chart)
+        events, stored = self._receipt_encoder.encode(*Payment.receipt_fields(**arguments))
+        for event in events:
+            postings_for(event)
+        return events, EncodedReceipt(stored[0].originator_id, stored, tuple(movements(events)))
 
     def encoded_receipt(self, events: Sequence[Payment.Event]) -> EncodedReceipt:
         """A new receipt's events (from `receipt_events`) as they are stored, each one's

@@ -1,7 +1,8 @@
 """An import stores its receipts' events without building a payment per line (#10). Here the
 same files are imported into two fresh databases: one through payments built by
 `Payment.receive` (the aggregate path every other command uses), one as the import does it
-(`Payment.receipt_events`). The stored events must be the same rows, timestamps aside, and the
+(`IncomeLedger.new_receipt`: events and stored events made in one step, not
+through the mapper). The stored events must be the same rows, timestamps aside, and the
 audit chain, the projections and the payments read back must agree, on both backends."""
 
 from __future__ import annotations
@@ -77,10 +78,11 @@ def by_aggregates(twin_settings: Settings, monkeypatch) -> Iterator[IncomeLedger
     for fund in SAMPLE_FUNDS:
         ledger.add_fund(fund, CommandContext("test:setup"))
 
-    def built(command, ctx, chart) -> list:
-        return ledger.check_payment(command, ctx, chart).collect_events()
+    def built(command, ctx, chart) -> tuple:
+        events = ledger.check_payment(command, ctx, chart).collect_events()
+        return events, ledger.encoded_receipt(events)  # encoded by the mapper
 
-    monkeypatch.setattr(ledger, "receipt_events", built)
+    monkeypatch.setattr(ledger, "new_receipt", built)
     yield ledger
     ledger.close()
 
