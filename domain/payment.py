@@ -1182,7 +1182,9 @@ class Payment(RefundApproval, Aggregate):
     def line(self, fund_code: str, reference: str) -> AllocationLine:
         typed = normalise_reference(reference)
         line = self.lines.get(line_key(fund_code.upper(), typed))
-        if line is None:  # recorded before references were folded (full-width, zero-width)
+        # Recorded before references were folded (full-width, zero-width): also when the
+        # line typed so exists but is empty, since one account may hold both forms.
+        if line is None or not line.amount_pence:
             line = next(
                 (
                     x
@@ -1192,7 +1194,7 @@ class Payment(RefundApproval, Aggregate):
                     and normalise_reference(x.reference) == typed
                     and x.amount_pence
                 ),
-                None,
+                line,
             )
         if line is None or line.amount_pence == 0:
             held = ", ".join(f"{x.fund_code} {x.reference}" for x in self.lines_with_money())

@@ -323,3 +323,42 @@ def test_an_allocation_recorded_before_full_width_folding_replays_and_is_found(
     assert replayed.line("ct", wide.replace("５", " ５")).amount_pence == 10_000  # noqa: RUF001
     assert replayed.line("CT", "12345678").amount_pence == 10_000  # typed in ASCII now
     assert replayed.line("CT", "1234\u200b5678").amount_pence == 10_000
+
+
+def test_money_left_under_a_reference_recorded_unfolded_is_reached_typed_in_ascii(
+    monkeypatch,
+) -> None:
+    """One account (docs/read-model.md, `reference_forms`) may hold a line recorded
+    full-width before 2026-12-01 and an ASCII line made since. When the ASCII line is
+    emptied, the money still on the old line is reached as the officer types the reference."""
+    from dataclasses import replace as changed
+
+    import domain.payment as payment_module
+    from domain.funds import FundChart
+    from domain.references import ReferenceRule, legacy_normalise_reference
+    from domain.sample_chart import COUNCIL_TAX
+
+    wide = "１２３４５６７８"  # noqa: RUF001 - full-width digits, on purpose
+    funds = FundChart.open(actor="test")
+    funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
+    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
+    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+    payment = receive(reference=wide, fund_hint="CT", funds=funds)
+    monkeypatch.undo()
+    moves = [("CT", "12345678", SUN, SUN_REF), ("SUN", SUN_REF, funds.fund("CT"), "12345678")]
+    moves.append(("CT", "12345678", SUN, SUN_REF))  # empties the ASCII line the second made
+    for from_fund, from_reference, to_fund, to_reference in moves:
+        payment.transfer(
+            from_fund_code=from_fund,
+            from_reference=from_reference,
+            to_fund=to_fund,
+            to_reference=to_reference,
+            amount_pence=4_000,
+            actor="officer",
+            reason="paid the wrong account",
+        )
+    assert [(x.reference, x.amount_pence) for x in payment.lines_with_money()] == [
+        (wide, 6_000),
+        (SUN_REF, 4_000),
+    ]
+    assert payment.line("CT", "12345678").amount_pence == 6_000
