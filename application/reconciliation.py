@@ -1333,8 +1333,10 @@ def _statement(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch:
 
 def _one_line(books: Books, wanted: tuple[str, int], *, alone: bool = False) -> None:
     """A person's run: the wanted line alone, with the lines of its batch that may be parts
-    of one payout with it (SplitCandidate's group) unless `alone` (a person's choice), and
-    no rejected pairing of it."""
+    of one payout with it (SplitCandidate's group) and no rejected pairing of it, unless
+    `alone` (a person's choice: its candidates include its undone pairings anyway,
+    _every_candidate, and its splits are found as the report finds them, _split_candidates
+    reading the line's undone pairings as no run's candidates)."""
     found = [line for batch_id, line in books.unmatched_lines if (batch_id, line.line) == wanted]
     if not found:
         raise LineNotAwaitingLink(
@@ -1348,7 +1350,8 @@ def _one_line(books: Books, wanted: tuple[str, int], *, alone: bool = False) -> 
         if batch_id == wanted[0]
         and (line.line == wanted[1] or (not alone and (line.reference, line.booking_date) == group))
     ]
-    books.rejected.pop(wanted, None)
+    if not alone:
+        books.rejected.pop(wanted, None)
 
 
 def _link_once(
@@ -1636,12 +1639,27 @@ def _waits_for_a_person(
 
     A payout settled before the line's window (late_payouts) counts for none of these: no
     run links one, and none stops a run, of a line whose pairing was undone no more than
-    of another (a person is offered it on a line no run links: _choices)."""
+    of another (a person is offered it on a line no run links: _choices); unless it is the
+    very pairing a person undid, which, still a candidate, counts as any undone pairing."""
     if len(found) > 1:
         return True
-    if key in books.rejected and len(_every_candidate(matcher, line, booked, late=False)) > 1:
+    if key in books.rejected and len(_undone_or_in_window(matcher, books, key, line, booked)) > 1:
         return True
     return len(found) == 1 and claims.contested(key, found[0], rival_waits)
+
+
+def _undone_or_in_window(
+    matcher: Matcher, books: Books, key: LineKey, line: ImportedLine, booked: date
+) -> list[StatementLink]:
+    """A line's candidates by any rule in its window, and the payouts settled before it
+    that a person linked it to and undid (the pairings undone count, whatever their day)."""
+    undone = books.rejected.get(key, [])
+    late_undone = [
+        link
+        for link in _late_payouts(matcher, line, booked)
+        if frozenset(link.matched_payment_ids) in undone
+    ]
+    return [*_every_candidate(matcher, line, booked, late=False), *late_undone]
 
 
 def _listed(found: list[StatementLink], most: int = 10) -> str:

@@ -804,3 +804,48 @@ def test_lines_booked_too_far_apart_or_not_naming_a_payout_are_offered_no_split(
     lines = get_import(ledger, batch_id)["lines"]
     assert [line["candidates"] for line in lines] == [[]] * 4
     assert all(row["candidates"] == [] for row in exceptions(ledger)["unmatched_statement_lines"])
+
+
+def test_a_split_offered_on_a_line_whose_pairing_was_undone_is_chosen_on_that_line(ledger):
+    """Line 1 of a payout split over lines of different narratives, linked by a run to a
+    till's 50.00 and undone by a person, then yesterday's payout of 99.80: the report offers
+    the split on line 1 (its undone pairing is no run's candidate, so it may be a part), and
+    a person chooses it there, as offered (not refused as if the undone pairing made line 1
+    a receipt's line rather than a part)."""
+    split = import_file(ledger, camt(*LOOSE_SPLITS["narratives"]), OFFICER, file_name="s.xml")
+    till = govuk_pay(ledger, 5_000, YESTERDAY, "till-a", "card")
+    (first,) = link_counted_twice(ledger, OFFICER)
+    assert (first.line, first.link.matched_payment_ids) == (1, (till,))
+    unlink_line(ledger, split.batch_id, 1, OFFICER, "line 1 is part of Pay's payout")
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    assert link_counted_twice(ledger, OFFICER) == []
+    (held,) = exceptions(ledger)["unsettled_card_payments"]
+    lines = get_import(ledger, split.batch_id)["lines"]
+    offered = [[c["payment_id"] for c in line["candidates"]] for line in lines]
+    assert offered == [[held["payment_id"], till], [held["payment_id"]]]
+    links = choose_link(ledger, SUPERVISOR, split.batch_id, 1, held["payment_id"], WHY)
+    assert [(link.line, link.link.rule) for link in links] == [
+        (1, "card_payout"),
+        (2, "card_payout_part"),
+    ]
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == report["unsettled_card_payments"] == []
+    assert [r["payment_id"] for r in report["unmatched_receipts"]] == [till]
+
+
+def test_a_late_payout_a_person_chose_and_undid_keeps_the_line_from_a_run(ledger):
+    """A person chose for a line the payout settled 8 days before it, then undid it; a
+    till's receipt of 99.80 recorded since in the line's window is no run's link by
+    elimination: the undone pairing is still a candidate, so the line waits for a person
+    with both, as it does when the undone pairing is in the window."""
+    captured_days_ago(ledger, "pay-late", 8)
+    content = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    (late,) = line["candidates"]
+    choose_link(ledger, SUPERVISOR, batch_id, 1, late["payment_id"], WHY)
+    unlink_line(ledger, batch_id, 1, SUPERVISOR, "the bank's advice names another payout")
+    till = govuk_pay(ledger, 9_980, EARLIER, "till-b", "card")
+    assert link_counted_twice(ledger, OFFICER) == []
+    (row,) = exceptions(ledger)["unmatched_statement_lines"]
+    assert [c["payment_id"] for c in row["candidates"]] == [till, late["payment_id"]]
