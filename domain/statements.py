@@ -482,6 +482,9 @@ BAI2_HOW_TO_WRITE = (
 )
 
 
+BAI2_NON_MONETARY_TYPE = "890"
+
+
 def _check_bai2_fields(record: _Bai2Record, fields: list[str]) -> None:
     """Refuse an amount the library would read with a sign it may not have or from text
     that is not plain digits, and a group's as-of date not written YYMMDD; a field the
@@ -489,11 +492,13 @@ def _check_bai2_fields(record: _Bai2Record, fields: list[str]) -> None:
     where = _bai2_where(record)
     if record.code == "16":
         amount = fields[1] if len(fields) > 1 else None
-        if amount == "":
+        # 890 carries text, no money: BAI2 leaves its amount blank ("16,890,,,,,detail
+        # reports will be delayed until 11:00 AM." is the specification's own example).
+        if amount == "" and fields[0] != BAI2_NON_MONETARY_TYPE:
             raise InvalidRequest(
                 f"{where}: the transaction has no amount: ask the bank for the file again"
             )
-        if amount is not None and not _BAI2_UNSIGNED.match(amount):
+        if amount and not _BAI2_UNSIGNED.match(amount):
             raise InvalidRequest(
                 f"{where}: the amount {amount!r} is not a whole number of pence: "
                 f"{BAI2_HOW_TO_WRITE}, and a transaction's without a sign (its type code says "

@@ -504,6 +504,24 @@ def test_a_bai2_transaction_without_an_amount_refuses_the_file() -> None:
         parse_bai2(_bai2_with_amount(""))
 
 
+def test_a_bai2_non_monetary_record_without_an_amount_is_read_and_imports_nothing() -> None:
+    """Type 890 carries text only; BAI2 leaves its amount blank (the specification's own
+    example below). Such a record is no reason to refuse the day's statement."""
+    from tests.application.test_statement_imports import bai2
+
+    note = "16,890,,,,,detail reports will be delayed until 11:00 AM./\n"
+    text = bai2().decode().replace("49,22500,3/", note + "49,22500,4/")
+    text = text.replace("98,22500,1,5/", "98,22500,1,6/").replace("99,22500,1,7/", "99,22500,1,8/")
+    (statement,) = parse_bai2(text)
+    assert [(line.type_code, line.amount_minor) for line in statement.lines] == [
+        ("399", 1250),
+        ("890", 0),
+    ]
+    assert statement.reconciles is True
+    parsed = _bai2_file_import(text)
+    assert [line.amount_pence for line in parsed.lines] == [1250] and not parsed.problems
+
+
 @pytest.mark.parametrize(
     ("old", "new"),
     [("010,10000,", "010,1_0000,"), ("010,10000,", "010, 10000,"), ("49,22500", "49,22_500")],
