@@ -782,7 +782,11 @@ class Payment(RefundApproval, Aggregate):
         source = self.line(from_fund_code, from_reference)
         to_reference = normalise_reference(to_reference)
         to_fund.require_valid_reference(to_reference)
-        if source.key == line_key(to_fund.code, to_reference):
+        # A line recorded full-width before references were folded is the same account as
+        # its folded form (reference_forms): compare the folded forms.
+        if source.fund_code == to_fund.code and (
+            normalise_reference(source.reference) == to_reference
+        ):
             raise InvalidRequest("a transfer needs a different fund or reference to move to")
         if amount_pence > source.amount_pence:
             raise TransferExceedsAllocation(

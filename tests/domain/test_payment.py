@@ -362,3 +362,37 @@ def test_money_left_under_a_reference_recorded_unfolded_is_reached_typed_in_asci
         (SUN_REF, 4_000),
     ]
     assert payment.line("CT", "12345678").amount_pence == 6_000
+
+
+@pytest.mark.parametrize("typed", ["12345678", "１２３４５６７８"])  # noqa: RUF001 - full-width
+def test_a_transfer_from_a_reference_recorded_unfolded_to_its_own_folded_form_is_refused(
+    monkeypatch, typed
+) -> None:
+    """A reference recorded full-width before 2026-12-01 and the same reference typed now
+    are one account (`reference_forms`): moving money between them is no transfer at all,
+    and would show a movement of nothing on the account page."""
+    from dataclasses import replace as changed
+
+    import domain.payment as payment_module
+    from domain.funds import FundChart
+    from domain.references import ReferenceRule, legacy_normalise_reference
+    from domain.sample_chart import COUNCIL_TAX
+
+    wide = "１２３４５６７８"  # noqa: RUF001 - full-width digits, on purpose
+    funds = FundChart.open(actor="test")
+    funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
+    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
+    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+    payment = receive(reference=wide, fund_hint="CT", funds=funds)
+    monkeypatch.undo()
+    with pytest.raises(InvalidRequest, match="different fund or reference"):
+        payment.transfer(
+            from_fund_code="CT",
+            from_reference=wide,
+            to_fund=funds.fund("CT"),
+            to_reference=typed,
+            amount_pence=4_000,
+            actor="officer",
+            reason="paid the wrong account",
+        )
+    assert [(x.reference, x.amount_pence) for x in payment.lines_with_money()] == [(wide, 10_000)]
