@@ -222,7 +222,27 @@ def parse_allpay(text: str, *, now: datetime | None = None) -> ParsedFile:
     total, count = _allpay_trailers(rows, end, problems)
     if not bad_details:  # the totals of a file with bad lines would only add noise
         _check_controls(lines, total, count, problems, "the trailer")
+        if total is not None and total != sum(line.amount_pence for line in lines):
+            problems.extend(_overflow_suspects(rows[:end]))
     return _parsed(ImportFormat.ALLPAY, lines, len(rows), total, count, problems)
+
+
+def _overflow_suspects(rows: list[str]) -> list[LineProblem]:
+    """Lines whose amount fills columns 24-32 right after a digit, named when the trailer's
+    total disagrees with the lines. The layout cannot tell a 16-character reference ending
+    in a digit with an amount such as 123456.78 (which fits, and is read so) from a
+    15-character reference with an amount of a million pounds or more (1234567.89 needs 10
+    columns: its first digit ends the reference and 234567.89 is read): the total decides."""
+    return [
+        LineProblem(
+            number,
+            f"amount {row[23:32]!r} fills columns 24-32 right after a digit: if it is a "
+            f"million pounds or more ({row[22]}{row[23:32]}), it does not fit the layout's "
+            "columns. Record it by hand and take it out of the file",
+        )
+        for number, row in enumerate(rows, 1)
+        if len(row) > 23 and row[22].isdigit() and row[23] != " "
+    ]
 
 
 def _is_trailer(row: str) -> bool:
@@ -245,13 +265,6 @@ def _allpay_line(
     if not _ALLPAY_AMOUNT.match(amount_text):
         raise InvalidRequest(
             f"amount {amount_text!r} (columns 24-32) is not pounds and pence like 60.00"
-        )
-    if row[22].isdigit() and row[23] != " ":
-        # 1234567.89 needs 10 columns: its first digit would end the reference and the
-        # amount read would be 234567.89.
-        raise InvalidRequest(
-            f"amount {amount_text!r} fills columns 24-32 and a digit comes before it: an "
-            "amount of a million pounds or more overflows its columns. Check the line"
         )
     payment_type = row[32]
     if payment_type not in ALLPAY_TYPES:

@@ -46,14 +46,29 @@ def test_an_allpay_trailer_count_that_is_not_plain_digits_is_a_problem_not_a_cra
     assert parsed.control_count is None
 
 
-def test_an_allpay_amount_that_overflows_its_columns_is_refused() -> None:
-    """1234567.89 does not fit columns 24-32: its first digit ended the reference, and
-    the line was read as 234567.89."""
+def test_an_allpay_amount_that_overflows_its_columns_is_named_when_the_total_disagrees() -> None:
+    """1234567.89 does not fit columns 24-32: its first digit ends the reference and the
+    line reads 234567.89. The trailer's total (the real amounts') then disagrees, and the
+    line is named with what may have happened."""
     row = f"{'335610':>7}{'123456789012345':<15}{'1234567.89':>10}P{DAY}"
     assert row[23:32] == "234567.89"
-    parsed = parse_allpay(allpay_file(row, total="234567.89").decode())
-    (problem,) = parsed.problems
-    assert problem.line_number == 1 and "overflows its columns" in problem.reason
+    parsed = parse_allpay(allpay_file(row, total="1234567.89").decode())
+    total, suspect = parsed.problems
+    assert total.line_number == 0 and "does not match the lines" in total.reason
+    assert suspect.line_number == 1 and "million pounds or more (1234567.89)" in suspect.reason
+
+
+@pytest.mark.parametrize("bern", [False, True])
+def test_an_allpay_amount_of_over_100000_pounds_after_a_full_reference_is_read(bern) -> None:
+    """A 9-character amount fits columns 24-32 even after a reference that fills its
+    columns and ends in a digit (review finding on be4f857: refused as "a million")."""
+    reference = "BERN123456789012" if bern else "1234567890123456"
+    row = f"{'335610':>7}{reference}{'123456.78':>9}P{DAY}"
+    parsed = parse_allpay(allpay_file(row, total="123456.78").decode())
+    assert not parsed.problems
+    (line,) = parsed.lines
+    assert line.amount_pence == 12_345_678
+    assert line.reference == reference.removeprefix("BERN")
 
 
 @pytest.mark.parametrize("day", ["20261130", "2026-W48-1"])
