@@ -26,6 +26,28 @@ SUN = FUNDS.fund("SUN")
 HRA = FUNDS.fund("HRA")
 
 
+WIDE = "１２３４５６７８"  # noqa: RUF001 - full-width digits, on purpose
+
+
+def _recorded_full_width(monkeypatch) -> tuple[Payment, object]:
+    """£100 to CT WIDE (a full-width 12345678) as the ledger recorded it before 2026-12-01
+    (unfolded, the fund's pattern \\d taking full-width digits), and its chart."""
+    from dataclasses import replace as changed
+
+    import domain.payment as payment_module
+    from domain.funds import FundChart
+    from domain.references import ReferenceRule, legacy_normalise_reference
+    from domain.sample_chart import COUNCIL_TAX
+
+    funds = FundChart.open(actor="test")
+    funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
+    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
+    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+    payment = receive(reference=WIDE, fund_hint="CT", funds=funds)
+    monkeypatch.undo()
+    return payment, funds
+
+
 def allocate(payment: Payment, *lines, key=None, fingerprint=None) -> None:
     payment.allocate(
         [(FUNDS.fund(code), AllocationRequest(code, ref, amount)) for code, ref, amount in lines],
@@ -300,27 +322,14 @@ def test_an_allocation_recorded_before_full_width_folding_replays_and_is_found(
     """A fund whose pattern is \\d took full-width digits as they came, before 2026-12-01.
     Folding them now must not change what the stored events mean: a replay keeps the
     reference as recorded, and the officer who types it as it was still finds the line."""
-    from dataclasses import replace as changed
-
-    import domain.payment as payment_module
-    from domain.funds import FundChart
-    from domain.references import ReferenceRule, legacy_normalise_reference
-    from domain.sample_chart import COUNCIL_TAX
-
-    wide = "１２３４５６７８"  # noqa: RUF001 - full-width digits, on purpose
-    funds = FundChart.open(actor="test")
-    funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
-    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
-    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
-    recorded = receive(reference=wide, fund_hint="CT", funds=funds)
-    monkeypatch.undo()
+    recorded, _ = _recorded_full_width(monkeypatch)
     events = recorded.collect_events()
     replayed = None
     for event in events:
         replayed = event.mutate(replayed)
-    assert [line.reference for line in replayed.lines_with_money()] == [wide]
-    assert replayed.line("CT", wide).amount_pence == 10_000
-    assert replayed.line("ct", wide.replace("５", " ５")).amount_pence == 10_000  # noqa: RUF001
+    assert [line.reference for line in replayed.lines_with_money()] == [WIDE]
+    assert replayed.line("CT", WIDE).amount_pence == 10_000
+    assert replayed.line("ct", WIDE.replace("５", " ５")).amount_pence == 10_000  # noqa: RUF001
     assert replayed.line("CT", "12345678").amount_pence == 10_000  # typed in ASCII now
     assert replayed.line("CT", "1234\u200b5678").amount_pence == 10_000
 
@@ -331,20 +340,7 @@ def test_money_left_under_a_reference_recorded_unfolded_is_reached_typed_in_asci
     """One account (docs/read-model.md, `reference_forms`) may hold a line recorded
     full-width before 2026-12-01 and an ASCII line made since. When the ASCII line is
     emptied, the money still on the old line is reached as the officer types the reference."""
-    from dataclasses import replace as changed
-
-    import domain.payment as payment_module
-    from domain.funds import FundChart
-    from domain.references import ReferenceRule, legacy_normalise_reference
-    from domain.sample_chart import COUNCIL_TAX
-
-    wide = "１２３４５６７８"  # noqa: RUF001 - full-width digits, on purpose
-    funds = FundChart.open(actor="test")
-    funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
-    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
-    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
-    payment = receive(reference=wide, fund_hint="CT", funds=funds)
-    monkeypatch.undo()
+    payment, funds = _recorded_full_width(monkeypatch)
     moves = [("CT", "12345678", SUN, SUN_REF), ("SUN", SUN_REF, funds.fund("CT"), "12345678")]
     moves.append(("CT", "12345678", SUN, SUN_REF))  # empties the ASCII line the second made
     for from_fund, from_reference, to_fund, to_reference in moves:
@@ -358,7 +354,7 @@ def test_money_left_under_a_reference_recorded_unfolded_is_reached_typed_in_asci
             reason="paid the wrong account",
         )
     assert [(x.reference, x.amount_pence) for x in payment.lines_with_money()] == [
-        (wide, 6_000),
+        (WIDE, 6_000),
         (SUN_REF, 4_000),
     ]
     assert payment.line("CT", "12345678").amount_pence == 6_000
@@ -371,28 +367,15 @@ def test_a_transfer_from_a_reference_recorded_unfolded_to_its_own_folded_form_is
     """A reference recorded full-width before 2026-12-01 and the same reference typed now
     are one account (`reference_forms`): moving money between them is no transfer at all,
     and would show a movement of nothing on the account page."""
-    from dataclasses import replace as changed
-
-    import domain.payment as payment_module
-    from domain.funds import FundChart
-    from domain.references import ReferenceRule, legacy_normalise_reference
-    from domain.sample_chart import COUNCIL_TAX
-
-    wide = "１２３４５６７８"  # noqa: RUF001 - full-width digits, on purpose
-    funds = FundChart.open(actor="test")
-    funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
-    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
-    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
-    payment = receive(reference=wide, fund_hint="CT", funds=funds)
-    monkeypatch.undo()
+    payment, funds = _recorded_full_width(monkeypatch)
     with pytest.raises(InvalidRequest, match="different fund or reference"):
         payment.transfer(
             from_fund_code="CT",
-            from_reference=wide,
+            from_reference=WIDE,
             to_fund=funds.fund("CT"),
             to_reference=typed,
             amount_pence=4_000,
             actor="officer",
             reason="paid the wrong account",
         )
-    assert [(x.reference, x.amount_pence) for x in payment.lines_with_money()] == [(wide, 10_000)]
+    assert [(x.reference, x.amount_pence) for x in payment.lines_with_money()] == [(WIDE, 10_000)]
