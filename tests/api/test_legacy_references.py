@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 
 from application.ledger import CommandContext
-from domain.references import legacy_normalise_reference
 from tests.api.conftest import auth
 from tests.api.test_payments_api import record
-from tests.domain.helpers import CT_REF, SUN_REF
+from tests.domain.helpers import CT_REF, SUN_REF, references_unfolded
 
 WIDE = "".join(chr(ord(digit) - ord("0") + 0xFF10) for digit in CT_REF)
 ZERO_WIDTH = f"{CT_REF[:4]}\u200b{CT_REF[4:]}"
@@ -25,9 +24,7 @@ def record_as_before_folding(client, ledger, monkeypatch, reference: str) -> dic
         CommandContext("supervisor:test"),
         "references as 0.1.0 took them",
     )
-    with monkeypatch.context() as before:
-        before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
-        before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+    with references_unfolded(monkeypatch):
         response = record(client, reference=reference, external_id=f"old-{reference}")
     assert response.status_code == 201, response.text
     payment = response.json()["payment"]

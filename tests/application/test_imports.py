@@ -27,7 +27,7 @@ from domain.postings import postings_for
 from income_ledger.bootstrap import build_ledger
 from income_ledger.settings import Settings
 from tests.application.test_concurrency import _race
-from tests.domain.helpers import CT_REF, CT_REF_2, SUN_REF
+from tests.domain.helpers import CT_REF, CT_REF_2, SUN_REF, references_unfolded
 
 STATEMENTS = Path(
     os.environ.get(
@@ -381,7 +381,6 @@ def test_a_returned_cheque_finds_its_receipt_recorded_with_full_width_digits(
 ) -> None:
     """Before 2026-12-01 a \\d fund rule took full-width digits, kept as they came; the bank's
     returned cheque names the reference in ASCII."""
-    from domain.references import legacy_normalise_reference
 
     wide = "".join(chr(ord(digit) - ord("0") + 0xFF10) for digit in CT_REF)
     ledger.amend_fund(
@@ -390,9 +389,7 @@ def test_a_returned_cheque_finds_its_receipt_recorded_with_full_width_digits(
         CommandContext("supervisor:test"),
         "references as 0.1.0 took them",
     )
-    with monkeypatch.context() as before:
-        before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
-        before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+    with references_unfolded(monkeypatch):
         paid = import_file(ledger, allpay_file(allpay_line(wide, "40.00")), importer, file_name="a")
     original = get_import(ledger, paid.batch_id)["lines"][0]["payment_id"]
     assert ledger.get_payment(original)["reference"] == wide

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from domain.funds import FundChart
@@ -45,3 +47,15 @@ def receive(
         actor="officer:test",
         now=NOW,
     )
+
+
+@contextmanager
+def references_unfolded(monkeypatch) -> Iterator[None]:
+    """References kept as release 0.1.0 recorded them (before 2026-12-01): spaces and case
+    folded, full-width characters and zero-width spaces kept as they came."""
+    from domain.references import legacy_normalise_reference
+
+    with monkeypatch.context() as before:
+        before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
+        before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+        yield

@@ -18,7 +18,16 @@ from domain.errors import (
 )
 from domain.payment import AllocationRequest, Channel, Payment, PaymentStatus, ReversalKind
 from domain.postings import postings_for
-from tests.domain.helpers import CT_REF, CT_REF_2, HRA_REF, NOW, SUN_REF, chart, receive
+from tests.domain.helpers import (
+    CT_REF,
+    CT_REF_2,
+    HRA_REF,
+    NOW,
+    SUN_REF,
+    chart,
+    receive,
+    references_unfolded,
+)
 
 FUNDS = chart()
 CT = FUNDS.fund("CT")
@@ -34,18 +43,14 @@ def _recorded_full_width(monkeypatch) -> tuple[Payment, object]:
     (unfolded, the fund's pattern \\d taking full-width digits), and its chart."""
     from dataclasses import replace as changed
 
-    import domain.payment as payment_module
     from domain.funds import FundChart
-    from domain.references import ReferenceRule, legacy_normalise_reference
+    from domain.references import ReferenceRule
     from domain.sample_chart import COUNCIL_TAX
 
     funds = FundChart.open(actor="test")
     funds.add_fund(changed(COUNCIL_TAX, reference_rule=ReferenceRule(8, 8, r"\d{8}")), actor="test")
-    monkeypatch.setattr(payment_module, "normalise_reference", legacy_normalise_reference)
-    monkeypatch.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
-    payment = receive(reference=WIDE, fund_hint="CT", funds=funds)
-    monkeypatch.undo()
-    return payment, funds
+    with references_unfolded(monkeypatch):
+        return receive(reference=WIDE, fund_hint="CT", funds=funds), funds
 
 
 def allocate(payment: Payment, *lines, key=None, fingerprint=None) -> None:

@@ -27,6 +27,7 @@ from income_ledger.schema_versions import (
     target_metadata,
     upgrade_database,
 )
+from tests.domain.helpers import references_unfolded
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADD_A_REVISION = (
@@ -168,7 +169,6 @@ def test_references_recorded_unfolded_are_listed_by_the_upgrade_that_adds_their_
 ) -> None:
     """Revision 0003 finds the references a 0.1.0 ledger recorded with full-width digits or a
     zero-width space in the read model it already holds; the result is what a rebuild makes."""
-    from domain.references import legacy_normalise_reference
     from domain.sample_chart import SAMPLE_FUNDS
     from income_ledger.bootstrap import build_projection
 
@@ -183,9 +183,7 @@ def test_references_recorded_unfolded_are_listed_by_the_upgrade_that_adds_their_
             ctx,
             "references as 0.1.0 took them",
         )
-        with monkeypatch.context() as before:
-            before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
-            before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+        with references_unfolded(monkeypatch):
             for reference in [*recorded, "12345679"]:
                 ledger.record_payment(RecordPayment("cash", 100, reference), ctx)
         projection = build_projection(settings, ledger)

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from tests.domain.helpers import references_unfolded
 from tests.web.conftest import IDLE_SECONDS, SUSPENSE_REFERENCE, token
 
 
@@ -329,15 +330,12 @@ def test_an_account_recorded_with_full_width_digits_is_found_typed_in_ascii(
     """Recorded before 2026-12-01 under a \\d rule, kept full-width: the account page and
     the payment search find it as an officer types it now."""
     from application.ledger import CommandContext, RecordPayment
-    from domain.references import legacy_normalise_reference
 
     wide = "１２３４５６７９"  # noqa: RUF001 - full-width digits, on purpose
     ctx = CommandContext("supervisor:test")
     rule = {"min_length": 8, "max_length": 8, "pattern": "\\d{8}"}
     ledger.amend_fund("CT", {"reference_rule": rule}, ctx, "references as 0.1.0 took them")
-    with monkeypatch.context() as before:
-        before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
-        before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+    with references_unfolded(monkeypatch):
         ledger.record_payment(RecordPayment("cash", 4_200, wide), ctx)
     client = signed_in(web_url, "reporting")
     page = wait_for_page(client, "/web/accounts?fund_code=CT&reference=12345679", "£42.00")
