@@ -100,26 +100,32 @@ def load(ledger: IncomeLedger, name: str, books_format: int) -> Snapshot | None:
             name,
             mark.position,
         )
-        _forget(ledger, name, mark)
+        forget(ledger, name, mark)
         return None
     return Snapshot(mark, row.books)
 
 
-def saved_position(ledger: IncomeLedger, name: str) -> int | None:
-    """The position of the snapshot stored under this name (0: none; None: unreadable)."""
+def saved_position(ledger: IncomeLedger, name: str, books_format: int) -> int | None:
+    """The position of the snapshot stored under this name (0: none, or one of an older
+    format, which load ignores: books folded afresh replace it at once; None: unreadable,
+    or of a newer format, a later release's, which this one leaves alone)."""
     table = books_snapshot_table
     try:
         with _engine(ledger).connect() as connection:
-            found = connection.execute(select(table.c.position).where(table.c.name == name))
-            return found.scalar() or 0
+            row = connection.execute(
+                select(table.c.position, table.c.format).where(table.c.name == name)
+            ).first()
     except SQLAlchemyError:
         log.warning("could not read the %s snapshot's position", name)
         return None
+    if row is None or row.format < books_format:
+        return 0
+    return row.position if row.format == books_format else None
 
 
 def save(ledger: IncomeLedger, name: str, books_format: int, snapshot: Snapshot) -> None:
-    """Store the snapshot unless one of a later position is stored already (two processes
-    may save at once: the later books stay). A failure is logged, never raised: the
+    """Store the snapshot unless one of a later position, or of a newer format, is stored
+    already (two processes may save at once: the later books stay). A failure is logged, never raised: the
     snapshot only saves the next process time."""
     table = books_snapshot_table
     engine = _engine(ledger)
@@ -137,9 +143,13 @@ def save(ledger: IncomeLedger, name: str, books_format: int, snapshot: Snapshot)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.name],
         set_={key: statement.excluded[key] for key in values if key != "name"},
-        # One of another format is replaced whatever its position (load ignores it).
-        where=(table.c.position < statement.excluded.position)
-        | (table.c.format != statement.excluded.format),
+        # One of an older format is replaced whatever its position (load ignores it); one
+        # of a newer format (a later release's, while both run) is left alone.
+        where=(
+            (table.c.format == statement.excluded.format)
+            & (table.c.position < statement.excluded.position)
+        )
+        | (table.c.format < statement.excluded.format),
     )
     try:
         with engine.begin() as connection:
@@ -148,9 +158,9 @@ def save(ledger: IncomeLedger, name: str, books_format: int, snapshot: Snapshot)
         log.warning("could not save the %s snapshot: the next process folds more", name)
 
 
-def _forget(ledger: IncomeLedger, name: str, mark: Mark) -> None:
-    """Delete a snapshot whose event no longer stands (unless another process replaced it
-    meanwhile), so that the books folded afresh can be saved in its place."""
+def forget(ledger: IncomeLedger, name: str, mark: Mark) -> None:
+    """Delete a snapshot whose event no longer stands, or that cannot be read (unless another
+    process replaced it meanwhile), so that the books folded afresh can be saved in its place."""
     table = books_snapshot_table
     try:
         with _engine(ledger).begin() as connection:

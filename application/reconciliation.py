@@ -518,7 +518,7 @@ class KeptBooks:
             if self._fold is not fold or fold.unsaved < SNAPSHOT_EVERY_EVENTS:
                 return
             # Each worker folds the same events: only one far enough behind stores them.
-            stored = books_snapshot.saved_position(ledger, EXCEPTIONS_BOOKS)
+            stored = books_snapshot.saved_position(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT)
             if stored is not None and fold.position - stored >= SNAPSHOT_EVERY_EVENTS:
                 books_snapshot.save(
                     ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT, fold.to_snapshot()
@@ -535,6 +535,8 @@ def _stored_fold(ledger: IncomeLedger) -> BooksFold | None:
         return BooksFold.from_snapshot(snapshot)
     except (ValueError, KeyError, TypeError, zlib.error):
         log.warning("the stored %s are unreadable: folding the events afresh", EXCEPTIONS_BOOKS)
+        # Deleted, so that the books folded afresh are stored in its place at once.
+        books_snapshot.forget(ledger, EXCEPTIONS_BOOKS, snapshot.mark)
         return None
 
 

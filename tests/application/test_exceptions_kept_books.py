@@ -195,3 +195,56 @@ def test_books_stored_in_another_format_are_not_read(ledger, stored_each_call) -
     assert books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT) is None
     fresh = exceptions(ledger, books=read_books(ledger))
     assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh
+
+
+def test_books_of_another_format_are_replaced_by_the_first_process_to_fold_afresh(
+    ledger, monkeypatch
+) -> None:
+    """After an upgrade that changes the format (or books stored unreadable), the first
+    process folds afresh and stores its books at once, however near the old row's position:
+    else every new process (every CLI call) folds the whole store again until
+    SNAPSHOT_EVERY_EVENTS more events are recorded."""
+    monkeypatch.setattr(reconciliation, "SNAPSHOT_EVERY_EVENTS", 2)
+    statement_with_split_payout(ledger)
+    allpay(ledger)
+    exceptions(ledger)
+    assert stored_position(ledger) == ledger.max_position()
+    engine = event_store.engine(ledger.recorder)
+    with engine.begin() as connection:  # as a release before the format changed stored it
+        connection.execute(update(books_snapshot_table).values(format=BOOKS_SNAPSHOT_FORMAT - 1))
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh
+    assert stored_position(ledger) == ledger.max_position(), "stored in this format"
+
+
+def test_books_stored_unreadable_are_replaced_by_the_first_process_to_fold_afresh(
+    ledger, monkeypatch
+) -> None:
+    monkeypatch.setattr(reconciliation, "SNAPSHOT_EVERY_EVENTS", 2)
+    statement_with_split_payout(ledger)
+    allpay(ledger)
+    exceptions(ledger)
+    engine = event_store.engine(ledger.recorder)
+    with engine.begin() as connection:
+        connection.execute(update(books_snapshot_table).values(books=b"not zlib"))
+    assert reconciliation._stored_fold(ledger) is None
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh
+    assert reconciliation._stored_fold(ledger) is not None, "stored afresh in its place"
+
+
+def test_books_of_a_newer_format_are_left_to_the_release_that_stored_them(
+    ledger, monkeypatch
+) -> None:
+    """While two releases run (a rolling upgrade), the older one folds afresh but never
+    replaces the newer one's books, which would make the newer one fold afresh in turn."""
+    monkeypatch.setattr(reconciliation, "SNAPSHOT_EVERY_EVENTS", 2)
+    statement_with_split_payout(ledger)
+    exceptions(ledger)
+    engine = event_store.engine(ledger.recorder)
+    with engine.begin() as connection:
+        connection.execute(update(books_snapshot_table).values(format=BOOKS_SNAPSHOT_FORMAT + 1))
+    allpay(ledger)
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh
+    assert books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT + 1) is not None
