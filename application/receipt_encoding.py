@@ -14,9 +14,9 @@ The stored events are byte for byte the mapper's for the same events (topic, ori
 and version, and the state's JSON with its keys in order and datetimes as the library's
 `datetime_iso` objects): tests/application/test_receipt_encoding.py holds them equal for
 every event it writes on random receipts. The shortcut is taken only where that holds: the
-ledger's mapper has no cipher and no compressor, its transcoder is the library's JSON one
-(or a subclass: the ledger's FastJSONTranscoder) with the library's datetime transcoding,
-and every value is one orjson writes as the library's encoder does: exact text, integers,
+ledger's mapper is the library's (its `to_stored_event` not overridden) with no cipher and
+no compressor, its transcoder is the library's JSON one (or a subclass: the ledger's
+FastJSONTranscoder) with the library's datetime transcoding, and every value is one orjson writes as the library's encoder does: exact text, integers,
 booleans and None, UTC datetimes in the event's own fields (orjson writes them as
 `isoformat()`, as income_ledger.decoding relies on too), dicts with text keys and lists of
 those. Anything else (a float, a UUID or a datetime among a provider's details, a lone
@@ -140,7 +140,10 @@ class ReceiptEncoder:
         self.mapper = mapper
         transcoder = mapper.transcoder
         self.fast = (
-            mapper.cipher is None
+            # A mapper class of an operator's own (eventsourcing's MAPPER_TOPIC) may store
+            # events its own way.
+            type(mapper).to_stored_event is Mapper.to_stored_event
+            and mapper.cipher is None
             and mapper.compressor is None
             and isinstance(transcoder, JSONTranscoder)
             and type(transcoder.types.get(datetime)) is DatetimeAsISO

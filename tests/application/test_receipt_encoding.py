@@ -227,3 +227,36 @@ def test_a_compressed_store_is_left_to_the_mapper() -> None:
     events, stored = encoder.encode(received, allocated)
     assert stored == tuple(map(mapper.to_stored_event, events))
     assert mapper.to_domain_event(stored[0]) == events[0]
+
+
+class _StampedMapper(Mapper[Any]):
+    """A mapper of an operator's own (eventsourcing's MAPPER_TOPIC setting) that writes
+    events its own way."""
+
+    def to_stored_event(self, domain_event: Any) -> StoredEvent:
+        stored = super().to_stored_event(domain_event)
+        return StoredEvent(
+            stored.originator_id, stored.originator_version, stored.topic, b"!" + stored.state
+        )
+
+
+def test_a_mapper_of_its_own_is_left_to_write() -> None:
+    """A mapper class other than the library's may store events its own way: the encoder
+    makes the events and leaves their encoding to it."""
+    mapper = _StampedMapper(transcoder=library_mapper().transcoder)
+    encoder = ReceiptEncoder(mapper)
+    assert not encoder.fast
+    fund = SAMPLE_FUNDS[0]
+    received, allocated = Payment.receipt_fields(
+        channel=Channel.CASH,
+        amount_pence=100,
+        received_at=NOW,
+        reference="R3",
+        fund_hint=None,
+        external_id=None,
+        match=Match(fund.code, None, "matched"),
+        fund=fund,
+        actor="officer",
+    )
+    events, stored = encoder.encode(received, allocated)
+    assert stored == tuple(map(mapper.to_stored_event, events))
