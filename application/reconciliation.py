@@ -85,7 +85,7 @@ from eventsourcing.persistence import IntegrityError
 from application import books_snapshot
 from application.books_snapshot import EXCEPTIONS_BOOKS, Mark, Snapshot
 from application.event_store import when_committed
-from application.ledger import CommandContext, IncomeLedger
+from application.ledger import CommandContext, IncomeLedger, replayed
 from domain.cards import require_text
 from domain.errors import (
     ConcurrentUpdate,
@@ -95,6 +95,7 @@ from domain.errors import (
     LineNotAwaitingLink,
     LineNotLinked,
     NotACandidate,
+    PaymentNotFound,
     RuleViolation,
 )
 from domain.funds import Match, SuspenseReason
@@ -1077,15 +1078,26 @@ def note_links(
     (Books.paid_in_notes, read with the books that chose the link). A note the books had
     already seen is no collision: the statement that wrote it was reversed since, so the
     receipt is not paid in any more and is linked again, with a new note."""
+    # One object per receipt (two payouts of one file may both pay in a card payment),
+    # each made with its notes counted from one read of its events: all the receipts in a
+    # few queries, not two queries each (issue #10).
+    wanted = list(dict.fromkeys(pid for _, _, link in linked for pid in link.matched_payment_ids))
+    read = ledger.payments_events([UUID(payment_id) for payment_id in wanted])
     noted: dict[str, Payment] = {}
+    notes_now: dict[str, int] = {}
+    for payment_id in wanted:
+        events = read.get(UUID(payment_id))
+        if not events:
+            raise PaymentNotFound(f"no payment with id {payment_id}")
+        noted[payment_id] = replayed(events)
+        notes_now[payment_id] = sum(map(_is_paid_in_note, events))
     for where, batch_id, link in linked:
         for payment_id in link.matched_payment_ids:
-            # One object per receipt: two payouts of one file may both pay in a card payment.
-            payment = noted.get(payment_id) or ledger.repository.get(UUID(payment_id))
+            payment = noted[payment_id]
             # A card payment is paid in by several payouts (its own, then its refunds'):
             # its settled items, not a note, tell what is paid in.
             seen = notes_seen.get(payment_id, 0)
-            if link.rule != CARD_PAYOUT and _paid_in_notes(ledger, payment.id) > seen:
+            if link.rule != CARD_PAYOUT and notes_now[payment_id] > seen:
                 raise ConcurrentUpdate(
                     f"another bank statement paid in receipt {payment_id} at the same moment; "
                     "nothing was saved. Import the file again"
@@ -1114,12 +1126,7 @@ def note_links(
                         "moment; nothing was saved. Import the file again"
                     )
             payment.note(f"{PAID_IN_NOTE} {where} ({link.rule}: {link.matched})", actor=ctx.actor)
-            noted[payment_id] = payment
     return list(noted.values())
-
-
-def _paid_in_notes(ledger: IncomeLedger, payment_id: UUID) -> int:
-    return sum(map(_is_paid_in_note, ledger.repository.event_store.get(payment_id)))
 
 
 def _is_paid_in_note(event: Any) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from application.imports import detect_format, get_import, import_file
 from application.ledger import CommandContext, RecordPayment
 from application.reconciliation import age_band, exceptions
-from domain.errors import LedgerError
+from domain.errors import ConcurrentUpdate, LedgerError
 from domain.imports import ImportFormat
 from domain.limits import uk_day_start, uk_today
 from income_ledger.bootstrap import build_ledger
@@ -380,6 +380,44 @@ def test_a_linked_receipt_is_noted_as_paid_in(ledger, importer):
     assert last["details"]["text"] == (
         f"paid in by bank statement s.xml line 1 (one_receipt: card receipt of {YESTERDAY})"
     )
+
+
+def test_a_receipt_changed_after_the_notes_read_it_refuses_the_import(
+    ledger, importer, monkeypatch
+):
+    """A line paying in an Allpay file notes each of the file's receipts, read together
+    (in three queries here); another officer's note on one of them between that read and
+    the import's save leaves the import's note at a version already taken: the import is
+    refused and saves nothing, and imported again it notes every receipt."""
+    from application import ledger as ledger_module
+    from domain.payment import Payment
+
+    monkeypatch.setattr(ledger_module, "READ_CHUNK", 2, raising=False)
+    lines = (allpay_line(CT_REF, f"{n}.00") for n in range(1, 6))
+    allpay = import_file(ledger, allpay_file(*lines), importer, file_name="be.txt")
+    receipt_ids = [line["payment_id"] for line in get_import(ledger, allpay.batch_id)["lines"]]
+    real_note = Payment.note
+
+    def note_after_another_officer(payment, text, *, actor):
+        monkeypatch.setattr(Payment, "note", real_note)
+        ledger.note(UUID(receipt_ids[-1]), "the payer phoned", CommandContext("officer:other"))
+        real_note(payment, text, actor=actor)
+
+    monkeypatch.setattr(Payment, "note", note_after_another_officer)
+    statement = camt(entry("15.00", ref="B1", text="ALLPAY LTD"))
+    with pytest.raises(ConcurrentUpdate):
+        import_file(ledger, statement, importer, file_name="s.xml")
+    batches = [e for _, e in ledger.read_events() if type(e).__name__ == "Imported"]
+    assert [batch.file_name for batch in batches] == ["be.txt"]
+    last_notes = [ledger.payment_history(UUID(id_))[-1] for id_ in receipt_ids]
+    assert [note["details"].get("text") for note in last_notes] == [None] * 4 + ["the payer phoned"]
+
+    outcome = import_file(ledger, statement, importer, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (line["rule"], line["matched_batch_id"]) == ("import_total", str(allpay.batch_id))
+    for id_ in receipt_ids:
+        last = ledger.payment_history(UUID(id_))[-1]["details"]["text"]
+        assert last.startswith("paid in by bank statement s.xml line 1 (import_total: ")
 
 
 def _statement_in_a_process(barrier, url: str, content: bytes) -> str:
