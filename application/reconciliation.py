@@ -256,7 +256,7 @@ class FoldedStatement:
 
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
-BOOKS_SNAPSHOT_FORMAT = 1
+BOOKS_SNAPSHOT_FORMAT = 2
 
 
 class BooksFold:
@@ -277,15 +277,20 @@ class BooksFold:
         self.mark: Mark | None = None
         self.unsaved = 0
         self.receipts: dict[str, Receipt] = {}
-        self.reversed_ids: set[str] = set()
+        # reversed payments: where each was (last) reversed
+        self.reversed_ids: dict[str, int] = {}
         self.received: set[str] = set()
         self.moved: set[str] = set()
         self.paid_in_notes: dict[str, int] = {}
         self.clearing: dict[str, dict[tuple[str, str], int]] = {}
         self.clearing_receipts: dict[str, Receipt] = {}
+        # where each payment's clearing last moved (its receipt, at first): `since`
+        self.clearing_moved: dict[str, int] = {}
         self.disputes: dict[tuple[str, str], dict[str, Any]] = {}
-        # imports of other files: their recorded receipts; statements: as imported
+        # imports of other files: their recorded receipts, and where each was recorded;
+        # statements: as imported
         self.imports: dict[str, list[str]] = {}
+        self.import_positions: dict[str, int] = {}
         self.statements: dict[str, FoldedStatement] = {}
         self.statement_positions: dict[str, int] = {}
         self.reversed_batches: set[str] = set()
@@ -316,9 +321,9 @@ class BooksFold:
         elif self.after and payment_id not in self.received and clearing_moves(event):
             self.moved.add(payment_id)
         if isinstance(event, Payment.Reversed):
-            self.reversed_ids.add(payment_id)
+            self.reversed_ids[payment_id] = position
         elif isinstance(event, Payment.ReversalUndone):
-            self.reversed_ids.discard(payment_id)
+            self.reversed_ids.pop(payment_id, None)
         elif _is_paid_in_note(event):
             self.paid_in_notes[payment_id] = self.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
@@ -329,6 +334,7 @@ class BooksFold:
                 self.imports[payment_id] = [
                     line.payment_id for line in event.imported_lines if line.outcome == "recorded"
                 ]
+                self.import_positions[payment_id] = position
         elif isinstance(event, ImportBatch.Reversed):
             self.reversed_batches.add(payment_id)
         elif isinstance(event, ImportBatch.LineLinked) and payment_id in self.statements:
@@ -339,8 +345,9 @@ class BooksFold:
             paid_in = frozenset(event.link["matched_payment_ids"])
             self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
         _add_dispute(self.disputes, event, position)
-        if payment_id in self.clearing:
+        if payment_id in self.clearing and clearing_moves(event):
             _add_clearing(self.clearing[payment_id], event)
+            self.clearing_moved[payment_id] = position
 
     def books(self, ledger: IncomeLedger) -> Books:
         """The books as folded so far: a statement reversed since pays nothing in, by its
@@ -387,19 +394,63 @@ class BooksFold:
         ]
         return books
 
+    def since(self, after: int) -> BooksFold:
+        """The fold that BooksFold(after) makes of the events this one folded: their books
+        are read_books(ledger, after)'s, but for paid_in_notes (of every event here, which
+        no choice of a person reads), with no event read again. What that fold does not
+        see, this one leaves out by where it was recorded: receipts, imports, statements
+        (and their late links and undone pairings), disputes, reversals recorded before
+        `after`; a card payment received before it whose clearing moved since is whole,
+        as _complete_clearing reads it, after the others (in payment id order)."""
+        assert not self.after, "a fold of the whole store"
+        fold = BooksFold(after)
+        fold.position, fold.mark = self.position, self.mark
+        fold.receipts = {pid: r for pid, r in self.receipts.items() if r.position > after}
+        fold.reversed_ids = {pid: at for pid, at in self.reversed_ids.items() if at > after}
+        fold.paid_in_notes = self.paid_in_notes
+        for pid, receipt in self.clearing_receipts.items():
+            if receipt.position > after:
+                fold.clearing[pid] = self.clearing[pid]
+                fold.clearing_receipts[pid] = receipt
+        moved = [
+            pid
+            for pid, at in self.clearing_moved.items()
+            if at > after and self.clearing_receipts[pid].position <= after
+        ]
+        for pid in sorted(moved):
+            fold.clearing[pid] = self.clearing[pid]
+            fold.clearing_receipts[pid] = replace(self.clearing_receipts[pid], position=0)
+        fold.clearing_moved = {pid: self.clearing_moved[pid] for pid in fold.clearing}
+        fold.disputes = {key: d for key, d in self.disputes.items() if d["position"] > after}
+        fold.import_positions = {bid: at for bid, at in self.import_positions.items() if at > after}
+        fold.imports = {bid: self.imports[bid] for bid in fold.import_positions}
+        fold.statement_positions = {
+            bid: at for bid, at in self.statement_positions.items() if at > after
+        }
+        fold.statements = {bid: self.statements[bid] for bid in fold.statement_positions}
+        fold.reversed_batches = self.reversed_batches
+        fold.late_links = {
+            key: link for key, link in self.late_links.items() if key[0] in fold.statements
+        }
+        fold.rejected = {
+            key: undone for key, undone in self.rejected.items() if key[0] in fold.statements
+        }
+        return fold
+
     def to_snapshot(self) -> Snapshot:
         """The fold's whole state as plain data (JSON, compressed), with its last event's
         mark: from_snapshot makes the same fold of it, every dict in the same order."""
         assert not self.after and self.mark is not None, "a fold of the whole store"
         state = {
             "receipts": [_receipt_data(r) for r in self.receipts.values()],
-            "reversed_ids": sorted(self.reversed_ids),
+            "reversed_ids": list(self.reversed_ids.items()),
             "paid_in_notes": list(self.paid_in_notes.items()),
             "clearing": [
                 [pid, [[kind, day, pence] for (kind, day), pence in held.items()]]
                 for pid, held in self.clearing.items()
             ],
             "clearing_receipts": [_receipt_data(r) for r in self.clearing_receipts.values()],
+            "clearing_moved": list(self.clearing_moved.items()),
             "disputes": [
                 [
                     pid,
@@ -412,6 +463,7 @@ class BooksFold:
                 for (pid, dispute_id), d in self.disputes.items()
             ],
             "imports": list(self.imports.items()),
+            "import_positions": list(self.import_positions.items()),
             "statements": [[bid, s.file_name, s.lines] for bid, s in self.statements.items()],
             "statement_positions": list(self.statement_positions.items()),
             "reversed_batches": sorted(self.reversed_batches),
@@ -432,13 +484,14 @@ class BooksFold:
         fold = cls()
         fold.position, fold.mark = snapshot.mark.position, snapshot.mark
         fold.receipts = {row[0]: _receipt_from(row) for row in state["receipts"]}
-        fold.reversed_ids = set(state["reversed_ids"])
+        fold.reversed_ids = dict(state["reversed_ids"])
         fold.paid_in_notes = dict(state["paid_in_notes"])
         fold.clearing = {
             pid: {(kind, day): pence for kind, day, pence in held}
             for pid, held in state["clearing"]
         }
         fold.clearing_receipts = {row[0]: _receipt_from(row) for row in state["clearing_receipts"]}
+        fold.clearing_moved = dict(state["clearing_moved"])
         fold.disputes = {
             (pid, dispute_id): {
                 "amount_pence": pence,
@@ -449,6 +502,7 @@ class BooksFold:
             for pid, dispute_id, pence, status, opened_on, position in state["disputes"]
         }
         fold.imports = dict(state["imports"])
+        fold.import_positions = dict(state["import_positions"])
         fold.statements = {
             bid: FoldedStatement(file_name, lines) for bid, file_name, lines in state["statements"]
         }
@@ -501,7 +555,8 @@ class KeptBooks:
         self._lock = threading.RLock()
         self._fold: BooksFold | None = None
 
-    def books(self, ledger: IncomeLedger) -> Books:
+    def books(self, ledger: IncomeLedger, after: int = 0) -> Books:
+        """The whole books (after 0), or those read_books(ledger, after) reads (BooksFold.since)."""
         with self._lock:
             fold = self._fold
             if fold is None or (
@@ -512,7 +567,7 @@ class KeptBooks:
             if fold.unsaved >= SNAPSHOT_EVERY_EVENTS:
                 # Never what a write transaction read of its own events before it commits.
                 when_committed(ledger.recorder, partial(self._save, ledger, fold))
-            return fold.books(ledger)
+            return (fold.since(after) if after else fold).books(ledger)
 
     def _save(self, ledger: IncomeLedger, fold: BooksFold) -> None:
         with self._lock:
@@ -545,14 +600,15 @@ _KEPT_BOOKS: weakref.WeakKeyDictionary[IncomeLedger, KeptBooks] = weakref.WeakKe
 _KEPT_BOOKS_LOCK = threading.Lock()
 
 
-def kept_books(ledger: IncomeLedger) -> Books:
-    """The ledger's whole books as read_books(ledger) reads them, from what this process
-    folded before and the events recorded since (KeptBooks)."""
+def kept_books(ledger: IncomeLedger, after: int = 0) -> Books:
+    """The ledger's books as read_books(ledger, after) reads them (but for paid_in_notes,
+    always the whole history's: BooksFold.since), from what this process folded before and
+    the events recorded since (KeptBooks)."""
     with _KEPT_BOOKS_LOCK:
         kept = _KEPT_BOOKS.get(ledger)
         if kept is None:
             kept = _KEPT_BOOKS[ledger] = KeptBooks()
-    return kept.books(ledger)
+    return kept.books(ledger, after)
 
 
 def _complete_clearing(ledger: IncomeLedger, books: Books, payment_ids: set[str]) -> None:
@@ -2179,7 +2235,9 @@ def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dic
     line, read from the books of their days on (as a run after new money reads them:
     scope_start, from LATE_PAYOUT_DAYS before them, for the payouts a person may choose),
     not the whole history: what was recorded since a little before the earliest line still
-    in suspense, so an old statement with such a line reads more."""
+    in suspense, so an old statement with such a line offers more. They are the books this
+    process keeps (kept_books) cut at that position, the very books read_books reads from
+    it, so a view reads only what was recorded since the process's previous call."""
     if batch.file_format not in OpenLines.FORMATS or batch.reversed_by is not None:
         return {}
     # A line whose receipt a fund took at import never waits (may_wait): a statement whose
@@ -2195,7 +2253,8 @@ def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dic
     if not days:
         return {}
     first_day = date.fromisoformat(min(days))
-    books = read_books(ledger, scope_start(ledger, first_day, LATE_PAYOUT_DAYS))
+    # The kept books cut at that position: the same books, without reading those days again.
+    books = kept_books(ledger, scope_start(ledger, first_day, LATE_PAYOUT_DAYS))
     found = _choices(ledger, books, str(batch.id))
     return {line: candidates for (_, line), candidates in found.items()}
 
