@@ -276,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _done(backend: Any, args: argparse.Namespace) -> int:
     if args.backend == "postgresql":
         backend._execute(f'DROP DATABASE IF EXISTS "{args.pg_db}" WITH (FORCE)')
+    else:
+        backend.close()
     return 0
 
 
