@@ -2,17 +2,24 @@
 (a snapshot of reconciliation.BooksFold), so that a new process (every CLI call, an API
 worker just started) folds only the events recorded since, not the whole store (issue #10).
 
-A snapshot names the event stored at its position (its originator id and version: a Mark).
-A store restored to an older state, failed over to a replica behind it, or another store
-altogether has no such event there: the snapshot is ignored and the books are folded
-afresh (reconciliation.KeptBooks checks its own fold the same way on every call).
+A snapshot names the event stored at its position (its originator id and version, and a
+digest of its bytes as stored, topic and state: a Mark). A store restored to an older
+state, failed over to a replica behind it, or another store altogether has no such event
+there: the snapshot is ignored and the books are folded afresh (reconciliation.KeptBooks
+checks its own fold the same way on every call). The digest tells apart the same payment
+recorded again after a restore (its id is made from its channel and external id, so its
+first event may land at the very same position with the same id and version): its state
+holds the time it was recorded, which differs. The digest is stored as the first
+DIGEST_SIZE bytes of the `books` column (no column of its own: no migration).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -53,11 +60,31 @@ books_snapshot_table = Table(
 
 @dataclass(frozen=True)
 class Mark:
-    """One event's place in one store: its position and which event it is."""
+    """One event's place in one store: its position, which event it is, and a digest of
+    its stored bytes (event_digest)."""
 
     position: int
     originator_id: str
     originator_version: int
+    digest: bytes
+
+
+DIGEST_SIZE = 32
+
+
+def event_digest(topic: str, state: bytes) -> bytes:
+    """SHA-256 of an event's topic and state as stored (the state holds its timestamp)."""
+    return hashlib.sha256(topic.encode() + b"\0" + bytes(state)).digest()
+
+
+def mark_of(notification: Any) -> Mark:
+    """The mark of a stored event (a notification, as the recorder selects it)."""
+    return Mark(
+        notification.id,
+        str(notification.originator_id),
+        notification.originator_version,
+        event_digest(notification.topic, notification.state),
+    )
 
 
 def mark_at(ledger: IncomeLedger, position: int) -> Mark | None:
@@ -65,7 +92,7 @@ def mark_at(ledger: IncomeLedger, position: int) -> Mark | None:
     found = ledger.recorder.select_notifications(start=position, limit=1, inclusive_of_start=True)
     if not found or found[0].id != position:
         return None
-    return Mark(position, str(found[0].originator_id), found[0].originator_version)
+    return mark_of(found[0])
 
 
 def stands(ledger: IncomeLedger, mark: Mark) -> bool:
@@ -92,7 +119,8 @@ def load(ledger: IncomeLedger, name: str, books_format: int) -> Snapshot | None:
         return None
     if row is None or row.format != books_format:
         return None
-    mark = Mark(row.position, row.originator_id, row.originator_version)
+    stored = bytes(row.books)
+    mark = Mark(row.position, row.originator_id, row.originator_version, stored[:DIGEST_SIZE])
     if not stands(ledger, mark):
         log.warning(
             "the %s snapshot at position %d names an event this store does not hold there "
@@ -102,7 +130,7 @@ def load(ledger: IncomeLedger, name: str, books_format: int) -> Snapshot | None:
         )
         forget(ledger, name, mark)
         return None
-    return Snapshot(mark, row.books)
+    return Snapshot(mark, stored[DIGEST_SIZE:])
 
 
 def saved_position(ledger: IncomeLedger, name: str, books_format: int) -> int | None:
@@ -136,7 +164,8 @@ def save(ledger: IncomeLedger, name: str, books_format: int, snapshot: Snapshot)
         "position": snapshot.mark.position,
         "originator_id": snapshot.mark.originator_id,
         "originator_version": snapshot.mark.originator_version,
-        "books": snapshot.books,
+        # the mark's digest first (load)
+        "books": snapshot.mark.digest + snapshot.books,
         "saved_at": datetime.now(UTC),
     }
     statement = insert(table).values(values)

@@ -256,7 +256,7 @@ class FoldedStatement:
 
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
-BOOKS_SNAPSHOT_FORMAT = 2
+BOOKS_SNAPSHOT_FORMAT = 3
 
 
 class BooksFold:
@@ -306,7 +306,7 @@ class BooksFold:
             self.position = last.id
             self.unsaved += 1
         if last is not None:
-            self.mark = Mark(last.id, str(last.originator_id), last.originator_version)
+            self.mark = books_snapshot.mark_of(last)
 
     def apply(self, event: Any, position: int = 0) -> None:
         payment_id = str(event.originator_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from uuid import UUID, uuid4
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, text, update
 
 from application import books_snapshot, event_store, reconciliation
 from application.books_snapshot import EXCEPTIONS_BOOKS, books_snapshot_table
@@ -248,3 +248,39 @@ def test_books_of_a_newer_format_are_left_to_the_release_that_stored_them(
     fresh = exceptions(ledger, books=read_books(ledger))
     assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh
     assert books_snapshot.load(ledger, EXCEPTIONS_BOOKS, BOOKS_SNAPSHOT_FORMAT + 1) is not None
+
+
+def test_the_same_payment_recorded_again_at_the_same_position_is_read_afresh(
+    ledger, stored_each_call
+) -> None:
+    """After a restore, money entered again may put the same payment (its id is made from
+    its channel and external id) at the very position the books were stored at, with the
+    same id and version: only its bytes (its recording time) tell it apart."""
+    statement_with_split_payout(ledger)
+    older = ledger.max_position()
+    govuk_pay(ledger, 4_321, TODAY, "lost-in-the-restore", "cash")
+    govuk_pay(ledger, 1_111, TODAY, "entered-again", "cash")
+    before = exceptions(ledger)  # stores the books, marked at the second payment's receipt
+    kept_at = stored_position(ledger)
+    assert kept_at == older + 3  # each payment: received, then allocated
+    stored_mark = books_snapshot.mark_at(ledger, kept_at)
+    engine = event_store.engine(ledger.recorder)
+    events = event_store.events_record_class(ledger.recorder).__table__
+    with engine.begin() as connection:
+        connection.execute(delete(events).where(events.c.id > older))
+        if engine.dialect.name == "postgresql":  # the sequence restored with the table
+            connection.execute(
+                text("SELECT setval(pg_get_serial_sequence(:table, 'id'), :at)"),
+                {"table": events.name, "at": older},
+            )
+    govuk_pay(ledger, 2_222, TODAY, "entered-instead", "cash")
+    govuk_pay(ledger, 1_111, TODAY, "entered-again", "cash")
+    again = books_snapshot.mark_at(ledger, kept_at)
+    assert (again.originator_id, again.originator_version) == (
+        stored_mark.originator_id,
+        stored_mark.originator_version,
+    ), "the same payment's first event, at the very same position"
+    fresh = exceptions(ledger, books=read_books(ledger))
+    assert fresh != before
+    assert exceptions(ledger, books=KeptBooks().books(ledger)) == fresh, "a new process"
+    assert exceptions(ledger) == fresh, "this process's kept books noticed the restore"
