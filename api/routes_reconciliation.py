@@ -10,19 +10,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Path
+from fastapi import APIRouter, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.deps import Reader, Recorder, ServicesDep, Staff
+from api.problems import ApiProblem
 from api.routes_queries import Limit, Offset
 from api.schemas import Reason
 from application.reconciliation import (
+    Books,
     choose_link,
     exceptions,
     exceptions_csv,
     exceptions_page,
+    kept_books,
     link_counted_twice,
     unlink_line,
 )
@@ -94,6 +97,12 @@ class ExceptionsOut(BaseModel):
         description="the page's first row, counted across the four sections in this order"
     )
     total: int = Field(description="rows in the whole report, in all four sections")
+    position: int = Field(
+        description="the ledger position the report was made at (its last event that "
+        "changes the report): pass it as `at_position` when asking for the next pages, so "
+        "that a report changed meanwhile (rows shifted by a link, a new receipt) is refused "
+        "(409 report_changed) instead of a page that skips or repeats rows"
+    )
     unmatched_statement_lines: list[ExceptionRow] = Field(description="this page's, if any")
     unmatched_receipts: list[ExceptionRow] = Field(description="this page's, if any")
     unsettled_card_payments: list[ExceptionRow] = Field(description="this page's, if any")
@@ -115,6 +124,14 @@ async def reconciliation_exceptions(
     accept: Annotated[str | None, Header()] = None,
     limit: Limit = 100,
     offset: Offset = 0,
+    at_position: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="the `position` of the report's first page: a later page is "
+            "refused (409 report_changed) if the report has changed since",
+        ),
+    ] = None,
 ) -> Any:
     """Statement credit lines that no receipt recorded by another channel explains (they
     were recorded as new bank receipts), receipts of other channels that no statement
@@ -122,15 +139,33 @@ async def reconciliation_exceptions(
     settlement day, net of fees, refunds and lost disputes), and card disputes not yet
     decided, oldest first with their age band (0-3, 4-7, 8-30, over 30 days).
     Paged: `limit` rows from `offset`, counted across the four sections in that order
-    (`total`: rows in all; the summary is the whole report's). CSV (`Accept: text/csv`)
+    (`total`: rows in all; the summary is the whole report's). The report is made afresh
+    on each call: `position` names the state it was made at; give it back as
+    `at_position` for the next pages, and a page of a report changed since (a line linked,
+    money recorded: rows would shift, and a client skip or repeat some) is refused with
+    409 report_changed: start again from the first page. CSV (`Accept: text/csv`)
     is the whole report, unpaged.
     The matching rules are in README, "A day's files". Roles: officer, supervisor, auditor,
     reporting."""
     user.access.require_whole_ledger("the reconciliation exceptions report")
-    report = await run_in_threadpool(exceptions, svc.ledger)
+
+    def made() -> tuple[Books, dict[str, Any]]:
+        books = kept_books(svc.ledger)
+        return books, exceptions(svc.ledger, books=books)
+
+    books, report = await run_in_threadpool(made)
     if accept and "text/csv" in accept:
         return Response(exceptions_csv(report), media_type="text/csv; charset=utf-8")
-    return exceptions_page(report, limit, offset)
+    if at_position is not None and at_position != books.position:
+        raise ApiProblem(
+            409,
+            "The report changed",
+            f"the exceptions report has changed since the page made at position "
+            f"{at_position} (it is now at position {books.position}): rows may have moved "
+            "between pages; start again from the first page (offset 0, without at_position)",
+            "report_changed",
+        )
+    return exceptions_page(report, limit, offset) | {"position": books.position}
 
 
 class LateLinkOut(BaseModel):

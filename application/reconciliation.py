@@ -209,6 +209,9 @@ class Books:
     # the pairings a person rejected by undoing a late link: (batch id, line) -> the
     # receipts each undone link paid in (never linked to that line again by a run)
     rejected: dict[tuple[str, int], list[frozenset[str]]] = field(default_factory=dict)
+    # the position of the last event folded into them (BooksFold.position): books of the
+    # same position make the same report rows (a page of the report names it)
+    position: int = 0
 
     def allows(self, batch_id: str, line: int, link: StatementLink) -> bool:
         """Whether no person undid this very pairing of the line before."""
@@ -369,6 +372,7 @@ class BooksFold:
                 for key, undone in self.rejected.items()
                 if key[0] not in self.reversed_batches
             },
+            position=self.position,
         )
         for batch_id in standing:
             for line in self.statements[batch_id].imported_lines:

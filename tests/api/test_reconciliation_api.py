@@ -365,3 +365,55 @@ def test_the_exceptions_report_is_paged_across_its_sections_and_csv_is_whole(cli
     assert len(as_csv.text.splitlines()) == 1 + 5, "CSV is the whole report"
     for wrong in ({"limit": 0}, {"limit": 501}, {"offset": -1}):
         assert client.get(url, params=wrong, headers=auth("officer")).status_code == 422
+
+
+def test_a_page_of_a_report_changed_since_the_first_is_refused(client) -> None:
+    """The report is made afresh on each call: a client that pages with the first page's
+    `position` is told when the report changed between pages (rows shifted), instead of
+    silently skipping or repeating rows."""
+    for pence in (1_111, 2_222, 3_333):
+        card = client.post(
+            "/payments",
+            headers=auth("officer"),
+            json={"channel": "card", "amount_pence": pence, "reference": "JUNK"},
+        )
+        assert card.status_code == 201, card.text
+    url = "/reconciliation/exceptions"
+    first = client.get(url, params={"limit": 2}, headers=auth("officer")).json()
+    at = first["position"]
+    assert at > 0
+    same = client.get(
+        url, params={"limit": 2, "offset": 2, "at_position": at}, headers=auth("officer")
+    )
+    assert same.status_code == 200, same.text
+    assert same.json()["position"] == at and len(same.json()["unmatched_receipts"]) == 1
+    # Money recorded between pages: the rows move.
+    client.post(
+        "/payments",
+        headers=auth("officer"),
+        json={"channel": "card", "amount_pence": 4_444, "reference": "JUNK"},
+    )
+    changed = client.get(
+        url, params={"limit": 2, "offset": 2, "at_position": at}, headers=auth("officer")
+    )
+    assert changed.status_code == 409, changed.text
+    body = changed.json()
+    assert body["code"] == "report_changed"
+    assert "start again from the first page" in body["detail"]
+    again = client.get(url, params={"limit": 2}, headers=auth("officer")).json()
+    assert again["position"] > at and again["total"] == first["total"] + 1
+    ok = client.get(
+        url,
+        params={"limit": 2, "offset": 2, "at_position": again["position"]},
+        headers=auth("officer"),
+    )
+    assert ok.status_code == 200, ok.text
+    params = {"at_position": -1}
+    assert client.get(url, params=params, headers=auth("officer")).status_code == 422
+    schema = client.get("/openapi.json").json()
+    out = schema["components"]["schemas"]["ExceptionsOut"]
+    assert "position" in out["properties"] and "position" in out["required"]
+    (parameter,) = [
+        p for p in schema["paths"][url]["get"]["parameters"] if p["name"] == "at_position"
+    ]
+    assert "409 report_changed" in parameter["description"]
