@@ -2239,20 +2239,18 @@ def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dic
     line, read from the books of their days on (as a run after new money reads them:
     scope_start, from LATE_PAYOUT_DAYS before them, for the payouts a person may choose),
     not the whole history: what was recorded since a little before the earliest line still
-    in suspense, so an old statement with such a line offers more. They are the books this
+    waiting (in suspense, or a payout debit kept unmatched), so an old statement with such a line offers more. They are the books this
     process keeps (kept_books) cut at that position, the very books read_books reads from
     it, so a view reads only what was recorded since the process's previous call."""
     if batch.file_format not in OpenLines.FORMATS or batch.reversed_by is not None:
         return {}
     # A line whose receipt a fund took at import never waits (may_wait): a statement whose
-    # lines all found their payers reads nothing more.
+    # lines all found their payers reads nothing more. A payout debit kept unmatched may
+    # wait as a credit line does: the exceptions report offers it choices, so does this.
     days = [
         line.booking_date
         for line in batch.lines
-        if line.is_new_receipt
-        and may_wait(line)
-        and line.booking_date
-        and line.line not in batch.late_links
+        if may_wait(line) and line.booking_date and line.line not in batch.late_links
     ]
     if not days:
         return {}

@@ -417,3 +417,24 @@ def test_a_page_of_a_report_changed_since_the_first_is_refused(client) -> None:
         p for p in schema["paths"][url]["get"]["parameters"] if p["name"] == "at_position"
     ]
     assert "409 report_changed" in parameter["description"]
+
+
+def test_a_statement_whose_only_waiting_line_is_a_payout_debit_offers_it_over_http(
+    client, services
+) -> None:
+    """GET /imports/{id} offers a payout debit's candidates, as the exceptions report does,
+    when the statement's credit lines all found their payers."""
+    from tests.application.test_choosing_statement_links import two_days_refunds
+
+    paid, _ = two_days_refunds(services.ledger)
+    debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
+    batch = _upload(client, "d.xml", camt(debit, entry("12.34", ref="B1", text=CT_REF)))["batch"]
+    lines = client.get(f"/imports/{batch['batch_id']}", headers=auth("officer")).json()["lines"]
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    rows = report["unmatched_statement_lines"]
+    assert [(row["kind"], row["line"]) for row in rows] == [
+        ("statement_debit", 1),
+        ("statement_line", 2),
+    ]
+    assert [line["candidates"] for line in lines] == [row["candidates"] for row in rows]
+    assert sorted(c["payment_id"] for c in lines[0]["candidates"]) == paid

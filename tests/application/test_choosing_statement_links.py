@@ -457,11 +457,10 @@ def test_a_payout_two_lines_wait_for_is_not_taken_for_a_split_payout(ledger, pay
     assert len(waiting_rows) == 2 and all(row["candidates"] == [] for row in waiting_rows)
 
 
-def test_a_payout_debit_two_days_refunds_may_pay_waits_for_a_person(ledger):
+def two_days_refunds(ledger) -> tuple[list[str], list]:
     """Two payments taken four days ago, one refunded 60.00 two days ago and the other 60.00
-    yesterday: two settlement days whose payouts are both -60.00. A debit of 60.00 naming
-    the payout is kept unmatched with both days as its candidates; no run links it; a
-    person chooses one, whose refund it settles, and the debit's row is gone."""
+    yesterday: two settlement days whose payouts are both -60.00. The payment ids (sorted)
+    and their refunds' days, in the same order."""
     taken = TODAY - timedelta(days=4)
     for name in ("pay-a", "pay-b"):
         captured = {"captured_date": taken.isoformat()}
@@ -475,6 +474,14 @@ def test_a_payout_debit_two_days_refunds_may_pay_waits_for_a_person(ledger):
     for payment_id, day in zip(paid, refund_days, strict=True):
         when = uk_day_start(day) + timedelta(hours=10)
         ledger.refund(UUID(payment_id), 6_000, SUPERVISOR, "refunded at Pay", effective=when)
+    return paid, refund_days
+
+
+def test_a_payout_debit_two_days_refunds_may_pay_waits_for_a_person(ledger):
+    """Two settlement days whose payouts are both -60.00 (two_days_refunds). A debit of
+    60.00 naming the payout is kept unmatched with both days as its candidates; no run links
+    it; a person chooses one, whose refund it settles, and the debit's row is gone."""
+    paid, refund_days = two_days_refunds(ledger)
     debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
     content = camt(debit, entry("12.34", ref="B1"))  # a file of debits alone is refused
     batch_id = import_file(ledger, content, OFFICER, file_name="d.xml").batch_id
@@ -849,3 +856,35 @@ def test_a_late_payout_a_person_chose_and_undid_keeps_the_line_from_a_run(ledger
     assert link_counted_twice(ledger, OFFICER) == []
     (row,) = exceptions(ledger)["unmatched_statement_lines"]
     assert [c["payment_id"] for c in row["candidates"]] == [till, late["payment_id"]]
+
+
+def test_a_statement_whose_only_waiting_line_is_a_payout_debit_offers_its_choices(ledger):
+    """A debit of 60.00 naming the payout that two settlement days' refunds may pay, beside
+    a credit a fund took by its reference: the debit is the statement's only line waiting
+    for a person, and its import's view offers both days, as the exceptions report does
+    (not nothing, as if only credit lines could wait)."""
+    paid, refund_days = two_days_refunds(ledger)
+    debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
+    content = camt(debit, entry("12.34", ref="B1", text=CT_REF))  # allocated: waits for no one
+    batch_id = import_file(ledger, content, OFFICER, file_name="d.xml").batch_id
+    lines = get_import(ledger, batch_id)["lines"]
+    assert [(line["kind"], line["outcome"], line["status"]) for line in lines] == [
+        ("payout_debit", "unmatched", None),
+        ("receipt", "recorded", "allocated"),
+    ]
+    rows = exceptions(ledger)["unmatched_statement_lines"]
+    assert [(row["kind"], row["line"]) for row in rows] == [
+        ("statement_debit", 1),
+        ("statement_line", 2),  # the bank's credit, allocated, is listed with no choices
+    ]
+    row = rows[0]
+    days = [day.isoformat() for day in reversed(refund_days)]
+    assert [(c["settled_day"], c["payment_id"]) for c in row["candidates"]] == list(
+        zip(days, reversed(paid), strict=True)
+    )
+    assert [line["candidates"] for line in lines] == [row["candidates"] for row in rows]
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, paid[1], WHY)
+    assert (late.reversed_payment_id, late.link.settled_day) == (None, days[0])
+    rows = exceptions(ledger)["unmatched_statement_lines"]
+    assert [(row["line"], row["candidates"]) for row in rows] == [(2, [])]
+    assert [line["candidates"] for line in get_import(ledger, batch_id)["lines"]] == [[], []]
