@@ -133,6 +133,19 @@ def load(ledger: IncomeLedger, name: str, books_format: int) -> Snapshot | None:
     return Snapshot(mark, stored[DIGEST_SIZE:])
 
 
+def stored(ledger: IncomeLedger, name: str) -> tuple[int, Snapshot] | None:
+    """The snapshot stored under this name as it is, with its format, whether or not it
+    stands (None: none is stored). Reads only: for checking it (projections verify)."""
+    table = books_snapshot_table
+    with _engine(ledger).connect() as connection:
+        row = connection.execute(select(table).where(table.c.name == name)).first()
+    if row is None:
+        return None
+    books = bytes(row.books)
+    mark = Mark(row.position, row.originator_id, row.originator_version, books[:DIGEST_SIZE])
+    return row.format, Snapshot(mark, books[DIGEST_SIZE:])
+
+
 def saved_position(ledger: IncomeLedger, name: str, books_format: int) -> int | None:
     """The position of the snapshot stored under this name (0: none, or one of an older
     format, which load ignores: books folded afresh replace it at once; None: unreadable,

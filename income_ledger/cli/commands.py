@@ -919,9 +919,11 @@ def projections_verify(
     page_size: Annotated[int, typer.Option(min=1, max=20_000)] = 5000,
     as_json: JsonOption = False,
 ) -> None:
-    """Rebuild into scratch tables, compare every table with the live one; exit 1 on any
-    difference, or when a projection is stuck. Does not need the runner lock: a running
-    projector carries on meanwhile."""
+    """Rebuild into scratch tables, compare every table with the live one, and compare the
+    exceptions report's stored books with a fold afresh of the events up to their
+    position; exit 1 on any difference, or when a projection is stuck. Does not need the
+    runner lock: a running projector carries on meanwhile."""
+    from application.reconciliation import check_stored_books
     from projections.maintenance import verify
 
     settings = Settings()
@@ -935,10 +937,11 @@ def projections_verify(
         if report.event_store_position > report.position:
             report.behind_events, report.behind_events_exact = led.events_behind(report.position)
         projection.engine.dispose()
+        books = check_stored_books(led)
     if as_json:
         print_json(
             {
-                "ok": report.ok and not report.stuck,
+                "ok": report.ok and not report.stuck and books.ok,
                 "position": report.position,
                 "event_store_position": report.event_store_position,
                 "behind_events": report.behind_events,
@@ -946,6 +949,7 @@ def projections_verify(
                 "stuck": report.stuck,
                 "rows": report.tables,
                 "differences": [vars(d) for d in report.differences],
+                "stored_books": books.to_dict(),
             }
         )
     else:
@@ -972,8 +976,37 @@ def projections_verify(
             )
         for item in report.stuck:
             err.print(stuck_message(item), highlight=False, soft_wrap=True)
-    if not report.ok or report.stuck:
+        _print_books_check(books)
+    if not report.ok or report.stuck or not books.ok:
         raise typer.Exit(1)
+
+
+def _print_books_check(check: Any) -> None:
+    at = f" at position {check.position}" if check.position is not None else ""
+    verdicts = {
+        "none": "no exceptions books are stored yet: nothing to compare",
+        "other_format": f"the stored exceptions books{at} are of another release's format: "
+        "not used by this one, not compared",
+        "stale": f"the stored exceptions books{at} name an event this store does not hold "
+        "there (a restore): not used, the next report folds afresh",
+        "matches": f"stored exceptions books match a fold afresh{at}",
+    }
+    if check.ok:
+        out.print(verdicts[check.status], highlight=False)
+        return
+    what = (
+        "cannot be read (processes fold afresh instead)"
+        if check.status == "unreadable"
+        else "DIFFER FROM a fold afresh of the events: a process that loads them reports from them"
+    )
+    err.print(
+        f"[red]stored exceptions books{at}[/] {what}; delete the row named exceptions_books "
+        "from the table books_snapshot and restart the API, so that the books are folded "
+        "afresh, and report it",
+        highlight=False,
+    )
+    for difference in check.differences:
+        err.print(f"    {difference}", highlight=False, soft_wrap=True)
 
 
 # ---- demo ---------------------------------------------------------------------------------
