@@ -173,13 +173,17 @@ class Outcome:
     refund_request_id: str | None = None
 
 
-# What json.dumps(..., sort_keys=True, default=str) makes, without a new encoder per call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, default=str)
+# What json.dumps(..., sort_keys=True, default=str) writes, by the json module's own C
+# encoder made once with the same settings: `JSONEncoder.encode` makes one per call, a
+# third of a fingerprint's time (#9). No circular check: arguments are request data.
+_CANONICAL = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ", True, False, True
+)
 
 
 def fingerprint(command: str, **arguments: Any) -> str:
     """A stable digest of a command and its arguments, to tell a retry from a new request."""
-    canonical = _CANONICAL.encode({"command": command, **arguments})
+    canonical = "".join(_CANONICAL({"command": command, **arguments}, 0))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -218,11 +218,21 @@ def test_a_query_gets_a_chart_no_older_than_the_read_model(ledger, settings, off
 @given(
     st.dictionaries(
         st.text(max_size=8).filter(lambda key: key != "command"),
-        st.none() | st.integers() | st.text() | st.lists(st.text()) | st.datetimes(),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text()
+        | st.lists(st.text() | st.integers())
+        | st.datetimes()
+        | st.uuids()
+        | st.dictionaries(st.text(max_size=4), st.none() | st.integers() | st.text(), max_size=3),
         max_size=8,
     )
 )
 def test_a_fingerprint_is_the_digest_of_the_sorted_json_of_its_command(arguments) -> None:
+    """The fingerprint's JSON is json.dumps' (its encoder made once, #9): any value, nested,
+    non-ASCII text, floats, and values written through `default=str`."""
     canonical = json.dumps({"command": "record", **arguments}, sort_keys=True, default=str)
     expected = hashlib.sha256(canonical.encode()).hexdigest()
     assert fingerprint("record", **arguments) == expected
