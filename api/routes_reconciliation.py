@@ -43,7 +43,9 @@ class CandidateOut(BaseModel):
     payment_id: str | None = Field(
         None,
         description="the receipt to name to choose it (POST /reconciliation/choices): the "
-        "first of payment_ids that no other candidate of the line pays in",
+        "first of payment_ids that no other candidate of the line pays in; for a payout "
+        "split over lines whose payment_ids another split of the line pays in too, the own "
+        "receipt of its other line that tells them apart",
     )
     payment_ids: list[str] = Field(description="the receipts the line would pay in")
     matched_batch_id: str | None = Field(description="import_total: the import")

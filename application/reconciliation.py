@@ -1551,13 +1551,13 @@ def _link_once(
             splits += _loose_splits_of(ledger, matcher, books, every_line, key)
             own = _every_candidate(matcher, line, booked)
             wholes = [whole for _, whole in splits]
-            link: StatementLink | None = choice.pick(batch_id, line.line, [*wholes, *own])
-            chosen = [split_parts for split_parts, whole in splits if whole is link]
-            if chosen:
-                assert link is not None
-                _choose_split(run, matcher, choice, key, chosen[0], link)
+            partners = [_partners(every_line, key, parts) for parts, _ in splits]
+            picked = choice.pick(batch_id, line.line, [*wholes, *own], partners)
+            if picked < len(splits):
+                _choose_split(run, matcher, choice, key, *splits[picked])
                 continue
-            found = [link]
+            link: StatementLink | None = own[picked - len(splits)]
+            found = [own[picked - len(splits)]]
         else:
             found, link = _run_link(matcher, books, claims, run.undecided, key, line, booked)
             if link is None and found and key == wanted:
@@ -1610,13 +1610,13 @@ def _refuse_a_persons_choice(
         or _late_payouts(matcher, line, booked)
         or _loose_splits_of(ledger, matcher, books, lines, wanted)
     ):
-        choices = _person_candidates(ledger, matcher, books, lines, wanted, line)
+        choices, partners = _person_candidates(ledger, matcher, books, lines, wanted, line)
         raise LineNeedsAChoice(
             f"line {wanted[1]} of import {wanted[0]} may pay in more than one card payout "
             "(a payout split over lines that more than one settlement day's payout adds up "
             "to, lines of different narratives or days that add up to one, or one settled "
             "before the line's window), so a person chooses which "
-            f"(reconcile choose): {_listed(choices)}"
+            f"(reconcile choose): {_listed(choices, partners)}"
         )
 
 
@@ -1685,10 +1685,11 @@ def _person_candidates(
     lines: Iterable[tuple[str, ImportedLine]],
     key: LineKey,
     line: ImportedLine,
-) -> list[StatementLink]:
+) -> tuple[list[StatementLink], list[tuple[str, ...]]]:
     """What a person may choose for the line: the payouts of a split it is part of first
     (a run's group's, then those of lines of different narratives or days), then its own
-    candidates (_every_candidate: late payouts included), as choose_link takes them."""
+    candidates (_every_candidate: late payouts included), as choose_link takes them; and
+    the splits' other lines' own receipts (_partners), in the same order."""
     assert line.booking_date is not None
     booked = date.fromisoformat(line.booking_date)
     lines = list(lines)
@@ -1696,7 +1697,20 @@ def _person_candidates(
     splits = [(parts, whole) for whole in matcher.split_wholes(parts)]
     splits += _loose_splits_of(ledger, matcher, books, lines, key)
     wholes = [matcher.split_links(parts, whole)[0][1] for parts, whole in splits]
-    return [*wholes, *_every_candidate(matcher, line, booked)]
+    partners = [_partners(lines, key, parts) for parts, _ in splits]
+    return [*wholes, *_every_candidate(matcher, line, booked)], partners
+
+
+def _partners(
+    lines: Iterable[tuple[str, ImportedLine]], key: LineKey, parts: list[SplitCandidate]
+) -> tuple[str, ...]:
+    """The own receipts of a split's lines other than `key`, in line order: what names a
+    split on a line whose payout is in another split of it too (lines of 50.00, 49.80 and
+    49.80 of a payout of 99.80: line 1 may be split with line 2 or with line 3, the same
+    payout's receipt in both; line 2's own receipt names the first)."""
+    own = {(batch_id, line.line): line.payment_id for batch_id, line in lines}
+    others = [(part.group[0], part.line) for part in parts if (part.group[0], part.line) != key]
+    return tuple(pid for other in others if (pid := own.get(other)) is not None)
 
 
 def _choose_split(
@@ -1813,12 +1827,14 @@ def _undone_or_in_window(
     return [*_every_candidate(matcher, line, booked, late=False), *late_undone]
 
 
-def _listed(found: list[StatementLink], most: int = 10) -> str:
+def _listed(
+    found: list[StatementLink], partners: Sequence[tuple[str, ...]] = (), most: int = 10
+) -> str:
     """The candidates in words, each with a receipt id a person may name to choose it."""
+    names = _naming_receipts(found, partners)
     said = [
-        f"{link.matched} "
-        f"({_receipts_named(_naming_receipt(link, found), link.matched_payment_ids)})"
-        for link in found[:most]
+        f"{link.matched} ({_receipts_named(named, link.matched_payment_ids)})"
+        for link, named in list(zip(found, names, strict=True))[:most]
     ]
     more = f"; and {len(found) - most} more" if len(found) > most else ""
     return "; ".join(said) + more if said else "nothing"
@@ -1827,25 +1843,42 @@ def _listed(found: list[StatementLink], most: int = 10) -> str:
 @dataclass(frozen=True)
 class Choice:
     """A person's choice of what a statement line pays in, among its candidates: the one
-    that pays in this receipt (the candidates of one line pay in different receipts)."""
+    that pays in this receipt (the candidates of one line pay in different receipts), or a
+    split whose other line has this own receipt (_partners)."""
 
     payment_id: str
     reason: str
 
-    def pick(self, batch_id: str, line: int, found: list[StatementLink]) -> StatementLink:
-        named = [link for link in found if self.payment_id in link.matched_payment_ids]
+    def pick(
+        self,
+        batch_id: str,
+        line: int,
+        found: list[StatementLink],
+        partners: Sequence[tuple[str, ...]] = (),
+    ) -> int:
+        """The index in `found` of the candidate chosen; `partners`, the first candidates'
+        (splits') other lines' own receipts."""
+        named = [
+            index
+            for index, link in enumerate(found)
+            if self.payment_id in (*link.matched_payment_ids, *_nth(partners, index))
+        ]
         if len(named) == 1:
             return named[0]
         if named:  # a card payment paid in by two days' payouts, say: name another
             raise NotACandidate(
                 f"receipt {self.payment_id} is in more than one of what line {line} of "
                 f"import {batch_id} may pay in; name the receipt given for the one you "
-                f"choose: {_listed(found)}. Nothing was linked"
+                f"choose: {_listed(found, partners)}. Nothing was linked"
             )
         raise NotACandidate(
             f"receipt {self.payment_id} is not among what line {line} of import {batch_id} "
-            f"may pay in now; it may pay in: {_listed(found)}. Nothing was linked"
+            f"may pay in now; it may pay in: {_listed(found, partners)}. Nothing was linked"
         )
+
+
+def _nth(partners: Sequence[tuple[str, ...]], index: int) -> tuple[str, ...]:
+    return partners[index] if index < len(partners) else ()
 
 
 def choose_link(
@@ -2257,7 +2290,7 @@ def _split_choices(
     ]
     by_key = {(line_batch, line.line): line for line_batch, line in lines}
     candidates = _split_candidates(ledger, matcher, books, lines)
-    offered: dict[LineKey, list[StatementLink]] = defaultdict(list)
+    offered: dict[LineKey, list[tuple[StatementLink, tuple[str, ...]]]] = defaultdict(list)
     for members in _split_groups(candidates):
         parts = sorted(members, key=lambda member: member.line)
         keys = [(part.group[0], part.line) for part in parts]
@@ -2267,25 +2300,30 @@ def _split_choices(
             continue
         links = [matcher.split_links(parts, whole)[0][1] for whole in wholes]
         for key in keys:
-            offered[key].extend(links)
+            offered[key].extend((link, _partners(lines, key, parts)) for link in links)
     # Then the splits of lines of different narratives or days, which no run links.
     for parts, whole in matcher.loose_splits(candidates):
         keys = [(part.group[0], part.line) for part in parts]
         if all(undecided(key) for key in keys):
             for key in keys:
-                offered[key].append(matcher.split_links(parts, whole)[0][1])
-    for key, links in offered.items():
+                link = matcher.split_links(parts, whole)[0][1]
+                offered[key].append((link, _partners(lines, key, parts)))
+    for key, splits in offered.items():
         line = by_key[key]
         assert line.booking_date is not None
         own = _every_candidate(matcher, line, date.fromisoformat(line.booking_date))
-        found[key] = _candidate_views(books, [*links, *own])
+        links = [link for link, _ in splits]
+        found[key] = _candidate_views(books, [*links, *own], [named for _, named in splits])
 
 
-def _candidate_views(books: Books, links: list[StatementLink]) -> list[dict[str, Any]]:
+def _candidate_views(
+    books: Books, links: list[StatementLink], partners: Sequence[tuple[str, ...]] = ()
+) -> list[dict[str, Any]]:
     """The things a line may pay in, for a person to choose: each named by `payment_id`,
-    the first of its receipts that no other candidate pays in (choose_link)."""
+    the first of its receipts that no other candidate pays in, else (a split) the first
+    own receipt of its other lines that names no other candidate (choose_link)."""
     views = []
-    for link in links:
+    for link, named in zip(links, _naming_receipts(links, partners), strict=True):
         receipts = [
             books.receipts.get(pid) or books.clearing_receipts[pid]
             for pid in link.matched_payment_ids
@@ -2294,7 +2332,7 @@ def _candidate_views(books: Books, links: list[StatementLink]) -> list[dict[str,
             {
                 "rule": link.rule,
                 "matched": link.matched,
-                "payment_id": _naming_receipt(link, links),
+                "payment_id": named,
                 "payment_ids": list(link.matched_payment_ids),
                 "matched_batch_id": link.matched_batch_id,
                 "settled_day": link.settled_day,
@@ -2305,15 +2343,25 @@ def _candidate_views(books: Books, links: list[StatementLink]) -> list[dict[str,
     return views
 
 
-def _naming_receipt(link: StatementLink, candidates: list[StatementLink]) -> str | None:
-    """The first receipt of the link that no other of the line's candidates pays in: the one
-    a person names to choose it (None: every receipt of it is in another, as two card
-    payouts' receipts may be; rules 1-3's candidates add up positive receipts to one
-    amount, so one is never wholly in another)."""
-    elsewhere = {
-        pid for other in candidates if other is not link for pid in other.matched_payment_ids
-    }
-    return next((pid for pid in link.matched_payment_ids if pid not in elsewhere), None)
+def _naming_receipts(
+    candidates: list[StatementLink], partners: Sequence[tuple[str, ...]] = ()
+) -> list[str | None]:
+    """For each of a line's candidates, the first receipt of it that no other candidate pays
+    in, else (a split: `partners`, its other lines' own receipts, _partners) the first of
+    those that names no other: the one a person names to choose it (None: every receipt of
+    it is in another, as two card payouts' receipts may be; rules 1-3's candidates add up
+    positive receipts to one amount, so one is never wholly in another)."""
+    names = []
+    for index, link in enumerate(candidates):
+        elsewhere = {
+            pid
+            for other_index, other in enumerate(candidates)
+            if other_index != index
+            for pid in (*other.matched_payment_ids, *_nth(partners, other_index))
+        }
+        own = (*link.matched_payment_ids, *_nth(partners, index))
+        names.append(next((pid for pid in own if pid not in elsewhere), None))
+    return names
 
 
 def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dict[str, Any]]]:
@@ -2502,6 +2550,8 @@ def _receipts_named(naming: str | None, payment_ids: Sequence[str]) -> str:
     more = f" and {len(payment_ids) - 1} more" if len(payment_ids) > 1 else ""
     if naming is None:
         return f"receipts {', '.join(payment_ids)}, none of them its own to name"
+    if naming not in payment_ids:  # a split's other line's own receipt (_partners)
+        return f"receipt {naming}, its other line's own, to name it by"
     return f"receipt {naming}{more}"
 
 

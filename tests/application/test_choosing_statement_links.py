@@ -888,3 +888,52 @@ def test_a_statement_whose_only_waiting_line_is_a_payout_debit_offers_its_choice
     rows = exceptions(ledger)["unmatched_statement_lines"]
     assert [(row["line"], row["candidates"]) for row in rows] == [(2, [])]
     assert [line["candidates"] for line in get_import(ledger, batch_id)["lines"]] == [[], []]
+
+
+@pytest.mark.parametrize("payment_first", [True, False], ids=["at_import", "by_a_run"])
+def test_a_payout_split_two_ways_on_one_line_is_chosen_on_that_line(ledger, payment_first):
+    """Yesterday's payout of 99.80 and lines of 50.00, 49.80 and 49.80 of different
+    narratives: line 1 may be split with line 2 or with line 3, both splits paying in the
+    same payout's receipt. Line 1 offers both, each named by its other line's own receipt
+    (what tells them apart); lines 2 and 3 offer theirs by the payout's receipt. A person
+    on line 1 chooses the split with line 3 by line 3's receipt: lines 1 and 3 are linked,
+    line 2 stays its own receipt; naming the payout's receipt on line 1 is refused."""
+    if payment_first:
+        send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    content = camt(
+        entry("50.00", ref="P1", text="GOVUK PAY 4471 1/2"),
+        entry("49.80", ref="P2", text="GOVUK PAY 4471 2/2"),
+        entry("49.80", ref="P3", text="GOVUK PAY 9902"),
+    )
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    if not payment_first:
+        send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    assert link_counted_twice(ledger, OFFICER) == []
+    (held,) = exceptions(ledger)["unsettled_card_payments"]
+    payout = held["payment_id"]
+    lines = get_import(ledger, batch_id)["lines"]
+    own = [line["payment_id"] for line in lines]
+    offered = [[(c["matched"], c["payment_id"]) for c in line["candidates"]] for line in lines]
+    split = f"the govuk_pay payout of {YESTERDAY}"
+    assert offered == [
+        [(f"{split} (lines 1, 2)", own[1]), (f"{split} (lines 1, 3)", own[2])],
+        [(f"{split} (lines 1, 2)", payout)],
+        [(f"{split} (lines 1, 3)", payout)],
+    ]
+    rows = sorted(exceptions(ledger)["unmatched_statement_lines"], key=lambda row: row["line"])
+    assert [row["candidates"] for row in rows] == [line["candidates"] for line in lines]
+    assert f"receipt {own[2]}, its other line's own" in exceptions_csv(exceptions(ledger))
+    with pytest.raises(NotACandidate, match=f"name the receipt.*{own[1]}.*{own[2]}"):
+        choose_link(ledger, SUPERVISOR, batch_id, 1, payout, WHY)
+
+    links = choose_link(ledger, SUPERVISOR, batch_id, 1, own[2], "Pay's report: 9902")
+    assert [(link.line, link.link.rule) for link in links] == [
+        (1, "card_payout"),
+        (3, "card_payout_part"),
+    ]
+    assert "(lines 1, 3)" in links[0].link.matched
+    report = exceptions(ledger)
+    assert report["unsettled_card_payments"] == []
+    assert [(row["line"], row["candidates"]) for row in report["unmatched_statement_lines"]] == [
+        (2, [])
+    ]

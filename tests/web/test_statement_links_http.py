@@ -241,3 +241,35 @@ def test_an_officer_may_choose_a_channels_day_beside_two_receipts_of_the_amount(
     (line,) = get_import(ledger, batch_id)["lines"]
     assert line["late_link"]["rule"] == "channel_day_total"
     assert line["late_link"]["matched_payment_ids"] == day
+
+
+def test_an_officer_chooses_on_line_1_which_line_a_split_payout_goes_with(web_url, ledger):
+    """Lines of 50.00, 49.80 and 49.80 of different narratives and one payout of 99.80: line
+    1 may be split with line 2 or line 3. Its page offers both, each a radio of its own (the
+    other line's own receipt), and choosing the split with line 3 links lines 1 and 3."""
+    from tests.application.test_card_payouts import pay, send
+
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    content = camt(
+        entry("50.00", ref="P1", text="GOVUK PAY 4471 1/2"),
+        entry("49.80", ref="P2", text="GOVUK PAY 4471 2/2"),
+        entry("49.80", ref="P3", text="GOVUK PAY 9902"),
+    )
+    ctx = CommandContext("officer:importer")
+    batch_id = str(import_file(ledger, content, ctx, file_name="stmt.xml").batch_id)
+    own = [line["payment_id"] for line in get_import(ledger, batch_id)["lines"]]
+    client = signed_in(web_url, "officer")
+    text, fields = choose_form(client, batch_id)
+    form = text[text.index(f'action="/web/imports/{batch_id}/lines/1/choose"') :]
+    form = form[: form.index("</form>")]
+    assert f'value="{own[1]}"' in form and f'value="{own[2]}"' in form
+    assert f"(lines 1, 3) (govuk_pay; receipt {own[2]}, its other line's own)" in form
+    good = fields | {"choice_1": own[2], "choose_reason_1": "Pay's report: 9902"}
+    answer = client.post(f"/web/imports/{batch_id}/lines/1/choose", data=good)
+    assert answer.status_code == 303, answer.text
+    lines = get_import(ledger, batch_id)["lines"]
+    assert [(line["late_link"] or {}).get("rule") for line in lines] == [
+        "card_payout",
+        None,
+        "card_payout_part",
+    ]
