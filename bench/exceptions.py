@@ -120,13 +120,19 @@ def statement_imports(ledger: IncomeLedger, pairs: int) -> None:
                     )
                 )
             times[name].append(seconds)
+    print_medians("statement import", times, "read afresh", "kept books")
+
+
+def print_medians(what: str, times: dict[str, list[float]], slow: str, fast: str) -> None:
+    """Each way's median seconds with its runs, then the ratio of `slow`'s median to `fast`'s."""
     for name, measured in times.items():
+        label = f"{what} ({name})" if what else name
         print(
-            f"statement import ({name}): median {statistics.median(measured):.3f} s "
+            f"{label}: median {statistics.median(measured):.3f} s "
             f"of {[round(t, 3) for t in measured]}"
         )
-    ratio = statistics.median(times["read afresh"]) / statistics.median(times["kept books"])
-    print(f"ratio statement import read afresh / kept books: {ratio:.1f}")
+    ratio = statistics.median(times[slow]) / statistics.median(times[fast])
+    print(f"ratio {what + ' ' if what else ''}{slow} / {fast}: {ratio:.1f}")
 
 
 def first_call(code: Path, url: str) -> tuple[float, float, int]:
@@ -234,10 +240,8 @@ def later_calls(ledger: IncomeLedger, pairs: int) -> None:
         raws.append(timed(raw)[0])
         assert len(new["unmatched_receipts"]) == len(old["unmatched_receipts"]) + 1
     assert exceptions(ledger) == exceptions(ledger, books=read_books(ledger))
-    for name, times in (("read afresh", fresh), ("kept books", kept), ("raw SELECT", raws)):
-        print(f"{name}: median {statistics.median(times):.3f} s of {[round(t, 3) for t in times]}")
-    ratio = statistics.median(fresh) / statistics.median(kept)
-    print(f"ratio read afresh / kept books: {ratio:.1f}")
+    times = {"read afresh": fresh, "kept books": kept, "raw SELECT": raws}
+    print_medians("", times, "read afresh", "kept books")
     statement_imports(ledger, pairs)
 
 

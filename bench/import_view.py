@@ -20,7 +20,6 @@ history). Every pair's two views are asserted equal.
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +29,14 @@ from application.imports import get_import, import_file
 from application.ledger import IncomeLedger
 from application.reconciliation import BOOKS_SNAPSHOT_FORMAT
 from bench.auto_link import statement
-from bench.exceptions import OFFICER, forget_stored_books, patched, record_one, timed
+from bench.exceptions import (
+    OFFICER,
+    forget_stored_books,
+    patched,
+    print_medians,
+    record_one,
+    timed,
+)
 from bench.imports import allpay_file
 from bench.record_payments import DEFAULT_PG_ADMIN_URL, PostgresBackend, SQLiteBackend, ledger_on
 
@@ -81,13 +87,7 @@ def measure(ledger: IncomeLedger, batch_id: Any, pairs: int) -> None:
             times[name].append(seconds)
             results.append([line["candidates"] for line in result["lines"]])
         assert results[0] == results[1], "the two views differ"
-    for name, measured in times.items():
-        print(
-            f"view ({name}): median {statistics.median(measured):.3f} s "
-            f"of {[round(t, 3) for t in measured]}"
-        )
-    ratio = statistics.median(times["windowed read"]) / statistics.median(times["kept books"])
-    print(f"ratio windowed read / kept books: {ratio:.1f}")
+    print_medians("view", times, "windowed read", "kept books")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
