@@ -1132,73 +1132,62 @@ class IncomeLedger(Application):
         return Outcome(payment.id, False, None, self.payment_view(payment))
 
     def _recorded(self, ids: Sequence[UUID]) -> set[UUID]:
-        """Which of these aggregates already exist: one query per chunk, not one per id
-        (on PostgreSQL one query with the ids as one array: a batch's 1,000 ids expanded
-        into IN lists took SQLAlchemy longer to compile than the server to answer)."""
-        record_class = event_store.events_record_class(self.recorder)
-        found: set[UUID] = set()
+        """Which of these aggregates already exist."""
         with self._transaction(commit=False) as session:
-            if session.get_bind().dialect.name == "postgresql":
-                table = event_store.events_table_name(self.recorder)
-                rows = session.execute(
-                    text(
-                        f"SELECT originator_id FROM {table} WHERE originator_version = 1 "
-                        "AND originator_id = ANY(CAST(:ids AS uuid[]))"
-                    ),
-                    {"ids": [str(id_) for id_ in ids]},
-                )
-                return {UUID(str(row[0])) for row in rows}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                rows = session.execute(
-                    select(record_class.originator_id).where(
-                        record_class.originator_id.in_(chunk), record_class.originator_version == 1
-                    )
-                )
-                found.update(UUID(str(row[0])) for row in rows)
-        return found
+            rows = self._event_rows(session, ids, ("originator_id",), first_only=True)
+            return {UUID(str(row[0])) for row in rows}
 
     def payments_events(self, ids: Sequence[UUID]) -> dict[UUID, list[Payment.Event]]:
         """The stored events of these payments in version order (an id with none stored is
-        left out), read in one query per READ_CHUNK ids rather than one per payment: a bank
-        statement's line paying in an Allpay deposit pays in a thousand receipts (issue #10).
-        It reads inside the caller's transaction where there is one."""
-        wanted = list(dict.fromkeys(ids))
+        left out), read together rather than one query per payment: a bank statement's line
+        paying in an Allpay deposit pays in a thousand receipts (issue #10). It reads inside
+        the caller's transaction where there is one."""
         events: dict[UUID, list[Payment.Event]] = {}
-        record_class = event_store.events_record_class(self.recorder)
-        table = event_store.events_table_name(self.recorder)
         decode = self.mapper.to_domain_event
+        columns = ("originator_id", "originator_version", "topic", "state")
         with self._transaction(commit=False) as session:
-            postgres = session.get_bind().dialect.name == "postgresql"
-            for start in range(0, len(wanted), READ_CHUNK):
-                chunk = wanted[start : start + READ_CHUNK]
-                if postgres:  # one array, not an IN list to compile (see _recorded)
-                    rows = session.execute(
-                        text(
-                            "SELECT originator_id, originator_version, topic, state "
-                            f"FROM {table} WHERE originator_id = ANY(CAST(:ids AS uuid[])) "
-                            "ORDER BY originator_id, originator_version"
-                        ),
-                        {"ids": [str(id_) for id_ in chunk]},
-                    )
-                else:
-                    rows = session.execute(
-                        select(
-                            record_class.originator_id,
-                            record_class.originator_version,
-                            record_class.topic,
-                            record_class.state,
-                        )
-                        .where(record_class.originator_id.in_(chunk))
-                        .order_by(record_class.originator_id, record_class.originator_version)
-                    )
-                for originator, version, topic, state in rows:
-                    payment_id = (
-                        originator if isinstance(originator, UUID) else UUID(str(originator))
-                    )
-                    stored = StoredEvent(payment_id, version, topic, bytes(state))
-                    events.setdefault(payment_id, []).append(decode(stored))
+            rows = self._event_rows(session, list(dict.fromkeys(ids)), columns, ordered=True)
+            for originator, version, topic, state in rows:
+                payment_id = originator if isinstance(originator, UUID) else UUID(str(originator))
+                stored = StoredEvent(payment_id, version, topic, bytes(state))
+                events.setdefault(payment_id, []).append(decode(stored))
         return events
+
+    def _event_rows(
+        self,
+        session: Session,
+        ids: Sequence[UUID],
+        columns: Sequence[str],
+        *,
+        first_only: bool = False,
+        ordered: bool = False,
+    ) -> Iterator[Any]:
+        """The stored events' `columns` of these aggregates (with `first_only`, their first
+        events; with `ordered`, by aggregate and version). On PostgreSQL one query with the
+        ids as one array: a batch's 1,000 ids expanded into IN lists took SQLAlchemy longer
+        to compile than the server to answer. Elsewhere an IN list per READ_CHUNK ids."""
+        if session.get_bind().dialect.name == "postgresql":
+            table = event_store.events_table_name(self.recorder)
+            query = (
+                f"SELECT {', '.join(columns)} FROM {table} "
+                "WHERE originator_id = ANY(CAST(:ids AS uuid[]))"
+            )
+            query += " AND originator_version = 1" if first_only else ""
+            query += " ORDER BY originator_id, originator_version" if ordered else ""
+            yield from session.execute(text(query), {"ids": [str(id_) for id_ in ids]})
+            return
+        record_class = event_store.events_record_class(self.recorder)
+        for start in range(0, len(ids), READ_CHUNK):
+            statement = select(*(getattr(record_class, column) for column in columns)).where(
+                record_class.originator_id.in_(ids[start : start + READ_CHUNK])
+            )
+            if first_only:
+                statement = statement.where(record_class.originator_version == 1)
+            if ordered:
+                statement = statement.order_by(
+                    record_class.originator_id, record_class.originator_version
+                )
+            yield from session.execute(statement)
 
     def _change_payment(
         self, payment_id: UUID, change: Callable[[Payment, FundChart], None], ctx: CommandContext

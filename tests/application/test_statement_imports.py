@@ -386,7 +386,7 @@ def test_a_receipt_changed_after_the_notes_read_it_refuses_the_import(
     ledger, importer, monkeypatch
 ):
     """A line paying in an Allpay file notes each of the file's receipts, read together
-    (in three queries here); another officer's note on one of them between that read and
+    (in three queries on SQLite here); another officer's note on one of them between that read and
     the import's save leaves the import's note at a version already taken: the import is
     refused and saves nothing, and imported again it notes every receipt."""
     from application import ledger as ledger_module
