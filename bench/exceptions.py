@@ -55,7 +55,7 @@ from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.reconciliation import BOOKS_SNAPSHOT_FORMAT, BooksFold, exceptions, read_books
 from bench.auto_link import statement
 from bench.imports import allpay_file
-from bench.record_payments import DEFAULT_PG_ADMIN_URL, PostgresBackend, SQLiteBackend, ledger_on
+from bench.record_payments import DEFAULT_PG_ADMIN_URL, ledger_on, make_backend
 from projections.event_reader import fetch_all, placeholder
 
 OFFICER = CommandContext("officer:bench")
@@ -260,10 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cold", action="store_true", help="with --old: delete the stored books each time"
     )
     args = parser.parse_args(argv)
-    if args.backend == "sqlite":
-        backend: Any = SQLiteBackend()
-    else:
-        backend = PostgresBackend(DEFAULT_PG_ADMIN_URL, args.pg_db)
+    backend = make_backend(
+        args.backend, argparse.Namespace(pg_admin_url=DEFAULT_PG_ADMIN_URL, pg_db=args.pg_db)
+    )
     url = backend.fresh()
     with ledger_on(url) as ledger:
         seconds, _ = timed(lambda: build(ledger, args.files, args.lines))

@@ -38,7 +38,7 @@ from bench.exceptions import (
     timed,
 )
 from bench.imports import allpay_file
-from bench.record_payments import DEFAULT_PG_ADMIN_URL, PostgresBackend, SQLiteBackend, ledger_on
+from bench.record_payments import DEFAULT_PG_ADMIN_URL, ledger_on, make_backend
 
 
 def build(ledger: IncomeLedger, files: int, lines: int, skip: int) -> tuple[Any, int]:
@@ -99,10 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--pg-db", default="importview_bench")
     args = parser.parse_args(argv)
-    if args.backend == "sqlite":
-        backend: Any = SQLiteBackend()
-    else:
-        backend = PostgresBackend(DEFAULT_PG_ADMIN_URL, args.pg_db)
+    backend = make_backend(
+        args.backend, argparse.Namespace(pg_admin_url=DEFAULT_PG_ADMIN_URL, pg_db=args.pg_db)
+    )
     url = backend.fresh()
     try:
         with ledger_on(url) as ledger:
