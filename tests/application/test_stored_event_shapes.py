@@ -11,6 +11,8 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
+from sqlalchemy import text
 
 from application.cashups import SubmitCashUp, approve_cashup, submit_cashup
 from application.imports import get_import, import_file
@@ -362,3 +364,31 @@ def test_import_lines_stored_as_plain_dicts_load_as_imported_lines(ledger) -> No
         payout,
     ]
     assert list(batch.lines[1].to_dict()) == list(payout)
+
+
+def test_the_lean_insert_stores_an_originator_id_as_the_orm_does(ledger) -> None:
+    """The recorder's own insert gives SQLite a UUID's 16 bytes directly (#9): the row holds
+    what eventsourcing-sqlalchemy's ORM insert stores for the same id, a UUID or its text."""
+    recorder = ledger.recorder
+    topic = get_topic(Payment.Noted)
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    given = [ids[0], str(ids[1])]
+    with ledger._transaction() as session:
+        SQLAlchemyApplicationRecorder._insert_stored_events(
+            recorder, session, [StoredEvent(i, 1, topic, b"{}") for i in given]
+        )
+    recorder.insert_events([StoredEvent(i, 2, topic, b"{}") for i in given])
+    with ledger._transaction(commit=False) as session:
+        rows = session.execute(
+            text(
+                f"SELECT originator_id, originator_version FROM {recorder.events_table_name} "
+                "WHERE topic = :topic ORDER BY id"
+            ),
+            {"topic": topic},
+        ).all()
+    column = [(bytes(value) if isinstance(value, memoryview) else value) for value, _ in rows]
+    # ORM rows first (version 1), then the lean insert's (version 2), id for id.
+    assert [version for _, version in rows] == [1, 1, 2, 2]
+    assert column[:2] == column[2:]
+    for originator_id in ids:
+        assert [e.originator_version for e in recorder.select_events(originator_id)] == [1, 2]
