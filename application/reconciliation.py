@@ -8,7 +8,9 @@ statement's import batch, outcome `reconciled`) instead.
 A credit line whose reference is a payer's account (names_a_payer: a fund takes it, or it is
 valid for a disabled or more than one fund, or a check digit off one) is that payer's own
 transfer and is never linked: banks print a provider's or a deposit's line under its own
-narrative, not under one payer's account.
+narrative, not under one payer's account. One a fund took by that reference at import is
+settled, and no exception (taken_by_its_reference); one an import rule sent to a fund may
+be another channel's money, and stays on the report for a person.
 Matching rules, tried in this order for each other credit line, on receipts not yet linked, not
 reversed and not themselves recorded from a statement, received on a UK day from
 MATCH_WINDOW_DAYS before the line's booking date up to that date (card money a provider
@@ -162,6 +164,23 @@ def names_a_payer(match: Match) -> bool:
     return match.fund_code is not None or match.suspense_reason in PAYERS_REFERENCE
 
 
+def taken_by_its_reference(line: ImportedLine) -> bool:
+    """Whether a fund took a statement credit line's receipt at import by the line's own
+    reference (the funds' reference rules, no import rule): a payer's own transfer
+    (names_a_payer), never linked, by a run (_LinkRun.untouched) or a person (no choice is
+    offered for it), and no exception: nothing is left for anyone to do with it. A line an
+    import rule sent to a fund is not: the rule may have taken it by its narrative, amount
+    or channel (a provider's or a cash deposit's line, its reference rewritten), so it may
+    be another channel's money counted twice, for a person to check; nor is a line in
+    suspense, whatever the reason (a check digit off a payer's account: an officer clears
+    it)."""
+    return (
+        line.kind == LineKind.RECEIPT
+        and line.status == PaymentStatus.ALLOCATED.value
+        and line.import_rule is None
+    )
+
+
 # A row of the exceptions report, or what one is made from (_oldest_first).
 Row = TypeVar("Row")
 # Which of a line's candidate links may be made (None: any).
@@ -190,8 +209,9 @@ class Books:
     batches: dict[str, list[str]] = field(default_factory=dict)
     linked: set[str] = field(default_factory=set)
     linked_batches: set[str] = field(default_factory=set)
-    # credit lines of statements recorded as new receipts, and payout debits kept unmatched:
-    # the unmatched statement lines
+    # credit lines of statements recorded as new receipts, but a payer's own transfer a fund
+    # took by its reference (taken_by_its_reference), and payout debits kept unmatched: the
+    # unmatched statement lines, each one a person or a run may still have to settle
     unmatched_lines: list[tuple[str, ImportedLine]] = field(default_factory=list)
     # statement lines linked after their import: (batch id, line)
     linked_lines: set[tuple[str, int]] = field(default_factory=set)
@@ -378,7 +398,7 @@ class BooksFold:
             for line in self.statements[batch_id].imported_lines:
                 if line.link is not None:
                     _add_link(books, line.link)
-                elif line.awaits_link:
+                elif line.awaits_link and not taken_by_its_reference(line):
                     books.unmatched_lines.append((batch_id, line))
         for key, link in self.late_links.items():
             if key[0] not in self.reversed_batches:
@@ -2165,7 +2185,9 @@ def age_band(days: int) -> str:
 def exceptions(
     ledger: IncomeLedger, today: date | None = None, books: Books | None = None
 ) -> dict[str, Any]:
-    """Statement credit lines no other record paid in (recorded as new receipts), receipts
+    """Statement credit lines no other record paid in (recorded as new receipts) that
+    someone still has to settle (Books.unmatched_lines: not taken_by_its_reference), payout
+    debits kept unmatched, receipts
     of other channels no statement line has paid in yet, what card providers have not paid
     out yet (per payment and settlement day, net of fees, refunds and lost disputes) and
     disputes not yet decided (money at risk), oldest first (_oldest_first: by their day,

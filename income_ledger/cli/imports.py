@@ -447,7 +447,8 @@ def reconcile_exceptions(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV for a spreadsheet.")] = False,
     as_json: helpers.JsonOption = False,
 ) -> None:
-    """Statement lines no other record explains, receipts no statement line has paid in
+    """Statement lines someone still has to settle (not a payer's own transfer a fund took
+    by its reference: `import show` lists every line), receipts no statement line has paid in
     yet, card payments no payout has paid in, and open card disputes, oldest first, by age."""
     report = helpers.run(exceptions)
     if as_csv:
