@@ -279,7 +279,7 @@ class FoldedStatement:
 
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
-BOOKS_SNAPSHOT_FORMAT = 3
+BOOKS_SNAPSHOT_FORMAT = 4
 
 
 class BooksFold:
@@ -319,6 +319,9 @@ class BooksFold:
         self.reversed_batches: set[str] = set()
         self.late_links: dict[tuple[str, int], StatementLink] = {}
         self.rejected: dict[tuple[str, int], list[frozenset[str]]] = {}
+        # late links of statements recorded before `after` (a fold from a later position
+        # only): what they pay in of the receipts and imports folded here is linked
+        self.older_links: dict[tuple[str, int], StatementLink] = {}
 
     def read(self, ledger: IncomeLedger) -> None:
         """Fold the events recorded after the last one folded (positions become visible in
@@ -360,13 +363,19 @@ class BooksFold:
                 self.import_positions[payment_id] = position
         elif isinstance(event, ImportBatch.Reversed):
             self.reversed_batches.add(payment_id)
-        elif isinstance(event, ImportBatch.LineLinked) and payment_id in self.statements:
-            self.late_links[(payment_id, event.line)] = StatementLink.from_dict(event.link)
-        elif isinstance(event, ImportBatch.LinkUndone) and payment_id in self.statements:
+        elif isinstance(event, ImportBatch.LineLinked):
+            link = StatementLink.from_dict(event.link)
+            if payment_id in self.statements:
+                self.late_links[(payment_id, event.line)] = link
+            else:  # a statement recorded before `after`: its line pays in the receipts all the same
+                self.older_links[(payment_id, event.line)] = link
+        elif isinstance(event, ImportBatch.LinkUndone):
             # (payment_id is the batch's id here)
-            self.late_links.pop((payment_id, event.line), None)
-            paid_in = frozenset(event.link["matched_payment_ids"])
-            self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
+            self.older_links.pop((payment_id, event.line), None)
+            if payment_id in self.statements:
+                self.late_links.pop((payment_id, event.line), None)
+                paid_in = frozenset(event.link["matched_payment_ids"])
+                self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
         _add_dispute(self.disputes, event, position)
         if payment_id in self.clearing and clearing_moves(event):
             _add_clearing(self.clearing[payment_id], event)
@@ -404,6 +413,15 @@ class BooksFold:
             if key[0] not in self.reversed_batches:
                 _add_link(books, link)
                 books.linked_lines.add(key)
+        # A statement recorded before `after` is not in these books, but a line of it linked
+        # since pays in receipts that are: none of them is another line's candidate. (Only
+        # those folded here, which a link recorded before `after` cannot pay in: the books
+        # are the same whether folded from `after` or cut there, BooksFold.since.)
+        for key, link in self.older_links.items():
+            if key[0] not in self.reversed_batches:
+                books.linked.update(pid for pid in link.matched_payment_ids if pid in self.receipts)
+                if link.matched_batch_id in self.imports:
+                    books.linked_batches.add(link.matched_batch_id)
         if self.after:
             _complete_clearing(ledger, books, self.moved)
         for payment_id in self.reversed_ids:
@@ -423,8 +441,10 @@ class BooksFold:
         are read_books(ledger, after)'s, but for paid_in_notes (of every event here, which
         no choice of a person reads), with no event read again. What that fold does not
         see, this one leaves out by where it was recorded: receipts, imports, statements
-        (and their late links and undone pairings), disputes, reversals recorded before
-        `after`; a card payment received before it whose clearing moved since is whole,
+        (and their late links and undone pairings: but what a late link of a statement
+        recorded before `after` pays in of the receipts and imports kept is linked, as
+        that fold reads it from the link's own event, older_links), disputes, reversals
+        recorded before `after`; a card payment received before it whose clearing moved since is whole,
         as _complete_clearing reads it, after the others (in payment id order)."""
         assert not self.after, "a fold of the whole store"
         fold = BooksFold(after)
@@ -458,6 +478,9 @@ class BooksFold:
         }
         fold.rejected = {
             key: undone for key, undone in self.rejected.items() if key[0] in fold.statements
+        }
+        fold.older_links = {
+            key: link for key, link in self.late_links.items() if key[0] not in fold.statements
         }
         return fold
 

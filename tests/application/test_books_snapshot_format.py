@@ -27,7 +27,12 @@ from domain.imports import StatementLink
 from domain.payment import clearing_moves
 
 # BOOKS_SNAPSHOT_FORMAT -> the fingerprint of the fold it names
-FINGERPRINTS = {1: "ba2191f7b17775eb", 2: "eca7b1cf8eec8b53", 3: "eca7b1cf8eec8b53"}
+FINGERPRINTS = {
+    1: "ba2191f7b17775eb",
+    2: "eca7b1cf8eec8b53",
+    3: "eca7b1cf8eec8b53",
+    4: "e4b9ab038b771e3f",
+}
 
 
 def fold_shape() -> list[str]:

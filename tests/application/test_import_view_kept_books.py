@@ -16,6 +16,7 @@ from application import reconciliation
 from application.imports import get_import, import_file, reverse_import
 from application.reconciliation import (
     _choices,
+    choose_link,
     kept_books,
     line_choices,
     link_counted_twice,
@@ -117,3 +118,30 @@ def test_the_import_view_from_kept_books_is_the_windowed_read_at_every_cut(
         for line in get_import(ledger, batch_id)["lines"]
     ]
     assert sum(1 for candidates in offered if candidates) >= 5, "lines wait with candidates"
+
+
+def test_a_receipt_an_older_statement_paid_in_late_is_not_offered_again(
+    ledger, monkeypatch
+) -> None:
+    """A statement imported before a view's window starts, whose line a person links
+    afterwards to a receipt of the window: that receipt is paid in, so the window's books
+    (kept and read alike) count it linked, and a later statement's line of the same amount
+    is not offered it again (only the two receipts still open)."""
+    older = camt(entry("9.00", ref="O1", text="CARD TAKINGS"))
+    older_id = import_file(ledger, older, OFFICER, file_name="older.xml").batch_id
+    window_starts = ledger.max_position()
+    paid, *still_open = (
+        govuk_pay(ledger, 900, YESTERDAY, f"till-{name}", "card") for name in "abc"
+    )
+    choose_link(ledger, OFFICER, older_id, 1, paid, "the paying-in slip names it")
+    newer = camt(entry("9.00", ref="N1", text="CARD TAKINGS"))
+    newer_id = import_file(ledger, newer, OFFICER, file_name="newer.xml").batch_id
+    with monkeypatch.context() as patch:  # the view's window starts after the older statement
+        patch.setattr(reconciliation, "scope_start", lambda *_a: window_starts)
+        (line,) = get_import(ledger, newer_id)["lines"]
+    assert sorted(c["payment_id"] for c in line["candidates"]) == sorted(still_open)
+    for books in (read_books(ledger, window_starts), kept_books(ledger, window_starts)):
+        offered = _choices(ledger, books, str(newer_id))[(str(newer_id), 1)]
+        assert sorted(c["payment_id"] for c in offered) == sorted(still_open)
+        assert paid in books.linked
+    assert same_at_every_cut(ledger, monkeypatch, [older_id, newer_id]) >= 0
