@@ -38,7 +38,8 @@ a channel's day beside two receipts of the amount) until a person chooses one, s
 unlink_line). Once chosen, what it pays in is no other line's candidate. A pairing a
 person undid is no candidate for a run, but an undo leaves a line with two or more
 candidates (that pairing included) waiting for a person: no run links the other by
-elimination.
+elimination, not even a person's run for that line alone (which may make the undone
+pairing again: _one_line).
 A line linked to card payments also settles them: their money moves from the clearing
 account to the bank (Payment.Settled; for rule 4, only that day's items).
 Besides, rule 4 matches a debit line (a negative payout: the day's refunds exceeded its
@@ -229,12 +230,18 @@ class Books:
     # the pairings a person rejected by undoing a late link: (batch id, line) -> the
     # receipts each undone link paid in (never linked to that line again by a run)
     rejected: dict[tuple[str, int], list[frozenset[str]]] = field(default_factory=dict)
+    # lines whose undone pairings a person's run for that very line may make again
+    # (_one_line): still undone, so no other candidate is linked by elimination
+    relinkable: set[tuple[str, int]] = field(default_factory=set)
     # the position of the last event folded into them (BooksFold.position): books of the
     # same position make the same report rows (a page of the report names it)
     position: int = 0
 
     def allows(self, batch_id: str, line: int, link: StatementLink) -> bool:
-        """Whether no person undid this very pairing of the line before."""
+        """Whether no person undid this very pairing of the line before, or a person's run
+        for the line may make it again (relinkable)."""
+        if (batch_id, line) in self.relinkable:
+            return True
         paid_in = frozenset(link.matched_payment_ids)
         return paid_in not in self.rejected.get((batch_id, line), ())
 
@@ -1527,7 +1534,9 @@ def _statement(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch:
 
 def _one_line(books: Books, wanted: tuple[str, int], *, alone: bool = False) -> None:
     """A person's run: the wanted line alone, with the lines of its batch that may be parts
-    of one payout with it (SplitCandidate's group) and no rejected pairing of it, unless
+    of one payout with it (SplitCandidate's group), its rejected pairings allowed again
+    (relinkable) but still counted as undone (_waits_for_a_person: with another candidate,
+    a late payout included, the line needs a choice, not a link by elimination), unless
     `alone` (a person's choice: its candidates include its undone pairings anyway,
     _every_candidate, and its splits are found as the report finds them, _split_candidates
     reading the line's undone pairings as no run's candidates)."""
@@ -1545,7 +1554,7 @@ def _one_line(books: Books, wanted: tuple[str, int], *, alone: bool = False) -> 
         and (line.line == wanted[1] or (not alone and (line.reference, line.booking_date) == group))
     ]
     if not alone:
-        books.rejected.pop(wanted, None)
+        books.relinkable.add(wanted)
 
 
 def _link_once(

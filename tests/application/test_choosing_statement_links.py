@@ -859,6 +859,29 @@ def test_a_late_payout_a_person_chose_and_undid_keeps_the_line_from_a_run(ledger
     assert [c["payment_id"] for c in row["candidates"]] == [till, late["payment_id"]]
 
 
+def test_a_persons_plain_link_after_a_late_payout_undone_does_not_link_by_elimination(ledger):
+    """As above, but the person asks for the line alone to be linked by the rules
+    (`reconcile link --batch ID --line N`, not a choice): the till's receipt is the rules'
+    one candidate in the window only because the payout they undid is settled before it.
+    Linking it would be elimination, a guess: the line needs a choice, naming both, and
+    nothing is stored; a person then chooses either."""
+    captured_days_ago(ledger, "pay-late", 8)
+    content = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    (late,) = line["candidates"]
+    choose_link(ledger, SUPERVISOR, batch_id, 1, late["payment_id"], WHY)
+    unlink_line(ledger, batch_id, 1, SUPERVISOR, "the bank's advice names another payout")
+    till = govuk_pay(ledger, 9_980, EARLIER, "till-b", "card")
+    position = ledger.max_position()
+    with pytest.raises(LineNeedsAChoice, match="reconcile choose") as refused:
+        link_counted_twice(ledger, OFFICER, (batch_id, 1))
+    assert till in str(refused.value) and late["payment_id"] in str(refused.value)
+    assert ledger.max_position() == position, "nothing stored"
+    (chosen,) = choose_link(ledger, SUPERVISOR, batch_id, 1, till, WHY)
+    assert chosen.link.matched_payment_ids == (till,)
+
+
 def test_a_statement_whose_only_waiting_line_is_a_payout_debit_offers_its_choices(ledger):
     """A debit of 60.00 naming the payout that two settlement days' refunds may pay, beside
     a credit a fund took by its reference: the debit is the statement's only line waiting
