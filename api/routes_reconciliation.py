@@ -34,11 +34,21 @@ from domain.imports import MAX_IMPORT_LINES
 router = APIRouter()
 
 
+class CandidateFileOut(BaseModel):
+    batch_id: str = Field(description="the imported file's import")
+    file_name: str
+    day: str = Field(description="the latest UK day of its receipts (ISO)")
+
+
 class CandidateOut(BaseModel):
     """One record a statement line may pay in, for a person to choose (POST
     /reconciliation/choices with its payment_id)."""
 
-    rule: str = Field(description="one_receipt, import_total, channel_day_total or card_payout")
+    rule: str = Field(
+        description="one_receipt, import_total, channel_day_total, card_payout or "
+        "imports_together (two or three files of one format received on different days, "
+        "whose totals only together make the line's amount: never linked by a run)"
+    )
     matched: str = Field(description="what it is, in words")
     payment_id: str | None = Field(
         None,
@@ -54,6 +64,9 @@ class CandidateOut(BaseModel):
     )
     channels: list[str]
     days: list[str] = Field(description="the UK days the receipts were received (ISO)")
+    files: list[CandidateFileOut] = Field(
+        [], description="import_total and imports_together: the imported files it pays in"
+    )
 
 
 class ExceptionRow(BaseModel):
@@ -186,6 +199,9 @@ class LateLinkOut(BaseModel):
     matched: str
     settled_day: str | None = None
     matched_batch_id: str | None = None
+    matched_batch_ids: list[str] = Field(
+        [], description="imports_together: the imports whose totals it paid in together"
+    )
 
 
 class LateLinksOut(BaseModel):
@@ -280,6 +296,9 @@ class UndoneLinkOut(BaseModel):
     matched: str
     settled_day: str | None = None
     matched_batch_id: str | None = None
+    matched_batch_ids: list[str] = Field(
+        [], description="imports_together: the imports whose totals it paid in together"
+    )
 
 
 class UndoneLinksOut(BaseModel):

@@ -46,8 +46,15 @@ Besides, rule 4 matches a debit line (a negative payout: the day's refunds excee
 payments; one naming the payout that matches nothing is kept on the batch, `unmatched`, for
 link_counted_twice) and a payout split over several credit lines of one reference and day
 (Matcher.split_payouts).
-What it does not match: a line paying in part of a day or several days, an amount that only
-several files together make, a reference (it matches amounts and dates only: two receipts of
+Two or three earlier imported files (Allpay, CSV) of one format, not reversed, received on
+different UK days COMBINED_FILES_DAYS apart at most, every receipt in the line's window and
+none linked, whose receipts together make exactly a credit line's amount (a provider's
+weekend settled as one credit on Monday) are offered to a person, never linked by a run
+(Matcher.files_together), on a line no rule matches or that waits for a person anyway; a
+person chooses them as any candidate (choose_link: a link naming the files,
+matched_batch_ids, undone by unlink_line).
+What it does not match: a line paying in part of a day or several days, four or more files
+together, a reference (it matches amounts and dates only: two receipts of
 the same amount in the window wait for a person, and a transfer whose reference is like no
 payer's account, of the amount of the one receipt of another channel in the window, a card
 at a till or a cheque, is taken for that receipt being paid in). A payout split over lines is linked
@@ -78,7 +85,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
-from itertools import combinations
+from itertools import combinations, product
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -138,6 +145,17 @@ LATE_PAYOUT_DAYS = 31
 # after a bank holiday Monday).
 LOOSE_SPLIT_DAYS = 4
 LOOSE_SPLIT_LINES = 3
+# Two or three earlier imported files of one source (file format) received on different UK
+# days, whose totals only together make a credit line's amount (Allpay's or PayPoint's
+# Friday, Saturday and Sunday files settled as one credit on Monday, or over a bank
+# holiday), are offered to a person, never linked by a run (Matcher.files_together): at
+# most this many files, their days this many days apart at most, all in the line's window.
+# A source's day with more files than COMBINED_FILES_PER_DAY is left out of such offers:
+# many files a day are not one daily settlement's, and would make the search blow up.
+COMBINED_FILES = 3
+COMBINED_FILES_DAYS = 4
+COMBINED_FILES_PER_DAY = 3
+IMPORTS_TOGETHER = "imports_together"
 # The actor of the linking run made after new money is recorded (link_after_recording).
 AUTO_LINK_ACTOR = "system:auto-link"
 # A linking run after new money of day D reads what was recorded from this many days
@@ -208,6 +226,8 @@ class Books:
     receipts: dict[str, Receipt] = field(default_factory=dict)
     # payment ids per earlier non-statement import, and whether it was reversed
     batches: dict[str, list[str]] = field(default_factory=dict)
+    # each such import's file name and format (files_together: the format is its source)
+    import_files: dict[str, tuple[str, str]] = field(default_factory=dict)
     linked: set[str] = field(default_factory=set)
     linked_batches: set[str] = field(default_factory=set)
     # credit lines of statements recorded as new receipts, but a payer's own transfer a fund
@@ -286,7 +306,7 @@ class FoldedStatement:
 
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
-BOOKS_SNAPSHOT_FORMAT = 4
+BOOKS_SNAPSHOT_FORMAT = 5
 
 
 class BooksFold:
@@ -321,6 +341,8 @@ class BooksFold:
         # statements: as imported
         self.imports: dict[str, list[str]] = {}
         self.import_positions: dict[str, int] = {}
+        # their file names and formats: [name, format]
+        self.import_files: dict[str, list[str]] = {}
         self.statements: dict[str, FoldedStatement] = {}
         self.statement_positions: dict[str, int] = {}
         self.reversed_batches: set[str] = set()
@@ -368,6 +390,7 @@ class BooksFold:
                     line.payment_id for line in event.imported_lines if line.outcome == "recorded"
                 ]
                 self.import_positions[payment_id] = position
+                self.import_files[payment_id] = [event.file_name, event.file_format]
         elif isinstance(event, ImportBatch.Reversed):
             self.reversed_batches.add(payment_id)
         elif isinstance(event, ImportBatch.LineLinked):
@@ -396,6 +419,11 @@ class BooksFold:
             receipts=dict(self.receipts),
             batches={
                 bid: ids for bid, ids in self.imports.items() if bid not in self.reversed_batches
+            },
+            import_files={
+                bid: (name, file_format)
+                for bid, (name, file_format) in self.import_files.items()
+                if bid not in self.reversed_batches
             },
             file_names={bid: self.statements[bid].file_name for bid in standing},
             statement_positions={bid: self.statement_positions[bid] for bid in standing},
@@ -429,6 +457,9 @@ class BooksFold:
                 books.linked.update(pid for pid in link.matched_payment_ids if pid in self.receipts)
                 if link.matched_batch_id in self.imports:
                     books.linked_batches.add(link.matched_batch_id)
+                books.linked_batches.update(
+                    bid for bid in link.matched_batch_ids if bid in self.imports
+                )
         if self.after:
             _complete_clearing(ledger, books, self.moved)
         for payment_id in self.reversed_ids:
@@ -475,6 +506,7 @@ class BooksFold:
         fold.disputes = {key: d for key, d in self.disputes.items() if d["position"] > after}
         fold.import_positions = {bid: at for bid, at in self.import_positions.items() if at > after}
         fold.imports = {bid: self.imports[bid] for bid in fold.import_positions}
+        fold.import_files = {bid: self.import_files[bid] for bid in fold.import_positions}
         fold.statement_positions = {
             bid: at for bid, at in self.statement_positions.items() if at > after
         }
@@ -518,6 +550,7 @@ class BooksFold:
             ],
             "imports": list(self.imports.items()),
             "import_positions": list(self.import_positions.items()),
+            "import_files": list(self.import_files.items()),
             "statements": [[bid, s.file_name, s.lines] for bid, s in self.statements.items()],
             "statement_positions": list(self.statement_positions.items()),
             "reversed_batches": sorted(self.reversed_batches),
@@ -557,6 +590,7 @@ class BooksFold:
         }
         fold.imports = dict(state["imports"])
         fold.import_positions = dict(state["import_positions"])
+        fold.import_files = dict(state["import_files"])
         fold.statements = {
             bid: FoldedStatement(file_name, lines) for bid, file_name, lines in state["statements"]
         }
@@ -801,6 +835,7 @@ def _add_link(books: Books, link: StatementLink) -> None:
     books.linked.update(link.matched_payment_ids)
     if link.matched_batch_id:
         books.linked_batches.add(link.matched_batch_id)
+    books.linked_batches.update(link.matched_batch_ids)
 
 
 # ---- matching a statement's lines ------------------------------------------------------------
@@ -873,6 +908,7 @@ def _claimed(link: StatementLink) -> frozenset[tuple[str, str | None]]:
     tokens = {(payment_id, link.settled_day) for payment_id in link.matched_payment_ids}
     if link.matched_batch_id:
         tokens.add(("import", link.matched_batch_id))
+    tokens.update(("import", batch_id) for batch_id in link.matched_batch_ids)
     return frozenset(tokens)
 
 
@@ -969,6 +1005,20 @@ def _split_groups(lines: Iterable[SplitCandidate]) -> list[list[SplitCandidate]]
     return list(groups.values())
 
 
+@dataclass(frozen=True)
+class ImportedFile:
+    """An earlier imported file (not a statement) that may pay in with others
+    (Matcher.files_together): its source is its file format, its day the latest UK day of
+    its receipts."""
+
+    batch_id: str
+    name: str
+    source: str
+    first_day: date
+    day: date
+    total_pence: int
+
+
 class Matcher:
     """The rules over indexes built once per file (by day and amount, by channel and day,
     by import total), so a file of many lines does not rescan every receipt per line."""
@@ -996,11 +1046,22 @@ class Matcher:
             for (_, day), pence in held.items():
                 group = self.payouts[(channel, date.fromisoformat(day))]
                 group[payment_id] = group.get(payment_id, 0) + pence
+        # the files usable so, by their day; what two or three of them make, per booking day
+        # of a line (files_together: made when first asked)
+        self.files_by_day: dict[date, list[ImportedFile]] = defaultdict(list)
+        self.together: dict[date, dict[int, list[tuple[ImportedFile, ...]]]] = {}
         for batch_id, payment_ids in books.batches.items():
             usable = all(pid in books.receipts and pid not in books.clearing for pid in payment_ids)
             if payment_ids and usable and batch_id not in books.linked_batches:
                 total = sum(books.receipts[pid].amount_pence for pid in payment_ids)
                 self.batches_by_total[total].append(batch_id)
+                self._add_file(batch_id, payment_ids, total)
+
+    def _add_file(self, batch_id: str, payment_ids: list[str], total_pence: int) -> None:
+        days = [self.books.receipts[pid].received_on for pid in payment_ids]
+        name, source = self.books.import_files.get(batch_id, (batch_id, ""))
+        file = ImportedFile(batch_id, name, source, min(days), max(days), total_pence)
+        self.files_by_day[file.day].append(file)
 
     def by_amount(self, payment_id: str) -> bool:
         """Whether rules 1 to 3 (amounts and days) may pay in the receipt: not yet linked,
@@ -1119,15 +1180,69 @@ class Matcher:
         ]
         return self._card_payouts(days, amount_pence)
 
+    def files_together(self, booked: date, amount_pence: int) -> list[StatementLink]:
+        """Two to COMBINED_FILES earlier imported files of one source (ImportedFile), each
+        received on its own UK day, those days COMBINED_FILES_DAYS apart at most, every
+        receipt of them in the line's window and none linked, whose totals together make
+        exactly the amount: for a person only (a guess: which days a provider settled
+        together is not in the files). Each set once, its files in day order; the sets in
+        the order of their first file's day, then their next. What files may make is worked
+        out once per booking day (_combine_files), so lines of one day search once."""
+        by_total = self.together.get(booked)
+        if by_total is None:
+            by_total = self.together[booked] = self._combine_files(booked)
+        found = []
+        for files in by_total.get(amount_pence, ()):
+            if any(file.batch_id in self.books.linked_batches for file in files):
+                continue
+            receipts = [
+                self.books.receipts[pid]
+                for file in files
+                for pid in self.books.batches[file.batch_id]
+            ]
+            if any(receipt.payment_id in self.books.linked for receipt in receipts):
+                continue
+            named = ", ".join(
+                f"{file.name} of {file.day} (import {file.batch_id})" for file in files
+            )
+            link = _link(IMPORTS_TOGETHER, receipts, f"the totals of imports {named} together")
+            found.append(replace(link, matched_batch_ids=tuple(f.batch_id for f in files)))
+        return found
+
+    def _combine_files(self, booked: date) -> dict[int, list[tuple[ImportedFile, ...]]]:
+        """What two to COMBINED_FILES files of a source in the window of a line booked on
+        `booked` add up to (files_together), a source's day of more than
+        COMBINED_FILES_PER_DAY files left out: at most C(6, 3) sets of days times
+        COMBINED_FILES_PER_DAY ** 3 files each, whatever the number of lines or files."""
+        window = _window(booked)
+        by_source: dict[str, dict[date, list[ImportedFile]]] = defaultdict(dict)
+        for day in reversed(window):  # the earliest day first
+            for file in self.files_by_day.get(day, ()):
+                if file.first_day >= window[-1]:
+                    by_source[file.source].setdefault(day, []).append(file)
+        made: dict[int, list[tuple[ImportedFile, ...]]] = defaultdict(list)
+        for by_day in by_source.values():
+            days = [d for d, files in by_day.items() if len(files) <= COMBINED_FILES_PER_DAY]
+            for size in range(2, COMBINED_FILES + 1):
+                for chosen in combinations(days, size):
+                    if (chosen[-1] - chosen[0]).days > COMBINED_FILES_DAYS:
+                        continue
+                    each_day = [sorted(by_day[d], key=lambda f: f.batch_id) for d in chosen]
+                    for files in product(*each_day):
+                        made[sum(file.total_pence for file in files)].append(files)
+        return made
+
     def every_candidate(
         self, booked: date, amount_pence: int, *, debit: bool = False, late: bool = True
     ) -> list[StatementLink]:
         """Everything a line may pay in by any rule, for a person to choose from (choose_link):
         the candidates of rules 1 to 4 alike, not only those of the first rule that has any,
-        which decides for a run, and, unless not `late`, card payouts settled before its
-        window (late_payouts). A candidate paying in the very receipts of an earlier one (an
-        import's total that is also its channel's day) is listed once. A payout debit's
-        candidates are payouts only (candidates_payout, its amount as given there)."""
+        which decides for a run, and, unless not `late`, what only a person is offered:
+        imported files that only together make its amount (files_together) and card payouts
+        settled before its window (late_payouts). A candidate paying in the very receipts of
+        an earlier one (an import's total that is also its channel's day) is listed once. A
+        payout debit's candidates are payouts only (candidates_payout, its amount as given
+        there)."""
         late_ones = self.late_payouts(booked, amount_pence) if late else []
         if debit:
             return [*self.candidates_payout(booked, amount_pence), *late_ones]
@@ -1137,6 +1252,7 @@ class Matcher:
             *self._one_batch(days, amount_pence),
             *self._channel_day(days, amount_pence),
             *self._card_payouts(days, amount_pence),
+            *(self.files_together(booked, amount_pence) if late else []),
             *late_ones,
         ]
         listed: set[frozenset[tuple[str, str | None]]] = set()
@@ -1222,6 +1338,7 @@ class Matcher:
             self.books.linked.add(payment_id)
         if link.matched_batch_id:
             self.books.linked_batches.add(link.matched_batch_id)
+        self.books.linked_batches.update(link.matched_batch_ids)
 
 
 def _spans(members: list[SplitCandidate], most: int, days: int) -> Iterator[list[SplitCandidate]]:
@@ -1670,6 +1787,13 @@ def _refuse_a_persons_choice(
             "before the line's window), so a person chooses which "
             f"(reconcile choose): {_listed(choices, partners)}"
         )
+    if _files_together(matcher, line, booked):
+        choices, partners = _person_candidates(ledger, matcher, books, lines, wanted, line)
+        raise LineNeedsAChoice(
+            f"line {wanted[1]} of import {wanted[0]} may pay in files imported on several "
+            "days that only together make its amount, which no run links, so a person "
+            f"chooses (reconcile choose): {_listed(choices, partners)}"
+        )
 
 
 def _split_parts(
@@ -1802,6 +1926,12 @@ def _late_payouts(matcher: Matcher, line: ImportedLine, booked: date) -> list[St
     return matcher.late_payouts(booked, amount_pence)
 
 
+def _files_together(matcher: Matcher, line: ImportedLine, booked: date) -> list[StatementLink]:
+    """The imported files that only together make a credit line's amount (a person's
+    candidates only: Matcher.files_together); a payout debit pays in no file."""
+    return [] if line.is_open_debit else matcher.files_together(booked, line.amount_pence)
+
+
 def _every_candidate(
     matcher: Matcher, line: ImportedLine, booked: date, *, late: bool = True
 ) -> list[StatementLink]:
@@ -1869,11 +1999,15 @@ def _undone_or_in_window(
     matcher: Matcher, books: Books, key: LineKey, line: ImportedLine, booked: date
 ) -> list[StatementLink]:
     """A line's candidates by any rule in its window, and the payouts settled before it
-    that a person linked it to and undid (the pairings undone count, whatever their day)."""
+    or files together (a person's only) that a person linked it to and undid (the pairings
+    undone count, whatever their day)."""
     undone = books.rejected.get(key, [])
     late_undone = [
         link
-        for link in _late_payouts(matcher, line, booked)
+        for link in [
+            *_files_together(matcher, line, booked),
+            *_late_payouts(matcher, line, booked),
+        ]
         if frozenset(link.matched_payment_ids) in undone
     ]
     return [*_every_candidate(matcher, line, booked, late=False), *late_undone]
@@ -2170,8 +2304,10 @@ def statements_paying_in(
     recorded = set(batch.receipt_ids)
 
     def names(link: StatementLink) -> bool:
-        return link.matched_batch_id == batch_id or not recorded.isdisjoint(
-            link.matched_payment_ids
+        return (
+            link.matched_batch_id == batch_id
+            or batch_id in link.matched_batch_ids
+            or not recorded.isdisjoint(link.matched_payment_ids)
         )
 
     candidates: set[str] = set()
@@ -2302,8 +2438,11 @@ def _choices(
         key = (line_batch, line.line)
         allowed = partial(books.allows, *key) if key in books.rejected else None
         run_finds = _line_candidates(matcher, line, booked, allowed)
-        # A line no rule matches in its window may pay in a payout settled before it.
-        late = not run_finds and _late_payouts(matcher, line, booked)
+        # A line no rule matches in its window may pay in a payout settled before it, or
+        # files of several days together.
+        late = not run_finds and (
+            _late_payouts(matcher, line, booked) or _files_together(matcher, line, booked)
+        )
         if (
             (
                 late
@@ -2392,9 +2531,26 @@ def _candidate_views(
                 "settled_day": link.settled_day,
                 "channels": sorted({receipt.channel for receipt in receipts}),
                 "days": sorted({receipt.received_on.isoformat() for receipt in receipts}),
+                "files": _files_view(books, link),
             }
         )
     return views
+
+
+def _files_view(books: Books, link: StatementLink) -> list[dict[str, Any]]:
+    """The imported files a candidate pays in (an import's total, or files together): each
+    one's id, file name and day (the latest UK day of its receipts)."""
+    batch_ids = [link.matched_batch_id] if link.matched_batch_id else link.matched_batch_ids
+    return [
+        {
+            "batch_id": batch_id,
+            "file_name": books.import_files.get(batch_id, ("", ""))[0],
+            "day": max(
+                books.receipts[pid].received_on for pid in books.batches[batch_id]
+            ).isoformat(),
+        }
+        for batch_id in batch_ids
+    ]
 
 
 def _naming_receipts(

@@ -502,6 +502,8 @@ class StatementLink:
     matched: str  # what was matched, in words
     settled_day: str | None = None  # a card payout: the settlement day it paid in (ISO)
     matched_batch_id: str | None = None  # an import's total: that import
+    # several imports' totals together (a weekend's files paid in on Monday): those imports
+    matched_batch_ids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         stored: dict[str, Any] = {
@@ -513,6 +515,8 @@ class StatementLink:
             stored["settled_day"] = self.settled_day
         if self.matched_batch_id is not None:
             stored["matched_batch_id"] = self.matched_batch_id
+        if self.matched_batch_ids:
+            stored["matched_batch_ids"] = list(self.matched_batch_ids)
         return stored
 
     @classmethod
@@ -523,6 +527,7 @@ class StatementLink:
             data["matched"],
             data.get("settled_day"),
             data.get("matched_batch_id"),
+            tuple(data.get("matched_batch_ids", ())),
         )
 
 

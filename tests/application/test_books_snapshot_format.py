@@ -32,6 +32,7 @@ FINGERPRINTS = {
     2: "eca7b1cf8eec8b53",
     3: "eca7b1cf8eec8b53",
     4: "e4b9ab038b771e3f",
+    5: "3df6a0f05acc48f1",
 }
 
 

@@ -80,6 +80,7 @@ def test_a_line_two_receipts_of_its_amount_may_pay_in_waits_for_a_person(ledger)
             "settled_day": None,
             "channels": ["card"],
             "days": [day.isoformat()],
+            "files": [],
         }
         for payment_id, day in ((nearer, YESTERDAY), (older, EARLIER))
     ]
