@@ -489,4 +489,10 @@ def _print_exceptions(report: dict[str, Any]) -> None:
             highlight=False,
         )
     if not report["summary"]:
-        helpers.out.print("no exceptions: every statement line and receipt is matched")
+        helpers.out.print(
+            "no exceptions: every statement line is linked, or is a payer's own transfer a "
+            "fund took by its reference (`import show` lists every line), and every receipt "
+            "is paid in",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -292,3 +292,16 @@ def test_a_broken_bai2_or_mt940_file_is_refused_naming_the_line_to_fix(cli, tmp_
     good = tmp_path / "good.bai2"
     good.write_bytes(bai2())
     assert "1 receipts, £12.50" in cli("import", str(good)).stdout
+
+
+def test_an_empty_report_does_not_say_a_payers_own_transfer_was_matched(cli, tmp_path) -> None:  # noqa: F811
+    """A statement whose one line a fund took by its payer's reference: no exception, but
+    the line pays in no other record, so the empty report must not say it was matched."""
+    path = tmp_path / "own.xml"
+    path.write_bytes(camt(entry("12.34", ref="B1", text=CT_REF)))
+    cli("import", str(path))
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert report["unmatched_statement_lines"] == [] and report["summary"] == []
+    said = " ".join(cli("reconcile", "exceptions").stdout.split())
+    assert "is matched" not in said
+    assert "no exceptions" in said and "a payer's own transfer a fund took" in said
