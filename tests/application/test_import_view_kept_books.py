@@ -32,6 +32,7 @@ from tests.application.test_choosing_statement_links import (
     two_card_receipts,
     two_days_of_one_payout,
 )
+from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_late_statement_links import OFFICER, SUPERVISOR
 from tests.application.test_statement_imports import (
     TODAY,
@@ -40,6 +41,7 @@ from tests.application.test_statement_imports import (
     entry,
     govuk_pay,
 )
+from tests.domain.helpers import CT_REF
 
 
 def captured_days_ago(name: str, pence: int, days: int) -> dict:
@@ -145,3 +147,55 @@ def test_a_receipt_an_older_statement_paid_in_late_is_not_offered_again(
         assert sorted(c["payment_id"] for c in offered) == sorted(still_open)
         assert paid in books.linked
     assert same_at_every_cut(ledger, monkeypatch, [older_id, newer_id]) >= 0
+
+
+def test_an_older_statements_late_links_undone_chosen_again_and_reversed_at_every_cut(
+    ledger, monkeypatch
+) -> None:
+    """Late links of a statement imported before a window starts, undone, made again (one
+    paying in an import's total), and that statement reversed: at every step a newer
+    statement's line is offered, in the window, only the receipts still open (by the view,
+    read_books and kept_books cut there), and at every cut the kept books cut there are
+    the books read from there."""
+    older = camt(
+        entry("9.00", ref="O1", text="CARD TAKINGS"), entry("7.00", ref="O2", text="ALLPAY LTD")
+    )
+    older_id = import_file(ledger, older, OFFICER, file_name="older.xml").batch_id
+    window_starts = ledger.max_position()
+    first, second, third = (
+        govuk_pay(ledger, 900, YESTERDAY, f"till-{name}", "card") for name in "abc"
+    )
+    allpay = allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00"))
+    allpay_id = import_file(ledger, allpay, OFFICER, file_name="be.txt").batch_id
+    (by_total,) = link_counted_twice(ledger, OFFICER)
+    assert (by_total.line, by_total.link.matched_batch_id) == (2, str(allpay_id))
+    choose_link(ledger, OFFICER, older_id, 1, first, "the paying-in slip names it")
+    newer = camt(entry("9.00", ref="N1", text="CARD TAKINGS"))
+    newer_id = import_file(ledger, newer, OFFICER, file_name="newer.xml").batch_id
+
+    def offered_in_the_window() -> list[str]:
+        with monkeypatch.context() as patch:
+            patch.setattr(reconciliation, "scope_start", lambda *_a: window_starts)
+            (line,) = get_import(ledger, newer_id)["lines"]
+        seen = sorted(c["payment_id"] for c in line["candidates"])
+        for books in (read_books(ledger, window_starts), kept_books(ledger, window_starts)):
+            found = _choices(ledger, books, str(newer_id))[(str(newer_id), 1)]
+            assert sorted(c["payment_id"] for c in found) == seen
+            assert (str(allpay_id) in books.linked_batches) == (str(allpay_id) in linked)
+        same_at_every_cut(ledger, monkeypatch, [older_id, newer_id])
+        return seen
+
+    linked = {str(allpay_id)}
+    assert offered_in_the_window() == sorted([second, third])
+    unlink_line(ledger, older_id, 1, OFFICER, "the slip named another till")
+    unlink_line(ledger, older_id, 2, OFFICER, "a payer's own transfer")
+    linked = set()
+    assert offered_in_the_window() == sorted([first, second, third])
+    choose_link(ledger, OFFICER, older_id, 1, second, "the slip, read again")
+    (again,) = link_counted_twice(ledger, OFFICER, (older_id, 2))
+    assert again.link.matched_batch_id == str(allpay_id)
+    linked = {str(allpay_id)}
+    assert offered_in_the_window() == sorted([first, third])
+    reverse_import(ledger, older_id, SUPERVISOR, "the wrong account's statement")
+    linked = set()
+    assert offered_in_the_window() == sorted([first, second, third])

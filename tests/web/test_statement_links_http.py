@@ -5,12 +5,13 @@ page with nothing stored, a double submit undone once, and the roles the API all
 from __future__ import annotations
 
 from datetime import date, timedelta
+from uuid import UUID
 
 import pytest
 
 from application.imports import get_import, import_file
 from application.ledger import CommandContext
-from application.reconciliation import exceptions
+from application.reconciliation import exceptions, unlink_line
 from domain import errors
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry
@@ -273,3 +274,28 @@ def test_an_officer_chooses_on_line_1_which_line_a_split_payout_goes_with(web_ur
         None,
         "card_payout_part",
     ]
+
+
+def test_link_again_of_a_line_that_now_needs_a_choice_shows_why_and_the_choice(
+    web_url, late_linked, ledger
+):
+    """The "Link again" form of a page opened before a second file of the line's total
+    arrived: the run is refused (line_needs_a_choice), the page says why beside the line,
+    with the form to choose now shown, and nothing is stored."""
+    ctx = CommandContext("officer:importer")
+    unlink_line(ledger, UUID(late_linked), 1, ctx, "a payer's own transfer")
+    client = signed_in(web_url, "officer")
+    page = client.get(f"/web/imports/{late_linked}")
+    relink = f"/web/imports/{late_linked}/lines/1/link"
+    form = page.text[page.text.index(f'action="{relink}"') :]
+    fields = {name: hidden(form, name) for name in ("csrf_token", "idempotency_key")}
+    second = allpay_file(allpay_line(CT_REF, "2.00"), allpay_line(CT_REF, "5.00"))
+    import_file(ledger, second, ctx, file_name="be2.txt")
+    before = ledger.max_position()
+    answer = client.post(relink, data=fields)
+    assert answer.status_code == 422 and answer.headers["content-type"].startswith("text/html")
+    assert "may pay in more than one record" in answer.text
+    assert "Nothing was changed." in answer.text and "There is a problem" in answer.text
+    assert "Choose what it pays in" in answer.text and "Needs a person" in answer.text
+    assert ledger.max_position() == before
+    assert get_import(ledger, late_linked)["lines"][0]["late_link"] is None
