@@ -1012,7 +1012,6 @@ class ImportedFile:
     its receipts."""
 
     batch_id: str
-    name: str
     source: str
     first_day: date
     day: date
@@ -1059,8 +1058,8 @@ class Matcher:
 
     def _add_file(self, batch_id: str, payment_ids: list[str], total_pence: int) -> None:
         days = [self.books.receipts[pid].received_on for pid in payment_ids]
-        name, source = self.books.import_files.get(batch_id, (batch_id, ""))
-        file = ImportedFile(batch_id, name, source, min(days), max(days), total_pence)
+        _, source = self.books.import_files.get(batch_id, ("", ""))
+        file = ImportedFile(batch_id, source, min(days), max(days), total_pence)
         self.files_by_day[file.day].append(file)
 
     def by_amount(self, payment_id: str) -> bool:
@@ -1202,9 +1201,10 @@ class Matcher:
             ]
             if any(receipt.payment_id in self.books.linked for receipt in receipts):
                 continue
-            named = ", ".join(
-                f"{file.name} of {file.day} (import {file.batch_id})" for file in files
-            )
+            # Ids and days, not the files' names (255 characters each): these words go
+            # into the reasons and notes of the link (MAX_TEXT_LENGTH) with a person's own
+            # reason, as an import's total does (the candidate's `files` name them).
+            named = ", ".join(f"{file.batch_id} of {file.day}" for file in files)
             link = _link(IMPORTS_TOGETHER, receipts, f"the totals of imports {named} together")
             found.append(replace(link, matched_batch_ids=tuple(f.batch_id for f in files)))
         return found
@@ -2746,12 +2746,20 @@ def exceptions_csv(report: dict[str, Any]) -> str:
 
 def candidates_text(candidates: list[dict[str, Any]]) -> str:
     """A line's candidates in a few words each (empty: none to choose from): what it pays
-    in, its channels and days, and the receipt id to name to choose it."""
+    in, its channels and days, files together's names (`files`: its words name them by
+    import id), and the receipt id to name to choose it."""
     return "; ".join(
         f"{c['matched']} ({', '.join(c['channels'])}; {', '.join(c['days'])}; "
-        f"{_receipts_named(c.get('payment_id'), c['payment_ids'])})"
+        f"{_files_named(c)}{_receipts_named(c.get('payment_id'), c['payment_ids'])})"
         for c in candidates
     )
+
+
+def _files_named(candidate: dict[str, Any]) -> str:
+    """The names of the files a candidate of files together pays in (_files_view)."""
+    if candidate.get("rule") != IMPORTS_TOGETHER:
+        return ""
+    return f"files {', '.join(file['file_name'] for file in candidate['files'])}; "
 
 
 def _receipts_named(naming: str | None, payment_ids: Sequence[str]) -> str:

@@ -44,7 +44,7 @@ def test_a_weekends_files_are_chosen_for_the_monday_line_over_http(client) -> No
     as_csv = client.get(
         "/reconciliation/exceptions", headers=auth("auditor") | {"Accept": "text/csv"}
     ).text
-    assert "allpay-3.txt of" in as_csv and "together" in as_csv
+    assert "files allpay-3.txt, allpay-2.txt, allpay-1.txt;" in as_csv and "together" in as_csv
     needs = client.post(f"/reconciliation/links/{batch}/1", headers=auth("officer"))
     assert needs.status_code == 409 and needs.json()["code"] == "line_needs_a_choice"
 

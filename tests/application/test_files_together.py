@@ -83,7 +83,7 @@ def test_a_weekends_three_files_are_offered_for_the_monday_line_and_chosen(ledge
         {"batch_id": str(batch_id), "file_name": f"allpay-{day}.txt", "day": day.isoformat()}
         for batch_id, day in zip(files, (FRIDAY, SATURDAY, SUNDAY), strict=True)
     ]
-    assert f"allpay-{FRIDAY}.txt of {FRIDAY} (import {files[0]})" in candidate["matched"]
+    assert f"imports {files[0]} of {FRIDAY}, {files[1]} of {SATURDAY}" in candidate["matched"]
     assert waiting(ledger) == {1: [candidate]}  # the report offers the same
 
     # A run never links it, after new money or when asked for the line.
@@ -268,3 +268,30 @@ def test_reversing_one_of_the_files_chosen_undoes_the_link(ledger):
     # The line counts again; Saturday's money is gone; Friday's and Sunday's wait.
     assert counted_pence(ledger) == 1_450 + 700 + 250
     assert waiting(ledger) == {1: []}
+
+
+def test_files_of_long_names_are_chosen_undone_and_reversed_with_a_persons_reason(ledger):
+    # Real files' names are long; the words of the link go into the reasons and notes
+    # recorded with it (500 characters at most), with the person's own reason: a set of
+    # three files named so must still be chosen, undone and reversed with a sentence of why.
+    files = [
+        weekend_file(ledger, day, amount, name=f"ALLPAY-COUNCIL-TAX-SETTLEMENT-{day:%Y%m%d}.txt")
+        for day, amount in ((FRIDAY, "7.00"), (SATURDAY, "5.00"), (SUNDAY, "2.50"))
+    ]
+    statement = monday(ledger, name="BARCLAYS-CAMT053-20261130.xml")
+    why = (
+        "Allpay's client services confirmed by email on Tuesday that Friday's, Saturday's and "
+        "Sunday's files were settled as this one credit"
+    )
+    saturdays = receipts_of(ledger, files[1])[0]
+    (late,) = choose_link(ledger, SUPERVISOR, statement, 1, saturdays, why)
+    assert late.link.matched_batch_ids == tuple(str(batch_id) for batch_id in files)
+    assert counted_pence(ledger) == 1_450
+    unlink_line(ledger, statement, 1, OFFICER, why.replace("confirmed", "denied"))
+    assert counted_pence(ledger) == 1_450 + 1_450
+    choose_link(ledger, SUPERVISOR, statement, 1, saturdays, why)
+    reverse_import(
+        ledger, files[1], SUPERVISOR, "Allpay sent Saturday's file twice: this copy goes"
+    )
+    assert get_import(ledger, statement)["lines"][0]["late_link"] is None
+    assert counted_pence(ledger) == 1_450 + 700 + 250

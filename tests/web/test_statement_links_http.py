@@ -13,6 +13,7 @@ from application.imports import get_import, import_file
 from application.ledger import CommandContext
 from application.reconciliation import exceptions, unlink_line
 from domain import errors
+from tests.application.test_files_together import monday, weekend
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry
 from tests.domain.helpers import CT_REF
@@ -299,3 +300,14 @@ def test_link_again_of_a_line_that_now_needs_a_choice_shows_why_and_the_choice(
     assert "Choose what it pays in" in answer.text and "Needs a person" in answer.text
     assert ledger.max_position() == before
     assert get_import(ledger, late_linked)["lines"][0]["late_link"] is None
+
+
+def test_files_together_are_named_by_their_file_names_on_the_page(web_url, ledger):
+    # Their words name the files by import id (short enough for the link's reasons): the
+    # page names them by file name too, in the list and in the choice's labels.
+    weekend(ledger)
+    statement = monday(ledger)
+    page = signed_in(web_url, "officer").get(f"/web/imports/{statement}")
+    (candidate,) = get_import(ledger, statement)["lines"][0]["candidates"]
+    names = ", ".join(file["file_name"] for file in candidate["files"])
+    assert page.status_code == 200 and page.text.count(f"files {names}; receipt") == 2
