@@ -114,7 +114,7 @@ def rebuild(
             _build_pages(builder, connection, progress)
             _flush_and_index(builder, connection, scratch)
         try:
-            with engine.begin() as connection:
+            with _swap_connection(engine) as connection, connection.begin():
                 _limit_lock_waits(connection, swap_lock_timeout_s)
                 # Events recorded while the build ran: apply them inside the swap transaction.
                 while builder.process_page(connection=connection):
@@ -248,7 +248,15 @@ def _compare_all(
 # SQLite settings for a rebuild's scratch tables, and what they are set back to after. Not
 # temp_store=MEMORY: it holds every sort bigger than the page cache (an index's, the size
 # of its table) in memory instead of temporary files, in proportion to the ledger.
-_SCRATCH_PRAGMAS = {"synchronous": "NORMAL", "cache_size": "-65536"}
+_SCRATCH_PRAGMAS = {"synchronous": "NORMAL", "cache_size": "-65536", "secure_delete": "FAST"}
+# The swap's: it drops the old read model's tables. SQLite built with SECURE_DELETE (as
+# Debian's is) overwrites every page a DROP frees with zeros, writes them to the WAL and
+# copies them to the database again at the checkpoint: the old read model written twice
+# more, most of a SQLite swap (issue #9). FAST zeros what is deleted from pages still in
+# use and leaves freed pages as they are, which the next rebuild reuses. What they hold is
+# the events' own figures, which the event store keeps, and the new tables hold again;
+# erasing payer details (another table, other connections) is untouched.
+_SWAP_PRAGMAS = {"secure_delete": "FAST"}
 
 
 @contextmanager
@@ -258,17 +266,33 @@ def _scratch_build(engine: Engine) -> Iterator[Connection]:
     On SQLite its commits do not wait for the disk (synchronous NORMAL: in WAL mode the
     database stays consistent through a crash or power cut, and only the last commits can
     be lost, which is only scratch tables, begun again from empty by the next rebuild),
-    with a larger page cache. Set back before the connection goes back
+    with a larger page cache, and freed pages (a stopped build's scratch tables dropped)
+    not overwritten (_SWAP_PRAGMAS says why). Set back before the connection goes back
     to the pool: the swap commits with the database's usual durability, and it is the one
     that writes the live tables."""
+    with _connection_set(engine, _SCRATCH_PRAGMAS) as connection:
+        yield connection
+
+
+@contextmanager
+def _swap_connection(engine: Engine) -> Iterator[Connection]:
+    """The swap's connection, outside any transaction: on SQLite, one that does not
+    overwrite the pages it frees (_SWAP_PRAGMAS), set back before it goes back to the pool."""
+    with _connection_set(engine, _SWAP_PRAGMAS) as connection:
+        yield connection
+
+
+@contextmanager
+def _connection_set(engine: Engine, pragmas: dict[str, str]) -> Iterator[Connection]:
+    """A connection with these SQLite settings (none on PostgreSQL), as it was after."""
     with engine.connect() as connection:
         if connection.dialect.name != "sqlite":
             yield connection
             return
         driver = connection.connection.driver_connection
-        saved = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in _SCRATCH_PRAGMAS}
+        saved = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in pragmas}
         try:
-            for name, value in _SCRATCH_PRAGMAS.items():
+            for name, value in pragmas.items():
                 driver.execute(f"PRAGMA {name} = {value}")
             yield connection
         finally:

@@ -25,6 +25,7 @@ from tests.domain.helpers import SUN_REF
 from tests.projections.conftest import random_workload
 
 SQLITE_FULL, SQLITE_NORMAL = 2, 1
+SQLITE_SECURE_DELETE_FAST = 2
 
 
 def _page_by_page(projection: Projection):
@@ -105,6 +106,45 @@ def test_the_scratch_build_settings_hold_during_the_build_only(
         finally:
             for connection in held:
                 connection.close()
+
+
+def test_the_build_and_the_swap_leave_freed_pages_as_they_are(
+    ledger, projection, monkeypatch
+) -> None:
+    """SQLite built with SECURE_DELETE (Debian's) zeroed every page of the old read model
+    that the swap's DROP frees, and wrote each twice more: the build and the swap use
+    secure_delete FAST (zeros only where no page more is written), and every connection
+    goes back to the pool as it was."""
+    engine = projection.engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite setting")
+    random_workload(ledger, seed=23, receipts=10)
+    projection.catch_up()
+    with engine.connect() as connection:
+        usual = _pragma(connection, "secure_delete")
+    seen: dict[str, object] = {}
+    create_indexes, swap = maintenance._create_indexes, maintenance._swap
+
+    def watching_the_build(connection, model, tables=None, **kwargs) -> None:
+        seen["build"] = _pragma(connection, "secure_delete")
+        create_indexes(connection, model, tables, **kwargs)
+
+    def watching_the_swap(connection, scratch, live) -> None:
+        seen["swap"] = _pragma(connection, "secure_delete")
+        swap(connection, scratch, live)
+
+    monkeypatch.setattr(maintenance, "_create_indexes", watching_the_build)
+    monkeypatch.setattr(maintenance, "_swap", watching_the_swap)
+    assert rebuild(engine, event_source(ledger)) == ledger.max_position()
+    assert seen == {"build": SQLITE_SECURE_DELETE_FAST, "swap": SQLITE_SECURE_DELETE_FAST}
+    held = [engine.connect() for _ in range(engine.pool.size() + 1)]
+    try:
+        for connection in held:
+            assert _pragma(connection, "secure_delete") == usual
+    finally:
+        for connection in held:
+            connection.close()
+    assert verify(engine, event_source(ledger)).ok
 
 
 # Run in a fresh interpreter by the test below: a warm rebuild, then the count.
