@@ -67,6 +67,11 @@ _PAID_BACK_COLUMNS = {
     (Movement.REFUND, "refunds"): "refunded_pence",
     (Movement.REVERSAL, "reversals"): "reversed_pence",
 }
+# The movements that can move a channel's figures (_add_channel_figures) or a payment's
+# money paid back (_PAID_BACK_COLUMNS).
+_CHANNEL_MOVEMENTS = frozenset({Movement.RECEIPT, Movement.REFUND, Movement.REVERSAL})
+# The movements that can move a day's takings (_add_takings).
+_TAKINGS_MOVEMENTS = _CHANNEL_MOVEMENTS | {Movement.ALLOCATION_ON_ARRIVAL}
 
 
 def uk_date(moment: datetime) -> date:
@@ -285,26 +290,31 @@ class _State:
     def apply(self, position: int, event: Any) -> None:
         postings = postings_for(event)
         moment = effective_at(event)
-        # The originator's id made text once per event (its payment id and its event id).
+        # Made once per event: the originator's id as text (its payment id and its event
+        # id) and the UK date of its moment (its postings' and a receipt's row's).
         originator = str(event.originator_id)
         identifier = event_id(event, originator)
+        day = uk_date(moment)
         payment_id = originator if isinstance(event, PAYMENT_EVENTS) else None
         channel = self._channel(event, payment_id)
         if isinstance(event, Payment.Received):
-            self._received(event, payment_id)
+            self._received(event, payment_id, day)
             self._note_form(event.reference)
-        rows = posting_tuples(position, event, postings, payment_id, moment, channel, identifier)
+        rows = posting_tuples(
+            position, event, postings, payment_id, moment, channel, identifier, day
+        )
         self.postings.extend(rows)
-        accounts, subjects = self.accounts, self.accounts.extra
+        accounts = self.accounts.rows
+        subjects = self.accounts.extra
         for posting, row in zip(postings, rows, strict=True):
             key = (posting.account,)
-            figures = accounts.row(key)
+            figures = accounts.get(key) or self.accounts.row(key)
             figures["balance_pence"] += posting.amount_pence
             figures["postings_count"] += 1
             if key not in subjects:  # an account's fund and reference are in its name
                 subjects[key] = account_subject(posting)
                 self._note_form(posting.reference)
-            self._add_figures(posting, row[_POSTING_CHANNEL], row[_POSTING_DAY], payment_id)
+            self._add_figures(posting, row[_POSTING_CHANNEL], day, payment_id)
         self.audit.append(audit_tuple(position, event, payment_id, moment, identifier))
         if payment_id is not None:
             self._touch_payment(position, event, payment_id)
@@ -344,16 +354,23 @@ class _State:
     def _add_figures(
         self, posting: Posting, channel: str | None, day: date, payment_id: str | None
     ) -> None:
-        prefix = _prefix(posting)
-        self._add_channel_figures(posting, prefix, channel)
+        # Only receipts, refunds and reversals move a channel's figures or a payment's money
+        # paid back, which need the account's kind (`prefix`): an allocation's postings
+        # (about half) skip both look-ups.
+        movement = posting.movement
+        prefix = _prefix(posting) if movement in _CHANNEL_MOVEMENTS else None
+        if prefix is not None:
+            self._add_channel_figures(posting, prefix, channel)
         if payment_id is not None:
             self._add_payment_figures(posting, prefix, payment_id)
-        holder = posting.fund_code or (SUSPENSE_FUND if posting.account == SUSPENSE else None)
+        fund_code = posting.fund_code
+        holder = fund_code or (SUSPENSE_FUND if posting.account == SUSPENSE else None)
         if holder is None:
             return
-        if posting.fund_code:
+        if fund_code:
             self._add_fund_figures(posting)
-        self._add_takings(posting, (day, channel, holder))
+        if movement in _TAKINGS_MOVEMENTS:
+            self._add_takings(posting, (day, channel, holder))
 
     def _add_channel_figures(self, posting: Posting, prefix: str, channel: str | None) -> None:
         """Money through a channel: receipts debit its cash or clearing account, refunds and
@@ -409,9 +426,10 @@ class _State:
             figures["reversals_pence"] -= held
             figures["net_pence"] += held
 
-    def _add_payment_figures(self, posting: Posting, prefix: str, payment_id: str) -> None:
+    def _add_payment_figures(self, posting: Posting, prefix: str | None, payment_id: str) -> None:
+        """`prefix`: the account's kind, or None where its movement pays nothing back."""
         row = self.payments[payment_id]
-        paid_back = _PAID_BACK_COLUMNS.get((posting.movement, prefix))
+        paid_back = None if prefix is None else _PAID_BACK_COLUMNS.get((posting.movement, prefix))
         if paid_back:
             row[paid_back] -= posting.amount_pence
             return
@@ -430,17 +448,19 @@ class _State:
 
     def _touch_payment(self, position: int, event: Any, payment_id: str) -> None:
         row = self.payments[payment_id]
-        row["status"] = payment_status(
-            row["allocated_pence"], row["unallocated_pence"], row["reversed_pence"]
-        ).value
+        # A StrEnum's str() is its value, made in C (`.value` is a Python property).
+        row["status"] = str(
+            payment_status(row["allocated_pence"], row["unallocated_pence"], row["reversed_pence"])
+        )
         row["fund_code"] = self._main_fund(payment_id) or row["fund_code"]
         row["updated_at"] = event.timestamp
         row["version"] = event.originator_version
         row["position"] = position
         self.touched.add(payment_id)
 
-    def _received(self, event: Payment.Received, payment_id: str) -> None:
-        """The receipt's own row: its money figures start at zero and come from postings."""
+    def _received(self, event: Payment.Received, payment_id: str, day: date) -> None:
+        """The receipt's own row: its money figures start at zero and come from postings;
+        `day`: the UK date it was received."""
         self.payments[payment_id] = {
             "payment_id": payment_id,
             "channel": event.channel,
@@ -456,7 +476,7 @@ class _State:
             "reversed_pence": 0,
             "suspense_reason": event.suspense_reason,
             "received_at": event.received_at,
-            "received_date": uk_date(event.received_at),
+            "received_date": day,
             "recorded_at": event.timestamp,
             "recorded_by": event.actor,
         }
@@ -474,7 +494,13 @@ class _State:
         )
 
     def _main_fund(self, payment_id: str) -> str | None:
-        held = [line for line in self.lines[payment_id].values() if line["amount_pence"]]
+        lines = self.lines.get(payment_id)
+        if not lines:
+            return None
+        if len(lines) == 1:  # most payments
+            (line,) = lines.values()
+            return line["fund_code"] if line["amount_pence"] else None
+        held = [line for line in lines.values() if line["amount_pence"]]
         if not held:
             return None
         return max(held, key=lambda line: (line["amount_pence"], line["fund_code"]))["fund_code"]
@@ -533,8 +559,10 @@ class _State:
 
     def _payment_rows(self) -> tuple[list[Row], list[Row], list[Row]]:
         """The touched payments' rows, their allocation lines and their open suspense items."""
-        rows = [self.payments[pid] for pid in sorted(self.touched)]
-        lines = [line for pid in sorted(self.touched) for line in self.lines[pid].values()]
+        touched = sorted(self.touched)
+        rows = [self.payments[pid] for pid in touched]
+        held = self.lines
+        lines = [line for pid in touched if pid in held for line in held[pid].values()]
         open_items = [
             {
                 "payment_id": row["payment_id"],
@@ -715,11 +743,13 @@ def posting_tuples(
     moment: datetime,
     channel: str | None,
     identifier: str | None = None,
+    day: date | None = None,
 ) -> list[tuple[Any, ...]]:
     """posting_rows' values in POSTING_COLUMNS' order (`identifier`: the event's event_id,
-    if made already)."""
+    and `day`: the moment's UK date, if made already)."""
     identifier = identifier or event_id(event)
-    action, day, recorded = type(event).__name__, uk_date(moment), event.timestamp
+    action, recorded = type(event).__name__, event.timestamp
+    day = day or uk_date(moment)
     return [
         (
             position,
@@ -744,12 +774,14 @@ def _audit_subject(event: Any) -> tuple[str | None, str | None, int | None]:
     if isinstance(event, Payment.Received):
         return event.fund_hint, event.reference, event.amount_pence
     if isinstance(event, Payment.Allocated):
-        lines = event.allocated_lines
-        funds = {line.fund_code for line in lines}
+        # The stored lines (plain dicts), not `allocated_lines`, which makes an object of
+        # each again: postings_for has just made them once.
+        lines = event.lines
+        funds = {line["fund_code"] for line in lines}
         return (
-            lines[0].fund_code if len(funds) == 1 else None,
-            lines[0].reference if len(lines) == 1 else None,
-            sum(line.amount_pence for line in lines),
+            lines[0]["fund_code"] if len(funds) == 1 else None,
+            lines[0]["reference"] if len(lines) == 1 else None,
+            sum(line["amount_pence"] for line in lines),
         )
     if isinstance(event, Payment.Transferred):
         return event.to_fund_code, event.to_reference, event.amount_pence
