@@ -685,7 +685,6 @@ POSTING_COLUMNS = (
     "recorded_at",
 )
 _POSTING_CHANNEL = POSTING_COLUMNS.index("channel")
-_POSTING_DAY = POSTING_COLUMNS.index("effective_date")
 
 
 def audit_row(
