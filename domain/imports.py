@@ -271,7 +271,8 @@ def _allpay_line(
         known = ", ".join(ALLPAY_TYPES)
         raise InvalidRequest(f"payment type {payment_type!r} (column 33) is not one of {known}")
     _, channel, kind = ALLPAY_TYPES[payment_type]
-    amount = pounds_to_pence(amount_text)
+    # What pounds_to_pence reads from the digits, a point and two digits matched above.
+    amount = int(amount_text[:-3]) * 100 + int(amount_text[-2:])
     if amount <= 0:
         raise InvalidRequest("the amount must be more than zero")
     return ImportLine(

@@ -4,8 +4,11 @@ exactly as written or the line refused."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from domain.imports import parse_allpay, parse_csv
+from domain.money import pounds_to_pence
 from tests.application.test_imports import DAY, allpay_file, allpay_line, csv_file
 from tests.domain.helpers import CT_REF
 
@@ -78,3 +81,18 @@ def test_a_csv_date_not_written_yyyy_mm_dd_is_refused(day) -> None:
     parsed = parse_csv(content, 1250, 1)
     (problem,) = parsed.problems
     assert problem.line_number == 2 and "is not a date like 2026-03-31" in problem.reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(pounds=st.integers(0, 999_999), pence=st.integers(0, 99), pad=st.integers(0, 5))
+def test_an_allpay_amount_is_read_as_pounds_to_pence_reads_it(
+    pounds: int, pence: int, pad: int
+) -> None:
+    """The detail line's amount is read from its digits directly (#10, one file's 100,000
+    lines): the same pence as `pounds_to_pence`, leading zeros and all."""
+    assume(pounds or pence)
+    amount = f"{pounds:0{pad}d}.{pence:02d}"  # at most the layout's 9 columns
+    parsed = parse_allpay(allpay_file(allpay_line(CT_REF, amount)).decode())
+    assert not parsed.problems
+    (line,) = parsed.lines
+    assert line.amount_pence == pounds_to_pence(amount)
