@@ -284,7 +284,9 @@ def _command(line: ImportLine, sha256: str, rules: RuleDecider) -> RecordPayment
         # sender cannot change what the payer typed), the number is masked and the receipt
         # waits in suspense for an officer to find the account.
         reference, hold = mask_card_numbers(reference), CARD_NUMBER_REFERENCE
-    if hold is None:  # the council's rules first; the funds' reference rules after them
+    # The council's rules first; the funds' reference rules after them. Most files' lines
+    # are of a channel and narrative no rule looks for: no rule's line is made for them.
+    if hold is None and rules.may_decide(line.channel.value, _narrative(line)):
         decision = rules.decide(rule_line(line))
         reference = decision.reference if decision else reference
     details = line.details
@@ -312,10 +314,13 @@ def _command(line: ImportLine, sha256: str, rules: RuleDecider) -> RecordPayment
 
 def rule_line(line: ImportLine) -> RuleLine:
     """What an import rule sees of a line: a statement's narrative, an Allpay source code."""
-    narrative = (line.details or {}).get("narrative") or line.source_code or ""
     return RuleLine(
-        normalise_reference(line.reference), narrative, line.amount_pence, line.channel.value
+        normalise_reference(line.reference), _narrative(line), line.amount_pence, line.channel.value
     )
+
+
+def _narrative(line: ImportLine) -> str:
+    return (line.details or {}).get("narrative") or line.source_code or ""
 
 
 @dataclass(frozen=True)

@@ -553,7 +553,16 @@ class RuleDecider:
         self._in_play: dict[tuple[str, str], list[ImportRule]] = {}
 
     def decide(self, line: RuleLine) -> RuleDecision | None:
-        key = (line.channel, line.folded_narrative)
+        rules = self._rules_for(line.channel, line.folded_narrative)
+        return self.book.decide_among(rules, line) if rules else None
+
+    def may_decide(self, channel: str, narrative: str) -> bool:
+        """Whether any rule may decide a line of this channel and narrative; when none may,
+        `decide` answers None for every such line, and the line need not be made."""
+        return bool(self._rules_for(channel, narrative.casefold()))
+
+    def _rules_for(self, channel: str, folded_narrative: str) -> list[ImportRule]:
+        key = (channel, folded_narrative)
         rules = self._in_play.get(key)
         if rules is None:
             if len(self._in_play) >= self.MAX_KEPT:
@@ -562,10 +571,10 @@ class RuleDecider:
                 rule
                 for rule in self._rules
                 if rule.enabled
-                and (not rule.channels or line.channel in rule.channels)
-                and (not rule.narrative_contains or rule._folded_text in line.folded_narrative)
+                and (not rule.channels or channel in rule.channels)
+                and (not rule.narrative_contains or rule._folded_text in folded_narrative)
             ]
-        return self.book.decide_among(rules, line) if rules else None
+        return rules
 
 
 def _why(reason: str) -> str:
