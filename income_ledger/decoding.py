@@ -70,6 +70,11 @@ class FastJSONTranscoder(JSONTranscoder):
     def _plain(self, value: Any) -> Any:
         kind = type(value)
         if kind is dict:
+            # Most dicts are flat (an import's 100,000 line entries): written as they are.
+            if _SCALARS.issuperset(map(type, value.values())) and _TEXT.issuperset(
+                map(type, value)
+            ):
+                return value
             plain = {}
             for key, item in value.items():
                 if type(key) is not str:
@@ -121,6 +126,7 @@ class FastJSONTranscoder(JSONTranscoder):
 # What orjson writes exactly as the library's encoder does (floats are not: "1e+16" there,
 # "1e16" here, and infinities differ too).
 _SCALARS = frozenset({str, int, bool, type(None)})
+_TEXT = frozenset({str})
 _WRITTEN_AS_JSON = (str, int, float, list, tuple, dict)
 
 
