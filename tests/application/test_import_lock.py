@@ -8,8 +8,9 @@ transaction opens. Here the check of the file's last chunk of lines is held unti
 says go (in this process, or in a forked worker), and a payment recorded meanwhile from
 another thread of the same ledger (as the API's threads share one) must be stored at once.
 
-The file has more lines than an import would store ahead of the check in one go (2bc8114
-stored 2,000 at a time), so that a store ahead of the check has happened by its last chunk.
+The file is several chunks (CHUNK_LINES, the unit in which checked lines come back to the
+importing process) and a part, so that a store ahead of the check would have happened by its
+last chunk (2bc8114 stored every 2,000 lines: four chunks), whatever the chunk size becomes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.domain.helpers import CT_REF, HRA_REF, SUN_REF
 
-LINES = 2_600
+CHUNKS_BEFORE_LAST = 5
+LINES = CHUNKS_BEFORE_LAST * CHUNK_LINES + CHUNK_LINES // 5  # 2,600 lines of 500-line chunks
 # Long enough for a payment on a loaded machine (two test workers, a fork), far shorter
 # than a check held for the test.
 PAYMENT_SECONDS = 10
@@ -80,6 +82,7 @@ def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[object
 def test_a_payment_is_recorded_while_an_import_checks_its_lines(
     ledger: IncomeLedger, monkeypatch: pytest.MonkeyPatch, processes: int
 ) -> None:
+    assert (LINES - 1) // CHUNK_LINES == CHUNKS_BEFORE_LAST  # the last chunk comes after five
     ledger.import_processes = processes
     # A file this size is checked in this process, or in workers from 2 processes on.
     monkeypatch.setattr("application.imports.PARALLEL_FROM_LINES", 1 if processes > 1 else 10**9)
