@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.errors import PeriodAlreadyClosed, PeriodClosed, PeriodNotEnded, ReasonRequired
-from domain.periods import Period, PeriodCalendar, PeriodKind
+from domain.periods import Period, PeriodCalendar, PeriodKind, uk_date
 
 TODAY = date(2026, 5, 10)
 
@@ -96,3 +96,19 @@ def test_a_close_covers_exactly_the_days_of_its_period(kind, day, probe) -> None
     periods.close(period, actor="sup", reason="close", today=TODAY)
     assert period.holds(day)
     assert (periods.close_of(probe) is not None) == (period.first_day <= probe <= period.last_day)
+
+
+@given(
+    moments=st.lists(
+        st.datetimes(
+            min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_earliest_moment_falls_on_the_earliest_uk_day(moments: list[datetime]) -> None:
+    """Time in the UK never steps back across midnight (the clocks change at 01:00 and
+    02:00), so an import's earliest UK day is the UK day of its earliest moment: one
+    conversion instead of one a line (application.imports.import_file's link_from)."""
+    assert uk_date(min(moments)) == min(uk_date(moment) for moment in moments)
