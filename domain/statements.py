@@ -203,36 +203,66 @@ def parse_camt053(content: bytes) -> list[Statement]:
         root = ET.fromstring(content)  # noqa: S314
     except ET.ParseError as error:
         raise InvalidRequest(f"the file is not well-formed XML: {error}") from None
-    if _local(root.tag) != "Document" or _child(root, "BkToCstmrStmt") is None:
+    _drop_namespaces(root)
+    if root.tag != "Document" or _child(root, "BkToCstmrStmt") is None:
         raise InvalidRequest("the XML file is not a camt.053 statement (no BkToCstmrStmt)")
-    statements = [_camt_statement(stmt) for stmt in _path(root, "BkToCstmrStmt", "Stmt")]
-    return _renumber(statements)
+    statements: list[Statement] = []
+    numbered = 0  # lines are numbered across the whole file, as `_renumber` numbers them
+    for stmt in _path(root, "BkToCstmrStmt", "Stmt"):
+        statements.append(_camt_statement(stmt, numbered))
+        numbered += len(statements[-1].lines)
+    return statements
 
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def _drop_namespaces(root: ET.Element) -> None:
+    """Every element's tag its local name, in one pass: the namespace is ignored (any
+    version's, or none), and what follows finds children by plain name with ElementTree's
+    own (C) find, not a Python comparison of every child's local name."""
+    local: dict[str, str] = {}
+    for element in root.iter():
+        tag = element.tag
+        name = local.get(tag)
+        if name is None:
+            name = local[tag] = _local(tag)
+        element.tag = name
+
+
 def _child(element: ET.Element | None, name: str) -> ET.Element | None:
-    if element is None:
-        return None
-    return next((c for c in element if _local(c.tag) == name), None)
+    return None if element is None else element.find(name)
 
 
-def _path(element: ET.Element | None, *names: str) -> Iterator[ET.Element]:
-    """Every element at the path (each step may repeat)."""
+def _path(element: ET.Element | None, *names: str) -> list[ET.Element]:
+    """Every element at the path (each step may repeat), in document order."""
     if element is None:
-        return
-    if not names:
-        yield element
-        return
-    for child in element:
-        if _local(child.tag) == names[0]:
-            yield from _path(child, *names[1:])
+        return []
+    found = [element]
+    for name in names:
+        found = [child for parent in found for child in parent.findall(name)]
+    return found
+
+
+def _first(element: ET.Element, names: tuple[str, ...]) -> ET.Element | None:
+    """The first element at the path in document order (`_path`'s first): the first child
+    of each step's first, unless a step finds none there and a later sibling may hold it."""
+    found: ET.Element | None = element
+    for step, name in enumerate(names):
+        found = found.find(name)
+        if found is None:
+            every = _path(element, *names) if step else []
+            return every[0] if every else None
+    return found
 
 
 def _text(element: ET.Element | None, *names: str) -> str:
-    found = next(_path(element, *names), None) if element is not None else None
+    if element is None:
+        return ""
+    if len(names) == 1:  # ElementTree's findtext: "" for an element without text
+        return (element.findtext(names[0]) or "").strip()
+    found = _first(element, names)
     return (found.text or "").strip() if found is not None else ""
 
 
@@ -266,7 +296,8 @@ def _camt_amount(element: ET.Element | None) -> tuple[int, str] | None:
     return minor, currency
 
 
-def _camt_statement(stmt: ET.Element) -> Statement:
+def _camt_statement(stmt: ET.Element, numbered: int) -> Statement:
+    """One statement; its lines numbered on from the `numbered` lines before it."""
     account = _text(stmt, "Acct", "Id", "IBAN") or _text(stmt, "Acct", "Id", "Othr", "Id")
     currency = _text(stmt, "Acct", "Ccy").upper()
     name = f"statement {_text(stmt, 'Id') or '(no id)'}"
@@ -283,7 +314,7 @@ def _camt_statement(stmt: ET.Element) -> Statement:
         balances.setdefault(code, sign * amount[0])
         currency = currency or amount[1]
     lines = [
-        _camt_entry(entry, currency, f"{name}, entry {number}")
+        _camt_entry(entry, currency, name, number, numbered + number)
         for number, entry in enumerate(_path(stmt, "Ntry"), start=1)
     ]
     return Statement(
@@ -296,27 +327,30 @@ def _camt_statement(stmt: ET.Element) -> Statement:
     )
 
 
-def _camt_entry(entry: ET.Element, currency: str, where: str) -> StatementLine:
-    """One entry; a refusal names it (`where`: its statement and its number there)."""
+def _camt_entry(
+    entry: ET.Element, currency: str, statement: str, number: int, line_number: int
+) -> StatementLine:
+    """One entry, the `number`th of its statement; a refusal names both."""
     try:
-        return _camt_line(entry, currency)
+        return _camt_line(entry, currency, line_number)
     except InvalidRequest as error:
-        raise InvalidRequest(f"{where} (Ntry): {error.message}") from None
+        raise InvalidRequest(f"{statement}, entry {number} (Ntry): {error.message}") from None
 
 
-def _camt_line(entry: ET.Element, currency: str) -> StatementLine:
+def _camt_line(entry: ET.Element, currency: str, line_number: int) -> StatementLine:
     amount = _camt_amount(_child(entry, "Amt"))
     if amount is None:
         raise InvalidRequest("the entry has no amount (Amt)")
     code = _camt_code(entry)
-    details = tuple(_camt_detail(tx) for tx in _path(entry, "NtryDtls", "TxDtls"))
-    reasons = [_text(tx, "RtrInf", "Rsn", "Cd") for tx in _path(entry, "NtryDtls", "TxDtls")]
+    items = _path(entry, "NtryDtls", "TxDtls")
+    details = tuple(_camt_detail(tx) for tx in items)
+    reasons = [_text(tx, "RtrInf", "Rsn", "Cd") for tx in items]
     narrative = _text(entry, "AddtlNtryInf") or " ".join(d.narrative for d in details)
     reference = _text(entry, "AcctSvcrRef") or _text(entry, "NtryRef")
     if not reference and len(details) == 1:
         reference = details[0].reference
     return StatementLine(
-        line_number=0,
+        line_number=line_number,
         direction=Direction.DEBIT if _text(entry, "CdtDbtInd") == "DBIT" else Direction.CREDIT,
         amount_minor=amount[0],
         currency=amount[1] or currency,
@@ -345,7 +379,7 @@ def _camt_detail(tx: ET.Element) -> TxDetail:
     # An Element without children is falsy: test for None, never with `or`.
     element = _child(tx, "Amt")
     if element is None:
-        element = next(_path(tx, "AmtDtls", "TxAmt", "Amt"), None)
+        element = _first(tx, ("AmtDtls", "TxAmt", "Amt"))
     amount = _camt_amount(element)
     reference = _text(tx, "Refs", "EndToEndId") or _text(tx, "Refs", "AcctSvcrRef")
     unstructured = " ".join(

@@ -622,3 +622,54 @@ def test_an_mt940_date_in_other_digits_refuses_the_file(index, field) -> None:
         parse_mt940("\r\n".join(rows))
     assert refused.value.message.startswith(f"line {index + 1} (field {field}")
     assert "is not written in the digits 0-9" in refused.value.message
+
+
+def _renamespaced(content: bytes, namespaces: list[str | None]) -> bytes:
+    """The document with each element (in document order) put in the namespace drawn for
+    it (None: no namespace), cycling through `namespaces`."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(content)
+    for n, element in enumerate(root.iter()):
+        local = element.tag.rsplit("}", 1)[-1]
+        namespace = namespaces[n % len(namespaces)]
+        element.tag = local if namespace is None else f"{{{namespace}}}{local}"
+    return ET.tostring(root, encoding="utf-8")
+
+
+@needs_samples
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(sorted(n for n in KNOWN if n.startswith("camt053/"))),
+    namespaces=st.lists(
+        st.sampled_from(
+            [None, "urn:iso:std:iso:20022:tech:xsd:camt.053.001.02", "urn:other", "urn:x:y.z"]
+        ),
+        min_size=1,
+        max_size=7,
+    ),
+)
+def test_a_camt_statement_reads_the_same_whatever_namespace_each_element_is_in(
+    name: str, namespaces: list[str | None]
+) -> None:
+    """Elements are found by their local name, in any namespace or none (the parser drops
+    the namespaces before it looks: docs/performance.md, helper stmtspeed)."""
+    content = (STATEMENTS / name).read_bytes()
+    assert parse_camt053(_renamespaced(content, namespaces)) == parse_camt053(content)
+
+
+def test_a_camt_path_is_read_at_its_first_element_in_document_order() -> None:
+    """An entry's remittance or reference under a later repeat of an element (a second
+    RmtInf, Refs or BkTxCd) is found: the first at the path in document order, not only
+    under the first of each step."""
+    from tests.application.test_statement_imports import camt, entry
+
+    content = camt(entry("25.00", ref="B1", text="FIRST")).replace(
+        b"<RmtInf><Ustrd>FIRST</Ustrd></RmtInf>",
+        b"<RmtInf><Ustrd>FIRST</Ustrd></RmtInf><RmtInf><Strd><CdtrRefInf><Ref>RF18539007547034"
+        b"</Ref></CdtrRefInf></Strd></RmtInf>",
+    )
+    (statement,) = parse_camt053(content.replace(b"FIRST", b""))
+    assert statement.lines[0].details[0].narrative == "RF18539007547034"
+    (statement,) = parse_camt053(content)
+    assert statement.lines[0].details[0].narrative == "FIRST"
