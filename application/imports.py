@@ -174,7 +174,8 @@ def import_file(
     text = decode(content)
     fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
     report("reading the file", 0, None)
-    parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
+    with collector_paused():  # a statement's XML tree is millions of objects
+        parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
     named = None if file_format or not parsed.problems else named_otherwise(file_name, fmt)
     if named is not None:
         parsed = replace(parsed, problems=(LineProblem(0, named), *parsed.problems))
