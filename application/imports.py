@@ -183,10 +183,13 @@ def import_file(
         raise refuse(list(parsed.problems))
     rules, periods = current_rulebook(ledger).decider(), calendar(ledger)
     chart = ledger.chart()
+    # Each statement credit line's command as matching made it, by line number: checking the
+    # line makes the same one (_command is the line's, the file's hash and the rules' alone).
+    commands: dict[int, RecordPayment] = {}
 
     def payers_own(line: ImportLine) -> bool:  # where the line would go as a new receipt
         try:
-            command = _command(line, sha256, rules)
+            command = commands[line.line_number] = _command(line, sha256, rules)
         except LedgerError:  # a rule refuses the line: refused with the others, later
             return False
         return names_a_payer(fund_match(command, chart))
@@ -203,7 +206,7 @@ def import_file(
         if line.kind not in NOT_RECEIPTS and line.line_number not in links
     ]
     with collector_paused():
-        job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx)
+        job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx, commands)
         new_receipts, problems = _checked(job, report)
         returned = _returns(ledger, parsed, problems)
         problems.extend(parsed.problems)
@@ -338,6 +341,8 @@ class _LineJob:
     periods: PeriodCalendar
     chart: FundChart
     ctx: CommandContext
+    # Lines' commands made already (a statement's, by matching), by line number.
+    commands: dict[int, RecordPayment] = field(default_factory=dict)
 
     def encode(self, start: int, stop: int) -> tuple[list[_NewReceipt], list[LineProblem]]:
         """Lines [start, stop): each one's new receipt checked by the ledger's rules alone,
@@ -351,7 +356,9 @@ class _LineJob:
             # A line dated in a closed period is recorded now, its own date kept (never
             # refused).
             try:
-                command = _command(line, self.sha256, self.rules)  # a rule may refuse it
+                command = self.commands.get(line.line_number)
+                if command is None:
+                    command = _command(line, self.sha256, self.rules)  # a rule may refuse it
                 command = late_receipt(ledger, command, self.periods)
                 events, encoded = ledger.new_receipt(command, self.ctx, self.chart)
             except LedgerError as error:
