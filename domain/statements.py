@@ -385,11 +385,10 @@ def _camt_detail(tx: ET.Element) -> TxDetail:
     unstructured = " ".join(
         (element.text or "").strip() for element in _path(tx, "RmtInf", "Ustrd")
     )
-    structured = _text(tx, "RmtInf", "Strd", "CdtrRefInf", "Ref")
     return TxDetail(
         amount_minor=amount[0] if amount else None,
         reference="" if reference == "NOTPROVIDED" else reference,
-        narrative=_clip(unstructured or structured),
+        narrative=_clip(unstructured or _text(tx, "RmtInf", "Strd", "CdtrRefInf", "Ref")),
     )
 
 
