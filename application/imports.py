@@ -174,38 +174,39 @@ def import_file(
     text = decode(content)
     fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
     report("reading the file", 0, None)
-    with collector_paused():  # a statement's XML tree is millions of objects
-        parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
-    named = None if file_format or not parsed.problems else named_otherwise(file_name, fmt)
-    if named is not None:
-        parsed = replace(parsed, problems=(LineProblem(0, named), *parsed.problems))
-    if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
-        raise refuse(list(parsed.problems))
-    rules, periods = current_rulebook(ledger).decider(), calendar(ledger)
-    chart = ledger.chart()
-    # Each statement credit line's command as matching made it, by line number: checking the
-    # line makes the same one (_command is the line's, the file's hash and the rules' alone).
-    commands: dict[int, RecordPayment] = {}
-
-    def payers_own(line: ImportLine) -> bool:  # where the line would go as a new receipt
-        try:
-            command = commands[line.line_number] = _command(line, sha256, rules)
-        except LedgerError:  # a rule refuses the line: refused with the others, later
-            return False
-        return names_a_payer(fund_match(command, chart))
-
-    # A statement line paying in receipts recorded by other channels is linked, not recorded.
-    links, waiting, notes_seen = (
-        match_lines(ledger, fmt, parsed.lines, payers_own)
-        if not parsed.problems
-        else ({}, set(), {})
-    )
-    receipts = [
-        line
-        for line in parsed.lines
-        if line.kind not in NOT_RECEIPTS and line.line_number not in links
-    ]
+    # From the read to the save: a large file's objects, a statement's XML tree of millions
+    # of them among them, make no cycles; the collector walked them again and again.
     with collector_paused():
+        parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
+        named = None if file_format or not parsed.problems else named_otherwise(file_name, fmt)
+        if named is not None:
+            parsed = replace(parsed, problems=(LineProblem(0, named), *parsed.problems))
+        if len(parsed.lines) > MAX_IMPORT_LINES:  # refused for its size: check no further
+            raise refuse(list(parsed.problems))
+        rules, periods = current_rulebook(ledger).decider(), calendar(ledger)
+        chart = ledger.chart()
+        # Each statement credit line's command as matching made it, by line number: checking the
+        # line makes the same one (_command is the line's, the file's hash and the rules' alone).
+        commands: dict[int, RecordPayment] = {}
+
+        def payers_own(line: ImportLine) -> bool:  # where the line would go as a new receipt
+            try:
+                command = commands[line.line_number] = _command(line, sha256, rules)
+            except LedgerError:  # a rule refuses the line: refused with the others, later
+                return False
+            return names_a_payer(fund_match(command, chart))
+
+        # A statement line paying in receipts recorded by other channels is linked, not recorded.
+        links, waiting, notes_seen = (
+            match_lines(ledger, fmt, parsed.lines, payers_own)
+            if not parsed.problems
+            else ({}, set(), {})
+        )
+        receipts = [
+            line
+            for line in parsed.lines
+            if line.kind not in NOT_RECEIPTS and line.line_number not in links
+        ]
         job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx, commands)
         new_receipts, problems = _checked(job, report)
         returned = _returns(ledger, parsed, problems)
