@@ -53,7 +53,6 @@ from eventsourcing.utils import get_topic
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.receipt_encoding import _ALLOCATED, _RECEIVED
 from bench import record_payments
-from domain.idempotent import running_command
 from domain.payment import Payment
 from runtime.collector import collector_paused
 
@@ -75,30 +74,7 @@ def constructed_events(fields: Fields) -> list[Payment.Event]:
     """A receipt's events by eventsourcing's event constructors, as
     `Payment.receipt_events` makes them, from fields already checked."""
     received, allocated = fields
-    received = dict(received)
-    payment_id = received.pop("id")
-    events: list[Payment.Event] = [
-        Payment.Received(
-            originator_topic=_PAYMENT_TOPIC,
-            originator_id=payment_id,
-            originator_version=Payment.INITIAL_VERSION,
-            timestamp=Payment.Received.create_timestamp(),
-            **received,
-        )
-    ]
-    if allocated is not None:
-        key = running_command()
-        events.append(
-            Payment.Allocated(
-                originator_id=payment_id,
-                originator_version=Payment.INITIAL_VERSION + 1,
-                timestamp=Payment.Allocated.create_timestamp(),
-                idempotency_key=key.idempotency_key,
-                fingerprint=key.fingerprint,
-                **allocated,
-            )
-        )
-    return events
+    return Payment.events_of_fields(dict(received), allocated)
 
 
 def stored_only(fields: Fields) -> list[StoredEvent]:

@@ -622,7 +622,14 @@ class Payment(RefundApproval, Aggregate):
         """The events `receive` records, made without building the payment: the same checks,
         ids, versions and fields (timestamps aside), for a bulk import that only stores them
         (application.imports; tests/application/test_fast_import.py holds them equal)."""
-        received, allocated = cls.receipt_fields(**arguments)
+        return cls.events_of_fields(*cls.receipt_fields(**arguments))
+
+    @classmethod
+    def events_of_fields(
+        cls, received: dict[str, Any], allocated: dict[str, Any] | None
+    ) -> list[Payment.Event]:
+        """The events of a receipt from its checked fields (`receipt_fields`' two dicts; the
+        id is taken out of `received`)."""
         payment_id = received.pop("id")
         events: list[Payment.Event] = [
             cls.Received(

@@ -842,11 +842,10 @@ def test_a_split_offered_on_a_line_whose_pairing_was_undone_is_chosen_on_that_li
     assert [r["payment_id"] for r in report["unmatched_receipts"]] == [till]
 
 
-def test_a_late_payout_a_person_chose_and_undid_keeps_the_line_from_a_run(ledger):
-    """A person chose for a line the payout settled 8 days before it, then undid it; a
-    till's receipt of 99.80 recorded since in the line's window is no run's link by
-    elimination: the undone pairing is still a candidate, so the line waits for a person
-    with both, as it does when the undone pairing is in the window."""
+def _late_payout_chosen_undone_and_a_till_receipt(ledger) -> tuple[UUID, dict, str]:
+    """A statement line of 99.80 a person chose the payout settled 8 days before it for,
+    then undid; then a till's receipt of 99.80 in the line's window: the statement's batch
+    id, the payout's candidate and the till's payment id."""
     captured_days_ago(ledger, "pay-late", 8)
     content = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
     batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
@@ -855,6 +854,15 @@ def test_a_late_payout_a_person_chose_and_undid_keeps_the_line_from_a_run(ledger
     choose_link(ledger, SUPERVISOR, batch_id, 1, late["payment_id"], WHY)
     unlink_line(ledger, batch_id, 1, SUPERVISOR, "the bank's advice names another payout")
     till = govuk_pay(ledger, 9_980, EARLIER, "till-b", "card")
+    return batch_id, late, till
+
+
+def test_a_late_payout_a_person_chose_and_undid_keeps_the_line_from_a_run(ledger):
+    """A person chose for a line the payout settled 8 days before it, then undid it; a
+    till's receipt of 99.80 recorded since in the line's window is no run's link by
+    elimination: the undone pairing is still a candidate, so the line waits for a person
+    with both, as it does when the undone pairing is in the window."""
+    _, late, till = _late_payout_chosen_undone_and_a_till_receipt(ledger)
     assert link_counted_twice(ledger, OFFICER) == []
     (row,) = exceptions(ledger)["unmatched_statement_lines"]
     assert [c["payment_id"] for c in row["candidates"]] == [till, late["payment_id"]]
@@ -866,14 +874,7 @@ def test_a_persons_plain_link_after_a_late_payout_undone_does_not_link_by_elimin
     one candidate in the window only because the payout they undid is settled before it.
     Linking it would be elimination, a guess: the line needs a choice, naming both, and
     nothing is stored; a person then chooses either."""
-    captured_days_ago(ledger, "pay-late", 8)
-    content = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
-    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
-    (line,) = get_import(ledger, batch_id)["lines"]
-    (late,) = line["candidates"]
-    choose_link(ledger, SUPERVISOR, batch_id, 1, late["payment_id"], WHY)
-    unlink_line(ledger, batch_id, 1, SUPERVISOR, "the bank's advice names another payout")
-    till = govuk_pay(ledger, 9_980, EARLIER, "till-b", "card")
+    batch_id, late, till = _late_payout_chosen_undone_and_a_till_receipt(ledger)
     position = ledger.max_position()
     with pytest.raises(LineNeedsAChoice, match="reconcile choose") as refused:
         link_counted_twice(ledger, OFFICER, (batch_id, 1))
