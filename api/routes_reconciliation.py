@@ -72,8 +72,9 @@ class CandidateOut(BaseModel):
 class ExceptionRow(BaseModel):
     kind: str = Field(
         description="statement_line (a new bank receipt someone still has to settle: in "
-        "suspense, or sent to a fund by an import rule; not a payer's own transfer a fund "
-        "took by its reference), statement_debit (a GOV.UK Pay "
+        "suspense, even in part, or sent to a fund by an import rule; not a payer's own "
+        "transfer a fund took by its reference, nor a line an officer has since allocated "
+        "in full, refunded or reversed), statement_debit (a GOV.UK Pay "
         "payout debit no refunds explain yet: money out, its amount negative, no receipt), "
         "receipt, unsettled_payment (a card "
         "payment no payout has paid in, net of its fees), unsettled_deduction (a refund, lost "

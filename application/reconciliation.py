@@ -91,6 +91,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from application import books_snapshot
 from application.books_snapshot import EXCEPTIONS_BOOKS, Mark, Snapshot
@@ -232,8 +233,12 @@ class Books:
     linked_batches: set[str] = field(default_factory=set)
     # credit lines of statements recorded as new receipts, but a payer's own transfer a fund
     # took by its reference (taken_by_its_reference), and payout debits kept unmatched: the
-    # unmatched statement lines, each one a person or a run may still have to settle
+    # statement lines a run considers (a split payout's parts, rivals: Claims)
     unmatched_lines: list[tuple[str, ImportedLine]] = field(default_factory=list)
+    # those of them recorded in suspense whose receipt a person has since decided: no money
+    # of it is left in suspense (allocated, refunded or reversed): no run links them, no
+    # person is offered a choice for them, and they are no exception (decided_line)
+    decided_lines: set[tuple[str, int]] = field(default_factory=set)
     # statement lines linked after their import: (batch id, line)
     linked_lines: set[tuple[str, int]] = field(default_factory=set)
     # statement batches' file names, for the notes and reasons that name a line
@@ -306,7 +311,7 @@ class FoldedStatement:
 
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
-BOOKS_SNAPSHOT_FORMAT = 5
+BOOKS_SNAPSHOT_FORMAT = 6
 
 
 class BooksFold:
@@ -318,7 +323,9 @@ class BooksFold:
     the first event can be kept in the database (to_snapshot, from_snapshot): its state
     is plain data, stored whole."""
 
-    TOPICS = (*BOOK_EVENTS, ImportBatch.Reversed)
+    # Allocated only for a statement line's receipt recorded in suspense (`read` decodes no
+    # other's): an officer allocating it decides the line (decided_line).
+    TOPICS = (*BOOK_EVENTS, ImportBatch.Reversed, Payment.Allocated)
 
     def __init__(self, after: int = 0) -> None:
         self.after = self.position = after
@@ -351,13 +358,19 @@ class BooksFold:
         # late links of statements recorded before `after` (a fold from a later position
         # only): what they pay in of the receipts and imports folded here is linked
         self.older_links: dict[tuple[str, int], StatementLink] = {}
+        # statement lines' receipts recorded in suspense: [pence still in suspense, where
+        # the receipt was recorded]
+        self.in_suspense: dict[str, list[int]] = {}
 
     def read(self, ledger: IncomeLedger) -> None:
         """Fold the events recorded after the last one folded (positions become visible in
         order: see auto_link.WaitingLines.refresh)."""
         last = None
+        allocated = get_topic(Payment.Allocated)
         for last in ledger.notifications(*self.TOPICS, after=self.position):
-            self.apply(ledger.mapper.to_domain_event(last), last.id)
+            # (apply ignores the others: most receipts are allocated, few from statements)
+            if last.topic != allocated or str(last.originator_id) in self.in_suspense:
+                self.apply(ledger.mapper.to_domain_event(last), last.id)
             self.position = last.id
             self.unsaved += 1
         if last is not None:
@@ -370,6 +383,8 @@ class BooksFold:
                 self.received.add(payment_id)
             if not (event.external_id or "").startswith(STATEMENT_ID_PREFIX):
                 self.receipts[payment_id] = _receipt(event, position)
+            elif event.suspense_reason is not None:
+                self.in_suspense[payment_id] = [event.amount_pence, position]
             if event.clearing_account is not None:
                 self.clearing[payment_id] = {}
                 self.clearing_receipts[payment_id] = _receipt(event, position)
@@ -406,6 +421,8 @@ class BooksFold:
                 self.late_links.pop((payment_id, event.line), None)
                 paid_in = frozenset(event.link["matched_payment_ids"])
                 self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
+        if payment_id in self.in_suspense:
+            self.in_suspense[payment_id][0] -= _from_suspense(event)
         _add_dispute(self.disputes, event, position)
         if payment_id in self.clearing and clearing_moves(event):
             _add_clearing(self.clearing[payment_id], event)
@@ -472,6 +489,11 @@ class BooksFold:
             if (line.payment_id is None or line.payment_id not in self.reversed_ids)
             and (batch_id, line.line) not in books.linked_lines
         ]
+        books.decided_lines = {
+            (batch_id, line.line)
+            for batch_id, line in books.unmatched_lines
+            if decided_line(line, self.in_suspense)
+        }
         return books
 
     def since(self, after: int) -> BooksFold:
@@ -521,6 +543,7 @@ class BooksFold:
         fold.older_links = {
             key: link for key, link in self.late_links.items() if key[0] not in fold.statements
         }
+        fold.in_suspense = {pid: held for pid, held in self.in_suspense.items() if held[1] > after}
         return fold
 
     def to_snapshot(self) -> Snapshot:
@@ -561,6 +584,7 @@ class BooksFold:
                 [bid, line, [sorted(paid_in) for paid_in in undone]]
                 for (bid, line), undone in self.rejected.items()
             ],
+            "in_suspense": [[pid, *held] for pid, held in self.in_suspense.items()],
         }
         data = json.dumps(state, separators=(",", ":")).encode()
         return Snapshot(self.mark, zlib.compress(data, 1))
@@ -603,7 +627,40 @@ class BooksFold:
             (bid, line): [frozenset(paid_in) for paid_in in undone]
             for bid, line, undone in state["rejected"]
         }
+        fold.in_suspense = {pid: [pence, at] for pid, pence, at in state["in_suspense"]}
         return fold
+
+
+def _from_suspense(event: Any) -> int:
+    """The pence an event of a receipt takes out of suspense (negative: puts back)."""
+    if isinstance(event, Payment.Allocated):
+        return sum(line["amount_pence"] for line in event.lines)
+    if isinstance(event, Payment.Refunded) and event.fund_code is None:
+        return event.amount_pence
+    if isinstance(event, Payment.Reversed):
+        return event.suspense_pence
+    if isinstance(event, Payment.ReversalUndone):
+        return -event.suspense_pence
+    return 0
+
+
+def decided_line(line: ImportedLine, in_suspense: dict[str, list[int]]) -> bool:
+    """Whether a statement credit line recorded in suspense has a receipt a person has
+    since decided: none of its money is left in suspense (an officer allocated it, in
+    full, refunded or reversed it). A run links only a receipt wholly in suspense
+    (_LinkRun.untouched), and no person is offered a choice for another (_choices), so
+    nothing is left for anyone to do with it: it is no exception. One still (even partly)
+    in suspense is, and so is a line an import rule sent to a fund (a person checks it:
+    taken_by_its_reference). A decided line that was in fact another channel's money
+    counted twice leaves that channel's receipt unpaid in: the report lists that receipt
+    (unmatched receipts)."""
+    held = in_suspense.get(line.payment_id or "")
+    return (
+        line.is_new_receipt
+        and line.status == PaymentStatus.SUSPENSE.value
+        and held is not None
+        and held[0] == 0
+    )
 
 
 def _receipt_data(receipt: Receipt) -> list[Any]:
@@ -964,11 +1021,18 @@ class Undecided:
     """Whether a waiting statement line's own receipt is still undecided (_undecided: wholly
     in suspense for want of a payer's reference), each receipt read once. A line of the
     file being imported (not among `lines`) is undecided; so is a payout debit kept
-    unmatched (it has no receipt for anyone to decide)."""
+    unmatched (it has no receipt for anyone to decide); a line among `decided` (the
+    books': Books.decided_lines, as of the books' position) is not, its receipt unread."""
 
-    def __init__(self, ledger: IncomeLedger, lines: Iterable[tuple[str, ImportedLine]]) -> None:
+    def __init__(
+        self,
+        ledger: IncomeLedger,
+        lines: Iterable[tuple[str, ImportedLine]],
+        decided: frozenset[LineKey] | set[LineKey] = frozenset(),
+    ) -> None:
         self.ledger = ledger
         self.lines = {(batch_id, line.line): line for batch_id, line in lines}
+        self.decided = decided
         self.receipts: dict[str, Payment] = {}
 
     def receipt(self, payment_id: str) -> Payment:
@@ -977,6 +1041,8 @@ class Undecided:
         return self.receipts[payment_id]
 
     def __call__(self, key: LineKey) -> bool:
+        if key in self.decided:
+            return False
         line = self.lines.get(key)
         if line is None or line.is_open_debit:
             return True
@@ -2354,8 +2420,9 @@ def exceptions(
     ledger: IncomeLedger, today: date | None = None, books: Books | None = None
 ) -> dict[str, Any]:
     """Statement credit lines no other record paid in (recorded as new receipts) that
-    someone still has to settle (Books.unmatched_lines: not taken_by_its_reference), payout
-    debits kept unmatched, receipts
+    someone still has to settle (Books.unmatched_lines: not taken_by_its_reference; nor
+    a line recorded in suspense whose receipt a person has since decided, decided_line),
+    payout debits kept unmatched, receipts
     of other channels no statement line has paid in yet, what card providers have not paid
     out yet (per payment and settlement day, net of fees, refunds and lost disputes) and
     disputes not yet decided (money at risk), oldest first (_oldest_first: by their day,
@@ -2364,10 +2431,15 @@ def exceptions(
     today = today or uk_today()
     books = kept_books(ledger) if books is None else books
     choices = _choices(ledger, books)
+    open_lines = [
+        (batch_id, line)
+        for batch_id, line in books.unmatched_lines
+        if (batch_id, line.line) not in books.decided_lines
+    ]
     lines = [
         _line_row(batch_id, line, today) | {"candidates": choices.get((batch_id, line.line), [])}
         for batch_id, line in _oldest_first(
-            books.unmatched_lines,
+            open_lines,
             lambda item: (
                 item[1].booking_date or "",
                 books.statement_positions.get(item[0], 0),
@@ -2429,10 +2501,12 @@ def _choices(
     payer's own, is decided already)."""
     matcher = Matcher(books)
     claims = waiting_claims(matcher, books)
-    undecided = Undecided(ledger, books.unmatched_lines)
+    undecided = Undecided(ledger, books.unmatched_lines, books.decided_lines)
     found: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for line_batch, line in books.unmatched_lines:
         if (batch_id is not None and line_batch != batch_id) or line.booking_date is None:
+            continue
+        if (line_batch, line.line) in books.decided_lines:  # (no choice: undecided says so)
             continue
         booked = date.fromisoformat(line.booking_date)
         key = (line_batch, line.line)

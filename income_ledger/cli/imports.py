@@ -448,7 +448,8 @@ def reconcile_exceptions(
     as_json: helpers.JsonOption = False,
 ) -> None:
     """Statement lines someone still has to settle (not a payer's own transfer a fund took
-    by its reference: `import show` lists every line), receipts no statement line has paid in
+    by its reference, nor a line an officer has since allocated in full, refunded or
+    reversed: `import show` lists every line), receipts no statement line has paid in
     yet, card payments no payout has paid in, and open card disputes, oldest first, by age."""
     report = helpers.run(exceptions)
     if as_csv:
@@ -490,9 +491,9 @@ def _print_exceptions(report: dict[str, Any]) -> None:
         )
     if not report["summary"]:
         helpers.out.print(
-            "no exceptions: every statement line is linked, or is a payer's own transfer a "
-            "fund took by its reference (`import show` lists every line), and every receipt "
-            "is paid in",
+            "no exceptions: every statement line is linked, is a payer's own transfer a "
+            "fund took by its reference, or was decided by an officer (`import show` lists "
+            "every line), and every receipt is paid in",
             highlight=False,
             soft_wrap=True,
         )

@@ -437,3 +437,40 @@ def test_a_statement_whose_only_waiting_line_is_a_payout_debit_offers_it_over_ht
     assert [line["candidates"] for line in lines] == [rows[0]["candidates"], []]
     assert [line["status"] for line in lines] == [None, "allocated"]
     assert sorted(c["payment_id"] for c in lines[0]["candidates"]) == paid
+
+
+def test_a_statement_line_an_officer_allocated_leaves_the_report(client) -> None:
+    """A line recorded in suspense that an officer then allocates in full is no exception
+    (its allocation changes the report: a page at the old position is refused); a line
+    allocated in part stays, in the JSON and the CSV."""
+    statement = camt(entry("25.01", ref="B1", text="NO IDEA"), entry("25.02", ref="B2"))
+    uploaded = client.post(
+        "/imports",
+        files={"file": ("stmt.xml", statement, "application/xml")},
+        headers=auth("integration"),
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    batch_id = uploaded.json()["batch"]["batch_id"]
+    lines = client.get(f"/imports/{batch_id}", headers=auth("officer")).json()["lines"]
+    assert [line["status"] for line in lines] == ["suspense", "suspense"]
+    url = "/reconciliation/exceptions"
+    first = client.get(url, params={"limit": 1}, headers=auth("officer")).json()
+    assert first["total"] == 2
+    for line, pence in ((lines[0], 2_501), (lines[1], 1_000)):
+        allocated = client.post(
+            f"/payments/{line['payment_id']}/allocations",
+            headers=auth("officer"),
+            json={"lines": [{"fund_code": "CT", "reference": CT_REF, "amount_pence": pence}]},
+        )
+        assert allocated.status_code == 201, allocated.text
+    changed = client.get(
+        url,
+        params={"limit": 1, "offset": 1, "at_position": first["position"]},
+        headers=auth("officer"),
+    )
+    assert changed.status_code == 409 and changed.json()["code"] == "report_changed"
+    report = client.get(url, headers=auth("officer")).json()
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [2]
+    assert report["total"] == 1
+    csv_text = client.get(url, headers=auth("auditor") | {"Accept": "text/csv"}).text
+    assert [row.split(",")[0] for row in csv_text.splitlines()[1:]] == ["statement_line"]

@@ -33,6 +33,7 @@ FINGERPRINTS = {
     3: "eca7b1cf8eec8b53",
     4: "e4b9ab038b771e3f",
     5: "3df6a0f05acc48f1",
+    6: "5985f2fc0852fa2b",
 }
 
 
@@ -48,6 +49,7 @@ def fold_rules() -> list[str]:
     return [
         inspect.getsource(function)
         for function in (
+            BooksFold.read,
             BooksFold.apply,
             BooksFold.to_snapshot,
             BooksFold.from_snapshot,
@@ -55,6 +57,7 @@ def fold_rules() -> list[str]:
             reconciliation._add_dispute,
             reconciliation._add_clearing,
             reconciliation._is_paid_in_note,
+            reconciliation._from_suspense,
             reconciliation._receipt_data,
             reconciliation._receipt_from,
             clearing_moves,

@@ -264,9 +264,9 @@ def test_the_same_payment_recorded_again_at_the_same_position_is_read_afresh(
     older = ledger.max_position()
     govuk_pay(ledger, 4_321, TODAY, "lost-in-the-restore", "cash")
     govuk_pay(ledger, 1_111, TODAY, "entered-again", "cash")
-    before = exceptions(ledger)  # stores the books, marked at the second payment's receipt
+    before = exceptions(ledger)  # stores the books, marked at the second payment's allocation
     kept_at = stored_position(ledger)
-    assert kept_at == older + 3  # each payment: received, then allocated
+    assert kept_at == older + 4  # each payment: received, then allocated (both folded)
     stored_mark = books_snapshot.mark_at(ledger, kept_at)
     engine = event_store.engine(ledger.recorder)
     events = event_store.events_record_class(ledger.recorder).__table__
