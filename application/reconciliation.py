@@ -288,11 +288,13 @@ BOOK_EVENTS = (
 )
 
 
-def read_books(ledger: IncomeLedger, after: int = 0) -> Books:
+def read_books(ledger: IncomeLedger, after: int = 0, *, decisions: bool = True) -> Books:
     """The books from the events recorded after position `after` (0: all of them); from a
     later position, a card payment received before it whose clearing moved since is read
-    whole (_complete_clearing), so what a provider owes for a day is never half-counted."""
-    fold = BooksFold(after)
+    whole (_complete_clearing), so what a provider owes for a day is never half-counted.
+    Without `decisions`, no Allocated event is read, and no line is among decided_lines (a
+    linking run reads each line's receipt it may link: _LinkRun.untouched)."""
+    fold = BooksFold(after, decisions=decisions)
     fold.read(ledger)
     return fold.books(ledger)
 
@@ -324,11 +326,14 @@ class BooksFold:
     is plain data, stored whole."""
 
     # Allocated only for a statement line's receipt recorded in suspense (`read` decodes no
-    # other's): an officer allocating it decides the line (decided_line).
+    # other's): an officer allocating it decides the line (decided_line). Last: a fold
+    # without decisions reads the others only.
     TOPICS = (*BOOK_EVENTS, ImportBatch.Reversed, Payment.Allocated)
 
-    def __init__(self, after: int = 0) -> None:
+    def __init__(self, after: int = 0, *, decisions: bool = True) -> None:
         self.after = self.position = after
+        # whether it folds Allocated events (decided_lines): read_books
+        self.decisions = decisions
         # the last event folded (None: none yet), and how many were folded since the fold
         # was last stored or loaded
         self.mark: Mark | None = None
@@ -367,7 +372,8 @@ class BooksFold:
         order: see auto_link.WaitingLines.refresh)."""
         last = None
         allocated = get_topic(Payment.Allocated)
-        for last in ledger.notifications(*self.TOPICS, after=self.position):
+        topics = self.TOPICS if self.decisions else self.TOPICS[:-1]
+        for last in ledger.notifications(*topics, after=self.position):
             # (apply ignores the others: most receipts are allocated, few from statements)
             if last.topic != allocated or str(last.originator_id) in self.in_suspense:
                 self.apply(ledger.mapper.to_domain_event(last), last.id)
@@ -489,11 +495,12 @@ class BooksFold:
             if (line.payment_id is None or line.payment_id not in self.reversed_ids)
             and (batch_id, line.line) not in books.linked_lines
         ]
-        books.decided_lines = {
-            (batch_id, line.line)
-            for batch_id, line in books.unmatched_lines
-            if decided_line(line, self.in_suspense)
-        }
+        if self.decisions:
+            books.decided_lines = {
+                (batch_id, line.line)
+                for batch_id, line in books.unmatched_lines
+                if decided_line(line, self.in_suspense)
+            }
         return books
 
     def since(self, after: int) -> BooksFold:
@@ -1752,7 +1759,7 @@ def _link_once(
         after = scope_start(ledger, since)
         if not _open_lines_from(ledger, after, since):
             return []
-    books = read_books(ledger, after)
+    books = read_books(ledger, after, decisions=False)
     # Every line waiting, before the run's own are picked: a line of a day before `since`,
     # or of another statement than a person's, may pay in the same receipt (Claims).
     every_line = list(books.unmatched_lines)

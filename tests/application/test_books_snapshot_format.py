@@ -33,7 +33,7 @@ FINGERPRINTS = {
     3: "eca7b1cf8eec8b53",
     4: "e4b9ab038b771e3f",
     5: "3df6a0f05acc48f1",
-    6: "5985f2fc0852fa2b",
+    6: "d5dd6754fbf275bb",
 }
 
 

@@ -238,8 +238,8 @@ def test_a_choice_of_an_import_reversed_meanwhile_links_nothing(ledger, monkeypa
     chosen = next(c for c in line["candidates"] if c["matched_batch_id"] == str(first))
     real_read = reconciliation.read_books
 
-    def read_then_reverse_the_import(ledger_, after=0):
-        books = real_read(ledger_, after)
+    def read_then_reverse_the_import(ledger_, after=0, **options):
+        books = real_read(ledger_, after, **options)
         monkeypatch.setattr(reconciliation, "read_books", real_read)
         reverse_import(ledger_, first, SUPERVISOR, "the wrong day's file")
         return books
@@ -270,8 +270,8 @@ def test_a_choice_of_a_receipt_chosen_meanwhile_for_another_line_links_nothing(l
     real_read = reconciliation.read_books
     other_choice: list = []
 
-    def read_then_let_another_choose(ledger_, after=0):
-        books = real_read(ledger_, after)
+    def read_then_let_another_choose(ledger_, after=0, **options):
+        books = real_read(ledger_, after, **options)
         monkeypatch.setattr(reconciliation, "read_books", real_read)
         other_choice.extend(choose_link(ledger_, OFFICER, batch_id, 2, nearer, WHY))
         return books

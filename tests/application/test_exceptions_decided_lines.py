@@ -81,6 +81,8 @@ def test_a_line_an_officer_decided_is_no_exception_one_still_in_suspense_is(ledg
     assert {line for _, line in books.decided_lines} == {1, 3, 6}
     # The runs consider every line as before: the decided ones are never linked.
     assert len(books.unmatched_lines) == 5
+    run_books = read_books(ledger, decisions=False)  # a run's: no Allocated event read
+    assert run_books.unmatched_lines == books.unmatched_lines and not run_books.decided_lines
     assert link_counted_twice(ledger, OFFICER) == []
 
     ledger.allocate(part, [("CT", CT_REF, 602)], OFFICER, "the rest too")

@@ -442,8 +442,8 @@ def test_two_people_at_once_link_one_card_payout_to_one_line_only(ledger, monkey
     real_read = read_books
     other_choice: list = []
 
-    def read_then_let_the_other_choose(ledger_, after=0):
-        books = real_read(ledger_, after)
+    def read_then_let_the_other_choose(ledger_, after=0, **options):
+        books = real_read(ledger_, after, **options)
         if not other_choice:
             monkeypatch.setattr("application.reconciliation.read_books", real_read)
             other_choice.extend(choose_link(ledger_, OFFICER, first, 1, paid, "the slip"))
