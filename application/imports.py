@@ -90,6 +90,13 @@ CASH_ADJUSTMENT = Match(
     SuspenseReason.CASH_ADJUSTMENT,
     "Allpay cash adjustment (type C): not a payer's payment; allocate it by hand",
 )
+PROVIDER_HOLD = Match(
+    None,
+    SuspenseReason.PROVIDER_PAYOUT,
+    "a payment provider's line (its narrative names one) that paid in none of its "
+    "receipts yet: a linking run links it once they are recorded (reconcile link), a "
+    "person chooses among its candidates (reconcile choose), or allocate it by hand",
+)
 CARD_NUMBER_REFERENCE = Match(
     None,
     SuspenseReason.UNUSABLE_REFERENCE,
@@ -185,14 +192,21 @@ def import_file(
             raise refuse(list(parsed.problems))
         rules, periods = current_rulebook(ledger).decider(), calendar(ledger)
         chart = ledger.chart()
+        providers = ledger.provider_narratives if fmt in STATEMENT_FORMATS else ()
         # Each statement credit line's command as matching made it, by line number: checking the
         # line makes the same one (_command is the line's, the file's hash and the rules' alone).
         commands: dict[int, RecordPayment] = {}
 
         def payers_own(line: ImportLine) -> bool:  # where the line would go as a new receipt
             try:
-                command = commands[line.line_number] = _command(line, sha256, rules)
+                command = commands[line.line_number] = _command(line, sha256, rules, providers)
             except LedgerError:  # a rule refuses the line: refused with the others, later
+                return False
+            # A provider's line is the provider's money, whatever fund its reference passes
+            # (held in suspense for it unless an import rule decided it).
+            if command.hold_in_suspense is PROVIDER_HOLD or (
+                command.rule_decision is not None and names_provider(line, providers)
+            ):
                 return False
             return names_a_payer(fund_match(command, chart))
 
@@ -207,7 +221,7 @@ def import_file(
             for line in parsed.lines
             if line.kind not in NOT_RECEIPTS and line.line_number not in links
         ]
-        job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx, commands)
+        job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx, commands, providers)
         new_receipts, problems = _checked(job, report)
         returned = _returns(ledger, parsed, problems)
         problems.extend(parsed.problems)
@@ -282,7 +296,9 @@ def _parse(
     return statement_file(content, fmt)
 
 
-def _command(line: ImportLine, sha256: str, rules: RuleDecider) -> RecordPayment:
+def _command(
+    line: ImportLine, sha256: str, rules: RuleDecider, providers: tuple[str, ...] = ()
+) -> RecordPayment:
     reference, hold, decision = line.reference, None, None
     if line.kind is LineKind.CASH_ADJUSTMENT:
         hold = CASH_ADJUSTMENT
@@ -296,6 +312,10 @@ def _command(line: ImportLine, sha256: str, rules: RuleDecider) -> RecordPayment
     if hold is None and rules.may_decide(line.channel.value, _narrative(line)):
         decision = rules.decide(rule_line(line))
         reference = decision.reference if decision else reference
+    # Then a provider's line no rule decided waits in suspense: its reference is the
+    # provider's (a payout number), not a payer's account, even one passing a fund's rule.
+    if hold is None and decision is None and names_provider(line, providers):
+        hold = PROVIDER_HOLD
     details = line.details
     if line.payment_type is not None:
         details = {
@@ -316,6 +336,19 @@ def _command(line: ImportLine, sha256: str, rules: RuleDecider) -> RecordPayment
         provider_details=details,
         hold_in_suspense=hold,
         rule_decision=decision,
+    )
+
+
+def names_provider(line: ImportLine, providers: tuple[str, ...]) -> bool:
+    """Whether a statement credit line's narrative names a payment provider (`providers`:
+    the ledger's provider_narratives, a card provider's payout or a collector's settlement,
+    such as GOVUK PAY or ALLPAY LTD): the provider's money, paying in receipts recorded by
+    its channel, never a payer's own transfer whatever its reference (a payout number may
+    pass a fund's check digit: one in ten pass a modulus 10 check)."""
+    return (
+        line.kind is LineKind.RECEIPT
+        and bool(providers)
+        and names_payout((line.details or {}).get("narrative"), providers)
     )
 
 
@@ -344,6 +377,8 @@ class _LineJob:
     ctx: CommandContext
     # Lines' commands made already (a statement's, by matching), by line number.
     commands: dict[int, RecordPayment] = field(default_factory=dict)
+    # What names a payment provider in a statement line's narrative (names_provider).
+    providers: tuple[str, ...] = ()
 
     def encode(self, start: int, stop: int) -> tuple[list[_NewReceipt], list[LineProblem]]:
         """Lines [start, stop): each one's new receipt checked by the ledger's rules alone,
@@ -359,7 +394,8 @@ class _LineJob:
             try:
                 command = self.commands.get(line.line_number)
                 if command is None:
-                    command = _command(line, self.sha256, self.rules)  # a rule may refuse it
+                    # (a rule may refuse it)
+                    command = _command(line, self.sha256, self.rules, self.providers)
                 command = late_receipt(ledger, command, self.periods)
                 events, encoded = ledger.new_receipt(command, self.ctx, self.chart)
             except LedgerError as error:

@@ -78,7 +78,7 @@ from domain.payment import (
 )
 from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
-from domain.statements import PAYOUT_NARRATIVES, payout_patterns
+from domain.statements import COLLECTOR_NARRATIVES, PAYOUT_NARRATIVES, payout_patterns
 from runtime.collector import collector_paused
 from runtime.processes import default_processes
 
@@ -217,6 +217,10 @@ class IncomeLedger(Application):
         # What a statement line's narrative holds when it is a card provider's payout
         # (domain.statements.names_payout): split payouts, payout debits kept unmatched.
         self.payout_narratives = payout_patterns(payout_narratives)
+        # What a statement credit line's narrative holds when it is a payment provider's
+        # money, a card payout or a collector's settlement: never a payer's own transfer,
+        # whatever its reference (application.imports.names_provider).
+        self.provider_narratives = self.payout_narratives + payout_patterns(COLLECTOR_NARRATIVES)
         if refund_approval_limit_pence < 0:
             raise InvalidRequest("the refund approval limit cannot be negative")
         # Refunds on one payment adding up to more than this need a second person.

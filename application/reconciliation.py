@@ -7,8 +7,16 @@ statement's import batch, outcome `reconciled`) instead.
 
 A credit line whose reference is a payer's account (names_a_payer: a fund takes it, or it is
 valid for a disabled or more than one fund, or a check digit off one) is that payer's own
-transfer and is never linked: banks print a provider's or a deposit's line under its own
-narrative, not under one payer's account. One a fund took by that reference at import is
+transfer and is never linked, unless its narrative names a payment provider
+(application.imports.names_provider: the ledger's payout narratives, GOVUK PAY by default,
+and the collectors', ALLPAY, PAYPOINT, PAYZONE): banks print a provider's line under its own
+narrative, and its reference is then the provider's (a payout number, which passes a
+modulus 10 check digit one time in ten and is a check digit off one the other nine), not
+a payer's account. A provider's line is matched like any other; one that matches nothing
+is recorded in suspense (SuspenseReason.PROVIDER_PAYOUT), never in the fund its
+reference passes, so it stays on the report and a later run may link it. The decision
+is the line's status as stored (suspense), the narrative kept on its receipt's details:
+the books need no narrative. One a fund took by its reference at import is
 settled, and no exception (taken_by_its_reference); one an import rule sent to a fund may
 be another channel's money, and stays on the report for a person.
 Matching rules, tried in this order for each other credit line, on receipts not yet linked, not
@@ -180,7 +188,9 @@ PAYERS_REFERENCE = frozenset(
 def names_a_payer(match: Match) -> bool:
     """Whether a line's reference is a payer's account (a fund took it, or it is valid for
     a fund or a check digit off one): the payer's own transfer, never taken for money that
-    reached the ledger by another channel, whatever its amount."""
+    reached the ledger by another channel, whatever its amount. The import asks it only of
+    a line whose narrative names no payment provider (application.imports.names_provider):
+    a provider's payout number may pass a fund's rule."""
     return match.fund_code is not None or match.suspense_reason in PAYERS_REFERENCE
 
 

@@ -210,6 +210,11 @@ class SuspenseReason(StrEnum):
     CASH_ADJUSTMENT = "cash_adjustment"
     # A council's import rule sends such lines to suspense (the rule says why).
     IMPORT_RULE = "import_rule"
+    # A bank statement credit line whose narrative names a payment provider (a card
+    # provider's payout, an Allpay or PayPoint settlement) that matched none of the
+    # provider's receipts: its reference is the provider's, not a payer's account, whatever
+    # fund's rule it passes (application.imports.names_provider).
+    PROVIDER_PAYOUT = "provider_payout"
 
 
 @dataclass(frozen=True)

@@ -1158,6 +1158,11 @@ STATEMENT_ID_PREFIX = "stmt:"
 # The letters of GOV.UK Pay's payout narrative as banks print it ("GOVUK PAY", "GOV.UK PAY").
 PAYOUT_NARRATIVES = ("GOVUKPAY",)
 MAX_PAYOUT_NARRATIVES = 20
+# The letters of the cash-collection providers' settlement narratives: the providers behind
+# the Allpay file's payment types and channels (Allpay, for the Post Office and bills
+# online; PayPoint; Payzone). With the payout narratives, a statement credit line naming one
+# is a provider's money, never a payer's own transfer (application.imports.names_provider).
+COLLECTOR_NARRATIVES = ("ALLPAY", "PAYPOINT", "PAYZONE")
 
 
 def payout_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
@@ -1187,4 +1192,4 @@ def names_payout(narrative: str | None, patterns: Iterable[str]) -> bool:
 
 
 def _letters(text: str) -> str:
-    return "".join(c for c in text.upper() if c.isalpha())
+    return "".join(filter(str.isalpha, text.upper()))

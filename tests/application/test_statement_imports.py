@@ -42,7 +42,10 @@ def entry(
     family: str = "RCDT",
     reversal: bool = False,
     reason: str = "",
+    info: str = "",
 ) -> dict:
+    """A camt entry: `text` its remittance (the payer's reference), `info` its narrative
+    (AddtlNtryInf; none: the remittance is the narrative too)."""
     return locals()
 
 
@@ -75,6 +78,7 @@ def _balance(code: str, pence: int, ccy: str) -> str:
 
 def _camt_entry(e: dict, ccy: str) -> str:
     reason = f"<RtrInf><Rsn><Cd>{e['reason']}</Cd></Rsn></RtrInf>" if e["reason"] else ""
+    info = f"<AddtlNtryInf>{e['info']}</AddtlNtryInf>" if e["info"] else ""
     return (
         f"<Ntry><Amt Ccy='{ccy}'>{e['amount']}</Amt>"
         f"<CdtDbtInd>{'DBIT' if e['debit'] else 'CRDT'}</CdtDbtInd>"
@@ -83,7 +87,7 @@ def _camt_entry(e: dict, ccy: str) -> str:
         f"<AcctSvcrRef>{e['ref']}</AcctSvcrRef>"
         f"<BkTxCd><Domn><Cd>PMNT</Cd><Fmly><Cd>{e['family']}</Cd><SubFmlyCd>OTHR</SubFmlyCd>"
         f"</Fmly></Domn></BkTxCd><NtryDtls><TxDtls><Refs><EndToEndId>E2E-{e['ref']}</EndToEndId>"
-        f"</Refs><RmtInf><Ustrd>{e['text']}</Ustrd></RmtInf>{reason}</TxDtls></NtryDtls></Ntry>"
+        f"</Refs><RmtInf><Ustrd>{e['text']}</Ustrd></RmtInf>{reason}</TxDtls></NtryDtls>{info}</Ntry>"
     )
 
 

@@ -1,0 +1,151 @@
+"""A statement credit line whose narrative names a payment provider (a GOV.UK Pay payout, an
+Allpay settlement) is the provider's money, never a payer's own transfer, even when its
+reference (a payout number) passes a fund's reference rule: it pays in the provider's
+receipts, or waits in suspense on the exceptions report; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from application.imports import PROVIDER_HOLD, _command, get_import, import_file
+from application.ledger import CommandContext, fund_match
+from application.reconciliation import exceptions, link_counted_twice
+from domain.import_rules import ImportRulebook
+from domain.imports import ImportLine, LineKind
+from domain.payment import Channel
+from domain.statements import COLLECTOR_NARRATIVES, PAYOUT_NARRATIVES, payout_patterns
+from tests.application.test_card_payouts import balances, pay, send
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_statement_imports import camt, entry
+from tests.domain.helpers import CT_REF, chart
+
+OFFICER = CommandContext("officer:importer")
+# Nine digits, as a payout number: business rates' (NNDR) modulus 10 check digit passes.
+PAYOUT_NUMBER = "448712305"
+# One digit on: the check digit is off, a payer's account mistyped as far as the funds see.
+PAYOUT_NUMBER_2 = "448712306"
+
+
+def test_the_payout_numbers_pass_or_nearly_pass_a_funds_rule() -> None:
+    assert chart().match(PAYOUT_NUMBER, None).fund_code == "NNDR"
+    assert chart().match(PAYOUT_NUMBER_2, None).suspense_reason == "invalid_check_digit"
+
+
+PROVIDERS = payout_patterns((*PAYOUT_NARRATIVES, *COLLECTOR_NARRATIVES))
+CHART = chart()
+
+
+def _line(reference: str, narrative: str) -> ImportLine:
+    return ImportLine(
+        1,
+        LineKind.RECEIPT,
+        Channel.BANK_TRANSFER,
+        1_000,
+        reference,
+        datetime(2026, 11, 30, 12, tzinfo=UTC),
+        details={"narrative": narrative},
+    )
+
+
+@given(
+    number=st.integers(0, 10**9 - 1),
+    provider=st.sampled_from(["GOVUK PAY", "GOV.UK Pay Ltd", "ALLPAY LTD", "PayPoint plc"]),
+    around=st.tuples(st.sampled_from(["", "REF ", "12 "]), st.sampled_from(["", " 1/2", " X"])),
+)
+def test_a_line_naming_a_provider_is_held_whatever_its_reference(number, provider, around):
+    """Whatever reference a provider's line quotes (a 9-digit payout number passes business
+    rates' check one time in ten), its receipt is held in suspense, in no fund; the same
+    reference under a payer's narrative goes where the funds' rules send it."""
+    reference = f"{number:09d}"
+    rules = ImportRulebook(actor="test").decider()
+    narrative = around[0] + provider + around[1]
+    held = _command(_line(reference, narrative), "0" * 64, rules, PROVIDERS)
+    assert held.hold_in_suspense is PROVIDER_HOLD
+    assert fund_match(held, CHART).fund_code is None
+    payers = _command(_line(reference, "J SMITH"), "0" * 64, rules, PROVIDERS)
+    assert payers.hold_in_suspense is None
+    assert fund_match(payers, CHART) == CHART.match(reference, None)
+
+
+def _card_day(ledger) -> None:
+    """Two GOV.UK Pay payments settled yesterday: a payout of £149.50 net of fees."""
+    send(ledger, pay("card_payment_captured", "pay-1", fee=20))
+    send(ledger, pay("card_payment_captured", "pay-2", amount=5_000, fee=30))
+
+
+def test_a_govuk_pay_payout_whose_number_passes_a_funds_rule_pays_in_its_payments(ledger):
+    _card_day(ledger)
+    statement = camt(entry("149.50", ref="B1", text=PAYOUT_NUMBER, info="GOVUK PAY LTD"))
+    outcome = import_file(ledger, statement, OFFICER, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (line["outcome"], line["rule"]) == ("reconciled", "card_payout"), line
+    assert outcome.batch["receipts_count"] == 0, "no second receipt of the payout"
+    totals = balances(ledger)
+    assert totals["bank"] == 14_950 and "clearing" not in totals
+    assert not any(role.startswith("fund") for role in totals), totals
+    report = exceptions(ledger)
+    assert report["unsettled_card_payments"] == report["unmatched_statement_lines"] == []
+
+
+def test_an_allpay_settlement_whose_reference_nearly_passes_pays_in_the_file(ledger):
+    allpay = import_file(
+        ledger,
+        allpay_file(allpay_line(CT_REF, "3.00"), allpay_line(CT_REF, "4.00")),
+        OFFICER,
+        file_name="be.txt",
+    )
+    statement = camt(entry("7.00", ref="B1", text=PAYOUT_NUMBER_2, info="ALLPAY LTD"))
+    outcome = import_file(ledger, statement, OFFICER, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (line["outcome"], line["rule"]) == ("reconciled", "import_total"), line
+    assert line["matched_batch_id"] == str(allpay.batch_id)
+    report = exceptions(ledger)
+    assert report["unmatched_receipts"] == report["unmatched_statement_lines"] == []
+
+
+def test_a_providers_line_matching_nothing_waits_in_suspense_and_is_linked_later(ledger):
+    """A payout imported before its payments: no fund takes it by its payout number; it waits
+    in suspense, on the exceptions report, and the payments recorded later are paid in by it
+    (its own receipt reversed as counted twice): the money is counted once."""
+    statement = camt(entry("149.50", ref="B1", text=PAYOUT_NUMBER, info="GOV.UK PAY"))
+    outcome = import_file(ledger, statement, OFFICER, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (line["outcome"], line["status"]) == ("recorded", "suspense"), line
+    receipt = ledger.get_payment(UUID(line["payment_id"]))
+    assert receipt["suspense_reason"] == "provider_payout"
+    assert receipt["reference"] == PAYOUT_NUMBER
+    (row,) = exceptions(ledger)["unmatched_statement_lines"]
+    assert (row["line"], row["amount_pence"]) == (1, 14_950)
+
+    _card_day(ledger)
+    (late,) = link_counted_twice(ledger, OFFICER)
+    assert (late.line, late.link.rule) == (1, "card_payout")
+    totals = balances(ledger)
+    assert totals["bank"] == 14_950 and "clearing" not in totals and "suspense" not in totals
+    report = exceptions(ledger)
+    assert report["unsettled_card_payments"] == report["unmatched_statement_lines"] == []
+
+
+def test_a_payers_own_transfer_is_still_allocated_by_its_reference(ledger):
+    """The payer's name as narrative (no provider's): the payer's own transfer, allocated to
+    the fund its reference passes, never linked, no exception; the card payments it has the
+    amount of wait for their own payout."""
+    _card_day(ledger)
+    statement = camt(
+        entry("149.50", ref="B1", text=PAYOUT_NUMBER, info="J SMITH RATES"),
+        entry("10.00", ref="B2", text=CT_REF),
+    )
+    outcome = import_file(ledger, statement, OFFICER, file_name="s.xml")
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [(line["outcome"], line["status"]) for line in lines] == [
+        ("recorded", "allocated"),
+        ("recorded", "allocated"),
+    ]
+    assert [line["fund_code"] for line in lines] == ["NNDR", "CT"]
+    report = exceptions(ledger)
+    assert report["unmatched_statement_lines"] == []
+    assert len(report["unsettled_card_payments"]) == 2
