@@ -67,7 +67,12 @@ from domain.payment import Payment, PaymentStatus, ReversalKind, payment_status
 from domain.periods import PeriodCalendar, uk_date
 from domain.postings import allocated_on_arrival
 from domain.references import normalise_reference
-from domain.statements import STATEMENT_FORMATS, names_payout, statement_file
+from domain.statements import (
+    STATEMENT_FORMATS,
+    names_payout,
+    names_provider_words,
+    statement_file,
+)
 from runtime.collector import collector_paused
 
 MAX_BATCHES_LISTED = 500
@@ -344,11 +349,12 @@ def names_provider(line: ImportLine, providers: tuple[str, ...]) -> bool:
     the ledger's provider_narratives, a card provider's payout or a collector's settlement,
     such as GOVUK PAY or ALLPAY LTD): the provider's money, paying in receipts recorded by
     its channel, never a payer's own transfer whatever its reference (a payout number may
-    pass a fund's check digit: one in ten pass a modulus 10 check)."""
+    pass a fund's check digit: one in ten pass a modulus 10 check). A provider's name counts
+    from a word's start (names_provider_words): a payer's "HALL PAYMENT" names no ALLPAY."""
     return (
         line.kind is LineKind.RECEIPT
         and bool(providers)
-        and names_payout((line.details or {}).get("narrative"), providers)
+        and names_provider_words((line.details or {}).get("narrative"), providers)
     )
 
 

@@ -1191,5 +1191,23 @@ def names_payout(narrative: str | None, patterns: Iterable[str]) -> bool:
     return any(pattern in letters for pattern in patterns)
 
 
+def names_provider_words(narrative: str | None, patterns: Iterable[str]) -> bool:
+    """Whether a statement line's narrative names one of `patterns` (payout_patterns) as
+    names_payout does, the pattern's letters starting at a word's start: a bank prints a
+    provider's name as its own word or words ("ALLPAY LTD", "GOV.UK PAY"), while a payer's
+    own text may hold one inside a word ("HALL PAYMENT" runs together to ...HALLPAYMENT)."""
+    text = (narrative or "").upper()
+    letters, starts, previous = [], [], False
+    for char in text:
+        alpha = char.isalpha()
+        if alpha:
+            if not previous:
+                starts.append(len(letters))
+            letters.append(char)
+        previous = alpha
+    joined = "".join(letters)
+    return any(joined.startswith(pattern, start) for pattern in patterns for start in starts)
+
+
 def _letters(text: str) -> str:
     return "".join(filter(str.isalpha, text.upper()))

@@ -149,3 +149,38 @@ def test_a_payers_own_transfer_is_still_allocated_by_its_reference(ledger):
     report = exceptions(ledger)
     assert report["unmatched_statement_lines"] == []
     assert len(report["unsettled_card_payments"]) == 2
+
+
+# A payer's own narrative whose letters, run together, hold a provider's name in the middle of
+# a word: "HALL PAYMENT" holds ALLPAY, "PAYPOINTER" is no PayPoint line only if names start
+# at a word's start (the bank prints a provider's name as its own word or words).
+PAYERS_NARRATIVES = [
+    "MRS A HALL PAYMENT",
+    "SMALL PAYMENT",
+    "NNDR INSTALL PAYMENT",
+    "J MARSHALL PAYNE",
+    "GOVERNMENT OF SKIPAYPOINT",
+]
+
+
+@given(narrative=st.sampled_from(PAYERS_NARRATIVES), number=st.integers(0, 10**9 - 1))
+def test_a_provider_name_inside_a_payers_word_names_no_provider(narrative, number):
+    reference = f"{number:09d}"
+    rules = ImportRulebook(actor="test").decider()
+    command = _command(_line(reference, narrative), "0" * 64, rules, PROVIDERS)
+    assert command.hold_in_suspense is None, narrative
+    assert fund_match(command, CHART) == CHART.match(reference, None)
+
+
+def test_a_payers_transfer_saying_hall_payment_is_allocated_by_its_reference(ledger):
+    """ "MRS A HALL PAYMENT" runs together to ...HALLPAYMENT, which holds ALLPAY: still the
+    payer's own transfer, allocated to the fund its reference passes, no exception."""
+    statement = camt(entry("149.50", ref="B1", text=PAYOUT_NUMBER, info="MRS A HALL PAYMENT"))
+    outcome = import_file(ledger, statement, OFFICER, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (line["outcome"], line["status"], line["fund_code"]) == (
+        "recorded",
+        "allocated",
+        "NNDR",
+    ), line
+    assert exceptions(ledger)["unmatched_statement_lines"] == []
