@@ -350,7 +350,8 @@ def names_provider(line: ImportLine, providers: tuple[str, ...]) -> bool:
     such as GOVUK PAY or ALLPAY LTD): the provider's money, paying in receipts recorded by
     its channel, never a payer's own transfer whatever its reference (a payout number may
     pass a fund's check digit: one in ten pass a modulus 10 check). A provider's name counts
-    from a word's start (names_provider_words): a payer's "HALL PAYMENT" names no ALLPAY."""
+    from a word's start, a collector's as whole words (names_provider_words): a payer's
+    "HALL PAYMENT" or "ALL PAYMENTS" names no ALLPAY."""
     return (
         line.kind is LineKind.RECEIPT
         and bool(providers)

@@ -1163,6 +1163,7 @@ MAX_PAYOUT_NARRATIVES = 20
 # online; PayPoint; Payzone). With the payout narratives, a statement credit line naming one
 # is a provider's money, never a payer's own transfer (application.imports.names_provider).
 COLLECTOR_NARRATIVES = ("ALLPAY", "PAYPOINT", "PAYZONE")
+_COLLECTOR_LETTERS = frozenset(COLLECTOR_NARRATIVES)
 
 
 def payout_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
@@ -1193,20 +1194,31 @@ def names_payout(narrative: str | None, patterns: Iterable[str]) -> bool:
 
 def names_provider_words(narrative: str | None, patterns: Iterable[str]) -> bool:
     """Whether a statement line's narrative names one of `patterns` (payout_patterns) as
-    names_payout does, the pattern's letters starting at a word's start: a bank prints a
-    provider's name as its own word or words ("ALLPAY LTD", "GOV.UK PAY"), while a payer's
-    own text may hold one inside a word ("HALL PAYMENT" runs together to ...HALLPAYMENT)."""
+    names_payout does, the pattern's letters starting at a word's start, and a cash
+    collector's (COLLECTOR_NARRATIVES) ending at a word's end too: a bank prints a
+    provider's name as its own word or words ("ALLPAY LTD", "GOV.UK PAY", "GOVUK PAYOUT"),
+    while a payer's own text may hold one inside or at the start of a word ("HALL PAYMENT"
+    runs together to ...HALLPAYMENT, "ALL PAYMENTS" to ALLPAYMENTS)."""
     text = (narrative or "").upper()
-    letters, starts, previous = [], [], False
+    letters: list[str] = []
+    starts, ends, previous = [], set(), False
     for char in text:
         alpha = char.isalpha()
+        if alpha and not previous:
+            starts.append(len(letters))
+        elif previous and not alpha:
+            ends.add(len(letters))
         if alpha:
-            if not previous:
-                starts.append(len(letters))
             letters.append(char)
         previous = alpha
+    ends.add(len(letters))
     joined = "".join(letters)
-    return any(joined.startswith(pattern, start) for pattern in patterns for start in starts)
+    return any(
+        joined.startswith(pattern, start)
+        and (pattern not in _COLLECTOR_LETTERS or start + len(pattern) in ends)
+        for pattern in patterns
+        for start in starts
+    )
 
 
 def _letters(text: str) -> str:

@@ -160,6 +160,10 @@ PAYERS_NARRATIVES = [
     "NNDR INSTALL PAYMENT",
     "J MARSHALL PAYNE",
     "GOVERNMENT OF SKIPAYPOINT",
+    # A collector's name is a whole word or words: these only start with one.
+    "ALL PAYMENTS TO DATE",
+    "PAYPOINTER J",
+    "ALLPAYNE S",
 ]
 
 
@@ -183,4 +187,14 @@ def test_a_payers_transfer_saying_hall_payment_is_allocated_by_its_reference(led
         "allocated",
         "NNDR",
     ), line
+    assert exceptions(ledger)["unmatched_statement_lines"] == []
+
+
+def test_a_payers_transfer_saying_all_payments_is_allocated_by_its_reference(ledger):
+    """ "ALL PAYMENTS TO DATE" starts with the letters ALLPAY at a word's start, but Allpay's
+    name is a word of its own ("ALLPAY LTD", "ALL PAY"): the payer's own transfer."""
+    statement = camt(entry("149.50", ref="B1", text=PAYOUT_NUMBER, info="ALL PAYMENTS TO DATE"))
+    outcome = import_file(ledger, statement, OFFICER, file_name="s.xml")
+    (line,) = get_import(ledger, outcome.batch_id)["lines"]
+    assert (line["status"], line["fund_code"]) == ("allocated", "NNDR"), line
     assert exceptions(ledger)["unmatched_statement_lines"] == []
