@@ -13,7 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from api.deps import Reader, Recorder, ServicesDep, Staff
 from api.problems import ApiProblem
@@ -42,7 +42,7 @@ class CandidateFileOut(BaseModel):
 
 class CandidateOut(BaseModel):
     """One record a statement line may pay in, for a person to choose (POST
-    /reconciliation/choices with its payment_id)."""
+    /reconciliation/choices with its candidate key, or its payment_id)."""
 
     rule: str = Field(
         description="one_receipt, import_total, channel_day_total, card_payout or "
@@ -50,9 +50,15 @@ class CandidateOut(BaseModel):
         "whose totals only together make the line's amount: never linked by a run)"
     )
     matched: str = Field(description="what it is, in words")
+    candidate: str = Field(
+        description="its key, to name it by when choosing it (POST /reconciliation/choices): "
+        "a hash of what it pays in, the same wherever and whenever the candidate is listed; "
+        "it names every candidate, also one whose receipts other candidates pay in too "
+        "(payment_id null)"
+    )
     payment_id: str | None = Field(
         None,
-        description="the receipt to name to choose it (POST /reconciliation/choices): the "
+        description="a receipt that names it too (POST /reconciliation/choices): the "
         "first of payment_ids that no other candidate of the line pays in; for a payout "
         "split over lines whose payment_ids another split of the line pays in too, the own "
         "receipt of its other line that tells them apart",
@@ -246,26 +252,46 @@ async def reconciliation_link_line(
 
 
 class ChoiceIn(BaseModel):
+    """The candidate chosen is named by `candidate` or by `payment_id`: one of the two."""
+
     batch_id: UUID = Field(description="the statement's import")
     line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
-    payment_id: str = Field(
+    candidate: str | None = Field(
+        None,
         min_length=1,
         max_length=64,
-        description="the receipt naming the candidate chosen (its payment_id on the "
-        "exceptions report or GET /imports/{batch_id})",
+        description="the candidate chosen, by its key (its candidate on the exceptions "
+        "report or GET /imports/{batch_id}); or else payment_id",
+    )
+    payment_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="a receipt naming the candidate chosen (its payment_id on the "
+        "exceptions report or GET /imports/{batch_id}), when not naming it by candidate",
     )
     reason: Reason = Field(description="why this candidate: what the person checked")
+
+    @model_validator(mode="after")
+    def _names_one(self) -> ChoiceIn:
+        if (self.candidate is None) == (self.payment_id is None):
+            raise ValueError(
+                "name the candidate chosen by candidate (its key) or by payment_id, one of the two"
+            )
+        return self
 
 
 @router.post("/reconciliation/choices", tags=["reconciliation"], response_model=LateLinksOut)
 async def reconciliation_choice(body: ChoiceIn, svc: ServicesDep, user: Staff) -> Any:
     """A person links a statement line that may pay in more than one record to the one
     they choose, saying why: the candidate (by the same rules as POST
-    /reconciliation/links) paying in `payment_id`. Linked as a run links (the line's own
-    receipt reversed as counted twice, what it pays in noted), recorded with the person
-    and the reason, and undone by POST /reconciliation/unlinks. 404 for an unknown import
-    or line, 409 for a receipt that is not a candidate (not_a_candidate) or a line that
-    does not wait for a link, 422 without a reason. Roles: officer, supervisor."""
+    /reconciliation/links) whose key is `candidate`, or else the one paying in
+    `payment_id`. Linked as a run links (the line's own receipt reversed as counted twice,
+    what it pays in noted), recorded with the person and the reason, and undone by POST
+    /reconciliation/unlinks. 404 for an unknown import or line, 409 for a key or receipt
+    that names no one candidate (not_a_candidate) or a line that does not wait for a link,
+    422 without a reason or naming neither or both of candidate and payment_id. Roles:
+    officer, supervisor."""
     user.access.require_whole_ledger("linking statement lines")
     links = await run_in_threadpool(
         choose_link,
@@ -275,6 +301,7 @@ async def reconciliation_choice(body: ChoiceIn, svc: ServicesDep, user: Staff) -
         body.line,
         body.payment_id,
         body.reason,
+        candidate=body.candidate,
     )
     return {"links": [link.to_dict() for link in links]}
 

@@ -60,7 +60,10 @@ none linked, whose receipts together make exactly a credit line's amount (a prov
 weekend settled as one credit on Monday) are offered to a person, never linked by a run
 (Matcher.files_together), on a line no rule matches or that waits for a person anyway; a
 person chooses them as any candidate (choose_link: a link naming the files,
-matched_batch_ids, undone by unlink_line).
+matched_batch_ids, undone by unlink_line). A person names the candidate chosen by its key
+(candidate_key: three files of one total on three days make three pairs for a line of
+twice it, each receipt in two of them, so no receipt names one pair), or, as before, by a
+receipt only it pays in.
 What it does not match: a line paying in part of a day or several days, four or more files
 together, a reference (it matches amounts and dates only: two receipts of
 the same amount in the window wait for a person, and a transfer whose reference is like no
@@ -82,6 +85,7 @@ own receipts against the receipts recorded since.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -110,6 +114,7 @@ from domain.errors import (
     ConcurrentUpdate,
     ImportBatchNotFound,
     ImportLineNotFound,
+    InvalidRequest,
     LineNeedsAChoice,
     LineNotAwaitingLink,
     LineNotLinked,
@@ -165,6 +170,9 @@ COMBINED_FILES = 3
 COMBINED_FILES_DAYS = 4
 COMBINED_FILES_PER_DAY = 3
 IMPORTS_TOGETHER = "imports_together"
+# A candidate's key (candidate_key): this many hex digits of a hash of what it pays in, short
+# enough to type, and a line has a handful of candidates, so two of one line never share one.
+CANDIDATE_KEY_LENGTH = 12
 # The actor of the linking run made after new money is recorded (link_after_recording).
 AUTO_LINK_ACTOR = "system:auto-link"
 # A linking run after new money of day D reads what was recorded from this many days
@@ -1802,7 +1810,8 @@ def _link_once(
             splits = [(parts, whole) for whole in matcher.split_wholes(parts)]
             splits += _loose_splits_of(ledger, matcher, books, every_line, key)
             own = _every_candidate(matcher, line, booked)
-            wholes = [whole for _, whole in splits]
+            # As a person is shown them (naming their lines: candidate_key).
+            wholes = [matcher.split_links(parts, whole)[0][1] for parts, whole in splits]
             partners = [_partners(every_line, key, parts) for parts, _ in splits]
             picked = choice.pick(batch_id, line.line, [*wholes, *own], partners)
             if picked < len(splits):
@@ -2099,24 +2108,46 @@ def _undone_or_in_window(
 def _listed(
     found: list[StatementLink], partners: Sequence[tuple[str, ...]] = (), most: int = 10
 ) -> str:
-    """The candidates in words, each with a receipt id a person may name to choose it."""
+    """The candidates in words, each with its key (candidate_key) and the receipt id, if
+    any, a person may name to choose it."""
     names = _naming_receipts(found, partners)
     said = [
-        f"{link.matched} ({_receipts_named(named, link.matched_payment_ids)})"
+        f"{link.matched} ({_receipts_named(named, link.matched_payment_ids)}; "
+        f"candidate {candidate_key(link)})"
         for link, named in list(zip(found, names, strict=True))[:most]
     ]
     more = f"; and {len(found) - most} more" if len(found) > most else ""
     return "; ".join(said) + more if said else "nothing"
 
 
+def candidate_key(link: StatementLink) -> str:
+    """The key a person names a line's candidate by (choose_link): a hash of what it pays in
+    (its rule, receipts, settlement day, imports) and its words, made of the same (and, for
+    a payout split over lines, naming the lines: Matcher.split_links, which tells two
+    splits of one payout apart), so the same candidate has the same key on the exceptions
+    report, the import's view, each line of a split and in a refusal, whenever asked."""
+    paid_in = [
+        link.rule,
+        sorted(link.matched_payment_ids),
+        link.settled_day,
+        link.matched_batch_id,
+        list(link.matched_batch_ids),
+        link.matched,
+    ]
+    digest = hashlib.sha256(json.dumps(paid_in).encode()).hexdigest()
+    return digest[:CANDIDATE_KEY_LENGTH]
+
+
 @dataclass(frozen=True)
 class Choice:
     """A person's choice of what a statement line pays in, among its candidates: the one
-    that pays in this receipt (the candidates of one line pay in different receipts), or a
-    split whose other line has this own receipt (_partners)."""
+    whose key is `candidate` (candidate_key), or the one that pays in this receipt (the
+    candidates of one line mostly pay in different receipts), or a split whose other line
+    has this own receipt (_partners)."""
 
-    payment_id: str
+    payment_id: str | None
     reason: str
+    candidate: str | None = None
 
     def pick(
         self,
@@ -2127,6 +2158,8 @@ class Choice:
     ) -> int:
         """The index in `found` of the candidate chosen; `partners`, the first candidates'
         (splits') other lines' own receipts."""
+        if self.candidate is not None:
+            return self._keyed(batch_id, line, found, partners)
         named = [
             index
             for index, link in enumerate(found)
@@ -2138,12 +2171,29 @@ class Choice:
             raise NotACandidate(
                 f"receipt {self.payment_id} is in more than one of what line {line} of "
                 f"import {batch_id} may pay in; name the receipt given for the one you "
-                f"choose: {_listed(found, partners)}. Nothing was linked"
+                f"choose, or its candidate key: {_listed(found, partners)}. Nothing was "
+                "linked"
             )
         raise NotACandidate(
             f"receipt {self.payment_id} is not among what line {line} of import {batch_id} "
             f"may pay in now; it may pay in: {_listed(found, partners)}. Nothing was linked"
         )
+
+    def _keyed(
+        self,
+        batch_id: str,
+        line: int,
+        found: list[StatementLink],
+        partners: Sequence[tuple[str, ...]],
+    ) -> int:
+        keyed = [index for index, link in enumerate(found) if candidate_key(link) == self.candidate]
+        if len(keyed) != 1:
+            raise NotACandidate(
+                f"candidate {self.candidate} is not among what line {line} of import "
+                f"{batch_id} may pay in now; it may pay in: {_listed(found, partners)}. "
+                "Nothing was linked"
+            )
+        return keyed[0]
 
 
 def _nth(partners: Sequence[tuple[str, ...]], index: int) -> tuple[str, ...]:
@@ -2155,17 +2205,30 @@ def choose_link(
     ctx: CommandContext,
     batch_id: UUID,
     line: int,
-    payment_id: str,
+    payment_id: str | None,
     reason: str,
+    *,
+    candidate: str | None = None,
 ) -> list[LateLink]:
     """A person links a statement line to the candidate they choose (Matcher.candidates:
-    the same rules as a run), the one paying in `payment_id`, saying why: what a run never
-    does for a line with more than one candidate. The link is made as a run makes it
-    (LineLinked, by that person, its reason ending with theirs; the line's own receipt
-    reversed as counted twice; what it pays in noted), so `unlink_line` undoes it. Refused,
-    storing nothing: no reason, a receipt that is not a candidate, a line that does not
-    wait for a link."""
-    choice = Choice(payment_id.strip(), require_text("reason", reason, required=True))
+    the same rules as a run), the one whose key is `candidate` (candidate_key) or the one
+    paying in `payment_id` (one of the two), saying why: what a run never does for a line
+    with more than one candidate. The link is made as a run makes it (LineLinked, by that
+    person, its reason ending with theirs; the line's own receipt reversed as counted
+    twice; what it pays in noted), so `unlink_line` undoes it. Refused, storing nothing: no
+    reason, neither or both of a key and a receipt, a key or receipt that names no one
+    candidate, a line that does not wait for a link."""
+    payment_id = (payment_id or "").strip() or None
+    candidate = (candidate or "").strip().lower() or None
+    if (payment_id is None) == (candidate is None):
+        raise InvalidRequest(
+            "name the candidate chosen either by its candidate key or by a receipt (payment "
+            "id) only it pays in, not "
+            + ("both" if payment_id else "neither")
+            + " (the exceptions report and the import's view list each candidate's)"
+        )
+    reason = require_text("reason", reason, required=True)
+    choice = Choice(payment_id, reason, candidate)
     wanted = _line_key(ledger, batch_id, line)
     return _attempts(partial(_link_once, ledger, ctx, None, wanted, choice))
 
@@ -2603,9 +2666,10 @@ def _split_choices(
 def _candidate_views(
     books: Books, links: list[StatementLink], partners: Sequence[tuple[str, ...]] = ()
 ) -> list[dict[str, Any]]:
-    """The things a line may pay in, for a person to choose: each named by `payment_id`,
-    the first of its receipts that no other candidate pays in, else (a split) the first
-    own receipt of its other lines that names no other candidate (choose_link)."""
+    """The things a line may pay in, for a person to choose: each named by its `candidate`
+    key (candidate_key), and by `payment_id`, the first of its receipts that no other
+    candidate pays in, else (a split) the first own receipt of its other lines that names
+    no other candidate, else None (choose_link)."""
     views = []
     for link, named in zip(links, _naming_receipts(links, partners), strict=True):
         receipts = [
@@ -2616,6 +2680,7 @@ def _candidate_views(
             {
                 "rule": link.rule,
                 "matched": link.matched,
+                "candidate": candidate_key(link),
                 "payment_id": named,
                 "payment_ids": list(link.matched_payment_ids),
                 "matched_batch_id": link.matched_batch_id,
@@ -2837,11 +2902,12 @@ def exceptions_csv(report: dict[str, Any]) -> str:
 
 def candidates_text(candidates: list[dict[str, Any]]) -> str:
     """A line's candidates in a few words each (empty: none to choose from): what it pays
-    in, its channels and days, files together's names (`files`: its words name them by
-    import id), and the receipt id to name to choose it."""
+    in, its key to name it by, its channels and days, files together's names (`files`: its
+    words name them by import id), and the receipt id that names it too, if any."""
     return "; ".join(
         f"{c['matched']} ({', '.join(c['channels'])}; {', '.join(c['days'])}; "
-        f"{_files_named(c)}{_receipts_named(c.get('payment_id'), c['payment_ids'])})"
+        f"{_files_named(c)}{_receipts_named(c.get('payment_id'), c['payment_ids'])}; "
+        f"candidate {c['candidate']})"
         for c in candidates
     )
 
@@ -2858,7 +2924,7 @@ def _receipts_named(naming: str | None, payment_ids: Sequence[str]) -> str:
     more it pays in."""
     more = f" and {len(payment_ids) - 1} more" if len(payment_ids) > 1 else ""
     if naming is None:
-        return f"receipts {', '.join(payment_ids)}, none of them its own to name"
+        return f"receipts {', '.join(payment_ids)}, none of them its own: name its candidate key"
     if naming not in payment_ids:  # a split's other line's own receipt (_partners)
         return f"receipt {naming}, its other line's own, to name it by"
     return f"receipt {naming}{more}"

@@ -256,16 +256,23 @@ async def choose(request: Request, batch_text: str, line_text: str) -> Response:
         if missing:
             raise FormErrors(missing)
         try:
+            # The radios' values are the candidates' keys: a receipt may be in two of them.
             body = form_model(
-                ChoiceIn, batch_id=batch_id, line=line, payment_id=form[chosen], reason=form[why]
+                ChoiceIn, batch_id=batch_id, line=line, candidate=form[chosen], reason=form[why]
             )
         except FormErrors as failure:
-            fields = {"payment_id": chosen, "reason": why}
+            fields = {"candidate": chosen, "reason": why}
             raise FormErrors(
                 {fields.get(name, "summary"): text for name, text in failure.by_field.items()}
             ) from None
         links = choose_link(
-            services(request).ledger, ctx, batch_id, line, body.payment_id, body.reason
+            services(request).ledger,
+            ctx,
+            batch_id,
+            line,
+            None,
+            body.reason,
+            candidate=body.candidate,
         )
         return {"links": [found.to_dict() for found in links], "position": None}
 

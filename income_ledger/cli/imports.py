@@ -68,7 +68,7 @@ import_app = typer.Typer(
 
 reconcile_app = typer.Typer(
     help="Bank reconciliation: reconcile link (statement lines counted twice), reconcile "
-    "choose BATCH LINE --receipt ID (a person picks what a line with several candidates pays "
+    "choose BATCH LINE --candidate KEY (a person picks what a line with several candidates pays "
     "in), reconcile unlink BATCH LINE (undo a wrong link), reconcile exceptions (unmatched "
     "lines, receipts, payouts).",
     no_args_is_help=True,
@@ -391,15 +391,23 @@ def print_links(links: list[LateLink]) -> None:
 def reconcile_choose(
     batch_id: Annotated[str, typer.Argument(help="The statement's batch id (import list).")],
     line: Annotated[int, typer.Argument(help="The statement line's number.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why this candidate.")],
+    candidate: Annotated[
+        str | None,
+        typer.Option(
+            "--candidate",
+            help="The key of the candidate chosen (reconcile exceptions and import show "
+            "list each line's candidates with their keys).",
+        ),
+    ] = None,
     receipt: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--receipt",
-            help="A receipt of the candidate chosen (reconcile exceptions lists the line's "
-            "candidates and their receipts).",
+            help="Instead of --candidate: a receipt only the candidate chosen pays in (the "
+            "one reconcile exceptions gives for it, if any).",
         ),
-    ],
-    reason: Annotated[str, typer.Option("--reason", help="Why this candidate.")],
+    ] = None,
     actor: helpers.ActorOption = None,
     as_json: helpers.JsonOption = False,
 ) -> None:
@@ -408,7 +416,9 @@ def reconcile_choose(
     day's files")."""
     parsed_id = _batch_id(batch_id)
     with helpers.ledger() as led:
-        links = choose_link(led, helpers.context(actor), parsed_id, line, receipt, reason)
+        links = choose_link(
+            led, helpers.context(actor), parsed_id, line, receipt, reason, candidate=candidate
+        )
     helpers.show([link.to_dict() for link in links], as_json, lambda _: print_links(links))
 
 
@@ -479,7 +489,7 @@ def _print_exceptions(report: dict[str, Any]) -> None:
                 f"line {row['line']} of import {row['batch_id']} "
                 f"({pounds_text(row['amount_pence'])}) needs a person: it may pay in "
                 f"{escape(candidates_text(row['candidates']))}. Choose: income-ledger "
-                f"reconcile choose {row['batch_id']} {row['line']} --receipt ID --reason ...",
+                f"reconcile choose {row['batch_id']} {row['line']} --candidate KEY --reason ...",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -70,3 +70,47 @@ def test_a_weekends_files_are_chosen_for_the_monday_line_over_http(client) -> No
     assert item["rule"] == "imports_together" and item["matched_batch_ids"] == files
     again = client.get(f"/imports/{batch}", headers=auth("officer")).json()["lines"][0]
     assert [c["payment_ids"] for c in again["candidates"]] == [candidate["payment_ids"]]
+
+
+def test_three_files_of_one_total_are_chosen_by_a_candidate_key_over_http(client) -> None:
+    """Three files of 5.00 on three days and a line of 10.00: three pairs, no receipt of its
+    own to name one; POST /reconciliation/choices takes the pair's `candidate` key. Naming
+    neither or both of a key and a receipt is a 422, a key offered for nothing a 409."""
+    files = []
+    for days_before in (3, 2, 1):
+        day = (TODAY - timedelta(days=days_before)).strftime("%d/%m/%Y")
+        content = allpay_file(allpay_line(CT_REF, "5.00", day=day))
+        files.append(_upload(client, f"allpay-{days_before}.txt", content)["batch"]["batch_id"])
+    statement = camt(entry("10.00", ref="B1", text="ALLPAY LTD"))
+    batch = _upload(client, "monday.xml", statement)["batch"]["batch_id"]
+    (line,) = client.get(f"/imports/{batch}", headers=auth("auditor")).json()["lines"]
+    assert [c["payment_id"] for c in line["candidates"]] == [None, None, None]
+    report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
+    (row,) = [row for row in report["unmatched_statement_lines"] if row["batch_id"] == batch]
+    assert row["candidates"] == line["candidates"]
+    last = line["candidates"][-1]
+    assert [f["batch_id"] for f in last["files"]] == files[1:]
+
+    choice = {"batch_id": batch, "line": 1, "reason": "Saturday's and Sunday's files"}
+    for wrong in ({}, {"candidate": last["candidate"], "payment_id": last["payment_ids"][0]}):
+        refused = client.post(
+            "/reconciliation/choices", json=choice | wrong, headers=auth("officer")
+        )
+        assert refused.status_code == 422, refused.text
+        assert "one of the two" in refused.json()["detail"]
+    unknown = client.post(
+        "/reconciliation/choices",
+        json=choice | {"candidate": "0123456789ab"},
+        headers=auth("officer"),
+    )
+    assert unknown.status_code == 409 and unknown.json()["code"] == "not_a_candidate"
+    assert last["candidate"] in unknown.json()["detail"]
+
+    chosen = client.post(
+        "/reconciliation/choices",
+        json=choice | {"candidate": last["candidate"]},
+        headers=auth("officer"),
+    )
+    assert chosen.status_code == 200, chosen.text
+    (link,) = chosen.json()["links"]
+    assert link["rule"] == "imports_together" and link["matched_batch_ids"] == files[1:]

@@ -16,6 +16,7 @@ import pytest
 from application.imports import get_import, import_file, reverse_import
 from application.ledger import CommandContext
 from application.reconciliation import (
+    candidate_key,
     choose_link,
     exceptions,
     exceptions_csv,
@@ -24,6 +25,7 @@ from application.reconciliation import (
     unlink_line,
 )
 from domain.errors import LineNeedsAChoice, NotACandidate, ReasonRequired
+from domain.imports import StatementLink
 from domain.limits import uk_day_start
 from tests.application.test_card_payouts import pay, send
 from tests.application.test_imports import allpay_file, allpay_line
@@ -74,6 +76,9 @@ def test_a_line_two_receipts_of_its_amount_may_pay_in_waits_for_a_person(ledger)
         {
             "rule": "one_receipt",
             "matched": f"card receipt of {day}",
+            "candidate": candidate_key(
+                StatementLink("one_receipt", (payment_id,), f"card receipt of {day}")
+            ),
             "payment_id": payment_id,
             "payment_ids": [payment_id],
             "matched_batch_id": None,
@@ -95,8 +100,8 @@ def test_a_line_two_receipts_of_its_amount_may_pay_in_waits_for_a_person(ledger)
         r for r in csv.DictReader(io.StringIO(exceptions_csv(report))) if r["line"] == "1"
     ]
     assert (
-        f"card receipt of {YESTERDAY} (card; {YESTERDAY}; receipt {nearer})"
-        in csv_row["candidates"]
+        f"card receipt of {YESTERDAY} (card; {YESTERDAY}; receipt {nearer}; "
+        f"candidate {expected[0]['candidate']})" in csv_row["candidates"]
     )
     assert f"receipt {older}" in csv_row["candidates"]
     # No run links it, and a person's plain "link again" is told to choose.
@@ -961,3 +966,40 @@ def test_a_payout_split_two_ways_on_one_line_is_chosen_on_that_line(ledger, paym
     assert [(row["line"], row["candidates"]) for row in report["unmatched_statement_lines"]] == [
         (2, [])
     ]
+
+
+def test_a_payout_whose_receipts_the_other_days_payout_pays_in_too_is_chosen_by_its_key(
+    ledger,
+):
+    """A payment of 100.00 (fee 0.20) settled three days ago, refunded 60.00 today, and a
+    payment of 160.00 (fee 0.20) settled today: both days' payouts are 99.80, and the refund
+    puts the first payment in today's payout too. The earlier day's payout pays in no
+    receipt of its own (payment_id None), so no receipt chooses it (the old refusal, "none
+    of them its own to name"): it is chosen by its candidate key."""
+    earlier = {"captured_date": EARLIER.isoformat()}
+    created = f"{EARLIER}T10:00:00.000Z"
+    first = pay(
+        "card_payment_captured", "pay-a", fee=20, settlement_summary=earlier, created_date=created
+    )
+    send(ledger, first)
+    (refunded,) = [row["payment_id"] for row in exceptions(ledger)["unsettled_card_payments"]]
+    ledger.refund(UUID(refunded), 6_000, SUPERVISOR, "refunded at Pay")
+    today = {"captured_date": TODAY.isoformat()}
+    send(
+        ledger,
+        pay("card_payment_captured", "pay-b", amount=16_000, fee=20, settlement_summary=today),
+    )
+    content = camt(entry("99.80", ref="P1", text="GOVUK PAY"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="s.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    offered = [(c["settled_day"], c["payment_id"]) for c in line["candidates"]]
+    assert offered[1] == (EARLIER.isoformat(), None)
+    assert offered[0][0] == TODAY.isoformat() and offered[0][1] not in (None, refunded)
+    assert "none of them its own: name its candidate key" in exceptions_csv(exceptions(ledger))
+    with pytest.raises(NotACandidate, match="more than one"):
+        choose_link(ledger, OFFICER, batch_id, 1, refunded, WHY)
+    key = line["candidates"][1]["candidate"]
+    (late,) = choose_link(ledger, OFFICER, batch_id, 1, None, WHY, candidate=key)
+    assert (late.link.rule, late.link.settled_day) == ("card_payout", EARLIER.isoformat())
+    left = {row["date"] for row in exceptions(ledger)["unsettled_card_payments"]}
+    assert left == {TODAY.isoformat()}

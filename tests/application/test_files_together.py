@@ -24,11 +24,12 @@ from application.reconciliation import (
     Receipt,
     choose_link,
     exceptions,
+    exceptions_csv,
     link_after_recording,
     link_counted_twice,
     unlink_line,
 )
-from domain.errors import LineNeedsAChoice
+from domain.errors import InvalidRequest, LineNeedsAChoice, NotACandidate
 from tests.application.test_choosing_statement_links import SUPERVISOR
 from tests.application.test_imports import allpay_file, allpay_line, csv_file
 from tests.application.test_late_statement_links import OFFICER, counted_pence
@@ -295,3 +296,48 @@ def test_files_of_long_names_are_chosen_undone_and_reversed_with_a_persons_reaso
     )
     assert get_import(ledger, statement)["lines"][0]["late_link"] is None
     assert counted_pence(ledger) == 1_450 + 700 + 250
+
+
+def test_three_files_of_one_total_make_three_pairs_each_chosen_by_its_key(ledger):
+    """Friday's, Saturday's and Sunday's files of 5.00 each and a Monday line of 10.00: three
+    pairs, each receipt in two of them, so no receipt names one pair (payment_id None).
+    Each pair has its own candidate key, the same on the report, the import's view and in a
+    refusal; a person chooses the Saturday and Sunday pair by it. A key naming nothing
+    offered, or naming both a key and a receipt, or neither, is refused, storing nothing."""
+    files = [weekend_file(ledger, day, "5.00") for day in (FRIDAY, SATURDAY, SUNDAY)]
+    statement = monday(ledger, "10.00")
+    (line,) = get_import(ledger, statement)["lines"]
+    pairs = [[f["batch_id"] for f in c["files"]] for c in line["candidates"]]
+    assert pairs == [[str(a), str(b)] for a, b in combinations(files, 2)]
+    assert [c["payment_id"] for c in line["candidates"]] == [None, None, None]
+    keys = [c["candidate"] for c in line["candidates"]]
+    assert len(set(keys)) == 3 and waiting(ledger) == {1: line["candidates"]}
+    assert all(f"candidate {key}" in exceptions_csv(exceptions(ledger)) for key in keys)
+    with pytest.raises(LineNeedsAChoice) as refused:
+        link_counted_twice(ledger, OFFICER, (statement, 1))
+    assert all(f"candidate {key}" in refused.value.message for key in keys)
+
+    saturdays = receipts_of(ledger, files[1])[0]
+    before = ledger.max_position()
+    with pytest.raises(NotACandidate, match="more than one of what line 1"):
+        choose_link(ledger, OFFICER, statement, 1, saturdays, WHY)
+    with pytest.raises(NotACandidate, match="candidate 0123456789ab is not among"):
+        choose_link(ledger, OFFICER, statement, 1, None, WHY, candidate="0123456789ab")
+    with pytest.raises(InvalidRequest, match="not both"):
+        choose_link(ledger, OFFICER, statement, 1, saturdays, WHY, candidate=keys[2])
+    with pytest.raises(InvalidRequest, match="not neither"):
+        choose_link(ledger, OFFICER, statement, 1, " ", WHY)
+    assert ledger.max_position() == before
+
+    (late,) = choose_link(ledger, SUPERVISOR, statement, 1, None, WHY, candidate=keys[2].upper())
+    assert late.link.rule == IMPORTS_TOGETHER
+    assert late.link.matched_batch_ids == (str(files[1]), str(files[2]))
+    assert counted_pence(ledger) == 1_000 + 500  # the line once, Friday's file waiting
+    assert [row["payment_id"] for row in exceptions(ledger)["unmatched_receipts"]] == (
+        receipts_of(ledger, files[0])
+    )
+    # Undone, the same pairs are offered under the same keys.
+    unlink_line(ledger, statement, 1, OFFICER, "Friday's went in with Saturday's")
+    assert [c["candidate"] for c in waiting(ledger)[1]] == keys
+    (again,) = choose_link(ledger, SUPERVISOR, statement, 1, None, WHY, candidate=keys[0])
+    assert again.link.matched_batch_ids == (str(files[0]), str(files[1]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
@@ -13,7 +14,7 @@ from income_ledger.server import build_services
 from income_ledger.settings import Settings
 from tests.api.conftest import KEYS, auth
 from tests.application.test_imports import allpay_file, allpay_line
-from tests.application.test_statement_imports import bai2, camt, entry, mt940
+from tests.application.test_statement_imports import TODAY, bai2, camt, entry, mt940
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
 from tests.domain.helpers import CT_REF
 
@@ -162,7 +163,7 @@ def test_a_line_with_two_candidates_is_shown_and_a_person_chooses(cli, tmp_path)
     assert {c["matched_batch_id"] for c in row["candidates"]} == set(files)
     table = cli("reconcile", "exceptions").stdout
     assert f"line 1 of import {batch_id} (£7.00) needs a person" in table
-    assert f"reconcile choose {batch_id} 1 --receipt ID" in table
+    assert f"reconcile choose {batch_id} 1 --candidate KEY" in table
     shown = cli("import", "show", batch_id).stdout
     assert "needs a person" in shown
     refused = cli("reconcile", "link", "--batch", batch_id, "--line", "1", code=2)
@@ -185,6 +186,43 @@ def test_a_line_with_two_candidates_is_shown_and_a_person_chooses(cli, tmp_path)
         json.loads(cli("reconcile", "exceptions", "--json").stdout)["unmatched_statement_lines"]
         == []
     )
+
+
+def test_one_of_three_pairs_of_files_is_chosen_by_its_candidate_key(cli, tmp_path) -> None:  # noqa: F811
+    """Three files of 5.00 on three days and a line of 10.00: three pairs, each file in two,
+    so no receipt names one; `reconcile choose --candidate KEY` does. Neither or both of
+    --candidate and --receipt is refused (exit 2), storing nothing."""
+    files = []
+    for days_before in (3, 2, 1):
+        day = (TODAY - timedelta(days=days_before)).strftime("%d/%m/%Y")
+        path = tmp_path / f"allpay-{days_before}.txt"
+        path.write_bytes(allpay_file(allpay_line(CT_REF, "5.00", day=day)))
+        files.append(json.loads(cli("import", str(path), "--json").stdout)["batch"]["batch_id"])
+    statement = tmp_path / "monday.xml"
+    statement.write_bytes(camt(entry("10.00", ref="B1", text="ALLPAY LTD")))
+    batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
+    (row,) = json.loads(cli("reconcile", "exceptions", "--json").stdout)[
+        "unmatched_statement_lines"
+    ]
+    keys = [c["candidate"] for c in row["candidates"]]
+    assert len(set(keys)) == 3 and [c["payment_id"] for c in row["candidates"]] == [None] * 3
+    table = cli("reconcile", "exceptions").stdout
+    assert all(f"candidate {key})" in table for key in keys)
+    assert f"reconcile choose {batch_id} 1 --candidate KEY" in table
+    neither = cli("reconcile", "choose", batch_id, "1", "--reason", "r", code=2)
+    assert "not neither" in neither.stderr and "Traceback" not in neither.output
+    receipt = row["candidates"][0]["payment_ids"][0]
+    both = ("--candidate", keys[0], "--receipt", receipt)
+    assert (
+        "not both"
+        in cli("reconcile", "choose", batch_id, "1", *both, "--reason", "r", code=2).stderr
+    )
+    done = cli(
+        "reconcile", "choose", batch_id, "1", "--candidate", keys[1], "--reason", "Fri and Sun"
+    )
+    assert "linked monday.xml line 1 (£10.00)" in done.stdout
+    (line,) = json.loads(cli("import", "show", batch_id, "--json").stdout)["lines"]
+    assert line["late_link"]["matched_batch_ids"] == [files[0], files[2]]
 
 
 def test_two_lines_of_one_amount_both_wait_and_a_person_links_one(cli, tmp_path) -> None:  # noqa: F811

@@ -13,7 +13,14 @@ from application.imports import get_import, import_file
 from application.ledger import CommandContext
 from application.reconciliation import exceptions, unlink_line
 from domain import errors
-from tests.application.test_files_together import monday, weekend
+from tests.application.test_files_together import (
+    FRIDAY,
+    SATURDAY,
+    SUNDAY,
+    monday,
+    weekend,
+    weekend_file,
+)
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry
 from tests.domain.helpers import CT_REF
@@ -145,8 +152,8 @@ def test_an_officer_chooses_what_a_line_with_two_candidates_pays_in(
     client = signed_in(web_url, "officer")
     text, fields = choose_form(client, batch_id)
     (line,) = get_import(ledger, batch_id)["lines"]
-    receipts = [c["payment_ids"][0] for c in line["candidates"]]
-    assert all(f'value="{pid}"' in text for pid in receipts)
+    keys = [c["candidate"] for c in line["candidates"]]
+    assert all(f'value="{key}"' in text for key in keys)
     assert "Link again" not in text
     path = f"/web/imports/{batch_id}/lines/1/choose"
     before = ledger.max_position()
@@ -158,7 +165,7 @@ def test_an_officer_chooses_what_a_line_with_two_candidates_pays_in(
     assert "Nothing was changed." in wrong.text and ledger.max_position() == before
 
     chosen = next(c for c in line["candidates"] if c["matched_batch_id"] == files[1])
-    good = fields | {"choice_1": chosen["payment_ids"][0], "choose_reason_1": "remittance: be2"}
+    good = fields | {"choice_1": chosen["candidate"], "choose_reason_1": "remittance: be2"}
     first = client.post(path, data=good)
     again = client.post(path, data=good)  # a double submit: linked once
     assert first.status_code == again.status_code == 303
@@ -180,7 +187,7 @@ def test_readers_see_the_candidates_but_no_choice(web_url, two_candidates, ledge
     assert "Needs a person" in page.text and "Choose what it pays in" not in page.text
     path = f"/web/imports/{batch_id}/lines/1/choose"
     (line,) = get_import(ledger, batch_id)["lines"]
-    data = fields | {"choice_1": line["candidates"][0]["payment_ids"][0], "choose_reason_1": "x"}
+    data = fields | {"choice_1": line["candidates"][0]["candidate"], "choose_reason_1": "x"}
     csrf = hidden(page.text, "csrf_token")
     assert reader.post(path, data=data | {"csrf_token": csrf}).status_code == 403
     assert officer.post(path, data=data | {"csrf_token": "forged"}).status_code == 403
@@ -235,9 +242,10 @@ def test_an_officer_may_choose_a_channels_day_beside_two_receipts_of_the_amount(
     (line,) = get_import(ledger, batch_id)["lines"]
     named = [c["payment_id"] for c in line["candidates"]]
     assert named == [*singles, day[0]]
-    assert all(f'value="{pid}"' in text for pid in named)
+    assert all(f'value="{c["candidate"]}"' in text for c in line["candidates"])
     assert f"the card receipts of {earlier}" in text
-    good = fields | {"choice_1": day[0], "choose_reason_1": "the paying-in slip lists both"}
+    chosen = line["candidates"][2]["candidate"]
+    good = fields | {"choice_1": chosen, "choose_reason_1": "the paying-in slip lists both"}
     answer = client.post(f"/web/imports/{batch_id}/lines/1/choose", data=good)
     assert answer.status_code == 303
     (line,) = get_import(ledger, batch_id)["lines"]
@@ -259,14 +267,17 @@ def test_an_officer_chooses_on_line_1_which_line_a_split_payout_goes_with(web_ur
     )
     ctx = CommandContext("officer:importer")
     batch_id = str(import_file(ledger, content, ctx, file_name="stmt.xml").batch_id)
-    own = [line["payment_id"] for line in get_import(ledger, batch_id)["lines"]]
+    lines = get_import(ledger, batch_id)["lines"]
+    own = [line["payment_id"] for line in lines]
+    keys = [c["candidate"] for c in lines[0]["candidates"]]
     client = signed_in(web_url, "officer")
     text, fields = choose_form(client, batch_id)
     form = text[text.index(f'action="/web/imports/{batch_id}/lines/1/choose"') :]
     form = form[: form.index("</form>")]
-    assert f'value="{own[1]}"' in form and f'value="{own[2]}"' in form
-    assert f"(lines 1, 3) (govuk_pay; receipt {own[2]}, its other line's own)" in form
-    good = fields | {"choice_1": own[2], "choose_reason_1": "Pay's report: 9902"}
+    assert f'value="{keys[0]}"' in form and f'value="{keys[1]}"' in form
+    said = f"(lines 1, 3) (govuk_pay; receipt {own[2]}, its other line's own; candidate {keys[1]})"
+    assert said in form
+    good = fields | {"choice_1": keys[1], "choose_reason_1": "Pay's report: 9902"}
     answer = client.post(f"/web/imports/{batch_id}/lines/1/choose", data=good)
     assert answer.status_code == 303, answer.text
     lines = get_import(ledger, batch_id)["lines"]
@@ -311,3 +322,25 @@ def test_files_together_are_named_by_their_file_names_on_the_page(web_url, ledge
     (candidate,) = get_import(ledger, statement)["lines"][0]["candidates"]
     names = ", ".join(file["file_name"] for file in candidate["files"])
     assert page.status_code == 200 and page.text.count(f"files {names}; receipt") == 2
+
+
+def test_an_officer_chooses_one_of_three_pairs_of_files_on_the_page(web_url, ledger):
+    """Three files of 5.00 on three days and a line of 10.00: three pairs, each receipt in
+    two of them. Each pair is a radio of its own (its candidate key), naming its receipts,
+    and the one chosen is linked."""
+    files = [weekend_file(ledger, day, "5.00") for day in (FRIDAY, SATURDAY, SUNDAY)]
+    statement = str(monday(ledger, "10.00"))
+    client = signed_in(web_url, "officer")
+    text, fields = choose_form(client, statement)
+    (line,) = get_import(ledger, statement)["lines"]
+    form = text[text.index(f'action="/web/imports/{statement}/lines/1/choose"') :]
+    form = form[: form.index("</form>")]
+    for candidate in line["candidates"]:
+        assert f'value="{candidate["candidate"]}"' in form
+        assert f"receipts {', '.join(candidate['payment_ids'])}; candidate" in form
+    chosen = line["candidates"][1]  # Friday's and Sunday's
+    good = fields | {"choice_1": chosen["candidate"], "choose_reason_1": "remittance: Fri+Sun"}
+    answer = client.post(f"/web/imports/{statement}/lines/1/choose", data=good)
+    assert answer.status_code == 303, answer.text
+    (line,) = get_import(ledger, statement)["lines"]
+    assert line["late_link"]["matched_batch_ids"] == [str(files[0]), str(files[2])]
