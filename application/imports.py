@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
+from operator import itemgetter
 from typing import Any
 from uuid import UUID
 
@@ -415,9 +416,11 @@ class _LineJob:
         event_store.leave_to_parent(self.ledger.recorder)
 
 
-# A receipt line's new receipt as stored, and the batch's entry for the line (outcome
-# "recorded"; "known" when the receipt turns out to be recorded already).
-_NewReceipt = tuple[EncodedReceipt, ImportedLine]
+# A receipt line's new receipt as stored, and the batch's entry for the line as the batch
+# event stores it (ImportedLine.to_dict; outcome "recorded", "known" when the receipt turns
+# out to be recorded already): made in the worker, so that the importing process, which
+# does its part alone, makes no object of the line's and only passes its dict on.
+_NewReceipt = tuple[EncodedReceipt, dict[str, Any]]
 
 
 def _checked(job: _LineJob, report: Progress) -> tuple[list[_NewReceipt], list[LineProblem]]:
@@ -536,14 +539,18 @@ def _record(
     try:
         with ledger.unit_of_work():
             known = ledger.save_encoded_receipts([receipt for receipt, _ in new_receipts])
-            lines = [
-                replace(entry, outcome="known") if receipt.payment_id in known else entry
+            entries = [
+                {**entry, "outcome": "known"} if known and receipt.payment_id in known else entry
                 for receipt, entry in new_receipts
-            ] + [_line_entry(line, ledger.payment_view(p), "reversed") for line, p in returned]
-            lines += [_linked_entry(line, link) for line, link in linked]
-            lines.sort(key=lambda entry: entry.line)
+            ]
+            entries += [
+                _line_entry(line, ledger.payment_view(p), "reversed").to_dict()
+                for line, p in returned
+            ]
+            entries += [_linked_entry(line, link).to_dict() for line, link in linked]
+            entries.sort(key=itemgetter("line"))
             batch = ImportBatch.record(
-                parsed, file_name=file_name, sha256=sha256, lines=lines, actor=ctx.actor
+                parsed, file_name=file_name, sha256=sha256, entries=entries, actor=ctx.actor
             )
             position = ledger.save_checked(batch, *(payment for _, payment in returned), *noted)
     except (IntegrityError, sqlalchemy.exc.IntegrityError):
@@ -559,12 +566,13 @@ def _record(
     return ImportOutcome(batch.id, True, position, batch_view(batch))
 
 
-def _recorded_line(line: ImportLine, events: list[Payment.Event]) -> ImportedLine:
-    """The batch's entry for a receipt line, from its new receipt's events (a Received and
-    at most one allocation on arrival: `Payment.receipt_events`), as `_line_entry` makes it
-    from the payment's view: each fund and reference's allocated pence summed from the
-    stored lines, without building the allocation lines (`receipt_lines`), in the worker
-    that made the events (tests/application/test_fast_import.py holds the two equal)."""
+def _recorded_line(line: ImportLine, events: list[Payment.Event]) -> dict[str, Any]:
+    """The batch's entry for a receipt line as stored, from its new receipt's events (a
+    Received and at most one allocation on arrival: `Payment.receipt_events`), as
+    `_line_entry` makes it from the payment's view: each fund and reference's allocated
+    pence summed from the stored lines, without building the allocation lines
+    (`receipt_lines`), in the worker that made the events (tests/application/
+    test_fast_import.py holds the two equal)."""
     received = events[0]
     assert isinstance(received, Payment.Received)
     held: dict[tuple[str, str], int] = {}
@@ -589,7 +597,7 @@ def _recorded_line(line: ImportLine, events: list[Payment.Event]) -> ImportedLin
         import_rule=received.import_rule,
         booking_date=line.details["booking_date"] if line.details else None,
         fund_code=",".join(funds) or None,
-    )
+    ).to_dict()
 
 
 def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> ImportedLine:

@@ -621,7 +621,9 @@ class IncomeLedger(Application):
         The same rows as saving the receipts built as payments, without building them: the
         events were encoded by the ledger's own mapper and are inserted by its recorder."""
         known = self._known_receipts([receipt.payment_id for receipt in receipts])
-        self._store_encoded([receipt for receipt in receipts if receipt.payment_id not in known])
+        if known:  # seldom: a file's receipts are new (a UUID's hash is Python code)
+            receipts = [receipt for receipt in receipts if receipt.payment_id not in known]
+        self._store_encoded(receipts)
         return known
 
     def _known_receipts(self, ids: Sequence[UUID]) -> set[UUID]:
@@ -1428,7 +1430,8 @@ def _receipt_allocations(events: Sequence[Payment.Event]) -> tuple[list[dict[str
 
 def require_distinct(ids: Sequence[UUID]) -> None:
     """Refuse a batch that holds the same receipt twice."""
-    if len(set(ids)) != len(ids):
+    # By each id's integer: a UUID's own hash is Python code, 0.3 us an id of 100,000.
+    if len({id_.int for id_ in ids}) != len(ids):
         raise InvalidRequest("the batch holds the same payment twice (same channel and id)")
 
 

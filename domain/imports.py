@@ -17,6 +17,7 @@ Formats:
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -632,11 +633,14 @@ class BatchTotals:
 
 def batch_totals(lines: tuple[ImportedLine, ...]) -> BatchTotals:
     """What a batch's lines made: new receipts (count, pence) and returned cheques."""
-    recorded = [line for line in lines if line.outcome == "recorded"]
+    return _totals([(line.outcome, line.amount_pence) for line in lines])
+
+
+def _totals(outcomes: list[tuple[str, int]]) -> BatchTotals:
+    """From each line's outcome and amount."""
+    recorded = [pence for outcome, pence in outcomes if outcome == "recorded"]
     return BatchTotals(
-        len(recorded),
-        sum(line.amount_pence for line in recorded),
-        sum(1 for line in lines if line.outcome == "reversed"),
+        len(recorded), sum(recorded), sum(1 for outcome, _ in outcomes if outcome == "reversed")
     )
 
 
@@ -728,7 +732,9 @@ class ImportBatch(Aggregate):
         self.line_count = line_count
         self.control_total_pence = control_total_pence
         self.control_count = control_count
-        self.lines = imported_lines_from(lines)
+        # The lines as the event stores them; `lines` makes their entries when first read,
+        # not as the import records 100,000 of them (totals are read of these).
+        self.stored_lines = lines
         self.imported_by = actor
         self.reversed_by: str | None = None
         self.reversal_reason: str | None = None
@@ -744,9 +750,13 @@ class ImportBatch(Aggregate):
         *,
         file_name: str,
         sha256: str,
-        lines: list[ImportedLine],
+        entries: list[dict[str, Any]],
         actor: str,
     ) -> ImportBatch:
+        """The batch of a file whose lines' entries are `entries`, as the event stores them
+        (ImportedLine.to_dict), in line order: a large file's are made in the import's
+        worker processes, so that 100,000 of them are not built, sent and taken apart
+        again by the importing process (application.imports)."""
         return cls._create(
             cls.Imported,
             id=cls.create_id(sha256),
@@ -756,13 +766,17 @@ class ImportBatch(Aggregate):
             line_count=parsed.line_count,
             control_total_pence=parsed.control_total_pence,
             control_count=parsed.control_count,
-            lines=[line.to_dict() for line in lines],
+            lines=entries,
             actor=actor,
         )
 
+    @functools.cached_property
+    def lines(self) -> tuple[ImportedLine, ...]:
+        return imported_lines_from(self.stored_lines)
+
     @property
     def totals(self) -> BatchTotals:
-        return batch_totals(self.lines)
+        return _totals([(line["outcome"], line["amount_pence"]) for line in self.stored_lines])
 
     @property
     def receipt_ids(self) -> list[str]:

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from application import event_store
+from application import event_store, imports
 from application.access import FundAccess
 from application.imports import _LineJob, get_import, import_file
 from application.ledger import CommandContext, IncomeLedger
-from domain.imports import ImportRefused, LineProblem
+from domain.imports import ImportBatch, ImportRefused, LineProblem
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import build_ledger
 from income_ledger.settings import Settings
@@ -268,3 +268,32 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def test_the_workers_send_each_lines_entry_as_the_batch_stores_it(
+    ledger: IncomeLedger, small_chunks: None, workers_seen: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each receipt line's batch entry comes back from its worker as the dict the batch event
+    stores, which the importing process passes on as it is (no ImportedLine made, sent and
+    taken apart again there)."""
+    ledger.import_processes = 2
+    sent: list[Any] = []
+    run_chunks = imports.run_chunks
+
+    def kept(*args: Any) -> Any:
+        results = run_chunks(*args)
+        sent.extend(entry for receipts, _ in results for _, entry in receipts)
+        return results
+
+    monkeypatch.setattr(imports, "run_chunks", kept)
+    outcome = import_file(ledger, allpay_file(*every_kind_of_line(60)), IMPORTER, file_name="x")
+    assert {path.name for path in workers_seen.iterdir()} - {str(os.getpid())}, "no worker ran"
+    (event,) = [
+        event
+        for event in ledger.events_of(ImportBatch.Imported)
+        if event.originator_id == outcome.batch_id
+    ]
+    receipts = {entry["line"]: entry for entry in event.lines if entry["payment_id"]}
+    assert len(sent) == len(receipts) > 50
+    assert all(type(entry) is dict for entry in sent)
+    assert sent == [receipts[entry["line"]] for entry in sent]
