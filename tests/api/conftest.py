@@ -48,6 +48,19 @@ def auth(who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[who]}"}
 
 
+def upload_statement(client: TestClient, statement: bytes) -> list[dict]:
+    """POST a bank statement to /imports as the integration role (201 expected), then its
+    lines as GET /imports/{id} gives them."""
+    uploaded = client.post(
+        "/imports",
+        files={"file": ("stmt.xml", statement, "application/xml")},
+        headers=auth("integration"),
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    batch_id = uploaded.json()["batch"]["batch_id"]
+    return client.get(f"/imports/{batch_id}", headers=auth("officer")).json()["lines"]
+
+
 def signed(message: dict, secret: str = WEBHOOK_SECRET) -> tuple[bytes, dict[str, str]]:
     body = json.dumps(message).encode()
     signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

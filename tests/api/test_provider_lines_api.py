@@ -4,7 +4,7 @@ a payer's own transfer in a fund."""
 
 from __future__ import annotations
 
-from tests.api.conftest import auth
+from tests.api.conftest import auth, upload_statement
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_provider_lines import PAYOUT_NUMBER, PAYOUT_NUMBER_2
 from tests.application.test_statement_imports import camt, entry
@@ -28,14 +28,7 @@ def test_provider_lines_uploaded_are_paid_in_or_wait_on_the_report(client) -> No
         entry("149.50", ref="B2", text=PAYOUT_NUMBER, info="GOVUK PAY"),
         entry("12.00", ref="B3", text=PAYOUT_NUMBER, info="A PAYER"),
     )
-    uploaded = client.post(
-        "/imports",
-        files={"file": ("stmt.xml", statement, "application/xml")},
-        headers=auth("integration"),
-    )
-    assert uploaded.status_code == 201, uploaded.text
-    batch = uploaded.json()["batch"]
-    lines = client.get(f"/imports/{batch['batch_id']}", headers=auth("officer")).json()["lines"]
+    lines = upload_statement(client, statement)
     assert [(line["outcome"], line["rule"], line["status"]) for line in lines] == [
         ("reconciled", "import_total", None),  # the Allpay file paid in
         ("recorded", None, "suspense"),  # a payout whose payments are not recorded yet

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 
-from tests.api.conftest import auth
+from tests.api.conftest import auth, upload_statement
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry
 from tests.domain.helpers import CT_REF
@@ -444,14 +444,7 @@ def test_a_statement_line_an_officer_allocated_leaves_the_report(client) -> None
     (its allocation changes the report: a page at the old position is refused); a line
     allocated in part stays, in the JSON and the CSV."""
     statement = camt(entry("25.01", ref="B1", text="NO IDEA"), entry("25.02", ref="B2"))
-    uploaded = client.post(
-        "/imports",
-        files={"file": ("stmt.xml", statement, "application/xml")},
-        headers=auth("integration"),
-    )
-    assert uploaded.status_code == 201, uploaded.text
-    batch_id = uploaded.json()["batch"]["batch_id"]
-    lines = client.get(f"/imports/{batch_id}", headers=auth("officer")).json()["lines"]
+    lines = upload_statement(client, statement)
     assert [line["status"] for line in lines] == ["suspense", "suspense"]
     url = "/reconciliation/exceptions"
     first = client.get(url, params={"limit": 1}, headers=auth("officer")).json()

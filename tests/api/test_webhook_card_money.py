@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from tests.api.conftest import auth, eventually
+from tests.api.conftest import auth, eventually, upload_statement
 from tests.api.test_webhooks import needs_samples, post_raw, sample, show, statuses
 from tests.application.test_card_payouts import dispute, pay
 from tests.application.test_statement_imports import YESTERDAY, camt, entry
@@ -19,17 +19,6 @@ def post(client, message: dict):
 
 def accounts(history_entry: dict) -> dict[str, int]:
     return {p["account"]: p["amount_pence"] for p in history_entry["postings"]}
-
-
-def upload(client, statement: bytes) -> list[dict]:
-    uploaded = client.post(
-        "/imports",
-        files={"file": ("stmt.xml", statement, "application/xml")},
-        headers=auth("integration"),
-    )
-    assert uploaded.status_code == 201, uploaded.text
-    batch_id = uploaded.json()["batch"]["batch_id"]
-    return client.get(f"/imports/{batch_id}", headers=auth("officer")).json()["lines"]
 
 
 def _linked(client, leaving: int = 0) -> dict | None:
@@ -50,7 +39,7 @@ def test_the_fee_is_charged_once_and_a_payout_settles_the_payment(client) -> Non
         "clearing:govuk_pay": -45,
     }
     assert payment["card_provider"]["unsettled_pence"] == 9_955
-    (line,) = upload(client, camt(entry("99.55", ref="PAYOUT")))
+    (line,) = upload_statement(client, camt(entry("99.55", ref="PAYOUT")))
     assert line["outcome"] == "reconciled" and line["rule"] == "card_payout"
     settled = show(client, first.json()["payment_id"])
     assert settled["card_provider"]["unsettled_pence"] == 0
@@ -115,7 +104,7 @@ def test_real_captured_payments_keep_fees_and_a_payout_of_their_day_settles_them
     council_tax = show(client, post_raw(client, sample("03")).json()["payment_id"])
     assert council_tax["card_provider"]["unsettled_pence"] == 8_983
     # The 2019 payout of the surcharged payment, as the bank shows it: net of the fee.
-    (line,) = upload(client, camt(entry("38.00", ref="PAYOUT", day=date(2019, 7, 12))))
+    (line,) = upload_statement(client, camt(entry("38.00", ref="PAYOUT", day=date(2019, 7, 12))))
     assert line["rule"] == "card_payout" and line["matched_payment_ids"] == [
         surcharge["payment_id"]
     ]
@@ -129,7 +118,7 @@ def test_real_captured_payments_keep_fees_and_a_payout_of_their_day_settles_them
 
 def test_an_unmatched_payout_line_is_an_exception_in_csv(client) -> None:
     post(client, pay("card_payment_captured", "pay-u", fee=20))
-    (line,) = upload(client, camt(entry("12.34", ref="PAYOUT")))
+    (line,) = upload_statement(client, camt(entry("12.34", ref="PAYOUT")))
     assert line["outcome"] == "recorded"
     as_csv = client.get(
         "/reconciliation/exceptions", headers=auth("auditor") | {"Accept": "text/csv"}
@@ -139,7 +128,7 @@ def test_an_unmatched_payout_line_is_an_exception_in_csv(client) -> None:
 
 
 def test_a_payout_on_a_statement_before_the_payment_is_linked_by_the_webhook(client) -> None:
-    (line,) = upload(client, camt(entry("99.80", ref="PAYOUT", text="GOVUK PAY")))
+    (line,) = upload_statement(client, camt(entry("99.80", ref="PAYOUT", text="GOVUK PAY")))
     assert line["outcome"] == "recorded"  # nothing to pay in yet: a receipt of its own
     assert post(client, pay("card_payment_captured", "pay-late", fee=20)).status_code == 200
     report = eventually(lambda: _linked(client))  # the run after the message, off it
@@ -151,9 +140,9 @@ def test_a_payout_on_a_statement_before_the_payment_is_linked_by_the_webhook(cli
 
 def test_a_negative_payout_before_its_refund_is_linked_by_the_refund_webhook(client) -> None:
     post(client, pay("card_payment_captured", "pay-r", fee=20))
-    upload(client, camt(entry("99.80", ref="P1")))
+    upload_statement(client, camt(entry("99.80", ref="P1")))
     debit = entry("60.00", ref="P2", debit=True, family="ICDT", text="GOVUK PAY")
-    lines = upload(client, camt(debit, entry("12.34", ref="B1")))
+    lines = upload_statement(client, camt(debit, entry("12.34", ref="B1")))
     assert (lines[0]["kind"], lines[0]["outcome"]) == ("payout_debit", "unmatched")
     report = client.get("/reconciliation/exceptions", headers=auth("reporting")).json()
     assert [row["kind"] for row in report["unmatched_statement_lines"]] == [
