@@ -11,8 +11,8 @@ import httpx
 
 from application import reconciliation
 from application.auto_link import MAX_CARD_PAYMENTS_WAITING, LinkingWorker
-from tests.api.conftest import auth, eventually, signed
-from tests.api.test_webhook_card_money import post, upload
+from tests.api.conftest import auth, eventually, signed, upload_statement
+from tests.api.test_webhook_card_money import post
 from tests.application.test_card_payouts import pay
 from tests.application.test_statement_imports import YESTERDAY, camt, entry
 
@@ -45,7 +45,7 @@ def test_a_webhook_s_request_ends_with_its_answer_not_with_the_run_after_it(
         return any("/webhooks/govuk-pay" in r.getMessage() for r in caplog.records)
 
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        (line,) = upload(client, camt(entry("99.80", ref="PAYOUT", text="GOVUK PAY")))
+        (line,) = upload_statement(client, camt(entry("99.80", ref="PAYOUT", text="GOVUK PAY")))
         assert line["outcome"] == "recorded"  # nothing to pay in yet: a receipt of its own
         monkeypatch.setattr(reconciliation, "link_after_recording", held_run)
         body, headers = signed(pay("card_payment_captured", "pay-held", fee=20))
@@ -75,7 +75,7 @@ def _receipt(client, amount_pence: int, channel: str = "cheque", **more) -> dict
 def test_a_receipt_recorded_after_its_statement_line_is_linked_by_itself(client) -> None:
     """A cheque banked yesterday, recorded at the counter today after the bank statement
     was imported: the statement's line pays it in, and the money is counted once."""
-    (line,) = upload(client, camt(entry("43.21", ref="B2", day=YESTERDAY)))
+    (line,) = upload_statement(client, camt(entry("43.21", ref="B2", day=YESTERDAY)))
     assert line["outcome"] == "recorded"
     assert len(_unmatched_lines(client)) == 1
     cheque = _receipt(client, 4_321, received_at=f"{YESTERDAY}T11:00:00Z")
