@@ -132,9 +132,43 @@ def matching_secret(
 # ---- parsing --------------------------------------------------------------------------------
 
 
+# A Pay message nests a few levels; deeper bodies are refused before json.loads recurses
+# into them (near the interpreter's recursion limit a garbage collection running there
+# fails its finalizers, as "unraisable" errors).
+MAX_MESSAGE_DEPTH = 64
+
+
+def nested_too_deeply(raw: bytes, most: int = MAX_MESSAGE_DEPTH) -> bool:
+    """Whether a JSON body opens more than `most` arrays and objects inside one another
+    (brackets inside strings do not count); without recursion."""
+    if raw.count(b"[") + raw.count(b"{") <= most:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > most:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
 def parse_message(raw: bytes) -> dict[str, Any]:
     """The message as a JSON object, or InvalidRequest saying why it is not one."""
     try:
+        if nested_too_deeply(raw):
+            raise RecursionError
         message = json.loads(raw)
     except RecursionError:
         raise InvalidRequest("the webhook body is nested too deeply to be a Pay message") from None
