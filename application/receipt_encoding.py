@@ -35,9 +35,9 @@ from eventsourcing.utils import get_topic
 
 from domain.idempotent import running_command
 from domain.payment import Payment
+from runtime.plain import SCALARS as _SCALARS
+from runtime.plain import is_flat
 
-_SCALARS = frozenset({str, int, bool, type(None)})
-_TEXT = frozenset({str})
 _DATETIME = DatetimeAsISO.name
 
 
@@ -54,7 +54,7 @@ def _require_plain(value: Any) -> None:
         return
     if kind is dict:
         # Most are flat (a provider's details, an allocation line): checked in C.
-        if _SCALARS.issuperset(map(type, value.values())) and _TEXT.issuperset(map(type, value)):
+        if is_flat(value):
             return
         for key, item in value.items():
             if type(key) is not str:

@@ -35,6 +35,9 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import resolve_topic
 
+from runtime.plain import SCALARS as _SCALARS
+from runtime.plain import is_flat
+
 TRANSCODER_TOPIC = "income_ledger.decoding:FastJSONTranscoder"
 
 
@@ -71,9 +74,7 @@ class FastJSONTranscoder(JSONTranscoder):
         kind = type(value)
         if kind is dict:
             # Most dicts are flat (an import's 100,000 line entries): written as they are.
-            if _SCALARS.issuperset(map(type, value.values())) and _TEXT.issuperset(
-                map(type, value)
-            ):
+            if is_flat(value):
                 return value
             plain = {}
             for key, item in value.items():
@@ -123,10 +124,6 @@ class FastJSONTranscoder(JSONTranscoder):
         return self._reviver
 
 
-# What orjson writes exactly as the library's encoder does (floats are not: "1e+16" there,
-# "1e16" here, and infinities differ too).
-_SCALARS = frozenset({str, int, bool, type(None)})
-_TEXT = frozenset({str})
 _WRITTEN_AS_JSON = (str, int, float, list, tuple, dict)
 
 
