@@ -92,6 +92,17 @@ class ImportLineOut(BaseModel):
     undone_links: list[dict[str, Any]] = Field(
         [], description="links of this line a person undid (reconcile unlink), oldest first"
     )
+    checked: dict[str, str] | None = Field(
+        None,
+        description="a line an import rule sent to a fund that a person checked and said "
+        "is right (POST /reconciliation/checks), while the check stands: checked_by, "
+        "reason, checked_at; it is then no exception",
+    )
+    checks_undone: list[dict[str, str]] = Field(
+        [],
+        description="checks of this line a person undid (POST /reconciliation/unchecks), "
+        "oldest first: checked_by, reason, checked_at, undone_by, undo_reason, undone_at",
+    )
     candidates: list[CandidateOut] = Field(
         [],
         description="a statement line waiting for a person (it may pay in more than one "

@@ -1,5 +1,6 @@
 """Bank reconciliation over HTTP: the exceptions report, linking statement lines that were
-counted twice, and undoing a wrong link (issue #10).
+counted twice, undoing a wrong link, and a person's check of a line an import rule sent to
+a fund (issue #10).
 
 Thin: application.reconciliation reads the event store and builds the report; this module
 only renders it as JSON, or as CSV when the client asks with `Accept: text/csv`.
@@ -21,12 +22,14 @@ from api.routes_queries import Limit, Offset
 from api.schemas import Reason
 from application.reconciliation import (
     Books,
+    check_line,
     choose_link,
     exceptions,
     exceptions_csv,
     exceptions_page,
     kept_books,
     link_counted_twice,
+    undo_line_check,
     unlink_line,
 )
 from domain.imports import MAX_IMPORT_LINES
@@ -78,7 +81,8 @@ class CandidateOut(BaseModel):
 class ExceptionRow(BaseModel):
     kind: str = Field(
         description="statement_line (a new bank receipt someone still has to settle: in "
-        "suspense, even in part, or sent to a fund by an import rule; not a payer's own "
+        "suspense, even in part, or sent to a fund by an import rule and not yet checked by a "
+        "person, POST /reconciliation/checks; not a payer's own "
         "transfer a fund took by its reference, nor a line an officer has since allocated "
         "in full, refunded or reversed), statement_debit (a GOV.UK Pay "
         "payout debit no refunds explain yet: money out, its amount negative, no receipt), "
@@ -347,3 +351,57 @@ async def reconciliation_unlink(body: UnlinkIn, svc: ServicesDep, user: Staff) -
         unlink_line, svc.ledger, body.batch_id, body.line, user.context(), body.reason
     )
     return {"undone": [item.to_dict() for item in undone]}
+
+
+class CheckIn(BaseModel):
+    batch_id: UUID = Field(description="the statement's import")
+    line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
+    reason: Reason = Field(description="what the person checked, and why the line is right")
+
+
+class UncheckIn(BaseModel):
+    batch_id: UUID = Field(description="the statement's import")
+    line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
+    reason: Reason = Field(description="why the check was wrong")
+
+
+class LineCheckOut(BaseModel):
+    batch_id: str
+    file_name: str
+    line: int
+    payment_id: str | None = Field(description="the line's own receipt")
+    amount_pence: int
+    checked: bool = Field(description="whether the check stands now (false: undone)")
+    actor: str
+    reason: str
+
+
+@router.post("/reconciliation/checks", tags=["reconciliation"], response_model=LineCheckOut)
+async def reconciliation_check(body: CheckIn, svc: ServicesDep, user: Staff) -> Any:
+    """A person checked a statement line an import rule sent to a fund (by its narrative,
+    amount or channel: perhaps another channel's money counted twice) and says it is right:
+    recorded on the statement's import (LineChecked: who, when, why), and the line leaves
+    the exceptions report; GET /imports/{batch_id} shows the check on the line, and POST
+    /reconciliation/unchecks undoes it. 404 for an unknown import or line, 409
+    line_not_to_check for a line that is no such line (in suspense: allocate, refund or
+    reverse its receipt; a payer's own transfer a fund took by its reference; linked; of
+    a reversed import) or that was checked already, 422 without a reason. Roles: officer,
+    supervisor."""
+    user.access.require_whole_ledger("checking a statement line")
+    done = await run_in_threadpool(
+        check_line, svc.ledger, body.batch_id, body.line, user.context(), body.reason
+    )
+    return done.to_dict()
+
+
+@router.post("/reconciliation/unchecks", tags=["reconciliation"], response_model=LineCheckOut)
+async def reconciliation_uncheck(body: UncheckIn, svc: ServicesDep, user: Staff) -> Any:
+    """Undo a person's check of a statement line (POST /reconciliation/checks): the line is
+    back on the exceptions report; the check and its undoing (LineCheckUndone) both stay in
+    the history. 404 for an unknown import or line, 409 line_not_checked for a line whose
+    check does not stand, 422 without a reason. Roles: officer, supervisor."""
+    user.access.require_whole_ledger("undoing a statement line's check")
+    done = await run_in_threadpool(
+        undo_line_check, svc.ledger, body.batch_id, body.line, user.context(), body.reason
+    )
+    return done.to_dict()

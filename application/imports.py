@@ -761,6 +761,10 @@ def _line_view(batch: ImportBatch, line: ImportedLine) -> dict[str, Any]:
         | {
             "late_link": late.to_dict() if late else None,
             "undone_links": [link.to_dict() for link in undone],
+            # a person's check of a line an import rule sent to a fund (check_line): who,
+            # why, when; and the checks undone since, oldest first
+            "checked": batch.checked_lines.get(line.line),
+            "checks_undone": batch.checks_undone.get(line.line, []),
         }
     )
 

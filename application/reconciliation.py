@@ -303,6 +303,8 @@ BOOK_EVENTS = (
     ImportBatch.Imported,
     ImportBatch.LineLinked,
     ImportBatch.LinkUndone,
+    ImportBatch.LineChecked,
+    ImportBatch.LineCheckUndone,
 )
 
 
@@ -331,7 +333,7 @@ class FoldedStatement:
 
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
-BOOKS_SNAPSHOT_FORMAT = 6
+BOOKS_SNAPSHOT_FORMAT = 7
 
 
 class BooksFold:
@@ -384,6 +386,11 @@ class BooksFold:
         # statement lines' receipts recorded in suspense: [pence still in suspense, where
         # the receipt was recorded]
         self.in_suspense: dict[str, list[int]] = {}
+        # statement lines' receipts an import rule sent to a fund: [pence not yet refunded
+        # or reversed, where the receipt was recorded] (decided_line)
+        self.in_funds: dict[str, list[int]] = {}
+        # statement lines a person checked (check_line), whose check stands: (batch id, line)
+        self.checked: set[tuple[str, int]] = set()
 
     def read(self, ledger: IncomeLedger) -> None:
         """Fold the events recorded after the last one folded (positions become visible in
@@ -409,6 +416,8 @@ class BooksFold:
                 self.receipts[payment_id] = _receipt(event, position)
             elif event.suspense_reason is not None:
                 self.in_suspense[payment_id] = [event.amount_pence, position]
+            elif event.import_rule is not None:
+                self.in_funds[payment_id] = [event.amount_pence, position]
             if event.clearing_account is not None:
                 self.clearing[payment_id] = {}
                 self.clearing_receipts[payment_id] = _receipt(event, position)
@@ -445,8 +454,14 @@ class BooksFold:
                 self.late_links.pop((payment_id, event.line), None)
                 paid_in = frozenset(event.link["matched_payment_ids"])
                 self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
+        elif isinstance(event, ImportBatch.LineChecked):
+            self.checked.add((payment_id, event.line))
+        elif isinstance(event, ImportBatch.LineCheckUndone):
+            self.checked.discard((payment_id, event.line))
         if payment_id in self.in_suspense:
             self.in_suspense[payment_id][0] -= _from_suspense(event)
+        elif payment_id in self.in_funds:
+            self.in_funds[payment_id][0] -= _taken_back(event)
         _add_dispute(self.disputes, event, position)
         if payment_id in self.clearing and clearing_moves(event):
             _add_clearing(self.clearing[payment_id], event)
@@ -517,7 +532,8 @@ class BooksFold:
             books.decided_lines = {
                 (batch_id, line.line)
                 for batch_id, line in books.unmatched_lines
-                if decided_line(line, self.in_suspense)
+                if decided_line(line, self.in_suspense, self.in_funds)
+                or (batch_id, line.line) in self.checked
             }
         return books
 
@@ -569,6 +585,8 @@ class BooksFold:
             key: link for key, link in self.late_links.items() if key[0] not in fold.statements
         }
         fold.in_suspense = {pid: held for pid, held in self.in_suspense.items() if held[1] > after}
+        fold.in_funds = {pid: held for pid, held in self.in_funds.items() if held[1] > after}
+        fold.checked = {key for key in self.checked if key[0] in fold.statements}
         return fold
 
     def to_snapshot(self) -> Snapshot:
@@ -610,6 +628,8 @@ class BooksFold:
                 for (bid, line), undone in self.rejected.items()
             ],
             "in_suspense": [[pid, *held] for pid, held in self.in_suspense.items()],
+            "in_funds": [[pid, *held] for pid, held in self.in_funds.items()],
+            "checked": sorted([bid, line] for bid, line in self.checked),
         }
         data = json.dumps(state, separators=(",", ":")).encode()
         return Snapshot(self.mark, zlib.compress(data, 1))
@@ -653,6 +673,8 @@ class BooksFold:
             for bid, line, undone in state["rejected"]
         }
         fold.in_suspense = {pid: [pence, at] for pid, pence, at in state["in_suspense"]}
+        fold.in_funds = {pid: [pence, at] for pid, pence, at in state["in_funds"]}
+        fold.checked = {(bid, line) for bid, line in state["checked"]}
         return fold
 
 
@@ -669,23 +691,38 @@ def _from_suspense(event: Any) -> int:
     return 0
 
 
-def decided_line(line: ImportedLine, in_suspense: dict[str, list[int]]) -> bool:
+def _taken_back(event: Any) -> int:
+    """The pence an event of a receipt refunds or reverses (negative: a reversal undone)."""
+    if isinstance(event, Payment.Refunded | Payment.Reversed):
+        return event.amount_pence
+    if isinstance(event, Payment.ReversalUndone):
+        return -event.amount_pence
+    return 0
+
+
+def decided_line(
+    line: ImportedLine,
+    in_suspense: dict[str, list[int]],
+    in_funds: dict[str, list[int]] | None = None,
+) -> bool:
     """Whether a statement credit line recorded in suspense has a receipt a person has
     since decided: none of its money is left in suspense (an officer allocated it, in
-    full, refunded or reversed it). A run links only a receipt wholly in suspense
-    (_LinkRun.untouched), and no person is offered a choice for another (_choices), so
-    nothing is left for anyone to do with it: it is no exception. One still (even partly)
-    in suspense is, and so is a line an import rule sent to a fund (a person checks it:
-    taken_by_its_reference). A decided line that was in fact another channel's money
-    counted twice leaves that channel's receipt unpaid in: the report lists that receipt
-    (unmatched receipts)."""
-    held = in_suspense.get(line.payment_id or "")
-    return (
-        line.is_new_receipt
-        and line.status == PaymentStatus.SUSPENSE.value
-        and held is not None
-        and held[0] == 0
-    )
+    full, refunded or reversed it); or whether a line an import rule sent to a fund has
+    a receipt refunded or reversed in full (none of its money is left anywhere to count
+    twice). A run links only a receipt wholly in suspense (_LinkRun.untouched), and no
+    person is offered a choice for another (_choices), so nothing is left for anyone to do
+    with it: it is no exception. One still (even partly) in suspense is, and so is a line
+    an import rule sent to a fund with money of it still in a fund, until a person checks
+    it (check_line; taken_by_its_reference). A decided line that was in fact another
+    channel's money counted twice leaves that channel's receipt unpaid in: the report
+    lists that receipt (unmatched receipts)."""
+    if not line.is_new_receipt:
+        return False
+    if line.status == PaymentStatus.SUSPENSE.value:
+        held = in_suspense.get(line.payment_id or "")
+    else:
+        held = (in_funds or {}).get(line.payment_id or "")
+    return held is not None and held[0] == 0
 
 
 def _receipt_data(receipt: Receipt) -> list[Any]:
@@ -2370,6 +2407,83 @@ def unlink_line(
             "undone. Retry"
         ) from None
     return undone
+
+
+# ---- a person's check of a line an import rule sent to a fund -------------------------------
+
+
+@dataclass(frozen=True)
+class LineCheck:
+    """A statement line's check made or undone (check_line, undo_line_check)."""
+
+    batch_id: str
+    file_name: str
+    line: int
+    payment_id: str | None
+    amount_pence: int
+    checked: bool  # whether the check stands now (False: undone)
+    actor: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "file_name": self.file_name,
+            "line": self.line,
+            "payment_id": self.payment_id,
+            "amount_pence": self.amount_pence,
+            "checked": self.checked,
+            "actor": self.actor,
+            "reason": self.reason,
+        }
+
+
+def check_line(
+    ledger: IncomeLedger, batch_id: UUID, line: int, ctx: CommandContext, reason: str
+) -> LineCheck:
+    """A person checked a statement line an import rule sent to a fund (by its narrative,
+    amount or channel: perhaps another channel's money counted twice) and says it is right:
+    recorded on the statement's batch (ImportBatch.LineChecked: who, when, why), and the
+    line leaves the exceptions report (Books.decided_lines); undo_line_check puts it back.
+    Refused, storing nothing: an unknown import or line, no reason, a line that is no such
+    line (in suspense, a payer's own transfer a fund took by its reference, linked, of a
+    reversed import) or checked already."""
+    return _save_check(ledger, batch_id, line, ctx, reason, undo=False)
+
+
+def undo_line_check(
+    ledger: IncomeLedger, batch_id: UUID, line: int, ctx: CommandContext, reason: str
+) -> LineCheck:
+    """A person says a line's check was wrong (ImportBatch.LineCheckUndone): it is back on
+    the exceptions report, and both the check and its undoing stay in the history."""
+    return _save_check(ledger, batch_id, line, ctx, reason, undo=True)
+
+
+def _save_check(
+    ledger: IncomeLedger, batch_id: UUID, line: int, ctx: CommandContext, reason: str, *, undo: bool
+) -> LineCheck:
+    batch = _statement(ledger, batch_id)
+    if undo:
+        batch.undo_check(line, actor=ctx.actor, reason=reason)
+    else:
+        batch.check_line(line, actor=ctx.actor, reason=reason)
+    try:
+        ledger.save_checked(batch)  # type: ignore[arg-type]
+    except IntegrityError:
+        raise ConcurrentUpdate(
+            "the statement changed at the same moment; nothing was recorded. Retry"
+        ) from None
+    found = batch.line_entry(line)
+    return LineCheck(
+        str(batch.id),
+        batch.file_name,
+        line,
+        found.payment_id,
+        found.amount_pence,
+        not undo,
+        ctx.actor,
+        require_text("reason", reason, required=True),
+    )
 
 
 def _parts_of(batch: ImportBatch, line: int) -> list[int]:

@@ -171,6 +171,19 @@ class LineNotAwaitingLink(RuleViolation):
     code = "line_not_awaiting_link"
 
 
+class LineNotToCheck(RuleViolation):
+    """A person said "checked: this is right" of a statement line that is not one an import
+    rule sent to a fund (reconciliation.check_line), or that was checked already."""
+
+    code = "line_not_to_check"
+
+
+class LineNotChecked(RuleViolation):
+    """A person asked to undo the check of a statement line that no check stands on."""
+
+    code = "line_not_checked"
+
+
 class LineNeedsAChoice(RuleViolation):
     """A statement line may pay in more than one record (its first matching rule has more
     than one candidate): no run links it, and a person chooses which."""

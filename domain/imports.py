@@ -34,13 +34,15 @@ from domain.errors import (
     ImportRefused,
     InvalidRequest,
     LedgerError,
+    LineNotChecked,
     LineNotLinked,
+    LineNotToCheck,
     NothingToReverse,
 )
 from domain.funds import LEDGER_NAMESPACE
 from domain.limits import require_business_datetime, require_length, uk_day_start
 from domain.money import pence_to_pounds, pounds_to_pence
-from domain.payment import Channel, parse_choice
+from domain.payment import Channel, PaymentStatus, parse_choice
 
 # A file is recorded in one transaction, its receipts and its batch event (one line entry
 # per money line) together: this bounds that transaction, the memory a file takes and the
@@ -575,6 +577,17 @@ class ImportedLine:
         return self.outcome == UNMATCHED and self.kind == LineKind.PAYOUT_DEBIT
 
     @property
+    def sent_to_a_fund_by_a_rule(self) -> bool:
+        """A new receipt an import rule allocated (in full or in part), not the line's own
+        reference: the rule may have taken another channel's money by its narrative, so a
+        person checks it (ImportBatch.check_line)."""
+        return (
+            self.is_new_receipt
+            and self.import_rule is not None
+            and self.status in (PaymentStatus.ALLOCATED.value, PaymentStatus.PART_ALLOCATED.value)
+        )
+
+    @property
     def awaits_link(self) -> bool:
         """Whether a later linking run may still link the line (ImportBatch.link_line)."""
         return self.is_new_receipt or self.is_open_debit
@@ -711,6 +724,39 @@ class ImportBatch(Aggregate):
             undone = batch.undone_links.setdefault(self.line, [])
             undone.append(StatementLink.from_dict(self.link))
 
+    class LineChecked(Aggregate.Event):
+        """A person checked a statement line an import rule sent to a fund and says it is
+        right (the payer's money for that fund, not another channel's counted twice): it
+        leaves the exceptions report (application.reconciliation.check_line)."""
+
+        line: int
+        reason: str
+        actor: str
+
+        def apply(self, batch: ImportBatch) -> None:
+            batch.checked_lines[self.line] = {
+                "checked_by": self.actor,
+                "reason": self.reason,
+                "checked_at": self.timestamp.isoformat(),
+            }
+
+    class LineCheckUndone(Aggregate.Event):
+        """A person said a line's check was wrong: it is back on the exceptions report; the
+        check stays in the history (ImportBatch.checks_undone)."""
+
+        line: int
+        reason: str
+        actor: str
+
+        def apply(self, batch: ImportBatch) -> None:
+            undone = batch.checked_lines.pop(self.line)
+            undone |= {
+                "undone_by": self.actor,
+                "undo_reason": self.reason,
+                "undone_at": self.timestamp.isoformat(),
+            }
+            batch.checks_undone.setdefault(self.line, []).append(undone)
+
     @staticmethod
     def create_id(sha256: str) -> UUID:
         return batch_id_for(sha256)
@@ -742,6 +788,10 @@ class ImportBatch(Aggregate):
         self.late_links: dict[int, StatementLink] = {}
         # Links undone (LinkUndone), by line: the pairings a person rejected.
         self.undone_links: dict[int, list[StatementLink]] = {}
+        # Lines a person checked (LineChecked) and whose check stands, by line: who, why,
+        # when; and the checks undone since (LineCheckUndone), oldest first.
+        self.checked_lines: dict[int, dict[str, str]] = {}
+        self.checks_undone: dict[int, list[dict[str, str]]] = {}
 
     @classmethod
     def record(
@@ -871,3 +921,45 @@ class ImportBatch(Aggregate):
             actor=actor,
         )
         return link, restored
+
+    def check_line(self, line: int, *, actor: str, reason: str) -> None:
+        """A person says a line an import rule sent to a fund is right (LineChecked).
+        Refused for a line that is not one (a payer's own transfer a fund took by its
+        reference needs no check; a line in suspense is decided by allocating it), one
+        checked already, linked, or of a reversed import."""
+        reason = require_text("reason", reason, required=True)
+        found = self.line_entry(line)
+        if self.reversed_by is not None:
+            raise LineNotToCheck(
+                f"import {self.id} was reversed by {self.reversed_by}: its lines need no check"
+            )
+        if line in self.checked_lines:
+            by = self.checked_lines[line]["checked_by"]
+            raise LineNotToCheck(f"line {line} of import {self.id} was checked already, by {by}")
+        if not found.sent_to_a_fund_by_a_rule or line in self.standing_links:
+            raise LineNotToCheck(
+                f"line {line} of import {self.id} is not a line an import rule sent to a fund: "
+                "only such a line waits for a person's check (a line in suspense is settled "
+                "by allocating, refunding or reversing its receipt; a line a fund took by its "
+                "reference, or a linked one, needs none)"
+            )
+        self.trigger_event(self.LineChecked, line=line, reason=reason, actor=actor)
+
+    def undo_check(self, line: int, *, actor: str, reason: str) -> None:
+        """A person says a line's check was wrong (LineCheckUndone): it waits for a person
+        again."""
+        reason = require_text("reason", reason, required=True)
+        self.line_entry(line)
+        if line not in self.checked_lines:
+            undone = ": its check was undone already" if line in self.checks_undone else ""
+            raise LineNotChecked(f"line {line} of import {self.id} is not checked{undone}")
+        self.trigger_event(self.LineCheckUndone, line=line, reason=reason, actor=actor)
+
+    def line_entry(self, line: int) -> ImportedLine:
+        """The money line numbered `line`; refused when the import has none."""
+        found = next((entry for entry in self.lines if entry.line == line), None)
+        if found is None:
+            raise ImportLineNotFound(
+                f"import {self.id} has no money line {line}; GET /imports/{self.id} lists its lines"
+            )
+        return found

@@ -147,6 +147,8 @@ _WITHOUT_MONEY = (
     ImportBatch.Reversed,
     ImportBatch.LineLinked,
     ImportBatch.LinkUndone,
+    ImportBatch.LineChecked,
+    ImportBatch.LineCheckUndone,
     PeriodCalendar.Opened,
     PeriodCalendar.PeriodClosed,
     GeneralLedgerExports.Opened,

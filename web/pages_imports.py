@@ -2,7 +2,9 @@
 hands the file to the same application service as `POST /imports`; on one import's page,
 a statement line's late link is undone (as `POST /reconciliation/unlinks`) and linked again
 (as `POST /reconciliation/links/{batch_id}/{line}`), and a line that may pay in more than
-one record is linked to the one a person chooses (as `POST /reconciliation/choices`)."""
+one record is linked to the one a person chooses (as `POST /reconciliation/choices`), and a
+line an import rule sent to a fund is checked, or its check undone (as `POST
+/reconciliation/checks` and `/unchecks`)."""
 
 from __future__ import annotations
 
@@ -16,11 +18,17 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import READERS, STAFF, ApiUser
 from api.routes_imports import FILE_FIELD, form_parts
-from api.routes_reconciliation import ChoiceIn, UnlinkIn
+from api.routes_reconciliation import CheckIn, ChoiceIn, UncheckIn, UnlinkIn
 from application.idempotency import StoredResponse
 from application.imports import get_import, import_file, import_line_numbers
 from application.ledger import CommandContext
-from application.reconciliation import choose_link, link_counted_twice, unlink_line
+from application.reconciliation import (
+    check_line,
+    choose_link,
+    link_counted_twice,
+    undo_line_check,
+    unlink_line,
+)
 from domain import errors
 from domain.imports import MAX_IMPORT_LINES, ImportFormat, LineProblem
 from projections import queries
@@ -277,6 +285,55 @@ async def choose(request: Request, batch_text: str, line_text: str) -> Response:
         return {"links": [found.to_dict() for found in links], "position": None}
 
     return await _line_form(request, user, batch_id, line, form, command, "chosen", why)
+
+
+@router.post("/{batch_text}/lines/{line_text}/check")
+async def check(request: Request, batch_text: str, line_text: str) -> Response:
+    """A person says a line an import rule sent to a fund is right, as POST
+    /reconciliation/checks (`reconcile check`): it leaves the exceptions report."""
+    user, form = await posted_form(request, STAFF, "check a statement line")
+    user.access.require_whole_ledger("checking a statement line")
+    return await _check_form(request, user, form, batch_text, line_text, undo=False)
+
+
+@router.post("/{batch_text}/lines/{line_text}/uncheck")
+async def uncheck(request: Request, batch_text: str, line_text: str) -> Response:
+    """A person undoes a line's check, as POST /reconciliation/unchecks (`reconcile
+    uncheck`): it is back on the exceptions report."""
+    user, form = await posted_form(request, STAFF, "undo a statement line's check")
+    user.access.require_whole_ledger("undoing a statement line's check")
+    return await _check_form(request, user, form, batch_text, line_text, undo=True)
+
+
+async def _check_form(
+    request: Request,
+    user: ApiUser,
+    form: dict[str, str],
+    batch_text: str,
+    line_text: str,
+    *,
+    undo: bool,
+) -> Response:
+    batch_id = _batch_id(batch_text)
+    line = await run_in_threadpool(_line_number, request, batch_id, line_text)
+    if line is None:
+        return await run_in_threadpool(_no_such_line, request, batch_id, line_text)
+    field = f"{'uncheck' if undo else 'check'}_reason_{line}"
+    model, run = (UncheckIn, undo_line_check) if undo else (CheckIn, check_line)
+
+    def command(ctx: CommandContext) -> dict[str, Any]:
+        if not form.get(field):
+            example = "the slip was another day's" if undo else "the till's paying-in slip matches"
+            raise FormErrors({field: f"Enter why, like: {example}"})
+        try:
+            body = form_model(model, batch_id=batch_id, line=line, reason=form[field])
+        except FormErrors as failure:
+            raise FormErrors({field: next(iter(failure.by_field.values()))}) from None
+        done = run(services(request).ledger, batch_id, line, ctx, body.reason)
+        return done.to_dict() | {"position": None}
+
+    done = "unchecked" if undo else "checked"
+    return await _line_form(request, user, batch_id, line, form, command, done, field)
 
 
 async def _line_form(

@@ -31,13 +31,16 @@ from application.imports import (
 from application.reconciliation import (
     REPORT_SECTIONS,
     LateLink,
+    LineCheck,
     UndoneLink,
     candidates_text,
+    check_line,
     choose_link,
     exceptions,
     exceptions_csv,
     link_after_recording,
     link_counted_twice,
+    undo_line_check,
     unlink_line,
 )
 from domain.errors import ImportRefused, InvalidRequest
@@ -69,8 +72,9 @@ import_app = typer.Typer(
 reconcile_app = typer.Typer(
     help="Bank reconciliation: reconcile link (statement lines counted twice), reconcile "
     "choose BATCH LINE --candidate KEY (a person picks what a line with several candidates pays "
-    "in), reconcile unlink BATCH LINE (undo a wrong link), reconcile exceptions (unmatched "
-    "lines, receipts, payouts).",
+    "in), reconcile unlink BATCH LINE (undo a wrong link), reconcile check BATCH LINE (a line "
+    "an import rule sent to a fund is right), reconcile uncheck BATCH LINE, reconcile "
+    "exceptions (unmatched lines, receipts, payouts).",
     no_args_is_help=True,
 )
 
@@ -85,6 +89,8 @@ def register(app: typer.Typer) -> None:
     reconcile_app.command("link")(helpers.handle_errors(reconcile_link))
     reconcile_app.command("choose")(helpers.handle_errors(reconcile_choose))
     reconcile_app.command("unlink")(helpers.handle_errors(reconcile_unlink))
+    reconcile_app.command("check")(helpers.handle_errors(reconcile_check))
+    reconcile_app.command("uncheck")(helpers.handle_errors(reconcile_uncheck))
     app.add_typer(reconcile_app, name="reconcile")
 
 
@@ -287,6 +293,13 @@ def _line_links(line: dict[str, Any]) -> str:
     if line["late_link"]:
         said.append(f"pays in {line['late_link']['matched']} (linked after the import)")
     said += [f"undone: was {link['matched']}" for link in line["undone_links"]]
+    if line.get("checked"):
+        check = line["checked"]
+        said.append(f"checked by {check['checked_by']}: {check['reason']}")
+    said += [
+        f"check undone by {undone['undone_by']}: {undone['undo_reason']}"
+        for undone in line.get("checks_undone", [])
+    ]
     return "; ".join(said)
 
 
@@ -453,13 +466,61 @@ def _print_undone(undone: list[UndoneLink]) -> None:
         )
 
 
+def reconcile_check(
+    batch_id: Annotated[str, typer.Argument(help="The statement's batch id (import list).")],
+    line: Annotated[int, typer.Argument(help="The statement line's number.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="What you checked, and why the line is right.")
+    ],
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
+) -> None:
+    """Say a statement line an import rule sent to a fund is right (the payer's money for
+    that fund, not another channel's counted twice): recorded with who, when and why, and
+    the line leaves the exceptions report; reconcile uncheck undoes it (README, "A day's
+    files")."""
+    parsed_id = _batch_id(batch_id)
+    with helpers.ledger() as led:
+        done = check_line(led, parsed_id, line, helpers.context(actor), reason)
+    helpers.show(done.to_dict(), as_json, lambda _: _print_check(done))
+
+
+def reconcile_uncheck(
+    batch_id: Annotated[str, typer.Argument(help="The statement's batch id (import list).")],
+    line: Annotated[int, typer.Argument(help="The statement line's number.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the check was wrong.")],
+    actor: helpers.ActorOption = None,
+    as_json: helpers.JsonOption = False,
+) -> None:
+    """Undo a line's check (reconcile check): it is back on the exceptions report; the
+    history keeps the check and its undoing."""
+    parsed_id = _batch_id(batch_id)
+    with helpers.ledger() as led:
+        done = undo_line_check(led, parsed_id, line, helpers.context(actor), reason)
+    helpers.show(done.to_dict(), as_json, lambda _: _print_check(done))
+
+
+def _print_check(done: LineCheck) -> None:
+    what = (
+        "checked: it is off the exceptions report"
+        if done.checked
+        else "check undone: it is on the exceptions report again"
+    )
+    helpers.out.print(
+        f"{escape(done.file_name)} line {done.line} ({pounds_text(done.amount_pence)}) {what}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def reconcile_exceptions(
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV for a spreadsheet.")] = False,
     as_json: helpers.JsonOption = False,
 ) -> None:
     """Statement lines someone still has to settle (not a payer's own transfer a fund took
     by its reference, nor a line an officer has since allocated in full, refunded or
-    reversed: `import show` lists every line), receipts no statement line has paid in
+    reversed, nor one an import rule sent to a fund that a person checked, reconcile check:
+    `import show` lists every line), receipts no statement line has paid in
     yet, card payments no payout has paid in, and open card disputes, oldest first, by age."""
     report = helpers.run(exceptions)
     if as_csv:

@@ -87,6 +87,18 @@ TABLE = [
         },
         STAFF,
     ),
+    (
+        "POST",
+        "/reconciliation/checks",
+        {"batch_id": "00000000-0000-0000-0000-000000000000", "line": 1, "reason": "r"},
+        STAFF,
+    ),
+    (
+        "POST",
+        "/reconciliation/unchecks",
+        {"batch_id": "00000000-0000-0000-0000-000000000000", "line": 1, "reason": "r"},
+        STAFF,
+    ),
     ("POST", "/periods/closes", {"kind": "day", "date": "2025-01-02", "reason": "r"}, SUPERVISOR),
     ("GET", "/periods/closes", None, READERS),
     ("GET", "/gl/export?date=2025-01-02", None, SUPERVISOR),

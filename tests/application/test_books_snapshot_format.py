@@ -34,6 +34,7 @@ FINGERPRINTS = {
     4: "e4b9ab038b771e3f",
     5: "3df6a0f05acc48f1",
     6: "d5dd6754fbf275bb",
+    7: "c399c67ad2dafdf7",
 }
 
 
@@ -58,6 +59,7 @@ def fold_rules() -> list[str]:
             reconciliation._add_clearing,
             reconciliation._is_paid_in_note,
             reconciliation._from_suspense,
+            reconciliation._taken_back,
             reconciliation._receipt_data,
             reconciliation._receipt_from,
             clearing_moves,

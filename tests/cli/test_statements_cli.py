@@ -343,3 +343,42 @@ def test_an_empty_report_does_not_say_a_payers_own_transfer_was_matched(cli, tmp
     said = " ".join(cli("reconcile", "exceptions").stdout.split())
     assert "is matched" not in said
     assert "no exceptions" in said and "a payer's own transfer a fund took" in said
+
+
+def test_reconcile_check_and_uncheck_a_line_an_import_rule_sent_to_a_fund(cli, tmp_path) -> None:  # noqa: F811
+    cli(
+        "rules",
+        "add",
+        "--name",
+        "till deposits",
+        "--narrative",
+        "TILL DEPOSIT",
+        "--fund",
+        "CT",
+        "--rewrite",
+        "[A-Z ]+",
+        "--rewrite-to",
+        CT_REF,
+        "--reason",
+        "the counter's cash goes to council tax",
+    )
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(camt(entry("13.00", ref="B1", text="TILL DEPOSIT")))
+    batch_id = json.loads(cli("import", str(statement), "--json").stdout)["batch"]["batch_id"]
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [1]
+    done = cli("reconcile", "check", batch_id, "1", "--reason", "the till's slip matches")
+    assert "stmt.xml line 1 (£13.00) checked: it is off the exceptions report" in done.stdout
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert report["unmatched_statement_lines"] == []
+    (line,) = json.loads(cli("import", "show", batch_id, "--json").stdout)["lines"]
+    assert line["checked"]["reason"] == "the till's slip matches"
+    assert "checked" in cli("import", "show", batch_id).stdout
+    refused = cli("reconcile", "check", batch_id, "1", "--reason", "again", code=2)
+    assert "checked already" in refused.stderr
+    undone = json.loads(
+        cli("reconcile", "uncheck", batch_id, "1", "--reason", "wrong day", "--json").stdout
+    )
+    assert undone["checked"] is False
+    report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
+    assert [row["line"] for row in report["unmatched_statement_lines"]] == [1]

@@ -1,0 +1,135 @@
+"""A statement line an import rule sent to a fund (by its narrative: perhaps another
+channel's money counted twice) stays on the exceptions report until a person checks it
+(check_line: recorded with who, when and why; undone by undo_line_check, both kept), or its
+receipt is refunded or reversed in full. SQLite and PostgreSQL; the books kept, read afresh
+and stored agree."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import pytest
+
+from application.import_rules import add_rule
+from application.imports import get_import, import_file, reverse_import
+from application.reconciliation import (
+    check_line,
+    kept_books,
+    link_counted_twice,
+    undo_line_check,
+)
+from domain.errors import ImportLineNotFound, LineNotChecked, LineNotToCheck, ReasonRequired
+from domain.imports import ImportBatch
+from domain.payment import ReversalKind
+from tests.application.test_exceptions_decided_lines import same_every_way
+from tests.application.test_late_statement_links import OFFICER, SUPERVISOR
+from tests.application.test_statement_imports import YESTERDAY, camt, entry
+from tests.domain.helpers import CT_REF, CT_REF_2
+
+
+def till_rule(ledger) -> None:
+    add_rule(
+        ledger,
+        {
+            "name": "till deposits",
+            "narrative_contains": "TILL DEPOSIT",
+            "fund_code": "CT",
+            "rewrite_pattern": "[A-Z ]+[0-9]*",
+            "rewrite_to": CT_REF_2,
+        },
+        SUPERVISOR,
+        "the counter's cash goes to council tax",
+    )
+
+
+def rule_lines(ledger, count: int = 4) -> tuple[UUID, list[str]]:
+    till_rule(ledger)
+    statement = camt(
+        *(
+            entry(f"1{n}.00", day=YESTERDAY, ref=f"B{n}", text=f"TILL DEPOSIT {n}")
+            for n in range(1, count + 1)
+        ),
+        entry("20.00", day=YESTERDAY, ref="B9", text=CT_REF),  # a payer's own: no exception
+    )
+    batch_id = import_file(ledger, statement, OFFICER, file_name="day.xml").batch_id
+    view = get_import(ledger, batch_id)["lines"]
+    assert [line["status"] for line in view] == ["allocated"] * (count + 1)
+    assert all(line["import_rule"] for line in view[:count])
+    return batch_id, [line["payment_id"] for line in view]
+
+
+def listed(report: dict) -> list[int]:
+    return [row["line"] for row in report["unmatched_statement_lines"]]
+
+
+def test_a_person_checks_a_rule_line_and_it_leaves_the_report_until_undone(ledger) -> None:
+    batch_id, _ = rule_lines(ledger, 2)
+    assert listed(same_every_way(ledger)) == [1, 2]
+    position = kept_books(ledger).position
+
+    done = check_line(ledger, batch_id, 1, OFFICER, "the till's paying-in slip matches")
+    assert done.checked and done.actor == OFFICER.actor and done.amount_pence == 1_100
+    assert kept_books(ledger).position > position, "a check moves the report's position"
+    assert listed(same_every_way(ledger)) == [2]
+    view = get_import(ledger, batch_id)["lines"][0]
+    assert view["checked"]["checked_by"] == OFFICER.actor
+    assert view["checked"]["reason"] == "the till's paying-in slip matches"
+    assert view["checked"]["checked_at"]
+
+    undone = undo_line_check(ledger, batch_id, 1, SUPERVISOR, "the slip was another day's")
+    assert not undone.checked
+    assert listed(same_every_way(ledger)) == [1, 2]
+    view = get_import(ledger, batch_id)["lines"][0]
+    assert view["checked"] is None
+    (history,) = view["checks_undone"]
+    assert history["checked_by"] == OFFICER.actor and history["undone_by"] == SUPERVISOR.actor
+    assert history["undo_reason"] == "the slip was another day's"
+    # The history keeps both, in order: who, when, why.
+    events = ledger.repository.event_store.get(batch_id)
+    names = [type(event).__name__ for event in events]
+    assert names[-2:] == ["LineChecked", "LineCheckUndone"]
+
+    check_line(ledger, batch_id, 1, SUPERVISOR, "checked again with the bank")
+    assert listed(same_every_way(ledger)) == [2]
+    assert link_counted_twice(ledger, OFFICER) == []
+
+
+def test_a_rule_line_refunded_or_reversed_in_full_leaves_the_report(ledger) -> None:
+    _, payments = rule_lines(ledger, 4)
+    refunded, reversed_, partly, _untouched = (UUID(pid) for pid in payments[:4])
+    ledger.refund(refunded, 1_100, OFFICER, "not ours", source=("CT", CT_REF_2))
+    ledger.reverse(reversed_, ReversalKind.COUNTED_TWICE, OFFICER, "the till's own record")
+    ledger.refund(partly, 500, OFFICER, "overpaid", source=("CT", CT_REF_2))
+    assert listed(same_every_way(ledger)) == [3, 4]
+    books = kept_books(ledger)
+    # (a reversed receipt's line no longer waits at all: Books.unmatched_lines)
+    assert {line for _, line in books.decided_lines} == {1}
+
+    ledger.refund(partly, 800, OFFICER, "the rest too", source=("CT", CT_REF_2))
+    assert listed(same_every_way(ledger)) == [4]
+
+
+def test_a_check_is_refused_storing_nothing(ledger) -> None:
+    batch_id, _ = rule_lines(ledger, 1)
+    statement = camt(entry("9.99", day=YESTERDAY, ref="S1", text="NO IDEA"))
+    other = import_file(ledger, statement, OFFICER, file_name="other.xml").batch_id
+    version = ledger.repository.get(batch_id).version
+    with pytest.raises(LineNotToCheck, match="not a line an import rule sent to a fund"):
+        check_line(ledger, batch_id, 2, OFFICER, "a payer's own")  # a fund took it by reference
+    with pytest.raises(LineNotToCheck, match="allocating, refunding or reversing"):
+        check_line(ledger, other, 1, OFFICER, "in suspense")
+    with pytest.raises(ImportLineNotFound):
+        check_line(ledger, batch_id, 7, OFFICER, "no such line")
+    with pytest.raises(ReasonRequired):
+        check_line(ledger, batch_id, 1, OFFICER, "  ")
+    with pytest.raises(LineNotChecked):
+        undo_line_check(ledger, batch_id, 1, OFFICER, "never checked")
+    assert ledger.repository.get(batch_id).version == version
+    check_line(ledger, batch_id, 1, OFFICER, "right")
+    with pytest.raises(LineNotToCheck, match="checked already, by officer:recon"):
+        check_line(ledger, batch_id, 1, OFFICER, "twice")
+    reverse_import(ledger, batch_id, SUPERVISOR, "wrong file")
+    batch = ledger.repository.get(batch_id)
+    assert isinstance(batch, ImportBatch) and 1 in batch.checked_lines
+    rows = same_every_way(ledger)["unmatched_statement_lines"]
+    assert [(row["batch_id"], row["line"]) for row in rows] == [(str(other), 1)]
