@@ -69,9 +69,10 @@ from domain.periods import PeriodCalendar, uk_date
 from domain.postings import allocated_on_arrival
 from domain.references import normalise_reference
 from domain.statements import (
+    NO_PROVIDERS,
     STATEMENT_FORMATS,
+    ProviderNames,
     names_payout,
-    names_provider_words,
     statement_file,
 )
 from runtime.collector import collector_paused
@@ -198,7 +199,7 @@ def import_file(
             raise refuse(list(parsed.problems))
         rules, periods = current_rulebook(ledger).decider(), calendar(ledger)
         chart = ledger.chart()
-        providers = ledger.provider_narratives if fmt in STATEMENT_FORMATS else ()
+        providers = ledger.provider_narratives if fmt in STATEMENT_FORMATS else NO_PROVIDERS
         # Each statement credit line's command as matching made it, by line number: checking the
         # line makes the same one (_command is the line's, the file's hash and the rules' alone).
         commands: dict[int, RecordPayment] = {}
@@ -303,7 +304,7 @@ def _parse(
 
 
 def _command(
-    line: ImportLine, sha256: str, rules: RuleDecider, providers: tuple[str, ...] = ()
+    line: ImportLine, sha256: str, rules: RuleDecider, providers: ProviderNames = NO_PROVIDERS
 ) -> RecordPayment:
     reference, hold, decision = line.reference, None, None
     if line.kind is LineKind.CASH_ADJUSTMENT:
@@ -345,18 +346,17 @@ def _command(
     )
 
 
-def names_provider(line: ImportLine, providers: tuple[str, ...]) -> bool:
+def names_provider(line: ImportLine, providers: ProviderNames) -> bool:
     """Whether a statement credit line's narrative names a payment provider (`providers`:
     the ledger's provider_narratives, a card provider's payout or a collector's settlement,
     such as GOVUK PAY or ALLPAY LTD): the provider's money, paying in receipts recorded by
     its channel, never a payer's own transfer whatever its reference (a payout number may
     pass a fund's check digit: one in ten pass a modulus 10 check). A provider's name counts
-    from a word's start, a collector's as whole words (names_provider_words): a payer's
-    "HALL PAYMENT" or "ALL PAYMENTS" names no ALLPAY."""
-    return (
-        line.kind is LineKind.RECEIPT
-        and bool(providers)
-        and names_provider_words((line.details or {}).get("narrative"), providers)
+    from a word's start, a collector's as whole words, or followed in its word by a
+    company's suffixes alone (names_provider_words: "ALLPAYLTD"): a payer's "HALL PAYMENT"
+    or "ALL PAYMENTS" names no ALLPAY."""
+    return line.kind is LineKind.RECEIPT and providers.named_in(
+        (line.details or {}).get("narrative")
     )
 
 
@@ -386,7 +386,7 @@ class _LineJob:
     # Lines' commands made already (a statement's, by matching), by line number.
     commands: dict[int, RecordPayment] = field(default_factory=dict)
     # What names a payment provider in a statement line's narrative (names_provider).
-    providers: tuple[str, ...] = ()
+    providers: ProviderNames = NO_PROVIDERS
 
     def encode(self, start: int, stop: int) -> tuple[list[_NewReceipt], list[LineProblem]]:
         """Lines [start, stop): each one's new receipt checked by the ledger's rules alone,

@@ -78,7 +78,12 @@ from domain.payment import (
 )
 from domain.postings import effective_at, postings_for
 from domain.references import normalise_reference
-from domain.statements import COLLECTOR_NARRATIVES, PAYOUT_NARRATIVES, payout_patterns
+from domain.statements import (
+    COLLECTOR_NARRATIVES,
+    PAYOUT_NARRATIVES,
+    ProviderNames,
+    payout_patterns,
+)
 from runtime.collector import collector_paused
 from runtime.processes import default_processes
 
@@ -208,6 +213,7 @@ class IncomeLedger(Application):
         *,
         refund_approval_limit_pence: int = DEFAULT_REFUND_APPROVAL_LIMIT_PENCE,
         payout_narratives: Sequence[str] = PAYOUT_NARRATIVES,
+        collector_narratives: Sequence[str] = COLLECTOR_NARRATIVES,
         import_processes: int | None = None,
     ) -> None:
         super().__init__(env)
@@ -220,7 +226,7 @@ class IncomeLedger(Application):
         # What a statement credit line's narrative holds when it is a payment provider's
         # money, a card payout or a collector's settlement: never a payer's own transfer,
         # whatever its reference (application.imports.names_provider).
-        self.provider_narratives = self.payout_narratives + payout_patterns(COLLECTOR_NARRATIVES)
+        self.provider_narratives = ProviderNames.of(payout_narratives, collector_narratives)
         if refund_approval_limit_pence < 0:
             raise InvalidRequest("the refund approval limit cannot be negative")
         # Refunds on one payment adding up to more than this need a second person.

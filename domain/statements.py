@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -1162,8 +1162,15 @@ MAX_PAYOUT_NARRATIVES = 20
 # the Allpay file's payment types and channels (Allpay, for the Post Office and bills
 # online; PayPoint; Payzone). With the payout narratives, a statement credit line naming one
 # is a provider's money, never a payer's own transfer (application.imports.names_provider).
+# The ledger's are a setting (LEDGER_COLLECTOR_NARRATIVES), these by default.
 COLLECTOR_NARRATIVES = ("ALLPAY", "PAYPOINT", "PAYZONE")
 _COLLECTOR_LETTERS = frozenset(COLLECTOR_NARRATIVES)
+# What a bank may print run together with a collector's name, as one word ("ALLPAYLTD",
+# "PAYPOINTPLC", "PAYZONEUKLTD"): a company's suffixes, at most MAX_COMPANY_SUFFIXES of
+# them, ending the word. A payer's word that merely starts with a collector's name
+# ("ALL PAYMENTS", "PAYPOINTER") goes on with other letters, and names none.
+COMPANY_SUFFIXES = ("LTD", "LIMITED", "PLC", "UK")
+MAX_COMPANY_SUFFIXES = 2
 
 
 def payout_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
@@ -1192,13 +1199,19 @@ def names_payout(narrative: str | None, patterns: Iterable[str]) -> bool:
     return any(pattern in letters for pattern in patterns)
 
 
-def names_provider_words(narrative: str | None, patterns: Iterable[str]) -> bool:
+def names_provider_words(
+    narrative: str | None,
+    patterns: Iterable[str],
+    collectors: Collection[str] = _COLLECTOR_LETTERS,
+) -> bool:
     """Whether a statement line's narrative names one of `patterns` (payout_patterns) as
     names_payout does, the pattern's letters starting at a word's start, and a cash
-    collector's (COLLECTOR_NARRATIVES) ending at a word's end too: a bank prints a
-    provider's name as its own word or words ("ALLPAY LTD", "GOV.UK PAY", "GOVUK PAYOUT"),
-    while a payer's own text may hold one inside or at the start of a word ("HALL PAYMENT"
-    runs together to ...HALLPAYMENT, "ALL PAYMENTS" to ALLPAYMENTS)."""
+    collector's (`collectors`, COLLECTOR_NARRATIVES by default) ending at a word's end too,
+    or followed in its word by a company's suffixes alone (COMPANY_SUFFIXES: "ALLPAYLTD",
+    "PAYPOINTPLC"): a bank prints a provider's name as its own word or words ("ALLPAY
+    LTD", "GOV.UK PAY", "GOVUK PAYOUT"), while a payer's own text may hold one inside or at
+    the start of a word ("HALL PAYMENT" runs together to ...HALLPAYMENT, "ALL PAYMENTS" to
+    ALLPAYMENTS)."""
     text = (narrative or "").upper()
     letters: list[str] = []
     starts, ends, previous = [], set(), False
@@ -1215,10 +1228,56 @@ def names_provider_words(narrative: str | None, patterns: Iterable[str]) -> bool
     joined = "".join(letters)
     return any(
         joined.startswith(pattern, start)
-        and (pattern not in _COLLECTOR_LETTERS or start + len(pattern) in ends)
+        and (pattern not in collectors or _ends_a_name(joined, start + len(pattern), ends))
         for pattern in patterns
         for start in starts
     )
+
+
+def _ends_a_name(joined: str, end: int, ends: set[int]) -> bool:
+    """Whether a collector's name ending at `end` (in the narrative's letters) ends its word,
+    or what follows it in its word is company suffixes alone (MAX_COMPANY_SUFFIXES at most:
+    "ALLPAYLTD", not "ALLPAYL TD")."""
+    word_end = min(at for at in ends if at >= end)  # (the letters' end is one)
+    return _suffixes_only(joined[end:word_end], MAX_COMPANY_SUFFIXES)
+
+
+def _suffixes_only(rest: str, most: int) -> bool:
+    return not rest or (
+        most > 0
+        and any(
+            rest.startswith(suffix) and _suffixes_only(rest[len(suffix) :], most - 1)
+            for suffix in COMPANY_SUFFIXES
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ProviderNames:
+    """What names a payment provider in a statement credit line's narrative: the card
+    payouts' and the cash collectors' patterns (payout_patterns), the collectors' among
+    them whole words or followed by a company's suffixes (names_provider_words). Empty
+    (falsy): no line names a provider (files other than statements)."""
+
+    patterns: tuple[str, ...] = ()
+    collectors: frozenset[str] = _COLLECTOR_LETTERS
+
+    @classmethod
+    def of(cls, payouts: Iterable[str], collectors: Iterable[str]) -> ProviderNames:
+        """From the settings' patterns (LEDGER_PAYOUT_NARRATIVES, LEDGER_COLLECTOR_NARRATIVES)."""
+        collector_patterns = payout_patterns(collectors)
+        return cls(payout_patterns(payouts) + collector_patterns, frozenset(collector_patterns))
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def named_in(self, narrative: str | None) -> bool:
+        return bool(self.patterns) and names_provider_words(
+            narrative, self.patterns, self.collectors
+        )
+
+
+NO_PROVIDERS = ProviderNames()
 
 
 def _letters(text: str) -> str:

@@ -57,6 +57,7 @@ def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedg
         env=eventsourcing_env(settings),
         refund_approval_limit_pence=settings.refund_approval_limit_pence,
         payout_narratives=settings.payout_narratives.split(","),
+        collector_narratives=settings.collector_narratives.split(","),
         import_processes=settings.import_processes,
     )
     if settings.is_postgres:

@@ -12,7 +12,7 @@ from api.services import MAX_IMPORT_BYTES
 from application.auto_link import DEFAULT_DELAY_S
 from application.ledger import DEFAULT_REFUND_APPROVAL_LIMIT_PENCE
 from domain.errors import InvalidRequest
-from domain.statements import PAYOUT_NARRATIVES, payout_patterns
+from domain.statements import COLLECTOR_NARRATIVES, PAYOUT_NARRATIVES, payout_patterns
 
 DEFAULT_DATABASE_URL = "sqlite:///ledger.db"
 
@@ -133,6 +133,13 @@ class Settings(LogSettings):
         "(GOV.UK PAY, GOVUK PAY): such lines may be parts of a split payout, and such a "
         "debit matching nothing yet is kept for a later link",
     )
+    collector_narratives: str = Field(
+        ",".join(COLLECTOR_NARRATIVES),
+        description="the cash collectors' names a bank statement credit line's narrative "
+        "holds when it is a collector's settlement, comma separated patterns compared by "
+        "their letters in any case, each a whole word or words, or followed in its word by "
+        "LTD, LIMITED, PLC or UK alone (ALLPAYLTD): such a line is never a payer's own transfer",
+    )
     auto_link_statements: bool = Field(
         True,
         description="after an import of receipts, a GOV.UK Pay message that moves card "
@@ -163,7 +170,7 @@ class Settings(LogSettings):
             )
         return url
 
-    @field_validator("payout_narratives")
+    @field_validator("payout_narratives", "collector_narratives")
     @classmethod
     def _payout_patterns_have_letters(cls, value: str) -> str:
         try:

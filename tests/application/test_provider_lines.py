@@ -5,10 +5,11 @@ receipts, or waits in suspense on the exceptions report; on SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from uuid import UUID
 
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from application.imports import PROVIDER_HOLD, _command, get_import, import_file
@@ -17,7 +18,14 @@ from application.reconciliation import exceptions, link_counted_twice
 from domain.import_rules import ImportRulebook
 from domain.imports import ImportLine, LineKind
 from domain.payment import Channel
-from domain.statements import COLLECTOR_NARRATIVES, PAYOUT_NARRATIVES, payout_patterns
+from domain.statements import (
+    COLLECTOR_NARRATIVES,
+    COMPANY_SUFFIXES,
+    PAYOUT_NARRATIVES,
+    ProviderNames,
+    names_provider_words,
+    payout_patterns,
+)
 from tests.application.test_card_payouts import balances, pay, send
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry
@@ -35,7 +43,7 @@ def test_the_payout_numbers_pass_or_nearly_pass_a_funds_rule() -> None:
     assert chart().match(PAYOUT_NUMBER_2, None).suspense_reason == "invalid_check_digit"
 
 
-PROVIDERS = payout_patterns((*PAYOUT_NARRATIVES, *COLLECTOR_NARRATIVES))
+PROVIDERS = ProviderNames.of(PAYOUT_NARRATIVES, COLLECTOR_NARRATIVES)
 CHART = chart()
 
 
@@ -53,7 +61,19 @@ def _line(reference: str, narrative: str) -> ImportLine:
 
 @given(
     number=st.integers(0, 10**9 - 1),
-    provider=st.sampled_from(["GOVUK PAY", "GOV.UK Pay Ltd", "ALLPAY LTD", "PayPoint plc"]),
+    provider=st.sampled_from(
+        [
+            "GOVUK PAY",
+            "GOV.UK Pay Ltd",
+            "ALLPAY LTD",
+            "PayPoint plc",
+            "ALLPAYLTD",
+            "ALLPAY.LTD",
+            "PAYPOINTPLC",
+            "PayzoneUK Ltd",
+            "ALL PAYLIMITED",
+        ]
+    ),
     around=st.tuples(st.sampled_from(["", "REF ", "12 "]), st.sampled_from(["", " 1/2", " X"])),
 )
 def test_a_line_naming_a_provider_is_held_whatever_its_reference(number, provider, around):
@@ -198,3 +218,84 @@ def test_a_payers_transfer_saying_all_payments_is_allocated_by_its_reference(led
     (line,) = get_import(ledger, outcome.batch_id)["lines"]
     assert (line["status"], line["fund_code"]) == ("allocated", "NNDR"), line
     assert exceptions(ledger)["unmatched_statement_lines"] == []
+
+
+COLLECTOR_LETTERS = payout_patterns(COLLECTOR_NARRATIVES)
+
+
+@given(
+    collector=st.sampled_from(COLLECTOR_NARRATIVES),
+    suffixes=st.lists(st.sampled_from(COMPANY_SUFFIXES), max_size=2),
+    joiner=st.sampled_from(["", " ", ".", "-"]),
+    before=st.sampled_from(["", "BGC ", "REF 12 ", "FROM "]),
+    after=st.sampled_from(["", " 448712305", " SETTLEMENT", "/1"]),
+    case=st.sampled_from([str.upper, str.lower, str.title]),
+)
+def test_a_collectors_name_with_company_suffixes_names_it(
+    collector, suffixes, joiner, before, after, case
+):
+    """A collector's name followed by up to two company suffixes, run together or not
+    ("ALLPAYLTD", "PAYPOINT.PLC", "PAYZONEUKLTD"), names the collector, wherever it stands
+    in the narrative, in any case."""
+    narrative = case(before + collector + joiner + joiner.join(suffixes) + after)
+    assert PROVIDERS.named_in(narrative), narrative
+
+
+# What a narrative may hold around a collector's name: a payer's words, and after it pieces
+# of company suffixes and of other words, run together with it or not.
+BEFORE = ["HALL", "BGC", "ALL", "123", "PAY", "SM"]
+NAMES = ["ALLPAY", "ALL PAY", "PAYPOINT", "PAY POINT", "PAYZONE", "ALLPAYPOINT"]
+AFTER = ["LTD", "UK", "PLC", "LIMITED", "L", "TD", "MENTS", "ER", "9"]
+
+
+@settings(max_examples=1_000)
+@example(before=[], name="ALLPAY", joiner="", tail=[("L", " "), ("TD", "")])
+@example(before=["HALL"], name="PAYPOINT", joiner=" ", tail=[("UK", ""), ("LTD", "")])
+@given(
+    before=st.lists(st.sampled_from(BEFORE), max_size=2),
+    name=st.sampled_from(NAMES),
+    joiner=st.sampled_from(["", " ", "."]),
+    tail=st.lists(st.tuples(st.sampled_from(AFTER), st.sampled_from(["", " "])), max_size=3),
+)
+def test_a_name_counts_only_when_its_word_ends_or_only_suffixes_follow(before, name, joiner, tail):
+    """The rule, against a model of it: a collector's letters start a word, and what
+    follows them in their word (the letters up to the next non-letter) is empty or company
+    suffixes alone (at most two)."""
+    narrative = " ".join(before) + joiner + name
+    narrative += "".join(piece + separator for piece, separator in tail)
+    suffix_runs = {""} | set(COMPANY_SUFFIXES)
+    suffix_runs |= {a + b for a in COMPANY_SUFFIXES for b in COMPANY_SUFFIXES}
+    words = [word for word in re.split("[^A-Z]+", narrative) if word]
+    expected = False
+    for index in range(len(words)):
+        # the letters from this word's start on, the words after it run together, as a
+        # name may span words ("ALL PAY"), and where each word ends
+        joined, ends = "", set()
+        for word in words[index:]:
+            joined += word
+            ends.add(len(joined))
+        for collector in COLLECTOR_LETTERS:
+            if joined.startswith(collector):
+                end = len(collector)
+                rest_end = min((e for e in ends if e >= end), default=len(joined))
+                if joined[end:rest_end] in suffix_runs:
+                    expected = True
+    assert names_provider_words(narrative, COLLECTOR_LETTERS) == expected, narrative
+
+
+def test_a_suffix_is_of_the_names_own_word() -> None:
+    for narrative in ("ALLPAYL TD", "ALLPAYLIM ITED", "ALLPAYUKUKUK", "ALLPAYLTDX"):
+        assert not PROVIDERS.named_in(narrative), narrative
+    for narrative in ("ALLPAYLTD UK", "ALL PAYLTD", "PAYPOINTUKLTD"):
+        assert PROVIDERS.named_in(narrative), narrative
+
+
+def test_collectors_are_a_setting(ledger) -> None:
+    """LEDGER_COLLECTOR_NARRATIVES: a council's other collector, as a whole word or with a
+    company suffix; the default names are then collectors no more."""
+    names = ProviderNames.of(PAYOUT_NARRATIVES, ["Post Office Counters"])
+    assert names.named_in("POSTOFFICECOUNTERSLTD 123")
+    assert names.named_in("POST OFFICE COUNTERS")
+    assert not names.named_in("POSTOFFICECOUNTERSTOCK")
+    assert not names.named_in("ALLPAYLTD") and names.named_in("GOVUK PAY 1")
+    assert ledger.provider_narratives.named_in("ALLPAYLTD")
