@@ -385,7 +385,7 @@ async def reconciliation_check(body: CheckIn, svc: ServicesDep, user: Staff) -> 
     /reconciliation/unchecks undoes it. 404 for an unknown import or line, 409
     line_not_to_check for a line that is no such line (in suspense: allocate, refund or
     reverse its receipt; a payer's own transfer a fund took by its reference; linked; of
-    a reversed import) or that was checked already, 422 without a reason. Roles: officer,
+    a reversed import; of an Allpay or CSV file) or that was checked already, 422 without a reason. Roles: officer,
     supervisor."""
     user.access.require_whole_ledger("checking a statement line")
     done = await run_in_threadpool(

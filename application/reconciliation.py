@@ -118,6 +118,7 @@ from domain.errors import (
     LineNeedsAChoice,
     LineNotAwaitingLink,
     LineNotLinked,
+    LineNotToCheck,
     NotACandidate,
     PaymentNotFound,
     RuleViolation,
@@ -2463,6 +2464,13 @@ def _save_check(
     ledger: IncomeLedger, batch_id: UUID, line: int, ctx: CommandContext, reason: str, *, undo: bool
 ) -> LineCheck:
     batch = _statement(ledger, batch_id)
+    if not undo and batch.file_format not in OpenLines.FORMATS:
+        # An Allpay or CSV file's receipts are no statement lines: never on the report as
+        # such, so a check of one would say nothing (and take nothing off it).
+        raise LineNotToCheck(
+            f"import {batch_id} is not a bank statement but a {batch.file_format} file: only "
+            "a statement's lines an import rule sent to a fund wait for a person's check"
+        )
     if undo:
         batch.undo_check(line, actor=ctx.actor, reason=reason)
     else:

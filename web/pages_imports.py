@@ -23,6 +23,7 @@ from application.idempotency import StoredResponse
 from application.imports import get_import, import_file, import_line_numbers
 from application.ledger import CommandContext
 from application.reconciliation import (
+    OpenLines,
     check_line,
     choose_link,
     link_counted_twice,
@@ -176,7 +177,11 @@ def _batch_id(text: str) -> UUID:
 def _import_page(request: Request, batch_id: UUID, status: int = 200, **context: Any) -> Response:
     batch = get_import(services(request).ledger, batch_id)
     context.setdefault("form", {})
-    return render(request, "import.html", status, batch=batch, new_key=new_key, **context)
+    # Only a bank statement's lines wait for a person's check (reconciliation.check_line).
+    statement = batch["file_format"] in OpenLines.FORMATS
+    return render(
+        request, "import.html", status, batch=batch, new_key=new_key, statement=statement, **context
+    )
 
 
 def _line_number(request: Request, batch_id: UUID, text: str) -> int | None:

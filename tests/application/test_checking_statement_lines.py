@@ -22,6 +22,7 @@ from domain.errors import ImportLineNotFound, LineNotChecked, LineNotToCheck, Re
 from domain.imports import ImportBatch
 from domain.payment import ReversalKind
 from tests.application.test_exceptions_decided_lines import same_every_way
+from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_late_statement_links import OFFICER, SUPERVISOR
 from tests.application.test_statement_imports import YESTERDAY, camt, entry
 from tests.domain.helpers import CT_REF, CT_REF_2
@@ -133,3 +134,24 @@ def test_a_check_is_refused_storing_nothing(ledger) -> None:
     assert isinstance(batch, ImportBatch) and 1 in batch.checked_lines
     rows = same_every_way(ledger)["unmatched_statement_lines"]
     assert [(row["batch_id"], row["line"]) for row in rows] == [(str(other), 1)]
+
+
+def test_a_line_of_a_file_that_is_no_bank_statement_is_not_checked(ledger) -> None:
+    """An Allpay (or CSV) file's receipts an import rule allocated are never on the
+    exceptions report as statement lines: 'checked: it is off the report' would record a
+    check that means nothing, so it is refused, storing nothing."""
+    add_rule(
+        ledger,
+        {"name": "CT prefix", "reference_pattern": "CT[0-9]{8}", "fund_code": "CT"}
+        | {"strip_prefix": "CT"},
+        SUPERVISOR,
+        "CT files carry a prefix",
+    )
+    content = allpay_file(allpay_line(f"CT{CT_REF}", "25.00"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="allpay.txt").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["import_rule"] and line["status"] == "allocated"
+    version = ledger.repository.get(batch_id).version
+    with pytest.raises(LineNotToCheck, match="not a bank statement"):
+        check_line(ledger, batch_id, 1, OFFICER, "the Allpay file is right")
+    assert ledger.repository.get(batch_id).version == version

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import pytest
 
+from application.import_rules import add_rule
 from application.imports import get_import, import_file
 from application.reconciliation import exceptions
 from tests.application.test_checking_statement_lines import till_rule
-from tests.application.test_late_statement_links import OFFICER
+from tests.application.test_imports import allpay_file, allpay_line
+from tests.application.test_late_statement_links import OFFICER, SUPERVISOR
 from tests.application.test_statement_imports import YESTERDAY, camt, entry
+from tests.domain.helpers import CT_REF
 from tests.web.test_pages_http import hidden, signed_in
 
 CHECK_FIELD = "check_reason_1"
@@ -78,3 +81,20 @@ def test_readers_see_no_check_form_and_may_not_post_it(web_url, rule_line, ledge
     path = f"/web/imports/{rule_line}/lines/1/check"
     assert reader.post(path, data=fields | {"csrf_token": csrf}).status_code == 403
     assert listed(ledger) == [1]
+
+
+def test_an_allpay_files_rule_line_offers_no_check(web_url, ledger):
+    """Only a bank statement's lines wait for a check: an Allpay file's receipt an import
+    rule allocated is on no exceptions report, and its page offers no 'Checked' form."""
+    add_rule(
+        ledger,
+        {"name": "CT prefix", "reference_pattern": "CT[0-9]{8}", "fund_code": "CT"}
+        | {"strip_prefix": "CT"},
+        SUPERVISOR,
+        "CT files carry a prefix",
+    )
+    content = allpay_file(allpay_line(f"CT{CT_REF}", "25.00"))
+    batch_id = import_file(ledger, content, OFFICER, file_name="allpay.txt").batch_id
+    assert get_import(ledger, batch_id)["lines"][0]["import_rule"]
+    page = signed_in(web_url, "officer").get(f"/web/imports/{batch_id}")
+    assert page.status_code == 200 and "/lines/1/check" not in page.text
