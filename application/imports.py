@@ -40,7 +40,7 @@ from application.reconciliation import (
     statements_paying_in,
     undo_links,
 )
-from domain.cards import contains_card_number, mask_card_numbers
+from domain.cards import compose_text, contains_card_number, mask_card_numbers
 from domain.errors import ConcurrentUpdate, ImportBatchNotFound, InvalidRequest, LedgerError
 from domain.funds import FundChart, Match, SuspenseReason
 from domain.import_rules import RuleDecider, RuleLine
@@ -662,7 +662,9 @@ def reverse_import(
     _, changed = undo_links(ledger, batch, sorted(batch.standing_links), ctx, reason)
     # The statement lines that paid in this import's receipts count their own money again.
     paying_in = statements_paying_in(ledger, batch)
-    why = f"import {batch.id} ({batch.file_name}), which they paid in, was reversed: {reason}"
+    why = compose_text(
+        f"import {batch.id} ({batch.file_name}), which they paid in, was reversed: ", reason
+    )
     for statement, lines in paying_in:
         undo_links(ledger, statement, lines, ctx, why, changed)
     payments = [changed.get(pid) or ledger.repository.get(UUID(pid)) for pid in batch.receipt_ids]

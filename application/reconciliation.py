@@ -109,7 +109,7 @@ from application import books_snapshot
 from application.books_snapshot import EXCEPTIONS_BOOKS, Mark, Snapshot
 from application.event_store import when_committed
 from application.ledger import CommandContext, IncomeLedger, replayed
-from domain.cards import require_text
+from domain.cards import compose_text, own_words, require_text
 from domain.errors import (
     ConcurrentUpdate,
     ImportBatchNotFound,
@@ -1563,7 +1563,8 @@ def note_links(
                         f"another bank statement line paid in {link.matched} at the same "
                         "moment; nothing was saved. Import the file again"
                     )
-            payment.note(f"{PAID_IN_NOTE} {where} ({link.rule}: {link.matched})", actor=ctx.actor)
+            paid_in = own_words(f"{PAID_IN_NOTE} {where} ({link.rule}: {link.matched})")
+            payment.note(paid_in, actor=ctx.actor)
     return list(noted.values())
 
 
@@ -2318,22 +2319,23 @@ class _LinkRun:
         """Link the line; `chosen`: a person chose the link among the line's candidates,
         for this reason (recorded with theirs on the batch's and the receipt's events)."""
         line = self.lines[(batch_id, number)]
-        said = "" if chosen is None else f"; chosen by a person: {chosen}"
         file_name = self.books.file_names[batch_id]
         batch = self.batches.get(batch_id) or self.ledger.repository.get(UUID(batch_id))
         self.batches[batch_id] = batch
         actor = self.ctx.actor
         if line.is_open_debit:
-            reason = (
+            reason = _with_choice(
                 f"{file_name} line {number}, a negative payout, pays {link.matched} "
-                f"({link.rule}), recorded after the statement{said}"
+                f"({link.rule}), recorded after the statement",
+                chosen,
             )
             batch.link_line(number, link, actor=actor, reason=reason)
         else:
             assert line.payment_id is not None
-            reason = (
+            reason = _with_choice(
                 f"counted twice: {file_name} line {number} pays in {link.matched} "
-                f"({link.rule}), recorded after the statement{said}"
+                f"({link.rule}), recorded after the statement",
+                chosen,
             )
             batch.link_line(number, link, actor=actor, reason=reason)
             receipt = self.receipts[line.payment_id]
@@ -2356,6 +2358,14 @@ class _LinkRun:
         ]
         self.ledger.save_checked(*self.batches.values(), *reversed_receipts, *noted)
         return self.found
+
+
+def _with_choice(ours: str, chosen: str | None) -> str:
+    """A link's reason: our words, and a person's reason for choosing it, if any, which our
+    words never push past its limit (compose_text)."""
+    if chosen is None:
+        return own_words(ours)
+    return compose_text(f"{ours}; chosen by a person: ", chosen)
 
 
 # ---- undoing a link ---------------------------------------------------------------------------
@@ -2537,7 +2547,7 @@ def undo_links(
     for number in lines:
         link, restored = batch.undo_link(number, actor=ctx.actor, reason=reason)
         where = f"{batch.file_name} line {number}"
-        why = f"link undone: {where} does not pay in {link.matched} ({reason})"
+        why = compose_text(f"link undone: {where} does not pay in {link.matched} (", reason, ")")
         if restored is not None:
             own = receipt(restored)
             if own.reversal_kind != ReversalKind.COUNTED_TWICE.value:
@@ -2555,7 +2565,8 @@ def undo_links(
                 if not paid_in.payouts.get(payout):  # settled before payouts named the import
                     payout = where
                 paid_in.undo_settlement(payout, link.settled_day, actor=ctx.actor, reason=why)
-            paid_in.note(f"{UNLINKED_NOTE} {where} (link undone: {reason})", actor=ctx.actor)
+            unlinked = compose_text(f"{UNLINKED_NOTE} {where} (link undone: ", reason, ")")
+            paid_in.note(unlinked, actor=ctx.actor)
         undone.append(UndoneLink(str(batch.id), batch.file_name, number, restored, link))
     return undone, changed
 

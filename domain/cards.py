@@ -115,10 +115,50 @@ def reject_card_numbers(field: str, text: str | None) -> None:
 
 
 def require_text(field: str, text: str | None, *, required: bool) -> str:
-    """Text a person typed (a reason, a note): trimmed, within the limit, no card number."""
+    """Text a person typed (a reason, a note): trimmed, within the limit, no card number.
+    A ComposedText (the ledger's own words around a person's reason, compose_text) has the
+    longer limit MAX_COMPOSED_TEXT_LENGTH: its person's part was held to theirs."""
+    limit = MAX_COMPOSED_TEXT_LENGTH if isinstance(text, ComposedText) else MAX_TEXT_LENGTH
     text = (text or "").strip()
     if required and not text:
         raise ReasonRequired(f"{field} is required: say why this money moves")
-    require_length(field, text, MAX_TEXT_LENGTH)
+    require_length(field, text, limit)
     reject_card_numbers(field, text)
     return text
+
+
+# A reason or note the ledger composes of its own words (a file's name, a line, what a link
+# pays in: up to MAX_OWN_WORDS_LENGTH of them) and a person's reason (MAX_TEXT_LENGTH, theirs
+# to fill): a person's allowed reason is never refused for our words. A composed reason
+# itself composed again (an import reversed: each of its statement links undone, saying
+# why) keeps within MAX_COMPOSED_TEXT_LENGTH, our outer words cut to the room left.
+MAX_OWN_WORDS_LENGTH = 500
+MAX_COMPOSED_TEXT_LENGTH = 3 * MAX_TEXT_LENGTH
+ELLIPSIS = "..."
+
+
+class ComposedText(str):
+    """Text made by compose_text: require_text holds it to MAX_COMPOSED_TEXT_LENGTH."""
+
+    __slots__ = ()
+
+
+def compose_text(ours: str, persons: str, after: str = "", *, field: str = "reason") -> str:
+    """`ours` + the person's reason + `after` (a closing bracket): the person's reason is
+    checked as they typed it (require_text: MAX_TEXT_LENGTH, named as their limit), unless
+    composed already; our words are cut (ending in ...) to MAX_OWN_WORDS_LENGTH and to the
+    room MAX_COMPOSED_TEXT_LENGTH leaves."""
+    if not isinstance(persons, ComposedText):
+        persons = require_text(field, persons, required=True)
+    room = min(MAX_OWN_WORDS_LENGTH, MAX_COMPOSED_TEXT_LENGTH - len(persons) - len(after))
+    if len(ours) > room:
+        ours = ours[: max(room - len(ELLIPSIS), 0)] + ELLIPSIS
+    return ComposedText(ours + persons + after)
+
+
+def own_words(ours: str) -> str:
+    """The ledger's own words alone as a reason or note: cut (ending in ...) to
+    MAX_OWN_WORDS_LENGTH (a file's name may take 255 of them)."""
+    if len(ours) > MAX_OWN_WORDS_LENGTH:
+        ours = ours[: MAX_OWN_WORDS_LENGTH - len(ELLIPSIS)] + ELLIPSIS
+    return ComposedText(ours)
