@@ -46,6 +46,7 @@ from domain.funds import FundChart, Match, SuspenseReason
 from domain.import_rules import RuleDecider, RuleLine
 from domain.imports import (
     ALLPAY_TYPES,
+    EMPTY_FILE,
     MAX_IMPORT_LINES,
     UNMATCHED,
     ImportBatch,
@@ -182,11 +183,15 @@ def import_file(
     report = progress or _silent
     sha256 = hashlib.sha256(content).hexdigest()
     file_name = check_file_name(file_name)
+    # A format no file has is a mistake in the command, whether or not the bytes are known.
+    chosen = ImportFormat.parse(file_format) if file_format else None
     known = _batch_or_none(ledger, batch_id_for(sha256))
     if known is not None:
         return ImportOutcome(known.id, False, None, batch_view(known))
     text = decode(content)
-    fmt = ImportFormat.parse(file_format) if file_format else detect_format(text)
+    if not text.strip():
+        raise refuse([LineProblem(0, EMPTY_FILE)])
+    fmt = chosen or detect_format(text)
     report("reading the file", 0, None)
     # From the read to the save: a large file's objects, a statement's XML tree of millions
     # of them among them, make no cycles; the collector walked them again and again.

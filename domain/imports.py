@@ -51,6 +51,7 @@ MAX_IMPORT_LINES = 100_000
 MAX_FILE_NAME_LENGTH = 255
 # How many bad lines an error message spells out; the error's `problems` holds them all.
 MAX_PROBLEMS_IN_MESSAGE = 20
+EMPTY_FILE = "the file is empty or holds only blank lines: ask its sender for the file again"
 
 
 class ImportFormat(StrEnum):

@@ -396,3 +396,20 @@ def test_a_returned_cheque_finds_its_receipt_recorded_with_full_width_digits(
     returned = allpay_file(allpay_line(CT_REF, "40.00", "Q"), allpay_line(SUN_REF, "5.00", "P"))
     import_file(ledger, returned, importer, file_name="b")
     assert ledger.get_payment(original)["status"] == "reversed"
+
+
+@pytest.mark.parametrize("content", [b"", b"\r\n\r\n  \n", b"\xef\xbb\xbf"])
+def test_an_empty_file_is_refused_as_empty_not_for_a_missing_trailer(
+    ledger, importer, content
+) -> None:
+    error = refusal(ledger, content, importer)
+    assert [problem.reason for problem in error.problems] == [
+        "the file is empty or holds only blank lines: ask its sender for the file again"
+    ]
+
+
+def test_an_unknown_format_is_refused_even_for_a_file_already_imported(ledger, importer) -> None:
+    content = allpay_file(allpay_line(CT_REF, "25.00"))
+    import_file(ledger, content, importer, file_name="monday.txt")
+    with pytest.raises(InvalidRequest, match="unknown file format 'xyz'"):
+        import_file(ledger, content, importer, file_name="monday.txt", file_format="xyz")
