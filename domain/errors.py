@@ -23,6 +23,10 @@ class InvalidRequest(LedgerError):
     code = "invalid_request"
 
 
+class CsvControlTotalsMissing(InvalidRequest):
+    """A CSV file carries no trailer: whoever imports it gives its total and count."""
+
+
 class InvalidAmount(InvalidRequest):
     code = "invalid_amount"
 

@@ -30,6 +30,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.cards import reject_control_characters, require_text
 from domain.errors import (
+    CsvControlTotalsMissing,
     ImportLineNotFound,
     ImportRefused,
     InvalidRequest,
@@ -356,7 +357,7 @@ def parse_csv(
 ) -> ParsedFile:
     """A header row, then one receipt per row; control totals come from the importer."""
     if expect_total_pence is None or expect_count is None:
-        raise InvalidRequest(
+        raise CsvControlTotalsMissing(
             "a CSV file has no trailer: give the expected total and count of its receipts "
             "(--expect-total 12.50 --expect-count 3; HTTP expect_total_pence, expect_count)"
         )

@@ -114,6 +114,8 @@ async def upload(request: Request) -> Response:
         )
     except FormErrors as failure:
         return _upload_form(request, form, failure.by_field, status=422)
+    except errors.CsvControlTotalsMissing:  # said in the words of this form, beside its fields
+        return _upload_form(request, form, _csv_totals_missing(form), status=422)
     except errors.ImportRefused as error:
         services(request).metrics.import_uploads.labels("refused").inc()
         summary = {"summary": sentence(error.message)}
@@ -148,6 +150,17 @@ def _options(form: dict[str, str], content: bytes) -> dict[str, object]:
     if problems:
         raise FormErrors(problems)
     return options
+
+
+def _csv_totals_missing(form: dict[str, str]) -> dict[str, str]:
+    """A CSV has no trailer: the officer types its total and count, from the paying-in slip
+    or the sender's covering note, so that a file cut short is refused."""
+    found = {}
+    if not form["expect_total"]:
+        found["expect_total"] = "Enter the CSV file's total in pounds, like 1250.00"
+    if not form["expect_count"]:
+        found["expect_count"] = "Enter the number of payments in the CSV file, like 42"
+    return found
 
 
 @router.get("/{batch_text}")

@@ -202,6 +202,21 @@ def test_an_upload_refused_names_every_bad_line_and_a_good_one_imports_once(
     assert "1 file imported" in listing.text
 
 
+def test_a_csv_uploaded_without_its_totals_asks_for_them_beside_the_fields(web_url, ledger):
+    """Not the CLI's words (--expect-total) on an error page: the form again, as typed, with
+    each missing total asked for beside its field, and nothing recorded."""
+    client = signed_in(web_url, "officer")
+    before = ledger.max_position()
+    page = csv_upload(client, day_csv("12.50"), file_format="csv", expect_count="1")
+    assert page.status_code == 422 and 'id="expect_total-error"' in page.text
+    assert "Enter the CSV file&#39;s total in pounds" in page.text
+    assert 'id="expect_count-error"' not in page.text and 'value="1"' in page.text
+    assert "--expect-total" not in page.text and 'name="csrf_token"' in page.text
+    detected = csv_upload(client, day_csv("12.50"))  # a CSV by its header, no totals at all
+    assert detected.status_code == 422 and 'id="expect_count-error"' in detected.text
+    assert ledger.max_position() == before
+
+
 def test_a_file_uploaded_after_its_statement_line_gets_the_line_linked(web_url, ledger) -> None:
     """The day's till file uploaded on the page after the bank statement paying it in was
     imported: the line, first a receipt of its own, is linked to the file by itself."""
