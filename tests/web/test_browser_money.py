@@ -7,10 +7,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from application.imports import get_import
+from application.imports import get_import, import_file
+from application.ledger import CommandContext
 from domain.limits import uk_today
+from tests.application.test_statement_imports import camt, entry
 from tests.web.conftest import CT_REFERENCE
-from tests.web.test_browser import check_page, reload_until, sign_in, sign_out
+from tests.web.test_browser import (
+    accessibility_problems,
+    check_page,
+    reload_until,
+    sign_in,
+    sign_out,
+)
 
 
 def test_a_statement_a_transfer_and_a_reversal(
@@ -166,3 +174,28 @@ def test_an_officer_chooses_what_a_statement_line_pays_in(
     check_page(page, "import-chosen", database_url)
     (line,) = get_import(ledger, batch_id)["lines"]
     assert line["late_link"]["matched_batch_id"] == files[1]
+
+
+def test_pages_fit_a_phone_screen_their_wide_tables_scrolling_in_place(
+    chromium, web_url, allocated, in_suspense, ledger, database_url
+) -> None:
+    """At 390 px (a phone) no page is wider than the screen: a wide table (the dashboard's
+    takings by channel and fund, the imports list, an import's lines with a bank's 70
+    character reference) scrolls sideways in its own box, which takes keyboard focus."""
+    reference = "TFRXBANKGO24007680SJCATJPY2GBPXBANKGO24007680BGCINTERNATIONAL-5373CLIENT"
+    statement = camt(entry("0.89", ref="B1", text=reference))
+    batch_id = import_file(ledger, statement, CommandContext("officer:t"), file_name="s.xml")
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_in(page, web_url, "officer")
+        for path in ("/web/", "/web/imports", f"/web/imports/{batch_id.batch_id}"):
+            page.goto(f"{web_url}{path}")
+            reload_until(page, lambda: "£" in page.content())
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
+            assert page.locator(".ledger-table-scroll").count() >= 1, path
+            assert accessibility_problems(page) == [], path
+    finally:
+        context.close()
