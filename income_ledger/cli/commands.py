@@ -718,6 +718,11 @@ def payments_show(payment_id: str, as_json: JsonOption = False) -> None:
     show(run(lambda led: led.get_payment(parse_payment_id(payment_id))), as_json, _print_history)
 
 
+def _why(entry: dict[str, Any]) -> str:
+    """An event's reason; a note has none of its own: what it says is the point of it."""
+    return entry["reason"] or (entry["details"] or {}).get("text") or ""
+
+
 def _print_history(payment: dict[str, Any]) -> None:
     out.print(f"payment {payment['payment_id']}", highlight=False)
     print_payment(payment)
@@ -731,7 +736,7 @@ def _print_history(payment: dict[str, Any]) -> None:
             entry["recorded_at"][:19],
             entry["action"],
             escape(entry["actor"] or ""),
-            escape(entry["reason"] or ""),
+            escape(_why(entry)),
             escape(postings),
         )
     out.print(table)

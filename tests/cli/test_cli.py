@@ -85,6 +85,8 @@ def test_record_allocate_refund_and_show(cli) -> None:
     assert shown["refunded_pence"] == 500
     human = cli("payments", "show", pid).stdout
     assert "Transferred" in human and "wrong account" in human
+    cli("payments", "note", pid, "phoned")  # a note's words are its point: shown as its why
+    assert "phoned" in cli("payments", "show", pid).stdout
 
 
 def test_bad_input_gets_a_clear_message_and_a_non_zero_exit(cli) -> None:

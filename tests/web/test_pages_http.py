@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from application.ledger import CommandContext
 from tests.domain.helpers import references_unfolded
 from tests.web.conftest import IDLE_SECONDS, SUSPENSE_REFERENCE, token
 
@@ -71,7 +72,8 @@ def test_the_session_cookie_is_signed_http_only_strict_and_holds_no_key(web_url)
     assert client.get("/web/").headers["location"] == "/web/sign-in"
 
 
-def test_every_page_without_javascript(web_url, in_suspense, allocated) -> None:
+def test_every_page_without_javascript(web_url, in_suspense, allocated, ledger) -> None:
+    ledger.note(in_suspense, "payer phoned: a cheque for their rent", CommandContext("officer:o"))
     client = signed_in(web_url, "supervisor")
     dashboard = wait_for_page(client, "/web/", "£250.00")
     # Bars scaled to the largest amount, beside the tables that carry the figures.
@@ -81,6 +83,7 @@ def test_every_page_without_javascript(web_url, in_suspense, allocated) -> None:
     assert f"/web/payments/{in_suspense}/allocate" in suspense.text
     payment = client.get(f"/web/payments/{in_suspense}")
     assert "invalid check digit" in payment.text and "History" in payment.text
+    assert "payer phoned: a cheque for their rent" in payment.text  # a note says what it says
     assert client.get(f"/web/payments/{in_suspense}/allocate").status_code == 200
     assert "No refunds are waiting" in client.get("/web/refunds").text
     missing = client.get("/web/payments/00000000-0000-0000-0000-000000000000")
