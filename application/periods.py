@@ -31,7 +31,7 @@ from domain.cashups import CashUp
 from domain.errors import InvalidRequest
 from domain.limits import require_query_date, uk_day_start
 from domain.payment import Payment
-from domain.periods import Period, PeriodCalendar, PeriodKind, uk_date
+from domain.periods import RECEIPT, Period, PeriodCalendar, PeriodKind, uk_date
 from domain.postings import effective_at
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ PERIOD_GATE_KEY = 7_411_290_113
 # When a money movement takes effect, and what it is ("a receipt").
 Movement = tuple[datetime, str]
 MOVEMENTS = {
-    Payment.Received: "a receipt",
+    Payment.Received: RECEIPT,
     Payment.Allocated: "an allocation",
     Payment.Transferred: "a transfer",
     Payment.Refunded: "a refund",

@@ -30,6 +30,9 @@ from domain.funds import LEDGER_NAMESPACE
 
 UK = ZoneInfo("Europe/London")
 FINANCIAL_YEAR_START_MONTH = 4
+# What the period gate calls a receipt (application.periods.MOVEMENTS): the one movement that
+# keeps the closed period it relates to.
+RECEIPT = "a receipt"
 
 
 def uk_date(moment: datetime) -> date:
@@ -185,12 +188,19 @@ class PeriodCalendar(Aggregate):
         close = self.close_of(day)
         if close is None:
             return
+        label = close.period.label
+        if what == RECEIPT:
+            instead = (
+                f"with relates_to_period={label} (on the command line --relates-to-period "
+                f"{label}) so the late item can be traced to the closed one"
+            )
+        else:  # only a receipt keeps the period it relates to
+            instead = f"saying in its reason that it relates to {label}"
         raise PeriodClosed(
             f"{what} dated {day.isoformat()} falls in the {close.period.name}, closed by "
             f"{close.closed_by} on {uk_date(close.closed_at).isoformat()}: nothing can take "
-            f"effect in a closed period. Record it in the open period instead (without this date, so that "
-            f"it takes effect now) with relates_to_period={close.period.label} so the late item "
-            "can be traced to the closed one"
+            "effect in a closed period. Record it in the open period instead (without this "
+            f"date, so that it takes effect now) {instead}"
         )
 
 

@@ -49,6 +49,13 @@ def test_closing_a_month_closes_its_days_and_refuses_money_dated_in_them() -> No
     with pytest.raises(PeriodClosed, match="month 2026-03.*relates_to_period=2026-03"):
         periods.require_open(datetime(2026, 3, 31, 22, 30, tzinfo=UTC), "a receipt")
     periods.require_open(datetime(2026, 3, 31, 23, 30, tzinfo=UTC), "a receipt")  # 1 April
+    # The way to say it on the command line too; and a movement that keeps no period is told
+    # to say it in its reason, not given a field it does not have.
+    with pytest.raises(PeriodClosed, match="--relates-to-period 2026-03"):
+        periods.require_open(datetime(2026, 3, 20, 12, tzinfo=UTC), "a receipt")
+    with pytest.raises(PeriodClosed, match="saying in its reason that it relates to 2026-03") as e:
+        periods.require_open(datetime(2026, 3, 20, 12, tzinfo=UTC), "an allocation")
+    assert "relates_to_period" not in e.value.message
     with pytest.raises(PeriodAlreadyClosed):
         periods.close(
             Period.containing(PeriodKind.DAY, date(2026, 3, 9)),
