@@ -33,6 +33,7 @@ from domain.errors import (
     CsvControlTotalsMissing,
     ImportLineNotFound,
     ImportRefused,
+    InvalidEffectiveDate,
     InvalidRequest,
     LedgerError,
     LineNotChecked,
@@ -41,7 +42,12 @@ from domain.errors import (
     NothingToReverse,
 )
 from domain.funds import LEDGER_NAMESPACE
-from domain.limits import require_business_datetime, require_length, uk_day_start
+from domain.limits import (
+    EARLIEST_BUSINESS_MOMENT,
+    require_business_datetime,
+    require_length,
+    uk_day_start,
+)
 from domain.money import pence_to_pounds, pounds_to_pence
 from domain.payment import Channel, PaymentStatus, parse_choice
 
@@ -435,8 +441,18 @@ def _check_duplicate_ids(lines: list[ImportLine], problems: list[LineProblem]) -
 
 
 def _received_at(day: date, now: datetime | None) -> datetime:
-    """A file's date is a UK business day: its money counts from the start of that day."""
-    return require_business_datetime(uk_day_start(day), "the date", now=now)
+    """A file's date is a UK business day: its money counts from the start of that day.
+
+    Refused in the file's own terms, a day (not the UTC moment it starts at)."""
+    try:
+        return require_business_datetime(uk_day_start(day), "the date", now=now)
+    except InvalidEffectiveDate:
+        earliest = EARLIEST_BUSINESS_MOMENT.date().isoformat()
+        when = "before 2000" if day.year < 2000 else "later than today"
+        raise InvalidEffectiveDate(
+            f"the date {day.isoformat()} is {when}: a file lists money already received; "
+            f"give the UK day it was received, from {earliest} to today"
+        ) from None
 
 
 def _check_controls(

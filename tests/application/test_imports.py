@@ -174,6 +174,12 @@ def test_a_future_date_and_a_missing_trailer_are_refused(ledger, importer) -> No
     tomorrow = (uk_today() + timedelta(days=2)).strftime("%d/%m/%Y")
     error = refusal(ledger, allpay_file(allpay_line(CT_REF, "1.00", day=tomorrow)), importer)
     assert error.problems[0].line_number == 1
+    # Said as the file says it, a day; not the UTC moment the day starts at.
+    day = (uk_today() + timedelta(days=2)).isoformat()
+    assert error.problems[0].reason == (
+        f"the date {day} is later than today: a file lists money already received; give the "
+        "UK day it was received, from 2000-01-01 to today"
+    )
     no_trailer = (allpay_line(CT_REF, "1.00") + "\r\n").encode()
     error = refusal(ledger, no_trailer, importer)
     assert {p.line_number for p in error.problems} == {0}
