@@ -2485,6 +2485,7 @@ def _save_check(
         batch.undo_check(line, actor=ctx.actor, reason=reason)
     else:
         batch.check_line(line, actor=ctx.actor, reason=reason)
+        _require_money_left(ledger, batch, line)
     try:
         ledger.save_checked(batch)  # type: ignore[arg-type]
     except IntegrityError:
@@ -2502,6 +2503,26 @@ def _save_check(
         ctx.actor,
         require_text("reason", reason, required=True),
     )
+
+
+def _require_money_left(ledger: IncomeLedger, batch: ImportBatch, line: int) -> None:
+    """A line whose receipt was reversed (an officer found it counted twice, or it was
+    returned) or refunded in full left the report by itself (decided_line): a check of it
+    would contradict the reversal, or say nothing."""
+    payment_id = batch.line_entry(line).payment_id
+    assert payment_id is not None  # (a line sent to a fund recorded a receipt)
+    receipt = ledger.repository.get(UUID(payment_id))
+    where = f"line {line} of import {batch.id}"
+    if receipt.reversed_pence:
+        raise LineNotToCheck(
+            f"{where}: its receipt {payment_id} was reversed ({receipt.reversal_kind}), so "
+            "it is no exception and nothing of it is left to check"
+        )
+    if receipt.remaining_pence == 0:
+        raise LineNotToCheck(
+            f"{where}: its receipt {payment_id} was refunded in full, so nothing of it is "
+            "left to count twice and it is no exception"
+        )
 
 
 def _parts_of(batch: ImportBatch, line: int) -> list[int]:

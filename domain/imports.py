@@ -968,6 +968,11 @@ class ImportBatch(Aggregate):
         again."""
         reason = require_text("reason", reason, required=True)
         self.line_entry(line)
+        if self.reversed_by is not None:
+            raise LineNotChecked(
+                f"import {self.id} was reversed by {self.reversed_by}: its lines are on no "
+                "report; their checks stay in the history"
+            )
         if line not in self.checked_lines:
             undone = ": its check was undone already" if line in self.checks_undone else ""
             raise LineNotChecked(f"line {line} of import {self.id} is not checked{undone}")

@@ -155,3 +155,36 @@ def test_a_line_of_a_file_that_is_no_bank_statement_is_not_checked(ledger) -> No
     with pytest.raises(LineNotToCheck, match="not a bank statement"):
         check_line(ledger, batch_id, 1, OFFICER, "the Allpay file is right")
     assert ledger.repository.get(batch_id).version == version
+
+
+def test_a_line_whose_receipt_was_reversed_or_refunded_in_full_is_not_checked(ledger) -> None:
+    """A rule line whose receipt an officer reversed (counted twice: the opposite of
+    'this is right') or refunded in full left the report by itself: a check of it would
+    contradict the reversal or say nothing, so it is refused, storing nothing; a line
+    refunded in part is still checked."""
+    batch_id, payments = rule_lines(ledger, 3)
+    reversed_, refunded, partly = (UUID(pid) for pid in payments[:3])
+    ledger.reverse(reversed_, ReversalKind.COUNTED_TWICE, OFFICER, "the till's own record")
+    ledger.refund(refunded, 1_200, OFFICER, "not ours", source=("CT", CT_REF_2))
+    ledger.refund(partly, 500, OFFICER, "overpaid", source=("CT", CT_REF_2))
+    version = ledger.repository.get(batch_id).version
+    with pytest.raises(LineNotToCheck, match="was reversed"):
+        check_line(ledger, batch_id, 1, OFFICER, "the slip matches")
+    with pytest.raises(LineNotToCheck, match="refunded in full"):
+        check_line(ledger, batch_id, 2, OFFICER, "the slip matches")
+    assert ledger.repository.get(batch_id).version == version
+    assert check_line(ledger, batch_id, 3, OFFICER, "the slip matches").checked
+    assert listed(same_every_way(ledger)) == []
+
+
+def test_a_check_of_a_reversed_import_is_not_undone(ledger) -> None:
+    """Reversing an import takes its lines off the report: undoing a check of one would
+    say 'on the exceptions report again' of a line that is not, so it is refused (as
+    unlinking a line of a reversed import is), storing nothing."""
+    batch_id, _ = rule_lines(ledger, 1)
+    check_line(ledger, batch_id, 1, OFFICER, "right")
+    reverse_import(ledger, batch_id, SUPERVISOR, "wrong file")
+    version = ledger.repository.get(batch_id).version
+    with pytest.raises(LineNotChecked, match="was reversed"):
+        undo_line_check(ledger, batch_id, 1, OFFICER, "wrong")
+    assert ledger.repository.get(batch_id).version == version
