@@ -771,26 +771,34 @@ def serve(
     except server.ConfigurationError as error:
         raise fail(str(error)) from None
     build_ledger(settings).close()  # fail early, with a clear message, if not initialised
-    base = f"http://{host}:{port}"
-    out.print(f"income-ledger API on {base} - documentation at {base}/docs", highlight=False)
-    out.print(f"officers' pages at {base}/ (sign in with a key)", highlight=False)
-    if demo_keys:
-        out.print("demo API keys (Authorization: Bearer <key>):", highlight=False)
-        for entry in extra.split(","):
-            _user, role, token = entry.split(":", 2)
-            out.print(f"  {role:<12} {token}", highlight=False)
-        officer = next(e for e in extra.split(",") if ":officer:" in e).split(":", 2)[2]
-        out.print(
-            f"try: curl -s -H 'Authorization: Bearer {officer}' {base}/balances/funds",
-            highlight=False,
-        )
+    print_serving_banner(f"http://{host}:{port}", extra)
     mode = (
         "with in-process projections"
         if server.runs_projections(settings)
         else ("(run `income-ledger project` for the read model)")
     )
-    out.print(f"serving {safe_url(settings)} {mode}; Ctrl-C to stop", highlight=False)
+    out.print(
+        f"serving {safe_url(settings)} {mode}; Ctrl-C to stop", highlight=False, soft_wrap=True
+    )
     server.serve(settings, host, port, extra, workers)
+
+
+def print_serving_banner(base: str, demo_keys: str) -> None:
+    """Where the API and pages are and, with --demo-keys, each role's key and a command to
+    try. Each line is printed whole (soft wrap): a terminal may fold it on screen, but one
+    copied is one line, never a URL or command cut by a line break."""
+    lines = [
+        f"income-ledger API on {base} - documentation at {base}/docs",
+        f"officers' pages at {base}/ (sign in with a key)",
+    ]
+    if demo_keys:
+        lines.append("demo API keys (Authorization: Bearer <key>):")
+        entries = [entry.split(":", 2) for entry in demo_keys.split(",")]
+        lines.extend(f"  {role:<12} {token}" for _user, role, token in entries)
+        officer = next(token for _user, role, token in entries if role == "officer")
+        lines.append(f"try: curl -s -H 'Authorization: Bearer {officer}' {base}/balances/funds")
+    for line in lines:
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 # ---- projections --------------------------------------------------------------------------

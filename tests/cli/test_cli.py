@@ -190,3 +190,31 @@ def test_the_first_project_on_a_fresh_database_applies_nothing_and_exits_0(datab
             timeout=60,
         )
         assert done.returncode == 0, done.stderr
+
+
+def test_the_serving_banner_prints_each_url_and_command_whole_in_a_narrow_terminal(
+    monkeypatch,
+) -> None:
+    """`make run` on an 80-column terminal cut the 'try: curl ...' line and the docs URL with
+    line breaks of its own: a command copied from the screen was two broken commands."""
+    import io
+
+    from rich.console import Console
+
+    from income_ledger.cli import commands
+    from income_ledger.server import demo_api_keys
+
+    screen = io.StringIO()
+    monkeypatch.setattr(commands, "out", Console(file=screen, width=40, emoji=False))
+    keys = demo_api_keys()
+    commands.print_serving_banner("http://127.0.0.1:8000", keys)
+    lines = screen.getvalue().splitlines()
+    officer = next(k for k in keys.split(",") if ":officer:" in k).split(":", 2)[2]
+    assert (
+        f"try: curl -s -H 'Authorization: Bearer {officer}' http://127.0.0.1:8000/balances/funds"
+        in lines
+    )
+    docs = (
+        "income-ledger API on http://127.0.0.1:8000 - documentation at http://127.0.0.1:8000/docs"
+    )
+    assert docs in lines
