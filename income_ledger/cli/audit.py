@@ -270,7 +270,9 @@ def audit_seals(
             f"cannot write {str(out_file)!r} ({error.strerror or type(error).__name__}): "
             "give a path in a directory you can write to"
         ) from None
-    helpers.out.print(f"wrote {len(seals)} seals to {out_file}", highlight=False, markup=False)
+    helpers.out.print(
+        f"wrote {helpers.counted(len(seals), 'seal')} to {out_file}", highlight=False, markup=False
+    )
 
 
 def audit_verify(

@@ -155,6 +155,11 @@ def show(value: T, as_json: bool, for_people: Callable[[T], None]) -> None:
         for_people(value)
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 receipt', '2 receipts': a count as a person writes it."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def say(text: str) -> None:
     """A line for a person: data as it is (no highlighting), wrapped by the terminal."""
     out.print(text, highlight=False, soft_wrap=True)

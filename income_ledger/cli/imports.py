@@ -233,7 +233,8 @@ def _print_batch(batch: dict[str, Any], first: int) -> None:
     say(f"  SHA-256:   {batch['sha256']}")
     say(
         f"  lines:     {batch['line_count']} (the file's control totals: "
-        f"{batch['control_count']} lines, {pounds_text(batch['control_total_pence'])})"
+        f"{helpers.counted(batch['control_count'], 'line')}, "
+        f"{pounds_text(batch['control_total_pence'])})"
     )
     say(
         f"  receipts:  {batch['receipts_count']}, {pounds_text(batch['receipts_pence'])}"
@@ -349,9 +350,10 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
         return
     helpers.out.print(
         f"{verb} {escape(batch['file_name'])}: batch {batch['batch_id']}, "
-        f"{batch['receipts_count']} receipts, {pounds_text(batch['receipts_pence'])}"
+        f"{helpers.counted(batch['receipts_count'], 'receipt')}, "
+        f"{pounds_text(batch['receipts_pence'])}"
         + (
-            f", {batch['returned_cheques_count']} returned cheques reversed"
+            f", {helpers.counted(batch['returned_cheques_count'], 'returned cheque')} reversed"
             if batch["returned_cheques_count"]
             else ""
         ),

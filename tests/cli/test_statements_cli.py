@@ -36,7 +36,7 @@ def test_an_explicit_format_and_a_refused_statement(cli, tmp_path) -> None:  # n
     path = tmp_path / "day.sta"
     path.write_bytes(mt940(("C", "12,50", "REF1")))
     done = cli("import", str(path), "--format", "mt940")
-    assert "1 receipts, £12.50" in done.stdout
+    assert "1 receipt, £12.50" in done.stdout
     bad = tmp_path / "bad.xml"
     bad.write_bytes(camt(entry("25.00", ref="B1"), closing="1.00"))
     refused = cli("import", str(bad), code=2)
@@ -329,7 +329,7 @@ def test_a_broken_bai2_or_mt940_file_is_refused_naming_the_line_to_fix(cli, tmp_
     assert json.loads(cli("import", "list", "--json").stdout) == []
     good = tmp_path / "good.bai2"
     good.write_bytes(bai2())
-    assert "1 receipts, £12.50" in cli("import", str(good)).stdout
+    assert "1 receipt, £12.50" in cli("import", str(good)).stdout
 
 
 def test_an_empty_report_does_not_say_a_payers_own_transfer_was_matched(cli, tmp_path) -> None:  # noqa: F811
