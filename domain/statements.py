@@ -1173,21 +1173,27 @@ COMPANY_SUFFIXES = ("LTD", "LIMITED", "PLC", "UK")
 MAX_COMPANY_SUFFIXES = 2
 
 
-def payout_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
-    """Patterns naming a card provider's payout, as compared (names_payout): their letters,
-    upper case. Blank ones are dropped; one with text but no letter would name every line."""
+def payout_patterns(patterns: Iterable[str], *, collectors: bool = False) -> tuple[str, ...]:
+    """Patterns naming a card provider's payout (or, `collectors`, a cash collector's
+    settlement), as compared (names_payout): their letters, upper case. Blank ones are
+    dropped; one with text but no letter would name every line."""
+    what, taken_for = (
+        ("collector narrative", "a collector's settlement")
+        if collectors
+        else ("payout narrative", "a payout")
+    )
     found = []
     for pattern in patterns:
         letters = _letters(pattern)
         if pattern.strip() and not letters:
             raise InvalidRequest(
-                f"the payout narrative pattern {pattern.strip()!r} has no letter: it would "
-                "take every statement line for a payout"
+                f"the {what} pattern {pattern.strip()!r} has no letter: it would take every "
+                f"statement line for {taken_for}"
             )
         if letters:
             found.append(letters)
     if len(found) > MAX_PAYOUT_NARRATIVES:
-        raise InvalidRequest(f"at most {MAX_PAYOUT_NARRATIVES} payout narrative patterns")
+        raise InvalidRequest(f"at most {MAX_PAYOUT_NARRATIVES} {what} patterns")
     return tuple(found)
 
 
@@ -1265,7 +1271,7 @@ class ProviderNames:
     @classmethod
     def of(cls, payouts: Iterable[str], collectors: Iterable[str]) -> ProviderNames:
         """From the settings' patterns (LEDGER_PAYOUT_NARRATIVES, LEDGER_COLLECTOR_NARRATIVES)."""
-        collector_patterns = payout_patterns(collectors)
+        collector_patterns = payout_patterns(collectors, collectors=True)
         return cls(payout_patterns(payouts) + collector_patterns, frozenset(collector_patterns))
 
     def __bool__(self) -> bool:

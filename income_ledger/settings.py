@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.auth import DEFAULT_PARTIAL_REFUND_ROLES
@@ -172,9 +172,9 @@ class Settings(LogSettings):
 
     @field_validator("payout_narratives", "collector_narratives")
     @classmethod
-    def _payout_patterns_have_letters(cls, value: str) -> str:
+    def _payout_patterns_have_letters(cls, value: str, info: ValidationInfo) -> str:
         try:
-            payout_patterns(value.split(","))
+            payout_patterns(value.split(","), collectors=info.field_name == "collector_narratives")
         except InvalidRequest as error:
             raise ValueError(error.message) from None
         return value

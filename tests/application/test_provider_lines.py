@@ -9,12 +9,15 @@ import re
 from datetime import UTC, datetime
 from uuid import UUID
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from application.imports import PROVIDER_HOLD, _command, get_import, import_file
 from application.ledger import CommandContext, fund_match
 from application.reconciliation import exceptions, link_counted_twice
+from domain.errors import LedgerError
 from domain.import_rules import ImportRulebook
 from domain.imports import ImportLine, LineKind
 from domain.payment import Channel
@@ -26,6 +29,7 @@ from domain.statements import (
     names_provider_words,
     payout_patterns,
 )
+from income_ledger.settings import Settings
 from tests.application.test_card_payouts import balances, pay, send
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_statement_imports import camt, entry
@@ -299,3 +303,13 @@ def test_collectors_are_a_setting(ledger) -> None:
     assert not names.named_in("POSTOFFICECOUNTERSTOCK")
     assert not names.named_in("ALLPAYLTD") and names.named_in("GOVUK PAY 1")
     assert ledger.provider_narratives.named_in("ALLPAYLTD")
+
+
+def test_a_collector_pattern_without_a_letter_is_refused_as_a_collectors() -> None:
+    """LEDGER_COLLECTOR_NARRATIVES' refusal speaks of collectors, not of card payouts."""
+    with pytest.raises(ValidationError, match="the collector narrative pattern '1234' has no"):
+        Settings(collector_narratives="ALLPAY, 1234")
+    with pytest.raises(LedgerError, match="for a collector's settlement"):
+        ProviderNames.of(PAYOUT_NARRATIVES, ["ALLPAY", "!!"])
+    with pytest.raises(ValidationError, match="the payout narrative pattern '1234'"):
+        Settings(payout_narratives="GOVUKPAY, 1234")
