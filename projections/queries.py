@@ -115,21 +115,8 @@ _OF_ACCOUNT = (
     _POSTINGS.c.reference.in_(recorded_forms(bindparam("reference", type_=String))),
 )
 _VAT_PENCE = case((_POSTINGS.c.account == "vat:output", -_POSTINGS.c.amount_pence), else_=0)
-# One line per movement of the account (its postings of one event), oldest first.
-_MOVEMENTS = (
-    select(
-        _POSTINGS.c.position,
-        _POSTINGS.c.payment_id,
-        _POSTINGS.c.action,
-        func.min(_POSTINGS.c.effective_at).label("effective_at"),
-        func.min(_POSTINGS.c.recorded_at).label("recorded_at"),
-        func.sum(-_POSTINGS.c.amount_pence).label("amount_pence"),
-        func.sum(_VAT_PENCE).label("vat_pence"),
-    )
-    .where(*_OF_ACCOUNT)
-    .group_by(_POSTINGS.c.position, _POSTINGS.c.payment_id, _POSTINGS.c.action)
-    .order_by(_POSTINGS.c.position)
-)
+_MOVEMENT_PENCE = func.sum(-_POSTINGS.c.amount_pence)
+_MOVEMENT_VAT_PENCE = func.sum(_VAT_PENCE)
 # Built once: SQLAlchemy then finds each statement's compiled form in its cache by identity
 # instead of building and hashing the expression on every request.
 _ACCOUNT_TOTALS = select(
@@ -137,9 +124,33 @@ _ACCOUNT_TOTALS = select(
     func.coalesce(func.sum(_VAT_PENCE), 0),
     func.count(func.distinct(_POSTINGS.c.position)),
 ).where(*_OF_ACCOUNT)
-_ACCOUNT_PAGE = _MOVEMENTS.limit(bindparam("limit")).offset(bindparam("offset"))
-_EARLIER_PAGES = _MOVEMENTS.limit(bindparam("offset")).subquery()
-_BALANCE_BEFORE_PAGE = select(func.coalesce(func.sum(_EARLIER_PAGES.c.amount_pence), 0))
+# One line per movement of the account (its postings of one event: one payment, one action),
+# oldest first, with the running balance and the account's totals as window sums over every
+# movement: one statement (one plan, one probe of `reference_forms`) answers a page whatever
+# its offset, where the totals, the balance before the page and the page took three.
+_ACCOUNT_PAGE = (
+    select(
+        _POSTINGS.c.position,
+        _POSTINGS.c.payment_id,
+        _POSTINGS.c.action,
+        func.min(_POSTINGS.c.effective_at).label("effective_at"),
+        func.min(_POSTINGS.c.recorded_at).label("recorded_at"),
+        _MOVEMENT_PENCE.label("amount_pence"),
+        _MOVEMENT_VAT_PENCE.label("vat_pence"),
+        func.sum(_MOVEMENT_PENCE)
+        .over(order_by=_POSTINGS.c.position, rows=(None, 0))
+        .label("balance_pence"),
+        func.sum(_MOVEMENT_PENCE).over().label("account_balance_pence"),
+        func.sum(_MOVEMENT_VAT_PENCE).over().label("account_vat_pence"),
+        func.count().over().label("account_movements"),
+    )
+    .where(*_OF_ACCOUNT)
+    .group_by(_POSTINGS.c.position, _POSTINGS.c.payment_id, _POSTINGS.c.action)
+    .order_by(_POSTINGS.c.position)
+    .limit(bindparam("limit"))
+    .offset(bindparam("offset"))
+)
+_ACCOUNT_FIGURES = ("account_balance_pence", "account_vat_pence", "account_movements")
 
 
 def account_statement(
@@ -150,17 +161,21 @@ def account_statement(
     of the reference as typed, in every form it was recorded in (`recorded_forms`)."""
     reference = normalise_reference(typed)
     account = {"fund_code": fund_code, "reference": reference}
-    balance, vat, total = connection.execute(_ACCOUNT_TOTALS, account).one()
-    running = (
-        int(connection.execute(_BALANCE_BEFORE_PAGE, account | {"offset": offset}).scalar_one())
-        if offset
-        else 0
-    )
+    rows = connection.execute(_ACCOUNT_PAGE, account | {"limit": limit, "offset": offset}).all()
+    if rows:
+        balance, vat, total = (rows[0]._mapping[name] for name in _ACCOUNT_FIGURES)
+    elif offset:  # past the last page: the totals still say what the account holds
+        balance, vat, total = connection.execute(_ACCOUNT_TOTALS, account).one()
+    else:  # no movement at all
+        balance, vat, total = 0, 0, 0
     statement = []
-    for row in connection.execute(_ACCOUNT_PAGE, account | {"limit": limit, "offset": offset}):
-        running += int(row.amount_pence)
+    for row in rows:
         line = _plain(row)
-        line["balance_pence"] = running
+        for name in _ACCOUNT_FIGURES:
+            del line[name]
+        line["amount_pence"] = int(row.amount_pence)
+        line["vat_pence"] = int(row.vat_pence)
+        line["balance_pence"] = int(row.balance_pence)
         statement.append(line)
     return {
         "fund_code": fund_code,

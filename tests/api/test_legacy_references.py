@@ -61,6 +61,9 @@ def test_one_account_holds_what_was_recorded_unfolded_and_what_is_recorded_now(
         assert account.json()["balance_pence"] == 12_500
         assert [line["balance_pence"] for line in account.json()["statement"]] == [10_000, 12_500]
         assert account.json()["total"] == 2
+        second = client.get(f"/accounts/CT/{typed}?limit=1&offset=1", headers=officer).json()
+        assert [line["balance_pence"] for line in second["statement"]] == [12_500]
+        assert (second["total"], second["balance_pence"]) == (2, 12_500)
     # The officer moves the old payment's money typing the reference in ASCII.
     moved = client.post(
         f"/payments/{old['payment_id']}/transfers",

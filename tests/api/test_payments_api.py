@@ -47,6 +47,29 @@ def test_a_later_page_of_a_statement_carries_the_running_balance_on(client) -> N
     assert [line["balance_pence"] for line in whole["statement"]] == running
     assert [line["balance_pence"] for line in page["statement"]] == running[2:4]
     assert (page["total"], page["balance_pence"]) == (5, sum(amounts))
+    past = client.get(f"{url}&limit=2&offset=5", headers=auth("officer")).json()
+    assert (past["statement"], past["total"], past["balance_pence"]) == ([], 5, sum(amounts))
+    none = client.get(f"/accounts/SUN/{SUN_REF}", headers=auth("officer")).json()
+    assert (none["statement"], none["total"], none["balance_pence"]) == ([], 0, 0)
+
+
+def test_a_statement_page_carries_the_accounts_vat_and_its_own_lines_vat(client) -> None:
+    """SUN takes 20% VAT: each line says its VAT, the account its whole VAT, on every page."""
+    for amount in (1_200, 600):
+        position = record(client, reference=SUN_REF, amount_pence=amount).json()["position"]
+    url = f"/accounts/SUN/{SUN_REF}?min_position={position}"
+    whole = client.get(url, headers=auth("officer")).json()
+    lines = [
+        (line["amount_pence"], line["vat_pence"], line["balance_pence"])
+        for line in whole["statement"]
+    ]
+    assert lines == [(1_200, 200, 1_200), (600, 100, 1_800)]
+    page = client.get(f"{url}&limit=1&offset=1", headers=auth("officer")).json()
+    assert [(line["vat_pence"], line["balance_pence"]) for line in page["statement"]] == [
+        (100, 1_800)
+    ]
+    for figures in (whole, page):
+        assert (figures["balance_pence"], figures["vat_pence"], figures["total"]) == (1_800, 300, 2)
 
 
 def test_a_repeat_delivery_answers_200_with_the_first_payment(client) -> None:
