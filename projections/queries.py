@@ -9,7 +9,7 @@ from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, case, func, literal, select, union_all
+from sqlalchemy import Select, String, bindparam, case, func, literal, select, union_all
 from sqlalchemy.engine import Connection
 
 from domain.references import normalise_reference
@@ -110,46 +110,64 @@ def recorded_forms(reference: Any) -> Any:
 
 
 _POSTINGS = LIVE.postings
-_OF_ACCOUNT = (
-    _POSTINGS.c.fund_code == bindparam("fund_code"),
-    _POSTINGS.c.reference.in_(recorded_forms(bindparam("reference", type_=String))),
-)
 _VAT_PENCE = case((_POSTINGS.c.account == "vat:output", -_POSTINGS.c.amount_pence), else_=0)
 _MOVEMENT_PENCE = func.sum(-_POSTINGS.c.amount_pence)
 _MOVEMENT_VAT_PENCE = func.sum(_VAT_PENCE)
-# Built once: SQLAlchemy then finds each statement's compiled form in its cache by identity
-# instead of building and hashing the expression on every request.
-_ACCOUNT_TOTALS = select(
-    func.coalesce(func.sum(-_POSTINGS.c.amount_pence), 0),
-    func.coalesce(func.sum(_VAT_PENCE), 0),
-    func.count(func.distinct(_POSTINGS.c.position)),
-).where(*_OF_ACCOUNT)
-# One line per movement of the account (its postings of one event: one payment, one action),
-# oldest first, with the running balance and the account's totals as window sums over every
-# movement: one statement (one plan, one probe of `reference_forms`) answers a page whatever
-# its offset, where the totals, the balance before the page and the page took three.
-_ACCOUNT_PAGE = (
-    select(
-        _POSTINGS.c.position,
-        _POSTINGS.c.payment_id,
-        _POSTINGS.c.action,
-        func.min(_POSTINGS.c.effective_at).label("effective_at"),
-        func.min(_POSTINGS.c.recorded_at).label("recorded_at"),
-        _MOVEMENT_PENCE.label("amount_pence"),
-        _MOVEMENT_VAT_PENCE.label("vat_pence"),
-        func.sum(_MOVEMENT_PENCE)
-        .over(order_by=_POSTINGS.c.position, rows=(None, 0))
-        .label("balance_pence"),
-        func.sum(_MOVEMENT_PENCE).over().label("account_balance_pence"),
-        func.sum(_MOVEMENT_VAT_PENCE).over().label("account_vat_pence"),
-        func.count().over().label("account_movements"),
+
+
+def _account_statements(reference_matches: Any) -> tuple[Select[Any], Select[Any]]:
+    """The account's totals, for a page past its end, and a page of its movements: one line
+    per movement (its postings of one event: one payment, one action), oldest first, with
+    the running balance and the account's totals as window sums over every movement, so
+    that one statement (one plan, one look-up of `reference_forms`) answers a page whatever
+    its offset, where the totals, the balance before the page and the page took three."""
+    of_account = (_POSTINGS.c.fund_code == bindparam("fund_code"), reference_matches)
+    totals = select(
+        func.coalesce(func.sum(-_POSTINGS.c.amount_pence), 0),
+        func.coalesce(func.sum(_VAT_PENCE), 0),
+        func.count(func.distinct(_POSTINGS.c.position)),
+    ).where(*of_account)
+    page = (
+        select(
+            _POSTINGS.c.position,
+            _POSTINGS.c.payment_id,
+            _POSTINGS.c.action,
+            func.min(_POSTINGS.c.effective_at).label("effective_at"),
+            func.min(_POSTINGS.c.recorded_at).label("recorded_at"),
+            _MOVEMENT_PENCE.label("amount_pence"),
+            _MOVEMENT_VAT_PENCE.label("vat_pence"),
+            func.sum(_MOVEMENT_PENCE)
+            .over(order_by=_POSTINGS.c.position, rows=(None, 0))
+            .label("balance_pence"),
+            func.sum(_MOVEMENT_PENCE).over().label("account_balance_pence"),
+            func.sum(_MOVEMENT_VAT_PENCE).over().label("account_vat_pence"),
+            func.count().over().label("account_movements"),
+        )
+        .where(*of_account)
+        .group_by(_POSTINGS.c.position, _POSTINGS.c.payment_id, _POSTINGS.c.action)
+        .order_by(_POSTINGS.c.position)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
     )
-    .where(*_OF_ACCOUNT)
-    .group_by(_POSTINGS.c.position, _POSTINGS.c.payment_id, _POSTINGS.c.action)
-    .order_by(_POSTINGS.c.position)
-    .limit(bindparam("limit"))
-    .offset(bindparam("offset"))
+    return totals, page
+
+
+_TYPED = bindparam("reference", type_=String)
+_OLDER_FORMS = select(LIVE.reference_forms.c.recorded_reference).where(
+    LIVE.reference_forms.c.reference == _TYPED
 )
+# Built once: SQLAlchemy then finds each statement's compiled form in its cache by identity
+# instead of building and hashing the expression on every request. PostgreSQL plans
+# `= ANY(array_append(ARRAY(older forms), :reference))` (an init plan, then the same probe of
+# ix_postings_fund_code_reference) in about 0.1 ms less than the semi-join that
+# `IN (recorded_forms)` makes of it; SQLite has no arrays and plans the IN list as cheaply.
+_ACCOUNT_STATEMENTS = {
+    "postgresql": _account_statements(
+        _POSTINGS.c.reference
+        == func.any(func.array_append(func.array(_OLDER_FORMS.scalar_subquery()), _TYPED))
+    )
+}
+_ANY_BACKEND = _account_statements(_POSTINGS.c.reference.in_(recorded_forms(_TYPED)))
 _ACCOUNT_FIGURES = ("account_balance_pence", "account_vat_pence", "account_movements")
 
 
@@ -161,11 +179,12 @@ def account_statement(
     of the reference as typed, in every form it was recorded in (`recorded_forms`)."""
     reference = normalise_reference(typed)
     account = {"fund_code": fund_code, "reference": reference}
-    rows = connection.execute(_ACCOUNT_PAGE, account | {"limit": limit, "offset": offset}).all()
+    totals, page = _ACCOUNT_STATEMENTS.get(connection.dialect.name, _ANY_BACKEND)
+    rows = connection.execute(page, account | {"limit": limit, "offset": offset}).all()
     if rows:
         balance, vat, total = (rows[0]._mapping[name] for name in _ACCOUNT_FIGURES)
     elif offset:  # past the last page: the totals still say what the account holds
-        balance, vat, total = connection.execute(_ACCOUNT_TOTALS, account).one()
+        balance, vat, total = connection.execute(totals, account).one()
     else:  # no movement at all
         balance, vat, total = 0, 0, 0
     statement = []
