@@ -72,7 +72,7 @@ class _EventKind:
     version, and its state's fields in the order its constructor sets them (and the mapper
     writes them), with their defaults."""
 
-    __slots__ = ("class_version", "cls", "defaults", "required", "topic")
+    __slots__ = ("class_version", "cls", "defaults", "required", "required_names", "topic")
 
     def __init__(self, cls: type[Any]) -> None:
         self.cls = cls
@@ -87,6 +87,7 @@ class _EventKind:
             f.name: _REQUIRED if f.default is dataclasses.MISSING else f.default for f in fields
         }
         self.required = tuple(f.name for f in fields if f.default is dataclasses.MISSING)
+        self.required_names = frozenset(self.required)
 
     def state(self, values: dict[str, Any]) -> dict[str, Any]:
         """The event's state in field order (the constructor's TypeError for a missing or
@@ -95,9 +96,10 @@ class _EventKind:
         if len(state) != len(self.defaults):
             unknown = sorted(set(state) - set(self.defaults))
             raise TypeError(f"{self.cls.__qualname__} has no fields {unknown}")
-        for name in self.required:
-            if state[name] is _REQUIRED:
-                raise TypeError(f"{self.cls.__qualname__} needs {name!r}")
+        # Every required field given: one set comparison in C, not a loop over the names.
+        if not values.keys() >= self.required_names:
+            missing = next(name for name in self.required if name not in values)
+            raise TypeError(f"{self.cls.__qualname__} needs {missing!r}")
         return state
 
     def event(self, originator_id: Any, version: int, state: dict[str, Any]) -> Any:

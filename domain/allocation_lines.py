@@ -8,7 +8,7 @@ classes here write them (`to_dict`) and read them (`from_dict`), so nobody else 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.money import vat_from_gross
 
@@ -49,11 +49,13 @@ def vat_parts_from(stored: list[dict[str, int]] | None) -> tuple[VatPart, ...] |
     return None if stored is None else tuple(VatPart.from_dict(part) for part in stored)
 
 
-@dataclass(frozen=True)
-class AllocatedLine:
+class AllocatedLine(NamedTuple):
     """One line of an Allocated event: money added to a fund and reference at one VAT rate.
 
     Events store it as a plain dict (`to_dict`), the form every stored event already has.
+    A named tuple, not a dataclass (as `Posting`): every new receipt makes one, and every
+    check, replay and rebuild of its postings reads its lines as these; a tuple is made in
+    a third of the time (#9).
     """
 
     fund_code: str

@@ -26,6 +26,8 @@ _CARD = re.compile(
 _NOT_DIGIT = re.compile(r"\D")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 KEPT_FIRST_DIGITS = 6
+# The fewest digits `_CARD` takes (an ASCII text needs as many characters to hold one).
+SHORTEST_CARD_NUMBER = 13
 KEPT_LAST_DIGITS = 4
 
 
@@ -81,6 +83,8 @@ def _card_spans(normalised: str) -> list[list[int]]:
 
 
 def contains_card_number(text: str) -> bool:
+    if len(text) < SHORTEST_CARD_NUMBER and text.isascii():
+        return False  # fewer characters than a card has digits (most references): no search
     return bool(_card_spans(_normalised(text)[0]))
 
 

@@ -50,7 +50,7 @@ from domain.limits import (
     require_business_datetime,
     require_length,
 )
-from domain.money import require_positive_pence
+from domain.money import require_positive_pence, vat_from_gross
 from domain.references import capitals, normalise_reference
 from domain.refund_approval import PendingRefund, RefundApproval
 
@@ -82,7 +82,11 @@ class Channel(StrEnum):
 
     @classmethod
     def parse(cls, value: str) -> Channel:
-        return parse_choice(cls, value, "channel", UnknownChannel)
+        # A channel given as stored (nearly every one) by one look-up, not the Enum's call.
+        return _CHANNELS.get(value) or parse_choice(cls, value, "channel", UnknownChannel)
+
+
+_CHANNELS = {channel.value: channel for channel in Channel}
 
 
 # Channels whose money a card provider holds until it pays it out, net of its fees, refunds
@@ -224,11 +228,14 @@ def allocated_line(
 ) -> AllocatedLine:
     """What allocating `amount_pence` to a fund and reference adds to what it `held` (None:
     nothing yet): the fund's VAT rate in force at `moment`, the VAT worked out on the total."""
-    line = held or AllocationLine(fund.code, reference)
-    part = line.adding(fund.vat_rate_at(moment), amount_pence)
-    return AllocatedLine(
-        fund.code, reference, amount_pence, part.vat_rate_basis_points, part.vat_pence
-    )
+    rate = fund.vat_rate_at(moment)
+    if held is None:
+        # A new line's total is this money (what `adding` works out on an empty line, without
+        # making the line and its parts: every new receipt allocates one, #9).
+        vat = vat_from_gross(amount_pence, rate)
+    else:
+        vat = held.adding(rate, amount_pence).vat_pence
+    return AllocatedLine(fund.code, reference, amount_pence, rate, vat)
 
 
 def _rule_fields(match: Match) -> dict[str, Any]:

@@ -8,8 +8,16 @@ import time
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from domain.cards import contains_card_number, mask_card_numbers, reject_card_numbers
+from domain.cards import (
+    SHORTEST_CARD_NUMBER,
+    _card_spans,
+    contains_card_number,
+    mask_card_numbers,
+    reject_card_numbers,
+)
 from domain.errors import CardNumberRejected, InvalidTextCharacters
 from domain.payment import Channel, Payment
 from tests.domain.helpers import NOW, chart, receive
@@ -178,3 +186,10 @@ def test_a_providers_numeric_id_is_an_identifier_not_a_card_number() -> None:
         _provider_receipt(VISA, from_provider=False)
     with pytest.raises(InvalidTextCharacters):
         _provider_receipt("pay\x00id", from_provider=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0123456789 -_aZ.\t"), max_size=SHORTEST_CARD_NUMBER + 6))
+def test_the_short_text_shortcut_finds_what_the_search_finds(text: str) -> None:
+    """ASCII text shorter than a card number skips the search (#9): never a different answer."""
+    assert contains_card_number(text) == bool(_card_spans(text))

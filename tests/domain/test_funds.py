@@ -1,5 +1,6 @@
+import pickle
 from dataclasses import replace
-from uuid import uuid5
+from uuid import RFC_4122, UUID, SafeUUID, uuid5
 
 import pytest
 from hypothesis import given, settings
@@ -204,7 +205,12 @@ def test_matching_by_reference_length_answers_as_asking_every_fund(
 @settings(max_examples=300, deadline=None)
 @given(st.text())
 def test_ledger_ids_are_the_uuid5_of_their_name(name: str) -> None:
-    assert ledger_uuid5(name) == uuid5(LEDGER_NAMESPACE, name)
+    made, expected = ledger_uuid5(name), uuid5(LEDGER_NAMESPACE, name)
+    # Made without UUID.__init__: the same object in every way a reader can tell.
+    assert type(made) is UUID
+    assert made == expected and hash(made) == hash(expected) and str(made) == str(expected)
+    assert (made.version, made.variant, made.is_safe) == (5, RFC_4122, SafeUUID.unknown)
+    assert pickle.loads(pickle.dumps(made)) == expected
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,11 @@
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from domain.allocation_lines import AllocationLine
 from domain.errors import (
     AllocationExceedsUnallocated,
     AllocationNotFound,
@@ -16,7 +20,14 @@ from domain.errors import (
     RefundExceedsRemaining,
     TransferExceedsAllocation,
 )
-from domain.payment import AllocationRequest, Channel, Payment, PaymentStatus, ReversalKind
+from domain.payment import (
+    AllocationRequest,
+    Channel,
+    Payment,
+    PaymentStatus,
+    ReversalKind,
+    allocated_line,
+)
 from domain.postings import postings_for
 from tests.domain.helpers import (
     CT_REF,
@@ -384,3 +395,26 @@ def test_a_transfer_from_a_reference_recorded_unfolded_to_its_own_folded_form_is
             reason="paid the wrong account",
         )
     assert [(x.reference, x.amount_pence) for x in payment.lines_with_money()] == [(WIDE, 10_000)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    amount_pence=st.integers(1, 10**9),
+    rate_basis_points=st.integers(0, 10_000),
+    fund=st.sampled_from([CT, SUN, HRA]),
+)
+def test_a_new_lines_allocation_is_what_adding_to_an_empty_line_makes(
+    amount_pence: int, rate_basis_points: int, fund
+) -> None:
+    """`allocated_line` works out a receipt's first line without making the empty line
+    (#9): the same line, VAT included, as adding the money to an empty line gives."""
+    fund = replace(fund, vat_rate_basis_points=rate_basis_points, vat_rates=())
+    empty = AllocationLine(fund.code, "REF1")
+    first = allocated_line(None, fund, "REF1", amount_pence, NOW)
+    assert first == allocated_line(empty, fund, "REF1", amount_pence, NOW)
+    part = empty.adding(rate_basis_points, amount_pence)
+    assert (first.amount_pence, first.vat_rate_basis_points, first.vat_pence) == (
+        part.amount_pence,
+        part.vat_rate_basis_points,
+        part.vat_pence,
+    )
