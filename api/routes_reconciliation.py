@@ -29,6 +29,7 @@ from application.reconciliation import (
     exceptions_page,
     kept_books,
     link_counted_twice,
+    provider_lines_in_funds,
     undo_line_check,
     unlink_line,
 )
@@ -405,3 +406,45 @@ async def reconciliation_uncheck(body: UncheckIn, svc: ServicesDep, user: Staff)
         undo_line_check, svc.ledger, body.batch_id, body.line, user.context(), body.reason
     )
     return done.to_dict()
+
+
+class FundHeldOut(BaseModel):
+    fund_code: str
+    reference: str
+    amount_pence: int
+
+
+class ProviderLineOut(BaseModel):
+    batch_id: str = Field(description="the statement's import")
+    file_name: str
+    line: int
+    booking_date: str | None
+    payment_id: str = Field(description="the line's own receipt")
+    amount_pence: int
+    reference: str
+    narrative: str = Field(description="the line's narrative, naming a provider")
+    funds: list[FundHeldOut] = Field(description="where the receipt's money is now")
+
+
+class ProviderLinesOut(BaseModel):
+    total: int = Field(description="all such lines (at most `limit` are listed)")
+    lines: list[ProviderLineOut]
+
+
+@router.get(
+    "/reconciliation/provider-lines", tags=["reconciliation"], response_model=ProviderLinesOut
+)
+async def reconciliation_provider_lines(
+    svc: ServicesDep, user: Reader, limit: Annotated[int, Query(ge=1, le=1_000)] = 100
+) -> Any:
+    """Read-only: statement credit lines a fund took by their reference at import whose
+    narrative names a payment provider by the ledger's names now (LEDGER_PAYOUT_NARRATIVES,
+    LEDGER_COLLECTOR_NARRATIVES): a provider's payout taken for a payer's own transfer, as
+    imports did before a provider's line was held for its provider, or before a name was
+    added to the settings. With where each receipt's money is now, so that an officer
+    transfers or reverses it (counted_twice); lines of reversed statements, and receipts
+    refunded or reversed in full, are left out. Nothing is changed. Reads every statement
+    import: a check to run now and then, not a dashboard. Roles: officer, supervisor,
+    auditor, reporting."""
+    user.access.require_whole_ledger("the statement lines naming a provider")
+    return await run_in_threadpool(provider_lines_in_funds, svc.ledger, limit)

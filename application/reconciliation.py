@@ -2640,6 +2640,73 @@ def statements_paying_in(
     return found
 
 
+# ---- provider lines a fund took before the provider rule ------------------------------------
+
+# Receipts read together (payments_events) per query, and the lines a report lists at most.
+PROVIDER_LINES_BATCH = 1_000
+MAX_PROVIDER_LINES = 1_000
+
+
+def provider_lines_in_funds(ledger: IncomeLedger, most: int = MAX_PROVIDER_LINES) -> dict[str, Any]:
+    """Read-only: the statement credit lines a fund took by their reference at import
+    (taken_by_its_reference: no exception, no check) whose narrative names a payment
+    provider by the ledger's names now (application.imports.names_provider, the ledger's
+    provider_narratives): a provider's payout taken for a payer's own transfer, as the
+    import did before a provider's line was held for its provider (888615c), or before a
+    name was added to LEDGER_COLLECTOR_NARRATIVES. Nothing is changed: an officer transfers,
+    reverses (counted_twice) or leaves each one, as they find. Only lines of standing
+    statements whose receipt still has money in a fund are listed (one refunded or reversed
+    in full is done with), in the ledger's order, at most `most` (`total`: all of them)."""
+    providers = ledger.provider_narratives
+    wanted: dict[str, tuple[str, str, ImportedLine]] = {}  # payment id -> batch, file, line
+    reversed_batches: set[str] = set()
+    for event in ledger.events_of(ImportBatch.Imported, ImportBatch.Reversed):
+        batch_id = str(event.originator_id)
+        if isinstance(event, ImportBatch.Reversed):
+            reversed_batches.add(batch_id)
+        elif event.file_format in OpenLines.FORMATS:
+            for line in event.imported_lines:
+                if taken_by_its_reference(line) and line.payment_id is not None:
+                    wanted[line.payment_id] = (batch_id, event.file_name, line)
+    rows: list[dict[str, Any]] = []
+    ids = [pid for pid, (batch_id, _, _) in wanted.items() if batch_id not in reversed_batches]
+    for start in range(0, len(ids), PROVIDER_LINES_BATCH):
+        chunk = [UUID(pid) for pid in ids[start : start + PROVIDER_LINES_BATCH]]
+        read = ledger.payments_events(chunk)
+        for payment_id in chunk:
+            events = read[payment_id]
+            received = events[0]
+            narrative = (received.provider_details or {}).get("narrative")
+            if not providers.named_in(narrative):
+                continue
+            receipt = replayed(events)
+            funds = [
+                {
+                    "fund_code": held.fund_code,
+                    "reference": held.reference,
+                    "amount_pence": held.amount_pence,
+                }
+                for held in receipt.lines_with_money()
+            ]
+            if not funds:
+                continue
+            batch_id, file_name, line = wanted[str(payment_id)]
+            rows.append(
+                {
+                    "batch_id": batch_id,
+                    "file_name": file_name,
+                    "line": line.line,
+                    "booking_date": line.booking_date,
+                    "payment_id": str(payment_id),
+                    "amount_pence": line.amount_pence,
+                    "reference": line.reference,
+                    "narrative": narrative,
+                    "funds": funds,
+                }
+            )
+    return {"total": len(rows), "lines": rows[:most]}
+
+
 # ---- the exceptions report -------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ from application.reconciliation import (
     exceptions_csv,
     link_after_recording,
     link_counted_twice,
+    provider_lines_in_funds,
     undo_line_check,
     unlink_line,
 )
@@ -74,7 +75,8 @@ reconcile_app = typer.Typer(
     "choose BATCH LINE --candidate KEY (a person picks what a line with several candidates pays "
     "in), reconcile unlink BATCH LINE (undo a wrong link), reconcile check BATCH LINE (a line "
     "an import rule sent to a fund is right), reconcile uncheck BATCH LINE, reconcile "
-    "exceptions (unmatched lines, receipts, payouts).",
+    "exceptions (unmatched lines, receipts, payouts), reconcile provider-lines (lines a fund "
+    "took whose narrative names a provider).",
     no_args_is_help=True,
 )
 
@@ -91,6 +93,7 @@ def register(app: typer.Typer) -> None:
     reconcile_app.command("unlink")(helpers.handle_errors(reconcile_unlink))
     reconcile_app.command("check")(helpers.handle_errors(reconcile_check))
     reconcile_app.command("uncheck")(helpers.handle_errors(reconcile_uncheck))
+    reconcile_app.command("provider-lines")(helpers.handle_errors(reconcile_provider_lines))
     app.add_typer(reconcile_app, name="reconcile")
 
 
@@ -512,6 +515,47 @@ def _print_check(done: LineCheck) -> None:
         f"{escape(done.file_name)} line {done.line} ({pounds_text(done.amount_pence)}) {what}",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+def reconcile_provider_lines(
+    most: Annotated[
+        int, typer.Option("--most", min=1, max=1_000, help="List this many lines at most.")
+    ] = 100,
+    as_json: helpers.JsonOption = False,
+) -> None:
+    """Read-only: statement lines a fund took by their reference whose narrative names a
+    payment provider by the ledger's names now (a payout taken into a fund before the
+    provider rule, or before a name was added to LEDGER_COLLECTOR_NARRATIVES), with where
+    their money is now: transfer or reverse each one as you find (README, "A day's files")."""
+    found = helpers.run(lambda led: provider_lines_in_funds(led, most))
+    helpers.show(found, as_json, _print_provider_lines)
+
+
+def _print_provider_lines(found: dict[str, Any]) -> None:
+    table = helpers.folding_table("import", "line", "date", "amount", "narrative", "now in")
+    for row in found["lines"]:
+        table.add_row(
+            row["batch_id"],
+            str(row["line"]),
+            row["booking_date"] or "",
+            pounds_text(row["amount_pence"]),
+            escape(row["narrative"]),
+            escape(
+                ", ".join(
+                    f"{held['fund_code']} {held['reference']} {pounds_text(held['amount_pence'])}"
+                    for held in row["funds"]
+                )
+            ),
+        )
+    helpers.out.print(table)
+    shown = len(found["lines"])
+    helpers.out.print(
+        f"{helpers.counted(found['total'], 'statement line')} a fund took "
+        + ("names" if found["total"] == 1 else "name")
+        + " a provider"
+        + (f" ({shown} shown: --most for more)" if shown < found["total"] else ""),
+        highlight=False,
     )
 
 

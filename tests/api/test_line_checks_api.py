@@ -1,9 +1,11 @@
 """A person's check of a statement line an import rule sent to a fund, over HTTP: POST
 /reconciliation/checks takes it off the exceptions report, POST /reconciliation/unchecks
-puts it back; officers and supervisors only; refusals are problem details, storing nothing."""
+puts it back; officers and supervisors only; refusals are problem details, storing nothing.
+And GET /reconciliation/provider-lines, read-only."""
 
 from __future__ import annotations
 
+from domain.statements import COLLECTOR_NARRATIVES, PAYOUT_NARRATIVES, ProviderNames
 from tests.api.conftest import auth
 from tests.application.test_statement_imports import YESTERDAY, camt, entry
 from tests.domain.helpers import CT_REF, CT_REF_2
@@ -79,3 +81,26 @@ def test_a_check_is_refused_with_a_problem(client) -> None:
     invalid = client.post("/reconciliation/checks", json=no_reason, headers=auth("officer"))
     assert invalid.status_code == 422
     assert _listed(client) == [1]
+
+
+def test_provider_lines_a_fund_took_are_listed_read_only(client, services) -> None:
+    statement = camt(entry("10.00", day=YESTERDAY, ref="B1", text=CT_REF, info="WORLDPAYLTD"))
+    uploaded = client.post(
+        "/imports", files={"file": ("day.xml", statement)}, headers=auth("integration")
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    path = "/reconciliation/provider-lines"
+    assert client.get(path, headers=auth("officer")).json() == {"total": 0, "lines": []}
+    services.ledger.provider_narratives = ProviderNames.of(
+        PAYOUT_NARRATIVES, (*COLLECTOR_NARRATIVES, "WORLDPAY")
+    )
+    found = client.get(path, headers=auth("auditor"))
+    assert found.status_code == 200, found.text
+    (line,) = found.json()["lines"]
+    assert (line["line"], line["narrative"], line["funds"][0]["fund_code"]) == (
+        1,
+        "WORLDPAYLTD",
+        "CT",
+    )
+    assert client.get(path, headers=auth("integration")).status_code == 403
+    assert client.get(f"{path}?limit=0", headers=auth("officer")).status_code == 422

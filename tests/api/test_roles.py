@@ -99,6 +99,7 @@ TABLE = [
         {"batch_id": "00000000-0000-0000-0000-000000000000", "line": 1, "reason": "r"},
         STAFF,
     ),
+    ("GET", "/reconciliation/provider-lines", None, READERS),
     ("POST", "/periods/closes", {"kind": "day", "date": "2025-01-02", "reason": "r"}, SUPERVISOR),
     ("GET", "/periods/closes", None, READERS),
     ("GET", "/gl/export?date=2025-01-02", None, SUPERVISOR),

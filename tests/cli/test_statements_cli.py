@@ -382,3 +382,15 @@ def test_reconcile_check_and_uncheck_a_line_an_import_rule_sent_to_a_fund(cli, t
     assert undone["checked"] is False
     report = json.loads(cli("reconcile", "exceptions", "--json").stdout)
     assert [row["line"] for row in report["unmatched_statement_lines"]] == [1]
+
+
+def test_reconcile_provider_lines_lists_what_a_fund_took(cli, tmp_path, monkeypatch) -> None:  # noqa: F811
+    statement = tmp_path / "stmt.xml"
+    statement.write_bytes(camt(entry("13.00", ref="B1", text=CT_REF, info="WORLDPAY LTD")))
+    cli("import", str(statement))
+    assert json.loads(cli("reconcile", "provider-lines", "--json").stdout)["total"] == 0
+    monkeypatch.setenv("LEDGER_COLLECTOR_NARRATIVES", "ALLPAY,PAYPOINT,PAYZONE,WORLDPAY")
+    found = json.loads(cli("reconcile", "provider-lines", "--json").stdout)
+    assert found["total"] == 1 and found["lines"][0]["narrative"] == "WORLDPAY LTD"
+    table = cli("reconcile", "provider-lines").stdout
+    assert "1 statement line a fund took names a provider" in table
