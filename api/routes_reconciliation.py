@@ -26,7 +26,7 @@ from application.reconciliation import (
     choose_link,
     exceptions,
     exceptions_csv,
-    exceptions_page,
+    exceptions_report_page,
     kept_books,
     link_counted_twice,
     provider_lines_in_funds,
@@ -178,14 +178,21 @@ async def reconciliation_exceptions(
     reporting."""
     user.access.require_whole_ledger("the reconciliation exceptions report")
 
-    def made() -> tuple[Books, dict[str, Any]]:
+    csv = bool(accept and "text/csv" in accept)
+
+    def made() -> tuple[Books, dict[str, Any] | None]:
         books = kept_books(svc.ledger)
-        return books, exceptions(svc.ledger, books=books)
+        if csv:
+            return books, exceptions(svc.ledger, books=books)
+        if at_position is not None and at_position != books.position:
+            return books, None  # refused below: no page made
+        return books, exceptions_report_page(svc.ledger, limit, offset, books=books)
 
     books, report = await run_in_threadpool(made)
-    if accept and "text/csv" in accept:
+    if csv:
+        assert report is not None
         return Response(exceptions_csv(report), media_type="text/csv; charset=utf-8")
-    if at_position is not None and at_position != books.position:
+    if report is None:
         raise ApiProblem(
             409,
             "The report changed",
@@ -194,7 +201,7 @@ async def reconciliation_exceptions(
             "between pages; start again from the first page (offset 0, without at_position)",
             "report_changed",
         )
-    return exceptions_page(report, limit, offset) | {"position": books.position}
+    return report | {"position": books.position}
 
 
 class LateLinkOut(BaseModel):

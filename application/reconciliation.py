@@ -98,9 +98,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
 from itertools import combinations, product
-from typing import Any, TypeVar
+from operator import attrgetter
+from typing import Any, NamedTuple, TypeVar
 from uuid import UUID
 
+import orjson
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
@@ -227,8 +229,10 @@ Allowed = Callable[["StatementLink"], bool] | None
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
 
 
-@dataclass(frozen=True)
-class Receipt:
+class Receipt(NamedTuple):
+    """A receipt as the books hold it (a tuple: a ledger's books hold one for each receipt
+    not yet paid in, and a new process makes them all from the stored books, issue #10)."""
+
     payment_id: str
     channel: str
     amount_pence: int
@@ -565,7 +569,7 @@ class BooksFold:
         ]
         for pid in sorted(moved):
             fold.clearing[pid] = self.clearing[pid]
-            fold.clearing_receipts[pid] = replace(self.clearing_receipts[pid], position=0)
+            fold.clearing_receipts[pid] = self.clearing_receipts[pid]._replace(position=0)
         fold.clearing_moved = {pid: self.clearing_moved[pid] for pid in fold.clearing}
         fold.disputes = {key: d for key, d in self.disputes.items() if d["position"] > after}
         fold.import_positions = {bid: at for bid, at in self.import_positions.items() if at > after}
@@ -637,17 +641,21 @@ class BooksFold:
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> BooksFold:
-        state = json.loads(zlib.decompress(snapshot.books))
+        # (orjson reads what json wrote, several times faster: issue #10)
+        state = orjson.loads(zlib.decompress(snapshot.books))
         fold = cls()
         fold.position, fold.mark = snapshot.mark.position, snapshot.mark
-        fold.receipts = {row[0]: _receipt_from(row) for row in state["receipts"]}
+        days: dict[str, date] = {}
+        fold.receipts = {row[0]: _receipt_from(row, days) for row in state["receipts"]}
         fold.reversed_ids = dict(state["reversed_ids"])
         fold.paid_in_notes = dict(state["paid_in_notes"])
         fold.clearing = {
             pid: {(kind, day): pence for kind, day, pence in held}
             for pid, held in state["clearing"]
         }
-        fold.clearing_receipts = {row[0]: _receipt_from(row) for row in state["clearing_receipts"]}
+        fold.clearing_receipts = {
+            row[0]: _receipt_from(row, days) for row in state["clearing_receipts"]
+        }
         fold.clearing_moved = dict(state["clearing_moved"])
         fold.disputes = {
             (pid, dispute_id): {
@@ -737,9 +745,14 @@ def _receipt_data(receipt: Receipt) -> list[Any]:
     ]
 
 
-def _receipt_from(row: list[Any]) -> Receipt:
+def _receipt_from(row: list[Any], days: dict[str, date]) -> Receipt:
+    """A receipt from its stored data; `days`: the dates made so far, by their text."""
     payment_id, channel, pence, received_on, reference, position = row
-    return Receipt(payment_id, channel, pence, date.fromisoformat(received_on), reference, position)
+    day = days.get(received_on)
+    if day is None:
+        day = days[received_on] = date.fromisoformat(received_on)
+    # (the tuple made at once: NamedTuple's own __new__ is a Python call, ~1 s per 1M)
+    return tuple.__new__(Receipt, (payment_id, channel, pence, day, reference, position))
 
 
 # A process stores its books (KeptBooks) once it has folded this many events since they
@@ -1149,7 +1162,11 @@ class ImportedFile:
 
 class Matcher:
     """The rules over indexes built once per file (by day and amount, by channel and day,
-    by import total), so a file of many lines does not rescan every receipt per line."""
+    by import total), so a file of many lines does not rescan every receipt per line. Each
+    is made when a line first asks for it (a day's when a line's window first reaches the
+    day: _index_day; the imports' at the first rule 2 or files together), not of every
+    receipt ever recorded for each report (issue #10): what it holds is what it would hold
+    made at once, but for receipts linked since (take), which every rule passes over."""
 
     def __init__(self, books: Books) -> None:
         self.books = books
@@ -1157,16 +1174,13 @@ class Matcher:
         self.by_channel_day: dict[tuple[str, date], list[Receipt]] = defaultdict(list)
         # what is still unlinked of each channel's day: [pence, count]
         self.open_totals: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0, 0])
-        self.batches_by_total: dict[int, list[str]] = defaultdict(list)
-        self.channels = {receipt.channel for receipt in books.receipts.values()}
+        self.channels: set[str] = set()
+        # every receipt by its day, in the books' order; the days indexed so far
+        self.days: dict[date, list[Receipt]] = defaultdict(list)
+        self.indexed: set[date] = set()
         for receipt in books.receipts.values():
-            if not self.by_amount(receipt.payment_id):
-                continue
-            self.by_day_amount[(receipt.received_on, receipt.amount_pence)].append(receipt)
-            self.by_channel_day[(receipt.channel, receipt.received_on)].append(receipt)
-            totals = self.open_totals[(receipt.channel, receipt.received_on)]
-            totals[0] += receipt.amount_pence
-            totals[1] += 1
+            self.days[receipt.received_on].append(receipt)
+            self.channels.add(receipt.channel)
         # what card providers still hold, per (channel, settlement day): payment id -> pence
         self.payouts: dict[tuple[str, date], dict[str, int]] = defaultdict(dict)
         for payment_id, held in books.clearing.items():
@@ -1174,22 +1188,60 @@ class Matcher:
             for (_, day), pence in held.items():
                 group = self.payouts[(channel, date.fromisoformat(day))]
                 group[payment_id] = group.get(payment_id, 0) + pence
-        # the files usable so, by their day; what two or three of them make, per booking day
-        # of a line (files_together: made when first asked)
-        self.files_by_day: dict[date, list[ImportedFile]] = defaultdict(list)
+        # the imports usable so, by their total and by their day (made when first asked:
+        # _index_files, with the imports linked when the matcher was made); what two or
+        # three of them make, per booking day of a line (files_together: made when asked)
+        self._batches_by_total: dict[int, list[str]] | None = None
+        self._files_by_day: dict[date, list[ImportedFile]] = defaultdict(list)
+        self._linked_batches = set(books.linked_batches)
         self.together: dict[date, dict[int, list[tuple[ImportedFile, ...]]]] = {}
-        for batch_id, payment_ids in books.batches.items():
-            usable = all(pid in books.receipts and pid not in books.clearing for pid in payment_ids)
-            if payment_ids and usable and batch_id not in books.linked_batches:
-                total = sum(books.receipts[pid].amount_pence for pid in payment_ids)
-                self.batches_by_total[total].append(batch_id)
+
+    def _index_day(self, day: date) -> None:
+        """Index one day's receipts that rules 1 to 3 may pay in (by_amount)."""
+        if day in self.indexed:
+            return
+        self.indexed.add(day)
+        linked, clearing = self.books.linked, self.books.clearing
+        by_day_amount, by_channel_day = self.by_day_amount, self.by_channel_day
+        open_totals = self.open_totals
+        for receipt in self.days.get(day, ()):
+            if receipt.payment_id in linked or receipt.payment_id in clearing:  # by_amount
+                continue
+            by_day_amount[(day, receipt.amount_pence)].append(receipt)
+            by_channel_day[(receipt.channel, day)].append(receipt)
+            totals = open_totals[(receipt.channel, day)]
+            totals[0] += receipt.amount_pence
+            totals[1] += 1
+
+    @property
+    def batches_by_total(self) -> dict[int, list[str]]:
+        if self._batches_by_total is None:
+            self._index_files()
+        assert self._batches_by_total is not None
+        return self._batches_by_total
+
+    @property
+    def files_by_day(self) -> dict[date, list[ImportedFile]]:
+        if self._batches_by_total is None:
+            self._index_files()
+        return self._files_by_day
+
+    def _index_files(self) -> None:
+        receipts, clearing = self.books.receipts, self.books.clearing
+        self._batches_by_total = defaultdict(list)
+        for batch_id, payment_ids in self.books.batches.items():
+            if not payment_ids or batch_id in self._linked_batches:
+                continue
+            if all(pid in receipts and pid not in clearing for pid in payment_ids):
+                total = sum(receipts[pid].amount_pence for pid in payment_ids)
+                self._batches_by_total[total].append(batch_id)
                 self._add_file(batch_id, payment_ids, total)
 
     def _add_file(self, batch_id: str, payment_ids: list[str], total_pence: int) -> None:
         days = [self.books.receipts[pid].received_on for pid in payment_ids]
         _, source = self.books.import_files.get(batch_id, ("", ""))
         file = ImportedFile(batch_id, source, min(days), max(days), total_pence)
-        self.files_by_day[file.day].append(file)
+        self._files_by_day[file.day].append(file)
 
     def by_amount(self, payment_id: str) -> bool:
         """Whether rules 1 to 3 (amounts and days) may pay in the receipt: not yet linked,
@@ -1396,6 +1448,7 @@ class Matcher:
     def _one_receipt(self, days: list[date], amount_pence: int) -> list[StatementLink]:
         found = []
         for day in days:  # the nearest day first
+            self._index_day(day)
             same = [
                 r
                 for r in self.by_day_amount.get((day, amount_pence), ())
@@ -1422,6 +1475,7 @@ class Matcher:
     def _channel_day(self, days: list[date], amount_pence: int) -> list[StatementLink]:
         found = []
         for day in days:  # the nearest day first
+            self._index_day(day)
             for channel in sorted(self.channels):
                 pence, count = self.open_totals.get((channel, day), (0, 0))
                 if count > 1 and pence == amount_pence:
@@ -1460,7 +1514,12 @@ class Matcher:
                 if settled_day is None or day.isoformat() == settled_day:
                     held.pop(payment_id, None)
             receipt = self.books.receipts.get(payment_id)
-            if receipt is not None and self.by_amount(payment_id):
+            # (a day not indexed yet leaves it out when it is: linked now)
+            if (
+                receipt is not None
+                and receipt.received_on in self.indexed
+                and self.by_amount(payment_id)
+            ):
                 totals = self.open_totals[(receipt.channel, receipt.received_on)]
                 totals[0] -= receipt.amount_pence
                 totals[1] -= 1
@@ -2729,6 +2788,26 @@ def exceptions(
     disputes not yet decided (money at risk), oldest first (_oldest_first: by their day,
     then in the order the ledger recorded them); from the books this process keeps
     (kept_books) unless given."""
+    report = _report(ledger, today, books)
+    return report | {section: list(report[section]) for section in REPORT_SECTIONS}
+
+
+def exceptions_report_page(
+    ledger: IncomeLedger,
+    limit: int,
+    offset: int = 0,
+    today: date | None = None,
+    books: Books | None = None,
+) -> dict[str, Any]:
+    """exceptions_page(exceptions(ledger, today, books), limit, offset), making only the
+    rows of the page: a ledger's receipts not yet paid in are sorted, not each made a row
+    (a page of 100 of a report of 100,000 rows: issue #10). The summary is counted from
+    the same items."""
+    return exceptions_page(_report(ledger, today, books), limit, offset)
+
+
+def _report(ledger: IncomeLedger, today: date | None, books: Books | None) -> dict[str, Any]:
+    """The report with its sections as _Rows (made when sliced) and its summary."""
     today = today or uk_today()
     books = kept_books(ledger) if books is None else books
     choices = _choices(ledger, books)
@@ -2749,47 +2828,82 @@ def exceptions(
             lambda item: item[1].line,
         )
     ]
-    open_receipts = [
-        r
-        for r in books.receipts.values()
-        if r.payment_id not in books.linked and r.payment_id not in books.clearing
-    ]
-    receipts = [
-        _receipt_row(r, today)
-        for r in _oldest_first(
-            open_receipts, lambda r: (r.received_on.isoformat(), r.position, r.payment_id)
-        )
-    ]
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in lines:
+        _count(totals, row["kind"], row["age_days"], 1, row["amount_pence"])
+    # (a date sorts as its isoformat does: by the day, however many rows)
+    open_receipts = _oldest_first(
+        (
+            r
+            for r in books.receipts.values()
+            if r.payment_id not in books.linked and r.payment_id not in books.clearing
+        ),
+        attrgetter("received_on", "position", "payment_id"),
+    )
+    by_day: dict[date, list[int]] = defaultdict(lambda: [0, 0])
+    for r in open_receipts:
+        day_total = by_day[r.received_on]
+        day_total[0] += 1
+        day_total[1] += r.amount_pence
+    for day, (count, pence) in by_day.items():
+        _count(totals, "receipt", (today - day).days, count, pence)
     clearing = books.clearing_receipts
-    unsettled = [
-        _receipt_row(clearing[payment_id], today, kind, pence, day)
-        for payment_id, kind, day, pence in _oldest_first(
-            _unsettled(books),
-            lambda item: (item[2].isoformat(), clearing[item[0]].position, item[0]),
+    unsettled = _oldest_first(
+        _unsettled(books), lambda item: (item[2], clearing[item[0]].position, item[0])
+    )
+    for _, kind, day, pence in unsettled:
+        _count(totals, kind, (today - day).days, 1, pence)
+    disputes = _oldest_first(
+        [item for item in books.disputes.items() if item[1]["status"] in OPEN_DISPUTES],
+        lambda item: (item[1]["opened_on"], item[1]["position"], "/".join(item[0])),
+    )
+    for _, dispute in disputes:
+        _count(
+            totals, "open_dispute", (today - dispute["opened_on"]).days, 1, dispute["amount_pence"]
         )
-    ]
-    disputes = [
-        _receipt_row(
-            clearing[payment_id],
-            today,
-            "open_dispute",
-            dispute["amount_pence"],
-            dispute["opened_on"],
-        )
-        for (payment_id, _), dispute in _oldest_first(
-            [item for item in books.disputes.items() if item[1]["status"] in OPEN_DISPUTES],
-            lambda item: (item[1]["opened_on"].isoformat(), item[1]["position"], "/".join(item[0])),
-        )
-    ]
-    sections = (lines, receipts, unsettled, disputes)
     return {
         "as_of": today.isoformat(),
         "unmatched_statement_lines": lines,
-        "unmatched_receipts": receipts,
-        "unsettled_card_payments": unsettled,
-        "open_disputes": disputes,
-        "summary": _summary(*sections),
+        "unmatched_receipts": _Rows(open_receipts, lambda r: _receipt_row(r, today)),
+        "unsettled_card_payments": _Rows(
+            unsettled,
+            lambda item: _receipt_row(clearing[item[0]], today, item[1], item[3], item[2]),
+        ),
+        "open_disputes": _Rows(
+            disputes,
+            lambda item: _receipt_row(
+                clearing[item[0][0]],
+                today,
+                "open_dispute",
+                item[1]["amount_pence"],
+                item[1]["opened_on"],
+            ),
+        ),
+        "summary": _summary(totals),
     }
+
+
+class _Rows(Sequence[dict[str, Any]]):
+    """A section's items, oldest first, made rows only when sliced (a page's) or listed."""
+
+    def __init__(self, items: list[Any], row: Callable[[Any], dict[str, Any]]) -> None:
+        self.items, self.row = items, row
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.row(item) for item in self.items[index]]
+        return self.row(self.items[index])
+
+
+def _count(
+    totals: dict[tuple[str, str], list[int]], kind: str, age_days: int, count: int, pence: int
+) -> None:
+    entry = totals[(kind, age_band(age_days))]
+    entry[0] += count
+    entry[1] += pence
 
 
 def _choices(
@@ -2980,8 +3094,8 @@ def line_choices(ledger: IncomeLedger, batch: ImportBatch) -> dict[int, list[dic
 
 def _oldest_first(
     items: Iterable[Row],
-    recorded: Callable[[Row], tuple[str, int, str]],
-    within: Callable[[Row], Any] = lambda _: 0,
+    recorded: Callable[[Row], tuple[Any, int, str]],
+    within: Callable[[Row], Any] | None = None,
 ) -> list[Row]:
     """The report's rows in an order a person can follow and an auditor reproduce from the
     data, whatever the day it is asked on: by business day (`recorded`'s first: a line's
@@ -2989,6 +3103,8 @@ def _oldest_first(
     opened), then in the order the ledger recorded them (its position: the statement's,
     the receipt's, the dispute's), then by id (only when positions are unknown), then
     `within` one record (a statement's line number, a payment's items of one day)."""
+    if within is None:
+        return sorted(items, key=recorded)
     return sorted(items, key=lambda item: (*recorded(item), within(item)))
 
 
@@ -3052,13 +3168,8 @@ def _receipt_row(
     }
 
 
-def _summary(*groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for rows in groups:
-        for row in rows:
-            entry = totals[(row["kind"], row["age_band"])]
-            entry[0] += 1
-            entry[1] += row["amount_pence"]
+def _summary(totals: dict[tuple[str, str], list[int]]) -> list[dict[str, Any]]:
+    """Counts and amounts by kind and age band (_count), in the report's order of them."""
     order = [name for _, name in AGE_BANDS] + [OLDEST_BAND]
     return [
         {"kind": kind, "age_band": band, "count": count, "amount_pence": pence}
