@@ -13,13 +13,15 @@ the ledger (untimed) and times, as the API's GET /reconciliation/exceptions make
 
 * cold     the stored books deleted first: the first page (limit 100) folds the whole store
            (a new process after a books format change), and stores its books;
-* stored   a new process: the first page from the books just stored; then, in the same
-           process, a later page (offset --offset, at the same position), the import of a
-           statement of 5 lines no receipt explains, and the first page after it.
+* stored   a new process: the first page from the books just stored (the last cold
+           child's, the same for every code: one format); then, in the same process, a
+           later page (offset --offset, at the same position);
+* import   a new process: the first page from the stored books; the import of a
+           statement of 5 lines no receipt explains (its own), and the first page after.
 
 Every child prints a digest of each page it made (JSON, and the whole report as CSV): the
-pages of one state must be identical for every code (asserted). Then the size of the
-books each code stored.
+pages of one state (cold, stored) must be identical for every code (asserted). And the
+size of the books stored.
 
     .venv/bin/python -m bench.exceptions_scale build --url sqlite:////tmp/x.db [--files 5]
         [--lines 20000] [--paid-in 0]
@@ -76,11 +78,12 @@ first, report = page(0)
 out["first page"] = time.perf_counter() - started
 out["digest"] = [digest(first), digest(rec.exceptions_csv(report))]
 out["total"] = first["total"]
-if tag != "cold":
+if tag == "stored":
     started = time.perf_counter()
     later, _ = page(offset)
     out["later page"] = time.perf_counter() - started
     out["digest"].append(digest(later))
+if tag == "import":
     started = time.perf_counter()
     import_file(ledger, STATEMENT, CommandContext("officer:bench"), file_name=tag + ".sta")
     out["statement import"] = time.perf_counter() - started
@@ -134,26 +137,27 @@ def child(code: Path, url: str, tag: str, offset: int, n: int) -> dict[str, obje
 
 
 def measure(url: str, codes: list[Path], pairs: int, offset: int) -> None:
+    """Per pair, each step for each code in turn (the first code first in odd pairs, last
+    in even ones): cold, then stored (from the books the last cold child stored: one
+    format, the same bytes for every code), then a statement import and the page after."""
     times: dict[str, dict[str, list[float]]] = {str(code): {} for code in codes}
     ledger = build_ledger(Settings(database_url=url), check_schema=False)
     try:
         for n in range(pairs):
-            digests = set()
-            for code in codes:
-                forget_stored_books(ledger)
-                cold = child(code, url, "cold", offset, n)
-                stored = child(code, url, "stored", offset, n)
-                digests.add((tuple(cold["digest"][:2]), tuple(stored["digest"][:2])))
-                size = stored_size(ledger)
-                print(f"pair {n + 1} {code}: cold {cold}, stored {stored}, books {size}")
-                for name, result in (("cold", cold), ("stored", stored)):
+            order = codes if n % 2 == 0 else codes[::-1]
+            for step in ("cold", "stored", "import"):
+                digests = set()
+                for code in order:
+                    if step == "cold":
+                        forget_stored_books(ledger)
+                    result = child(code, url, step, offset, n)
+                    print(f"pair {n + 1} {step} {code}: {result}, books {stored_size(ledger)}")
+                    digests.add(tuple(result.pop("digest")))
                     for key, value in result.items():
                         if isinstance(value, float):
-                            times[str(code)].setdefault(f"{name}: {key}", []).append(value)
-                    assert result["digest"][:2] == cold["digest"][:2] or name == "stored"
-            # Each code's first pages of this pair are of one state: identical.
-            firsts = {d[0] for d in digests} | {d[1] for d in digests}
-            assert len(firsts) == 1, f"the codes' first pages differ: {digests}"
+                            times[str(code)].setdefault(f"{step}: {key}", []).append(value)
+                if step != "import":  # (each code imports a statement of its own)
+                    assert len(digests) == 1, f"the codes' pages differ: {digests}"
     finally:
         ledger.close()
     for code, measured in times.items():
