@@ -8,9 +8,10 @@ persistence module's internals is met here alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 import sqlalchemy.event
 from eventsourcing.persistence import Recorder
@@ -18,6 +19,7 @@ from eventsourcing_sqlalchemy.datastore import transactions
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyAggregateRecorder
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy_utils.types.uuid import UUIDType
 
 
 def _sqlalchemy(recorder: Recorder) -> SQLAlchemyAggregateRecorder:
@@ -93,6 +95,53 @@ def events_table_name(recorder: Recorder) -> str:
 def events_record_class(recorder: Recorder) -> Any:
     """The ORM class of the events table (its columns: originator_id, originator_version...)."""
     return _sqlalchemy(recorder).events_record_cls
+
+
+def originator_id_value(recorder: Recorder, dialect: Any) -> Callable[[Any], Any]:
+    """How SQLAlchemy stores an originator id in this database (the ORM's own value).
+
+    On SQLite a UUID id of a binary UUID column is stored as its 16 bytes: given as such,
+    not through SQLAlchemy's processor (the type's checks, then the driver's Binary wrapper
+    around the same bytes), which cost 0.7 us an id, a fiftieth of a bulk batch's time
+    (#9). Any other id, column or database goes through it."""
+    column_type = events_record_class(recorder).__table__.c.originator_id.type
+    process = column_type.bind_processor(dialect) or (lambda value: value)
+    if not (dialect.name == "sqlite" and isinstance(column_type, UUIDType) and column_type.binary):
+        return process
+
+    def value(originator_id: Any) -> Any:
+        return originator_id.bytes if type(originator_id) is UUID else process(originator_id)
+
+    return value
+
+
+def originators_stored(
+    recorder: Recorder, session: Session, ids: Sequence[Any], chunk: int
+) -> Iterator[Any]:
+    """Those of `ids` whose aggregate has its first event stored, as the ORM reads them, on
+    SQLite: by the driver's own statement (its `?` marks), `chunk` ids at a time, each id
+    given as the ORM stores it.
+
+    SQLAlchemy compiling the same query (an IN list of bound ids, each through the column
+    type's processor) took 0.7 s of CPU for an import's 100,000 new receipts on SQLite, a
+    fifth of the importing process's serial work; the driver and the index, 0.1 s."""
+    record_class = events_record_class(recorder)
+    table = f"{record_class.__table__.fullname}"
+    connection = session.connection()
+    dialect = connection.dialect
+    value = originator_id_value(recorder, dialect)
+    column_type = record_class.__table__.c.originator_id.type
+    result = column_type.result_processor(dialect, None) or (lambda stored: stored)
+    for start in range(0, len(ids), chunk):
+        part = [value(originator_id) for originator_id in ids[start : start + chunk]]
+        marks = ", ".join("?" * len(part))
+        rows = connection.exec_driver_sql(
+            f"SELECT originator_id FROM {table} "
+            f"WHERE originator_version = 1 AND originator_id IN ({marks})",
+            tuple(part),
+        )
+        for (stored,) in rows:
+            yield result(stored)
 
 
 def leave_to_parent(recorder: Recorder) -> None:

@@ -2,8 +2,9 @@
 
 A file is checked completely before anything is saved: its shape (domain.imports), then
 every line against the ledger's rules as if it were recorded alone, so the refusal names
-every bad line. Then its receipts (IncomeLedger.save_encoded_receipts), the reversals of returned
-cheques and the batch itself are saved in one transaction: all of it, or none.
+every bad line. Then its receipts (IncomeLedger.save_new_receipts; save_encoded_receipts when
+some turn out to be recorded already), the reversals of returned cheques and the batch itself
+are saved in one transaction: all of it, or none.
 """
 
 from __future__ import annotations
@@ -541,9 +542,11 @@ def _record(
         if link is not None
     ]
     noted = note_links(ledger, where, ctx, notes_seen)
-    try:
+    receipts = [receipt for receipt, _ in new_receipts]
+
+    def save(ask_first: bool) -> tuple[ImportBatch, int | None]:
         with ledger.unit_of_work():
-            known = ledger.save_encoded_receipts([receipt for receipt, _ in new_receipts])
+            known = _save_receipts(ledger, receipts, ask_first)
             entries = [
                 {**entry, "outcome": "known"} if known and receipt.payment_id in known else entry
                 for receipt, entry in new_receipts
@@ -558,6 +561,13 @@ def _record(
                 parsed, file_name=file_name, sha256=sha256, entries=entries, actor=ctx.actor
             )
             position = ledger.save_checked(batch, *(payment for _, payment in returned), *noted)
+        return batch, position
+
+    try:
+        try:
+            batch, position = save(ask_first=False)
+        except _ReceiptKnown:  # seldom: nothing was saved; again, skipping the known ones
+            batch, position = save(ask_first=True)
     except (IntegrityError, sqlalchemy.exc.IntegrityError):
         changed = [payment.id for _, payment in returned] + [payment.id for payment in noted]
         _forget(ledger, changed)
@@ -569,6 +579,26 @@ def _record(
             ) from None
         return ImportOutcome(known.id, False, None, batch_view(known))
     return ImportOutcome(batch.id, True, position, batch_view(batch))
+
+
+class _ReceiptKnown(Exception):
+    """Some of a file's receipts are recorded already (`_save_receipts`)."""
+
+
+def _save_receipts(
+    ledger: IncomeLedger, receipts: list[EncodedReceipt], ask_first: bool
+) -> set[UUID]:
+    """Store the file's new receipts, skipping those recorded already, whose ids it returns.
+    Without `ask_first` they are stored as new without asking (a file's receipts are new);
+    when one is known after all, `_ReceiptKnown` rolls the transaction back, and the caller
+    saves again asking first."""
+    if ask_first:
+        return ledger.save_encoded_receipts(receipts)
+    try:
+        ledger.save_new_receipts(receipts)
+    except (IntegrityError, sqlalchemy.exc.IntegrityError):
+        raise _ReceiptKnown from None
+    return set()
 
 
 def _recorded_line(line: ImportLine, events: list[Payment.Event]) -> dict[str, Any]:

@@ -632,6 +632,18 @@ class IncomeLedger(Application):
         self._store_encoded(receipts)
         return known
 
+    def save_new_receipts(self, receipts: Sequence[EncodedReceipt]) -> None:
+        """Store new receipts (from `encoded_receipt`) all or nothing without asking first
+        which are recorded already; inside `unit_of_work`, part of its transaction. When one
+        is, the events table's unique index refuses the write (IntegrityError), the caller's
+        transaction rolls back, and `save_encoded_receipts` stores them skipping it.
+
+        A file's receipts are new (their ids are the file's and its lines', and a file
+        imported again is known by its batch before this): asking which of 100,000 are
+        known took the importing process 0.5-0.7 s of CPU on SQLite (issue #10)."""
+        require_distinct([receipt.payment_id for receipt in receipts])
+        self._store_encoded(receipts)
+
     def _known_receipts(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of these new receipts are recorded already; the same one twice is refused."""
         require_distinct(ids)
@@ -1146,8 +1158,12 @@ class IncomeLedger(Application):
     def _recorded(self, ids: Sequence[UUID]) -> set[UUID]:
         """Which of these aggregates already exist."""
         with self._transaction(commit=False) as session:
-            rows = self._event_rows(session, ids, ("originator_id",), first_only=True)
-            return {UUID(str(row[0])) for row in rows}
+            if session.get_bind().dialect.name == "sqlite":
+                found = event_store.originators_stored(self.recorder, session, ids, READ_CHUNK)
+            else:
+                rows = self._event_rows(session, ids, ("originator_id",), first_only=True)
+                found = (row[0] for row in rows)
+            return {UUID(str(originator_id)) for originator_id in found}
 
     def payments_events(self, ids: Sequence[UUID]) -> dict[UUID, list[Payment.Event]]:
         """The stored events of these payments in version order (an id with none stored is

@@ -40,8 +40,8 @@ from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row as ResultRow
 from sqlalchemy.orm import Session
-from sqlalchemy_utils.types.uuid import UUIDType
 
+from application import event_store
 from application.grouped_writes import Row, Write
 
 FACTORY_TOPIC = "income_ledger.event_store:LedgerFactory"
@@ -159,23 +159,7 @@ class LedgerRecorder(SQLAlchemyApplicationRecorder):
         return list(range(last - len(stored_events) + 1, last + 1))
 
     def _uuid_processor(self, dialect: Any) -> Callable[[Any], Any]:
-        """How SQLAlchemy stores an originator id in this database (the ORM's own value).
-
-        On SQLite a UUID id of a binary UUID column is stored as its 16 bytes: given as
-        such here, not through SQLAlchemy's processor (the type's checks, then the driver's
-        Binary wrapper around the same bytes), which cost 0.7 us an event, a fiftieth of a
-        bulk batch's time (#9). Any other id, column or database goes through it."""
-        column_type = self.events_record_cls.__table__.c.originator_id.type
-        process = column_type.bind_processor(dialect) or (lambda value: value)
-        if not (
-            dialect.name == "sqlite" and isinstance(column_type, UUIDType) and column_type.binary
-        ):
-            return process
-
-        def value(originator_id: Any) -> Any:
-            return originator_id.bytes if type(originator_id) is UUID else process(originator_id)
-
-        return value
+        return event_store.originator_id_value(self, dialect)
 
     def write_group(self, session: Session, writes: Sequence[Write]) -> list[int | None]:
         """Write each command whose events clash with none stored, in one statement; the
