@@ -183,7 +183,7 @@ def account_statement(
     rows = connection.execute(page, account | {"limit": limit, "offset": offset}).all()
     if rows:
         balance, vat, total = (rows[0]._mapping[name] for name in _ACCOUNT_FIGURES)
-    elif offset:  # past the last page: the totals still say what the account holds
+    elif offset or limit < 1:  # past the last page, or the figures alone (limit 0)
         balance, vat, total = connection.execute(totals, account).one()
     else:  # no movement at all
         balance, vat, total = 0, 0, 0
