@@ -71,12 +71,26 @@ class Refused(Exception):
 
 def install(app: FastAPI, services: Services, config: WebConfig) -> None:
     """Serve the pages and their assets from `app`."""
-    from web import pages, pages_accounts, pages_audit, pages_cashup, pages_imports
+    from web import (
+        pages,
+        pages_accounts,
+        pages_audit,
+        pages_cashup,
+        pages_imports,
+        pages_reconciliation,
+    )
 
     app.state.web_config = config
     app.state.sign_in_limits = SignInLimits()
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="web-static")
-    for module in (pages, pages_accounts, pages_audit, pages_cashup, pages_imports):
+    for module in (
+        pages,
+        pages_accounts,
+        pages_audit,
+        pages_cashup,
+        pages_imports,
+        pages_reconciliation,
+    ):
         app.include_router(module.router, include_in_schema=False)
     app.add_api_route("/", lambda: RedirectResponse(f"{PREFIX}/", 303), include_in_schema=False)
     app.add_exception_handler(SignInRequired, _to_sign_in)

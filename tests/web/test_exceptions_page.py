@@ -1,0 +1,85 @@
+"""The bank reconciliation exceptions report's page and its CSV over plain HTTP, on both
+backends: signed out to the sign-in page, the roles the API's GET allows, a known statement
+line and receipt with their amounts and links, the empty report in words, and a later page
+of a report changed since (the API's 409 report_changed) told plainly, with a reload."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from application.imports import import_file
+from tests.application.test_late_statement_links import OFFICER
+from tests.application.test_statement_imports import YESTERDAY, camt, entry
+from tests.web.test_pages_http import signed_in
+
+PATH = "/web/reconciliation/exceptions"
+
+
+@pytest.fixture
+def statement_line(ledger) -> str:
+    """A statement credit of £12.34 that pays in nothing recorded: its batch id."""
+    statement = camt(entry("12.34", day=YESTERDAY, ref="B1", text="A TRANSFER"))
+    return str(import_file(ledger, statement, OFFICER, file_name="day.xml").batch_id)
+
+
+def test_signed_out_is_sent_to_sign_in(web_url) -> None:
+    client = httpx.Client(base_url=web_url)
+    for path in (PATH, f"{PATH}.csv"):
+        answer = client.get(path)
+        assert answer.status_code == 303 and answer.headers["location"] == "/web/sign-in"
+
+
+@pytest.mark.parametrize("who", ["integration", "housing"])
+def test_a_role_or_key_without_the_report_is_refused(web_url, who) -> None:
+    """Integration may not read pages; a key limited to a fund group may not see a report of
+    every fund (as the API's require_whole_ledger)."""
+    client = signed_in(web_url, who)
+    for path in (PATH, f"{PATH}.csv"):
+        answer = client.get(path)
+        assert answer.status_code == 403, path
+        assert "text/csv" not in answer.headers["content-type"]
+
+
+@pytest.mark.parametrize("who", ["officer", "supervisor", "auditor", "reporting"])
+def test_the_page_lists_a_line_and_a_receipt_with_links_and_csv(
+    web_url, statement_line, in_suspense, who
+) -> None:
+    client = signed_in(web_url, who)
+    assert f'href="{PATH}"' in client.get("/web/").text  # the dashboard and the menu
+    page = client.get(PATH)
+    assert page.status_code == 200
+    text = page.text
+    assert "Statement lines not matched" in text and "£12.34" in text
+    assert "Receipts no statement line has paid in" in text and "£80.00" in text
+    assert f'href="/web/imports/{statement_line}#line-1"' in text
+    assert f'href="/web/payments/{in_suspense}"' in text
+    assert YESTERDAY.strftime("%-d %b %Y") in text  # a UK day as the other pages show it
+    assert "Summary: 2 items in all" in text
+    csv = client.get(f"{PATH}.csv")
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert "attachment" in csv.headers["content-disposition"]
+    lines = csv.text.splitlines()
+    assert lines[0].startswith("kind,age_band") and len(lines) == 3
+    assert any("statement_line" in row and "12.34" in row for row in lines)
+    assert any(str(in_suspense) in row and "80.00" in row for row in lines)
+
+
+def test_an_empty_report_says_so(web_url) -> None:
+    page = signed_in(web_url, "officer").get(PATH)
+    assert page.status_code == 200 and "No exceptions: every statement line is linked" in page.text
+
+
+def test_a_page_of_a_report_changed_since_its_first_says_so_and_offers_a_reload(
+    web_url, statement_line, ledger
+) -> None:
+    client = signed_in(web_url, "officer")
+    first = client.get(PATH)
+    position = ledger.max_position()
+    assert client.get(f"{PATH}?page=1&position={position}").status_code == 200
+    import_file(ledger, camt(entry("5.00", ref="B2", text="MORE")), OFFICER, file_name="b.xml")
+    changed = client.get(f"{PATH}?page=2&position={position}")
+    assert changed.status_code == 409
+    assert "The report changed since you opened its first page" in changed.text
+    assert f'href="{PATH}" data-module="govuk-button">Reload the report' in changed.text
+    assert first.status_code == 200 and "£5.00" in client.get(PATH).text
