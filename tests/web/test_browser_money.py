@@ -181,7 +181,8 @@ def test_pages_fit_a_phone_screen_their_wide_tables_scrolling_in_place(
 ) -> None:
     """At 390 px (a phone) no page is wider than the screen: a wide table (the dashboard's
     takings by channel and fund, the imports list, an import's lines with a bank's 70
-    character reference) scrolls sideways in its own box, which takes keyboard focus."""
+    character reference, the exceptions report's sections) scrolls sideways in its own box,
+    which takes keyboard focus."""
     reference = "TFRXBANKGO24007680SJCATJPY2GBPXBANKGO24007680BGCINTERNATIONAL-5373CLIENT"
     statement = camt(entry("0.89", ref="B1", text=reference))
     batch_id = import_file(ledger, statement, CommandContext("officer:t"), file_name="s.xml")
@@ -190,7 +191,12 @@ def test_pages_fit_a_phone_screen_their_wide_tables_scrolling_in_place(
     page.set_default_timeout(15_000)
     try:
         sign_in(page, web_url, "officer")
-        for path in ("/web/", "/web/imports", f"/web/imports/{batch_id.batch_id}"):
+        for path in (
+            "/web/",
+            "/web/imports",
+            f"/web/imports/{batch_id.batch_id}",
+            "/web/reconciliation/exceptions",
+        ):
             page.goto(f"{web_url}{path}")
             reload_until(page, lambda: "£" in page.content())
             width = page.evaluate("document.documentElement.scrollWidth")
@@ -199,3 +205,24 @@ def test_pages_fit_a_phone_screen_their_wide_tables_scrolling_in_place(
             assert accessibility_problems(page) == [], path
     finally:
         context.close()
+
+
+def test_the_exceptions_report_from_the_menu_to_a_lines_import(
+    browser_page, web_url, in_suspense, ledger, database_url
+) -> None:
+    """The report opened from the menu lists a statement line and a receipt, passes axe,
+    downloads its CSV, and leads to the line's import."""
+    statement = camt(entry("12.34", ref="B1", text="A TRANSFER"))
+    batch_id = import_file(ledger, statement, CommandContext("officer:t"), file_name="s.xml")
+    page = browser_page
+    sign_in(page, web_url, "officer")
+    page.get_by_role("link", name="Reconciliation", exact=True).click()
+    page.get_by_role("heading", name="Bank reconciliation exceptions").wait_for()
+    assert page.get_by_role("cell", name="£12.34").first.is_visible()
+    assert page.get_by_role("cell", name="£80.00").first.is_visible()
+    check_page(page, "exceptions", database_url)
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the whole report (CSV)").click()
+    assert download.value.suggested_filename.startswith("exceptions-")
+    page.get_by_role("link", name="Line 1 of its import").click()
+    page.wait_for_url(f"{web_url}/web/imports/{batch_id.batch_id}#line-1")
