@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from application.imports import import_file
+from application.ledger import RecordPayment
 from tests.application.test_late_statement_links import OFFICER
 from tests.application.test_statement_imports import YESTERDAY, camt, entry
 from tests.web.test_pages_http import signed_in
@@ -83,3 +84,29 @@ def test_a_page_of_a_report_changed_since_its_first_says_so_and_offers_a_reload(
     assert "The report changed since you opened its first page" in changed.text
     assert f'href="{PATH}" data-module="govuk-button">Reload the report' in changed.text
     assert first.status_code == 200 and "£5.00" in client.get(PATH).text
+
+
+def test_a_long_report_pages_as_the_api_pages_it(web_url, ledger) -> None:
+    """51 receipts make two pages of 50; the Next link names the first page's position,
+    and the second page lists the one row left."""
+    for number in range(51):
+        ledger.record_payment(
+            RecordPayment(channel="cheque", amount_pence=100 + number, reference=f"X{number}"),
+            OFFICER,
+        )
+    client = signed_in(web_url, "officer")
+    first = client.get(PATH)
+    position = ledger.max_position()
+    assert "Summary: 51 items in all" in first.text and "£1.49" in first.text
+    assert "£1.50" not in first.text
+    assert f'href="?page=2&amp;position={position}" rel="next"' in first.text
+    second = client.get(f"{PATH}?page=2&position={position}")
+    assert second.status_code == 200 and "£1.50" in second.text and "£1.49" not in second.text
+    assert 'rel="prev"' in second.text and 'rel="next"' not in second.text
+
+
+def test_a_line_waiting_for_a_choice_says_it_needs_a_person(web_url, two_candidates) -> None:
+    batch_id, _ = two_candidates
+    page = signed_in(web_url, "officer").get(PATH)
+    assert "needs a person" in page.text
+    assert f'href="/web/imports/{batch_id}#line-1"' in page.text
