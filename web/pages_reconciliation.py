@@ -5,8 +5,6 @@ since is said so, with a link to start again, never a page that skips or repeats
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -16,7 +14,7 @@ from application.reconciliation import (
     Books,
     exceptions,
     exceptions_csv,
-    exceptions_page,
+    exceptions_report_page,
     kept_books,
 )
 from web.app import PREFIX, render
@@ -42,26 +40,30 @@ SECTION_NAMES = {
 }
 
 
-def _made(request: Request) -> tuple[Books, dict[str, Any]]:
-    """The books and the report made from them, as the API makes them (one read)."""
+def _books(request: Request) -> Books:
+    """The books the report is made from, as the API reads them, for a reader of the whole
+    ledger (as the API's GET)."""
     user_allowed(request, READERS, WHAT).access.require_whole_ledger(
         "the reconciliation exceptions report"
     )
-    ledger = services(request).ledger
-    books = kept_books(ledger)
-    return books, exceptions(ledger, books=books)
+    return kept_books(services(request).ledger)
 
 
 @router.get("/exceptions")
 def exceptions_report(request: Request, page: int = 1, position: int | None = None) -> Response:
-    """One page of the report. `position` is the first page's (its Next link carries it):
-    a report changed since answers 409 with a link to its first page, as the API's
-    report_changed."""
-    books, report = _made(request)
+    """One page of the report, made as the API makes it (only the page's rows). `position`
+    is the first page's (its Next link carries it): a report changed since answers 409 with
+    a link to its first page, as the API's report_changed."""
+    books = _books(request)
     page = max(1, min(page, 10_000))
     if position is not None and position != books.position:
         return render(request, "exceptions.html", 409, changed=True, report=None)
-    shown = exceptions_page(report, EXCEPTIONS_PAGE_SIZE, (page - 1) * EXCEPTIONS_PAGE_SIZE)
+    shown = exceptions_report_page(
+        services(request).ledger,
+        EXCEPTIONS_PAGE_SIZE,
+        (page - 1) * EXCEPTIONS_PAGE_SIZE,
+        books=books,
+    )
     return render(
         request,
         "exceptions.html",
@@ -78,7 +80,8 @@ def exceptions_report(request: Request, page: int = 1, position: int | None = No
 @router.get("/exceptions.csv")
 def exceptions_report_csv(request: Request) -> Response:
     """The whole report, unpaged, as the API's CSV (amounts in pounds, oldest first)."""
-    _, report = _made(request)
+    books = _books(request)
+    report = exceptions(services(request).ledger, books=books)
     return Response(
         exceptions_csv(report),
         media_type="text/csv; charset=utf-8",
