@@ -382,6 +382,10 @@ class LineCheckOut(BaseModel):
     checked: bool = Field(description="whether the check stands now (false: undone)")
     actor: str
     reason: str
+    on_report: bool = Field(
+        description="whether the line is on the exceptions report now: an undone check puts "
+        "it back, unless its receipt was since refunded in full or reversed"
+    )
 
 
 @router.post("/reconciliation/checks", tags=["reconciliation"], response_model=LineCheckOut)

@@ -2494,6 +2494,9 @@ class LineCheck:
     checked: bool  # whether the check stands now (False: undone)
     actor: str
     reason: str
+    # Whether the line is on the exceptions report now: an undone check puts it back, unless
+    # its receipt was since refunded in full or reversed (it left the report by itself).
+    on_report: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -2505,6 +2508,7 @@ class LineCheck:
             "checked": self.checked,
             "actor": self.actor,
             "reason": self.reason,
+            "on_report": self.on_report,
         }
 
 
@@ -2542,9 +2546,13 @@ def _save_check(
         )
     if undo:
         batch.undo_check(line, actor=ctx.actor, reason=reason)
+        on_report = _settled_why(ledger, batch, line) is None
     else:
         batch.check_line(line, actor=ctx.actor, reason=reason)
-        _require_money_left(ledger, batch, line)
+        settled = _settled_why(ledger, batch, line)
+        if settled is not None:
+            raise LineNotToCheck(f"line {line} of import {batch.id}: {settled}")
+        on_report = False
     try:
         ledger.save_checked(batch)  # type: ignore[arg-type]
     except IntegrityError:
@@ -2561,27 +2569,28 @@ def _save_check(
         not undo,
         ctx.actor,
         require_text("reason", reason, required=True),
+        on_report,
     )
 
 
-def _require_money_left(ledger: IncomeLedger, batch: ImportBatch, line: int) -> None:
-    """A line whose receipt was reversed (an officer found it counted twice, or it was
-    returned) or refunded in full left the report by itself (decided_line): a check of it
-    would contradict the reversal, or say nothing."""
+def _settled_why(ledger: IncomeLedger, batch: ImportBatch, line: int) -> str | None:
+    """Why a rule line left the report by itself (decided_line), or None: its receipt was
+    reversed (an officer found it counted twice, or it was returned: a check of it would
+    contradict the reversal) or refunded in full (a check would say nothing)."""
     payment_id = batch.line_entry(line).payment_id
     assert payment_id is not None  # (a line sent to a fund recorded a receipt)
     receipt = ledger.repository.get(UUID(payment_id))
-    where = f"line {line} of import {batch.id}"
     if receipt.reversed_pence:
-        raise LineNotToCheck(
-            f"{where}: its receipt {payment_id} was reversed ({receipt.reversal_kind}), so "
-            "it is no exception and nothing of it is left to check"
+        return (
+            f"its receipt {payment_id} was reversed ({receipt.reversal_kind}), so it is no "
+            "exception and nothing of it is left to check"
         )
     if receipt.remaining_pence == 0:
-        raise LineNotToCheck(
-            f"{where}: its receipt {payment_id} was refunded in full, so nothing of it is "
-            "left to count twice and it is no exception"
+        return (
+            f"its receipt {payment_id} was refunded in full, so nothing of it is left to "
+            "count twice and it is no exception"
         )
+    return None
 
 
 def _parts_of(batch: ImportBatch, line: int) -> list[int]:

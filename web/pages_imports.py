@@ -370,6 +370,8 @@ async def _line_form(
     if isinstance(result, StoredResponse):
         if done == "linked" and not result.body.get("links"):
             done = "nothing_linked"
+        if done == "unchecked" and not result.body.get("on_report"):
+            done = "unchecked_settled"
         return redirect(request, f"/imports/{batch_id}?done={done}&line={line}")
     problems = {field if name == "reason" else name: message for name, message in result.items()}
     return await run_in_threadpool(

@@ -506,11 +506,15 @@ def reconcile_uncheck(
 
 
 def _print_check(done: LineCheck) -> None:
-    what = (
-        "checked: it is off the exceptions report"
-        if done.checked
-        else "check undone: it is on the exceptions report again"
-    )
+    if done.checked:
+        what = "checked: it is off the exceptions report"
+    elif done.on_report:
+        what = "check undone: it is on the exceptions report again"
+    else:
+        what = (
+            "check undone: its receipt was since refunded in full or reversed, so it stays "
+            "off the exceptions report"
+        )
     helpers.out.print(
         f"{escape(done.file_name)} line {done.line} ({pounds_text(done.amount_pence)}) {what}",
         highlight=False,

@@ -49,6 +49,7 @@ def test_a_line_is_checked_and_unchecked_over_http(client) -> None:
     checked = client.post("/reconciliation/checks", json=body, headers=auth("officer"))
     assert checked.status_code == 200, checked.text
     assert checked.json()["checked"] is True and checked.json()["amount_pence"] == 1_300
+    assert checked.json()["on_report"] is False
     assert _listed(client) == []
     line = client.get(f"/imports/{batch_id}", headers=auth("auditor")).json()["lines"][0]
     assert line["checked"]["reason"] == "the till's paying-in slip matches"
@@ -61,7 +62,7 @@ def test_a_line_is_checked_and_unchecked_over_http(client) -> None:
     undo = {"batch_id": batch_id, "line": 1, "reason": "the slip was another day's"}
     undone = client.post("/reconciliation/unchecks", json=undo, headers=auth("supervisor"))
     assert undone.status_code == 200, undone.text
-    assert undone.json()["checked"] is False
+    assert undone.json()["checked"] is False and undone.json()["on_report"] is True
     assert _listed(client) == [1]
     line = client.get(f"/imports/{batch_id}", headers=auth("officer")).json()["lines"][0]
     assert line["checked"] is None and line["checks_undone"][0]["undo_reason"] == undo["reason"]

@@ -78,7 +78,7 @@ def test_a_person_checks_a_rule_line_and_it_leaves_the_report_until_undone(ledge
     assert view["checked"]["checked_at"]
 
     undone = undo_line_check(ledger, batch_id, 1, SUPERVISOR, "the slip was another day's")
-    assert not undone.checked
+    assert not undone.checked and undone.on_report
     assert listed(same_every_way(ledger)) == [1, 2]
     view = get_import(ledger, batch_id)["lines"][0]
     assert view["checked"] is None
@@ -175,6 +175,23 @@ def test_a_line_whose_receipt_was_reversed_or_refunded_in_full_is_not_checked(le
     assert ledger.repository.get(batch_id).version == version
     assert check_line(ledger, batch_id, 3, OFFICER, "the slip matches").checked
     assert listed(same_every_way(ledger)) == []
+
+
+def test_an_undone_check_of_a_line_since_refunded_in_full_says_it_stays_off(ledger) -> None:
+    """A line checked, then its receipt refunded in full, left the report by itself: undoing
+    the check is recorded, and the answer says the line stays off the report (not 'on the
+    exceptions report again', which it is not)."""
+    batch_id, payments = rule_lines(ledger, 2)
+    check_line(ledger, batch_id, 1, OFFICER, "the slip matches")
+    check_line(ledger, batch_id, 2, OFFICER, "the slip matches")
+    ledger.refund(UUID(payments[0]), 1_100, OFFICER, "not ours", source=("CT", CT_REF_2))
+    ledger.refund(UUID(payments[1]), 500, OFFICER, "overpaid", source=("CT", CT_REF_2))
+    settled = undo_line_check(ledger, batch_id, 1, SUPERVISOR, "the slip was another day's")
+    partly = undo_line_check(ledger, batch_id, 2, SUPERVISOR, "the slip was another day's")
+    assert not settled.checked and not settled.on_report
+    assert not partly.checked and partly.on_report
+    assert settled.to_dict()["on_report"] is False
+    assert listed(same_every_way(ledger)) == [2]
 
 
 def test_a_check_of_a_reversed_import_is_not_undone(ledger) -> None:
