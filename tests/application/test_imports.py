@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -367,6 +368,122 @@ def test_racing_imports_of_one_file_record_it_once(ledger, settings) -> None:
     events = [event for _, event in ledger.read_events()]
     assert sum(type(e).__name__ == "Received" for e in events) == 2
     assert sum(type(e).__name__ == "Imported" for e in events) == 1
+
+
+# Lines enough that a file's receipts go in by COPY on PostgreSQL (income_ledger.event_store
+# COPY_FROM_EVENTS), so that a refused COPY is rolled back whole too.
+RACING_LINES = 150
+
+
+def _csv_of(ids: range) -> tuple[bytes, int, int]:
+    """A CSV file of 1.00 receipts with its own ids, its total and its count."""
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    rows = [f"cash,1.00,{CT_REF},{day},till-{n}," for n in ids]
+    return csv_file(*rows), 100 * len(rows), len(rows)
+
+
+def _import_csv_in_a_process(barrier, url: str, content: bytes, total: int, count: int) -> str:
+    ledger = build_ledger(Settings(database_url=url))
+    try:
+        barrier.wait()
+        outcome = import_file(
+            ledger,
+            content,
+            CommandContext("officer:race"),
+            file_name="till.csv",
+            expect_total_pence=total,
+            expect_count=count,
+        )
+        return "recorded" if outcome.recorded else "already_imported"
+    except LedgerError as error:
+        return error.code
+    finally:
+        ledger.close()
+
+
+def test_racing_imports_of_overlapping_files_record_both_and_each_receipt_once(
+    ledger, settings
+) -> None:
+    """Two till files sharing half their ids, imported at once: the one saved second finds
+    the shared receipts known as it saves (fc3f23a's retry), and is recorded with them
+    marked so, not refused as a concurrent update (as before fc3f23a, which asked first,
+    before the other's commit)."""
+    first, second = (
+        _csv_of(range(RACING_LINES)),
+        _csv_of(range(RACING_LINES // 2, RACING_LINES * 3 // 2)),
+    )
+    url = settings.database_url
+    results = _race(_import_csv_in_a_process, [(url, *first), (url, *second)])
+    assert results == ["recorded", "recorded"], results
+    events = [event for _, event in ledger.read_events()]
+    assert sum(type(e).__name__ == "Received" for e in events) == RACING_LINES * 3 // 2
+    batches = list_imports(ledger)
+    assert len(batches) == 2
+    outcomes = Counter(
+        line["outcome"]
+        for batch in batches
+        for line in get_import(ledger, batch["batch_id"])["lines"]
+    )
+    assert outcomes == {"recorded": RACING_LINES * 3 // 2, "known": RACING_LINES // 2}
+
+
+def test_threads_importing_one_file_at_once_record_it_once(ledger, importer) -> None:
+    """As the API's threads share one ledger: one records the file, the others are told it
+    was imported before; nothing partial (the losers' refused saves roll back whole)."""
+    content, total, count = _csv_of(range(RACING_LINES))
+    barrier = threading.Barrier(3)
+    results: list[str] = []
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            outcome = import_file(
+                ledger,
+                content,
+                importer,
+                file_name="till.csv",
+                expect_total_pence=total,
+                expect_count=count,
+            )
+            results.append("recorded" if outcome.recorded else "already_imported")
+        except LedgerError as error:
+            results.append(error.code)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert Counter(results) == {"recorded": 1, "already_imported": 2}, results
+    events = [event for _, event in ledger.read_events()]
+    assert sum(type(e).__name__ == "Received" for e in events) == RACING_LINES
+    assert sum(type(e).__name__ == "Imported" for e in events) == 1
+
+
+def test_a_known_receipt_amid_a_large_file_leaves_nothing_of_the_refused_save(
+    ledger, importer
+) -> None:
+    """The receipt known amid the file refuses the first save after the lines before it went
+    in (by COPY on PostgreSQL, one executemany on SQLite): all of them roll back, and the save
+    again records each of the others once."""
+    content, total, count = _csv_of(range(RACING_LINES))
+    known = ledger.record_payment(
+        RecordPayment("cash", 100, CT_REF, external_id=f"till-{RACING_LINES // 2}"), importer
+    )
+    outcome = import_file(
+        ledger,
+        content,
+        importer,
+        file_name="till.csv",
+        expect_total_pence=total,
+        expect_count=count,
+    )
+    lines = get_import(ledger, outcome.batch_id)["lines"]
+    assert [line["line"] for line in lines if line["outcome"] == "known"] == [RACING_LINES // 2 + 2]
+    assert lines[RACING_LINES // 2]["payment_id"] == str(known.payment_id)
+    assert outcome.batch["receipts_count"] == RACING_LINES - 1
+    events = [event for _, event in ledger.read_events()]
+    assert sum(type(e).__name__ == "Received" for e in events) == RACING_LINES
 
 
 def old_import(ledger, lines: list[dict]) -> str:
