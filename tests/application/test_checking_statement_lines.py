@@ -21,6 +21,7 @@ from application.reconciliation import (
 from domain.errors import ImportLineNotFound, LineNotChecked, LineNotToCheck, ReasonRequired
 from domain.imports import ImportBatch
 from domain.payment import ReversalKind
+from income_ledger.bootstrap import build_ledger
 from tests.application.test_exceptions_decided_lines import same_every_way
 from tests.application.test_imports import allpay_file, allpay_line
 from tests.application.test_late_statement_links import OFFICER, SUPERVISOR
@@ -205,3 +206,45 @@ def test_a_check_of_a_reversed_import_is_not_undone(ledger) -> None:
     with pytest.raises(LineNotChecked, match="was reversed"):
         undo_line_check(ledger, batch_id, 1, OFFICER, "wrong")
     assert ledger.repository.get(batch_id).version == version
+
+
+def test_a_rule_line_refunded_in_full_in_parts_or_from_another_fund_leaves_the_report(
+    ledger,
+) -> None:
+    """Refunded in full however: in two parts, or after its money was moved to another fund
+    (part of it, or all) and refunded there and here; a part left anywhere keeps it listed."""
+    _, payments = rule_lines(ledger, 4)
+    twice, moved, split, left = (UUID(pid) for pid in payments[:4])
+    ledger.refund(twice, 400, OFFICER, "overpaid", source=("CT", CT_REF_2))
+    assert listed(same_every_way(ledger)) == [1, 2, 3, 4]
+    ledger.refund(twice, 700, OFFICER, "the rest", source=("CT", CT_REF_2))
+    ledger.transfer(moved, ("CT", CT_REF_2), ("CT", CT_REF), 1_200, OFFICER, "wrong account")
+    ledger.refund(moved, 1_200, OFFICER, "not ours", source=("CT", CT_REF))
+    ledger.transfer(split, ("CT", CT_REF_2), ("CT", CT_REF), 500, OFFICER, "part of it")
+    ledger.refund(split, 500, OFFICER, "not ours", source=("CT", CT_REF))
+    ledger.transfer(left, ("CT", CT_REF_2), ("CT", CT_REF), 500, OFFICER, "part of it")
+    ledger.refund(left, 500, OFFICER, "not ours", source=("CT", CT_REF))
+    assert listed(same_every_way(ledger)) == [3, 4]
+    ledger.refund(split, 800, OFFICER, "the rest", source=("CT", CT_REF_2))
+    assert listed(same_every_way(ledger)) == [4]
+
+
+def test_a_rule_line_waits_while_its_refund_waits_and_after_it_is_declined(
+    ledger, settings
+) -> None:
+    """A refund above the approval limit is a request: no money moves, and the line stays
+    listed while it waits and when it is declined; once approved, it leaves the report."""
+    limited = build_ledger(settings.model_copy(update={"refund_approval_limit_pence": 1_000}))
+    try:
+        _, payments = rule_lines(limited, 2)
+        declined, approved = (UUID(pid) for pid in payments[:2])
+        first = limited.refund(declined, 1_100, OFFICER, "not ours", source=("CT", CT_REF_2))
+        second = limited.refund(approved, 1_200, OFFICER, "not ours", source=("CT", CT_REF_2))
+        assert first.refund_request_id and second.refund_request_id
+        assert listed(same_every_way(limited)) == [1, 2]
+        limited.decline_refund(declined, first.refund_request_id, SUPERVISOR, "it is ours")
+        assert listed(same_every_way(limited)) == [1, 2]
+        limited.approve_refund(approved, second.refund_request_id, SUPERVISOR)
+        assert listed(same_every_way(limited)) == [1]
+    finally:
+        limited.close()
