@@ -3207,6 +3207,10 @@ CSV_COLUMNS = (
     "line",
     "candidates",
 )
+# Columns the report makes itself as numbers: written as they are, so that a spreadsheet
+# reads a payout debit's "-60.00" as a number (only text from files and people is guarded
+# against running as a formula, _cell, as projections.audit_export guards its text columns).
+CSV_NUMBERS = frozenset({"amount", "age_days", "line"})
 
 
 def exceptions_page(report: dict[str, Any], limit: int, offset: int = 0) -> dict[str, Any]:
@@ -3237,7 +3241,9 @@ def exceptions_csv(report: dict[str, Any]) -> str:
                 "amount": pence_to_pounds(row["amount_pence"]),
                 "candidates": candidates_text(row.get("candidates", [])),
             }
-            writer.writerow([_cell(cells[name]) for name in CSV_COLUMNS])
+            writer.writerow(
+                [cells[name] if name in CSV_NUMBERS else _cell(cells[name]) for name in CSV_COLUMNS]
+            )
     return buffer.getvalue()
 
 

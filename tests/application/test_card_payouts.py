@@ -261,7 +261,7 @@ def test_a_negative_payout_before_its_refunds_is_kept_and_linked_afterwards(ledg
         1,
         -6_000,
     )
-    assert f"statement_debit,0-3 days,0,{TODAY},'-60.00," in exceptions_csv(exceptions(ledger))
+    assert f"statement_debit,0-3 days,0,{TODAY},-60.00," in exceptions_csv(exceptions(ledger))
     assert link_counted_twice(ledger, importer) == []  # nothing it pays yet
     refund = pay("card_payment_refunded", "pay-1", refund_summary={"amount_submitted": 6_000})
     assert send(ledger, refund)["status"] == "refund_recorded"

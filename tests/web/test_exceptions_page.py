@@ -110,3 +110,26 @@ def test_a_line_waiting_for_a_choice_says_it_needs_a_person(web_url, two_candida
     page = signed_in(web_url, "officer").get(PATH)
     assert "needs a person" in page.text
     assert f'href="/web/imports/{batch_id}#line-1"' in page.text
+
+
+def test_a_narrative_is_shown_as_text_and_its_csv_never_runs_as_a_formula(web_url, ledger) -> None:
+    """A bank's narrative is the payer's text: markup and quotes in it are shown, never run
+    (the page escapes them), and one a spreadsheet would run as a formula is written with a
+    leading apostrophe in the CSV (as the API's CSV: one function makes both)."""
+    script = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; O&apos;BRIEN"  # (XML text)
+    statement = camt(
+        entry("12.34", day=YESTERDAY, ref="B1", text=script),
+        entry("5.67", day=YESTERDAY, ref="B2", text='=HYPERLINK("http://x.example","y")'),
+        entry("8.90", day=YESTERDAY, ref="B3", text="@SUM(1+1)"),
+    )
+    import_file(ledger, statement, OFFICER, file_name="day.xml")
+    client = signed_in(web_url, "officer")
+    page = client.get(PATH)
+    assert page.status_code == 200
+    assert "<script>alert" not in page.text
+    # (a reference is kept in capitals, its spaces taken out: normalise_reference)
+    assert "&lt;SCRIPT&gt;ALERT(&#34;X&#34;)&lt;/SCRIPT&gt;O&#39;BRIEN" in page.text
+    rows = client.get(f"{PATH}.csv").text.splitlines()[1:]
+    assert len(rows) == 3
+    assert any(',"\'=HYPERLINK(""HTTP://X.EXAMPLE"",""Y"")",' in row for row in rows)
+    assert any(",'@SUM(1+1)," in row for row in rows)
