@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -96,6 +97,7 @@ def install(app: FastAPI, services: Services, config: WebConfig) -> None:
     app.add_exception_handler(SignInRequired, _to_sign_in)
     app.add_exception_handler(Refused, _refused)
     for error_class in (
+        RequestValidationError,
         StarletteHTTPException,
         LedgerError,
         DatabaseUnavailable,
@@ -119,6 +121,13 @@ def _as_a_page_under_web(app: FastAPI, error_class: type[Exception]) -> None:
 
 
 def _error_page(request: Request, error: Exception) -> Response:
+    if isinstance(error, RequestValidationError):
+        # A page's address edited by hand (?page=abc): said as a page, not the API's JSON.
+        wrong = "; ".join(
+            f"{e.get('loc', ('', '?'))[-1]}: {e.get('msg', 'invalid')}" for e in error.errors()[:5]
+        )
+        detail = f"The page's address asks for something it cannot read ({wrong}). Go back and follow a link."
+        return render(request, "error.html", 422, title="Check the address", detail=detail)
     if isinstance(error, StarletteHTTPException) and error.status_code == 404:
         return render(request, "not_found.html", 404, what="such page")
     if isinstance(error, StarletteHTTPException):

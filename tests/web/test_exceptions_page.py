@@ -133,3 +133,14 @@ def test_a_narrative_is_shown_as_text_and_its_csv_never_runs_as_a_formula(web_ur
     assert len(rows) == 3
     assert any(',"\'=HYPERLINK(""HTTP://X.EXAMPLE"",""Y"")",' in row for row in rows)
     assert any(",'@SUM(1+1)," in row for row in rows)
+
+
+def test_an_address_edited_by_hand_is_answered_with_a_page(web_url) -> None:
+    """?page=abc (or position=abc) answers a page saying what is wrong, as the other pages'
+    errors do, not the API's problem+json."""
+    client = signed_in(web_url, "officer")
+    for query, name in (("?page=abc", "page"), ("?page=2&position=abc", "position")):
+        answer = client.get(PATH + query)
+        assert answer.status_code == 422
+        assert answer.headers["content-type"].startswith("text/html")
+        assert f"{name}: Input should be a valid integer" in answer.text
