@@ -248,3 +248,27 @@ def test_a_rule_line_waits_while_its_refund_waits_and_after_it_is_declined(
         assert listed(same_every_way(limited)) == [1]
     finally:
         limited.close()
+
+
+def test_a_rule_line_its_rule_left_in_suspense_part_allocated_then_refunded(ledger) -> None:
+    """A line whose rule's rewritten reference no fund takes waits in suspense (a suspense
+    line, not one to check): allocated in part it stays listed; the rest refunded, nothing
+    of it is left in suspense and it leaves the report, whatever is later refunded."""
+    add_rule(
+        ledger,
+        {"name": "odd deposits", "narrative_contains": "ODD DEPOSIT", "fund_code": "CT"}
+        | {"rewrite_pattern": "[A-Z ]+[0-9]*", "rewrite_to": "NOTAREF"},
+        SUPERVISOR,
+        "odd deposits",
+    )
+    statement = camt(entry("11.00", day=YESTERDAY, ref="B1", text="ODD DEPOSIT 1"))
+    batch_id = import_file(ledger, statement, OFFICER, file_name="day.xml").batch_id
+    (line,) = get_import(ledger, batch_id)["lines"]
+    assert line["status"] == "suspense" and line["import_rule"]
+    receipt = UUID(line["payment_id"])
+    ledger.allocate(receipt, [("CT", CT_REF, 500)], OFFICER, "part of it is council tax")
+    assert listed(same_every_way(ledger)) == [1]
+    ledger.refund(receipt, 600, OFFICER, "the rest is not ours")
+    assert listed(same_every_way(ledger)) == []
+    ledger.refund(receipt, 500, OFFICER, "none of it is ours", source=("CT", CT_REF))
+    assert listed(same_every_way(ledger)) == []

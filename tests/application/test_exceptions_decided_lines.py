@@ -39,6 +39,7 @@ def same_every_way(ledger) -> dict:
     fold.read(ledger)
     loaded = BooksFold.from_snapshot(fold.to_snapshot())
     assert loaded.in_suspense == fold.in_suspense
+    assert loaded.in_funds == fold.in_funds and loaded.checked == fold.checked
     assert exceptions(ledger, books=loaded.books(ledger)) == report
     return report
 
