@@ -67,6 +67,11 @@ class ImportLineOut(BaseModel):
     reference: str
     amount_pence: int
     status: str | None = Field(description="the payment's status when the file was imported")
+    suspense_reason: str | None = Field(
+        None,
+        description="why the receipt went (wholly or in part) to suspense when the file was "
+        "imported, as a payment's suspense_reason (invalid_check_digit, no_matching_fund...)",
+    )
     import_rule: dict[str, Any] | None = Field(
         None, description="the import rule (rule_id, rule_version) that decided the receipt"
     )

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
+import sqlalchemy
 import sqlalchemy.event
-from eventsourcing.persistence import Recorder
+from eventsourcing.persistence import Recorder, StoredEvent
 from eventsourcing_sqlalchemy.datastore import transactions
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyAggregateRecorder
 from sqlalchemy.engine import Engine
@@ -157,3 +158,27 @@ def leave_to_parent(recorder: Recorder) -> None:
 
 def _refuse_connection(*_: Any) -> None:
     raise RuntimeError("a forked worker process must not use the database (application.forked)")
+
+
+def first_events(recorder: Recorder, ids: Sequence[UUID], chunk: int) -> Iterator[StoredEvent]:
+    """The first stored event (its creation) of each aggregate of `ids` that has one,
+    `chunk` ids to a query: a batch's receipts at once, not one query each (eventsourcing's
+    select_events reads one aggregate). Plain rows, not ORM objects: a third of the time
+    for 20,000 receipts."""
+    table = events_record_class(recorder).__table__
+    columns = (table.c.originator_id, table.c.topic, table.c.state)
+    with transaction(recorder, commit=False) as session:
+        for start in range(0, len(ids), chunk):
+            rows = session.execute(
+                sqlalchemy.select(*columns).where(
+                    table.c.originator_version == 1,
+                    table.c.originator_id.in_(ids[start : start + chunk]),
+                )
+            )
+            for originator_id, topic, state in rows:
+                yield StoredEvent(
+                    originator_id=originator_id,
+                    originator_version=1,
+                    topic=topic,
+                    state=bytes(state) if isinstance(state, memoryview) else state,
+                )

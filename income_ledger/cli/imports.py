@@ -274,8 +274,10 @@ def _line_outcome(line: dict[str, Any]) -> str:
     if line["late_link"]:
         return "reconciled later"
     if line["outcome"] == "recorded" and line["status"]:
+        why = [line["suspense_reason"].replace("_", " ")] if line["suspense_reason"] else []
+        why += ["link undone"] if line["undone_links"] else []
         words = line["status"].replace("_", " ")
-        return f"{words} (link undone)" if line["undone_links"] else words
+        return f"{words} ({'; '.join(why)})" if why else words
     return line["outcome"].replace("_", " ")
 
 

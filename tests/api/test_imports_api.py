@@ -190,3 +190,11 @@ def test_a_statement_with_a_malformed_amount_is_refused_whole_not_misread(client
         assert "refused whole, nothing was recorded" in response.json()["detail"]
         assert any(says in error["reason"] for error in response.json()["errors"]), response.text
     assert ledger.max_position() == before
+
+
+@needs_samples
+def test_an_import_says_why_each_line_went_to_suspense(client) -> None:
+    created = upload(client, (STATEMENTS / TWO_RECORDS).read_bytes(), name="be0630.txt")
+    batch_id = created.json()["batch"]["batch_id"]
+    detail = client.get(f"/imports/{batch_id}", headers=auth("auditor")).json()
+    assert [line["suspense_reason"] for line in detail["lines"]] == ["no_matching_fund"] * 2

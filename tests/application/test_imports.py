@@ -14,7 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy.event
 
+from application import event_store
 from application.imports import get_import, import_file, list_imports, reverse_import
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from domain.errors import (
@@ -580,3 +582,29 @@ def test_an_unknown_format_is_refused_even_for_a_file_already_imported(ledger, i
     import_file(ledger, content, importer, file_name="monday.txt")
     with pytest.raises(InvalidRequest, match="unknown file format 'xyz'"):
         import_file(ledger, content, importer, file_name="monday.txt", file_format="xyz")
+
+
+def test_each_line_says_why_its_receipt_went_to_suspense_in_one_read(ledger, importer) -> None:
+    """`import show`, GET /imports/{id} and the import's page said a line was in suspense
+    but not why: the reason is its receipt's own (Received), read for the whole batch in
+    one query however many lines wait in suspense."""
+    content = allpay_file(
+        allpay_line(CT_REF, "25.00", "P"),
+        *(allpay_line("NOSUCHREF", "1.00", "Z") for _ in range(40)),
+        allpay_line("ADJ", "3.00", "C"),
+    )
+    batch_id = import_file(ledger, content, importer, file_name="be.txt").batch_id
+    engine = event_store.engine(ledger.repository.event_store.recorder)
+    statements: list[str] = []
+
+    def count(*args) -> None:
+        statements.append(args[2])
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", count)
+    try:
+        lines = get_import(ledger, batch_id)["lines"]
+    finally:
+        sqlalchemy.event.remove(engine, "before_cursor_execute", count)
+    reasons = [line["suspense_reason"] for line in lines]
+    assert reasons == [None, *["no_matching_fund"] * 40, "cash_adjustment"]
+    assert len(statements) <= 5, statements

@@ -88,3 +88,15 @@ def test_a_file_whose_name_says_another_format_is_refused_saying_why_it_was_read
     allpay_named_txt.write_text("amount,reference\n")
     assert "from how it starts" not in cli("import", str(allpay_named_txt), code=2).output
     assert json.loads(cli("import", "list", "--json").stdout) == []
+
+
+@needs_samples
+def test_import_show_says_why_a_line_went_to_suspense(cli, tmp_path) -> None:  # noqa: F811
+    """A fresh user's be0630.txt: lines 1-2 in suspense, and nothing said why."""
+    path = tmp_path / "be0630.txt"
+    path.write_bytes((STATEMENTS / TWO_RECORDS).read_bytes())
+    batch_id = json.loads(cli("import", str(path), "--json").stdout)["batch"]["batch_id"]
+    shown = cli("import", "show", batch_id).stdout
+    assert shown.count("suspense (no matching") == 2 and shown.count("fund)") == 2, shown
+    lines = json.loads(cli("import", "show", batch_id, "--json").stdout)["lines"]
+    assert [line["suspense_reason"] for line in lines] == ["no_matching_fund"] * 2

@@ -128,7 +128,7 @@ def test_import_show_a_statement_with_a_reconciled_line_and_an_undone_link(
     rows = [row for row in shown.splitlines() if row.startswith("│ ")]
     assert "reconciled" in rows[0] and "£5.00" in rows[0] and "match: one receipt" in rows[0]
     assert "pays in allpay receipt of" in rows[0]
-    assert "suspense (link undone)" in rows[1] and "£7.00" in rows[1]
+    assert "suspense (provider payout; link undone)" in rows[1] and "£7.00" in rows[1]
     assert "undone: was the total of import" in rows[1]
 
     as_json = json.loads(cli("import", "show", batch_id, "--json").stdout)
