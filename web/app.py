@@ -214,6 +214,9 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         csrf_token=current.csrf_token,
         prefix=PREFIX,
         can=lambda roles: current.user is not None and current.user.role in roles,
+        # Pages that cover every fund (imports, reconciliation) refuse a key limited to fund
+        # groups (require_whole_ledger): the menu and the dashboard do not offer them to it.
+        whole_ledger=current.user is not None and current.user.fund_groups is None,
         **context,
     )
     return finish(request, HTMLResponse(html, status_code=status))

@@ -27,3 +27,17 @@ def test_a_housing_officer_neither_finds_nor_opens_council_tax_payments(
     assert housing.get(f"/web/payments/{in_suspense}").status_code == 200
     allocate = housing.get(f"/web/payments/{in_suspense}/allocate")
     assert 'value="HRA"' in allocate.text and 'value="CT"' not in allocate.text
+
+
+def test_the_menu_offers_a_housing_officer_no_page_that_covers_every_fund(web_url) -> None:
+    """Imports and the reconciliation report cover every fund and refuse a key limited to
+    fund groups: the menu and the dashboard do not offer them to such a key (they did, and
+    each link answered 403); a key without limits still finds both."""
+    housing = signed_in(web_url, "housing")
+    dashboard = housing.get("/web/")
+    assert dashboard.status_code == 200
+    assert "/web/imports" not in dashboard.text
+    assert "/web/reconciliation/exceptions" not in dashboard.text
+    assert housing.get("/web/reconciliation/exceptions").status_code == 403
+    everyone = signed_in(web_url, "officer").get("/web/").text
+    assert "/web/imports" in everyone and "/web/reconciliation/exceptions" in everyone
