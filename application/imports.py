@@ -64,6 +64,7 @@ from domain.imports import (
     line_external_id,
     parse_file,
     refuse,
+    resaved_batch_ids,
 )
 from domain.money import pence_to_pounds
 from domain.payment import Payment, PaymentStatus, ReversalKind, payment_status
@@ -186,7 +187,8 @@ def import_file(
     file_name = check_file_name(file_name)
     # A format no file has is a mistake in the command, whether or not the bytes are known.
     chosen = ImportFormat.parse(file_format) if file_format else None
-    known = _batch_or_none(ledger, batch_id_for(sha256))
+    resaved = resaved_batch_ids(content)
+    known = _imported_before(ledger, batch_id_for(sha256), resaved)
     if known is not None:
         return ImportOutcome(known.id, False, None, batch_view(known))
     text = decode(content)
@@ -243,6 +245,11 @@ def import_file(
         linked = [
             (line, links[line.line_number]) for line in parsed.lines if line.line_number in links
         ]
+        # A copy re-saved otherwise imported meanwhile, while this one's lines were checked
+        # (its ids are not this file's, so no clash on saving would tell).
+        known = _imported_before(ledger, None, resaved)
+        if known is not None:
+            return ImportOutcome(known.id, False, None, batch_view(known))
         report("saving", 0, None)
         outcome = _record(
             ledger,
@@ -862,6 +869,18 @@ def batch_view(batch: ImportBatch) -> dict[str, Any]:
         "reversed_pence": batch.reversed_pence,
         "version": batch.version,
     }
+
+
+def _imported_before(
+    ledger: IncomeLedger, batch_id: UUID | None, resaved: list[UUID]
+) -> ImportBatch | None:
+    """The import of these bytes (`batch_id`), else of the same file re-saved with other line
+    endings or final newline (`resaved`): answered as the same file, reversed or not."""
+    for candidate in ([batch_id] if batch_id else []) + resaved:
+        known = _batch_or_none(ledger, candidate)
+        if known is not None:
+            return known
+    return None
 
 
 def _batch_or_none(ledger: IncomeLedger, batch_id: UUID) -> ImportBatch | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -169,6 +170,21 @@ def decode(content: bytes) -> str:
 def batch_id_for(sha256: str) -> UUID:
     """The same file (the same bytes) always maps to the same batch."""
     return uuid5(LEDGER_NAMESPACE, f"import-batch/{sha256}")
+
+
+def resaved_batch_ids(content: bytes) -> list[UUID]:
+    """The batches the same file would have made re-saved otherwise: with the other line
+    endings (LF, CRLF) and with a final newline added or removed, as editors and mail clients
+    re-save a file. The copy is the same day's income, so it must be found imported, while
+    every id stays that of the exact bytes (existing ledgers keep theirs): these ids are only
+    looked up, never given."""
+    text = content.replace(b"\r\n", b"\n")
+    forms = {text, text + b"\n"}
+    if text.endswith(b"\n"):
+        forms.add(text[:-1])
+    forms |= {form.replace(b"\n", b"\r\n") for form in forms}
+    forms.discard(content)
+    return sorted(batch_id_for(hashlib.sha256(form).hexdigest()) for form in forms)
 
 
 def line_external_id(sha256: str, line_number: int) -> str:

@@ -198,3 +198,16 @@ def test_an_import_says_why_each_line_went_to_suspense(client) -> None:
     batch_id = created.json()["batch"]["batch_id"]
     detail = client.get(f"/imports/{batch_id}", headers=auth("auditor")).json()
     assert [line["suspense_reason"] for line in detail["lines"]] == ["no_matching_fund"] * 2
+
+
+def test_a_copy_with_other_line_endings_answers_200_naming_the_first_import(client, ledger) -> None:
+    content = allpay_file(allpay_line(CT_REF, "25.00"))
+    first = upload(client, content, name="monday.txt")
+    assert first.status_code == 201, first.text
+    position = ledger.max_position()
+    for copy in (content.replace(b"\r\n", b"\n"), content.removesuffix(b"\r\n")):
+        again = upload(client, copy, name="monday-copy.txt")
+        assert again.status_code == 200 and again.json()["recorded"] is False, again.text
+        assert again.json()["batch"]["batch_id"] == first.json()["batch"]["batch_id"]
+        assert again.json()["batch"]["file_name"] == "monday.txt"
+    assert ledger.max_position() == position

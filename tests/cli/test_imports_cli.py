@@ -100,3 +100,18 @@ def test_import_show_says_why_a_line_went_to_suspense(cli, tmp_path) -> None:  #
     assert shown.count("suspense (no matching") == 2 and shown.count("fund)") == 2, shown
     lines = json.loads(cli("import", "show", batch_id, "--json").stdout)["lines"]
     assert [line["suspense_reason"] for line in lines] == ["no_matching_fund"] * 2
+
+
+def test_a_copy_with_other_line_endings_is_already_imported(cli, tmp_path) -> None:  # noqa: F811
+    day = (uk_today() - timedelta(days=1)).isoformat()
+    content = csv_file(f"cash,12.50,{CT_REF},{day},,")
+    totals = ("--expect-total", "12.50", "--expect-count", "1")
+    original, copy = tmp_path / "day.csv", tmp_path / "day-crlf.csv"
+    original.write_bytes(content)
+    copy.write_bytes(content.replace(b"\n", b"\r\n") + b"\r\n")
+    first = json.loads(cli("import", str(original), *totals, "--json").stdout)
+    assert first["recorded"]
+    again = cli("import", str(copy), *totals)
+    assert "already imported: day.csv" in again.stdout and "nothing recorded" in again.stdout
+    assert first["batch"]["batch_id"] in again.stdout
+    assert len(json.loads(cli("import", "list", "--json").stdout)) == 1
