@@ -187,7 +187,7 @@ def import_file(
     file_name = check_file_name(file_name)
     # A format no file has is a mistake in the command, whether or not the bytes are known.
     chosen = ImportFormat.parse(file_format) if file_format else None
-    resaved = resaved_batch_ids(content)
+    resaved = resaved_batch_ids(content, sha256)
     known = _imported_before(ledger, batch_id_for(sha256), resaved)
     if known is not None:
         return ImportOutcome(known.id, False, None, batch_view(known))

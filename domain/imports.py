@@ -172,19 +172,26 @@ def batch_id_for(sha256: str) -> UUID:
     return uuid5(LEDGER_NAMESPACE, f"import-batch/{sha256}")
 
 
-def resaved_batch_ids(content: bytes) -> list[UUID]:
+def resaved_batch_ids(content: bytes, sha256: str) -> list[UUID]:
     """The batches the same file would have made re-saved otherwise: with the other line
     endings (LF, CRLF) and with a final newline added or removed, as editors and mail clients
     re-save a file. The copy is the same day's income, so it must be found imported, while
-    every id stays that of the exact bytes (existing ledgers keep theirs): these ids are only
-    looked up, never given."""
+    every id stays that of the exact bytes (`sha256`; existing ledgers keep theirs): these
+    ids are only looked up, never given."""
     text = content.replace(b"\r\n", b"\n")
-    forms = {text, text + b"\n"}
-    if text.endswith(b"\n"):
-        forms.add(text[:-1])
-    forms |= {form.replace(b"\n", b"\r\n") for form in forms}
-    forms.discard(content)
-    return sorted(batch_id_for(hashlib.sha256(form).hexdigest()) for form in forms)
+    body = text.removesuffix(b"\n")
+    # The forms are the text, and it with one final newline more or (if it has one) fewer:
+    # the body followed by up to `most` newlines, each form hashed on from the body's hash.
+    most = 2 if text.endswith(b"\n") else 1
+    ids = set()
+    for newline, stem in ((b"\n", body), (b"\r\n", body.replace(b"\n", b"\r\n"))):
+        stem_hash = hashlib.sha256(stem)
+        for count in range(most + 1):
+            form_hash = stem_hash.copy()
+            form_hash.update(newline * count)
+            ids.add(batch_id_for(form_hash.hexdigest()))
+    ids.discard(batch_id_for(sha256))
+    return sorted(ids)
 
 
 def line_external_id(sha256: str, line_number: int) -> str:

@@ -124,8 +124,14 @@ def test_other_files_are_still_imported(ledger: IncomeLedger) -> None:
 
 
 def test_the_resaved_ids_are_the_other_forms_never_the_files_own() -> None:
-    content = b"a\r\nb\r\n"
+    def ids(*forms: bytes) -> list:
+        return sorted(batch_id_for(hashlib.sha256(form).hexdigest()) for form in forms)
+
+    def resaved(content: bytes) -> list:
+        return resaved_batch_ids(content, hashlib.sha256(content).hexdigest())
+
     forms = [b"a\nb\n", b"a\nb", b"a\nb\n\n", b"a\r\nb", b"a\r\nb\r\n\r\n"]
-    expected = sorted(batch_id_for(hashlib.sha256(form).hexdigest()) for form in forms)
-    assert resaved_batch_ids(content) == expected
-    assert batch_id_for(hashlib.sha256(content).hexdigest()) not in resaved_batch_ids(content)
+    assert resaved(b"a\r\nb\r\n") == ids(*forms)
+    assert resaved(b"a\nb") == ids(b"a\nb\n", b"a\r\nb", b"a\r\nb\r\n")
+    assert resaved(b"a\nb\r\n") == ids(*forms, b"a\r\nb\r\n")  # mixed: the pure forms'
+    assert batch_id_for(hashlib.sha256(b"a\nb").hexdigest()) not in resaved(b"a\nb")
