@@ -193,11 +193,11 @@ def imports_list(
 
 def _print_batches(batches: list[dict[str, Any]]) -> None:
     table = helpers.folding_table(
-        "imported (UTC)", "file", "format", "receipts", "total", "batch", "reversed"
+        "imported", "file", "format", "receipts", "total", "batch", "reversed"
     )
     for batch in batches:
         table.add_row(
-            batch["imported_at"][:16].replace("T", " "),
+            helpers.uk_time(batch["imported_at"]),
             escape(batch["file_name"]),
             batch["file_format"],
             str(batch["receipts_count"]),
@@ -340,7 +340,7 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
     if not outcome.recorded:
         helpers.out.print(
             f"already imported: {escape(batch['file_name'])} (batch {batch['batch_id']}, "
-            f"by {batch['imported_by']} at {batch['imported_at']}); nothing recorded",
+            f"by {batch['imported_by']} at {helpers.uk_time(batch['imported_at'])}); nothing recorded",
             highlight=False,
             soft_wrap=True,
         )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from domain.limits import uk_today
+from income_ledger.cli import helpers
 from tests.application.test_imports import (
     STATEMENTS,
     TOTALS_MISMATCH,
@@ -115,3 +116,24 @@ def test_a_copy_with_other_line_endings_is_already_imported(cli, tmp_path) -> No
     assert "already imported: day.csv" in again.stdout and "nothing recorded" in again.stdout
     assert first["batch"]["batch_id"] in again.stdout
     assert len(json.loads(cli("import", "list", "--json").stdout)) == 1
+
+
+def test_import_times_read_as_uk_local_times_and_json_stays_iso(cli, tmp_path) -> None:  # noqa: F811
+    """`import list` said "(UTC)" and a second import printed a raw ISO instant, while
+    `import show` said GMT: a person reads UK local time everywhere, --json reads ISO."""
+    path = tmp_path / "be0103.txt"
+    path.write_bytes(allpay_file(allpay_line(CT_REF, "8.00")))
+    batch = json.loads(cli("import", str(path), "--json").stdout)["batch"]
+    imported_at = batch["imported_at"]
+    assert datetime.fromisoformat(imported_at).utcoffset() == timedelta(0)
+    shown = helpers.uk_time(imported_at)
+    assert shown.endswith((" GMT", " BST"))
+    listed = cli("import", "list").stdout
+    again = cli("import", str(path)).stdout
+    show = cli("import", "show", batch["batch_id"]).stdout
+    for said in (listed, again, show):
+        assert "UTC" not in said and "+00:00" not in said, said
+    # The list's narrow column may fold the time: each of its parts is there.
+    assert all(part in listed for part in shown.split())
+    assert shown in " ".join(again.split()) and shown in show
+    assert json.loads(cli("import", "list", "--json").stdout)[0]["imported_at"] == imported_at
