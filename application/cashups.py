@@ -30,9 +30,9 @@ from domain.cashups import (
     compare,
     difference_words,
 )
-from domain.errors import CashUpNotFound, CashUpStale, ConcurrentUpdate
+from domain.errors import CashUpNotFound, CashUpStale, ConcurrentUpdate, InvalidRequest
 from domain.limits import uk_today
-from domain.offices import parse_code
+from domain.offices import Till, parse_code
 from domain.payment import Payment
 from domain.periods import uk_date
 
@@ -68,6 +68,17 @@ def recorded_pence(
     return dict(totals)
 
 
+def require_in_use(till: Till, office_code: str, day: date, recorded: dict[str, int]) -> None:
+    """A till counts only a day it was in use: one added later took nothing that day (a
+    mistyped date or till), unless receipts were recorded for it then."""
+    if till.added_on is not None and day < till.added_on and not recorded:
+        raise InvalidRequest(
+            f"till {till.code} of office {office_code} was added on "
+            f"{till.added_on.isoformat()}, after the cash-up date {day.isoformat()}, and no "
+            "receipt was recorded for it that day: check the date and the till"
+        )
+
+
 def submit_cashup(
     ledger: IncomeLedger, command: SubmitCashUp, ctx: CommandContext, today: date | None = None
 ) -> dict[str, Any]:
@@ -83,6 +94,7 @@ def submit_cashup(
         command.bag_number,
     ).checked(today or uk_today())
     recorded = recorded_pence(ledger, office.code, till.code, count.business_date)
+    require_in_use(till, office.code, count.business_date, recorded)
     results = compare(count, recorded, office.channels)
     cashup = _stored(ledger, cashup_id(office.code, till.code, count.business_date))
     if cashup is None:

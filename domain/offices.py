@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from datetime import date
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -26,6 +27,7 @@ from domain.errors import (
 )
 from domain.funds import LEDGER_NAMESPACE
 from domain.payment import Channel
+from domain.periods import uk_date
 
 # The channels a counter takes; a cash-up counts the first two.
 COUNTER_CHANNELS = (Channel.CASH, Channel.CHEQUE, Channel.CARD)
@@ -73,6 +75,8 @@ class Till:
     code: str
     name: str
     open: bool = True
+    # The UK day it was added (its TillAdded event's timestamp): no day before it is its own.
+    added_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,9 @@ class OfficeRegister(Aggregate):
 
         def apply(self, register: OfficeRegister) -> None:
             office = register.offices[self.office_code]
-            tills = {**office.tills, self.till_code: Till(self.till_code, self.name)}
+            added_on = uk_date(self.timestamp)
+            till = Till(self.till_code, self.name, added_on=added_on)
+            tills = {**office.tills, self.till_code: till}
             register.offices[self.office_code] = replace(office, tills=tills)
 
     class TillClosed(Aggregate.Event):

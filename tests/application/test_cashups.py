@@ -190,6 +190,7 @@ def test_an_approved_till_day_takes_no_more_receipts(ledger, office) -> None:
 
 
 def test_a_closed_day_refuses_a_cash_up(ledger, office) -> None:
+    take(ledger, "cash", 1000)  # the till, added today, was in use yesterday
     close_period(ledger, "day", YESTERDAY, SUPERVISOR, "banked")
     before = ledger.max_position()
     with pytest.raises(PeriodClosed, match="a cash-up dated"):
@@ -197,3 +198,17 @@ def test_a_closed_day_refuses_a_cash_up(ledger, office) -> None:
     assert ledger.max_position() == before  # nothing partial stored
     with pytest.raises(InvalidRequest, match="in the future"):
         submit_cashup(ledger, count(day=YESTERDAY + timedelta(days=2), p1000=1), OFFICER)
+
+
+def test_a_day_before_the_till_was_added_is_refused_unless_it_took_money(ledger, office) -> None:
+    """A cash-up for 31 March on a till added today was accepted: a till counts only a day
+    it was in use (it may have receipts recorded for days before it was added)."""
+    before = ledger.max_position()
+    long_ago = date(YESTERDAY.year - 1, 3, 31)
+    with pytest.raises(
+        InvalidRequest, match=f"added on {YESTERDAY + timedelta(days=1)}, after the cash-up"
+    ):
+        submit_cashup(ledger, count(day=long_ago, p1000=1), OFFICER)
+    assert ledger.max_position() == before  # nothing stored
+    assert take(ledger, "cash", 1000, day=long_ago).recorded
+    assert submit_cashup(ledger, count(day=long_ago, p1000=1), OFFICER)["status"] == "submitted"

@@ -72,3 +72,15 @@ def test_configure_an_office_take_cash_count_it_and_approve(cli) -> None:  # noq
     assert "approved" in approved.stdout and "balanced" in approved.stdout
     listed = json.loads(cli("cashup", "list", "--status", "approved", "--json").stdout)
     assert [c["cashup_id"] for c in listed] == [submitted["cashup_id"]]
+
+
+def test_a_cash_up_for_a_day_before_the_till_was_added_is_refused(cli) -> None:  # noqa: F811
+    cli("offices", "add", "civic", "--name", "Civic Centre", "--channel", "cash")
+    cli("offices", "add-till", "CIVIC", "t1")
+    refused = cli(
+        "cashup", "submit", "CIVIC", "T1", "2026-03-31", "--bag", "B1", "--count", "20=1", code=2
+    )
+    said = " ".join(refused.stderr.split())
+    assert "till T1 of office CIVIC was added on" in said, said
+    assert "after the cash-up date 2026-03-31" in said and "check the date and the till" in said
+    assert json.loads(cli("cashup", "list", "--json").stdout) in ([], {"cashups": []})
