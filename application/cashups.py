@@ -73,9 +73,9 @@ def require_in_use(till: Till, office_code: str, day: date, recorded: dict[str, 
     mistyped date or till), unless receipts were recorded for it then."""
     if till.added_on is not None and day < till.added_on and not recorded:
         raise InvalidRequest(
-            f"till {till.code} of office {office_code} was added on "
-            f"{till.added_on.isoformat()}, after the cash-up date {day.isoformat()}, and no "
-            "receipt was recorded for it that day: check the date and the till"
+            f"the cash-up date {day.isoformat()} is before till {till.code} of office "
+            f"{office_code} was added ({till.added_on.isoformat()}), and no receipt was "
+            "recorded for it that day: check the date and the till"
         )
 
 

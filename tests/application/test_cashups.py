@@ -206,7 +206,8 @@ def test_a_day_before_the_till_was_added_is_refused_unless_it_took_money(ledger,
     before = ledger.max_position()
     long_ago = date(YESTERDAY.year - 1, 3, 31)
     with pytest.raises(
-        InvalidRequest, match=f"added on {YESTERDAY + timedelta(days=1)}, after the cash-up"
+        InvalidRequest,
+        match=rf"is before till T1 of office CIVIC was added \({YESTERDAY + timedelta(days=1)}\)",
     ):
         submit_cashup(ledger, count(day=long_ago, p1000=1), OFFICER)
     assert ledger.max_position() == before  # nothing stored

@@ -100,3 +100,23 @@ def test_the_form_without_javascript_keeps_input_shows_errors_and_records_once(
     assert forbidden.status_code == 403  # officers do not approve
     tampered = client.post("/web/cashup", data=fixed | {"csrf_token": "x"})
     assert tampered.status_code == 403
+
+
+def test_a_day_before_the_till_was_added_is_shown_beside_the_date(
+    web_url, till_day, ledger
+) -> None:
+    client = signed_in(web_url, "officer")
+    form = client.get("/web/cashup").text
+    fields = {
+        "csrf_token": hidden(form, "csrf_token"),
+        "idempotency_key": hidden(form, "idempotency_key"),
+        "till": "CIVIC/T1",
+        "business_date": "2026-03-31",
+        "count_1000": "1",
+        "bag_number": "B-1",
+    }
+    refused = client.post("/web/cashup", data=fields)
+    assert refused.status_code == 422
+    error = refused.text.split('id="business_date-error"', 1)[1].split("</p>", 1)[0]
+    assert "is before till T1 of office CIVIC was added" in error, error
+    assert cashups(ledger) == []
