@@ -344,3 +344,13 @@ def test_an_officer_chooses_one_of_three_pairs_of_files_on_the_page(web_url, led
     assert answer.status_code == 303, answer.text
     (line,) = get_import(ledger, statement)["lines"]
     assert line["late_link"]["matched_batch_ids"] == [str(files[0]), str(files[2])]
+
+
+def test_the_import_page_says_why_a_line_went_to_suspense(web_url, ledger) -> None:
+    content = allpay_file(allpay_line(CT_REF, "5.00"), allpay_line("NOSUCHREF", "1.00", "Z"))
+    ctx = CommandContext("officer:importer")
+    batch_id = import_file(ledger, content, ctx, file_name="be.txt").batch_id
+    page = signed_in(web_url, "officer").get(f"/web/imports/{batch_id}")
+    assert page.status_code == 200
+    row = page.text.split('id="line-2"', 1)[1].split("</tr>", 1)[0]
+    assert "suspense (no matching fund)" in row, row
