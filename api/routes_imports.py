@@ -55,7 +55,9 @@ class ImportLineOut(BaseModel):
     line: int
     kind: str
     outcome: str = Field(
-        description="recorded (a new receipt), known (recorded before), reversed (an "
+        description="recorded (a new receipt), known (recorded before; on a returned "
+        "direct debit: an earlier import of the same statement line took its collection "
+        "back already, so nothing was reversed again), reversed (an "
         "earlier receipt a returned cheque or direct debit took back), or reconciled (a "
         "statement line paying in receipts already recorded: no receipt of its own), or "
         "unmatched (a debit naming GOV.UK Pay's payout that no refunds explain yet: kept for "
@@ -81,6 +83,12 @@ class ImportLineOut(BaseModel):
         description="the fund(s) the import allocated the line's receipt to (None: "
         "suspense); for a line stored before the fund was kept, read from its receipt's "
         "allocation on arrival",
+    )
+    bank_line_id: str | None = Field(
+        None,
+        description="a statement's returned direct debit: what identifies it at the bank "
+        "(from account, booking date, bank reference and amount); None on lines imported "
+        "before it was kept",
     )
     rule: str | None = Field(None, description="reconciled: the matching rule that linked it")
     matched_payment_ids: list[str] | None = Field(None, description="reconciled: paid in")

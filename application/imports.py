@@ -238,7 +238,7 @@ def import_file(
         ]
         job = _LineJob(ledger, receipts, sha256, rules, periods, chart, ctx, commands, providers)
         new_receipts, problems = _checked(job, report)
-        returned = _returns(ledger, parsed, problems)
+        returned, returned_before = _returns(ledger, parsed, problems)
         problems.extend(parsed.problems)
         if problems:
             raise refuse(sorted(problems, key=lambda p: p.line_number))
@@ -258,6 +258,7 @@ def import_file(
             sha256,
             new_receipts,
             returned,
+            returned_before,
             linked + [(line, None) for line in _open_debits(ledger, parsed, links, waiting)],
             ctx,
             notes_seen,
@@ -457,25 +458,72 @@ def _checked(job: _LineJob, report: Progress) -> tuple[list[_NewReceipt], list[L
 
 def _returns(
     ledger: IncomeLedger, parsed: ParsedFile, problems: list[LineProblem]
-) -> list[tuple[ImportLine, Payment]]:
-    """Each returned cheque or direct debit with the earlier imported receipt it takes back.
+) -> tuple[list[tuple[ImportLine, Payment]], list[tuple[ImportLine, Payment]]]:
+    """Each returned cheque or direct debit with the earlier imported receipt it takes back;
+    and each statement's returned direct debit an earlier import took back already (the
+    same statement downloaded again), with the receipt that import reversed: it reverses
+    nothing again.
 
     The receipt is the newest one imported with the same reference and amount whose money
     is all still there; a line that matches none refuses the file."""
     lines = [line for line in parsed.lines if line.kind in RETURN_KINDS]
     if not lines:
-        return []
-    candidates = _imported_receipts(ledger)
+        return [], []
+    candidates, earlier = _earlier_lines(ledger)
     taken: set[str] = set()
-    matched = []
+    matched, known = [], []
     for line in lines:
+        before = _returned_before(ledger, line, earlier)
+        if before is not None:
+            known.append((line, before))
+            continue
         payment = _original(ledger, line, candidates, taken)
         if payment is None:
             problems.append(LineProblem(line.line_number, _unmatched_return(line)))
         else:
             taken.add(str(payment.id))
             matched.append((line, payment))
-    return matched
+    return matched, known
+
+
+def _returned_before(
+    ledger: IncomeLedger, line: ImportLine, earlier: list[ImportedLine]
+) -> Payment | None:
+    """The receipt an earlier import reversed for this same statement return, whose
+    reversal still stands; the earlier line is used up (two identical returns on one
+    statement are two returns). The same return: the same kind and line at the bank
+    (account, booking date, bank reference, amount: `bank_line_id`); for an earlier line
+    stored before that was kept, the same booking date, payer reference and amount. Whether the earlier import was
+    reversed since does not matter: reversing an import leaves the receipts its returns
+    reversed reversed, so the money is still taken back. The bank's id of the line, when
+    both have it, decides alone (it is made of the line's booking date and amount)."""
+    day = (line.details or {}).get("booking_date")
+    if day is None:  # an Allpay returned cheque: nothing identifies it but its file
+        return None
+    reference = normalise_reference(line.reference)
+    for index, before in enumerate(earlier):
+        if before.kind != line.kind.value:
+            continue
+        if before.bank_line_id is not None and line.external_id is not None:
+            same = before.bank_line_id == line.external_id
+        else:
+            same = (
+                before.booking_date == day
+                and before.amount_pence == line.amount_pence
+                and normalise_reference(_file_reference(before)) == reference
+            )
+        if not same:
+            continue
+        payment = ledger.repository.get(UUID(before.payment_id))
+        if payment.reversal_kind == RETURN_KINDS[line.kind].value:
+            del earlier[index]
+            return payment
+    return None
+
+
+def _file_reference(line: ImportedLine) -> str:
+    """The reference the file gave: a rule may have rewritten the receipt's."""
+    return (line.import_rule or {}).get("file_reference") or line.reference
 
 
 def _unmatched_return(line: ImportLine) -> str:
@@ -500,10 +548,8 @@ def _original(
 ) -> Payment | None:
     reference = normalise_reference(line.reference)
     for candidate in candidates:
-        # A rule may have rewritten the receipt's reference: the file's is the one to match.
-        file_reference = (candidate.import_rule or {}).get("file_reference")
         if (
-            normalise_reference(file_reference or candidate.reference) != reference
+            normalise_reference(_file_reference(candidate)) != reference
             or candidate.amount_pence != line.amount_pence
             or candidate.payment_id in taken
         ):
@@ -514,12 +560,17 @@ def _original(
     return None
 
 
-def _imported_receipts(ledger: IncomeLedger) -> list[ImportedLine]:
-    """Receipts recorded by earlier imports, newest first."""
-    found = []
+def _earlier_lines(ledger: IncomeLedger) -> tuple[list[ImportedLine], list[ImportedLine]]:
+    """Receipts recorded by earlier imports, newest first; and the statement returns that
+    earlier imports reversed a receipt for, oldest first."""
+    receipts, returns = [], []
     for batch in ledger.events_of(ImportBatch.Imported):
-        found.extend(line for line in batch.imported_lines if line.is_new_receipt)
-    return found[::-1]
+        for line in batch.imported_lines:
+            if line.is_new_receipt:
+                receipts.append(line)
+            elif line.outcome == "reversed" and line.booking_date is not None:
+                returns.append(line)
+    return receipts[::-1], returns
 
 
 def _record(
@@ -529,12 +580,14 @@ def _record(
     sha256: str,
     new_receipts: list[_NewReceipt],
     returned: list[tuple[ImportLine, Payment]],
+    returned_before: list[tuple[ImportLine, Payment]],
     linked: list[tuple[ImportLine, StatementLink | None]],
     ctx: CommandContext,
     notes_seen: dict[str, int],
 ) -> ImportOutcome:
-    """Save it all in one transaction; `linked` holds the statement lines that pay in
-    receipts already recorded, and the payout debits kept unmatched (link None)."""
+    """Save it all in one transaction; `returned_before` holds the returns an earlier
+    import took back (kept as `known`, nothing reversed), `linked` the statement lines that
+    pay in receipts already recorded, and the payout debits kept unmatched (link None)."""
     for line, payment in returned:
         kind = RETURN_KINDS[line.kind]
         payment.reverse(
@@ -561,6 +614,10 @@ def _record(
             entries += [
                 _line_entry(line, ledger.payment_view(p), "reversed").to_dict()
                 for line, p in returned
+            ]
+            entries += [
+                _line_entry(line, ledger.payment_view(p), "known").to_dict()
+                for line, p in returned_before
             ]
             entries += [_linked_entry(line, link).to_dict() for line, link in linked]
             entries.sort(key=itemgetter("line"))
@@ -656,6 +713,7 @@ def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> Impo
         import_rule=payment.get("import_rule"),
         booking_date=line.details["booking_date"] if line.details else None,
         fund_code=payment.get("fund_code"),
+        bank_line_id=line.external_id if line.details else None,
     )
 
 
@@ -819,6 +877,7 @@ LINE_VIEW_KEYS = (
     "settled_day",
     "matched_batch_id",
     "fund_code",
+    "bank_line_id",
 )
 
 

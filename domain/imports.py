@@ -593,9 +593,9 @@ class ImportedLine:
 
     line: int
     kind: str  # LineKind
-    # recorded, known (recorded before), reversed (returned), reconciled, or unmatched (a
-    # debit naming GOV.UK Pay's payout that matched nothing yet: it may pay refunds recorded
-    # later, application.reconciliation.link_counted_twice)
+    # recorded, known (recorded before; a return: taken back before), reversed (returned),
+    # reconciled, or unmatched (a debit naming GOV.UK Pay's payout that matched nothing
+    # yet: it may pay refunds recorded later, application.reconciliation.link_counted_twice)
     outcome: str
     payment_id: str | None  # the receipt the line recorded or reversed; None when linked
     channel: str
@@ -607,6 +607,10 @@ class ImportedLine:
     booking_date: str | None = None  # a bank statement's line: its booking date (ISO)
     link: StatementLink | None = None
     fund_code: str | None = None  # the fund(s) the import allocated its receipt to
+    # A statement's returned direct debit: what identifies it at the bank (account, booking
+    # date, bank reference, amount: statements.statement_line_id); lines stored before it
+    # was kept have none.
+    bank_line_id: str | None = None
 
     @property
     def is_new_receipt(self) -> bool:
@@ -653,6 +657,8 @@ class ImportedLine:
             stored |= self.link.to_dict()
         if self.fund_code is not None:
             stored["fund_code"] = self.fund_code
+        if self.bank_line_id is not None:
+            stored["bank_line_id"] = self.bank_line_id
         return stored
 
     @classmethod
@@ -671,6 +677,7 @@ class ImportedLine:
             data.get("booking_date"),
             StatementLink.from_dict(data) if "rule" in data else None,
             data.get("fund_code"),
+            data.get("bank_line_id"),
         )
 
 

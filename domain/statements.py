@@ -1112,7 +1112,14 @@ def _import_line(
         amount_pence=line.amount_minor,
         reference=payer_reference(line),
         received_at=received_at_for(day, now),
-        external_id=statement_line_id(statement, line, seen) if kind is LineKind.RECEIPT else None,
+        # A receipt's id, or what identifies a returned direct debit at the bank: the same
+        # return in a statement downloaded again takes nothing back twice
+        # (application.imports._returns).
+        external_id=(
+            statement_line_id(statement, line, seen)
+            if kind in (LineKind.RECEIPT, LineKind.DIRECT_DEBIT_RETURN)
+            else None
+        ),
         details={
             "bank_type_code": line.type_code,
             "bank_reference": line.bank_reference,

@@ -278,6 +278,8 @@ def _line_outcome(line: dict[str, Any]) -> str:
         why += ["link undone"] if line["undone_links"] else []
         words = line["status"].replace("_", " ")
         return f"{words} ({'; '.join(why)})" if why else words
+    if line["outcome"] == "known" and line["kind"] != "receipt":
+        return "returned before (nothing reversed)"
     return line["outcome"].replace("_", " ")
 
 

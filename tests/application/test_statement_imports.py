@@ -12,11 +12,11 @@ from uuid import UUID
 
 import pytest
 
-from application.imports import detect_format, get_import, import_file
+from application.imports import detect_format, get_import, import_file, reverse_import
 from application.ledger import CommandContext, RecordPayment
 from application.reconciliation import age_band, exceptions
 from domain.errors import ConcurrentUpdate, LedgerError
-from domain.imports import ImportFormat
+from domain.imports import ImportedLine, ImportFormat
 from domain.limits import uk_day_start, uk_today
 from income_ledger.bootstrap import build_ledger
 from income_ledger.settings import Settings
@@ -179,6 +179,99 @@ def test_a_returned_direct_debit_with_no_collection_is_refused(ledger, importer)
     error = refusal(ledger, returned, importer)
     assert "direct debit return for reference" in error.message
     assert error.problems[0].line_number == 1
+
+
+def _collections(ledger, importer, *days: date) -> list[str]:
+    """A £40 direct-debit collection of the same payer on each day (oldest first): their
+    payment ids, in the same order."""
+    entries = [entry("40.00", ref=f"D{n}", family="RDDT", day=day) for n, day in enumerate(days)]
+    outcome = import_file(ledger, camt(*entries), importer, file_name="collections.xml")
+    return [p["payment_id"] for p in imported_payments(ledger, outcome)]
+
+
+def _return(ref: str, day: date = TODAY) -> dict:
+    return entry("40.00", ref=ref, family="RDDT", debit=True, reversal=True, reason="AC06", day=day)
+
+
+def _downloaded_again(content: bytes) -> bytes:
+    """The same statement from the bank again: another message id, other whitespace."""
+    return content.replace(b"<MsgId>M1</MsgId>", b"<MsgId>M2</MsgId>").replace(b"><", b">\n<")
+
+
+def _reversed_pence(ledger, payment_ids: list[str]) -> list[int]:
+    return [ledger.get_payment(pid)["reversed_pence"] for pid in payment_ids]
+
+
+def test_a_return_in_a_statement_downloaded_again_takes_nothing_back_twice(ledger, importer):
+    older, newer = _collections(ledger, importer, TODAY - timedelta(3), TODAY - timedelta(2))
+    returned = camt(_return("R1"), entry("7.00", ref="B9"), opening="1080.00")
+    first = import_file(ledger, returned, importer, file_name="tue.xml")
+    assert _reversed_pence(ledger, [older, newer]) == [0, 4_000]
+    again = import_file(ledger, _downloaded_again(returned), importer, file_name="tue-2.xml")
+    assert again.recorded and again.batch_id != first.batch_id
+    assert _reversed_pence(ledger, [older, newer]) == [0, 4_000]  # older not taken back
+    assert again.batch["returned_cheques_count"] == 0 and again.batch["receipts_count"] == 0
+    line, credit = get_import(ledger, again.batch_id)["lines"]
+    assert credit["outcome"] == "known"
+    assert line["outcome"] == "known" and line["payment_id"] == newer
+    assert line["kind"] == "direct_debit_return" and line["status"] == "reversed"
+    assert line["bank_line_id"] == get_import(ledger, first.batch_id)["lines"][0]["bank_line_id"]
+    assert line["bank_line_id"].startswith("stmt:")
+    # Reversing the first import (its credit) leaves its return's reversal standing: the
+    # collection is still taken back.
+    reverse_import(ledger, first.batch_id, CommandContext("supervisor:boss"), "wrong file")
+    third = _downloaded_again(returned).replace(b"M2", b"M3")
+    import_file(ledger, third, importer, file_name="tue-3.xml")
+    assert _reversed_pence(ledger, [older, newer]) == [0, 4_000]
+
+
+def test_a_new_return_of_the_same_payer_and_amount_still_takes_back_a_collection(ledger, importer):
+    days = [TODAY - timedelta(n) for n in (5, 4, 3)]
+    oldest, middle, newest = _collections(ledger, importer, *days)
+    import_file(ledger, camt(_return("R1"), opening="1120.00"), importer, file_name="a.xml")
+    assert _reversed_pence(ledger, [oldest, middle, newest]) == [0, 0, 4_000]
+    # Another bank reference on the same day: another return.
+    import_file(ledger, camt(_return("R2"), opening="1080.00"), importer, file_name="b.xml")
+    assert _reversed_pence(ledger, [oldest, middle, newest]) == [0, 4_000, 4_000]
+    # The same bank reference on another day: another return.
+    other_day = camt(_return("R1", day=YESTERDAY), opening="1040.00")
+    import_file(ledger, other_day, importer, file_name="c.xml")
+    assert _reversed_pence(ledger, [oldest, middle, newest]) == [4_000, 4_000, 4_000]
+
+
+def test_two_identical_returns_on_one_statement_take_back_two_collections_once(ledger, importer):
+    days = [TODAY - timedelta(n) for n in (5, 4, 3)]
+    oldest, middle, newest = _collections(ledger, importer, *days)
+    returned = camt(_return("R1"), _return("R1"), opening="1120.00")
+    first = import_file(ledger, returned, importer, file_name="a.xml")
+    assert first.batch["returned_cheques_count"] == 2
+    assert _reversed_pence(ledger, [oldest, middle, newest]) == [0, 4_000, 4_000]
+    again = import_file(ledger, _downloaded_again(returned), importer, file_name="a2.xml")
+    assert [line["outcome"] for line in get_import(ledger, again.batch_id)["lines"]] == [
+        "known",
+        "known",
+    ]
+    assert _reversed_pence(ledger, [oldest, middle, newest]) == [0, 4_000, 4_000]
+
+
+def test_a_return_stored_before_its_bank_line_was_kept_is_still_known(
+    ledger, importer, monkeypatch
+):
+    """An earlier import's return line without `bank_line_id` (stored before it was kept)
+    is the same return by its kind, booking date, payer reference and amount."""
+    older, newer = _collections(ledger, importer, TODAY - timedelta(3), TODAY - timedelta(2))
+    returned = camt(_return("R1"), opening="1080.00")
+    stored = ImportedLine.to_dict
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            ImportedLine,
+            "to_dict",
+            lambda line: {k: v for k, v in stored(line).items() if k != "bank_line_id"},
+        )
+        first = import_file(ledger, returned, importer, file_name="tue.xml")
+    assert get_import(ledger, first.batch_id)["lines"][0].get("bank_line_id") is None
+    import_file(ledger, _downloaded_again(returned), importer, file_name="tue-2.xml")
+    assert _reversed_pence(ledger, [older, newer]) == [0, 4_000]
 
 
 def test_mt940_and_bai2_are_imported_and_detected(ledger, importer):

@@ -394,3 +394,29 @@ def test_reconcile_provider_lines_lists_what_a_fund_took(cli, tmp_path, monkeypa
     assert found["total"] == 1 and found["lines"][0]["narrative"] == "WORLDPAY LTD"
     table = cli("reconcile", "provider-lines").stdout
     assert "1 statement line a fund took names a provider" in table
+
+
+def test_import_show_says_a_return_downloaded_again_reversed_nothing(
+    cli,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(helpers.out, "_width", 200)  # a table row on one line
+    collected = tmp_path / "mon.xml"
+    collected.write_bytes(
+        camt(entry("40.00", ref="D1", family="RDDT", day=TODAY - timedelta(days=1)))
+    )
+    cli("import", str(collected))
+    returned = camt(
+        entry("40.00", ref="R1", family="RDDT", debit=True, reversal=True, reason="AC06"),
+        opening="1040.00",
+    )
+    first, again = tmp_path / "tue.xml", tmp_path / "tue-again.xml"
+    first.write_bytes(returned)
+    again.write_bytes(returned.replace(b"<MsgId>M1</MsgId>", b"<MsgId>M2</MsgId>"))
+    cli("import", str(first))
+    batch_id = json.loads(cli("import", str(again), "--json").stdout)["batch"]["batch_id"]
+    rows = [row for row in cli("import", "show", batch_id).stdout.splitlines() if "│ " in row]
+    assert any("returned before (nothing reversed)" in row for row in rows)
+    (line,) = json.loads(cli("import", "show", batch_id, "--json").stdout)["lines"]
+    assert line["outcome"] == "known" and line["kind"] == "direct_debit_return"
