@@ -318,9 +318,14 @@ async def reconciliation_choice(body: ChoiceIn, svc: ServicesDep, user: Staff) -
     return {"links": [link.to_dict() for link in links]}
 
 
-class UnlinkIn(BaseModel):
+class _StatementLineIn(BaseModel):
+    """A statement line a person acts on (unlink, check, uncheck), with their reason."""
+
     batch_id: UUID = Field(description="the statement's import")
     line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
+
+
+class UnlinkIn(_StatementLineIn):
     reason: Reason = Field(description="why the link is wrong")
 
 
@@ -361,15 +366,11 @@ async def reconciliation_unlink(body: UnlinkIn, svc: ServicesDep, user: Staff) -
     return {"undone": [item.to_dict() for item in undone]}
 
 
-class CheckIn(BaseModel):
-    batch_id: UUID = Field(description="the statement's import")
-    line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
+class CheckIn(_StatementLineIn):
     reason: Reason = Field(description="what the person checked, and why the line is right")
 
 
-class UncheckIn(BaseModel):
-    batch_id: UUID = Field(description="the statement's import")
-    line: int = Field(ge=1, le=MAX_IMPORT_LINES, description="the statement line's number")
+class UncheckIn(_StatementLineIn):
     reason: Reason = Field(description="why the check was wrong")
 
 

@@ -384,18 +384,23 @@ def _csv_of(ids: range) -> tuple[bytes, int, int]:
     return csv_file(*rows), 100 * len(rows), len(rows)
 
 
+def _import_till(ledger, importer, content: bytes, total: int, count: int):
+    """The racing tests' till CSV, imported with its totals."""
+    return import_file(
+        ledger,
+        content,
+        importer,
+        file_name="till.csv",
+        expect_total_pence=total,
+        expect_count=count,
+    )
+
+
 def _import_csv_in_a_process(barrier, url: str, content: bytes, total: int, count: int) -> str:
     ledger = build_ledger(Settings(database_url=url))
     try:
         barrier.wait()
-        outcome = import_file(
-            ledger,
-            content,
-            CommandContext("officer:race"),
-            file_name="till.csv",
-            expect_total_pence=total,
-            expect_count=count,
-        )
+        outcome = _import_till(ledger, CommandContext("officer:race"), content, total, count)
         return "recorded" if outcome.recorded else "already_imported"
     except LedgerError as error:
         return error.code
@@ -439,14 +444,7 @@ def test_threads_importing_one_file_at_once_record_it_once(ledger, importer) -> 
     def run() -> None:
         barrier.wait()
         try:
-            outcome = import_file(
-                ledger,
-                content,
-                importer,
-                file_name="till.csv",
-                expect_total_pence=total,
-                expect_count=count,
-            )
+            outcome = _import_till(ledger, importer, content, total, count)
             results.append("recorded" if outcome.recorded else "already_imported")
         except LedgerError as error:
             results.append(error.code)
@@ -472,14 +470,7 @@ def test_a_known_receipt_amid_a_large_file_leaves_nothing_of_the_refused_save(
     known = ledger.record_payment(
         RecordPayment("cash", 100, CT_REF, external_id=f"till-{RACING_LINES // 2}"), importer
     )
-    outcome = import_file(
-        ledger,
-        content,
-        importer,
-        file_name="till.csv",
-        expect_total_pence=total,
-        expect_count=count,
-    )
+    outcome = _import_till(ledger, importer, content, total, count)
     lines = get_import(ledger, outcome.batch_id)["lines"]
     assert [line["line"] for line in lines if line["outcome"] == "known"] == [RACING_LINES // 2 + 2]
     assert lines[RACING_LINES // 2]["payment_id"] == str(known.payment_id)
