@@ -94,7 +94,7 @@ import weakref
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
 from itertools import combinations, product
@@ -2499,17 +2499,7 @@ class LineCheck:
     on_report: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "file_name": self.file_name,
-            "line": self.line,
-            "payment_id": self.payment_id,
-            "amount_pence": self.amount_pence,
-            "checked": self.checked,
-            "actor": self.actor,
-            "reason": self.reason,
-            "on_report": self.on_report,
-        }
+        return asdict(self)
 
 
 def check_line(

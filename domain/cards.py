@@ -155,14 +155,17 @@ def compose_text(ours: str, persons: str, after: str = "", *, field: str = "reas
     if not isinstance(persons, ComposedText):
         persons = require_text(field, persons, required=True)
     room = min(MAX_OWN_WORDS_LENGTH, MAX_COMPOSED_TEXT_LENGTH - len(persons) - len(after))
-    if len(ours) > room:
-        ours = ours[: max(room - len(ELLIPSIS), 0)] + ELLIPSIS
-    return ComposedText(ours + persons + after)
+    return ComposedText(_cut(ours, room) + persons + after)
 
 
 def own_words(ours: str) -> str:
     """The ledger's own words alone as a reason or note: cut (ending in ...) to
     MAX_OWN_WORDS_LENGTH (a file's name may take 255 of them)."""
-    if len(ours) > MAX_OWN_WORDS_LENGTH:
-        ours = ours[: MAX_OWN_WORDS_LENGTH - len(ELLIPSIS)] + ELLIPSIS
-    return ComposedText(ours)
+    return ComposedText(_cut(ours, MAX_OWN_WORDS_LENGTH))
+
+
+def _cut(ours: str, room: int) -> str:
+    """Our words within `room` characters, ending in ... where cut."""
+    if len(ours) <= room:
+        return ours
+    return ours[: max(room - len(ELLIPSIS), 0)] + ELLIPSIS
