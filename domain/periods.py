@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from eventsourcing.domain import Aggregate
 
+from domain.cards import require_text
 from domain.errors import (
     InvalidRequest,
     PeriodAlreadyClosed,
@@ -150,6 +151,9 @@ class PeriodCalendar(Aggregate):
         """Close a period that has ended; its days (and months) close with it."""
         if not reason or not reason.strip():
             raise ReasonRequired("a reason is required: say why the period is closed")
+        # A close is final: its reason is held to what every other reason is (its length,
+        # no card number, no control characters), or it would stay wrong for ever.
+        reason = require_text("reason", reason, required=True)
         if period.last_day >= today:
             raise PeriodNotEnded(
                 f"the {period.name} has not ended (it runs to {period.last_day.isoformat()}); "
@@ -168,7 +172,7 @@ class PeriodCalendar(Aggregate):
             first_day=period.first_day.isoformat(),
             last_day=period.last_day.isoformat(),
             actor=actor,
-            reason=reason.strip(),
+            reason=reason,
         )
 
     def close_of(self, day: date) -> Close | None:

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.errors import PeriodAlreadyClosed, PeriodClosed, PeriodNotEnded, ReasonRequired
+from domain.errors import (
+    CardNumberRejected,
+    InvalidRequest,
+    PeriodAlreadyClosed,
+    PeriodClosed,
+    PeriodNotEnded,
+    ReasonRequired,
+)
 from domain.periods import Period, PeriodCalendar, PeriodKind, uk_date
 
 TODAY = date(2026, 5, 10)
@@ -78,6 +85,26 @@ def test_only_an_ended_period_can_be_closed_and_a_reason_is_required() -> None:
             reason=" ",
             today=TODAY,
         )
+
+
+@pytest.mark.parametrize(
+    ("reason", "error", "says"),
+    [
+        ("a" * 501, InvalidRequest, "reason is 501 characters long; the limit is 500"),
+        ("card 4111 1111 1111 1111 paid twice", CardNumberRejected, "card number"),
+        ("signed\x00off", InvalidRequest, "reason"),
+    ],
+)
+def test_a_close_reason_is_held_to_every_reason_s_rules(reason, error, says) -> None:
+    # A close is final, so a reason accepted wrongly stays for ever: the command line once
+    # closed a day with a reason of 600 characters (the HTTP API refused it).
+    periods = calendar()
+    day = Period.containing(PeriodKind.DAY, date(2026, 5, 1))
+    with pytest.raises(error, match=says):
+        periods.close(day, actor="sup", reason=reason, today=TODAY)
+    assert periods.closes == []
+    periods.close(day, actor="sup", reason=" " + "a" * 500 + " ", today=TODAY)
+    assert periods.closes[0].reason == "a" * 500
 
 
 def test_the_widest_close_names_a_closed_day() -> None:
