@@ -43,15 +43,16 @@ def pounds_text(amount_pence: int) -> str:
     return f"£{pence_to_pounds(amount_pence)}"
 
 
-def require_positive_pence(amount_pence: object, what: str = "amount_pence") -> int:
+def require_positive_pence(amount_pence: object, what: str = "the amount") -> int:
     """Every movement is a positive whole number of pence below a sane ceiling."""
     if isinstance(amount_pence, bool) or not isinstance(amount_pence, int):
         raise InvalidAmount(f"{what} must be a whole number of pence, got {amount_pence!r}")
     if amount_pence <= 0:
-        raise InvalidAmount(f"{what} must be more than zero, got {amount_pence}")
+        raise InvalidAmount(f"{what} must be more than zero, got {pounds_text(amount_pence)}")
     if amount_pence > MAX_AMOUNT_PENCE:
         raise InvalidAmount(
-            f"{what} of {amount_pence} is over the limit of {MAX_AMOUNT_PENCE} pence for one entry"
+            f"{what} of {pounds_text(amount_pence)} is over the limit of "
+            f"{pounds_text(MAX_AMOUNT_PENCE)} for one entry"
         )
     return amount_pence
 

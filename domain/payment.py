@@ -50,7 +50,7 @@ from domain.limits import (
     require_business_datetime,
     require_length,
 )
-from domain.money import require_positive_pence, vat_from_gross
+from domain.money import pounds_text, require_positive_pence, vat_from_gross
 from domain.references import capitals, normalise_reference
 from domain.refund_approval import PendingRefund, RefundApproval
 
@@ -760,7 +760,7 @@ class Payment(RefundApproval, Aggregate):
         total = sum(amount for _, _, amount in merged.values())
         if total > self.unallocated_pence:
             raise AllocationExceedsUnallocated(
-                f"allocating {total} pence but only {self.unallocated_pence} pence of this "
+                f"allocating {pounds_text(total)} but only {pounds_text(self.unallocated_pence)} of this "
                 "payment is unallocated"
             )
         effective = self._effective(effective_at)
@@ -804,7 +804,7 @@ class Payment(RefundApproval, Aggregate):
             raise InvalidRequest("a transfer needs a different fund or reference to move to")
         if amount_pence > source.amount_pence:
             raise TransferExceedsAllocation(
-                f"transferring {amount_pence} pence but only {source.amount_pence} pence is "
+                f"transferring {pounds_text(amount_pence)} but only {pounds_text(source.amount_pence)} is "
                 f"allocated to {source.fund_code} {source.reference}"
             )
         effective = self._effective(effective_at)
@@ -856,7 +856,8 @@ class Payment(RefundApproval, Aggregate):
         held = self._held(source)
         if not partial_allowed and amount_pence < held:
             raise PartialRefundNotPermitted(
-                f"refunding {amount_pence} pence of the {held} pence on {describe_source(source)}: "
+                f"refunding {pounds_text(amount_pence)} of the {pounds_text(held)} on "
+                f"{describe_source(source)}: "
                 "your role may refund all of it only; a partial refund needs a role the "
                 "council allows (LEDGER_PARTIAL_REFUND_ROLES)"
             )
@@ -898,8 +899,8 @@ class Payment(RefundApproval, Aggregate):
             return
         if missing > self.remaining_pence:
             raise RefundExceedsRemaining(
-                f"the channel reports {total_refunded_pence} pence refunded but only "
-                f"{self.refunded_pence + self.remaining_pence} pence can be"
+                f"the channel reports {pounds_text(total_refunded_pence)} refunded but only "
+                f"{pounds_text(self.refunded_pence + self.remaining_pence)} can be"
             )
         sources: list[tuple[AllocationLine | None, int]] = []
         if self.unallocated_pence:

@@ -22,6 +22,7 @@ from domain.errors import (
     SecondPersonRequired,
 )
 from domain.idempotent import IdempotentCommands, idempotent
+from domain.money import pounds_text
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,9 @@ class RefundApproval(IdempotentCommands):
             if (p.fund_code, p.reference) == where
         )
         if amount_pence > held - reserved:
-            waiting = f" ({reserved} pence of it waits for approval)" if reserved else ""
+            waiting = f" ({pounds_text(reserved)} of it waits for approval)" if reserved else ""
             raise RefundExceedsRemaining(
-                f"refunding {amount_pence} pence but only {held} pence remains on "
+                f"refunding {pounds_text(amount_pence)} but only {pounds_text(held)} remains on "
                 f"{describe_source(source)}{waiting}"
             )
 
@@ -142,8 +143,8 @@ class RefundApproval(IdempotentCommands):
         held = self._held(source)
         if pending.amount_pence > held:
             raise RefundRequestStale(
-                f"refund request {pending.request_id} is for {pending.amount_pence} pence from "
-                f"{describe_source(source)}, which holds only {held} pence now: the money was "
+                f"refund request {pending.request_id} is for {pounds_text(pending.amount_pence)} from "
+                f"{describe_source(source)}, which holds only {pounds_text(held)} now: the money was "
                 "allocated, transferred, refunded or reversed after the request. Decline this "
                 "request and request the refund again from where the money is now"
             )

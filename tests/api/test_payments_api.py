@@ -165,7 +165,7 @@ def test_rule_violations_and_missing_things(client) -> None:
         json={"lines": [{"fund_code": "CT", "reference": CT_REF, "amount_pence": 101}]},
     )
     assert over.status_code == 409 and over.json()["code"] == "allocation_exceeds_unallocated"
-    assert "only 100 pence" in over.json()["detail"]
+    assert "allocating £1.01 but only £1.00 of this" in over.json()["detail"]
     missing = client.get("/payments/00000000-0000-0000-0000-000000000000", headers=auth("officer"))
     assert missing.status_code == 404 and missing.json()["code"] == "payment_not_found"
     assert client.get("/funds/NOPE", headers=auth("officer")).status_code == 404

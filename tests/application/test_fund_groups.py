@@ -75,7 +75,7 @@ def test_a_role_without_partial_refunds_may_refund_all_of_an_allocation_only(
 ) -> None:
     whole_only = CommandContext("officer:cashier", partial_refunds=False)
     pid = _receipt(ledger, CT_REF)
-    with pytest.raises(PartialRefundNotPermitted, match="10000 pence"):
+    with pytest.raises(PartialRefundNotPermitted, match="£100.00"):
         ledger.refund(pid, 2_500, whole_only, "part")
     assert ledger.get_payment(pid)["refunded_pence"] == 0
     assert ledger.refund(pid, 2_500, ANYONE, "part").recorded

@@ -98,7 +98,29 @@ def test_bad_input_gets_a_clear_message_and_a_non_zero_exit(cli) -> None:
         "payment"
     ]["payment_id"]
     result = cli("payments", "allocate", pid, "--line", f"CT:{CT_REF}:2", code=2)
-    assert "only 100 pence" in result.output
+    # Amounts on the command line are pounds, and so are the amounts its refusals name.
+    assert "allocating £2.00 but only £1.00 of this payment is unallocated" in result.output
+    result = cli("payments", "record", "--channel", "cash", "--amount", "-5", code=2)
+    assert "the amount must be more than zero, got -£5.00" in result.output
+    result = cli("payments", "allocate", pid, "--line", f"CT:{CT_REF}:1")
+    result = cli(
+        "payments",
+        "transfer",
+        pid,
+        "--from",
+        f"CT:{CT_REF}",
+        "--to",
+        "HRA:1234569",
+        "--amount",
+        "1.50",
+        "--reason",
+        "wrong account",
+        code=2,
+    )
+    assert "transferring £1.50 but only £1.00 is allocated to CT" in result.output
+    result = cli("payments", "refund", pid, "--amount", "2", "--reason", "overpaid", code=2)
+    assert "refunding £2.00 but only £1.00 remains" in result.output
+    assert "pence" not in result.output
     assert "not a payment id" in cli("payments", "show", "nope", code=2).output
     assert (
         "no payment"

@@ -101,7 +101,9 @@ def test_a_receipt_splits_across_funds_and_tracks_its_status() -> None:
 
 def test_allocations_never_exceed_the_unallocated_amount() -> None:
     payment = receive()
-    with pytest.raises(AllocationExceedsUnallocated, match="only 10000 pence"):
+    with pytest.raises(
+        AllocationExceedsUnallocated, match="allocating £100.01 but only £100.00 of this payment"
+    ):
         allocate(payment, ("CT", CT_REF, 6_000), ("CT", CT_REF_2, 4_001))
     assert len(payment.pending_events) == 1
 
@@ -177,7 +179,7 @@ def test_refunds_never_exceed_what_remains_and_need_a_reason() -> None:
     payment = receive(reference=CT_REF)
     with pytest.raises(ReasonRequired):
         payment.refund(amount_pence=100, actor="o", reason=" ")
-    with pytest.raises(RefundExceedsRemaining, match="only 10000 pence remains"):
+    with pytest.raises(RefundExceedsRemaining, match="only £100.00 remains"):
         payment.refund(amount_pence=10_001, actor="o", reason="overpaid")
     payment.refund(amount_pence=10_000, actor="o", reason="overpaid")
     assert payment.status is PaymentStatus.REFUNDED

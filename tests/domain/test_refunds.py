@@ -80,7 +80,7 @@ def test_refunds_reported_by_the_channel_are_never_blocked_but_count() -> None:
 def test_money_promised_to_a_waiting_request_cannot_be_refunded_again() -> None:
     payment = receive()
     refund(payment, 6_000)
-    with pytest.raises(RefundExceedsRemaining, match="6000 pence of it waits for approval"):
+    with pytest.raises(RefundExceedsRemaining, match="£60.00 of it waits for approval"):
         payment.refund(amount_pence=4_001, actor="officer:c", reason="again")
     payment.refund(amount_pence=4_000, actor="officer:c", reason="the rest")
 
@@ -105,7 +105,7 @@ def test_a_request_whose_money_has_moved_is_refused_as_stale() -> None:
     allocate_all(payment, "SUN", SUN_REF)
     with pytest.raises(RefundRequestStale, match="Decline this request and request") as error:
         payment.approve_refund(request_id, actor="supervisor:b")
-    assert "from the unallocated part, which holds only 0 pence" in str(error.value)
+    assert "from the unallocated part, which holds only £0.00" in str(error.value)
     assert payment.line("SUN", SUN_REF).amount_pence == 10_000 and payment.refunded_pence == 0
     payment.decline_refund(request_id, actor="supervisor:b", reason="stale: money allocated")
     assert refund(payment, 6_000, fund_code="SUN", reference=SUN_REF) is not None
