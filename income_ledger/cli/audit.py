@@ -172,9 +172,9 @@ def _replayed(
 
 def _print_replay(result: ReplayResult) -> None:
     out = helpers.out
-    title = f"Fund balances as at {result.as_at.isoformat()}"
+    title = f"Fund balances as at {helpers.uk_moment(result.as_at)}"
     if result.known_at:
-        title += f", as known at {result.known_at.isoformat()}"
+        title += f", as known at {helpers.uk_moment(result.known_at)}"
     table = Table("fund", "balance", "net", "VAT", title=title)
     for code, balance in sorted(result.funds.items()):
         vat = result.vat_pence_by_fund.get(code, 0)
@@ -547,9 +547,9 @@ def audit_trial_balance(
             ],
         )
     else:
-        title = f"Trial balance as at {result.as_at.isoformat()}"
+        title = f"Trial balance as at {helpers.uk_moment(result.as_at)}"
         if result.known_at:
-            title += f", as known at {result.known_at.isoformat()}"
+            title += f", as known at {helpers.uk_moment(result.known_at)}"
         table = Table("account", "debit", "credit", title=title)
         shown = {account: v for account, v in accounts.items() if v}
         for account, value in shown.items():

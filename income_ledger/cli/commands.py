@@ -64,6 +64,7 @@ from income_ledger.cli.helpers import (
     settings,
     settings_problems,
     show,
+    uk_time,
 )
 from income_ledger.settings import LogSettings, Settings
 from projections.runner import LockTimeout
@@ -358,7 +359,7 @@ def change_payment(
 def print_payment(payment: dict[str, Any]) -> None:
     out.print(
         f"  {payment['channel']} {pounds_text(payment['amount_pence'])} "
-        f"ref {payment['reference'] or '-'} received {payment['received_at']}",
+        f"ref {payment['reference'] or '-'} received {uk_time(payment['received_at'])}",
         highlight=False,
     )
     status = payment["status"]
@@ -629,7 +630,7 @@ def _print_pending_refunds(waiting: list[dict[str, Any]]) -> None:
         table.add_column(header, overflow="fold")
     for item in waiting:
         table.add_row(
-            item["requested_at"][:19],
+            uk_time(item["requested_at"]),
             item["payment_id"],
             item["request_id"],
             pounds_text(item["amount_pence"]),
@@ -733,7 +734,7 @@ def _print_history(payment: dict[str, Any]) -> None:
         )
         table.add_row(
             str(entry["version"]),
-            entry["recorded_at"][:19],
+            uk_time(entry["recorded_at"]),
             entry["action"],
             escape(entry["actor"] or ""),
             escape(_why(entry)),

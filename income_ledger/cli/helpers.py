@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -165,9 +165,20 @@ def say(text: str) -> None:
     out.print(text, highlight=False, soft_wrap=True)
 
 
-def uk_time(moment: str) -> str:
+def uk_time(moment: str | datetime) -> str:
     """An aware ISO instant as a person in the UK reads it, like 30 Nov 2026 15:22 GMT."""
-    return datetime.fromisoformat(moment).astimezone(UK).strftime("%-d %b %Y %H:%M %Z")
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.astimezone(UK).strftime("%-d %b %Y %H:%M %Z")
+
+
+def uk_moment(moment: datetime) -> str:
+    """A moment a report is as at, as a person in the UK reads it: the end of a UK day (what
+    a bare date means) as "the end of 30 Nov 2026 (UK)", else to the second with its zone."""
+    uk = moment.astimezone(UK)
+    if (uk + timedelta(microseconds=1)).time() == time(0):
+        return f"the end of {uk.strftime('%-d %b %Y')} (UK)"
+    return uk.strftime("%-d %b %Y %H:%M:%S %Z")
 
 
 def folding_table(*headers: str) -> Table:

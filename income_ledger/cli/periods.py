@@ -81,7 +81,7 @@ def periods_list(as_json: helpers.JsonOption = False) -> None:
 
 def _print_closes(closes: list[dict[str, Any]]) -> None:
     table = helpers.folding_table(
-        "period", "kind", "from", "to", "closed by", "closed at (UTC)", "reason"
+        "period", "kind", "from", "to", "closed by", "closed at", "reason"
     )
     for close in closes:
         table.add_row(
@@ -90,7 +90,7 @@ def _print_closes(closes: list[dict[str, Any]]) -> None:
             close["first_day"],
             close["last_day"],
             escape(close["closed_by"]),
-            close["closed_at"][:16].replace("T", " "),
+            helpers.uk_time(close["closed_at"]),
             escape(close["reason"]),
         )
     helpers.out.print(table)
@@ -210,15 +210,13 @@ def gl_list(as_json: helpers.JsonOption = False) -> None:
 
 
 def _print_exports(exports: list[dict[str, Any]]) -> None:
-    table = helpers.folding_table(
-        "day", "lines", "exported by", "exported at (UTC)", "closed", "SHA-256"
-    )
+    table = helpers.folding_table("day", "lines", "exported by", "exported at", "closed", "SHA-256")
     for export in exports:
         table.add_row(
             export["export_date"],
             str(export["lines_count"]),
             escape(export["exported_by"]),
-            export["exported_at"][:16].replace("T", " "),
+            helpers.uk_time(export["exported_at"]),
             export["closed_period"] or "",
             export["sha256"],
         )

@@ -1,0 +1,133 @@
+"""The CLI shows a person times and dates as the UK reads them, never bare UTC (no database).
+
+Found in the day-close walkthrough: `periods list` and `gl list` headed a column "(UTC)",
+`pending-refunds`, `payments show` and every payment summary printed the UTC instant as
+stored, and `replay`/`audit trial-balance` were "as at 2026-11-30T23:59:59.999999+00:00". In
+winter UTC is the UK's time, so it looked right; in summer each was an hour out. `--json`
+stays ISO 8601 UTC, for scripts.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pytest
+from rich.console import Console
+
+from income_ledger.cli import audit, commands, helpers, periods
+from projections.replay import ReplayResult
+
+# 23:30 UTC on 30 June is 00:30 BST on 1 July: a UTC time shows the wrong day.
+SUMMER_NIGHT = "2026-06-30T23:30:00+00:00"
+
+
+@pytest.fixture
+def printed(monkeypatch) -> io.StringIO:
+    text = io.StringIO()
+    console = Console(file=text, width=300, emoji=False)
+    monkeypatch.setattr(helpers, "out", console)
+    monkeypatch.setattr(commands, "out", console)
+    return text
+
+
+PAYMENT = {
+    "payment_id": "p1",
+    "channel": "cash",
+    "amount_pence": 2050,
+    "reference": "12345679",
+    "received_at": SUMMER_NIGHT,
+    "status": "allocated",
+    "suspense_reason": None,
+    "allocated_pence": 2050,
+    "unallocated_pence": 0,
+    "refunded_pence": 0,
+    "reversed_pence": 0,
+    "provider_details": None,
+    "allocations": [],
+    "pending_refunds": [],
+    "history": [
+        {
+            "version": 1,
+            "recorded_at": SUMMER_NIGHT,
+            "action": "Received",
+            "actor": "officer:amy",
+            "reason": None,
+            "details": None,
+            "postings": [],
+        }
+    ],
+}
+
+
+def test_a_payment_its_history_and_waiting_refunds_show_uk_times(printed) -> None:
+    commands._print_history(PAYMENT)
+    commands._print_pending_refunds(
+        [
+            {
+                "requested_at": SUMMER_NIGHT,
+                "payment_id": "p1",
+                "request_id": "r1",
+                "amount_pence": 60000,
+                "fund_code": None,
+                "reference": None,
+                "requested_by": "officer:amy",
+                "reason": "paid twice",
+            }
+        ]
+    )
+    shown = printed.getvalue()
+    assert "received 1 Jul 2026 00:30 BST" in shown
+    assert shown.count("1 Jul 2026 00:30 BST") == 3 and "2026-06-30" not in shown
+
+
+def test_closes_and_gl_exports_show_uk_times(printed) -> None:
+    periods._print_closes(
+        [
+            {
+                "period": "2026-06",
+                "kind": "month",
+                "first_day": "2026-06-01",
+                "last_day": "2026-06-30",
+                "closed_by": "supervisor:jo",
+                "closed_at": SUMMER_NIGHT,
+                "reason": "June signed off",
+            }
+        ]
+    )
+    periods._print_exports(
+        [
+            {
+                "export_date": "2026-06-29",
+                "lines_count": 20,
+                "exported_by": "supervisor:jo",
+                "exported_at": SUMMER_NIGHT,
+                "closed_period": "",
+                "sha256": "ab" * 32,
+            }
+        ]
+    )
+    shown = printed.getvalue()
+    assert "(UTC)" not in shown and shown.count("1 Jul 2026 00:30 BST") == 2
+
+
+def test_a_replay_is_as_at_the_end_of_a_uk_day(printed) -> None:
+    end_of_30_june = datetime(2026, 6, 30, 22, 59, 59, 999999, tzinfo=UTC)
+    audit._print_replay(
+        ReplayResult(
+            as_at=end_of_30_june,
+            known_at=datetime(2026, 7, 1, 8, 0, tzinfo=UTC),
+            fund_code=None,
+            funds={"CT": 100},
+            vat_pence_by_fund={},
+            suspense_pence=0,
+            accounts={},
+            events_counted=1,
+            events_read=1,
+            last_position=1,
+        )
+    )
+    shown = " ".join(printed.getvalue().split())  # the title wraps to the table's width
+    assert "as at the end of 30 Jun 2026 (UK)" in shown
+    assert "as known at 1 Jul 2026 09:00:00 BST" in shown
+    assert "+00:00" not in shown
