@@ -266,7 +266,7 @@ def install(app: FastAPI) -> None:
         errors = [
             {
                 "location": ".".join(str(p) for p in e.get("loc", ())),
-                "message": e.get("msg", "invalid"),
+                "message": _with_hint(e),
             }
             for e in error.errors()
         ]
@@ -311,6 +311,31 @@ def install(app: FastAPI) -> None:
             "internal_error",
             _request_id_header(),
         )
+
+
+# What to write instead, for the mistakes people make with dates and money: the validator's
+# own words say what is wrong but not what a right value looks like.
+_HINTS = {
+    "date_parsing": "write it like 2026-03-31",
+    "date_from_datetime_parsing": "write it like 2026-03-31",
+    "date_from_datetime_inexact": "write it like 2026-03-31",
+    "datetime_parsing": "write it like 2026-03-31T10:00:00Z",
+    "datetime_from_date_parsing": "write it like 2026-03-31T10:00:00Z",
+    "timezone_aware": "write it with its zone, like 2026-03-31T10:00:00Z",
+    "int_parsing": "amounts are whole pence, like 1250 for £12.50",
+    "int_from_float": "amounts are whole pence, like 1250 for £12.50",
+    "int_type": "amounts are whole pence, like 1250 for £12.50",
+}
+
+
+def _with_hint(error: Any) -> str:
+    message = str(error.get("msg", "invalid"))
+    hint = _HINTS.get(str(error.get("type", "")))
+    if hint is None:
+        return message
+    if hint.startswith("amounts") and not str(error.get("loc", ("",))[-1]).endswith("_pence"):
+        return message
+    return f"{message}: {hint}"
 
 
 def _request_id_header() -> dict[str, str]:

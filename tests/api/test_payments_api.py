@@ -312,3 +312,27 @@ def test_a_reference_pasted_with_full_width_digits_or_a_zero_width_space_finds_i
     position = response.json()["position"]
     account = client.get(f"/accounts/CT/{wide}?min_position={position}", headers=auth("officer"))
     assert account.status_code == 200 and account.json()["balance_pence"] == 20_000
+
+
+def test_a_malformed_date_or_amount_says_how_to_write_it(client) -> None:
+    # Found in the day-close walkthrough: "Input should be a valid datetime or date, invalid
+    # character in year" said what was wrong but not what a right value looks like.
+    cases = [
+        ({"received_at": "30/11/2026"}, "write it like 2026-03-31T10:00:00Z"),
+        ({"received_at": "2026-11-30T10:00:00"}, "with its zone, like 2026-03-31T10:00:00Z"),
+        ({"amount_pence": 12.345}, "amounts are whole pence, like 1250 for £12.50"),
+        ({"amount_pence": "12.50"}, "amounts are whole pence, like 1250 for £12.50"),
+    ]
+    for changed, hint in cases:
+        body = {"channel": "cash", "amount_pence": 100, "reference": CT_REF, **changed}
+        answer = client.post("/payments", headers=auth("officer"), json=body)
+        assert answer.status_code == 422 and hint in answer.json()["detail"], answer.json()
+    assert client.get("/payments", headers=auth("officer")).json()["total"] == 0
+    closes = client.post(
+        "/periods/closes",
+        headers=auth("supervisor"),
+        json={"kind": "day", "date": "30/11/2026", "reason": "x"},
+    )
+    assert closes.status_code == 422 and "write it like 2026-03-31" in closes.json()["detail"]
+    takings = client.get("/reports/daily-takings?date=2026-13-01", headers=auth("reporting"))
+    assert "write it like 2026-03-31" in takings.json()["detail"]
