@@ -53,6 +53,13 @@ def denomination_name(pence: int) -> str:
     return f"£{pence // 100}" if pence >= 100 else f"{pence}p"
 
 
+def _amount_name(pence: int) -> str:
+    """What a person typed as a note or coin: 3p, £3, £2.50."""
+    if pence < 100:
+        return f"{pence}p"
+    return f"£{pence // 100}" if pence % 100 == 0 else f"£{pence_to_pounds(pence)}"
+
+
 def difference_words(difference_pence: int) -> str:
     if difference_pence > 0:
         return f"over by £{pence_to_pounds(difference_pence)}"
@@ -108,7 +115,11 @@ class Count:
             raise InvalidRequest("the cash-up date is before 2000: check the year")
         for pence, pieces in self.pieces.items():
             if pence not in DENOMINATIONS_PENCE:
-                raise InvalidRequest(f"{pence}p is not a UK note or coin")
+                raise InvalidRequest(
+                    f"{_amount_name(pence)} is not a UK note or coin: count notes of "
+                    f"{', '.join(map(denomination_name, NOTES_PENCE))} and coins of "
+                    f"{', '.join(map(denomination_name, COINS_PENCE))}"
+                )
             if not 0 <= pieces <= MAX_PIECES:
                 raise InvalidRequest(
                     f"the count of {denomination_name(pence)} must be a whole number from 0 "

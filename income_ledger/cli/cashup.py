@@ -233,7 +233,7 @@ def cashup_submit(
     command = SubmitCashUp(
         office,
         till,
-        parse_query_date(day, "DATE"),
+        parse_query_date(day, "the day"),
         parse_pieces(counts or []),
         parse_cheques(cheques or []),
         bag,

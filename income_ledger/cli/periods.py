@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
 
 
 def parse_date(text: str) -> date:
-    return parse_query_date(text, "DATE")
+    return parse_query_date(text, "the day")
 
 
 def periods_close(

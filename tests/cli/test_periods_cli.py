@@ -109,7 +109,9 @@ def test_gl_export_writes_the_same_file_every_time(cli, tmp_path) -> None:  # no
     assert again.stdout_bytes == content and "the same file" in again.stderr
     listed = json.loads(cli("gl", "list", "--json").stdout)
     assert listed[0]["export_date"] == "2025-03-10" and listed[0]["lines_count"] == 2
-    assert "not a date" in cli("gl", "export", "10/03/2025", code=2).stderr
+    assert "the day '10/03/2025' is not a date: write it like 2026-03-31" in (
+        cli("gl", "export", "10/03/2025", code=2).stderr
+    )
 
 
 def test_a_gl_file_that_cannot_be_written_records_no_export(cli, tmp_path) -> None:  # noqa: F811

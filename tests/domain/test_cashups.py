@@ -119,6 +119,13 @@ def test_a_difference_needs_a_reason_and_the_submitter_cannot_decide() -> None:
     ("count", "message"),
     [
         (Count("C", "T", DAY, {3: 1}, (), "B"), "3p is not a UK note or coin"),
+        # The command line reads --count 3=1 as £3: named as typed, with what a count takes.
+        (
+            Count("C", "T", DAY, {300: 1}, (), "B"),
+            "£3 is not a UK note or coin: count notes of £50, £20, £10, £5 and coins of "
+            "£2, £1, 50p, 20p, 10p, 5p, 2p, 1p",
+        ),
+        (Count("C", "T", DAY, {250: 1}, (), "B"), "£2.50 is not a UK note or coin"),
         (Count("C", "T", DAY, {500: -1}, (), "B"), "count of £5"),
         (Count("C", "T", DAY, {}, (), " "), "bag number is required"),
         (Count("C", "T", date(2026, 4, 2), {}, (), "B"), "in the future"),
