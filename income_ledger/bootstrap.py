@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -45,9 +46,27 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def _refuse_missing_sqlite_file(settings: Settings) -> None:
+    """A SQLite file that does not exist is refused before connecting: connecting would
+    leave an empty ledger.db behind in whatever directory the command was run from."""
+    url = make_url(settings.database_url)
+    path = url.database or ""
+    if not url.drivername.startswith("sqlite") or path in ("", ":memory:"):
+        return
+    if path.startswith("file:") or url.query.get("mode") == "memory":
+        return
+    if not os.path.exists(path):
+        raise DatabaseNotInitialised(
+            f"the database at {safe_url(settings)}: there is no file {os.path.abspath(path)} "
+            "(run the command where the ledger is, set LEDGER_DATABASE_URL, or create it "
+            "with `income-ledger db init`)"
+        )
+
+
 def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedger:
     """The ledger on the configured database; tables must exist (see init_database)."""
     if check_schema:
+        _refuse_missing_sqlite_file(settings)
         version = schema_version(settings.database_url)
         if not version.up_to_date:
             raise DatabaseNotInitialised(
