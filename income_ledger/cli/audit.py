@@ -459,6 +459,20 @@ def _short(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _refund_request_words(event: Any, request: Any, request_id: str) -> str:
+    """Which refund request an event asks for or decides: a refund paid on approval was
+    asked for by another person, and the trace says who."""
+    if event.action == "RefundRequested":
+        return f"    refund request {request_id}, waiting for a second person's approval"
+    if request is None:
+        return f"    refund request {request_id}"
+    verb = "declines" if event.action == "RefundDeclined" else "approves"
+    return (
+        f"    {verb} refund request {request_id} asked for by {request.actor or '-'} "
+        f"(#{request.position})"
+    )
+
+
 def _print_trace(trace: Any) -> None:
     out = helpers.out
     out.print(
@@ -468,6 +482,11 @@ def _print_trace(trace: Any) -> None:
         markup=False,
         emoji=False,
     )
+    asked = {
+        event.details.get("request_id"): event
+        for event in trace.events
+        if event.action == "RefundRequested"
+    }
     for event in trace.events:
         out.print(
             f"[bold]#{event.position} {event.action}[/]  effective "
@@ -481,6 +500,14 @@ def _print_trace(trace: Any) -> None:
             who += f" (correlation id {event.correlation_id})"
         who += f"; chain: {event.chain or 'not yet chained'}"
         out.print(who, highlight=False, markup=False, emoji=False)
+        request_id = event.details.get("request_id")
+        if request_id:
+            out.print(
+                _refund_request_words(event, asked.get(request_id), request_id),
+                highlight=False,
+                markup=False,
+                emoji=False,
+            )
         for posting in event.postings:
             out.print(
                 f"    {posting.account:<40} {pence_to_pounds(posting.amount_pence):>12}",

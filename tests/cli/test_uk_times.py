@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -131,3 +132,46 @@ def test_a_replay_is_as_at_the_end_of_a_uk_day(printed) -> None:
     assert "as at the end of 30 Jun 2026 (UK)" in shown
     assert "as known at 1 Jul 2026 09:00:00 BST" in shown
     assert "+00:00" not in shown
+
+
+def test_a_trace_says_who_asked_for_a_refund_another_person_approved(printed) -> None:
+    # Found in the day-close walkthrough: the trace of a refund paid on approval said only
+    # "Refunded ... by supervisor:jo: paid twice"; that officer:amy asked for it, and that
+    # this was her request approved, had to be guessed from the order of the events.
+    def traced(position: int, action: str, actor: str, **details) -> SimpleNamespace:
+        at = datetime(2026, 12, 1, 16, position, tzinfo=UTC)
+        return SimpleNamespace(
+            position=position,
+            action=action,
+            effective_at=at,
+            recorded_at=at,
+            actor=actor,
+            reason="paid twice",
+            correlation_id=None,
+            chain="ok",
+            details=details,
+            postings=(),
+        )
+
+    audit._print_trace(
+        SimpleNamespace(
+            payment_id="p1",
+            channel="cheque",
+            amount_pence=120000,
+            reference="12345679",
+            received_at=datetime(2026, 11, 30, 14, tzinfo=UTC),
+            events=(
+                traced(7, "RefundRequested", "officer:amy", request_id="r1"),
+                traced(8, "Refunded", "supervisor:jo", request_id="r1"),
+                traced(9, "RefundRequested", "officer:amy", request_id="r2"),
+                traced(10, "RefundDeclined", "supervisor:jo", request_id="r2"),
+                traced(11, "Refunded", "officer:amy", request_id=None),
+            ),
+            whereabouts=(),
+            accounted_pence=120000,
+        )
+    )
+    shown = " ".join(printed.getvalue().split())
+    assert "approves refund request r1 asked for by officer:amy (#7)" in shown
+    assert "declines refund request r2 asked for by officer:amy (#9)" in shown
+    assert shown.count("waiting for a second person's approval") == 2
