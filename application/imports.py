@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from operator import itemgetter
 from typing import Any
 from uuid import UUID
@@ -178,10 +178,13 @@ def import_file(
     expect_total_pence: int | None = None,
     expect_count: int | None = None,
     progress: Progress | None = None,
+    now: datetime | None = None,
 ) -> ImportOutcome:
     """Import a file once: a second import of the same bytes records nothing and says so.
 
-    `progress` is told what is being done and how far it is (a progress bar)."""
+    `progress` is told what is being done and how far it is (a progress bar); `now` is the
+    moment whose UK date is today (the latest date a file may hold), the clock's unless
+    given."""
     report = progress or _silent
     sha256 = hashlib.sha256(content).hexdigest()
     file_name = check_file_name(file_name)
@@ -199,7 +202,7 @@ def import_file(
     # From the read to the save: a large file's objects, a statement's XML tree of millions
     # of them among them, make no cycles; the collector walked them again and again.
     with collector_paused():
-        parsed = _parse(content, text, fmt, expect_total_pence, expect_count)
+        parsed = _parse(content, text, fmt, expect_total_pence, expect_count, now)
         named = None if file_format or not parsed.problems else named_otherwise(file_name, fmt)
         if named is not None:
             parsed = replace(parsed, problems=(LineProblem(0, named), *parsed.problems))
@@ -304,17 +307,18 @@ def _parse(
     fmt: ImportFormat,
     expect_total_pence: int | None,
     expect_count: int | None,
+    now: datetime | None,
 ) -> ParsedFile:
     if fmt not in STATEMENT_FORMATS:
         return parse_file(
-            text, fmt, expect_total_pence=expect_total_pence, expect_count=expect_count
+            text, fmt, expect_total_pence=expect_total_pence, expect_count=expect_count, now=now
         )
     if expect_total_pence is not None or expect_count is not None:
         raise InvalidRequest(
             "a bank statement carries its own balances as control totals: leave out the "
             "expected total and count"
         )
-    return statement_file(content, fmt)
+    return statement_file(content, fmt, now=now)
 
 
 def _command(

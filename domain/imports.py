@@ -22,7 +22,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID, uuid5
@@ -45,7 +45,7 @@ from domain.errors import (
 from domain.funds import LEDGER_NAMESPACE
 from domain.limits import (
     EARLIEST_BUSINESS_MOMENT,
-    require_business_datetime,
+    UK,
     require_length,
     uk_day_start,
 )
@@ -466,16 +466,23 @@ def _check_duplicate_ids(lines: list[ImportLine], problems: list[LineProblem]) -
 def _received_at(day: date, now: datetime | None) -> datetime:
     """A file's date is a UK business day: its money counts from the start of that day.
 
-    Refused in the file's own terms, a day (not the UTC moment it starts at)."""
-    try:
-        return require_business_datetime(uk_day_start(day), "the date", now=now)
-    except InvalidEffectiveDate:
-        earliest = EARLIEST_BUSINESS_MOMENT.date().isoformat()
-        when = "before 2000" if day.year < 2000 else "later than today"
+    Refused in the file's own terms, a day: one after today's UK date, whatever the time of
+    day (the clock skew allowed a moment, CLOCK_SKEW, is no reason to take tomorrow's file
+    five minutes before midnight), or one before 2000."""
+    today = (now or datetime.now(UTC)).astimezone(UK).date()
+    earliest = EARLIEST_BUSINESS_MOMENT.date()
+    if day > today:
         raise InvalidEffectiveDate(
-            f"the date {day.isoformat()} is {when}: a file lists money already received; "
-            f"give the UK day it was received, from {earliest} to today"
-        ) from None
+            f"the date {day.isoformat()} is later than today ({today.isoformat()}, UK): a "
+            "file lists money already received; give the UK day it was received, from "
+            f"{earliest.isoformat()} to today"
+        )
+    if day < earliest:
+        raise InvalidEffectiveDate(
+            f"the date {day.isoformat()} is before 2000: a file lists money already "
+            f"received; give the UK day it was received, from {earliest.isoformat()} to today"
+        )
+    return uk_day_start(day)
 
 
 def _check_controls(

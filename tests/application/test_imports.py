@@ -10,7 +10,7 @@ import hashlib
 import os
 import threading
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ from domain.errors import (
     NothingToReverse,
 )
 from domain.imports import line_external_id
-from domain.limits import uk_today
+from domain.limits import UK, uk_today
 from domain.postings import postings_for
 from income_ledger.bootstrap import build_ledger
 from income_ledger.settings import Settings
@@ -182,13 +182,37 @@ def test_a_future_date_and_a_missing_trailer_are_refused(ledger, importer) -> No
     # Said as the file says it, a day; not the UTC moment the day starts at.
     day = (uk_today() + timedelta(days=2)).isoformat()
     assert error.problems[0].reason == (
-        f"the date {day} is later than today: a file lists money already received; give the "
-        "UK day it was received, from 2000-01-01 to today"
+        f"the date {day} is later than today ({uk_today().isoformat()}, UK): a file lists "
+        "money already received; give the UK day it was received, from 2000-01-01 to today"
     )
     no_trailer = (allpay_line(CT_REF, "1.00") + "\r\n").encode()
     error = refusal(ledger, no_trailer, importer)
     assert {p.line_number for p in error.problems} == {0}
     assert "Total Amount" in error.message and "Total Transactions" in error.message
+
+
+@pytest.mark.parametrize(
+    "now",
+    [datetime(2026, 7, 15, 23, 57, tzinfo=UK), datetime(2026, 11, 25, 23, 57, tzinfo=UK)],
+    ids=["BST", "GMT"],
+)
+def test_a_file_dated_tomorrow_is_refused_three_minutes_before_midnight(
+    ledger, importer, now
+) -> None:
+    """Tomorrow's UK day starts in three minutes, within the clock skew a moment is
+    allowed: the file was taken, its money counted a day early. A date is not a moment."""
+    tomorrow = now.date() + timedelta(days=1)
+    for content, totals in (
+        (allpay_file(allpay_line(CT_REF, "1.00", day=tomorrow.strftime("%d/%m/%Y"))), {}),
+        (
+            csv_file(f"cash,1.00,{CT_REF},{tomorrow.isoformat()},,"),
+            {"expect_total_pence": 100, "expect_count": 1},
+        ),
+    ):
+        error = refusal(ledger, content, importer, now=now, **totals)
+        assert f"the date {tomorrow} is later than today ({now.date()}, UK)" in error.message
+    today = allpay_file(allpay_line(CT_REF, "1.00", day=now.strftime("%d/%m/%Y")))
+    assert import_file(ledger, today, importer, file_name="today", now=now).recorded
 
 
 def test_trailers_right_after_the_details_are_read_as_trailers(ledger, importer) -> None:
