@@ -50,6 +50,7 @@ from domain.imports import (
     EMPTY_FILE,
     MAX_IMPORT_LINES,
     UNMATCHED,
+    FileContentClaim,
     ImportBatch,
     ImportedLine,
     ImportFormat,
@@ -60,6 +61,7 @@ from domain.imports import (
     StatementLink,
     batch_id_for,
     check_file_name,
+    content_sha256,
     decode,
     line_external_id,
     parse_file,
@@ -81,6 +83,9 @@ from domain.statements import (
 from runtime.collector import collector_paused
 
 MAX_BATCHES_LISTED = 500
+# The ids a file may be known by (_imported_before: its own, its content claim's and at most
+# 12 of its copies' saved otherwise), read in one query.
+LOOKUPS_AT_ONCE = 20
 # Receipt lines are checked and encoded this many at a time (a progress step), in worker
 # processes from PARALLEL_FROM_LINES lines (application.forked; docs/performance.md has the
 # measurements behind both).
@@ -180,7 +185,8 @@ def import_file(
     progress: Progress | None = None,
     now: datetime | None = None,
 ) -> ImportOutcome:
-    """Import a file once: a second import of the same bytes records nothing and says so.
+    """Import a file once: a second import of the same bytes, or of a copy of them saved
+    otherwise (FileContentClaim), records nothing and says so.
 
     `progress` is told what is being done and how far it is (a progress bar); `now` is the
     moment whose UK date is today (the latest date a file may hold), the clock's unless
@@ -190,8 +196,9 @@ def import_file(
     file_name = check_file_name(file_name)
     # A format no file has is a mistake in the command, whether or not the bytes are known.
     chosen = ImportFormat.parse(file_format) if file_format else None
-    resaved = resaved_batch_ids(content, sha256)
-    known = _imported_before(ledger, batch_id_for(sha256), resaved)
+    content_hash = content_sha256(content)
+    copies = [FileContentClaim.create_id(content_hash), *resaved_batch_ids(content, sha256)]
+    known = _imported_before(ledger, [batch_id_for(sha256), *copies])
     if known is not None:
         return ImportOutcome(known.id, False, None, batch_view(known))
     text = decode(content)
@@ -248,9 +255,10 @@ def import_file(
         linked = [
             (line, links[line.line_number]) for line in parsed.lines if line.line_number in links
         ]
-        # A copy re-saved otherwise imported meanwhile, while this one's lines were checked
-        # (its ids are not this file's, so no clash on saving would tell).
-        known = _imported_before(ledger, None, resaved)
+        # A copy saved otherwise imported meanwhile, while this one's lines were checked
+        # (its ids are not this file's; a copy saving at the same moment collides with this
+        # one's content claim as it saves, in _record).
+        known = _imported_before(ledger, copies)
         if known is not None:
             return ImportOutcome(known.id, False, None, batch_view(known))
         report("saving", 0, None)
@@ -259,6 +267,7 @@ def import_file(
             parsed,
             file_name,
             sha256,
+            content_hash,
             new_receipts,
             returned,
             returned_before,
@@ -582,6 +591,7 @@ def _record(
     parsed: ParsedFile,
     file_name: str,
     sha256: str,
+    content_hash: str,
     new_receipts: list[_NewReceipt],
     returned: list[tuple[ImportLine, Payment]],
     returned_before: list[tuple[ImportLine, Payment]],
@@ -589,9 +599,12 @@ def _record(
     ctx: CommandContext,
     notes_seen: dict[str, int],
 ) -> ImportOutcome:
-    """Save it all in one transaction; `returned_before` holds the returns an earlier
-    import took back (kept as `known`, nothing reversed), `linked` the statement lines that
-    pay in receipts already recorded, and the payout debits kept unmatched (link None)."""
+    """Save it all in one transaction, with the claim of the file's content (`content_hash`,
+    its content_sha256); `returned_before` holds the returns an earlier import took back
+    (kept as `known`, nothing reversed), `linked` the statement lines that pay in receipts
+    already recorded, and the payout debits kept unmatched (link None). When an import of
+    these bytes or of a copy saved otherwise saved first (the batch's id or the claim's
+    collides), nothing is saved and that import is the answer."""
     for line, payment in returned:
         kind = RETURN_KINDS[line.kind]
         payment.reverse(
@@ -628,7 +641,10 @@ def _record(
             batch = ImportBatch.record(
                 parsed, file_name=file_name, sha256=sha256, entries=entries, actor=ctx.actor
             )
-            position = ledger.save_checked(batch, *(payment for _, payment in returned), *noted)
+            claim = FileContentClaim.claim(batch, content_hash)
+            position = ledger.save_checked(
+                batch, claim, *(payment for _, payment in returned), *noted
+            )
         return batch, position
 
     try:
@@ -639,7 +655,8 @@ def _record(
     except (IntegrityError, sqlalchemy.exc.IntegrityError):
         changed = [payment.id for _, payment in returned] + [payment.id for payment in noted]
         _forget(ledger, changed)
-        known = _batch_or_none(ledger, batch_id_for(sha256))
+        claim_id = FileContentClaim.create_id(content_hash)
+        known = _imported_before(ledger, [batch_id_for(sha256), claim_id])
         if known is None:
             raise ConcurrentUpdate(
                 "another import changed the same receipts at the same moment; nothing was "
@@ -934,15 +951,19 @@ def batch_view(batch: ImportBatch) -> dict[str, Any]:
     }
 
 
-def _imported_before(
-    ledger: IncomeLedger, batch_id: UUID | None, resaved: list[UUID]
-) -> ImportBatch | None:
-    """The import of these bytes (`batch_id`), else of the same file re-saved with other line
-    endings or final newline (`resaved`): answered as the same file, reversed or not."""
-    for candidate in ([batch_id] if batch_id else []) + resaved:
-        known = _batch_or_none(ledger, candidate)
-        if known is not None:
-            return known
+def _imported_before(ledger: IncomeLedger, ids: list[UUID]) -> ImportBatch | None:
+    """The import found first, in the order of `ids`, by its batch id (these bytes', or a
+    copy's saved otherwise: resaved_batch_ids) or by a file content claim's id (its batch):
+    answered as the same file, reversed or not. Which of them exist is one query."""
+    recorder = ledger.repository.event_store.recorder
+    stored = event_store.first_events(recorder, ids, LOOKUPS_AT_ONCE)
+    found = {event.originator_id: event for event in map(ledger.mapper.to_domain_event, stored)}
+    for candidate in ids:
+        event = found.get(candidate)
+        if isinstance(event, FileContentClaim.ContentClaimed):
+            return _batch_or_none(ledger, UUID(event.batch_id))
+        if isinstance(event, ImportBatch.Imported):
+            return _batch_or_none(ledger, candidate)
     return None
 
 

@@ -2,9 +2,12 @@
 
 A measurement, not a test. Alternated old/new, on a ledger holding no import, for an Allpay
 file of --lines lines: old = the file's SHA-256 and its batch's lookup (main before the
-re-saved copies were looked for); new = the same, the batch ids of its other line-ending and
-final-newline forms (`domain.imports.resaved_batch_ids`) and their two lookups
-(`application.imports._imported_before`, before reading and before saving). Prints medians.
+re-saved copies were looked for); new = the same, the file's normalised content's SHA-256
+(its content claim's id, `domain.imports.content_sha256`), the batch ids of its other
+line-ending, final-newline and byte-order-mark forms (`domain.imports.resaved_batch_ids`)
+and the two lookups of them all (`application.imports._imported_before`, before reading and
+before saving, one query each). Prints medians. Compare a release's "new" with another's by
+running this in each checkout, alternately.
 
     .venv/bin/python -m bench.resaved_lookup [--lines 100000] [--repeats 15]
 """
@@ -26,7 +29,7 @@ from bench.record_payments import (
     console,
     ledger_on,
 )
-from domain.imports import batch_id_for, resaved_batch_ids
+from domain.imports import FileContentClaim, batch_id_for, content_sha256, resaved_batch_ids
 
 
 def main() -> None:
@@ -42,9 +45,10 @@ def main() -> None:
 
     def new(ledger) -> None:
         sha256 = hashlib.sha256(content).hexdigest()
-        resaved = resaved_batch_ids(content, sha256)
-        assert _imported_before(ledger, batch_id_for(sha256), resaved) is None
-        assert _imported_before(ledger, None, resaved) is None
+        claim = FileContentClaim.create_id(content_sha256(content))
+        copies = [claim, *resaved_batch_ids(content, sha256)]
+        assert _imported_before(ledger, [batch_id_for(sha256), *copies]) is None
+        assert _imported_before(ledger, copies) is None
 
     backends = (SQLiteBackend(), PostgresBackend(DEFAULT_PG_ADMIN_URL, DEFAULT_PG_DB + "_resaved"))
     for backend in backends:

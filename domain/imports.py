@@ -172,24 +172,56 @@ def batch_id_for(sha256: str) -> UUID:
     return uuid5(LEDGER_NAMESPACE, f"import-batch/{sha256}")
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+# What a blank final line may hold besides its line ending.
+_BLANK = b" \t\n\x0b\x0c"
+
+
+def normalised_content(content: bytes) -> bytes:
+    """A file's content whatever re-saved it: without a UTF-8 byte order mark, every line
+    ending (CRLF, CR, LF, mixed in one file) as LF, and without its final newlines and blank
+    (whitespace-only) final lines. Every format reads these forms alike (the text is
+    decoded as utf-8-sig, Allpay's lines split on any line ending, a CSV's rows too and its
+    blank rows skipped, XML reads every line ending as LF), so two files of one normalised
+    content are the same day's income: `content_sha256` names it."""
+    text = content.removeprefix(UTF8_BOM).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    end = len(text.rstrip(_BLANK))
+    if end == 0:
+        return b""
+    # Up to the line ending after the last character that is not blank: the last line with
+    # text keeps its own trailing spaces (a fixed-width line's columns).
+    cut = text.find(b"\n", end)
+    return text if cut == -1 else text[:cut]
+
+
+def content_sha256(content: bytes) -> str:
+    """The SHA-256 of the file's normalised content (`normalised_content`)."""
+    return hashlib.sha256(normalised_content(content)).hexdigest()
+
+
 def resaved_batch_ids(content: bytes, sha256: str) -> list[UUID]:
     """The batches the same file would have made re-saved otherwise: with the other line
-    endings (LF, CRLF) and with a final newline added or removed, as editors and mail clients
-    re-save a file. The copy is the same day's income, so it must be found imported, while
-    every id stays that of the exact bytes (`sha256`; existing ledgers keep theirs): these
-    ids are only looked up, never given."""
-    text = content.replace(b"\r\n", b"\n")
+    endings (LF, CRLF), with a final newline added or removed, and with a UTF-8 byte order
+    mark added or removed, as editors and mail clients re-save a file. The copy is the same
+    day's income, so it must be found imported, while every id stays that of the exact
+    bytes (`sha256`; existing ledgers keep theirs): these ids are only looked up, never
+    given. They find imports recorded before a file's content was claimed
+    (FileContentClaim), which finds every copy imported since, mixed line endings too."""
+    text = content.removeprefix(UTF8_BOM).replace(b"\r\n", b"\n")
     body = text.removesuffix(b"\n")
     # The forms are the text, and it with one final newline more or (if it has one) fewer:
-    # the body followed by up to `most` newlines, each form hashed on from the body's hash.
+    # the body followed by up to `most` newlines, each form hashed on from the body's hash;
+    # each with and without a byte order mark.
     most = 2 if text.endswith(b"\n") else 1
     ids = set()
     for newline, stem in ((b"\n", body), (b"\r\n", body.replace(b"\n", b"\r\n"))):
-        stem_hash = hashlib.sha256(stem)
-        for count in range(most + 1):
-            form_hash = stem_hash.copy()
-            form_hash.update(newline * count)
-            ids.add(batch_id_for(form_hash.hexdigest()))
+        for start in (b"", UTF8_BOM):
+            stem_hash = hashlib.sha256(start)
+            stem_hash.update(stem)
+            for count in range(most + 1):
+                form_hash = stem_hash.copy()
+                form_hash.update(newline * count)
+                ids.add(batch_id_for(form_hash.hexdigest()))
     ids.discard(batch_id_for(sha256))
     return sorted(ids)
 
@@ -1023,3 +1055,40 @@ class ImportBatch(Aggregate):
                 f"import {self.id} has no money line {line}; GET /imports/{self.id} lists its lines"
             )
         return found
+
+
+class FileContentClaim(Aggregate):
+    """A file's content taken by the import that recorded it (issue #10).
+
+    Its id comes from the file's normalised content (`content_sha256`), not its bytes, and
+    it is saved in the transaction that saves the batch. So of two copies of one file saved
+    otherwise (other line endings, final newline or byte order mark: other bytes, other
+    batch ids) imported at the same moment, the second to save collides with the first's
+    claim in the event store, stores nothing, and is answered as the first. It is never
+    released: a copy of a reversed import is answered as that import, as its exact bytes
+    are. It moves no money."""
+
+    class ContentClaimed(Aggregate.Created):
+        batch_id: str
+        content_sha256: str
+        actor: str
+
+    @staticmethod
+    def create_id(content_sha256: str) -> UUID:
+        return uuid5(LEDGER_NAMESPACE, f"import-content/{content_sha256}")
+
+    def __init__(self, batch_id: str, content_sha256: str, actor: str) -> None:
+        self.batch_id = batch_id
+        self.content_sha256 = content_sha256
+        self.actor = actor
+
+    @classmethod
+    def claim(cls, batch: ImportBatch, content_sha256: str) -> FileContentClaim:
+        """The claim of `batch`'s file's content, saved with the batch."""
+        return cls._create(
+            cls.ContentClaimed,
+            id=cls.create_id(content_sha256),
+            batch_id=str(batch.id),
+            content_sha256=content_sha256,
+            actor=batch.imported_by,
+        )

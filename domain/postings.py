@@ -44,7 +44,7 @@ from domain.errors import UnbalancedPostings
 from domain.funds import FundChart
 from domain.gl_exports import GeneralLedgerExports
 from domain.import_rules import ImportRulebook
-from domain.imports import ImportBatch
+from domain.imports import FileContentClaim, ImportBatch
 from domain.offices import OfficeRegister
 from domain.payment import AUTO_ALLOCATION_ACTOR, ClearingItem, Payment
 from domain.periods import PeriodCalendar
@@ -149,6 +149,8 @@ _WITHOUT_MONEY = (
     ImportBatch.LinkUndone,
     ImportBatch.LineChecked,
     ImportBatch.LineCheckUndone,
+    # The file's content taken by its import, so a copy saved otherwise is imported once.
+    FileContentClaim.ContentClaimed,
     PeriodCalendar.Opened,
     PeriodCalendar.PeriodClosed,
     GeneralLedgerExports.Opened,

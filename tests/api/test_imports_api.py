@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
+
+import application.imports
+from domain.imports import UTF8_BOM
 from domain.limits import uk_today
 from tests.api.conftest import auth
 from tests.application.test_imports import (
@@ -211,3 +218,36 @@ def test_a_copy_with_other_line_endings_answers_200_naming_the_first_import(clie
         assert again.json()["batch"]["batch_id"] == first.json()["batch"]["batch_id"]
         assert again.json()["batch"]["file_name"] == "monday.txt"
     assert ledger.max_position() == position
+
+
+def test_two_copies_uploaded_at_the_same_moment_are_one_import(
+    base_url, ledger, monkeypatch
+) -> None:
+    """Two copies of one file saved otherwise (CRLF, and LF with a byte order mark),
+    uploaded at once to a real server: both are checked and find nothing imported, then
+    save together. One is recorded (201); the other's save collides with its content
+    claim, stores nothing and answers 200 naming it (before, both were recorded: 201 and
+    201, the day's income counted twice)."""
+    content = allpay_file(allpay_line(CT_REF, "25.00"), allpay_line("NOSUCH", "5.00"))
+    copies = [content, UTF8_BOM + content.replace(b"\r\n", b"\n")]
+    barrier = threading.Barrier(len(copies))
+    record = application.imports._record
+
+    def together(*args, **kwargs):
+        barrier.wait(60)
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(application.imports, "_record", together)
+
+    def send(copy: bytes) -> httpx.Response:
+        files = {"file": ("monday.txt", copy, "text/plain")}
+        return http.post("/imports", files=files, headers=auth("officer"))
+
+    with httpx.Client(base_url=base_url, timeout=60) as http, ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(send, copies))
+    assert Counter(r.status_code for r in responses) == {201: 1, 200: 1}, [
+        r.text for r in responses
+    ]
+    assert len({r.json()["batch"]["batch_id"] for r in responses}) == 1
+    events = Counter(type(event).__name__ for _, event in ledger.read_events())
+    assert (events["Imported"], events["Received"]) == (1, 2), events

@@ -291,7 +291,8 @@ def test_a_receipt_found_known_on_saving_is_skipped_and_the_rest_saved_once(
     assert outcome.batch["receipts_count"] == 0 and outcome.batch["returned_cheques_count"] == 1
     history = ledger.get_payment(original)["history"]
     assert [entry["details"].get("kind") for entry in history].count("returned_cheque") == 1
-    assert len(ledger.recorder.select_notifications(start=before + 1, limit=100)) == 2
+    # The batch, its file's content claim and the reversal.
+    assert len(ledger.recorder.select_notifications(start=before + 1, limit=100)) == 3
     assert ledger.get_payment(str(known.payment_id))["version"] == known.payment["version"]
 
 
