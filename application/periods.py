@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from application import event_store
 from domain.cashups import CashUp
-from domain.errors import InvalidRequest
+from domain.errors import CashUpAwaitingDecision, InvalidRequest
 from domain.limits import require_query_date, uk_day_start
 from domain.payment import Payment
 from domain.periods import RECEIPT, Period, PeriodCalendar, PeriodKind, uk_date
@@ -168,6 +168,7 @@ def close_period(
     period = Period.containing(PeriodKind.parse(kind), require_query_date(day, "date"))
     with ledger.unit_of_work() as session:
         take_period_gate(ledger, session, exclusive=True)
+        _require_no_cashup_waiting(ledger, period)
         stored = _stored_calendar(ledger)
         stored.close(
             period,
@@ -177,6 +178,29 @@ def close_period(
         )
         recordings = ledger.save(stored)
     return stored.closes[-1].to_dict() | {"position": recordings[-1].notification.id}
+
+
+def _require_no_cashup_waiting(ledger: IncomeLedger, period: Period) -> None:
+    """A cash-up waiting for a decision would be stuck for ever in a closed day: its
+    approval takes effect on the day counted, and a new count of a closed day is refused.
+    Read under the exclusive gate, which a submission also takes (it is dated that day)."""
+    from application.cashups import cashups  # cashups -> ledger -> periods: import here
+
+    waiting = [
+        view
+        for view in cashups(ledger, "submitted")
+        if period.holds(date.fromisoformat(view["business_date"]))
+    ]
+    if waiting:
+        named = "; ".join(
+            f"{view['office_code']} {view['till_code']} on {view['business_date']} "
+            f"(cash-up {view['cashup_id']})"
+            for view in waiting[:10]
+        )
+        raise CashUpAwaitingDecision(
+            f"the {period.name} cannot be closed while a cash-up of it waits for a decision: "
+            f"{named}. Approve or return it first (cashup list --status submitted)"
+        )
 
 
 def closed_periods(ledger: IncomeLedger) -> list[dict[str, Any]]:

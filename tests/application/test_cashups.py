@@ -213,3 +213,21 @@ def test_a_day_before_the_till_was_added_is_refused_unless_it_took_money(ledger,
     assert ledger.max_position() == before  # nothing stored
     assert take(ledger, "cash", 1000, day=long_ago).recorded
     assert submit_cashup(ledger, count(day=long_ago, p1000=1), OFFICER)["status"] == "submitted"
+
+
+def test_a_day_cannot_close_while_a_cash_up_of_it_waits_for_a_decision(ledger, office) -> None:
+    # Found in the day-close walkthrough: a day closed while its till's cash-up waited for
+    # approval left that cash-up stuck for ever (its approval, dated the day counted, is
+    # refused as period_closed, and a new count for a closed day too).
+    take(ledger, "cash", 1000)
+    submitted = submit_cashup(ledger, count(p500=1, reason="£5 short"), OFFICER)
+    before = ledger.max_position()
+    with pytest.raises(
+        CashUpAwaitingDecision,
+        match=f"the day {YESTERDAY} cannot be closed while a cash-up of it waits for a "
+        f"decision: CIVIC T1 on {YESTERDAY} \\(cash-up {submitted['cashup_id']}\\)",
+    ):
+        close_period(ledger, "day", YESTERDAY, SUPERVISOR, "banked")
+    assert ledger.max_position() == before  # nothing closed
+    approve_cashup(ledger, UUID(submitted["cashup_id"]), SUPERVISOR)
+    assert close_period(ledger, "day", YESTERDAY, SUPERVISOR, "banked")["period"] == str(YESTERDAY)
