@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -221,10 +221,25 @@ def suspense(svc: Fresh, user: Reader, limit: Limit = 100, offset: Offset = 0) -
     return page | {"position": position, "limit": limit, "offset": offset}
 
 
+def _only_date_asked(request: Request) -> None:
+    """A report of one day answers the day asked for: a query it does not know (from, to,
+    day, ...) would otherwise be ignored and today's figures returned as if they were it."""
+    unknown = sorted(set(request.query_params) - {"date", "min_position"})
+    if unknown:
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            f"unknown query parameter {', '.join(map(repr, unknown))}: this report is of one "
+            "UK business day, asked as date=2026-03-31 (default today)",
+            "invalid_request",
+        )
+
+
 @router.get("/reports/daily-takings", tags=["read model"], response_model=DailyTakingsOut)
 def daily_takings(
     svc: Fresh,
     user: Reader,
+    _only_date: Annotated[None, Depends(_only_date_asked)],
     business_date: Annotated[
         date | None, Query(alias="date", description="UK business date; default today")
     ] = None,

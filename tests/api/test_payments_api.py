@@ -336,3 +336,17 @@ def test_a_malformed_date_or_amount_says_how_to_write_it(client) -> None:
     assert closes.status_code == 422 and "write it like 2026-03-31" in closes.json()["detail"]
     takings = client.get("/reports/daily-takings?date=2026-13-01", headers=auth("reporting"))
     assert "write it like 2026-03-31" in takings.json()["detail"]
+
+
+def test_daily_takings_refuses_a_query_it_does_not_know(client) -> None:
+    # Found in the day-close walkthrough: ?from=2026-11-30&to=2026-11-30 was ignored and
+    # today's takings came back, looking like the answer for the day asked.
+    answer = client.get(
+        "/reports/daily-takings?from=2026-11-30&to=2026-11-30", headers=auth("reporting")
+    )
+    assert answer.status_code == 422 and answer.json()["code"] == "invalid_request"
+    assert "unknown query parameter 'from', 'to'" in answer.json()["detail"]
+    assert "date=2026-03-31" in answer.json()["detail"]
+    assert client.get("/reports/daily-takings?from=x").status_code == 401  # the key first
+    asked = client.get("/reports/daily-takings?date=2026-11-30", headers=auth("reporting"))
+    assert asked.status_code == 200 and asked.json()["business_date"] == "2026-11-30"
