@@ -52,10 +52,21 @@ def build_wheel(tmp_path: Path) -> Path:
             CHECKOUT / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
         )
     wheels = tmp_path / "wheels"
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", wheels, source)
+    # Verbose, so that the build backend's warnings about our pyproject.toml are seen.
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", wheels, source)
+    warned = [
+        line.strip()
+        for line in (built.stdout + built.stderr).splitlines()
+        if "Warning" in line and "`project." in line
+    ]
+    assert not warned, f"the build warns about pyproject.toml: {warned}"
     (wheel,) = wheels.glob("*.whl")
     assert wheel.name == f"income_ledger-{VERSION}-py3-none-any.whl"
     return wheel
+
+
+def archive_top_level(names: set[str]) -> set[str]:
+    return {name.split("/", 1)[0] for name in names}
 
 
 def fresh_venv(tmp_path: Path, wheel: Path) -> Path:
@@ -74,10 +85,20 @@ def fresh_venv(tmp_path: Path, wheel: Path) -> Path:
     return venv
 
 
+def test_every_top_level_package_of_the_checkout_is_packaged() -> None:
+    """A new top-level package left out of pyproject's list would be missing from the wheel
+    (and so from the container image) while every test in the checkout passed."""
+    top_level = {init.parent.name for init in CHECKOUT.glob("*/__init__.py")} - {"tests", "bench"}
+    assert top_level == set(PACKAGES)
+
+
 def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path) -> None:
     wheel = build_wheel(tmp_path)
     with zipfile.ZipFile(wheel) as archive:
         in_wheel = set(archive.namelist())
+    top_level = archive_top_level(in_wheel)
+    assert top_level == {*PACKAGES, f"income_ledger-{VERSION}.dist-info"}, top_level
+    assert {"web/templates/exceptions.html", "web/static/ledger.css"} <= in_wheel
     missing = package_files(CHECKOUT) - in_wheel
     assert not missing, f"files the packages load at run time are not in the wheel: {missing}"
     assert f"income_ledger-{VERSION}.dist-info/entry_points.txt" in in_wheel
@@ -117,9 +138,9 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path) -> None:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_health(base)
-        health = httpx.get(f"{base}/health").json()
+        health = httpx.get(f"{base}/health", timeout=30).json()
         assert health["status"] == "ok" and health["event_position"] > 0
-        assert httpx.get(f"{base}/openapi.json").json()["info"]["version"] == VERSION
+        assert httpx.get(f"{base}/openapi.json", timeout=30).json()["info"]["version"] == VERSION
     finally:
         server.terminate()
         server.wait(timeout=30)
