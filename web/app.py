@@ -189,7 +189,9 @@ def set_session(request: Request, new: Session) -> None:
 
 
 def finish(request: Request, response: Response) -> Response:
-    """Send the session back (renewed, so the idle time-out counts from now)."""
+    """Send the session back (renewed, so the idle time-out counts from now). Every answer of
+    a page's route goes through here (render, redirect, download): one that did not would
+    let a user who only downloads be signed out as idle."""
     config: WebConfig = request.app.state.web_config
     # No max-age: the browser keeps it until it closes, and the server, which checks the
     # signed time of the last request, can say that the session timed out.
@@ -220,6 +222,19 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         **context,
     )
     return finish(request, HTMLResponse(html, status_code=status))
+
+
+def download(request: Request, file_name: str, csv_text: str) -> Response:
+    """A CSV file to save, sent like a page (through `finish`): fetching it is using the
+    pages, so it renews the session's idle time-out as they do."""
+    return finish(
+        request,
+        Response(
+            csv_text,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{file_name}"'},
+        ),
+    )
 
 
 def redirect(request: Request, path: str) -> Response:

@@ -25,7 +25,7 @@ from domain.limits import MAX_FUND_CODE_LENGTH, MAX_REFERENCE_LENGTH, UK
 from domain.money import pounds_text
 from domain.payment import ReversalKind
 from projections import queries
-from web.app import PREFIX, redirect, render, signed_in_user
+from web.app import PREFIX, download, redirect, render, signed_in_user
 from web.pages import (
     FormErrors,
     day_field,
@@ -95,7 +95,7 @@ def account_csv(request: Request) -> Response:
             funds=services(request).ledger.funds(signed_in_user(request).access),
         )
     name = f"statement-{statement['fund_code']}-{statement['reference']}.csv"
-    return csv_download(name, STATEMENT_COLUMNS, statement["lines"])
+    return csv_download(request, name, STATEMENT_COLUMNS, statement["lines"])
 
 
 def _statement(request: Request) -> tuple[dict[str, str], dict[str, str], dict[str, Any] | None]:
@@ -152,20 +152,15 @@ def within_dates(lines: Iterable[dict[str, Any]], start: date | None, end: date 
     return {"opening_pence": opening, "closing_pence": running, "lines": shown}
 
 
-def csv_download(file_name: str, columns: list[str], rows: Iterable[dict[str, Any]]) -> Response:
+def csv_download(
+    request: Request, file_name: str, columns: list[str], rows: Iterable[dict[str, Any]]
+) -> Response:
     """A CSV file to save (pence as integers, as reporting tools read them)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="{file_name}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return download(request, file_name, buffer.getvalue())
 
 
 # ---- transfer ---------------------------------------------------------------------------

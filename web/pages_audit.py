@@ -69,7 +69,7 @@ async def _audit_csv(
     asked, problems, result = await run_in_threadpool(_replayed, request)
     if result is None:
         return render(request, template, 422, asked=asked, errors=_or_ask(problems))
-    return csv_download(f"{name}-{asked['as_at']}.csv", columns, rows_of(result))
+    return csv_download(request, f"{name}-{asked['as_at']}.csv", columns, rows_of(result))
 
 
 def _or_ask(problems: dict[str, str]) -> dict[str, str]:

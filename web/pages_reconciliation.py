@@ -17,7 +17,7 @@ from application.reconciliation import (
     exceptions_report_page,
     kept_books,
 )
-from web.app import PREFIX, render
+from web.app import PREFIX, download, render
 from web.pages import services, user_allowed
 
 router = APIRouter(prefix=f"{PREFIX}/reconciliation")
@@ -82,11 +82,4 @@ def exceptions_report_csv(request: Request) -> Response:
     """The whole report, unpaged, as the API's CSV (amounts in pounds, oldest first)."""
     books = _books(request)
     report = exceptions(services(request).ledger, books=books)
-    return Response(
-        exceptions_csv(report),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="exceptions-{report["as_of"]}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return download(request, f"exceptions-{report['as_of']}.csv", exceptions_csv(report))

@@ -12,7 +12,8 @@ import pytest
 
 from application.ledger import CommandContext
 from tests.domain.helpers import references_unfolded
-from tests.web.conftest import IDLE_SECONDS, SUSPENSE_REFERENCE, token
+from tests.web.conftest import CT_REFERENCE, IDLE_SECONDS, SUSPENSE_REFERENCE, token
+from web.sessions import COOKIE_NAME
 
 
 def hidden(html: str, name: str) -> str:
@@ -203,6 +204,32 @@ def test_an_idle_session_ends(web_url, idle_seconds) -> None:
     answer = client.get("/web/")
     assert answer.status_code == 303
     assert "signed out because you did nothing" in client.get(answer.headers["location"]).text
+
+
+@pytest.mark.parametrize("idle_seconds", [IDLE_SECONDS + 1])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/web/reconciliation/exceptions.csv",
+        f"/web/accounts.csv?fund_code=CT&reference={CT_REFERENCE}",
+        "/web/audit/replay.csv?as_at=2026-01-01",
+    ],
+)
+def test_downloading_a_csv_renews_the_session_as_a_page_does(
+    web_url, idle_seconds, allocated, path
+) -> None:
+    """A user who only downloads files for longer than the idle time-out stays signed in:
+    each download renews the session (they used to answer without sending it back)."""
+    client = signed_in(web_url, "auditor")
+    deadline = time.monotonic() + idle_seconds + 1.5
+    while time.monotonic() < deadline:
+        time.sleep(1.1)
+        answer = client.get(path)
+        assert answer.status_code == 200, (path, answer.status_code, answer.headers)
+        assert answer.headers["content-type"].startswith("text/csv")
+        assert COOKIE_NAME in answer.cookies, "the download did not send the session back"
+        assert answer.headers["cache-control"] == "no-store"
+    assert client.get("/web/").status_code == 200
 
 
 def test_the_api_still_refuses_bodies_without_a_key(web_url) -> None:
