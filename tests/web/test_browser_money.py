@@ -11,7 +11,7 @@ from application.imports import get_import, import_file
 from application.ledger import CommandContext
 from domain.limits import uk_today
 from tests.application.test_statement_imports import camt, entry
-from tests.web.conftest import CT_REFERENCE
+from tests.web.conftest import CT_REFERENCE, SCREENSHOTS, screenshots_wanted
 from tests.web.test_browser import (
     accessibility_problems,
     check_page,
@@ -203,6 +203,64 @@ def test_pages_fit_a_phone_screen_their_wide_tables_scrolling_in_place(
             assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
             assert page.locator(".ledger-table-scroll").count() >= 1, path
             assert accessibility_problems(page) == [], path
+    finally:
+        context.close()
+
+
+def test_the_exceptions_report_reads_on_a_phone_without_sideways_scrolling(
+    chromium, web_url, in_suspense, ledger, database_url
+) -> None:
+    """At 390 px the exceptions report's sections show each row as label and value lines:
+    neither the page nor any table's box scrolls sideways, every amount and link is on the
+    screen, and the labels are the columns' names; at 1100 px the rows are table rows."""
+    reference = "TFRXBANKGO24007680SJCATJPY2GBPXBANKGO24007680BGCINTERNATIONAL-5373CLIENT"
+    statement = camt(entry("0.89", ref="B1", text=reference))
+    import_file(ledger, statement, CommandContext("officer:t"), file_name="s.xml")
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_in(page, web_url, "officer")
+        page.goto(f"{web_url}/web/reconciliation/exceptions")
+        reload_until(page, lambda: "£80.00" in page.content() and "£0.89" in page.content())
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        boxes = page.evaluate(
+            "[...document.querySelectorAll('.ledger-table-scroll')]"
+            ".map(box => [box.getAttribute('aria-label'), box.scrollWidth, box.clientWidth])"
+        )
+        assert len(boxes) == 3, boxes  # the summary and two sections
+        scrolling = [(name, wide, shown) for name, wide, shown in boxes if wide > shown]
+        assert not scrolling, f"tables that scroll sideways at 390 px: {scrolling}"
+        for shown in (
+            page.get_by_role("cell", name="£0.89"),
+            page.get_by_role("cell", name="£80.00"),
+            page.locator("a", has_text="Line 1 of its import"),
+            page.locator("a", has_text="Payment"),
+        ):
+            box = shown.first.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= 390, shown
+        labels = page.evaluate(
+            "[...document.querySelectorAll('table.ledger-stacked tbody tr:first-child td')]"
+            ".map(cell => getComputedStyle(cell, '::before').content)"
+        )
+        assert labels[:7] == [
+            '"Date" / ""',
+            '"Age" / ""',
+            '"What" / ""',
+            '"Channel" / ""',
+            '"Reference" / ""',
+            '"Amount" / ""',
+            '"Settle it" / ""',
+        ], labels
+        assert accessibility_problems(page) == []
+        if screenshots_wanted() and database_url.startswith("sqlite"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "exceptions-phone.png"), full_page=True)
+        page.set_viewport_size({"width": 1100, "height": 900})
+        display = page.evaluate(
+            "getComputedStyle(document.querySelector('table.ledger-stacked tbody tr')).display"
+        )
+        assert display == "table-row"
     finally:
         context.close()
 
