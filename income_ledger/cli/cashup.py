@@ -342,6 +342,5 @@ def _print_cashup_text(cashup: dict[str, Any]) -> None:
     for step in cashup["history"]:
         because = f": {escape(step['reason'])}" if step["reason"] else ""
         helpers.say(
-            f"  {step['at'][:16].replace('T', ' ')} {step['action']} by "
-            f"{escape(step['actor'])}{because}"
+            f"  {helpers.uk_time(step['at'])} {step['action']} by {escape(step['actor'])}{because}"
         )

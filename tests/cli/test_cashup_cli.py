@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 from domain.periods import uk_date
+from income_ledger.cli import helpers
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
 from tests.domain.helpers import CT_REF
 
@@ -72,6 +74,13 @@ def test_configure_an_office_take_cash_count_it_and_approve(cli) -> None:  # noq
     assert "approved" in approved.stdout and "balanced" in approved.stdout
     listed = json.loads(cli("cashup", "list", "--status", "approved", "--json").stdout)
     assert [c["cashup_id"] for c in listed] == [submitted["cashup_id"]]
+    # Its history says when in UK local time, as the other commands do; --json stays ISO UTC.
+    history = json.loads(cli("cashup", "show", submitted["cashup_id"], "--json").stdout)["history"]
+    shown = cli("cashup", "show", submitted["cashup_id"]).stdout
+    for step in history:
+        assert datetime.fromisoformat(step["at"]).utcoffset() == timedelta(0)
+        assert helpers.uk_time(step["at"]) in shown
+    assert not re.search(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d", shown), shown
 
 
 def test_a_cash_up_for_a_day_before_the_till_was_added_is_refused(cli) -> None:  # noqa: F811

@@ -8,9 +8,12 @@ import json
 import os
 import shutil
 import subprocess
+from datetime import datetime, timedelta
 
 import pytest
+from rich.console import Console
 
+from income_ledger.cli import helpers, periods
 from tests.cli.test_cli import cli  # noqa: F401 - the fixture
 from tests.domain.helpers import CT_REF
 
@@ -112,6 +115,62 @@ def test_gl_export_writes_the_same_file_every_time(cli, tmp_path) -> None:  # no
     assert "the day '10/03/2025' is not a date: write it like 2026-03-31" in (
         cli("gl", "export", "10/03/2025", code=2).stderr
     )
+    exported_at = listed[0]["exported_at"]
+    assert datetime.fromisoformat(exported_at).utcoffset() == timedelta(0)  # --json: ISO UTC
+    said = cli("gl", "list").stdout
+    assert "UTC" not in said and "exported at" in said
+    assert all(part in said for part in helpers.uk_time(exported_at).split())
+
+
+def test_periods_list_says_when_in_uk_time_and_json_stays_iso(cli) -> None:  # noqa: F811
+    cli("periods", "close", "month", "2025-02-14", "--reason", "Feb signed off")
+    (close,) = json.loads(cli("periods", "list", "--json").stdout)
+    assert datetime.fromisoformat(close["closed_at"]).utcoffset() == timedelta(0)
+    said = cli("periods", "list").stdout
+    assert "UTC" not in said and "closed at" in said
+    # The table's narrow column may fold the time: each of its parts is there.
+    assert all(part in said for part in helpers.uk_time(close["closed_at"]).split())
+
+
+# Moments either side of the clocks changing (01:00 UTC on 29 March and 25 October 2026), and
+# a summer evening in UTC that is already the next day in the UK.
+AROUND_BST = [
+    ("2026-03-29T00:30:00+00:00", "29 Mar 2026 00:30 GMT"),
+    ("2026-03-29T01:30:00+00:00", "29 Mar 2026 02:30 BST"),
+    ("2026-06-30T23:30:00+00:00", "1 Jul 2026 00:30 BST"),
+    ("2026-10-25T00:30:00+00:00", "25 Oct 2026 01:30 BST"),
+    ("2026-10-25T01:30:00+00:00", "25 Oct 2026 01:30 GMT"),
+]
+
+
+@pytest.mark.parametrize(("moment", "uk"), AROUND_BST)
+def test_closes_and_exports_show_uk_local_time_around_the_clock_changes(
+    monkeypatch, moment, uk
+) -> None:
+    printed = io.StringIO()
+    monkeypatch.setattr(helpers, "out", Console(file=printed, width=200, emoji=False))
+    close = {
+        "period": "2026-03",
+        "kind": "month",
+        "first_day": "2026-03-01",
+        "last_day": "2026-03-31",
+        "closed_by": "supervisor:sue",
+        "closed_at": moment,
+        "reason": "signed off",
+    }
+    export = {
+        "export_date": "2026-03-28",
+        "lines_count": 2,
+        "exported_by": "supervisor:sue",
+        "exported_at": moment,
+        "closed_period": None,
+        "sha256": "ab" * 32,
+    }
+    periods._print_closes([close])
+    periods._print_exports([export])
+    said = printed.getvalue()
+    assert said.count(uk) == 2, said
+    assert "UTC" not in said and moment[:16].replace("T", " ") not in said
 
 
 def test_a_gl_file_that_cannot_be_written_records_no_export(cli, tmp_path) -> None:  # noqa: F811

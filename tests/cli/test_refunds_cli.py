@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
 
 from income_ledger.cli import app
+from income_ledger.cli.helpers import uk_time
 from tests.domain.helpers import CT_REF
 
 
@@ -79,3 +81,36 @@ def test_a_vat_rate_change_can_be_dated_on_the_command_line(cli) -> None:
         "effective_from": "2027-03-31T23:00:00+00:00",  # midnight in London (BST)
         "vat_rate_basis_points": 0,
     }
+
+
+def test_a_payment_and_a_waiting_refund_say_when_in_uk_local_time(cli) -> None:
+    """Received at 23:30 UTC on 30 June is 00:30 BST on 1 July for the person reading it;
+    --json keeps the ISO UTC instants."""
+    made = cli(
+        "payments",
+        "record",
+        "--channel",
+        "cash",
+        "--amount",
+        "50",
+        "--reference",
+        CT_REF,
+        "--received-at",
+        "2026-06-30T23:30:00Z",
+    )
+    assert "received 1 Jul 2026 00:30 BST" in made.stdout
+    pid = made.stdout.split()[2]
+    cli("payments", "refund", pid, "--amount", "20", "--reason", "overpaid")
+    payment = json.loads(cli("payments", "show", pid, "--json").stdout)
+    assert payment["received_at"] == "2026-06-30T23:30:00+00:00"
+    shown = cli("payments", "show", pid).stdout
+    assert "received 1 Jul 2026 00:30 BST" in shown
+    # The history table may fold a time in its narrow column: each of its parts is there.
+    for entry in payment["history"]:
+        assert all(part in shown for part in uk_time(entry["recorded_at"]).split()), shown
+    (waiting,) = json.loads(cli("payments", "pending-refunds", "--json").stdout)
+    listed = cli("payments", "pending-refunds").stdout
+    assert all(part in listed for part in uk_time(waiting["requested_at"]).split()), listed
+    for said in (made.stdout, shown, listed):
+        assert not re.search(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d", said), said
+        assert "+00:00" not in said
