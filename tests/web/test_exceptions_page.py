@@ -25,7 +25,8 @@ def statement_line(ledger) -> str:
 
 
 def test_signed_out_is_sent_to_sign_in(web_url) -> None:
-    client = httpx.Client(base_url=web_url)
+    # Generous: the first page on a busy machine compiles its templates (5 s timed out).
+    client = httpx.Client(base_url=web_url, timeout=30)
     for path in (PATH, f"{PATH}.csv"):
         answer = client.get(path)
         assert answer.status_code == 303 and answer.headers["location"] == "/web/sign-in"
