@@ -245,7 +245,10 @@ def daily_takings(
     ] = None,
 ) -> Any:
     """The cash-up: per channel and fund, receipts, refunds and reversals of one UK business
-    date. Roles: officer, supervisor, auditor, reporting."""
+    date, and per channel the over/short of the day's approved till cash-ups: net plus
+    over/short (`counted_by_channel`) is what the GL export's lines for the channel come to
+    (its cash line less refunds and reversals). Roles: officer, supervisor, auditor,
+    reporting."""
     day = require_query_date(business_date, "date") if business_date else uk_today()
     return daily_takings_report(svc, day, user.access)
 
@@ -264,7 +267,12 @@ def daily_takings_report(
             for row in queries.daily_takings(connection, day)
             if visible is None or row["fund_code"] in visible | {SUSPENSE_FUND}
         ]
+        # A till's over/short is of no fund: shown to those who see the whole ledger.
+        over_short = queries.over_short_by_channel(connection, day) if visible is None else {}
     by_channel = _net_by(rows, "channel")
+    counted = dict(by_channel)
+    for channel, pence in over_short.items():
+        counted[channel] = counted.get(channel, 0) + pence
     return {
         "business_date": day,
         "position": position,
@@ -272,6 +280,10 @@ def daily_takings_report(
         "by_channel": by_channel,
         "by_fund": _net_by(rows, "fund_code"),
         "total_net_pence": sum(by_channel.values()),
+        "over_short_by_channel": over_short,
+        "total_over_short_pence": sum(over_short.values()),
+        "counted_by_channel": counted,
+        "total_counted_pence": sum(counted.values()),
     }
 
 

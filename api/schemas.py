@@ -407,8 +407,22 @@ class DailyTakingsOut(BaseModel):
     business_date: date
     position: int
     rows: list[TakingsRow]
-    by_channel: dict[str, int] = Field(description="net pence per channel: match the banking")
+    by_channel: dict[str, int] = Field(
+        description="net pence per channel, as recorded: before any cash-up over/short"
+    )
     total_net_pence: int
+    over_short_by_channel: dict[str, int] = Field(
+        default_factory=dict,
+        description="pence per channel of the day's approved cash-ups found over (positive) "
+        "or short (negative); empty for a user limited to fund groups",
+    )
+    total_over_short_pence: int = 0
+    counted_by_channel: dict[str, int] = Field(
+        default_factory=dict,
+        description="net plus over/short per channel: what was counted, to match the banking "
+        "and the GL export (cash line less refunds and reversals)",
+    )
+    total_counted_pence: int = 0
 
 
 class AuditRow(BaseModel):

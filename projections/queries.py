@@ -40,6 +40,35 @@ def daily_takings(
     return [_plain(r) for r in connection.execute(query)]
 
 
+def over_short(connection: Connection, business_date: date | None = None) -> list[dict[str, Any]]:
+    """The differences of approved cash-ups per UK business date and channel, in pence
+    (`over_short_pence`): positive over (more counted than recorded), negative short.
+    Summed from the `over_short:<channel>` postings the GL export sums too, so a day's
+    takings plus these come to its GL lines for the channel."""
+    table = LIVE.postings
+    query = (
+        select(
+            table.c.effective_date.label("business_date"),
+            table.c.channel,
+            func.sum(-table.c.amount_pence).label("over_short_pence"),
+        )
+        .where(table.c.account.like("over\\_short:%", escape="\\"))
+        .group_by(table.c.effective_date, table.c.channel)
+        .order_by(table.c.effective_date, table.c.channel)
+    )
+    if business_date is not None:
+        query = query.where(table.c.effective_date == business_date)
+    return [_plain(r) for r in connection.execute(query) if r.over_short_pence]
+
+
+def over_short_by_channel(connection: Connection, business_date: date) -> dict[str, int]:
+    """`over_short` of one day: pence per channel."""
+    return {
+        row["channel"]: int(row["over_short_pence"])
+        for row in over_short(connection, business_date)
+    }
+
+
 def trial_balance_pence(connection: Connection) -> int:
     table = LIVE.account_balances
     return int(

@@ -1166,6 +1166,7 @@ def read_model_report(connection: Any) -> dict[str, Any]:
         "funds": queries.fund_balances(connection),
         "suspense": suspense_summary(queries.suspense_page(connection, limit=10)),
         "daily_takings": queries.daily_takings(connection),
+        "over_short": queries.over_short(connection),
         "trial_balance_pence": queries.trial_balance_pence(connection),
     }
 
@@ -1195,7 +1196,15 @@ def print_read_model(report: dict[str, Any]) -> None:
         dates.add(row["business_date"])
         days = by_channel.setdefault(row["channel"], {})
         days[row["business_date"]] = days.get(row["business_date"], 0) + row["net_pence"]
-    takings = Table("channel", *sorted(dates), title="Daily takings, net £ (cash-up)")
+    over_short: dict[str, dict[str, int]] = {}
+    for row in report.get("over_short", []):
+        dates.add(row["business_date"])
+        over_short.setdefault(row["channel"], {})[row["business_date"]] = row["over_short_pence"]
+    takings = Table(
+        "channel",
+        *sorted(dates),
+        title="Daily takings, net £ (cash-up); counted = net + over/short = the GL export's",
+    )
     for channel, days in sorted(by_channel.items()):
         takings.add_row(channel, *(pence_to_pounds(days.get(d, 0)) for d in sorted(dates)))
     takings.add_row(
@@ -1205,6 +1214,21 @@ def print_read_model(report: dict[str, Any]) -> None:
             for d in sorted(dates)
         ),
     )
+    for channel, days in sorted(over_short.items()):
+        takings.add_row(
+            f"{channel} over(+)/short(-)", *(pence_to_pounds(days.get(d, 0)) for d in sorted(dates))
+        )
+    if over_short:
+        takings.add_row(
+            "total counted",
+            *(
+                pence_to_pounds(
+                    sum(days.get(d, 0) for days in by_channel.values())
+                    + sum(days.get(d, 0) for days in over_short.values())
+                )
+                for d in sorted(dates)
+            ),
+        )
     out.print(takings)
     suspense = report["suspense"]
     items = Table(
