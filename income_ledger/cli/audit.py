@@ -12,7 +12,7 @@ import contextlib
 import csv
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from domain.errors import InvalidRequest, PaymentNotFound
-from domain.limits import parse_query_date, parse_query_moment, uk_day_start, uk_today
+from domain.limits import UK, parse_query_date, parse_query_moment, uk_day_start, uk_today
 from domain.money import pence_to_pounds, pounds_text
 from domain.payment import Payment
 from income_ledger.cli import helpers
@@ -456,7 +456,9 @@ def _hold_against_payment(trace: Any, payment: dict[str, Any]) -> None:
 
 
 def _short(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    """A moment of the trace as a person in the UK reads it: to the second, with the zone
+    (GMT or BST); --json keeps ISO UTC."""
+    return moment.astimezone(UK).strftime("%-d %b %Y %H:%M:%S %Z")
 
 
 def _refund_request_words(event: Any, request: Any, request_id: str) -> str:
@@ -477,7 +479,7 @@ def _print_trace(trace: Any) -> None:
     out = helpers.out
     out.print(
         f"payment {trace.payment_id}: {trace.channel} {pounds_text(trace.amount_pence)} "
-        f"ref {trace.reference or '-'} received {trace.received_at.isoformat()}",
+        f"ref {trace.reference or '-'} received {_short(trace.received_at)} (UK times)",
         highlight=False,
         markup=False,
         emoji=False,

@@ -185,6 +185,8 @@ def test_trace_tells_the_whole_story_of_a_receipt(cli, ledger, officer) -> None:
     ]
     assert [e["chain"] for e in trace["events"]] == ["ok", "ok", "ok", "ok", None]
     assert trace["events"][2]["reason"] == "wrong account"
+    assert trace["received_at"].endswith("+00:00")  # JSON keeps ISO UTC; text shows UK times
+    assert all(e["effective_at"].endswith("+00:00") for e in trace["events"])
     assert trace["events"][2]["actor"] == "officer:test"
     assert all(sum(p["amount_pence"] for p in e["postings"]) == 0 for e in trace["events"])
     positions = [e["position"] for e in trace["events"]]

@@ -175,3 +175,38 @@ def test_a_trace_says_who_asked_for_a_refund_another_person_approved(printed) ->
     assert "approves refund request r1 asked for by officer:amy (#7)" in shown
     assert "declines refund request r2 asked for by officer:amy (#9)" in shown
     assert shown.count("waiting for a second person's approval") == 2
+
+
+def test_a_trace_shows_uk_times(printed) -> None:
+    # Found in the day-close walkthrough: `audit trace` printed "2026-07-01 09:30:00Z" where a
+    # person reads it; in summer that is 10:30 in the income office.
+    summer = datetime(2026, 7, 1, 9, 30, tzinfo=UTC)
+    winter = datetime(2026, 12, 1, 16, 5, 7, tzinfo=UTC)
+    event = SimpleNamespace(
+        position=3,
+        action="Received",
+        effective_at=summer,
+        recorded_at=winter,
+        actor="officer:amy",
+        reason="",
+        correlation_id=None,
+        chain="ok",
+        details={},
+        postings=(),
+    )
+    audit._print_trace(
+        SimpleNamespace(
+            payment_id="p1",
+            channel="cash",
+            amount_pence=1000,
+            reference="12345679",
+            received_at=summer,
+            events=(event,),
+            whereabouts=(),
+            accounted_pence=1000,
+        )
+    )
+    shown = " ".join(printed.getvalue().split())
+    assert "received 1 Jul 2026 10:30:00 BST (UK times)" in shown
+    assert "effective 1 Jul 2026 10:30:00 BST recorded 1 Dec 2026 16:05:07 GMT" in shown
+    assert "30:00Z" not in shown and "05:07Z" not in shown
