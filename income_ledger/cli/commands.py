@@ -372,9 +372,15 @@ def print_payment(payment: dict[str, Any]) -> None:
         f"reversed {pounds_text(payment['reversed_pence'])}",
         highlight=False,
     )
-    details = payment.get("provider_details") or {}
-    if details:
-        said = ", ".join(f"{key} {value}" for key, value in details.items() if value is not None)
+    details = dict(payment.get("provider_details") or {})
+    # Kept with the provider's details, but said by the officer who recorded a late receipt.
+    period = details.pop("relates_to_period", None)
+    if period is not None:
+        out.print(
+            f"  relates to closed period {escape(str(period))} (late receipt)", highlight=False
+        )
+    said = ", ".join(f"{key} {value}" for key, value in details.items() if value is not None)
+    if said:
         out.print(f"  provider: {escape(said)}", highlight=False)
     for line in payment["allocations"]:
         vat = f" (VAT {pounds_text(line['vat_pence'])})" if line["vat_pence"] else ""
