@@ -340,9 +340,18 @@ def _print_outcome(outcome: ImportOutcome, as_json: bool, verb: str) -> None:
         )
         return
     if not outcome.recorded:
+        # A reversed import's file (or a copy of it) is answered as that import too: said,
+        # or the person takes the day's income as counted when its receipts are reversed.
+        reversed_by = (
+            f", since reversed by {batch['reversed_by']} "
+            f"({escape(batch['reversal_reason'] or '')}): its receipts do not count"
+            if batch["reversed"]
+            else ""
+        )
         helpers.out.print(
             f"already imported: {escape(batch['file_name'])} (batch {batch['batch_id']}, "
-            f"by {batch['imported_by']} at {helpers.uk_time(batch['imported_at'])}); nothing recorded",
+            f"by {batch['imported_by']} at {helpers.uk_time(batch['imported_at'])}"
+            f"{reversed_by}); nothing recorded",
             highlight=False,
             soft_wrap=True,
         )

@@ -118,6 +118,24 @@ def test_a_copy_with_other_line_endings_is_already_imported(cli, tmp_path) -> No
     assert len(json.loads(cli("import", "list", "--json").stdout)) == 1
 
 
+def test_a_reversed_import_and_a_copy_of_it_are_answered_as_reversed(cli, tmp_path) -> None:  # noqa: F811
+    """A reversed import's file, or a copy of it saved otherwise, records nothing (issue #10:
+    its content is claimed for good); the answer said "already imported" alone, and a person
+    took the day's income as counted while its receipts stood reversed."""
+    path, copy = tmp_path / "be0104.txt", tmp_path / "be0104-copy.txt"
+    content = allpay_file(allpay_line(CT_REF, "8.00"))
+    path.write_bytes(content)
+    copy.write_bytes(b"\xef\xbb\xbf" + content.replace(b"\r\n", b"\n") + b"  \n")
+    batch_id = json.loads(cli("import", str(path), "--json").stdout)["batch"]["batch_id"]
+    cli("import", "reverse", batch_id, "--reason", "the wrong day's file", "--actor", "sup:x")
+    for again in (cli("import", str(path)), cli("import", str(copy))):
+        said = " ".join(again.stdout.split())
+        assert f"already imported: be0104.txt (batch {batch_id}" in said, said
+        assert "since reversed by sup:x (the wrong day's file): its receipts do not count" in said
+        assert said.endswith("; nothing recorded"), said
+    assert len(json.loads(cli("import", "list", "--json").stdout)) == 1
+
+
 def test_import_times_read_as_uk_local_times_and_json_stays_iso(cli, tmp_path) -> None:  # noqa: F811
     """`import list` said "(UTC)" and a second import printed a raw ISO instant, while
     `import show` said GMT: a person reads UK local time everywhere, --json reads ISO."""
