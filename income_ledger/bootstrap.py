@@ -46,7 +46,7 @@ def eventsourcing_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _refuse_missing_sqlite_file(settings: Settings) -> None:
+def refuse_missing_sqlite_file(settings: Settings) -> None:
     """A SQLite file that does not exist is refused before connecting: connecting would
     leave an empty ledger.db behind in whatever directory the command was run from."""
     url = make_url(settings.database_url)
@@ -66,7 +66,7 @@ def _refuse_missing_sqlite_file(settings: Settings) -> None:
 def build_ledger(settings: Settings, *, check_schema: bool = True) -> IncomeLedger:
     """The ledger on the configured database; tables must exist (see init_database)."""
     if check_schema:
-        _refuse_missing_sqlite_file(settings)
+        refuse_missing_sqlite_file(settings)
         version = schema_version(settings.database_url)
         if not version.up_to_date:
             raise DatabaseNotInitialised(

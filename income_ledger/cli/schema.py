@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from income_ledger.bootstrap import safe_url
+from income_ledger.bootstrap import refuse_missing_sqlite_file, safe_url
 from income_ledger.cli import helpers
 from income_ledger.schema_versions import revisions_between, schema_version, upgrade_database
 from income_ledger.settings import Settings
@@ -60,6 +60,7 @@ def db_current(as_json: JsonOption = False) -> None:
     """Which schema revision the database is at, and whether this release needs an upgrade
     (exit 1 then)."""
     settings = Settings()
+    refuse_missing_sqlite_file(settings)  # asking must not make an empty ledger.db
     version = schema_version(settings.database_url)
     if as_json:
         helpers.print_json(version.to_dict())
