@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from functools import cached_property
 from operator import itemgetter
 from typing import Any
 from uuid import UUID
@@ -33,6 +34,7 @@ from application.ledger import (
     fund_match,
 )
 from application.periods import calendar, late_receipt
+from application.receipt_maker import NewReceipt, ReceiptMaker
 from application.reconciliation import (
     line_choices,
     match_lines,
@@ -69,7 +71,7 @@ from domain.imports import (
     resaved_batch_ids,
 )
 from domain.money import pence_to_pounds
-from domain.payment import Payment, PaymentStatus, ReversalKind, payment_status
+from domain.payment import Payment, PaymentStatus, ReversalKind
 from domain.periods import PeriodCalendar, uk_date
 from domain.postings import allocated_on_arrival
 from domain.references import normalise_reference
@@ -423,6 +425,7 @@ class _LineJob:
         new and nothing else happens to them in the import, and building, viewing and
         caching 100,000 payments cost most of an import's time (docs/performance.md)."""
         ledger, receipts, problems = self.ledger, [], []
+        maker = self.maker
         for line in self.lines[start:stop]:
             # A line dated in a closed period is recorded now, its own date kept (never
             # refused).
@@ -432,12 +435,17 @@ class _LineJob:
                     # (a rule may refuse it)
                     command = _command(line, self.sha256, self.rules, self.providers)
                 command = late_receipt(ledger, command, self.periods)
-                events, encoded = ledger.new_receipt(command, self.ctx, self.chart)
+                encoded, made = maker.new(command)
             except LedgerError as error:
                 problems.append(LineProblem(line.line_number, error.message))
                 continue
-            receipts.append((encoded, _recorded_line(line, events)))
+            receipts.append((encoded, _recorded_line(line, made)))
         return receipts, problems
+
+    @cached_property
+    def maker(self) -> ReceiptMaker:
+        """The file's receipts' maker: what its lines share worked out once (a worker's own)."""
+        return self.ledger.receipt_maker(self.ctx, self.chart)
 
     def in_worker(self) -> None:
         event_store.leave_to_parent(self.ledger.recorder)
@@ -686,38 +694,28 @@ def _save_receipts(
     return set()
 
 
-def _recorded_line(line: ImportLine, events: list[Payment.Event]) -> dict[str, Any]:
-    """The batch's entry for a receipt line as stored, from its new receipt's events (a
-    Received and at most one allocation on arrival: `Payment.receipt_events`), as
-    `_line_entry` makes it from the payment's view: each fund and reference's allocated
-    pence summed from the stored lines, without building the allocation lines
-    (`receipt_lines`), in the worker that made the events (tests/application/
-    test_fast_import.py holds the two equal)."""
-    received = events[0]
-    assert isinstance(received, Payment.Received)
-    held: dict[tuple[str, str], int] = {}
-    for event in events[1:]:
-        assert isinstance(event, Payment.Allocated), event
-        for allocated in event.lines:
-            key = (allocated["fund_code"], allocated["reference"])
-            held[key] = held.get(key, 0) + allocated["amount_pence"]
-    allocated_pence = sum(held.values())
-    funds = sorted({fund for (fund, _), pence in held.items() if pence})
-    status = payment_status(allocated_pence, received.amount_pence - allocated_pence, 0)
-    return ImportedLine(
-        line.line_number,
-        line.kind.value,
-        "recorded",
-        str(received.originator_id),
-        line.channel.value,
-        line.payment_type,
-        received.reference,
-        line.amount_pence,
-        status.value,
-        import_rule=received.import_rule,
-        booking_date=line.details["booking_date"] if line.details else None,
-        fund_code=",".join(funds) or None,
-    ).to_dict()
+def _recorded_line(line: ImportLine, made: NewReceipt) -> dict[str, Any]:
+    """The batch's entry for a receipt line as stored, from its new receipt (`ReceiptMaker`),
+    as `_line_entry` makes it from the payment's view (ImportedLine.to_dict, without the
+    line: tests/application/test_receipt_maker.py and test_fast_import.py hold them equal),
+    in the worker that made the receipt."""
+    entry = {
+        "line": line.line_number,
+        "kind": line.kind.value,
+        "outcome": "recorded",
+        "payment_id": str(made.payment_id),
+        "channel": line.channel.value,
+        "payment_type": line.payment_type,
+        "reference": made.reference,
+        "amount_pence": line.amount_pence,
+        "status": made.status,
+        "import_rule": made.import_rule,
+    }
+    if line.details and line.details["booking_date"] is not None:
+        entry["booking_date"] = line.details["booking_date"]
+    if made.fund_code is not None:
+        entry["fund_code"] = made.fund_code
+    return entry
 
 
 def _line_entry(line: ImportLine, payment: dict[str, Any], outcome: str) -> ImportedLine:

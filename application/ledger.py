@@ -60,6 +60,7 @@ from application.periods import (
     require_open_periods,
 )
 from application.receipt_encoding import ReceiptEncoder
+from application.receipt_maker import ReceiptMaker
 from domain.allocation_lines import AllocationLine, line_key
 from domain.cards import reject_card_numbers
 from domain.errors import ConcurrentUpdate, InvalidRequest, PaymentNotFound, PeriodClosed
@@ -606,6 +607,11 @@ class IncomeLedger(Application):
         for event in events:
             postings_for(event)
         return events, EncodedReceipt(stored[0].originator_id, stored, tuple(movements(events)))
+
+    def receipt_maker(self, ctx: CommandContext, chart: FundChart) -> ReceiptMaker:
+        """What makes many new receipts for one user against one chart (a file's lines) as
+        `new_receipt` makes each, with what they share worked out once."""
+        return ReceiptMaker(self, ctx, chart)
 
     def encoded_receipt(self, events: Sequence[Payment.Event]) -> EncodedReceipt:
         """A new receipt's events (from `receipt_events`) as they are stored, each one's

@@ -23,6 +23,7 @@ from application.import_rules import add_rule
 from application.imports import get_import, import_file
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import close_period
+from application.receipt_maker import ReceiptMaker
 from domain.errors import PeriodClosed
 from domain.limits import uk_day_start, uk_today
 from domain.sample_chart import SAMPLE_FUNDS
@@ -83,6 +84,10 @@ def by_aggregates(twin_settings: Settings, monkeypatch) -> Iterator[IncomeLedger
         return events, ledger.encoded_receipt(events)  # encoded by the mapper
 
     monkeypatch.setattr(ledger, "new_receipt", built)
+    # Each line by `new_receipt` (the maker's own way of making plain lines left out).
+    monkeypatch.setattr(
+        ledger, "receipt_maker", lambda ctx, chart: ReceiptMaker(ledger, ctx, chart, fast=False)
+    )
     yield ledger
     ledger.close()
 

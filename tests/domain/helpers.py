@@ -58,4 +58,5 @@ def references_unfolded(monkeypatch) -> Iterator[None]:
     with monkeypatch.context() as before:
         before.setattr("domain.payment.normalise_reference", legacy_normalise_reference)
         before.setattr("domain.funds.normalise_reference", legacy_normalise_reference)
+        before.setattr("application.receipt_maker.normalise_reference", legacy_normalise_reference)
         yield
