@@ -78,6 +78,26 @@ def check_pattern(field: str, pattern: str) -> re.Pattern[str]:
     return compiled
 
 
+# Zero-width at a pattern's start, passed over when reading its literal prefix.
+_AT_START = (sre_constants.AT_BEGINNING, sre_constants.AT_BEGINNING_STRING)
+
+
+def literal_prefix(pattern: str) -> str:
+    """The text that every string the pattern matches from its start begins with: its
+    leading literal characters (after a leading ^ or \\A), none when it ignores case."""
+    parsed = sre_parser.parse(pattern)
+    if parsed.state.flags & re.IGNORECASE:
+        return ""
+    prefix = []
+    for op, argument in parsed:
+        if op is sre_constants.AT and argument in _AT_START and not prefix:
+            continue
+        if op is not sre_constants.LITERAL:
+            break
+        prefix.append(chr(argument))
+    return "".join(prefix)
+
+
 def _backtracking_problem(parsed: Any, *, inside_repeat: bool) -> str | None:
     for op, argument in parsed:
         if op in _REFUSED:
@@ -159,15 +179,21 @@ class ImportRule:
     version: int = 1
     # The narrative text casefolded once, not once per line it is tried on.
     _folded_text: str = field(init=False, repr=False, compare=False)
+    # What every reference the pattern matches starts with ("" when it may start with
+    # anything): a file's decider tries the rule only on lines whose reference may match.
+    _prefix: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_folded_text", (self.narrative_contains or "").casefold())
+        object.__setattr__(self, "_prefix", "")
         require_length("rule name", self.name, MAX_RULE_NAME_LENGTH)
         if not self.name.strip():
             raise InvalidImportRule("a rule needs a name people recognise it by")
         require_text("rule name", self.name, required=False)
         self._check_conditions()
         self._check_outcome()
+        if self.reference_pattern is not None:
+            object.__setattr__(self, "_prefix", literal_prefix(self.reference_pattern))
 
     def _check_conditions(self) -> None:
         if self.reference_pattern is not None:
@@ -551,9 +577,23 @@ class RuleDecider:
         self.book = book
         self._rules = book.in_order()
         self._in_play: dict[tuple[str, str], list[ImportRule]] = {}
+        # For each (channel, narrative) pair's rules: by a reference's first character, the
+        # rules whose pattern's literal prefix may start so (in the book's order), and the
+        # rules for a reference that starts otherwise (those without a prefix).
+        self._by_start: dict[tuple[str, str], tuple[dict[str, list[ImportRule]], list]] = {}
 
     def decide(self, line: RuleLine) -> RuleDecision | None:
-        rules = self._rules_for(line.channel, line.folded_narrative)
+        key = (line.channel, line.folded_narrative)
+        dispatch = self._by_start.get(key)
+        if dispatch is None:
+            rules = self._rules_for(*key)
+            if not rules:
+                return None
+            if len(self._by_start) >= self.MAX_KEPT:
+                self._by_start.clear()
+            dispatch = self._by_start[key] = _dispatch(rules)
+        by_first, others = dispatch
+        rules = by_first.get(line.reference[:1], others)
         return self.book.decide_among(rules, line) if rules else None
 
     def may_decide(self, channel: str, narrative: str) -> bool:
@@ -575,6 +615,17 @@ class RuleDecider:
                 and (not rule.narrative_contains or rule._folded_text in folded_narrative)
             ]
         return rules
+
+
+def _dispatch(rules: list[ImportRule]) -> tuple[dict[str, list[ImportRule]], list]:
+    """The rules by the first character a line's reference needs for each to match (a
+    rule without a literal prefix may match any), each list in the book's order."""
+    firsts = {rule._prefix[0] for rule in rules if rule._prefix}
+    by_first = {
+        first: [rule for rule in rules if not rule._prefix or rule._prefix[0] == first]
+        for first in firsts
+    }
+    return by_first, [rule for rule in rules if not rule._prefix]
 
 
 def _why(reason: str) -> str:

@@ -15,6 +15,7 @@ from domain.import_rules import (
     RuleDecider,
     RuleLine,
     check_pattern,
+    literal_prefix,
 )
 from tests.domain.helpers import CT_REF, chart
 
@@ -200,6 +201,22 @@ def test_the_rulebook_is_bounded() -> None:
         )
 
 
+def test_a_patterns_literal_prefix_starts_every_reference_it_matches() -> None:
+    cases = {
+        "CT[0-9]{8}": "CT",
+        "^CT[0-9]": "CT",
+        "\\ACT": "CT",
+        "CT?1": "C",
+        "AB|AC": "A",
+        "INV.*": "INV",
+        "(?i)CT1": "",
+        "(?:PN|PCN)?[A-Z]{2}": "",
+        "[0-9]+": "",
+    }
+    for pattern, prefix in cases.items():
+        assert literal_prefix(pattern) == prefix, pattern
+
+
 def test_safe_patterns_are_accepted() -> None:
     for pattern in ("CT[0-9]{8}", "(?:PN|PCN)?[A-Z]{2}[0-9]{6,8}", "INV.*", "[0-9]+(/[0-9]{2})?"):
         check_pattern("p", pattern)
@@ -211,7 +228,11 @@ CHANNELS = ["cash", "allpay", "telephone", "bank_transfer"]
 conditions = st.fixed_dictionaries(
     {},
     optional={
-        "reference_pattern": st.sampled_from(["A.*", "B.*", "[AB][0-9]+", "[0-9]+"]),
+        # With a literal prefix (a file's decider tries them by a reference's first
+        # character), without one, and ignoring case (no prefix then).
+        "reference_pattern": st.sampled_from(
+            ["A.*", "B.*", "[AB][0-9]+", "[0-9]+", "AB.*", "^B2.*", "(?i)a.*", "12.*", "A|B2+"]
+        ),
         "narrative_contains": st.sampled_from(["RENT", "tax", "PARK"]),
         "min_amount_pence": st.integers(0, 1000),
         "max_amount_pence": st.integers(1000, 2000),
@@ -220,7 +241,7 @@ conditions = st.fixed_dictionaries(
 ).filter(bool)
 lines = st.builds(
     RuleLine,
-    reference=st.sampled_from(["A1", "B22", "123", "AB", ""]),
+    reference=st.sampled_from(["A1", "B22", "123", "AB", "", "AB7", "B2", "1", "C"]),
     narrative=st.sampled_from(["", "pay rent", "council TAX", "parking"]),
     amount_pence=st.integers(1, 2500),
     channel=st.sampled_from(CHANNELS),
@@ -269,7 +290,7 @@ def _holds(rule: ImportRule, probe: RuleLine) -> bool:
     return all(checks)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     rules=st.lists(st.tuples(conditions, st.booleans()), min_size=0, max_size=6),
     probes=st.lists(lines, min_size=1, max_size=12),
