@@ -434,13 +434,30 @@ class _LineJob:
                 if command is None:
                     # (a rule may refuse it)
                     command = _command(line, self.sha256, self.rules, self.providers)
-                command = late_receipt(ledger, command, self.periods)
+                if self._late(command.received_at):
+                    command = late_receipt(ledger, command, self.periods)
                 encoded, made = maker.new(command)
             except LedgerError as error:
                 problems.append(LineProblem(line.line_number, error.message))
                 continue
             receipts.append((encoded, _recorded_line(line, made)))
         return receipts, problems
+
+    def _late(self, received_at: datetime | None) -> bool:
+        """Whether a line received then is late (`late_receipt`: its UK day is closed),
+        asked once per moment (a file's lines share one or a few)."""
+        if received_at is None:
+            return False
+        late = self._late_at.get(received_at)
+        if late is None:
+            late = self._late_at[received_at] = (
+                self.periods.close_of(uk_date(received_at)) is not None
+            )
+        return late
+
+    @cached_property
+    def _late_at(self) -> dict[datetime, bool]:
+        return {}
 
     @cached_property
     def maker(self) -> ReceiptMaker:
