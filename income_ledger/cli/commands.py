@@ -43,6 +43,7 @@ from income_ledger.cli.helpers import (
     EXIT_INTERRUPTED,
     EXIT_STUCK,
     EXIT_USER_ERROR,
+    RECEIVED_AT_HELP,
     ActorOption,
     JsonOption,
     KeyOption,
@@ -56,8 +57,8 @@ from income_ledger.cli.helpers import (
     out,
     parse_account,
     parse_amount,
-    parse_datetime,
     parse_payment_id,
+    parse_received_at,
     print_json,
     progress_bar,
     run,
@@ -411,9 +412,7 @@ def payments_record(
     amount: Annotated[str, typer.Option(help="Amount in pounds, like 12.50.")],
     reference: Annotated[str, typer.Option(help="The payer's reference.")] = "",
     fund: Annotated[str | None, typer.Option(help="Fund code hint, like CT.")] = None,
-    received_at: Annotated[
-        str | None, typer.Option(help="When received (ISO 8601 with zone); default now.")
-    ] = None,
+    received_at: Annotated[str | None, typer.Option(help=RECEIVED_AT_HELP)] = None,
     external_id: Annotated[
         str | None, typer.Option(help="The channel's id for this payment.")
     ] = None,
@@ -436,7 +435,7 @@ def payments_record(
         channel=channel,
         amount_pence=parse_amount(amount),
         reference=reference,
-        received_at=parse_datetime(received_at, "--received-at"),
+        received_at=parse_received_at(received_at, "--received-at"),
         fund_code=fund,
         external_id=external_id,
         payer=PayerDetails(name=payer_name, email=payer_email),

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -193,16 +193,45 @@ def parse_amount(text: str) -> int:
     return pounds_to_pence(text)
 
 
-def parse_datetime(text: str | None, field: str) -> datetime | None:
+RECEIVED_AT_HELP = (
+    "When received: ISO 8601 with a zone (2026-11-30T10:15:00Z), or a UK date (2026-11-30) "
+    "meaning 12:00 UK time that day (now, if it is today); default now."
+)
+
+
+def parse_received_at(
+    text: str | None, field: str, *, now: datetime | None = None
+) -> datetime | None:
+    """When money was received, as an officer types it: an ISO 8601 moment with a zone, or
+    a bare UK date. A date means midday UK time that day (today: now), well inside the UK
+    business day whatever the clocks do, which is all that the takings, cash-ups, periods
+    and GL export go by."""
     if text is None:
         return None
+    text = text.strip()
+    now = now or datetime.now(UTC)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        day = None
+    if day is not None:
+        if day > now.astimezone(UK).date():
+            raise InvalidRequest(
+                f"{field} {text} is after today's UK date: money cannot be received before "
+                "it arrives"
+            )
+        if day == now.astimezone(UK).date():
+            return require_business_datetime(now, field, now=now)
+        noon = datetime.combine(day, time(12), tzinfo=UK).astimezone(UTC)
+        return require_business_datetime(noon, field, now=now)
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidRequest(
-            f"{field} {text!r} is not a date and time: write it like 2026-03-31T10:00:00Z"
+            f"{field} {text!r} is not a date and time: write it like 2026-03-31T10:00:00Z, "
+            "or a UK date like 2026-03-31 (12:00 that day)"
         ) from None
-    return require_business_datetime(value, field)
+    return require_business_datetime(value, field, now=now)
 
 
 def parse_payment_id(text: str) -> UUID:
