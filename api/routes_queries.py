@@ -57,9 +57,14 @@ async def read_model_at(
         ),
     ] = None,
 ) -> Services:
-    # Async, so that a read without min_position costs no hop to the thread pool.
-    if min_position is not None and not await run_in_threadpool(
-        svc.read_model.wait, min_position, svc.config.read_wait_seconds
+    # Async, so that a read without min_position, or with one already heard applied, costs
+    # no hop to the thread pool.
+    if (
+        min_position is not None
+        and not svc.read_model.reached(min_position)
+        and not await run_in_threadpool(
+            svc.read_model.wait, min_position, svc.config.read_wait_seconds
+        )
     ):
         raise ApiProblem(
             503,

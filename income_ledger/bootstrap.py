@@ -11,7 +11,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 
 from application.ledger import IncomeLedger
@@ -267,8 +267,24 @@ def _replay_range(
 def build_projection(
     settings: Settings, ledger: IncomeLedger, *, page_size: int = 1000
 ) -> Projection:
+    reader = event_reader(ledger)
+    engine = projection_engine(settings.database_url)
     return Projection(
-        projection_engine(settings.database_url), event_source(ledger), page_size=page_size
+        engine,
+        reader.events,
+        page_size=page_size,
+        page_source=reader.events_on if same_database(engine, reader.engine) else None,
+    )
+
+
+def same_database(one: Engine, other: Engine) -> bool:
+    """Whether a connection of `one` reads what `other` stores: the same URL, and not a
+    SQLite database in memory (each engine has its own)."""
+    url = one.url.render_as_string(hide_password=False)
+    return url == other.url.render_as_string(hide_password=False) and one.url.database not in (
+        None,
+        "",
+        ":memory:",
     )
 
 
@@ -316,6 +332,11 @@ def build_audit_chain(
             f"the database at {safe_url(settings)} has no audit chain tables yet: run "
             "`income-ledger db upgrade`"
         )
+    reader = event_reader(ledger)
     return AuditChain(
-        engine, stored_event_source(ledger), ledger.mapper.to_domain_event, page_size=page_size
+        engine,
+        reader.text_rows,
+        ledger.mapper.to_domain_event,
+        page_size=page_size,
+        page_source=reader.text_rows_on if same_database(engine, reader.engine) else None,
     )

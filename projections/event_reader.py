@@ -9,7 +9,10 @@ mapper: the domain events are exactly the ones the library would make
 (tests/projections/test_event_reader.py holds the two readers equal for every event kind).
 
 Rows become visible in position order on PostgreSQL because every writer holds the event
-table's lock until it commits; reading with another cursor changes nothing about that.
+table's lock until it commits; reading with another cursor changes nothing about that. A
+projection's page reads on its own connection, in its own transaction (`events_on`,
+`text_rows_on`): the same SELECT, without a second pooled connection's pre-ping, BEGIN and
+ROLLBACK (four round trips of a one-receipt page, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from uuid import UUID
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 
 class StoredEvent(NamedTuple):
@@ -75,13 +78,16 @@ class EventReader:
 
     def rows(self, after: int | None, limit: int) -> list[StoredEvent]:
         """Up to `limit` rows after a position (None: from the lowest id, even 0 or below)."""
+        return self._rows(self._fetch(after, limit))
+
+    def _rows(self, fetched: list[tuple[Any, ...]]) -> list[StoredEvent]:
         uuid = self._uuid
         # A payment's events are mostly near each other (received, then allocated): one
         # UUID object each, made once a page, saves about a tenth of a replay.
         uuids: dict[Any, UUID] = {}
         rows = []
         append = rows.append
-        for position, originator, version, topic, state in self._fetch(after, limit):
+        for position, originator, version, topic, state in fetched:
             originator_id = uuids.get(originator)
             if originator_id is None:
                 originator_id = uuids[originator] = uuid(originator)
@@ -93,7 +99,14 @@ class EventReader:
     def text_rows(self, after: int | None, limit: int) -> list[StoredEvent]:
         """As `rows`, with each originator id as its canonical text (what the chain hashes),
         which saves making UUID objects where nothing decodes the row."""
-        fetched = self._fetch(after, limit)
+        return self._text_rows(self._fetch(after, limit))
+
+    def text_rows_on(self, connection: Connection, after: int, limit: int) -> list[StoredEvent]:
+        """As `text_rows`, read on the caller's connection in its transaction (a page of the
+        audit chain). The connection must be to the event store's database."""
+        return self._text_rows(fetch_on(connection, self._after, (after, limit)))
+
+    def _text_rows(self, fetched: list[tuple[Any, ...]]) -> list[StoredEvent]:
         text = self._text
         if text is None:
             return [
@@ -114,6 +127,13 @@ class EventReader:
         """Up to `limit` (position, domain event) pairs after a position, in order."""
         decode = self.to_domain_event
         return [(row.id, decode(row)) for row in self.rows(after, limit)]
+
+    def events_on(self, connection: Connection, after: int, limit: int) -> list[tuple[int, Any]]:
+        """As `events`, read on the caller's connection in its transaction (a read-model
+        page). The connection must be to the event store's database."""
+        decode = self.to_domain_event
+        fetched = fetch_on(connection, self._after, (after, limit))
+        return [(row.id, decode(row)) for row in self._rows(fetched)]
 
     def all_events(
         self, after: int = 0, page_size: int = 1000, stop: int | None = None
@@ -146,6 +166,19 @@ def fetch_all(engine: Engine, sql: str, parameters: tuple[Any, ...]) -> list[tup
         connection.rollback()  # end the read transaction before the pool takes it back
     finally:
         connection.close()
+    return fetched
+
+
+def fetch_on(
+    connection: Connection, sql: str, parameters: tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """As `fetch_all`, on a connection the caller holds, inside its transaction."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql, parameters)
+        fetched: list[tuple[Any, ...]] = cursor.fetchall()
+    finally:
+        cursor.close()
     return fetched
 
 

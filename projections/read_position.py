@@ -4,9 +4,12 @@ woken by the projector's announcement rather than by the next poll.
 On PostgreSQL the projector announces each read-model page it commits (NOTIFY on
 READ_MODEL_CHANNEL with the page's last position, delivered at its COMMIT, so a listener
 that hears it can read it). One thread per process listens and wakes the waiting readers.
-A reader reads the position once after the listening began (so nothing committed later goes
-unheard), then waits for an announcement, reading again every WAIT_SLOW_POLL_S in case one
-is lost with a dropped connection. Before the listener is up, after it lost its connection,
+The listener reads the position once after its LISTEN began, so what it has heard covers
+every page committed before (the read) and after (the announcements): a reader waits for the
+announcement without reading the position itself first (a pooled connection's pre-ping,
+SELECT and ROLLBACK on every read-your-writes request, whose position the projector has
+almost never applied yet), reading it only every WAIT_SLOW_POLL_S in case an announcement is
+lost with a dropped connection. Before the listener is up, after it lost its connection,
 and on SQLite (which announces nothing), readers poll as `wait_for_position` does.
 """
 
@@ -28,8 +31,11 @@ from projections.runner import (
     tracked_position,
     wait_for_position,
 )
+from projections.schema import PROJECTION_NAME, projection_tracking
 
 log = logging.getLogger(__name__)
+
+_POSITION = f"SELECT position FROM {projection_tracking.name} WHERE projection_name = %s"
 
 # The listener ends after this long with no reader waiting (a process that stopped reading
 # keeps no connection), and starts again with the next reader.
@@ -55,6 +61,11 @@ class ReadModelWatch:
         """Whether announcements are being heard now (else readers poll)."""
         return self._listening.is_set()
 
+    def reached(self, position: int) -> bool:
+        """Whether `position` is known applied without waiting or reading (an event loop
+        may ask: no I/O, no lock)."""
+        return self._heard >= position
+
     def wait(self, position: int, timeout_s: float) -> bool:
         """Whether the read model has applied `position` within `timeout_s` (bounded)."""
         if not self.announces or self._closed.is_set():
@@ -65,16 +76,18 @@ class ReadModelWatch:
             return wait_for_position(self.engine, position, timeout_s)
         deadline = time.monotonic() + timeout_s
         while True:
-            if self._heard >= position:
-                return True
+            left = deadline - time.monotonic()
+            with self._changed:
+                if self._changed.wait_for(
+                    lambda: self._heard >= position, max(min(WAIT_SLOW_POLL_S, left), 0)
+                ):
+                    return True
+            # Not heard in time: read it, in case an announcement was lost.
             with self.engine.connect() as connection:  # not held: readers share the pool
                 if tracked_position(connection) >= position:
                     return True
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() >= deadline:
                 return False
-            with self._changed:
-                self._changed.wait_for(lambda: self._heard >= position, min(WAIT_SLOW_POLL_S, left))
 
     def close(self) -> None:
         # Closed first: a listener started after this (were the join below cut short by a
@@ -106,6 +119,10 @@ class ReadModelWatch:
                 connection.autocommit = True
                 with connection.cursor() as cursor:
                     cursor.execute(f"LISTEN {READ_MODEL_CHANNEL}")
+                    # After LISTEN: a page committed before is in this, any later announced.
+                    cursor.execute(_POSITION, (PROJECTION_NAME,))
+                    row = cursor.fetchone()
+                self._hear_position(int(row[0]) if row else 0)
                 failing = False
                 self._listening.set()
                 if not self._hear(connection):
@@ -139,7 +156,10 @@ class ReadModelWatch:
                 (int(n.payload) for n in connection.notifies if n.payload.isdigit()), default=0
             )
             connection.notifies.clear()
-            with self._changed:
-                self._heard = max(self._heard, heard)
-                self._changed.notify_all()
+            self._hear_position(heard)
         return False
+
+    def _hear_position(self, position: int) -> None:
+        with self._changed:
+            self._heard = max(self._heard, position)
+            self._changed.notify_all()

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.exc import OperationalError
 
+from application import event_store
 from application.ledger import RecordPayment
 from income_ledger.bootstrap import build_audit_chain
 from projections import read_position
@@ -238,3 +239,64 @@ def test_a_watch_that_cannot_reach_the_database_stops_with_its_readers_and_logs_
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "\n" not in warnings[0].getMessage()
     assert warnings[0].exc_info is None
+
+
+def test_a_page_reads_its_events_on_its_own_connection(
+    ledger, projection, settings, officer
+) -> None:
+    # The read model's and the chain's pages read the events in their own transaction: a
+    # second pooled connection cost each page its pre-ping, BEGIN and ROLLBACK (issue #9).
+    chain = build_audit_chain(settings, ledger, page_size=50)
+    store = event_store.engine(ledger.recorder)
+    assert store is not None
+    checkouts: list[object] = []
+
+    def checkout(*_: object) -> None:
+        checkouts.append(None)
+
+    ledger.record_payment(RecordPayment("cash", 5, CT_REF), officer)
+    event.listen(store, "checkout", checkout)
+    try:
+        assert projection.process_page() > 0
+        assert chain.process_page() > 0
+    finally:
+        event.remove(store, "checkout", checkout)
+        chain.engine.dispose()
+    assert checkouts == []
+    assert projection.position() == chain.position() == ledger.max_position()
+
+
+def test_a_listening_reader_waits_for_the_announcement_without_reading_the_position(
+    ledger, projection, settings, officer, monkeypatch
+) -> None:
+    # The watch's listener read the position after its LISTEN, so a reader needs no read of
+    # its own before waiting: neither for a position applied before it asked, nor for one
+    # the projector applies while it waits (each read was a pooled connection's round trips).
+    if not settings.is_postgres:  # SQLite announces nothing: its readers poll
+        return
+    monkeypatch.setattr(read_position, "WAIT_SLOW_POLL_S", 60.0)
+    before = ledger.record_payment(RecordPayment("cash", 6, CT_REF), officer).position
+    projection.catch_up()
+    watch = ReadModelWatch(projection.engine)
+    reads: list[object] = []
+    reader = threading.current_thread()
+
+    def checkout(*_: object) -> None:
+        if threading.current_thread() is reader:
+            reads.append(None)
+
+    event.listen(projection.engine, "checkout", checkout)
+    try:
+        watch.wait(0, timeout_s=1)  # starts the listener
+        until(lambda: watch.listening)
+        reads.clear()
+        assert watch.wait(before, timeout_s=1)
+        position = ledger.record_payment(RecordPayment("cash", 7, CT_REF), officer).position
+        applying = threading.Timer(0.2, projection.catch_up)
+        applying.start()
+        assert watch.wait(position, timeout_s=FOLLOW_TIMEOUT_S)
+        applying.join()
+    finally:
+        watch.close()
+        event.remove(projection.engine, "checkout", checkout)
+    assert reads == [], "a reader read the position itself"
