@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -21,7 +21,7 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from psycopg2.extras import execute_values
-from sqlalchemy import Date, DateTime, Table
+from sqlalchemy import Date, DateTime, Table, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Dialect
 
@@ -87,7 +87,10 @@ def _insert_processed(
     connection: Connection, table: Table, columns: Sequence[str], values: list[Sequence[Any]]
 ) -> None:
     name, names = _quoted(connection.dialect, table, columns)
-    if connection.dialect.name == "postgresql":
+    batch = connection.info.get(_BATCH)
+    if batch is not None:
+        batch.add(f"INSERT INTO {name} ({names}) VALUES %s", zip(*values, strict=True))
+    elif connection.dialect.name == "postgresql":
         buffer = io.StringIO(_copy_text_of_columns(values))
         sql = f"COPY {name} ({names}) FROM STDIN"
         with _cursor(connection, sql) as cursor:
@@ -119,7 +122,10 @@ def upsert_rows(
     else:
         updates = [f"{quote(c)} = excluded.{quote(c)}" for c in columns if c not in keys]
     conflict = f"ON CONFLICT ({', '.join(map(quote, keys))}) DO UPDATE SET {', '.join(updates)}"
-    if connection.dialect.name == "postgresql":
+    batch = connection.info.get(_BATCH)
+    if batch is not None:
+        batch.add(f"INSERT INTO {name} ({names}) VALUES %s {conflict}", values)
+    elif connection.dialect.name == "postgresql":
         sql = f"INSERT INTO {name} ({names}) VALUES %s {conflict}"
         with _cursor(connection, sql) as cursor:
             execute_values(cursor, sql, values, page_size=len(values))
@@ -128,6 +134,64 @@ def upsert_rows(
         sql = f"INSERT INTO {name} ({names}) VALUES ({marks}) {conflict}"
         with _cursor(connection, sql) as cursor:
             cursor.executemany(sql, values)
+
+
+_BATCH = "income_ledger.bulk_write.batch"
+
+
+class _Batch:
+    """Statements made by this module, held to be sent in one round trip (`one_round_trip`)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.statements: list[bytes] = []
+
+    def add(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """`sql` with its one `VALUES %s` made of `rows`, each value adapted by the driver as
+        execute_values adapts it (psycopg2's mogrify)."""
+        head, tail = sql.split("%s")
+        cursor = self.connection.connection.cursor()
+        try:
+            mogrify = cursor.mogrify
+            rows_sql = b",".join(
+                mogrify("(" + ",".join(["%s"] * len(row)) + ")", row) for row in rows
+            )
+        finally:
+            cursor.close()
+        self.statements.append(head.encode() + rows_sql + tail.encode())
+
+    def send(self) -> None:
+        if not self.statements:
+            return
+        sql = b";\n".join(self.statements)
+        self.statements = []
+        with _cursor(self.connection, sql[:500].decode(errors="replace")) as cursor:
+            cursor.execute(sql)
+
+
+@contextmanager
+def one_round_trip(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL, the rows this module writes inside are sent together, in one round trip
+    when the block ends (new rows as multi-row INSERTs, not COPY): for a following
+    projector's small pages, whose cost is the round trips, not the rows. Any other
+    statement made on the connection meanwhile sends them first, so the order of the
+    writes is kept. Elsewhere (SQLite) nothing changes."""
+    if connection.dialect.name != "postgresql" or _BATCH in connection.info:
+        yield
+        return
+    batch = _Batch(connection)
+
+    def send_first(*_: Any) -> None:
+        batch.send()
+
+    connection.info[_BATCH] = batch
+    event.listen(connection, "before_cursor_execute", send_first)
+    try:
+        yield
+        batch.send()
+    finally:
+        event.remove(connection, "before_cursor_execute", send_first)
+        del connection.info[_BATCH]
 
 
 @contextmanager

@@ -13,6 +13,7 @@ page and writes them once, with COPY, instead of loading and upserting them ever
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
@@ -40,6 +41,7 @@ from projections.bulk_write import (
     insert_processed,
     insert_rows,
     insert_tuples,
+    one_round_trip,
     processed_rows,
     processed_tuples,
     upsert_rows,
@@ -154,6 +156,11 @@ def write_carried_columns(connection: Connection, tables: Sequence[ProcessedTabl
         insert_processed(connection, table, columns, values)
 
 
+# Pages of at most this many events send their writes together (bulk_write.one_round_trip);
+# larger ones (a catch-up) COPY their new rows.
+ONE_ROUND_TRIP_EVENTS = 50
+
+
 class PageProjector:
     """Applies one page of (position, event) pairs to the read model on a connection."""
 
@@ -165,8 +172,12 @@ class PageProjector:
         state.load(connection, page)
         for position, event in page:
             state.apply(position, event)
-        state.write_page(connection)
-        state.write_carried(connection)
+        # A following projector's page is a receipt or two: its nine or so writes cost
+        # round trips, not rows (issue #9, save -> visible).
+        small = len(page) <= ONE_ROUND_TRIP_EVENTS
+        with one_round_trip(connection) if small else contextlib.nullcontext():
+            state.write_page(connection)
+            state.write_carried(connection)
 
     def flush(self, connection: Connection) -> None:
         """Nothing is held between pages."""

@@ -68,6 +68,49 @@ def test_rows_come_back_as_written(database_url) -> None:
         engine.dispose()
 
 
+def test_rows_written_in_one_round_trip_come_back_as_written(database_url) -> None:
+    """one_round_trip (a following projector's small pages): the writes are held until the
+    block ends or another statement is made on the connection, which sees them (order
+    kept); what is stored is what COPY and execute_values store."""
+    engine = projection_engine(database_url)
+    table = Table(
+        "bulk_write_probe_batched",
+        MetaData(),
+        Column("id", Integer, primary_key=True),
+        Column("text", String(200)),
+        Column("amount_pence", BigInteger),
+        Column("at", UTCDateTime),
+        Column("day", Date),
+    )
+    table.metadata.create_all(engine)
+    postgres = engine.dialect.name == "postgresql"
+
+    def held(connection) -> int:  # counted past SQLAlchemy: sends nothing held
+        cursor = connection.connection.cursor()
+        cursor.execute("SELECT count(*) FROM bulk_write_probe_batched")
+        (count,) = cursor.fetchone()
+        cursor.close()
+        return int(count)
+
+    try:
+        with engine.begin() as connection, bulk_write.one_round_trip(connection):
+            insert_rows(connection, table, ROWS[:1])
+            assert held(connection) == (0 if postgres else 1)
+            seen = connection.execute(select(table.c.id)).scalars().all()
+            assert seen == [1]  # another statement sends what is held first
+            insert_tuples(connection, table, ["id", "text"], [(2, "x")])
+            upsert_rows(connection, table, ["id"], ROWS[1:])
+            assert held(connection) == (1 if postgres else 4)
+        with engine.connect() as connection:
+            stored = [
+                dict(row._mapping) for row in connection.execute(select(table).order_by("id"))
+            ]
+        assert stored == ROWS
+    finally:
+        table.metadata.drop_all(engine)
+        engine.dispose()
+
+
 def test_rows_given_as_tuples_come_back_as_written(database_url) -> None:
     """insert_tuples (a page's postings and audit rows, no dict per row) stores what
     insert_rows stores: columns named once, values in their order, any order of the table's."""
