@@ -28,3 +28,21 @@ def test_the_read_model_report_signs_pounds_as_people_read_them(monkeypatch):
     assert "-£0.05" in text
     assert "£12.50" in text
     assert "£-" not in text
+
+
+def test_the_read_model_report_shows_a_days_over_short_and_the_counted_total(monkeypatch):
+    console = Console(record=True, width=200, emoji=False)
+    monkeypatch.setattr(commands, "out", console)
+    takings = {"business_date": "2026-11-30", "channel": "cash", "net_pence": 44_932}
+    report = {
+        "funds": [],
+        "daily_takings": [takings | {"fund_code": "CT"}],
+        "over_short": [{"business_date": "2026-11-30", "channel": "cash", "over_short_pence": -50}],
+        "suspense": {"count": 0, "total_pence": 0, "items": []},
+    }
+
+    commands.print_read_model(report)
+
+    text = console.export_text()
+    assert "cash over(+)/short(-)" in text and "-0.50" in text
+    assert "total counted" in text and "448.82" in text
