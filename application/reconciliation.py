@@ -96,7 +96,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
-from functools import partial
+from functools import cached_property, partial
 from itertools import combinations, product
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
@@ -107,7 +107,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
-from application import books_snapshot
+from application import books_snapshot, event_store
 from application.books_snapshot import EXCEPTIONS_BOOKS, Mark, Snapshot
 from application.event_store import when_committed
 from application.ledger import CommandContext, IncomeLedger, replayed
@@ -224,6 +224,7 @@ def taken_by_its_reference(line: ImportedLine) -> bool:
 
 # A row of the exceptions report, or what one is made from (_oldest_first).
 Row = TypeVar("Row")
+T = TypeVar("T")
 # Which of a line's candidate links may be made (None: any).
 Allowed = Callable[["StatementLink"], bool] | None
 OPEN_DISPUTES = frozenset({DisputeStatus.OPEN.value, DisputeStatus.EVIDENCE_SUBMITTED.value})
@@ -284,6 +285,11 @@ class Books:
     # the position of the last event folded into them (BooksFold.position): books of the
     # same position make the same report rows (a page of the report names it)
     position: int = 0
+    # receipts a standing link pays in, not reversed: not in `receipts` (BooksFold keeps
+    # only their ids), but each in `linked`; and each earlier import's first and last UK
+    # day and total, for an import some of whose receipts are among them (Matcher's imports)
+    paid_in: set[str] = field(default_factory=set)
+    import_days: dict[str, tuple[date, date, int]] = field(default_factory=dict)
 
     def allows(self, batch_id: str, line: int, link: StatementLink) -> bool:
         """Whether no person undid this very pairing of the line before, or a person's run
@@ -331,14 +337,18 @@ class FoldedStatement:
     file_name: str
     lines: list[dict[str, Any]]
 
-    @property
+    @cached_property
     def imported_lines(self) -> tuple[ImportedLine, ...]:
+        # (made once per statement, not on every call of the report: lines are immutable)
         return imported_lines_from(self.lines)
 
 
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
-BOOKS_SNAPSHOT_FORMAT = 7
+# 8: receipts a standing link pays in kept by their ids only (paid_in; issue #10).
+BOOKS_SNAPSHOT_FORMAT = 8
+# Receipts read back whole per query when links are undone (BooksFold.settle).
+RETURNING_CHUNK = 1_000
 
 
 class BooksFold:
@@ -348,7 +358,14 @@ class BooksFold:
     after its lines were linked, a receipt reversed) is settled when the books are made
     (`books`), each time from the fold's own state, which they never share. A fold from
     the first event can be kept in the database (to_snapshot, from_snapshot): its state
-    is plain data, stored whole."""
+    is plain data, stored whole.
+
+    A receipt a standing link pays in (a statement line's, linked at import or late, or
+    older_links') is kept by its id only (paid_in), not whole: it is no row of the report
+    and no candidate while the link stands, and most receipts are paid in within days, so
+    what the fold holds, stores and copies grows with what is open, not with the history
+    (issue #10). A link undone, or its statement reversed, brings the receipt back whole,
+    read from its own Received event (settle)."""
 
     # Allocated only for a statement line's receipt recorded in suspense (`read` decodes no
     # other's): an officer allocating it decides the line (decided_line). Last: a fold
@@ -396,6 +413,17 @@ class BooksFold:
         self.in_funds: dict[str, list[int]] = {}
         # statement lines a person checked (check_line), whose check stands: (batch id, line)
         self.checked: set[tuple[str, int]] = set()
+        # receipts of `receipts` that standing links pay in, taken out of it: payment id ->
+        # [where it was recorded, how many standing links pay it in]
+        self.paid_in: dict[str, list[int]] = {}
+        # those no link pays in any more, to be read back whole (settle): id -> position
+        self.returning: dict[str, int] = {}
+        # each import's first and last UK day and total, when all of its recorded receipts
+        # were folded before it (as they are: one transaction)
+        self.import_days: dict[str, tuple[date, date, int]] = {}
+        # the narratives of statement lines' receipts a fund took by their reference at
+        # import, by receipt: provider_lines_in_funds reads them here, not every import
+        self.narratives: dict[str, str] = {}
 
     def read(self, ledger: IncomeLedger) -> None:
         """Fold the events recorded after the last one folded (positions become visible in
@@ -411,6 +439,57 @@ class BooksFold:
             self.unsaved += 1
         if last is not None:
             self.mark = books_snapshot.mark_of(last)
+        self.settle(ledger)
+
+    def settle(self, ledger: IncomeLedger) -> None:
+        """Bring back whole the receipts no standing link pays in any more (returning),
+        from their Received events, at the positions they were recorded."""
+        if not self.returning:
+            return
+        wanted = sorted(self.returning.items(), key=lambda item: item[1])
+        found = {
+            str(stored.originator_id): ledger.mapper.to_domain_event(stored)
+            for stored in event_store.first_events(
+                ledger.recorder, [UUID(pid) for pid, _ in wanted], RETURNING_CHUNK
+            )
+        }
+        for payment_id, position in wanted:
+            received = found[payment_id]
+            assert isinstance(received, Payment.Received), "a receipt's first event"
+            self.receipts[payment_id] = _receipt(received, position)
+        self.returning = {}
+
+    def _pays_in(self, link: StatementLink, change: int) -> None:
+        """A standing link made (change 1) or gone (-1): the receipts of this fold that it
+        pays in leave `receipts` while one pays them in (paid_in), and come back (returning)
+        when none does."""
+        for payment_id in link.matched_payment_ids:
+            held = self.paid_in.get(payment_id)
+            if change > 0:
+                if held is not None:
+                    held[1] += 1
+                elif payment_id in self.receipts:
+                    self.paid_in[payment_id] = [self.receipts.pop(payment_id).position, 1]
+                elif payment_id in self.returning:
+                    self.paid_in[payment_id] = [self.returning.pop(payment_id), 1]
+            elif held is not None:
+                held[1] -= 1
+                if not held[1]:
+                    del self.paid_in[payment_id]
+                    self.returning[payment_id] = held[0]
+
+    def _statement_reversed(self, batch_id: str) -> None:
+        """A statement reversed pays nothing in any more: its import-time and late links
+        (older_links' of one folded before `after`) stop standing."""
+        if batch_id in self.reversed_batches:
+            return
+        statement = self.statements.get(batch_id)
+        standing = [line.link for line in statement.imported_lines] if statement else []
+        standing += [link for key, link in self.late_links.items() if key[0] == batch_id]
+        standing += [link for key, link in self.older_links.items() if key[0] == batch_id]
+        for link in standing:
+            if link is not None:
+                self._pays_in(link, -1)
 
     def apply(self, event: Any, position: int = 0) -> None:
         payment_id = str(event.originator_id)
@@ -423,6 +502,8 @@ class BooksFold:
                 self.in_suspense[payment_id] = [event.amount_pence, position]
             elif event.import_rule is not None:
                 self.in_funds[payment_id] = [event.amount_pence, position]
+            elif narrative := (event.provider_details or {}).get("narrative"):
+                self.narratives[payment_id] = narrative
             if event.clearing_account is not None:
                 self.clearing[payment_id] = {}
                 self.clearing_receipts[payment_id] = _receipt(event, position)
@@ -436,29 +517,47 @@ class BooksFold:
             self.paid_in_notes[payment_id] = self.paid_in_notes.get(payment_id, 0) + 1
         elif isinstance(event, ImportBatch.Imported):
             if event.file_format in OpenLines.FORMATS:
-                self.statements[payment_id] = FoldedStatement(event.file_name, event.lines)
+                statement = FoldedStatement(event.file_name, event.lines)
+                self.statements[payment_id] = statement
                 self.statement_positions[payment_id] = position
+                for line in statement.imported_lines:
+                    if line.link is not None:
+                        self._pays_in(line.link, 1)
             else:
-                self.imports[payment_id] = [
+                ids = [
                     line.payment_id for line in event.imported_lines if line.outcome == "recorded"
                 ]
+                self.imports[payment_id] = ids
                 self.import_positions[payment_id] = position
                 self.import_files[payment_id] = [event.file_name, event.file_format]
+                receipts = [self.receipts[pid] for pid in ids if pid in self.receipts]
+                if ids and len(receipts) == len(ids):
+                    days = [receipt.received_on for receipt in receipts]
+                    total = sum(receipt.amount_pence for receipt in receipts)
+                    self.import_days[payment_id] = (min(days), max(days), total)
         elif isinstance(event, ImportBatch.Reversed):
+            self._statement_reversed(payment_id)
             self.reversed_batches.add(payment_id)
         elif isinstance(event, ImportBatch.LineLinked):
             link = StatementLink.from_dict(event.link)
-            if payment_id in self.statements:
-                self.late_links[(payment_id, event.line)] = link
-            else:  # a statement recorded before `after`: its line pays in the receipts all the same
-                self.older_links[(payment_id, event.line)] = link
+            key = (payment_id, event.line)
+            links = self.late_links if payment_id in self.statements else self.older_links
+            # (older_links: a statement recorded before `after`: its line pays in the
+            # receipts all the same)
+            if payment_id not in self.reversed_batches:
+                if key in links:
+                    self._pays_in(links[key], -1)
+                self._pays_in(link, 1)
+            links[key] = link
         elif isinstance(event, ImportBatch.LinkUndone):
             # (payment_id is the batch's id here)
-            self.older_links.pop((payment_id, event.line), None)
+            undone = self.older_links.pop((payment_id, event.line), None)
             if payment_id in self.statements:
-                self.late_links.pop((payment_id, event.line), None)
+                undone = self.late_links.pop((payment_id, event.line), None) or undone
                 paid_in = frozenset(event.link["matched_payment_ids"])
                 self.rejected.setdefault((payment_id, event.line), []).append(paid_in)
+            if undone is not None and payment_id not in self.reversed_batches:
+                self._pays_in(undone, -1)
         elif isinstance(event, ImportBatch.LineChecked):
             self.checked.add((payment_id, event.line))
         elif isinstance(event, ImportBatch.LineCheckUndone):
@@ -498,6 +597,12 @@ class BooksFold:
                 if key[0] not in self.reversed_batches
             },
             position=self.position,
+            paid_in=set(self.paid_in),
+            import_days={
+                bid: days
+                for bid, days in self.import_days.items()
+                if bid not in self.reversed_batches
+            },
         )
         for batch_id in standing:
             for line in self.statements[batch_id].imported_lines:
@@ -515,7 +620,11 @@ class BooksFold:
         # are the same whether folded from `after` or cut there, BooksFold.since.)
         for key, link in self.older_links.items():
             if key[0] not in self.reversed_batches:
-                books.linked.update(pid for pid in link.matched_payment_ids if pid in self.receipts)
+                books.linked.update(
+                    pid
+                    for pid in link.matched_payment_ids
+                    if pid in self.receipts or pid in self.paid_in
+                )
                 if link.matched_batch_id in self.imports:
                     books.linked_batches.add(link.matched_batch_id)
                 books.linked_batches.update(
@@ -525,6 +634,7 @@ class BooksFold:
             _complete_clearing(ledger, books, self.moved)
         for payment_id in self.reversed_ids:
             books.receipts.pop(payment_id, None)
+            books.paid_in.discard(payment_id)
         # A statement line linked late, or whose receipt was reversed (counted twice and
         # taken back by an officer, returned, its import reversed), no longer waits.
         books.unmatched_lines = [
@@ -555,7 +665,9 @@ class BooksFold:
         assert not self.after, "a fold of the whole store"
         fold = BooksFold(after)
         fold.position, fold.mark = self.position, self.mark
+        assert not self.returning, "settled (read)"
         fold.receipts = {pid: r for pid, r in self.receipts.items() if r.position > after}
+        fold.paid_in = {pid: held for pid, held in self.paid_in.items() if held[0] > after}
         fold.reversed_ids = {pid: at for pid, at in self.reversed_ids.items() if at > after}
         fold.paid_in_notes = self.paid_in_notes
         for pid, receipt in self.clearing_receipts.items():
@@ -575,6 +687,18 @@ class BooksFold:
         fold.import_positions = {bid: at for bid, at in self.import_positions.items() if at > after}
         fold.imports = {bid: self.imports[bid] for bid in fold.import_positions}
         fold.import_files = {bid: self.import_files[bid] for bid in fold.import_positions}
+
+        def folded_there(payment_id: str) -> bool:
+            receipt = self.receipts.get(payment_id)
+            held = self.paid_in.get(payment_id)
+            return (receipt.position if receipt else held[0] if held else 0) > after
+
+        # (that fold knows an import's days when it folded all of its receipts first)
+        fold.import_days = {
+            bid: days
+            for bid, days in self.import_days.items()
+            if bid in fold.import_positions and all(map(folded_there, self.imports[bid]))
+        }
         fold.statement_positions = {
             bid: at for bid, at in self.statement_positions.items() if at > after
         }
@@ -598,6 +722,7 @@ class BooksFold:
         """The fold's whole state as plain data (JSON, compressed), with its last event's
         mark: from_snapshot makes the same fold of it, every dict in the same order."""
         assert not self.after and self.mark is not None, "a fold of the whole store"
+        assert not self.returning, "settled (read)"
         state = {
             "receipts": [_receipt_data(r) for r in self.receipts.values()],
             "reversed_ids": list(self.reversed_ids.items()),
@@ -635,6 +760,12 @@ class BooksFold:
             "in_suspense": [[pid, *held] for pid, held in self.in_suspense.items()],
             "in_funds": [[pid, *held] for pid, held in self.in_funds.items()],
             "checked": sorted([bid, line] for bid, line in self.checked),
+            "paid_in": [[pid, *held] for pid, held in self.paid_in.items()],
+            "import_days": [
+                [bid, first.isoformat(), last.isoformat(), total]
+                for bid, (first, last, total) in self.import_days.items()
+            ],
+            "narratives": list(self.narratives.items()),
         }
         data = json.dumps(state, separators=(",", ":")).encode()
         return Snapshot(self.mark, zlib.compress(data, 1))
@@ -684,6 +815,12 @@ class BooksFold:
         fold.in_suspense = {pid: [pence, at] for pid, pence, at in state["in_suspense"]}
         fold.in_funds = {pid: [pence, at] for pid, pence, at in state["in_funds"]}
         fold.checked = {(bid, line) for bid, line in state["checked"]}
+        fold.paid_in = {pid: [at, count] for pid, at, count in state["paid_in"]}
+        fold.import_days = {
+            bid: (date.fromisoformat(first), date.fromisoformat(last), total)
+            for bid, first, last, total in state["import_days"]
+        }
+        fold.narratives = dict(state["narratives"])
         return fold
 
 
@@ -778,6 +915,10 @@ class KeptBooks:
 
     def books(self, ledger: IncomeLedger, after: int = 0) -> Books:
         """The whole books (after 0), or those read_books(ledger, after) reads (BooksFold.since)."""
+        return self.using(ledger, lambda fold: (fold.since(after) if after else fold).books(ledger))
+
+    def using(self, ledger: IncomeLedger, use: Callable[[BooksFold], T]) -> T:
+        """What `use` makes of the fold brought up to date (it must not change the fold)."""
         with self._lock:
             fold = self._fold
             if fold is None or (
@@ -788,7 +929,7 @@ class KeptBooks:
             if fold.unsaved >= SNAPSHOT_EVERY_EVENTS:
                 # Never what a write transaction read of its own events before it commits.
                 when_committed(ledger.recorder, partial(self._save, ledger, fold))
-            return (fold.since(after) if after else fold).books(ledger)
+            return use(fold)
 
     def _save(self, ledger: IncomeLedger, fold: BooksFold) -> None:
         with self._lock:
@@ -871,6 +1012,7 @@ def check_stored_books(ledger: IncomeLedger, most: int = 10) -> StoredBooksCheck
         fresh.apply(ledger.mapper.to_domain_event(notification), notification.id)
         fresh.position = notification.id
         fresh.mark = books_snapshot.mark_of(notification)
+    fresh.settle(ledger)
     differences = [] if fresh.mark == loaded.mark else ["mark: the last event folded differs"]
     for name, value in vars(fresh).items():
         if name in ("unsaved", "mark"):
@@ -907,11 +1049,15 @@ def kept_books(ledger: IncomeLedger, after: int = 0) -> Books:
     """The ledger's books as read_books(ledger, after) reads them (but for paid_in_notes,
     always the whole history's: BooksFold.since), from what this process folded before and
     the events recorded since (KeptBooks)."""
+    return _kept(ledger).books(ledger, after)
+
+
+def _kept(ledger: IncomeLedger) -> KeptBooks:
     with _KEPT_BOOKS_LOCK:
         kept = _KEPT_BOOKS.get(ledger)
         if kept is None:
             kept = _KEPT_BOOKS[ledger] = KeptBooks()
-    return kept.books(ledger, after)
+    return kept
 
 
 def _complete_clearing(ledger: IncomeLedger, books: Books, payment_ids: set[str]) -> None:
@@ -1228,6 +1374,7 @@ class Matcher:
 
     def _index_files(self) -> None:
         receipts, clearing = self.books.receipts, self.books.clearing
+        paid_in, import_days = self.books.paid_in, self.books.import_days
         self._batches_by_total = defaultdict(list)
         for batch_id, payment_ids in self.books.batches.items():
             if not payment_ids or batch_id in self._linked_batches:
@@ -1236,6 +1383,16 @@ class Matcher:
                 total = sum(receipts[pid].amount_pence for pid in payment_ids)
                 self._batches_by_total[total].append(batch_id)
                 self._add_file(batch_id, payment_ids, total)
+            elif batch_id in import_days and all(
+                (pid in receipts or pid in paid_in) and pid not in clearing for pid in payment_ids
+            ):
+                # Some of its receipts are paid in (kept by id only): no rule pays it in
+                # (each passes over linked receipts), but it is one of its day's files.
+                first_day, day, total = import_days[batch_id]
+                self._batches_by_total[total].append(batch_id)
+                _, source = self.books.import_files.get(batch_id, ("", ""))
+                file = ImportedFile(batch_id, source, first_day, day, total)
+                self._files_by_day[file.day].append(file)
 
     def _add_file(self, batch_id: str, payment_ids: list[str], total_pence: int) -> None:
         days = [self.books.receipts[pid].received_on for pid in payment_ids]
@@ -1375,13 +1532,10 @@ class Matcher:
         for files in by_total.get(amount_pence, ()):
             if any(file.batch_id in self.books.linked_batches for file in files):
                 continue
-            receipts = [
-                self.books.receipts[pid]
-                for file in files
-                for pid in self.books.batches[file.batch_id]
-            ]
-            if any(receipt.payment_id in self.books.linked for receipt in receipts):
+            ids = [pid for file in files for pid in self.books.batches[file.batch_id]]
+            if any(pid in self.books.linked for pid in ids):
                 continue
+            receipts = [self.books.receipts[pid] for pid in ids]
             # Ids and days, not the files' names (255 characters each): these words go
             # into the reasons and notes of the link (MAX_TEXT_LENGTH) with a person's own
             # reason, as an import's total does (the candidate's `files` name them).
@@ -1464,10 +1618,11 @@ class Matcher:
         for batch_id in self.batches_by_total.get(amount_pence, ()):
             if batch_id in self.books.linked_batches:
                 continue
-            receipts = [self.books.receipts[pid] for pid in self.books.batches[batch_id]]
-            if all(
-                r.received_on in window and r.payment_id not in self.books.linked for r in receipts
-            ):
+            ids = self.books.batches[batch_id]
+            if any(pid in self.books.linked for pid in ids):
+                continue
+            receipts = [self.books.receipts[pid] for pid in ids]
+            if all(r.received_on in window for r in receipts):
                 link = _link("import_total", receipts, f"the total of import {batch_id}")
                 found.append(replace(link, matched_batch_id=batch_id))
         return found
@@ -2714,20 +2869,14 @@ def provider_lines_in_funds(ledger: IncomeLedger, most: int = MAX_PROVIDER_LINES
     name was added to LEDGER_COLLECTOR_NARRATIVES. Nothing is changed: an officer transfers,
     reverses (counted_twice) or leaves each one, as they find. Only lines of standing
     statements whose receipt still has money in a fund are listed (one refunded or reversed
-    in full is done with), in the ledger's order, at most `most` (`total`: all of them)."""
+    in full is done with), in the ledger's order, at most `most` (`total`: all of them).
+    The lines and their narratives are the kept books' (KeptBooks: the events recorded
+    since the process's last call, not every import), and only the receipts of the lines
+    whose narrative names a provider are read."""
     providers = ledger.provider_narratives
-    wanted: dict[str, tuple[str, str, ImportedLine]] = {}  # payment id -> batch, file, line
-    reversed_batches: set[str] = set()
-    for event in ledger.events_of(ImportBatch.Imported, ImportBatch.Reversed):
-        batch_id = str(event.originator_id)
-        if isinstance(event, ImportBatch.Reversed):
-            reversed_batches.add(batch_id)
-        elif event.file_format in OpenLines.FORMATS:
-            for line in event.imported_lines:
-                if taken_by_its_reference(line) and line.payment_id is not None:
-                    wanted[line.payment_id] = (batch_id, event.file_name, line)
+    wanted = _kept(ledger).using(ledger, partial(_provider_lines, providers))
     rows: list[dict[str, Any]] = []
-    ids = [pid for pid, (batch_id, _, _) in wanted.items() if batch_id not in reversed_batches]
+    ids = list(wanted)
     for start in range(0, len(ids), PROVIDER_LINES_BATCH):
         chunk = [UUID(pid) for pid in ids[start : start + PROVIDER_LINES_BATCH]]
         read = ledger.payments_events(chunk)
@@ -2735,8 +2884,7 @@ def provider_lines_in_funds(ledger: IncomeLedger, most: int = MAX_PROVIDER_LINES
             events = read[payment_id]
             received = events[0]
             narrative = (received.provider_details or {}).get("narrative")
-            if not providers.named_in(narrative):
-                continue
+            assert providers.named_in(narrative), "as the books hold it"
             receipt = replayed(events)
             funds = [
                 {
@@ -2763,6 +2911,25 @@ def provider_lines_in_funds(ledger: IncomeLedger, most: int = MAX_PROVIDER_LINES
                 }
             )
     return {"total": len(rows), "lines": rows[:most]}
+
+
+def _provider_lines(providers: Any, fold: BooksFold) -> dict[str, tuple[str, str, ImportedLine]]:
+    """The lines of standing statements a fund took by their reference whose narrative
+    names a provider, in the ledger's order: payment id -> batch id, file name, line."""
+    wanted: dict[str, tuple[str, str, ImportedLine]] = {}
+    narratives = fold.narratives
+    for batch_id, statement in fold.statements.items():
+        if batch_id in fold.reversed_batches:
+            continue
+        for line in statement.imported_lines:
+            if (
+                line.payment_id is not None
+                and line.payment_id in narratives
+                and taken_by_its_reference(line)
+                and providers.named_in(narratives[line.payment_id])
+            ):
+                wanted[line.payment_id] = (batch_id, statement.file_name, line)
+    return wanted
 
 
 # ---- the exceptions report -------------------------------------------------------------------

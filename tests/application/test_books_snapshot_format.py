@@ -37,6 +37,7 @@ FINGERPRINTS = {
     # (7 as first pinned: "c399c67ad2dafdf7"; its reader then made faster, the same books
     # of the same data: orjson, receipts as tuples, tenth session, issue #10)
     7: "5354017067926bb6",
+    8: "c596ff82a72107cb",
 }
 
 
@@ -55,6 +56,9 @@ def fold_rules() -> list[str]:
         for function in (
             BooksFold.read,
             BooksFold.apply,
+            BooksFold.settle,
+            BooksFold._pays_in,
+            BooksFold._statement_reversed,
             BooksFold.to_snapshot,
             BooksFold.from_snapshot,
             reconciliation._receipt,

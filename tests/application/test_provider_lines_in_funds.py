@@ -61,3 +61,34 @@ def test_lines_a_fund_took_that_name_a_provider_now_are_listed(ledger) -> None:
 
     reverse_import(ledger, batch_id, SUPERVISOR, "the wrong day's statement")
     assert provider_lines_in_funds(ledger) == {"total": 0, "lines": []}
+
+
+def test_only_the_receipts_of_lines_naming_a_provider_are_read(ledger, monkeypatch) -> None:
+    """The lines come from the books the process keeps (the events since its last call),
+    not from every import read again, and only the receipts of the lines whose narrative
+    names a provider are read: not every payer's transfer ever taken by its reference."""
+    statement = camt(
+        entry("10.00", day=YESTERDAY, ref="B1", text=CT_REF, info="WORLDPAY LTD 1234"),
+        entry("11.00", day=YESTERDAY, ref="B2", text=CT_REF_2, info="J SMITH"),
+        entry("12.00", day=YESTERDAY, ref="B3", text=CT_REF, info="A JONES"),
+    )
+    batch_id = import_file(ledger, statement, OFFICER, file_name="day.xml").batch_id
+    view = get_import(ledger, batch_id)["lines"]
+    ledger.provider_narratives = ProviderNames.of(
+        PAYOUT_NARRATIVES, (*COLLECTOR_NARRATIVES, "WORLDPAY")
+    )
+    read: list[UUID] = []
+    payments_events = ledger.payments_events
+
+    def reading(ids):
+        read.extend(ids)
+        return payments_events(ids)
+
+    def every_import(*_, **__):
+        raise AssertionError("every import read again")
+
+    monkeypatch.setattr(ledger, "payments_events", reading)
+    monkeypatch.setattr(ledger, "events_of", every_import)
+    found = provider_lines_in_funds(ledger)
+    assert [row["line"] for row in found["lines"]] == [1]
+    assert read == [UUID(view[0]["payment_id"])]
