@@ -903,8 +903,9 @@ class KeptBooks:
     reads the recent events, not the whole history, on each call after a process's first.
     A process starts from the books stored in the database (books_snapshot), and stores
     its own every SNAPSHOT_EVERY_EVENTS events, so that its first call too reads only
-    what was recorded since. It holds a few hundred bytes per receipt ever recorded (their
-    amounts, days and references, as the report lists them).
+    what was recorded since. It holds a few hundred bytes per receipt not yet paid in
+    (their amounts, days and references, as the report lists them), and the id of each
+    receipt paid in (BooksFold.paid_in; its import's and its statement line's lists of ids).
     The last event folded must still stand where it was read (books_snapshot.stands): a
     store restored to an older state, or another store, is folded afresh."""
 
