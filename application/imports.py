@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from operator import itemgetter
 from typing import Any
@@ -445,18 +445,20 @@ class _LineJob:
 
     def _late(self, received_at: datetime | None) -> bool:
         """Whether a line received then is late (`late_receipt`: its UK day is closed),
-        asked once per moment (a file's lines share one or a few)."""
+        asked once per moment (a file's lines share one or a few). Kept by the time and its
+        UTC offset: times of one zone compare by their wall clock alone, so the two 01:30s
+        of a night the clocks go back would share one answer, though their UK days may
+        differ (ReceiptMaker keeps its times so too)."""
         if received_at is None:
             return False
-        late = self._late_at.get(received_at)
+        key = (received_at, received_at.utcoffset())
+        late = self._late_at.get(key)
         if late is None:
-            late = self._late_at[received_at] = (
-                self.periods.close_of(uk_date(received_at)) is not None
-            )
+            late = self._late_at[key] = self.periods.close_of(uk_date(received_at)) is not None
         return late
 
     @cached_property
-    def _late_at(self) -> dict[datetime, bool]:
+    def _late_at(self) -> dict[tuple[datetime, timedelta | None], bool]:
         return {}
 
     @cached_property

@@ -34,7 +34,7 @@ line is made by `new_receipt` instead, which refuses it or encodes it its own wa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -158,7 +158,10 @@ class ReceiptMaker:
         self._ledger_parts = (EncodedReceipt, fingerprint, fund_match)
         self._channels: dict[str, Channel] = {}
         self._funds_allowed: set[str] = set()
-        self._moments: dict[datetime, datetime] = {}
+        # By the time and its UTC offset: two times equal as keys are one moment (aware
+        # datetimes of one zone compare by their wall clock alone, so the two 01:30s of the
+        # night the clocks go back are equal though an hour apart).
+        self._moments: dict[tuple[datetime, timedelta | None], datetime] = {}
 
     def new(self, command: RecordPayment) -> tuple[EncodedReceipt, NewReceipt]:
         """The command's new receipt as stored, and what its batch entry reads of it."""
@@ -305,12 +308,13 @@ class ReceiptMaker:
         """`require_business_datetime` of a received time; a time accepted is kept (the
         check only refuses a time later than now, and now moves on). A UTC time only: the
         fast writing writes a UTC time as the library does."""
-        checked = self._moments.get(value)
+        key = (value, value.utcoffset())
+        checked = self._moments.get(key)
         if checked is None:
             checked = require_business_datetime(value, "received_at")
             if checked.tzinfo is not UTC:
                 raise _Slow
-            self._moments[value] = checked
+            self._moments[key] = checked
         return checked
 
 

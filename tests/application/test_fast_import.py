@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -20,12 +22,13 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine, make_url
 
 from application.import_rules import add_rule
-from application.imports import get_import, import_file
+from application.imports import _LineJob, get_import, import_file
 from application.ledger import CommandContext, IncomeLedger, RecordPayment
 from application.periods import close_period
 from application.receipt_maker import ReceiptMaker
 from domain.errors import PeriodClosed
 from domain.limits import uk_day_start, uk_today
+from domain.periods import uk_date
 from domain.sample_chart import SAMPLE_FUNDS
 from income_ledger.bootstrap import (
     build_audit_chain,
@@ -333,3 +336,20 @@ def test_chain_verifies_counts_the_stored_events_not_the_last_position(ledger, s
         )
     engine.dispose()
     assert not chain_verifies(settings, ledger)
+
+
+def test_a_files_late_check_keeps_the_two_times_of_a_clock_change_apart() -> None:
+    """Asia/Jerusalem's two 01:30s of 26 October 2025 (clocks back, as the UK's the same
+    night) are one datetime to ==, but fall on two UK days (25th and 26th): red when the
+    file's late check kept its answers by the datetime alone (the second line got the
+    first's answer)."""
+    closed = date(2025, 10, 25)
+    periods = SimpleNamespace(close_of=lambda day: "closed" if day == closed else None)
+    first = datetime(2025, 10, 26, 1, 30, tzinfo=ZoneInfo("Asia/Jerusalem"))
+    second = first.replace(fold=1)
+    assert first == second
+    assert (uk_date(first), uk_date(second)) == (closed, date(2025, 10, 26))
+    job = _LineJob(None, [], "", None, periods, None, None)  # type: ignore[arg-type]
+    assert [job._late(first), job._late(second)] == [True, False]
+    job = _LineJob(None, [], "", None, periods, None, None)  # type: ignore[arg-type]
+    assert [job._late(second), job._late(first)] == [False, True]

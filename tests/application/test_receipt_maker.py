@@ -9,6 +9,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -161,3 +162,23 @@ def test_a_line_entry_is_the_imported_lines(ledger, command, kind) -> None:
         fund_code=receipt.fund_code,
     ).to_dict()
     assert _recorded_line(line, receipt) == expected
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_two_times_of_the_hour_the_clocks_go_back_are_kept_apart(ledger) -> None:
+    """01:30 BST and 01:30 GMT on 26 October 2025 are an hour apart, but as datetimes of one
+    zone they are equal (wall clock compared, fold ignored): red when the maker kept its
+    checked times by the datetime alone (the second line stored the first's moment)."""
+    first = datetime(2025, 10, 26, 1, 30, tzinfo=ZoneInfo("Europe/London"))
+    second = first.replace(fold=1)
+    assert first == second and first.astimezone(UTC) != second.astimezone(UTC)
+    ctx, chart = CommandContext("officer:importer"), ledger.chart()
+    fast, slow = ReceiptMaker(ledger, ctx, chart), ReceiptMaker(ledger, ctx, chart, fast=False)
+    batch = [
+        RecordPayment("allpay", 100, CT_REF, moment, external_id=f"file:abc:{moment.fold}")
+        for moment in (first, second)
+    ]
+    for command in batch + batch:
+        assert made(fast, command) == made(slow, command)
+    encoded, _ = fast.new(batch[1])
+    assert [moment for moment, _ in encoded.moves] == [second.astimezone(UTC)] * 2
