@@ -32,6 +32,7 @@ from domain.cashups import (
 )
 from domain.errors import CashUpNotFound, CashUpStale, ConcurrentUpdate, InvalidRequest
 from domain.limits import uk_today
+from domain.money import pounds_text
 from domain.offices import Till, parse_code
 from domain.payment import Payment
 from domain.periods import uk_date
@@ -164,7 +165,8 @@ def _require_current(ledger: IncomeLedger, cashup: CashUp) -> None:
     changed = [r for r in cashup.results if now.get(r.channel, 0) != r.recorded_pence]
     if changed:
         detail = "; ".join(
-            f"{r.channel}: recorded {r.recorded_pence}p when submitted, {now.get(r.channel, 0)}p "
+            f"{r.channel}: recorded {pounds_text(r.recorded_pence)} when submitted, "
+            f"{pounds_text(now.get(r.channel, 0))} "
             f"now (the count is {difference_words(r.counted_pence - now.get(r.channel, 0))})"
             for r in changed
         )

@@ -70,7 +70,7 @@ from domain.imports import (
     refuse,
     resaved_batch_ids,
 )
-from domain.money import pence_to_pounds
+from domain.money import pounds_text
 from domain.payment import Payment, PaymentStatus, ReversalKind
 from domain.periods import PeriodCalendar, uk_date
 from domain.postings import allocated_on_arrival
@@ -570,7 +570,7 @@ def _unmatched_return(line: ImportLine) -> str:
     what = RETURN_KINDS[line.kind].value
     found = (
         f"{what.replace('_', ' ')} for reference {line.reference} of "
-        f"{pence_to_pounds(line.amount_pence)} matches no earlier imported receipt that "
+        f"{pounds_text(line.amount_pence)} matches no earlier imported receipt that "
         f"still holds that money: reverse the original payment by hand (payments reverse "
         f"--kind {what})"
     )

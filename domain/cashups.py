@@ -33,7 +33,7 @@ from domain.errors import (
 from domain.funds import LEDGER_NAMESPACE
 from domain.idempotent import is_repeat_command
 from domain.limits import EARLIEST_BUSINESS_MOMENT, uk_day_start
-from domain.money import pence_to_pounds
+from domain.money import pounds_text
 from domain.payment import Channel
 
 NOTES_PENCE = (5000, 2000, 1000, 500)
@@ -57,14 +57,14 @@ def _amount_name(pence: int) -> str:
     """What a person typed as a note or coin: 3p, £3, £2.50."""
     if pence < 100:
         return f"{pence}p"
-    return f"£{pence // 100}" if pence % 100 == 0 else f"£{pence_to_pounds(pence)}"
+    return f"£{pence // 100}" if pence % 100 == 0 else pounds_text(pence)
 
 
 def difference_words(difference_pence: int) -> str:
     if difference_pence > 0:
-        return f"over by £{pence_to_pounds(difference_pence)}"
+        return f"over by {pounds_text(difference_pence)}"
     if difference_pence < 0:
-        return f"short by £{pence_to_pounds(-difference_pence)}"
+        return f"short by {pounds_text(-difference_pence)}"
     return "balanced"
 
 
@@ -140,8 +140,8 @@ class Count:
 def _checked_cheque(number: int, cheque: Cheque) -> Cheque:
     if not 0 < cheque.amount_pence <= MAX_CHEQUE_PENCE:
         raise InvalidRequest(
-            f"cheque {number}: the amount must be more than 0.00 and at most "
-            f"{pence_to_pounds(MAX_CHEQUE_PENCE)}"
+            f"cheque {number}: the amount must be more than £0.00 and at most "
+            f"{pounds_text(MAX_CHEQUE_PENCE)}"
         )
     drawer = require_text(f"cheque {number} drawer", cheque.drawer, required=False)
     reference = require_text(f"cheque {number} reference", cheque.reference, required=False)

@@ -30,17 +30,24 @@ def pounds_to_pence(text: str) -> int:
 
 
 def pence_to_pounds(amount_pence: int) -> str:
-    """Format 1250 as "12.50" and -5 as "-0.05"."""
+    """Format 1250 as "12.50" and -5 as "-0.05": for machines (CSV, files), so no separators.
+
+    People read pounds_text.
+    """
     sign = "-" if amount_pence < 0 else ""
     pounds, pence = divmod(abs(amount_pence), 100)
     return f"{sign}{pounds}.{pence:02d}"
 
 
 def pounds_text(amount_pence: int) -> str:
-    """Format 1250 as "£12.50" and -5 as "-£0.05", as people read an amount."""
-    if amount_pence < 0:
-        return f"-£{pence_to_pounds(-amount_pence)}"
-    return f"£{pence_to_pounds(amount_pence)}"
+    """Format 1250 as "£12.50" and -123456 as "-£1,234.56", as people read an amount.
+
+    The one formatter for every amount a person reads (web pages, the CLI's tables, error
+    messages). Machines get pence, or pence_to_pounds's plain numbers.
+    """
+    sign = "-" if amount_pence < 0 else ""
+    pounds, pence = divmod(abs(amount_pence), 100)
+    return f"{sign}£{pounds:,}.{pence:02d}"
 
 
 def require_positive_pence(amount_pence: object, what: str = "the amount") -> int:

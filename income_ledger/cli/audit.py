@@ -24,7 +24,7 @@ from rich.text import Text
 
 from domain.errors import InvalidRequest, PaymentNotFound
 from domain.limits import UK, parse_query_date, parse_query_moment, uk_day_start, uk_today
-from domain.money import pence_to_pounds, pounds_text
+from domain.money import pounds_text
 from domain.payment import Payment
 from income_ledger.cli import helpers
 from projections.audit_export import (
@@ -512,7 +512,7 @@ def _print_trace(trace: Any) -> None:
             )
         for posting in event.postings:
             out.print(
-                f"    {posting.account:<40} {pence_to_pounds(posting.amount_pence):>12}",
+                f"    {posting.account:<40} {pounds_text(posting.amount_pence):>14}",
                 highlight=False,
                 markup=False,
                 emoji=False,

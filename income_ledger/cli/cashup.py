@@ -24,7 +24,7 @@ from application.offices import add_office, add_till, change_offices, offices
 from domain.cashups import CashUpStatus, Cheque, denomination_name, difference_words
 from domain.errors import InvalidRequest
 from domain.limits import parse_query_date
-from domain.money import pence_to_pounds, pounds_to_pence
+from domain.money import pounds_text, pounds_to_pence
 from domain.offices import OfficeRegister
 from income_ledger.cli import helpers
 
@@ -328,8 +328,8 @@ def _print_cashup_text(cashup: dict[str, Any]) -> None:
     for line in cashup["lines"]:
         table.add_row(
             line["channel"],
-            pence_to_pounds(line["counted_pence"]),
-            pence_to_pounds(line["recorded_pence"]),
+            pounds_text(line["counted_pence"]),
+            pounds_text(line["recorded_pence"]),
             difference_words(line["difference_pence"]),
         )
     helpers.out.print(table)

@@ -25,7 +25,7 @@ from application.reconciliation import LateLink, link_after_recording
 from domain.errors import InvalidRequest, LedgerError
 from domain.funds import Fund
 from domain.limits import UK, parse_query_moment
-from domain.money import pence_to_pounds, pounds_text
+from domain.money import pounds_text
 from domain.payment import ReversalKind
 from domain.references import ReferenceProblem, normalise_reference
 from domain.sample_chart import SAMPLE_FUNDS
@@ -735,7 +735,7 @@ def _print_history(payment: dict[str, Any]) -> None:
     table = Table("v", "recorded at", "action", "actor", "reason", "postings")
     for entry in payment["history"]:
         postings = "\n".join(
-            f"{p['account']} {pence_to_pounds(p['amount_pence'])}" for p in entry["postings"]
+            f"{p['account']} {pounds_text(p['amount_pence'])}" for p in entry["postings"]
         )
         table.add_row(
             str(entry["version"]),
@@ -1208,26 +1208,23 @@ def print_read_model(report: dict[str, Any]) -> None:
     takings = Table(
         "channel",
         *sorted(dates),
-        title="Daily takings, net £ (cash-up); counted = net + over/short = the GL export's",
+        title="Daily takings, net (cash-up); counted = net + over/short = the GL export's",
     )
     for channel, days in sorted(by_channel.items()):
-        takings.add_row(channel, *(pence_to_pounds(days.get(d, 0)) for d in sorted(dates)))
+        takings.add_row(channel, *(pounds_text(days.get(d, 0)) for d in sorted(dates)))
     takings.add_row(
         "total",
-        *(
-            pence_to_pounds(sum(days.get(d, 0) for days in by_channel.values()))
-            for d in sorted(dates)
-        ),
+        *(pounds_text(sum(days.get(d, 0) for days in by_channel.values())) for d in sorted(dates)),
     )
     for channel, days in sorted(over_short.items()):
         takings.add_row(
-            f"{channel} over(+)/short(-)", *(pence_to_pounds(days.get(d, 0)) for d in sorted(dates))
+            f"{channel} over(+)/short(-)", *(pounds_text(days.get(d, 0)) for d in sorted(dates))
         )
     if over_short:
         takings.add_row(
             "total counted",
             *(
-                pence_to_pounds(
+                pounds_text(
                     sum(days.get(d, 0) for days in by_channel.values())
                     + sum(days.get(d, 0) for days in over_short.values())
                 )

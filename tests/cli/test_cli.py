@@ -89,6 +89,16 @@ def test_record_allocate_refund_and_show(cli) -> None:
     assert "phoned" in cli("payments", "show", pid).stdout
 
 
+def test_a_person_reads_pounds_with_thousands_separators_a_script_reads_pence(cli) -> None:
+    recorded = as_json(
+        cli("payments", "record", "--channel", "cash", "--amount", "14809.19", "--json")
+    )
+    assert recorded["payment"]["amount_pence"] == 1_480_919
+    human = cli("payments", "show", recorded["payment"]["payment_id"]).stdout
+    assert "cash £14,809.19" in human and "unallocated £14,809.19" in human
+    assert "14809.19" not in human
+
+
 def test_bad_input_gets_a_clear_message_and_a_non_zero_exit(cli) -> None:
     result = cli("payments", "record", "--channel", "cash", "--amount", "12.5x", code=2)
     assert "write it like 12.50" in result.output and "Traceback" not in result.output

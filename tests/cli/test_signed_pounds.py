@@ -44,5 +44,36 @@ def test_the_read_model_report_shows_a_days_over_short_and_the_counted_total(mon
     commands.print_read_model(report)
 
     text = console.export_text()
-    assert "cash over(+)/short(-)" in text and "-0.50" in text
-    assert "total counted" in text and "448.82" in text
+    assert "cash over(+)/short(-)" in text and "-£0.50" in text
+    assert "total counted" in text and "£448.82" in text
+
+
+def test_the_read_model_report_separates_thousands_in_balances_and_takings(monkeypatch):
+    """Finance staff read £14,809.19: the funds and the daily takings (once bare 14809.19
+    under a "net £" title) both print pounds_text's sign, £ and thousands separators."""
+    console = Console(record=True, width=200, emoji=False)
+    monkeypatch.setattr(commands, "out", console)
+    fund = {
+        "fund_code": "CT",
+        "balance_pence": 1_480_919,
+        "net_pence": 1_480_919,
+        "vat_pence": 0,
+        "refunds_pence": 0,
+        "reversals_pence": 123_456,
+    }
+    report = {
+        "funds": [fund],
+        "daily_takings": [
+            {"business_date": "2026-11-30", "channel": "cash", "net_pence": 1_480_919},
+            {"business_date": "2026-11-30", "channel": "cheque", "net_pence": -123_456},
+        ],
+        "suspense": {"count": 0, "total_pence": 0, "items": []},
+    }
+
+    commands.print_read_model(report)
+
+    text = console.export_text()
+    assert text.count("£14,809.19") == 3  # the balance, the net and the cash takings
+    assert "-£1,234.56" in text and "£1,234.56" in text
+    assert "£13,574.63" in text  # the day's total
+    assert "14809.19" not in text and "1234.56" not in text.replace("£1,234.56", "")

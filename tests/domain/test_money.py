@@ -1,7 +1,13 @@
 import pytest
 
 from domain.errors import InvalidAmount
-from domain.money import pence_to_pounds, pounds_to_pence, require_positive_pence, vat_from_gross
+from domain.money import (
+    pence_to_pounds,
+    pounds_text,
+    pounds_to_pence,
+    require_positive_pence,
+    vat_from_gross,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +64,23 @@ def test_pence_format_as_pounds() -> None:
         "-0.05",
         "1000.00",
     ]
+
+
+def test_people_read_pounds_with_thousands_separators() -> None:
+    """pence_to_pounds stays a plain number for files; pounds_text is what a person reads."""
+    amounts = (0, 5, -5, 99_999, 100_000, 1_480_919, -123_456, 100_000_000_000)
+    assert [pounds_text(p) for p in amounts] == [
+        "£0.00",
+        "£0.05",
+        "-£0.05",
+        "£999.99",
+        "£1,000.00",
+        "£14,809.19",
+        "-£1,234.56",
+        "£1,000,000,000.00",
+    ]
+    assert pence_to_pounds(1_480_919) == "14809.19"
+    assert pounds_to_pence(pounds_text(1_480_919)) == 1_480_919
 
 
 @pytest.mark.parametrize("amount", [0, -1, 1.5, True, "10", 10**12])

@@ -5,6 +5,9 @@ of a report changed since (the API's 409 report_changed) told plainly, with a re
 
 from __future__ import annotations
 
+import csv
+import io
+
 import httpx
 import pytest
 
@@ -59,10 +62,10 @@ def test_the_page_lists_a_line_and_a_receipt_with_links_and_csv(
     assert f'href="/web/payments/{in_suspense}"' in text
     assert YESTERDAY.strftime("%-d %b %Y") in text  # a UK day as the other pages show it
     assert "Summary: 2 items in all" in text
-    csv = client.get(f"{PATH}.csv")
-    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-    assert "attachment" in csv.headers["content-disposition"]
-    lines = csv.text.splitlines()
+    download = client.get(f"{PATH}.csv")
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    assert "attachment" in download.headers["content-disposition"]
+    lines = download.text.splitlines()
     assert lines[0].startswith("kind,age_band") and len(lines) == 3
     assert any("statement_line" in row and "12.34" in row for row in lines)
     assert any(str(in_suspense) in row and "80.00" in row for row in lines)
@@ -137,6 +140,24 @@ def test_a_narrative_is_shown_as_text_and_its_csv_never_runs_as_a_formula(web_ur
     assert len(rows) == 3
     assert any(',"\'=HYPERLINK(""HTTP://X.EXAMPLE"",""Y"")",' in row for row in rows)
     assert any(",'@SUM(1+1)," in row for row in rows)
+
+
+def test_the_page_separates_thousands_and_its_csv_keeps_a_plain_number(web_url, ledger) -> None:
+    """Finance staff read £14,809.19 (the summary, the row, a link's hidden words); the CSV's
+    amount stays 14809.19, a number a spreadsheet sums (as 8e23750 kept -60.00 one)."""
+    statement = camt(
+        entry("14809.19", day=YESTERDAY, ref="B1", text="A TRANSFER"),
+        entry("1000.00", day=YESTERDAY, ref="B2", text="ANOTHER"),
+    )
+    import_file(ledger, statement, OFFICER, file_name="day.xml")
+    client = signed_in(web_url, "officer")
+    text = client.get(PATH).text
+    assert "£14,809.19" in text and "£1,000.00" in text
+    assert "£15,809.19" in text  # the summary's total of the two lines
+    assert "14809.19" not in text and "£1000.00" not in text
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{PATH}.csv").text)))
+    assert sorted(row["amount"] for row in rows) == ["1000.00", "14809.19"]
+    assert sum(float(row["amount"]) for row in rows) == pytest.approx(15809.19)
 
 
 def test_an_address_edited_by_hand_is_answered_with_a_page(web_url) -> None:
