@@ -284,3 +284,42 @@ def test_the_exceptions_report_from_the_menu_to_a_lines_import(
     assert download.value.suggested_filename.startswith("exceptions-")
     page.get_by_role("link", name="Line 1 of its import").click()
     page.wait_for_url(f"{web_url}/web/imports/{batch_id.batch_id}#line-1")
+
+
+def test_the_exceptions_report_fits_a_small_desktop_screen_with_thousands_separated_amounts(
+    chromium, web_url, in_suspense, ledger, database_url
+) -> None:
+    """From GOV.UK's desktop breakpoint (769 px) to about 840 px the report's seven columns,
+    with a bank's 70 character reference and an amount of £14,809.19, were wider than their
+    box, which scrolled sideways; no table box scrolls at any width now, and the amount reads
+    with its thousands separator."""
+    reference = "TFRXBANKGO24007680SJCATJPY2GBPXBANKGO24007680BGCINTERNATIONAL-5373CLIENT"
+    statement = camt(entry("14809.19", ref="B1", text=reference))
+    import_file(ledger, statement, CommandContext("officer:t"), file_name="s.xml")
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        sign_in(page, web_url, "officer")
+        page.goto(f"{web_url}/web/reconciliation/exceptions")
+        reload_until(page, lambda: "£14,809.19" in page.content())
+        assert page.get_by_role("cell", name="£14,809.19").first.is_visible()
+        scrolling = {}
+        for width in (769, 780, 800, 820, 840, 860, 900, 960, 1020, 1100):
+            page.set_viewport_size({"width": width, "height": 900})
+            boxes = page.evaluate(
+                "[...document.querySelectorAll('.ledger-table-scroll')]"
+                ".map(box => [box.getAttribute('aria-label'), box.scrollWidth, box.clientWidth])"
+            )
+            assert len(boxes) == 3, boxes  # the summary and two sections
+            wide = [(name, inside, shown) for name, inside, shown in boxes if inside > shown]
+            if wide or page.evaluate("document.documentElement.scrollWidth") > width:
+                scrolling[width] = wide
+        assert not scrolling, f"tables that scroll sideways, by screen width: {scrolling}"
+        page.set_viewport_size({"width": 800, "height": 900})
+        assert accessibility_problems(page) == []
+        if screenshots_wanted() and database_url.startswith("sqlite"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "exceptions-800.png"), full_page=True)
+    finally:
+        context.close()
