@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import BigInteger, Column, Date, Integer, MetaData, String, Table, select
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.exc import IntegrityError
 
 from projections import bulk_write
 from projections.bulk_write import (
@@ -403,4 +404,89 @@ def test_equal_times_that_are_other_instants_or_days_are_stored_as_sqlalchemy_st
             assert bulk == core
     finally:
         metadata.drop_all(engine)
+        engine.dispose()
+
+
+def _probe(name: str) -> Table:
+    return Table(
+        name,
+        MetaData(),
+        Column("id", BigInteger, primary_key=True),
+        Column("text", String(200)),
+        Column("amount_pence", BigInteger),
+        Column("day", Date),
+    )
+
+
+def test_one_round_trip_escapes_what_sql_would_read_as_its_own(database_url) -> None:
+    """The held writes are SQL text: quotes, percent marks (the batch is sent with no
+    parameters), a mogrify mark, characters past the BMP and the largest pence are stored
+    as given, and an upsert that adds (`add`) adds."""
+    engine = projection_engine(database_url)
+    table = _probe("bulk_write_probe_escapes")
+    table.metadata.create_all(engine)
+    rows = [
+        {"id": 1, "text": "O'Brien's \"rent\"; --", "amount_pence": 2**63 - 1, "day": None},
+        {"id": 2, "text": "100% of %s and %(x)s", "amount_pence": -(2**63), "day": None},
+        {
+            "id": 3,
+            "text": "\U0001d11e na\u00efve \u2018q\u2019 \\ E'\\x00'",
+            "amount_pence": 0,
+            "day": None,
+        },
+    ]
+    try:
+        with engine.begin() as connection, bulk_write.one_round_trip(connection):
+            insert_rows(connection, table, rows)
+            upsert_rows(
+                connection,
+                table,
+                ["id"],
+                [{"id": 3, "text": "x", "amount_pence": 5, "day": date(2026, 12, 1)}],
+                add=["amount_pence"],
+            )
+        with engine.connect() as connection:
+            stored = [
+                dict(row._mapping) for row in connection.execute(select(table).order_by("id"))
+            ]
+        assert stored == [*rows[:2], rows[2] | {"amount_pence": 5}]
+    finally:
+        table.metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_an_error_in_one_round_trip_leaves_nothing_of_the_transaction(database_url) -> None:
+    """A held write that fails (here the second of three) fails the transaction: none of
+    the rows before it, held or sent, are stored; the error is SQLAlchemy's, as others'."""
+    engine = projection_engine(database_url)
+    table = _probe("bulk_write_probe_error")
+    table.metadata.create_all(engine)
+    try:
+        with (
+            pytest.raises(IntegrityError),
+            engine.begin() as connection,
+            bulk_write.one_round_trip(connection),
+        ):
+            connection.execute(table.insert().values(id=10, text="sent before"))
+            insert_rows(connection, table, [{"id": 1, "text": "held"}])
+            insert_rows(connection, table, [{"id": 10, "text": "duplicate"}])
+            insert_rows(connection, table, [{"id": 2, "text": "after"}])
+        with (  # the same when the next statement sends them
+            pytest.raises(IntegrityError),
+            engine.begin() as connection,
+            bulk_write.one_round_trip(connection),
+        ):
+            insert_rows(connection, table, [{"id": 1, "text": "held"}])
+            insert_rows(connection, table, [{"id": 1, "text": "duplicate"}])
+            connection.execute(select(table.c.id))
+        with engine.connect() as connection:
+            assert connection.execute(select(table.c.id)).all() == []
+            # Nothing held on the pooled connection for its next user.
+            assert bulk_write._BATCH not in connection.info
+        with engine.begin() as connection:
+            insert_rows(connection, table, [{"id": 3, "text": "next"}])
+        with engine.connect() as connection:
+            assert connection.execute(select(table.c.id)).scalars().all() == [3]
+    finally:
+        table.metadata.drop_all(engine)
         engine.dispose()

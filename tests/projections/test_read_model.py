@@ -231,3 +231,33 @@ def test_a_page_of_new_receipts_reads_no_stored_payment_rows(ledger, projection,
         f"SELECT unallocated_pence FROM payments WHERE payment_id = '{outcome.payment_id}'",
     )[0]
     assert unallocated == 300
+
+
+def test_a_failure_moving_the_tracking_row_leaves_nothing_of_the_page(ledger, projection) -> None:
+    # A small page's writes are sent in one round trip (bulk_write.one_round_trip) before
+    # the tracking row moves: a failure once the move too has reached the database, before
+    # COMMIT, takes them all back with the transaction, and the retry applies the page once.
+    random_workload(ledger, seed=7, receipts=10)
+    projection.catch_up()
+    position = projection.position()
+    figures = rows(projection, "SELECT * FROM fund_balances ORDER BY 1, 2")
+    random_workload(ledger, seed=8, receipts=3)
+    sent: list[str] = []
+
+    def fail_the_move(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(statement)
+        if "UPDATE projection_tracking" in statement:
+            raise RuntimeError("power cut before COMMIT")
+
+    event.listen(projection.engine, "after_cursor_execute", fail_the_move)
+    try:
+        with pytest.raises(RuntimeError):
+            projection.process_page()
+    finally:
+        event.remove(projection.engine, "after_cursor_execute", fail_the_move)
+    assert any("UPDATE projection_tracking" in s for s in sent)
+    assert projection.position() == position
+    assert rows(projection, "SELECT * FROM fund_balances ORDER BY 1, 2") == figures
+    projection.catch_up()
+    report = verify(projection.engine, event_source(ledger))
+    assert report.ok, report.differences
