@@ -152,6 +152,21 @@ class RecordPayment:
     # An import rule decided where the money goes (`reference` is then the rewritten one).
     rule_decision: RuleDecision | None = None
 
+    def fingerprint(self, counter: tuple[str, str] | None = None) -> str:
+        """What the command asked, for idempotency: a retry must ask the same. The counter
+        only when given, so that a retry of a request made before offices were kept still
+        matches its first fingerprint."""
+        return fingerprint(
+            "record",
+            channel=self.channel,
+            amount_pence=self.amount_pence,
+            reference=self.reference,
+            fund_code=self.fund_code,
+            external_id=self.external_id,
+            received_at=self.received_at.isoformat() if self.received_at else None,
+            **({"counter": list(counter)} if counter else {}),
+        )
+
 
 @dataclass(frozen=True)
 class EncodedReceipt:
@@ -1130,18 +1145,7 @@ class IncomeLedger(Application):
             "external_id_from_provider": command.external_id_from_provider,
             "provider_details": command.provider_details,
             "counter": counter,
-            "fingerprint": fingerprint(
-                "record",
-                channel=command.channel,
-                amount_pence=command.amount_pence,
-                reference=command.reference,
-                fund_code=command.fund_code,
-                external_id=command.external_id,
-                received_at=command.received_at.isoformat() if command.received_at else None,
-                # Only when given, so that a retry of a request made before offices were
-                # kept still matches its first fingerprint.
-                **({"counter": list(counter)} if counter else {}),
-            ),
+            "fingerprint": command.fingerprint(counter),
         }
 
     def _existing_payment(

@@ -153,9 +153,9 @@ class ReceiptMaker:
             and type(ctx.actor) is str
             and type(ctx.idempotency_key) in _TEXT_OR_NONE
         )
-        from application.ledger import EncodedReceipt, fingerprint, fund_match  # imports this
+        from application.ledger import EncodedReceipt, fund_match  # imports this
 
-        self._ledger_parts = (EncodedReceipt, fingerprint, fund_match)
+        self._ledger_parts = (EncodedReceipt, fund_match)
         self._channels: dict[str, Channel] = {}
         self._funds_allowed: set[str] = set()
         # By the time and its UTC offset: two times equal as keys are one moment (aware
@@ -177,7 +177,7 @@ class ReceiptMaker:
         return encoded, summary(events)
 
     def _fast(self, command: RecordPayment) -> tuple[EncodedReceipt, NewReceipt]:
-        EncodedReceipt, fingerprint, fund_match = self._ledger_parts
+        EncodedReceipt, fund_match = self._ledger_parts
         if command.office_code is not None or command.till_code is not None:
             raise _Slow  # a counter's receipt: its till's day is asked of the database
         details = command.provider_details
@@ -192,15 +192,7 @@ class ReceiptMaker:
         given_at = command.received_at
         received_at = self._moment(given_at or datetime.now(UTC))
         ctx = self.ctx
-        print_ = fingerprint(
-            "record",
-            channel=command.channel,
-            amount_pence=command.amount_pence,
-            reference=command.reference,
-            fund_code=command.fund_code,
-            external_id=command.external_id,
-            received_at=given_at.isoformat() if given_at else None,
-        )
+        print_ = command.fingerprint()
         # Payment.receipt_fields' checks, in its order.
         amount = require_positive_pence(command.amount_pence)
         reference = normalise_reference(command.reference)
