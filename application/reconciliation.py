@@ -127,6 +127,7 @@ from domain.errors import (
 )
 from domain.funds import Match, SuspenseReason
 from domain.imports import (
+    FileContentClaim,
     ImportBatch,
     ImportedLine,
     ImportFormat,
@@ -369,8 +370,15 @@ class BooksFold:
 
     # Allocated only for a statement line's receipt recorded in suspense (`read` decodes no
     # other's): an officer allocating it decides the line (decided_line). Last: a fold
-    # without decisions reads the others only.
-    TOPICS = (*BOOK_EVENTS, ImportBatch.Reversed, Payment.Allocated)
+    # without decisions reads the others only. A file's content claim changes nothing here,
+    # but is read so that the books' position is the import's last event, as it was before
+    # imports claimed their content (a report's pages name that position).
+    TOPICS = (
+        *BOOK_EVENTS,
+        ImportBatch.Reversed,
+        FileContentClaim.ContentClaimed,
+        Payment.Allocated,
+    )
 
     def __init__(self, after: int = 0, *, decisions: bool = True) -> None:
         self.after = self.position = after
@@ -492,6 +500,8 @@ class BooksFold:
                 self._pays_in(link, -1)
 
     def apply(self, event: Any, position: int = 0) -> None:
+        if isinstance(event, FileContentClaim.ContentClaimed):
+            return  # only its position counts (TOPICS)
         payment_id = str(event.originator_id)
         if isinstance(event, Payment.Received):
             if self.after:  # from the start, every payment's clearing is read whole
