@@ -486,7 +486,7 @@ def test_a_message_that_can_never_apply_changes_nothing_and_stops_the_retries(
     for _ in range(2):
         answer = deliver(client, impossible)
         assert answer.status_code == 200, answer.text
-        assert answer.json()["status"] == "refused" and "1000" in answer.json()["detail"]
+        assert answer.json()["status"] == "refused" and "£10.00" in answer.json()["detail"]
     assert ledger.max_position() == before
     assert ledger.find_payment("govuk_pay", "pay_over") is None
 
