@@ -347,7 +347,8 @@ class FoldedStatement:
 # The shape of a BooksFold snapshot (to_snapshot): a snapshot of another is ignored, and
 # the books folded afresh. Change it with what the fold keeps or makes of an event.
 # 8: receipts a standing link pays in kept by their ids only (paid_in; issue #10).
-BOOKS_SNAPSHOT_FORMAT = 8
+# 9: a file's content claim folded for its position only (the same books otherwise).
+BOOKS_SNAPSHOT_FORMAT = 9
 # Receipts read back whole per query when links are undone (BooksFold.settle).
 RETURNING_CHUNK = 1_000
 
