@@ -62,6 +62,12 @@ def test_a_line_linked_unlinked_or_imported_by_another_process_is_seen(ledger, s
         other_process.close()
 
 
+def linking_threads(besides: frozenset[threading.Thread] = frozenset()) -> list[threading.Thread]:
+    """The auto-link threads alive, but for `besides`: those an earlier test's services in
+    this process left sleeping out their delay (an xdist worker runs many tests)."""
+    return [t for t in threading.enumerate() if t.name == "auto-link" and t not in besides]
+
+
 def test_asks_during_a_run_merge_into_one_run_after_it_spaced_by_the_delay(monkeypatch) -> None:
     """No storage: the check says every day may be paid in, the runs are recorded."""
     started, release = threading.Event(), threading.Event()
@@ -76,6 +82,7 @@ def test_asks_during_a_run_merge_into_one_run_after_it_spaced_by_the_delay(monke
 
     monkeypatch.setattr(reconciliation, "link_after_recording", run)
     monkeypatch.setattr(WaitingLines, "may_pay_in", lambda self, asks: min(asks, default=None))
+    earlier = frozenset(linking_threads())
     worker = LinkingWorker(ledger=None, delay_s=lambda: 0.5)  # type: ignore[arg-type]
     try:
         begun = time.monotonic()
@@ -92,7 +99,7 @@ def test_asks_during_a_run_merge_into_one_run_after_it_spaced_by_the_delay(monke
         assert runs[2][0] == TODAY and runs[2][1] - runs[1][1] >= 0.5
     finally:
         worker.close()
-    assert not [t for t in threading.enumerate() if t.name == "auto-link"]
+    assert not linking_threads(earlier)
 
 
 def test_a_failed_check_or_run_is_logged_and_the_worker_goes_on(monkeypatch, caplog) -> None:
@@ -159,6 +166,7 @@ def test_a_run_that_outlasts_close_ends_its_thread_after_it(monkeypatch) -> None
 
     monkeypatch.setattr(reconciliation, "link_after_recording", run)
     monkeypatch.setattr(WaitingLines, "may_pay_in", lambda self, asks: min(asks, default=None))
+    earlier = frozenset(linking_threads())
     worker = LinkingWorker(ledger=None, delay_s=lambda: 0)  # type: ignore[arg-type]
     try:
         worker.after_receipt(TODAY, 100, "cash")
@@ -167,13 +175,13 @@ def test_a_run_that_outlasts_close_ends_its_thread_after_it(monkeypatch) -> None
         worker.after_receipt(YESTERDAY, 100, "cash")  # a new thread
         wait_until(lambda: len(runs) == 2)
         release.set()
-        wait_until(lambda: len([t for t in threading.enumerate() if t.name == "auto-link"]) == 1)
+        wait_until(lambda: len(linking_threads(earlier)) == 1)
         worker.after_receipt(TODAY, 100, "cash")
         wait_until(lambda: len(runs) == 3)
     finally:
         release.set()
         worker.close()
-    assert not [t for t in threading.enumerate() if t.name == "auto-link"]
+    assert not linking_threads(earlier)
 
 
 def test_receipts_between_runs_do_not_wake_the_worker(monkeypatch) -> None:
